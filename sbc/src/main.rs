@@ -1,0 +1,7 @@
+//! The `sbc` binary. TODO(transport helper).
+use mimalloc::MiMalloc;
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+fn main() {}
