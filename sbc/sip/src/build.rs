@@ -1,1 +1,225 @@
-//! TODO
+//! Messages derived from others, as RFC 3261 defines them: a response to a request (§8.2.6), the ACK a
+//! client transaction sends for a non-2xx final response (§17.1.1.3), and a CANCEL (§9.1).
+//!
+//! Each writes into a caller-supplied buffer. `response` returns the writer so that the caller can add
+//! headers (Contact, Allow, Server, ...) before [`MessageWriter::finish`].
+
+use crate::message::{HeaderName, Message, Method};
+use crate::writer::{decimal, MessageWriter};
+
+/// Start a response to `req` (RFC 3261 §8.2.6.2): every Via (in order, as received), From, To, Call-ID
+/// and CSeq copied. `to_tag` is added to To when the request's To has no tag and the response is not a
+/// 100 (a 100 Trying never establishes a dialog, §8.2.6.2).
+pub fn response<'b>(
+    req: &Message,
+    code: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+    out: &'b mut Vec<u8>,
+) -> MessageWriter<'b> {
+    let mut w = MessageWriter::response(out, code, reason);
+    for field in req.headers() {
+        if field.name == HeaderName::Via {
+            w.header("Via", field.value);
+        }
+    }
+    w.header("From", req.header(HeaderName::From).unwrap_or_default());
+    let to = req.header(HeaderName::To).unwrap_or_default();
+    match to_tag {
+        Some(tag) if code > 100 && req.to().tag().is_none() => {
+            w.header_parts("To", &[to, ";tag=", tag]);
+        }
+        _ => {
+            w.header("To", to);
+        }
+    }
+    w.header("Call-ID", req.call_id());
+    w.header("CSeq", req.header(HeaderName::CSeq).unwrap_or_default());
+    w
+}
+
+/// The ACK for a non-2xx final response to `invite` (RFC 3261 §17.1.1.3): same Request-URI, Call-ID,
+/// From and CSeq number as the INVITE, To from the response (it carries the tag), only the INVITE's top
+/// Via, and the INVITE's Route headers.
+pub fn ack_for_non_2xx(invite: &Message, response: &Message, out: &mut Vec<u8>) {
+    let uri = invite.request_uri().unwrap_or_default();
+    let mut w = MessageWriter::request(out, &Method::Ack, uri);
+    w.header("Via", invite.header_values(HeaderName::Via).next().unwrap_or_default());
+    w.header_u32("Max-Forwards", 70);
+    w.header("From", invite.header(HeaderName::From).unwrap_or_default());
+    w.header("To", response.header(HeaderName::To).unwrap_or_default());
+    w.header("Call-ID", invite.call_id());
+    let mut seq = [0u8; 10];
+    w.header_parts("CSeq", &[decimal(invite.cseq().seq, &mut seq), " ACK"]);
+    copy_routes(invite, &mut w);
+    w.finish(None, b"");
+}
+
+/// A CANCEL for `invite` (RFC 3261 §9.1): same Request-URI, Call-ID, To, From and CSeq number, only the
+/// INVITE's top Via (so the branch matches), and the INVITE's Route headers.
+pub fn cancel(invite: &Message, out: &mut Vec<u8>) {
+    let uri = invite.request_uri().unwrap_or_default();
+    let mut w = MessageWriter::request(out, &Method::Cancel, uri);
+    w.header("Via", invite.header_values(HeaderName::Via).next().unwrap_or_default());
+    w.header_u32("Max-Forwards", 70);
+    w.header("From", invite.header(HeaderName::From).unwrap_or_default());
+    w.header("To", invite.header(HeaderName::To).unwrap_or_default());
+    w.header("Call-ID", invite.call_id());
+    let mut seq = [0u8; 10];
+    w.header_parts("CSeq", &[decimal(invite.cseq().seq, &mut seq), " CANCEL"]);
+    copy_routes(invite, &mut w);
+    w.finish(None, b"");
+}
+
+/// The default reason phrase of a status code (RFC 3261 §21 and the extensions an SBC answers with).
+pub fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
+        183 => "Session Progress",
+        200 => "OK",
+        202 => "Accepted",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        305 => "Use Proxy",
+        380 => "Alternative Service",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        410 => "Gone",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        421 => "Extension Required",
+        423 => "Interval Too Brief",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        484 => "Address Incomplete",
+        485 => "Ambiguous",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        491 => "Request Pending",
+        493 => "Undecipherable",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
+        _ => match code / 100 {
+            1 => "Session Progress",
+            2 => "OK",
+            3 => "Redirection",
+            4 => "Request Failure",
+            5 => "Server Failure",
+            _ => "Global Failure",
+        },
+    }
+}
+
+fn copy_routes(req: &Message, w: &mut MessageWriter<'_>) {
+    for field in req.headers() {
+        if field.name == HeaderName::Route {
+            w.header("Route", field.value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    const INVITE: &str = "INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds\r\n\
+Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKnashds8;received=192.0.2.1\r\n\
+Max-Forwards: 70\r\n\
+Route: <sip:p1.example.com;lr>\r\n\
+To: Bob <sip:bob@biloxi.example.com>\r\n\
+From: Alice <sip:alice@atlanta.example.com>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@pc33.atlanta.example.com\r\n\
+CSeq: 314159 INVITE\r\n\
+Contact: <sip:alice@pc33.atlanta.example.com>\r\n\
+Content-Length: 0\r\n\r\n";
+
+    fn invite() -> Message {
+        Message::parse(Bytes::from_static(INVITE.as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn response_copies_dialog_headers_and_adds_tag() {
+        let req = invite();
+        let mut out = Vec::new();
+        response(&req, 486, reason_phrase(486), Some("sbc1"), &mut out).finish(None, b"");
+        let rsp = Message::parse(Bytes::from(out)).unwrap();
+        assert_eq!(rsp.status(), Some(486));
+        assert_eq!(rsp.reason(), Some("Busy Here"));
+        assert_eq!(rsp.vias().count(), 2, "all Vias are copied, in order");
+        assert_eq!(rsp.top_via().branch(), Some("z9hG4bK776asdhds"));
+        assert_eq!(rsp.to().tag(), Some("sbc1"));
+        assert_eq!(rsp.from().tag(), Some("1928301774"));
+        assert_eq!(rsp.call_id(), req.call_id());
+        assert_eq!(rsp.cseq().seq, 314159);
+        assert_eq!(rsp.cseq().method, Method::Invite);
+    }
+
+    #[test]
+    fn trying_gets_no_tag() {
+        let mut out = Vec::new();
+        response(&invite(), 100, "Trying", Some("sbc1"), &mut out).finish(None, b"");
+        let rsp = Message::parse(Bytes::from(out)).unwrap();
+        assert_eq!(rsp.to().tag(), None);
+    }
+
+    #[test]
+    fn ack_for_non_2xx_follows_17_1_1_3() {
+        let req = invite();
+        let mut out = Vec::new();
+        response(&req, 486, "Busy Here", Some("callee9"), &mut out).finish(None, b"");
+        let rsp = Message::parse(Bytes::from(out)).unwrap();
+        let mut ack = Vec::new();
+        ack_for_non_2xx(&req, &rsp, &mut ack);
+        let ack = Message::parse(Bytes::from(ack)).unwrap();
+        assert_eq!(ack.method(), Some(&Method::Ack));
+        assert_eq!(ack.request_uri(), req.request_uri());
+        assert_eq!(ack.vias().count(), 1, "only the top Via");
+        assert_eq!(ack.top_via().branch(), Some("z9hG4bK776asdhds"));
+        assert_eq!(ack.to().tag(), Some("callee9"), "To comes from the response");
+        assert_eq!(ack.cseq().seq, 314159);
+        assert_eq!(ack.cseq().method, Method::Ack);
+        assert_eq!(ack.header(HeaderName::Route), Some("<sip:p1.example.com;lr>"));
+    }
+
+    #[test]
+    fn cancel_follows_9_1() {
+        let req = invite();
+        let mut out = Vec::new();
+        cancel(&req, &mut out);
+        let c = Message::parse(Bytes::from(out)).unwrap();
+        assert_eq!(c.method(), Some(&Method::Cancel));
+        assert_eq!(c.vias().count(), 1);
+        assert_eq!(c.top_via().branch(), req.top_via().branch());
+        assert_eq!(c.to().tag(), None);
+        assert_eq!(c.cseq().seq, 314159);
+        assert_eq!(c.cseq().method, Method::Cancel);
+    }
+}
