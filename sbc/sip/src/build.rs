@@ -44,7 +44,13 @@ pub fn response<'b>(
 pub fn ack_for_non_2xx(invite: &Message, response: &Message, out: &mut Vec<u8>) {
     let uri = invite.request_uri().unwrap_or_default();
     let mut w = MessageWriter::request(out, &Method::Ack, uri);
-    w.header("Via", invite.header_values(HeaderName::Via).next().unwrap_or_default());
+    w.header(
+        "Via",
+        invite
+            .header_values(HeaderName::Via)
+            .next()
+            .unwrap_or_default(),
+    );
     w.header_u32("Max-Forwards", 70);
     w.header("From", invite.header(HeaderName::From).unwrap_or_default());
     w.header("To", response.header(HeaderName::To).unwrap_or_default());
@@ -60,7 +66,13 @@ pub fn ack_for_non_2xx(invite: &Message, response: &Message, out: &mut Vec<u8>) 
 pub fn cancel(invite: &Message, out: &mut Vec<u8>) {
     let uri = invite.request_uri().unwrap_or_default();
     let mut w = MessageWriter::request(out, &Method::Cancel, uri);
-    w.header("Via", invite.header_values(HeaderName::Via).next().unwrap_or_default());
+    w.header(
+        "Via",
+        invite
+            .header_values(HeaderName::Via)
+            .next()
+            .unwrap_or_default(),
+    );
     w.header_u32("Max-Forwards", 70);
     w.header("From", invite.header(HeaderName::From).unwrap_or_default());
     w.header("To", invite.header(HeaderName::To).unwrap_or_default());
@@ -69,6 +81,77 @@ pub fn cancel(invite: &Message, out: &mut Vec<u8>) {
     w.header_parts("CSeq", &[decimal(invite.cseq().seq, &mut seq), " CANCEL"]);
     copy_routes(invite, &mut w);
     w.finish(None, b"");
+}
+
+/// A stateless error response (400, 505, 416, ...) to a request that failed to parse (RFC 3261 §8.2.6,
+/// §16.3). The index of the failed message is gone, so this scans `raw` leniently, line by line, for the
+/// headers a response must echo: every Via, From, To, Call-ID and CSeq (long or compact names). `to_tag`
+/// is appended to To when it carries none. Returns `false`, writing nothing, when no Via line is found:
+/// such a response could not be routed, so the caller drops the request instead.
+pub fn error_response_for_raw(
+    raw: &[u8],
+    code: u16,
+    reason: &str,
+    to_tag: &str,
+    out: &mut Vec<u8>,
+) -> bool {
+    let start = out.len();
+    let mut w = MessageWriter::response(out, code, reason);
+    let mut vias = 0usize;
+    // Skip the start line; stop at the blank line that ends the header section.
+    for line in raw.split(|&b| b == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        let (name, value) = line.split_at(colon);
+        let name = HeaderName::from_bytes(trim(name));
+        let Ok(value) = std::str::from_utf8(trim(value.get(1..).unwrap_or_default())) else {
+            continue;
+        };
+        match name {
+            HeaderName::Via => {
+                vias += 1;
+                w.header("Via", value);
+            }
+            HeaderName::From => {
+                w.header("From", value);
+            }
+            HeaderName::To if !value.contains(";tag=") && !to_tag.is_empty() => {
+                w.header_parts("To", &[value, ";tag=", to_tag]);
+            }
+            HeaderName::To => {
+                w.header("To", value);
+            }
+            HeaderName::CallId => {
+                w.header("Call-ID", value);
+            }
+            HeaderName::CSeq => {
+                w.header("CSeq", value);
+            }
+            _ => {}
+        }
+    }
+    if vias == 0 {
+        out.truncate(start);
+        return false;
+    }
+    w.finish(None, b"");
+    true
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    let s = match s.iter().position(|b| !b.is_ascii_whitespace()) {
+        Some(i) => s.get(i..).unwrap_or_default(),
+        None => return &[],
+    };
+    match s.iter().rposition(|b| !b.is_ascii_whitespace()) {
+        Some(i) => s.get(..=i).unwrap_or_default(),
+        None => &[],
+    }
 }
 
 /// The default reason phrase of a status code (RFC 3261 §21 and the extensions an SBC answers with).
@@ -203,10 +286,17 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(ack.request_uri(), req.request_uri());
         assert_eq!(ack.vias().count(), 1, "only the top Via");
         assert_eq!(ack.top_via().branch(), Some("z9hG4bK776asdhds"));
-        assert_eq!(ack.to().tag(), Some("callee9"), "To comes from the response");
+        assert_eq!(
+            ack.to().tag(),
+            Some("callee9"),
+            "To comes from the response"
+        );
         assert_eq!(ack.cseq().seq, 314159);
         assert_eq!(ack.cseq().method, Method::Ack);
-        assert_eq!(ack.header(HeaderName::Route), Some("<sip:p1.example.com;lr>"));
+        assert_eq!(
+            ack.header(HeaderName::Route),
+            Some("<sip:p1.example.com;lr>")
+        );
     }
 
     #[test]
@@ -221,5 +311,35 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(c.to().tag(), None);
         assert_eq!(c.cseq().seq, 314159);
         assert_eq!(c.cseq().method, Method::Cancel);
+    }
+    #[test]
+    fn error_response_echoes_what_it_can_find() {
+        // Bad CSeq: the parser refuses it, the 400 still names the request's transaction.
+        let raw = b"INVITE sip:bob@example.com SIP/2.0\r\nv: SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bKx1;rport\r\n\
+f: <sip:a@example.com>;tag=9\r\nt: <sip:bob@example.com>\r\ni: c1@x\r\nCSeq: nope\r\n\r\n";
+        let mut out = Vec::new();
+        assert!(error_response_for_raw(
+            raw, 400, "Bad CSeq", "sbc0", &mut out
+        ));
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(text.starts_with("SIP/2.0 400 Bad CSeq\r\n"), "{text}");
+        assert!(text.contains("Via: SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bKx1;rport\r\n"));
+        assert!(text.contains("To: <sip:bob@example.com>;tag=sbc0\r\n"));
+        assert!(text.contains("Call-ID: c1@x\r\n"));
+        assert!(text.contains("CSeq: nope\r\n"));
+        assert!(text.ends_with("Content-Length: 0\r\n\r\n"));
+    }
+
+    #[test]
+    fn error_response_without_via_writes_nothing() {
+        let mut out = b"keep".to_vec();
+        assert!(!error_response_for_raw(
+            b"OPTIONS sip:x SIP/2.0\r\nCall-ID: a\r\n\r\n",
+            400,
+            "x",
+            "t",
+            &mut out
+        ));
+        assert_eq!(out, b"keep");
     }
 }
