@@ -1,1 +1,1177 @@
-//! TODO
+//! RFC 3261 §17 transactions, with the RFC 6026 corrections to the INVITE state machines.
+//!
+//! [`Transactions`] is a sans-IO table of client and server transactions. The driver follows one rule:
+//! *mutate* (`handle_message`, `handle_timeout`, `handle_transport_error`, `send_request`,
+//! `send_response`, `send_cancel`) → *drain* `poll_transmit` and `poll_event` → sleep until
+//! `poll_timeout`. Time is always an input; the layer never reads a clock.
+//!
+//! Matching follows §17.1.3 (client: top Via branch + CSeq method) and §17.2.3 (server: branch +
+//! sent-by + method, ACK matched to its INVITE, CANCEL a transaction of its own that finds its INVITE by
+//! the same key). Only RFC 3261 branches (`z9hG4bK` cookie) are matched: the RFC 2543 fallback of
+//! §17.2.3 is deliberately not implemented, such requests reach the TU as [`TxEvent::Stray`].
+//!
+//! The layer sends `100 Trying` for an INVITE when the TU has not answered within
+//! [`TransactionConfig::trying_delay`] (200 ms by default, §17.2.1). It answers a CANCEL itself (200 when
+//! it matches a server transaction, 481 otherwise) and tells the TU, which sends the 487.
+//!
+//! Deadlines sit in a per-transaction table indexed by [`Timer`] and in one binary heap of
+//! `(deadline, id, timer)` with lazy deletion: an entry is live only while the table still holds that
+//! deadline, so rearming or cancelling a timer never searches the heap.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::build;
+use crate::message::{Message, Method};
+use crate::uri::Host;
+
+/// Settings of the transaction layer.
+#[derive(Clone, Debug)]
+pub struct TransactionConfig {
+    /// RTT estimate T1 (default 500 ms).
+    pub t1: Duration,
+    /// Maximum retransmit interval for non-INVITE requests and INVITE responses, T2 (default 4 s).
+    pub t2: Duration,
+    /// Maximum time a message stays in the network, T4 (default 5 s).
+    pub t4: Duration,
+    /// Timer D over unreliable transports (default 32 s, at least 32 s per §17.1.1.2).
+    pub timer_d: Duration,
+    /// Delay before the layer answers an INVITE with 100 Trying on its own (default 200 ms).
+    pub trying_delay: Duration,
+    /// Maximum live transactions, client and server together (default 65 536). Each costs about one
+    /// request plus one response of memory.
+    pub max_transactions: usize,
+}
+
+impl Default for TransactionConfig {
+    fn default() -> Self {
+        Self {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+            timer_d: Duration::from_secs(32),
+            trying_delay: Duration::from_millis(200),
+            max_transactions: 65_536,
+        }
+    }
+}
+
+/// The RFC 3261 / RFC 6026 timers, plus the 200 ms "send 100 Trying" delay of §17.2.1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Timer {
+    /// INVITE request retransmission (client, unreliable).
+    TimerA = 0,
+    /// INVITE transaction timeout (client).
+    TimerB,
+    /// Wait time for response retransmissions (client INVITE, Completed).
+    TimerD,
+    /// Non-INVITE request retransmission (client, unreliable).
+    TimerE,
+    /// Non-INVITE transaction timeout (client).
+    TimerF,
+    /// INVITE final response retransmission (server, unreliable).
+    TimerG,
+    /// Wait time for ACK receipt (server INVITE).
+    TimerH,
+    /// Wait time for ACK retransmissions (server INVITE, Confirmed).
+    TimerI,
+    /// Wait time for non-INVITE request retransmissions (server).
+    TimerJ,
+    /// Wait time for non-INVITE response retransmissions (client).
+    TimerK,
+    /// Wait time for accepted INVITE request retransmissions (server, RFC 6026).
+    TimerL,
+    /// Wait time for retransmissions of 2xx to INVITE (client, RFC 6026).
+    TimerM,
+    /// Send 100 Trying when the TU has not answered an INVITE in time (§17.2.1).
+    Trying,
+}
+
+const TIMER_COUNT: usize = 13;
+
+/// Every timer, in table order.
+const ALL_TIMERS: [Timer; TIMER_COUNT] = [
+    Timer::TimerA,
+    Timer::TimerB,
+    Timer::TimerD,
+    Timer::TimerE,
+    Timer::TimerF,
+    Timer::TimerG,
+    Timer::TimerH,
+    Timer::TimerI,
+    Timer::TimerJ,
+    Timer::TimerK,
+    Timer::TimerL,
+    Timer::TimerM,
+    Timer::Trying,
+];
+
+/// Deadlines of one transaction, indexed by [`Timer`].
+#[derive(Clone, Debug, Default)]
+struct TimerTable([Option<Instant>; TIMER_COUNT]);
+
+impl TimerTable {
+    fn get(&self, t: Timer) -> Option<Instant> {
+        self.0.get(t as usize).copied().flatten()
+    }
+    fn set(&mut self, t: Timer, at: Option<Instant>) {
+        if let Some(slot) = self.0.get_mut(t as usize) {
+            *slot = at;
+        }
+    }
+}
+
+/// A client transaction handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientTxId(pub u64);
+
+/// A server transaction handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerTxId(pub u64);
+
+/// Either kind of transaction handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TxId {
+    /// A client transaction.
+    Client(ClientTxId),
+    /// A server transaction.
+    Server(ServerTxId),
+}
+
+/// Transaction states, named as in RFC 3261 §17 and RFC 6026.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxState {
+    /// Client INVITE: request sent, nothing heard yet.
+    Calling,
+    /// Non-INVITE: request sent (client) or received (server), no response yet.
+    Trying,
+    /// A provisional response was received (client) or sent (server).
+    Proceeding,
+    /// INVITE: a 2xx went through (RFC 6026).
+    Accepted,
+    /// A final response went through; waiting out retransmissions.
+    Completed,
+    /// Server INVITE: the ACK for a non-2xx arrived.
+    Confirmed,
+    /// Done; the transaction is about to leave the table.
+    Terminated,
+}
+
+/// Why a message reached the TU without a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StrayKind {
+    /// A response that matches no client transaction (e.g. a retransmitted 2xx after Timer M).
+    Response,
+    /// An ACK matching no server transaction: the ACK for a 2xx, end-to-end, for the dialog layer.
+    Ack,
+    /// An ACK that matched an INVITE server transaction in Accepted (a peer reusing the branch).
+    AckInAccepted,
+    /// No RFC 3261 branch in the top Via: cannot be matched (no RFC 2543 fallback).
+    NoBranch,
+}
+
+/// Something the TU must know.
+#[derive(Debug)]
+pub enum TxEvent {
+    /// A new request created a server transaction.
+    Request {
+        /// The new server transaction.
+        tx: ServerTxId,
+        /// The request.
+        request: Message,
+        /// Where it came from (responses go back there).
+        source: SocketAddr,
+    },
+    /// The table is full: no transaction was created; the TU should answer 503 statelessly.
+    Refused {
+        /// The request.
+        request: Message,
+        /// Where it came from.
+        source: SocketAddr,
+    },
+    /// A response for a client transaction (provisional, final, and 2xx retransmissions in Accepted).
+    Response {
+        /// The client transaction.
+        tx: ClientTxId,
+        /// The response.
+        response: Message,
+    },
+    /// A CANCEL matched an INVITE server transaction still in Proceeding. The layer already answered
+    /// the CANCEL with 200; the TU should send 487 on `invite`.
+    Cancelled {
+        /// The INVITE server transaction.
+        invite: ServerTxId,
+        /// The CANCEL's own server transaction (already Completed).
+        cancel: ServerTxId,
+    },
+    /// Timer B, F (client) or H (server) fired. For B and F the TU acts as if it received a 408.
+    Timeout {
+        /// The transaction.
+        tx: TxId,
+        /// Which timer.
+        timer: Timer,
+    },
+    /// The driver reported a transport failure for this transaction.
+    TransportError {
+        /// The transaction.
+        tx: TxId,
+    },
+    /// The transaction left the table.
+    Terminated {
+        /// The transaction.
+        tx: TxId,
+    },
+    /// A message no transaction claims, for the TU or dialog layer.
+    Stray {
+        /// Why it is stray.
+        kind: StrayKind,
+        /// The message.
+        message: Message,
+        /// Where it came from.
+        source: SocketAddr,
+    },
+}
+
+/// Bytes to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination.
+    pub dest: SocketAddr,
+    /// The serialized message.
+    pub bytes: Bytes,
+}
+
+/// Misuse of the TU commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxError {
+    /// The request has no RFC 3261 branch in its top Via.
+    NoBranch,
+    /// A client transaction with that branch and method already exists.
+    Duplicate,
+    /// The table is full.
+    Full,
+    /// No such transaction (it may have terminated).
+    Unknown,
+    /// The message does not fit (a request where a response is expected, or the state forbids it).
+    Invalid,
+}
+
+impl std::fmt::Display for TxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NoBranch => "request has no RFC 3261 branch",
+            Self::Duplicate => "duplicate client transaction",
+            Self::Full => "transaction table full",
+            Self::Unknown => "unknown transaction",
+            Self::Invalid => "message not allowed in this transaction state",
+        })
+    }
+}
+
+impl std::error::Error for TxError {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    InviteClient,
+    NonInviteClient,
+    InviteServer,
+    NonInviteServer,
+}
+
+/// §17.2.3 key: branch, sent-by, method (ACK folded into INVITE).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ServerKey {
+    branch: Box<str>,
+    sent_by: Box<str>,
+    method: Method,
+}
+
+/// §17.1.3 key: branch and CSeq method.
+type ClientKey = (Box<str>, Method);
+
+#[derive(Debug)]
+enum Key {
+    Client(ClientKey),
+    Server(ServerKey),
+}
+
+#[derive(Debug)]
+struct Transaction {
+    kind: Kind,
+    state: TxState,
+    key: Key,
+    peer: SocketAddr,
+    reliable: bool,
+    /// The request (client: retransmitted and used for the ACK; server: used for 100 Trying).
+    request: Message,
+    /// Server: the last response sent. Client INVITE in Completed: the ACK.
+    last: Option<Bytes>,
+    timers: TimerTable,
+    /// Current retransmission interval of Timer A, E or G.
+    interval: Duration,
+}
+
+const MAGIC_COOKIE: &str = "z9hG4bK";
+
+/// The transaction table.
+#[derive(Debug)]
+pub struct Transactions {
+    config: TransactionConfig,
+    txs: HashMap<u64, Transaction>,
+    client_index: HashMap<ClientKey, u64>,
+    server_index: HashMap<ServerKey, u64>,
+    heap: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
+    next_id: u64,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<TxEvent>,
+}
+
+fn rfc3261_branch(msg: &Message) -> Option<&str> {
+    msg.top_via()
+        .branch()
+        .filter(|b| b.starts_with(MAGIC_COOKIE))
+}
+
+fn sent_by(msg: &Message) -> Box<str> {
+    let via = msg.top_via();
+    let host = match via.host {
+        Host::Domain(d) => d.to_ascii_lowercase(),
+        Host::V4(a) => a.to_string(),
+        Host::V6(a) => a.to_string(),
+    };
+    format!("{host}:{}", via.port.unwrap_or(0)).into_boxed_str()
+}
+
+fn server_key(msg: &Message, branch: &str) -> ServerKey {
+    let method = match msg.method() {
+        Some(Method::Ack) | None => Method::Invite,
+        Some(m) => m.clone(),
+    };
+    ServerKey {
+        branch: branch.into(),
+        sent_by: sent_by(msg),
+        method,
+    }
+}
+
+impl Transactions {
+    /// An empty table.
+    pub fn new(config: TransactionConfig) -> Self {
+        Self {
+            config,
+            txs: HashMap::new(),
+            client_index: HashMap::new(),
+            server_index: HashMap::new(),
+            heap: BinaryHeap::new(),
+            next_id: 1,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Live transactions.
+    pub fn len(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// True when no transaction is live.
+    pub fn is_empty(&self) -> bool {
+        self.txs.is_empty()
+    }
+
+    /// The state of a transaction, `None` once it left the table.
+    pub fn state(&self, tx: TxId) -> Option<TxState> {
+        let id = match tx {
+            TxId::Client(ClientTxId(id)) | TxId::Server(ServerTxId(id)) => id,
+        };
+        self.txs.get(&id).map(|t| t.state)
+    }
+
+    /// Next outgoing message.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Next event for the TU.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<TxEvent> {
+        self.events.pop_front()
+    }
+
+    /// The earliest pending deadline. Drops stale heap entries on the way, so it is amortised O(log n).
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        while let Some(Reverse((at, id, timer))) = self.heap.peek().copied() {
+            if self.is_live(at, id, timer) {
+                return Some(at);
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    fn is_live(&self, at: Instant, id: u64, timer: Timer) -> bool {
+        self.txs
+            .get(&id)
+            .is_some_and(|t| t.timers.get(timer) == Some(at))
+    }
+
+    /// Fire every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, id, timer))) = self.heap.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.heap.pop();
+            if !self.is_live(at, id, timer) {
+                continue;
+            }
+            if let Some(t) = self.txs.get_mut(&id) {
+                t.timers.set(timer, None);
+            }
+            self.fire(now, id, timer);
+        }
+    }
+
+    /// The driver could not send for this transaction (ICMP error, TCP reset, ...), §17.1.4 / §17.2.4.
+    pub fn handle_transport_error(&mut self, tx: TxId) {
+        let id = match tx {
+            TxId::Client(ClientTxId(id)) | TxId::Server(ServerTxId(id)) => id,
+        };
+        if self.txs.contains_key(&id) {
+            self.events.push_back(TxEvent::TransportError { tx });
+            self.terminate(id);
+        }
+    }
+
+    /// Start a client transaction for `request` (which carries the TU's branch) towards `dest`.
+    pub fn send_request(
+        &mut self,
+        now: Instant,
+        request: Message,
+        dest: SocketAddr,
+        reliable: bool,
+    ) -> Result<ClientTxId, TxError> {
+        let method = request.method().cloned().ok_or(TxError::Invalid)?;
+        if method == Method::Ack {
+            // ACK for 2xx is sent by the TU directly; ACK for non-2xx by the layer.
+            return Err(TxError::Invalid);
+        }
+        let branch = rfc3261_branch(&request).ok_or(TxError::NoBranch)?;
+        let key: ClientKey = (branch.into(), method.clone());
+        if self.client_index.contains_key(&key) {
+            return Err(TxError::Duplicate);
+        }
+        if self.txs.len() >= self.config.max_transactions {
+            return Err(TxError::Full);
+        }
+        let id = self.alloc_id();
+        let invite = method == Method::Invite;
+        self.transmits.push_back(Transmit {
+            dest,
+            bytes: request.raw().clone(),
+        });
+        self.client_index.insert(key.clone(), id);
+        self.txs.insert(
+            id,
+            Transaction {
+                kind: if invite {
+                    Kind::InviteClient
+                } else {
+                    Kind::NonInviteClient
+                },
+                state: if invite {
+                    TxState::Calling
+                } else {
+                    TxState::Trying
+                },
+                key: Key::Client(key),
+                peer: dest,
+                reliable,
+                request,
+                last: None,
+                timers: TimerTable::default(),
+                interval: self.config.t1,
+            },
+        );
+        let t1 = self.config.t1;
+        let (retransmit, timeout) = if invite {
+            (Timer::TimerA, Timer::TimerB)
+        } else {
+            (Timer::TimerE, Timer::TimerF)
+        };
+        if !reliable {
+            self.arm(id, retransmit, now + t1);
+        }
+        self.arm(id, timeout, now + 64 * t1);
+        Ok(ClientTxId(id))
+    }
+
+    /// Send a CANCEL for a client INVITE transaction in Proceeding (§9.1) as a new non-INVITE client
+    /// transaction. Timer B is rearmed on the INVITE to 64*T1: if no final response arrives by then, the
+    /// INVITE transaction times out.
+    pub fn send_cancel(&mut self, now: Instant, invite: ClientTxId) -> Result<ClientTxId, TxError> {
+        let t = self.txs.get(&invite.0).ok_or(TxError::Unknown)?;
+        if t.kind != Kind::InviteClient || t.state != TxState::Proceeding {
+            return Err(TxError::Invalid);
+        }
+        let (dest, reliable) = (t.peer, t.reliable);
+        let mut out = Vec::new();
+        build::cancel(&t.request, &mut out);
+        let cancel = Message::parse(Bytes::from(out)).map_err(|_| TxError::Invalid)?;
+        let id = self.send_request(now, cancel, dest, reliable)?;
+        let t64 = 64 * self.config.t1;
+        self.arm(invite.0, Timer::TimerB, now + t64);
+        Ok(id)
+    }
+
+    /// Send a response on a server transaction (§17.2.1 / §17.2.2 TU side).
+    pub fn send_response(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        response: Message,
+    ) -> Result<(), TxError> {
+        let code = response.status().ok_or(TxError::Invalid)?;
+        let id = tx.0;
+        let config = self.config.clone();
+        let t = self.txs.get_mut(&id).ok_or(TxError::Unknown)?;
+        let bytes = response.raw().clone();
+        let peer = t.peer;
+        match (t.kind, t.state) {
+            (Kind::InviteServer, TxState::Proceeding) => {
+                t.last = Some(bytes.clone());
+                t.timers.set(Timer::Trying, None);
+                if (200..300).contains(&code) {
+                    t.state = TxState::Accepted;
+                    self.arm(id, Timer::TimerL, now + 64 * config.t1);
+                } else if code >= 300 {
+                    t.state = TxState::Completed;
+                    t.interval = config.t1;
+                    if !t.reliable {
+                        self.arm(id, Timer::TimerG, now + config.t1);
+                    }
+                    self.arm(id, Timer::TimerH, now + 64 * config.t1);
+                }
+            }
+            // RFC 6026 §8.5: 2xx retransmissions from the TU go out in Accepted.
+            (Kind::InviteServer, TxState::Accepted) if (200..300).contains(&code) => {}
+            (Kind::NonInviteServer, TxState::Trying | TxState::Proceeding) => {
+                t.last = Some(bytes.clone());
+                if code < 200 {
+                    t.state = TxState::Proceeding;
+                } else {
+                    t.state = TxState::Completed;
+                    if t.reliable {
+                        self.transmits.push_back(Transmit { dest: peer, bytes });
+                        self.terminate(id);
+                        return Ok(());
+                    }
+                    self.arm(id, Timer::TimerJ, now + 64 * config.t1);
+                }
+            }
+            _ => return Err(TxError::Invalid),
+        }
+        self.transmits.push_back(Transmit { dest: peer, bytes });
+        Ok(())
+    }
+
+    /// A message arrived from `source` over a reliable (TCP/TLS/WS) or unreliable (UDP) transport.
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        source: SocketAddr,
+        reliable: bool,
+    ) {
+        if msg.is_request() {
+            self.handle_request(now, msg, source, reliable);
+        } else {
+            self.handle_response(now, msg, source);
+        }
+    }
+
+    fn handle_response(&mut self, now: Instant, msg: Message, source: SocketAddr) {
+        let code = msg.status().unwrap_or(0);
+        let id = rfc3261_branch(&msg).and_then(|b| {
+            let key: ClientKey = (b.into(), msg.cseq().method.clone());
+            self.client_index.get(&key).copied()
+        });
+        let Some((id, t)) = id.and_then(|id| self.txs.get_mut(&id).map(|t| (id, t))) else {
+            self.events.push_back(TxEvent::Stray {
+                kind: StrayKind::Response,
+                message: msg,
+                source,
+            });
+            return;
+        };
+        let config = self.config.clone();
+        let txid = ClientTxId(id);
+        match t.kind {
+            Kind::InviteClient => match t.state {
+                TxState::Calling | TxState::Proceeding if code < 200 => {
+                    t.state = TxState::Proceeding;
+                    // §17.1.1.2: no more retransmissions; Timer B only runs in Calling.
+                    t.timers.set(Timer::TimerA, None);
+                    t.timers.set(Timer::TimerB, None);
+                    self.events.push_back(TxEvent::Response {
+                        tx: txid,
+                        response: msg,
+                    });
+                }
+                TxState::Calling | TxState::Proceeding if code < 300 => {
+                    t.state = TxState::Accepted;
+                    t.timers = TimerTable::default();
+                    self.events.push_back(TxEvent::Response {
+                        tx: txid,
+                        response: msg,
+                    });
+                    self.arm(id, Timer::TimerM, now + 64 * config.t1);
+                }
+                TxState::Calling | TxState::Proceeding => {
+                    t.state = TxState::Completed;
+                    t.timers = TimerTable::default();
+                    let mut out = Vec::new();
+                    build::ack_for_non_2xx(&t.request, &msg, &mut out);
+                    let ack = Bytes::from(out);
+                    t.last = Some(ack.clone());
+                    let (peer, reliable) = (t.peer, t.reliable);
+                    self.transmits.push_back(Transmit {
+                        dest: peer,
+                        bytes: ack,
+                    });
+                    self.events.push_back(TxEvent::Response {
+                        tx: txid,
+                        response: msg,
+                    });
+                    if reliable {
+                        self.terminate(id);
+                    } else {
+                        self.arm(id, Timer::TimerD, now + config.timer_d);
+                    }
+                }
+                // RFC 6026 §8.4: retransmitted 2xx go to the TU, which re-sends its ACK.
+                TxState::Accepted if (200..300).contains(&code) => {
+                    self.events.push_back(TxEvent::Response {
+                        tx: txid,
+                        response: msg,
+                    });
+                }
+                TxState::Completed if code >= 300 => {
+                    if let Some(ack) = t.last.clone() {
+                        let peer = t.peer;
+                        self.transmits.push_back(Transmit {
+                            dest: peer,
+                            bytes: ack,
+                        });
+                    }
+                }
+                _ => {}
+            },
+            Kind::NonInviteClient => match t.state {
+                TxState::Trying | TxState::Proceeding if code < 200 => {
+                    t.state = TxState::Proceeding;
+                    self.events.push_back(TxEvent::Response {
+                        tx: txid,
+                        response: msg,
+                    });
+                }
+                TxState::Trying | TxState::Proceeding => {
+                    t.state = TxState::Completed;
+                    t.timers = TimerTable::default();
+                    let reliable = t.reliable;
+                    self.events.push_back(TxEvent::Response {
+                        tx: txid,
+                        response: msg,
+                    });
+                    if reliable {
+                        self.terminate(id);
+                    } else {
+                        self.arm(id, Timer::TimerK, now + config.t4);
+                    }
+                }
+                // Completed absorbs retransmitted responses.
+                _ => {}
+            },
+            Kind::InviteServer | Kind::NonInviteServer => {}
+        }
+    }
+
+    fn handle_request(&mut self, now: Instant, msg: Message, source: SocketAddr, reliable: bool) {
+        let is_ack = msg.method() == Some(&Method::Ack);
+        let Some(branch) = rfc3261_branch(&msg) else {
+            self.events.push_back(TxEvent::Stray {
+                kind: if is_ack {
+                    StrayKind::Ack
+                } else {
+                    StrayKind::NoBranch
+                },
+                message: msg,
+                source,
+            });
+            return;
+        };
+        let key = server_key(&msg, branch);
+        if let Some(&id) = self.server_index.get(&key) {
+            self.retransmitted_request(now, id, msg, source, is_ack);
+            return;
+        }
+        if is_ack {
+            self.events.push_back(TxEvent::Stray {
+                kind: StrayKind::Ack,
+                message: msg,
+                source,
+            });
+            return;
+        }
+        if self.txs.len() >= self.config.max_transactions {
+            self.events.push_back(TxEvent::Refused {
+                request: msg,
+                source,
+            });
+            return;
+        }
+        let invite = key.method == Method::Invite;
+        let cancel_of = (key.method == Method::Cancel)
+            .then(|| {
+                let invite_key = ServerKey {
+                    method: Method::Invite,
+                    ..key.clone()
+                };
+                self.server_index.get(&invite_key).copied()
+            })
+            .flatten();
+        let is_cancel = key.method == Method::Cancel;
+        let id = self.alloc_id();
+        self.server_index.insert(key.clone(), id);
+        self.txs.insert(
+            id,
+            Transaction {
+                kind: if invite {
+                    Kind::InviteServer
+                } else {
+                    Kind::NonInviteServer
+                },
+                state: if invite {
+                    TxState::Proceeding
+                } else {
+                    TxState::Trying
+                },
+                key: Key::Server(key),
+                peer: source,
+                reliable,
+                request: msg,
+                last: None,
+                timers: TimerTable::default(),
+                interval: self.config.t1,
+            },
+        );
+        if invite {
+            let delay = self.config.trying_delay;
+            self.arm(id, Timer::Trying, now + delay);
+        }
+        if is_cancel {
+            // §9.2: the layer answers CANCEL itself; the TU only hears of it when it has work to do.
+            let code = if cancel_of.is_some() { 200 } else { 481 };
+            if let Some(resp) = self.response_for(id, code) {
+                let _ = self.send_response(now, ServerTxId(id), resp);
+            }
+            if let Some(inv) = cancel_of {
+                if self.txs.get(&inv).map(|t| t.state) == Some(TxState::Proceeding) {
+                    self.events.push_back(TxEvent::Cancelled {
+                        invite: ServerTxId(inv),
+                        cancel: ServerTxId(id),
+                    });
+                }
+            }
+            return;
+        }
+        let request = match self.txs.get(&id) {
+            Some(t) => t.request.clone(),
+            None => return,
+        };
+        self.events.push_back(TxEvent::Request {
+            tx: ServerTxId(id),
+            request,
+            source,
+        });
+    }
+
+    /// A response to the request of server transaction `id`, built by the layer itself.
+    fn response_for(&self, id: u64, code: u16) -> Option<Message> {
+        let t = self.txs.get(&id)?;
+        let mut out = Vec::new();
+        build::response(&t.request, code, build::reason_phrase(code), None, &mut out)
+            .finish(None, b"");
+        Message::parse(Bytes::from(out)).ok()
+    }
+
+    fn retransmitted_request(
+        &mut self,
+        now: Instant,
+        id: u64,
+        msg: Message,
+        source: SocketAddr,
+        is_ack: bool,
+    ) {
+        let t4 = self.config.t4;
+        let Some(t) = self.txs.get_mut(&id) else {
+            return;
+        };
+        match (t.kind, t.state, is_ack) {
+            (Kind::InviteServer, TxState::Completed, true) => {
+                // §17.2.1: ACK moves to Confirmed; G and H stop, I absorbs ACK retransmissions.
+                t.state = TxState::Confirmed;
+                t.timers = TimerTable::default();
+                if t.reliable {
+                    self.terminate(id);
+                } else {
+                    self.arm(id, Timer::TimerI, now + t4);
+                }
+            }
+            (Kind::InviteServer, TxState::Accepted, true) => {
+                self.events.push_back(TxEvent::Stray {
+                    kind: StrayKind::AckInAccepted,
+                    message: msg,
+                    source,
+                });
+            }
+            (_, _, true) => {}
+            // Retransmitted request: resend the last response, if any (§17.2.1, §17.2.2). Accepted
+            // and Confirmed absorb (RFC 6026 §8.7).
+            (_, TxState::Proceeding | TxState::Completed, false) => {
+                if let Some(last) = t.last.clone() {
+                    let peer = t.peer;
+                    self.transmits.push_back(Transmit {
+                        dest: peer,
+                        bytes: last,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn fire(&mut self, now: Instant, id: u64, timer: Timer) {
+        let config = self.config.clone();
+        let Some(t) = self.txs.get_mut(&id) else {
+            return;
+        };
+        let client = TxId::Client(ClientTxId(id));
+        let server = TxId::Server(ServerTxId(id));
+        match timer {
+            Timer::TimerA | Timer::TimerE => {
+                let bytes = t.request.raw().clone();
+                let peer = t.peer;
+                // §17.1.1.2: A doubles without bound (B ends it); §17.1.2.2: E doubles up to T2 in
+                // Trying and runs at T2 in Proceeding.
+                t.interval = match (timer, t.state) {
+                    (Timer::TimerA, _) => t.interval * 2,
+                    (_, TxState::Proceeding) => config.t2,
+                    _ => (t.interval * 2).min(config.t2),
+                };
+                let next = now + t.interval;
+                self.transmits.push_back(Transmit { dest: peer, bytes });
+                self.arm(id, timer, next);
+            }
+            Timer::TimerG => {
+                t.interval = (t.interval * 2).min(config.t2);
+                let next = now + t.interval;
+                if let Some(bytes) = t.last.clone() {
+                    let peer = t.peer;
+                    self.transmits.push_back(Transmit { dest: peer, bytes });
+                }
+                self.arm(id, timer, next);
+            }
+            Timer::TimerB | Timer::TimerF => {
+                self.events
+                    .push_back(TxEvent::Timeout { tx: client, timer });
+                self.terminate(id);
+            }
+            Timer::TimerH => {
+                self.events
+                    .push_back(TxEvent::Timeout { tx: server, timer });
+                self.terminate(id);
+            }
+            Timer::TimerD
+            | Timer::TimerI
+            | Timer::TimerJ
+            | Timer::TimerK
+            | Timer::TimerL
+            | Timer::TimerM => self.terminate(id),
+            Timer::Trying => {
+                if t.state == TxState::Proceeding && t.last.is_none() {
+                    if let Some(resp) = self.response_for(id, 100) {
+                        let _ = self.send_response(now, ServerTxId(id), resp);
+                    }
+                }
+            }
+        }
+    }
+
+    fn arm(&mut self, id: u64, timer: Timer, at: Instant) {
+        if let Some(t) = self.txs.get_mut(&id) {
+            t.timers.set(timer, Some(at));
+            self.heap.push(Reverse((at, id, timer)));
+        }
+        // Stale entries leave the heap when their deadline passes; a burst of cancellations could
+        // still pile them up, so rebuild once they outnumber the possible live ones. Amortised O(1).
+        if self.heap.len() > 2 * TIMER_COUNT * (self.txs.len() + 64) {
+            self.compact();
+        }
+    }
+
+    /// Rebuild the heap from the per-transaction tables, dropping every stale entry.
+    fn compact(&mut self) {
+        let live = self.txs.iter().flat_map(|(&id, t)| {
+            t.timers
+                .0
+                .iter()
+                .zip(ALL_TIMERS)
+                .filter_map(move |(at, timer)| at.map(|at| Reverse((at, id, timer))))
+        });
+        self.heap = live.collect();
+    }
+
+    fn alloc_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        id
+    }
+
+    fn terminate(&mut self, id: u64) {
+        let Some(t) = self.txs.remove(&id) else {
+            return;
+        };
+        let tx = match t.key {
+            Key::Client(k) => {
+                self.client_index.remove(&k);
+                TxId::Client(ClientTxId(id))
+            }
+            Key::Server(k) => {
+                self.server_index.remove(&k);
+                TxId::Server(ServerTxId(id))
+            }
+        };
+        self.events.push_back(TxEvent::Terminated { tx });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: &str, via: &str, seq: u32) -> Message {
+        let text = format!(
+            "{method} sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {via}\r\nMax-Forwards: 70\r\n\
+             From: <sip:a@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\nCall-ID: c1\r\n\
+             CSeq: {seq} {method}\r\nContent-Length: 0\r\n\r\n"
+        );
+        Message::parse(Bytes::from(text)).unwrap()
+    }
+
+    fn resp(to: &Message, code: u16) -> Message {
+        let mut out = Vec::new();
+        build::response(to, code, build::reason_phrase(code), Some("t"), &mut out)
+            .finish(None, b"");
+        Message::parse(Bytes::from(out)).unwrap()
+    }
+
+    fn peer() -> SocketAddr {
+        "192.0.2.1:5060".parse().unwrap()
+    }
+
+    fn epoch() -> Instant {
+        // Tests need one base instant; every later time is derived from it.
+        #[allow(clippy::disallowed_methods)]
+        Instant::now()
+    }
+
+    fn events(t: &mut Transactions) -> Vec<TxEvent> {
+        std::iter::from_fn(|| t.poll_event()).collect()
+    }
+
+    #[test]
+    fn timer_table_is_indexed_by_timer() {
+        let now = epoch();
+        let mut table = TimerTable::default();
+        table.set(Timer::TimerM, Some(now));
+        table.set(Timer::Trying, Some(now));
+        assert_eq!(table.get(Timer::TimerM), Some(now));
+        assert_eq!(table.get(Timer::TimerA), None);
+        table.set(Timer::TimerM, None);
+        assert_eq!(table.get(Timer::TimerM), None);
+        assert_eq!(Timer::Trying as usize, TIMER_COUNT - 1);
+    }
+
+    #[test]
+    fn ack_matches_invite_and_sent_by_is_part_of_the_key() {
+        let now = epoch();
+        let mut t = Transactions::new(TransactionConfig::default());
+        let inv = req("INVITE", "h1:5060;branch=z9hG4bKx", 1);
+        t.handle_message(now, inv.clone(), peer(), false);
+        // Same branch, other sent-by: a different transaction (§17.2.3).
+        t.handle_message(
+            now,
+            req("INVITE", "h2:5060;branch=z9hG4bKx", 1),
+            peer(),
+            false,
+        );
+        assert_eq!(t.len(), 2);
+        let ev = events(&mut t);
+        let Some(TxEvent::Request { tx, .. }) = ev.first() else {
+            panic!("{ev:?}");
+        };
+        t.send_response(now, *tx, resp(&inv, 486)).unwrap();
+        t.handle_message(now, req("ACK", "H1:5060;branch=z9hG4bKx", 1), peer(), false);
+        assert_eq!(t.state(TxId::Server(*tx)), Some(TxState::Confirmed));
+    }
+
+    #[test]
+    fn unmatchable_requests_go_to_the_tu() {
+        let now = epoch();
+        let mut t = Transactions::new(TransactionConfig::default());
+        t.handle_message(now, req("OPTIONS", "h1:5060", 1), peer(), false);
+        // An RFC 2543 branch (no magic cookie): no fallback matching.
+        t.handle_message(now, req("OPTIONS", "h1:5060;branch=old", 1), peer(), false);
+        t.handle_message(
+            now,
+            req("ACK", "h1:5060;branch=z9hG4bKnone", 1),
+            peer(),
+            false,
+        );
+        let kinds: Vec<_> = events(&mut t)
+            .into_iter()
+            .map(|e| match e {
+                TxEvent::Stray { kind, .. } => kind,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [StrayKind::NoBranch, StrayKind::NoBranch, StrayKind::Ack]
+        );
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn send_request_rejects_misuse() {
+        let now = epoch();
+        let mut t = Transactions::new(TransactionConfig {
+            max_transactions: 1,
+            ..TransactionConfig::default()
+        });
+        let r = req("OPTIONS", "h:5060;branch=z9hG4bK1", 1);
+        assert_eq!(
+            t.send_request(now, req("OPTIONS", "h:5060", 1), peer(), false),
+            Err(TxError::NoBranch)
+        );
+        t.send_request(now, r.clone(), peer(), false).unwrap();
+        assert_eq!(
+            t.send_request(now, r, peer(), false),
+            Err(TxError::Duplicate)
+        );
+        assert_eq!(
+            t.send_request(now, req("BYE", "h:5060;branch=z9hG4bK2", 2), peer(), false),
+            Err(TxError::Full)
+        );
+        assert_eq!(
+            t.send_response(
+                now,
+                ServerTxId(99),
+                resp(&req("BYE", "h;branch=z9hG4bK3", 1), 200)
+            ),
+            Err(TxError::Unknown)
+        );
+    }
+
+    #[test]
+    fn poll_timeout_skips_cancelled_timers() {
+        let now = epoch();
+        let mut t = Transactions::new(TransactionConfig::default());
+        let r = req("OPTIONS", "h:5060;branch=z9hG4bK1", 1);
+        t.send_request(now, r.clone(), peer(), false).unwrap();
+        assert_eq!(t.poll_timeout(), Some(now + Duration::from_millis(500)));
+        let later = now + Duration::from_millis(100);
+        t.handle_message(later, resp(&r, 200), peer(), false);
+        // E and F are stale in the heap; only K (T4) is live.
+        assert_eq!(t.poll_timeout(), Some(later + Duration::from_secs(5)));
+        t.handle_timeout(later + Duration::from_secs(5));
+        assert!(t.is_empty());
+        assert_eq!(t.poll_timeout(), None);
+    }
+
+    #[test]
+    fn heap_stays_bounded_under_cancellations() {
+        let now = epoch();
+        let mut t = Transactions::new(TransactionConfig::default());
+        for i in 0..5000u32 {
+            let r = req("OPTIONS", &format!("h:5060;branch=z9hG4bK{i}"), 1);
+            t.send_request(now, r.clone(), peer(), true).unwrap();
+            // Reliable: the 200 terminates at once, leaving F stale in the heap.
+            t.handle_message(now, resp(&r, 200), peer(), true);
+        }
+        assert!(t.is_empty());
+        assert!(t.heap.len() <= 2 * TIMER_COUNT * 64 + 1, "{}", t.heap.len());
+        assert_eq!(t.poll_timeout(), None);
+        for (i, timer) in ALL_TIMERS.iter().enumerate() {
+            assert_eq!(*timer as usize, i);
+        }
+    }
+
+    #[test]
+    fn unmatched_response_is_stray() {
+        let now = epoch();
+        let mut t = Transactions::new(TransactionConfig::default());
+        let r = req("INVITE", "h:5060;branch=z9hG4bK9", 1);
+        t.handle_message(now, resp(&r, 200), peer(), false);
+        assert!(matches!(
+            events(&mut t).first(),
+            Some(TxEvent::Stray {
+                kind: StrayKind::Response,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn transport_error_terminates() {
+        let now = epoch();
+        let mut t = Transactions::new(TransactionConfig::default());
+        let id = t
+            .send_request(
+                now,
+                req("INVITE", "h:5060;branch=z9hG4bK1", 1),
+                peer(),
+                true,
+            )
+            .unwrap();
+        t.handle_transport_error(TxId::Client(id));
+        let ev = events(&mut t);
+        assert!(matches!(ev.first(), Some(TxEvent::TransportError { .. })));
+        assert!(matches!(ev.get(1), Some(TxEvent::Terminated { .. })));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn retransmitted_cancel_gets_its_200_again() {
+        let now = epoch();
+        let mut t = Transactions::new(TransactionConfig::default());
+        let via = "h:5060;branch=z9hG4bKc";
+        t.handle_message(now, req("INVITE", via, 1), peer(), false);
+        t.handle_message(now, req("CANCEL", via, 1), peer(), false);
+        t.handle_message(now, req("CANCEL", via, 1), peer(), false);
+        let sent: Vec<_> = std::iter::from_fn(|| t.poll_transmit()).collect();
+        assert_eq!(sent.len(), 2);
+        assert!(sent.iter().all(|s| s.bytes.starts_with(b"SIP/2.0 200")));
+        let cancelled = events(&mut t)
+            .iter()
+            .filter(|e| matches!(e, TxEvent::Cancelled { .. }))
+            .count();
+        assert_eq!(cancelled, 1);
+    }
+}
