@@ -1,7 +1,227 @@
-//! The `sbc` binary. TODO(transport helper).
+//! The `sbc` binary: command line, configuration, workers, graceful stop.
+//!
+//! `sbc [--config FILE] [--check-config FILE] [--driver auto|io_uring|epoll] [--workers N]`
+//!
+//! All sockets are bound here, before any worker starts, so that a bad address fails the start with a
+//! clear message. Each worker then owns its sockets (SO_REUSEPORT) and runs its own loop. SIGINT and
+//! SIGTERM are blocked in every thread and taken by `sigwait` in the main thread, which sets the stop
+//! flag that the workers read at least every 100 ms.
+
+mod config;
+mod handler;
+mod stream;
+mod sys;
+mod udp;
+mod uring;
+mod worker;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use mimalloc::MiMalloc;
+
+use crate::config::{Config, DriverChoice};
+use crate::handler::Counters;
+use crate::worker::{Driver, Worker};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-fn main() {}
+struct Args {
+    config: Option<PathBuf>,
+    check_config: Option<PathBuf>,
+    driver: Option<DriverChoice>,
+    workers: Option<usize>,
+}
+
+const USAGE: &str =
+    "usage: sbc [--config FILE] [--check-config FILE] [--driver auto|io_uring|epoll] [--workers N]";
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        config: None,
+        check_config: None,
+        driver: None,
+        workers: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+        };
+        match a.as_str() {
+            "--config" | "-c" => args.config = Some(value("--config")?.into()),
+            "--check-config" => args.check_config = Some(value("--check-config")?.into()),
+            "--driver" => args.driver = Some(value("--driver")?.parse()?),
+            "--workers" => {
+                let v = value("--workers")?;
+                let n: usize = v
+                    .parse()
+                    .map_err(|_| format!("--workers: not a number: {v}"))?;
+                args.workers = Some(n);
+            }
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(path) = &args.check_config {
+        return match Config::load(path) {
+            Ok(_) => {
+                println!("{}: ok", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let mut cfg = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Config::embedded_default(),
+    };
+    if let Some(d) = args.driver {
+        cfg.transport.driver = d;
+    }
+    if let Some(n) = args.workers {
+        if n == 0 {
+            eprintln!("--workers: must be at least 1");
+            return ExitCode::from(2);
+        }
+        cfg.workers = Some(n);
+    }
+    match run(&cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn choose_driver(choice: DriverChoice) -> Driver {
+    match choice {
+        DriverChoice::Epoll => {
+            tracing::info!("transport driver: epoll (forced by configuration)");
+            Driver::Epoll
+        }
+        DriverChoice::Auto | DriverChoice::IoUring => match uring::probe() {
+            Ok(()) => {
+                tracing::info!(
+                    "transport driver: io_uring (UDP: multishot recvmsg + provided buffer ring, batched \
+                     sendmsg; TCP/TLS: epoll polled through the ring)"
+                );
+                Driver::IoUring
+            }
+            Err(reason) => {
+                tracing::warn!("transport driver: epoll (io_uring unavailable: {reason})");
+                Driver::Epoll
+            }
+        },
+    }
+}
+
+fn bind<T>(
+    list: &[std::net::SocketAddr],
+    f: fn(std::net::SocketAddr) -> std::io::Result<T>,
+) -> Result<Vec<T>, String> {
+    list.iter()
+        .map(|a| f(*a).map_err(|e| format!("bind {a}: {e}")))
+        .collect()
+}
+
+fn run(cfg: &Config) -> Result<(), String> {
+    let n = cfg.worker_count();
+    let tls_config = match (&cfg.tls.cert, &cfg.tls.key) {
+        (Some(cert), Some(key)) if !cfg.sip.tls.is_empty() => Some(stream::tls_config(cert, key)?),
+        _ => None,
+    };
+    let driver = choose_driver(cfg.transport.driver);
+    let stop = Arc::new(AtomicBool::new(false));
+    // Bind everything first: a bad address fails here, with its name.
+    let mut workers = Vec::with_capacity(n);
+    for id in 0..n {
+        let udp = bind(&cfg.sip.udp, udp::bind_udp)?;
+        let tcp = bind(&cfg.sip.tcp, udp::bind_tcp)?;
+        let tls = bind(&cfg.sip.tls, udp::bind_tcp)?;
+        let w = Worker::new(
+            id as u16,
+            udp,
+            tcp,
+            tls,
+            tls_config.clone(),
+            &cfg.transport,
+            stop.clone(),
+        )
+        .map_err(|e| format!("worker {id}: {e}"))?;
+        workers.push(w);
+    }
+    tracing::info!(
+        workers = n,
+        udp = ?cfg.sip.udp,
+        tcp = ?cfg.sip.tcp,
+        tls = ?cfg.sip.tls,
+        "sbc listening"
+    );
+    sys::block_stop_signals();
+    let pin = n <= config::cores();
+    let handles: Vec<_> = workers
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| {
+            std::thread::Builder::new()
+                .name(format!("sbc-worker-{i}"))
+                .spawn(move || {
+                    if pin {
+                        if let Err(e) = sys::pin_to_core(i) {
+                            tracing::warn!(worker = i, "cannot pin to core {i}: {e}");
+                        }
+                    }
+                    w.run(driver)
+                })
+                .map_err(|e| format!("spawn worker {i}: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    let sig = sys::wait_stop_signal();
+    tracing::info!(signal = sig, "stopping");
+    stop.store(true, Ordering::Relaxed);
+    let mut total = Counters::default();
+    for (i, h) in handles.into_iter().enumerate() {
+        match h.join() {
+            Ok(c) => {
+                tracing::info!(worker = i, counters = ?c, "worker stopped");
+                total.add(&c);
+            }
+            Err(_) => tracing::error!(worker = i, "worker panicked"),
+        }
+    }
+    tracing::info!(counters = ?total, "sbc stopped");
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! `sbc-core`: the pure signalling core of the SBC (sans-IO: no sockets, threads or clock).
+//!
+//! - [`ids`]: identifiers the SBC generates (Via branch, tags, leg-B Call-ID) carrying the owning worker
+//!   and a keyed MAC, so a message landing on another worker is handed over in O(1) and forged ones are
+//!   dropped, while nothing in them correlates to the inside.
+//! - [`table`]: a bounded table whose entries carry an absolute deadline, for dialogs, registrations and
+//!   bans alike.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+
+pub mod ids;
+pub mod table;

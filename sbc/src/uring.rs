@@ -1,0 +1,407 @@
+//! The io_uring driver: multishot `recvmsg` over a registered provided-buffer ring for UDP, one
+//! `sendmsg` SQE per answer submitted in one batch per loop turn, and the worker's epoll (TCP, TLS)
+//! watched by a `poll` request in the same ring.
+//!
+//! io_uring may be missing or forbidden (seccomp in containers, `kernel.io_uring_disabled`, old
+//! kernels, RLIMIT_MEMLOCK): [`probe`] tries everything this driver uses once at start, so the process
+//! can fall back to epoll with one clear reason.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Instant;
+
+use io_uring::types::{BufRingEntry, Fd, RecvMsgOut, SubmitArgs, Timespec};
+use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
+
+use crate::sys::{sockaddr_from_bytes, sockaddr_to_storage};
+use crate::worker::{Worker, TICK_MS};
+
+const RING_ENTRIES: u32 = 1024;
+/// Provided receive buffers per worker (a power of two).
+const RECV_BUFFERS: u16 = 256;
+const BGID: u16 = 0;
+/// Answers in flight before falling back to a direct `sendto`.
+const MAX_SENDS_IN_FLIGHT: usize = 1024;
+
+const UD_RECV: u64 = 1 << 56;
+const UD_SEND: u64 = 2 << 56;
+const UD_EPOLL: u64 = 3 << 56;
+const UD_KIND: u64 = 0xff << 56;
+
+/// Check that io_uring works here with everything this driver uses. `Err` carries the reason.
+pub(crate) fn probe() -> Result<(), String> {
+    let mut ring = new_ring(8).map_err(|e| format!("io_uring_setup: {e}"))?;
+    let mut p = Probe::new();
+    ring.submitter()
+        .register_probe(&mut p)
+        .map_err(|e| format!("probe: {e}"))?;
+    for (code, name) in [
+        (opcode::RecvMsgMulti::CODE, "RECVMSG"),
+        (opcode::SendMsg::CODE, "SENDMSG"),
+        (opcode::PollAdd::CODE, "POLL_ADD"),
+    ] {
+        if !p.is_supported(code) {
+            return Err(format!("opcode {name} not supported"));
+        }
+    }
+    let bufs = BufRing::new(&ring, 8, 256).map_err(|e| format!("provided buffer ring: {e}"))?;
+    let result = probe_multishot(&mut ring, &bufs);
+    // The ring goes first: it cancels the armed receive and releases the buffer ring.
+    drop(ring);
+    drop(bufs);
+    result
+}
+
+/// Multishot recvmsg (kernel 6.0+) cannot be seen in the opcode probe: receive one datagram with it.
+fn probe_multishot(ring: &mut IoUring, bufs: &BufRing) -> Result<(), String> {
+    let err = |what: &str, e: io::Error| format!("multishot recvmsg self-test: {what}: {e}");
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| err("bind", e))?;
+    let addr = sock.local_addr().map_err(|e| err("local_addr", e))?;
+    // SAFETY (zeroed): plain C structure.
+    let mut msghdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    msghdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
+    let sqe = opcode::RecvMsgMulti::new(Fd(sock.as_raw_fd()), &msghdr, BGID)
+        .build()
+        .user_data(1);
+    push_sqe(ring, &sqe).map_err(|e| err("submit", e))?;
+    ring.submit().map_err(|e| err("submit", e))?;
+    sock.send_to(b"probe", addr).map_err(|e| err("send", e))?;
+    let ts = Timespec::new().sec(1);
+    let args = SubmitArgs::new().timespec(&ts);
+    let _ = ring.submitter().submit_with_args(1, &args);
+    let Some(cqe) = ring.completion().next() else {
+        return Err("multishot recvmsg self-test: no completion within 1 s".into());
+    };
+    if cqe.result() < 0 {
+        return Err(err(
+            "completion",
+            io::Error::from_raw_os_error(-cqe.result()),
+        ));
+    }
+    let bid =
+        cqueue::buffer_select(cqe.flags()).ok_or("multishot recvmsg self-test: no buffer id")?;
+    let payload_ok = RecvMsgOut::parse(bufs.buf(bid, cqe.result() as usize), &msghdr)
+        .is_ok_and(|m| m.payload_data() == b"probe");
+    if !payload_ok {
+        return Err("multishot recvmsg self-test: unexpected payload".into());
+    }
+    Ok(())
+}
+
+fn new_ring(entries: u32) -> io::Result<IoUring> {
+    IoUring::builder().setup_submit_all().build(entries)
+}
+
+/// A provided-buffer ring (kernel 5.19+) and the buffers it hands out.
+struct BufRing {
+    entries: *mut BufRingEntry,
+    map_len: usize,
+    count: u16,
+    tail: u16,
+    buf_size: usize,
+    bufs: Vec<u8>,
+}
+
+impl BufRing {
+    fn new(ring: &IoUring, count: u16, buf_size: usize) -> io::Result<Self> {
+        let map_len = usize::from(count) * size_of::<BufRingEntry>();
+        // SAFETY: anonymous private mapping; page aligned as the kernel requires.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_ANONYMOUS | libc::MAP_PRIVATE,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let mut me = Self {
+            entries: ptr.cast(),
+            map_len,
+            count,
+            tail: 0,
+            buf_size,
+            bufs: vec![0; usize::from(count) * buf_size],
+        };
+        // SAFETY: the mapping lives until `Drop`, after `unregister`.
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(ptr as u64, count, BGID, 0)?
+        };
+        for bid in 0..count {
+            me.push(bid);
+        }
+        me.publish();
+        Ok(me)
+    }
+
+    /// Hand buffer `bid` (back) to the kernel; visible after [`BufRing::publish`].
+    fn push(&mut self, bid: u16) {
+        let slot = usize::from(self.tail & (self.count - 1));
+        let addr = self.bufs[usize::from(bid) * self.buf_size..].as_mut_ptr() as u64;
+        // SAFETY: `slot < count`, inside the mapping.
+        let e = unsafe { &mut *self.entries.add(slot) };
+        e.set_addr(addr);
+        e.set_len(self.buf_size as u32);
+        e.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    fn publish(&self) {
+        // SAFETY: the tail field of the first entry, shared with the kernel; written with release order
+        // after the entries (io_uring's protocol for provided-buffer rings).
+        unsafe {
+            let tail = BufRingEntry::tail(self.entries) as *mut u16;
+            AtomicU16::from_ptr(tail).store(self.tail, Ordering::Release);
+        }
+    }
+
+    fn buf(&self, bid: u16, len: usize) -> &[u8] {
+        let start = usize::from(bid) * self.buf_size;
+        &self.bufs[start..start + len.min(self.buf_size)]
+    }
+
+    fn unregister(&self, ring: &IoUring) {
+        let _ = ring.submitter().unregister_buf_ring(BGID);
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: our mapping; unregistered (or the ring is gone) before this runs.
+        unsafe { libc::munmap(self.entries.cast(), self.map_len) };
+    }
+}
+
+/// One answer in flight: the kernel reads these until the completion arrives, so they are boxed.
+struct SendSlot {
+    hdr: libc::msghdr,
+    iov: libc::iovec,
+    addr: libc::sockaddr_storage,
+    buf: Vec<u8>,
+}
+
+struct Sends {
+    // Boxed: the kernel holds pointers into a slot until its completion, while the Vec may grow.
+    #[allow(clippy::vec_box)]
+    slots: Vec<Box<SendSlot>>,
+    free: Vec<usize>,
+}
+
+impl Sends {
+    fn take(&mut self) -> Option<usize> {
+        if let Some(i) = self.free.pop() {
+            return Some(i);
+        }
+        if self.slots.len() >= MAX_SENDS_IN_FLIGHT {
+            return None;
+        }
+        self.slots.push(Box::new(SendSlot {
+            // SAFETY (zeroed): plain C structures.
+            hdr: unsafe { std::mem::zeroed() },
+            iov: libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            },
+            addr: unsafe { std::mem::zeroed() },
+            buf: Vec::with_capacity(1024),
+        }));
+        Some(self.slots.len() - 1)
+    }
+}
+
+fn push_sqe(ring: &mut IoUring, sqe: &squeue::Entry) -> io::Result<()> {
+    loop {
+        // SAFETY: every buffer an SQE points to (msghdr, iovec, address, payload, buffer ring) is owned by
+        // this driver and outlives the operation (sends: until their completion; receives: the loop).
+        if unsafe { ring.submission().push(sqe) }.is_ok() {
+            return Ok(());
+        }
+        ring.submit()?;
+    }
+}
+
+/// Run the io_uring loop until the stop flag is set.
+pub(crate) fn run(w: &mut Worker) -> io::Result<()> {
+    let mut ring = new_ring(RING_ENTRIES)?;
+    // Room for the `io_uring_recvmsg_out` header and a full socket address before the payload.
+    let name_len = size_of::<libc::sockaddr_storage>();
+    let buf_size = 16 + name_len + w.max_message + 1;
+    let mut bufs = BufRing::new(&ring, RECV_BUFFERS, buf_size)?;
+    let result = drive(w, &mut ring, &mut bufs, name_len);
+    bufs.unregister(&ring);
+    drop(ring);
+    result
+}
+
+fn recv_sqe(w: &Worker, i: usize, msghdr: &libc::msghdr) -> squeue::Entry {
+    opcode::RecvMsgMulti::new(Fd(w.udp[i].as_raw_fd()), msghdr, BGID)
+        .build()
+        .user_data(UD_RECV | i as u64)
+}
+
+fn epoll_sqe(w: &Worker) -> squeue::Entry {
+    opcode::PollAdd::new(Fd(w.epoll.fd()), libc::POLLIN as u32)
+        .build()
+        .user_data(UD_EPOLL)
+}
+
+fn drive(
+    w: &mut Worker,
+    ring: &mut IoUring,
+    bufs: &mut BufRing,
+    name_len: usize,
+) -> io::Result<()> {
+    // The template the kernel reads for every multishot completion: name space, no control data.
+    // SAFETY (zeroed): plain C structure.
+    let mut msghdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+    msghdr.msg_namelen = name_len as u32;
+    for i in 0..w.udp.len() {
+        push_sqe(ring, &recv_sqe(w, i, &msghdr))?;
+    }
+    push_sqe(ring, &epoll_sqe(w))?;
+    let mut sends = Sends {
+        slots: Vec::new(),
+        free: Vec::new(),
+    };
+    let mut cqes: Vec<(u64, i32, u32)> = Vec::with_capacity(256);
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+    let mut out = Vec::with_capacity(4096);
+    let ts = Timespec::new().nsec(TICK_MS as u32 * 1_000_000);
+    let args = SubmitArgs::new().timespec(&ts);
+    while !w.stopping() {
+        match ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        cqes.clear();
+        cqes.extend(
+            ring.completion()
+                .map(|c| (c.user_data(), c.result(), c.flags())),
+        );
+        let now = Instant::now();
+        let mut returned_buffers = false;
+        for &(ud, res, flags) in &cqes {
+            match ud & UD_KIND {
+                UD_RECV => {
+                    let i = (ud & !UD_KIND) as usize;
+                    if res >= 0 {
+                        if let Some(bid) = cqueue::buffer_select(flags) {
+                            out.clear();
+                            let reply_to =
+                                on_recv(w, bufs.buf(bid, res as usize), &msghdr, &mut out);
+                            bufs.push(bid);
+                            returned_buffers = true;
+                            if let Some(dst) = reply_to {
+                                queue_send(w, ring, &mut sends, i, dst, &out)?;
+                            }
+                        }
+                    } else if res == -libc::ENOBUFS {
+                        // Every buffer was in use: datagrams may have been dropped by the kernel.
+                        w.handler.counters.udp_no_buffers += 1;
+                    }
+                    if !cqueue::more(flags) && !w.stopping() {
+                        push_sqe(ring, &recv_sqe(w, i, &msghdr))?;
+                    }
+                }
+                UD_SEND => {
+                    let slot = (ud & !UD_KIND) as usize;
+                    sends.free.push(slot);
+                    if res < 0 {
+                        w.handler.counters.udp_send_errors += 1;
+                    } else {
+                        w.handler.counters.udp_tx += 1;
+                    }
+                }
+                UD_EPOLL => {
+                    w.poll_streams(&mut events, 0)?;
+                    push_sqe(ring, &epoll_sqe(w))?;
+                }
+                _ => {}
+            }
+        }
+        if returned_buffers {
+            bufs.publish();
+        }
+        w.tick(now);
+    }
+    // Let the answers in flight complete before their buffers go away.
+    let deadline = Instant::now() + std::time::Duration::from_millis(200);
+    while sends.free.len() < sends.slots.len() && Instant::now() < deadline {
+        let _ = ring.submitter().submit_with_args(1, &args);
+        for c in ring.completion() {
+            if c.user_data() & UD_KIND == UD_SEND {
+                sends.free.push((c.user_data() & !UD_KIND) as usize);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One multishot completion: parse the `io_uring_recvmsg_out` layout, handle the datagram. Returns the
+/// destination of the answer written into `out`, if any.
+fn on_recv(
+    w: &mut Worker,
+    buf: &[u8],
+    msghdr: &libc::msghdr,
+    out: &mut Vec<u8>,
+) -> Option<SocketAddr> {
+    let Ok(msg) = RecvMsgOut::parse(buf, msghdr) else {
+        w.handler.counters.udp_truncated += 1;
+        return None;
+    };
+    let src = sockaddr_from_bytes(msg.name_data());
+    let truncated = msg.is_payload_truncated();
+    let answered = w.on_datagram(msg.payload_data(), truncated, out);
+    // RFC 3581 / RFC 3261 §18.2.2: answer the packet's source address and port.
+    if answered {
+        src
+    } else {
+        None
+    }
+}
+
+fn queue_send(
+    w: &mut Worker,
+    ring: &mut IoUring,
+    sends: &mut Sends,
+    sock: usize,
+    dst: SocketAddr,
+    data: &[u8],
+) -> io::Result<()> {
+    let Some(slot) = sends.take() else {
+        // Too many in flight: send directly rather than queue without bound.
+        match w.udp[sock].send_to(data, dst) {
+            Ok(_) => w.handler.counters.udp_tx += 1,
+            Err(_) => w.handler.counters.udp_send_errors += 1,
+        }
+        return Ok(());
+    };
+    let s = &mut *sends.slots[slot];
+    s.buf.clear();
+    s.buf.extend_from_slice(data);
+    let addr_len = sockaddr_to_storage(dst, &mut s.addr);
+    s.iov = libc::iovec {
+        iov_base: s.buf.as_mut_ptr().cast(),
+        iov_len: s.buf.len(),
+    };
+    s.hdr.msg_name = (&mut s.addr as *mut libc::sockaddr_storage).cast();
+    s.hdr.msg_namelen = addr_len;
+    s.hdr.msg_iov = &mut s.iov;
+    s.hdr.msg_iovlen = 1;
+    let sqe = opcode::SendMsg::new(Fd(w.udp[sock].as_raw_fd()), &s.hdr)
+        .build()
+        .user_data(UD_SEND | slot as u64);
+    push_sqe(ring, &sqe)
+}

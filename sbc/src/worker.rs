@@ -1,0 +1,200 @@
+//! One worker: a thread pinned to a core with its own sockets, its own event loop and its own handler.
+//! Nothing is shared between workers but the stop flag; the packet path takes no lock.
+//!
+//! Two drivers run the loop: io_uring ([`crate::uring`]) and epoll + `recvmmsg` (here). Both keep TCP
+//! and TLS on the worker's epoll ([`crate::stream`]); the io_uring driver waits on that epoll through a
+//! poll request in its ring, so a worker always has exactly one place where it sleeps.
+
+use std::net::{TcpListener, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::handler::{Counters, Handler};
+use crate::stream::{token, token_parts, Streams, KIND_UDP};
+use crate::sys::Epoll;
+use crate::udp::MmsgBatch;
+
+/// The longest a worker sleeps before looking at the stop flag and timers.
+pub(crate) const TICK_MS: i32 = 100;
+const IDLE_SCAN: Duration = Duration::from_secs(1);
+
+/// Which loop a worker runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Driver {
+    IoUring,
+    Epoll,
+}
+
+/// Everything a worker owns.
+pub(crate) struct Worker {
+    pub(crate) id: u16,
+    pub(crate) handler: Handler,
+    pub(crate) udp: Vec<UdpSocket>,
+    pub(crate) streams: Streams,
+    pub(crate) epoll: Epoll,
+    pub(crate) max_message: usize,
+    pub(crate) stop: Arc<AtomicBool>,
+    last_idle_scan: Instant,
+}
+
+impl Worker {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        id: u16,
+        udp: Vec<UdpSocket>,
+        tcp: Vec<TcpListener>,
+        tls: Vec<TcpListener>,
+        tls_config: Option<Arc<rustls::ServerConfig>>,
+        transport: &crate::config::Transport,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<Self> {
+        let limits = sbc_sip::framing::Limits {
+            max_header: transport.max_message_size.min(16 * 1024),
+            max_body: transport.max_message_size,
+        };
+        let streams = Streams::new(
+            tcp,
+            tls,
+            tls_config,
+            transport.tcp_max_connections,
+            Duration::from_secs(transport.tcp_idle_timeout_secs),
+            limits,
+        );
+        let epoll = Epoll::new()?;
+        streams.register(&epoll)?;
+        Ok(Self {
+            id,
+            handler: Handler::new(id),
+            udp,
+            streams,
+            epoll,
+            max_message: transport.max_message_size,
+            stop,
+            last_idle_scan: Instant::now(),
+        })
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Run the chosen driver until the stop flag is set; returns the counters.
+    pub(crate) fn run(mut self, driver: Driver) -> Counters {
+        let result = match driver {
+            Driver::IoUring => match crate::uring::run(&mut self) {
+                Err(e) if !self.stopping() => {
+                    tracing::warn!(
+                        worker = self.id,
+                        "io_uring driver failed ({e}); continuing on epoll"
+                    );
+                    run_epoll(&mut self)
+                }
+                other => other,
+            },
+            Driver::Epoll => run_epoll(&mut self),
+        };
+        if let Err(e) = result {
+            tracing::error!(worker = self.id, "worker stopped on error: {e}");
+        }
+        self.handler.counters.clone()
+    }
+
+    /// Handle the stream events ready on the epoll, without waiting longer than `timeout_ms`.
+    pub(crate) fn poll_streams(
+        &mut self,
+        events: &mut [libc::epoll_event],
+        timeout_ms: i32,
+    ) -> std::io::Result<()> {
+        let n = self.epoll.wait(events, timeout_ms)?;
+        let now = Instant::now();
+        for ev in &events[..n] {
+            let (tok, flags) = (ev.u64, ev.events);
+            self.streams
+                .on_event(&self.epoll, tok, flags, &mut self.handler, now);
+        }
+        Ok(())
+    }
+
+    /// Periodic work: close idle connections.
+    pub(crate) fn tick(&mut self, now: Instant) {
+        if now.duration_since(self.last_idle_scan) >= IDLE_SCAN {
+            self.last_idle_scan = now;
+            self.streams
+                .expire_idle(&self.epoll, now, &mut self.handler);
+        }
+    }
+
+    /// Handle one received datagram: parse, answer into `out`. Returns whether an answer was appended.
+    pub(crate) fn on_datagram(&mut self, data: &[u8], truncated: bool, out: &mut Vec<u8>) -> bool {
+        self.handler.counters.udp_rx += 1;
+        if truncated || data.len() > self.max_message {
+            self.handler.counters.udp_truncated += 1;
+            return false;
+        }
+        self.handler.handle(Bytes::copy_from_slice(data), out)
+    }
+}
+
+/// The epoll driver: `recvmmsg` batches for UDP, `sendmmsg` for the answers of each batch.
+fn run_epoll(w: &mut Worker) -> std::io::Result<()> {
+    for (i, s) in w.udp.iter().enumerate() {
+        w.epoll.add(
+            s.as_raw_fd(),
+            libc::EPOLLIN as u32,
+            token(KIND_UDP, 0, i as u32),
+        )?;
+    }
+    let mut batch = MmsgBatch::new(w.max_message);
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+    while !w.stopping() {
+        let n = w.epoll.wait(&mut events, TICK_MS)?;
+        let now = Instant::now();
+        for ev in &events[..n] {
+            let (tok, flags) = (ev.u64, ev.events);
+            let (kind, _, index) = token_parts(tok);
+            if kind == KIND_UDP {
+                udp_ready(w, index as usize, &mut batch);
+            } else {
+                w.streams
+                    .on_event(&w.epoll, tok, flags, &mut w.handler, now);
+            }
+        }
+        w.tick(now);
+    }
+    for s in &w.udp {
+        w.epoll.delete(s.as_raw_fd());
+    }
+    Ok(())
+}
+
+/// Drain a readable UDP socket in batches (bounded per event; level-triggered epoll calls again).
+fn udp_ready(w: &mut Worker, index: usize, batch: &mut MmsgBatch) {
+    let mut out = std::mem::take(&mut batch.out);
+    for _ in 0..8 {
+        let n = match batch.recv(&w.udp[index]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(_) => break,
+        };
+        for i in 0..n {
+            let (data, src, truncated) = batch.datagram(i);
+            let start = out.len();
+            let Some(src) = src else { continue };
+            // RFC 3581 / RFC 3261 §18.2.2: answer the packet's source address and port.
+            if w.on_datagram(data, truncated, &mut out) {
+                batch.replies.push((start, out.len(), src));
+            }
+        }
+        if n < crate::udp::BATCH {
+            break;
+        }
+    }
+    batch.out = out;
+    let (sent, failed) = batch.flush(&w.udp[index]);
+    w.handler.counters.udp_tx += sent;
+    w.handler.counters.udp_send_errors += failed;
+}

@@ -1,0 +1,227 @@
+//! Helpers for the integration tests: a temporary directory, a free port, the real `sbc` binary started
+//! with a written config and killed by PID at the end, and sipp runs bounded in time.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// A directory under the system temp dir, removed on drop.
+pub(crate) struct TempDir(pub(crate) PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(name: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "sbc-test-{}-{}-{name}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A port free on 127.0.0.1 for both UDP and TCP at the time of the call.
+pub(crate) fn free_port() -> u16 {
+    for _ in 0..100 {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+/// The running binary; killed (by its PID) when dropped.
+pub(crate) struct Sbc {
+    child: Child,
+    pub(crate) port: u16,
+    pub(crate) dir: TempDir,
+    log: PathBuf,
+}
+
+impl Sbc {
+    /// Start `sbc --config <dir>/sbc.toml --driver <driver>` with `config` and wait until it listens.
+    pub(crate) fn start(
+        name: &str,
+        driver: &str,
+        config: impl FnOnce(u16, &Path) -> String,
+    ) -> Self {
+        let dir = TempDir::new(name);
+        let port = free_port();
+        let cfg_path = dir.path().join("sbc.toml");
+        std::fs::write(&cfg_path, config(port, dir.path())).unwrap();
+        let log = dir.path().join("sbc.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_sbc"))
+            .arg("--config")
+            .arg(&cfg_path)
+            .args(["--driver", driver])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut me = Self {
+            child,
+            port,
+            dir,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = me.log_text();
+            if text.contains("sbc listening") {
+                break;
+            }
+            if let Ok(Some(status)) = me.child.try_wait() {
+                panic!("sbc exited early ({status}):\n{text}");
+            }
+            assert!(Instant::now() < deadline, "sbc did not start:\n{text}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        me
+    }
+
+    /// Default config: UDP and TCP on the chosen port.
+    pub(crate) fn udp_tcp(name: &str, driver: &str) -> Self {
+        Self::start(name, driver, |port, _| {
+            format!(
+                "workers = 2\n[sip]\nudp = [\"127.0.0.1:{port}\"]\ntcp = [\"127.0.0.1:{port}\"]\n"
+            )
+        })
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stop with SIGTERM and return the log (graceful stop is part of what is tested).
+    pub(crate) fn stop(mut self) -> String {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return self.log_text();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("sbc did not stop on SIGTERM:\n{}", self.log_text());
+    }
+}
+
+impl Drop for Sbc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Run sipp against `target` with the OPTIONS scenario, bounded in time. Returns its exit status and
+/// its output.
+pub(crate) fn sipp_options(
+    target: SocketAddr,
+    transport: &str,
+    cwd: &Path,
+    extra: &[&str],
+) -> (ExitStatus, String) {
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/options.xml");
+    let local_port = free_port();
+    let out = cwd.join(format!("sipp-{transport}.out"));
+    let mut child = Command::new("/usr/bin/sipp")
+        .arg(target.to_string())
+        .arg("-sf")
+        .arg(&scenario)
+        .args(["-t", transport, "-i", "127.0.0.1"])
+        .args(["-p", &local_port.to_string()])
+        .args([
+            "-m",
+            "20",
+            "-r",
+            "10",
+            "-timeout",
+            "20s",
+            "-timeout_error",
+            "-nostdin",
+        ])
+        .args(extra)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipp at /usr/bin/sipp");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    (status, err)
+}
+
+/// A small deterministic PRNG (xorshift64).
+pub(crate) struct XorShift(pub(crate) u64);
+
+impl XorShift {
+    pub(crate) fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    pub(crate) fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+}
+
+/// An OPTIONS request with the given transport in Via, CSeq number and Call-ID.
+pub(crate) fn options(transport: &str, local: SocketAddr, cseq: u32, call_id: &str) -> Vec<u8> {
+    format!(
+        "OPTIONS sip:sbc@127.0.0.1 SIP/2.0\r\n\
+Via: SIP/2.0/{transport} {local};branch=z9hG4bK-{call_id}-{cseq};rport\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:test@127.0.0.1>;tag=t{cseq}\r\n\
+To: <sip:sbc@127.0.0.1>\r\n\
+Call-ID: {call_id}\r\n\
+CSeq: {cseq} OPTIONS\r\n\
+Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
