@@ -451,12 +451,16 @@ pub(crate) fn tls_config(
             .map_err(|e| format!("tls.key {}: {e}", key.display()))?
             .ok_or_else(|| format!("tls.key {}: no private key in PEM file", key.display()))?
     };
-    let config =
+    let mut config =
         ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("tls: {e}"))?
             .with_no_client_auth()
             .with_single_cert(certs, key_der)
             .map_err(|e| format!("tls: {e}"))?;
+    // No TLS 1.3 session tickets: SIP connections are long-lived and rarely resumed, and some SIP
+    // stacks (sipsak 0.9.8 with GnuTLS, seen here) take the ticket records that follow the handshake
+    // for the answer they wait for and give up.
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
