@@ -7,6 +7,8 @@ use mimalloc::MiMalloc;
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() {
-    eprintln!("loadtest: not built yet; see the load-tester issue. Signalling load runs use sipp today.");
+    eprintln!(
+        "loadtest: not built yet; see the load-tester issue. Signalling load runs use sipp today."
+    );
     std::process::exit(2);
 }

@@ -5,7 +5,12 @@
 //!   dropped, while nothing in them correlates to the inside.
 //! - [`table`]: a bounded table whose entries carry an absolute deadline, for dialogs, registrations and
 //!   bans alike.
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 pub mod ids;
 pub mod table;
