@@ -13,12 +13,18 @@
 //! - [`build`]: RFC 3261 derived messages (responses to a request, ACK for non-2xx, CANCEL).
 //! - [`sdp`]: RFC 8866 session descriptions and RFC 3264 offer/answer edits that keep unknown lines.
 //! - [`transaction`]: RFC 3261 §17 + RFC 6026 client and server transactions, Timers A–M.
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 pub mod build;
 pub mod error;
 pub mod framing;
-#[doc(hidden)] pub mod fuzzing;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod header;
 pub mod message;
 pub mod sdp;
