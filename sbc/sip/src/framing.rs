@@ -88,14 +88,19 @@ pub fn next_frame(buf: &[u8], limits: &Limits) -> Result<Frame, FramingError> {
             _ => Frame::Skip(2),
         });
     }
-    if buf.first() == Some(&b'\r') && buf.len() == 1 {
-        return Ok(Frame::Incomplete);
+    match buf.first() {
+        // A lone CR could still become a CRLF keep-alive.
+        Some(b'\r') if buf.len() == 1 => return Ok(Frame::Incomplete),
+        // Stray line breaks before a start line are ignored, as the parser ignores them (RFC 3261
+        // §7.5): the framer must never see a message boundary where the parser does not.
+        Some(b'\r' | b'\n') => return Ok(Frame::Skip(1)),
+        _ => {}
     }
     // Look for the empty line only within the allowed header size (plus its 4 bytes).
     let window = buf
         .get(..limits.max_header.saturating_add(4))
         .unwrap_or(buf);
-    let Some(head_len) = memchr::memmem::find(window, b"\r\n\r\n") else {
+    let Some((head_len, body_start)) = header_end(window) else {
         return if window.len() >= limits.max_header.saturating_add(4) {
             Err(FramingError::HeaderTooLarge)
         } else {
@@ -107,12 +112,28 @@ pub fn next_frame(buf: &[u8], limits: &Limits) -> Result<Frame, FramingError> {
     if body_len > limits.max_body {
         return Err(FramingError::BodyTooLarge);
     }
-    let total = head_len + 4 + body_len;
+    let total = body_start + body_len;
     Ok(if buf.len() >= total {
         Frame::Complete(total)
     } else {
         Frame::Incomplete
     })
+}
+
+/// Where the header section ends: (length of the header lines, offset of the body). Lines end at LF
+/// with an optional CR before it, exactly as `Message::parse` cuts them, so that a peer cannot make the
+/// framer and the parser disagree on where a message ends (a bare-LF blank line hiding a
+/// Content-Length, found by the `sip_framing` fuzz target). RFC 3261 asks for CRLF; tolerating LF is
+/// the parser's choice, and the framer follows it.
+fn header_end(buf: &[u8]) -> Option<(usize, usize)> {
+    for nl in memchr::memchr_iter(b'\n', buf) {
+        match buf.get(nl + 1..) {
+            Some([b'\n', ..]) => return Some((nl + 1, nl + 2)),
+            Some([b'\r', b'\n', ..]) => return Some((nl + 1, nl + 3)),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The Content-Length of a header section (start line included, empty line excluded), long form or the
@@ -265,6 +286,19 @@ Content-Length: 0\r\n\r\n";
             next_frame(&vec![b'a'; 100_000], &Limits::default()),
             Err(FramingError::HeaderTooLarge)
         );
+    }
+
+    #[test]
+    fn bare_lf_lines_end_where_the_parser_ends_them() {
+        // A bare-LF blank line ends the header section for the parser, so it does for the framer:
+        // the Content-Length after it is body, not a header.
+        let m = b"OPTIONS sip:a SIP/2.0\nl: 4\n\nXXXX\r\n\r\nYYYY";
+        assert_eq!(frame(m), Ok(Frame::Complete(m.len() - 8)));
+        let m = b"OPTIONS sip:a SIP/2.0\r\nl: 2\n\r\nok";
+        assert_eq!(frame(m), Ok(Frame::Complete(m.len())));
+        // Stray line breaks before a start line are skipped one by one, as the parser skips them.
+        assert_eq!(frame(b"\nOPTIONS"), Ok(Frame::Skip(1)));
+        assert_eq!(frame(b"\rOPTIONS"), Ok(Frame::Skip(1)));
     }
 
     #[test]
