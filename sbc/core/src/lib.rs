@@ -3,6 +3,10 @@
 //! - [`ids`]: identifiers the SBC generates (Via branch, tags, leg-B Call-ID) carrying the owning worker
 //!   and a keyed MAC, so a message landing on another worker is handed over in O(1) and forged ones are
 //!   dropped, while nothing in them correlates to the inside.
+//! - [`nat`]: far-end NAT (RFC 3581 response routing, private-address detection, Contact rewriting).
+//! - [`registrar`]: the SBC's own binding table of registered user agents (bounded, expiring).
+//! - [`routing`]: routing rules, number normalization, inside targets with health and fail-over.
+//! - [`topology`]: topology hiding, the header policy applied at each crossing between sides.
 //! - [`table`]: a bounded table whose entries carry an absolute deadline, for dialogs, registrations and
 //!   bans alike.
 #![deny(
@@ -13,4 +17,8 @@
 )]
 
 pub mod ids;
+pub mod nat;
+pub mod registrar;
+pub mod routing;
 pub mod table;
+pub mod topology;

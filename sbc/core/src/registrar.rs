@@ -1,0 +1,1137 @@
+//! The SBC's own binding table of registered user agents.
+//!
+//! The SBC forwards a REGISTER to the PBX with its own Contact and keeps the real binding here: the
+//! Contact the UA wrote and the flow it is reachable on (source address, transport, connection token),
+//! so calls from the PBX back to the UA go to the observed source (RFC 5626 ideas; see [`crate::nat`]).
+//!
+//! References:
+//! - RFC 3261 §10.3 (processing REGISTER): the AoR is canonicalised (step 5), expiry below the minimum
+//!   is refused with 423 (step 6), a binding is only updated by a request with the same Call-ID and a
+//!   higher CSeq, or another Call-ID (step 7), `Contact: *` is only valid with `Expires: 0` and removes
+//!   every binding of the AoR (step 6), `expires=0` removes one binding.
+//! - RFC 3261 §19.1.4: URI comparison; the user part is case-sensitive, the host is not; escapes are
+//!   compared unescaped. URI parameters are dropped from the AoR (§10.3 step 5).
+//! - RFC 5626 §4.1: `+sip.instance` identifies the device across Contact changes.
+//!
+//! # Expiry toward each side
+//!
+//! - Toward the PBX the SBC asks for what the UA requested, clamped to `[min_expires, max_expires]`.
+//! - Toward a NATed UA it grants at most `nat_expires` (default 60 s), so the UA refreshes often and its
+//!   NAT pinhole stays open; a UA that is not NATed is granted the PBX expiry.
+//! - A refresh is answered locally (200 with the short expiry, the PBX is not bothered) while the PBX
+//!   binding outlives the next UA refresh by at least `pbx_refresh_margin`. It is forwarded on first
+//!   registration, on a Contact change, on deregistration, and when the PBX binding would lapse before
+//!   the next UA refresh is due.
+//!
+//! # Bounds and time
+//!
+//! Bindings live in a [`BoundedTable`] whose deadline is the UA expiry: a full table refuses new
+//! bindings ([`RegistrarError::Full`], 503), and expiry happens only through [`Registrar::poll_expired`]
+//! (the caller then deregisters the binding at the PBX). The caller drains expired bindings before
+//! handling a REGISTER, as the table never evicts behind its back. NATed bindings also have an entry in
+//! a second table of keep-alive deadlines, so [`Registrar::poll_keepalive`] costs O(log n) per due
+//! keep-alive and never scans the bindings.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sbc_sip::header::NameAddr;
+use sbc_sip::uri::{Host, Scheme, Uri};
+
+use crate::table::BoundedTable;
+
+/// Settings of the registrar. [`Default`] gives the documented defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistrarConfig {
+    /// Most bindings held (default 10 000). Memory is about 300 bytes plus the strings per binding.
+    pub capacity: usize,
+    /// Most bindings per AoR (default 10); more gets [`RegistrarError::TooManyContacts`].
+    pub max_contacts_per_aor: usize,
+    /// Expiry used when the REGISTER gives none (default 3600 s).
+    pub default_expires: Duration,
+    /// Shortest expiry accepted; below it the UA gets 423 (default 60 s).
+    pub min_expires: Duration,
+    /// Longest expiry asked of the PBX; longer requests are cut to it (default 3600 s).
+    pub max_expires: Duration,
+    /// Longest expiry granted to a NATed UA (default 60 s).
+    pub nat_expires: Duration,
+    /// A local refresh needs the PBX binding to outlive the next UA refresh by this much (default
+    /// 10 s); otherwise the refresh is forwarded.
+    pub pbx_refresh_margin: Duration,
+    /// Period of keep-alives toward NATed UAs (default 25 s, below common UDP NAT timeouts); zero
+    /// disables keep-alives.
+    pub keepalive_interval: Duration,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 10_000,
+            max_contacts_per_aor: 10,
+            default_expires: Duration::from_secs(3600),
+            min_expires: Duration::from_secs(60),
+            max_expires: Duration::from_secs(3600),
+            nat_expires: Duration::from_secs(60),
+            pbx_refresh_margin: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(25),
+        }
+    }
+}
+
+/// The transport a UA registered over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS over TCP.
+    Tls,
+}
+
+impl Transport {
+    /// From a Via transport token (`UDP`, `TCP`, `TLS`, any case); `None` for others.
+    pub fn from_token(token: &str) -> Option<Self> {
+        if token.eq_ignore_ascii_case("UDP") {
+            Some(Self::Udp)
+        } else if token.eq_ignore_ascii_case("TCP") {
+            Some(Self::Tcp)
+        } else if token.eq_ignore_ascii_case("TLS") {
+            Some(Self::Tls)
+        } else {
+            None
+        }
+    }
+
+    /// Whether the transport is connection-oriented.
+    pub fn is_reliable(self) -> bool {
+        self != Self::Udp
+    }
+}
+
+/// Why a REGISTER could not be applied; [`RegistrarError::status_code`] is the answer to the UA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegistrarError {
+    /// The binding table is full (503).
+    Full,
+    /// The AoR has [`RegistrarConfig::max_contacts_per_aor`] bindings already (403).
+    TooManyContacts,
+    /// The requested expiry is below the minimum (423, with `Min-Expires: min`).
+    IntervalTooBrief {
+        /// The minimum to put in `Min-Expires`.
+        min: Duration,
+    },
+    /// Same Call-ID and a CSeq not above the binding's: out of order, not applied (500, RFC 3261
+    /// §10.3 step 7).
+    Stale,
+    /// `Contact: *` with an expiry other than 0 (400, RFC 3261 §10.3 step 6).
+    InvalidStar,
+    /// The AoR or Contact is not a SIP/SIPS URI (400).
+    BadUri,
+}
+
+impl RegistrarError {
+    /// The SIP status code to answer with.
+    pub fn status_code(self) -> u16 {
+        match self {
+            Self::Full => 503,
+            Self::TooManyContacts => 403,
+            Self::IntervalTooBrief { .. } => 423,
+            Self::Stale => 500,
+            Self::InvalidStar | Self::BadUri => 400,
+        }
+    }
+}
+
+impl fmt::Display for RegistrarError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full => f.write_str("binding table full"),
+            Self::TooManyContacts => f.write_str("too many contacts for this AoR"),
+            Self::IntervalTooBrief { min } => {
+                write!(f, "expiry below the minimum of {} s", min.as_secs())
+            }
+            Self::Stale => f.write_str("CSeq not above the binding's for the same Call-ID"),
+            Self::InvalidStar => f.write_str("Contact: * with a non-zero expiry"),
+            Self::BadUri => f.write_str("not a SIP URI"),
+        }
+    }
+}
+
+impl std::error::Error for RegistrarError {}
+
+/// An address-of-record in canonical form (RFC 3261 §10.3 step 5): `sip:user@host[:port]` with the
+/// user unescaped and kept case-sensitive, the host in lower case, every parameter and header dropped.
+/// `sips:` AoRs stay distinct from `sip:` ones.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Aor(String);
+
+impl Aor {
+    /// The canonical AoR of `uri`; [`RegistrarError::BadUri`] for tel and other schemes.
+    pub fn from_uri(uri: &Uri<'_>) -> Result<Self, RegistrarError> {
+        let scheme = match uri.scheme {
+            Scheme::Sip => "sip",
+            Scheme::Sips => "sips",
+            Scheme::Tel | Scheme::Other => return Err(RegistrarError::BadUri),
+        };
+        let mut s = String::with_capacity(48);
+        s.push_str(scheme);
+        s.push(':');
+        if let Some(user) = uri.user {
+            s.push_str(&unescape(user));
+            s.push('@');
+        }
+        match uri.host {
+            Host::Domain(d) => s.push_str(&unescape(d).to_ascii_lowercase()),
+            Host::V4(a) => s.push_str(&a.to_string()),
+            Host::V6(a) => {
+                s.push('[');
+                s.push_str(&a.to_string());
+                s.push(']');
+            }
+        }
+        if let Some(p) = uri.port {
+            s.push(':');
+            s.push_str(&p.to_string());
+        }
+        Ok(Self(s))
+    }
+
+    /// The canonical AoR of a To header value (name-addr or addr-spec).
+    pub fn parse(to: &str) -> Result<Self, RegistrarError> {
+        let na = NameAddr::parse(to).map_err(|_| RegistrarError::BadUri)?;
+        Self::from_uri(&na.uri)
+    }
+
+    /// The canonical text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Aor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `%XX` escapes decoded; text whose decoding is not UTF-8 (or malformed escapes) is kept as written.
+fn unescape(s: &str) -> String {
+    if !s.contains('%') {
+        return s.to_owned();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match hex {
+                Some(v) => {
+                    out.push(v);
+                    i += 3;
+                }
+                None => return s.to_owned(),
+            }
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
+}
+
+/// The key of one binding: the AoR and the device, which is the `+sip.instance` value (lower case,
+/// quotes removed) when the UA gave one, else the Contact URI as written.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BindingKey {
+    /// The AoR.
+    pub aor: Aor,
+    /// `inst:<instance>` or `uri:<contact uri>`.
+    pub device: String,
+}
+
+impl BindingKey {
+    /// The key for `contact_uri` (with `instance`, the raw `+sip.instance` value, if any) under `aor`.
+    pub fn new(aor: &Aor, contact_uri: &str, instance: Option<&str>) -> Self {
+        let device = match instance {
+            Some(i) => format!("inst:{}", i.trim_matches('"').to_ascii_lowercase()),
+            None => format!("uri:{contact_uri}"),
+        };
+        Self {
+            aor: aor.clone(),
+            device,
+        }
+    }
+}
+
+/// The Contact of a REGISTER, as the registrar needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegContact<'a> {
+    /// `Contact: *` (remove every binding of the AoR).
+    Star,
+    /// One contact.
+    Uri {
+        /// The URI as the UA wrote it (without `<>` and header parameters).
+        uri: &'a str,
+        /// The `+sip.instance` value, as written.
+        instance: Option<&'a str>,
+        /// The `expires` header parameter, which overrides the Expires header (RFC 3261 §10.3 step 7).
+        expires: Option<u32>,
+    },
+}
+
+impl<'a> RegContact<'a> {
+    /// Parse one Contact value of a REGISTER.
+    pub fn parse(value: &'a str) -> Result<Self, RegistrarError> {
+        let v = value.trim();
+        if v == "*" {
+            return Ok(Self::Star);
+        }
+        let na = NameAddr::parse(v).map_err(|_| RegistrarError::BadUri)?;
+        if !matches!(na.uri.scheme, Scheme::Sip | Scheme::Sips) {
+            return Err(RegistrarError::BadUri);
+        }
+        // The URI text: inside <...> after any display name, or up to the first `;` in addr-spec form.
+        let after_display = match na.display {
+            Some(d) => v.get(d.len()..).unwrap_or(v),
+            None => v,
+        };
+        let uri = match after_display.find('<') {
+            Some(lt) => {
+                let inner = after_display.get(lt + 1..).unwrap_or("");
+                inner.split('>').next().unwrap_or("")
+            }
+            None => v.split(';').next().unwrap_or(v),
+        }
+        .trim();
+        Ok(Self::Uri {
+            uri,
+            instance: na.params.get("+sip.instance").flatten(),
+            expires: na
+                .params
+                .get("expires")
+                .flatten()
+                .and_then(|e| e.parse().ok()),
+        })
+    }
+}
+
+/// One REGISTER, as [`Registrar::handle_register`] takes it.
+#[derive(Clone, Copy, Debug)]
+pub struct RegisterRequest<'a> {
+    /// The AoR (To URI, canonical).
+    pub aor: &'a Aor,
+    /// The contact (or `*`).
+    pub contact: RegContact<'a>,
+    /// Where the request came from.
+    pub source: SocketAddr,
+    /// The transport it came over.
+    pub transport: Transport,
+    /// The driver's opaque token of the connection it came on (reliable transports).
+    pub connection: Option<u64>,
+    /// The expiry asked, in seconds: the Contact's `expires` parameter, else the Expires header, else
+    /// `None` for the configured default.
+    pub expires: Option<u32>,
+    /// Call-ID of the REGISTER.
+    pub call_id: &'a str,
+    /// CSeq number of the REGISTER.
+    pub cseq: u32,
+    /// Whether [`crate::nat::detect`] found the UA NATed.
+    pub nated: bool,
+}
+
+/// One registered contact: the real binding behind the SBC's own registration at the PBX.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding {
+    /// The AoR.
+    pub aor: Aor,
+    /// The Contact URI as the UA wrote it.
+    pub contact_uri: String,
+    /// The `+sip.instance` value, as written.
+    pub instance: Option<String>,
+    /// The observed source of the last REGISTER: where requests to the UA go.
+    pub source: SocketAddr,
+    /// The transport of the last REGISTER.
+    pub transport: Transport,
+    /// The driver's connection token (reliable transports), to send on the same flow.
+    pub connection: Option<u64>,
+    /// Whether the UA was found NATed (it gets keep-alives and the short expiry).
+    pub nated: bool,
+    /// When the binding expires unless the UA refreshes it.
+    pub expires_ua: Instant,
+    /// The expiry the SBC holds at the PBX for this binding.
+    pub expires_pbx: Duration,
+    /// When the PBX binding lapses unless refreshed.
+    pub pbx_until: Instant,
+    /// Call-ID of the last REGISTER applied.
+    pub call_id: String,
+    /// CSeq of the last REGISTER applied.
+    pub cseq: u32,
+}
+
+/// Why a REGISTER goes to the PBX.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardReason {
+    /// No binding existed for this device.
+    First,
+    /// The device registered another Contact URI.
+    ContactChanged,
+    /// The PBX binding would lapse before the next UA refresh.
+    PbxRefresh,
+}
+
+/// What to do with a REGISTER that was applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegisterOutcome {
+    /// Register at the PBX asking `pbx_expires`; when it accepts, call [`Registrar::pbx_confirmed`] and
+    /// answer the UA 200 with the expiry it returns (at most `ua_expires`). On refusal,
+    /// [`Registrar::remove`] the binding and relay the refusal.
+    Forward {
+        /// The binding.
+        key: BindingKey,
+        /// Why.
+        reason: ForwardReason,
+        /// The expiry to grant the UA.
+        ua_expires: Duration,
+        /// The expiry to ask of the PBX.
+        pbx_expires: Duration,
+    },
+    /// Answer the UA 200 now with `ua_expires`; nothing goes to the PBX.
+    Local {
+        /// The binding.
+        key: BindingKey,
+        /// The expiry to grant the UA.
+        ua_expires: Duration,
+    },
+    /// Bindings removed (`expires=0` or `*`). When any were removed, deregister them at the PBX;
+    /// answer the UA 200 either way.
+    Removed {
+        /// The removed bindings.
+        bindings: Vec<Binding>,
+    },
+}
+
+impl RegisterOutcome {
+    /// Whether something must be sent to the PBX.
+    pub fn must_forward(&self) -> bool {
+        match self {
+            Self::Forward { .. } => true,
+            Self::Local { .. } => false,
+            Self::Removed { bindings } => !bindings.is_empty(),
+        }
+    }
+}
+
+/// A keep-alive to send (an OPTIONS, or CRLF on a connection, RFC 5626 §4.4) toward a NATed UA.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeepAlive {
+    /// The binding.
+    pub key: BindingKey,
+    /// Where to send it.
+    pub source: SocketAddr,
+    /// Over which transport.
+    pub transport: Transport,
+    /// On which connection, if any.
+    pub connection: Option<u64>,
+}
+
+/// The binding table (module doc).
+#[derive(Debug)]
+pub struct Registrar {
+    config: RegistrarConfig,
+    bindings: BoundedTable<BindingKey, Binding>,
+    keepalives: BoundedTable<BindingKey, ()>,
+    by_aor: HashMap<Aor, Vec<BindingKey>>,
+}
+
+impl Registrar {
+    /// An empty registrar.
+    pub fn new(config: RegistrarConfig) -> Self {
+        Self {
+            bindings: BoundedTable::new(config.capacity),
+            keepalives: BoundedTable::new(config.capacity),
+            by_aor: HashMap::new(),
+            config,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RegistrarConfig {
+        &self.config
+    }
+
+    /// Number of bindings.
+    pub fn len(&self) -> usize {
+        self.bindings.len()
+    }
+
+    /// Whether there is no binding.
+    pub fn is_empty(&self) -> bool {
+        self.bindings.is_empty()
+    }
+
+    /// The binding of `key`.
+    pub fn get(&self, key: &BindingKey) -> Option<&Binding> {
+        self.bindings.get(key)
+    }
+
+    /// Apply one REGISTER contact (RFC 3261 §10.3; the forwarding rule is in the module doc). A
+    /// REGISTER with several contacts is applied contact by contact.
+    pub fn handle_register(
+        &mut self,
+        now: Instant,
+        req: &RegisterRequest<'_>,
+    ) -> Result<RegisterOutcome, RegistrarError> {
+        let (uri, instance, contact_expires) = match req.contact {
+            RegContact::Star => return self.remove_all(req),
+            RegContact::Uri {
+                uri,
+                instance,
+                expires,
+            } => (uri, instance, expires),
+        };
+        let requested = match contact_expires.or(req.expires) {
+            Some(s) => Duration::from_secs(u64::from(s)),
+            None => self.config.default_expires,
+        };
+        if !requested.is_zero() && requested < self.config.min_expires {
+            return Err(RegistrarError::IntervalTooBrief {
+                min: self.config.min_expires,
+            });
+        }
+        let key = BindingKey::new(req.aor, uri, instance);
+        let existing = self.bindings.get(&key);
+        if let Some(b) = existing {
+            if b.call_id == req.call_id && req.cseq <= b.cseq {
+                return Err(RegistrarError::Stale);
+            }
+        }
+        if requested.is_zero() {
+            let bindings = self.remove(&key).into_iter().collect();
+            return Ok(RegisterOutcome::Removed { bindings });
+        }
+
+        let pbx_expires = requested.min(self.config.max_expires);
+        let ua_expires = if req.nated {
+            pbx_expires.min(self.config.nat_expires)
+        } else {
+            pbx_expires
+        };
+        let next_refresh = now + ua_expires + self.config.pbx_refresh_margin;
+        let reason = match existing {
+            None => Some(ForwardReason::First),
+            Some(b) if b.contact_uri != uri => Some(ForwardReason::ContactChanged),
+            Some(b) if b.pbx_until < next_refresh => Some(ForwardReason::PbxRefresh),
+            Some(_) => None,
+        };
+        if existing.is_none()
+            && self.by_aor.get(req.aor).map_or(0, Vec::len) >= self.config.max_contacts_per_aor
+        {
+            return Err(RegistrarError::TooManyContacts);
+        }
+        let (held_pbx, pbx_until) = match (reason, existing) {
+            (None, Some(b)) => (b.expires_pbx, b.pbx_until),
+            _ => (pbx_expires, now + pbx_expires),
+        };
+        let binding = Binding {
+            aor: req.aor.clone(),
+            contact_uri: uri.to_owned(),
+            instance: instance.map(str::to_owned),
+            source: req.source,
+            transport: req.transport,
+            connection: req.connection,
+            nated: req.nated,
+            expires_ua: now + ua_expires,
+            expires_pbx: held_pbx,
+            pbx_until,
+            call_id: req.call_id.to_owned(),
+            cseq: req.cseq,
+        };
+        let was_new = existing.is_none();
+        self.bindings
+            .insert(key.clone(), binding, now + ua_expires)
+            .map_err(|_| RegistrarError::Full)?;
+        if was_new {
+            self.by_aor
+                .entry(req.aor.clone())
+                .or_default()
+                .push(key.clone());
+        }
+        self.schedule_keepalive(&key, req.nated, now);
+        Ok(match reason {
+            Some(reason) => RegisterOutcome::Forward {
+                key,
+                reason,
+                ua_expires,
+                pbx_expires,
+            },
+            None => RegisterOutcome::Local { key, ua_expires },
+        })
+    }
+
+    /// `Contact: *`: remove every binding of the AoR, unless one of them saw a newer CSeq on the same
+    /// Call-ID (then nothing is removed).
+    fn remove_all(&mut self, req: &RegisterRequest<'_>) -> Result<RegisterOutcome, RegistrarError> {
+        if req.expires != Some(0) {
+            return Err(RegistrarError::InvalidStar);
+        }
+        let keys = self.by_aor.get(req.aor).cloned().unwrap_or_default();
+        let stale = keys
+            .iter()
+            .filter_map(|k| self.bindings.get(k))
+            .any(|b| b.call_id == req.call_id && req.cseq <= b.cseq);
+        if stale {
+            return Err(RegistrarError::Stale);
+        }
+        let bindings = keys.iter().filter_map(|k| self.remove(k)).collect();
+        Ok(RegisterOutcome::Removed { bindings })
+    }
+
+    /// (Re)arm the keep-alive of `key`: a REGISTER just crossed the pinhole, so the next keep-alive is
+    /// one interval from now. Bindings that are not NATed have none.
+    fn schedule_keepalive(&mut self, key: &BindingKey, nated: bool, now: Instant) {
+        if nated && !self.config.keepalive_interval.is_zero() {
+            // Same capacity and keys as the bindings table, which just accepted this key.
+            let _ = self
+                .keepalives
+                .insert(key.clone(), (), now + self.config.keepalive_interval);
+        } else {
+            self.keepalives.remove(key);
+        }
+    }
+
+    /// The PBX accepted the registration of `key` for `granted`: record it, and cut the UA expiry so the
+    /// UA binding never outlives the PBX one. Returns the expiry to put in the 200 to the UA, or `None`
+    /// when the binding is gone.
+    pub fn pbx_confirmed(
+        &mut self,
+        key: &BindingKey,
+        now: Instant,
+        granted: Duration,
+    ) -> Option<Duration> {
+        let b = self.bindings.get_mut(key)?;
+        b.expires_pbx = granted;
+        b.pbx_until = now + granted;
+        if b.expires_ua > b.pbx_until {
+            b.expires_ua = b.pbx_until;
+        }
+        let expires_ua = b.expires_ua;
+        self.bindings.set_deadline(key, expires_ua);
+        Some(expires_ua.saturating_duration_since(now))
+    }
+
+    /// Remove the binding of `key` (PBX refused it, connection closed for good, operator action).
+    pub fn remove(&mut self, key: &BindingKey) -> Option<Binding> {
+        let b = self.bindings.remove(key)?;
+        self.forget(key);
+        Some(b)
+    }
+
+    /// Drop `key` from the per-AoR index and the keep-alive schedule.
+    fn forget(&mut self, key: &BindingKey) {
+        self.keepalives.remove(key);
+        if let Some(keys) = self.by_aor.get_mut(&key.aor) {
+            keys.retain(|k| k != key);
+            if keys.is_empty() {
+                self.by_aor.remove(&key.aor);
+            }
+        }
+    }
+
+    /// Every binding of `aor`, for requests from the PBX toward the UA (fork to each).
+    pub fn lookup<'s>(&'s self, aor: &Aor) -> impl Iterator<Item = &'s Binding> + 's {
+        self.by_aor
+            .get(aor)
+            .into_iter()
+            .flatten()
+            .filter_map(move |k| self.bindings.get(k))
+    }
+
+    /// The next binding whose UA expiry is ≤ `now`, removed; call until `None`. Deregister each at the
+    /// PBX. Bindings come out in expiry order.
+    pub fn poll_expired(&mut self, now: Instant) -> Option<Binding> {
+        let (key, b) = self.bindings.poll_expired(now)?;
+        self.forget(&key);
+        Some(b)
+    }
+
+    /// The next keep-alive due at `now` (its next one is scheduled one interval later); call until
+    /// `None`.
+    pub fn poll_keepalive(&mut self, now: Instant) -> Option<KeepAlive> {
+        while let Some((key, ())) = self.keepalives.poll_expired(now) {
+            let Some(b) = self.bindings.get(&key) else {
+                continue;
+            };
+            let ka = KeepAlive {
+                key: key.clone(),
+                source: b.source,
+                transport: b.transport,
+                connection: b.connection,
+            };
+            let _ = self
+                .keepalives
+                .insert(key, (), now + self.config.keepalive_interval);
+            return Some(ka);
+        }
+        None
+    }
+
+    /// Every keep-alive due at `now` (see [`Self::poll_keepalive`]).
+    pub fn keepalive_due(&mut self, now: Instant) -> Vec<KeepAlive> {
+        std::iter::from_fn(|| self.poll_keepalive(now)).collect()
+    }
+
+    /// The earliest expiry or keep-alive deadline (arm the driver's timer with it).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match (
+            self.bindings.next_deadline(),
+            self.keepalives.next_deadline(),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[allow(clippy::disallowed_methods)] // the one origin of test time; everything else is an offset
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn aor(s: &str) -> Aor {
+        Aor::parse(s).unwrap()
+    }
+
+    fn req<'a>(
+        aor: &'a Aor,
+        contact: &'a str,
+        expires: Option<u32>,
+        call_id: &'a str,
+        cseq: u32,
+    ) -> RegisterRequest<'a> {
+        RegisterRequest {
+            aor,
+            contact: RegContact::parse(contact).unwrap(),
+            source: sa("203.0.113.7:40001"),
+            transport: Transport::Udp,
+            connection: None,
+            expires,
+            call_id,
+            cseq,
+            nated: true,
+        }
+    }
+
+    fn small(capacity: usize) -> Registrar {
+        Registrar::new(RegistrarConfig {
+            capacity,
+            ..RegistrarConfig::default()
+        })
+    }
+
+    #[test]
+    fn aor_canonical() {
+        assert_eq!(
+            aor("<sip:alice@EXAMPLE.com;transport=udp>").as_str(),
+            "sip:alice@example.com"
+        );
+        assert_eq!(aor("sip:Alice@example.com"), aor("sip:Alice@Example.COM"));
+        assert_ne!(aor("sip:Alice@example.com"), aor("sip:alice@example.com"));
+        assert_eq!(aor("sip:%61lice@example.com"), aor("sip:alice@example.com"));
+        assert_eq!(
+            aor("\"A\" <sips:alice@[2001:db8::1]:5061>").as_str(),
+            "sips:alice@[2001:db8::1]:5061"
+        );
+        assert_eq!(Aor::parse("<tel:+15551234>"), Err(RegistrarError::BadUri));
+    }
+
+    #[test]
+    fn contact_parse() {
+        assert_eq!(RegContact::parse(" * ").unwrap(), RegContact::Star);
+        assert_eq!(
+            RegContact::parse(
+                "\"A <x>\" <sip:alice@10.0.0.5:5060;ob>;expires=120;+sip.instance=\"<urn:uuid:AB>\""
+            )
+            .unwrap(),
+            RegContact::Uri {
+                uri: "sip:alice@10.0.0.5:5060;ob",
+                instance: Some("\"<urn:uuid:AB>\""),
+                expires: Some(120),
+            }
+        );
+        assert_eq!(
+            RegContact::parse("sip:alice@10.0.0.5;expires=0").unwrap(),
+            RegContact::Uri {
+                uri: "sip:alice@10.0.0.5",
+                instance: None,
+                expires: Some(0),
+            }
+        );
+        assert!(RegContact::parse("<tel:+1555>").is_err());
+    }
+
+    #[test]
+    fn first_register_forwarded_then_refresh_local() {
+        let mut r = Registrar::new(RegistrarConfig::default());
+        let a = aor("sip:alice@example.com");
+        let t0 = t0();
+        let out = r
+            .handle_register(t0, &req(&a, "<sip:alice@10.0.0.5>", Some(3600), "c1", 1))
+            .unwrap();
+        let RegisterOutcome::Forward {
+            key,
+            reason,
+            ua_expires,
+            pbx_expires,
+        } = out
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(reason, ForwardReason::First);
+        assert_eq!(ua_expires, 60 * S);
+        assert_eq!(pbx_expires, 3600 * S);
+        assert_eq!(r.pbx_confirmed(&key, t0, 3600 * S), Some(60 * S));
+
+        let out = r
+            .handle_register(
+                t0 + 50 * S,
+                &req(&a, "<sip:alice@10.0.0.5>", Some(3600), "c1", 2),
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            RegisterOutcome::Local {
+                key: key.clone(),
+                ua_expires: 60 * S
+            }
+        );
+        assert!(!out.must_forward());
+        let b = r.get(&key).unwrap();
+        assert_eq!(b.cseq, 2);
+        assert_eq!(b.expires_ua, t0 + 110 * S);
+        assert_eq!(b.pbx_until, t0 + 3600 * S);
+    }
+
+    #[test]
+    fn refresh_near_pbx_expiry_forwarded() {
+        let mut r = Registrar::new(RegistrarConfig::default());
+        let a = aor("sip:alice@example.com");
+        let t0 = t0();
+        r.handle_register(t0, &req(&a, "<sip:alice@10.0.0.5>", Some(300), "c1", 1))
+            .unwrap();
+        // PBX binding until t0+300; a refresh at t0+200 needs it until t0+270: local.
+        let out = r
+            .handle_register(
+                t0 + 200 * S,
+                &req(&a, "<sip:alice@10.0.0.5>", Some(300), "c1", 2),
+            )
+            .unwrap();
+        assert!(!out.must_forward());
+        // at t0+240 the next refresh (t0+300) plus margin passes the PBX expiry: forward.
+        let out = r
+            .handle_register(
+                t0 + 240 * S,
+                &req(&a, "<sip:alice@10.0.0.5>", Some(300), "c1", 3),
+            )
+            .unwrap();
+        assert!(matches!(
+            out,
+            RegisterOutcome::Forward {
+                reason: ForwardReason::PbxRefresh,
+                ..
+            }
+        ));
+        let key = BindingKey::new(&a, "sip:alice@10.0.0.5", None);
+        assert_eq!(r.get(&key).unwrap().pbx_until, t0 + 540 * S);
+    }
+
+    #[test]
+    fn not_nated_refresh_always_forwarded_and_contact_change() {
+        let mut r = Registrar::new(RegistrarConfig::default());
+        let a = aor("sip:bob@example.com");
+        let t0 = t0();
+        let inst = "<sip:bob@198.51.100.4>;+sip.instance=\"<urn:uuid:1>\"";
+        let mut q = req(&a, inst, Some(600), "c1", 1);
+        q.nated = false;
+        q.source = sa("198.51.100.4:5060");
+        let out = r.handle_register(t0, &q).unwrap();
+        assert!(
+            matches!(out, RegisterOutcome::Forward { ua_expires, .. } if ua_expires == 600 * S)
+        );
+        q.cseq = 2;
+        let out = r.handle_register(t0 + 300 * S, &q).unwrap();
+        assert!(out.must_forward());
+        assert_eq!(r.keepalive_due(t0 + 1000 * S), vec![]);
+        // same instance, new Contact URI: one binding, forwarded
+        let inst2 = "<sip:bob@198.51.100.4:5070>;+sip.instance=\"<urn:uuid:1>\"";
+        let mut q2 = req(&a, inst2, Some(600), "c1", 3);
+        q2.nated = false;
+        let out = r.handle_register(t0 + 310 * S, &q2).unwrap();
+        assert!(matches!(
+            out,
+            RegisterOutcome::Forward {
+                reason: ForwardReason::ContactChanged,
+                ..
+            }
+        ));
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn expires_zero_removes() {
+        let mut r = Registrar::new(RegistrarConfig::default());
+        let a = aor("sip:alice@example.com");
+        let t0 = t0();
+        r.handle_register(t0, &req(&a, "<sip:alice@10.0.0.5>", None, "c1", 1))
+            .unwrap();
+        let out = r
+            .handle_register(
+                t0,
+                &req(&a, "<sip:alice@10.0.0.5>;expires=0", None, "c1", 2),
+            )
+            .unwrap();
+        let RegisterOutcome::Removed { bindings } = &out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(bindings.len(), 1);
+        assert!(out.must_forward());
+        assert!(r.is_empty());
+        assert_eq!(r.lookup(&a).count(), 0);
+        assert_eq!(r.next_deadline(), None);
+        // unknown binding: nothing to tell the PBX
+        let out = r
+            .handle_register(t0, &req(&a, "<sip:alice@10.0.0.6>", Some(0), "c1", 3))
+            .unwrap();
+        assert!(!out.must_forward());
+    }
+
+    #[test]
+    fn star_removes_all() {
+        let mut r = Registrar::new(RegistrarConfig::default());
+        let a = aor("sip:alice@example.com");
+        let b = aor("sip:bob@example.com");
+        let t0 = t0();
+        r.handle_register(t0, &req(&a, "<sip:alice@10.0.0.5>", None, "c1", 1))
+            .unwrap();
+        r.handle_register(t0, &req(&a, "<sip:alice@10.0.0.6>", None, "c2", 1))
+            .unwrap();
+        r.handle_register(t0, &req(&b, "<sip:bob@10.0.0.7>", None, "c3", 1))
+            .unwrap();
+        assert_eq!(
+            r.handle_register(t0, &req(&a, "*", Some(3600), "c9", 1)),
+            Err(RegistrarError::InvalidStar)
+        );
+        assert_eq!(
+            r.handle_register(t0, &req(&a, "*", None, "c9", 1)),
+            Err(RegistrarError::InvalidStar)
+        );
+        // stale against c1's binding: nothing removed
+        assert_eq!(
+            r.handle_register(t0, &req(&a, "*", Some(0), "c1", 1)),
+            Err(RegistrarError::Stale)
+        );
+        assert_eq!(r.lookup(&a).count(), 2);
+        let out = r
+            .handle_register(t0, &req(&a, "*", Some(0), "c9", 1))
+            .unwrap();
+        assert!(matches!(&out, RegisterOutcome::Removed { bindings } if bindings.len() == 2));
+        assert_eq!(r.lookup(&a).count(), 0);
+        assert_eq!(r.lookup(&b).count(), 1);
+    }
+
+    #[test]
+    fn stale_cseq_ignored() {
+        let mut r = Registrar::new(RegistrarConfig::default());
+        let a = aor("sip:alice@example.com");
+        let t0 = t0();
+        r.handle_register(t0, &req(&a, "<sip:alice@10.0.0.5>", None, "c1", 5))
+            .unwrap();
+        for cseq in [5, 4] {
+            let e = r
+                .handle_register(t0, &req(&a, "<sip:alice@10.0.0.5>", Some(0), "c1", cseq))
+                .unwrap_err();
+            assert_eq!(e, RegistrarError::Stale);
+            assert_eq!(e.status_code(), 500);
+        }
+        assert_eq!(r.len(), 1);
+        // another Call-ID (the UA rebooted) may use any CSeq
+        r.handle_register(t0, &req(&a, "<sip:alice@10.0.0.5>", None, "c2", 1))
+            .unwrap();
+        assert_eq!(
+            r.get(&BindingKey::new(&a, "sip:alice@10.0.0.5", None))
+                .unwrap()
+                .call_id,
+            "c2"
+        );
+    }
+
+    #[test]
+    fn expiry_bounds() {
+        let mut r = Registrar::new(RegistrarConfig::default());
+        let a = aor("sip:alice@example.com");
+        let t0 = t0();
+        let e = r
+            .handle_register(t0, &req(&a, "<sip:alice@10.0.0.5>", Some(30), "c1", 1))
+            .unwrap_err();
+        assert_eq!(e, RegistrarError::IntervalTooBrief { min: 60 * S });
+        assert_eq!(e.status_code(), 423);
+        let out = r
+            .handle_register(t0, &req(&a, "<sip:alice@10.0.0.5>", Some(86_400), "c1", 2))
+            .unwrap();
+        assert!(
+            matches!(out, RegisterOutcome::Forward { pbx_expires, .. } if pbx_expires == 3600 * S)
+        );
+    }
+
+    #[test]
+    fn capacity_full() {
+        let mut r = small(2);
+        let a = aor("sip:alice@example.com");
+        let t0 = t0();
+        r.handle_register(t0, &req(&a, "<sip:alice@10.0.0.5>", None, "c1", 1))
+            .unwrap();
+        r.handle_register(t0, &req(&a, "<sip:alice@10.0.0.6>", None, "c2", 1))
+            .unwrap();
+        let e = r
+            .handle_register(t0, &req(&a, "<sip:alice@10.0.0.7>", None, "c3", 1))
+            .unwrap_err();
+        assert_eq!(e, RegistrarError::Full);
+        assert_eq!(e.status_code(), 503);
+        assert_eq!(r.lookup(&a).count(), 2);
+        // a refresh of a held binding still works
+        r.handle_register(t0, &req(&a, "<sip:alice@10.0.0.5>", None, "c1", 2))
+            .unwrap();
+
+        let mut r = Registrar::new(RegistrarConfig {
+            max_contacts_per_aor: 1,
+            ..RegistrarConfig::default()
+        });
+        r.handle_register(t0, &req(&a, "<sip:alice@10.0.0.5>", None, "c1", 1))
+            .unwrap();
+        assert_eq!(
+            r.handle_register(t0, &req(&a, "<sip:alice@10.0.0.6>", None, "c2", 1)),
+            Err(RegistrarError::TooManyContacts)
+        );
+    }
+
+    #[test]
+    fn expiry_order() {
+        let mut r = Registrar::new(RegistrarConfig::default());
+        let a = aor("sip:alice@example.com");
+        let t0 = t0();
+        let mut late = req(&a, "<sip:alice@10.0.0.5>", Some(600), "c1", 1);
+        late.nated = false;
+        r.handle_register(t0, &late).unwrap(); // expires t0+600
+        r.handle_register(t0, &req(&a, "<sip:alice@10.0.0.6>", None, "c2", 1))
+            .unwrap(); // NATed: t0+60
+        r.handle_register(t0 + 10 * S, &req(&a, "<sip:alice@10.0.0.7>", None, "c3", 1))
+            .unwrap(); // t0+70
+        assert_eq!(r.poll_expired(t0 + 59 * S), None);
+        let order: Vec<_> = std::iter::from_fn(|| r.poll_expired(t0 + 600 * S))
+            .map(|b| b.contact_uri)
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "sip:alice@10.0.0.6",
+                "sip:alice@10.0.0.7",
+                "sip:alice@10.0.0.5"
+            ]
+        );
+        assert!(r.is_empty());
+        assert_eq!(r.lookup(&a).count(), 0);
+        assert_eq!(r.next_deadline(), None);
+    }
+
+    #[test]
+    fn lookup_after_nat_keeps_source() {
+        let mut r = Registrar::new(RegistrarConfig::default());
+        let a = aor("sip:alice@example.com");
+        let t0 = t0();
+        let mut q = req(
+            &a,
+            "<sip:alice@192.168.1.10:5060;transport=tcp>",
+            None,
+            "c1",
+            1,
+        );
+        q.transport = Transport::Tcp;
+        q.connection = Some(42);
+        q.source = sa("203.0.113.7:53122");
+        r.handle_register(t0, &q).unwrap();
+        r.handle_register(t0, &req(&a, "<sip:alice@10.0.0.6>", None, "c2", 1))
+            .unwrap();
+        let found: Vec<_> = r.lookup(&aor("sip:alice@EXAMPLE.COM")).collect();
+        assert_eq!(found.len(), 2);
+        let tcp = found
+            .iter()
+            .find(|b| b.transport == Transport::Tcp)
+            .unwrap();
+        assert_eq!(tcp.source, sa("203.0.113.7:53122"));
+        assert_eq!(tcp.connection, Some(42));
+        assert_eq!(tcp.contact_uri, "sip:alice@192.168.1.10:5060;transport=tcp");
+        assert!(tcp.transport.is_reliable());
+        assert_eq!(r.lookup(&aor("sip:ALICE@example.com")).count(), 0);
+    }
+
+    #[test]
+    fn keepalive_schedule() {
+        let mut r = Registrar::new(RegistrarConfig::default());
+        let a = aor("sip:alice@example.com");
+        let t0 = t0();
+        r.handle_register(t0, &req(&a, "<sip:alice@10.0.0.5>", None, "c1", 1))
+            .unwrap();
+        let mut direct = req(&a, "<sip:alice@198.51.100.4>", None, "c2", 1);
+        direct.nated = false;
+        r.handle_register(t0, &direct).unwrap();
+        assert_eq!(r.next_deadline(), Some(t0 + 25 * S));
+        assert!(r.keepalive_due(t0 + 24 * S).is_empty());
+        let due = r.keepalive_due(t0 + 25 * S);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due.first().unwrap().source, sa("203.0.113.7:40001"));
+        assert_eq!(due.first().unwrap().transport, Transport::Udp);
+        assert!(r.keepalive_due(t0 + 49 * S).is_empty());
+        assert_eq!(r.keepalive_due(t0 + 50 * S).len(), 1);
+        // a refresh re-arms one interval after it
+        r.handle_register(t0 + 55 * S, &req(&a, "<sip:alice@10.0.0.5>", None, "c1", 2))
+            .unwrap();
+        assert!(r.keepalive_due(t0 + 79 * S).is_empty());
+        assert_eq!(r.keepalive_due(t0 + 80 * S).len(), 1);
+        // removed binding: no more keep-alives
+        r.remove(&BindingKey::new(&a, "sip:alice@10.0.0.5", None))
+            .unwrap();
+        assert!(r.keepalive_due(t0 + 200 * S).is_empty());
+    }
+
+    #[test]
+    fn pbx_grants_less() {
+        let mut r = Registrar::new(RegistrarConfig::default());
+        let a = aor("sip:alice@example.com");
+        let t0 = t0();
+        let mut q = req(&a, "<sip:alice@198.51.100.4>", Some(3600), "c1", 1);
+        q.nated = false;
+        let RegisterOutcome::Forward { key, .. } = r.handle_register(t0, &q).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.pbx_confirmed(&key, t0, 120 * S), Some(120 * S));
+        assert_eq!(r.poll_expired(t0 + 119 * S), None);
+        assert!(r.poll_expired(t0 + 120 * S).is_some());
+        assert_eq!(r.pbx_confirmed(&key, t0, 120 * S), None);
+    }
+}

@@ -1,0 +1,1291 @@
+//! Routing: number normalization, routing rules with a prefix index, and inside targets with
+//! health checks and fail-over.
+//!
+//! Everything here is plain data plus pure functions; the binary converts its configuration into
+//! these types. Time is an input: the caller supplies the local wall time for routing decisions
+//! ([`LocalTime`]) and a monotonic `now` for health checks ([`HealthMonitor`]).
+//!
+//! - Numbers: [`strip_visual_separators`], [`to_e164`], [`to_national`] and an ordered list of
+//!   [`NumberRule`]s applied by [`normalize`] (first matching rule wins).
+//! - Routes: [`Route`]s looked up by [`Router::route`] through a byte trie over the called number's
+//!   prefixes, so a lookup costs O(length of the number) plus the rules stored on the matched path,
+//!   never a scan of every rule. The longest matching prefix wins; among rules with the same prefix,
+//!   the first in configuration order whose source and time window match.
+//! - Targets: a [`TargetGroup`] of inside [`Target`]s, a sans-IO [`HealthMonitor`] that schedules
+//!   SIP OPTIONS probes and tracks Up/Down, and [`select`], which orders the candidates for a new call
+//!   so the B2BUA can fail over to the next one on 408, 503 or timeout.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------------------------
+// Number normalization
+// ---------------------------------------------------------------------------------------------
+
+/// One number rewriting rule: if the number starts with `match_prefix` and its length (in
+/// characters) is within `min_len..=max_len`, remove the first `strip` characters and put `prepend`
+/// in front.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NumberRule {
+    /// The number must start with this (the empty string matches every number).
+    pub match_prefix: String,
+    /// How many leading characters to remove (saturating: stripping more than the number holds
+    /// leaves the empty string).
+    pub strip: usize,
+    /// What to put in front after stripping.
+    pub prepend: String,
+    /// Smallest length, in characters, of the number for the rule to match.
+    pub min_len: Option<usize>,
+    /// Largest length, in characters, of the number for the rule to match.
+    pub max_len: Option<usize>,
+}
+
+impl NumberRule {
+    /// Whether this rule applies to `number`.
+    pub fn matches(&self, number: &str) -> bool {
+        if !number.starts_with(self.match_prefix.as_str()) {
+            return false;
+        }
+        if self.min_len.is_none() && self.max_len.is_none() {
+            return true;
+        }
+        let len = number.chars().count();
+        self.min_len.is_none_or(|min| len >= min) && self.max_len.is_none_or(|max| len <= max)
+    }
+
+    /// Applies the rewrite (strip, then prepend) without checking [`NumberRule::matches`].
+    pub fn apply(&self, number: &str) -> String {
+        let rest = match number.char_indices().nth(self.strip) {
+            Some((i, _)) => number.get(i..).unwrap_or(""),
+            None => "",
+        };
+        let mut out = String::with_capacity(self.prepend.len() + rest.len());
+        out.push_str(&self.prepend);
+        out.push_str(rest);
+        out
+    }
+}
+
+/// Applies the first rule of `rules` that matches `number`; returns the number unchanged (borrowed)
+/// when none matches.
+pub fn normalize<'a>(rules: &[NumberRule], number: &'a str) -> Cow<'a, str> {
+    match rules.iter().find(|r| r.matches(number)) {
+        Some(rule) => Cow::Owned(rule.apply(number)),
+        None => Cow::Borrowed(number),
+    }
+}
+
+/// Whether `c` is a visual separator of RFC 3966 (`-`, `.`, `(`, `)`) or a space, as people write
+/// them in dialled numbers.
+fn is_visual_separator(c: char) -> bool {
+    matches!(c, '-' | '.' | '(' | ')' | ' ')
+}
+
+/// Removes visual separators (`-`, `.`, ` `, `(`, `)`) from a number: `"+49 (30) 123-45.67"` becomes
+/// `"+49301234567"`. Borrows when there is none.
+pub fn strip_visual_separators(number: &str) -> Cow<'_, str> {
+    if number.contains(is_visual_separator) {
+        Cow::Owned(
+            number
+                .chars()
+                .filter(|c| !is_visual_separator(*c))
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(number)
+    }
+}
+
+/// Converts a dialled number to E.164 (`+` followed by the country code):
+///
+/// - already starting with `+`: unchanged;
+/// - starting with `international_prefix` (e.g. `"00"`): the prefix becomes `+`
+///   (`"00441234"` → `"+441234"`);
+/// - starting with `national_prefix` (e.g. `"0"`): the prefix becomes `+` and the country code
+///   (`"0301234567"`, cc 49 → `"+49301234567"`);
+/// - anything else (a short or local number, a service code): unchanged, since no area code can be
+///   inferred.
+///
+/// The international prefix is tested first, because it usually starts with the national one.
+/// An empty prefix never matches. Separators are not removed here; see
+/// [`strip_visual_separators`].
+pub fn to_e164<'a>(
+    number: &'a str,
+    country_code: u16,
+    national_prefix: &str,
+    international_prefix: &str,
+) -> Cow<'a, str> {
+    if number.starts_with('+') {
+        return Cow::Borrowed(number);
+    }
+    if !international_prefix.is_empty() {
+        if let Some(rest) = number.strip_prefix(international_prefix) {
+            return Cow::Owned(format!("+{rest}"));
+        }
+    }
+    if !national_prefix.is_empty() {
+        if let Some(rest) = number.strip_prefix(national_prefix) {
+            return Cow::Owned(format!("+{country_code}{rest}"));
+        }
+    }
+    Cow::Borrowed(number)
+}
+
+/// Converts an E.164 number to the national dialling format, for trunks that want it:
+/// `"+49301234567"` with cc 49 and national prefix `"0"` → `"0301234567"`; a number of another
+/// country gets the international prefix (`"+441234"` → `"00441234"`). A number without `+` is
+/// returned unchanged.
+pub fn to_national<'a>(
+    number: &'a str,
+    country_code: u16,
+    national_prefix: &str,
+    international_prefix: &str,
+) -> Cow<'a, str> {
+    let Some(rest) = number.strip_prefix('+') else {
+        return Cow::Borrowed(number);
+    };
+    let cc = country_code.to_string();
+    match rest.strip_prefix(cc.as_str()) {
+        Some(national) => Cow::Owned(format!("{national_prefix}{national}")),
+        None => Cow::Owned(format!("{international_prefix}{rest}")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing rules
+// ---------------------------------------------------------------------------------------------
+
+/// Identifier of a configured trunk (the binary maps trunk names to these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TrunkId(pub u32);
+
+/// Identifier of a configured [`TargetGroup`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TargetGroupId(pub u32);
+
+/// The side of the SBC a call arrives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The private side (PBX, inside trunks).
+    Inside,
+    /// The public side (phones, customers, carrier trunks).
+    Outside,
+}
+
+/// Where a new call comes from, as known to the B2BUA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallSource {
+    /// The side it arrived on.
+    pub side: Side,
+    /// The trunk it was recognised as coming from, if any.
+    pub trunk: Option<TrunkId>,
+}
+
+/// Which calls a [`Route`] applies to, by source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceMatch {
+    /// Every call.
+    Any,
+    /// Calls recognised as coming from this trunk.
+    Trunk(TrunkId),
+    /// Calls arriving on the inside.
+    Inside,
+    /// Calls arriving on the outside.
+    Outside,
+}
+
+impl SourceMatch {
+    /// Whether `source` is matched.
+    pub fn matches(&self, source: &CallSource) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Trunk(t) => source.trunk == Some(*t),
+            Self::Inside => source.side == Side::Inside,
+            Self::Outside => source.side == Side::Outside,
+        }
+    }
+}
+
+/// Local wall time supplied by the caller (the core reads no clock and knows no time zone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LocalTime {
+    /// Day of the week: 0 = Monday … 6 = Sunday. Other values match no time window.
+    pub weekday: u8,
+    /// Minutes since local midnight, 0..1440. Other values match no time window.
+    pub minute_of_day: u16,
+}
+
+/// A weekly time window. `start_min..end_min` is half-open; when `start_min > end_min` the window
+/// wraps midnight and belongs to the day it starts on (Friday 22:00–06:00 covers Friday night and
+/// Saturday morning until 06:00). `start_min == end_min` means the whole day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TimeWindow {
+    /// Days the window starts on: bit 0 = Monday … bit 6 = Sunday (see the constants).
+    pub days: u8,
+    /// Start, minutes since midnight (inclusive).
+    pub start_min: u16,
+    /// End, minutes since midnight (exclusive).
+    pub end_min: u16,
+}
+
+impl TimeWindow {
+    /// Monday's bit in [`TimeWindow::days`].
+    pub const MON: u8 = 1 << 0;
+    /// Tuesday's bit.
+    pub const TUE: u8 = 1 << 1;
+    /// Wednesday's bit.
+    pub const WED: u8 = 1 << 2;
+    /// Thursday's bit.
+    pub const THU: u8 = 1 << 3;
+    /// Friday's bit.
+    pub const FRI: u8 = 1 << 4;
+    /// Saturday's bit.
+    pub const SAT: u8 = 1 << 5;
+    /// Sunday's bit.
+    pub const SUN: u8 = 1 << 6;
+    /// Monday to Friday.
+    pub const WORKDAYS: u8 = 0b001_1111;
+    /// Every day.
+    pub const ALL_DAYS: u8 = 0b111_1111;
+
+    fn has_day(&self, weekday: u8) -> bool {
+        weekday < 7 && self.days & (1 << weekday) != 0
+    }
+
+    /// Whether `t` falls inside the window.
+    pub fn contains(&self, t: LocalTime) -> bool {
+        if t.weekday > 6 || t.minute_of_day >= 1440 {
+            return false;
+        }
+        let m = t.minute_of_day;
+        let (start, end) = (self.start_min, self.end_min);
+        let today = self.has_day(t.weekday);
+        if start == end {
+            today
+        } else if start < end {
+            today && start <= m && m < end
+        } else {
+            let yesterday = self.has_day((t.weekday + 6) % 7);
+            (today && m >= start) || (yesterday && m < end)
+        }
+    }
+}
+
+/// One routing rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Name, for logs and CDRs.
+    pub name: String,
+    /// Which sources the rule applies to.
+    pub source: SourceMatch,
+    /// Prefix of the called number (after normalization); empty matches every number.
+    pub prefix: String,
+    /// When the rule applies; `None` is always.
+    pub time: Option<TimeWindow>,
+    /// Where matched calls go.
+    pub target: TargetGroupId,
+    /// Number rules applied to numbers on the way out (see [`Route::rewrite_outbound`]).
+    pub number_rules: Vec<NumberRule>,
+}
+
+impl Route {
+    /// Whether the rule's source and time conditions hold (the prefix is checked by the router).
+    pub fn applies(&self, source: &CallSource, time: LocalTime) -> bool {
+        self.source.matches(source) && self.time.is_none_or(|w| w.contains(time))
+    }
+
+    /// Applies this route's outbound number rules to a number.
+    pub fn rewrite_outbound<'a>(&self, number: &'a str) -> Cow<'a, str> {
+        normalize(&self.number_rules, number)
+    }
+}
+
+/// Node of the prefix trie.
+#[derive(Debug, Default)]
+struct Node {
+    /// Children by next byte, sorted by byte.
+    children: Vec<(u8, u32)>,
+    /// Parent node; `None` for the root.
+    parent: Option<u32>,
+    /// Rules whose prefix ends at this node, in configuration order.
+    rules: Vec<u32>,
+}
+
+/// The routing table: rules indexed by a byte trie over their prefixes.
+#[derive(Debug)]
+pub struct Router {
+    routes: Vec<Route>,
+    nodes: Vec<Node>,
+}
+
+impl Router {
+    /// Builds the index. Rule order is kept: among rules with the same prefix the earlier wins.
+    pub fn new(routes: Vec<Route>) -> Self {
+        let mut nodes = vec![Node::default()];
+        for (ri, route) in routes.iter().enumerate() {
+            let mut cur = 0usize;
+            for b in route.prefix.bytes() {
+                cur = match Self::child_of(&nodes, cur, b) {
+                    Some(c) => c,
+                    None => {
+                        let new = nodes.len();
+                        nodes.push(Node {
+                            parent: u32::try_from(cur).ok(),
+                            ..Node::default()
+                        });
+                        if let Some(n) = nodes.get_mut(cur) {
+                            let pos = n.children.partition_point(|(k, _)| *k < b);
+                            n.children
+                                .insert(pos, (b, u32::try_from(new).unwrap_or(u32::MAX)));
+                        }
+                        new
+                    }
+                };
+            }
+            if let (Some(n), Ok(ri)) = (nodes.get_mut(cur), u32::try_from(ri)) {
+                n.rules.push(ri);
+            }
+        }
+        Self { routes, nodes }
+    }
+
+    fn child_of(nodes: &[Node], node: usize, b: u8) -> Option<usize> {
+        let n = nodes.get(node)?;
+        n.children
+            .binary_search_by_key(&b, |(k, _)| *k)
+            .ok()
+            .and_then(|i| n.children.get(i))
+            .map(|(_, c)| *c as usize)
+    }
+
+    /// The rules, in configuration order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// Finds the route for a call: the longest prefix of `called` that has a rule whose source and
+    /// time window match; among rules with that prefix, the first in configuration order. A prefix
+    /// whose rules all fail their conditions falls back to shorter prefixes. `called` should already
+    /// be normalized (e.g. E.164). No allocation.
+    pub fn route(&self, source: &CallSource, called: &str, time: LocalTime) -> Option<&Route> {
+        let mut node = 0usize;
+        for b in called.bytes() {
+            match Self::child_of(&self.nodes, node, b) {
+                Some(c) => node = c,
+                None => break,
+            }
+        }
+        let mut cur = Some(node);
+        while let Some(n) = cur {
+            let nd = self.nodes.get(n)?;
+            for &ri in &nd.rules {
+                if let Some(r) = self.routes.get(ri as usize) {
+                    if r.applies(source, time) {
+                        return Some(r);
+                    }
+                }
+            }
+            cur = nd.parent.map(|p| p as usize);
+        }
+        None
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Targets, health, selection
+// ---------------------------------------------------------------------------------------------
+
+/// Transport used toward a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// SIP over UDP.
+    Udp,
+    /// SIP over TCP.
+    Tcp,
+    /// SIP over TLS.
+    Tls,
+}
+
+/// One inside destination (PBX, trunk gateway).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// Where to send.
+    pub addr: SocketAddr,
+    /// How to send.
+    pub transport: Transport,
+    /// Lower values are tried first.
+    pub priority: u8,
+    /// Relative share among targets of equal priority; 0 means only after the others of that
+    /// priority.
+    pub weight: u16,
+}
+
+/// A group of targets a route points to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetGroup {
+    /// Identifier referenced by [`Route::target`].
+    pub id: TargetGroupId,
+    /// The members.
+    pub targets: Vec<Target>,
+}
+
+/// Health of a target as seen by OPTIONS probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Health {
+    /// No verdict yet (just started). Treated as [`Health::Up`] for selection, so calls flow at
+    /// start-up before the first probe returns.
+    Unknown,
+    /// Answering.
+    Up,
+    /// Failed `down_after` consecutive probes.
+    Down,
+}
+
+/// Index of a target in a [`HealthMonitor`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TargetIdx(pub usize);
+
+/// Health-check settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// Time between the sending of two probes to one target.
+    pub interval: Duration,
+    /// A probe with no result after this long counts as failed (a guard in case the caller does not
+    /// report the transaction timeout itself).
+    pub timeout: Duration,
+    /// Consecutive failures that take a target Down.
+    pub down_after: u32,
+    /// Consecutive successes that bring a Down target back Up.
+    pub up_after: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(32),
+            down_after: 3,
+            up_after: 2,
+        }
+    }
+}
+
+/// Whether a final response to an OPTIONS probe shows the target alive: any final response except
+/// 408 (Request Timeout) and 503 (Service Unavailable). Provisional responses are not a result.
+pub fn response_means_alive(status: u16) -> bool {
+    status >= 200 && status != 408 && status != 503
+}
+
+#[derive(Debug, Clone)]
+struct Probed {
+    addr: SocketAddr,
+    health: Health,
+    failures: u32,
+    successes: u32,
+    next_probe: Instant,
+    /// Deadline of the outstanding probe, if one is in flight.
+    outstanding: Option<Instant>,
+}
+
+/// Sans-IO health monitor: tells the driver when to send an OPTIONS probe to each target and turns
+/// the results into Up/Down states. At most one probe per target is outstanding.
+#[derive(Debug, Clone)]
+pub struct HealthMonitor {
+    config: HealthConfig,
+    targets: Vec<Probed>,
+    by_addr: HashMap<SocketAddr, usize>,
+}
+
+impl HealthMonitor {
+    /// Monitors `addrs` (duplicates are monitored once); every target starts
+    /// [`Health::Unknown`] and is due for a probe at `now`.
+    pub fn new(
+        config: HealthConfig,
+        addrs: impl IntoIterator<Item = SocketAddr>,
+        now: Instant,
+    ) -> Self {
+        let mut targets = Vec::new();
+        let mut by_addr = HashMap::new();
+        for addr in addrs {
+            by_addr.entry(addr).or_insert_with(|| {
+                targets.push(Probed {
+                    addr,
+                    health: Health::Unknown,
+                    failures: 0,
+                    successes: 0,
+                    next_probe: now,
+                    outstanding: None,
+                });
+                targets.len() - 1
+            });
+        }
+        Self {
+            config,
+            targets,
+            by_addr,
+        }
+    }
+
+    /// Monitors every target of `groups`.
+    pub fn for_groups(config: HealthConfig, groups: &[TargetGroup], now: Instant) -> Self {
+        Self::new(
+            config,
+            groups.iter().flat_map(|g| g.targets.iter().map(|t| t.addr)),
+            now,
+        )
+    }
+
+    /// The index of `addr`, if monitored.
+    pub fn index_of(&self, addr: SocketAddr) -> Option<TargetIdx> {
+        self.by_addr.get(&addr).copied().map(TargetIdx)
+    }
+
+    /// Health of a target by index ([`Health::Unknown`] for an unknown index).
+    pub fn health(&self, target: TargetIdx) -> Health {
+        self.targets
+            .get(target.0)
+            .map_or(Health::Unknown, |t| t.health)
+    }
+
+    /// Health of a target by address ([`Health::Unknown`] if it is not monitored).
+    pub fn health_of(&self, addr: SocketAddr) -> Health {
+        self.index_of(addr)
+            .map_or(Health::Unknown, |i| self.health(i))
+    }
+
+    /// Returns the next probe to send now, if any is due, and marks it outstanding. Call repeatedly
+    /// until `None`. Expired outstanding probes are counted as failures first.
+    pub fn poll_probe(&mut self, now: Instant) -> Option<(TargetIdx, SocketAddr)> {
+        self.handle_timeout(now);
+        let config = self.config;
+        let (i, t) = self
+            .targets
+            .iter_mut()
+            .enumerate()
+            .find(|(_, t)| t.outstanding.is_none() && t.next_probe <= now)?;
+        t.outstanding = Some(now + config.timeout);
+        t.next_probe = now + config.interval;
+        Some((TargetIdx(i), t.addr))
+    }
+
+    /// Reports the result of the outstanding probe of `target`: `ok` for a response that shows it
+    /// alive (see [`response_means_alive`]), `false` for 408, 503 or a transaction timeout. A result
+    /// with no probe outstanding (late, or already timed out here) is ignored. `now` is taken for
+    /// symmetry with the other inputs; the next probe is already scheduled from the send time.
+    pub fn handle_probe_result(&mut self, now: Instant, target: TargetIdx, ok: bool) {
+        let _ = now;
+        let config = self.config;
+        let Some(t) = self.targets.get_mut(target.0) else {
+            return;
+        };
+        if t.outstanding.take().is_none() {
+            return;
+        }
+        Self::record(t, &config, ok);
+    }
+
+    fn record(t: &mut Probed, config: &HealthConfig, ok: bool) {
+        if ok {
+            t.failures = 0;
+            t.successes = t.successes.saturating_add(1);
+            // From Unknown one success is enough; from Down it takes `up_after`.
+            if t.health == Health::Unknown || t.successes >= config.up_after {
+                t.health = Health::Up;
+            }
+        } else {
+            t.successes = 0;
+            t.failures = t.failures.saturating_add(1);
+            if t.failures >= config.down_after {
+                t.health = Health::Down;
+            }
+        }
+    }
+
+    /// Counts every outstanding probe whose deadline has passed as a failure.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let config = self.config;
+        for t in &mut self.targets {
+            if t.outstanding.is_some_and(|d| d <= now) {
+                t.outstanding = None;
+                Self::record(t, &config, false);
+            }
+        }
+    }
+
+    /// The next instant at which [`HealthMonitor::poll_probe`] has work (a probe due or a probe
+    /// deadline); `None` when nothing is monitored.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.targets
+            .iter()
+            .map(|t| t.outstanding.unwrap_or(t.next_probe))
+            .min()
+    }
+}
+
+/// Small deterministic generator (SplitMix64) for weighted ordering.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// Candidate targets of a group in the order a new call should try them (see [`select`]).
+#[derive(Debug)]
+pub struct Candidates<'a> {
+    group: &'a TargetGroup,
+    order: std::vec::IntoIter<usize>,
+}
+
+impl<'a> Iterator for Candidates<'a> {
+    type Item = &'a Target;
+
+    fn next(&mut self) -> Option<&'a Target> {
+        let i = self.order.next()?;
+        self.group.targets.get(i)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.order.size_hint()
+    }
+}
+
+/// Orders the targets of `group` for a new call; the B2BUA tries them in turn, moving to the next
+/// on 408, 503 or timeout.
+///
+/// - Up and Unknown targets come first, Down targets last: Down targets are kept rather than
+///   excluded, so that a call is still attempted when every target is marked down (the probe may
+///   be wrong, e.g. a PBX that drops OPTIONS but takes calls).
+/// - Within each of those two classes, lower `priority` first.
+/// - Among equal priority, a weighted random order (each next pick with probability proportional to
+///   its weight, as in RFC 2782); weight 0 targets follow the others of their priority in
+///   configuration order. The randomness comes only from `seed`, so equal seeds give equal orders.
+pub fn select<'a>(group: &'a TargetGroup, health: &HealthMonitor, seed: u64) -> Candidates<'a> {
+    let mut rng = SplitMix(seed);
+    let down = |t: &Target| health.health_of(t.addr) == Health::Down;
+    let mut idx: Vec<usize> = (0..group.targets.len()).collect();
+    let key = |i: &usize| {
+        group
+            .targets
+            .get(*i)
+            .map_or((true, u8::MAX), |t| (down(t), t.priority))
+    };
+    idx.sort_by_key(key); // stable: configuration order within a class and priority
+    let mut order = Vec::with_capacity(idx.len());
+    let mut rest = idx.as_slice();
+    while let Some(first) = rest.first() {
+        let k = key(first);
+        let n = rest.iter().take_while(|i| key(i) == k).count();
+        let (block, tail) = rest.split_at(n);
+        weighted_order(group, block, &mut rng, &mut order);
+        rest = tail;
+    }
+    Candidates {
+        group,
+        order: order.into_iter(),
+    }
+}
+
+/// Appends `block` to `out` in weighted random order; zero weights last in given order.
+fn weighted_order(group: &TargetGroup, block: &[usize], rng: &mut SplitMix, out: &mut Vec<usize>) {
+    let weight = |i: usize| u64::from(group.targets.get(i).map_or(0, |t| t.weight));
+    let mut pool: Vec<usize> = block.iter().copied().filter(|&i| weight(i) > 0).collect();
+    while !pool.is_empty() {
+        let total: u64 = pool.iter().map(|&i| weight(i)).sum();
+        let mut r = rng.next() % total.max(1);
+        let mut pick = 0usize;
+        for (pos, &i) in pool.iter().enumerate() {
+            let w = weight(i);
+            if r < w {
+                pick = pos;
+                break;
+            }
+            r -= w;
+        }
+        out.push(pool.remove(pick));
+    }
+    out.extend(block.iter().copied().filter(|&i| weight(i) == 0));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // ---- numbers ----
+
+    fn rule(
+        p: &str,
+        strip: usize,
+        prepend: &str,
+        min: Option<usize>,
+        max: Option<usize>,
+    ) -> NumberRule {
+        NumberRule {
+            match_prefix: p.into(),
+            strip,
+            prepend: prepend.into(),
+            min_len: min,
+            max_len: max,
+        }
+    }
+
+    #[test]
+    fn separators_are_stripped() {
+        let cases = [
+            ("+49 (30) 123-45.67", "+49301234567"),
+            ("0301234567", "0301234567"),
+            ("", ""),
+            ("(((", ""),
+            ("1 2-3.4", "1234"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(strip_visual_separators(input), want, "{input:?}");
+        }
+        assert!(matches!(strip_visual_separators("123"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn e164_conversion_table() {
+        let cases = [
+            ("0301234567", 49, "0", "00", "+49301234567"),
+            ("00441234", 49, "0", "00", "+441234"),
+            ("+441234", 49, "0", "00", "+441234"),
+            ("011441234", 1, "1", "011", "+441234"),
+            ("12125551234", 1, "1", "011", "+12125551234"),
+            ("112", 49, "0", "00", "112"),
+            ("", 49, "0", "00", ""),
+            ("0301234567", 49, "", "", "0301234567"),
+        ];
+        for (n, cc, np, ip, want) in cases {
+            assert_eq!(to_e164(n, cc, np, ip), want, "{n:?}");
+        }
+    }
+
+    #[test]
+    fn national_conversion_table() {
+        let cases = [
+            ("+49301234567", 49, "0", "00", "0301234567"),
+            ("+441234", 49, "0", "00", "00441234"),
+            ("0301234567", 49, "0", "00", "0301234567"),
+            ("+", 49, "0", "00", "00"),
+        ];
+        for (n, cc, np, ip, want) in cases {
+            assert_eq!(to_national(n, cc, np, ip), want, "{n:?}");
+        }
+        // Round trip.
+        let e = to_e164("0301234567", 49, "0", "00");
+        assert_eq!(to_national(&e, 49, "0", "00"), "0301234567");
+    }
+
+    #[test]
+    fn normalize_first_matching_rule_wins() {
+        let rules = vec![
+            rule("0", 1, "+49", Some(6), Some(12)), // national with length bound
+            rule("0", 0, "X", None, None),          // other numbers starting with 0
+            rule("9", 1, "", None, Some(4)),        // outside-line digit on short numbers
+            rule("*", 10, "", None, None),          // strip more than the number holds
+        ];
+        let cases = [
+            ("0301234567", "+49301234567"),
+            ("03", "X03"),
+            ("0301234567890", "X0301234567890"),
+            ("9123", "123"),
+            ("91234", "91234"),
+            ("*21", ""),
+            ("5551234", "5551234"),
+            ("", ""),
+        ];
+        for (n, want) in cases {
+            assert_eq!(normalize(&rules, n), want, "{n:?}");
+        }
+        assert!(matches!(normalize(&rules, "555"), Cow::Borrowed(_)));
+        // Lengths are in characters, and strip never cuts inside a character.
+        let r = rule("é", 1, "+", Some(3), Some(3));
+        assert_eq!(normalize(std::slice::from_ref(&r), "éüx"), "+üx");
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn string(&mut self) -> String {
+            const ALPHABET: &[char] = &[
+                '0',
+                '1',
+                '4',
+                '9',
+                '+',
+                '-',
+                '.',
+                ' ',
+                '(',
+                ')',
+                '*',
+                '#',
+                'é',
+                '€',
+                '\u{10FFFF}',
+                'a',
+            ];
+            let len = (self.next() % 14) as usize;
+            (0..len)
+                .map(|_| ALPHABET[(self.next() % ALPHABET.len() as u64) as usize])
+                .collect()
+        }
+    }
+
+    #[test]
+    fn number_functions_never_panic_on_random_input() {
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let routes: Vec<Route> = (0..50)
+            .map(|i| Route {
+                name: format!("r{i}"),
+                source: SourceMatch::Any,
+                prefix: rng.string(),
+                time: Some(TimeWindow {
+                    days: (rng.next() & 0xff) as u8,
+                    start_min: (rng.next() % 2000) as u16,
+                    end_min: (rng.next() % 2000) as u16,
+                }),
+                target: TargetGroupId(i),
+                number_rules: vec![],
+            })
+            .collect();
+        let router = Router::new(routes);
+        for _ in 0..20_000 {
+            let n = rng.string();
+            let r = rule(
+                &rng.string(),
+                (rng.next() % 20) as usize,
+                &rng.string(),
+                Some((rng.next() % 10) as usize),
+                Some((rng.next() % 10) as usize),
+            );
+            let _ = normalize(std::slice::from_ref(&r), &n);
+            let _ = r.apply(&n);
+            let s = strip_visual_separators(&n);
+            let _ = to_e164(&s, (rng.next() % 1000) as u16, &rng.string(), &rng.string());
+            let _ = to_national(&n, (rng.next() % 1000) as u16, &rng.string(), &rng.string());
+            let t = LocalTime {
+                weekday: (rng.next() % 9) as u8,
+                minute_of_day: (rng.next() % 1600) as u16,
+            };
+            let src = CallSource {
+                side: Side::Outside,
+                trunk: None,
+            };
+            let _ = router.route(&src, &n, t);
+        }
+    }
+
+    // ---- routing ----
+
+    const MON: u8 = 0;
+    const FRI: u8 = 4;
+    const SAT: u8 = 5;
+    const SUN: u8 = 6;
+
+    fn at(weekday: u8, h: u16, m: u16) -> LocalTime {
+        LocalTime {
+            weekday,
+            minute_of_day: h * 60 + m,
+        }
+    }
+
+    #[test]
+    fn time_windows_table() {
+        let office = TimeWindow {
+            days: TimeWindow::WORKDAYS,
+            start_min: 8 * 60,
+            end_min: 18 * 60,
+        };
+        let night = TimeWindow {
+            days: TimeWindow::FRI,
+            start_min: 22 * 60,
+            end_min: 6 * 60,
+        };
+        let all_day_weekend = TimeWindow {
+            days: TimeWindow::SAT | TimeWindow::SUN,
+            start_min: 0,
+            end_min: 0,
+        };
+        let cases = [
+            (office, at(MON, 8, 0), true),
+            (office, at(MON, 7, 59), false),
+            (office, at(MON, 17, 59), true),
+            (office, at(MON, 18, 0), false),
+            (office, at(SAT, 10, 0), false),
+            (night, at(FRI, 21, 59), false),
+            (night, at(FRI, 22, 0), true),
+            (night, at(FRI, 23, 59), true),
+            (night, at(SAT, 0, 0), true),
+            (night, at(SAT, 5, 59), true),
+            (night, at(SAT, 6, 0), false),
+            (night, at(SAT, 23, 0), false), // Saturday is not a start day
+            (night, at(FRI, 3, 0), false),  // Thursday night is not in the window
+            (
+                TimeWindow {
+                    days: TimeWindow::SUN,
+                    start_min: 23 * 60,
+                    end_min: 60,
+                },
+                at(MON, 0, 30),
+                true,
+            ), // Sunday→Monday wrap
+            (all_day_weekend, at(SUN, 23, 59), true),
+            (all_day_weekend, at(MON, 0, 0), false),
+            (
+                office,
+                LocalTime {
+                    weekday: 7,
+                    minute_of_day: 600,
+                },
+                false,
+            ),
+            (
+                office,
+                LocalTime {
+                    weekday: 0,
+                    minute_of_day: 2000,
+                },
+                false,
+            ),
+        ];
+        for (i, (w, t, want)) in cases.into_iter().enumerate() {
+            assert_eq!(w.contains(t), want, "case {i}: {w:?} at {t:?}");
+        }
+    }
+
+    fn route(name: &str, source: SourceMatch, prefix: &str, time: Option<TimeWindow>) -> Route {
+        Route {
+            name: name.into(),
+            source,
+            prefix: prefix.into(),
+            time,
+            target: TargetGroupId(0),
+            number_rules: vec![],
+        }
+    }
+
+    const OUT: CallSource = CallSource {
+        side: Side::Outside,
+        trunk: None,
+    };
+    const IN: CallSource = CallSource {
+        side: Side::Inside,
+        trunk: None,
+    };
+    const TRUNK7: CallSource = CallSource {
+        side: Side::Outside,
+        trunk: Some(TrunkId(7)),
+    };
+
+    #[test]
+    fn routing_table() {
+        let night = TimeWindow {
+            days: TimeWindow::ALL_DAYS,
+            start_min: 20 * 60,
+            end_min: 8 * 60,
+        };
+        let router = Router::new(vec![
+            route("default", SourceMatch::Any, "", None),
+            route("germany", SourceMatch::Any, "+49", None),
+            route("berlin", SourceMatch::Any, "+4930", None),
+            route("berlin-dup", SourceMatch::Any, "+4930", None),
+            route("berlin-night", SourceMatch::Any, "+49301", Some(night)),
+            route(
+                "uk-from-trunk7",
+                SourceMatch::Trunk(TrunkId(7)),
+                "+44",
+                None,
+            ),
+            route("uk-inside", SourceMatch::Inside, "+44", None),
+            route("uk-outside", SourceMatch::Outside, "+44", None),
+            route("emergency-inside", SourceMatch::Inside, "112", None),
+        ]);
+        let noon = at(MON, 12, 0);
+        let cases = [
+            (OUT, "+49301234", noon, Some("berlin")), // night rule fails → shorter prefix; first of equal prefix
+            (OUT, "+49301234", at(MON, 23, 0), Some("berlin-night")),
+            (OUT, "+4940123", noon, Some("germany")),
+            (OUT, "+4930", noon, Some("berlin")),
+            (OUT, "+1212", noon, Some("default")),
+            (OUT, "", noon, Some("default")),
+            (TRUNK7, "+4420", noon, Some("uk-from-trunk7")),
+            (IN, "+4420", noon, Some("uk-inside")),
+            (OUT, "+4420", noon, Some("uk-outside")),
+            (IN, "112", noon, Some("emergency-inside")),
+            (OUT, "112", noon, Some("default")),
+        ];
+        for (src, n, t, want) in cases {
+            assert_eq!(
+                router.route(&src, n, t).map(|r| r.name.as_str()),
+                want,
+                "{src:?} {n:?}"
+            );
+        }
+        let no_default = Router::new(vec![route("de", SourceMatch::Inside, "+49", None)]);
+        assert!(no_default.route(&OUT, "+49301", noon).is_none());
+        assert!(no_default.route(&IN, "+1", noon).is_none());
+        assert_eq!(no_default.routes().len(), 1);
+    }
+
+    #[test]
+    fn outbound_number_rules() {
+        let mut r = route("de-national", SourceMatch::Any, "+49", None);
+        r.number_rules = vec![rule("+49", 3, "0", None, None)];
+        assert_eq!(r.rewrite_outbound("+49301234567"), "0301234567");
+        assert_eq!(r.rewrite_outbound("+441234"), "+441234");
+    }
+
+    #[test]
+    #[ignore = "measurement; run with --ignored --nocapture"]
+    #[allow(clippy::disallowed_methods)] // a measurement needs the wall clock
+    fn lookup_time_with_10000_rules() {
+        let mut rng = Rng(42);
+        let routes: Vec<Route> = (0..10_000)
+            .map(|i| {
+                let len = 3 + (rng.next() % 8) as usize;
+                let digits: String = (0..len)
+                    .map(|_| char::from(b'0' + (rng.next() % 10) as u8))
+                    .collect();
+                let time = (i % 5 == 0).then_some(TimeWindow {
+                    days: TimeWindow::WORKDAYS,
+                    start_min: 480,
+                    end_min: 1080,
+                });
+                route(
+                    &format!("r{i}"),
+                    SourceMatch::Any,
+                    &format!("+{digits}"),
+                    time,
+                )
+            })
+            .collect();
+        let start = Instant::now();
+        let router = Router::new(routes);
+        let build = start.elapsed();
+        let numbers: Vec<String> = (0..1000)
+            .map(|_| {
+                let d: String = (0..12)
+                    .map(|_| char::from(b'0' + (rng.next() % 10) as u8))
+                    .collect();
+                format!("+{d}")
+            })
+            .collect();
+        let n = 1_000_000;
+        let start = Instant::now();
+        let mut hits = 0usize;
+        for i in 0..n {
+            let num = &numbers[i % numbers.len()];
+            if std::hint::black_box(router.route(&OUT, num, at(SAT, 12, 0))).is_some() {
+                hits += 1;
+            }
+        }
+        let per = start.elapsed() / n as u32;
+        println!("10,000 rules: build {build:?}, lookup {per:?} per call ({hits} hits of {n})");
+    }
+
+    // ---- health and selection ----
+
+    #[allow(clippy::disallowed_methods)] // the one origin of test time; everything else is an offset
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 1], port))
+    }
+
+    fn target(port: u16, priority: u8, weight: u16) -> Target {
+        Target {
+            addr: addr(port),
+            transport: Transport::Udp,
+            priority,
+            weight,
+        }
+    }
+
+    fn order(group: &TargetGroup, health: &HealthMonitor, seed: u64) -> Vec<u16> {
+        select(group, health, seed).map(|t| t.addr.port()).collect()
+    }
+
+    const CFG: HealthConfig = HealthConfig {
+        interval: Duration::from_secs(10),
+        timeout: Duration::from_secs(5),
+        down_after: 3,
+        up_after: 2,
+    };
+
+    /// Runs one probe round at `now`: every due probe gets `answer(port)`.
+    fn round(mon: &mut HealthMonitor, now: Instant, answer: impl Fn(u16) -> bool) -> usize {
+        let mut sent = 0;
+        while let Some((idx, a)) = mon.poll_probe(now) {
+            sent += 1;
+            mon.handle_probe_result(now, idx, answer(a.port()));
+        }
+        sent
+    }
+
+    #[test]
+    fn failover_when_first_target_stops_answering_and_back() {
+        let group = TargetGroup {
+            id: TargetGroupId(1),
+            targets: vec![target(5060, 1, 1), target(5070, 2, 1)],
+        };
+        let start = t0();
+        let mut mon = HealthMonitor::for_groups(CFG, std::slice::from_ref(&group), start);
+        assert_eq!(mon.health_of(addr(5060)), Health::Unknown);
+        assert_eq!(order(&group, &mon, 0), [5060, 5070], "unknown counts as up");
+        let mut now = start;
+        assert_eq!(round(&mut mon, now, |_| true), 2);
+        assert_eq!(mon.health_of(addr(5060)), Health::Up);
+        // The first target stops answering.
+        for i in 1..=CFG.down_after {
+            now += CFG.interval;
+            assert_eq!(round(&mut mon, now, |p| p != 5060), 2);
+            let want = if i < CFG.down_after {
+                Health::Up
+            } else {
+                Health::Down
+            };
+            assert_eq!(mon.health_of(addr(5060)), want, "after {i} failures");
+            let first = order(&group, &mon, 0)[0];
+            assert_eq!(first, if i < CFG.down_after { 5060 } else { 5070 });
+        }
+        assert_eq!(
+            order(&group, &mon, 0),
+            [5070, 5060],
+            "down target kept last"
+        );
+        // It comes back.
+        for i in 1..=CFG.up_after {
+            now += CFG.interval;
+            round(&mut mon, now, |_| true);
+            let want = if i < CFG.up_after {
+                Health::Down
+            } else {
+                Health::Up
+            };
+            assert_eq!(mon.health_of(addr(5060)), want, "after {i} successes");
+        }
+        assert_eq!(order(&group, &mon, 0), [5060, 5070], "preferred again");
+    }
+
+    #[test]
+    fn probe_scheduling_and_timeouts() {
+        let start = t0();
+        let mut mon = HealthMonitor::new(CFG, [addr(1), addr(2), addr(1)], start);
+        assert_eq!(mon.index_of(addr(1)), Some(TargetIdx(0)));
+        assert_eq!(mon.poll_timeout(), Some(start));
+        let (a, _) = mon.poll_probe(start).unwrap();
+        let (b, _) = mon.poll_probe(start).unwrap();
+        assert!(
+            mon.poll_probe(start).is_none(),
+            "duplicates monitored once; one outstanding each"
+        );
+        assert_eq!(mon.poll_timeout(), Some(start + CFG.timeout));
+        mon.handle_probe_result(start, a, true);
+        assert!(
+            mon.poll_probe(start + Duration::from_secs(1)).is_none(),
+            "not yet due again"
+        );
+        // b never answers: the monitor's own deadline counts it as a failure.
+        mon.handle_timeout(start + CFG.timeout);
+        assert_eq!(mon.targets[1].failures, 1);
+        // A late answer for b is ignored.
+        mon.handle_probe_result(start + CFG.timeout, b, true);
+        assert_eq!(mon.targets[1].failures, 1);
+        assert_eq!(mon.health(b), Health::Unknown);
+        assert_eq!(mon.poll_timeout(), Some(start + CFG.interval));
+        let due = start + CFG.interval;
+        assert!(mon.poll_probe(due).is_some());
+        assert!(mon.poll_probe(due).is_some());
+        assert!(mon.poll_probe(due).is_none());
+        // Unknown index is harmless.
+        mon.handle_probe_result(due, TargetIdx(99), false);
+        assert_eq!(mon.health(TargetIdx(99)), Health::Unknown);
+        // Three timeouts in a row take it down, even from Unknown.
+        let mut now = due;
+        for _ in 0..3 {
+            mon.handle_timeout(now + CFG.timeout);
+            now += CFG.interval;
+            while mon.poll_probe(now).is_some() {}
+        }
+        assert_eq!(mon.health(b), Health::Down);
+        assert!(HealthMonitor::new(CFG, [], start).poll_timeout().is_none());
+    }
+
+    #[test]
+    fn probe_response_table() {
+        let cases = [
+            (100, false),
+            (180, false),
+            (200, true),
+            (404, true),
+            (405, true),
+            (408, false),
+            (486, true),
+            (500, true),
+            (503, false),
+            (603, true),
+        ];
+        for (status, want) in cases {
+            assert_eq!(response_means_alive(status), want, "{status}");
+        }
+    }
+
+    #[test]
+    fn selection_priority_weights_and_down() {
+        let start = t0();
+        let group = TargetGroup {
+            id: TargetGroupId(2),
+            targets: vec![
+                target(3, 2, 1),
+                target(1, 1, 300),
+                target(2, 1, 100),
+                target(4, 1, 0),
+            ],
+        };
+        let mon = HealthMonitor::for_groups(CFG, std::slice::from_ref(&group), start);
+        // Reproducible.
+        assert_eq!(order(&group, &mon, 7), order(&group, &mon, 7));
+        // Weights 300:100 → roughly 3:1 first picks; zero weight last of its priority.
+        let mut first_is_1 = 0;
+        for seed in 0..4000 {
+            let o = order(&group, &mon, seed);
+            assert_eq!(o.len(), 4);
+            assert_eq!(o[2..], [4, 3], "seed {seed}");
+            if o[0] == 1 {
+                first_is_1 += 1;
+            }
+        }
+        assert!((2800..3200).contains(&first_is_1), "{first_is_1}");
+        // Take port 1 down: it goes last, behind the lower-priority target.
+        let mut mon = mon;
+        let mut now = start;
+        for _ in 0..CFG.down_after {
+            round(&mut mon, now, |p| p != 1);
+            now += CFG.interval;
+        }
+        let o = order(&group, &mon, 1);
+        assert_eq!(o, [2, 4, 3, 1]);
+        // An empty group yields nothing.
+        let empty = TargetGroup {
+            id: TargetGroupId(3),
+            targets: vec![],
+        };
+        assert_eq!(select(&empty, &mon, 0).count(), 0);
+    }
+}
