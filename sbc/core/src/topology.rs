@@ -35,6 +35,7 @@
 use std::borrow::Cow;
 
 use sbc_sip::header::NameAddr;
+use sbc_sip::message::long_header_name;
 use sbc_sip::writer::MessageWriter;
 use sbc_sip::{HeaderName, Message};
 
@@ -133,29 +134,6 @@ const OWNED: &[&str] = &[
 const PAI: &str = "P-Asserted-Identity";
 const PPI: &str = "P-Preferred-Identity";
 
-/// The long form of a header name: recognised names in their canonical spelling, compact forms the
-/// sip crate does not recognise expanded (RFC 3261 §7.3.3, IANA registry), other names as given.
-fn long_name(name: &str) -> &str {
-    let known = HeaderName::from_bytes(name.as_bytes());
-    if let Some(canonical) = known.as_str() {
-        return canonical;
-    }
-    if name.len() != 1 {
-        return name;
-    }
-    match name.as_bytes().first().map(u8::to_ascii_lowercase) {
-        Some(b'a') => "Accept-Contact",
-        Some(b'b') => "Referred-By",
-        Some(b'd') => "Request-Disposition",
-        Some(b'j') => "Reject-Contact",
-        Some(b'n') => "Identity-Info",
-        Some(b'u') => "Allow-Events",
-        Some(b'x') => "Session-Expires",
-        Some(b'y') => "Identity",
-        _ => name,
-    }
-}
-
 fn in_list(list: &[&str], name: &str) -> bool {
     list.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
@@ -163,7 +141,7 @@ fn in_list(list: &[&str], name: &str) -> bool {
 /// Whether the SBC always writes this header itself (long or compact name, any case): it is never
 /// copied from the other leg, whatever the policy.
 pub fn is_owned(name: &str) -> bool {
-    in_list(OWNED, long_name(name))
+    in_list(OWNED, long_header_name(name))
 }
 
 /// The header policy of one direction (outside→inside or inside→outside).
@@ -206,7 +184,7 @@ impl HeaderPolicy {
     /// P-Preferred-Identity, Authorization, Proxy-Authorization) cannot be overridden: the override is
     /// recorded but never consulted. An override is the only way to let an `X-` header through.
     pub fn set(&mut self, name: &str, action: HeaderAction) -> &mut Self {
-        let long = long_name(name).to_owned();
+        let long = long_header_name(name).to_owned();
         self.overrides
             .retain(|(n, _)| !n.eq_ignore_ascii_case(&long));
         self.overrides.push((long, action));
@@ -214,7 +192,7 @@ impl HeaderPolicy {
     }
     /// The override for a header name, if any (long or compact form, case-insensitive).
     pub fn get(&self, name: &str) -> Option<&HeaderAction> {
-        let long = long_name(name);
+        let long = long_header_name(name);
         self.overrides
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(long))
@@ -353,7 +331,7 @@ pub fn copy_headers_with(
     for h in msg.headers() {
         let long = match h.name.as_str() {
             Some(n) => n,
-            None => long_name(h.raw_name),
+            None => long_header_name(h.raw_name),
         };
         if in_list(OWNED, long) {
             report.owned += 1;
@@ -592,7 +570,7 @@ Content-Length: 0\r\n\r\n";
 
     fn count(m: &Message, name: &str) -> usize {
         m.headers()
-            .filter(|h| long_name(h.raw_name).eq_ignore_ascii_case(long_name(name)))
+            .filter(|h| long_header_name(h.raw_name).eq_ignore_ascii_case(long_header_name(name)))
             .count()
     }
 

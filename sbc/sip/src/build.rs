@@ -42,30 +42,22 @@ pub fn response<'b>(
 /// From and CSeq number as the INVITE, To from the response (it carries the tag), only the INVITE's top
 /// Via, and the INVITE's Route headers.
 pub fn ack_for_non_2xx(invite: &Message, response: &Message, out: &mut Vec<u8>) {
-    let uri = invite.request_uri().unwrap_or_default();
-    let mut w = MessageWriter::request(out, &Method::Ack, uri);
-    w.header(
-        "Via",
-        invite
-            .header_values(HeaderName::Via)
-            .next()
-            .unwrap_or_default(),
-    );
-    w.header_u32("Max-Forwards", 70);
-    w.header("From", invite.header(HeaderName::From).unwrap_or_default());
-    w.header("To", response.header(HeaderName::To).unwrap_or_default());
-    w.header("Call-ID", invite.call_id());
-    let mut seq = [0u8; 10];
-    w.header_parts("CSeq", &[decimal(invite.cseq().seq, &mut seq), " ACK"]);
-    copy_routes(invite, &mut w);
-    w.finish(None, b"");
+    let to = response.header(HeaderName::To).unwrap_or_default();
+    request_for_invite_transaction(invite, Method::Ack, to, out);
 }
 
 /// A CANCEL for `invite` (RFC 3261 §9.1): same Request-URI, Call-ID, To, From and CSeq number, only the
 /// INVITE's top Via (so the branch matches), and the INVITE's Route headers.
 pub fn cancel(invite: &Message, out: &mut Vec<u8>) {
+    let to = invite.header(HeaderName::To).unwrap_or_default();
+    request_for_invite_transaction(invite, Method::Cancel, to, out);
+}
+
+/// ACK and CANCEL belong to the INVITE's transaction: they copy its Request-URI, top Via, From,
+/// Call-ID, CSeq number and Route set; only the method and the To differ.
+fn request_for_invite_transaction(invite: &Message, method: Method, to: &str, out: &mut Vec<u8>) {
     let uri = invite.request_uri().unwrap_or_default();
-    let mut w = MessageWriter::request(out, &Method::Cancel, uri);
+    let mut w = MessageWriter::request(out, &method, uri);
     w.header(
         "Via",
         invite
@@ -75,11 +67,18 @@ pub fn cancel(invite: &Message, out: &mut Vec<u8>) {
     );
     w.header_u32("Max-Forwards", 70);
     w.header("From", invite.header(HeaderName::From).unwrap_or_default());
-    w.header("To", invite.header(HeaderName::To).unwrap_or_default());
+    w.header("To", to);
     w.header("Call-ID", invite.call_id());
     let mut seq = [0u8; 10];
-    w.header_parts("CSeq", &[decimal(invite.cseq().seq, &mut seq), " CANCEL"]);
-    copy_routes(invite, &mut w);
+    w.header_parts(
+        "CSeq",
+        &[decimal(invite.cseq().seq, &mut seq), " ", method.as_str()],
+    );
+    for field in invite.headers() {
+        if field.name == HeaderName::Route {
+            w.header("Route", field.value);
+        }
+    }
     w.finish(None, b"");
 }
 
@@ -216,14 +215,6 @@ pub fn reason_phrase(code: u16) -> &'static str {
             5 => "Server Failure",
             _ => "Global Failure",
         },
-    }
-}
-
-fn copy_routes(req: &Message, w: &mut MessageWriter<'_>) {
-    for field in req.headers() {
-        if field.name == HeaderName::Route {
-            w.header("Route", field.value);
-        }
     }
 }
 

@@ -23,33 +23,6 @@ use crate::transaction::{
 use crate::uri::Uri;
 use crate::{ParseError, Verdict};
 
-/// Every recognised header name, to run each name-keyed accessor.
-const HEADER_NAMES: &[HeaderName] = &[
-    HeaderName::Via,
-    HeaderName::From,
-    HeaderName::To,
-    HeaderName::CallId,
-    HeaderName::CSeq,
-    HeaderName::MaxForwards,
-    HeaderName::Contact,
-    HeaderName::ContentLength,
-    HeaderName::ContentType,
-    HeaderName::ContentEncoding,
-    HeaderName::Route,
-    HeaderName::RecordRoute,
-    HeaderName::Require,
-    HeaderName::ProxyRequire,
-    HeaderName::Supported,
-    HeaderName::Allow,
-    HeaderName::Expires,
-    HeaderName::UserAgent,
-    HeaderName::Server,
-    HeaderName::Event,
-    HeaderName::ReferTo,
-    HeaderName::Subject,
-    HeaderName::Other,
-];
-
 /// The headers a stateless error response echoes from the request.
 const ECHOED: &[HeaderName] = &[
     HeaderName::Via,
@@ -169,7 +142,8 @@ fn exercise_accessors(m: &Message) {
             );
         }
     }
-    for &name in HEADER_NAMES {
+    // Every recognised name, and `Other`, through each name-keyed accessor.
+    for name in HeaderName::ALL.into_iter().chain([HeaderName::Other]) {
         let first = m.header(name);
         let values = m.header_values(name).count();
         if name == HeaderName::Other {

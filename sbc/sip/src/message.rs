@@ -141,6 +141,32 @@ pub enum HeaderName {
 }
 
 impl HeaderName {
+    /// Every recognised name (all variants but `Other`).
+    pub const ALL: [Self; 22] = [
+        Self::Via,
+        Self::From,
+        Self::To,
+        Self::CallId,
+        Self::CSeq,
+        Self::MaxForwards,
+        Self::Contact,
+        Self::ContentLength,
+        Self::ContentType,
+        Self::ContentEncoding,
+        Self::Route,
+        Self::RecordRoute,
+        Self::Require,
+        Self::ProxyRequire,
+        Self::Supported,
+        Self::Allow,
+        Self::Expires,
+        Self::UserAgent,
+        Self::Server,
+        Self::Event,
+        Self::ReferTo,
+        Self::Subject,
+    ];
+
     /// Recognise a header name (long or compact form, case-insensitive).
     pub fn from_bytes(name: &[u8]) -> Self {
         let eq = |s: &[u8]| name.eq_ignore_ascii_case(s);
@@ -230,8 +256,17 @@ impl HeaderName {
     }
 }
 
-/// The long form of a compact header name the enum does not cover (RFC 3261 §7.3.3 and the IANA SIP
-/// header registry); other names are returned unchanged.
+/// The long form of a header name as written: recognised names in their canonical spelling, compact
+/// forms the enum does not cover expanded (RFC 3261 §7.3.3 and the IANA SIP header registry), other
+/// names unchanged.
+pub fn long_header_name(name: &str) -> &str {
+    if let Some(canonical) = HeaderName::from_bytes(name.as_bytes()).as_str() {
+        return canonical;
+    }
+    expand_compact(name)
+}
+
+/// The long form of a compact header name the enum does not cover; other names are returned unchanged.
 fn expand_compact(name: &str) -> &str {
     if name.len() != 1 {
         return name;
@@ -1352,30 +1387,7 @@ v=0\n";
         ));
         assert_eq!(Method::from_token(b"IN VITE"), None);
         assert_eq!(Method::from_token(b""), None);
-        let all = [
-            HeaderName::Via,
-            HeaderName::From,
-            HeaderName::To,
-            HeaderName::CallId,
-            HeaderName::CSeq,
-            HeaderName::MaxForwards,
-            HeaderName::Contact,
-            HeaderName::ContentLength,
-            HeaderName::ContentType,
-            HeaderName::ContentEncoding,
-            HeaderName::Route,
-            HeaderName::RecordRoute,
-            HeaderName::Require,
-            HeaderName::ProxyRequire,
-            HeaderName::Supported,
-            HeaderName::Allow,
-            HeaderName::Expires,
-            HeaderName::UserAgent,
-            HeaderName::Server,
-            HeaderName::Event,
-            HeaderName::ReferTo,
-            HeaderName::Subject,
-        ];
+        let all = HeaderName::ALL;
         for n in all {
             let long = n.as_str().unwrap();
             assert_eq!(HeaderName::from_bytes(long.as_bytes()), n);
