@@ -32,7 +32,7 @@
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use sbc_sip::header::{NameAddr, Via};
+use sbc_sip::header::{NameAddr, Params, Via};
 use sbc_sip::message::HeaderName;
 use sbc_sip::uri::{Host, Scheme};
 use sbc_sip::{Message, ParseError};
@@ -265,19 +265,10 @@ pub fn stamp_via(value: &str, source: SocketAddr) -> Result<String, ParseError> 
     if let Some(p) = via.port {
         let _ = write!(out, ":{p}");
     }
-    for (name, v) in via.params.iter() {
-        if name.eq_ignore_ascii_case("received")
+    push_params_except(&mut out, via.params, |name| {
+        name.eq_ignore_ascii_case("received")
             || (name.eq_ignore_ascii_case("rport") && stamp.rport.is_some())
-        {
-            continue;
-        }
-        out.push(';');
-        out.push_str(name);
-        if let Some(v) = v {
-            out.push('=');
-            out.push_str(v);
-        }
-    }
+    });
     let _ = write!(out, "{stamp}");
     Ok(out)
 }
@@ -317,17 +308,9 @@ pub fn rewrite_contact(
     }
     // SocketAddr's Display is URI hostport: `1.2.3.4:5060`, `[2001:db8::1]:5060`.
     let _ = write!(out, "{public}");
-    for (name, v) in na.uri.params.iter() {
-        if name.eq_ignore_ascii_case("transport") || name.eq_ignore_ascii_case("maddr") {
-            continue;
-        }
-        out.push(';');
-        out.push_str(name);
-        if let Some(v) = v {
-            out.push('=');
-            out.push_str(v);
-        }
-    }
+    push_params_except(&mut out, na.uri.params, |name| {
+        name.eq_ignore_ascii_case("transport") || name.eq_ignore_ascii_case("maddr")
+    });
     if let Some(t) = transport {
         let _ = write!(out, ";transport={}", t.to_ascii_lowercase());
     }
@@ -341,6 +324,21 @@ pub fn rewrite_contact(
         out.push_str(na.params.raw.trim());
     }
     Ok(out)
+}
+
+/// Append `;name[=value]` for every parameter of `params` that `skip` does not name.
+fn push_params_except(out: &mut String, params: Params<'_>, skip: impl Fn(&str) -> bool) {
+    for (name, v) in params.iter() {
+        if skip(name) {
+            continue;
+        }
+        out.push(';');
+        out.push_str(name);
+        if let Some(v) = v {
+            out.push('=');
+            out.push_str(v);
+        }
+    }
 }
 
 #[cfg(test)]
