@@ -1,5 +1,7 @@
 //! `sbc-core`: the pure signalling core of the SBC (sans-IO: no sockets, threads or clock).
 //!
+//! - [`b2bua`]: the back-to-back user agent relaying calls between leg A (outside) and leg B (inside)
+//!   over the transaction layer, with topology hiding and a bounded, deadline-driven dialog table.
 //! - [`ids`]: identifiers the SBC generates (Via branch, tags, leg-B Call-ID) carrying the owning worker
 //!   and a keyed MAC, so a message landing on another worker is handed over in O(1) and forged ones are
 //!   dropped, while nothing in them correlates to the inside.
@@ -16,6 +18,7 @@
     missing_docs
 )]
 
+pub mod b2bua;
 pub mod ids;
 pub mod nat;
 pub mod registrar;

@@ -1,0 +1,1299 @@
+//! The back-to-back user agent: one [`B2bua`] per worker relays calls between leg A (the Outside) and
+//! leg B (the Inside), sans-IO.
+//!
+//! The SBC never forwards a message: for every message of one leg it builds a new one for the other
+//! leg, with its own Via, Call-ID, tags, CSeq and Contact, and copies only the headers the
+//! [`TopologyPolicy`] allows ([`copy_headers`]). Bodies (SDP) pass through unchanged in this slice.
+//!
+//! # Drive loop
+//! The driver follows the same rule as the transaction layer:
+//! 1. *mutate*: [`B2bua::handle_message`] for every parsed message (with the side it arrived on and a
+//!    [`Router`] for new calls), [`B2bua::handle_timeout`] when the deadline passes;
+//! 2. *drain*: [`B2bua::poll_transmit`] until `None` (send each datagram), then [`B2bua::poll_event`]
+//!    until `None` (CDRs, metrics);
+//! 3. *sleep* until [`B2bua::poll_timeout`].
+//!
+//! Time is always an input; nothing here reads a clock.
+//!
+//! # Call flow
+//! - A new INVITE from the Outside gets 100 Trying at once, is routed by the caller's [`Router`]
+//!   (no target: 404; dialog table full: 503; Max-Forwards 0: 483) and relayed as a new INVITE on leg B
+//!   with a fresh Call-ID, From tag and branch from [`IdGen`] (so they carry the worker id), CSeq 1 and
+//!   the SBC's inside Contact.
+//! - Provisional responses (except 100) go to A with the SBC's single To tag for leg A. When leg B forks
+//!   into several early dialogs, A sees one early dialog: the SBC tag; leg B's dialog is the one whose
+//!   2xx arrives first (later 2xx of other forks are not yet acknowledged and torn down: a known gap).
+//! - A 2xx from B is relayed to A and retransmitted toward A over UDP (T1 doubling up to T2, RFC 3261
+//!   §13.3.1.4) until A's ACK arrives; only then is B acknowledged. No ACK within the no-ACK timeout:
+//!   BYE on both legs. Non-2xx finals are relayed with the same status (the transaction layer ACKs B).
+//! - CANCEL from A becomes a CANCEL on B (once B has sent a provisional); B's 487 is relayed.
+//! - BYE from either side: 200 to it, BYE on the other leg; the call ends when that BYE completes.
+//! - Other requests in the confirmed dialog (re-INVITE, UPDATE, INFO, MESSAGE, NOTIFY, REFER, OPTIONS)
+//!   are relayed to the other leg under that leg's own CSeq; their responses come back the same way.
+//! - Leg B is matched by its Call-ID, which the SBC generated: a message from the Inside whose Call-ID
+//!   fails [`IdGen::worker_of`] is dropped before any state is touched (counted in
+//!   [`B2buaStats::forged`]). Leg A is matched by (Call-ID, the SBC's To tag).
+//! - Every call sits in a [`BoundedTable`] with an absolute deadline (ringing, no-ACK, maximum duration,
+//!   teardown grace); when it passes the live legs are cancelled or sent BYE and the call is removed.
+//!
+//! In-dialog requests are sent to the address the leg's peer used (leg A: the source of its INVITE,
+//! leg B: the routed target), not resolved from Contact or a route set; calls from the Inside, PRACK
+//! and early-dialog UPDATE are later slices.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sbc_sip::build;
+use sbc_sip::header::NameAddr;
+use sbc_sip::transaction::{
+    ClientTxId, ServerTxId, StrayKind, TransactionConfig, Transactions, Transmit, TxEvent, TxId,
+    TxState,
+};
+use sbc_sip::writer::MessageWriter;
+use sbc_sip::{HeaderName, Message, Method};
+
+use crate::ids::{IdGen, IdKind, WorkerId};
+use crate::table::BoundedTable;
+use crate::topology::{copy_headers, next_max_forwards, with_tag, Side, TopologyPolicy};
+
+/// Chooses the inside target of a new call.
+pub trait Router {
+    /// The address the new request `msg`, received on side `from`, goes to; `None` answers 404.
+    fn route(&self, msg: &Message, from: Side) -> Option<SocketAddr>;
+}
+
+impl<F: Fn(&Message, Side) -> Option<SocketAddr>> Router for F {
+    fn route(&self, msg: &Message, from: Side) -> Option<SocketAddr> {
+        self(msg, from)
+    }
+}
+
+/// Settings of one worker's B2BUA.
+#[derive(Clone, Debug)]
+pub struct B2buaConfig {
+    /// The SBC's own address toward the Outside (Via and Contact on leg A).
+    pub outside_contact: SocketAddr,
+    /// The SBC's own address toward the Inside (Via and Contact on leg B).
+    pub inside_contact: SocketAddr,
+    /// Maximum concurrent calls of this worker; a new INVITE beyond it gets 503.
+    pub max_dialogs: usize,
+    /// How long a relayed 2xx waits for A's ACK before both legs are sent BYE (32 s).
+    pub no_ack_timeout: Duration,
+    /// Longest call, from answer to forced BYE (e.g. 4 h).
+    pub max_call_duration: Duration,
+    /// Longest ringing phase before the call is cancelled (e.g. 180 s).
+    pub ringing_timeout: Duration,
+    /// The worker this B2BUA runs on (carried in every id it generates).
+    pub worker: WorkerId,
+    /// The id secret shared by all workers.
+    pub secret: [u8; 32],
+    /// Seed of the id counter (any value; differs per start).
+    pub seed: u64,
+    /// Header policy at each crossing.
+    pub topology: TopologyPolicy,
+    /// Settings of the transaction layer (T1, T2, ...).
+    pub transactions: TransactionConfig,
+}
+
+impl B2buaConfig {
+    /// A configuration with the usual timers (no-ACK 32 s, 4 h calls, 180 s ringing) and the default
+    /// topology policy and transaction settings.
+    pub fn new(
+        outside_contact: SocketAddr,
+        inside_contact: SocketAddr,
+        worker: WorkerId,
+        secret: [u8; 32],
+    ) -> Self {
+        Self {
+            outside_contact,
+            inside_contact,
+            max_dialogs: 100_000,
+            no_ack_timeout: Duration::from_secs(32),
+            max_call_duration: Duration::from_secs(4 * 3600),
+            ringing_timeout: Duration::from_secs(180),
+            worker,
+            secret,
+            seed: 0,
+            topology: TopologyPolicy::default(),
+            transactions: TransactionConfig::default(),
+        }
+    }
+}
+
+/// A call handle, unique within one B2BUA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);
+
+/// Why a call ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// Leg B answered the INVITE with this final status (≥ 300), relayed to A.
+    Rejected(u16),
+    /// A cancelled before the answer.
+    Cancelled,
+    /// The side that sent BYE.
+    Bye(Side),
+    /// A never acknowledged the 2xx.
+    NoAck,
+    /// No final response from leg B (Timer B or the ringing timeout): 408 to A.
+    NoAnswer,
+    /// A request on a leg timed out or failed in the confirmed dialog.
+    LegFailure(Side),
+    /// The maximum call duration passed.
+    MaxDuration,
+}
+
+/// What happened to a call, for CDRs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallEvent {
+    /// A new call was accepted and relayed to leg B.
+    Started {
+        /// The call.
+        call: CallId,
+    },
+    /// Leg B answered with a 2xx.
+    Answered {
+        /// The call.
+        call: CallId,
+    },
+    /// The call is gone from the table.
+    Ended {
+        /// The call.
+        call: CallId,
+        /// Why.
+        reason: EndReason,
+    },
+}
+
+/// Counters of one B2BUA.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct B2buaStats {
+    /// Messages from the Inside whose Call-ID was not made by the SBC: dropped.
+    pub forged: u64,
+    /// Messages that matched nothing and were dropped (stray ACKs and responses).
+    pub dropped: u64,
+    /// Messages the SBC built that failed to parse back (a bug or an unusable received value).
+    pub build_failures: u64,
+}
+
+/// One leg of a call, as the SBC sees it when sending on it.
+#[derive(Debug)]
+struct Leg {
+    side: Side,
+    call_id: String,
+    /// From value of the SBC's requests on this leg (carries the SBC tag).
+    local: String,
+    /// To value of the SBC's requests on this leg (carries the peer's tag once known).
+    remote: String,
+    /// Request-URI of the SBC's requests on this leg.
+    target_uri: String,
+    /// Where the SBC's requests on this leg go.
+    dest: SocketAddr,
+    reliable: bool,
+    /// Last CSeq the SBC used on this leg.
+    cseq: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Ringing,
+    AwaitAck,
+    Confirmed,
+    Ending,
+}
+
+/// A 2xx to an INVITE relayed to one leg, waiting for that leg's ACK.
+#[derive(Debug)]
+struct AckWait {
+    /// The leg that sent the 2xx (and will get the ACK).
+    ack_leg: Side,
+    /// CSeq of the INVITE on `ack_leg`.
+    cseq: u32,
+    /// The server transaction on the other leg that carries the relayed 2xx.
+    server: ServerTxId,
+    response: Message,
+    interval: Duration,
+    next: Instant,
+    give_up: Instant,
+}
+
+#[derive(Debug)]
+struct Call {
+    state: State,
+    a: Leg,
+    b: Leg,
+    invite_a: ServerTxId,
+    invite_a_req: Message,
+    invite_b: ClientTxId,
+    /// The SBC's To tag on leg A.
+    a_tag: String,
+    cancel_pending: bool,
+    cancelled: bool,
+    ack_wait: Option<AckWait>,
+    /// Last ACK sent on leg B (CSeq, bytes), re-sent when B retransmits its 2xx.
+    last_ack_b: Option<(u32, Bytes)>,
+    /// A relayed INVITE is pending on some leg (glare guard: 491).
+    reinvite_pending: bool,
+    byes_pending: u8,
+    end_reason: Option<EndReason>,
+}
+
+impl Call {
+    fn leg(&self, side: Side) -> &Leg {
+        match side {
+            Side::Outside => &self.a,
+            Side::Inside => &self.b,
+        }
+    }
+    fn leg_mut(&mut self, side: Side) -> &mut Leg {
+        match side {
+            Side::Outside => &mut self.a,
+            Side::Inside => &mut self.b,
+        }
+    }
+}
+
+/// What a client transaction is for.
+#[derive(Debug)]
+enum ClientRole {
+    Invite(u64),
+    Cancel,
+    Bye(u64),
+    Relay {
+        call: u64,
+        server: ServerTxId,
+        request: Box<Message>,
+        to: Side,
+        cseq: u32,
+    },
+}
+
+fn other(side: Side) -> Side {
+    match side {
+        Side::Outside => Side::Inside,
+        Side::Inside => Side::Outside,
+    }
+}
+
+/// The URI of a Contact / name-addr value: between `<` and `>`, or up to the first `;`.
+fn uri_of(value: &str) -> &str {
+    let v = value.trim();
+    if let Some(start) = v.find('<') {
+        let rest = v.get(start + 1..).unwrap_or_default();
+        return rest.split('>').next().unwrap_or_default().trim();
+    }
+    v.split(';').next().unwrap_or_default().trim()
+}
+
+fn user_of(value: &str) -> Option<String> {
+    let na = NameAddr::parse(value).ok()?;
+    na.uri.user.map(str::to_owned)
+}
+
+/// The sans-IO B2BUA of one worker. See the module documentation for the drive loop.
+#[derive(Debug)]
+pub struct B2bua {
+    config: B2buaConfig,
+    txs: Transactions,
+    ids: IdGen,
+    calls: BoundedTable<u64, Call>,
+    a_index: HashMap<(String, String), u64>,
+    b_index: HashMap<String, u64>,
+    server_calls: HashMap<ServerTxId, u64>,
+    clients: HashMap<ClientTxId, ClientRole>,
+    retx: BTreeSet<(Instant, u64)>,
+    out: VecDeque<Transmit>,
+    events: VecDeque<CallEvent>,
+    next_call: u64,
+    stats: B2buaStats,
+}
+
+impl B2bua {
+    /// A B2BUA with an empty dialog table.
+    pub fn new(config: B2buaConfig) -> Self {
+        Self {
+            txs: Transactions::new(config.transactions.clone()),
+            ids: IdGen::new(config.secret, config.worker, config.seed),
+            calls: BoundedTable::new(config.max_dialogs),
+            a_index: HashMap::new(),
+            b_index: HashMap::new(),
+            server_calls: HashMap::new(),
+            clients: HashMap::new(),
+            retx: BTreeSet::new(),
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            next_call: 0,
+            stats: B2buaStats::default(),
+            config,
+        }
+    }
+
+    /// Live calls in the dialog table.
+    pub fn calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Live transactions of the underlying layer.
+    pub fn transactions(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> B2buaStats {
+        self.stats
+    }
+
+    /// Next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front().or_else(|| self.txs.poll_transmit())
+    }
+
+    /// Next call event.
+    pub fn poll_event(&mut self) -> Option<CallEvent> {
+        self.events.pop_front()
+    }
+
+    /// The earliest deadline: transaction timers, 2xx retransmissions and call deadlines.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        [
+            self.txs.poll_timeout(),
+            self.calls.next_deadline(),
+            self.retx.first().map(|r| r.0),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Fire everything due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.txs.handle_timeout(now);
+        self.pump(now, None);
+        while let Some(&(at, key)) = self.retx.first() {
+            if at > now {
+                break;
+            }
+            self.retx.remove(&(at, key));
+            self.retransmit_2xx(now, at, key);
+        }
+        while let Some((key, call)) = self.calls.poll_expired(now) {
+            let reason = match call.state {
+                State::Ringing => EndReason::NoAnswer,
+                State::AwaitAck => EndReason::NoAck,
+                State::Confirmed => EndReason::MaxDuration,
+                State::Ending => call.end_reason.unwrap_or(EndReason::MaxDuration),
+            };
+            self.teardown(now, key, call, reason);
+        }
+    }
+
+    /// A message arrived from `source` on `side`, over a reliable (TCP/TLS) or unreliable transport.
+    /// `router` picks the inside target when it is a new call.
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        source: SocketAddr,
+        side: Side,
+        reliable: bool,
+        router: &dyn Router,
+    ) {
+        if side == Side::Inside && self.ids.worker_of(IdKind::CallId, msg.call_id()).is_none() {
+            self.stats.forged += 1;
+            return;
+        }
+        self.txs.handle_message(now, msg, source, reliable);
+        self.pump_with(now, Some((side, reliable)), router);
+    }
+
+    fn pump(&mut self, now: Instant, from: Option<(Side, bool)>) {
+        let no_route = |_: &Message, _: Side| None;
+        self.pump_with(now, from, &no_route);
+    }
+
+    /// Process every event of the transaction layer.
+    fn pump_with(&mut self, now: Instant, from: Option<(Side, bool)>, router: &dyn Router) {
+        while let Some(ev) = self.txs.poll_event() {
+            match ev {
+                TxEvent::Request {
+                    tx,
+                    request,
+                    source,
+                } => {
+                    let (side, reliable) = from.unwrap_or((Side::Outside, false));
+                    self.on_request(now, tx, request, source, side, reliable, router);
+                }
+                TxEvent::Refused { request, source } => {
+                    let mut out = Vec::new();
+                    build::response(&request, 503, build::reason_phrase(503), None, &mut out)
+                        .finish(None, b"");
+                    self.out.push_back(Transmit {
+                        dest: source,
+                        bytes: Bytes::from(out),
+                    });
+                }
+                TxEvent::Response { tx, response } => self.on_response(now, tx, response),
+                TxEvent::Cancelled { invite, .. } => self.on_cancelled(now, invite),
+                TxEvent::Timeout {
+                    tx: TxId::Client(tx),
+                    ..
+                }
+                | TxEvent::TransportError {
+                    tx: TxId::Client(tx),
+                } => self.on_client_failure(now, tx),
+                TxEvent::Timeout { .. } | TxEvent::TransportError { .. } => {}
+                TxEvent::Terminated { tx } => match tx {
+                    TxId::Client(c) => {
+                        self.clients.remove(&c);
+                    }
+                    TxId::Server(s) => {
+                        self.server_calls.remove(&s);
+                    }
+                },
+                TxEvent::Stray {
+                    kind,
+                    message,
+                    source: _,
+                } => match kind {
+                    StrayKind::Ack | StrayKind::AckInAccepted => {
+                        let side = from.map_or(Side::Outside, |f| f.0);
+                        self.on_ack(now, message, side);
+                    }
+                    StrayKind::Response => self.on_stray_response(message),
+                    StrayKind::NoBranch => self.stats.dropped += 1,
+                },
+            }
+        }
+    }
+
+    /// Find the call of an in-dialog request from `side`.
+    fn find(&self, msg: &Message, side: Side) -> Option<u64> {
+        match side {
+            Side::Outside => {
+                let tag = msg.to().tag()?;
+                self.a_index
+                    .get(&(msg.call_id().to_owned(), tag.to_owned()))
+                    .copied()
+            }
+            Side::Inside => self.b_index.get(msg.call_id()).copied(),
+        }
+    }
+
+    /// Answer `req` on server transaction `tx` with `code` and no body.
+    fn reply(&mut self, now: Instant, tx: ServerTxId, req: &Message, code: u16, tag: Option<&str>) {
+        let mut out = Vec::new();
+        build::response(req, code, build::reason_phrase(code), tag, &mut out).finish(None, b"");
+        self.send_response(now, tx, out);
+    }
+
+    fn send_response(&mut self, now: Instant, tx: ServerTxId, out: Vec<u8>) {
+        match Message::parse(Bytes::from(out)) {
+            Ok(m) => {
+                // The transaction may have ended (e.g. a late answer): nothing to send then.
+                let _ = self.txs.send_response(now, tx, m);
+            }
+            Err(_) => self.stats.build_failures += 1,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_request(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        req: Message,
+        source: SocketAddr,
+        side: Side,
+        reliable: bool,
+        router: &dyn Router,
+    ) {
+        let method = req.method().cloned().unwrap_or(Method::Options);
+        if req.to().tag().is_none() {
+            match (side, &method) {
+                (Side::Outside, Method::Invite) => {
+                    self.new_call(now, tx, req, source, reliable, router);
+                }
+                (_, Method::Options) => self.reply(now, tx, &req, 200, None),
+                (Side::Inside, Method::Invite) => self.reply(now, tx, &req, 403, None),
+                _ => self.reply(now, tx, &req, 405, None),
+            }
+            return;
+        }
+        let Some(key) = self.find(&req, side) else {
+            self.reply(now, tx, &req, 481, None);
+            return;
+        };
+        let state = self.calls.get(&key).map(|c| c.state);
+        match (method, state) {
+            (Method::Bye, Some(State::Ringing)) => {
+                self.reply(now, tx, &req, 200, None);
+                self.cancel_b(now, key);
+            }
+            (Method::Bye, Some(State::AwaitAck | State::Confirmed)) => {
+                self.reply(now, tx, &req, 200, None);
+                self.end_with_bye(now, key, &[other(side)], EndReason::Bye(side));
+            }
+            (Method::Bye, Some(State::Ending)) => self.reply(now, tx, &req, 200, None),
+            (Method::Invite, Some(State::Confirmed)) => {
+                let glare = self.calls.get(&key).is_some_and(|c| c.reinvite_pending);
+                if glare {
+                    self.reply(now, tx, &req, 491, None);
+                } else {
+                    self.relay_request(now, key, tx, req, side);
+                }
+            }
+            (_, Some(State::Confirmed)) => self.relay_request(now, key, tx, req, side),
+            _ => self.reply(now, tx, &req, 481, None),
+        }
+    }
+
+    fn new_call(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        req: Message,
+        source: SocketAddr,
+        reliable: bool,
+        router: &dyn Router,
+    ) {
+        let Ok(max_forwards) = next_max_forwards(req.max_forwards()) else {
+            self.reply(now, tx, &req, 483, None);
+            return;
+        };
+        let Some(target) = router.route(&req, Side::Outside) else {
+            self.reply(now, tx, &req, 404, None);
+            return;
+        };
+        if self.calls.len() >= self.calls.capacity() {
+            self.reply(now, tx, &req, 503, None);
+            return;
+        }
+        self.reply(now, tx, &req, 100, None);
+
+        let a_tag = self.ids.generate(IdKind::Tag).as_str().to_owned();
+        let b_call_id = self.ids.generate(IdKind::CallId).as_str().to_owned();
+        let b_tag = self.ids.generate(IdKind::Tag);
+        let branch = self.ids.generate(IdKind::Branch);
+        let from_value = req.header(HeaderName::From).unwrap_or_default();
+        let to_value = req.header(HeaderName::To).unwrap_or_default();
+        let inside = self.config.inside_contact;
+        let callee = req
+            .request_uri()
+            .and_then(|u| sbc_sip::uri::Uri::parse(u).ok())
+            .and_then(|u| u.user.map(str::to_owned))
+            .unwrap_or_default();
+        let caller = user_of(from_value).unwrap_or_else(|| "anonymous".to_owned());
+        let at = if callee.is_empty() { "" } else { "@" };
+        let b_uri = format!("sip:{callee}{at}{target}");
+        let b = Leg {
+            side: Side::Inside,
+            call_id: b_call_id.clone(),
+            local: format!("<sip:{caller}@{inside}>;tag={}", b_tag.as_str()),
+            remote: format!("<{b_uri}>"),
+            target_uri: b_uri,
+            dest: target,
+            reliable: false,
+            cseq: 1,
+        };
+        let a = Leg {
+            side: Side::Outside,
+            call_id: req.call_id().to_owned(),
+            local: with_tag(to_value, Some(&a_tag)).unwrap_or_default(),
+            remote: from_value.to_owned(),
+            target_uri: req
+                .header(HeaderName::Contact)
+                .map(|c| uri_of(c).to_owned())
+                .unwrap_or_else(|| format!("sip:{source}")),
+            dest: source,
+            reliable,
+            cseq: 0,
+        };
+        let Some(invite) = self.build_request(
+            &b,
+            &Method::Invite,
+            1,
+            branch.as_str(),
+            max_forwards,
+            Some((&req, Side::Outside)),
+        ) else {
+            self.reply(now, tx, &req, 500, None);
+            return;
+        };
+        let Ok(invite_b) = self.txs.send_request(now, invite, b.dest, b.reliable) else {
+            self.reply(now, tx, &req, 503, None);
+            return;
+        };
+        self.next_call += 1;
+        let key = self.next_call;
+        let a_key = (a.call_id.clone(), a_tag.clone());
+        let call = Call {
+            state: State::Ringing,
+            a,
+            b,
+            invite_a: tx,
+            invite_a_req: req,
+            invite_b,
+            a_tag,
+            cancel_pending: false,
+            cancelled: false,
+            ack_wait: None,
+            last_ack_b: None,
+            reinvite_pending: false,
+            byes_pending: 0,
+            end_reason: None,
+        };
+        if self
+            .calls
+            .insert(key, call, now + self.config.ringing_timeout)
+            .is_err()
+        {
+            // Checked above; the leg-B INVITE is left to time out on its own.
+            return;
+        }
+        self.a_index.insert(a_key, key);
+        self.b_index.insert(b_call_id, key);
+        self.server_calls.insert(tx, key);
+        self.clients.insert(invite_b, ClientRole::Invite(key));
+        self.events
+            .push_back(CallEvent::Started { call: CallId(key) });
+    }
+
+    /// Build a request of `method` on `leg` with `cseq`, copying headers and body from `src` (the
+    /// message of the other leg that caused it, with the side it came from).
+    fn build_request(
+        &mut self,
+        leg: &Leg,
+        method: &Method,
+        cseq: u32,
+        branch: &str,
+        max_forwards: u8,
+        src: Option<(&Message, Side)>,
+    ) -> Option<Message> {
+        let contact = match leg.side {
+            Side::Outside => self.config.outside_contact,
+            Side::Inside => self.config.inside_contact,
+        };
+        let transport = if leg.reliable { "TCP" } else { "UDP" };
+        let mut out = Vec::with_capacity(512);
+        let mut w = MessageWriter::request(&mut out, method, &leg.target_uri);
+        let via = format!("SIP/2.0/{transport} {contact};branch={branch};rport");
+        w.header("Via", &via);
+        w.header_u32("Max-Forwards", u32::from(max_forwards));
+        w.header("From", &leg.local);
+        w.header("To", &leg.remote);
+        w.header("Call-ID", &leg.call_id);
+        let cseq_value = format!("{cseq} {}", method.as_str());
+        w.header("CSeq", &cseq_value);
+        if !matches!(method, Method::Ack | Method::Bye | Method::Cancel) {
+            let c = format!("<sip:{contact}>");
+            w.header("Contact", &c);
+        }
+        match src {
+            Some((m, from)) => {
+                copy_headers(m, from, leg.side, false, &self.config.topology, &mut w);
+                w.finish(m.header(HeaderName::ContentType), m.body());
+            }
+            None => w.finish(None, b""),
+        }
+        let parsed = Message::parse(Bytes::from(out)).ok();
+        if parsed.is_none() {
+            self.stats.build_failures += 1;
+        }
+        parsed
+    }
+
+    /// Relay `resp` (received on the other leg) as the answer to `req` on server transaction `tx`.
+    fn relay_response(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        req: &Message,
+        resp: &Message,
+        to: Side,
+        tag: Option<&str>,
+    ) -> Option<Message> {
+        let code = resp.status().unwrap_or(500);
+        let contact = match to {
+            Side::Outside => self.config.outside_contact,
+            Side::Inside => self.config.inside_contact,
+        };
+        let mut out = Vec::with_capacity(512);
+        let mut w = build::response(req, code, build::reason_phrase(code), tag, &mut out);
+        if code < 300 && req.method() != Some(&Method::Bye) {
+            let c = format!("<sip:{contact}>");
+            w.header("Contact", &c);
+        }
+        copy_headers(resp, other(to), to, false, &self.config.topology, &mut w);
+        w.finish(resp.header(HeaderName::ContentType), resp.body());
+        match Message::parse(Bytes::from(out)) {
+            Ok(m) => {
+                let _ = self.txs.send_response(now, tx, m.clone());
+                Some(m)
+            }
+            Err(_) => {
+                self.stats.build_failures += 1;
+                None
+            }
+        }
+    }
+
+    /// Relay an in-dialog request from `from` to the other leg.
+    fn relay_request(&mut self, now: Instant, key: u64, tx: ServerTxId, req: Message, from: Side) {
+        let Ok(max_forwards) = next_max_forwards(req.max_forwards()) else {
+            self.reply(now, tx, &req, 483, None);
+            return;
+        };
+        let to = other(from);
+        let method = req.method().cloned().unwrap_or(Method::Options);
+        let branch = self.ids.generate(IdKind::Branch);
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let leg = call.leg_mut(to);
+        leg.cseq += 1;
+        let cseq = leg.cseq;
+        let (dest, reliable) = (leg.dest, leg.reliable);
+        if method == Method::Invite {
+            call.reinvite_pending = true;
+        }
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let leg = call.leg(to);
+        // Borrow juggling: build from a snapshot of the leg.
+        let snapshot = Leg {
+            side: leg.side,
+            call_id: leg.call_id.clone(),
+            local: leg.local.clone(),
+            remote: leg.remote.clone(),
+            target_uri: leg.target_uri.clone(),
+            dest,
+            reliable,
+            cseq,
+        };
+        let Some(out) = self.build_request(
+            &snapshot,
+            &method,
+            cseq,
+            branch.as_str(),
+            max_forwards,
+            Some((&req, from)),
+        ) else {
+            self.reply(now, tx, &req, 500, None);
+            return;
+        };
+        match self.txs.send_request(now, out, dest, reliable) {
+            Ok(c) => {
+                self.clients.insert(
+                    c,
+                    ClientRole::Relay {
+                        call: key,
+                        server: tx,
+                        request: Box::new(req),
+                        to,
+                        cseq,
+                    },
+                );
+            }
+            Err(_) => self.reply(now, tx, &req, 503, None),
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, tx: ClientTxId, resp: Message) {
+        let code = resp.status().unwrap_or(0);
+        match self.clients.get(&tx) {
+            Some(ClientRole::Invite(key)) => {
+                let key = *key;
+                self.on_invite_response(now, key, resp, code);
+            }
+            Some(ClientRole::Bye(key)) if code >= 200 => {
+                let key = *key;
+                self.bye_done(now, key);
+            }
+            Some(ClientRole::Relay {
+                call,
+                server,
+                request,
+                to,
+                cseq,
+            }) => {
+                let (key, server, request, to, cseq) =
+                    (*call, *server, request.clone(), *to, *cseq);
+                if code == 100 {
+                    return;
+                }
+                let is_invite = request.method() == Some(&Method::Invite);
+                let from = other(to);
+                let Some(sent) = self.relay_response(now, server, &request, &resp, from, None)
+                else {
+                    return;
+                };
+                if is_invite && code >= 200 {
+                    if let Some(call) = self.calls.get_mut(&key) {
+                        call.reinvite_pending = false;
+                        if code < 300 && call.ack_wait.is_none() {
+                            let reliable = call.leg(from).reliable;
+                            self.await_ack(now, key, to, cseq, server, sent, reliable);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn await_ack(
+        &mut self,
+        now: Instant,
+        key: u64,
+        ack_leg: Side,
+        cseq: u32,
+        server: ServerTxId,
+        response: Message,
+        reliable: bool,
+    ) {
+        let t1 = self.config.transactions.t1;
+        let next = now + t1;
+        if let Some(call) = self.calls.get_mut(&key) {
+            call.ack_wait = Some(AckWait {
+                ack_leg,
+                cseq,
+                server,
+                response,
+                interval: t1,
+                next,
+                give_up: now + 64 * t1,
+            });
+            if !reliable {
+                self.retx.insert((next, key));
+            }
+        }
+    }
+
+    fn on_invite_response(&mut self, now: Instant, key: u64, resp: Message, code: u16) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if code == 100 {
+            return;
+        }
+        if code < 200 {
+            if call.state != State::Ringing || call.cancelled {
+                if call.cancel_pending {
+                    call.cancel_pending = false;
+                    let invite_b = call.invite_b;
+                    self.send_cancel(now, invite_b);
+                }
+                return;
+            }
+            let (server, req, tag) = (call.invite_a, call.invite_a_req.clone(), call.a_tag.clone());
+            self.relay_response(now, server, &req, &resp, Side::Outside, Some(&tag));
+            return;
+        }
+        if code < 300 {
+            match call.state {
+                State::Ringing => {}
+                State::Ending | State::AwaitAck | State::Confirmed => {
+                    // A retransmitted 2xx: repeat the ACK once it has been sent.
+                    self.resend_ack(key, &resp);
+                    return;
+                }
+            }
+            call.b.remote = resp.header(HeaderName::To).unwrap_or_default().to_owned();
+            if let Some(c) = resp.header(HeaderName::Contact) {
+                call.b.target_uri = uri_of(c).to_owned();
+            }
+            if call.cancelled {
+                // The answer crossed A's CANCEL: acknowledge and hang up leg B, 487 to A.
+                let (server, req) = (call.invite_a, call.invite_a_req.clone());
+                self.send_ack_b(key, 1, None);
+                self.reply(now, server, &req, 487, None);
+                self.end_with_bye(now, key, &[Side::Inside], EndReason::Cancelled);
+                return;
+            }
+            call.state = State::AwaitAck;
+            let (server, req, tag, reliable) = (
+                call.invite_a,
+                call.invite_a_req.clone(),
+                call.a_tag.clone(),
+                call.a.reliable,
+            );
+            let _ = self
+                .calls
+                .set_deadline(&key, now + self.config.no_ack_timeout);
+            self.events
+                .push_back(CallEvent::Answered { call: CallId(key) });
+            if let Some(sent) =
+                self.relay_response(now, server, &req, &resp, Side::Outside, Some(&tag))
+            {
+                self.await_ack(now, key, Side::Inside, 1, server, sent, reliable);
+            }
+            return;
+        }
+        // Non-2xx final: the transaction layer ACKs leg B; relay the status.
+        if call.state != State::Ringing {
+            return;
+        }
+        let (server, req, tag, cancelled) = (
+            call.invite_a,
+            call.invite_a_req.clone(),
+            call.a_tag.clone(),
+            call.cancelled,
+        );
+        self.relay_response(now, server, &req, &resp, Side::Outside, Some(&tag));
+        let reason = if cancelled {
+            EndReason::Cancelled
+        } else {
+            EndReason::Rejected(code)
+        };
+        self.remove(key, reason);
+    }
+
+    fn on_cancelled(&mut self, now: Instant, invite: ServerTxId) {
+        let Some(&key) = self.server_calls.get(&invite) else {
+            return;
+        };
+        self.cancel_b(now, key);
+    }
+
+    /// A cancelled the call before the answer (CANCEL, or BYE on the early dialog).
+    fn cancel_b(&mut self, now: Instant, key: u64) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if call.state != State::Ringing || call.cancelled {
+            return;
+        }
+        call.cancelled = true;
+        let invite_b = call.invite_b;
+        if self.txs.state(TxId::Client(invite_b)) == Some(TxState::Proceeding) {
+            self.send_cancel(now, invite_b);
+        } else if let Some(call) = self.calls.get_mut(&key) {
+            // RFC 3261 §9.1: no CANCEL before a provisional response; sent on the first one.
+            call.cancel_pending = true;
+        }
+    }
+
+    fn send_cancel(&mut self, now: Instant, invite_b: ClientTxId) {
+        if let Ok(c) = self.txs.send_cancel(now, invite_b) {
+            self.clients.insert(c, ClientRole::Cancel);
+        }
+    }
+
+    fn on_client_failure(&mut self, now: Instant, tx: ClientTxId) {
+        match self.clients.get(&tx) {
+            Some(ClientRole::Invite(key)) => {
+                let key = *key;
+                let Some(call) = self.calls.get(&key) else {
+                    return;
+                };
+                if call.state == State::Ringing {
+                    let (server, req, tag, cancelled) = (
+                        call.invite_a,
+                        call.invite_a_req.clone(),
+                        call.a_tag.clone(),
+                        call.cancelled,
+                    );
+                    let code = if cancelled { 487 } else { 408 };
+                    self.reply(now, server, &req, code, Some(&tag));
+                    let reason = if cancelled {
+                        EndReason::Cancelled
+                    } else {
+                        EndReason::NoAnswer
+                    };
+                    self.remove(key, reason);
+                }
+            }
+            Some(ClientRole::Bye(key)) => {
+                let key = *key;
+                self.bye_done(now, key);
+            }
+            Some(ClientRole::Relay {
+                call,
+                server,
+                request,
+                to,
+                ..
+            }) => {
+                let (key, server, request, to) = (*call, *server, request.clone(), *to);
+                self.reply(now, server, &request, 408, None);
+                // The leg that failed is gone: hang up the other one.
+                self.end_with_bye(now, key, &[other(to)], EndReason::LegFailure(to));
+            }
+            Some(ClientRole::Cancel) | None => {}
+        }
+    }
+
+    fn on_ack(&mut self, now: Instant, ack: Message, side: Side) {
+        let Some(key) = self.find(&ack, side) else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(wait) = call.ack_wait.take() else {
+            return;
+        };
+        if wait.ack_leg == side {
+            // An ACK from the leg that sent the 2xx: not the one awaited.
+            call.ack_wait = Some(wait);
+            return;
+        }
+        if call.state == State::AwaitAck {
+            call.state = State::Confirmed;
+            let _ = self
+                .calls
+                .set_deadline(&key, now + self.config.max_call_duration);
+        }
+        self.send_ack_on(key, wait.ack_leg, wait.cseq, Some((&ack, side)));
+    }
+
+    fn send_ack_b(&mut self, key: u64, cseq: u32, src: Option<(&Message, Side)>) {
+        self.send_ack_on(key, Side::Inside, cseq, src);
+    }
+
+    /// Send the ACK for a 2xx on leg `side` (outside any transaction).
+    fn send_ack_on(&mut self, key: u64, side: Side, cseq: u32, src: Option<(&Message, Side)>) {
+        let branch = self.ids.generate(IdKind::Branch);
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let leg = call.leg(side);
+        let snapshot = Leg {
+            side: leg.side,
+            call_id: leg.call_id.clone(),
+            local: leg.local.clone(),
+            remote: leg.remote.clone(),
+            target_uri: leg.target_uri.clone(),
+            dest: leg.dest,
+            reliable: leg.reliable,
+            cseq,
+        };
+        let Some(ack) = self.build_request(&snapshot, &Method::Ack, cseq, branch.as_str(), 70, src)
+        else {
+            return;
+        };
+        let bytes = ack.raw().clone();
+        self.out.push_back(Transmit {
+            dest: snapshot.dest,
+            bytes: bytes.clone(),
+        });
+        if side == Side::Inside {
+            if let Some(call) = self.calls.get_mut(&key) {
+                call.last_ack_b = Some((cseq, bytes));
+            }
+        }
+    }
+
+    fn resend_ack(&mut self, key: u64, resp: &Message) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        if let Some((cseq, bytes)) = &call.last_ack_b {
+            if *cseq == resp.cseq().seq {
+                self.out.push_back(Transmit {
+                    dest: call.b.dest,
+                    bytes: bytes.clone(),
+                });
+            }
+        }
+    }
+
+    fn on_stray_response(&mut self, resp: Message) {
+        let key = self.b_index.get(resp.call_id()).copied();
+        let is_2xx_invite = resp.cseq().method == Method::Invite
+            && resp.status().is_some_and(|c| (200..300).contains(&c));
+        match key {
+            Some(key) if is_2xx_invite => self.resend_ack(key, &resp),
+            _ => self.stats.dropped += 1,
+        }
+    }
+
+    fn retransmit_2xx(&mut self, now: Instant, at: Instant, key: u64) {
+        let t2 = self.config.transactions.t2;
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(wait) = call.ack_wait.as_mut() else {
+            return;
+        };
+        if wait.next != at {
+            return;
+        }
+        if now >= wait.give_up {
+            call.ack_wait = None;
+            self.end_with_bye(now, key, &[Side::Outside, Side::Inside], EndReason::NoAck);
+            return;
+        }
+        wait.interval = (wait.interval * 2).min(t2);
+        wait.next = now + wait.interval;
+        let (server, response, next) = (wait.server, wait.response.clone(), wait.next);
+        self.retx.insert((next, key));
+        let _ = self.txs.send_response(now, server, response);
+    }
+
+    /// Send BYE on `legs` and keep the call until they complete (or the grace deadline passes).
+    fn end_with_bye(&mut self, now: Instant, key: u64, legs: &[Side], reason: EndReason) {
+        let grace = 64 * self.config.transactions.t1;
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        // A 2xx on leg B still waiting for A's ACK is acknowledged before leg B is hung up.
+        let unacked_b = call.ack_wait.take().filter(|w| w.ack_leg == Side::Inside);
+        call.state = State::Ending;
+        call.end_reason = Some(reason);
+        let _ = self.calls.set_deadline(&key, now + grace);
+        if let Some(w) = unacked_b {
+            self.send_ack_b(key, w.cseq, None);
+        }
+        let mut sent = 0u8;
+        for &side in legs {
+            let branch = self.ids.generate(IdKind::Branch);
+            let Some(call) = self.calls.get_mut(&key) else {
+                return;
+            };
+            let leg = call.leg_mut(side);
+            leg.cseq += 1;
+            let snapshot = Leg {
+                side: leg.side,
+                call_id: leg.call_id.clone(),
+                local: leg.local.clone(),
+                remote: leg.remote.clone(),
+                target_uri: leg.target_uri.clone(),
+                dest: leg.dest,
+                reliable: leg.reliable,
+                cseq: leg.cseq,
+            };
+            let Some(bye) = self.build_request(
+                &snapshot,
+                &Method::Bye,
+                snapshot.cseq,
+                branch.as_str(),
+                70,
+                None,
+            ) else {
+                continue;
+            };
+            if let Ok(c) = self
+                .txs
+                .send_request(now, bye, snapshot.dest, snapshot.reliable)
+            {
+                self.clients.insert(c, ClientRole::Bye(key));
+                sent += 1;
+            }
+        }
+        if let Some(call) = self.calls.get_mut(&key) {
+            call.byes_pending = sent;
+        }
+        if sent == 0 {
+            self.remove(key, reason);
+        }
+    }
+
+    fn bye_done(&mut self, _now: Instant, key: u64) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        call.byes_pending = call.byes_pending.saturating_sub(1);
+        if call.byes_pending == 0 {
+            let reason = call.end_reason.unwrap_or(EndReason::Bye(Side::Outside));
+            self.remove(key, reason);
+        }
+    }
+
+    /// A call's deadline passed: tear down its live legs and forget it.
+    fn teardown(&mut self, now: Instant, key: u64, call: Call, reason: EndReason) {
+        // Put it back briefly so the helpers can reach it; the table had room for it a moment ago.
+        let state = call.state;
+        let (a_key, b_key, server) = (
+            (call.a.call_id.clone(), call.a_tag.clone()),
+            call.b.call_id.clone(),
+            call.invite_a,
+        );
+        if self
+            .calls
+            .insert(key, call, now + Duration::from_secs(1))
+            .is_err()
+        {
+            // Unreachable in practice: the entry just left the table.
+            self.a_index.remove(&a_key);
+            self.b_index.remove(&b_key);
+            self.server_calls.remove(&server);
+            self.events.push_back(CallEvent::Ended {
+                call: CallId(key),
+                reason,
+            });
+            return;
+        }
+        match state {
+            State::Ringing => {
+                let Some(call) = self.calls.get(&key) else {
+                    return;
+                };
+                let (server, req, tag, invite_b) = (
+                    call.invite_a,
+                    call.invite_a_req.clone(),
+                    call.a_tag.clone(),
+                    call.invite_b,
+                );
+                if self.txs.state(TxId::Client(invite_b)) == Some(TxState::Proceeding) {
+                    self.send_cancel(now, invite_b);
+                }
+                self.reply(now, server, &req, 408, Some(&tag));
+                self.remove(key, reason);
+            }
+            State::AwaitAck | State::Confirmed => {
+                self.end_with_bye(now, key, &[Side::Outside, Side::Inside], reason);
+                // The BYEs run in their own transactions; the call does not wait for them.
+                self.remove(key, reason);
+            }
+            State::Ending => self.remove(key, reason),
+        }
+    }
+
+    fn remove(&mut self, key: u64, reason: EndReason) {
+        let call = self.calls.remove(&key);
+        self.forget(key, call, reason);
+    }
+
+    fn forget(&mut self, key: u64, call: Option<Call>, reason: EndReason) {
+        let Some(call) = call else {
+            return;
+        };
+        self.a_index.remove(&(call.a.call_id, call.a_tag));
+        self.b_index.remove(&call.b.call_id);
+        self.server_calls.remove(&call.invite_a);
+        if let Some(w) = call.ack_wait {
+            self.retx.remove(&(w.next, key));
+        }
+        self.events.push_back(CallEvent::Ended {
+            call: CallId(key),
+            reason,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contact_uri_is_extracted() {
+        assert_eq!(
+            uri_of("<sip:a@1.2.3.4:5060;transport=udp>;expires=3"),
+            "sip:a@1.2.3.4:5060;transport=udp"
+        );
+        assert_eq!(uri_of("sip:a@1.2.3.4;expires=3"), "sip:a@1.2.3.4");
+        assert_eq!(uri_of("\"A\" <sip:a@h>"), "sip:a@h");
+    }
+
+    #[test]
+    fn sides_are_opposite() {
+        assert_eq!(other(Side::Inside), Side::Outside);
+        assert_eq!(other(Side::Outside), Side::Inside);
+    }
+}
