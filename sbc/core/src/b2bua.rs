@@ -179,7 +179,7 @@ pub struct B2buaStats {
 }
 
 /// One leg of a call, as the SBC sees it when sending on it.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Leg {
     side: Side,
     call_id: String,
@@ -764,14 +764,10 @@ impl B2bua {
         let leg = call.leg(to);
         // Borrow juggling: build from a snapshot of the leg.
         let snapshot = Leg {
-            side: leg.side,
-            call_id: leg.call_id.clone(),
-            local: leg.local.clone(),
-            remote: leg.remote.clone(),
-            target_uri: leg.target_uri.clone(),
             dest,
             reliable,
             cseq,
+            ..leg.clone()
         };
         let Some(out) = self.build_request(
             &snapshot,
@@ -1064,14 +1060,8 @@ impl B2bua {
         };
         let leg = call.leg(side);
         let snapshot = Leg {
-            side: leg.side,
-            call_id: leg.call_id.clone(),
-            local: leg.local.clone(),
-            remote: leg.remote.clone(),
-            target_uri: leg.target_uri.clone(),
-            dest: leg.dest,
-            reliable: leg.reliable,
             cseq,
+            ..leg.clone()
         };
         let Some(ack) = self.build_request(&snapshot, &Method::Ack, cseq, branch.as_str(), 70, src)
         else {
@@ -1158,16 +1148,7 @@ impl B2bua {
             };
             let leg = call.leg_mut(side);
             leg.cseq += 1;
-            let snapshot = Leg {
-                side: leg.side,
-                call_id: leg.call_id.clone(),
-                local: leg.local.clone(),
-                remote: leg.remote.clone(),
-                target_uri: leg.target_uri.clone(),
-                dest: leg.dest,
-                reliable: leg.reliable,
-                cseq: leg.cseq,
-            };
+            let snapshot = leg.clone();
             let Some(bye) = self.build_request(
                 &snapshot,
                 &Method::Bye,
