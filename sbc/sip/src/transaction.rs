@@ -114,6 +114,16 @@ const ALL_TIMERS: [Timer; TIMER_COUNT] = [
 #[derive(Clone, Debug, Default)]
 struct TimerTable([Option<Instant>; TIMER_COUNT]);
 
+impl Transaction {
+    /// The last message this transaction sent, again, toward its peer (a retransmission).
+    fn resend_last(&self) -> Option<Transmit> {
+        self.last.clone().map(|bytes| Transmit {
+            dest: self.peer,
+            bytes,
+        })
+    }
+}
+
 impl TimerTable {
     fn get(&self, t: Timer) -> Option<Instant> {
         self.0.get(t as usize).copied().flatten()
@@ -662,13 +672,8 @@ impl Transactions {
                     });
                 }
                 TxState::Completed if code >= 300 => {
-                    if let Some(ack) = t.last.clone() {
-                        let peer = t.peer;
-                        self.transmits.push_back(Transmit {
-                            dest: peer,
-                            bytes: ack,
-                        });
-                    }
+                    // Each retransmitted non-2xx final gets the ACK again (§17.1.1.2).
+                    self.transmits.extend(t.resend_last());
                 }
                 _ => {}
             },
@@ -844,13 +849,7 @@ impl Transactions {
             // Retransmitted request: resend the last response, if any (§17.2.1, §17.2.2). Accepted
             // and Confirmed absorb (RFC 6026 §8.7).
             (_, TxState::Proceeding | TxState::Completed, false) => {
-                if let Some(last) = t.last.clone() {
-                    let peer = t.peer;
-                    self.transmits.push_back(Transmit {
-                        dest: peer,
-                        bytes: last,
-                    });
-                }
+                self.transmits.extend(t.resend_last());
             }
             _ => {}
         }
@@ -881,10 +880,7 @@ impl Transactions {
             Timer::TimerG => {
                 t.interval = (t.interval * 2).min(config.t2);
                 let next = now + t.interval;
-                if let Some(bytes) = t.last.clone() {
-                    let peer = t.peer;
-                    self.transmits.push_back(Transmit { dest: peer, bytes });
-                }
+                self.transmits.extend(t.resend_last());
                 self.arm(id, timer, next);
             }
             Timer::TimerB | Timer::TimerF => {
