@@ -576,12 +576,10 @@ impl Transactions {
                     t.state = TxState::Proceeding;
                 } else {
                     t.state = TxState::Completed;
-                    if t.reliable {
-                        self.transmits.push_back(Transmit { dest: peer, bytes });
-                        self.terminate(id);
-                        return Ok(());
-                    }
-                    self.arm(id, Timer::TimerJ, now + 64 * config.t1);
+                    let reliable = t.reliable;
+                    self.transmits.push_back(Transmit { dest: peer, bytes });
+                    self.linger_or_terminate(id, reliable, Timer::TimerJ, now + 64 * config.t1);
+                    return Ok(());
                 }
             }
             _ => return Err(TxError::Invalid),
@@ -658,11 +656,7 @@ impl Transactions {
                         tx: txid,
                         response: msg,
                     });
-                    if reliable {
-                        self.terminate(id);
-                    } else {
-                        self.arm(id, Timer::TimerD, now + config.timer_d);
-                    }
+                    self.linger_or_terminate(id, reliable, Timer::TimerD, now + config.timer_d);
                 }
                 // RFC 6026 §8.4: retransmitted 2xx go to the TU, which re-sends its ACK.
                 TxState::Accepted if (200..300).contains(&code) => {
@@ -693,11 +687,7 @@ impl Transactions {
                         tx: txid,
                         response: msg,
                     });
-                    if reliable {
-                        self.terminate(id);
-                    } else {
-                        self.arm(id, Timer::TimerK, now + config.t4);
-                    }
+                    self.linger_or_terminate(id, reliable, Timer::TimerK, now + config.t4);
                 }
                 // Completed absorbs retransmitted responses.
                 _ => {}
@@ -832,11 +822,8 @@ impl Transactions {
                 // §17.2.1: ACK moves to Confirmed; G and H stop, I absorbs ACK retransmissions.
                 t.state = TxState::Confirmed;
                 t.timers = TimerTable::default();
-                if t.reliable {
-                    self.terminate(id);
-                } else {
-                    self.arm(id, Timer::TimerI, now + t4);
-                }
+                let reliable = t.reliable;
+                self.linger_or_terminate(id, reliable, Timer::TimerI, now + t4);
             }
             (Kind::InviteServer, TxState::Accepted, true) => {
                 self.events.push_back(TxEvent::Stray {
@@ -906,6 +893,17 @@ impl Transactions {
                     }
                 }
             }
+        }
+    }
+
+    /// A transaction that reached Completed or Confirmed lingers until `timer` (D, I, J or K) to absorb
+    /// retransmissions. A reliable transport has none, so there the timer is zero (RFC 3261 §17.1.1.2,
+    /// §17.1.2.2, §17.2.1, §17.2.2) and the transaction ends now.
+    fn linger_or_terminate(&mut self, id: u64, reliable: bool, timer: Timer, at: Instant) {
+        if reliable {
+            self.terminate(id);
+        } else {
+            self.arm(id, timer, at);
         }
     }
 
