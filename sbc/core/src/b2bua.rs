@@ -48,26 +48,78 @@ use bytes::Bytes;
 use sbc_sip::build;
 use sbc_sip::header::NameAddr;
 use sbc_sip::transaction::{
-    ClientTxId, ServerTxId, StrayKind, TransactionConfig, Transactions, Transmit, TxEvent, TxId,
-    TxState,
+    ClientTxId, Flow, ServerTxId, StrayKind, TransactionConfig, Transactions, Transmit, TxEvent,
+    TxId, TxState,
 };
 use sbc_sip::writer::MessageWriter;
 use sbc_sip::{HeaderName, Message, Method};
 
 use crate::ids::{IdGen, IdKind, WorkerId};
+use crate::nat;
+use crate::registrar::{
+    Aor, BindingKey, RegContact, RegisterOutcome, RegisterRequest, Registrar, RegistrarConfig,
+    RegistrarError, Transport,
+};
 use crate::table::BoundedTable;
 use crate::topology::{copy_headers, next_max_forwards, with_tag, Side, TopologyPolicy};
 
-/// Chooses the inside target of a new call.
-pub trait Router {
-    /// The address the new request `msg`, received on side `from`, goes to; `None` answers 404.
-    fn route(&self, msg: &Message, from: Side) -> Option<SocketAddr>;
+/// Where a new call (or a REGISTER) goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The next hop.
+    pub dest: SocketAddr,
+    /// The side the next hop is on (never the side the request came from).
+    pub side: Side,
+    /// Whether the next hop is reached over a connection (TCP/TLS).
+    pub reliable: bool,
+    /// The local socket or connection to send from.
+    pub flow: Flow,
+    /// The Request-URI of the new leg; `None`: `sip:<user>@<dest>`.
+    pub uri: Option<String>,
+    /// The called number on the new leg (Request-URI and To user), after number rules; `None`: as
+    /// received.
+    pub user: Option<String>,
 }
 
-impl<F: Fn(&Message, Side) -> Option<SocketAddr>> Router for F {
-    fn route(&self, msg: &Message, from: Side) -> Option<SocketAddr> {
+impl Target {
+    /// A UDP next hop on `side` at `dest`, sent from `flow`, with the Request-URI built from the
+    /// received called number.
+    pub fn udp(side: Side, dest: SocketAddr, flow: Flow) -> Self {
+        Self {
+            dest,
+            side,
+            reliable: false,
+            flow,
+            uri: None,
+            user: None,
+        }
+    }
+}
+
+/// Chooses the next hop of a new call or REGISTER.
+pub trait Router {
+    /// Where the new request `msg`, received on side `from`, goes; `None` answers 404 (a REGISTER
+    /// without a target is answered by the SBC itself).
+    fn route(&self, msg: &Message, from: Side) -> Option<Target>;
+}
+
+impl<F: Fn(&Message, Side) -> Option<Target>> Router for F {
+    fn route(&self, msg: &Message, from: Side) -> Option<Target> {
         self(msg, from)
     }
+}
+
+/// How a message reached the SBC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The packet's source address.
+    pub source: SocketAddr,
+    /// The side of the socket or connection it arrived on.
+    pub side: Side,
+    /// Whether it came over a connection (TCP/TLS).
+    pub reliable: bool,
+    /// The local socket or connection it arrived on (answers leave by it).
+    pub flow: Flow,
 }
 
 /// Settings of one worker's B2BUA.
@@ -95,6 +147,10 @@ pub struct B2buaConfig {
     pub topology: TopologyPolicy,
     /// Settings of the transaction layer (T1, T2, ...).
     pub transactions: TransactionConfig,
+    /// Settings of the binding table of registered user agents.
+    pub registrar: RegistrarConfig,
+    /// The flow of keep-alives and requests toward the outside when no better one is known.
+    pub outside_flow: Flow,
 }
 
 impl B2buaConfig {
@@ -118,6 +174,8 @@ impl B2buaConfig {
             seed: 0,
             topology: TopologyPolicy::default(),
             transactions: TransactionConfig::default(),
+            registrar: RegistrarConfig::default(),
+            outside_flow: Flow::default(),
         }
     }
 }
@@ -165,6 +223,14 @@ pub enum CallEvent {
         /// Why.
         reason: EndReason,
     },
+    /// The OPTIONS probe sent by [`B2bua::probe`] with this token was answered (`alive`: with a
+    /// status that shows the peer alive) or timed out.
+    Probed {
+        /// The caller's token.
+        token: u64,
+        /// Whether the peer answered.
+        alive: bool,
+    },
 }
 
 /// Counters of one B2BUA.
@@ -176,6 +242,10 @@ pub struct B2buaStats {
     pub dropped: u64,
     /// Messages the SBC built that failed to parse back (a bug or an unusable received value).
     pub build_failures: u64,
+    /// REGISTER requests handled (answered locally or relayed).
+    pub registers: u64,
+    /// Keep-alive OPTIONS sent toward registered user agents behind NAT.
+    pub keepalives: u64,
 }
 
 /// One leg of a call, as the SBC sees it when sending on it.
@@ -192,6 +262,8 @@ struct Leg {
     /// Where the SBC's requests on this leg go.
     dest: SocketAddr,
     reliable: bool,
+    /// The local socket or connection of this leg.
+    flow: Flow,
     /// Last CSeq the SBC used on this leg.
     cseq: u32,
 }
@@ -240,17 +312,27 @@ struct Call {
     end_reason: Option<EndReason>,
 }
 
+impl Leg {
+    /// Whether the peer's tag is known (the dialog, early or confirmed, is established).
+    fn remote_tagged(&self) -> bool {
+        NameAddr::parse(&self.remote).is_ok_and(|n| n.tag().is_some())
+    }
+}
+
 impl Call {
+    /// The leg on `side` (the two legs are always on opposite sides).
     fn leg(&self, side: Side) -> &Leg {
-        match side {
-            Side::Outside => &self.a,
-            Side::Inside => &self.b,
+        if self.a.side == side {
+            &self.a
+        } else {
+            &self.b
         }
     }
     fn leg_mut(&mut self, side: Side) -> &mut Leg {
-        match side {
-            Side::Outside => &mut self.a,
-            Side::Inside => &mut self.b,
+        if self.a.side == side {
+            &mut self.a
+        } else {
+            &mut self.b
         }
     }
 }
@@ -268,6 +350,30 @@ enum ClientRole {
         to: Side,
         cseq: u32,
     },
+    /// A REGISTER relayed to the registrar behind the SBC for a binding of the UA that sent it.
+    Register {
+        key: BindingKey,
+        server: ServerTxId,
+        request: Box<Message>,
+        pbx_expires: Duration,
+    },
+    /// A deregistration or keep-alive: the answer changes nothing.
+    Fire,
+    /// A health probe of the caller's.
+    Probe(u64),
+}
+
+/// The SBC's own registration at the registrar behind it, for one binding.
+#[derive(Debug)]
+struct PbxReg {
+    /// The user part of the SBC's Contact at the registrar: an id of this worker, so a call to it
+    /// reaches the worker holding the binding.
+    token: String,
+    call_id: String,
+    tag: String,
+    cseq: u32,
+    /// Where it was sent.
+    target: Target,
 }
 
 fn other(side: Side) -> Side {
@@ -299,8 +405,14 @@ pub struct B2bua {
     txs: Transactions,
     ids: IdGen,
     calls: BoundedTable<u64, Call>,
-    a_index: HashMap<(String, String), u64>,
+    /// Caller legs by the SBC's To tag (an id of this worker, unique).
+    a_index: HashMap<String, u64>,
+    /// Callee legs by the SBC's Call-ID.
     b_index: HashMap<String, u64>,
+    registrar: Registrar,
+    pbx_regs: HashMap<BindingKey, PbxReg>,
+    /// Binding of each Contact token given to the registrar behind the SBC.
+    tokens: HashMap<String, BindingKey>,
     server_calls: HashMap<ServerTxId, u64>,
     clients: HashMap<ClientTxId, ClientRole>,
     retx: BTreeSet<(Instant, u64)>,
@@ -319,6 +431,9 @@ impl B2bua {
             calls: BoundedTable::new(config.max_dialogs),
             a_index: HashMap::new(),
             b_index: HashMap::new(),
+            registrar: Registrar::new(config.registrar.clone()),
+            pbx_regs: HashMap::new(),
+            tokens: HashMap::new(),
             server_calls: HashMap::new(),
             clients: HashMap::new(),
             retx: BTreeSet::new(),
@@ -333,6 +448,11 @@ impl B2bua {
     /// Live calls in the dialog table.
     pub fn calls(&self) -> usize {
         self.calls.len()
+    }
+
+    /// Bindings of registered user agents held by this worker.
+    pub fn registrations(&self) -> usize {
+        self.registrar.len()
     }
 
     /// Live transactions of the underlying layer.
@@ -355,12 +475,14 @@ impl B2bua {
         self.events.pop_front()
     }
 
-    /// The earliest deadline: transaction timers, 2xx retransmissions and call deadlines.
+    /// The earliest deadline: transaction timers, 2xx retransmissions, call deadlines, binding
+    /// expiries and keep-alives.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         [
             self.txs.poll_timeout(),
             self.calls.next_deadline(),
             self.retx.first().map(|r| r.0),
+            self.registrar.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -387,34 +509,104 @@ impl B2bua {
             };
             self.teardown(now, key, call, reason);
         }
+        self.expire_bindings(now);
+        while let Some(ka) = self.registrar.poll_keepalive(now) {
+            let flow = ka.connection.map_or(self.config.outside_flow, Flow);
+            let target = Target {
+                dest: ka.source,
+                side: Side::Outside,
+                reliable: ka.transport.is_reliable(),
+                flow,
+                uri: self.registrar.get(&ka.key).map(|b| b.contact_uri.clone()),
+                user: None,
+            };
+            if self.send_options(now, &target, ClientRole::Fire) {
+                self.stats.keepalives += 1;
+            }
+        }
+        self.pump(now, None);
     }
 
-    /// A message arrived from `source` on `side`, over a reliable (TCP/TLS) or unreliable transport.
-    /// `router` picks the inside target when it is a new call.
-    pub fn handle_message(
-        &mut self,
-        now: Instant,
-        msg: Message,
-        source: SocketAddr,
-        side: Side,
-        reliable: bool,
-        router: &dyn Router,
-    ) {
-        if side == Side::Inside && self.ids.worker_of(IdKind::CallId, msg.call_id()).is_none() {
+    /// Send an OPTIONS probe to `target`; its outcome comes back as [`CallEvent::Probed`] with
+    /// `token`. Returns whether it could be sent.
+    pub fn probe(&mut self, now: Instant, target: &Target, token: u64) -> bool {
+        let sent = self.send_options(now, target, ClientRole::Probe(token));
+        self.pump(now, None);
+        sent
+    }
+
+    /// An out-of-dialog OPTIONS to `target` in its own client transaction.
+    fn send_options(&mut self, now: Instant, target: &Target, role: ClientRole) -> bool {
+        let call_id = self.ids.generate(IdKind::CallId).as_str().to_owned();
+        let tag = self.ids.generate(IdKind::Tag);
+        let branch = self.ids.generate(IdKind::Branch);
+        let contact = self.contact(target.side);
+        let uri = target
+            .uri
+            .clone()
+            .unwrap_or_else(|| format!("sip:{}", target.dest));
+        let leg = Leg {
+            side: target.side,
+            call_id,
+            local: format!("<sip:sbc@{contact}>;tag={}", tag.as_str()),
+            remote: format!("<{uri}>"),
+            target_uri: uri,
+            dest: target.dest,
+            reliable: target.reliable,
+            flow: target.flow,
+            cseq: 1,
+        };
+        let Some(req) = self.build_request(&leg, &Method::Options, 1, branch.as_str(), 70, None)
+        else {
+            return false;
+        };
+        match self
+            .txs
+            .send_request_on(now, req, leg.dest, leg.reliable, leg.flow)
+        {
+            Ok(c) => {
+                self.clients.insert(c, role);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn contact(&self, side: Side) -> SocketAddr {
+        match side {
+            Side::Outside => self.config.outside_contact,
+            Side::Inside => self.config.inside_contact,
+        }
+    }
+
+    /// A message arrived (see [`Origin`]). `router` picks the next hop when it starts a call or is a
+    /// REGISTER.
+    pub fn handle_message(&mut self, now: Instant, msg: Message, from: Origin, router: &dyn Router) {
+        if from.side == Side::Inside && msg.is_request() && self.forged_from_inside(&msg) {
             self.stats.forged += 1;
             return;
         }
-        self.txs.handle_message(now, msg, source, reliable);
-        self.pump_with(now, Some((side, reliable)), router);
+        self.txs
+            .handle_message_on(now, msg, from.source, from.reliable, from.flow);
+        self.pump_with(now, Some(from), router);
     }
 
-    fn pump(&mut self, now: Instant, from: Option<(Side, bool)>) {
+    /// An in-dialog request from the Inside that names no dialog of this worker: its Call-ID is not
+    /// one the SBC made and its To tag is not one of the SBC's calls from the Inside.
+    fn forged_from_inside(&self, msg: &Message) -> bool {
+        let Some(tag) = msg.to().tag() else {
+            return false;
+        };
+        !self.b_index.contains_key(msg.call_id()) && !self.a_index.contains_key(tag)
+    }
+
+    fn pump(&mut self, now: Instant, from: Option<Origin>) {
         let no_route = |_: &Message, _: Side| None;
         self.pump_with(now, from, &no_route);
     }
 
     /// Process every event of the transaction layer.
-    fn pump_with(&mut self, now: Instant, from: Option<(Side, bool)>, router: &dyn Router) {
+    fn pump_with(&mut self, now: Instant, from: Option<Origin>, router: &dyn Router) {
         while let Some(ev) = self.txs.poll_event() {
             match ev {
                 TxEvent::Request {
@@ -422,8 +614,16 @@ impl B2bua {
                     request,
                     source,
                 } => {
-                    let (side, reliable) = from.unwrap_or((Side::Outside, false));
-                    self.on_request(now, tx, request, source, side, reliable, router);
+                    let origin = from.map_or(
+                        Origin {
+                            source,
+                            side: Side::Outside,
+                            reliable: false,
+                            flow: Flow::default(),
+                        },
+                        |f| Origin { source, ..f },
+                    );
+                    self.on_request(now, tx, request, origin, router);
                 }
                 TxEvent::Refused { request, source } => {
                     let mut out = Vec::new();
@@ -432,6 +632,7 @@ impl B2bua {
                     self.out.push_back(Transmit {
                         dest: source,
                         bytes: Bytes::from(out),
+                        flow: from.map_or(Flow::default(), |f| f.flow),
                     });
                 }
                 TxEvent::Response { tx, response } => self.on_response(now, tx, response),
@@ -458,7 +659,7 @@ impl B2bua {
                     source: _,
                 } => match kind {
                     StrayKind::Ack | StrayKind::AckInAccepted => {
-                        let side = from.map_or(Side::Outside, |f| f.0);
+                        let side = from.map_or(Side::Outside, |f| f.side);
                         self.on_ack(now, message, side);
                     }
                     StrayKind::Response => self.on_stray_response(message),
@@ -468,17 +669,22 @@ impl B2bua {
         }
     }
 
-    /// Find the call of an in-dialog request from `side`.
+    /// Find the call of an in-dialog request from `side`: a callee leg by the SBC's Call-ID, a
+    /// caller leg by the SBC's To tag and the caller's Call-ID. The leg found must be on `side`.
     fn find(&self, msg: &Message, side: Side) -> Option<u64> {
-        match side {
-            Side::Outside => {
-                let tag = msg.to().tag()?;
-                self.a_index
-                    .get(&(msg.call_id().to_owned(), tag.to_owned()))
-                    .copied()
-            }
-            Side::Inside => self.b_index.get(msg.call_id()).copied(),
+        if let Some(&key) = self.b_index.get(msg.call_id()) {
+            return self
+                .calls
+                .get(&key)
+                .filter(|c| c.b.side == side)
+                .map(|_| key);
         }
+        let tag = msg.to().tag()?;
+        let key = *self.a_index.get(tag)?;
+        self.calls
+            .get(&key)
+            .filter(|c| c.a.side == side && c.a.call_id == msg.call_id())
+            .map(|_| key)
     }
 
     /// Answer `req` on server transaction `tx` with `code` and no body.
@@ -498,25 +704,23 @@ impl B2bua {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn on_request(
         &mut self,
         now: Instant,
         tx: ServerTxId,
         req: Message,
-        source: SocketAddr,
-        side: Side,
-        reliable: bool,
+        from: Origin,
         router: &dyn Router,
     ) {
+        let side = from.side;
         let method = req.method().cloned().unwrap_or(Method::Options);
         if req.to().tag().is_none() {
             match (side, &method) {
-                (Side::Outside, Method::Invite) => {
-                    self.new_call(now, tx, req, source, reliable, router);
-                }
+                (_, Method::Invite) => self.new_call(now, tx, req, from, router),
                 (_, Method::Options) => self.reply(now, tx, &req, 200, None),
-                (Side::Inside, Method::Invite) => self.reply(now, tx, &req, 403, None),
+                (Side::Outside, Method::Register) => {
+                    self.on_register(now, tx, &req, from, router);
+                }
                 _ => self.reply(now, tx, &req, 405, None),
             }
             return;
@@ -545,8 +749,40 @@ impl B2bua {
                 }
             }
             (_, Some(State::Confirmed)) => self.relay_request(now, key, tx, req, side),
+            // Early dialog (RFC 3262 PRACK, RFC 3311 UPDATE, INFO): relayed once the callee's
+            // early dialog is known.
+            (Method::Prack | Method::Update | Method::Info, Some(State::Ringing))
+                if self.calls.get(&key).is_some_and(|c| c.b.remote_tagged()) =>
+            {
+                self.relay_request(now, key, tx, req, side);
+            }
             _ => self.reply(now, tx, &req, 481, None),
         }
+    }
+
+    /// The next hop of a new INVITE: a binding of this worker's registrar when the Inside calls the
+    /// Contact the SBC registered for a user agent, else the caller's router.
+    fn target_of(&self, req: &Message, side: Side, router: &dyn Router) -> Option<Target> {
+        if side == Side::Inside {
+            let user = req
+                .request_uri()
+                .and_then(|u| sbc_sip::uri::Uri::parse(u).ok())
+                .and_then(|u| u.user);
+            if let Some(b) = user
+                .and_then(|u| self.tokens.get(u))
+                .and_then(|k| self.registrar.get(k))
+            {
+                return Some(Target {
+                    dest: b.source,
+                    side: Side::Outside,
+                    reliable: b.transport.is_reliable(),
+                    flow: b.connection.map_or(self.config.outside_flow, Flow),
+                    uri: Some(b.contact_uri.clone()),
+                    user: None,
+                });
+            }
+        }
+        router.route(req, side).filter(|t| t.side != side)
     }
 
     fn new_call(
@@ -554,15 +790,14 @@ impl B2bua {
         now: Instant,
         tx: ServerTxId,
         req: Message,
-        source: SocketAddr,
-        reliable: bool,
+        from: Origin,
         router: &dyn Router,
     ) {
         let Ok(max_forwards) = next_max_forwards(req.max_forwards()) else {
             self.reply(now, tx, &req, 483, None);
             return;
         };
-        let Some(target) = router.route(&req, Side::Outside) else {
+        let Some(target) = self.target_of(&req, from.side, router) else {
             self.reply(now, tx, &req, 404, None);
             return;
         };
@@ -578,36 +813,42 @@ impl B2bua {
         let branch = self.ids.generate(IdKind::Branch);
         let from_value = req.header(HeaderName::From).unwrap_or_default();
         let to_value = req.header(HeaderName::To).unwrap_or_default();
-        let inside = self.config.inside_contact;
-        let callee = req
-            .request_uri()
-            .and_then(|u| sbc_sip::uri::Uri::parse(u).ok())
-            .and_then(|u| u.user.map(str::to_owned))
-            .unwrap_or_default();
+        let here = self.contact(target.side);
+        let callee = target.user.clone().unwrap_or_else(|| {
+            req.request_uri()
+                .and_then(|u| sbc_sip::uri::Uri::parse(u).ok())
+                .and_then(|u| u.user.map(str::to_owned))
+                .unwrap_or_default()
+        });
         let caller = user_of(from_value).unwrap_or_else(|| "anonymous".to_owned());
         let at = if callee.is_empty() { "" } else { "@" };
-        let b_uri = format!("sip:{callee}{at}{target}");
+        let b_uri = target
+            .uri
+            .clone()
+            .unwrap_or_else(|| format!("sip:{callee}{at}{}", target.dest));
         let b = Leg {
-            side: Side::Inside,
+            side: target.side,
             call_id: b_call_id.clone(),
-            local: format!("<sip:{caller}@{inside}>;tag={}", b_tag.as_str()),
+            local: format!("<sip:{caller}@{here}>;tag={}", b_tag.as_str()),
             remote: format!("<{b_uri}>"),
             target_uri: b_uri,
-            dest: target,
-            reliable: false,
+            dest: target.dest,
+            reliable: target.reliable,
+            flow: target.flow,
             cseq: 1,
         };
         let a = Leg {
-            side: Side::Outside,
+            side: from.side,
             call_id: req.call_id().to_owned(),
             local: with_tag(to_value, Some(&a_tag)).unwrap_or_default(),
             remote: from_value.to_owned(),
             target_uri: req
                 .header(HeaderName::Contact)
                 .map(|c| uri_of(c).to_owned())
-                .unwrap_or_else(|| format!("sip:{source}")),
-            dest: source,
-            reliable,
+                .unwrap_or_else(|| format!("sip:{}", from.source)),
+            dest: from.source,
+            reliable: from.reliable,
+            flow: from.flow,
             cseq: 0,
         };
         let Some(invite) = self.build_request(
@@ -616,18 +857,20 @@ impl B2bua {
             1,
             branch.as_str(),
             max_forwards,
-            Some((&req, Side::Outside)),
+            Some((&req, from.side)),
         ) else {
             self.reply(now, tx, &req, 500, None);
             return;
         };
-        let Ok(invite_b) = self.txs.send_request(now, invite, b.dest, b.reliable) else {
+        let Ok(invite_b) = self
+            .txs
+            .send_request_on(now, invite, b.dest, b.reliable, b.flow)
+        else {
             self.reply(now, tx, &req, 503, None);
             return;
         };
         self.next_call += 1;
         let key = self.next_call;
-        let a_key = (a.call_id.clone(), a_tag.clone());
         let call = Call {
             state: State::Ringing,
             a,
@@ -635,7 +878,7 @@ impl B2bua {
             invite_a: tx,
             invite_a_req: req,
             invite_b,
-            a_tag,
+            a_tag: a_tag.clone(),
             cancel_pending: false,
             cancelled: false,
             ack_wait: None,
@@ -652,7 +895,7 @@ impl B2bua {
             // Checked above; the leg-B INVITE is left to time out on its own.
             return;
         }
-        self.a_index.insert(a_key, key);
+        self.a_index.insert(a_tag, key);
         self.b_index.insert(b_call_id, key);
         self.server_calls.insert(tx, key);
         self.clients.insert(invite_b, ClientRole::Invite(key));
@@ -671,10 +914,7 @@ impl B2bua {
         max_forwards: u8,
         src: Option<(&Message, Side)>,
     ) -> Option<Message> {
-        let contact = match leg.side {
-            Side::Outside => self.config.outside_contact,
-            Side::Inside => self.config.inside_contact,
-        };
+        let contact = self.contact(leg.side);
         let transport = if leg.reliable { "TCP" } else { "UDP" };
         let mut out = Vec::with_capacity(512);
         let mut w = MessageWriter::request(&mut out, method, &leg.target_uri);
@@ -693,6 +933,7 @@ impl B2bua {
         match src {
             Some((m, from)) => {
                 copy_headers(m, from, leg.side, false, &self.config.topology, &mut w);
+                self.write_owned(m, leg, method, &mut w);
                 w.finish(m.header(HeaderName::ContentType), m.body());
             }
             None => w.finish(None, b""),
@@ -702,6 +943,41 @@ impl B2bua {
             self.stats.build_failures += 1;
         }
         parsed
+    }
+
+    /// The owned headers of a relayed request that the SBC writes from the received one: RAck of a
+    /// PRACK (mapped to the INVITE CSeq of the leg, RFC 3262 §7.2), Refer-To of a REFER (toward the
+    /// Outside, its host becomes the SBC's), and digest credentials when the policy forwards them.
+    fn write_owned(&self, m: &Message, leg: &Leg, method: &Method, w: &mut MessageWriter<'_>) {
+        match method {
+            Method::Prack => {
+                if let Some(rseq) = m
+                    .header_by_name("RAck")
+                    .and_then(|v| v.split_whitespace().next())
+                    .and_then(|n| n.parse::<u32>().ok())
+                {
+                    // The SBC's INVITE on a callee leg is always CSeq 1.
+                    let rack = format!("{rseq} 1 INVITE");
+                    w.header("RAck", &rack);
+                }
+            }
+            Method::Refer => {
+                if let Some(v) = m.header(HeaderName::ReferTo) {
+                    if leg.side == Side::Outside {
+                        let user = sbc_sip::uri::Uri::parse(uri_of(v))
+                            .ok()
+                            .and_then(|u| u.user.map(str::to_owned))
+                            .unwrap_or_default();
+                        let at = if user.is_empty() { "" } else { "@" };
+                        let value = format!("<sip:{user}{at}{}>", self.config.outside_contact);
+                        w.header("Refer-To", &value);
+                    } else {
+                        w.header("Refer-To", v);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Relay `resp` (received on the other leg) as the answer to `req` on server transaction `tx`.
@@ -715,10 +991,7 @@ impl B2bua {
         tag: Option<&str>,
     ) -> Option<Message> {
         let code = resp.status().unwrap_or(500);
-        let contact = match to {
-            Side::Outside => self.config.outside_contact,
-            Side::Inside => self.config.inside_contact,
-        };
+        let contact = self.contact(to);
         let mut out = Vec::with_capacity(512);
         let mut w = build::response(req, code, build::reason_phrase(code), tag, &mut out);
         if code < 300 && req.method() != Some(&Method::Bye) {
@@ -726,6 +999,15 @@ impl B2bua {
             w.header("Contact", &c);
         }
         copy_headers(resp, other(to), to, false, &self.config.topology, &mut w);
+        // Owned headers the far end needs as received: RSeq of a reliable provisional (RFC 3262),
+        // the challenge of a 401/407 (the peer answers it end to end).
+        for name in ["RSeq", "WWW-Authenticate", "Proxy-Authenticate"] {
+            for h in resp.headers() {
+                if h.raw_name.eq_ignore_ascii_case(name) {
+                    w.header(name, h.value);
+                }
+            }
+        }
         w.finish(resp.header(HeaderName::ContentType), resp.body());
         match Message::parse(Bytes::from(out)) {
             Ok(m) => {
@@ -754,7 +1036,7 @@ impl B2bua {
         let leg = call.leg_mut(to);
         leg.cseq += 1;
         let cseq = leg.cseq;
-        let (dest, reliable) = (leg.dest, leg.reliable);
+        let (dest, reliable, flow) = (leg.dest, leg.reliable, leg.flow);
         if method == Method::Invite {
             call.reinvite_pending = true;
         }
@@ -764,8 +1046,6 @@ impl B2bua {
         let leg = call.leg(to);
         // Borrow juggling: build from a snapshot of the leg.
         let snapshot = Leg {
-            dest,
-            reliable,
             cseq,
             ..leg.clone()
         };
@@ -780,7 +1060,7 @@ impl B2bua {
             self.reply(now, tx, &req, 500, None);
             return;
         };
-        match self.txs.send_request(now, out, dest, reliable) {
+        match self.txs.send_request_on(now, out, dest, reliable, flow) {
             Ok(c) => {
                 self.clients.insert(
                     c,
@@ -836,7 +1116,314 @@ impl B2bua {
                     }
                 }
             }
+            Some(ClientRole::Register { .. }) if code >= 200 => {
+                if let Some(ClientRole::Register {
+                    key,
+                    server,
+                    request,
+                    pbx_expires,
+                }) = self.clients.remove(&tx)
+                {
+                    self.on_register_answer(now, key, server, &request, &resp, pbx_expires);
+                }
+            }
+            Some(ClientRole::Probe(token)) if code >= 200 => {
+                let (token, alive) = (*token, crate::routing::response_means_alive(code));
+                self.clients.remove(&tx);
+                self.events.push_back(CallEvent::Probed { token, alive });
+            }
             _ => {}
+        }
+    }
+
+    // ---- Registrations ------------------------------------------------------------------------
+
+    /// A REGISTER from the Outside: the binding is kept here; the registrar behind the SBC (the
+    /// router's target, when there is one) sees the SBC's own Contact. Only the first Contact of a
+    /// REGISTER is applied.
+    fn on_register(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        req: &Message,
+        from: Origin,
+        router: &dyn Router,
+    ) {
+        self.stats.registers += 1;
+        self.expire_bindings(now);
+        let Ok(aor) = Aor::parse(req.header(HeaderName::To).unwrap_or_default()) else {
+            self.reply(now, tx, req, 400, None);
+            return;
+        };
+        let Some(first) = req.header_values(HeaderName::Contact).next() else {
+            // A query of the bindings (RFC 3261 §10.2.3).
+            let held: Vec<String> = self
+                .registrar
+                .lookup(&aor)
+                .map(|b| {
+                    let left = b.expires_ua.saturating_duration_since(now).as_secs();
+                    format!("<{}>;expires={left}", b.contact_uri)
+                })
+                .collect();
+            let mut out = Vec::new();
+            let mut w = build::response(req, 200, "OK", None, &mut out);
+            for c in &held {
+                w.header("Contact", c);
+            }
+            w.finish(None, b"");
+            self.send_response(now, tx, out);
+            return;
+        };
+        let Ok(contact) = RegContact::parse(first) else {
+            self.reply(now, tx, req, 400, None);
+            return;
+        };
+        let expires = req
+            .header(HeaderName::Expires)
+            .and_then(|e| e.trim().parse().ok());
+        let transport = Transport::from_token(req.top_via().transport).unwrap_or(Transport::Udp);
+        let r = RegisterRequest {
+            aor: &aor,
+            contact,
+            source: from.source,
+            transport,
+            connection: Some(from.flow.0),
+            expires,
+            call_id: req.call_id(),
+            cseq: req.cseq().seq,
+            nated: nat::detect(req, from.source).is_nated(),
+        };
+        match self.registrar.handle_register(now, &r) {
+            Err(e) => {
+                let code = e.status_code();
+                let mut out = Vec::new();
+                let mut w = build::response(req, code, build::reason_phrase(code), None, &mut out);
+                if let RegistrarError::IntervalTooBrief { min } = e {
+                    w.header_u32(
+                        "Min-Expires",
+                        u32::try_from(min.as_secs()).unwrap_or(u32::MAX),
+                    );
+                }
+                w.finish(None, b"");
+                self.send_response(now, tx, out);
+            }
+            Ok(RegisterOutcome::Local { key, ua_expires }) => {
+                self.answer_register(now, tx, req, &key, ua_expires);
+            }
+            Ok(RegisterOutcome::Forward {
+                key,
+                ua_expires,
+                pbx_expires,
+                ..
+            }) => match router
+                .route(req, Side::Outside)
+                .filter(|t| t.side == Side::Inside)
+            {
+                // No registrar behind: the SBC's binding is the registration.
+                None => self.answer_register(now, tx, req, &key, ua_expires),
+                Some(target) => {
+                    if !self.register_at_pbx(now, &key, target, pbx_expires, Some((tx, req))) {
+                        self.drop_binding(&key);
+                        self.reply(now, tx, req, 503, None);
+                    }
+                }
+            },
+            Ok(RegisterOutcome::Removed { bindings }) => {
+                for b in bindings {
+                    let key = BindingKey::new(&b.aor, &b.contact_uri, b.instance.as_deref());
+                    self.deregister_at_pbx(now, &key);
+                }
+                self.reply(now, tx, req, 200, None);
+            }
+        }
+    }
+
+    /// 200 to the UA's REGISTER with the expiry it is granted.
+    fn answer_register(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        req: &Message,
+        key: &BindingKey,
+        ua_expires: Duration,
+    ) {
+        let Some(b) = self.registrar.get(key) else {
+            self.reply(now, tx, req, 500, None);
+            return;
+        };
+        let secs = u32::try_from(ua_expires.as_secs()).unwrap_or(u32::MAX);
+        let contact = format!("<{}>;expires={secs}", b.contact_uri);
+        let mut out = Vec::new();
+        let mut w = build::response(req, 200, "OK", None, &mut out);
+        w.header("Contact", &contact).header_u32("Expires", secs);
+        w.finish(None, b"");
+        self.send_response(now, tx, out);
+    }
+
+    /// Register (or refresh) the SBC's Contact for binding `key` at `target`. `ua` is the UA's
+    /// REGISTER waiting for the answer. Returns whether the request could be sent.
+    fn register_at_pbx(
+        &mut self,
+        now: Instant,
+        key: &BindingKey,
+        target: Target,
+        pbx_expires: Duration,
+        ua: Option<(ServerTxId, &Message)>,
+    ) -> bool {
+        if !self.pbx_regs.contains_key(key) {
+            let token = self.ids.generate(IdKind::Tag).as_str().to_owned();
+            let reg = PbxReg {
+                token: token.clone(),
+                call_id: self.ids.generate(IdKind::CallId).as_str().to_owned(),
+                tag: self.ids.generate(IdKind::Tag).as_str().to_owned(),
+                cseq: 0,
+                target: target.clone(),
+            };
+            self.tokens.insert(token, key.clone());
+            self.pbx_regs.insert(key.clone(), reg);
+        }
+        let Some(reg) = self.pbx_regs.get_mut(key) else {
+            return false;
+        };
+        reg.cseq += 1;
+        reg.target = target;
+        let secs = u32::try_from(pbx_expires.as_secs()).unwrap_or(u32::MAX);
+        let creds = ua.map(|(_, m)| m);
+        let Some(msg) = self.build_register(key, secs, creds) else {
+            return false;
+        };
+        let Some(reg) = self.pbx_regs.get(key) else {
+            return false;
+        };
+        let (dest, reliable, flow) = (reg.target.dest, reg.target.reliable, reg.target.flow);
+        let Ok(c) = self.txs.send_request_on(now, msg, dest, reliable, flow) else {
+            return false;
+        };
+        let role = match ua {
+            Some((server, req)) => ClientRole::Register {
+                key: key.clone(),
+                server,
+                request: Box::new(req.clone()),
+                pbx_expires,
+            },
+            None => ClientRole::Fire,
+        };
+        self.clients.insert(c, role);
+        true
+    }
+
+    /// The SBC's REGISTER for binding `key`, asking `expires` seconds, with the UA's credentials
+    /// when the policy toward the Inside forwards them.
+    fn build_register(
+        &mut self,
+        key: &BindingKey,
+        expires: u32,
+        creds: Option<&Message>,
+    ) -> Option<Message> {
+        let branch = self.ids.generate(IdKind::Branch);
+        let reg = self.pbx_regs.get(key)?;
+        let here = self.config.inside_contact;
+        let uri = reg
+            .target
+            .uri
+            .clone()
+            .unwrap_or_else(|| format!("sip:{}", reg.target.dest));
+        let transport = if reg.target.reliable { "TCP" } else { "UDP" };
+        let aor = key.aor.as_str();
+        let mut out = Vec::with_capacity(512);
+        let mut w = MessageWriter::request(&mut out, &Method::Register, &uri);
+        let via = format!("SIP/2.0/{transport} {here};branch={};rport", branch.as_str());
+        let from = format!("<{aor}>;tag={}", reg.tag);
+        let to = format!("<{aor}>");
+        let cseq = format!("{} REGISTER", reg.cseq);
+        let contact = format!("<sip:{}@{here}>", reg.token);
+        w.header("Via", &via)
+            .header_u32("Max-Forwards", 70)
+            .header("From", &from)
+            .header("To", &to)
+            .header("Call-ID", &reg.call_id)
+            .header("CSeq", &cseq)
+            .header("Contact", &contact)
+            .header_u32("Expires", expires);
+        if let Some(m) = creds {
+            if self.config.topology.toward(Side::Inside).forward_credentials {
+                for h in m.headers() {
+                    if h.raw_name.eq_ignore_ascii_case("Authorization")
+                        || h.raw_name.eq_ignore_ascii_case("Proxy-Authorization")
+                    {
+                        w.header(h.raw_name, h.value);
+                    }
+                }
+            }
+        }
+        w.finish(None, b"");
+        let parsed = Message::parse(Bytes::from(out)).ok();
+        if parsed.is_none() {
+            self.stats.build_failures += 1;
+        }
+        parsed
+    }
+
+    /// The registrar behind the SBC answered the REGISTER of binding `key`.
+    fn on_register_answer(
+        &mut self,
+        now: Instant,
+        key: BindingKey,
+        server: ServerTxId,
+        request: &Message,
+        resp: &Message,
+        asked: Duration,
+    ) {
+        let code = resp.status().unwrap_or(500);
+        if code >= 300 {
+            self.drop_binding(&key);
+            self.relay_response(now, server, request, resp, Side::Outside, None);
+            return;
+        }
+        let token = self.pbx_regs.get(&key).map(|r| r.token.clone());
+        // The expiry granted: the `expires` of the Contact that names the SBC's token, else the
+        // Expires header, else what was asked.
+        let granted = resp
+            .header_values(HeaderName::Contact)
+            .find(|c| token.as_deref().is_some_and(|t| c.contains(t)))
+            .and_then(|c| {
+                c.split(';')
+                    .filter_map(|p| p.trim().split_once('='))
+                    .find(|(n, _)| n.trim().eq_ignore_ascii_case("expires"))
+                    .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+            })
+            .or_else(|| {
+                resp.header(HeaderName::Expires)
+                    .and_then(|e| e.trim().parse().ok())
+            })
+            .map_or(asked, Duration::from_secs);
+        match self.registrar.pbx_confirmed(&key, now, granted) {
+            Some(ua_expires) => self.answer_register(now, server, request, &key, ua_expires),
+            None => self.reply(now, server, request, 500, None),
+        }
+    }
+
+    /// Remove binding `key` at the registrar behind the SBC (fire and forget) and forget it.
+    fn deregister_at_pbx(&mut self, now: Instant, key: &BindingKey) {
+        if let Some(target) = self.pbx_regs.get(key).map(|r| r.target.clone()) {
+            let _ = self.register_at_pbx(now, key, target, Duration::ZERO, None);
+        }
+        self.drop_binding(key);
+    }
+
+    /// Forget binding `key` here (the registrar's entry and the SBC's own registration state).
+    fn drop_binding(&mut self, key: &BindingKey) {
+        self.registrar.remove(key);
+        if let Some(reg) = self.pbx_regs.remove(key) {
+            self.tokens.remove(&reg.token);
+        }
+    }
+
+    /// Bindings whose UA did not refresh in time: deregistered behind the SBC.
+    fn expire_bindings(&mut self, now: Instant) {
+        while let Some(b) = self.registrar.poll_expired(now) {
+            let key = BindingKey::new(&b.aor, &b.contact_uri, b.instance.as_deref());
+            self.deregister_at_pbx(now, &key);
         }
     }
 
@@ -885,8 +1472,20 @@ impl B2bua {
                 }
                 return;
             }
-            let (server, req, tag) = (call.invite_a, call.invite_a_req.clone(), call.a_tag.clone());
-            self.relay_response(now, server, &req, &resp, Side::Outside, Some(&tag));
+            // The callee's early dialog (the first one, when it forks): PRACK and UPDATE go to it.
+            if resp.to().tag().is_some() && !call.b.remote_tagged() {
+                call.b.remote = resp.header(HeaderName::To).unwrap_or_default().to_owned();
+                if let Some(c) = resp.header(HeaderName::Contact) {
+                    call.b.target_uri = uri_of(c).to_owned();
+                }
+            }
+            let (server, req, tag, a_side) = (
+                call.invite_a,
+                call.invite_a_req.clone(),
+                call.a_tag.clone(),
+                call.a.side,
+            );
+            self.relay_response(now, server, &req, &resp, a_side, Some(&tag));
             return;
         }
         if code < 300 {
@@ -904,28 +1503,28 @@ impl B2bua {
             }
             if call.cancelled {
                 // The answer crossed A's CANCEL: acknowledge and hang up leg B, 487 to A.
-                let (server, req) = (call.invite_a, call.invite_a_req.clone());
+                let (server, req, b_side) = (call.invite_a, call.invite_a_req.clone(), call.b.side);
                 self.send_ack_b(key, 1, None);
                 self.reply(now, server, &req, 487, None);
-                self.end_with_bye(now, key, &[Side::Inside], EndReason::Cancelled);
+                self.end_with_bye(now, key, &[b_side], EndReason::Cancelled);
                 return;
             }
             call.state = State::AwaitAck;
-            let (server, req, tag, reliable) = (
+            let (server, req, tag, reliable, a_side, b_side) = (
                 call.invite_a,
                 call.invite_a_req.clone(),
                 call.a_tag.clone(),
                 call.a.reliable,
+                call.a.side,
+                call.b.side,
             );
             let _ = self
                 .calls
                 .set_deadline(&key, now + self.config.no_ack_timeout);
             self.events
                 .push_back(CallEvent::Answered { call: CallId(key) });
-            if let Some(sent) =
-                self.relay_response(now, server, &req, &resp, Side::Outside, Some(&tag))
-            {
-                self.await_ack(now, key, Side::Inside, 1, server, sent, reliable);
+            if let Some(sent) = self.relay_response(now, server, &req, &resp, a_side, Some(&tag)) {
+                self.await_ack(now, key, b_side, 1, server, sent, reliable);
             }
             return;
         }
@@ -933,13 +1532,14 @@ impl B2bua {
         if call.state != State::Ringing {
             return;
         }
-        let (server, req, tag, cancelled) = (
+        let (server, req, tag, cancelled, a_side) = (
             call.invite_a,
             call.invite_a_req.clone(),
             call.a_tag.clone(),
             call.cancelled,
+            call.a.side,
         );
-        self.relay_response(now, server, &req, &resp, Side::Outside, Some(&tag));
+        self.relay_response(now, server, &req, &resp, a_side, Some(&tag));
         let reason = if cancelled {
             EndReason::Cancelled
         } else {
@@ -1019,7 +1619,27 @@ impl B2bua {
                 // The leg that failed is gone: hang up the other one.
                 self.end_with_bye(now, key, &[other(to)], EndReason::LegFailure(to));
             }
-            Some(ClientRole::Cancel) | None => {}
+            Some(ClientRole::Register { .. }) => {
+                if let Some(ClientRole::Register {
+                    key,
+                    server,
+                    request,
+                    ..
+                }) = self.clients.remove(&tx)
+                {
+                    self.drop_binding(&key);
+                    self.reply(now, server, &request, 408, None);
+                }
+            }
+            Some(ClientRole::Probe(token)) => {
+                let token = *token;
+                self.clients.remove(&tx);
+                self.events.push_back(CallEvent::Probed {
+                    token,
+                    alive: false,
+                });
+            }
+            Some(ClientRole::Cancel | ClientRole::Fire) | None => {}
         }
     }
 
@@ -1048,8 +1668,12 @@ impl B2bua {
         self.send_ack_on(key, wait.ack_leg, wait.cseq, Some((&ack, side)));
     }
 
+    /// Send the ACK for a 2xx on the callee leg.
     fn send_ack_b(&mut self, key: u64, cseq: u32, src: Option<(&Message, Side)>) {
-        self.send_ack_on(key, Side::Inside, cseq, src);
+        let Some(side) = self.calls.get(&key).map(|c| c.b.side) else {
+            return;
+        };
+        self.send_ack_on(key, side, cseq, src);
     }
 
     /// Send the ACK for a 2xx on leg `side` (outside any transaction).
@@ -1071,9 +1695,10 @@ impl B2bua {
         self.out.push_back(Transmit {
             dest: snapshot.dest,
             bytes: bytes.clone(),
+            flow: snapshot.flow,
         });
-        if side == Side::Inside {
-            if let Some(call) = self.calls.get_mut(&key) {
+        if let Some(call) = self.calls.get_mut(&key) {
+            if call.b.side == side {
                 call.last_ack_b = Some((cseq, bytes));
             }
         }
@@ -1088,6 +1713,7 @@ impl B2bua {
                 self.out.push_back(Transmit {
                     dest: call.b.dest,
                     bytes: bytes.clone(),
+                    flow: call.b.flow,
                 });
             }
         }
@@ -1133,7 +1759,8 @@ impl B2bua {
             return;
         };
         // A 2xx on leg B still waiting for A's ACK is acknowledged before leg B is hung up.
-        let unacked_b = call.ack_wait.take().filter(|w| w.ack_leg == Side::Inside);
+        let b_side = call.b.side;
+        let unacked_b = call.ack_wait.take().filter(|w| w.ack_leg == b_side);
         call.state = State::Ending;
         call.end_reason = Some(reason);
         let _ = self.calls.set_deadline(&key, now + grace);
@@ -1161,7 +1788,7 @@ impl B2bua {
             };
             if let Ok(c) = self
                 .txs
-                .send_request(now, bye, snapshot.dest, snapshot.reliable)
+                .send_request_on(now, bye, snapshot.dest, snapshot.reliable, snapshot.flow)
             {
                 self.clients.insert(c, ClientRole::Bye(key));
                 sent += 1;
@@ -1191,7 +1818,7 @@ impl B2bua {
         // Put it back briefly so the helpers can reach it; the table had room for it a moment ago.
         let state = call.state;
         let (a_key, b_key, server) = (
-            (call.a.call_id.clone(), call.a_tag.clone()),
+            call.a_tag.clone(),
             call.b.call_id.clone(),
             call.invite_a,
         );
@@ -1245,7 +1872,7 @@ impl B2bua {
         let Some(call) = call else {
             return;
         };
-        self.a_index.remove(&(call.a.call_id, call.a_tag));
+        self.a_index.remove(&call.a_tag);
         self.b_index.remove(&call.b.call_id);
         self.server_calls.remove(&call.invite_a);
         if let Some(w) = call.ack_wait {

@@ -8,12 +8,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sbc_core::b2bua::{B2bua, B2buaConfig, CallEvent, EndReason};
+use sbc_core::b2bua::{B2bua, B2buaConfig, CallEvent, EndReason, Origin, Target};
 use sbc_core::ids::WorkerId;
 use sbc_core::topology::{leaks, Side};
 use sbc_sip::build;
 use sbc_sip::transaction::{
-    ClientTxId, ServerTxId, StrayKind, TransactionConfig, Transactions, TxEvent,
+    ClientTxId, Flow, ServerTxId, StrayKind, TransactionConfig, Transactions, TxEvent,
 };
 use sbc_sip::{HeaderName, Message, Method};
 
@@ -29,6 +29,20 @@ const UAS_SDP: &str = "v=0\r\no=- 2 2 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
+}
+
+fn origin(source: SocketAddr, side: Side) -> Origin {
+    Origin {
+        source,
+        side,
+        reliable: false,
+        flow: Flow::default(),
+    }
+}
+
+/// The router of the simulation: every call from the Outside goes to the UAS.
+fn to_uas(_: &Message, from: Side) -> Option<Target> {
+    (from == Side::Outside).then(|| Target::udp(Side::Inside, addr(UAS), Flow::default()))
 }
 
 fn parse(text: String) -> Message {
@@ -385,17 +399,16 @@ impl Sim {
             bytes: bytes.clone(),
         });
         let msg = Message::parse(bytes).unwrap();
-        let route = |_: &Message, _: Side| Some(addr(UAS));
         if dest == addr(UAC) {
             self.uac.handle_message(self.now, msg, from, false);
         } else if dest == addr(UAS) {
             self.uas.handle_message(self.now, msg, from, false);
         } else if dest == addr(SBC_OUT) {
             self.sbc
-                .handle_message(self.now, msg, from, Side::Outside, false, &route);
+                .handle_message(self.now, msg, origin(from, Side::Outside), &to_uas);
         } else if dest == addr(SBC_IN) {
             self.sbc
-                .handle_message(self.now, msg, from, Side::Inside, false, &route);
+                .handle_message(self.now, msg, origin(from, Side::Inside), &to_uas);
         } else {
             panic!("no party at {dest}");
         }
@@ -742,15 +755,14 @@ fn no_route_gets_404_and_max_forwards_zero_483() {
     let inv = sim.invite(70);
     let none = |_: &Message, _: Side| None;
     sim.sbc
-        .handle_message(sim.now, inv, addr(UAC), Side::Outside, false, &none);
+        .handle_message(sim.now, inv, origin(addr(UAC), Side::Outside), &none);
     let t = sim.sbc.poll_transmit().unwrap();
     assert!(String::from_utf8_lossy(&t.bytes).starts_with("SIP/2.0 404"));
     let inv = sim.invite(0);
     let mut raw = String::from_utf8_lossy(inv.raw()).into_owned();
     raw = raw.replace("uacinvite1", "uacinvite2");
-    let route = |_: &Message, _: Side| Some(addr(UAS));
     sim.sbc
-        .handle_message(sim.now, parse(raw), addr(UAC), Side::Outside, false, &route);
+        .handle_message(sim.now, parse(raw), origin(addr(UAC), Side::Outside), &to_uas);
     let t = sim.sbc.poll_transmit().unwrap();
     assert!(String::from_utf8_lossy(&t.bytes).starts_with("SIP/2.0 483"));
     assert_eq!(sim.sbc.calls(), 0);

@@ -120,6 +120,7 @@ impl Transaction {
         self.last.clone().map(|bytes| Transmit {
             dest: self.peer,
             bytes,
+            flow: self.flow,
         })
     }
 }
@@ -246,6 +247,13 @@ pub enum TxEvent {
     },
 }
 
+/// The local socket or connection a message arrived on or leaves by. Opaque to the layer: the driver
+/// chooses the values, the layer keeps the flow of each transaction and stamps it on every
+/// [`Transmit`] of that transaction, so responses leave by the flow their request arrived on
+/// (RFC 3261 §18.2.2) and retransmissions by the flow of the first copy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Flow(pub u64);
+
 /// Bytes to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
@@ -253,6 +261,8 @@ pub struct Transmit {
     pub dest: SocketAddr,
     /// The serialized message.
     pub bytes: Bytes,
+    /// The local socket or connection to send it from.
+    pub flow: Flow,
 }
 
 /// Misuse of the TU commands.
@@ -316,6 +326,7 @@ struct Transaction {
     key: Key,
     peer: SocketAddr,
     reliable: bool,
+    flow: Flow,
     /// The request (client: retransmitted and used for the ACK; server: used for 100 Trying).
     request: Message,
     /// Server: the last response sent. Client INVITE in Completed: the ACK.
@@ -458,13 +469,26 @@ impl Transactions {
         }
     }
 
-    /// Start a client transaction for `request` (which carries the TU's branch) towards `dest`.
+    /// Start a client transaction for `request` (which carries the TU's branch) towards `dest`, on the
+    /// default flow.
     pub fn send_request(
         &mut self,
         now: Instant,
         request: Message,
         dest: SocketAddr,
         reliable: bool,
+    ) -> Result<ClientTxId, TxError> {
+        self.send_request_on(now, request, dest, reliable, Flow::default())
+    }
+
+    /// [`Self::send_request`] from the local socket or connection `flow`.
+    pub fn send_request_on(
+        &mut self,
+        now: Instant,
+        request: Message,
+        dest: SocketAddr,
+        reliable: bool,
+        flow: Flow,
     ) -> Result<ClientTxId, TxError> {
         let method = request.method().cloned().ok_or(TxError::Invalid)?;
         if method == Method::Ack {
@@ -484,6 +508,7 @@ impl Transactions {
         self.transmits.push_back(Transmit {
             dest,
             bytes: request.raw().clone(),
+            flow,
         });
         self.client_index.insert(key.clone(), id);
         self.txs.insert(
@@ -502,6 +527,7 @@ impl Transactions {
                 key: Key::Client(key),
                 peer: dest,
                 reliable,
+                flow,
                 request,
                 last: None,
                 timers: TimerTable::default(),
@@ -529,11 +555,11 @@ impl Transactions {
         if t.kind != Kind::InviteClient || t.state != TxState::Proceeding {
             return Err(TxError::Invalid);
         }
-        let (dest, reliable) = (t.peer, t.reliable);
+        let (dest, reliable, flow) = (t.peer, t.reliable, t.flow);
         let mut out = Vec::new();
         build::cancel(&t.request, &mut out);
         let cancel = Message::parse(Bytes::from(out)).map_err(|_| TxError::Invalid)?;
-        let id = self.send_request(now, cancel, dest, reliable)?;
+        let id = self.send_request_on(now, cancel, dest, reliable, flow)?;
         let t64 = 64 * self.config.t1;
         self.arm(invite.0, Timer::TimerB, now + t64);
         Ok(id)
@@ -551,7 +577,7 @@ impl Transactions {
         let config = self.config.clone();
         let t = self.txs.get_mut(&id).ok_or(TxError::Unknown)?;
         let bytes = response.raw().clone();
-        let peer = t.peer;
+        let (peer, flow) = (t.peer, t.flow);
         match (t.kind, t.state) {
             (Kind::InviteServer, TxState::Proceeding) => {
                 t.last = Some(bytes.clone());
@@ -577,18 +603,27 @@ impl Transactions {
                 } else {
                     t.state = TxState::Completed;
                     let reliable = t.reliable;
-                    self.transmits.push_back(Transmit { dest: peer, bytes });
+                    self.transmits.push_back(Transmit {
+                        dest: peer,
+                        bytes,
+                        flow,
+                    });
                     self.linger_or_terminate(id, reliable, Timer::TimerJ, now + 64 * config.t1);
                     return Ok(());
                 }
             }
             _ => return Err(TxError::Invalid),
         }
-        self.transmits.push_back(Transmit { dest: peer, bytes });
+        self.transmits.push_back(Transmit {
+            dest: peer,
+            bytes,
+            flow,
+        });
         Ok(())
     }
 
-    /// A message arrived from `source` over a reliable (TCP/TLS/WS) or unreliable (UDP) transport.
+    /// A message arrived from `source` over a reliable (TCP/TLS/WS) or unreliable (UDP) transport,
+    /// on the default flow.
     pub fn handle_message(
         &mut self,
         now: Instant,
@@ -596,8 +631,20 @@ impl Transactions {
         source: SocketAddr,
         reliable: bool,
     ) {
+        self.handle_message_on(now, msg, source, reliable, Flow::default());
+    }
+
+    /// [`Self::handle_message`] on the local socket or connection `flow` (answers leave by it).
+    pub fn handle_message_on(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        source: SocketAddr,
+        reliable: bool,
+        flow: Flow,
+    ) {
         if msg.is_request() {
-            self.handle_request(now, msg, source, reliable);
+            self.handle_request(now, msg, source, reliable, flow);
         } else {
             self.handle_response(now, msg, source);
         }
@@ -647,10 +694,11 @@ impl Transactions {
                     build::ack_for_non_2xx(&t.request, &msg, &mut out);
                     let ack = Bytes::from(out);
                     t.last = Some(ack.clone());
-                    let (peer, reliable) = (t.peer, t.reliable);
+                    let (peer, reliable, flow) = (t.peer, t.reliable, t.flow);
                     self.transmits.push_back(Transmit {
                         dest: peer,
                         bytes: ack,
+                        flow,
                     });
                     self.events.push_back(TxEvent::Response {
                         tx: txid,
@@ -696,7 +744,14 @@ impl Transactions {
         }
     }
 
-    fn handle_request(&mut self, now: Instant, msg: Message, source: SocketAddr, reliable: bool) {
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        source: SocketAddr,
+        reliable: bool,
+        flow: Flow,
+    ) {
         let is_ack = msg.method() == Some(&Method::Ack);
         let Some(branch) = rfc3261_branch(&msg) else {
             self.events.push_back(TxEvent::Stray {
@@ -759,6 +814,7 @@ impl Transactions {
                 key: Key::Server(key),
                 peer: source,
                 reliable,
+                flow,
                 request: msg,
                 last: None,
                 timers: TimerTable::default(),
@@ -852,7 +908,7 @@ impl Transactions {
         match timer {
             Timer::TimerA | Timer::TimerE => {
                 let bytes = t.request.raw().clone();
-                let peer = t.peer;
+                let (peer, flow) = (t.peer, t.flow);
                 // §17.1.1.2: A doubles without bound (B ends it); §17.1.2.2: E doubles up to T2 in
                 // Trying and runs at T2 in Proceeding.
                 t.interval = match (timer, t.state) {
@@ -861,7 +917,11 @@ impl Transactions {
                     _ => (t.interval * 2).min(config.t2),
                 };
                 let next = now + t.interval;
-                self.transmits.push_back(Transmit { dest: peer, bytes });
+                self.transmits.push_back(Transmit {
+                    dest: peer,
+                    bytes,
+                    flow,
+                });
                 self.arm(id, timer, next);
             }
             Timer::TimerG => {
