@@ -160,6 +160,9 @@ pub(crate) struct Outside {
 pub(crate) struct Inside {
     /// The SBC's own address toward the PBX.
     pub(crate) address: IpAddr,
+    /// UDP port for requests the PBX starts (calls toward trunks); worker `w` also owns port
+    /// `port + 1 + w`, which it uses for all its traffic toward the inside.
+    pub(crate) port: u16,
     /// Names of the target groups that make up the inside (the PBX and inside gateways).
     pub(crate) targets: Vec<Spanned<String>>,
 }
@@ -168,6 +171,7 @@ impl Default for Inside {
     fn default() -> Self {
         Self {
             address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 5080,
             targets: Vec::new(),
         }
     }
@@ -957,6 +961,24 @@ impl Config {
         if self.inside.address.is_unspecified() {
             return Err("inside.address: must be a concrete address, not 0.0.0.0/::".into());
         }
+        let last = usize::from(self.inside.port) + 1 + self.worker_count();
+        if self.inside.port == 0 || last > usize::from(u16::MAX) {
+            return Err(format!(
+                "inside.port: {} leaves no room for one port per worker above it",
+                self.inside.port
+            ));
+        }
+        let inside_ports = usize::from(self.inside.port)..=last;
+        let clash = self.sip.udp.iter().find(|a| {
+            (a.ip() == self.inside.address || a.ip().is_unspecified())
+                && inside_ports.contains(&usize::from(a.port()))
+        });
+        if let Some(a) = clash {
+            return Err(format!(
+                "inside.port: {}..={last} on {} overlaps the SIP listener {a}",
+                self.inside.port, self.inside.address
+            ));
+        }
         self.validate_numbers()?;
         self.validate_registrar()?;
         self.validate_media(ephemeral)?;
@@ -1140,9 +1162,6 @@ impl Config {
                         t.address
                     ));
                 }
-            }
-            if g.options_interval_secs == 0 {
-                return Err(format!("{what}: options_interval_secs: must be at least 1"));
             }
             if g.down_after == 0 || g.up_after == 0 {
                 return Err(format!("{what}: down_after/up_after: must be at least 1"));
@@ -1672,11 +1691,6 @@ enabled = true
                 "enabled = true",
                 "enabled = true\nlisten = \"127.0.0.1:0\"",
                 "api.listen",
-            ),
-            (
-                "options_interval_secs = 5",
-                "options_interval_secs = 0",
-                "options_interval_secs",
             ),
             (
                 "advertised_address = \"203.0.113.10\"",

@@ -1,14 +1,21 @@
-//! SIP handling for now: parse, answer OPTIONS, refuse other requests with 501, drop responses.
+//! SIP handling of one worker: parse, answer what needs no state, hand the rest to the B2BUA.
 //!
-//! The B2BUA replaces [`Handler::handle`]'s dispatch; parsing, the stateless error answers and the
-//! counters stay. The handler is transport-agnostic: it gets the bytes of one message and appends the
-//! answer, if any, to a caller-supplied buffer. Where the answer goes is the transport's business
-//! (RFC 3261 §18.2.2 / RFC 3581: the packet's source for UDP, the same connection for TCP and TLS).
+//! Stateless answers (a 400 naming the fault of a malformed request, 200 to an out-of-dialog OPTIONS)
+//! are appended to a caller-supplied buffer and go back where the message came from (RFC 3261
+//! §18.2.2 / RFC 3581: the packet's source for UDP, the same connection for TCP and TLS). Everything
+//! else goes to the worker's [`Signalling`]; what it sends collects in [`Handler::outbox`] with the
+//! flow (socket or connection) to send it by, and the driver sends it after each batch.
+
+use std::time::Instant;
 
 use bytes::Bytes;
+use sbc_core::b2bua::Origin;
 use sbc_sip::message::looks_like_request;
+use sbc_sip::transaction::Transmit;
 use sbc_sip::writer::MessageWriter;
 use sbc_sip::{build, Message, Method, Verdict};
+
+use crate::signalling::Signalling;
 
 /// Per-worker counters: single writer (the worker), read once at shutdown.
 #[derive(Clone, Debug, Default)]
@@ -30,9 +37,11 @@ pub(crate) struct Counters {
     pub(crate) parse_errors_answered: u64,
     pub(crate) parse_errors_dropped: u64,
     pub(crate) options_answered: u64,
-    pub(crate) not_implemented: u64,
-    pub(crate) acks_absorbed: u64,
-    pub(crate) responses_dropped: u64,
+    pub(crate) to_b2bua: u64,
+    pub(crate) flow_unknown: u64,
+    pub(crate) calls_started: u64,
+    pub(crate) calls_answered: u64,
+    pub(crate) calls_ended: u64,
 }
 
 impl Counters {
@@ -56,14 +65,17 @@ impl Counters {
             parse_errors_answered,
             parse_errors_dropped,
             options_answered,
-            not_implemented,
-            acks_absorbed,
-            responses_dropped
+            to_b2bua,
+            flow_unknown,
+            calls_started,
+            calls_answered,
+            calls_ended
         );
     }
 }
 
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS";
+const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, UPDATE, INFO, REFER, NOTIFY, MESSAGE";
 
 /// The SIP message handler of one worker.
 pub(crate) struct Handler {
@@ -71,20 +83,49 @@ pub(crate) struct Handler {
     tag_seq: u64,
     tag: String,
     pub(crate) counters: Counters,
+    pub(crate) signalling: Signalling,
+    /// What the B2BUA sends, with its flow; drained by the driver.
+    pub(crate) outbox: Vec<Transmit>,
 }
 
 impl Handler {
-    pub(crate) fn new(worker: u16) -> Self {
+    pub(crate) fn new(worker: u16, signalling: Signalling) -> Self {
         Self {
             worker,
             tag_seq: 0,
             tag: String::with_capacity(24),
             counters: Counters::default(),
+            signalling,
+            outbox: Vec::with_capacity(64),
         }
     }
 
-    /// Handle one message; append the answer (if any) to `out`. Returns whether something was appended.
-    pub(crate) fn handle(&mut self, raw: Bytes, out: &mut Vec<u8>) -> bool {
+    /// Timers of the B2BUA due at `now`; what they send joins the outbox.
+    pub(crate) fn on_timeout(&mut self, now: Instant) {
+        if self.signalling.poll_timeout().is_some_and(|t| t <= now) {
+            self.signalling.on_timeout(now);
+            self.signalling.drain(now, &mut self.outbox);
+        }
+    }
+
+    /// Copy the signalling counters into the worker's counters (at stop).
+    pub(crate) fn final_counters(&self) -> Counters {
+        let mut c = self.counters.clone();
+        c.calls_started = self.signalling.stats.calls_started;
+        c.calls_answered = self.signalling.stats.calls_answered;
+        c.calls_ended = self.signalling.stats.calls_ended;
+        c
+    }
+
+    /// Handle one message that came from `origin`; a stateless answer (if any) is appended to `out`
+    /// and `true` returned. What the B2BUA sends goes to [`Self::outbox`].
+    pub(crate) fn handle(
+        &mut self,
+        raw: Bytes,
+        origin: Origin,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> bool {
         let start = out.len();
         let msg = match Message::parse(raw.clone()) {
             Ok(m) => m,
@@ -108,18 +149,9 @@ impl Handler {
                 };
             }
         };
-        let Some(method) = msg.method() else {
-            // RFC 3261 §18.1.2: a response that matches no transaction is dropped.
-            self.counters.responses_dropped += 1;
-            return false;
-        };
-        match method {
-            Method::Ack => {
-                // Never answered (RFC 3261 §17.2.3 / §13.3.1.4).
-                self.counters.acks_absorbed += 1;
-                false
-            }
-            Method::Options => {
+        match msg.method() {
+            // Out of any dialog, OPTIONS is a ping of the SBC itself: answered without state.
+            Some(Method::Options) if msg.to().tag().is_none() => {
                 self.next_tag();
                 let mut w = build::response(&msg, 200, "OK", Some(&self.tag), out);
                 w.header("Allow", ALLOW)
@@ -131,12 +163,10 @@ impl Handler {
                 true
             }
             _ => {
-                self.next_tag();
-                let mut w = build::response(&msg, 501, "Not Implemented", Some(&self.tag), out);
-                w.header("Allow", ALLOW).header("Server", "sbc");
-                w.finish(None, b"");
-                self.counters.not_implemented += 1;
-                true
+                self.counters.to_b2bua += 1;
+                self.signalling.handle(now, msg, origin);
+                self.signalling.drain(now, &mut self.outbox);
+                false
             }
         }
     }
@@ -199,6 +229,40 @@ fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sbc_core::topology::Side;
+    use sbc_sip::transaction::Flow;
+
+    /// A handler with the embedded default configuration, as worker `worker`.
+    fn handler(worker: u16) -> Handler {
+        let cfg = crate::config::Config::embedded_default();
+        let b2bua = cfg.b2bua().unwrap();
+        let place = crate::signalling::Place {
+            worker,
+            outside: "127.0.0.1:5060".parse().unwrap(),
+            inside: "127.0.0.1:5081".parse().unwrap(),
+            outside_flow: Flow(0),
+            inside_flow: Flow(2),
+        };
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        let sig = Signalling::new(&b2bua, &cfg.limits, &place, [9; 32], now);
+        Handler::new(worker, sig)
+    }
+
+    fn origin() -> Origin {
+        Origin {
+            source: "127.0.0.1:5070".parse().unwrap(),
+            side: Side::Outside,
+            reliable: false,
+            flow: Flow(0),
+        }
+    }
+
+    fn handle(h: &mut Handler, raw: Bytes, out: &mut Vec<u8>) -> bool {
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        h.handle(raw, origin(), now, out)
+    }
 
     fn options(extra: &str) -> Bytes {
         Bytes::from(format!(
@@ -214,9 +278,9 @@ Content-Length: 0\r\n\r\n"
 
     #[test]
     fn options_gets_200() {
-        let mut h = Handler::new(3);
+        let mut h = handler(3);
         let mut out = Vec::new();
-        assert!(h.handle(options("CSeq: 7 OPTIONS\r\n"), &mut out));
+        assert!(handle(&mut h, options("CSeq: 7 OPTIONS\r\n"), &mut out));
         let t = text(&out);
         assert!(t.starts_with("SIP/2.0 200 OK\r\n"), "{t}");
         for want in [
@@ -231,13 +295,14 @@ Content-Length: 0\r\n\r\n"
         }
         let reply = Message::parse(Bytes::from(out.clone())).unwrap();
         assert_eq!(reply.status(), Some(200));
+        assert!(h.outbox.is_empty());
     }
 
     #[test]
     fn bad_cseq_gets_400_naming_it() {
-        let mut h = Handler::new(0);
+        let mut h = handler(0);
         let mut out = Vec::new();
-        assert!(h.handle(options("CSeq: x OPTIONS\r\n"), &mut out));
+        assert!(handle(&mut h, options("CSeq: x OPTIONS\r\n"), &mut out));
         let t = text(&out);
         assert!(t.starts_with("SIP/2.0 400 Bad CSeq\r\n"), "{t}");
         assert!(t.contains("Call-ID: c1"), "{t}");
@@ -245,35 +310,45 @@ Content-Length: 0\r\n\r\n"
     }
 
     #[test]
-    fn garbage_and_responses_dropped_ack_absorbed() {
-        let mut h = Handler::new(0);
+    fn garbage_dropped_stray_response_and_ack_go_nowhere() {
+        let mut h = handler(0);
         let mut out = Vec::new();
-        assert!(!h.handle(Bytes::from_static(b"\x00\x01garbage"), &mut out));
+        assert!(!handle(&mut h, Bytes::from_static(b"\x00\x01garbage"), &mut out));
         let resp =
             b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:a@h>;tag=2\r\n\
 From: <sip:b@h>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
-        assert!(!h.handle(Bytes::from_static(resp), &mut out));
+        assert!(!handle(&mut h, Bytes::from_static(resp), &mut out));
         let ack = Bytes::from(
             String::from_utf8(options("CSeq: 1 ACK\r\n").to_vec())
                 .unwrap()
                 .replacen("OPTIONS", "ACK", 1),
         );
-        assert!(!h.handle(ack, &mut out));
+        assert!(!handle(&mut h, ack, &mut out));
         assert!(out.is_empty());
-        assert_eq!(h.counters.responses_dropped, 1);
-        assert_eq!(h.counters.acks_absorbed, 1);
+        assert!(h.outbox.is_empty(), "{:?}", h.outbox);
+        assert_eq!(h.counters.parse_errors_dropped, 1);
+        assert_eq!(h.counters.to_b2bua, 2);
     }
 
     #[test]
-    fn other_requests_get_501() {
-        let mut h = Handler::new(0);
+    fn register_without_registrar_behind_is_answered_by_the_sbc() {
+        let mut h = handler(0);
         let mut out = Vec::new();
         let reg = Bytes::from(
-            String::from_utf8(options("CSeq: 1 REGISTER\r\n").to_vec())
+            String::from_utf8(options("CSeq: 1 REGISTER\r\nContact: <sip:a@127.0.0.1:5070>\r\nExpires: 120\r\n").to_vec())
                 .unwrap()
                 .replacen("OPTIONS", "REGISTER", 1),
         );
-        assert!(h.handle(reg, &mut out));
-        assert!(text(&out).starts_with("SIP/2.0 501 Not Implemented\r\n"));
+        assert!(!handle(&mut h, reg, &mut out));
+        let sent: Vec<String> = h
+            .outbox
+            .iter()
+            .map(|t| String::from_utf8_lossy(&t.bytes).into_owned())
+            .collect();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert!(sent[0].starts_with("SIP/2.0 200 OK\r\n"), "{}", sent[0]);
+        assert!(sent[0].contains("Contact: <sip:a@127.0.0.1:5070>;expires=120"), "{}", sent[0]);
+        assert_eq!(h.outbox[0].flow, Flow(0));
+        assert_eq!(h.signalling.load(), (0, 1));
     }
 }

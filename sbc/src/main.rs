@@ -9,6 +9,7 @@
 
 mod config;
 mod handler;
+mod signalling;
 mod stream;
 mod sys;
 mod udp;
@@ -165,19 +166,45 @@ fn run(cfg: &Config) -> Result<(), String> {
     };
     let driver = choose_driver(cfg.transport.driver);
     let stop = Arc::new(AtomicBool::new(false));
+    let b2bua = cfg.b2bua()?;
+    let secret = signalling::secret()?;
+    let outside_ip = cfg.advertised_address();
+    let outside_port = cfg
+        .sip
+        .udp
+        .first()
+        .or(cfg.sip.tcp.first())
+        .map_or(5060, |a| a.port());
+    let inside_shared = std::net::SocketAddr::new(cfg.inside.address, cfg.inside.port);
     // Bind everything first: a bad address fails here, with its name.
     let mut workers = Vec::with_capacity(n);
+    let now = std::time::Instant::now();
     for id in 0..n {
-        let udp = bind(&cfg.sip.udp, udp::bind_udp)?;
+        let mut udp = bind(&cfg.sip.udp, udp::bind_udp)?;
+        let outside_udp = udp.len();
+        let own_port = cfg.inside.port + 1 + id as u16;
+        let own = std::net::SocketAddr::new(cfg.inside.address, own_port);
+        udp.push(udp::bind_udp(inside_shared).map_err(|e| format!("bind {inside_shared}: {e}"))?);
+        udp.push(udp::bind_udp(own).map_err(|e| format!("bind {own}: {e}"))?);
         let tcp = bind(&cfg.sip.tcp, udp::bind_tcp)?;
         let tls = bind(&cfg.sip.tls, udp::bind_tcp)?;
+        let place = signalling::Place {
+            worker: id as u16,
+            outside: std::net::SocketAddr::new(outside_ip, outside_port),
+            inside: own,
+            outside_flow: sbc_sip::transaction::Flow(0),
+            inside_flow: sbc_sip::transaction::Flow((outside_udp + 1) as u64),
+        };
+        let sig = signalling::Signalling::new(&b2bua, &cfg.limits, &place, secret, now);
         let w = Worker::new(
             id as u16,
             udp,
+            outside_udp,
             tcp,
             tls,
             tls_config.clone(),
             &cfg.transport,
+            sig,
             stop.clone(),
         )
         .map_err(|e| format!("worker {id}: {e}"))?;
@@ -188,6 +215,8 @@ fn run(cfg: &Config) -> Result<(), String> {
         udp = ?cfg.sip.udp,
         tcp = ?cfg.sip.tcp,
         tls = ?cfg.sip.tls,
+        inside = %inside_shared,
+        inside_worker_ports = %format!("{}..={}", cfg.inside.port + 1, cfg.inside.port + n as u16),
         "sbc listening"
     );
     sys::block_stop_signals();

@@ -7,14 +7,17 @@
 //! (RFC 3261 §18.3: a stream cannot be resynchronised).
 
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rustls::{ServerConfig, ServerConnection};
+use sbc_core::b2bua::Origin;
+use sbc_core::topology::Side;
 use sbc_sip::framing::{next_frame, Frame, Limits};
+use sbc_sip::transaction::Flow;
 
 use crate::handler::Handler;
 use crate::sys::Epoll;
@@ -40,6 +43,7 @@ const READS_PER_EVENT: usize = 8;
 
 struct Conn {
     sock: TcpStream,
+    peer: SocketAddr,
     tls: Option<Box<ServerConnection>>,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
@@ -135,8 +139,8 @@ impl Streams {
             } else {
                 &self.tcp_listeners[i]
             };
-            let sock = match listener.accept() {
-                Ok((s, _peer)) => s,
+            let (sock, peer) = match listener.accept() {
+                Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
@@ -187,6 +191,7 @@ impl Streams {
             }
             self.slots[index as usize] = Some(Conn {
                 sock,
+                peer,
                 tls: tls_conn,
                 rbuf: Vec::new(),
                 wbuf: Vec::new(),
@@ -227,7 +232,8 @@ impl Streams {
         let mut keep = true;
         if events & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0
         {
-            keep = read_conn(conn, &mut self.scratch, &mut self.out, &self.limits, h);
+            let flow = Flow(token(KIND_CONN, generation, index));
+            keep = read_conn(conn, flow, &mut self.scratch, &mut self.out, &self.limits, h, now);
         }
         if keep {
             keep = flush_conn(conn);
@@ -239,6 +245,33 @@ impl Streams {
             h.counters.tcp_closed += 1;
             self.close(epoll, index);
         }
+    }
+
+    /// Queue `data` on the connection of stream token `tok` and write what the socket takes. Returns
+    /// false when the connection is gone (closed, or its slot reused).
+    pub(crate) fn send(&mut self, epoll: &Epoll, tok: u64, data: &[u8]) -> bool {
+        let (_, generation, index) = token_parts(tok);
+        let Some(Some(conn)) = self.slots.get_mut(index as usize) else {
+            return false;
+        };
+        if conn.generation != generation {
+            return false;
+        }
+        let queued = match &mut conn.tls {
+            None => {
+                conn.wbuf.extend_from_slice(data);
+                true
+            }
+            Some(tls) => tls.writer().write_all(data).is_ok(),
+        };
+        let keep = queued
+            && conn.wbuf.len() <= MAX_WRITE_QUEUE
+            && flush_conn(conn)
+            && update_interest(epoll, conn, index);
+        if !keep {
+            self.close(epoll, index);
+        }
+        keep
     }
 
     /// Close connections idle for longer than the configured timeout.
@@ -263,10 +296,12 @@ impl Streams {
 /// Read what is available, frame it and queue the answers. Returns false to close.
 fn read_conn(
     conn: &mut Conn,
+    flow: Flow,
     scratch: &mut [u8],
     out: &mut Vec<u8>,
     limits: &Limits,
     h: &mut Handler,
+    now: Instant,
 ) -> bool {
     let mut peer_closed = false;
     for _ in 0..READS_PER_EVENT {
@@ -311,11 +346,11 @@ fn read_conn(
                 }
             }
         }
-        if !frame_and_handle(conn, out, limits, h) {
+        if !frame_and_handle(conn, flow, out, limits, h, now) {
             return false;
         }
     }
-    if !frame_and_handle(conn, out, limits, h) {
+    if !frame_and_handle(conn, flow, out, limits, h, now) {
         return false;
     }
     if peer_closed {
@@ -327,7 +362,20 @@ fn read_conn(
 }
 
 /// Cut every whole message out of the read buffer, handle it and queue the answer.
-fn frame_and_handle(conn: &mut Conn, out: &mut Vec<u8>, limits: &Limits, h: &mut Handler) -> bool {
+fn frame_and_handle(
+    conn: &mut Conn,
+    flow: Flow,
+    out: &mut Vec<u8>,
+    limits: &Limits,
+    h: &mut Handler,
+    now: Instant,
+) -> bool {
+    let origin = Origin {
+        source: conn.peer,
+        side: Side::Outside,
+        reliable: true,
+        flow,
+    };
     let mut consumed = 0;
     let mut ok = true;
     out.clear();
@@ -345,7 +393,7 @@ fn frame_and_handle(conn: &mut Conn, out: &mut Vec<u8>, limits: &Limits, h: &mut
             Ok(Frame::Complete(n)) => {
                 h.counters.stream_rx_messages += 1;
                 let msg = Bytes::copy_from_slice(&rest[..n]);
-                h.handle(msg, out);
+                h.handle(msg, origin, now, out);
                 consumed += n;
             }
             Err(_) => {

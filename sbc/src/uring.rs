@@ -273,10 +273,14 @@ fn drive(
     let mut cqes: Vec<(u64, i32, u32)> = Vec::with_capacity(256);
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let mut out = Vec::with_capacity(4096);
+    let mut pending = Vec::with_capacity(64);
     let ts = Timespec::new().nsec(TICK_MS as u32 * 1_000_000);
     let args = SubmitArgs::new().timespec(&ts);
     while !w.stopping() {
-        match ring.submitter().submit_with_args(1, &args) {
+        let sleep = w.sleep_ms(Instant::now());
+        let wait = Timespec::new().nsec(sleep.max(0) as u32 * 1_000_000);
+        let wait_args = SubmitArgs::new().timespec(&wait);
+        match ring.submitter().submit_with_args(1, &wait_args) {
             Ok(_) => {}
             Err(e)
                 if matches!(
@@ -300,7 +304,7 @@ fn drive(
                         if let Some(bid) = cqueue::buffer_select(flags) {
                             out.clear();
                             let reply_to =
-                                on_recv(w, bufs.buf(bid, res as usize), &msghdr, &mut out);
+                                on_recv(w, i, bufs.buf(bid, res as usize), &msghdr, now, &mut out);
                             bufs.push(bid);
                             returned_buffers = true;
                             if let Some(dst) = reply_to {
@@ -335,6 +339,10 @@ fn drive(
             bufs.publish();
         }
         w.tick(now);
+        w.take_outbox(&mut pending);
+        for t in pending.drain(..) {
+            queue_send(w, ring, &mut sends, t.flow.0 as usize, t.dest, &t.bytes)?;
+        }
     }
     // Let the answers in flight complete before their buffers go away.
     let deadline = Instant::now() + std::time::Duration::from_millis(200);
@@ -353,23 +361,21 @@ fn drive(
 /// destination of the answer written into `out`, if any.
 fn on_recv(
     w: &mut Worker,
+    index: usize,
     buf: &[u8],
     msghdr: &libc::msghdr,
+    now: Instant,
     out: &mut Vec<u8>,
 ) -> Option<SocketAddr> {
     let Ok(msg) = RecvMsgOut::parse(buf, msghdr) else {
         w.handler.counters.udp_truncated += 1;
         return None;
     };
-    let src = sockaddr_from_bytes(msg.name_data());
+    let src = sockaddr_from_bytes(msg.name_data())?;
     let truncated = msg.is_payload_truncated();
-    let answered = w.on_datagram(msg.payload_data(), truncated, out);
+    let answered = w.on_datagram(index, src, msg.payload_data(), truncated, now, out);
     // RFC 3581 / RFC 3261 §18.2.2: answer the packet's source address and port.
-    if answered {
-        src
-    } else {
-        None
-    }
+    answered.then_some(src)
 }
 
 fn queue_send(

@@ -12,9 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use sbc_core::b2bua::Origin;
+use sbc_sip::transaction::{Flow, Transmit};
 
 use crate::handler::{Counters, Handler};
-use crate::stream::{token, token_parts, Streams, KIND_UDP};
+use crate::signalling::{udp_side, Signalling};
+use crate::stream::{token, token_parts, Streams, KIND_CONN, KIND_SHIFT, KIND_UDP};
 use crate::sys::Epoll;
 use crate::udp::MmsgBatch;
 
@@ -33,7 +36,10 @@ pub(crate) enum Driver {
 pub(crate) struct Worker {
     pub(crate) id: u16,
     pub(crate) handler: Handler,
+    /// The outside listeners first (`outside_udp` of them), then the shared inside port, then the
+    /// worker's own inside port. A socket's index is its [`Flow`].
     pub(crate) udp: Vec<UdpSocket>,
+    pub(crate) outside_udp: usize,
     pub(crate) streams: Streams,
     pub(crate) epoll: Epoll,
     pub(crate) max_message: usize,
@@ -46,10 +52,12 @@ impl Worker {
     pub(crate) fn new(
         id: u16,
         udp: Vec<UdpSocket>,
+        outside_udp: usize,
         tcp: Vec<TcpListener>,
         tls: Vec<TcpListener>,
         tls_config: Option<Arc<rustls::ServerConfig>>,
         transport: &crate::config::Transport,
+        signalling: Signalling,
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<Self> {
         let limits = sbc_sip::framing::Limits {
@@ -68,8 +76,9 @@ impl Worker {
         streams.register(&epoll)?;
         Ok(Self {
             id,
-            handler: Handler::new(id),
+            handler: Handler::new(id, signalling),
             udp,
+            outside_udp,
             streams,
             epoll,
             max_message: transport.max_message_size,
@@ -100,7 +109,14 @@ impl Worker {
         if let Err(e) = result {
             tracing::error!(worker = self.id, "worker stopped on error: {e}");
         }
-        self.handler.counters.clone()
+        let (calls, registrations) = self.handler.signalling.load();
+        tracing::info!(
+            worker = self.id,
+            calls,
+            registrations,
+            "live state at stop"
+        );
+        self.handler.final_counters()
     }
 
     /// Handle the stream events ready on the epoll, without waiting longer than `timeout_ms`.
@@ -119,8 +135,9 @@ impl Worker {
         Ok(())
     }
 
-    /// Periodic work: close idle connections.
+    /// Periodic work: SIP timers, then idle connections.
     pub(crate) fn tick(&mut self, now: Instant) {
+        self.handler.on_timeout(now);
         if now.duration_since(self.last_idle_scan) >= IDLE_SCAN {
             self.last_idle_scan = now;
             self.streams
@@ -128,14 +145,58 @@ impl Worker {
         }
     }
 
-    /// Handle one received datagram: parse, answer into `out`. Returns whether an answer was appended.
-    pub(crate) fn on_datagram(&mut self, data: &[u8], truncated: bool, out: &mut Vec<u8>) -> bool {
+    /// How long the loop may sleep: until the next SIP timer, at most [`TICK_MS`].
+    pub(crate) fn sleep_ms(&mut self, now: Instant) -> i32 {
+        match self.handler.signalling.poll_timeout() {
+            Some(t) => {
+                let ms = t.saturating_duration_since(now).as_millis();
+                // Round up so the timer is due when the loop wakes.
+                i32::try_from(ms + 1).unwrap_or(TICK_MS).min(TICK_MS)
+            }
+            None => TICK_MS,
+        }
+    }
+
+    /// Handle one datagram received on UDP socket `index` from `src`: a stateless answer goes into
+    /// `out` (returns true), the B2BUA's output into the outbox.
+    pub(crate) fn on_datagram(
+        &mut self,
+        index: usize,
+        src: std::net::SocketAddr,
+        data: &[u8],
+        truncated: bool,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> bool {
         self.handler.counters.udp_rx += 1;
         if truncated || data.len() > self.max_message {
             self.handler.counters.udp_truncated += 1;
             return false;
         }
-        self.handler.handle(Bytes::copy_from_slice(data), out)
+        let origin = Origin {
+            source: src,
+            side: udp_side(index, self.outside_udp),
+            reliable: false,
+            flow: Flow(index as u64),
+        };
+        self.handler
+            .handle(Bytes::copy_from_slice(data), origin, now, out)
+    }
+
+    /// Take the B2BUA's output: stream flows are written here (queued on their connection); UDP
+    /// transmits are left in the returned list for the driver, which batches them per socket.
+    pub(crate) fn take_outbox(&mut self, udp: &mut Vec<Transmit>) {
+        for t in self.handler.outbox.drain(..) {
+            if t.flow.0 >> KIND_SHIFT == KIND_CONN {
+                if !self.streams.send(&self.epoll, t.flow.0, &t.bytes) {
+                    self.handler.counters.flow_unknown += 1;
+                }
+            } else if (t.flow.0 as usize) < self.udp.len() {
+                udp.push(t);
+            } else {
+                self.handler.counters.flow_unknown += 1;
+            }
+        }
     }
 }
 
@@ -150,8 +211,10 @@ fn run_epoll(w: &mut Worker) -> std::io::Result<()> {
     }
     let mut batch = MmsgBatch::new(w.max_message);
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+    let mut pending = Vec::with_capacity(64);
     while !w.stopping() {
-        let n = w.epoll.wait(&mut events, TICK_MS)?;
+        let sleep = w.sleep_ms(Instant::now());
+        let n = w.epoll.wait(&mut events, sleep)?;
         let now = Instant::now();
         for ev in &events[..n] {
             let (tok, flags) = (ev.u64, ev.events);
@@ -164,6 +227,7 @@ fn run_epoll(w: &mut Worker) -> std::io::Result<()> {
             }
         }
         w.tick(now);
+        send_outbox(w, &mut pending);
     }
     for s in &w.udp {
         w.epoll.delete(s.as_raw_fd());
@@ -180,12 +244,13 @@ fn udp_ready(w: &mut Worker, index: usize, batch: &mut MmsgBatch) {
             Ok(n) => n,
             Err(_) => break,
         };
+        let now = Instant::now();
         for i in 0..n {
             let (data, src, truncated) = batch.datagram(i);
             let start = out.len();
             let Some(src) = src else { continue };
             // RFC 3581 / RFC 3261 §18.2.2: answer the packet's source address and port.
-            if w.on_datagram(data, truncated, &mut out) {
+            if w.on_datagram(index, src, data, truncated, now, &mut out) {
                 batch.replies.push((start, out.len(), src));
             }
         }
@@ -197,4 +262,19 @@ fn udp_ready(w: &mut Worker, index: usize, batch: &mut MmsgBatch) {
     let (sent, failed) = batch.flush(&w.udp[index]);
     w.handler.counters.udp_tx += sent;
     w.handler.counters.udp_send_errors += failed;
+}
+
+/// Send what the B2BUA produced (epoll driver): UDP with one `sendto` each. The io_uring driver
+/// batches these into its submission queue instead.
+fn send_outbox(w: &mut Worker, pending: &mut Vec<Transmit>) {
+    w.take_outbox(pending);
+    for t in pending.drain(..) {
+        let Some(sock) = w.udp.get(t.flow.0 as usize) else {
+            continue;
+        };
+        match sock.send_to(&t.bytes, t.dest) {
+            Ok(_) => w.handler.counters.udp_tx += 1,
+            Err(_) => w.handler.counters.udp_send_errors += 1,
+        }
+    }
 }
