@@ -313,7 +313,11 @@ Content-Length: 0\r\n\r\n"
     fn garbage_dropped_stray_response_and_ack_go_nowhere() {
         let mut h = handler(0);
         let mut out = Vec::new();
-        assert!(!handle(&mut h, Bytes::from_static(b"\x00\x01garbage"), &mut out));
+        assert!(!handle(
+            &mut h,
+            Bytes::from_static(b"\x00\x01garbage"),
+            &mut out
+        ));
         let resp =
             b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:a@h>;tag=2\r\n\
 From: <sip:b@h>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
@@ -335,9 +339,12 @@ From: <sip:b@h>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\
         let mut h = handler(0);
         let mut out = Vec::new();
         let reg = Bytes::from(
-            String::from_utf8(options("CSeq: 1 REGISTER\r\nContact: <sip:a@127.0.0.1:5070>\r\nExpires: 120\r\n").to_vec())
-                .unwrap()
-                .replacen("OPTIONS", "REGISTER", 1),
+            String::from_utf8(
+                options("CSeq: 1 REGISTER\r\nContact: <sip:a@127.0.0.1:5070>\r\nExpires: 120\r\n")
+                    .to_vec(),
+            )
+            .unwrap()
+            .replacen("OPTIONS", "REGISTER", 1),
         );
         assert!(!handle(&mut h, reg, &mut out));
         let sent: Vec<String> = h
@@ -347,7 +354,11 @@ From: <sip:b@h>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\
             .collect();
         assert_eq!(sent.len(), 1, "{sent:?}");
         assert!(sent[0].starts_with("SIP/2.0 200 OK\r\n"), "{}", sent[0]);
-        assert!(sent[0].contains("Contact: <sip:a@127.0.0.1:5070>;expires=120"), "{}", sent[0]);
+        assert!(
+            sent[0].contains("Contact: <sip:a@127.0.0.1:5070>;expires=120"),
+            "{}",
+            sent[0]
+        );
         assert_eq!(h.outbox[0].flow, Flow(0));
         assert_eq!(h.signalling.load(), (0, 1));
     }

@@ -152,12 +152,7 @@ impl Signalling {
         secret: [u8; 32],
         now: Instant,
     ) -> Self {
-        let mut c = B2buaConfig::new(
-            place.outside,
-            place.inside,
-            WorkerId(place.worker),
-            secret,
-        );
+        let mut c = B2buaConfig::new(place.outside, place.inside, WorkerId(place.worker), secret);
         c.max_dialogs = limits.max_dialogs;
         c.max_call_duration = Duration::from_secs(limits.max_call_duration_secs);
         c.ringing_timeout = Duration::from_secs(limits.ringing_timeout_secs);

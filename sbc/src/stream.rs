@@ -233,7 +233,15 @@ impl Streams {
         if events & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0
         {
             let flow = Flow(token(KIND_CONN, generation, index));
-            keep = read_conn(conn, flow, &mut self.scratch, &mut self.out, &self.limits, h, now);
+            keep = read_conn(
+                conn,
+                flow,
+                &mut self.scratch,
+                &mut self.out,
+                &self.limits,
+                h,
+                now,
+            );
         }
         if keep {
             keep = flush_conn(conn);

@@ -110,12 +110,7 @@ impl Worker {
             tracing::error!(worker = self.id, "worker stopped on error: {e}");
         }
         let (calls, registrations) = self.handler.signalling.load();
-        tracing::info!(
-            worker = self.id,
-            calls,
-            registrations,
-            "live state at stop"
-        );
+        tracing::info!(worker = self.id, calls, registrations, "live state at stop");
         self.handler.final_counters()
     }
 

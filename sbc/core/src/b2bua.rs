@@ -581,7 +581,13 @@ impl B2bua {
 
     /// A message arrived (see [`Origin`]). `router` picks the next hop when it starts a call or is a
     /// REGISTER.
-    pub fn handle_message(&mut self, now: Instant, msg: Message, from: Origin, router: &dyn Router) {
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        from: Origin,
+        router: &dyn Router,
+    ) {
         if from.side == Side::Inside && msg.is_request() && self.forged_from_inside(&msg) {
             self.stats.forged += 1;
             return;
@@ -1332,7 +1338,10 @@ impl B2bua {
         let aor = key.aor.as_str();
         let mut out = Vec::with_capacity(512);
         let mut w = MessageWriter::request(&mut out, &Method::Register, &uri);
-        let via = format!("SIP/2.0/{transport} {here};branch={};rport", branch.as_str());
+        let via = format!(
+            "SIP/2.0/{transport} {here};branch={};rport",
+            branch.as_str()
+        );
         let from = format!("<{aor}>;tag={}", reg.tag);
         let to = format!("<{aor}>");
         let cseq = format!("{} REGISTER", reg.cseq);
@@ -1346,7 +1355,12 @@ impl B2bua {
             .header("Contact", &contact)
             .header_u32("Expires", expires);
         if let Some(m) = creds {
-            if self.config.topology.toward(Side::Inside).forward_credentials {
+            if self
+                .config
+                .topology
+                .toward(Side::Inside)
+                .forward_credentials
+            {
                 for h in m.headers() {
                     if h.raw_name.eq_ignore_ascii_case("Authorization")
                         || h.raw_name.eq_ignore_ascii_case("Proxy-Authorization")
@@ -1786,9 +1800,9 @@ impl B2bua {
             ) else {
                 continue;
             };
-            if let Ok(c) = self
-                .txs
-                .send_request_on(now, bye, snapshot.dest, snapshot.reliable, snapshot.flow)
+            if let Ok(c) =
+                self.txs
+                    .send_request_on(now, bye, snapshot.dest, snapshot.reliable, snapshot.flow)
             {
                 self.clients.insert(c, ClientRole::Bye(key));
                 sent += 1;
@@ -1817,11 +1831,7 @@ impl B2bua {
     fn teardown(&mut self, now: Instant, key: u64, call: Call, reason: EndReason) {
         // Put it back briefly so the helpers can reach it; the table had room for it a moment ago.
         let state = call.state;
-        let (a_key, b_key, server) = (
-            call.a_tag.clone(),
-            call.b.call_id.clone(),
-            call.invite_a,
-        );
+        let (a_key, b_key, server) = (call.a_tag.clone(), call.b.call_id.clone(), call.invite_a);
         if self
             .calls
             .insert(key, call, now + Duration::from_secs(1))

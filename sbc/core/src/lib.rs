@@ -19,6 +19,7 @@
 )]
 
 pub mod b2bua;
+pub mod digest;
 pub mod ids;
 pub mod nat;
 pub mod registrar;

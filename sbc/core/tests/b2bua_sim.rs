@@ -761,8 +761,12 @@ fn no_route_gets_404_and_max_forwards_zero_483() {
     let inv = sim.invite(0);
     let mut raw = String::from_utf8_lossy(inv.raw()).into_owned();
     raw = raw.replace("uacinvite1", "uacinvite2");
-    sim.sbc
-        .handle_message(sim.now, parse(raw), origin(addr(UAC), Side::Outside), &to_uas);
+    sim.sbc.handle_message(
+        sim.now,
+        parse(raw),
+        origin(addr(UAC), Side::Outside),
+        &to_uas,
+    );
     let t = sim.sbc.poll_transmit().unwrap();
     assert!(String::from_utf8_lossy(&t.bytes).starts_with("SIP/2.0 483"));
     assert_eq!(sim.sbc.calls(), 0);
