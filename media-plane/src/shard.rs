@@ -1,0 +1,1447 @@
+//! [`MediaShard`]: one worker's media relay, sans-IO.
+//!
+//! A shard owns one worker's slice of the relay ports ([`PortAllocator`]) and the media sessions
+//! allocated on that worker. A session is one call: up to `max_streams` streams (m= lines); a stream
+//! has two legs, [`Side::A`] and [`Side::B`], each with its own relay port pair, latch state, remote
+//! address and reception statistics. A packet received on a leg's port is relayed out of the other
+//! leg's matching port: RTP to RTP, RTCP to RTCP, and on an rtcp-mux leg both on its RTP port.
+//!
+//! Drive contract (the driver is the worker's event loop; this type never reads a clock, never
+//! touches a socket and is owned by exactly one thread):
+//! - signalling calls [`MediaShard::allocate_session`] when it builds an offer,
+//!   [`MediaShard::set_remote`] at every offer/answer that names a remote address (this opens the
+//!   latch window), and [`MediaShard::release`] when the call ends;
+//! - for each received datagram the driver calls [`MediaShard::on_packet`] with the local port, the
+//!   source address and the buffer, and sends the buffer as [`Action::Forward`] says, or drops it;
+//! - about once a second the driver calls [`MediaShard::poll_idle`] and acts on the sessions that
+//!   carry no media (teardown) or media in one direction only (report).
+//!
+//! Hot path: [`MediaShard::on_packet`] is O(1) and allocates nothing. The local port indexes a flat
+//! table (`port - first port of the slice`) that yields the session slot, the stream and the side;
+//! the slot's generation check is done at the control calls, and releasing a session clears its
+//! table entries, so a late packet for a released session finds nothing. Sessions live in a
+//! Vec-backed slab addressed by generation-checked [`SessionHandle`]s; there is no hash map and no
+//! lock.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::latch::{Latch, LatchMode, LatchVerdict};
+use crate::ports::{PortAllocator, PortPair};
+use crate::rtp::{is_rtcp, RtcpCompound, RtcpPacket, RtpHeader};
+use crate::stats::StreamStats;
+use crate::Error;
+
+/// One of the two legs of a stream. The B2BUA's leg A faces the caller, leg B the callee.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The caller's leg.
+    A,
+    /// The callee's leg.
+    B,
+}
+
+impl Side {
+    /// The opposite leg.
+    pub fn other(self) -> Self {
+        match self {
+            Self::A => Self::B,
+            Self::B => Self::A,
+        }
+    }
+}
+
+/// How much of each packet the relay checks before forwarding it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Validation {
+    /// Plain RTP/RTCP: the RTP header and padding, and the whole RTCP compound.
+    #[default]
+    Full,
+    /// SRTP/SRTCP relayed without decryption: the RTP header, and the first RTCP packet's header
+    /// (the rest of an SRTCP compound, and RTP padding, are encrypted).
+    HeaderOnly,
+}
+
+/// Settings of one shard. [`ShardConfig::new`] gives the defaults for a port slice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardConfig {
+    /// First port of the slice (even).
+    pub port_min: u16,
+    /// Last port of the slice.
+    pub port_max: u16,
+    /// How long a released pair waits before reuse. Default 5 s: longer than any jitter buffer or
+    /// network delay, while at 100 calls per second and two pairs per call it keeps about 1000
+    /// pairs out of use.
+    pub quarantine: Duration,
+    /// Length of the learning window opened at each offer/answer. Default 10 s: endpoints start
+    /// sending within a second of the answer; a re-INVITE opens a new window.
+    pub latch_window: Duration,
+    /// What happens to packets from a source other than the latched one. Default strict: dropped.
+    pub latch_mode: LatchMode,
+    /// Most streams (m= lines) per session. Default 8.
+    pub max_streams: usize,
+    /// Packet checks before forwarding. Default [`Validation::Full`].
+    pub validation: Validation,
+    /// A stream is reported one-way when one leg sent within this time and the other sent nothing
+    /// for at least this long. Default 10 s.
+    pub one_way_timeout: Duration,
+}
+
+impl ShardConfig {
+    /// Defaults (see each field) for the slice `[port_min, port_max]`.
+    pub fn new(port_min: u16, port_max: u16) -> Self {
+        Self {
+            port_min,
+            port_max,
+            quarantine: Duration::from_secs(5),
+            latch_window: Duration::from_secs(10),
+            latch_mode: LatchMode::Strict,
+            max_streams: 8,
+            validation: Validation::Full,
+            one_way_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A remote endpoint as its SDP describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemoteSdp {
+    /// c= address and m= port. Port 0 or an unspecified IP: no destination until one is learned.
+    pub rtp: SocketAddr,
+    /// a=rtcp (RFC 3605); `None`: RTP port + 1 (RFC 3550 §11).
+    pub rtcp: Option<SocketAddr>,
+    /// a=rtcp-mux (RFC 5761): RTCP shares the RTP port.
+    pub rtcp_mux: bool,
+}
+
+impl From<SocketAddr> for RemoteSdp {
+    fn from(rtp: SocketAddr) -> Self {
+        Self {
+            rtp,
+            rtcp: None,
+            rtcp_mux: false,
+        }
+    }
+}
+
+impl RemoteSdp {
+    fn rtcp_addr(&self) -> Option<SocketAddr> {
+        if self.rtcp_mux {
+            return None;
+        }
+        self.rtcp.or_else(|| {
+            let port = self.rtp.port();
+            (port != 0)
+                .then(|| port.checked_add(1))
+                .flatten()
+                .map(|p| SocketAddr::new(self.rtp.ip(), p))
+        })
+    }
+}
+
+/// A session of this shard. Handles of released sessions are refused (generation check).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SessionHandle {
+    index: u32,
+    generation: u32,
+}
+
+/// Why a packet was not relayed. Each reason is a counter ([`ShardCounters::dropped`]) and a metric
+/// label ([`DropReason::as_str`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// No stream owns the local port (never allocated, released, in quarantine, or not this
+    /// shard's).
+    UnknownPort,
+    /// Not a valid RTP or RTCP packet (RFC 3550 §5.1, §6; see [`Validation`]).
+    Malformed,
+    /// Strict latching: the source is not the latched one (RTP Bleed, injection).
+    WrongSource,
+    /// The other leg has neither a learned source nor a usable SDP address yet.
+    NoDestination,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [Self; 4] = [
+        Self::UnknownPort,
+        Self::Malformed,
+        Self::WrongSource,
+        Self::NoDestination,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownPort => "unknown_port",
+            Self::Malformed => "malformed",
+            Self::WrongSource => "wrong_source",
+            Self::NoDestination => "no_destination",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Self::UnknownPort => 0,
+            Self::Malformed => 1,
+            Self::WrongSource => 2,
+            Self::NoDestination => 3,
+        }
+    }
+}
+
+/// What the driver does with a received datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send the buffer from the local port `from_port` to `to`.
+    Forward {
+        /// The local relay port to send from (the other leg's).
+        from_port: u16,
+        /// The destination.
+        to: SocketAddr,
+    },
+    /// Drop it; the reason is counted.
+    Drop(DropReason),
+}
+
+/// Something [`MediaShard::poll_idle`] found. Each is reported once per episode: again only after
+/// media resumed in between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdleEvent {
+    /// No packet on any leg of the session for at least the timeout, counted from the last packet or
+    /// the last offer/answer, whichever is later. The signalling usually ends the call.
+    NoMedia {
+        /// The session.
+        session: SessionHandle,
+        /// Time since the last packet or offer/answer.
+        quiet: Duration,
+    },
+    /// In one stream, one leg sends and the other has sent nothing for
+    /// [`ShardConfig::one_way_timeout`] (one-way audio: a NAT or firewall problem on that side).
+    OneWay {
+        /// The session.
+        session: SessionHandle,
+        /// The stream index.
+        stream: usize,
+        /// The leg that is silent.
+        silent: Side,
+    },
+}
+
+/// Counters of one shard, written by its worker only; the scrape sums the shards' copies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShardCounters {
+    /// Packets relayed.
+    pub forwarded: u64,
+    /// Bytes relayed.
+    pub forwarded_bytes: u64,
+    /// Sessions allocated.
+    pub sessions_allocated: u64,
+    /// Sessions released.
+    pub sessions_released: u64,
+    /// Allocations refused for lack of ports.
+    pub allocation_failures: u64,
+    /// No-media episodes reported.
+    pub no_media: u64,
+    /// One-way episodes reported.
+    pub one_way: u64,
+    dropped: [u64; 4],
+}
+
+impl ShardCounters {
+    /// Packets dropped for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped.get(reason.index()).copied().unwrap_or(0)
+    }
+}
+
+/// One leg of a stream: the relay's port pair facing one remote, and what came from that remote.
+#[derive(Clone, Debug)]
+pub struct Leg {
+    ports: PortPair,
+    rtcp_mux: bool,
+    remote_set: bool,
+    rtp: Latch,
+    rtcp: Latch,
+    rx: StreamStats,
+    forwarded: u64,
+    dropped: u64,
+}
+
+impl Leg {
+    fn new(ports: PortPair, mode: LatchMode) -> Self {
+        Self {
+            ports,
+            rtcp_mux: false,
+            remote_set: false,
+            rtp: Latch::new(mode),
+            rtcp: Latch::new(mode),
+            rx: StreamStats::new(),
+            forwarded: 0,
+            dropped: 0,
+        }
+    }
+
+    /// The relay's local ports for this leg (to write into the SDP sent to its remote).
+    pub fn ports(&self) -> PortPair {
+        self.ports
+    }
+
+    /// The remote negotiated rtcp-mux.
+    pub fn rtcp_mux(&self) -> bool {
+        self.rtcp_mux
+    }
+
+    /// Latch state of the RTP port (and of RTCP on an rtcp-mux leg).
+    pub fn rtp_latch(&self) -> &Latch {
+        &self.rtp
+    }
+
+    /// Latch state of the RTCP port.
+    pub fn rtcp_latch(&self) -> &Latch {
+        &self.rtcp
+    }
+
+    /// What arrived from this leg's remote.
+    pub fn rx(&self) -> &StreamStats {
+        &self.rx
+    }
+
+    /// Packets from this leg's remote relayed to the other leg.
+    pub fn forwarded(&self) -> u64 {
+        self.forwarded
+    }
+
+    /// Packets arriving on this leg's ports that were dropped (malformed, wrong source, no
+    /// destination).
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}
+
+/// One media stream (m= line): two legs.
+#[derive(Clone, Debug)]
+pub struct Stream {
+    a: Leg,
+    b: Leg,
+    clock_rate: u32,
+    /// The later of the allocation and the last offer/answer on either leg.
+    negotiated: Instant,
+    one_way: Option<Side>,
+}
+
+impl Stream {
+    /// The leg on `side`.
+    pub fn leg(&self, side: Side) -> &Leg {
+        match side {
+            Side::A => &self.a,
+            Side::B => &self.b,
+        }
+    }
+
+    /// Clock rate used for jitter (0: unknown, no jitter).
+    pub fn clock_rate(&self) -> u32 {
+        self.clock_rate
+    }
+
+    fn leg_mut(&mut self, side: Side) -> &mut Leg {
+        match side {
+            Side::A => &mut self.a,
+            Side::B => &mut self.b,
+        }
+    }
+
+    /// (the leg on `side`, the other leg)
+    fn legs_mut(&mut self, side: Side) -> (&mut Leg, &mut Leg) {
+        match side {
+            Side::A => (&mut self.a, &mut self.b),
+            Side::B => (&mut self.b, &mut self.a),
+        }
+    }
+
+    fn last_packet(&self) -> Option<Instant> {
+        self.a.rx.last_packet().max(self.b.rx.last_packet())
+    }
+}
+
+#[derive(Debug)]
+struct Session {
+    streams: Vec<Stream>,
+    last_signal: Instant,
+    idle_reported: bool,
+}
+
+#[derive(Debug)]
+struct Slot {
+    generation: u32,
+    session: Option<Session>,
+}
+
+/// Where a local port leads: a slab slot, a stream, a side. Whether it is the RTP or the RTCP
+/// port is the port's parity.
+#[derive(Clone, Copy, Debug)]
+struct Route {
+    slot: u32,
+    stream: u16,
+    side: Side,
+}
+
+/// Kind of a received packet, from the port it came in on and (on an RTP port) its second octet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Rtp,
+    Rtcp,
+}
+
+/// One worker's media relay. See the module doc.
+#[derive(Debug)]
+pub struct MediaShard {
+    config: ShardConfig,
+    ports: PortAllocator,
+    /// Indexed by `local port - first port of the slice`.
+    routes: Vec<Option<Route>>,
+    slots: Vec<Slot>,
+    vacant: Vec<u32>,
+    live: usize,
+    scratch: Vec<PortPair>,
+    counters: ShardCounters,
+}
+
+impl MediaShard {
+    /// A shard over the configured port slice, with no session. Fails when the slice holds no
+    /// RTP/RTCP pair.
+    pub fn new(config: ShardConfig) -> Result<Self, Error> {
+        let ports = PortAllocator::new(config.port_min, config.port_max, config.quarantine)?;
+        let (min, max) = ports.range();
+        let table_len = usize::from(max - min) + 1;
+        // Every session holds at least two pairs, so this many slots is the most ever needed.
+        let max_sessions = ports.capacity() / 2 + 1;
+        Ok(Self {
+            config,
+            ports,
+            routes: vec![None; table_len],
+            slots: Vec::with_capacity(max_sessions),
+            vacant: Vec::with_capacity(max_sessions),
+            live: 0,
+            scratch: Vec::with_capacity(2 * config.max_streams),
+            counters: ShardCounters::default(),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ShardConfig {
+        &self.config
+    }
+
+    /// Live sessions.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// No live session.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Ports not held by any session (two per pair; pairs still in quarantine included).
+    pub fn ports_free(&self) -> usize {
+        2 * (self.ports.capacity() - self.ports.in_use())
+    }
+
+    /// The port allocator (capacity, quarantine, double frees).
+    pub fn ports(&self) -> &PortAllocator {
+        &self.ports
+    }
+
+    /// A copy of the counters.
+    pub fn counters(&self) -> ShardCounters {
+        self.counters
+    }
+
+    /// Allocate a session with `streams` streams: two port pairs per stream (legs A and B), all or
+    /// nothing. Each leg's latch window opens now, with no SDP address yet, so packets that arrive
+    /// before the answer is processed are learned.
+    pub fn allocate_session(
+        &mut self,
+        now: Instant,
+        streams: usize,
+    ) -> Result<SessionHandle, Error> {
+        if streams == 0 || streams > self.config.max_streams {
+            return Err(Error::StreamCount {
+                requested: streams,
+                max: self.config.max_streams,
+            });
+        }
+        let stream_count = u16::try_from(streams).map_err(|_| Error::StreamCount {
+            requested: streams,
+            max: self.config.max_streams,
+        })?;
+        self.scratch.clear();
+        self.scratch.resize(2 * streams, PortPair::default());
+        if let Err(e) = self.ports.allocate_into(now, &mut self.scratch) {
+            self.counters.allocation_failures += 1;
+            return Err(e);
+        }
+        let index = match self.vacant.pop() {
+            Some(index) => index,
+            None => {
+                let Ok(index) = u32::try_from(self.slots.len()) else {
+                    // Unreachable: slots are bounded by the port count. Give the ports back.
+                    for pair in self.scratch.drain(..) {
+                        let _ = self.ports.release(pair, now);
+                    }
+                    return Err(Error::PortsExhausted {
+                        wanted: 2 * streams,
+                        available: 0,
+                    });
+                };
+                self.slots.push(Slot {
+                    generation: 0,
+                    session: None,
+                });
+                index
+            }
+        };
+        let mode = self.config.latch_mode;
+        let window = self.config.latch_window;
+        let min = self.config_min();
+        let mut list = Vec::with_capacity(streams);
+        for (stream, pairs) in (0..stream_count).zip(self.scratch.chunks_exact(2)) {
+            let (Some(&a), Some(&b)) = (pairs.first(), pairs.get(1)) else {
+                continue;
+            };
+            let mut s = Stream {
+                a: Leg::new(a, mode),
+                b: Leg::new(b, mode),
+                clock_rate: 0,
+                negotiated: now,
+                one_way: None,
+            };
+            for side in [Side::A, Side::B] {
+                let leg = s.leg_mut(side);
+                leg.rtp.open_window(None, now, window);
+                leg.rtcp.open_window(None, now, window);
+                let route = Route {
+                    slot: index,
+                    stream,
+                    side,
+                };
+                for port in [leg.ports.rtp(), leg.ports.rtcp()] {
+                    if let Some(entry) = route_entry(&mut self.routes, min, port) {
+                        *entry = Some(route);
+                    }
+                }
+            }
+            list.push(s);
+        }
+        let generation = match self.slots.get_mut(index as usize) {
+            Some(slot) => {
+                slot.session = Some(Session {
+                    streams: list,
+                    last_signal: now,
+                    idle_reported: false,
+                });
+                slot.generation
+            }
+            None => 0,
+        };
+        self.live += 1;
+        self.counters.sessions_allocated += 1;
+        Ok(SessionHandle { index, generation })
+    }
+
+    /// The remote of `side` in `stream` was (re)negotiated at `now`: record its SDP address and
+    /// rtcp-mux, and open a latch window on both its ports.
+    pub fn set_remote(
+        &mut self,
+        handle: SessionHandle,
+        stream: usize,
+        side: Side,
+        sdp: impl Into<RemoteSdp>,
+        now: Instant,
+    ) -> Result<(), Error> {
+        let sdp = sdp.into();
+        let window = self.config.latch_window;
+        let session = self.session_mut(handle)?;
+        session.last_signal = now;
+        let s = stream_mut(session, stream)?;
+        s.negotiated = now;
+        let leg = s.leg_mut(side);
+        leg.rtcp_mux = sdp.rtcp_mux;
+        leg.remote_set = true;
+        leg.rtp.open_window(Some(sdp.rtp), now, window);
+        leg.rtcp.open_window(sdp.rtcp_addr(), now, window);
+        Ok(())
+    }
+
+    /// Set the clock rate of `stream`'s payload (8000 for G.711, 48000 for Opus), used for jitter.
+    pub fn set_clock_rate(
+        &mut self,
+        handle: SessionHandle,
+        stream: usize,
+        clock_rate: u32,
+    ) -> Result<(), Error> {
+        let session = self.session_mut(handle)?;
+        stream_mut(session, stream)?.clock_rate = clock_rate;
+        Ok(())
+    }
+
+    /// The streams of a session, for reading ports, latch state and statistics.
+    pub fn streams(&self, handle: SessionHandle) -> Result<&[Stream], Error> {
+        let slot = self
+            .slots
+            .get(handle.index as usize)
+            .filter(|s| s.generation == handle.generation);
+        match slot.and_then(|s| s.session.as_ref()) {
+            Some(session) => Ok(&session.streams),
+            None => Err(Error::UnknownSession),
+        }
+    }
+
+    /// End a session at `now`: its ports go to quarantine and its packets are dropped as
+    /// [`DropReason::UnknownPort`] from now on; the handle becomes invalid.
+    pub fn release(&mut self, handle: SessionHandle, now: Instant) -> Result<(), Error> {
+        let min = self.config_min();
+        let Some(slot) = self
+            .slots
+            .get_mut(handle.index as usize)
+            .filter(|s| s.generation == handle.generation)
+        else {
+            return Err(Error::UnknownSession);
+        };
+        let Some(session) = slot.session.take() else {
+            return Err(Error::UnknownSession);
+        };
+        slot.generation = slot.generation.wrapping_add(1);
+        for stream in &session.streams {
+            for leg in [&stream.a, &stream.b] {
+                for port in [leg.ports.rtp(), leg.ports.rtcp()] {
+                    if let Some(entry) = route_entry(&mut self.routes, min, port) {
+                        *entry = None;
+                    }
+                }
+                // Counted by the allocator if it ever fails; the pair was ours, so it cannot.
+                let _ = self.ports.release(leg.ports, now);
+            }
+        }
+        self.vacant.push(handle.index);
+        self.live -= 1;
+        self.counters.sessions_released += 1;
+        Ok(())
+    }
+
+    /// Relay decision for one datagram received on `local_port` from `source` at `now`. O(1), no
+    /// allocation. The buffer is not changed today; it is mutable for the in-place rewrites
+    /// (SRTP, SSRC) that will come.
+    #[must_use]
+    pub fn on_packet(
+        &mut self,
+        local_port: u16,
+        source: SocketAddr,
+        buf: &mut [u8],
+        now: Instant,
+    ) -> Action {
+        let action = self.route_packet(local_port, source, buf, now);
+        match action {
+            Action::Forward { .. } => {
+                self.counters.forwarded += 1;
+                self.counters.forwarded_bytes += buf.len() as u64;
+            }
+            Action::Drop(reason) => {
+                if let Some(c) = self.counters.dropped.get_mut(reason.index()) {
+                    *c += 1;
+                }
+            }
+        }
+        action
+    }
+
+    fn route_packet(
+        &mut self,
+        local_port: u16,
+        source: SocketAddr,
+        buf: &[u8],
+        now: Instant,
+    ) -> Action {
+        let Some(route) = local_port
+            .checked_sub(self.config_min())
+            .and_then(|i| self.routes.get(usize::from(i)))
+            .copied()
+            .flatten()
+        else {
+            return Action::Drop(DropReason::UnknownPort);
+        };
+        let Some(stream) = self
+            .slots
+            .get_mut(route.slot as usize)
+            .and_then(|slot| slot.session.as_mut())
+            .and_then(|session| session.streams.get_mut(usize::from(route.stream)))
+        else {
+            return Action::Drop(DropReason::UnknownPort);
+        };
+        let clock_rate = stream.clock_rate;
+        let (from, to) = stream.legs_mut(route.side);
+        let on_rtcp_port = local_port % 2 == 1;
+        let kind = if on_rtcp_port || is_rtcp(buf) {
+            Kind::Rtcp
+        } else {
+            Kind::Rtp
+        };
+
+        // Validate before latching: a malformed packet must never move the latch.
+        let header = match kind {
+            Kind::Rtp => match RtpHeader::parse(buf) {
+                Ok(h) if self.config.validation == Validation::HeaderOnly => Some(h),
+                Ok(h) if h.padding_len().is_ok() => Some(h),
+                _ => {
+                    from.dropped += 1;
+                    return Action::Drop(DropReason::Malformed);
+                }
+            },
+            Kind::Rtcp => {
+                let valid = match self.config.validation {
+                    Validation::Full => RtcpCompound::parse(buf).is_ok(),
+                    Validation::HeaderOnly => RtcpPacket::parse(buf).is_ok(),
+                };
+                if !valid {
+                    from.dropped += 1;
+                    return Action::Drop(DropReason::Malformed);
+                }
+                None
+            }
+        };
+
+        // The latch is per port: RTCP on an rtcp-mux RTP port comes from the RTP source.
+        let latch = if on_rtcp_port {
+            &mut from.rtcp
+        } else {
+            &mut from.rtp
+        };
+        if latch.check(source, now) == LatchVerdict::Reject {
+            from.dropped += 1;
+            return Action::Drop(DropReason::WrongSource);
+        }
+
+        match &header {
+            Some(h) => from.rx.record_rtp(h, now, clock_rate),
+            None => from.rx.record_rtcp(buf.len(), now),
+        }
+
+        let (from_port, to_addr) = if kind == Kind::Rtp || to.rtcp_mux {
+            (to.ports.rtp(), to.rtp.destination())
+        } else {
+            (to.ports.rtcp(), to.rtcp.destination())
+        };
+        let Some(to_addr) = to_addr else {
+            from.dropped += 1;
+            return Action::Drop(DropReason::NoDestination);
+        };
+        from.forwarded += 1;
+        Action::Forward {
+            from_port,
+            to: to_addr,
+        }
+    }
+
+    /// Sessions without media for `timeout`, and streams with media in one direction only for
+    /// [`ShardConfig::one_way_timeout`] (only streams whose two legs have a remote set). Each
+    /// episode is reported and counted once. O(sessions): call it from a timer about once a second,
+    /// not per packet.
+    pub fn poll_idle(&mut self, now: Instant, timeout: Duration) -> Vec<IdleEvent> {
+        let one_way_after = self.config.one_way_timeout;
+        let mut events = Vec::new();
+        for (index, slot) in (0u32..).zip(self.slots.iter_mut()) {
+            let Some(session) = slot.session.as_mut() else {
+                continue;
+            };
+            let handle = SessionHandle {
+                index,
+                generation: slot.generation,
+            };
+            let last = session
+                .streams
+                .iter()
+                .filter_map(Stream::last_packet)
+                .max()
+                .map_or(session.last_signal, |t| t.max(session.last_signal));
+            let quiet = now.saturating_duration_since(last);
+            if quiet >= timeout {
+                if !session.idle_reported {
+                    session.idle_reported = true;
+                    self.counters.no_media += 1;
+                    events.push(IdleEvent::NoMedia {
+                        session: handle,
+                        quiet,
+                    });
+                }
+            } else {
+                session.idle_reported = false;
+            }
+
+            for (i, stream) in session.streams.iter_mut().enumerate() {
+                let silent = one_way_side(stream, now, one_way_after);
+                if silent.is_some() && silent != stream.one_way {
+                    if let Some(side) = silent {
+                        self.counters.one_way += 1;
+                        events.push(IdleEvent::OneWay {
+                            session: handle,
+                            stream: i,
+                            silent: side,
+                        });
+                    }
+                }
+                stream.one_way = silent;
+            }
+        }
+        events
+    }
+
+    fn session_mut(&mut self, handle: SessionHandle) -> Result<&mut Session, Error> {
+        self.slots
+            .get_mut(handle.index as usize)
+            .filter(|s| s.generation == handle.generation)
+            .and_then(|s| s.session.as_mut())
+            .ok_or(Error::UnknownSession)
+    }
+
+    fn config_min(&self) -> u16 {
+        self.ports.range().0
+    }
+}
+
+/// The silent leg, when one leg sent within `after` and the other sent nothing for at least
+/// `after` since the stream was negotiated.
+fn one_way_side(stream: &Stream, now: Instant, after: Duration) -> Option<Side> {
+    if !(stream.a.remote_set && stream.b.remote_set) {
+        return None;
+    }
+    let recent = |leg: &Leg| {
+        leg.rx
+            .last_packet()
+            .is_some_and(|t| now.saturating_duration_since(t) < after)
+    };
+    let silent = |leg: &Leg| {
+        let since = leg
+            .rx
+            .last_packet()
+            .map_or(stream.negotiated, |t| t.max(stream.negotiated));
+        now.saturating_duration_since(since) >= after
+    };
+    if recent(&stream.a) && silent(&stream.b) {
+        Some(Side::B)
+    } else if recent(&stream.b) && silent(&stream.a) {
+        Some(Side::A)
+    } else {
+        None
+    }
+}
+
+fn stream_mut(session: &mut Session, stream: usize) -> Result<&mut Stream, Error> {
+    let streams = session.streams.len();
+    session
+        .streams
+        .get_mut(stream)
+        .ok_or(Error::NoSuchStream { stream, streams })
+}
+
+fn route_entry(routes: &mut [Option<Route>], min: u16, port: u16) -> Option<&mut Option<Route>> {
+    routes.get_mut(usize::from(port.checked_sub(min)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[allow(clippy::disallowed_methods)] // the one origin of test time; everything else is an offset
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    fn ms(t: Instant, n: u64) -> Instant {
+        t + Duration::from_millis(n)
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn rtp(seq: u16) -> Vec<u8> {
+        let mut p = vec![0x80, 0];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 1]);
+        p.extend_from_slice(&[0xd5; 160]);
+        p
+    }
+
+    fn rr() -> Vec<u8> {
+        vec![0x80, 201, 0, 1, 0, 0, 0, 1]
+    }
+
+    const CALLER: &str = "198.51.100.7:4000";
+    const PBX: &str = "10.0.0.2:30000";
+
+    fn shard() -> MediaShard {
+        MediaShard::new(ShardConfig::new(20000, 20039)).unwrap()
+    }
+
+    /// A one-stream call with both remotes known; returns (shard, handle, A ports, B ports).
+    fn call(t: Instant) -> (MediaShard, SessionHandle, PortPair, PortPair) {
+        let mut s = shard();
+        let h = s.allocate_session(t, 1).unwrap();
+        s.set_remote(h, 0, Side::A, addr(CALLER), t).unwrap();
+        s.set_remote(h, 0, Side::B, addr(PBX), t).unwrap();
+        let a = s.streams(h).unwrap()[0].leg(Side::A).ports();
+        let b = s.streams(h).unwrap()[0].leg(Side::B).ports();
+        (s, h, a, b)
+    }
+
+    #[test]
+    fn config_defaults() {
+        let c = ShardConfig::new(20000, 29999);
+        assert_eq!(c.latch_mode, LatchMode::Strict);
+        assert_eq!(c.validation, Validation::Full);
+        assert_eq!(c.max_streams, 8);
+        assert!(MediaShard::new(ShardConfig::new(20001, 20010)).is_err());
+    }
+
+    #[test]
+    fn rtp_relays_to_the_other_leg() {
+        let t = t0();
+        let (mut s, h, a, b) = call(t);
+        assert_ne!(a, b);
+        let mut p = rtp(1);
+        assert_eq!(
+            s.on_packet(a.rtp(), addr(CALLER), &mut p, ms(t, 20)),
+            Action::Forward {
+                from_port: b.rtp(),
+                to: addr(PBX)
+            }
+        );
+        assert_eq!(
+            s.on_packet(b.rtp(), addr(PBX), &mut p, ms(t, 40)),
+            Action::Forward {
+                from_port: a.rtp(),
+                to: addr(CALLER)
+            }
+        );
+        let st = &s.streams(h).unwrap()[0];
+        assert_eq!(st.leg(Side::A).rx().packets(), 1);
+        assert_eq!(st.leg(Side::A).forwarded(), 1);
+        assert_eq!(st.leg(Side::B).rx().bytes(), 172);
+        assert_eq!(s.counters().forwarded, 2);
+        assert_eq!(s.counters().forwarded_bytes, 344);
+    }
+
+    #[test]
+    fn rtcp_relays_port_to_port() {
+        let t = t0();
+        let (mut s, _h, a, b) = call(t);
+        let mut p = rr();
+        // RTCP from the caller's RTCP port (RTP + 1) to the PBX's
+        assert_eq!(
+            s.on_packet(a.rtcp(), addr("198.51.100.7:4001"), &mut p, t),
+            Action::Forward {
+                from_port: b.rtcp(),
+                to: addr("10.0.0.2:30001")
+            }
+        );
+        // an RTP packet on an RTCP port is malformed
+        let mut p = rtp(1);
+        assert_eq!(
+            s.on_packet(a.rtcp(), addr("198.51.100.7:4001"), &mut p, t),
+            Action::Drop(DropReason::Malformed)
+        );
+    }
+
+    #[test]
+    fn rtcp_mux_maps_to_the_rtp_port() {
+        let t = t0();
+        let mut s = shard();
+        let h = s.allocate_session(t, 1).unwrap();
+        let mux = RemoteSdp {
+            rtp: addr(CALLER),
+            rtcp: None,
+            rtcp_mux: true,
+        };
+        s.set_remote(h, 0, Side::A, mux, t).unwrap();
+        let explicit = RemoteSdp {
+            rtp: addr(PBX),
+            rtcp: Some(addr("10.0.0.2:31000")),
+            rtcp_mux: false,
+        };
+        s.set_remote(h, 0, Side::B, explicit, t).unwrap();
+        let st = &s.streams(h).unwrap()[0];
+        let (a, b) = (st.leg(Side::A).ports(), st.leg(Side::B).ports());
+        assert!(st.leg(Side::A).rtcp_mux());
+        // RTCP on A's mux port goes to B's RTCP port and a=rtcp address
+        let mut p = rr();
+        assert_eq!(
+            s.on_packet(a.rtp(), addr(CALLER), &mut p, t),
+            Action::Forward {
+                from_port: b.rtcp(),
+                to: addr("10.0.0.2:31000")
+            }
+        );
+        // RTCP from B goes back on A's mux port, to A's RTP address
+        assert_eq!(
+            s.on_packet(b.rtcp(), addr("10.0.0.2:31000"), &mut p, t),
+            Action::Forward {
+                from_port: a.rtp(),
+                to: addr(CALLER)
+            }
+        );
+        // RTP on the mux port is still RTP
+        let mut p = rtp(7);
+        assert_eq!(
+            s.on_packet(a.rtp(), addr(CALLER), &mut p, t),
+            Action::Forward {
+                from_port: b.rtp(),
+                to: addr(PBX)
+            }
+        );
+        let leg_a = s.streams(h).unwrap()[0].leg(Side::A);
+        assert_eq!((leg_a.rx().packets(), leg_a.rx().rtcp_packets()), (1, 1));
+    }
+
+    #[test]
+    fn both_legs_muxed_map_to_themselves() {
+        let t = t0();
+        let mut s = shard();
+        let h = s.allocate_session(t, 1).unwrap();
+        for (side, remote) in [(Side::A, CALLER), (Side::B, PBX)] {
+            let sdp = RemoteSdp {
+                rtp: addr(remote),
+                rtcp: None,
+                rtcp_mux: true,
+            };
+            s.set_remote(h, 0, side, sdp, t).unwrap();
+        }
+        let st = &s.streams(h).unwrap()[0];
+        let (a, b) = (st.leg(Side::A).ports(), st.leg(Side::B).ports());
+        let mut p = rr();
+        assert_eq!(
+            s.on_packet(a.rtp(), addr(CALLER), &mut p, t),
+            Action::Forward {
+                from_port: b.rtp(),
+                to: addr(PBX)
+            }
+        );
+    }
+
+    #[test]
+    fn drop_reasons_are_counted() {
+        let t = t0();
+        let (mut s, h, a, b) = call(t);
+        let mut p = rtp(1);
+        // unknown port: outside the slice, and inside it but unallocated
+        assert_eq!(
+            s.on_packet(19000, addr(CALLER), &mut p, t),
+            Action::Drop(DropReason::UnknownPort)
+        );
+        assert_eq!(
+            s.on_packet(20038, addr(CALLER), &mut p, t),
+            Action::Drop(DropReason::UnknownPort)
+        );
+        // malformed
+        let mut junk = vec![0x00, 0x01, 0x00, 0x10]; // a STUN-looking header
+        assert_eq!(
+            s.on_packet(a.rtp(), addr(CALLER), &mut junk, t),
+            Action::Drop(DropReason::Malformed)
+        );
+        // the caller latches; an attacker is then dropped in strict mode
+        assert!(matches!(
+            s.on_packet(a.rtp(), addr(CALLER), &mut p, t),
+            Action::Forward { .. }
+        ));
+        assert_eq!(
+            s.on_packet(a.rtp(), addr("203.0.113.66:5555"), &mut p, ms(t, 20_000)),
+            Action::Drop(DropReason::WrongSource)
+        );
+        let c = s.counters();
+        assert_eq!(c.dropped(DropReason::UnknownPort), 2);
+        assert_eq!(c.dropped(DropReason::Malformed), 1);
+        assert_eq!(c.dropped(DropReason::WrongSource), 1);
+        assert_eq!(c.dropped(DropReason::NoDestination), 0);
+        let leg_a = s.streams(h).unwrap()[0].leg(Side::A);
+        assert_eq!(leg_a.dropped(), 2);
+        assert_eq!(leg_a.rtp_latch().rejected(), 1);
+        let _ = b;
+        assert_eq!(
+            DropReason::ALL.map(DropReason::as_str),
+            [
+                "unknown_port",
+                "malformed",
+                "wrong_source",
+                "no_destination"
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_packets_do_not_latch() {
+        let t = t0();
+        let (mut s, h, a, _b) = call(t);
+        let mut junk = vec![0x80, 0x00, 0x00];
+        let _ = s.on_packet(a.rtp(), addr("203.0.113.66:5555"), &mut junk, t);
+        let leg_a = s.streams(h).unwrap()[0].leg(Side::A);
+        assert_eq!(leg_a.rtp_latch().learned(), None);
+    }
+
+    #[test]
+    fn no_destination_until_the_other_leg_is_known() {
+        let t = t0();
+        let mut s = shard();
+        let h = s.allocate_session(t, 1).unwrap();
+        s.set_remote(h, 0, Side::A, addr(CALLER), t).unwrap();
+        let st = &s.streams(h).unwrap()[0];
+        let (a, b) = (st.leg(Side::A).ports(), st.leg(Side::B).ports());
+        let mut p = rtp(1);
+        // the offer went to B, no answer yet: nowhere to send
+        assert_eq!(
+            s.on_packet(a.rtp(), addr(CALLER), &mut p, t),
+            Action::Drop(DropReason::NoDestination)
+        );
+        // early media from B before its SDP is processed: learned, and it opens the path
+        assert_eq!(
+            s.on_packet(b.rtp(), addr(PBX), &mut p, ms(t, 10)),
+            Action::Forward {
+                from_port: a.rtp(),
+                to: addr(CALLER)
+            }
+        );
+        assert_eq!(
+            s.on_packet(a.rtp(), addr(CALLER), &mut p, ms(t, 20)),
+            Action::Forward {
+                from_port: b.rtp(),
+                to: addr(PBX)
+            }
+        );
+        assert_eq!(s.counters().dropped(DropReason::NoDestination), 1);
+    }
+
+    #[test]
+    fn nat_latching_through_the_shard() {
+        let t = t0();
+        let mut s = shard();
+        let h = s.allocate_session(t, 1).unwrap();
+        // the caller's SDP says 192.168.1.10 (private); packets come from its NAT
+        s.set_remote(h, 0, Side::A, addr("192.168.1.10:8000"), t)
+            .unwrap();
+        s.set_remote(h, 0, Side::B, addr(PBX), t).unwrap();
+        let st = &s.streams(h).unwrap()[0];
+        let (a, b) = (st.leg(Side::A).ports(), st.leg(Side::B).ports());
+        let mut p = rtp(1);
+        // before the caller sends, the PBX's audio goes to the SDP address
+        assert_eq!(
+            s.on_packet(b.rtp(), addr(PBX), &mut p, t),
+            Action::Forward {
+                from_port: a.rtp(),
+                to: addr("192.168.1.10:8000")
+            }
+        );
+        let _ = s.on_packet(a.rtp(), addr("198.51.100.7:61000"), &mut p, ms(t, 30));
+        assert_eq!(
+            s.on_packet(b.rtp(), addr(PBX), &mut p, ms(t, 40)),
+            Action::Forward {
+                from_port: a.rtp(),
+                to: addr("198.51.100.7:61000")
+            }
+        );
+    }
+
+    #[test]
+    fn header_only_validation_accepts_srtp_shapes() {
+        let t = t0();
+        let mut config = ShardConfig::new(20000, 20039);
+        config.validation = Validation::HeaderOnly;
+        let mut s = MediaShard::new(config).unwrap();
+        let h = s.allocate_session(t, 1).unwrap();
+        s.set_remote(h, 0, Side::A, addr(CALLER), t).unwrap();
+        s.set_remote(h, 0, Side::B, addr(PBX), t).unwrap();
+        let a = s.streams(h).unwrap()[0].leg(Side::A).ports();
+        // padding bit with an "encrypted" last octet of 0
+        let mut p = rtp(1);
+        p[0] |= 0x20;
+        *p.last_mut().unwrap() = 0;
+        assert!(matches!(
+            s.on_packet(a.rtp(), addr(CALLER), &mut p, t),
+            Action::Forward { .. }
+        ));
+        // SRTCP: an RR, then encrypted bytes and a tag
+        let mut p = rr();
+        p.extend_from_slice(&[0x13, 0x37, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert!(matches!(
+            s.on_packet(a.rtcp(), addr("198.51.100.7:4001"), &mut p, t),
+            Action::Forward { .. }
+        ));
+        // full validation refuses both
+        let (mut full, _h, a2, _) = call(t);
+        let mut p2 = rtp(1);
+        p2[0] |= 0x20;
+        *p2.last_mut().unwrap() = 0;
+        assert_eq!(
+            full.on_packet(a2.rtp(), addr(CALLER), &mut p2, t),
+            Action::Drop(DropReason::Malformed)
+        );
+        assert_eq!(
+            full.on_packet(a2.rtcp(), addr("198.51.100.7:4001"), &mut p, t),
+            Action::Drop(DropReason::Malformed)
+        );
+    }
+
+    #[test]
+    fn allocation_is_all_or_nothing() {
+        let t = t0();
+        // 20 pairs: 10 one-stream calls, or 2 calls of 4 streams (16 pairs) + ...
+        let mut s = shard();
+        assert_eq!(s.ports_free(), 40);
+        let big = s.allocate_session(t, 8).unwrap();
+        assert_eq!(s.ports_free(), 8);
+        assert_eq!(
+            s.allocate_session(t, 3),
+            Err(Error::PortsExhausted {
+                wanted: 6,
+                available: 4
+            })
+        );
+        assert_eq!(s.ports_free(), 8);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.counters().allocation_failures, 1);
+        let small = s.allocate_session(t, 2).unwrap();
+        assert_eq!(s.ports_free(), 0);
+        assert_eq!(
+            s.allocate_session(t, 9),
+            Err(Error::StreamCount {
+                requested: 9,
+                max: 8
+            })
+        );
+        assert_eq!(
+            s.allocate_session(t, 0),
+            Err(Error::StreamCount {
+                requested: 0,
+                max: 8
+            })
+        );
+        // all ports distinct
+        let mut ports = std::collections::HashSet::new();
+        for h in [big, small] {
+            for st in s.streams(h).unwrap() {
+                for side in [Side::A, Side::B] {
+                    assert!(ports.insert(st.leg(side).ports()));
+                }
+            }
+        }
+        assert_eq!(ports.len(), 20);
+        s.release(big, t).unwrap();
+        s.release(small, t).unwrap();
+        assert_eq!(s.ports_free(), 40);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn released_sessions_are_gone() {
+        let t = t0();
+        let (mut s, h, a, _b) = call(t);
+        s.release(h, ms(t, 100)).unwrap();
+        let mut p = rtp(1);
+        // late packets of the old call hit nothing
+        assert_eq!(
+            s.on_packet(a.rtp(), addr(CALLER), &mut p, ms(t, 200)),
+            Action::Drop(DropReason::UnknownPort)
+        );
+        assert_eq!(s.release(h, t), Err(Error::UnknownSession));
+        assert_eq!(
+            s.set_remote(h, 0, Side::A, addr(CALLER), t),
+            Err(Error::UnknownSession)
+        );
+        assert!(s.streams(h).is_err());
+        // the slot is reused with a new generation; the old handle stays dead
+        let h2 = s.allocate_session(ms(t, 300), 1).unwrap();
+        assert_ne!(h, h2);
+        assert!(s.streams(h).is_err());
+        assert!(s.streams(h2).is_ok());
+        // and the quarantined ports were not handed out again
+        let ports = s.streams(h2).unwrap()[0].leg(Side::A).ports();
+        assert_ne!(ports, a);
+        assert_eq!(s.counters().sessions_released, 1);
+        assert_eq!(s.counters().sessions_allocated, 2);
+    }
+
+    #[test]
+    fn stream_index_is_checked() {
+        let t = t0();
+        let (mut s, h, _, _) = call(t);
+        assert_eq!(
+            s.set_remote(h, 1, Side::A, addr(CALLER), t),
+            Err(Error::NoSuchStream {
+                stream: 1,
+                streams: 1
+            })
+        );
+        assert_eq!(
+            s.set_clock_rate(h, 3, 8000),
+            Err(Error::NoSuchStream {
+                stream: 3,
+                streams: 1
+            })
+        );
+        s.set_clock_rate(h, 0, 8000).unwrap();
+        assert_eq!(s.streams(h).unwrap()[0].clock_rate(), 8000);
+    }
+
+    #[test]
+    fn streams_are_independent() {
+        let t = t0();
+        let mut s = shard();
+        let h = s.allocate_session(t, 2).unwrap();
+        s.set_remote(h, 0, Side::A, addr("198.51.100.7:4000"), t)
+            .unwrap();
+        s.set_remote(h, 0, Side::B, addr("10.0.0.2:30000"), t)
+            .unwrap();
+        s.set_remote(h, 1, Side::A, addr("198.51.100.7:4002"), t)
+            .unwrap();
+        s.set_remote(h, 1, Side::B, addr("10.0.0.2:30002"), t)
+            .unwrap();
+        let streams = s.streams(h).unwrap();
+        let video_a = streams[1].leg(Side::A).ports();
+        let video_b = streams[1].leg(Side::B).ports();
+        let mut p = rtp(1);
+        assert_eq!(
+            s.on_packet(video_a.rtp(), addr("198.51.100.7:4002"), &mut p, t),
+            Action::Forward {
+                from_port: video_b.rtp(),
+                to: addr("10.0.0.2:30002")
+            }
+        );
+    }
+
+    #[test]
+    fn jitter_uses_the_stream_clock_rate() {
+        let t = t0();
+        let (mut s, h, a, _) = call(t);
+        s.set_clock_rate(h, 0, 8000).unwrap();
+        for (seq, at) in [(1u16, 0u64), (2, 20), (3, 50)] {
+            let mut p = rtp(seq);
+            let _ = s.on_packet(a.rtp(), addr(CALLER), &mut p, ms(t, at));
+        }
+        // seq 1 on probation; 2 sets the transit; 3 is 10 ms (80 units) late
+        let rx = s.streams(h).unwrap()[0].leg(Side::A).rx();
+        assert_eq!(rx.jitter().scaled(), 80);
+        assert_eq!(rx.sequence().expected(), 2);
+    }
+
+    #[test]
+    fn idle_sessions_are_reported_once() {
+        let t = t0();
+        let (mut s, h, a, _) = call(t);
+        let timeout = Duration::from_secs(30);
+        assert!(s.poll_idle(ms(t, 29_999), timeout).is_empty());
+        let mut p = rtp(1);
+        let _ = s.on_packet(a.rtp(), addr(CALLER), &mut p, ms(t, 10_000));
+        // the packet at 10 s restarts the clock
+        let events = s.poll_idle(ms(t, 39_999), timeout);
+        assert!(!events
+            .iter()
+            .any(|e| matches!(e, IdleEvent::NoMedia { .. })));
+        let events = s.poll_idle(ms(t, 40_000), timeout);
+        assert!(events.contains(&IdleEvent::NoMedia {
+            session: h,
+            quiet: timeout
+        }));
+        // once per episode
+        assert!(!s
+            .poll_idle(ms(t, 41_000), timeout)
+            .iter()
+            .any(|e| matches!(e, IdleEvent::NoMedia { .. })));
+        assert_eq!(s.counters().no_media, 1);
+        // media resumes, then stops again: a second episode
+        let _ = s.on_packet(a.rtp(), addr(CALLER), &mut p, ms(t, 50_000));
+        assert!(!s
+            .poll_idle(ms(t, 51_000), timeout)
+            .iter()
+            .any(|e| matches!(e, IdleEvent::NoMedia { .. })));
+        assert_eq!(s.poll_idle(ms(t, 80_000), timeout).len(), 1);
+        assert_eq!(s.counters().no_media, 2);
+    }
+
+    #[test]
+    fn offer_only_sessions_time_out_too() {
+        let t = t0();
+        let mut s = shard();
+        let h = s.allocate_session(t, 1).unwrap();
+        assert_eq!(
+            s.poll_idle(ms(t, 60_000), Duration::from_secs(60)),
+            vec![IdleEvent::NoMedia {
+                session: h,
+                quiet: Duration::from_secs(60)
+            }]
+        );
+    }
+
+    #[test]
+    fn one_way_media_is_detected() {
+        let t = t0();
+        let (mut s, h, a, b) = call(t);
+        let timeout = Duration::from_secs(60);
+        // the caller sends every 20 ms for 12 s, the PBX never answers with media
+        let mut p = rtp(1);
+        for i in 0..600u64 {
+            let _ = s.on_packet(a.rtp(), addr(CALLER), &mut p, ms(t, 20 * i));
+        }
+        assert!(s.poll_idle(ms(t, 9_999), timeout).is_empty());
+        assert_eq!(
+            s.poll_idle(ms(t, 11_990), timeout),
+            vec![IdleEvent::OneWay {
+                session: h,
+                stream: 0,
+                silent: Side::B
+            }]
+        );
+        assert!(s.poll_idle(ms(t, 12_000), timeout).is_empty());
+        assert_eq!(s.counters().one_way, 1);
+        // the PBX starts sending: the episode ends
+        let _ = s.on_packet(b.rtp(), addr(PBX), &mut p, ms(t, 12_010));
+        assert!(s.poll_idle(ms(t, 12_020), timeout).is_empty());
+        assert_eq!(s.counters().one_way, 1);
+    }
+
+    #[test]
+    fn one_way_needs_both_remotes() {
+        let t = t0();
+        let mut s = shard();
+        let h = s.allocate_session(t, 1).unwrap();
+        s.set_remote(h, 0, Side::A, addr(CALLER), t).unwrap();
+        let a = s.streams(h).unwrap()[0].leg(Side::A).ports();
+        let mut p = rtp(1);
+        let _ = s.on_packet(a.rtp(), addr(CALLER), &mut p, ms(t, 15_000));
+        // ringing: the callee has not answered, so silence on B is not one-way audio
+        assert!(s
+            .poll_idle(ms(t, 15_001), Duration::from_secs(60))
+            .is_empty());
+    }
+
+    #[test]
+    fn many_calls_fill_and_drain_the_shard() {
+        let t = t0();
+        let mut config = ShardConfig::new(20000, 20399); // 200 pairs: 100 calls
+        config.quarantine = Duration::from_secs(1);
+        let mut s = MediaShard::new(config).unwrap();
+        let mut handles = Vec::new();
+        for round in 0..50u64 {
+            let now = t + Duration::from_secs(2 * round);
+            while let Ok(h) = s.allocate_session(now, 1) {
+                handles.push(h);
+            }
+            assert_eq!(s.len(), 100);
+            assert_eq!(s.ports_free(), 0);
+            for h in handles.drain(..) {
+                s.release(h, now).unwrap();
+            }
+            assert!(s.is_empty());
+            assert_eq!(s.ports_free(), 400);
+        }
+        assert_eq!(s.ports().double_frees(), 0);
+    }
+}
