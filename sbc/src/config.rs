@@ -200,6 +200,10 @@ impl From<TransportName> for core_routing::Transport {
 fn default_weight() -> u16 {
     100
 }
+fn default_probe_timeout() -> u64 {
+    5
+}
+
 fn default_interval() -> u64 {
     10
 }
@@ -234,6 +238,9 @@ pub(crate) struct TargetGroupConf {
     pub(crate) targets: Vec<TargetConf>,
     #[serde(default = "default_interval")]
     pub(crate) options_interval_secs: u64,
+    /// A probe not answered within this long counts as failed.
+    #[serde(default = "default_probe_timeout")]
+    pub(crate) options_timeout_secs: u64,
     #[serde(default = "default_down_after")]
     pub(crate) down_after: u32,
     #[serde(default = "default_up_after")]
@@ -1183,9 +1190,9 @@ impl Config {
             group_names.push(g.name.clone());
             health.push(HealthConfig {
                 interval: Duration::from_secs(g.options_interval_secs),
+                timeout: Duration::from_secs(g.options_timeout_secs),
                 down_after: g.down_after,
                 up_after: g.up_after,
-                ..HealthConfig::default()
             });
         }
         let configured = group_names.clone();

@@ -42,6 +42,9 @@ pub(crate) struct Counters {
     pub(crate) calls_started: u64,
     pub(crate) calls_answered: u64,
     pub(crate) calls_ended: u64,
+    /// Calls and registrations still held when the worker stopped.
+    pub(crate) live_calls: u64,
+    pub(crate) live_registrations: u64,
 }
 
 impl Counters {
@@ -69,7 +72,9 @@ impl Counters {
             flow_unknown,
             calls_started,
             calls_answered,
-            calls_ended
+            calls_ended,
+            live_calls,
+            live_registrations
         );
     }
 }
@@ -114,6 +119,9 @@ impl Handler {
         c.calls_started = self.signalling.stats.calls_started;
         c.calls_answered = self.signalling.stats.calls_answered;
         c.calls_ended = self.signalling.stats.calls_ended;
+        let (calls, registrations) = self.signalling.load();
+        c.live_calls = calls as u64;
+        c.live_registrations = registrations as u64;
         c
     }
 

@@ -109,8 +109,6 @@ impl Worker {
         if let Err(e) = result {
             tracing::error!(worker = self.id, "worker stopped on error: {e}");
         }
-        let (calls, registrations) = self.handler.signalling.load();
-        tracing::info!(worker = self.id, calls, registrations, "live state at stop");
         self.handler.final_counters()
     }
 

@@ -58,9 +58,10 @@ fn tls_sbc(name: &str, driver: &str) -> (Sbc, Vec<u8>) {
         der = write_cert(dir);
         format!(
             "workers = 2\n[sip]\nudp = [\"127.0.0.1:{port}\"]\ntls = [\"127.0.0.1:{port}\"]\n\
-             [tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+             [tls]\ncert = \"{}\"\nkey = \"{}\"\n{}",
             dir.join("cert.pem").display(),
-            dir.join("key.pem").display()
+            dir.join("key.pem").display(),
+            common::inside_section()
         )
     });
     (sbc, der)
@@ -247,7 +248,8 @@ fn tcp_limits(driver: &str) {
     let sbc = Sbc::start(&format!("tcp-limits-{driver}"), driver, |port, _| {
         format!(
             "workers = 1\n[sip]\ntcp = [\"127.0.0.1:{port}\"]\n\
-             [transport]\ntcp_max_connections = 2\ntcp_idle_timeout_secs = 1\n"
+             [transport]\ntcp_max_connections = 2\ntcp_idle_timeout_secs = 1\n{}",
+            common::inside_section()
         )
     });
     let connect = || {

@@ -1257,7 +1257,10 @@ impl B2bua {
             self.reply(now, tx, req, 500, None);
             return;
         };
-        let secs = u32::try_from(ua_expires.as_secs()).unwrap_or(u32::MAX);
+        // Whole seconds, rounded up: the binding was stamped a moment before the registrar behind
+        // the SBC answered.
+        let whole = ua_expires.as_secs() + u64::from(ua_expires.subsec_nanos() > 0);
+        let secs = u32::try_from(whole).unwrap_or(u32::MAX);
         let contact = format!("<{}>;expires={secs}", b.contact_uri);
         let mut out = Vec::new();
         let mut w = build::response(req, 200, "OK", None, &mut out);

@@ -47,6 +47,18 @@ pub(crate) fn free_port() -> u16 {
     panic!("no free port");
 }
 
+/// An `[inside]` section on an address of its own (127.30.x.y, from the port-free counter and the
+/// PID), so tests running at once never share the inside ports.
+pub(crate) fn inside_section() -> String {
+    static N: AtomicU32 = AtomicU32::new(1);
+    let n = N.fetch_add(1, Ordering::Relaxed) + (std::process::id() % 200) * 256;
+    format!(
+        "[inside]\naddress = \"127.30.{}.{}\"\n",
+        (n / 250) % 250 + 1,
+        n % 250 + 1
+    )
+}
+
 /// The running binary; killed (by its PID) when dropped.
 pub(crate) struct Sbc {
     child: Child,
@@ -64,8 +76,14 @@ impl Sbc {
     ) -> Self {
         let dir = TempDir::new(name);
         let port = free_port();
+        let text = config(port, dir.path());
+        Self::start_in(dir, driver, port, &text)
+    }
+
+    /// Start with the config `text` in `dir`; `port` is the SIP port it listens on (for [`Self::addr`]).
+    pub(crate) fn start_in(dir: TempDir, driver: &str, port: u16, text: &str) -> Self {
         let cfg_path = dir.path().join("sbc.toml");
-        std::fs::write(&cfg_path, config(port, dir.path())).unwrap();
+        std::fs::write(&cfg_path, text).unwrap();
         let log = dir.path().join("sbc.log");
         let child = Command::new(env!("CARGO_BIN_EXE_sbc"))
             .arg("--config")
@@ -102,7 +120,8 @@ impl Sbc {
     pub(crate) fn udp_tcp(name: &str, driver: &str) -> Self {
         Self::start(name, driver, |port, _| {
             format!(
-                "workers = 2\n[sip]\nudp = [\"127.0.0.1:{port}\"]\ntcp = [\"127.0.0.1:{port}\"]\n"
+                "workers = 2\n[sip]\nudp = [\"127.0.0.1:{port}\"]\ntcp = [\"127.0.0.1:{port}\"]\n{}",
+                inside_section()
             )
         })
     }

@@ -1,0 +1,576 @@
+//! The B2BUA end to end: the real `sbc` binary between `sipp` instances, each test on its own
+//! loopback addresses (127.21.<n>.x) so tests run in parallel without sharing a port:
+//!
+//! | host | who |
+//! |---|---|
+//! | `.1:5060` | the SBC, outside (UDP and TCP) |
+//! | `.11:5080` | the SBC, inside (shared port; workers on 5081, 5082) |
+//! | `.2:5090` | the PBX (sipp UAS, or the registrar) |
+//! | `.3:5070` | the caller outside (sipp UAC) |
+//! | `.4:5070` | the PBX placing a call (sipp UAC) |
+//! | `.5:5070` | the phone behind NAT (sipp UAC, registers a 192.168.1.50 Contact) |
+//!
+//! Every test checks that both sipp ends succeeded and that the SBC ended with no call left.
+
+mod common;
+
+use std::io::Read;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{Sbc, TempDir};
+use sbc_sip::Message;
+
+fn ip(n: u8, host: u8) -> String {
+    format!("127.21.{n}.{host}")
+}
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scenarios/b2bua")
+        .join(name)
+}
+
+/// The SBC of test `n`: every call from the outside goes to the PBX group, which is `pbx_targets`
+/// (TOML inline tables) probed as `probe` says.
+fn start_sbc(n: u8, name: &str, driver: &str, pbx_targets: &str, probe: &str) -> Sbc {
+    let outside = ip(n, 1);
+    let text = format!(
+        "workers = 2\n\
+         [sip]\nudp = [\"{outside}:5060\"]\ntcp = [\"{outside}:5060\"]\n\
+         [inside]\naddress = \"{}\"\nport = 5080\ntargets = [\"pbx\"]\n\
+         [[target_group]]\nname = \"pbx\"\ntargets = [{pbx_targets}]\n{probe}\n\
+         [[route]]\nname = \"to-pbx\"\nfrom = \"outside\"\nprefix = \"\"\ntarget_group = \"pbx\"\n",
+        ip(n, 11)
+    );
+    Sbc::start_in(TempDir::new(name), driver, 5060, &text)
+}
+
+fn one_pbx(n: u8) -> String {
+    format!("{{ address = \"{}:5090\", transport = \"udp\" }}", ip(n, 2))
+}
+
+const NO_PROBES: &str = "options_interval_secs = 0";
+
+/// A sipp run for one call, bounded by `timeout`, logging into `dir`.
+fn sipp(dir: &Path, scen: &str, local: (&str, u16), remote: Option<&str>, extra: &[&str]) -> Child {
+    let mut args = vec!["-m", "1", "-timeout", "35s", "-timeout_error"];
+    args.extend_from_slice(extra);
+    sipp_with(dir, scen, local, remote, &args)
+}
+
+/// A sipp run with the caller's limits (`-m`, `-timeout`), killed after 45 s at the latest.
+fn sipp_with(
+    dir: &Path,
+    scen: &str,
+    local: (&str, u16),
+    remote: Option<&str>,
+    extra: &[&str],
+) -> Child {
+    let port = local.1.to_string();
+    let mut cmd = Command::new("timeout");
+    cmd.args(["45", "sipp", "-sf"])
+        .arg(scenario(scen))
+        .args(["-i", local.0, "-p", &port, "-nostdin"])
+        .args(["-trace_err", "-trace_msg", "-trace_logs"]);
+    if let Some(r) = remote {
+        cmd.arg(r);
+    }
+    cmd.args(extra)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("sipp: {e}"))
+}
+
+fn finish(mut child: Child) -> (ExitStatus, String) {
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    (status, err)
+}
+
+/// Everything sipp logged in `dir` whose file name starts with `prefix`.
+fn logs(dir: &Path, prefix: &str) -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(prefix) && name.ends_with(".log") {
+            out.push_str(&format!("==== {name}\n"));
+            out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+    out
+}
+
+/// Stop the SBC and check that no call or transaction-bound state was left behind.
+fn stop_clean(sbc: Sbc) -> String {
+    let log = sbc.stop();
+    assert!(
+        log.contains("live_calls: 0,"),
+        "calls left in the SBC:\n{log}"
+    );
+    log
+}
+
+/// Run one UAC/UAS pair through the SBC of test `n` and assert both succeeded.
+fn call_pair(n: u8, name: &str, driver: &str, uas: &str, uac: &str, uac_extra: &[&str]) {
+    let sbc = start_sbc(n, name, driver, &one_pbx(n), NO_PROBES);
+    let dir = sbc.dir.path().to_owned();
+    let callee = sipp(&dir, uas, (&ip(n, 2), 5090), None, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let target = format!("{}:5060", ip(n, 1));
+    let mut args = vec!["-s", "1000"];
+    args.extend_from_slice(uac_extra);
+    let caller = sipp(&dir, uac, (&ip(n, 3), 5070), Some(&target), &args);
+    let (uac_status, uac_err) = finish(caller);
+    let (uas_status, uas_err) = finish(callee);
+    let sipp_logs = logs(&dir, "u");
+    let log = stop_clean(sbc);
+    assert!(
+        uac_status.success() && uas_status.success(),
+        "{uac}: {uac_status} {uac_err}\n{uas}: {uas_status} {uas_err}\n{sipp_logs}\n{log}"
+    );
+}
+
+#[test]
+fn basic_call_bye_from_caller() {
+    call_pair(
+        1,
+        "basic",
+        "auto",
+        "uas_basic.xml",
+        "uac_basic.xml",
+        &["-d", "300"],
+    );
+}
+
+#[test]
+fn basic_call_on_the_epoll_driver() {
+    call_pair(
+        2,
+        "basic-epoll",
+        "epoll",
+        "uas_basic.xml",
+        "uac_basic.xml",
+        &["-d", "300"],
+    );
+}
+
+#[test]
+fn callee_hangs_up() {
+    call_pair(3, "bye-b", "auto", "uas_bye.xml", "uac_wait_bye.xml", &[]);
+}
+
+#[test]
+fn cancel_before_answer_gives_487() {
+    call_pair(
+        4,
+        "cancel",
+        "auto",
+        "uas_ring_forever.xml",
+        "uac_cancel.xml",
+        &[],
+    );
+}
+
+#[test]
+fn busy_486_from_the_pbx_is_relayed() {
+    call_pair(5, "busy", "auto", "uas_486.xml", "uac_expect_486.xml", &[]);
+}
+
+#[test]
+fn reinvite_is_relayed() {
+    call_pair(
+        6,
+        "reinvite",
+        "auto",
+        "uas_reinvite.xml",
+        "uac_reinvite.xml",
+        &["-d", "200"],
+    );
+}
+
+#[test]
+fn update_is_relayed() {
+    call_pair(
+        7,
+        "update",
+        "auto",
+        "uas_update.xml",
+        "uac_update.xml",
+        &["-d", "200"],
+    );
+}
+
+#[test]
+fn prack_with_reliable_183_is_relayed() {
+    call_pair(
+        8,
+        "prack",
+        "auto",
+        "uas_prack.xml",
+        "uac_prack.xml",
+        &["-d", "200"],
+    );
+}
+
+#[test]
+fn refer_and_notify_pass_through() {
+    call_pair(
+        9,
+        "refer",
+        "auto",
+        "uas_refer.xml",
+        "uac_refer.xml",
+        &["-d", "200"],
+    );
+}
+
+#[test]
+fn caller_over_tcp_callee_hangs_up() {
+    // Leg A on TCP: the SBC's BYE must go out on the caller's connection.
+    call_pair(
+        10,
+        "tcp-bye-b",
+        "auto",
+        "uas_bye.xml",
+        "uac_wait_bye.xml",
+        &["-t", "t1"],
+    );
+}
+
+/// A phone behind NAT registers through the SBC (private Contact, sent from loopback); the PBX's
+/// registrar sees only the SBC's Contact; the PBX then calls that Contact and the call reaches the
+/// phone at the address its REGISTER came from.
+#[test]
+fn nated_phone_registers_and_is_called_back() {
+    let n = 11;
+    let sbc = start_sbc(n, "register", "auto", &one_pbx(n), NO_PROBES);
+    let dir = sbc.dir.path().to_owned();
+    let registrar = sipp(&dir, "reg_registrar.xml", (&ip(n, 2), 5090), None, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let sbc_out = format!("{}:5060", ip(n, 1));
+    let phone = sipp(
+        &dir,
+        "reg_then_answer.xml",
+        (&ip(n, 5), 5070),
+        Some(&sbc_out),
+        &[
+            "-oocsf",
+            scenario("reg_then_answer_ooc.xml").to_str().unwrap(),
+        ],
+    );
+    let (reg_status, reg_err) = finish(registrar);
+    let reg_logs = logs(&dir, "reg_registrar");
+    assert!(
+        reg_status.success(),
+        "registrar: {reg_status} {reg_err}\n{reg_logs}"
+    );
+    // What the registrar behind the SBC saw: the SBC's Contact on its inside address, nothing of
+    // the phone's.
+    let contact = reg_logs
+        .lines()
+        .find_map(|l| l.strip_prefix("registrar got Contact: "))
+        .unwrap_or_else(|| panic!("no Contact logged:\n{reg_logs}"))
+        .trim()
+        .to_owned();
+    let inside = ip(n, 11);
+    assert!(contact.contains(&format!("@{inside}:508")), "{contact}");
+    assert!(!reg_logs.contains("192.168.1.50"), "{reg_logs}");
+    assert!(!reg_logs.contains(&ip(n, 5)), "{reg_logs}");
+    // <sip:TOKEN@inside:port>
+    let uri = contact.trim_start_matches('<').split('>').next().unwrap();
+    let (user, hostport) = uri.trim_start_matches("sip:").split_once('@').unwrap();
+    let pbx = sipp(
+        &dir,
+        "pbx_call_out.xml",
+        (&ip(n, 4), 5070),
+        Some(hostport),
+        &["-s", user, "-d", "300"],
+    );
+    let (pbx_status, pbx_err) = finish(pbx);
+    let (phone_status, phone_err) = finish(phone);
+    let all = logs(&dir, "");
+    let phone_log = logs(&dir, "reg_then_answer");
+    let log = stop_clean(sbc);
+    assert!(
+        pbx_status.success() && phone_status.success(),
+        "pbx: {pbx_status} {pbx_err}\nphone: {phone_status} {phone_err}\n{all}\n{log}"
+    );
+    // The phone is behind NAT: it was granted the short expiry, not the PBX's 3600 s.
+    assert!(phone_log.contains("Expires: 60"), "{phone_log}");
+    // The call reached it at its Contact URI (Request-URI), sent to its real source.
+    assert!(
+        phone_log.contains("INVITE sip:alice@192.168.1.50:5062 SIP/2.0"),
+        "{phone_log}"
+    );
+}
+
+/// A PBX that answers OPTIONS (and INVITE with 486) until told to go silent.
+struct DyingPbx {
+    answering: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    invites: Arc<std::sync::atomic::AtomicU32>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DyingPbx {
+    fn start(addr: &str) -> Self {
+        let sock = UdpSocket::bind(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let answering = Arc::new(AtomicBool::new(true));
+        let stop = Arc::new(AtomicBool::new(false));
+        let invites = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let (a, s, i) = (answering.clone(), stop.clone(), invites.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while !s.load(Ordering::Relaxed) {
+                let Ok((len, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                if !a.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let Ok(msg) = Message::parse(Bytes::copy_from_slice(&buf[..len])) else {
+                    continue;
+                };
+                let code = match msg.method().map(|m| m.as_str()) {
+                    Some("OPTIONS") => 200,
+                    Some("INVITE") => {
+                        i.fetch_add(1, Ordering::Relaxed);
+                        486
+                    }
+                    _ => continue,
+                };
+                let mut out = Vec::new();
+                sbc_sip::build::response(&msg, code, "X", Some("dying1"), &mut out)
+                    .finish(None, b"");
+                let _ = sock.send_to(&out, from);
+            }
+        });
+        Self {
+            answering,
+            stop,
+            invites,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for DyingPbx {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Two PBXs in one group: the preferred one takes calls while it answers OPTIONS; once it goes
+/// silent, new calls go to the second.
+#[test]
+fn failover_when_the_first_pbx_stops_answering_options() {
+    let n = 12;
+    let first = format!("{}:5090", ip(n, 2));
+    let second = format!("{}:5090", ip(n, 6));
+    let dying = DyingPbx::start(&first);
+    let targets = format!(
+        "{{ address = \"{first}\", priority = 0 }}, {{ address = \"{second}\", priority = 1 }}"
+    );
+    let probe = "options_interval_secs = 1\noptions_timeout_secs = 1\ndown_after = 2\nup_after = 2";
+    let sbc = start_sbc(n, "failover", "auto", &targets, probe);
+    let dir = sbc.dir.path().to_owned();
+    let sbc_out = format!("{}:5060", ip(n, 1));
+    // The second PBX answers the probes by itself (-aa) and takes the call. sipp counts each
+    // probe as a call, so it runs without -m and is stopped at the end; the caller's success
+    // shows that it answered.
+    let backup = sipp_with(&dir, "uas_basic.xml", (&ip(n, 6), 5090), None, &["-aa"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    // While the first answers, it gets the call (and says busy).
+    let caller = sipp(
+        &dir,
+        "uac_expect_486.xml",
+        (&ip(n, 3), 5070),
+        Some(&sbc_out),
+        &["-s", "1000"],
+    );
+    let (st, err) = finish(caller);
+    assert!(st.success(), "first call: {st} {err}\n{}", logs(&dir, ""));
+    assert_eq!(dying.invites.load(Ordering::Relaxed), 1);
+    // It stops answering; after two failed probes (1 s apart, 1 s timeout) it is down everywhere.
+    dying.answering.store(false, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(4500));
+    let caller = sipp(
+        &dir,
+        "uac_basic.xml",
+        (&ip(n, 3), 5071),
+        Some(&sbc_out),
+        &["-s", "1000", "-d", "200"],
+    );
+    let (st, err) = finish(caller);
+    // SAFETY: signalling our own child (the `timeout` wrapper, which passes it on to sipp).
+    unsafe { libc::kill(backup.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = finish(backup);
+    let all = logs(&dir, "");
+    let log = stop_clean(sbc);
+    assert!(st.success(), "second call: {st} {err}\n{all}\n{log}");
+    assert!(all.contains("uas_basic"), "{all}");
+    assert_eq!(dying.invites.load(Ordering::Relaxed), 1, "{log}");
+}
+
+/// The SIP headers of the UDP payloads in a pcap, read back by tshark, one message per entry.
+fn captured_heads(pcap: &Path) -> Vec<String> {
+    let out = Command::new("tshark")
+        .args(["-r"])
+        .arg(pcap)
+        .args(["-T", "fields", "-e", "udp.payload"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|hex| {
+            let bytes: Vec<u8> = (0..hex.len() / 2)
+                .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+                .collect();
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            // Headers only: SDP passes through unchanged until the media plane anchors it.
+            text.split("\r\n\r\n").next().unwrap_or_default().to_owned()
+        })
+        .collect()
+}
+
+struct Capture {
+    child: Child,
+    file: PathBuf,
+}
+
+impl Capture {
+    fn start(dir: &Path, name: &str, filter: &str) -> Self {
+        let file = dir.join(format!("{name}.pcap"));
+        let mut child = Command::new("tshark")
+            .args(["-i", "lo", "-f", filter, "-w"])
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tshark");
+        // Wait for "Capturing on 'Loopback'".
+        let mut err = child.stderr.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = String::new();
+        let mut buf = [0u8; 256];
+        while !seen.contains("Capturing on") {
+            assert!(Instant::now() < deadline, "tshark did not start: {seen}");
+            match err.read(&mut buf) {
+                Ok(0) => panic!("tshark exited: {seen}"),
+                Ok(k) => seen.push_str(&String::from_utf8_lossy(&buf[..k])),
+                Err(_) => break,
+            }
+        }
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut err, &mut std::io::sink());
+        });
+        Self { child, file }
+    }
+
+    fn stop(mut self) -> Vec<String> {
+        std::thread::sleep(Duration::from_millis(500));
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        let _ = self.child.wait();
+        captured_heads(&self.file)
+    }
+}
+
+/// A call, captured on both legs with tshark: no address, port or identifier of the inside appears
+/// in any message on the outside leg, and none of the outside on the inside leg.
+#[test]
+fn topology_is_hidden_in_both_directions() {
+    let n = 13;
+    let sbc = start_sbc(n, "leaks", "auto", &one_pbx(n), NO_PROBES);
+    let dir = sbc.dir.path().to_owned();
+    let outside_leg = Capture::start(&dir, "outside", &format!("udp and host {}", ip(n, 3)));
+    let inside_leg = Capture::start(&dir, "inside", &format!("udp and host {}", ip(n, 2)));
+    let callee = sipp(&dir, "uas_bye.xml", (&ip(n, 2), 5090), None, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let caller = sipp(
+        &dir,
+        "uac_wait_bye.xml",
+        (&ip(n, 3), 5070),
+        Some(&format!("{}:5060", ip(n, 1))),
+        &["-s", "1000"],
+    );
+    let (cs, ce) = finish(caller);
+    let (us, ue) = finish(callee);
+    let out_msgs = outside_leg.stop();
+    let in_msgs = inside_leg.stop();
+    let log = stop_clean(sbc);
+    assert!(cs.success() && us.success(), "{cs} {ce}\n{us} {ue}\n{log}");
+    assert!(out_msgs.len() >= 7, "outside leg: {out_msgs:#?}");
+    assert!(in_msgs.len() >= 7, "inside leg: {in_msgs:#?}");
+
+    // The identifiers each leg's own peer made: sipp writes Call-ID <n>-<pid>@<ip> and tags
+    // <pid>SIPpTag0<0 caller|1 callee><call>.
+    let call_id_of = |msgs: &[String], host: &str| -> String {
+        msgs.iter()
+            .flat_map(|m| m.lines())
+            .filter_map(|l| l.strip_prefix("Call-ID: "))
+            .find(|c| c.ends_with(host))
+            .unwrap_or_else(|| panic!("no Call-ID of {host}: {msgs:#?}"))
+            .to_owned()
+    };
+    let inside_call_id = in_msgs
+        .iter()
+        .flat_map(|m| m.lines())
+        .filter_map(|l| l.strip_prefix("Call-ID: "))
+        .next()
+        .unwrap()
+        .to_owned();
+    let outside_call_id = call_id_of(&out_msgs, &ip(n, 3));
+    let inside_markers = [
+        ip(n, 11),
+        ip(n, 2),
+        ":5090".to_owned(),
+        ":5081".to_owned(),
+        ":5082".to_owned(),
+        "SIPpTag01".to_owned(),
+        inside_call_id,
+    ];
+    let outside_markers = [
+        ip(n, 3),
+        ":5070".to_owned(),
+        "SIPpTag00".to_owned(),
+        outside_call_id,
+    ];
+    // The markers are real: each one appears on its own leg.
+    let joined_in = in_msgs.join("\n");
+    let joined_out = out_msgs.join("\n");
+    for k in &inside_markers[..2] {
+        assert!(joined_in.contains(k.as_str()), "{k} not on the inside leg");
+    }
+    assert!(joined_in.contains("SIPpTag01") && joined_out.contains("SIPpTag00"));
+    assert!(joined_out.contains(&ip(n, 3)));
+    for m in &out_msgs {
+        for k in &inside_markers {
+            assert!(!m.contains(k.as_str()), "inside {k:?} leaked outside:\n{m}");
+        }
+    }
+    for m in &in_msgs {
+        for k in &outside_markers {
+            assert!(!m.contains(k.as_str()), "outside {k:?} leaked inside:\n{m}");
+        }
+    }
+}
