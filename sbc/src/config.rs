@@ -699,6 +699,10 @@ pub(crate) struct Limits {
     pub(crate) no_ack_timeout_secs: u64,
     /// New calls per second (whole SBC); 0 is unlimited.
     pub(crate) max_cps: u32,
+    /// Live SIP transactions per worker; beyond it new requests get 503.
+    pub(crate) max_transactions: usize,
+    /// Seconds a finished transaction absorbs retransmissions (Timers J, L, M over UDP).
+    pub(crate) transaction_linger_secs: u64,
 }
 
 impl Default for Limits {
@@ -709,6 +713,8 @@ impl Default for Limits {
             ringing_timeout_secs: 180,
             no_ack_timeout_secs: 32,
             max_cps: 0,
+            max_transactions: 262_144,
+            transaction_linger_secs: 5,
         }
     }
 }
@@ -1100,10 +1106,17 @@ impl Config {
         if l.max_dialogs == 0 || l.max_dialogs > 10_000_000 {
             return Err("limits.max_dialogs: must be in 1..=10000000".into());
         }
+        if l.max_transactions < 16 || l.max_transactions > 10_000_000 {
+            return Err("limits.max_transactions: must be in 16..=10000000".into());
+        }
+        if l.transaction_linger_secs > 32 {
+            return Err("limits.transaction_linger_secs: at most 32 (64*T1, the RFC value)".into());
+        }
         for (key, v) in [
             ("max_call_duration_secs", l.max_call_duration_secs),
             ("ringing_timeout_secs", l.ringing_timeout_secs),
             ("no_ack_timeout_secs", l.no_ack_timeout_secs),
+            ("transaction_linger_secs", l.transaction_linger_secs),
         ] {
             if v == 0 {
                 return Err(format!("limits.{key}: must be at least 1"));

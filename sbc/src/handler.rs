@@ -37,6 +37,7 @@ pub(crate) struct Counters {
     pub(crate) parse_errors_answered: u64,
     pub(crate) parse_errors_dropped: u64,
     pub(crate) options_answered: u64,
+    pub(crate) cps_refused: u64,
     pub(crate) to_b2bua: u64,
     pub(crate) flow_unknown: u64,
     pub(crate) calls_started: u64,
@@ -68,6 +69,7 @@ impl Counters {
             parse_errors_answered,
             parse_errors_dropped,
             options_answered,
+            cps_refused,
             to_b2bua,
             flow_unknown,
             calls_started,
@@ -91,11 +93,42 @@ pub(crate) struct Handler {
     pub(crate) signalling: Signalling,
     /// What the B2BUA sends, with its flow; drained by the driver.
     pub(crate) outbox: Vec<Transmit>,
+    /// This worker's share of `limits.max_cps`, if limited.
+    cps: Option<TokenBucket>,
+}
+
+/// New calls per second of one worker: a bucket of one second's worth of tokens.
+struct TokenBucket {
+    rate: f64,
+    tokens: f64,
+    at: Option<Instant>,
+}
+
+impl TokenBucket {
+    fn take(&mut self, now: Instant) -> bool {
+        if let Some(at) = self.at {
+            let refill = now.saturating_duration_since(at).as_secs_f64() * self.rate;
+            self.tokens = (self.tokens + refill).min(self.rate.max(1.0));
+        }
+        self.at = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl Handler {
-    pub(crate) fn new(worker: u16, signalling: Signalling) -> Self {
+    /// `cps`: this worker's share of the new-call rate limit (0: none).
+    pub(crate) fn new(worker: u16, signalling: Signalling, cps: f64) -> Self {
         Self {
+            cps: (cps > 0.0).then_some(TokenBucket {
+                rate: cps,
+                tokens: cps.max(1.0),
+                at: None,
+            }),
             worker,
             tag_seq: 0,
             tag: String::with_capacity(24),
@@ -168,6 +201,17 @@ impl Handler {
                     .header("Server", "sbc");
                 w.finish(None, b"");
                 self.counters.options_answered += 1;
+                true
+            }
+            // Over the new-call rate: refused before any state is made (RFC 3261 §21.5.4).
+            Some(Method::Invite)
+                if msg.to().tag().is_none() && self.cps.as_mut().is_some_and(|b| !b.take(now)) =>
+            {
+                self.next_tag();
+                let mut w = build::response(&msg, 503, "Service Unavailable", Some(&self.tag), out);
+                w.header("Retry-After", "1").header("Server", "sbc");
+                w.finish(None, b"");
+                self.counters.cps_refused += 1;
                 true
             }
             _ => {
@@ -254,7 +298,7 @@ mod tests {
         #[allow(clippy::disallowed_methods)]
         let now = Instant::now();
         let sig = Signalling::new(&b2bua, &cfg.limits, &place, [9; 32], now);
-        Handler::new(worker, sig)
+        Handler::new(worker, sig, 0.0)
     }
 
     fn origin() -> Origin {
@@ -340,6 +384,50 @@ From: <sip:b@h>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\
         assert!(h.outbox.is_empty(), "{:?}", h.outbox);
         assert_eq!(h.counters.parse_errors_dropped, 1);
         assert_eq!(h.counters.to_b2bua, 2);
+    }
+
+    #[test]
+    fn new_calls_over_the_rate_get_503() {
+        let cfg = crate::config::Config::embedded_default();
+        let b2bua = cfg.b2bua().unwrap();
+        let place = crate::signalling::Place {
+            worker: 0,
+            outside: "127.0.0.1:5060".parse().unwrap(),
+            inside: "127.0.0.1:5081".parse().unwrap(),
+            outside_flow: Flow(0),
+            inside_flow: Flow(2),
+        };
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        let sig = Signalling::new(&b2bua, &cfg.limits, &place, [9; 32], now);
+        let mut h = Handler::new(0, sig, 2.0);
+        let invite = |n: u32| {
+            Bytes::from(
+                String::from_utf8(options(&format!("CSeq: {n} INVITE\r\n")).to_vec())
+                    .unwrap()
+                    .replacen("OPTIONS", "INVITE", 1)
+                    .replace("branch=z9hG4bK1", &format!("branch=z9hG4bKc{n}")),
+            )
+        };
+        let mut refused = 0;
+        for n in 0..5 {
+            let mut out = Vec::new();
+            if h.handle(invite(n), origin(), now, &mut out) {
+                assert!(text(&out).starts_with("SIP/2.0 503 "), "{}", text(&out));
+                assert!(text(&out).contains("Retry-After: 1"));
+                refused += 1;
+            }
+        }
+        // Two tokens (one second's worth), then refusals; a second later two more are allowed.
+        assert_eq!(refused, 3);
+        assert_eq!(h.counters.cps_refused, 3);
+        let later = now + std::time::Duration::from_secs(1);
+        let mut out = Vec::new();
+        assert!(
+            !h.handle(invite(9), origin(), later, &mut out),
+            "{}",
+            text(&out)
+        );
     }
 
     #[test]

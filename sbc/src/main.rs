@@ -30,6 +30,22 @@ use crate::worker::{Driver, Worker};
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
+extern "C" {
+    /// mimalloc's option setter (linked in by the `mimalloc` crate).
+    fn mi_option_set(option: libc::c_int, value: libc::c_long);
+}
+
+/// `mi_option_purge_delay` in mimalloc's option enumeration.
+const MI_OPTION_PURGE_DELAY: libc::c_int = 15;
+
+/// Keep freed memory instead of returning it to the OS after 10 ms (mimalloc's default): a worker's
+/// memory swings with its calls and transactions, and every page handed back is faulted in and
+/// zeroed again (2 MiB at a time with transparent huge pages). docs/decisions.md has the figures.
+fn tune_allocator() {
+    // SAFETY: sets a process-wide allocator option before any worker thread exists.
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
+
 struct Args {
     config: Option<PathBuf>,
     check_config: Option<PathBuf>,
@@ -72,6 +88,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
+    tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -206,6 +223,7 @@ fn run(cfg: &Config) -> Result<(), String> {
             tls_config.clone(),
             &cfg.transport,
             sig,
+            f64::from(cfg.limits.max_cps) / n as f64,
             stop.clone(),
         )
         .map_err(|e| format!("worker {id}: {e}"))?;
@@ -221,17 +239,21 @@ fn run(cfg: &Config) -> Result<(), String> {
         "sbc listening"
     );
     sys::block_stop_signals();
-    let pin = n <= config::cores();
+    // Worker i runs on the i-th CPU the process is allowed (so `taskset -c 1 sbc` keeps it on 1),
+    // pinned when there is one CPU per worker.
+    let cpus = sys::allowed_cpus();
+    let pin = !cpus.is_empty() && n <= cpus.len();
     let handles: Vec<_> = workers
         .into_iter()
         .enumerate()
         .map(|(i, w)| {
+            let cpu = cpus.get(i).copied();
             std::thread::Builder::new()
                 .name(format!("sbc-worker-{i}"))
                 .spawn(move || {
-                    if pin {
-                        if let Err(e) = sys::pin_to_core(i) {
-                            tracing::warn!(worker = i, "cannot pin to core {i}: {e}");
+                    if let (true, Some(cpu)) = (pin, cpu) {
+                        if let Err(e) = sys::pin_to_core(cpu) {
+                            tracing::warn!(worker = i, "cannot pin to CPU {cpu}: {e}");
                         }
                     }
                     w.run(driver)

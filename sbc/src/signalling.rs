@@ -158,6 +158,8 @@ impl Signalling {
         c.ringing_timeout = Duration::from_secs(limits.ringing_timeout_secs);
         c.no_ack_timeout = Duration::from_secs(limits.no_ack_timeout_secs);
         c.topology = cfg.topology.clone();
+        c.transactions.max_transactions = limits.max_transactions;
+        c.transactions.linger = Duration::from_secs(limits.transaction_linger_secs);
         c.registrar = cfg.registrar.clone();
         c.outside_flow = place.outside_flow;
         c.seed = u64::from_le_bytes([

@@ -113,6 +113,20 @@ pub(crate) fn sockaddr_to_storage(addr: SocketAddr, storage: &mut libc::sockaddr
 }
 
 /// Pin the calling thread to one core.
+/// The CPUs this process may run on (its affinity mask, e.g. as set by `taskset`), in order.
+pub(crate) fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
 pub(crate) fn pin_to_core(core: usize) -> io::Result<()> {
     // SAFETY: cpu_set_t is plain data; CPU_SET writes within it.
     unsafe {

@@ -58,6 +58,7 @@ impl Worker {
         tls_config: Option<Arc<rustls::ServerConfig>>,
         transport: &crate::config::Transport,
         signalling: Signalling,
+        cps: f64,
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<Self> {
         let limits = sbc_sip::framing::Limits {
@@ -76,7 +77,7 @@ impl Worker {
         streams.register(&epoll)?;
         Ok(Self {
             id,
-            handler: Handler::new(id, signalling),
+            handler: Handler::new(id, signalling, cps),
             udp,
             outside_udp,
             streams,

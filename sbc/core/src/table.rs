@@ -24,6 +24,9 @@ use std::time::Instant;
 /// Stale heap records tolerated before a rebuild, for tables with few live entries.
 const STALE_FLOOR: usize = 16;
 
+/// Slots reserved at creation; beyond this the map grows on demand up to the capacity.
+const INITIAL_SLOTS: usize = 1024;
+
 /// The table is at capacity and nothing in it is due: refuse the new entry (a SIP request gets a
 /// 503). A live entry is never evicted to make room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,7 +100,9 @@ impl<K: Hash + Eq + Clone, V> BoundedTable<K, V> {
     /// An empty table holding at most `capacity` entries (the map is allocated up front).
     pub fn new(capacity: usize) -> Self {
         Self {
-            map: HashMap::with_capacity(capacity),
+            // The map grows with use: reserving the whole capacity up front would make every
+            // first insert into a fresh page fault it in (the values are large and spread by hash).
+            map: HashMap::with_capacity(capacity.min(INITIAL_SLOTS)),
             heap: BinaryHeap::new(),
             capacity,
             next_generation: 0,

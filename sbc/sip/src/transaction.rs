@@ -45,6 +45,12 @@ pub struct TransactionConfig {
     /// Maximum live transactions, client and server together (default 65 536). Each costs about one
     /// request plus one response of memory.
     pub max_transactions: usize,
+    /// How long a finished transaction stays to absorb retransmissions over unreliable transports:
+    /// Timers J, L and M (default 64*T1 = 32 s, as RFC 3261 and RFC 6026 say). A proxy or SBC under
+    /// load often shortens it (Kamailio's `wt_timer` is 5 s): a late retransmission then meets a
+    /// fresh transaction or a 481 instead of being absorbed, and memory holds a few seconds of
+    /// calls instead of 32.
+    pub linger: Duration,
 }
 
 impl Default for TransactionConfig {
@@ -56,6 +62,7 @@ impl Default for TransactionConfig {
             timer_d: Duration::from_secs(32),
             trying_delay: Duration::from_millis(200),
             max_transactions: 65_536,
+            linger: Duration::from_secs(32),
         }
     }
 }
@@ -584,7 +591,7 @@ impl Transactions {
                 t.timers.set(Timer::Trying, None);
                 if (200..300).contains(&code) {
                     t.state = TxState::Accepted;
-                    self.arm(id, Timer::TimerL, now + 64 * config.t1);
+                    self.arm(id, Timer::TimerL, now + config.linger);
                 } else if code >= 300 {
                     t.state = TxState::Completed;
                     t.interval = config.t1;
@@ -608,7 +615,7 @@ impl Transactions {
                         bytes,
                         flow,
                     });
-                    self.linger_or_terminate(id, reliable, Timer::TimerJ, now + 64 * config.t1);
+                    self.linger_or_terminate(id, reliable, Timer::TimerJ, now + config.linger);
                     return Ok(());
                 }
             }
@@ -685,7 +692,7 @@ impl Transactions {
                         tx: txid,
                         response: msg,
                     });
-                    self.arm(id, Timer::TimerM, now + 64 * config.t1);
+                    self.arm(id, Timer::TimerM, now + config.linger);
                 }
                 TxState::Calling | TxState::Proceeding => {
                     t.state = TxState::Completed;
