@@ -729,6 +729,9 @@ pub(crate) struct Topology {
     pub(crate) keep_headers: Vec<String>,
     /// Headers never copied in either direction.
     pub(crate) strip_headers: Vec<String>,
+    /// Pass the user agents' Authorization/Proxy-Authorization to the inside (the PBX
+    /// authenticates its users through the SBC).
+    pub(crate) forward_credentials: bool,
 }
 
 impl Default for Topology {
@@ -737,6 +740,7 @@ impl Default for Topology {
             user_agent: "sbc".into(),
             keep_headers: Vec::new(),
             strip_headers: Vec::new(),
+            forward_credentials: true,
         }
     }
 }
@@ -759,6 +763,7 @@ impl Topology {
         for dir in [&mut p.toward_inside, &mut p.toward_outside] {
             apply_lists(dir, self, product.clone());
         }
+        p.toward_inside.forward_credentials = self.forward_credentials;
         p
     }
 
@@ -1517,6 +1522,18 @@ enabled = true
 
     fn err(text: &str) -> String {
         Config::from_toml_with(text, "t.toml", EPHEMERAL).unwrap_err()
+    }
+
+    #[test]
+    fn example_pbx_config_is_valid() {
+        let text = include_str!("../config/example-pbx.toml");
+        let c = Config::from_toml_with(text, "example-pbx.toml", EPHEMERAL).unwrap();
+        let b = c.b2bua().unwrap();
+        assert_eq!(b.groups.len(), 1);
+        assert_eq!(b.routes.len(), 1);
+        assert_eq!(c.limits.max_cps, 50);
+        assert!(b.topology.toward_inside.forward_credentials);
+        assert!(!b.topology.toward_outside.forward_credentials);
     }
 
     #[test]
