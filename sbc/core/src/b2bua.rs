@@ -404,7 +404,8 @@ pub struct B2bua {
     config: B2buaConfig,
     txs: Transactions,
     ids: IdGen,
-    calls: BoundedTable<u64, Call>,
+    /// Boxed: the table moves only pointers when it grows (a call is ~1.7 KB).
+    calls: BoundedTable<u64, Box<Call>>,
     /// Caller legs by the SBC's To tag (an id of this worker, unique).
     a_index: HashMap<String, u64>,
     /// Callee legs by the SBC's Call-ID.
@@ -895,7 +896,7 @@ impl B2bua {
         };
         if self
             .calls
-            .insert(key, call, now + self.config.ringing_timeout)
+            .insert(key, Box::new(call), now + self.config.ringing_timeout)
             .is_err()
         {
             // Checked above; the leg-B INVITE is left to time out on its own.
@@ -1831,7 +1832,7 @@ impl B2bua {
     }
 
     /// A call's deadline passed: tear down its live legs and forget it.
-    fn teardown(&mut self, now: Instant, key: u64, call: Call, reason: EndReason) {
+    fn teardown(&mut self, now: Instant, key: u64, call: Box<Call>, reason: EndReason) {
         // Put it back briefly so the helpers can reach it; the table had room for it a moment ago.
         let state = call.state;
         let (a_key, b_key, server) = (call.a_tag.clone(), call.b.call_id.clone(), call.invite_a);
@@ -1881,7 +1882,7 @@ impl B2bua {
         self.forget(key, call, reason);
     }
 
-    fn forget(&mut self, key: u64, call: Option<Call>, reason: EndReason) {
+    fn forget(&mut self, key: u64, call: Option<Box<Call>>, reason: EndReason) {
         let Some(call) = call else {
             return;
         };

@@ -349,7 +349,9 @@ const MAGIC_COOKIE: &str = "z9hG4bK";
 #[derive(Debug)]
 pub struct Transactions {
     config: TransactionConfig,
-    txs: HashMap<u64, Transaction>,
+    /// Boxed: the map moves only pointers when it grows (an inline ~1 KB entry made each doubling
+    /// copy and fault in hundreds of megabytes at a few thousand calls per second).
+    txs: HashMap<u64, Box<Transaction>>,
     client_index: HashMap<ClientKey, u64>,
     server_index: HashMap<ServerKey, u64>,
     heap: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
@@ -520,7 +522,7 @@ impl Transactions {
         self.client_index.insert(key.clone(), id);
         self.txs.insert(
             id,
-            Transaction {
+            Box::new(Transaction {
                 kind: if invite {
                     Kind::InviteClient
                 } else {
@@ -539,7 +541,7 @@ impl Transactions {
                 last: None,
                 timers: TimerTable::default(),
                 interval: self.config.t1,
-            },
+            }),
         );
         let t1 = self.config.t1;
         let (retransmit, timeout) = if invite {
@@ -807,7 +809,7 @@ impl Transactions {
         self.server_index.insert(key.clone(), id);
         self.txs.insert(
             id,
-            Transaction {
+            Box::new(Transaction {
                 kind: if invite {
                     Kind::InviteServer
                 } else {
@@ -826,7 +828,7 @@ impl Transactions {
                 last: None,
                 timers: TimerTable::default(),
                 interval: self.config.t1,
-            },
+            }),
         );
         if invite {
             let delay = self.config.trying_delay;
