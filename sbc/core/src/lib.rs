@@ -1,5 +1,7 @@
 //! `sbc-core`: the pure signalling core of the SBC (sans-IO: no sockets, threads or clock).
 //!
+//! - [`anchor`]: SDP media anchoring: what a received description asks of the media relay, and the
+//!   rewrite that puts the SBC's addresses and ports in the description sent on the other leg.
 //! - [`b2bua`]: the back-to-back user agent relaying calls between leg A (outside) and leg B (inside)
 //!   over the transaction layer, with topology hiding and a bounded, deadline-driven dialog table.
 //! - [`ids`]: identifiers the SBC generates (Via branch, tags, leg-B Call-ID) carrying the owning worker
@@ -18,6 +20,7 @@
     missing_docs
 )]
 
+pub mod anchor;
 pub mod b2bua;
 pub mod digest;
 pub mod ids;
