@@ -613,18 +613,42 @@ impl Registrar {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Media {
+    /// Anchor the media of every call (rewrite SDP, relay RTP/RTCP); `false`: SDP passes through.
+    pub(crate) enabled: bool,
     /// The address media sockets use; default the outside advertised address.
     pub(crate) address: Option<IpAddr>,
     pub(crate) port_min: u16,
     pub(crate) port_max: u16,
+    /// A call with no RTP/RTCP on any leg for this long is ended (BYE both ways); 0: never.
+    pub(crate) no_media_timeout_secs: u64,
+    /// `strict`: after latching, packets from any other source are dropped; `loose`: a new source
+    /// seen outside the learning window is followed.
+    pub(crate) latching: Latching,
+    /// Length of the learning window opened at each offer/answer.
+    pub(crate) latch_window_secs: u64,
+    /// The rtpengine "ng" control socket (UDP), served by worker 0; none by default.
+    pub(crate) ng_listen: Option<SocketAddr>,
+}
+
+/// `media.latching`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Latching {
+    Strict,
+    Loose,
 }
 
 impl Default for Media {
     fn default() -> Self {
         Self {
+            enabled: true,
             address: None,
             port_min: 20000,
             port_max: 29999,
+            no_media_timeout_secs: 60,
+            latching: Latching::Strict,
+            latch_window_secs: 10,
+            ng_listen: None,
         }
     }
 }
@@ -1099,6 +1123,9 @@ impl Config {
         }
         if m.address.is_some_and(|a| a.is_unspecified()) {
             return Err("media.address: must be a concrete address, not 0.0.0.0/::".into());
+        }
+        if !(1..=3600).contains(&m.latch_window_secs) {
+            return Err("media.latch_window_secs: must be in 1..=3600".into());
         }
         if let Some(r) = ephemeral {
             m.check_ephemeral(r)?;
@@ -1757,9 +1784,9 @@ enabled = true
             (40000, 65534),
         ] {
             let m = Media {
-                address: None,
                 port_min: min,
                 port_max: max,
+                ..Media::default()
             };
             for workers in 1..=13 {
                 let mut next = min;

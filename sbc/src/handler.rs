@@ -46,6 +46,19 @@ pub(crate) struct Counters {
     /// Calls and registrations still held when the worker stopped.
     pub(crate) live_calls: u64,
     pub(crate) live_registrations: u64,
+    /// Media: datagrams received on relay ports, relayed, dropped (any reason), send failures,
+    /// receive-buffer exhaustion (io_uring), SDP bodies rewritten, offers refused.
+    pub(crate) media_rx: u64,
+    pub(crate) media_forwarded: u64,
+    pub(crate) media_dropped: u64,
+    pub(crate) media_send_errors: u64,
+    pub(crate) media_no_buffers: u64,
+    pub(crate) media_sdp_rewritten: u64,
+    pub(crate) media_offers_refused: u64,
+    pub(crate) media_no_media_ends: u64,
+    /// Media sessions and relay port pairs still held when the worker stopped.
+    pub(crate) media_sessions: u64,
+    pub(crate) media_ports_in_use: u64,
 }
 
 impl Counters {
@@ -76,7 +89,17 @@ impl Counters {
             calls_answered,
             calls_ended,
             live_calls,
-            live_registrations
+            live_registrations,
+            media_rx,
+            media_forwarded,
+            media_dropped,
+            media_send_errors,
+            media_no_buffers,
+            media_sdp_rewritten,
+            media_offers_refused,
+            media_no_media_ends,
+            media_sessions,
+            media_ports_in_use
         );
     }
 }
@@ -155,6 +178,20 @@ impl Handler {
         let (calls, registrations) = self.signalling.load();
         c.live_calls = calls as u64;
         c.live_registrations = registrations as u64;
+        if let Some(m) = self.signalling.media() {
+            let shard = m.shard().counters();
+            let anchor = m.stats();
+            c.media_forwarded = shard.forwarded;
+            c.media_dropped = media_plane::DropReason::ALL
+                .iter()
+                .map(|r| shard.dropped(*r))
+                .sum();
+            c.media_sdp_rewritten = anchor.rewritten;
+            c.media_offers_refused = anchor.refused;
+            c.media_no_media_ends = anchor.no_media_ends;
+            c.media_sessions = m.shard().len() as u64;
+            c.media_ports_in_use = m.shard().ports().in_use() as u64;
+        }
         c
     }
 

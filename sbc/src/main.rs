@@ -9,6 +9,7 @@
 
 mod config;
 mod handler;
+mod media;
 mod signalling;
 mod stream;
 mod sys;
@@ -176,6 +177,31 @@ fn bind<T>(
         .collect()
 }
 
+/// The media relay of one worker over its slice of the port range.
+fn media_anchor(
+    cfg: &Config,
+    b2bua: &config::B2bua,
+    ports: std::ops::Range<u16>,
+) -> Result<sbc_core::callmedia::MediaAnchor, String> {
+    let last = ports.end.saturating_sub(1);
+    let mut shard_cfg = media_plane::ShardConfig::new(ports.start, last);
+    shard_cfg.latch_mode = match cfg.media.latching {
+        config::Latching::Strict => media_plane::latch::LatchMode::Strict,
+        config::Latching::Loose => media_plane::latch::LatchMode::Loose,
+    };
+    shard_cfg.latch_window = std::time::Duration::from_secs(cfg.media.latch_window_secs);
+    let shard = media_plane::MediaShard::new(shard_cfg)
+        .map_err(|e| format!("media.port_min/port_max: {e}"))?;
+    let timeout = cfg.media.no_media_timeout_secs;
+    Ok(sbc_core::callmedia::MediaAnchor::new(
+        shard,
+        sbc_core::callmedia::MediaSettings {
+            address: b2bua.media_address,
+            no_media_timeout: (timeout > 0).then(|| std::time::Duration::from_secs(timeout)),
+        },
+    ))
+}
+
 fn run(cfg: &Config) -> Result<(), String> {
     let n = cfg.worker_count();
     let tls_config = match (&cfg.tls.cert, &cfg.tls.key) {
@@ -197,6 +223,10 @@ fn run(cfg: &Config) -> Result<(), String> {
     // Bind everything first: a bad address fails here, with its name.
     let mut workers = Vec::with_capacity(n);
     let now = std::time::Instant::now();
+    if cfg.media.enabled {
+        let ports = u64::from(cfg.media.port_max - cfg.media.port_min) + 1;
+        media::raise_fd_limit(ports + 1024 + 64 * n as u64)?;
+    }
     for id in 0..n {
         let mut udp = bind(&cfg.sip.udp, udp::bind_udp)?;
         let outside_udp = udp.len();
@@ -213,7 +243,15 @@ fn run(cfg: &Config) -> Result<(), String> {
             outside_flow: sbc_sip::transaction::Flow(0),
             inside_flow: sbc_sip::transaction::Flow((outside_udp + 1) as u64),
         };
-        let sig = signalling::Signalling::new(&b2bua, &cfg.limits, &place, secret, now);
+        let mut sig = signalling::Signalling::new(&b2bua, &cfg.limits, &place, secret, now);
+        let media = if cfg.media.enabled {
+            let ports = cfg.media.media_ports_for(id, n);
+            let socks = media::MediaSockets::bind(b2bua.media_address, ports.clone())?;
+            sig.attach_media(media_anchor(cfg, &b2bua, ports)?);
+            Some(socks)
+        } else {
+            None
+        };
         let w = Worker::new(
             id as u16,
             udp,
@@ -225,6 +263,7 @@ fn run(cfg: &Config) -> Result<(), String> {
             sig,
             f64::from(cfg.limits.max_cps) / n as f64,
             stop.clone(),
+            media,
         )
         .map_err(|e| format!("worker {id}: {e}"))?;
         workers.push(w);

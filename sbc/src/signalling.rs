@@ -145,6 +145,21 @@ pub(crate) struct Place {
 }
 
 impl Signalling {
+    /// The worker's media anchor, when media is anchored.
+    pub(crate) fn media(&self) -> Option<&sbc_core::callmedia::MediaAnchor> {
+        self.b2bua.media()
+    }
+
+    /// The worker's media anchor, for the packet path.
+    pub(crate) fn media_mut(&mut self) -> Option<&mut sbc_core::callmedia::MediaAnchor> {
+        self.b2bua.media_mut()
+    }
+
+    /// Anchor media on `anchor` (the worker's relay shard).
+    pub(crate) fn attach_media(&mut self, anchor: sbc_core::callmedia::MediaAnchor) {
+        self.b2bua.attach_media(anchor);
+    }
+
     pub(crate) fn new(
         cfg: &config::B2bua,
         limits: &config::Limits,

@@ -22,12 +22,21 @@ const RING_ENTRIES: u32 = 1024;
 /// Provided receive buffers per worker (a power of two).
 const RECV_BUFFERS: u16 = 256;
 const BGID: u16 = 0;
+/// Provided buffers for media per worker (a power of two), and their size: a datagram that does not
+/// fit is counted and dropped (RTP over UDP stays well below the path MTU).
+const MEDIA_BUFFERS: u16 = 4096;
+const MEDIA_BUF_SIZE: usize = 2048;
+const BGID_MEDIA: u16 = 1;
+/// Completions handled per loop turn, so that timers and SIP keep their turn under a media flood.
+const MAX_CQES_PER_TURN: usize = 4096;
 /// Answers in flight before falling back to a direct `sendto`.
 const MAX_SENDS_IN_FLIGHT: usize = 1024;
 
 const UD_RECV: u64 = 1 << 56;
 const UD_SEND: u64 = 2 << 56;
 const UD_EPOLL: u64 = 3 << 56;
+const UD_MEDIA: u64 = 4 << 56;
+const UD_MSEND: u64 = 5 << 56;
 const UD_KIND: u64 = 0xff << 56;
 
 /// Check that io_uring works here with everything this driver uses. `Err` carries the reason.
@@ -106,6 +115,7 @@ fn new_ring(entries: u32) -> io::Result<IoUring> {
 struct BufRing {
     entries: *mut BufRingEntry,
     map_len: usize,
+    bgid: u16,
     count: u16,
     tail: u16,
     buf_size: usize,
@@ -114,6 +124,10 @@ struct BufRing {
 
 impl BufRing {
     fn new(ring: &IoUring, count: u16, buf_size: usize) -> io::Result<Self> {
+        Self::with_group(ring, count, buf_size, BGID)
+    }
+
+    fn with_group(ring: &IoUring, count: u16, buf_size: usize, bgid: u16) -> io::Result<Self> {
         let map_len = usize::from(count) * size_of::<BufRingEntry>();
         // SAFETY: anonymous private mapping; page aligned as the kernel requires.
         let ptr = unsafe {
@@ -132,6 +146,7 @@ impl BufRing {
         let mut me = Self {
             entries: ptr.cast(),
             map_len,
+            bgid,
             count,
             tail: 0,
             buf_size,
@@ -140,7 +155,7 @@ impl BufRing {
         // SAFETY: the mapping lives until `Drop`, after `unregister`.
         unsafe {
             ring.submitter()
-                .register_buf_ring_with_flags(ptr as u64, count, BGID, 0)?
+                .register_buf_ring_with_flags(ptr as u64, count, bgid, 0)?
         };
         for bid in 0..count {
             me.push(bid);
@@ -175,8 +190,13 @@ impl BufRing {
         &self.bufs[start..start + len.min(self.buf_size)]
     }
 
+    fn buf_mut(&mut self, bid: u16, len: usize) -> &mut [u8] {
+        let start = usize::from(bid) * self.buf_size;
+        &mut self.bufs[start..start + len.min(self.buf_size)]
+    }
+
     fn unregister(&self, ring: &IoUring) {
-        let _ = ring.submitter().unregister_buf_ring(BGID);
+        let _ = ring.submitter().unregister_buf_ring(self.bgid);
     }
 }
 
@@ -242,8 +262,20 @@ pub(crate) fn run(w: &mut Worker) -> io::Result<()> {
     let name_len = size_of::<libc::sockaddr_storage>();
     let buf_size = 16 + name_len + w.max_message + 1;
     let mut bufs = BufRing::new(&ring, RECV_BUFFERS, buf_size)?;
-    let result = drive(w, &mut ring, &mut bufs, name_len);
+    let mut media = match &w.media {
+        Some(_) => Some(MediaRing {
+            bufs: BufRing::with_group(&ring, MEDIA_BUFFERS, MEDIA_BUF_SIZE, BGID_MEDIA)?,
+            sends: (0..MEDIA_BUFFERS).map(|_| MediaSend::new()).collect(),
+            // SAFETY (zeroed): plain C structure.
+            hdr: Box::new(unsafe { std::mem::zeroed() }),
+        }),
+        None => None,
+    };
+    let result = drive(w, &mut ring, &mut bufs, name_len, media.as_mut());
     bufs.unregister(&ring);
+    if let Some(m) = &media {
+        m.bufs.unregister(&ring);
+    }
     drop(ring);
     result
 }
@@ -252,6 +284,114 @@ fn recv_sqe(w: &Worker, i: usize, msghdr: &libc::msghdr) -> squeue::Entry {
     opcode::RecvMsgMulti::new(Fd(w.udp[i].as_raw_fd()), msghdr, BGID)
         .build()
         .user_data(UD_RECV | i as u64)
+}
+
+fn media_recv_sqe(fd: i32, i: usize, msghdr: &libc::msghdr) -> squeue::Entry {
+    opcode::RecvMsgMulti::new(Fd(fd), msghdr, BGID_MEDIA)
+        .build()
+        .user_data(UD_MEDIA | i as u64)
+}
+
+/// The media side of the ring: its buffers, and one send header per buffer (a relayed packet is
+/// sent from the buffer it was received in; the buffer goes back to the kernel when the send
+/// completes).
+struct MediaRing {
+    bufs: BufRing,
+    sends: Box<[MediaSend]>,
+    /// The template the kernel reads for every media receive: room for an IPv6 address.
+    hdr: Box<libc::msghdr>,
+}
+
+struct MediaSend {
+    hdr: libc::msghdr,
+    iov: libc::iovec,
+    addr: libc::sockaddr_storage,
+}
+
+impl MediaSend {
+    fn new() -> Self {
+        Self {
+            // SAFETY (zeroed): plain C structures.
+            hdr: unsafe { std::mem::zeroed() },
+            iov: libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            },
+            addr: unsafe { std::mem::zeroed() },
+        }
+    }
+}
+
+/// One media datagram in buffer `bid` (`len` bytes of `io_uring_recvmsg_out` layout) received on the
+/// media socket at `index`: relay it from the same buffer, or give the buffer back. Returns whether
+/// the buffer was returned to the ring.
+fn on_media(
+    w: &mut Worker,
+    ring: &mut IoUring,
+    m: &mut MediaRing,
+    index: usize,
+    bid: u16,
+    len: usize,
+    now: Instant,
+) -> io::Result<bool> {
+    w.handler.counters.media_rx += 1;
+    let (src, start, plen) = {
+        let Ok(msg) = RecvMsgOut::parse(m.bufs.buf(bid, len), &m.hdr) else {
+            w.handler.counters.udp_truncated += 1;
+            m.bufs.push(bid);
+            return Ok(true);
+        };
+        if msg.is_payload_truncated() {
+            w.handler.counters.udp_truncated += 1;
+            m.bufs.push(bid);
+            return Ok(true);
+        }
+        let src = sockaddr_from_bytes(msg.name_data());
+        // The payload follows the 16-byte header, the name and the control data.
+        let start = 16 + m.hdr.msg_namelen as usize + m.hdr.msg_controllen;
+        (src, start, msg.payload_data().len())
+    };
+    let (Some(src), Some(socks), Some(anchor)) =
+        (src, w.media.as_ref(), w.handler.signalling.media_mut())
+    else {
+        m.bufs.push(bid);
+        return Ok(true);
+    };
+    let port = socks.port_of(index);
+    let buf = m.bufs.buf_mut(bid, start + plen);
+    let Some(payload) = buf.get_mut(start..) else {
+        m.bufs.push(bid);
+        return Ok(true);
+    };
+    let media_plane::Action::Forward { from_port, to } =
+        anchor.shard_mut().on_packet(port, src, payload, now)
+    else {
+        m.bufs.push(bid);
+        return Ok(true);
+    };
+    let Some(fd) = socks.get(from_port).map(|s| s.as_raw_fd()) else {
+        m.bufs.push(bid);
+        return Ok(true);
+    };
+    let ptr = payload.as_mut_ptr();
+    let Some(s) = m.sends.get_mut(usize::from(bid)) else {
+        m.bufs.push(bid);
+        return Ok(true);
+    };
+    let addr_len = sockaddr_to_storage(to, &mut s.addr);
+    s.iov = libc::iovec {
+        iov_base: ptr.cast(),
+        iov_len: plen,
+    };
+    s.hdr.msg_name = (&mut s.addr as *mut libc::sockaddr_storage).cast();
+    s.hdr.msg_namelen = addr_len;
+    s.hdr.msg_iov = &mut s.iov;
+    s.hdr.msg_iovlen = 1;
+    let sqe = opcode::SendMsg::new(Fd(fd), &s.hdr)
+        .build()
+        .user_data(UD_MSEND | u64::from(bid));
+    push_sqe(ring, &sqe)?;
+    Ok(false)
 }
 
 fn epoll_sqe(w: &Worker) -> squeue::Entry {
@@ -265,6 +405,7 @@ fn drive(
     ring: &mut IoUring,
     bufs: &mut BufRing,
     name_len: usize,
+    mut media: Option<&mut MediaRing>,
 ) -> io::Result<()> {
     // The template the kernel reads for every multishot completion: name space, no control data.
     // SAFETY (zeroed): plain C structure.
@@ -274,6 +415,12 @@ fn drive(
         push_sqe(ring, &recv_sqe(w, i, &msghdr))?;
     }
     push_sqe(ring, &epoll_sqe(w))?;
+    if let (Some(m), Some(socks)) = (media.as_deref_mut(), w.media.as_ref()) {
+        m.hdr.msg_namelen = size_of::<libc::sockaddr_in6>() as u32;
+        for (i, s) in socks.socks.iter().enumerate() {
+            push_sqe(ring, &media_recv_sqe(s.as_raw_fd(), i, &m.hdr))?;
+        }
+    }
     let mut sends = Sends {
         slots: Vec::new(),
         free: Vec::new(),
@@ -300,10 +447,12 @@ fn drive(
         cqes.clear();
         cqes.extend(
             ring.completion()
+                .take(MAX_CQES_PER_TURN)
                 .map(|c| (c.user_data(), c.result(), c.flags())),
         );
         let now = Instant::now();
         let mut returned_buffers = false;
+        let mut returned_media = false;
         for &(ud, res, flags) in &cqes {
             match ud & UD_KIND {
                 UD_RECV => {
@@ -340,11 +489,44 @@ fn drive(
                     w.poll_streams(&mut events, 0)?;
                     push_sqe(ring, &epoll_sqe(w))?;
                 }
+                UD_MEDIA => {
+                    let Some(m) = media.as_deref_mut() else {
+                        continue;
+                    };
+                    let i = (ud & !UD_KIND) as usize;
+                    if res >= 0 {
+                        if let Some(bid) = cqueue::buffer_select(flags) {
+                            returned_media |= on_media(w, ring, m, i, bid, res as usize, now)?;
+                        }
+                    } else if res == -libc::ENOBUFS {
+                        w.handler.counters.media_no_buffers += 1;
+                    }
+                    if !cqueue::more(flags) && !w.stopping() {
+                        if let Some(fd) = w.media.as_ref().and_then(|s| s.socks.get(i)) {
+                            push_sqe(ring, &media_recv_sqe(fd.as_raw_fd(), i, &m.hdr))?;
+                        }
+                    }
+                }
+                UD_MSEND => {
+                    let Some(m) = media.as_deref_mut() else {
+                        continue;
+                    };
+                    if res < 0 {
+                        w.handler.counters.media_send_errors += 1;
+                    }
+                    m.bufs.push((ud & !UD_KIND) as u16);
+                    returned_media = true;
+                }
                 _ => {}
             }
         }
         if returned_buffers {
             bufs.publish();
+        }
+        if returned_media {
+            if let Some(m) = media.as_deref_mut() {
+                m.bufs.publish();
+            }
         }
         w.tick(now);
         w.take_outbox(&mut pending);

@@ -16,8 +16,9 @@ use sbc_core::b2bua::Origin;
 use sbc_sip::transaction::{Flow, Transmit};
 
 use crate::handler::{Counters, Handler};
+use crate::media::MediaSockets;
 use crate::signalling::{udp_side, Signalling};
-use crate::stream::{token, token_parts, Streams, KIND_CONN, KIND_SHIFT, KIND_UDP};
+use crate::stream::{token, token_parts, Streams, KIND_CONN, KIND_MEDIA, KIND_SHIFT, KIND_UDP};
 use crate::sys::Epoll;
 use crate::udp::MmsgBatch;
 
@@ -44,6 +45,8 @@ pub(crate) struct Worker {
     pub(crate) epoll: Epoll,
     pub(crate) max_message: usize,
     pub(crate) stop: Arc<AtomicBool>,
+    /// The sockets of this worker's media ports (none when media is not anchored).
+    pub(crate) media: Option<MediaSockets>,
     last_idle_scan: Instant,
 }
 
@@ -60,6 +63,7 @@ impl Worker {
         signalling: Signalling,
         cps: f64,
         stop: Arc<AtomicBool>,
+        media: Option<MediaSockets>,
     ) -> std::io::Result<Self> {
         let limits = sbc_sip::framing::Limits {
             max_header: transport.max_message_size.min(16 * 1024),
@@ -84,6 +88,7 @@ impl Worker {
             epoll,
             max_message: transport.max_message_size,
             stop,
+            media,
             last_idle_scan: Instant::now(),
         })
     }
@@ -203,6 +208,16 @@ fn run_epoll(w: &mut Worker) -> std::io::Result<()> {
             token(KIND_UDP, 0, i as u32),
         )?;
     }
+    if let Some(m) = &w.media {
+        for (i, s) in m.socks.iter().enumerate() {
+            w.epoll.add(
+                s.as_raw_fd(),
+                libc::EPOLLIN as u32,
+                token(KIND_MEDIA, 0, i as u32),
+            )?;
+        }
+    }
+    let mut media_buf = vec![0u8; 2048];
     let mut batch = MmsgBatch::new(w.max_message);
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let mut pending = Vec::with_capacity(64);
@@ -215,6 +230,20 @@ fn run_epoll(w: &mut Worker) -> std::io::Result<()> {
             let (kind, _, index) = token_parts(tok);
             if kind == KIND_UDP {
                 udp_ready(w, index as usize, &mut batch);
+            } else if kind == KIND_MEDIA {
+                let (Some(socks), Some(anchor)) = (&w.media, w.handler.signalling.media_mut())
+                else {
+                    continue;
+                };
+                crate::media::relay_ready(
+                    socks,
+                    anchor.shard_mut(),
+                    index as usize,
+                    &mut media_buf,
+                    &mut w.handler.counters,
+                    32,
+                    now,
+                );
             } else {
                 w.streams
                     .on_event(&w.epoll, tok, flags, &mut w.handler, now);

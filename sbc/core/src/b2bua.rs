@@ -3,7 +3,10 @@
 //!
 //! The SBC never forwards a message: for every message of one leg it builds a new one for the other
 //! leg, with its own Via, Call-ID, tags, CSeq and Contact, and copies only the headers the
-//! [`TopologyPolicy`] allows ([`copy_headers`]). Bodies (SDP) pass through unchanged in this slice.
+//! [`TopologyPolicy`] allows ([`copy_headers`]). With a [`MediaAnchor`] attached
+//! ([`B2bua::attach_media`]) every SDP body is rewritten to the SBC's media address and the call's
+//! relay ports (offers the SBC cannot carry get 488/400, no ports left 503), and the call's media
+//! session is freed on every way the call ends; without one, bodies pass through unchanged.
 //!
 //! # Drive loop
 //! The driver follows the same rule as the transaction layer:
@@ -54,6 +57,9 @@ use sbc_sip::transaction::{
 use sbc_sip::writer::MessageWriter;
 use sbc_sip::{HeaderName, Message, Method};
 
+use media_plane::shard::Side as MediaSide;
+
+use crate::callmedia::{AnchorFault, CallMedia, MediaAnchor};
 use crate::ids::{IdGen, IdKind, WorkerId};
 use crate::nat;
 use crate::registrar::{
@@ -201,6 +207,8 @@ pub enum EndReason {
     LegFailure(Side),
     /// The maximum call duration passed.
     MaxDuration,
+    /// No media on any leg for the no-media timeout.
+    NoMedia,
 }
 
 /// What happened to a call, for CDRs and metrics.
@@ -310,6 +318,7 @@ struct Call {
     reinvite_pending: bool,
     byes_pending: u8,
     end_reason: Option<EndReason>,
+    media: CallMedia,
 }
 
 impl Leg {
@@ -421,6 +430,10 @@ pub struct B2bua {
     events: VecDeque<CallEvent>,
     next_call: u64,
     stats: B2buaStats,
+    /// The worker's media relay, when media is anchored (`None`: SDP passes through).
+    media: Option<MediaAnchor>,
+    /// The latest time given by the driver (ports freed by paths that have no `now` of their own).
+    last_now: Option<Instant>,
 }
 
 impl B2bua {
@@ -442,8 +455,26 @@ impl B2bua {
             events: VecDeque::new(),
             next_call: 0,
             stats: B2buaStats::default(),
+            media: None,
+            last_now: None,
             config,
         }
+    }
+
+    /// Anchor the media of every call on `anchor` (the worker's relay): SDP bodies are rewritten to
+    /// its address and ports, sessions are freed when calls end, calls without media are ended.
+    pub fn attach_media(&mut self, anchor: MediaAnchor) {
+        self.media = Some(anchor);
+    }
+
+    /// The media anchor, for the worker's packet path and counters.
+    pub fn media_mut(&mut self) -> Option<&mut MediaAnchor> {
+        self.media.as_mut()
+    }
+
+    /// The media anchor.
+    pub fn media(&self) -> Option<&MediaAnchor> {
+        self.media.as_ref()
     }
 
     /// Live calls in the dialog table.
@@ -484,6 +515,7 @@ impl B2bua {
             self.calls.next_deadline(),
             self.retx.first().map(|r| r.0),
             self.registrar.next_deadline(),
+            self.media.as_ref().and_then(MediaAnchor::next_deadline),
         ]
         .into_iter()
         .flatten()
@@ -492,6 +524,7 @@ impl B2bua {
 
     /// Fire everything due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = Some(now);
         self.txs.handle_timeout(now);
         self.pump(now, None);
         while let Some(&(at, key)) = self.retx.first() {
@@ -511,6 +544,7 @@ impl B2bua {
             self.teardown(now, key, call, reason);
         }
         self.expire_bindings(now);
+        self.end_silent_calls(now);
         while let Some(ka) = self.registrar.poll_keepalive(now) {
             let flow = ka.connection.map_or(self.config.outside_flow, Flow);
             let target = Target {
@@ -557,7 +591,8 @@ impl B2bua {
             flow: target.flow,
             cseq: 1,
         };
-        let Some(req) = self.build_request(&leg, &Method::Options, 1, branch.as_str(), 70, None)
+        let Some(req) =
+            self.build_request(&leg, &Method::Options, 1, branch.as_str(), 70, None, None)
         else {
             return false;
         };
@@ -589,6 +624,7 @@ impl B2bua {
         from: Origin,
         router: &dyn Router,
     ) {
+        self.last_now = Some(now);
         if from.side == Side::Inside && msg.is_request() && self.forged_from_inside(&msg) {
             self.stats.forged += 1;
             return;
@@ -858,26 +894,42 @@ impl B2bua {
             flow: from.flow,
             cseq: 0,
         };
-        let Some(invite) = self.build_request(
+        let key = self.next_call + 1;
+        let mut media = CallMedia::new(self.config.seed ^ key);
+        let body = match self.media.as_mut() {
+            Some(m) => match m.anchor(now, key, &mut media, &req, MediaSide::A) {
+                Ok(body) => body,
+                Err(fault) => {
+                    m.count_refused();
+                    m.release(&mut media, now);
+                    self.reply(now, tx, &req, fault.status(), None);
+                    return;
+                }
+            },
+            None => None,
+        };
+        let invite = self.build_request(
             &b,
             &Method::Invite,
             1,
             branch.as_str(),
             max_forwards,
             Some((&req, from.side)),
-        ) else {
-            self.reply(now, tx, &req, 500, None);
-            return;
-        };
-        let Ok(invite_b) = self
-            .txs
-            .send_request_on(now, invite, b.dest, b.reliable, b.flow)
-        else {
+            body.as_deref(),
+        );
+        let sent = invite.and_then(|invite| {
+            self.txs
+                .send_request_on(now, invite, b.dest, b.reliable, b.flow)
+                .ok()
+        });
+        let Some(invite_b) = sent else {
+            if let Some(m) = self.media.as_mut() {
+                m.release(&mut media, now);
+            }
             self.reply(now, tx, &req, 503, None);
             return;
         };
-        self.next_call += 1;
-        let key = self.next_call;
+        self.next_call = key;
         let call = Call {
             state: State::Ringing,
             a,
@@ -893,6 +945,7 @@ impl B2bua {
             reinvite_pending: false,
             byes_pending: 0,
             end_reason: None,
+            media,
         };
         if self
             .calls
@@ -911,7 +964,9 @@ impl B2bua {
     }
 
     /// Build a request of `method` on `leg` with `cseq`, copying headers and body from `src` (the
-    /// message of the other leg that caused it, with the side it came from).
+    /// message of the other leg that caused it, with the side it came from); `body` replaces the
+    /// copied body (the anchored SDP).
+    #[allow(clippy::too_many_arguments)]
     fn build_request(
         &mut self,
         leg: &Leg,
@@ -920,6 +975,7 @@ impl B2bua {
         branch: &str,
         max_forwards: u8,
         src: Option<(&Message, Side)>,
+        body: Option<&[u8]>,
     ) -> Option<Message> {
         let contact = self.contact(leg.side);
         let transport = if leg.reliable { "TCP" } else { "UDP" };
@@ -941,7 +997,11 @@ impl B2bua {
             Some((m, from)) => {
                 copy_headers(m, from, leg.side, false, &self.config.topology, &mut w);
                 self.write_owned(m, leg, method, &mut w);
-                w.finish(m.header(HeaderName::ContentType), m.body());
+                let body = body.unwrap_or(m.body());
+                let ct = (!body.is_empty())
+                    .then(|| m.header(HeaderName::ContentType))
+                    .flatten();
+                w.finish(ct, body);
             }
             None => w.finish(None, b""),
         }
@@ -987,7 +1047,9 @@ impl B2bua {
         }
     }
 
-    /// Relay `resp` (received on the other leg) as the answer to `req` on server transaction `tx`.
+    /// Relay `resp` (received on the other leg) as the answer to `req` on server transaction `tx`;
+    /// `body` replaces its body (the anchored SDP).
+    #[allow(clippy::too_many_arguments)]
     fn relay_response(
         &mut self,
         now: Instant,
@@ -996,6 +1058,7 @@ impl B2bua {
         resp: &Message,
         to: Side,
         tag: Option<&str>,
+        body: Option<&[u8]>,
     ) -> Option<Message> {
         let code = resp.status().unwrap_or(500);
         let contact = self.contact(to);
@@ -1015,7 +1078,11 @@ impl B2bua {
                 }
             }
         }
-        w.finish(resp.header(HeaderName::ContentType), resp.body());
+        let body = body.unwrap_or(resp.body());
+        let ct = (!body.is_empty())
+            .then(|| resp.header(HeaderName::ContentType))
+            .flatten();
+        w.finish(ct, body);
         match Message::parse(Bytes::from(out)) {
             Ok(m) => {
                 let _ = self.txs.send_response(now, tx, m.clone());
@@ -1056,6 +1123,17 @@ impl B2bua {
             cseq,
             ..leg.clone()
         };
+        let body = match self.anchor_body(now, key, &req, from) {
+            Ok(body) => body,
+            Err(fault) => {
+                if let Some(call) = self.calls.get_mut(&key) {
+                    call.reinvite_pending = false;
+                    call.leg_mut(to).cseq -= 1;
+                }
+                self.reply(now, tx, &req, fault.status(), None);
+                return;
+            }
+        };
         let Some(out) = self.build_request(
             &snapshot,
             &method,
@@ -1063,6 +1141,7 @@ impl B2bua {
             branch.as_str(),
             max_forwards,
             Some((&req, from)),
+            body.as_deref(),
         ) else {
             self.reply(now, tx, &req, 500, None);
             return;
@@ -1109,7 +1188,9 @@ impl B2bua {
                 }
                 let is_invite = request.method() == Some(&Method::Invite);
                 let from = other(to);
-                let Some(sent) = self.relay_response(now, server, &request, &resp, from, None)
+                let body = self.anchor_response(now, key, &resp, to);
+                let Some(sent) =
+                    self.relay_response(now, server, &request, &resp, from, None, body.as_deref())
                 else {
                     return;
                 };
@@ -1395,7 +1476,7 @@ impl B2bua {
         let code = resp.status().unwrap_or(500);
         if code >= 300 {
             self.drop_binding(&key);
-            self.relay_response(now, server, request, resp, Side::Outside, None);
+            self.relay_response(now, server, request, resp, Side::Outside, None, None);
             return;
         }
         let token = self.pbx_regs.get(&key).map(|r| r.token.clone());
@@ -1497,13 +1578,23 @@ impl B2bua {
                     call.b.target_uri = uri_of(c).to_owned();
                 }
             }
-            let (server, req, tag, a_side) = (
+            let (server, req, tag, a_side, b_side) = (
                 call.invite_a,
                 call.invite_a_req.clone(),
                 call.a_tag.clone(),
                 call.a.side,
+                call.b.side,
             );
-            self.relay_response(now, server, &req, &resp, a_side, Some(&tag));
+            let body = self.anchor_response(now, key, &resp, b_side);
+            self.relay_response(
+                now,
+                server,
+                &req,
+                &resp,
+                a_side,
+                Some(&tag),
+                body.as_deref(),
+            );
             return;
         }
         if code < 300 {
@@ -1541,7 +1632,16 @@ impl B2bua {
                 .set_deadline(&key, now + self.config.no_ack_timeout);
             self.events
                 .push_back(CallEvent::Answered { call: CallId(key) });
-            if let Some(sent) = self.relay_response(now, server, &req, &resp, a_side, Some(&tag)) {
+            let body = self.anchor_response(now, key, &resp, b_side);
+            if let Some(sent) = self.relay_response(
+                now,
+                server,
+                &req,
+                &resp,
+                a_side,
+                Some(&tag),
+                body.as_deref(),
+            ) {
                 self.await_ack(now, key, b_side, 1, server, sent, reliable);
             }
             return;
@@ -1557,7 +1657,7 @@ impl B2bua {
             call.cancelled,
             call.a.side,
         );
-        self.relay_response(now, server, &req, &resp, a_side, Some(&tag));
+        self.relay_response(now, server, &req, &resp, a_side, Some(&tag), None);
         let reason = if cancelled {
             EndReason::Cancelled
         } else {
@@ -1705,8 +1805,20 @@ impl B2bua {
             cseq,
             ..leg.clone()
         };
-        let Some(ack) = self.build_request(&snapshot, &Method::Ack, cseq, branch.as_str(), 70, src)
-        else {
+        // An ACK carries the answer to an offer made in a 2xx (late offer).
+        let body = match (src, self.last_now) {
+            (Some((m, from)), Some(now)) => self.anchor_response(now, key, m, from),
+            _ => None,
+        };
+        let Some(ack) = self.build_request(
+            &snapshot,
+            &Method::Ack,
+            cseq,
+            branch.as_str(),
+            70,
+            src,
+            body.as_deref(),
+        ) else {
             return;
         };
         let bytes = ack.raw().clone();
@@ -1801,6 +1913,7 @@ impl B2bua {
                 branch.as_str(),
                 70,
                 None,
+                None,
             ) else {
                 continue;
             };
@@ -1828,6 +1941,72 @@ impl B2bua {
         if call.byes_pending == 0 {
             let reason = call.end_reason.unwrap_or(EndReason::Bye(Side::Outside));
             self.remove(key, reason);
+        }
+    }
+
+    // ---- Media ----------------------------------------------------------------------------------
+
+    /// The body to send for `msg`, a request from leg `from` of call `key`: the anchored SDP, or
+    /// `None` to send the received body (no SDP, or media not anchored).
+    fn anchor_body(
+        &mut self,
+        now: Instant,
+        key: u64,
+        msg: &Message,
+        from: Side,
+    ) -> Result<Option<Vec<u8>>, AnchorFault> {
+        let (Some(m), Some(call)) = (self.media.as_mut(), self.calls.get_mut(&key)) else {
+            return Ok(None);
+        };
+        let side = if call.a.side == from {
+            MediaSide::A
+        } else {
+            MediaSide::B
+        };
+        let r = m.anchor(now, key, &mut call.media, msg, side);
+        if r.is_err() {
+            m.count_refused();
+        }
+        r
+    }
+
+    /// The body to send for `msg`, a response (or ACK) from leg `from` of call `key`, which cannot
+    /// be refused: an SDP that cannot be anchored is dropped (counted) rather than leak the far
+    /// end's addresses.
+    fn anchor_response(
+        &mut self,
+        now: Instant,
+        key: u64,
+        msg: &Message,
+        from: Side,
+    ) -> Option<Vec<u8>> {
+        match self.anchor_body(now, key, msg, from) {
+            Ok(body) => body,
+            Err(_) => {
+                if let Some(m) = self.media.as_mut() {
+                    m.count_dropped_body();
+                }
+                Some(Vec::new())
+            }
+        }
+    }
+
+    /// End the confirmed calls whose media stopped (BYE on both legs).
+    fn end_silent_calls(&mut self, now: Instant) {
+        let Some(m) = self.media.as_mut() else {
+            return;
+        };
+        let mut silent = Vec::new();
+        m.poll_idle(now, &mut silent);
+        for key in silent {
+            let confirmed = self
+                .calls
+                .get(&key)
+                .is_some_and(|c| matches!(c.state, State::Confirmed | State::AwaitAck));
+            if confirmed {
+                self.end_with_bye(now, key, &[Side::Outside, Side::Inside], EndReason::NoMedia);
+                self.remove(key, EndReason::NoMedia);
+            }
         }
     }
 
@@ -1883,9 +2062,12 @@ impl B2bua {
     }
 
     fn forget(&mut self, key: u64, call: Option<Box<Call>>, reason: EndReason) {
-        let Some(call) = call else {
+        let Some(mut call) = call else {
             return;
         };
+        if let (Some(m), Some(now)) = (self.media.as_mut(), self.last_now) {
+            m.release(&mut call.media, now);
+        }
         self.a_index.remove(&call.a_tag);
         self.b_index.remove(&call.b.call_id);
         self.server_calls.remove(&call.invite_a);

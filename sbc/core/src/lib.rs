@@ -4,6 +4,8 @@
 //!   rewrite that puts the SBC's addresses and ports in the description sent on the other leg.
 //! - [`b2bua`]: the back-to-back user agent relaying calls between leg A (outside) and leg B (inside)
 //!   over the transaction layer, with topology hiding and a bounded, deadline-driven dialog table.
+//! - [`callmedia`]: the B2BUA's media anchor: the worker's relay shard and the per-call state that
+//!   ties each relayed SDP to the call's relay ports, freed on every way a call ends.
 //! - [`ids`]: identifiers the SBC generates (Via branch, tags, leg-B Call-ID) carrying the owning worker
 //!   and a keyed MAC, so a message landing on another worker is handed over in O(1) and forged ones are
 //!   dropped, while nothing in them correlates to the inside.
@@ -22,6 +24,7 @@
 
 pub mod anchor;
 pub mod b2bua;
+pub mod callmedia;
 pub mod digest;
 pub mod ids;
 pub mod nat;

@@ -47,15 +47,16 @@ pub(crate) fn free_port() -> u16 {
     panic!("no free port");
 }
 
-/// An `[inside]` section on an address of its own (127.30.x.y, from the port-free counter and the
+/// An `[inside]` and a `[media]` section on addresses of their own (127.30.x.y, from the port-free counter and the
 /// PID), so tests running at once never share the inside ports.
 pub(crate) fn inside_section() -> String {
     static N: AtomicU32 = AtomicU32::new(1);
     let n = N.fetch_add(1, Ordering::Relaxed) + (std::process::id() % 200) * 256;
+    let (a, b) = ((n / 250) % 250 + 1, n % 250 + 1);
+    // The media relay binds its whole port range at start: on an address of its own too.
     format!(
-        "[inside]\naddress = \"127.30.{}.{}\"\n",
-        (n / 250) % 250 + 1,
-        n % 250 + 1
+        "[inside]\naddress = \"127.30.{a}.{b}\"\n\
+         [media]\naddress = \"127.31.{a}.{b}\"\nport_min = 20000\nport_max = 20199\n"
     )
 }
 

@@ -1,0 +1,257 @@
+//! The B2BUA's media anchor: the worker's [`MediaShard`] and the per-call state that ties a call's
+//! session descriptions to its relay ports.
+//!
+//! The B2BUA calls `MediaAnchor::anchor` for every message it relays from one leg to the other.
+//! A message without an SDP body passes unchanged. An SDP body is planned ([`anchor::plan`]), the
+//! sender's addresses are given to the relay (which opens the latch window), and the body is
+//! rewritten with the SBC's media address and the ports of the leg it is sent on. The first SDP of a
+//! call allocates its media session (one RTP/RTCP pair per leg per `m=` line, all or nothing), and
+//! `MediaAnchor::release` frees it on every way a call ends.
+//!
+//! Offer or answer does not matter here: each SDP describes where its sender wants media, and is
+//! rewritten for the other leg the same way. Early media (183 with SDP), late offers (SDP in the 2xx
+//! and the ACK), re-INVITE and UPDATE all go through the same call.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use media_plane::shard::{IdleEvent, MediaShard, SessionHandle, Side as MediaSide};
+use sbc_sip::sdp::Sdp;
+use sbc_sip::{HeaderName, Message};
+
+use crate::anchor::{self, AnchorError, OriginState, PlanOptions, RewriteOptions};
+
+/// Settings of the media anchor of one worker.
+#[derive(Clone, Debug)]
+pub struct MediaSettings {
+    /// The address written in `c=` toward both legs (the relay sockets are bound on it).
+    pub address: IpAddr,
+    /// A call whose media stops on every leg for this long is ended; `None`: never.
+    pub no_media_timeout: Option<Duration>,
+}
+
+/// Per-call media state, kept in the B2BUA's call.
+#[derive(Clone, Debug)]
+pub(crate) struct CallMedia {
+    session: Option<SessionHandle>,
+    /// The SBC's `o=` line toward leg A and toward leg B.
+    origin_a: OriginState,
+    origin_b: OriginState,
+}
+
+impl CallMedia {
+    /// State for a new call; `seed` makes the origin session ids differ between calls.
+    pub(crate) fn new(seed: u64) -> Self {
+        // Any number that does not reveal the call count; the two legs differ.
+        let id = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 1;
+        Self {
+            session: None,
+            origin_a: OriginState::new(id, 1),
+            origin_b: OriginState::new(id ^ 0x5555, 1),
+        }
+    }
+}
+
+/// Counters of the anchor (the shard has its own packet counters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AnchorStats {
+    /// SDP bodies rewritten.
+    pub rewritten: u64,
+    /// SDP offers refused (the request got 400/488/503).
+    pub refused: u64,
+    /// SDP bodies in responses that could not be anchored (the response went on without a body).
+    pub dropped_bodies: u64,
+    /// Calls ended because their media stopped.
+    pub no_media_ends: u64,
+    /// One-way media episodes seen.
+    pub one_way: u64,
+}
+
+/// Why an SDP could not be anchored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AnchorFault {
+    /// The description is refused: answer an offer with this status.
+    Refused(u16),
+    /// No relay ports left: 503.
+    NoPorts,
+}
+
+impl AnchorFault {
+    pub(crate) fn status(self) -> u16 {
+        match self {
+            Self::Refused(code) => code,
+            Self::NoPorts => 503,
+        }
+    }
+}
+
+impl From<AnchorError> for AnchorFault {
+    fn from(e: AnchorError) -> Self {
+        Self::Refused(e.status())
+    }
+}
+
+/// The worker's media relay as the B2BUA sees it.
+#[derive(Debug)]
+pub struct MediaAnchor {
+    shard: MediaShard,
+    settings: MediaSettings,
+    /// The call of each live session.
+    calls: HashMap<SessionHandle, u64>,
+    next_scan: Option<Instant>,
+    stats: AnchorStats,
+}
+
+/// How often sessions are scanned for missing media.
+const IDLE_SCAN: Duration = Duration::from_secs(1);
+
+impl MediaAnchor {
+    /// An anchor over `shard`.
+    pub fn new(shard: MediaShard, settings: MediaSettings) -> Self {
+        Self {
+            shard,
+            settings,
+            calls: HashMap::new(),
+            next_scan: None,
+            stats: AnchorStats::default(),
+        }
+    }
+
+    /// The relay, for the worker's packet path.
+    pub fn shard_mut(&mut self) -> &mut MediaShard {
+        &mut self.shard
+    }
+
+    /// The relay.
+    pub fn shard(&self) -> &MediaShard {
+        &self.shard
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> AnchorStats {
+        self.stats
+    }
+
+    /// Live media sessions.
+    pub fn sessions(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Rewrite the body of `msg`, sent by leg `from` of call `call`, for the other leg. `Ok(None)`:
+    /// no SDP, send the body as received.
+    pub(crate) fn anchor(
+        &mut self,
+        now: Instant,
+        call: u64,
+        media: &mut CallMedia,
+        msg: &Message,
+        from: MediaSide,
+    ) -> Result<Option<Vec<u8>>, AnchorFault> {
+        let body = msg.body();
+        if body.is_empty() || !is_sdp(msg) {
+            return Ok(None);
+        }
+        let mut sdp = Sdp::parse(body).map_err(AnchorError::from)?;
+        let plan = anchor::plan(&sdp, &PlanOptions::default())?;
+        let to = from.other();
+        let handle = match media.session {
+            Some(h) => Some(h),
+            None if plan.stream_count() == 0 => None,
+            None => {
+                let h = self
+                    .shard
+                    .allocate_session(now, plan.stream_count())
+                    .map_err(|_| AnchorFault::NoPorts)?;
+                media.session = Some(h);
+                self.calls.insert(h, call);
+                if self.next_scan.is_none() {
+                    self.next_scan = Some(now + IDLE_SCAN);
+                }
+                Some(h)
+            }
+        };
+        let ports = match handle {
+            Some(h) => {
+                let streams = self
+                    .shard
+                    .streams(h)
+                    .map_err(|_| AnchorFault::Refused(500))?;
+                let ports = plan.local_ports(streams, to)?;
+                plan.set_remotes(&mut self.shard, h, from, now)
+                    .map_err(|_| AnchorFault::Refused(500))?;
+                ports
+            }
+            None => Vec::new(),
+        };
+        let origin = match to {
+            MediaSide::A => &mut media.origin_a,
+            MediaSide::B => &mut media.origin_b,
+        };
+        anchor::rewrite(
+            &mut sdp,
+            self.settings.address,
+            &ports,
+            origin,
+            &RewriteOptions::default(),
+        )?;
+        self.stats.rewritten += 1;
+        let mut out = Vec::with_capacity(sdp.encoded_len());
+        sdp.write_to(&mut out);
+        Ok(Some(out))
+    }
+
+    /// Count an offer refused by `MediaAnchor::anchor`.
+    pub(crate) fn count_refused(&mut self) {
+        self.stats.refused += 1;
+    }
+
+    /// Count a response body that could not be anchored.
+    pub(crate) fn count_dropped_body(&mut self) {
+        self.stats.dropped_bodies += 1;
+    }
+
+    /// Free the call's relay ports (every way a call ends comes here).
+    pub(crate) fn release(&mut self, media: &mut CallMedia, now: Instant) {
+        if let Some(h) = media.session.take() {
+            self.calls.remove(&h);
+            let _ = self.shard.release(h, now);
+        }
+    }
+
+    /// When the next idle scan is due (`None`: the no-media timeout is off).
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.settings.no_media_timeout.and(self.next_scan)
+    }
+
+    /// Scan for calls without media, at most once a second. Returns the calls to end.
+    pub(crate) fn poll_idle(&mut self, now: Instant, out: &mut Vec<u64>) {
+        let Some(timeout) = self.settings.no_media_timeout else {
+            return;
+        };
+        match self.next_scan {
+            Some(at) if at > now => return,
+            _ => self.next_scan = Some(now + IDLE_SCAN),
+        }
+        for event in self.shard.poll_idle(now, timeout) {
+            match event {
+                IdleEvent::NoMedia { session, .. } => {
+                    if let Some(&call) = self.calls.get(&session) {
+                        self.stats.no_media_ends += 1;
+                        out.push(call);
+                    }
+                }
+                IdleEvent::OneWay { .. } => self.stats.one_way += 1,
+            }
+        }
+    }
+}
+
+/// Whether the body is a session description (`Content-Type: application/sdp`, parameters allowed).
+fn is_sdp(msg: &Message) -> bool {
+    msg.header(HeaderName::ContentType).is_some_and(|ct| {
+        ct.split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
+    })
+}

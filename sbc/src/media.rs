@@ -1,0 +1,116 @@
+//! The worker's media sockets: one UDP socket per port of its slice of the relay range, bound at
+//! start on the media address, so that setting up a call costs no system call and a packet to a port
+//! no call owns is received and counted (then dropped by the shard) instead of answered by an ICMP
+//! error.
+//!
+//! Both drivers relay the same way: a datagram received on port `p` goes to
+//! [`media_plane::MediaShard::on_packet`], and is sent, unchanged and from the buffer it was received
+//! in, out of the socket the returned action names.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::ops::Range;
+use std::time::Instant;
+
+use media_plane::Action;
+
+use crate::handler::Counters;
+
+/// The sockets of one worker's media ports, indexed by `port - base`.
+pub(crate) struct MediaSockets {
+    pub(crate) base: u16,
+    pub(crate) socks: Vec<UdpSocket>,
+}
+
+impl MediaSockets {
+    /// Bind every port of `ports` on `ip` (non-blocking).
+    pub(crate) fn bind(ip: IpAddr, ports: Range<u16>) -> Result<Self, String> {
+        let base = ports.start;
+        let mut socks = Vec::with_capacity(ports.len());
+        for port in ports {
+            let addr = SocketAddr::new(ip, port);
+            let s =
+                bind_one(addr).map_err(|e| format!("media.port_min/port_max: bind {addr}: {e}"))?;
+            socks.push(s);
+        }
+        Ok(Self { base, socks })
+    }
+
+    /// The socket of local port `port`.
+    pub(crate) fn get(&self, port: u16) -> Option<&UdpSocket> {
+        self.socks.get(usize::from(port.checked_sub(self.base)?))
+    }
+
+    pub(crate) fn port_of(&self, index: usize) -> u16 {
+        self.base.wrapping_add(index as u16)
+    }
+}
+
+fn bind_one(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+/// Raise the open-file limit to its hard maximum: a worker holds one socket per media port.
+pub(crate) fn raise_fd_limit(needed: u64) -> Result<(), String> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain C structure filled by the kernel.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Ok(());
+    }
+    if lim.rlim_cur >= needed {
+        return Ok(());
+    }
+    let want = libc::rlimit {
+        rlim_cur: needed.min(lim.rlim_max).max(lim.rlim_cur),
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: plain C structure.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) };
+    if want.rlim_cur < needed {
+        return Err(format!(
+            "media.port_min/port_max: {needed} open files needed (one socket per media port), the \
+             hard limit is {}; raise it (ulimit -n) or narrow the range",
+            lim.rlim_max
+        ));
+    }
+    Ok(())
+}
+
+/// The epoll driver's media path: drain up to `budget` datagrams from the socket at `index`, relay
+/// each with one `sendto`. Level-triggered epoll calls again when more are queued.
+pub(crate) fn relay_ready(
+    socks: &MediaSockets,
+    shard: &mut media_plane::MediaShard,
+    index: usize,
+    buf: &mut [u8],
+    counters: &mut Counters,
+    budget: usize,
+    now: Instant,
+) {
+    let Some(sock) = socks.socks.get(index) else {
+        return;
+    };
+    let port = socks.port_of(index);
+    for _ in 0..budget {
+        let Ok((len, src)) = sock.recv_from(buf) else {
+            break;
+        };
+        counters.media_rx += 1;
+        let Some(pkt) = buf.get_mut(..len) else {
+            break;
+        };
+        if let Action::Forward { from_port, to } = shard.on_packet(port, src, pkt, now) {
+            let sent = socks.get(from_port).map(|s| s.send_to(pkt, to));
+            if !matches!(sent, Some(Ok(_))) {
+                counters.media_send_errors += 1;
+            }
+        }
+    }
+}
