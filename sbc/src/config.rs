@@ -621,8 +621,8 @@ pub(crate) struct Media {
     pub(crate) port_max: u16,
     /// A call with no RTP/RTCP on any leg for this long is ended (BYE both ways); 0: never.
     pub(crate) no_media_timeout_secs: u64,
-    /// `strict`: after latching, packets from any other source are dropped; `loose`: a new source
-    /// seen outside the learning window is followed.
+    /// `strict`: after latching, packets from any other source are dropped; `loose`: they are
+    /// forwarded, but never move the leg's destination outside a learning window.
     pub(crate) latching: Latching,
     /// Length of the learning window opened at each offer/answer.
     pub(crate) latch_window_secs: u64,
@@ -1123,6 +1123,11 @@ impl Config {
         }
         if m.address.is_some_and(|a| a.is_unspecified()) {
             return Err("media.address: must be a concrete address, not 0.0.0.0/::".into());
+        }
+        if m.ng_listen.is_some() && !m.enabled {
+            return Err(
+                "media.ng_listen: needs media.enabled = true (the ng calls use the relay)".into(),
+            );
         }
         if !(1..=3600).contains(&m.latch_window_secs) {
             return Err("media.latch_window_secs: must be in 1..=3600".into());

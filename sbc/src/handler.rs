@@ -59,6 +59,9 @@ pub(crate) struct Counters {
     /// Media sessions and relay port pairs still held when the worker stopped.
     pub(crate) media_sessions: u64,
     pub(crate) media_ports_in_use: u64,
+    /// rtpengine ng control: requests handled and error replies (worker 0).
+    pub(crate) ng_requests: u64,
+    pub(crate) ng_errors: u64,
 }
 
 impl Counters {
@@ -99,7 +102,9 @@ impl Counters {
             media_offers_refused,
             media_no_media_ends,
             media_sessions,
-            media_ports_in_use
+            media_ports_in_use,
+            ng_requests,
+            ng_errors
         );
     }
 }

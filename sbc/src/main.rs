@@ -252,6 +252,12 @@ fn run(cfg: &Config) -> Result<(), String> {
         } else {
             None
         };
+        let ng = match cfg.media.ng_listen {
+            Some(addr) if id == 0 && cfg.media.enabled => {
+                Some(media::NgServer::bind(addr, b2bua.media_address)?)
+            }
+            _ => None,
+        };
         let w = Worker::new(
             id as u16,
             udp,
@@ -264,6 +270,7 @@ fn run(cfg: &Config) -> Result<(), String> {
             f64::from(cfg.limits.max_cps) / n as f64,
             stop.clone(),
             media,
+            ng,
         )
         .map_err(|e| format!("worker {id}: {e}"))?;
         workers.push(w);

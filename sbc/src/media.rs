@@ -114,3 +114,61 @@ pub(crate) fn relay_ready(
         }
     }
 }
+
+/// The rtpengine "ng" control socket of worker 0 and its engine (calls set up by Kamailio or
+/// OpenSIPS, relayed by this worker's shard like the B2BUA's own).
+pub(crate) struct NgServer {
+    pub(crate) sock: UdpSocket,
+    engine: sbc_core::ng::NgEngine,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl NgServer {
+    pub(crate) fn bind(addr: SocketAddr, media_ip: IpAddr) -> Result<Self, String> {
+        let sock = bind_one(addr).map_err(|e| format!("media.ng_listen: bind {addr}: {e}"))?;
+        let mut engine = sbc_core::ng::NgEngine::new(sbc_core::ng::NgConfig::new(media_ip));
+        if let Ok(since) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            engine.set_wall_clock(Instant::now(), since);
+        }
+        Ok(Self {
+            sock,
+            engine,
+            buf: vec![0; 65536],
+            out: Vec::with_capacity(4096),
+        })
+    }
+
+    /// Answer the requests queued on the socket (at most `budget`).
+    pub(crate) fn on_readable(
+        &mut self,
+        shard: &mut media_plane::MediaShard,
+        budget: usize,
+        now: Instant,
+    ) {
+        for _ in 0..budget {
+            let Ok((len, src)) = self.sock.recv_from(&mut self.buf) else {
+                break;
+            };
+            let Some(datagram) = self.buf.get(..len) else {
+                break;
+            };
+            self.out.clear();
+            self.engine.handle(shard, datagram, src, now, &mut self.out);
+            if !self.out.is_empty() {
+                let _ = self.sock.send_to(&self.out, src);
+            }
+        }
+    }
+
+    /// Expire idle and deleted calls when due.
+    pub(crate) fn tick(&mut self, shard: &mut media_plane::MediaShard, now: Instant) {
+        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+            self.engine.handle_timeout(shard, now);
+        }
+    }
+
+    pub(crate) fn counters(&self) -> sbc_core::ng::NgCounters {
+        self.engine.counters()
+    }
+}

@@ -28,6 +28,7 @@ pub(crate) const KIND_TCP_LISTEN: u64 = 2;
 pub(crate) const KIND_TLS_LISTEN: u64 = 3;
 pub(crate) const KIND_CONN: u64 = 4;
 pub(crate) const KIND_MEDIA: u64 = 5;
+pub(crate) const KIND_NG: u64 = 6;
 
 pub(crate) fn token(kind: u64, generation: u32, index: u32) -> u64 {
     (kind << KIND_SHIFT) | (u64::from(generation & 0x00ff_ffff) << 32) | u64::from(index)

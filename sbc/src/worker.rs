@@ -16,9 +16,11 @@ use sbc_core::b2bua::Origin;
 use sbc_sip::transaction::{Flow, Transmit};
 
 use crate::handler::{Counters, Handler};
-use crate::media::MediaSockets;
+use crate::media::{MediaSockets, NgServer};
 use crate::signalling::{udp_side, Signalling};
-use crate::stream::{token, token_parts, Streams, KIND_CONN, KIND_MEDIA, KIND_SHIFT, KIND_UDP};
+use crate::stream::{
+    token, token_parts, Streams, KIND_CONN, KIND_MEDIA, KIND_NG, KIND_SHIFT, KIND_UDP,
+};
 use crate::sys::Epoll;
 use crate::udp::MmsgBatch;
 
@@ -47,6 +49,8 @@ pub(crate) struct Worker {
     pub(crate) stop: Arc<AtomicBool>,
     /// The sockets of this worker's media ports (none when media is not anchored).
     pub(crate) media: Option<MediaSockets>,
+    /// The rtpengine ng control socket (worker 0 only, when configured).
+    pub(crate) ng: Option<NgServer>,
     last_idle_scan: Instant,
 }
 
@@ -64,6 +68,7 @@ impl Worker {
         cps: f64,
         stop: Arc<AtomicBool>,
         media: Option<MediaSockets>,
+        ng: Option<NgServer>,
     ) -> std::io::Result<Self> {
         let limits = sbc_sip::framing::Limits {
             max_header: transport.max_message_size.min(16 * 1024),
@@ -79,6 +84,14 @@ impl Worker {
         );
         let epoll = Epoll::new()?;
         streams.register(&epoll)?;
+        if let Some(ng) = &ng {
+            // Both drivers wait on the epoll, so the control socket is served by either.
+            epoll.add(
+                ng.sock.as_raw_fd(),
+                libc::EPOLLIN as u32,
+                token(KIND_NG, 0, 0),
+            )?;
+        }
         Ok(Self {
             id,
             handler: Handler::new(id, signalling, cps),
@@ -89,6 +102,7 @@ impl Worker {
             max_message: transport.max_message_size,
             stop,
             media,
+            ng,
             last_idle_scan: Instant::now(),
         })
     }
@@ -115,7 +129,13 @@ impl Worker {
         if let Err(e) = result {
             tracing::error!(worker = self.id, "worker stopped on error: {e}");
         }
-        self.handler.final_counters()
+        let mut c = self.handler.final_counters();
+        if let Some(ng) = &self.ng {
+            let n = ng.counters();
+            c.ng_requests = n.requests;
+            c.ng_errors = n.errors;
+        }
+        c
     }
 
     /// Handle the stream events ready on the epoll, without waiting longer than `timeout_ms`.
@@ -128,15 +148,29 @@ impl Worker {
         let now = Instant::now();
         for ev in &events[..n] {
             let (tok, flags) = (ev.u64, ev.events);
-            self.streams
-                .on_event(&self.epoll, tok, flags, &mut self.handler, now);
+            if tok >> KIND_SHIFT == KIND_NG {
+                self.on_ng(now);
+            } else {
+                self.streams
+                    .on_event(&self.epoll, tok, flags, &mut self.handler, now);
+            }
         }
         Ok(())
+    }
+
+    /// Answer the queued ng control requests.
+    pub(crate) fn on_ng(&mut self, now: Instant) {
+        if let (Some(ng), Some(anchor)) = (&mut self.ng, self.handler.signalling.media_mut()) {
+            ng.on_readable(anchor.shard_mut(), 64, now);
+        }
     }
 
     /// Periodic work: SIP timers, then idle connections.
     pub(crate) fn tick(&mut self, now: Instant) {
         self.handler.on_timeout(now);
+        if let (Some(ng), Some(anchor)) = (&mut self.ng, self.handler.signalling.media_mut()) {
+            ng.tick(anchor.shard_mut(), now);
+        }
         if now.duration_since(self.last_idle_scan) >= IDLE_SCAN {
             self.last_idle_scan = now;
             self.streams
@@ -230,6 +264,8 @@ fn run_epoll(w: &mut Worker) -> std::io::Result<()> {
             let (kind, _, index) = token_parts(tok);
             if kind == KIND_UDP {
                 udp_ready(w, index as usize, &mut batch);
+            } else if kind == KIND_NG {
+                w.on_ng(now);
             } else if kind == KIND_MEDIA {
                 let (Some(socks), Some(anchor)) = (&w.media, w.handler.signalling.media_mut())
                 else {

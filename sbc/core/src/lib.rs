@@ -10,6 +10,9 @@
 //!   and a keyed MAC, so a message landing on another worker is handed over in O(1) and forged ones are
 //!   dropped, while nothing in them correlates to the inside.
 //! - [`nat`]: far-end NAT (RFC 3581 response routing, private-address detection, Contact rewriting).
+//! - [`ng`]: the rtpengine-compatible control engine: Kamailio's or OpenSIPS's `rtpengine` module
+//!   drives the media relay over the ng protocol (offer, answer, delete, query, list), with a bounded,
+//!   expiring call table and a reply cache for retransmissions.
 //! - [`registrar`]: the SBC's own binding table of registered user agents (bounded, expiring).
 //! - [`routing`]: routing rules, number normalization, inside targets with health and fail-over.
 //! - [`topology`]: topology hiding, the header policy applied at each crossing between sides.
@@ -28,6 +31,7 @@ pub mod callmedia;
 pub mod digest;
 pub mod ids;
 pub mod nat;
+pub mod ng;
 pub mod registrar;
 pub mod routing;
 pub mod table;
