@@ -56,6 +56,7 @@ pub(crate) struct Counters {
     pub(crate) media_sdp_rewritten: u64,
     pub(crate) media_offers_refused: u64,
     pub(crate) media_no_media_ends: u64,
+    pub(crate) media_one_way: u64,
     /// Media sessions and relay port pairs still held when the worker stopped.
     pub(crate) media_sessions: u64,
     pub(crate) media_ports_in_use: u64,
@@ -101,6 +102,7 @@ impl Counters {
             media_sdp_rewritten,
             media_offers_refused,
             media_no_media_ends,
+            media_one_way,
             media_sessions,
             media_ports_in_use,
             ng_requests,
@@ -194,6 +196,7 @@ impl Handler {
             c.media_sdp_rewritten = anchor.rewritten;
             c.media_offers_refused = anchor.refused;
             c.media_no_media_ends = anchor.no_media_ends;
+            c.media_one_way = anchor.one_way;
             c.media_sessions = m.shard().len() as u64;
             c.media_ports_in_use = m.shard().ports().in_use() as u64;
         }

@@ -19,7 +19,8 @@
 //! Time is always an input; nothing here reads a clock.
 //!
 //! # Call flow
-//! - A new INVITE from the Outside gets 100 Trying at once, is routed by the caller's [`Router`]
+//! - A new INVITE from the Outside gets 100 Trying when leg B has not answered within 200 ms (the
+//!   transaction layer's rule, RFC 3261 §17.2.1), is routed by the caller's [`Router`]
 //!   (no target: 404; dialog table full: 503; Max-Forwards 0: 483) and relayed as a new INVITE on leg B
 //!   with a fresh Call-ID, From tag and branch from [`IdGen`] (so they carry the worker id), CSeq 1 and
 //!   the SBC's inside Contact.
@@ -848,7 +849,8 @@ impl B2bua {
             self.reply(now, tx, &req, 503, None);
             return;
         }
-        self.reply(now, tx, &req, 100, None);
+        // No 100 Trying here: the transaction layer sends one if leg B has not answered within
+        // 200 ms (RFC 3261 §17.2.1), so a call the PBX rings at once costs one datagram less.
 
         let a_tag = self.ids.generate(IdKind::Tag).as_str().to_owned();
         let b_call_id = self.ids.generate(IdKind::CallId).as_str().to_owned();

@@ -155,6 +155,16 @@ impl MediaAnchor {
         let mut sdp = Sdp::parse(body).map_err(AnchorError::from)?;
         let plan = anchor::plan(&sdp, &PlanOptions::default())?;
         let to = from.other();
+        // A re-offer that adds m= lines needs a bigger session: allocate it and let the old one go
+        // (the new offer moves both sides to the new ports; media resumes as each side reads it).
+        let grown = media.session.is_some_and(|h| {
+            self.shard
+                .streams(h)
+                .is_ok_and(|s| s.len() < plan.stream_count())
+        });
+        if grown {
+            self.release(media, now);
+        }
         let handle = match media.session {
             Some(h) => Some(h),
             None if plan.stream_count() == 0 => None,
@@ -254,4 +264,137 @@ fn is_sdp(msg: &Message) -> bool {
             .next()
             .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use media_plane::ShardConfig;
+    use std::net::Ipv4Addr;
+
+    const SBC: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1));
+
+    fn anchor() -> MediaAnchor {
+        let shard = MediaShard::new(ShardConfig::new(30000, 30039)).unwrap();
+        MediaAnchor::new(
+            shard,
+            MediaSettings {
+                address: SBC,
+                no_media_timeout: Some(Duration::from_secs(5)),
+            },
+        )
+    }
+
+    fn invite(sdp: &str) -> Message {
+        let text = format!(
+            "INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+             From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: x\r\n\
+             CSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        );
+        Message::parse(Bytes::from(text)).unwrap()
+    }
+
+    fn sdp(ip: &str, media: &[(&str, u16)]) -> String {
+        let mut s = format!("v=0\r\no=x 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n");
+        for (kind, port) in media {
+            s.push_str(&format!("m={kind} {port} RTP/AVP 0\r\n"));
+        }
+        s
+    }
+
+    fn ports_of(body: &[u8]) -> Vec<u16> {
+        let text = std::str::from_utf8(body).unwrap();
+        text.lines()
+            .filter_map(|l| l.strip_prefix("m="))
+            .map(|l| l.split(' ').nth(1).unwrap().parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn offer_and_answer_get_each_legs_ports_and_the_sbc_address() {
+        let now = Instant::now();
+        let mut a = anchor();
+        let mut m = CallMedia::new(7);
+        let offer = invite(&sdp("192.0.2.10", &[("audio", 4000)]));
+        let out = a
+            .anchor(now, 1, &mut m, &offer, MediaSide::A)
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(text.contains("c=IN IP4 203.0.113.1"), "{text}");
+        assert!(!text.contains("192.0.2.10"), "{text}");
+        let to_b = ports_of(&out);
+        let answer = invite(&sdp("198.51.100.7", &[("audio", 5000)]));
+        let out = a
+            .anchor(now, 1, &mut m, &answer, MediaSide::B)
+            .unwrap()
+            .unwrap();
+        let to_a = ports_of(&out);
+        assert_ne!(to_a, to_b, "each leg has its own pair");
+        assert_eq!(a.sessions(), 1);
+        assert_eq!(a.shard().ports().in_use(), 2);
+        a.release(&mut m, now);
+        assert_eq!(a.sessions(), 0);
+        assert_eq!(a.shard().ports().in_use(), 0);
+    }
+
+    #[test]
+    fn a_reoffer_adding_video_moves_the_call_to_a_bigger_session() {
+        let now = Instant::now();
+        let mut a = anchor();
+        let mut m = CallMedia::new(7);
+        let offer = invite(&sdp("192.0.2.10", &[("audio", 4000)]));
+        a.anchor(now, 1, &mut m, &offer, MediaSide::A).unwrap();
+        assert_eq!(a.shard().ports().in_use(), 2);
+        let reoffer = invite(&sdp("192.0.2.10", &[("audio", 4000), ("video", 4002)]));
+        let out = a
+            .anchor(now, 1, &mut m, &reoffer, MediaSide::A)
+            .unwrap()
+            .unwrap();
+        let ports = ports_of(&out);
+        assert_eq!(ports.len(), 2);
+        assert!(ports.iter().all(|p| *p != 0), "{ports:?}");
+        assert_eq!(a.sessions(), 1, "the old session is gone");
+        assert_eq!(a.shard().ports().in_use(), 4);
+        a.release(&mut m, now);
+        assert_eq!(a.shard().ports().in_use(), 0);
+    }
+
+    #[test]
+    fn bodies_that_are_not_sdp_pass_and_bad_offers_are_refused() {
+        let now = Instant::now();
+        let mut a = anchor();
+        let mut m = CallMedia::new(1);
+        let text =
+            "MESSAGE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+                    From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: x\r\n\
+                    CSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi";
+        let msg = Message::parse(Bytes::from(text)).unwrap();
+        assert_eq!(a.anchor(now, 1, &mut m, &msg, MediaSide::A), Ok(None));
+        let multicast = invite(&sdp("224.0.0.9", &[("audio", 4000)]));
+        assert_eq!(
+            a.anchor(now, 1, &mut m, &multicast, MediaSide::A),
+            Err(AnchorFault::Refused(488))
+        );
+        assert_eq!(a.sessions(), 0);
+    }
+
+    #[test]
+    fn running_out_of_ports_is_a_503() {
+        let now = Instant::now();
+        let mut a = anchor();
+        let offer = invite(&sdp("192.0.2.10", &[("audio", 4000)]));
+        // 20 pairs: ten calls of two pairs each.
+        let mut calls: Vec<CallMedia> = (0..10).map(CallMedia::new).collect();
+        for (i, m) in calls.iter_mut().enumerate() {
+            assert!(a.anchor(now, i as u64, m, &offer, MediaSide::A).is_ok());
+        }
+        let mut extra = CallMedia::new(99);
+        let fault = a
+            .anchor(now, 99, &mut extra, &offer, MediaSide::A)
+            .unwrap_err();
+        assert_eq!(fault.status(), 503);
+    }
 }
