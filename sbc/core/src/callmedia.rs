@@ -275,6 +275,11 @@ mod tests {
 
     const SBC: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1));
 
+    #[allow(clippy::disallowed_methods)] // the one origin of test time
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
     fn anchor() -> MediaAnchor {
         let shard = MediaShard::new(ShardConfig::new(30000, 30039)).unwrap();
         MediaAnchor::new(
@@ -314,7 +319,7 @@ mod tests {
 
     #[test]
     fn offer_and_answer_get_each_legs_ports_and_the_sbc_address() {
-        let now = Instant::now();
+        let now = t0();
         let mut a = anchor();
         let mut m = CallMedia::new(7);
         let offer = invite(&sdp("192.0.2.10", &[("audio", 4000)]));
@@ -342,7 +347,7 @@ mod tests {
 
     #[test]
     fn a_reoffer_adding_video_moves_the_call_to_a_bigger_session() {
-        let now = Instant::now();
+        let now = t0();
         let mut a = anchor();
         let mut m = CallMedia::new(7);
         let offer = invite(&sdp("192.0.2.10", &[("audio", 4000)]));
@@ -364,7 +369,7 @@ mod tests {
 
     #[test]
     fn bodies_that_are_not_sdp_pass_and_bad_offers_are_refused() {
-        let now = Instant::now();
+        let now = t0();
         let mut a = anchor();
         let mut m = CallMedia::new(1);
         let text =
@@ -383,7 +388,7 @@ mod tests {
 
     #[test]
     fn running_out_of_ports_is_a_503() {
-        let now = Instant::now();
+        let now = t0();
         let mut a = anchor();
         let offer = invite(&sdp("192.0.2.10", &[("audio", 4000)]));
         // 20 pairs: ten calls of two pairs each.
