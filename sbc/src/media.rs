@@ -54,7 +54,8 @@ fn bind_one(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(s.into())
 }
 
-/// Raise the open-file limit to its hard maximum: a worker holds one socket per media port.
+/// Raise the open-file limit to `needed` (the hard limit too when allowed): a worker holds one
+/// socket per media port.
 pub(crate) fn raise_fd_limit(needed: u64) -> Result<(), String> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -65,6 +66,15 @@ pub(crate) fn raise_fd_limit(needed: u64) -> Result<(), String> {
         return Ok(());
     }
     if lim.rlim_cur >= needed {
+        return Ok(());
+    }
+    // Root (CAP_SYS_RESOURCE) may raise the hard limit too, up to fs.nr_open.
+    let raised = libc::rlimit {
+        rlim_cur: needed,
+        rlim_max: needed.max(lim.rlim_max),
+    };
+    // SAFETY: plain C structure.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
         return Ok(());
     }
     let want = libc::rlimit {

@@ -12,7 +12,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Instant;
 
-use io_uring::types::{BufRingEntry, Fd, RecvMsgOut, SubmitArgs, Timespec};
+use io_uring::types::{BufRingEntry, Fd, Fixed, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 
 use crate::sys::{sockaddr_from_bytes, sockaddr_to_storage};
@@ -286,8 +286,10 @@ fn recv_sqe(w: &Worker, i: usize, msghdr: &libc::msghdr) -> squeue::Entry {
         .user_data(UD_RECV | i as u64)
 }
 
-fn media_recv_sqe(fd: i32, i: usize, msghdr: &libc::msghdr) -> squeue::Entry {
-    opcode::RecvMsgMulti::new(Fd(fd), msghdr, BGID_MEDIA)
+/// Media sockets are registered with the ring (fixed files, index = socket index): no file
+/// lookup and reference count per operation.
+fn media_recv_sqe(i: usize, msghdr: &libc::msghdr) -> squeue::Entry {
+    opcode::RecvMsgMulti::new(Fixed(i as u32), msghdr, BGID_MEDIA)
         .build()
         .user_data(UD_MEDIA | i as u64)
 }
@@ -369,7 +371,10 @@ fn on_media(
         m.bufs.push(bid);
         return Ok(true);
     };
-    let Some(fd) = socks.get(from_port).map(|s| s.as_raw_fd()) else {
+    let Some(out_index) = from_port
+        .checked_sub(socks.base)
+        .filter(|i| usize::from(*i) < socks.socks.len())
+    else {
         m.bufs.push(bid);
         return Ok(true);
     };
@@ -387,7 +392,7 @@ fn on_media(
     s.hdr.msg_namelen = addr_len;
     s.hdr.msg_iov = &mut s.iov;
     s.hdr.msg_iovlen = 1;
-    let sqe = opcode::SendMsg::new(Fd(fd), &s.hdr)
+    let sqe = opcode::SendMsg::new(Fixed(u32::from(out_index)), &s.hdr)
         .build()
         .user_data(UD_MSEND | u64::from(bid));
     push_sqe(ring, &sqe)?;
@@ -417,8 +422,10 @@ fn drive(
     push_sqe(ring, &epoll_sqe(w))?;
     if let (Some(m), Some(socks)) = (media.as_deref_mut(), w.media.as_ref()) {
         m.hdr.msg_namelen = size_of::<libc::sockaddr_in6>() as u32;
-        for (i, s) in socks.socks.iter().enumerate() {
-            push_sqe(ring, &media_recv_sqe(s.as_raw_fd(), i, &m.hdr))?;
+        let fds: Vec<i32> = socks.socks.iter().map(|s| s.as_raw_fd()).collect();
+        ring.submitter().register_files(&fds)?;
+        for i in 0..fds.len() {
+            push_sqe(ring, &media_recv_sqe(i, &m.hdr))?;
         }
     }
     let mut sends = Sends {
@@ -502,9 +509,7 @@ fn drive(
                         w.handler.counters.media_no_buffers += 1;
                     }
                     if !cqueue::more(flags) && !w.stopping() {
-                        if let Some(fd) = w.media.as_ref().and_then(|s| s.socks.get(i)) {
-                            push_sqe(ring, &media_recv_sqe(fd.as_raw_fd(), i, &m.hdr))?;
-                        }
+                        push_sqe(ring, &media_recv_sqe(i, &m.hdr))?;
                     }
                 }
                 UD_MSEND => {
