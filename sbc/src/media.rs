@@ -10,7 +10,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::Range;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use media_plane::Action;
 
@@ -27,10 +27,21 @@ impl MediaSockets {
     pub(crate) fn bind(ip: IpAddr, ports: Range<u16>) -> Result<Self, String> {
         let base = ports.start;
         let mut socks = Vec::with_capacity(ports.len());
+        // A previous instance's sockets may outlive it briefly (its io_uring is torn down by the
+        // kernel after the process exits): a restart waits for them, up to a few seconds in all.
+        let mut patience = Duration::from_secs(5);
         for port in ports {
             let addr = SocketAddr::new(ip, port);
-            let s =
-                bind_one(addr).map_err(|e| format!("media.port_min/port_max: bind {addr}: {e}"))?;
+            let s = loop {
+                match bind_one(addr) {
+                    Err(e) if e.kind() == io::ErrorKind::AddrInUse && !patience.is_zero() => {
+                        let step = Duration::from_millis(50);
+                        std::thread::sleep(step);
+                        patience = patience.saturating_sub(step);
+                    }
+                    r => break r.map_err(|e| format!("media.port_min/port_max: bind {addr}: {e}"))?,
+                }
+            };
             socks.push(s);
         }
         Ok(Self { base, socks })
