@@ -51,6 +51,10 @@ CFG = {
     "sipp_cpus": env("SIPP_CPUS", "0"),
     "max_dut_s": env("MAX_DUT_S", 330, int),
     "gap_s": env("GAP_S", 1.0, float),
+    # after a failed step the DUT is restarted: an overloaded B2BUA or proxy keeps retransmitting
+    # and tearing down the step's leftover calls for ~32 s (Timers B/F/H, no-ACK), and that traffic
+    # would land on the next step's SIPp pair (same addresses) and fail calls that are not its own
+    "restart_after_fail": env("RESTART_AFTER_FAIL", 1, int),
     "buff": env("BUFF", 4194304, int),
     "uac": env("UAC_ADDR", "127.0.0.3:5070"),
     "dut": env("DUT_ADDR", "127.0.0.1:5060"),
@@ -478,7 +482,7 @@ def start_dut(name, raw):
         return {"name": name, "target": CFG["uas"], "pid": None}
     if udp_bound(CFG["dut"]):
         return {"name": name, "error": f"{CFG['dut']} is already bound by someone else"}
-    logf = open(os.path.join(rd, "dut.log"), "w")
+    logf = open(os.path.join(rd, "dut.log"), "a")
     if name == "sbc":
         if not os.access(CFG["sbc_bin"], os.X_OK):
             return {"name": name, "error": f"no SBC binary {CFG['sbc_bin']} (build failed?)"}
@@ -560,13 +564,25 @@ def search(dut, raw):
     def over():
         return time.time() - t_begin > CFG["max_dut_s"]
 
+    def step(rate, rep):
+        s = run_step(dut, rate, rep, raw)
+        if not s["pass"] and CFG["restart_after_fail"] and dut.get("pid"):
+            log(f"{dut['name']}: restarting after the failed step (fresh state for the next one)")
+            stop_dut(dut)
+            fresh = start_dut(dut["name"], raw)
+            dut.clear()
+            dut.update(fresh)
+            if fresh.get("error"):
+                raise RuntimeError(fresh["error"])
+        return s
+
     def run_rate(rate):
         """one run; a marginal failure is repeated up to REPEATS (majority decides)"""
-        s = run_step(dut, rate, 1, raw)
+        s = step(rate, 1)
         steps.append(s)
         if not s["pass"] and marginal(s):
             for rep in range(2, R + 1):
-                steps.append(run_step(dut, rate, rep, raw))
+                steps.append(step(rate, rep))
                 if verdict(steps, rate) or sum(1 for x in steps if x["rate"] == rate and not x["pass"]) * 2 > R:
                     break
         return verdict(steps, rate)
@@ -595,7 +611,7 @@ def search(dut, raw):
     def confirm(rate):
         n = sum(1 for s in steps if s["rate"] == rate)
         for rep in range(n + 1, R + 1):
-            steps.append(run_step(dut, rate, rep, raw))
+            steps.append(step(rate, rep))
         return verdict(steps, rate)
 
     # the best rate gets REPEATS runs (median); if the majority fails, step down

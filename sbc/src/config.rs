@@ -217,6 +217,10 @@ fn default_register_expires() -> u64 {
     3600
 }
 
+fn default_trunk_options_interval() -> u64 {
+    10
+}
+
 /// One member of a `[[target_group]]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -386,6 +390,9 @@ pub(crate) struct TrunkConf {
     pub(crate) register: bool,
     #[serde(default = "default_register_expires")]
     pub(crate) register_expires: u64,
+    /// OPTIONS probes of the outbound proxy, seconds; 0: not probed.
+    #[serde(default = "default_trunk_options_interval")]
+    pub(crate) options_interval_secs: u64,
     /// Whether P-Asserted-Identity from the trunk is trusted.
     #[serde(default)]
     pub(crate) trusted: bool,
@@ -1313,7 +1320,10 @@ impl Config {
                     }],
                 });
                 group_names.push(format!("trunk:{}", t.name));
-                health.push(HealthConfig::default());
+                health.push(HealthConfig {
+                    interval: Duration::from_secs(t.options_interval_secs),
+                    ..HealthConfig::default()
+                });
                 id
             });
             trunks.push(Trunk {

@@ -63,6 +63,13 @@ pub(crate) struct Counters {
     /// rtpengine ng control: requests handled and error replies (worker 0).
     pub(crate) ng_requests: u64,
     pub(crate) ng_errors: u64,
+    /// The SBC's registrations with carrier trunks: successes, challenges answered, failures;
+    /// trunk INVITE challenges answered and refused.
+    pub(crate) trunk_registrations: u64,
+    pub(crate) trunk_register_challenges: u64,
+    pub(crate) trunk_register_failures: u64,
+    pub(crate) trunk_auth_answered: u64,
+    pub(crate) trunk_auth_failures: u64,
 }
 
 impl Counters {
@@ -106,7 +113,12 @@ impl Counters {
             media_sessions,
             media_ports_in_use,
             ng_requests,
-            ng_errors
+            ng_errors,
+            trunk_registrations,
+            trunk_register_challenges,
+            trunk_register_failures,
+            trunk_auth_answered,
+            trunk_auth_failures
         );
     }
 }
@@ -185,6 +197,13 @@ impl Handler {
         let (calls, registrations) = self.signalling.load();
         c.live_calls = calls as u64;
         c.live_registrations = registrations as u64;
+        let t = self.signalling.trunk_stats();
+        c.trunk_registrations = t.registered;
+        c.trunk_register_challenges = t.challenges;
+        c.trunk_register_failures = t.failures;
+        let b = self.signalling.b2bua_stats();
+        c.trunk_auth_answered = b.trunk_auth_answered;
+        c.trunk_auth_failures = b.trunk_auth_failures;
         if let Some(m) = self.signalling.media() {
             let shard = m.shard().counters();
             let anchor = m.stats();

@@ -39,7 +39,10 @@ impl MediaSockets {
                         std::thread::sleep(step);
                         patience = patience.saturating_sub(step);
                     }
-                    r => break r.map_err(|e| format!("media.port_min/port_max: bind {addr}: {e}"))?,
+                    r => {
+                        break r
+                            .map_err(|e| format!("media.port_min/port_max: bind {addr}: {e}"))?
+                    }
                 }
             };
             socks.push(s);

@@ -13,14 +13,16 @@
 //! shared inside port, and any worker can take those.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sbc_core::b2bua::{B2bua, B2buaConfig, CallEvent, Origin, Router, Target};
+use sbc_core::b2bua::{B2bua, B2buaConfig, CallEvent, Origin, Router, Target, TrunkAuth};
 use sbc_core::ids::WorkerId;
 use sbc_core::routing::{
     self as core_routing, select, CallSource, HealthMonitor, LocalTime, TargetGroupId, TargetIdx,
 };
 use sbc_core::topology::Side;
+use sbc_core::trunkreg::TrunkRegistrationConfig;
 use sbc_sip::transaction::{Flow, Transmit};
 use sbc_sip::{Message, Method};
 
@@ -35,6 +37,22 @@ pub(crate) struct SignallingStats {
     pub(crate) probes_failed: u64,
 }
 
+/// Per target group, the credentials of the trunk whose outbound group it is.
+fn trunk_auth(cfg: &config::B2bua) -> Vec<Option<Arc<TrunkAuth>>> {
+    (0..cfg.groups.len())
+        .map(|g| {
+            let t = cfg
+                .trunks
+                .iter()
+                .find(|t| t.outbound.is_some_and(|o| o.0 as usize == g))?;
+            Some(Arc::new(TrunkAuth {
+                username: t.username.clone()?,
+                password: t.password.as_ref()?.expose().to_owned(),
+            }))
+        })
+        .collect()
+}
+
 /// The routing configuration of one worker, and the health of its targets.
 struct Routes {
     cfg: config::B2bua,
@@ -46,6 +64,8 @@ struct Routes {
     local: LocalTime,
     local_at: Instant,
     seed: u64,
+    /// Per target group: the credentials of the trunk it reaches, if it has some.
+    trunk_auth: Vec<Option<Arc<TrunkAuth>>>,
 }
 
 impl Routes {
@@ -73,6 +93,7 @@ impl Routes {
             flow,
             uri: None,
             user,
+            auth: self.trunk_auth.get(group.0 as usize).cloned().flatten(),
         })
     }
 
@@ -145,6 +166,22 @@ pub(crate) struct Place {
 }
 
 impl Signalling {
+    /// The trunk registrations' counters, summed.
+    pub(crate) fn trunk_stats(&self) -> sbc_core::trunkreg::RegStats {
+        let mut sum = sbc_core::trunkreg::RegStats::default();
+        for (_, _, s) in self.b2bua.trunk_registrations() {
+            sum.registered += s.registered;
+            sum.challenges += s.challenges;
+            sum.failures += s.failures;
+        }
+        sum
+    }
+
+    /// The B2BUA's counters.
+    pub(crate) fn b2bua_stats(&self) -> sbc_core::b2bua::B2buaStats {
+        self.b2bua.stats()
+    }
+
     /// The worker's media anchor, when media is anchored.
     pub(crate) fn media(&self) -> Option<&sbc_core::callmedia::MediaAnchor> {
         self.b2bua.media()
@@ -197,8 +234,36 @@ impl Signalling {
             .copied()
             .unwrap_or_default();
         let health = HealthMonitor::for_groups(health_cfg, &probed, now);
+        let mut b2bua = B2bua::new(c);
+        // Worker 0 keeps the SBC registered with the trunks that require it (one registration
+        // per trunk for the whole SBC; calls from the carrier reach any worker).
+        if place.worker == 0 {
+            for t in cfg.trunks.iter().filter(|t| t.register) {
+                let proxy = t
+                    .outbound
+                    .and_then(|g| cfg.groups.get(g.0 as usize))
+                    .and_then(|g| g.targets.first());
+                let (Some(proxy), Some(user), Some(password)) = (proxy, &t.username, &t.password)
+                else {
+                    continue;
+                };
+                b2bua.register_trunk(
+                    TrunkRegistrationConfig {
+                        name: t.name.clone(),
+                        registrar: proxy.addr,
+                        reliable: proxy.transport != core_routing::Transport::Udp,
+                        auth: Arc::new(TrunkAuth {
+                            username: user.clone(),
+                            password: password.expose().to_owned(),
+                        }),
+                        expires: t.register_expires,
+                    },
+                    now,
+                );
+            }
+        }
         Self {
-            b2bua: B2bua::new(c),
+            b2bua,
             routes: Routes {
                 router: core_routing::Router::new(cfg.routes.clone()),
                 cfg: cfg.clone(),
@@ -208,6 +273,7 @@ impl Signalling {
                 local: local_time(),
                 local_at: now,
                 seed: u64::from(place.worker),
+                trunk_auth: trunk_auth(cfg),
             },
             stats: SignallingStats::default(),
         }

@@ -574,3 +574,97 @@ fn topology_is_hidden_in_both_directions() {
         }
     }
 }
+
+/// A call from the PBX to a carrier trunk that authenticates: the SBC answers the trunk's 401 with
+/// the trunk's credentials (checked by sipp's own digest verification), the PBX never sees the
+/// challenge, and the call completes.
+#[test]
+fn trunk_challenge_is_answered_with_the_trunk_credentials() {
+    let n = 14;
+    let trunk = format!(
+        "{NO_PROBES}\n\
+         [[trunk]]\nname = \"carrier\"\noutbound = {{ proxy = \"{}:5090\" }}\n\
+         username = \"trunkuser\"\npassword = \"s3cret\"\noptions_interval_secs = 0\n\
+         [[route]]\nname = \"out\"\nfrom = \"inside\"\nprefix = \"\"\ntrunk = \"carrier\"\n",
+        ip(n, 8)
+    );
+    let sbc = start_sbc(n, "trunk-auth", "auto", &one_pbx(n), &trunk);
+    let dir = sbc.dir.path().to_owned();
+    let carrier = sipp(&dir, "uas_trunk_auth.xml", (&ip(n, 8), 5090), None, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let sbc_inside = format!("{}:5080", ip(n, 11));
+    let pbx = sipp(
+        &dir,
+        "pbx_call_out.xml",
+        (&ip(n, 4), 5070),
+        Some(&sbc_inside),
+        &["-s", "15551234567", "-d", "300"],
+    );
+    let (pbx_status, pbx_err) = finish(pbx);
+    let (carrier_status, carrier_err) = finish(carrier);
+    let all = logs(&dir, "");
+    let carrier_log = logs(&dir, "uas_trunk_auth");
+    let pbx_log = logs(&dir, "pbx_call_out");
+    let log = stop_clean(sbc);
+    assert!(
+        pbx_status.success() && carrier_status.success(),
+        "pbx: {pbx_status} {pbx_err}\ncarrier: {carrier_status} {carrier_err}\n{all}\n{log}"
+    );
+    assert!(log.contains("trunk_auth_answered: 1,"), "{log}");
+    assert!(
+        carrier_log.contains("trunk auth valid: true"),
+        "{carrier_log}"
+    );
+    assert!(
+        carrier_log.contains("username=\"trunkuser\""),
+        "{carrier_log}"
+    );
+    // The PBX never saw the carrier's challenge, nor the credentials.
+    assert!(!pbx_log.contains("SIP/2.0 401"), "{pbx_log}");
+    assert!(!pbx_log.contains("carrier.example"), "{pbx_log}");
+}
+
+/// A trunk with `register = true`: the SBC registers its outside address with the carrier,
+/// answering the carrier's challenge with the trunk's credentials (verified by sipp).
+#[test]
+fn the_sbc_registers_with_a_carrier_trunk() {
+    let n = 15;
+    let trunk = format!(
+        "{NO_PROBES}\n\
+         [[trunk]]\nname = \"carrier\"\noutbound = {{ proxy = \"{}:5090\" }}\n\
+         username = \"trunkuser\"\npassword = \"s3cret\"\nregister = true\nregister_expires = 300\noptions_interval_secs = 0\n",
+        ip(n, 8)
+    );
+    // The registrar is up first; the SBC registers as it starts.
+    let dir = TempDir::new("trunk-register-sipp");
+    let registrar = sipp(
+        dir.path(),
+        "uas_trunk_register.xml",
+        (&ip(n, 8), 5090),
+        None,
+        &[],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let sbc = start_sbc(n, "trunk-register", "auto", &one_pbx(n), &trunk);
+    let (status, err) = finish(registrar);
+    let reg_log = logs(dir.path(), "uas_trunk_register");
+    let log = stop_clean(sbc);
+    assert!(
+        status.success(),
+        "registrar: {status} {err}\n{reg_log}\n{log}"
+    );
+    assert!(
+        reg_log.contains("trunk register auth valid: true"),
+        "{reg_log}"
+    );
+    // The SBC registered its own outside address as the trunk account's Contact.
+    assert!(
+        reg_log.contains(&format!(
+            "registrar got Contact: <sip:trunkuser@{}:5060>",
+            ip(n, 1)
+        )),
+        "{reg_log}"
+    );
+    assert!(log.contains("trunk_registrations: 1,"), "{log}");
+    assert!(log.contains("trunk_register_challenges: 1,"), "{log}");
+}

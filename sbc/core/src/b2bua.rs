@@ -46,6 +46,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -61,6 +62,7 @@ use sbc_sip::{HeaderName, Message, Method};
 use media_plane::shard::Side as MediaSide;
 
 use crate::callmedia::{AnchorFault, CallMedia, MediaAnchor};
+use crate::digest::{Challenge, ChallengeKind, Credentials, DigestRequest};
 use crate::ids::{IdGen, IdKind, WorkerId};
 use crate::nat;
 use crate::registrar::{
@@ -69,6 +71,7 @@ use crate::registrar::{
 };
 use crate::table::BoundedTable;
 use crate::topology::{copy_headers, next_max_forwards, with_tag, Side, TopologyPolicy};
+use crate::trunkreg::{RegState, RegStats, TrunkRegistration, TrunkRegistrationConfig};
 
 /// Where a new call (or a REGISTER) goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +89,28 @@ pub struct Target {
     /// The called number on the new leg (Request-URI and To user), after number rules; `None`: as
     /// received.
     pub user: Option<String>,
+    /// Credentials the SBC answers a digest challenge with on the new leg (a carrier trunk).
+    pub auth: Option<Arc<TrunkAuth>>,
+}
+
+/// What the SBC authenticates as toward a carrier trunk (RFC 3261 §22): a 401/407 to the INVITE it
+/// sends there is answered by the SBC itself, once, and never reaches the caller.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TrunkAuth {
+    /// The username.
+    pub username: String,
+    /// The password (only ever hashed).
+    pub password: String,
+}
+
+impl std::fmt::Debug for TrunkAuth {
+    /// The password is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrunkAuth")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Target {
@@ -99,6 +124,7 @@ impl Target {
             flow,
             uri: None,
             user: None,
+            auth: None,
         }
     }
 }
@@ -255,6 +281,10 @@ pub struct B2buaStats {
     pub registers: u64,
     /// Keep-alive OPTIONS sent toward registered user agents behind NAT.
     pub keepalives: u64,
+    /// Trunk challenges answered with the trunk's credentials.
+    pub trunk_auth_answered: u64,
+    /// Calls refused because the trunk refused the credentials (403 to the caller).
+    pub trunk_auth_failures: u64,
 }
 
 /// One leg of a call, as the SBC sees it when sending on it.
@@ -320,6 +350,10 @@ struct Call {
     byes_pending: u8,
     end_reason: Option<EndReason>,
     media: CallMedia,
+    /// Trunk credentials, and the INVITE sent on leg B (kept only then, to answer a challenge).
+    auth: Option<(Arc<TrunkAuth>, Message)>,
+    /// Challenges answered on leg B (at most one).
+    auth_answered: u8,
 }
 
 impl Leg {
@@ -369,6 +403,8 @@ enum ClientRole {
     },
     /// A deregistration or keep-alive: the answer changes nothing.
     Fire,
+    /// The SBC's own registration with a carrier trunk (index into `trunk_regs`).
+    TrunkRegister(usize),
     /// A health probe of the caller's.
     Probe(u64),
 }
@@ -435,6 +471,8 @@ pub struct B2bua {
     media: Option<MediaAnchor>,
     /// The latest time given by the driver (ports freed by paths that have no `now` of their own).
     last_now: Option<Instant>,
+    /// The SBC's registrations with carrier trunks that require one.
+    trunk_regs: Vec<TrunkRegistration>,
 }
 
 impl B2bua {
@@ -458,6 +496,7 @@ impl B2bua {
             stats: B2buaStats::default(),
             media: None,
             last_now: None,
+            trunk_regs: Vec::new(),
             config,
         }
     }
@@ -466,6 +505,51 @@ impl B2bua {
     /// its address and ports, sessions are freed when calls end, calls without media are ended.
     pub fn attach_media(&mut self, anchor: MediaAnchor) {
         self.media = Some(anchor);
+    }
+
+    /// Keep the SBC registered with a carrier trunk (the first REGISTER goes out at `now`).
+    pub fn register_trunk(&mut self, config: TrunkRegistrationConfig, now: Instant) {
+        let call_id = self.ids.generate(IdKind::CallId).as_str().to_owned();
+        let tag = self.ids.generate(IdKind::Tag).as_str().to_owned();
+        self.trunk_regs
+            .push(TrunkRegistration::new(config, call_id, tag, now));
+    }
+
+    /// The trunk registrations: name, state and counters.
+    pub fn trunk_registrations(&self) -> impl Iterator<Item = (&str, RegState, RegStats)> + '_ {
+        self.trunk_regs
+            .iter()
+            .map(|r| (r.config().name.as_str(), r.state(), r.stats()))
+    }
+
+    /// Send trunk `i`'s REGISTER, answering `challenge` when given.
+    fn send_trunk_register(&mut self, now: Instant, i: usize, challenge: Option<&Challenge>) {
+        let branch = self.ids.generate(IdKind::Branch);
+        let cnonce = self.ids.generate(IdKind::Tag);
+        let contact = self.config.outside_contact;
+        let flow = self.config.outside_flow;
+        let Some(r) = self.trunk_regs.get_mut(i) else {
+            return;
+        };
+        let (dest, reliable) = (r.config().registrar, r.config().reliable);
+        let Some(msg) = r.build(
+            branch.as_str(),
+            contact,
+            challenge.map(|c| (c, cnonce.as_str())),
+        ) else {
+            r.on_failure(now);
+            return;
+        };
+        match self.txs.send_request_on(now, msg, dest, reliable, flow) {
+            Ok(tx) => {
+                self.clients.insert(tx, ClientRole::TrunkRegister(i));
+            }
+            Err(_) => {
+                if let Some(r) = self.trunk_regs.get_mut(i) {
+                    r.on_failure(now);
+                }
+            }
+        }
     }
 
     /// The media anchor, for the worker's packet path and counters.
@@ -517,6 +601,10 @@ impl B2bua {
             self.retx.first().map(|r| r.0),
             self.registrar.next_deadline(),
             self.media.as_ref().and_then(MediaAnchor::next_deadline),
+            self.trunk_regs
+                .iter()
+                .filter_map(TrunkRegistration::deadline)
+                .min(),
         ]
         .into_iter()
         .flatten()
@@ -546,6 +634,11 @@ impl B2bua {
         }
         self.expire_bindings(now);
         self.end_silent_calls(now);
+        for i in 0..self.trunk_regs.len() {
+            if self.trunk_regs.get(i).is_some_and(|r| r.due(now)) {
+                self.send_trunk_register(now, i, None);
+            }
+        }
         while let Some(ka) = self.registrar.poll_keepalive(now) {
             let flow = ka.connection.map_or(self.config.outside_flow, Flow);
             let target = Target {
@@ -555,6 +648,7 @@ impl B2bua {
                 flow,
                 uri: self.registrar.get(&ka.key).map(|b| b.contact_uri.clone()),
                 user: None,
+                auth: None,
             };
             if self.send_options(now, &target, ClientRole::Fire) {
                 self.stats.keepalives += 1;
@@ -823,6 +917,7 @@ impl B2bua {
                     flow: b.connection.map_or(self.config.outside_flow, Flow),
                     uri: Some(b.contact_uri.clone()),
                     user: None,
+                    auth: None,
                 });
             }
         }
@@ -919,6 +1014,8 @@ impl B2bua {
             Some((&req, from.side)),
             body.as_deref(),
         );
+        // Toward a trunk with credentials the INVITE is kept, to answer its challenge.
+        let kept = target.auth.as_ref().and(invite.clone());
         let sent = invite.and_then(|invite| {
             self.txs
                 .send_request_on(now, invite, b.dest, b.reliable, b.flow)
@@ -948,6 +1045,8 @@ impl B2bua {
             byes_pending: 0,
             end_reason: None,
             media,
+            auth: target.auth.clone().zip(kept),
+            auth_answered: 0,
         };
         if self
             .calls
@@ -1221,6 +1320,17 @@ impl B2bua {
                 let (token, alive) = (*token, crate::routing::response_means_alive(code));
                 self.clients.remove(&tx);
                 self.events.push_back(CallEvent::Probed { token, alive });
+            }
+            Some(ClientRole::TrunkRegister(i)) if code >= 200 => {
+                let i = *i;
+                self.clients.remove(&tx);
+                let challenge = self
+                    .trunk_regs
+                    .get_mut(i)
+                    .and_then(|r| r.on_response(now, &resp));
+                if let Some(c) = challenge {
+                    self.send_trunk_register(now, i, Some(&c));
+                }
             }
             _ => {}
         }
@@ -1652,6 +1762,21 @@ impl B2bua {
         if call.state != State::Ringing {
             return;
         }
+        if matches!(code, 401 | 407) && call.auth.is_some() && !call.cancelled {
+            if call.auth_answered == 0 && self.answer_challenge(now, key, &resp) {
+                return;
+            }
+            let Some(call) = self.calls.get(&key) else {
+                return;
+            };
+            // Refused credentials (or an unanswerable challenge): the caller cannot answer the
+            // carrier's challenge either.
+            let (server, req, tag) = (call.invite_a, call.invite_a_req.clone(), call.a_tag.clone());
+            self.stats.trunk_auth_failures += 1;
+            self.reply(now, server, &req, 403, Some(&tag));
+            self.remove(key, EndReason::Rejected(code));
+            return;
+        }
         let (server, req, tag, cancelled, a_side) = (
             call.invite_a,
             call.invite_a_req.clone(),
@@ -1758,6 +1883,13 @@ impl B2bua {
                     token,
                     alive: false,
                 });
+            }
+            Some(ClientRole::TrunkRegister(i)) => {
+                let i = *i;
+                self.clients.remove(&tx);
+                if let Some(r) = self.trunk_regs.get_mut(i) {
+                    r.on_failure(now);
+                }
             }
             Some(ClientRole::Cancel | ClientRole::Fire) | None => {}
         }
@@ -1944,6 +2076,92 @@ impl B2bua {
             let reason = call.end_reason.unwrap_or(EndReason::Bye(Side::Outside));
             self.remove(key, reason);
         }
+    }
+
+    // ---- Trunk authentication -------------------------------------------------------------------
+
+    /// Answer leg B's 401/407 with the trunk's credentials: the kept INVITE again, with a new
+    /// branch, the next CSeq and the credentials header (RFC 3261 §22.2). Returns whether it was
+    /// sent.
+    fn answer_challenge(&mut self, now: Instant, key: u64, resp: &Message) -> bool {
+        let branch = self.ids.generate(IdKind::Branch);
+        let cnonce = self.ids.generate(IdKind::Tag);
+        let Some(call) = self.calls.get_mut(&key) else {
+            return false;
+        };
+        let Some((auth, invite)) = &call.auth else {
+            return false;
+        };
+        let Some(kind) = resp.status().and_then(ChallengeKind::from_status) else {
+            return false;
+        };
+        let values = resp
+            .headers()
+            .filter(|h| h.raw_name.eq_ignore_ascii_case(kind.challenge_header()))
+            .map(|h| h.value);
+        let Ok(challenge) = Challenge::pick(kind, values, true) else {
+            return false;
+        };
+        let creds = Credentials {
+            username: &auth.username,
+            password: &auth.password,
+        };
+        let uri = invite.request_uri().unwrap_or_default();
+        let req = DigestRequest {
+            method: "INVITE",
+            uri,
+            body: Some(invite.body()),
+        };
+        let Ok(authz) = challenge.respond(&creds, &req, cnonce.as_str(), 1) else {
+            return false;
+        };
+        let cseq = call.b.cseq + 1;
+        let transport = if call.b.reliable { "TCP" } else { "UDP" };
+        let contact = if call.b.side == Side::Inside {
+            self.config.inside_contact
+        } else {
+            self.config.outside_contact
+        };
+        let mut out = Vec::with_capacity(invite.raw().len() + 256);
+        let mut w = MessageWriter::request(&mut out, &Method::Invite, uri);
+        let via = format!(
+            "SIP/2.0/{transport} {contact};branch={};rport",
+            branch.as_str()
+        );
+        w.header("Via", &via);
+        for h in invite.headers() {
+            let skip = matches!(
+                HeaderName::from_bytes(h.raw_name.as_bytes()),
+                HeaderName::Via
+                    | HeaderName::CSeq
+                    | HeaderName::ContentLength
+                    | HeaderName::ContentType
+            );
+            if !skip {
+                w.header(h.raw_name, h.value);
+            }
+        }
+        let cseq_value = format!("{cseq} INVITE");
+        w.header("CSeq", &cseq_value);
+        w.header(authz.name, &authz.value);
+        w.finish(invite.header(HeaderName::ContentType), invite.body());
+        let Ok(msg) = Message::parse(Bytes::from(out)) else {
+            self.stats.build_failures += 1;
+            return false;
+        };
+        let (dest, reliable, flow) = (call.b.dest, call.b.reliable, call.b.flow);
+        let Ok(tx) = self.txs.send_request_on(now, msg, dest, reliable, flow) else {
+            return false;
+        };
+        if let Some(call) = self.calls.get_mut(&key) {
+            self.clients.remove(&call.invite_b);
+            call.invite_b = tx;
+            call.b.cseq = cseq;
+            call.auth_answered += 1;
+        }
+        self.clients.insert(tx, ClientRole::Invite(key));
+        self.stats.trunk_auth_answered += 1;
+        true
     }
 
     // ---- Media ----------------------------------------------------------------------------------

@@ -15,6 +15,8 @@
 //!   expiring call table and a reply cache for retransmissions.
 //! - [`registrar`]: the SBC's own binding table of registered user agents (bounded, expiring).
 //! - [`routing`]: routing rules, number normalization, inside targets with health and fail-over.
+//! - [`trunkreg`]: the SBC's own registration with carrier trunks that require one (digest
+//!   challenge answered with the trunk's credentials, refreshed halfway to expiry).
 //! - [`topology`]: topology hiding, the header policy applied at each crossing between sides.
 //! - [`table`]: a bounded table whose entries carry an absolute deadline, for dialogs, registrations and
 //!   bans alike.
@@ -36,3 +38,4 @@ pub mod registrar;
 pub mod routing;
 pub mod table;
 pub mod topology;
+pub mod trunkreg;
