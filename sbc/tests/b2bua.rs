@@ -45,7 +45,8 @@ fn start_sbc(n: u8, name: &str, driver: &str, pbx_targets: &str, probe: &str) ->
          [sip]\nudp = [\"{outside}:5060\"]\ntcp = [\"{outside}:5060\"]\n\
          [inside]\naddress = \"{}\"\nport = 5080\ntargets = [\"pbx\"]\n\
          [[target_group]]\nname = \"pbx\"\ntargets = [{pbx_targets}]\n{probe}\n\
-         [[route]]\nname = \"to-pbx\"\nfrom = \"outside\"\nprefix = \"\"\ntarget_group = \"pbx\"\n",
+         [[route]]\nname = \"to-pbx\"\nfrom = \"outside\"\nprefix = \"\"\ntarget_group = \"pbx\"\n\
+         [media]\nport_min = 20000\nport_max = 20399\n",
         ip(n, 11)
     );
     Sbc::start_in(TempDir::new(name), driver, 5060, &text)
