@@ -60,6 +60,9 @@ pub enum Validation {
     /// SRTP/SRTCP relayed without decryption: the RTP header, and the first RTCP packet's header
     /// (the rest of an SRTCP compound, and RTP padding, are encrypted).
     HeaderOnly,
+    /// Not RTP at all (T.38 over UDPTL, other `udp` media): relayed as opaque datagrams, latched
+    /// like RTP, counted but not parsed.
+    Opaque,
 }
 
 /// Settings of one shard. [`ShardConfig::new`] gives the defaults for a port slice.
@@ -325,6 +328,8 @@ pub struct Stream {
     a: Leg,
     b: Leg,
     clock_rate: u32,
+    /// The checks for this stream (the shard's default until [`MediaShard::set_validation`]).
+    validation: Validation,
     /// The later of the allocation and the last offer/answer on either leg.
     negotiated: Instant,
     one_way: Option<Side>,
@@ -514,6 +519,7 @@ impl MediaShard {
                 a: Leg::new(a, mode),
                 b: Leg::new(b, mode),
                 clock_rate: 0,
+                validation: self.config.validation,
                 negotiated: now,
                 one_way: None,
             };
@@ -583,6 +589,19 @@ impl MediaShard {
     ) -> Result<(), Error> {
         let session = self.session_mut(handle)?;
         stream_mut(session, stream)?.clock_rate = clock_rate;
+        Ok(())
+    }
+
+    /// The packet checks of one stream: [`Validation::HeaderOnly`] for SRTP relayed as is,
+    /// [`Validation::Opaque`] for media that is not RTP (T.38).
+    pub fn set_validation(
+        &mut self,
+        handle: SessionHandle,
+        stream: usize,
+        validation: Validation,
+    ) -> Result<(), Error> {
+        let session = self.session_mut(handle)?;
+        stream_mut(session, stream)?.validation = validation;
         Ok(())
     }
 
@@ -680,9 +699,11 @@ impl MediaShard {
             return Action::Drop(DropReason::UnknownPort);
         };
         let clock_rate = stream.clock_rate;
+        let validation = stream.validation;
         let (from, to) = stream.legs_mut(route.side);
         let on_rtcp_port = local_port % 2 == 1;
-        let kind = if on_rtcp_port || is_rtcp(buf) {
+        let opaque = validation == Validation::Opaque;
+        let kind = if on_rtcp_port || (!opaque && is_rtcp(buf)) {
             Kind::Rtcp
         } else {
             Kind::Rtp
@@ -690,8 +711,9 @@ impl MediaShard {
 
         // Validate before latching: a malformed packet must never move the latch.
         let header = match kind {
+            Kind::Rtp if opaque => None,
             Kind::Rtp => match RtpHeader::parse(buf) {
-                Ok(h) if self.config.validation == Validation::HeaderOnly => Some(h),
+                Ok(h) if validation == Validation::HeaderOnly => Some(h),
                 Ok(h) if h.padding_len().is_ok() => Some(h),
                 _ => {
                     from.dropped += 1;
@@ -699,9 +721,10 @@ impl MediaShard {
                 }
             },
             Kind::Rtcp => {
-                let valid = match self.config.validation {
+                let valid = match validation {
                     Validation::Full => RtcpCompound::parse(buf).is_ok(),
                     Validation::HeaderOnly => RtcpPacket::parse(buf).is_ok(),
+                    Validation::Opaque => true,
                 };
                 if !valid {
                     from.dropped += 1;
@@ -1147,6 +1170,28 @@ mod tests {
                 from_port: a.rtp(),
                 to: addr("198.51.100.7:61000")
             }
+        );
+    }
+
+    #[test]
+    fn an_opaque_stream_relays_datagrams_that_are_not_rtp() {
+        let t = t0();
+        let (mut s, h, a, _) = call(t);
+        // A T.38 UDPTL packet: sequence number, then an IFP, nothing like an RTP header.
+        let mut udptl = vec![0x00, 0x01, 0x06, 0x00, 0x10, 0x44, 0x45, 0x46];
+        assert_eq!(
+            s.on_packet(a.rtp(), addr(CALLER), &mut udptl, t),
+            Action::Drop(DropReason::Malformed)
+        );
+        s.set_validation(h, 0, Validation::Opaque).unwrap();
+        assert!(matches!(
+            s.on_packet(a.rtp(), addr(CALLER), &mut udptl, t),
+            Action::Forward { .. }
+        ));
+        // still latched: another source is refused in strict mode
+        assert_eq!(
+            s.on_packet(a.rtp(), addr("203.0.113.99:9"), &mut udptl, t),
+            Action::Drop(DropReason::WrongSource)
         );
     }
 

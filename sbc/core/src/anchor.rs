@@ -52,7 +52,7 @@
 //! | `a=rtcp` (RFC 3605) | remote RTCP address read; rewritten to the SBC's ports, or removed with `a=rtcp-mux` |
 //! | `a=rtcp-mux` (RFC 5761) | kept; the relay muxes or demuxes per leg |
 //! | ICE attributes (RFC 8839) | removed (the SBC is the only candidate), unless kept by option |
-//! | `a=crypto`, `a=fingerprint`, `a=setup` | untouched: SRTP keys pass end to end and the relay forwards SRTP as is; terminating SRTP is a later step |
+//! | `a=crypto`, `a=fingerprint`, `a=setup` | untouched: SRTP keys pass end to end and the relay forwards SRTP as is (RTP header checked only; DTLS-SRTP and T.38 relayed as opaque datagrams); terminating SRTP is a later step |
 //! | codecs (`a=rtpmap`, `a=fmtp`, `a=ptime`, ...) and every other line | untouched |
 //! | more than [`PlanOptions::max_media`] `m=` lines, or more streams than [`PlanOptions::max_streams`] | 488 |
 //!
@@ -65,7 +65,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use media_plane::ports::PortPair;
-use media_plane::shard::{MediaShard, RemoteSdp, SessionHandle, Side, Stream};
+use media_plane::shard::{MediaShard, RemoteSdp, SessionHandle, Side, Stream, Validation};
 use sbc_sip::sdp::{Connection, Direction, Origin, Scope, Sdp, SdpError};
 
 /// Default for [`PlanOptions::max_media`]: `m=` lines accepted in one description. Re-offers never
@@ -389,7 +389,8 @@ impl MediaPlan {
     }
 
     /// Give the media plane the peer's addresses: `set_remote` on `side` of every relayed stream
-    /// (which opens its latch window), and the clock rate where known.
+    /// (which opens its latch window), the clock rate where known, and the packet checks the
+    /// transport allows (SRTP: header only; DTLS-SRTP, T.38 and other UDP: none).
     pub fn set_remotes(
         &self,
         shard: &mut MediaShard,
@@ -404,6 +405,19 @@ impl MediaPlan {
             shard.set_remote(handle, k, side, remote, now)?;
             if entry.clock_rate != 0 {
                 shard.set_clock_rate(handle, k, entry.clock_rate)?;
+            }
+            // What the relay may check: SDES-SRTP keeps a readable RTP header; DTLS-SRTP mixes
+            // DTLS records with SRTP, and T.38 is not RTP at all.
+            let validation = match entry.transport {
+                Transport::RtpSavp | Transport::RtpSavpf => Some(Validation::HeaderOnly),
+                Transport::UdpTlsRtpSavp
+                | Transport::UdpTlsRtpSavpf
+                | Transport::Udptl
+                | Transport::Udp => Some(Validation::Opaque),
+                _ => None,
+            };
+            if let Some(v) = validation {
+                shard.set_validation(handle, k, v)?;
             }
         }
         Ok(())
@@ -1731,6 +1745,25 @@ mod tests {
                 "a=T38FaxUdpEC:t38UDPRedundancy",
             ])
         );
+    }
+
+    #[test]
+    fn t38_datagrams_pass_the_relay_as_opaque_udp() {
+        let input = t38_reinvite();
+        let p = plan_of(&input).unwrap();
+        let t = t0();
+        let mut shard =
+            MediaShard::new(media_plane::ShardConfig::new(30000, 30019)).expect("shard");
+        let h = shard.allocate_session(t, p.stream_count()).unwrap();
+        p.set_remotes(&mut shard, h, Side::A, t).unwrap();
+        p.set_remotes(&mut shard, h, Side::B, t).unwrap();
+        let port = shard.streams(h).unwrap()[1].leg(Side::A).ports().rtp();
+        // UDPTL: a sequence number and an IFP packet, not an RTP header.
+        let mut udptl = [0x00, 0x01, 0x06, 0x00, 0x10, 0x44];
+        assert!(matches!(
+            shard.on_packet(port, sock("192.0.2.9:4000"), &mut udptl, t),
+            media_plane::Action::Forward { .. }
+        ));
     }
 
     #[test]
