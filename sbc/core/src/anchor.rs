@@ -1752,8 +1752,7 @@ mod tests {
         let input = t38_reinvite();
         let p = plan_of(&input).unwrap();
         let t = t0();
-        let mut shard =
-            MediaShard::new(media_plane::ShardConfig::new(30000, 30019)).expect("shard");
+        let mut shard = MediaShard::new(ShardConfig::new(30000, 30019)).expect("shard");
         let h = shard.allocate_session(t, p.stream_count()).unwrap();
         p.set_remotes(&mut shard, h, Side::A, t).unwrap();
         p.set_remotes(&mut shard, h, Side::B, t).unwrap();
