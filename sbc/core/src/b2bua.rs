@@ -324,7 +324,8 @@ struct AckWait {
     cseq: u32,
     /// The server transaction on the other leg that carries the relayed 2xx.
     server: ServerTxId,
-    response: Message,
+    /// The relayed 2xx: its status and bytes.
+    response: (u16, Bytes),
     interval: Duration,
     next: Instant,
     give_up: Instant,
@@ -829,7 +830,10 @@ impl B2bua {
     fn reply(&mut self, now: Instant, tx: ServerTxId, req: &Message, code: u16, tag: Option<&str>) {
         let mut out = Vec::new();
         build::response(req, code, build::reason_phrase(code), tag, &mut out).finish(None, b"");
-        self.send_response(now, tx, out);
+        // The transaction may have ended (e.g. a late answer): nothing to send then.
+        let _ = self
+            .txs
+            .send_response_bytes(now, tx, code, Bytes::from(out));
     }
 
     fn send_response(&mut self, now: Instant, tx: ServerTxId, out: Vec<u8>) {
@@ -1078,6 +1082,27 @@ impl B2bua {
         src: Option<(&Message, Side)>,
         body: Option<&[u8]>,
     ) -> Option<Message> {
+        let out = self.build_request_bytes(leg, method, cseq, branch, max_forwards, src, body);
+        let parsed = Message::parse(out).ok();
+        if parsed.is_none() {
+            self.stats.build_failures += 1;
+        }
+        parsed
+    }
+
+    /// [`Self::build_request`] without parsing the result, for what goes out without a transaction
+    /// (ACK for a 2xx).
+    #[allow(clippy::too_many_arguments)]
+    fn build_request_bytes(
+        &self,
+        leg: &Leg,
+        method: &Method,
+        cseq: u32,
+        branch: &str,
+        max_forwards: u8,
+        src: Option<(&Message, Side)>,
+        body: Option<&[u8]>,
+    ) -> Bytes {
         let contact = self.contact(leg.side);
         let transport = if leg.reliable { "TCP" } else { "UDP" };
         let mut out = Vec::with_capacity(512);
@@ -1106,11 +1131,7 @@ impl B2bua {
             }
             None => w.finish(None, b""),
         }
-        let parsed = Message::parse(Bytes::from(out)).ok();
-        if parsed.is_none() {
-            self.stats.build_failures += 1;
-        }
-        parsed
+        Bytes::from(out)
     }
 
     /// The owned headers of a relayed request that the SBC writes from the received one: RAck of a
@@ -1160,7 +1181,7 @@ impl B2bua {
         to: Side,
         tag: Option<&str>,
         body: Option<&[u8]>,
-    ) -> Option<Message> {
+    ) -> Option<(u16, Bytes)> {
         let code = resp.status().unwrap_or(500);
         let contact = self.contact(to);
         let mut out = Vec::with_capacity(512);
@@ -1184,16 +1205,10 @@ impl B2bua {
             .then(|| resp.header(HeaderName::ContentType))
             .flatten();
         w.finish(ct, body);
-        match Message::parse(Bytes::from(out)) {
-            Ok(m) => {
-                let _ = self.txs.send_response(now, tx, m.clone());
-                Some(m)
-            }
-            Err(_) => {
-                self.stats.build_failures += 1;
-                None
-            }
-        }
+        // Built from parsed parts by the writer: handed on without parsing it again.
+        let bytes = Bytes::from(out);
+        let _ = self.txs.send_response_bytes(now, tx, code, bytes.clone());
+        Some((code, bytes))
     }
 
     /// Relay an in-dialog request from `from` to the other leg.
@@ -1646,7 +1661,7 @@ impl B2bua {
         ack_leg: Side,
         cseq: u32,
         server: ServerTxId,
-        response: Message,
+        response: (u16, Bytes),
         reliable: bool,
     ) {
         let t1 = self.config.transactions.t1;
@@ -1944,7 +1959,7 @@ impl B2bua {
             (Some((m, from)), Some(now)) => self.anchor_response(now, key, m, from),
             _ => None,
         };
-        let Some(ack) = self.build_request(
+        let bytes = self.build_request_bytes(
             &snapshot,
             &Method::Ack,
             cseq,
@@ -1952,10 +1967,7 @@ impl B2bua {
             70,
             src,
             body.as_deref(),
-        ) else {
-            return;
-        };
-        let bytes = ack.raw().clone();
+        );
         self.out.push_back(Transmit {
             dest: snapshot.dest,
             bytes: bytes.clone(),
@@ -2011,9 +2023,9 @@ impl B2bua {
         }
         wait.interval = (wait.interval * 2).min(t2);
         wait.next = now + wait.interval;
-        let (server, response, next) = (wait.server, wait.response.clone(), wait.next);
+        let (server, (code, response), next) = (wait.server, wait.response.clone(), wait.next);
         self.retx.insert((next, key));
-        let _ = self.txs.send_response(now, server, response);
+        let _ = self.txs.send_response_bytes(now, server, code, response);
     }
 
     /// Send BYE on `legs` and keep the call until they complete (or the grace deadline passes).

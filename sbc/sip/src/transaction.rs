@@ -582,10 +582,24 @@ impl Transactions {
         response: Message,
     ) -> Result<(), TxError> {
         let code = response.status().ok_or(TxError::Invalid)?;
+        self.send_response_bytes(now, tx, code, response.raw().clone())
+    }
+
+    /// [`Transactions::send_response`] for a response the TU serialized itself and vouches for:
+    /// its status `code` and its bytes, not parsed again.
+    pub fn send_response_bytes(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        code: u16,
+        bytes: Bytes,
+    ) -> Result<(), TxError> {
+        if !(100..700).contains(&code) {
+            return Err(TxError::Invalid);
+        }
         let id = tx.0;
         let config = self.config.clone();
         let t = self.txs.get_mut(&id).ok_or(TxError::Unknown)?;
-        let bytes = response.raw().clone();
         let (peer, flow) = (t.peer, t.flow);
         match (t.kind, t.state) {
             (Kind::InviteServer, TxState::Proceeding) => {
