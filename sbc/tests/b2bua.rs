@@ -17,23 +17,17 @@ mod common;
 use std::io::Read;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{Sbc, TempDir};
+use common::{finish, scenario, Sbc, TempDir};
 use sbc_sip::Message;
 
 fn ip(n: u8, host: u8) -> String {
     format!("127.21.{n}.{host}")
-}
-
-fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/scenarios/b2bua")
-        .join(name)
 }
 
 /// The SBC of test `n`: every call from the outside goes to the PBX group, which is `pbx_targets`
@@ -89,15 +83,6 @@ fn sipp_with(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("sipp: {e}"))
-}
-
-fn finish(mut child: Child) -> (ExitStatus, String) {
-    let status = child.wait().unwrap();
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    (status, err)
 }
 
 /// Everything sipp logged in `dir` whose file name starts with `prefix`.

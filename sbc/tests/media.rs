@@ -20,13 +20,12 @@ mod common;
 #[path = "common/rtp.rs"]
 mod rtp;
 
-use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Sbc, TempDir};
+use common::{finish, scenario, Sbc, TempDir};
 use rtp::{
     counter, of_ssrc, rtcp_rr, sdp_body, send_streams, summary, udp, Caller, Got, Pbx, SdpSeen,
     Sink, Stream, Ua,
@@ -1156,12 +1155,6 @@ fn loose_latching_forwards_other_sources_without_following_them() {
 // -------------------------------------------------------------------------------------------------
 // 6. Leaks under load (sipp)
 
-fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/scenarios/b2bua")
-        .join(name)
-}
-
 /// sipp on `local` running `scen`, killed after 60 s at the latest.
 fn sipp(dir: &Path, scen: &str, local: (&str, u16), remote: Option<&str>, extra: &[&str]) -> Child {
     let port = local.1.to_string();
@@ -1180,14 +1173,6 @@ fn sipp(dir: &Path, scen: &str, local: (&str, u16), remote: Option<&str>, extra:
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("sipp: {e}"))
-}
-
-fn finish(mut child: Child) -> (ExitStatus, String) {
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    (child.wait().unwrap(), err)
 }
 
 /// The sipp error logs in `dir`, at most a few KB each.

@@ -23,14 +23,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Sbc, TempDir};
+use common::{finish, Sbc, TempDir};
 use media_plane::ng::{encode_request, Codec, Command as NgCommand, Request, ResultCode};
 
 const SBC: &str = "127.23.1.1";
@@ -227,15 +226,6 @@ fn sipp(dir: &Path, scenario: &str, (ip, port): (&str, u16), extra: &[&str]) -> 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("sipp (Debian package `sip-tester`): {e}"))
-}
-
-fn finish(mut child: Child) -> (ExitStatus, String) {
-    let status = child.wait().unwrap();
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    (status, err)
 }
 
 /// The message trace of sipp's scenario `scenario` in `dir`.

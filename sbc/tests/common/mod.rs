@@ -8,6 +8,23 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+/// A scenario of `sbc/tests/scenarios/b2bua/`.
+pub(crate) fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scenarios/b2bua")
+        .join(name)
+}
+
+/// Wait for a sipp run: its exit status and what it wrote on stderr (read first, so a full pipe
+/// cannot stall it).
+pub(crate) fn finish(mut child: Child) -> (ExitStatus, String) {
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    (child.wait().unwrap(), err)
+}
+
 /// A directory under the system temp dir, removed on drop.
 pub(crate) struct TempDir(pub(crate) PathBuf);
 
