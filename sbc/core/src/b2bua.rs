@@ -62,7 +62,7 @@ use sbc_sip::{HeaderName, Message, Method};
 use media_plane::shard::Side as MediaSide;
 
 use crate::callmedia::{AnchorFault, CallMedia, MediaAnchor};
-use crate::digest::{Challenge, ChallengeKind, Credentials, DigestRequest};
+use crate::digest::{Challenge, Credentials, DigestRequest};
 use crate::ids::{IdGen, IdKind, WorkerId};
 use crate::nat;
 use crate::registrar::{
@@ -2104,14 +2104,11 @@ impl B2bua {
         let Some((auth, invite)) = &call.auth else {
             return false;
         };
-        let Some(kind) = resp.status().and_then(ChallengeKind::from_status) else {
-            return false;
-        };
-        let values = resp
-            .headers()
-            .filter(|h| h.raw_name.eq_ignore_ascii_case(kind.challenge_header()))
-            .map(|h| h.value);
-        let Ok(challenge) = Challenge::pick(kind, values, true) else {
+        // The topmost answerable challenge (one realm: a trunk has one account).
+        let Some(challenge) = Challenge::from_response(resp, true)
+            .ok()
+            .and_then(|found| found.into_iter().next())
+        else {
             return false;
         };
         let creds = Credentials {

@@ -16,7 +16,7 @@ use sbc_sip::writer::MessageWriter;
 use sbc_sip::{HeaderName, Message, Method};
 
 use crate::b2bua::TrunkAuth;
-use crate::digest::{Challenge, ChallengeKind, Credentials, DigestRequest};
+use crate::digest::{Challenge, Credentials, DigestRequest};
 
 /// How long to wait before trying again after a failed registration.
 pub const RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -192,18 +192,15 @@ impl TrunkRegistration {
             self.stats.registered += 1;
             return None;
         }
-        if let Some(kind) = ChallengeKind::from_status(code) {
-            if !self.answered {
-                let values = resp
-                    .headers()
-                    .filter(|h| h.raw_name.eq_ignore_ascii_case(kind.challenge_header()))
-                    .map(|h| h.value);
-                if let Ok(c) = Challenge::pick(kind, values, true) {
-                    self.answered = true;
-                    self.stats.challenges += 1;
-                    return Some(c);
-                }
-            }
+        // A 401/407: its topmost answerable challenge, answered once per attempt.
+        let challenge = (!self.answered)
+            .then(|| Challenge::from_response(resp, true).ok())
+            .flatten()
+            .and_then(|found| found.into_iter().next());
+        if let Some(c) = challenge {
+            self.answered = true;
+            self.stats.challenges += 1;
+            return Some(c);
         }
         self.on_failure(now);
         None
