@@ -235,16 +235,21 @@ impl Signalling {
             .unwrap_or_default();
         let health = HealthMonitor::for_groups(health_cfg, &probed, now);
         let mut b2bua = B2bua::new(c);
+        // One credentials record per trunk, shared by its calls and its registration.
+        let trunk_auth = trunk_auth(cfg);
         // Worker 0 keeps the SBC registered with the trunks that require it (one registration
         // per trunk for the whole SBC; calls from the carrier reach any worker).
         if place.worker == 0 {
             for t in cfg.trunks.iter().filter(|t| t.register) {
-                let proxy = t
-                    .outbound
-                    .and_then(|g| cfg.groups.get(g.0 as usize))
+                let Some(group) = t.outbound else {
+                    continue;
+                };
+                let proxy = cfg
+                    .groups
+                    .get(group.0 as usize)
                     .and_then(|g| g.targets.first());
-                let (Some(proxy), Some(user), Some(password)) = (proxy, &t.username, &t.password)
-                else {
+                let auth = trunk_auth.get(group.0 as usize).cloned().flatten();
+                let (Some(proxy), Some(auth)) = (proxy, auth) else {
                     continue;
                 };
                 b2bua.register_trunk(
@@ -252,10 +257,7 @@ impl Signalling {
                         name: t.name.clone(),
                         registrar: proxy.addr,
                         reliable: proxy.transport != core_routing::Transport::Udp,
-                        auth: Arc::new(TrunkAuth {
-                            username: user.clone(),
-                            password: password.expose().to_owned(),
-                        }),
+                        auth,
                         expires: t.register_expires,
                     },
                     now,
@@ -273,7 +275,7 @@ impl Signalling {
                 local: local_time(),
                 local_at: now,
                 seed: u64::from(place.worker),
-                trunk_auth: trunk_auth(cfg),
+                trunk_auth,
             },
             stats: SignallingStats::default(),
         }
