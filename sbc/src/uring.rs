@@ -337,52 +337,57 @@ fn on_media(
     now: Instant,
 ) -> io::Result<bool> {
     w.handler.counters.media_rx += 1;
-    let (src, start, plen) = {
-        let Ok(msg) = RecvMsgOut::parse(m.bufs.buf(bid, len), &m.hdr) else {
-            w.handler.counters.udp_truncated += 1;
-            m.bufs.push(bid);
-            return Ok(true);
-        };
-        if msg.is_payload_truncated() {
-            w.handler.counters.udp_truncated += 1;
-            m.bufs.push(bid);
-            return Ok(true);
+    match media_send(w, m, index, bid, len, now) {
+        Some(sqe) => {
+            push_sqe(ring, &sqe)?;
+            Ok(false)
         }
-        let src = sockaddr_from_bytes(msg.name_data());
+        None => {
+            m.bufs.push(bid);
+            Ok(true)
+        }
+    }
+}
+
+/// The send that relays the datagram in buffer `bid`, its header written into the buffer's send
+/// slot; `None`: the datagram is dropped (counted by the shard, or as truncated).
+fn media_send(
+    w: &mut Worker,
+    m: &mut MediaRing,
+    index: usize,
+    bid: u16,
+    len: usize,
+    now: Instant,
+) -> Option<squeue::Entry> {
+    let (src, start, plen) = {
+        let msg = RecvMsgOut::parse(m.bufs.buf(bid, len), &m.hdr).ok();
+        let Some(msg) = msg.filter(|msg| !msg.is_payload_truncated()) else {
+            w.handler.counters.udp_truncated += 1;
+            return None;
+        };
         // The payload follows the 16-byte header, the name and the control data.
         let start = 16 + m.hdr.msg_namelen as usize + m.hdr.msg_controllen;
-        (src, start, msg.payload_data().len())
+        (
+            sockaddr_from_bytes(msg.name_data())?,
+            start,
+            msg.payload_data().len(),
+        )
     };
-    let (Some(src), Some(socks), Some(anchor)) =
-        (src, w.media.as_ref(), w.handler.signalling.media_mut())
-    else {
-        m.bufs.push(bid);
-        return Ok(true);
-    };
-    let port = socks.port_of(index);
-    let buf = m.bufs.buf_mut(bid, start + plen);
-    let Some(payload) = buf.get_mut(start..) else {
-        m.bufs.push(bid);
-        return Ok(true);
-    };
+    let socks = w.media.as_ref()?;
+    let anchor = w.handler.signalling.media_mut()?;
+    let payload = m.bufs.buf_mut(bid, start + plen).get_mut(start..)?;
     let media_plane::Action::Forward { from_port, to } =
-        anchor.shard_mut().on_packet(port, src, payload, now)
+        anchor
+            .shard_mut()
+            .on_packet(socks.port_of(index), src, payload, now)
     else {
-        m.bufs.push(bid);
-        return Ok(true);
+        return None;
     };
-    let Some(out_index) = from_port
+    let out_index = from_port
         .checked_sub(socks.base)
-        .filter(|i| usize::from(*i) < socks.socks.len())
-    else {
-        m.bufs.push(bid);
-        return Ok(true);
-    };
+        .filter(|i| usize::from(*i) < socks.socks.len())?;
     let ptr = payload.as_mut_ptr();
-    let Some(s) = m.sends.get_mut(usize::from(bid)) else {
-        m.bufs.push(bid);
-        return Ok(true);
-    };
+    let s = m.sends.get_mut(usize::from(bid))?;
     let addr_len = sockaddr_to_storage(to, &mut s.addr);
     s.iov = libc::iovec {
         iov_base: ptr.cast(),
@@ -392,11 +397,11 @@ fn on_media(
     s.hdr.msg_namelen = addr_len;
     s.hdr.msg_iov = &mut s.iov;
     s.hdr.msg_iovlen = 1;
-    let sqe = opcode::SendMsg::new(Fixed(u32::from(out_index)), &s.hdr)
-        .build()
-        .user_data(UD_MSEND | u64::from(bid));
-    push_sqe(ring, &sqe)?;
-    Ok(false)
+    Some(
+        opcode::SendMsg::new(Fixed(u32::from(out_index)), &s.hdr)
+            .build()
+            .user_data(UD_MSEND | u64::from(bid)),
+    )
 }
 
 fn epoll_sqe(w: &Worker) -> squeue::Entry {
