@@ -256,7 +256,7 @@ impl Handler {
         };
         match msg.method() {
             // Out of any dialog, OPTIONS is a ping of the SBC itself: answered without state.
-            Some(Method::Options) if msg.to().tag().is_none() => {
+            Some(Method::Options) if msg.to_tag().is_none() => {
                 self.next_tag();
                 let mut w = build::response(&msg, 200, "OK", Some(&self.tag), out);
                 w.header("Allow", ALLOW)
@@ -269,7 +269,7 @@ impl Handler {
             }
             // Over the new-call rate: refused before any state is made (RFC 3261 §21.5.4).
             Some(Method::Invite)
-                if msg.to().tag().is_none() && self.cps.as_mut().is_some_and(|b| !b.take(now)) =>
+                if msg.to_tag().is_none() && self.cps.as_mut().is_some_and(|b| !b.take(now)) =>
             {
                 self.next_tag();
                 let mut w = build::response(&msg, 503, "Service Unavailable", Some(&self.tag), out);

@@ -152,7 +152,7 @@ fn read_responses(r: &mut impl Read, want: usize) -> (Vec<u32>, usize) {
                         "{}",
                         String::from_utf8_lossy(&buf[..n])
                     );
-                    assert!(msg.to().tag().is_some());
+                    assert!(msg.to_tag().is_some());
                     cseqs.push(msg.cseq().seq);
                     buf.drain(..n);
                 }

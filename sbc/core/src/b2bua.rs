@@ -53,8 +53,8 @@ use bytes::Bytes;
 use sbc_sip::build;
 use sbc_sip::header::NameAddr;
 use sbc_sip::transaction::{
-    ClientTxId, Flow, ServerTxId, StrayKind, TransactionConfig, Transactions, Transmit, TxEvent,
-    TxId, TxState,
+    ClientTxId, Flow, ServerTxId, StrayKind, TransactionConfig, Transactions, Transmit, TxError,
+    TxEvent, TxId, TxState,
 };
 use sbc_sip::writer::MessageWriter;
 use sbc_sip::{HeaderName, Message, Method};
@@ -687,15 +687,16 @@ impl B2bua {
             flow: target.flow,
             cseq: 1,
         };
-        let Some(req) =
-            self.build_request(&leg, &Method::Options, 1, branch.as_str(), 70, None, None)
-        else {
-            return false;
-        };
-        match self
-            .txs
-            .send_request_on(now, req, leg.dest, leg.reliable, leg.flow)
-        {
+        match self.send_built(
+            now,
+            &leg,
+            &Method::Options,
+            1,
+            branch.as_str(),
+            70,
+            None,
+            None,
+        ) {
             Ok(c) => {
                 self.clients.insert(c, role);
                 true
@@ -733,7 +734,7 @@ impl B2bua {
     /// An in-dialog request from the Inside that names no dialog of this worker: its Call-ID is not
     /// one the SBC made and its To tag is not one of the SBC's calls from the Inside.
     fn forged_from_inside(&self, msg: &Message) -> bool {
-        let Some(tag) = msg.to().tag() else {
+        let Some(tag) = msg.to_tag() else {
             return false;
         };
         !self.b_index.contains_key(msg.call_id()) && !self.a_index.contains_key(tag)
@@ -818,7 +819,7 @@ impl B2bua {
                 .filter(|c| c.b.side == side)
                 .map(|_| key);
         }
-        let tag = msg.to().tag()?;
+        let tag = msg.to_tag()?;
         let key = *self.a_index.get(tag)?;
         self.calls
             .get(&key)
@@ -856,7 +857,7 @@ impl B2bua {
     ) {
         let side = from.side;
         let method = req.method().cloned().unwrap_or(Method::Options);
-        if req.to().tag().is_none() {
+        if req.to_tag().is_none() {
             match (side, &method) {
                 (_, Method::Invite) => self.new_call(now, tx, req, from, router),
                 (_, Method::Options) => self.reply(now, tx, &req, 200, None),
@@ -1009,7 +1010,7 @@ impl B2bua {
             },
             None => None,
         };
-        let invite = self.build_request(
+        let invite = self.build_request_bytes(
             &b,
             &Method::Invite,
             1,
@@ -1018,13 +1019,27 @@ impl B2bua {
             Some((&req, from.side)),
             body.as_deref(),
         );
-        // Toward a trunk with credentials the INVITE is kept, to answer its challenge.
-        let kept = target.auth.as_ref().and(invite.clone());
-        let sent = invite.and_then(|invite| {
-            self.txs
-                .send_request_on(now, invite, b.dest, b.reliable, b.flow)
-                .ok()
-        });
+        // Toward a trunk with credentials the INVITE is kept (parsed), to answer its challenge.
+        let kept = target
+            .auth
+            .as_ref()
+            .and_then(|_| Message::parse(invite.clone()).ok());
+        debug_assert!(
+            Message::parse(invite.clone()).is_ok(),
+            "built INVITE does not parse"
+        );
+        let sent = self
+            .txs
+            .send_request_bytes(
+                now,
+                invite,
+                Method::Invite,
+                branch.as_str(),
+                b.dest,
+                b.reliable,
+                b.flow,
+            )
+            .ok();
         let Some(invite_b) = sent else {
             if let Some(m) = self.media.as_mut() {
                 m.release(&mut media, now);
@@ -1070,10 +1085,15 @@ impl B2bua {
 
     /// Build a request of `method` on `leg` with `cseq`, copying headers and body from `src` (the
     /// message of the other leg that caused it, with the side it came from); `body` replaces the
-    /// copied body (the anchored SDP).
+    /// copied body (the anchored SDP). Then start its client transaction toward the leg's peer.
+    ///
+    /// The bytes go to the transaction layer unparsed ([`Transactions::send_request_bytes`]): the
+    /// builder writes only what it validated, so parsing it back cost a parse per request for
+    /// nothing (debug builds still check that it parses).
     #[allow(clippy::too_many_arguments)]
-    fn build_request(
+    fn send_built(
         &mut self,
+        now: Instant,
         leg: &Leg,
         method: &Method,
         cseq: u32,
@@ -1081,16 +1101,24 @@ impl B2bua {
         max_forwards: u8,
         src: Option<(&Message, Side)>,
         body: Option<&[u8]>,
-    ) -> Option<Message> {
+    ) -> Result<ClientTxId, TxError> {
         let out = self.build_request_bytes(leg, method, cseq, branch, max_forwards, src, body);
-        let parsed = Message::parse(out).ok();
-        if parsed.is_none() {
-            self.stats.build_failures += 1;
-        }
-        parsed
+        debug_assert!(
+            Message::parse(out.clone()).is_ok(),
+            "built request does not parse"
+        );
+        self.txs.send_request_bytes(
+            now,
+            out,
+            method.clone(),
+            branch,
+            leg.dest,
+            leg.reliable,
+            leg.flow,
+        )
     }
 
-    /// [`Self::build_request`] without parsing the result, for what goes out without a transaction
+    /// The bytes of a request, as [`Self::send_built`] describes,, for what goes out without a transaction
     /// (ACK for a 2xx).
     #[allow(clippy::too_many_arguments)]
     fn build_request_bytes(
@@ -1226,7 +1254,6 @@ impl B2bua {
         let leg = call.leg_mut(to);
         leg.cseq += 1;
         let cseq = leg.cseq;
-        let (dest, reliable, flow) = (leg.dest, leg.reliable, leg.flow);
         if method == Method::Invite {
             call.reinvite_pending = true;
         }
@@ -1250,7 +1277,8 @@ impl B2bua {
                 return;
             }
         };
-        let Some(out) = self.build_request(
+        match self.send_built(
+            now,
             &snapshot,
             &method,
             cseq,
@@ -1258,11 +1286,7 @@ impl B2bua {
             max_forwards,
             Some((&req, from)),
             body.as_deref(),
-        ) else {
-            self.reply(now, tx, &req, 500, None);
-            return;
-        };
-        match self.txs.send_request_on(now, out, dest, reliable, flow) {
+        ) {
             Ok(c) => {
                 self.clients.insert(
                     c,
@@ -1699,7 +1723,7 @@ impl B2bua {
                 return;
             }
             // The callee's early dialog (the first one, when it forks): PRACK and UPDATE go to it.
-            if resp.to().tag().is_some() && !call.b.remote_tagged() {
+            if resp.to_tag().is_some() && !call.b.remote_tagged() {
                 call.b.remote = resp.header(HeaderName::To).unwrap_or_default().to_owned();
                 if let Some(c) = resp.header(HeaderName::Contact) {
                     call.b.target_uri = uri_of(c).to_owned();
@@ -2052,7 +2076,8 @@ impl B2bua {
             let leg = call.leg_mut(side);
             leg.cseq += 1;
             let snapshot = leg.clone();
-            let Some(bye) = self.build_request(
+            if let Ok(c) = self.send_built(
+                now,
                 &snapshot,
                 &Method::Bye,
                 snapshot.cseq,
@@ -2060,13 +2085,7 @@ impl B2bua {
                 70,
                 None,
                 None,
-            ) else {
-                continue;
-            };
-            if let Ok(c) =
-                self.txs
-                    .send_request_on(now, bye, snapshot.dest, snapshot.reliable, snapshot.flow)
-            {
+            ) {
                 self.clients.insert(c, ClientRole::Bye(key));
                 sent += 1;
             }

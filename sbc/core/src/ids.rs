@@ -7,8 +7,8 @@
 //! by the driver at start, so forged or altered ids are dropped before any state is touched.
 //!
 //! Nothing in an id leaks inside information or links two ids together (topology hiding):
-//! - the worker id is XORed with a pad derived by HMAC from the id's nonce, so ids of one worker share
-//!   no visible constant;
+//! - the worker id is XORed with a pad derived from the id's nonce by a keyed permutation (the keys
+//!   shared by all workers, derived from the secret), so ids of one worker share no visible constant;
 //! - the nonce is a keyed bijection of a per-generator counter: unique for 2^64 ids, with no visible
 //!   sequence;
 //! - the MAC is domain-separated by [`IdKind`], so a tag cannot be replayed as a branch.
@@ -116,8 +116,10 @@ pub struct IdGen {
     counter: u64,
     /// Round keys of the nonce permutation (per worker, derived from the secret).
     nonce_keys: [u64; 4],
-    /// Key of the pad that hides the worker id.
-    pad_key: hmac::Key,
+    /// Round keys of the permutation that makes the pad hiding the worker id (shared by all workers:
+    /// any of them unmasks any id). A permutation, not an HMAC: one HMAC per id is the MAC's, and the
+    /// pad only has to look random to whoever does not hold the secret.
+    pad_keys: [u64; 4],
     /// MAC key per kind, in [`IdKind::ALL`] order.
     mac_keys: [hmac::Key; 3],
 }
@@ -149,21 +151,21 @@ impl IdGen {
         {
             *dst = *src;
         }
-        let nonce_tag = hmac::sign(&master, &nonce_label);
-        let mut nonce_keys = [0u64; 4];
-        for (key, chunk) in nonce_keys
-            .iter_mut()
-            .zip(nonce_tag.as_ref().chunks_exact(8))
-        {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(chunk);
-            *key = u64::from_le_bytes(b);
-        }
+        let round_keys = |label: &[u8]| {
+            let tag = hmac::sign(&master, label);
+            let mut keys = [0u64; 4];
+            for (key, chunk) in keys.iter_mut().zip(tag.as_ref().chunks_exact(8)) {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(chunk);
+                *key = u64::from_le_bytes(b);
+            }
+            keys
+        };
         Self {
             worker,
             counter: seed,
-            nonce_keys,
-            pad_key: derive(b"sbc-core id pad"),
+            nonce_keys: round_keys(&nonce_label),
+            pad_keys: round_keys(b"sbc-core id pad"),
             mac_keys: IdKind::ALL.map(|k| derive(k.label())),
         }
     }
@@ -229,12 +231,12 @@ impl IdGen {
 
     /// Two bytes of keyed pad for the worker field, from the nonce.
     fn pad(&self, nonce: &[u8]) -> [u8; 2] {
-        let tag = hmac::sign(&self.pad_key, nonce);
-        let mut pad = [0u8; 2];
-        for (dst, src) in pad.iter_mut().zip(tag.as_ref()) {
+        let mut b = [0u8; 8];
+        for (dst, src) in b.iter_mut().zip(nonce) {
             *dst = *src;
         }
-        pad
+        let x = permute(u64::from_be_bytes(b), &self.pad_keys).to_be_bytes();
+        [x[0], x[1]]
     }
 
     /// The truncated MAC of (nonce, worker) under the key of `kind`.
@@ -516,15 +518,15 @@ mod tests {
             );
             let msg = sbc_sip::Message::parse(bytes::Bytes::from(text)).unwrap();
             assert_eq!(msg.top_via().branch(), Some(branch.as_str()));
-            assert_eq!(msg.from().tag(), Some(from_tag.as_str()));
-            assert_eq!(msg.to().tag(), Some(to_tag.as_str()));
+            assert_eq!(msg.from_tag(), Some(from_tag.as_str()));
+            assert_eq!(msg.to_tag(), Some(to_tag.as_str()));
             assert_eq!(msg.call_id(), call_id.as_str());
             let w = Some(WorkerId(12));
             assert_eq!(
                 g.worker_of(IdKind::Branch, msg.top_via().branch().unwrap()),
                 w
             );
-            assert_eq!(g.worker_of(IdKind::Tag, msg.to().tag().unwrap()), w);
+            assert_eq!(g.worker_of(IdKind::Tag, msg.to_tag().unwrap()), w);
             assert_eq!(g.worker_of(IdKind::CallId, msg.call_id()), w);
         }
     }

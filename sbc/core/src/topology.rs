@@ -595,7 +595,7 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(count(&out, "Contact"), 0);
         assert_eq!(count(&out, "Max-Forwards"), 0);
         assert_eq!(out.call_id(), "sbc-new-1");
-        assert_eq!(out.from().tag(), Some("sbc1"));
+        assert_eq!(out.from_tag(), Some("sbc1"));
         assert_eq!(count(&out, "From"), 1);
         assert_eq!(count(&out, "Content-Type"), 0);
         assert!(report.owned >= 10, "{report:?}");
@@ -783,9 +783,9 @@ Content-Length: 0\r\n\r\n";
         let (out, _) = cross(&msg, &c, &TopologyPolicy::default());
         assert_eq!(count(&out, "From"), 1);
         assert_eq!(count(&out, "To"), 1);
-        assert_eq!(out.from().tag(), Some("sbcB1"));
+        assert_eq!(out.from_tag(), Some("sbcB1"));
         assert_eq!(out.from().display, Some("\"Alice\""));
-        assert_eq!(out.to().tag(), None);
+        assert_eq!(out.to_tag(), None);
         assert!(leaks(out.raw(), &["outtag1", "outcall-1"]).is_empty());
     }
 

@@ -246,7 +246,7 @@ impl Sim {
             TxEvent::Request { tx, request, .. } => {
                 self.uas_requests.push(request.clone());
                 let method = request.method().unwrap().clone();
-                if method == Method::Invite && request.to().tag().is_none() {
+                if method == Method::Invite && request.to_tag().is_none() {
                     self.uas_dialog = Some(UaDialog {
                         call_id: request.call_id().to_owned(),
                         local: format!("{};tag={UAS_TAG}", request.header(HeaderName::To).unwrap()),
@@ -493,7 +493,7 @@ impl Sim {
         let sbc_b_tag = self
             .uas_invite
             .as_ref()
-            .map(|(_, m)| m.from().tag().unwrap().to_owned())
+            .map(|(_, m)| m.from_tag().unwrap().to_owned())
             .unwrap_or_default();
         let sbc_a_tag = self
             .uac_dialog
@@ -501,7 +501,7 @@ impl Sim {
             .map(|d| Message::parse(Bytes::from(format!(
                 "OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=f\r\nTo: {}\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
                 d.remote
-            ))).unwrap().to().tag().unwrap().to_owned())
+            ))).unwrap().to_tag().unwrap().to_owned())
             .unwrap_or_default();
         let inside = [
             "10.0.0.",
@@ -680,7 +680,7 @@ fn reinvite_in_the_dialog_is_relayed_with_sdp() {
     let re = &sim.uas_requests[2];
     assert_eq!(re.body(), UAC_SDP.as_bytes());
     assert_eq!(re.cseq().seq, 2, "leg B's own CSeq space");
-    assert_eq!(re.to().tag(), Some(UAS_TAG));
+    assert_eq!(re.to_tag(), Some(UAS_TAG));
     assert_eq!(sim.uac_codes("INVITE"), vec![180, 200, 200]);
     assert_eq!(sim.uas_requests[3].cseq().seq, 2);
     sim.uac_send("BYE", None);

@@ -26,7 +26,7 @@ pub fn response<'b>(
     w.header("From", req.header(HeaderName::From).unwrap_or_default());
     let to = req.header(HeaderName::To).unwrap_or_default();
     match to_tag {
-        Some(tag) if code > 100 && req.to().tag().is_none() => {
+        Some(tag) if code > 100 && req.to_tag().is_none() => {
             w.header_parts("To", &[to, ";tag=", tag]);
         }
         _ => {
@@ -249,8 +249,8 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(rsp.reason(), Some("Busy Here"));
         assert_eq!(rsp.vias().count(), 2, "all Vias are copied, in order");
         assert_eq!(rsp.top_via().branch(), Some("z9hG4bK776asdhds"));
-        assert_eq!(rsp.to().tag(), Some("sbc1"));
-        assert_eq!(rsp.from().tag(), Some("1928301774"));
+        assert_eq!(rsp.to_tag(), Some("sbc1"));
+        assert_eq!(rsp.from_tag(), Some("1928301774"));
         assert_eq!(rsp.call_id(), req.call_id());
         assert_eq!(rsp.cseq().seq, 314159);
         assert_eq!(rsp.cseq().method, Method::Invite);
@@ -261,7 +261,7 @@ Content-Length: 0\r\n\r\n";
         let mut out = Vec::new();
         response(&invite(), 100, "Trying", Some("sbc1"), &mut out).finish(None, b"");
         let rsp = Message::parse(Bytes::from(out)).unwrap();
-        assert_eq!(rsp.to().tag(), None);
+        assert_eq!(rsp.to_tag(), None);
     }
 
     #[test]
@@ -277,11 +277,7 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(ack.request_uri(), req.request_uri());
         assert_eq!(ack.vias().count(), 1, "only the top Via");
         assert_eq!(ack.top_via().branch(), Some("z9hG4bK776asdhds"));
-        assert_eq!(
-            ack.to().tag(),
-            Some("callee9"),
-            "To comes from the response"
-        );
+        assert_eq!(ack.to_tag(), Some("callee9"), "To comes from the response");
         assert_eq!(ack.cseq().seq, 314159);
         assert_eq!(ack.cseq().method, Method::Ack);
         assert_eq!(
@@ -299,7 +295,7 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(c.method(), Some(&Method::Cancel));
         assert_eq!(c.vias().count(), 1);
         assert_eq!(c.top_via().branch(), req.top_via().branch());
-        assert_eq!(c.to().tag(), None);
+        assert_eq!(c.to_tag(), None);
         assert_eq!(c.cseq().seq, 314159);
         assert_eq!(c.cseq().method, Method::Cancel);
     }

@@ -77,8 +77,8 @@ fn summary(m: &Message) -> Summary {
         call_id: m.call_id().to_owned(),
         cseq: (m.cseq().seq, m.cseq().method.as_str().to_owned()),
         branch: m.top_via().branch().map(str::to_owned),
-        from_tag: m.from().tag().map(str::to_owned),
-        to_tag: m.to().tag().map(str::to_owned),
+        from_tag: m.from_tag().map(str::to_owned),
+        to_tag: m.to_tag().map(str::to_owned),
         headers: m
             .headers()
             .filter(|h| h.name != HeaderName::ContentLength)

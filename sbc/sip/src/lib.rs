@@ -13,6 +13,7 @@
 //! - [`build`]: RFC 3261 derived messages (responses to a request, ACK for non-2xx, CANCEL).
 //! - [`sdp`]: RFC 8866 session descriptions and RFC 3264 offer/answer edits that keep unknown lines.
 //! - [`transaction`]: RFC 3261 §17 + RFC 6026 client and server transactions, Timers A–M.
+//! - [`wheel`]: the timing wheel that holds their deadlines.
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -30,6 +31,7 @@ pub mod message;
 pub mod sdp;
 pub mod transaction;
 pub mod uri;
+pub mod wheel;
 pub mod writer;
 
 pub use error::{ParseError, Verdict};

@@ -339,6 +339,9 @@ struct Index {
     call_id: Span,
     from: Span,
     to: Span,
+    /// The `tag` parameter of From and To, found at parse (dialog matching asks for them often).
+    from_tag: Option<Span>,
+    to_tag: Option<Span>,
     top_via: Span,
     cseq_seq: u32,
     cseq_method: Method,
@@ -511,6 +514,14 @@ impl Message {
     pub fn to(&self) -> NameAddr<'_> {
         NameAddr::parse(self.text(self.idx.to)).unwrap_or(EMPTY_NAME_ADDR)
     }
+    /// The From tag: `self.from_tag()` without parsing From again (found at parse).
+    pub fn from_tag(&self) -> Option<&str> {
+        self.idx.from_tag.map(|s| self.text(s))
+    }
+    /// The To tag: `self.to_tag()` without parsing To again (found at parse).
+    pub fn to_tag(&self) -> Option<&str> {
+        self.idx.to_tag.map(|s| self.text(s))
+    }
     /// The topmost Via (mandatory, validated at parse).
     pub fn top_via(&self) -> Via<'_> {
         Via::parse(self.text(self.idx.top_via)).unwrap_or(EMPTY_VIA)
@@ -580,9 +591,20 @@ impl Message {
         self.raw.get(span.range()).unwrap_or_default()
     }
     /// The text of a span. Spans only ever cover the header section, which is checked to be UTF-8 at
-    /// parse, and start and end on ASCII delimiters, so the fallback is never taken.
+    /// parse, and start and end on ASCII delimiters, so the checked fallback is never taken; the
+    /// check that allows skipping validation is O(1) (accessors run many times per message).
     fn text(&self, span: Span) -> &str {
-        std::str::from_utf8(self.bytes(span)).unwrap_or_default()
+        let bytes = self.bytes(span);
+        let (start, end) = (span.start as usize, span.end as usize);
+        let boundary = |i: usize| self.raw.get(i).is_none_or(|c| (c & 0xC0) != 0x80);
+        if end <= self.idx.body.start as usize && start <= end && boundary(start) && boundary(end) {
+            // SAFETY: `raw[..body.start]` (the header section) was checked to be UTF-8 by `index`,
+            // `bytes` lies inside it, and it starts and ends on character boundaries (neither byte is
+            // a UTF-8 continuation byte), so it is itself valid UTF-8.
+            unsafe { std::str::from_utf8_unchecked(bytes) }
+        } else {
+            std::str::from_utf8(bytes).unwrap_or_default()
+        }
     }
 }
 
@@ -748,8 +770,14 @@ fn index(raw: &[u8]) -> Result<Index, Stop> {
     if !is_call_id(text(call_id)) {
         return Err(ParseError::BadCallId.into());
     }
-    NameAddr::parse(text(from)).map_err(|_| ParseError::BadFrom)?;
-    NameAddr::parse(text(to)).map_err(|_| ParseError::BadTo)?;
+    let from_tag = NameAddr::parse(text(from))
+        .map_err(|_| ParseError::BadFrom)?
+        .tag()
+        .map(|t| span_of(head, t));
+    let to_tag = NameAddr::parse(text(to))
+        .map_err(|_| ParseError::BadTo)?
+        .tag()
+        .map(|t| span_of(head, t));
     let max_forwards = match first.max_forwards {
         Some(s) => Some(
             parse_decimal(text(s).as_bytes(), 255)
@@ -795,6 +823,8 @@ fn index(raw: &[u8]) -> Result<Index, Stop> {
         call_id,
         from,
         to,
+        from_tag,
+        to_tag,
         top_via,
         cseq_seq,
         cseq_method,
@@ -1077,9 +1107,9 @@ v=0\n";
             (c.seq, c.method, c.method_text),
             (314159, Method::Invite, "INVITE")
         );
-        assert_eq!(m.from().tag(), Some("1928301774"));
+        assert_eq!(m.from_tag(), Some("1928301774"));
         assert_eq!(m.from().display, Some("\"Alice, A.\""));
-        assert_eq!(m.to().tag(), None);
+        assert_eq!(m.to_tag(), None);
         assert_eq!(m.to().uri.user, Some("bob"));
         let v = m.top_via();
         assert_eq!(v.branch(), Some("z9hG4bK776asdhds"));
@@ -1141,7 +1171,7 @@ v=0\n";
              CSeq: 2\r\n  OPTIONS\r\nSubject: one\r\n two\r\n\r\n",
         )
         .unwrap();
-        assert_eq!(m.from().tag(), Some("9"));
+        assert_eq!(m.from_tag(), Some("9"));
         assert_eq!(m.top_via().host, Host::Domain("h.example.com"));
         assert_eq!(m.cseq().seq, 2);
         assert_eq!(m.header(HeaderName::Subject), Some("one two"));

@@ -14,12 +14,11 @@
 //! [`TransactionConfig::trying_delay`] (200 ms by default, §17.2.1). It answers a CANCEL itself (200 when
 //! it matches a server transaction, 481 otherwise) and tells the TU, which sends the 487.
 //!
-//! Deadlines sit in a per-transaction table indexed by [`Timer`] and in one binary heap of
-//! `(deadline, id, timer)` with lazy deletion: an entry is live only while the table still holds that
-//! deadline, so rearming or cancelling a timer never searches the heap.
+//! Deadlines sit in a per-transaction table indexed by [`Timer`] and in one timing wheel
+//! ([`crate::wheel`]) of `(deadline, id, timer)` with lazy deletion: an entry is live only while the
+//! table still holds that deadline, so rearming or cancelling a timer never searches the wheel.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -28,6 +27,7 @@ use bytes::Bytes;
 use crate::build;
 use crate::message::{Message, Method};
 use crate::uri::Host;
+use crate::wheel::Wheel;
 
 /// Settings of the transaction layer.
 #[derive(Clone, Debug)]
@@ -101,6 +101,7 @@ pub enum Timer {
 const TIMER_COUNT: usize = 13;
 
 /// Every timer, in table order.
+#[cfg(test)]
 const ALL_TIMERS: [Timer; TIMER_COUNT] = [
     Timer::TimerA,
     Timer::TimerB,
@@ -335,7 +336,7 @@ struct Transaction {
     reliable: bool,
     flow: Flow,
     /// The request (client: retransmitted and used for the ACK; server: used for 100 Trying).
-    request: Message,
+    request: Stored,
     /// Server: the last response sent. Client INVITE in Completed: the ACK.
     last: Option<Bytes>,
     timers: TimerTable,
@@ -344,6 +345,33 @@ struct Transaction {
 }
 
 const MAGIC_COOKIE: &str = "z9hG4bK";
+
+/// The request of a transaction. What arrives is parsed anyway; what the TU built itself and hands
+/// over as bytes ([`Transactions::send_request_bytes`]) is parsed only if it is needed again (to
+/// build a CANCEL or the ACK of a non-2xx final response, which are rare), not on every call.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // inside the boxed transaction; boxing again costs an allocation
+enum Stored {
+    Parsed(Message),
+    Raw(Bytes),
+}
+
+impl Stored {
+    fn raw(&self) -> &Bytes {
+        match self {
+            Self::Parsed(m) => m.raw(),
+            Self::Raw(b) => b,
+        }
+    }
+
+    /// The request parsed, for the rare uses that need its headers.
+    fn parsed(&self) -> Option<std::borrow::Cow<'_, Message>> {
+        match self {
+            Self::Parsed(m) => Some(std::borrow::Cow::Borrowed(m)),
+            Self::Raw(b) => Message::parse(b.clone()).ok().map(std::borrow::Cow::Owned),
+        }
+    }
+}
 
 /// The transaction table.
 #[derive(Debug)]
@@ -354,7 +382,9 @@ pub struct Transactions {
     txs: HashMap<u64, Box<Transaction>>,
     client_index: HashMap<ClientKey, u64>,
     server_index: HashMap<ServerKey, u64>,
-    heap: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
+    wheel: Wheel<(u64, Timer)>,
+    /// Due timers of one [`Transactions::handle_timeout`] round (kept for its allocation).
+    due: Vec<(Instant, (u64, Timer))>,
     next_id: u64,
     transmits: VecDeque<Transmit>,
     events: VecDeque<TxEvent>,
@@ -388,6 +418,12 @@ fn server_key(msg: &Message, branch: &str) -> ServerKey {
     }
 }
 
+/// A wheel entry is live while its transaction still holds that deadline for that timer.
+fn is_live(txs: &HashMap<u64, Box<Transaction>>, at: Instant, id: u64, timer: Timer) -> bool {
+    txs.get(&id)
+        .is_some_and(|t| t.timers.get(timer) == Some(at))
+}
+
 impl Transactions {
     /// An empty table.
     pub fn new(config: TransactionConfig) -> Self {
@@ -396,7 +432,8 @@ impl Transactions {
             txs: HashMap::new(),
             client_index: HashMap::new(),
             server_index: HashMap::new(),
-            heap: BinaryHeap::new(),
+            wheel: Wheel::new(),
+            due: Vec::new(),
             next_id: 1,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -433,37 +470,33 @@ impl Transactions {
         self.events.pop_front()
     }
 
-    /// The earliest pending deadline. Drops stale heap entries on the way, so it is amortised O(log n).
+    /// The earliest pending deadline. Drops the stale wheel entries met on the way, so it is exact.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        while let Some(Reverse((at, id, timer))) = self.heap.peek().copied() {
-            if self.is_live(at, id, timer) {
-                return Some(at);
-            }
-            self.heap.pop();
-        }
-        None
-    }
-
-    fn is_live(&self, at: Instant, id: u64, timer: Timer) -> bool {
-        self.txs
-            .get(&id)
-            .is_some_and(|t| t.timers.get(timer) == Some(at))
+        let txs = &self.txs;
+        self.wheel
+            .next_live(|at, &(id, timer)| is_live(txs, at, id, timer))
     }
 
     /// Fire every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(Reverse((at, id, timer))) = self.heap.peek().copied() {
-            if at > now {
-                break;
+        loop {
+            let mut due = core::mem::take(&mut self.due);
+            due.clear();
+            self.wheel.advance(now, &mut due);
+            if due.is_empty() {
+                self.due = due;
+                return;
             }
-            self.heap.pop();
-            if !self.is_live(at, id, timer) {
-                continue;
+            for &(at, (id, timer)) in &due {
+                if !is_live(&self.txs, at, id, timer) {
+                    continue;
+                }
+                if let Some(t) = self.txs.get_mut(&id) {
+                    t.timers.set(timer, None);
+                }
+                self.fire(now, id, timer);
             }
-            if let Some(t) = self.txs.get_mut(&id) {
-                t.timers.set(timer, None);
-            }
-            self.fire(now, id, timer);
+            self.due = due;
         }
     }
 
@@ -500,12 +533,46 @@ impl Transactions {
         flow: Flow,
     ) -> Result<ClientTxId, TxError> {
         let method = request.method().cloned().ok_or(TxError::Invalid)?;
-        if method == Method::Ack {
+        let branch = rfc3261_branch(&request).ok_or(TxError::NoBranch)?;
+        let key: ClientKey = (branch.into(), method);
+        self.start_client(now, key, Stored::Parsed(request), dest, reliable, flow)
+    }
+
+    /// [`Self::send_request_on`] for a request the TU built itself and hands over unparsed:
+    /// `method` and `branch` (which must carry the RFC 3261 cookie) are those of its top Via and
+    /// request line. The layer trusts them and parses the bytes only if it ever needs the headers
+    /// (a CANCEL, the ACK of a non-2xx), so the common call costs no second parse.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_request_bytes(
+        &mut self,
+        now: Instant,
+        request: Bytes,
+        method: Method,
+        branch: &str,
+        dest: SocketAddr,
+        reliable: bool,
+        flow: Flow,
+    ) -> Result<ClientTxId, TxError> {
+        if !branch.starts_with(MAGIC_COOKIE) {
+            return Err(TxError::NoBranch);
+        }
+        let key: ClientKey = (branch.into(), method);
+        self.start_client(now, key, Stored::Raw(request), dest, reliable, flow)
+    }
+
+    fn start_client(
+        &mut self,
+        now: Instant,
+        key: ClientKey,
+        request: Stored,
+        dest: SocketAddr,
+        reliable: bool,
+        flow: Flow,
+    ) -> Result<ClientTxId, TxError> {
+        if key.1 == Method::Ack {
             // ACK for 2xx is sent by the TU directly; ACK for non-2xx by the layer.
             return Err(TxError::Invalid);
         }
-        let branch = rfc3261_branch(&request).ok_or(TxError::NoBranch)?;
-        let key: ClientKey = (branch.into(), method.clone());
         if self.client_index.contains_key(&key) {
             return Err(TxError::Duplicate);
         }
@@ -513,7 +580,7 @@ impl Transactions {
             return Err(TxError::Full);
         }
         let id = self.alloc_id();
-        let invite = method == Method::Invite;
+        let invite = key.1 == Method::Invite;
         self.transmits.push_back(Transmit {
             dest,
             bytes: request.raw().clone(),
@@ -566,7 +633,8 @@ impl Transactions {
         }
         let (dest, reliable, flow) = (t.peer, t.reliable, t.flow);
         let mut out = Vec::new();
-        build::cancel(&t.request, &mut out);
+        let invite_req = t.request.parsed().ok_or(TxError::Invalid)?;
+        build::cancel(&invite_req, &mut out);
         let cancel = Message::parse(Bytes::from(out)).map_err(|_| TxError::Invalid)?;
         let id = self.send_request_on(now, cancel, dest, reliable, flow)?;
         let t64 = 64 * self.config.t1;
@@ -714,7 +782,9 @@ impl Transactions {
                     t.state = TxState::Completed;
                     t.timers = TimerTable::default();
                     let mut out = Vec::new();
-                    build::ack_for_non_2xx(&t.request, &msg, &mut out);
+                    if let Some(invite) = t.request.parsed() {
+                        build::ack_for_non_2xx(&invite, &msg, &mut out);
+                    }
                     let ack = Bytes::from(out);
                     t.last = Some(ack.clone());
                     let (peer, reliable, flow) = (t.peer, t.reliable, t.flow);
@@ -838,7 +908,7 @@ impl Transactions {
                 peer: source,
                 reliable,
                 flow,
-                request: msg,
+                request: Stored::Parsed(msg),
                 last: None,
                 timers: TimerTable::default(),
                 interval: self.config.t1,
@@ -864,8 +934,8 @@ impl Transactions {
             }
             return;
         }
-        let request = match self.txs.get(&id) {
-            Some(t) => t.request.clone(),
+        let request = match self.txs.get(&id).and_then(|t| t.request.parsed()) {
+            Some(r) => r.into_owned(),
             None => return,
         };
         self.events.push_back(TxEvent::Request {
@@ -878,8 +948,9 @@ impl Transactions {
     /// A response to the request of server transaction `id`, built by the layer itself.
     fn response_for(&self, id: u64, code: u16) -> Option<Message> {
         let t = self.txs.get(&id)?;
+        let request = t.request.parsed()?;
         let mut out = Vec::new();
-        build::response(&t.request, code, build::reason_phrase(code), None, &mut out)
+        build::response(&request, code, build::reason_phrase(code), None, &mut out)
             .finish(None, b"");
         Message::parse(Bytes::from(out)).ok()
     }
@@ -993,25 +1064,20 @@ impl Transactions {
     fn arm(&mut self, id: u64, timer: Timer, at: Instant) {
         if let Some(t) = self.txs.get_mut(&id) {
             t.timers.set(timer, Some(at));
-            self.heap.push(Reverse((at, id, timer)));
+            self.wheel.insert(at, (id, timer));
         }
-        // Stale entries leave the heap when their deadline passes; a burst of cancellations could
-        // still pile them up, so rebuild once they outnumber the possible live ones. Amortised O(1).
-        if self.heap.len() > 2 * TIMER_COUNT * (self.txs.len() + 64) {
+        // Stale entries leave the wheel when their deadline passes; a burst of cancellations could
+        // still pile them up, so sweep once they outnumber the possible live ones. Amortised O(1).
+        if self.wheel.len() > 2 * TIMER_COUNT * (self.txs.len() + 64) {
             self.compact();
         }
     }
 
-    /// Rebuild the heap from the per-transaction tables, dropping every stale entry.
+    /// Drop every stale wheel entry.
     fn compact(&mut self) {
-        let live = self.txs.iter().flat_map(|(&id, t)| {
-            t.timers
-                .0
-                .iter()
-                .zip(ALL_TIMERS)
-                .filter_map(move |(at, timer)| at.map(|at| Reverse((at, id, timer))))
-        });
-        self.heap = live.collect();
+        let txs = &self.txs;
+        self.wheel
+            .retain(|at, &(id, timer)| is_live(txs, at, id, timer));
     }
 
     fn alloc_id(&mut self) -> u64 {
@@ -1175,7 +1241,7 @@ mod tests {
         assert_eq!(t.poll_timeout(), Some(now + Duration::from_millis(500)));
         let later = now + Duration::from_millis(100);
         t.handle_message(later, resp(&r, 200), peer(), false);
-        // E and F are stale in the heap; only K (T4) is live.
+        // E and F are stale in the wheel; only K (T4) is live.
         assert_eq!(t.poll_timeout(), Some(later + Duration::from_secs(5)));
         t.handle_timeout(later + Duration::from_secs(5));
         assert!(t.is_empty());
@@ -1183,17 +1249,21 @@ mod tests {
     }
 
     #[test]
-    fn heap_stays_bounded_under_cancellations() {
+    fn wheel_stays_bounded_under_cancellations() {
         let now = epoch();
         let mut t = Transactions::new(TransactionConfig::default());
         for i in 0..5000u32 {
             let r = req("OPTIONS", &format!("h:5060;branch=z9hG4bK{i}"), 1);
             t.send_request(now, r.clone(), peer(), true).unwrap();
-            // Reliable: the 200 terminates at once, leaving F stale in the heap.
+            // Reliable: the 200 terminates at once, leaving F stale in the wheel.
             t.handle_message(now, resp(&r, 200), peer(), true);
         }
         assert!(t.is_empty());
-        assert!(t.heap.len() <= 2 * TIMER_COUNT * 64 + 1, "{}", t.heap.len());
+        assert!(
+            t.wheel.len() <= 2 * TIMER_COUNT * 64 + 1,
+            "{}",
+            t.wheel.len()
+        );
         assert_eq!(t.poll_timeout(), None);
         for (i, timer) in ALL_TIMERS.iter().enumerate() {
             assert_eq!(*timer as usize, i);

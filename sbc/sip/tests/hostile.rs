@@ -19,8 +19,8 @@ fn exercise(bytes: &[u8]) -> Result<(), String> {
             let _ = (
                 m.call_id(),
                 m.cseq(),
-                m.from().tag(),
-                m.to().tag(),
+                m.from_tag(),
+                m.to_tag(),
                 m.top_via().branch(),
             );
             let _ = (

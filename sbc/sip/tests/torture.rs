@@ -83,8 +83,8 @@ fn accepted_messages_expose_what_the_rfcs_point_at() {
     assert_eq!(m.call_id(), "wsinv.ndaksdj@192.0.2.1");
     assert_eq!(m.cseq().seq, 9);
     assert_eq!(m.max_forwards(), Some(68));
-    assert_eq!(m.to().tag(), Some("1918181833n"));
-    assert_eq!(m.from().tag(), Some("98asjd8"));
+    assert_eq!(m.to_tag(), Some("1918181833n"));
+    assert_eq!(m.from_tag(), Some("98asjd8"));
     assert_eq!(m.from().display, Some(r#""J Rosenberg \\\"""#));
     assert_eq!(m.top_via().branch(), Some("390skdjuw"));
     let vias: Vec<_> = m.vias().collect();

@@ -366,7 +366,7 @@ impl Ua {
     ) -> Message {
         let (invite, from) = self.recv_invite(timeout);
         let sdp = answer(&invite);
-        if invite.to().tag().is_none() {
+        if invite.to_tag().is_none() {
             self.respond(&invite, from, 180, None);
         }
         self.respond(&invite, from, 200, Some(&sdp));
