@@ -19,10 +19,15 @@ use std::time::Duration;
 use benches::callflow::{answer, in_dialog, invite, Bench, STEP, UAC};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use mimalloc::MiMalloc;
 use sbc_core::topology::Side;
 use sbc_sip::Message;
 
 /// The baseline: parse the six messages the SBC receives in a call.
+/// The SBC's allocator, so that allocation costs what it costs in the SBC.
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
 fn parse_six(msgs: &[Bytes]) -> usize {
     msgs.iter()
         .map(|b| Message::parse(b.clone()).unwrap().raw().len())

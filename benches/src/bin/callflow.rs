@@ -9,7 +9,13 @@
 
 use std::time::Duration;
 
+use mimalloc::MiMalloc;
+
 use benches::callflow::{Bench, STEP};
+
+/// The SBC's allocator, so that allocation costs what it costs in the SBC.
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() {
     let n: u64 = std::env::args()

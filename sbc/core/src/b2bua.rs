@@ -56,7 +56,7 @@ use sbc_sip::transaction::{
     ClientTxId, Flow, ServerTxId, StrayKind, TransactionConfig, Transactions, Transmit, TxError,
     TxEvent, TxId, TxState,
 };
-use sbc_sip::writer::MessageWriter;
+use sbc_sip::writer::{push_socket_addr, MessageWriter};
 use sbc_sip::{HeaderName, Message, Method};
 
 use media_plane::shard::Side as MediaSide;
@@ -474,6 +474,8 @@ pub struct B2bua {
     last_now: Option<Instant>,
     /// The SBC's registrations with carrier trunks that require one.
     trunk_regs: Vec<TrunkRegistration>,
+    /// The outside and inside contact addresses as text.
+    contact_text: [String; 2],
 }
 
 impl B2bua {
@@ -498,7 +500,20 @@ impl B2bua {
             media: None,
             last_now: None,
             trunk_regs: Vec::new(),
+            contact_text: [
+                config.outside_contact.to_string(),
+                config.inside_contact.to_string(),
+            ],
             config,
+        }
+    }
+
+    /// [`Self::contact`] as text, formatted once (every request the SBC builds writes it twice).
+    fn contact_text(&self, side: Side) -> &str {
+        let [outside, inside] = &self.contact_text;
+        match side {
+            Side::Outside => outside,
+            Side::Inside => inside,
         }
     }
 
@@ -958,7 +973,11 @@ impl B2bua {
         let branch = self.ids.generate(IdKind::Branch);
         let from_value = req.header(HeaderName::From).unwrap_or_default();
         let to_value = req.header(HeaderName::To).unwrap_or_default();
-        let here = self.contact(target.side);
+        let [outside_text, inside_text] = &self.contact_text;
+        let here = match target.side {
+            Side::Outside => outside_text,
+            Side::Inside => inside_text,
+        };
         let callee = target.user.clone().unwrap_or_else(|| {
             req.request_uri()
                 .and_then(|u| sbc_sip::uri::Uri::parse(u).ok())
@@ -967,15 +986,19 @@ impl B2bua {
         });
         let caller = user_of(from_value).unwrap_or_else(|| "anonymous".to_owned());
         let at = if callee.is_empty() { "" } else { "@" };
-        let b_uri = target
-            .uri
-            .clone()
-            .unwrap_or_else(|| format!("sip:{callee}{at}{}", target.dest));
+        let b_uri = target.uri.clone().unwrap_or_else(|| {
+            let mut u = String::with_capacity(48);
+            u.push_str("sip:");
+            u.push_str(&callee);
+            u.push_str(at);
+            push_socket_addr(&mut u, target.dest);
+            u
+        });
         let b = Leg {
             side: target.side,
             call_id: b_call_id.clone(),
-            local: format!("<sip:{caller}@{here}>;tag={}", b_tag.as_str()),
-            remote: format!("<{b_uri}>"),
+            local: ["<sip:", &caller, "@", here, ">;tag=", b_tag.as_str()].concat(),
+            remote: ["<", &b_uri, ">"].concat(),
             target_uri: b_uri,
             dest: target.dest,
             reliable: target.reliable,
@@ -1131,21 +1154,23 @@ impl B2bua {
         src: Option<(&Message, Side)>,
         body: Option<&[u8]>,
     ) -> Bytes {
-        let contact = self.contact(leg.side);
+        let contact = self.contact_text(leg.side);
         let transport = if leg.reliable { "TCP" } else { "UDP" };
-        let mut out = Vec::with_capacity(512);
+        let mut out = Vec::with_capacity(512 + body.map_or(0, <[u8]>::len));
         let mut w = MessageWriter::request(&mut out, method, &leg.target_uri);
-        let via = format!("SIP/2.0/{transport} {contact};branch={branch};rport");
-        w.header("Via", &via);
+        w.header_parts(
+            "Via",
+            &[
+                "SIP/2.0/", transport, " ", contact, ";branch=", branch, ";rport",
+            ],
+        );
         w.header_u32("Max-Forwards", u32::from(max_forwards));
         w.header("From", &leg.local);
         w.header("To", &leg.remote);
         w.header("Call-ID", &leg.call_id);
-        let cseq_value = format!("{cseq} {}", method.as_str());
-        w.header("CSeq", &cseq_value);
+        w.header_cseq(cseq, method.as_str());
         if !matches!(method, Method::Ack | Method::Bye | Method::Cancel) {
-            let c = format!("<sip:{contact}>");
-            w.header("Contact", &c);
+            w.header_parts("Contact", &["<sip:", contact, ">"]);
         }
         match src {
             Some((m, from)) => {
@@ -1211,12 +1236,11 @@ impl B2bua {
         body: Option<&[u8]>,
     ) -> Option<(u16, Bytes)> {
         let code = resp.status().unwrap_or(500);
-        let contact = self.contact(to);
-        let mut out = Vec::with_capacity(512);
+        let contact = self.contact_text(to);
+        let mut out = Vec::with_capacity(512 + resp.body().len());
         let mut w = build::response(req, code, build::reason_phrase(code), tag, &mut out);
         if code < 300 && req.method() != Some(&Method::Bye) {
-            let c = format!("<sip:{contact}>");
-            w.header("Contact", &c);
+            w.header_parts("Contact", &["<sip:", contact, ">"]);
         }
         copy_headers(resp, other(to), to, false, &self.config.topology, &mut w);
         // Owned headers the far end needs as received: RSeq of a reliable provisional (RFC 3262),

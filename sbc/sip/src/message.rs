@@ -343,6 +343,8 @@ struct Index {
     from_tag: Option<Span>,
     to_tag: Option<Span>,
     top_via: Span,
+    /// The `branch` parameter of the top Via (transaction matching asks for it on every message).
+    top_branch: Option<Span>,
     cseq_seq: u32,
     cseq_method: Method,
     cseq_method_text: Span,
@@ -521,6 +523,10 @@ impl Message {
     /// The To tag: `self.to_tag()` without parsing To again (found at parse).
     pub fn to_tag(&self) -> Option<&str> {
         self.idx.to_tag.map(|s| self.text(s))
+    }
+    /// The `branch` of the topmost Via: `self.top_via().branch()` without parsing the Via again.
+    pub fn top_branch(&self) -> Option<&str> {
+        self.idx.top_branch.map(|s| self.text(s))
     }
     /// The topmost Via (mandatory, validated at parse).
     pub fn top_via(&self) -> Via<'_> {
@@ -751,7 +757,7 @@ fn index(raw: &[u8]) -> Result<Index, Stop> {
     let call_id = missing(first.call_id, HeaderName::CallId)?;
     let cseq = missing(first.cseq, HeaderName::CSeq)?;
 
-    let top_via = validate_vias(head, &headers)?;
+    let (top_via, top_branch) = validate_vias(head, &headers)?;
 
     let (cseq_seq, method_text) = parse_cseq_parts(text(cseq)).ok_or(ParseError::BadCSeq)?;
     let cseq_method = match &start {
@@ -826,6 +832,7 @@ fn index(raw: &[u8]) -> Result<Index, Stop> {
         from_tag,
         to_tag,
         top_via,
+        top_branch,
         cseq_seq,
         cseq_method,
         cseq_method_text,
@@ -953,20 +960,22 @@ fn check_version(v: &str) -> Result<(), ParseError> {
 
 /// Validate every Via value; return the span of the topmost. A topmost value whose sent-by cannot be read
 /// makes the request unanswerable.
-fn validate_vias(head: &str, headers: &[HeaderIdx]) -> Result<Span, ParseError> {
-    let mut top: Option<Span> = None;
+/// Every Via value must parse. Returns the span of the top one and of its branch.
+fn validate_vias(head: &str, headers: &[HeaderIdx]) -> Result<(Span, Option<Span>), ParseError> {
+    let mut top: Option<(Span, Option<Span>)> = None;
     for h in headers.iter().filter(|h| h.name == HeaderName::Via) {
         let value = head.get(h.value.range()).unwrap_or_default();
         for piece in SplitTop::new(value, b',') {
             let piece = trim_ws(piece);
             if top.is_none() {
-                if Via::parse(piece).is_err() {
+                let Ok(via) = Via::parse(piece) else {
                     return Err(match Via::parse_sent_by(piece) {
                         Ok(_) => ParseError::BadVia,
                         Err(_) => ParseError::UnroutableVia,
                     });
-                }
-                top = Some(span_of(head, piece));
+                };
+                let branch = via.branch().map(|b| span_of(head, b));
+                top = Some((span_of(head, piece), branch));
             } else if Via::parse(piece).is_err() {
                 return Err(ParseError::BadVia);
             }
@@ -1092,6 +1101,31 @@ v=0\n";
             Ok(_) => panic!("accepted: {s:?}"),
             Err(e) => e.verdict(looks_like_request(s.as_bytes())),
         }
+    }
+
+    /// The tags and the top branch found at parse are those the full header parsers find, with
+    /// non-ASCII text around them (the O(1) text path) and without them.
+    #[test]
+    fn cached_tags_and_branch_match_the_parsed_headers() {
+        let utf8 = INVITE
+            .replace("To: Bob <", "To: \"Bób Ünïcode\" <")
+            .replace(
+                "<sip:bob@biloxi.example.com>\r\n",
+                "<sip:bob@biloxi.example.com>;tag=z9\r\n",
+            )
+            .replace(";rport", ";rport;x=\"é\"");
+        for text in [INVITE, utf8.as_str()] {
+            let m = parse(text).unwrap();
+            assert_eq!(m.from_tag(), m.from().tag());
+            assert_eq!(m.to_tag(), m.to().tag());
+            assert_eq!(m.top_branch(), m.top_via().branch());
+            assert_eq!(m.top_branch(), Some("z9hG4bK776asdhds"));
+        }
+        let m = parse(&utf8).unwrap();
+        assert_eq!(m.to_tag(), Some("z9"));
+        assert_eq!(parse(INVITE).unwrap().to_tag(), None);
+        let no_branch = INVITE.replace(";branch=z9hG4bK776asdhds", "");
+        assert_eq!(parse(&no_branch).unwrap().top_branch(), None);
     }
 
     #[test]

@@ -391,19 +391,30 @@ pub struct Transactions {
 }
 
 fn rfc3261_branch(msg: &Message) -> Option<&str> {
-    msg.top_via()
-        .branch()
-        .filter(|b| b.starts_with(MAGIC_COOKIE))
+    msg.top_branch().filter(|b| b.starts_with(MAGIC_COOKIE))
 }
 
 fn sent_by(msg: &Message) -> Box<str> {
     let via = msg.top_via();
-    let host = match via.host {
-        Host::Domain(d) => d.to_ascii_lowercase(),
-        Host::V4(a) => a.to_string(),
-        Host::V6(a) => a.to_string(),
-    };
-    format!("{host}:{}", via.port.unwrap_or(0)).into_boxed_str()
+    let mut out = String::with_capacity(48);
+    match via.host {
+        Host::Domain(d) => {
+            out.push_str(d);
+            out.make_ascii_lowercase();
+        }
+        Host::V4(a) => crate::writer::push_ipv4(&mut out, a),
+        Host::V6(a) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{a}");
+        }
+    }
+    out.push(':');
+    let mut buf = [0u8; 10];
+    out.push_str(crate::writer::decimal(
+        u32::from(via.port.unwrap_or(0)),
+        &mut buf,
+    ));
+    out.into_boxed_str()
 }
 
 fn server_key(msg: &Message, branch: &str) -> ServerKey {

@@ -55,6 +55,16 @@ impl<'b> MessageWriter<'b> {
         self
     }
 
+    /// Append `CSeq: <seq> <method>\r\n`.
+    pub fn header_cseq(&mut self, seq: u32, method: &str) -> &mut Self {
+        self.out.extend_from_slice(b"CSeq: ");
+        push_u32(self.out, seq);
+        self.out.push(b' ');
+        self.out.extend_from_slice(method.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+        self
+    }
+
     /// Append `name: <number>\r\n`.
     pub fn header_u32(&mut self, name: &str, value: u32) -> &mut Self {
         self.out.extend_from_slice(name.as_bytes());
@@ -84,8 +94,37 @@ fn push_u32(out: &mut Vec<u8>, n: u32) {
     out.extend_from_slice(decimal(n, &mut buf).as_bytes());
 }
 
+/// Append `ip` in dotted decimal (what `Display` writes, without the formatting machinery: the
+/// B2BUA writes addresses into several headers of every message).
+pub fn push_ipv4(out: &mut String, ip: std::net::Ipv4Addr) {
+    let mut buf = [0u8; 10];
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        out.push_str(decimal(u32::from(octet), &mut buf));
+    }
+}
+
+/// Append `addr` as `Display` writes it (`a.b.c.d:port`, `[v6]:port`); IPv4 without the formatting
+/// machinery.
+pub fn push_socket_addr(out: &mut String, addr: std::net::SocketAddr) {
+    match addr {
+        std::net::SocketAddr::V4(a) => {
+            push_ipv4(out, *a.ip());
+            out.push(':');
+            let mut buf = [0u8; 10];
+            out.push_str(decimal(u32::from(a.port()), &mut buf));
+        }
+        std::net::SocketAddr::V6(a) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{a}");
+        }
+    }
+}
+
 /// `n` in decimal, written into `buf` (no allocation, no formatting machinery).
-pub(crate) fn decimal(n: u32, buf: &mut [u8; 10]) -> &str {
+pub fn decimal(n: u32, buf: &mut [u8; 10]) -> &str {
     let mut i = buf.len();
     let mut n = n;
     loop {
@@ -106,6 +145,28 @@ pub(crate) fn decimal(n: u32, buf: &mut [u8; 10]) -> &str {
 pub fn write_fmt(out: &mut Vec<u8>, args: std::fmt::Arguments<'_>) {
     // Writing into a Vec<u8> cannot fail.
     let _ = out.write_fmt(args);
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for a in [
+            "0.0.0.0:0",
+            "127.0.0.1:5060",
+            "255.255.255.255:65535",
+            "10.20.3.4:80",
+            "[::1]:5060",
+            "[2001:db8::7]:1",
+        ] {
+            let addr: std::net::SocketAddr = a.parse().unwrap();
+            let mut out = String::new();
+            push_socket_addr(&mut out, addr);
+            assert_eq!(out, addr.to_string());
+        }
+    }
 }
 
 #[cfg(test)]
