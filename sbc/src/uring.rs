@@ -99,6 +99,9 @@ fn probe_multishot(ring: &mut IoUring, bufs: &BufRing) -> Result<(), String> {
     Ok(())
 }
 
+/// Completions a batching worker waits for before its `batch_wait_us` runs out (see `drive`).
+const BATCH_WANT: usize = 32;
+
 fn new_ring(entries: u32) -> io::Result<IoUring> {
     // The ring is created, submitted to and reaped by its worker thread only: completions are posted
     // when the worker waits for them (DEFER_TASKRUN) instead of interrupting it after each packet.
@@ -443,11 +446,20 @@ fn drive(
     let mut pending = Vec::with_capacity(64);
     let ts = Timespec::new().nsec(TICK_MS as u32 * 1_000_000);
     let args = SubmitArgs::new().timespec(&ts);
+    // Completion batching (kernel 6.12+): wait for up to BATCH_WANT completions, but no longer than
+    // `batch_wait_us` once the first has arrived. Under load a wake-up then handles several
+    // datagrams (and the send completions of the last turn) instead of one; when idle the first
+    // one is handled after at most that delay.
+    let batch = w.batch_wait_us > 0 && ring.params().is_feature_min_timeout();
+    let want = if batch { BATCH_WANT } else { 1 };
     while !w.stopping() {
         let sleep = w.sleep_ms(Instant::now());
         let wait = Timespec::new().nsec(sleep.max(0) as u32 * 1_000_000);
-        let wait_args = SubmitArgs::new().timespec(&wait);
-        match ring.submitter().submit_with_args(1, &wait_args) {
+        let mut wait_args = SubmitArgs::new().timespec(&wait);
+        if batch {
+            wait_args = wait_args.min_wait_usec(w.batch_wait_us);
+        }
+        match ring.submitter().submit_with_args(want, &wait_args) {
             Ok(_) => {}
             Err(e)
                 if matches!(

@@ -46,6 +46,8 @@ pub(crate) struct Worker {
     pub(crate) streams: Streams,
     pub(crate) epoll: Epoll,
     pub(crate) max_message: usize,
+    /// See `transport.batch_wait_us`.
+    pub(crate) batch_wait_us: u32,
     pub(crate) stop: Arc<AtomicBool>,
     /// The sockets of this worker's media ports (none when media is not anchored).
     pub(crate) media: Option<MediaSockets>,
@@ -100,6 +102,7 @@ impl Worker {
             streams,
             epoll,
             max_message: transport.max_message_size,
+            batch_wait_us: transport.batch_wait_us,
             stop,
             media,
             ng,

@@ -346,13 +346,14 @@ struct Transaction {
 
 const MAGIC_COOKIE: &str = "z9hG4bK";
 
-/// The request of a transaction. What arrives is parsed anyway; what the TU built itself and hands
-/// over as bytes ([`Transactions::send_request_bytes`]) is parsed only if it is needed again (to
-/// build a CANCEL or the ACK of a non-2xx final response, which are rare), not on every call.
+/// The request of a transaction. Mostly its bytes: a received request goes to the TU (moved, not
+/// copied), and a request the TU built itself arrives as bytes
+/// ([`Transactions::send_request_bytes`]); either is parsed again only if the layer needs its
+/// headers (a 100 Trying, a CANCEL, the ACK of a non-2xx final response), which is the exception.
+/// Keeping bytes also keeps a lingering transaction small (a parsed message is ~650 bytes).
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)] // inside the boxed transaction; boxing again costs an allocation
 enum Stored {
-    Parsed(Message),
+    Parsed(Box<Message>),
     Raw(Bytes),
 }
 
@@ -367,7 +368,7 @@ impl Stored {
     /// The request parsed, for the rare uses that need its headers.
     fn parsed(&self) -> Option<std::borrow::Cow<'_, Message>> {
         match self {
-            Self::Parsed(m) => Some(std::borrow::Cow::Borrowed(m)),
+            Self::Parsed(m) => Some(std::borrow::Cow::Borrowed(&**m)),
             Self::Raw(b) => Message::parse(b.clone()).ok().map(std::borrow::Cow::Owned),
         }
     }
@@ -546,7 +547,14 @@ impl Transactions {
         let method = request.method().cloned().ok_or(TxError::Invalid)?;
         let branch = rfc3261_branch(&request).ok_or(TxError::NoBranch)?;
         let key: ClientKey = (branch.into(), method);
-        self.start_client(now, key, Stored::Parsed(request), dest, reliable, flow)
+        self.start_client(
+            now,
+            key,
+            Stored::Parsed(Box::new(request)),
+            dest,
+            reliable,
+            flow,
+        )
     }
 
     /// [`Self::send_request_on`] for a request the TU built itself and hands over unparsed:
@@ -919,7 +927,7 @@ impl Transactions {
                 peer: source,
                 reliable,
                 flow,
-                request: Stored::Parsed(msg),
+                request: Stored::Raw(msg.raw().clone()),
                 last: None,
                 timers: TimerTable::default(),
                 interval: self.config.t1,
@@ -932,7 +940,7 @@ impl Transactions {
         if is_cancel {
             // §9.2: the layer answers CANCEL itself; the TU only hears of it when it has work to do.
             let code = if cancel_of.is_some() { 200 } else { 481 };
-            if let Some(resp) = self.response_for(id, code) {
+            if let Some(resp) = Self::response_to(&msg, code) {
                 let _ = self.send_response(now, ServerTxId(id), resp);
             }
             if let Some(inv) = cancel_of {
@@ -945,13 +953,9 @@ impl Transactions {
             }
             return;
         }
-        let request = match self.txs.get(&id).and_then(|t| t.request.parsed()) {
-            Some(r) => r.into_owned(),
-            None => return,
-        };
         self.events.push_back(TxEvent::Request {
             tx: ServerTxId(id),
-            request,
+            request: msg,
             source,
         });
     }
@@ -960,8 +964,13 @@ impl Transactions {
     fn response_for(&self, id: u64, code: u16) -> Option<Message> {
         let t = self.txs.get(&id)?;
         let request = t.request.parsed()?;
+        Self::response_to(&request, code)
+    }
+
+    /// A response of the layer's own (100, or 200/481 to a CANCEL) to `request`, without a body.
+    fn response_to(request: &Message, code: u16) -> Option<Message> {
         let mut out = Vec::new();
-        build::response(&request, code, build::reason_phrase(code), None, &mut out)
+        build::response(request, code, build::reason_phrase(code), None, &mut out)
             .finish(None, b"");
         Message::parse(Bytes::from(out)).ok()
     }
