@@ -1496,6 +1496,20 @@ mod tests {
         assert!(e.contains("line 4"), "{e}");
     }
 
+    #[test]
+    fn batch_wait_is_bounded() {
+        let cfg = |v: u32| {
+            Config::from_toml(
+                &format!("[sip]\nudp=[\"127.0.0.1:1\"]\n[transport]\nbatch_wait_us = {v}\n"),
+                "t",
+            )
+        };
+        assert_eq!(cfg(0).unwrap().transport.batch_wait_us, 0);
+        assert_eq!(cfg(1000).unwrap().transport.batch_wait_us, 1000);
+        let e = cfg(1001).unwrap_err();
+        assert!(e.contains("transport.batch_wait_us"), "{e}");
+    }
+
     const EPHEMERAL: Option<(u16, u16)> = Some((32768, 60999));
 
     /// A full configuration: the SBC in front of a PBX with one carrier trunk.
