@@ -141,7 +141,7 @@ impl Default for Transport {
             tcp_max_connections: 4096,
             tcp_idle_timeout_secs: 120,
             max_message_size: 65535,
-            batch_wait_us: 50,
+            batch_wait_us: 0,
         }
     }
 }
