@@ -388,6 +388,15 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// A wheel whose origin is set at `t0()`, and that origin.
+    fn started() -> (Instant, Wheel<u32>) {
+        let o = t0();
+        let mut w = Wheel::new();
+        w.insert(o, 0);
+        drain(&mut w, o);
+        (o, w)
+    }
+
     fn drain(w: &mut Wheel<u32>, now: Instant) -> Vec<u32> {
         let mut out = Vec::new();
         w.advance(now, &mut out);
@@ -396,10 +405,7 @@ mod tests {
 
     #[test]
     fn fires_in_deadline_order_and_only_when_due() {
-        let o = t0();
-        let mut w = Wheel::new();
-        w.insert(o, 0);
-        drain(&mut w, o);
+        let (o, mut w) = started();
         w.insert(o + ms(500), 3);
         w.insert(o + ms(1), 1);
         w.insert(o + ms(1) + Duration::from_micros(300), 2);
@@ -427,10 +433,7 @@ mod tests {
 
     #[test]
     fn equal_deadlines_keep_insertion_order_and_late_inserts_fire_next_advance() {
-        let o = t0();
-        let mut w = Wheel::new();
-        w.insert(o, 0);
-        drain(&mut w, o);
+        let (o, mut w) = started();
         for i in 0..10 {
             w.insert(o + ms(7), i);
         }
@@ -443,10 +446,7 @@ mod tests {
 
     #[test]
     fn far_deadlines_come_back_through_every_level() {
-        let o = t0();
-        let mut w = Wheel::new();
-        w.insert(o, 0);
-        drain(&mut w, o);
+        let (o, mut w) = started();
         let hours = ms(3 * 3600 * 1000);
         w.insert(o + hours, 9);
         w.insert(o + ms(70_000), 8);
@@ -464,10 +464,7 @@ mod tests {
     /// Random deadlines against a sorted reference, advancing in random steps: same items, same order.
     #[test]
     fn matches_a_sorted_reference() {
-        let o = t0();
-        let mut w = Wheel::new();
-        w.insert(o, 0);
-        drain(&mut w, o);
+        let (o, mut w) = started();
         let mut reference: Vec<(Instant, u64, u32)> = Vec::new();
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let mut rnd = |n: u64| {
@@ -507,10 +504,7 @@ mod tests {
 
     #[test]
     fn next_live_and_retain_drop_stale_entries() {
-        let o = t0();
-        let mut w = Wheel::new();
-        w.insert(o, 0);
-        drain(&mut w, o);
+        let (o, mut w) = started();
         for i in 1..=6u32 {
             w.insert(o + ms(u64::from(i) * 20_000), i);
         }
