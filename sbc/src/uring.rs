@@ -446,10 +446,10 @@ fn drive(
     let mut pending = Vec::with_capacity(64);
     let ts = Timespec::new().nsec(TICK_MS as u32 * 1_000_000);
     let args = SubmitArgs::new().timespec(&ts);
-    // Completion batching (kernel 6.12+): wait for up to BATCH_WANT completions, but no longer than
-    // `batch_wait_us` once the first has arrived. Under load a wake-up then handles several
-    // datagrams (and the send completions of the last turn) instead of one; when idle the first
-    // one is handled after at most that delay.
+    // Completion batching (kernel 6.12+, off unless `transport.batch_wait_us` is set): wait for up
+    // to BATCH_WANT completions during the first `batch_wait_us` of the wait, then return as soon
+    // as there is one. Under heavy load a wake-up then handles several datagrams (and the send
+    // completions of the last turn) instead of one; a datagram waits at most that long.
     let batch = w.batch_wait_us > 0 && ring.params().is_feature_min_timeout();
     let want = if batch { BATCH_WANT } else { 1 };
     while !w.stopping() {
