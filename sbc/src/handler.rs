@@ -180,6 +180,20 @@ impl Handler {
         }
     }
 
+    /// The worker is stopping: start what must be said before it goes (the removal of carrier
+    /// registrations). True while something is still awaited.
+    pub(crate) fn begin_stop(&mut self, now: Instant) -> bool {
+        if self.signalling.unregister_trunks(now) > 0 {
+            self.signalling.drain(now, &mut self.outbox);
+        }
+        self.signalling.trunks_closing()
+    }
+
+    /// Whether a removal started by [`Self::begin_stop`] is still unanswered.
+    pub(crate) fn stop_pending(&self) -> bool {
+        self.signalling.trunks_closing()
+    }
+
     /// Timers of the B2BUA due at `now`; what they send joins the outbox.
     pub(crate) fn on_timeout(&mut self, now: Instant) {
         if self.signalling.poll_timeout().is_some_and(|t| t <= now) {

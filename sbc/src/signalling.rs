@@ -177,6 +177,16 @@ impl Signalling {
         sum
     }
 
+    /// Stopping: remove the SBC's bindings with carrier trunks (REGISTER with Expires: 0).
+    pub(crate) fn unregister_trunks(&mut self, now: Instant) -> usize {
+        self.b2bua.unregister_trunks(now)
+    }
+
+    /// A trunk's removal is still unanswered.
+    pub(crate) fn trunks_closing(&self) -> bool {
+        self.b2bua.trunks_closing()
+    }
+
     /// The B2BUA's counters.
     pub(crate) fn b2bua_stats(&self) -> sbc_core::b2bua::B2buaStats {
         self.b2bua.stats()

@@ -27,6 +27,8 @@ use crate::udp::MmsgBatch;
 /// The longest a worker sleeps before looking at the stop flag and timers.
 pub(crate) const TICK_MS: i32 = 100;
 const IDLE_SCAN: Duration = Duration::from_secs(1);
+/// How long a stopping worker waits for the answers to its goodbyes (de-REGISTER of trunks).
+const STOP_LINGER: Duration = Duration::from_secs(2);
 
 /// Which loop a worker runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +56,9 @@ pub(crate) struct Worker {
     /// The rtpengine ng control socket (worker 0 only, when configured).
     pub(crate) ng: Option<NgServer>,
     last_idle_scan: Instant,
+    /// Set when the stop flag is first seen: the worker runs until then at most, to have its
+    /// goodbyes answered.
+    stop_until: Option<Instant>,
 }
 
 impl Worker {
@@ -107,11 +112,25 @@ impl Worker {
             media,
             ng,
             last_idle_scan: Instant::now(),
+            stop_until: None,
         })
     }
 
+    /// True once the stop flag is set and what the worker says before going is done: the
+    /// removal of carrier registrations answered, or [`STOP_LINGER`] passed.
     pub(crate) fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+            && self
+                .stop_until
+                .is_some_and(|t| Instant::now() >= t || !self.handler.stop_pending())
+    }
+
+    /// Seen once per loop turn: when the stop flag is first set, start the goodbyes.
+    fn check_stop(&mut self, now: Instant) {
+        if self.stop_until.is_none() && self.stop.load(Ordering::Relaxed) {
+            let pending = self.handler.begin_stop(now);
+            self.stop_until = Some(if pending { now + STOP_LINGER } else { now });
+        }
     }
 
     /// Run the chosen driver until the stop flag is set; returns the counters.
@@ -170,6 +189,7 @@ impl Worker {
 
     /// Periodic work: SIP timers, then idle connections.
     pub(crate) fn tick(&mut self, now: Instant) {
+        self.check_stop(now);
         self.handler.on_timeout(now);
         if let (Some(ng), Some(anchor)) = (&mut self.ng, self.handler.signalling.media_mut()) {
             ng.tick(anchor.shard_mut(), now);

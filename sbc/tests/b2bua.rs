@@ -716,3 +716,37 @@ fn the_sbc_registers_with_a_carrier_trunk() {
     assert!(log.contains("trunk_registrations: 1,"), "{log}");
     assert!(log.contains("trunk_register_challenges: 1,"), "{log}");
 }
+
+/// When the SBC stops, it removes its binding with a carrier it registered with: a REGISTER with
+/// `Expires: 0`, answered before the process exits.
+#[test]
+fn the_sbc_removes_its_carrier_registration_when_it_stops() {
+    let n = 17;
+    let trunk = format!(
+        "{NO_PROBES}\n\
+         [[trunk]]\nname = \"carrier\"\noutbound = {{ proxy = \"{}:5090\" }}\n\
+         username = \"trunkuser\"\npassword = \"s3cret\"\nregister = true\nregister_expires = 300\noptions_interval_secs = 0\n",
+        ip(n, 8)
+    );
+    let dir = TempDir::new("trunk-deregister-sipp");
+    let registrar = sipp(
+        dir.path(),
+        "uas_trunk_deregister.xml",
+        (&ip(n, 8), 5090),
+        None,
+        &[],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let sbc = start_sbc(n, "trunk-deregister", "auto", &one_pbx(n), &trunk);
+    // registered at start; then the SBC is stopped
+    std::thread::sleep(Duration::from_millis(1500));
+    let log = stop_clean(sbc);
+    let (status, err) = finish(registrar);
+    let reg_log = logs(dir.path(), "uas_trunk_deregister");
+    assert!(
+        status.success(),
+        "registrar: {status} {err}\n{reg_log}\n{log}"
+    );
+    assert!(reg_log.contains("removal: Expires: 0"), "{reg_log}");
+    assert!(log.contains("trunk_registrations: 1,"), "{log}");
+}

@@ -538,6 +538,25 @@ impl B2bua {
             .map(|r| (r.config().name.as_str(), r.state(), r.stats()))
     }
 
+    /// The SBC is stopping: every trunk registration sends its REGISTER with `Expires: 0` now
+    /// (answering a challenge once, as for a registration). Returns how many went out; see
+    /// [`Self::trunks_closing`] for when they are answered.
+    pub fn unregister_trunks(&mut self, now: Instant) -> usize {
+        let mut sent = 0;
+        for i in 0..self.trunk_regs.len() {
+            if self.trunk_regs.get_mut(i).is_some_and(|r| r.close(now)) {
+                self.send_trunk_register(now, i, None);
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// Whether a trunk's removal ([`Self::unregister_trunks`]) is still unanswered.
+    pub fn trunks_closing(&self) -> bool {
+        self.trunk_regs.iter().any(TrunkRegistration::closing)
+    }
+
     /// Send trunk `i`'s REGISTER, answering `challenge` when given.
     fn send_trunk_register(&mut self, now: Instant, i: usize, challenge: Option<&Challenge>) {
         let branch = self.ids.generate(IdKind::Branch);

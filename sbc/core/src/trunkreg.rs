@@ -77,6 +77,8 @@ pub struct TrunkRegistration {
     next: Option<Instant>,
     /// The challenge of the attempt in flight was already answered once.
     answered: bool,
+    /// The SBC is stopping: the next REGISTER removes the binding (Expires: 0) and is the last.
+    closing: bool,
     stats: RegStats,
 }
 
@@ -97,8 +99,29 @@ impl TrunkRegistration {
             until: None,
             next: Some(now),
             answered: false,
+            closing: false,
             stats: RegStats::default(),
         }
+    }
+
+    /// The SBC is stopping: remove the binding with the carrier. When registered, a REGISTER with
+    /// `Expires: 0` is due at `now` (returns true); otherwise nothing more is sent.
+    pub fn close(&mut self, now: Instant) -> bool {
+        self.closing = true;
+        self.answered = false;
+        if matches!(self.state, RegState::Registered { .. }) {
+            self.next = Some(now);
+            true
+        } else {
+            self.state = RegState::Unregistered;
+            self.next = None;
+            false
+        }
+    }
+
+    /// Closing, and the removal is not answered yet.
+    pub fn closing(&self) -> bool {
+        self.closing && self.state != RegState::Unregistered
     }
 
     /// The settings.
@@ -153,10 +176,12 @@ impl TrunkRegistration {
         w.header("CSeq", &cseq);
         let c = format!("<sip:{user}@{contact}>");
         w.header("Contact", &c);
-        w.header_u32(
-            "Expires",
-            u32::try_from(self.config.expires.as_secs()).unwrap_or(u32::MAX),
-        );
+        let expires = if self.closing {
+            0
+        } else {
+            u32::try_from(self.config.expires.as_secs()).unwrap_or(u32::MAX)
+        };
+        w.header_u32("Expires", expires);
         if let Some((challenge, cnonce)) = challenge {
             let creds = Credentials {
                 username: &self.config.auth.username,
@@ -181,6 +206,13 @@ impl TrunkRegistration {
     /// carrier asks for credentials (the caller sends [`TrunkRegistration::build`] again with it).
     pub fn on_response(&mut self, now: Instant, resp: &Message) -> Option<Challenge> {
         let code = resp.status().unwrap_or(0);
+        if self.closing && (200..300).contains(&code) {
+            // the binding is gone: nothing more to send
+            self.state = RegState::Unregistered;
+            self.until = None;
+            self.next = None;
+            return None;
+        }
         if (200..300).contains(&code) {
             let granted = granted_expiry(resp).unwrap_or(self.config.expires);
             self.until = Some(now + granted);
@@ -210,6 +242,12 @@ impl TrunkRegistration {
     pub fn on_failure(&mut self, now: Instant) {
         self.stats.failures += 1;
         self.answered = false;
+        if self.closing {
+            // stopping: no retry
+            self.state = RegState::Unregistered;
+            self.next = None;
+            return;
+        }
         self.state = match self.until {
             Some(until) if until > now => RegState::Registered { until },
             _ => RegState::Unregistered,
@@ -381,5 +419,40 @@ mod tests {
             }
         );
         assert_eq!(r.deadline(), Some(later + RETRY_AFTER));
+    }
+
+    #[test]
+    fn closing_sends_one_removal_and_nothing_after() {
+        let now = t0();
+        let contact: SocketAddr = "203.0.113.1:5060".parse().unwrap();
+        // never registered: nothing to remove
+        let mut idle = reg(now);
+        assert!(!idle.close(now));
+        assert!(!idle.closing());
+        assert_eq!(idle.deadline(), None);
+
+        let mut r = reg(now);
+        r.build("b1", contact, None).unwrap();
+        r.on_response(now, &response("200 OK", "Expires: 600\r\n"));
+        let stop = now + Duration::from_secs(10);
+        assert!(r.close(stop));
+        assert!(r.closing() && r.due(stop));
+        let removal = r.build("b2", contact, None).unwrap();
+        let text = String::from_utf8_lossy(removal.raw()).into_owned();
+        assert!(text.contains("Expires: 0\r\n"), "{text}");
+        r.on_response(stop, &response("200 OK", ""));
+        assert!(!r.closing());
+        assert_eq!(r.state(), RegState::Unregistered);
+        assert_eq!(r.deadline(), None, "no refresh after the removal");
+
+        // a removal that fails is not retried
+        let mut f = reg(now);
+        f.build("b1", contact, None).unwrap();
+        f.on_response(now, &response("200 OK", "Expires: 600\r\n"));
+        f.close(stop);
+        f.build("b2", contact, None).unwrap();
+        f.on_failure(stop);
+        assert!(!f.closing());
+        assert_eq!(f.deadline(), None);
     }
 }
