@@ -70,6 +70,8 @@ pub(crate) struct Counters {
     pub(crate) trunk_register_failures: u64,
     pub(crate) trunk_auth_answered: u64,
     pub(crate) trunk_auth_failures: u64,
+    /// New calls sent on to the next target of their group after the first refused them.
+    pub(crate) call_failovers: u64,
 }
 
 impl Counters {
@@ -118,7 +120,8 @@ impl Counters {
             trunk_register_challenges,
             trunk_register_failures,
             trunk_auth_answered,
-            trunk_auth_failures
+            trunk_auth_failures,
+            call_failovers
         );
     }
 }
@@ -218,6 +221,7 @@ impl Handler {
         let b = self.signalling.b2bua_stats();
         c.trunk_auth_answered = b.trunk_auth_answered;
         c.trunk_auth_failures = b.trunk_auth_failures;
+        c.call_failovers = b.failovers;
         if let Some(m) = self.signalling.media() {
             let shard = m.shard().counters();
             let anchor = m.stats();

@@ -80,7 +80,11 @@ impl Routes {
     /// The first candidate of `group` (Up before Down, by priority, weighted), as a B2BUA target.
     fn pick(&self, group: TargetGroupId, user: Option<String>) -> Option<Target> {
         let g = self.cfg.groups.get(group.0 as usize)?;
-        let t = select(g, &self.health, self.seed).next()?;
+        let mut candidates = select(g, &self.health, self.seed);
+        let t = candidates.next()?;
+        let alternates = candidates
+            .map(|a| (a.addr, a.transport != core_routing::Transport::Udp))
+            .collect();
         let side = self.side_of(group);
         let flow = match side {
             Side::Inside => self.inside_flow,
@@ -94,6 +98,7 @@ impl Routes {
             uri: None,
             user,
             auth: self.trunk_auth.get(group.0 as usize).cloned().flatten(),
+            alternates,
         })
     }
 

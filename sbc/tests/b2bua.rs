@@ -465,6 +465,43 @@ fn failover_when_the_first_pbx_stops_answering_options() {
     assert_eq!(dying.invites.load(Ordering::Relaxed), 1, "{log}");
 }
 
+/// Two PBXs in one group: the preferred one refuses a new call with 503, and the SBC sends the
+/// same call on to the second, which takes it. The caller never sees the 503.
+#[test]
+fn a_call_refused_with_503_goes_to_the_next_pbx() {
+    let n = 18;
+    let first = format!("{}:5090", ip(n, 2));
+    let second = format!("{}:5090", ip(n, 6));
+    let targets = format!(
+        "{{ address = \"{first}\", priority = 0 }}, {{ address = \"{second}\", priority = 1 }}"
+    );
+    let sbc = start_sbc(n, "failover-503", "auto", &targets, NO_PROBES);
+    let dir = sbc.dir.path().to_owned();
+    let refusing = sipp(&dir, "uas_503.xml", (&ip(n, 2), 5090), None, &[]);
+    let taking = sipp(&dir, "uas_basic.xml", (&ip(n, 6), 5090), None, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let caller = sipp(
+        &dir,
+        "uac_basic.xml",
+        (&ip(n, 3), 5070),
+        Some(&format!("{}:5060", ip(n, 1))),
+        &["-s", "1000", "-d", "200"],
+    );
+    let (cs, ce) = finish(caller);
+    let (rs, re) = finish(refusing);
+    let (ts, te) = finish(taking);
+    let all = logs(&dir, "");
+    let caller_log = logs(&dir, "uac_basic");
+    let log = stop_clean(sbc);
+    assert!(
+        cs.success() && rs.success() && ts.success(),
+        "caller: {cs} {ce}\nfirst: {rs} {re}\nsecond: {ts} {te}\n{all}\n{log}"
+    );
+    assert!(log.contains("call_failovers: 1"), "{log}");
+    assert!(caller_log.contains("SIP/2.0 200"), "{caller_log}");
+    assert!(!caller_log.contains("SIP/2.0 503"), "{caller_log}");
+}
+
 /// The SIP headers of the UDP payloads in a pcap, read back by tshark, one message per entry.
 fn captured_messages(pcap: &Path) -> Vec<String> {
     let out = Command::new("tshark")

@@ -91,6 +91,10 @@ pub struct Target {
     pub user: Option<String>,
     /// Credentials the SBC answers a digest challenge with on the new leg (a carrier trunk).
     pub auth: Option<Arc<TrunkAuth>>,
+    /// Next hops to try, in order, when this one refuses a new call with 503, 408, 500 or 504 (or
+    /// does not answer at all) before any provisional response: the other usable targets of the
+    /// same group, as (address, over a connection).
+    pub alternates: Vec<(SocketAddr, bool)>,
 }
 
 /// What the SBC authenticates as toward a carrier trunk (RFC 3261 §22): a 401/407 to the INVITE it
@@ -125,6 +129,7 @@ impl Target {
             uri: None,
             user: None,
             auth: None,
+            alternates: Vec::new(),
         }
     }
 }
@@ -285,6 +290,9 @@ pub struct B2buaStats {
     pub trunk_auth_answered: u64,
     /// Calls refused because the trunk refused the credentials (403 to the caller).
     pub trunk_auth_failures: u64,
+    /// New calls moved to the next target of their group after the first refused them (503, 408,
+    /// 500, 504) or did not answer.
+    pub failovers: u64,
 }
 
 /// One leg of a call, as the SBC sees it when sending on it.
@@ -353,8 +361,24 @@ struct Call {
     media: CallMedia,
     /// Trunk credentials, and the INVITE sent on leg B (kept only then, to answer a challenge).
     auth: Option<(Arc<TrunkAuth>, Message)>,
+    /// What it takes to send leg B's INVITE to the next target of the group, while there is one
+    /// (boxed: only calls to a group of several targets carry it).
+    retarget: Option<Box<Retarget>>,
     /// Challenges answered on leg B (at most one).
     auth_answered: u8,
+}
+
+/// Leg B's INVITE, again, toward another target of the same group (fail-over before any
+/// provisional response).
+#[derive(Debug)]
+struct Retarget {
+    /// The targets still to try, in order: (address, over a connection).
+    alternates: Vec<(SocketAddr, bool)>,
+    /// The body of leg B's INVITE (the anchored offer), `None`: the caller's, as received.
+    body: Option<Vec<u8>>,
+    max_forwards: u8,
+    /// The called user of leg B's Request-URI (`sip:<user>@<target>`).
+    callee: String,
 }
 
 impl Leg {
@@ -684,6 +708,7 @@ impl B2bua {
                 uri: self.registrar.get(&ka.key).map(|b| b.contact_uri.clone()),
                 user: None,
                 auth: None,
+                alternates: Vec::new(),
             };
             if self.send_options(now, &target, ClientRole::Fire) {
                 self.stats.keepalives += 1;
@@ -957,6 +982,7 @@ impl B2bua {
                     uri: Some(b.contact_uri.clone()),
                     user: None,
                     auth: None,
+                    alternates: Vec::new(),
                 });
             }
         }
@@ -1061,6 +1087,19 @@ impl B2bua {
             Some((&req, from.side)),
             body.as_deref(),
         );
+        // Several targets in the group (and none of them a trunk with credentials or a fixed
+        // Request-URI): keep what it takes to try the next one.
+        let retarget = (!target.alternates.is_empty()
+            && target.uri.is_none()
+            && target.auth.is_none())
+        .then(|| {
+            Box::new(Retarget {
+                alternates: target.alternates.clone(),
+                body: body.clone(),
+                max_forwards,
+                callee: callee.clone(),
+            })
+        });
         // Toward a trunk with credentials the INVITE is kept (parsed), to answer its challenge.
         let kept = target
             .auth
@@ -1108,6 +1147,7 @@ impl B2bua {
             media,
             auth: target.auth.clone().zip(kept),
             auth_answered: 0,
+            retarget,
         };
         if self
             .calls
@@ -1859,6 +1899,12 @@ impl B2bua {
             self.remove(key, EndReason::Rejected(code));
             return;
         }
+        if matches!(code, 408 | 500 | 503 | 504) && self.retarget(now, key) {
+            return;
+        }
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
         let (server, req, tag, cancelled, a_side) = (
             call.invite_a,
             call.invite_a_req.clone(),
@@ -1873,6 +1919,67 @@ impl B2bua {
             EndReason::Rejected(code)
         };
         self.remove(key, reason);
+    }
+
+    /// Leg B's target refused the new call (or never answered) before any provisional response:
+    /// send the INVITE to the next target of its group. False when there is none to try (the
+    /// call then fails as it would have).
+    fn retarget(&mut self, now: Instant, key: u64) -> bool {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return false;
+        };
+        if call.state != State::Ringing || call.cancelled || call.b.remote_tagged() {
+            return false;
+        }
+        let Some(rt) = call.retarget.as_mut() else {
+            return false;
+        };
+        if rt.alternates.is_empty() {
+            return false;
+        }
+        let (dest, reliable) = rt.alternates.remove(0);
+        let (body, max_forwards) = (rt.body.clone(), rt.max_forwards);
+        let mut uri = String::with_capacity(48);
+        uri.push_str("sip:");
+        if !rt.callee.is_empty() {
+            uri.push_str(&rt.callee);
+            uri.push('@');
+        }
+        push_socket_addr(&mut uri, dest);
+        call.b.remote = ["<", &uri, ">"].concat();
+        call.b.target_uri = uri;
+        call.b.dest = dest;
+        call.b.reliable = reliable;
+        call.b.cseq += 1;
+        let (leg, req, a_side) = (call.b.clone(), call.invite_a_req.clone(), call.a.side);
+        let branch = self.ids.generate(IdKind::Branch);
+        let out = self.build_request_bytes(
+            &leg,
+            &Method::Invite,
+            leg.cseq,
+            branch.as_str(),
+            max_forwards,
+            Some((&req, a_side)),
+            body.as_deref(),
+        );
+        let sent = self.txs.send_request_bytes(
+            now,
+            out,
+            Method::Invite,
+            branch.as_str(),
+            dest,
+            reliable,
+            leg.flow,
+        );
+        let Ok(tx) = sent else {
+            return false;
+        };
+        if let Some(call) = self.calls.get_mut(&key) {
+            call.invite_b = tx;
+        }
+        self.clients.insert(tx, ClientRole::Invite(key));
+        self.stats.failovers += 1;
+        true
     }
 
     fn on_cancelled(&mut self, now: Instant, invite: ServerTxId) {
@@ -1910,6 +2017,9 @@ impl B2bua {
         match self.clients.get(&tx) {
             Some(ClientRole::Invite(key)) => {
                 let key = *key;
+                if self.retarget(now, key) {
+                    return;
+                }
                 let Some(call) = self.calls.get(&key) else {
                     return;
                 };
