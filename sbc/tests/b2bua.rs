@@ -709,27 +709,32 @@ fn trunk_challenge_is_answered_with_the_trunk_credentials() {
     assert!(!pbx_log.contains("carrier.example"), "{pbx_log}");
 }
 
+/// The settings of a carrier trunk at 127.21.n.8 that the SBC registers with (trunkuser/s3cret).
+fn registering_trunk(n: u8) -> String {
+    format!(
+        "{NO_PROBES}\n\
+         [[trunk]]\nname = \"carrier\"\noutbound = {{ proxy = \"{}:5090\" }}\n\
+         username = \"trunkuser\"\npassword = \"s3cret\"\nregister = true\nregister_expires = 300\noptions_interval_secs = 0\n",
+        ip(n, 8)
+    )
+}
+
+/// The carrier's registrar of [`registering_trunk`], running `scen`, up before the SBC starts.
+fn start_registrar(n: u8, scen: &str) -> (TempDir, Child) {
+    let dir = TempDir::new(&format!("{}-sipp", scen.trim_end_matches(".xml")));
+    let registrar = sipp(dir.path(), scen, (&ip(n, 8), 5090), None, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    (dir, registrar)
+}
+
 /// A trunk with `register = true`: the SBC registers its outside address with the carrier,
 /// answering the carrier's challenge with the trunk's credentials (verified by sipp).
 #[test]
 fn the_sbc_registers_with_a_carrier_trunk() {
     let n = 15;
-    let trunk = format!(
-        "{NO_PROBES}\n\
-         [[trunk]]\nname = \"carrier\"\noutbound = {{ proxy = \"{}:5090\" }}\n\
-         username = \"trunkuser\"\npassword = \"s3cret\"\nregister = true\nregister_expires = 300\noptions_interval_secs = 0\n",
-        ip(n, 8)
-    );
+    let trunk = registering_trunk(n);
     // The registrar is up first; the SBC registers as it starts.
-    let dir = TempDir::new("trunk-register-sipp");
-    let registrar = sipp(
-        dir.path(),
-        "uas_trunk_register.xml",
-        (&ip(n, 8), 5090),
-        None,
-        &[],
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    let (dir, registrar) = start_registrar(n, "uas_trunk_register.xml");
     let sbc = start_sbc(n, "trunk-register", "auto", &one_pbx(n), &trunk);
     let (status, err) = finish(registrar);
     let reg_log = logs(dir.path(), "uas_trunk_register");
@@ -759,21 +764,8 @@ fn the_sbc_registers_with_a_carrier_trunk() {
 #[test]
 fn the_sbc_removes_its_carrier_registration_when_it_stops() {
     let n = 17;
-    let trunk = format!(
-        "{NO_PROBES}\n\
-         [[trunk]]\nname = \"carrier\"\noutbound = {{ proxy = \"{}:5090\" }}\n\
-         username = \"trunkuser\"\npassword = \"s3cret\"\nregister = true\nregister_expires = 300\noptions_interval_secs = 0\n",
-        ip(n, 8)
-    );
-    let dir = TempDir::new("trunk-deregister-sipp");
-    let registrar = sipp(
-        dir.path(),
-        "uas_trunk_deregister.xml",
-        (&ip(n, 8), 5090),
-        None,
-        &[],
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    let trunk = registering_trunk(n);
+    let (dir, registrar) = start_registrar(n, "uas_trunk_deregister.xml");
     let sbc = start_sbc(n, "trunk-deregister", "auto", &one_pbx(n), &trunk);
     // registered at start; then the SBC is stopped
     std::thread::sleep(Duration::from_millis(1500));
