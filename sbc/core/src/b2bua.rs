@@ -464,6 +464,19 @@ fn uri_of(value: &str) -> &str {
     v.split(';').next().unwrap_or_default().trim()
 }
 
+/// The Request-URI of leg B toward `dest` when the target names none: `sip:<callee>@<dest>`, or
+/// `sip:<dest>` without a called user.
+fn leg_uri(callee: &str, dest: SocketAddr) -> String {
+    let mut uri = String::with_capacity(48);
+    uri.push_str("sip:");
+    if !callee.is_empty() {
+        uri.push_str(callee);
+        uri.push('@');
+    }
+    push_socket_addr(&mut uri, dest);
+    uri
+}
+
 fn user_of(value: &str) -> Option<String> {
     let na = NameAddr::parse(value).ok()?;
     na.uri.user.map(str::to_owned)
@@ -1030,15 +1043,10 @@ impl B2bua {
                 .unwrap_or_default()
         });
         let caller = user_of(from_value).unwrap_or_else(|| "anonymous".to_owned());
-        let at = if callee.is_empty() { "" } else { "@" };
-        let b_uri = target.uri.clone().unwrap_or_else(|| {
-            let mut u = String::with_capacity(48);
-            u.push_str("sip:");
-            u.push_str(&callee);
-            u.push_str(at);
-            push_socket_addr(&mut u, target.dest);
-            u
-        });
+        let b_uri = target
+            .uri
+            .clone()
+            .unwrap_or_else(|| leg_uri(&callee, target.dest));
         let b = Leg {
             side: target.side,
             call_id: b_call_id.clone(),
@@ -1200,8 +1208,8 @@ impl B2bua {
         )
     }
 
-    /// The bytes of a request, as [`Self::send_built`] describes,, for what goes out without a transaction
-    /// (ACK for a 2xx).
+    /// The bytes of a request, as [`Self::send_built`] describes, for what goes out without a
+    /// transaction (ACK for a 2xx) or is kept as well as sent (an INVITE toward a trunk).
     #[allow(clippy::too_many_arguments)]
     fn build_request_bytes(
         &self,
@@ -1939,13 +1947,7 @@ impl B2bua {
         }
         let (dest, reliable) = rt.alternates.remove(0);
         let (body, max_forwards) = (rt.body.clone(), rt.max_forwards);
-        let mut uri = String::with_capacity(48);
-        uri.push_str("sip:");
-        if !rt.callee.is_empty() {
-            uri.push_str(&rt.callee);
-            uri.push('@');
-        }
-        push_socket_addr(&mut uri, dest);
+        let uri = leg_uri(&rt.callee, dest);
         call.b.remote = ["<", &uri, ">"].concat();
         call.b.target_uri = uri;
         call.b.dest = dest;
@@ -1953,7 +1955,8 @@ impl B2bua {
         call.b.cseq += 1;
         let (leg, req, a_side) = (call.b.clone(), call.invite_a_req.clone(), call.a.side);
         let branch = self.ids.generate(IdKind::Branch);
-        let out = self.build_request_bytes(
+        let sent = self.send_built(
+            now,
             &leg,
             &Method::Invite,
             leg.cseq,
@@ -1961,15 +1964,6 @@ impl B2bua {
             max_forwards,
             Some((&req, a_side)),
             body.as_deref(),
-        );
-        let sent = self.txs.send_request_bytes(
-            now,
-            out,
-            Method::Invite,
-            branch.as_str(),
-            dest,
-            reliable,
-            leg.flow,
         );
         let Ok(tx) = sent else {
             return false;
