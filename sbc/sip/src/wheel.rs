@@ -40,6 +40,13 @@ struct Entry<T> {
     item: T,
 }
 
+/// The two levels of slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Level {
+    L0,
+    L1,
+}
+
 /// A bitmap of non-empty slots, to find the next one without visiting empty slots.
 #[derive(Debug)]
 struct Occupied(Vec<u64>);
@@ -217,21 +224,26 @@ impl<T: Copy> Wheel<T> {
         }
     }
 
-    /// The earliest deadline held (stale entries included), `None` when empty.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        if self.len == 0 {
-            return None;
-        }
-        let min_of = |slot: &Vec<Entry<T>>| slot.iter().map(|e| e.at).min();
+    /// The first non-empty slot from the cursor on: level 0 first (its ticks all come before
+    /// level 1's), then level 1. `None`: only far entries, or none.
+    fn first_slot(&self) -> Option<(Level, usize)> {
         let c0 = (self.cursor % L0_SLOTS) as usize;
         if let Some(d) = self.l0_bits.next_from(c0) {
-            return self.l0.get((c0 + d) % L0_SLOTS as usize).and_then(min_of);
+            return Some((Level::L0, (c0 + d) % L0_SLOTS as usize));
         }
         let c1 = ((self.edge / L1_TICKS) % L1_SLOTS) as usize;
-        if let Some(d) = self.l1_bits.next_from(c1) {
-            return self.l1.get((c1 + d) % L1_SLOTS as usize).and_then(min_of);
+        let d = self.l1_bits.next_from(c1)?;
+        Some((Level::L1, (c1 + d) % L1_SLOTS as usize))
+    }
+
+    /// The earliest deadline held (stale entries included), `None` when empty.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let min_of = |slot: &Vec<Entry<T>>| slot.iter().map(|e| e.at).min();
+        match self.first_slot() {
+            Some((Level::L0, i)) => self.l0.get(i).and_then(min_of),
+            Some((Level::L1, i)) => self.l1.get(i).and_then(min_of),
+            None => self.far.peek().map(|Reverse((at, _))| *at),
         }
-        self.far.peek().map(|Reverse((at, _))| *at)
     }
 
     /// The earliest deadline of an entry that `live` keeps, dropping stale entries (those `live`
@@ -248,26 +260,22 @@ impl<T: Copy> Wheel<T> {
             if self.len == 0 {
                 return None;
             }
-            let c0 = (self.cursor % L0_SLOTS) as usize;
-            let c1 = ((self.edge / L1_TICKS) % L1_SLOTS) as usize;
-            let (slot, bits, i) = if let Some(d) = self.l0_bits.next_from(c0) {
-                let i = (c0 + d) % L0_SLOTS as usize;
-                (self.l0.get_mut(i), &mut self.l0_bits, i)
-            } else if let Some(d) = self.l1_bits.next_from(c1) {
-                let i = (c1 + d) % L1_SLOTS as usize;
-                (self.l1.get_mut(i), &mut self.l1_bits, i)
-            } else {
-                // far entries: rare (hours away); checked one at a time
-                let &Reverse((at, seq)) = self.far.peek()?;
-                let keep = self.far_items.get(&seq).is_some_and(|item| live(at, item));
-                if keep {
-                    self.cached_live = Some(at);
-                    return Some(at);
+            let (slot, bits, i) = match self.first_slot() {
+                Some((Level::L0, i)) => (self.l0.get_mut(i), &mut self.l0_bits, i),
+                Some((Level::L1, i)) => (self.l1.get_mut(i), &mut self.l1_bits, i),
+                None => {
+                    // far entries: rare (hours away); checked one at a time
+                    let &Reverse((at, seq)) = self.far.peek()?;
+                    let keep = self.far_items.get(&seq).is_some_and(|item| live(at, item));
+                    if keep {
+                        self.cached_live = Some(at);
+                        return Some(at);
+                    }
+                    self.far.pop();
+                    self.far_items.remove(&seq);
+                    self.len -= 1;
+                    continue;
                 }
-                self.far.pop();
-                self.far_items.remove(&seq);
-                self.len -= 1;
-                continue;
             };
             let slot = slot?;
             // the slot's earliest entry: usually live, and then one check is all it costs
