@@ -75,6 +75,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use media_plane::latch::Latch;
 use media_plane::ng::{
     encode_error, encode_reply, AddressFamily, CallStats, Codec, Command, Counters, Field, Flag,
     Ice, Limits, MediaStats, Message, NgError, Replace, Reply, Request, RtcpMux, StreamStats,
@@ -1152,41 +1153,40 @@ impl NgEngine {
         } else {
             leg.ports().rtcp()
         };
+        let stream = |rtp: bool, port: u16, latch: &Latch, stats: Counters| StreamStats {
+            local_port: Some(port),
+            endpoint: latch.destination(),
+            advertised_endpoint: latch.sdp(),
+            crypto_suite: None,
+            last_packet,
+            flags: stream_flags(
+                rtp,
+                latch.destination().is_some(),
+                latch.learned().is_some(),
+            ),
+            stats,
+        };
         [
-            StreamStats {
-                local_port: Some(leg.ports().rtp()),
-                endpoint: leg.rtp_latch().destination(),
-                advertised_endpoint: leg.rtp_latch().sdp(),
-                crypto_suite: None,
-                last_packet,
-                flags: stream_flags(
-                    true,
-                    leg.rtp_latch().destination().is_some(),
-                    leg.rtp_latch().learned().is_some(),
-                ),
-                stats: Counters {
+            stream(
+                true,
+                leg.ports().rtp(),
+                leg.rtp_latch(),
+                Counters {
                     packets: rx.packets(),
                     bytes: rx.bytes(),
                     errors: leg.dropped(),
                 },
-            },
-            StreamStats {
-                local_port: Some(rtcp_port),
-                endpoint: leg.rtcp_latch().destination(),
-                advertised_endpoint: leg.rtcp_latch().sdp(),
-                crypto_suite: None,
-                last_packet,
-                flags: stream_flags(
-                    false,
-                    leg.rtcp_latch().destination().is_some(),
-                    leg.rtcp_latch().learned().is_some(),
-                ),
-                stats: Counters {
+            ),
+            stream(
+                false,
+                rtcp_port,
+                leg.rtcp_latch(),
+                Counters {
                     packets: rx.rtcp_packets(),
                     bytes: rx.rtcp_bytes(),
                     errors: 0,
                 },
-            },
+            ),
         ]
     }
 
