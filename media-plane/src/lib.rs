@@ -17,10 +17,6 @@
 //!   before reuse.
 //! - [`latch`]: source learning for endpoints behind NAT, only inside a window after each
 //!   offer/answer, preferring the SDP address, with strict-source mode against RTP Bleed.
-//! - [`ng`]: the rtpengine "ng" control protocol (cookie + bencode over UDP): a bounded zero-copy
-//!   decoder that accepts the unsorted keys real clients send, typed requests (ping, offer, answer,
-//!   delete, query, list and their flags) and reply encoding, so Kamailio's or OpenSIPS's `rtpengine`
-//!   module can drive the relay.
 //! - [`shard`]: [`MediaShard`], the sans-IO relay of one worker: generation-checked session
 //!   handles over a slab, a flat port → stream table, per-reason drop counters, no-media and one-way
 //!   detection.
@@ -39,7 +35,6 @@
 
 mod error;
 pub mod latch;
-pub mod ng;
 pub mod ports;
 pub mod rtp;
 pub mod shard;

@@ -30,7 +30,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{finish, Sbc, TempDir};
-use media_plane::ng::{encode_request, Codec, Command as NgCommand, Request, ResultCode};
+use sbc_core::ng::codec::{encode_request, Codec, Command as NgCommand, Request, ResultCode};
 
 const SBC: &str = "127.23.1.1";
 const SBC_INSIDE: &str = "127.23.1.11";

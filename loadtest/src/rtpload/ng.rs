@@ -3,14 +3,14 @@
 //! returned SDPs the relay's ports are learned; `delete` at the end. Commands are pipelined (a window
 //! of calls in flight, matched by cookie) and retransmitted with the same cookie on timeout, which the
 //! protocol makes idempotent. Requests are encoded and replies parsed by the product's own ng codec
-//! ([`media_plane::ng`]), so every run against rtpengine also checks that codec against real replies.
+//! ([`sbc_core::ng::codec`]), so every run against rtpengine also checks that codec against real replies.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
-use media_plane::ng::{
+use sbc_core::ng::codec::{
     encode_request, Codec, Command, Limits, NgError, ParseError, ReplyView, Request, ResultCode,
 };
 

@@ -1,4 +1,4 @@
-//! ng replies: [`Reply`] for the media plane to encode, and [`ReplyView`] for the load tester to
+//! ng replies: [`Reply`] for the ng engine to encode, and [`ReplyView`] for the load tester to
 //! read what rtpengine answered.
 //!
 //! The statistics of `query` (and optionally of `delete`) follow rtpengine's shape, which

@@ -75,12 +75,12 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use media_plane::latch::Latch;
-use media_plane::ng::{
+use crate::ng::codec::{
     encode_error, encode_reply, AddressFamily, CallStats, Codec, Command, Counters, Field, Flag,
     Ice, Limits, MediaStats, Message, NgError, Replace, Reply, Request, RtcpMux, StreamStats,
     TagStats, Totals, TransportProtocol,
 };
+use media_plane::latch::Latch;
 use media_plane::ports::PortPair;
 use media_plane::shard::{Leg, MediaShard, SessionHandle, Side};
 use sbc_sip::sdp::{Scope, Sdp};
@@ -1473,7 +1473,7 @@ fn allocation_failure(e: media_plane::Error) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use media_plane::ng::{encode_request, ReceivedFrom, ReplyView, ResultCode};
+    use crate::ng::codec::{encode_request, ReceivedFrom, ReplyView, ResultCode};
     use media_plane::shard::{Action, ShardConfig};
     use std::net::Ipv4Addr;
 

@@ -72,7 +72,7 @@ keywords! {
 }
 
 impl Command {
-    /// Whether the media plane carries this command out. The others are parsed so that they can
+    /// Whether the ng engine carries this command out. The others are parsed so that they can
     /// be answered with the error `unsupported` ([`NgError::Unsupported`]).
     pub fn is_supported(self) -> bool {
         matches!(

@@ -1,4 +1,4 @@
-//! The rtpengine "ng" control protocol: the codec the media plane answers Kamailio's and OpenSIPS's
+//! The rtpengine "ng" control protocol: the codec the SBC answers Kamailio's and OpenSIPS's
 //! `rtpengine` modules with, and the load tester drives rtpengine with. Pure: bytes in, typed
 //! values out, and back; no socket, clock or allocation per message once buffers are warm.
 //!
@@ -72,7 +72,7 @@ macro_rules! keywords {
             /// Recognise a spelling, ignoring ASCII case and treating `-`, `_` and space alike.
             $vis fn parse(raw: &[u8]) -> Option<Self> {
                 $(
-                    if $crate::ng::name_eq(raw, $wire) $(|| $crate::ng::name_eq(raw, $alias))* {
+                    if $crate::ng::codec::name_eq(raw, $wire) $(|| $crate::ng::codec::name_eq(raw, $alias))* {
                         return Some(Self::$variant);
                     }
                 )+
@@ -80,7 +80,7 @@ macro_rules! keywords {
             }
         }
 
-        impl $crate::ng::SetMember for $name {
+        impl $crate::ng::codec::SetMember for $name {
             fn bit(self) -> u32 {
                 self as u32
             }
