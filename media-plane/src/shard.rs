@@ -149,6 +149,22 @@ pub struct SessionHandle {
     generation: u32,
 }
 
+impl SessionHandle {
+    /// The handle as one number, for a control layer that keeps handles of its own type.
+    pub fn to_bits(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.index)
+    }
+
+    /// The handle [`SessionHandle::to_bits`] made. Any number is safe: one that names no live
+    /// session of this shard is refused like a released handle.
+    pub fn from_bits(bits: u64) -> Self {
+        Self {
+            index: (bits & u64::from(u32::MAX)) as u32,
+            generation: (bits >> 32) as u32,
+        }
+    }
+}
+
 /// Why a packet was not relayed. Each reason is a counter ([`ShardCounters::dropped`]) and a metric
 /// label ([`DropReason::as_str`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -926,6 +942,18 @@ mod tests {
         assert_eq!(c.validation, Validation::Full);
         assert_eq!(c.max_streams, 8);
         assert!(MediaShard::new(ShardConfig::new(20001, 20010)).is_err());
+    }
+
+    #[test]
+    fn a_handle_survives_its_bits_and_a_stale_one_is_refused() {
+        let t = t0();
+        let mut s = shard();
+        let h = s.allocate_session(t, 1).unwrap();
+        assert_eq!(SessionHandle::from_bits(h.to_bits()), h);
+        s.release(h, t).unwrap();
+        let again = s.allocate_session(t, 1).unwrap();
+        assert_ne!(again.to_bits(), h.to_bits(), "same slot, new generation");
+        assert!(s.streams(SessionHandle::from_bits(h.to_bits())).is_err());
     }
 
     #[test]

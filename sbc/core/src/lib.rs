@@ -1,18 +1,17 @@
 //! `sbc-core`: the pure signalling core of the SBC (sans-IO: no sockets, threads or clock).
 //!
-//! - [`anchor`]: SDP media anchoring: what a received description asks of the media relay, and the
-//!   rewrite that puts the SBC's addresses and ports in the description sent on the other leg.
 //! - [`b2bua`]: the back-to-back user agent relaying calls between leg A (outside) and leg B (inside)
 //!   over the transaction layer, with topology hiding and a bounded, deadline-driven dialog table.
-//! - [`callmedia`]: the B2BUA's media anchor: the worker's relay shard and the per-call state that
-//!   ties each relayed SDP to the call's relay ports, freed on every way a call ends.
 //! - [`ids`]: identifiers the SBC generates (Via branch, tags, leg-B Call-ID) carrying the owning worker
 //!   and a keyed MAC, so a message landing on another worker is handed over in O(1) and forged ones are
 //!   dropped, while nothing in them correlates to the inside.
+//! - [`media`]: media anchoring: the relay interface the core needs ([`media::MediaControl`], which
+//!   the worker's relay implements), the SDP plan and rewrite that put the relay between the
+//!   parties, and the B2BUA's per-call media state, freed on every way a call ends.
 //! - [`nat`]: far-end NAT (RFC 3581 response routing, private-address detection, Contact rewriting).
-//! - [`ng`]: the rtpengine-compatible control engine: Kamailio's or OpenSIPS's `rtpengine` module
-//!   drives the media relay over the ng protocol (offer, answer, delete, query, list), with a bounded,
-//!   expiring call table and a reply cache for retransmissions.
+//! - [`ng`]: rtpengine control: the ng protocol's codec, and the engine through which Kamailio's or
+//!   OpenSIPS's `rtpengine` module drives the media relay (offer, answer, delete, query, list), with
+//!   a bounded, expiring call table and a reply cache for retransmissions.
 //! - [`registrar`]: the SBC's own binding table of registered user agents (bounded, expiring).
 //! - [`routing`]: routing rules, number normalization, inside targets with health and fail-over.
 //! - [`trunkreg`]: the SBC's own registration with carrier trunks that require one (digest
@@ -27,11 +26,10 @@
     missing_docs
 )]
 
-pub mod anchor;
 pub mod b2bua;
-pub mod callmedia;
 pub mod digest;
 pub mod ids;
+pub mod media;
 pub mod nat;
 pub mod ng;
 pub mod registrar;

@@ -6,7 +6,9 @@
 //! - the engine ([`NgEngine`]): the ng calls of one worker (offer, answer, delete, query, list),
 //!   their expiry and the reply cache.
 
+mod calls;
 pub mod codec;
 mod engine;
 
-pub use engine::{NgConfig, NgCounters, NgEngine, MAX_ID_LEN, MAX_LIST_BYTES, MAX_REPLY};
+pub use calls::MAX_ID_LEN;
+pub use engine::{NgConfig, NgCounters, NgEngine, MAX_LIST_BYTES, MAX_REPLY};

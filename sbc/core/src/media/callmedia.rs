@@ -1,5 +1,5 @@
-//! The B2BUA's media anchor: the worker's [`MediaShard`] and the per-call state that ties a call's
-//! session descriptions to its relay ports.
+//! The B2BUA's media anchor: the per-call state that ties a call's session descriptions to its relay
+//! ports on the worker's relay, which every call takes as `&mut dyn MediaControl`.
 //!
 //! The B2BUA calls `MediaAnchor::anchor` for every message it relays from one leg to the other.
 //! A message without an SDP body passes unchanged. An SDP body is planned ([`anchor::plan`]), the
@@ -16,11 +16,11 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use media_plane::shard::{IdleEvent, MediaShard, SessionHandle, Side as MediaSide};
 use sbc_sip::sdp::Sdp;
 use sbc_sip::{HeaderName, Message};
 
-use crate::anchor::{self, AnchorError, OriginState, PlanOptions, RewriteOptions};
+use super::anchor::{self, AnchorError, OriginState, PlanOptions, RewriteOptions};
+use super::{IdleEvent, MediaControl, MediaSide, SessionHandle};
 
 /// Settings of the media anchor of one worker.
 #[derive(Clone, Debug)]
@@ -53,7 +53,7 @@ impl CallMedia {
     }
 }
 
-/// Counters of the anchor (the shard has its own packet counters).
+/// Counters of the anchor (the relay has its own packet counters).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AnchorStats {
     /// SDP bodies rewritten.
@@ -92,40 +92,36 @@ impl From<AnchorError> for AnchorFault {
     }
 }
 
-/// The worker's media relay as the B2BUA sees it.
+/// The B2BUA's side of media anchoring: the calls of the relay's sessions, the idle scan and the
+/// counters. The relay itself is the worker's, passed to each call.
 #[derive(Debug)]
 pub struct MediaAnchor {
-    shard: MediaShard,
     settings: MediaSettings,
     /// The call of each live session.
     calls: HashMap<SessionHandle, u64>,
     next_scan: Option<Instant>,
     stats: AnchorStats,
+    /// The idle scan's events, kept to reuse the buffer.
+    idle: Vec<IdleEvent>,
+    /// Sessions of calls that ended where the relay was not at hand, released by
+    /// `MediaAnchor::flush` at the end of the B2BUA's current entry point.
+    ended: Vec<SessionHandle>,
 }
 
 /// How often sessions are scanned for missing media.
 const IDLE_SCAN: Duration = Duration::from_secs(1);
 
 impl MediaAnchor {
-    /// An anchor over `shard`.
-    pub fn new(shard: MediaShard, settings: MediaSettings) -> Self {
+    /// An anchor with no call yet.
+    pub fn new(settings: MediaSettings) -> Self {
         Self {
-            shard,
             settings,
             calls: HashMap::new(),
             next_scan: None,
             stats: AnchorStats::default(),
+            idle: Vec::new(),
+            ended: Vec::new(),
         }
-    }
-
-    /// The relay, for the worker's packet path.
-    pub fn shard_mut(&mut self) -> &mut MediaShard {
-        &mut self.shard
-    }
-
-    /// The relay.
-    pub fn shard(&self) -> &MediaShard {
-        &self.shard
     }
 
     /// Counters.
@@ -138,10 +134,11 @@ impl MediaAnchor {
         self.calls.len()
     }
 
-    /// Rewrite the body of `msg`, sent by leg `from` of call `call`, for the other leg. `Ok(None)`:
-    /// no SDP, send the body as received.
+    /// Rewrite the body of `msg`, sent by leg `from` of call `call`, for the other leg, with relay
+    /// ports of `relay`. `Ok(None)`: no SDP, send the body as received.
     pub(crate) fn anchor(
         &mut self,
+        relay: &mut dyn MediaControl,
         now: Instant,
         call: u64,
         media: &mut CallMedia,
@@ -157,21 +154,18 @@ impl MediaAnchor {
         let to = from.other();
         // A re-offer that adds m= lines needs a bigger session: allocate it and let the old one go
         // (the new offer moves both sides to the new ports; media resumes as each side reads it).
-        let grown = media.session.is_some_and(|h| {
-            self.shard
-                .streams(h)
-                .is_ok_and(|s| s.len() < plan.stream_count())
-        });
+        let grown = media
+            .session
+            .is_some_and(|h| relay.stream_count(h).is_ok_and(|n| n < plan.stream_count()));
         if grown {
-            self.release(media, now);
+            self.release(relay, media, now);
         }
         let handle = match media.session {
             Some(h) => Some(h),
             None if plan.stream_count() == 0 => None,
             None => {
-                let h = self
-                    .shard
-                    .allocate_session(now, plan.stream_count())
+                let h = relay
+                    .allocate(now, plan.stream_count())
                     .map_err(|_| AnchorFault::NoPorts)?;
                 media.session = Some(h);
                 self.calls.insert(h, call);
@@ -183,12 +177,11 @@ impl MediaAnchor {
         };
         let ports = match handle {
             Some(h) => {
-                let streams = self
-                    .shard
-                    .streams(h)
+                relay
+                    .stream_count(h)
                     .map_err(|_| AnchorFault::Refused(500))?;
-                let ports = plan.local_ports(streams, to)?;
-                plan.set_remotes(&mut self.shard, h, from, now)
+                let ports = plan.local_ports(relay, h, to)?;
+                plan.set_remotes(relay, h, from, now)
                     .map_err(|_| AnchorFault::Refused(500))?;
                 ports
             }
@@ -222,10 +215,31 @@ impl MediaAnchor {
     }
 
     /// Free the call's relay ports (every way a call ends comes here).
-    pub(crate) fn release(&mut self, media: &mut CallMedia, now: Instant) {
+    pub(crate) fn release(
+        &mut self,
+        relay: &mut dyn MediaControl,
+        media: &mut CallMedia,
+        now: Instant,
+    ) {
         if let Some(h) = media.session.take() {
             self.calls.remove(&h);
-            let _ = self.shard.release(h, now);
+            let _ = relay.release(h, now);
+        }
+    }
+
+    /// Free the call's relay ports at the next `MediaAnchor::flush` (for the ways a call ends
+    /// deep in the B2BUA, which flushes before returning to the worker).
+    pub(crate) fn release_later(&mut self, media: &mut CallMedia) {
+        if let Some(h) = media.session.take() {
+            self.calls.remove(&h);
+            self.ended.push(h);
+        }
+    }
+
+    /// Release the sessions `MediaAnchor::release_later` set aside.
+    pub(crate) fn flush(&mut self, relay: &mut dyn MediaControl, now: Instant) {
+        for h in self.ended.drain(..) {
+            let _ = relay.release(h, now);
         }
     }
 
@@ -234,8 +248,13 @@ impl MediaAnchor {
         self.settings.no_media_timeout.and(self.next_scan)
     }
 
-    /// Scan for calls without media, at most once a second. Returns the calls to end.
-    pub(crate) fn poll_idle(&mut self, now: Instant, out: &mut Vec<u64>) {
+    /// Scan `relay` for calls without media, at most once a second. Returns the calls to end.
+    pub(crate) fn poll_idle(
+        &mut self,
+        relay: &mut dyn MediaControl,
+        now: Instant,
+        out: &mut Vec<u64>,
+    ) {
         let Some(timeout) = self.settings.no_media_timeout else {
             return;
         };
@@ -243,7 +262,9 @@ impl MediaAnchor {
             Some(at) if at > now => return,
             _ => self.next_scan = Some(now + IDLE_SCAN),
         }
-        for event in self.shard.poll_idle(now, timeout) {
+        self.idle.clear();
+        relay.poll_idle(now, timeout, &mut self.idle);
+        for event in self.idle.drain(..) {
             match event {
                 IdleEvent::NoMedia { session, .. } => {
                     if let Some(&call) = self.calls.get(&session) {
@@ -269,8 +290,8 @@ fn is_sdp(msg: &Message) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::testing::FakeMedia;
     use bytes::Bytes;
-    use media_plane::ShardConfig;
     use std::net::Ipv4Addr;
 
     const SBC: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1));
@@ -280,15 +301,13 @@ mod tests {
         Instant::now()
     }
 
-    fn anchor() -> MediaAnchor {
-        let shard = MediaShard::new(ShardConfig::new(30000, 30039)).unwrap();
-        MediaAnchor::new(
-            shard,
-            MediaSettings {
-                address: SBC,
-                no_media_timeout: Some(Duration::from_secs(5)),
-            },
-        )
+    /// An anchor, and a relay of 20 pairs.
+    fn anchor() -> (MediaAnchor, FakeMedia) {
+        let anchor = MediaAnchor::new(MediaSettings {
+            address: SBC,
+            no_media_timeout: Some(Duration::from_secs(5)),
+        });
+        (anchor, FakeMedia::new(30000, 30039))
     }
 
     fn invite(sdp: &str) -> Message {
@@ -320,11 +339,11 @@ mod tests {
     #[test]
     fn offer_and_answer_get_each_legs_ports_and_the_sbc_address() {
         let now = t0();
-        let mut a = anchor();
+        let (mut a, mut r) = anchor();
         let mut m = CallMedia::new(7);
         let offer = invite(&sdp("192.0.2.10", &[("audio", 4000)]));
         let out = a
-            .anchor(now, 1, &mut m, &offer, MediaSide::A)
+            .anchor(&mut r, now, 1, &mut m, &offer, MediaSide::A)
             .unwrap()
             .unwrap();
         let text = String::from_utf8(out.clone()).unwrap();
@@ -333,54 +352,58 @@ mod tests {
         let to_b = ports_of(&out);
         let answer = invite(&sdp("198.51.100.7", &[("audio", 5000)]));
         let out = a
-            .anchor(now, 1, &mut m, &answer, MediaSide::B)
+            .anchor(&mut r, now, 1, &mut m, &answer, MediaSide::B)
             .unwrap()
             .unwrap();
         let to_a = ports_of(&out);
         assert_ne!(to_a, to_b, "each leg has its own pair");
         assert_eq!(a.sessions(), 1);
-        assert_eq!(a.shard().ports().in_use(), 2);
-        a.release(&mut m, now);
+        assert_eq!(r.pairs_in_use(), 2);
+        a.release(&mut r, &mut m, now);
         assert_eq!(a.sessions(), 0);
-        assert_eq!(a.shard().ports().in_use(), 0);
+        assert_eq!(r.pairs_in_use(), 0);
     }
 
     #[test]
     fn a_reoffer_adding_video_moves_the_call_to_a_bigger_session() {
         let now = t0();
-        let mut a = anchor();
+        let (mut a, mut r) = anchor();
         let mut m = CallMedia::new(7);
         let offer = invite(&sdp("192.0.2.10", &[("audio", 4000)]));
-        a.anchor(now, 1, &mut m, &offer, MediaSide::A).unwrap();
-        assert_eq!(a.shard().ports().in_use(), 2);
+        a.anchor(&mut r, now, 1, &mut m, &offer, MediaSide::A)
+            .unwrap();
+        assert_eq!(r.pairs_in_use(), 2);
         let reoffer = invite(&sdp("192.0.2.10", &[("audio", 4000), ("video", 4002)]));
         let out = a
-            .anchor(now, 1, &mut m, &reoffer, MediaSide::A)
+            .anchor(&mut r, now, 1, &mut m, &reoffer, MediaSide::A)
             .unwrap()
             .unwrap();
         let ports = ports_of(&out);
         assert_eq!(ports.len(), 2);
         assert!(ports.iter().all(|p| *p != 0), "{ports:?}");
         assert_eq!(a.sessions(), 1, "the old session is gone");
-        assert_eq!(a.shard().ports().in_use(), 4);
-        a.release(&mut m, now);
-        assert_eq!(a.shard().ports().in_use(), 0);
+        assert_eq!(r.pairs_in_use(), 4);
+        a.release(&mut r, &mut m, now);
+        assert_eq!(r.pairs_in_use(), 0);
     }
 
     #[test]
     fn bodies_that_are_not_sdp_pass_and_bad_offers_are_refused() {
         let now = t0();
-        let mut a = anchor();
+        let (mut a, mut r) = anchor();
         let mut m = CallMedia::new(1);
         let text =
             "MESSAGE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
                     From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: x\r\n\
                     CSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi";
         let msg = Message::parse(Bytes::from(text)).unwrap();
-        assert_eq!(a.anchor(now, 1, &mut m, &msg, MediaSide::A), Ok(None));
+        assert_eq!(
+            a.anchor(&mut r, now, 1, &mut m, &msg, MediaSide::A),
+            Ok(None)
+        );
         let multicast = invite(&sdp("224.0.0.9", &[("audio", 4000)]));
         assert_eq!(
-            a.anchor(now, 1, &mut m, &multicast, MediaSide::A),
+            a.anchor(&mut r, now, 1, &mut m, &multicast, MediaSide::A),
             Err(AnchorFault::Refused(488))
         );
         assert_eq!(a.sessions(), 0);
@@ -389,17 +412,35 @@ mod tests {
     #[test]
     fn running_out_of_ports_is_a_503() {
         let now = t0();
-        let mut a = anchor();
+        let (mut a, mut r) = anchor();
         let offer = invite(&sdp("192.0.2.10", &[("audio", 4000)]));
         // 20 pairs: ten calls of two pairs each.
         let mut calls: Vec<CallMedia> = (0..10).map(CallMedia::new).collect();
         for (i, m) in calls.iter_mut().enumerate() {
-            assert!(a.anchor(now, i as u64, m, &offer, MediaSide::A).is_ok());
+            assert!(a
+                .anchor(&mut r, now, i as u64, m, &offer, MediaSide::A)
+                .is_ok());
         }
         let mut extra = CallMedia::new(99);
         let fault = a
-            .anchor(now, 99, &mut extra, &offer, MediaSide::A)
+            .anchor(&mut r, now, 99, &mut extra, &offer, MediaSide::A)
             .unwrap_err();
         assert_eq!(fault.status(), 503);
+    }
+
+    #[test]
+    fn a_release_set_aside_frees_the_ports_at_the_flush() {
+        let now = t0();
+        let (mut a, mut r) = anchor();
+        let mut m = CallMedia::new(3);
+        let offer = invite(&sdp("192.0.2.10", &[("audio", 4000)]));
+        a.anchor(&mut r, now, 1, &mut m, &offer, MediaSide::A)
+            .unwrap();
+        a.release_later(&mut m);
+        assert_eq!(a.sessions(), 0);
+        assert_eq!(r.pairs_in_use(), 2, "held until the flush");
+        a.flush(&mut r, now);
+        assert_eq!(r.pairs_in_use(), 0);
+        assert_eq!(r.ports_free(), 40);
     }
 }

@@ -1,0 +1,195 @@
+//! The worker's media relay as the core drives it: [`ShardMedia`] owns the worker's
+//! [`MediaShard`] and implements the core's [`MediaControl`] over it, so the B2BUA and the ng
+//! engine reach media the same way; the packet path uses the shard itself ([`ShardMedia::shard_mut`]).
+
+use std::time::{Duration, Instant};
+
+use media_plane::latch::Latch;
+use media_plane::shard::{
+    IdleEvent as ShardIdle, Leg, RemoteSdp as ShardRemote, SessionHandle as ShardSession,
+    Side as ShardSide, Validation as ShardValidation,
+};
+use media_plane::{Error, MediaShard};
+use sbc_core::media::{
+    Endpoint, IdleEvent, LegStats, MediaControl, MediaError, MediaSide, RelayPorts, RemoteSpec,
+    SessionHandle, StreamStats, Validation,
+};
+
+/// The worker's relay shard, behind the core's media trait. See the module doc.
+#[derive(Debug)]
+pub(crate) struct ShardMedia(MediaShard);
+
+impl ShardMedia {
+    pub(crate) fn new(shard: MediaShard) -> Self {
+        Self(shard)
+    }
+
+    /// The shard, for the packet path.
+    pub(crate) fn shard_mut(&mut self) -> &mut MediaShard {
+        &mut self.0
+    }
+
+    /// The shard, for its counters.
+    pub(crate) fn shard(&self) -> &MediaShard {
+        &self.0
+    }
+}
+
+fn session(h: SessionHandle) -> ShardSession {
+    ShardSession::from_bits(h.raw())
+}
+
+fn side(s: MediaSide) -> ShardSide {
+    match s {
+        MediaSide::A => ShardSide::A,
+        MediaSide::B => ShardSide::B,
+    }
+}
+
+fn error(e: Error) -> MediaError {
+    match e {
+        Error::PortsExhausted { wanted, available } => {
+            MediaError::PortsExhausted { wanted, available }
+        }
+        Error::StreamCount { requested, max } => MediaError::StreamCount { requested, max },
+        Error::UnknownSession => MediaError::UnknownSession,
+        Error::NoSuchStream { stream, streams } => MediaError::NoSuchStream { stream, streams },
+        _ => MediaError::Relay,
+    }
+}
+
+fn endpoint(latch: &Latch) -> Endpoint {
+    Endpoint {
+        sdp: latch.sdp(),
+        learned: latch.learned(),
+    }
+}
+
+fn leg_stats(leg: &Leg) -> LegStats {
+    let rx = leg.rx();
+    LegStats {
+        ports: RelayPorts::new(leg.ports().rtp(), leg.ports().rtcp()),
+        rtcp_mux: leg.rtcp_mux(),
+        rtp: endpoint(leg.rtp_latch()),
+        rtcp: endpoint(leg.rtcp_latch()),
+        packets: rx.packets(),
+        bytes: rx.bytes(),
+        rtcp_packets: rx.rtcp_packets(),
+        rtcp_bytes: rx.rtcp_bytes(),
+        forwarded: leg.forwarded(),
+        dropped: leg.dropped(),
+        lost: rx.sequence().lost(),
+        jitter: rx.jitter().value(),
+        last_packet: rx.last_packet(),
+    }
+}
+
+impl MediaControl for ShardMedia {
+    fn allocate(&mut self, now: Instant, streams: usize) -> Result<SessionHandle, MediaError> {
+        self.0
+            .allocate_session(now, streams)
+            .map(|h| SessionHandle::from_raw(h.to_bits()))
+            .map_err(error)
+    }
+
+    fn stream_count(&self, h: SessionHandle) -> Result<usize, MediaError> {
+        self.0.streams(session(h)).map(<[_]>::len).map_err(error)
+    }
+
+    fn local_ports(
+        &self,
+        h: SessionHandle,
+        stream: usize,
+        s: MediaSide,
+    ) -> Result<RelayPorts, MediaError> {
+        let streams = self.0.streams(session(h)).map_err(error)?;
+        let st = streams.get(stream).ok_or(MediaError::NoSuchStream {
+            stream,
+            streams: streams.len(),
+        })?;
+        let pair = st.leg(side(s)).ports();
+        Ok(RelayPorts::new(pair.rtp(), pair.rtcp()))
+    }
+
+    fn set_remote(
+        &mut self,
+        h: SessionHandle,
+        stream: usize,
+        s: MediaSide,
+        remote: &RemoteSpec,
+        now: Instant,
+    ) -> Result<(), MediaError> {
+        let handle = session(h);
+        let sdp = ShardRemote {
+            rtp: remote.sdp.rtp,
+            rtcp: remote.sdp.rtcp,
+            rtcp_mux: remote.sdp.rtcp_mux,
+        };
+        self.0
+            .set_remote(handle, stream, side(s), sdp, now)
+            .map_err(error)?;
+        if let Some(rate) = remote.clock_rate {
+            self.0.set_clock_rate(handle, stream, rate).map_err(error)?;
+        }
+        if let Some(v) = remote.validation {
+            let v = match v {
+                Validation::Full => ShardValidation::Full,
+                Validation::HeaderOnly => ShardValidation::HeaderOnly,
+                Validation::Opaque => ShardValidation::Opaque,
+            };
+            self.0.set_validation(handle, stream, v).map_err(error)?;
+        }
+        Ok(())
+    }
+
+    fn release(&mut self, h: SessionHandle, now: Instant) -> Result<(), MediaError> {
+        self.0.release(session(h), now).map_err(error)
+    }
+
+    fn stats(&self, h: SessionHandle, out: &mut Vec<StreamStats>) -> Result<(), MediaError> {
+        let streams = self.0.streams(session(h)).map_err(error)?;
+        out.extend(streams.iter().map(|s| StreamStats {
+            clock_rate: s.clock_rate(),
+            a: leg_stats(s.leg(ShardSide::A)),
+            b: leg_stats(s.leg(ShardSide::B)),
+        }));
+        Ok(())
+    }
+
+    fn poll_idle(&mut self, now: Instant, timeout: Duration, out: &mut Vec<IdleEvent>) {
+        let handle = |s: ShardSession| SessionHandle::from_raw(s.to_bits());
+        out.extend(self.0.poll_idle(now, timeout).into_iter().map(|e| match e {
+            ShardIdle::NoMedia { session, quiet } => IdleEvent::NoMedia {
+                session: handle(session),
+                quiet,
+            },
+            ShardIdle::OneWay {
+                session,
+                stream,
+                silent,
+            } => IdleEvent::OneWay {
+                session: handle(session),
+                stream,
+                silent: match silent {
+                    ShardSide::A => MediaSide::A,
+                    ShardSide::B => MediaSide::B,
+                },
+            },
+        }));
+    }
+
+    fn max_streams(&self) -> usize {
+        self.0.config().max_streams
+    }
+
+    fn ports_free(&self) -> usize {
+        self.0.ports_free()
+    }
+
+    fn sessions(&self) -> usize {
+        self.0.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;
