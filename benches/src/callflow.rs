@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sbc_core::b2bua::{B2bua, B2buaConfig, Origin, Target};
 use sbc_core::ids::WorkerId;
+use sbc_core::media::NoRelay;
 use sbc_core::topology::Side;
 use sbc_sip::transaction::Flow;
 use sbc_sip::{build, HeaderName, Message};
@@ -143,7 +144,8 @@ impl Bench {
             reliable: false,
             flow: Flow::default(),
         };
-        self.sbc.handle_message(self.now, msg, origin, &to_pbx);
+        self.sbc
+            .handle_message(self.now, msg, origin, &to_pbx, &mut NoRelay);
         self.sent.clear();
         while let Some(tx) = self.sbc.poll_transmit() {
             self.sent.push(tx.bytes);
@@ -161,7 +163,7 @@ impl Bench {
         #[allow(clippy::disallowed_methods)]
         let t = Instant::now();
         if self.sbc.poll_timeout().is_some_and(|d| d <= self.now) {
-            self.sbc.handle_timeout(self.now);
+            self.sbc.handle_timeout(self.now, &mut NoRelay);
             while self.sbc.poll_transmit().is_some() {}
             while self.sbc.poll_event().is_some() {}
         }

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use sbc_core::b2bua::Origin;
+use sbc_core::media::MediaControl;
 use sbc_sip::message::looks_like_request;
 use sbc_sip::transaction::Transmit;
 use sbc_sip::writer::MessageWriter;
@@ -198,15 +199,16 @@ impl Handler {
     }
 
     /// Timers of the B2BUA due at `now`; what they send joins the outbox.
-    pub(crate) fn on_timeout(&mut self, now: Instant) {
+    pub(crate) fn on_timeout(&mut self, now: Instant, media: &mut dyn MediaControl) {
         if self.signalling.poll_timeout().is_some_and(|t| t <= now) {
-            self.signalling.on_timeout(now);
+            self.signalling.on_timeout(now, media);
             self.signalling.drain(now, &mut self.outbox);
         }
     }
 
-    /// Copy the signalling counters into the worker's counters (at stop).
-    pub(crate) fn final_counters(&self) -> Counters {
+    /// Copy the signalling counters and those of the worker's relay `shard` into the worker's
+    /// counters (at stop).
+    pub(crate) fn final_counters(&self, shard: Option<&media_plane::MediaShard>) -> Counters {
         let mut c = self.counters.clone();
         c.calls_started = self.signalling.stats.calls_started;
         c.calls_answered = self.signalling.stats.calls_answered;
@@ -222,8 +224,8 @@ impl Handler {
         c.trunk_auth_answered = b.trunk_auth_answered;
         c.trunk_auth_failures = b.trunk_auth_failures;
         c.call_failovers = b.failovers;
-        if let Some(m) = self.signalling.media() {
-            let shard = m.shard().counters();
+        if let (Some(m), Some(relay)) = (self.signalling.media(), shard) {
+            let shard = relay.counters();
             let anchor = m.stats();
             c.media_forwarded = shard.forwarded;
             c.media_dropped = media_plane::DropReason::ALL
@@ -234,8 +236,8 @@ impl Handler {
             c.media_offers_refused = anchor.refused;
             c.media_no_media_ends = anchor.no_media_ends;
             c.media_one_way = anchor.one_way;
-            c.media_sessions = m.shard().len() as u64;
-            c.media_ports_in_use = m.shard().ports().in_use() as u64;
+            c.media_sessions = relay.len() as u64;
+            c.media_ports_in_use = relay.ports().in_use() as u64;
         }
         c
     }
@@ -248,6 +250,7 @@ impl Handler {
         origin: Origin,
         now: Instant,
         out: &mut Vec<u8>,
+        media: &mut dyn MediaControl,
     ) -> bool {
         let start = out.len();
         let msg = match Message::parse(raw.clone()) {
@@ -298,7 +301,7 @@ impl Handler {
             }
             _ => {
                 self.counters.to_b2bua += 1;
-                self.signalling.handle(now, msg, origin);
+                self.signalling.handle(now, msg, origin, media);
                 self.signalling.drain(now, &mut self.outbox);
                 false
             }
@@ -363,6 +366,7 @@ fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sbc_core::media::NoRelay;
     use sbc_core::topology::Side;
     use sbc_sip::transaction::Flow;
 
@@ -395,7 +399,7 @@ mod tests {
     fn handle(h: &mut Handler, raw: Bytes, out: &mut Vec<u8>) -> bool {
         #[allow(clippy::disallowed_methods)]
         let now = Instant::now();
-        h.handle(raw, origin(), now, out)
+        h.handle(raw, origin(), now, out, &mut NoRelay)
     }
 
     fn options(extra: &str) -> Bytes {
@@ -494,7 +498,7 @@ From: <sip:b@h>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\
         let mut refused = 0;
         for n in 0..5 {
             let mut out = Vec::new();
-            if h.handle(invite(n), origin(), now, &mut out) {
+            if h.handle(invite(n), origin(), now, &mut out, &mut NoRelay) {
                 assert!(text(&out).starts_with("SIP/2.0 503 "), "{}", text(&out));
                 assert!(text(&out).contains("Retry-After: 1"));
                 refused += 1;
@@ -506,7 +510,7 @@ From: <sip:b@h>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\
         let later = now + std::time::Duration::from_secs(1);
         let mut out = Vec::new();
         assert!(
-            !h.handle(invite(9), origin(), later, &mut out),
+            !h.handle(invite(9), origin(), later, &mut out, &mut NoRelay),
             "{}",
             text(&out)
         );

@@ -10,6 +10,7 @@
 mod config;
 mod handler;
 mod media;
+mod shard_media;
 mod signalling;
 mod stream;
 mod sys;
@@ -177,12 +178,18 @@ fn bind<T>(
         .collect()
 }
 
-/// The media relay of one worker over its slice of the port range.
+/// The media relay of one worker over its slice of the port range, and the B2BUA's anchor on it.
 fn media_anchor(
     cfg: &Config,
     b2bua: &config::B2bua,
     ports: std::ops::Range<u16>,
-) -> Result<sbc_core::callmedia::MediaAnchor, String> {
+) -> Result<
+    (
+        sbc_core::media::callmedia::MediaAnchor,
+        shard_media::ShardMedia,
+    ),
+    String,
+> {
     let last = ports.end.saturating_sub(1);
     let mut shard_cfg = media_plane::ShardConfig::new(ports.start, last);
     shard_cfg.latch_mode = match cfg.media.latching {
@@ -193,13 +200,12 @@ fn media_anchor(
     let shard = media_plane::MediaShard::new(shard_cfg)
         .map_err(|e| format!("media.port_min/port_max: {e}"))?;
     let timeout = cfg.media.no_media_timeout_secs;
-    Ok(sbc_core::callmedia::MediaAnchor::new(
-        shard,
-        sbc_core::callmedia::MediaSettings {
+    let anchor =
+        sbc_core::media::callmedia::MediaAnchor::new(sbc_core::media::callmedia::MediaSettings {
             address: b2bua.media_address,
             no_media_timeout: (timeout > 0).then(|| std::time::Duration::from_secs(timeout)),
-        },
-    ))
+        });
+    Ok((anchor, shard_media::ShardMedia::new(shard)))
 }
 
 fn run(cfg: &Config) -> Result<(), String> {
@@ -244,13 +250,14 @@ fn run(cfg: &Config) -> Result<(), String> {
             inside_flow: sbc_sip::transaction::Flow((outside_udp + 1) as u64),
         };
         let mut sig = signalling::Signalling::new(&b2bua, &cfg.limits, &place, secret, now);
-        let media = if cfg.media.enabled {
+        let (media, shard_media) = if cfg.media.enabled {
             let ports = cfg.media.media_ports_for(id, n);
             let socks = media::MediaSockets::bind(b2bua.media_address, ports.clone())?;
-            sig.attach_media(media_anchor(cfg, &b2bua, ports)?);
-            Some(socks)
+            let (anchor, shard) = media_anchor(cfg, &b2bua, ports)?;
+            sig.attach_media(anchor);
+            (Some(socks), Some(shard))
         } else {
-            None
+            (None, None)
         };
         let ng = match cfg.media.ng_listen {
             Some(addr) if id == 0 && cfg.media.enabled => {
@@ -270,6 +277,7 @@ fn run(cfg: &Config) -> Result<(), String> {
             f64::from(cfg.limits.max_cps) / n as f64,
             stop.clone(),
             media,
+            shard_media,
             ng,
         )
         .map_err(|e| format!("worker {id}: {e}"))?;

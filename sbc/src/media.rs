@@ -13,6 +13,7 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use media_plane::Action;
+use sbc_core::media::MediaControl;
 
 use crate::handler::Counters;
 
@@ -166,7 +167,7 @@ impl NgServer {
     /// Answer the requests queued on the socket (at most `budget`).
     pub(crate) fn on_readable(
         &mut self,
-        shard: &mut media_plane::MediaShard,
+        relay: &mut dyn MediaControl,
         budget: usize,
         now: Instant,
     ) {
@@ -178,7 +179,7 @@ impl NgServer {
                 break;
             };
             self.out.clear();
-            self.engine.handle(shard, datagram, src, now, &mut self.out);
+            self.engine.handle(relay, datagram, src, now, &mut self.out);
             if !self.out.is_empty() {
                 let _ = self.sock.send_to(&self.out, src);
             }
@@ -186,9 +187,9 @@ impl NgServer {
     }
 
     /// Expire idle and deleted calls when due.
-    pub(crate) fn tick(&mut self, shard: &mut media_plane::MediaShard, now: Instant) {
+    pub(crate) fn tick(&mut self, relay: &mut dyn MediaControl, now: Instant) {
         if self.engine.poll_timeout().is_some_and(|t| t <= now) {
-            self.engine.handle_timeout(shard, now);
+            self.engine.handle_timeout(relay, now);
         }
     }
 

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sbc_core::b2bua::{B2bua, B2buaConfig, CallEvent, Origin, Router, Target, TrunkAuth};
 use sbc_core::ids::WorkerId;
+use sbc_core::media::MediaControl;
 use sbc_core::routing::{
     self as core_routing, select, CallSource, HealthMonitor, LocalTime, TargetGroupId, TargetIdx,
 };
@@ -198,17 +199,12 @@ impl Signalling {
     }
 
     /// The worker's media anchor, when media is anchored.
-    pub(crate) fn media(&self) -> Option<&sbc_core::callmedia::MediaAnchor> {
+    pub(crate) fn media(&self) -> Option<&sbc_core::media::callmedia::MediaAnchor> {
         self.b2bua.media()
     }
 
-    /// The worker's media anchor, for the packet path.
-    pub(crate) fn media_mut(&mut self) -> Option<&mut sbc_core::callmedia::MediaAnchor> {
-        self.b2bua.media_mut()
-    }
-
-    /// Anchor media on `anchor` (the worker's relay shard).
-    pub(crate) fn attach_media(&mut self, anchor: sbc_core::callmedia::MediaAnchor) {
+    /// Anchor media with `anchor` (on the worker's relay, passed to each call).
+    pub(crate) fn attach_media(&mut self, anchor: sbc_core::media::callmedia::MediaAnchor) {
         self.b2bua.attach_media(anchor);
     }
 
@@ -297,13 +293,19 @@ impl Signalling {
     }
 
     /// A parsed message from the network.
-    pub(crate) fn handle(&mut self, now: Instant, msg: Message, origin: Origin) {
+    pub(crate) fn handle(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        origin: Origin,
+        media: &mut dyn MediaControl,
+    ) {
         self.routes.seed = self.routes.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let router = MessageRouter {
             routes: &self.routes,
             source: origin.source,
         };
-        self.b2bua.handle_message(now, msg, origin, &router);
+        self.b2bua.handle_message(now, msg, origin, &router, media);
     }
 
     /// The earliest time [`Self::on_timeout`] has work.
@@ -315,12 +317,12 @@ impl Signalling {
     }
 
     /// Timers, health probes and the wall clock of time-of-day routes.
-    pub(crate) fn on_timeout(&mut self, now: Instant) {
+    pub(crate) fn on_timeout(&mut self, now: Instant, media: &mut dyn MediaControl) {
         if now.duration_since(self.routes.local_at) >= Duration::from_secs(1) {
             self.routes.local = local_time();
             self.routes.local_at = now;
         }
-        self.b2bua.handle_timeout(now);
+        self.b2bua.handle_timeout(now, media);
         self.routes.health.handle_timeout(now);
         while let Some((idx, addr)) = self.routes.health.poll_probe(now) {
             let side = if self.routes.cfg.inside_groups.iter().any(|g| {
@@ -340,7 +342,7 @@ impl Signalling {
             };
             if !self
                 .b2bua
-                .probe(now, &Target::udp(side, addr, flow), idx.0 as u64)
+                .probe(now, &Target::udp(side, addr, flow), idx.0 as u64, media)
             {
                 self.routes.health.handle_probe_result(now, idx, false);
             }

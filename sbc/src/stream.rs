@@ -21,6 +21,7 @@ use sbc_sip::transaction::Flow;
 
 use crate::handler::Handler;
 use crate::sys::Epoll;
+use sbc_core::media::MediaControl;
 
 pub(crate) const KIND_SHIFT: u32 = 56;
 pub(crate) const KIND_UDP: u64 = 1;
@@ -122,13 +123,14 @@ impl Streams {
         tok: u64,
         events: u32,
         h: &mut Handler,
+        media: &mut dyn MediaControl,
         now: Instant,
     ) -> bool {
         let (kind, generation, index) = token_parts(tok);
         match kind {
             KIND_TCP_LISTEN => self.accept(epoll, false, index as usize, h, now),
             KIND_TLS_LISTEN => self.accept(epoll, true, index as usize, h, now),
-            KIND_CONN => self.on_conn(epoll, generation, index, events, h, now),
+            KIND_CONN => self.on_conn(epoll, generation, index, events, h, media, now),
             _ => return false,
         }
         true
@@ -215,6 +217,7 @@ impl Streams {
         }
     }
 
+    #[allow(clippy::too_many_arguments)] // the handler and the worker's relay travel together
     fn on_conn(
         &mut self,
         epoll: &Epoll,
@@ -222,6 +225,7 @@ impl Streams {
         index: u32,
         events: u32,
         h: &mut Handler,
+        media: &mut dyn MediaControl,
         now: Instant,
     ) {
         let Some(Some(conn)) = self.slots.get_mut(index as usize) else {
@@ -242,6 +246,7 @@ impl Streams {
                 &mut self.out,
                 &self.limits,
                 h,
+                media,
                 now,
             );
         }
@@ -304,6 +309,7 @@ impl Streams {
 }
 
 /// Read what is available, frame it and queue the answers. Returns false to close.
+#[allow(clippy::too_many_arguments)] // the handler and the worker's relay travel together
 fn read_conn(
     conn: &mut Conn,
     flow: Flow,
@@ -311,6 +317,7 @@ fn read_conn(
     out: &mut Vec<u8>,
     limits: &Limits,
     h: &mut Handler,
+    media: &mut dyn MediaControl,
     now: Instant,
 ) -> bool {
     let mut peer_closed = false;
@@ -356,11 +363,11 @@ fn read_conn(
                 }
             }
         }
-        if !frame_and_handle(conn, flow, out, limits, h, now) {
+        if !frame_and_handle(conn, flow, out, limits, h, media, now) {
             return false;
         }
     }
-    if !frame_and_handle(conn, flow, out, limits, h, now) {
+    if !frame_and_handle(conn, flow, out, limits, h, media, now) {
         return false;
     }
     if peer_closed {
@@ -378,6 +385,7 @@ fn frame_and_handle(
     out: &mut Vec<u8>,
     limits: &Limits,
     h: &mut Handler,
+    media: &mut dyn MediaControl,
     now: Instant,
 ) -> bool {
     let origin = Origin {
@@ -403,7 +411,7 @@ fn frame_and_handle(
             Ok(Frame::Complete(n)) => {
                 h.counters.stream_rx_messages += 1;
                 let msg = Bytes::copy_from_slice(&rest[..n]);
-                h.handle(msg, origin, now, out);
+                h.handle(msg, origin, now, out, media);
                 consumed += n;
             }
             Err(_) => {

@@ -377,12 +377,10 @@ fn media_send(
         )
     };
     let socks = w.media.as_ref()?;
-    let anchor = w.handler.signalling.media_mut()?;
+    let shard = w.shard_media.as_mut()?.shard_mut();
     let payload = m.bufs.buf_mut(bid, start + plen).get_mut(start..)?;
     let media_plane::Action::Forward { from_port, to } =
-        anchor
-            .shard_mut()
-            .on_packet(socks.port_of(index), src, payload, now)
+        shard.on_packet(socks.port_of(index), src, payload, now)
     else {
         return None;
     };

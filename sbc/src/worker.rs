@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sbc_core::b2bua::Origin;
+use sbc_core::media::{MediaControl, NoRelay};
 use sbc_sip::transaction::{Flow, Transmit};
 
 use crate::handler::{Counters, Handler};
 use crate::media::{MediaSockets, NgServer};
+use crate::shard_media::ShardMedia;
 use crate::signalling::{udp_side, Signalling};
 use crate::stream::{
     token, token_parts, Streams, KIND_CONN, KIND_MEDIA, KIND_NG, KIND_SHIFT, KIND_UDP,
@@ -37,6 +39,16 @@ pub(crate) enum Driver {
     Epoll,
 }
 
+/// The relay the core drives: the worker's shard, or, when media is not anchored, a relay with no
+/// ports (the B2BUA then never calls it).
+pub(crate) fn relay(shard: &mut Option<ShardMedia>) -> &mut dyn MediaControl {
+    match shard {
+        Some(m) => m,
+        // Zero-sized: the box allocates nothing, and leaking it costs nothing.
+        None => Box::leak(Box::new(NoRelay)),
+    }
+}
+
 /// Everything a worker owns.
 pub(crate) struct Worker {
     pub(crate) id: u16,
@@ -53,6 +65,9 @@ pub(crate) struct Worker {
     pub(crate) stop: Arc<AtomicBool>,
     /// The sockets of this worker's media ports (none when media is not anchored).
     pub(crate) media: Option<MediaSockets>,
+    /// This worker's media relay (none when media is not anchored): the packet path uses its
+    /// shard, the B2BUA and the ng engine reach it as [`MediaControl`].
+    pub(crate) shard_media: Option<ShardMedia>,
     /// The rtpengine ng control socket (worker 0 only, when configured).
     pub(crate) ng: Option<NgServer>,
     last_idle_scan: Instant,
@@ -75,6 +90,7 @@ impl Worker {
         cps: f64,
         stop: Arc<AtomicBool>,
         media: Option<MediaSockets>,
+        shard_media: Option<ShardMedia>,
         ng: Option<NgServer>,
     ) -> std::io::Result<Self> {
         let limits = sbc_sip::framing::Limits {
@@ -110,6 +126,7 @@ impl Worker {
             batch_wait_us: transport.batch_wait_us,
             stop,
             media,
+            shard_media,
             ng,
             last_idle_scan: Instant::now(),
             stop_until: None,
@@ -151,7 +168,9 @@ impl Worker {
         if let Err(e) = result {
             tracing::error!(worker = self.id, "worker stopped on error: {e}");
         }
-        let mut c = self.handler.final_counters();
+        let mut c = self
+            .handler
+            .final_counters(self.shard_media.as_ref().map(ShardMedia::shard));
         if let Some(ng) = &self.ng {
             let n = ng.counters();
             c.ng_requests = n.requests;
@@ -173,8 +192,14 @@ impl Worker {
             if tok >> KIND_SHIFT == KIND_NG {
                 self.on_ng(now);
             } else {
-                self.streams
-                    .on_event(&self.epoll, tok, flags, &mut self.handler, now);
+                self.streams.on_event(
+                    &self.epoll,
+                    tok,
+                    flags,
+                    &mut self.handler,
+                    relay(&mut self.shard_media),
+                    now,
+                );
             }
         }
         Ok(())
@@ -182,17 +207,17 @@ impl Worker {
 
     /// Answer the queued ng control requests.
     pub(crate) fn on_ng(&mut self, now: Instant) {
-        if let (Some(ng), Some(anchor)) = (&mut self.ng, self.handler.signalling.media_mut()) {
-            ng.on_readable(anchor.shard_mut(), 64, now);
+        if let (Some(ng), Some(m)) = (&mut self.ng, &mut self.shard_media) {
+            ng.on_readable(m, 64, now);
         }
     }
 
     /// Periodic work: SIP timers, then idle connections.
     pub(crate) fn tick(&mut self, now: Instant) {
         self.check_stop(now);
-        self.handler.on_timeout(now);
-        if let (Some(ng), Some(anchor)) = (&mut self.ng, self.handler.signalling.media_mut()) {
-            ng.tick(anchor.shard_mut(), now);
+        self.handler.on_timeout(now, relay(&mut self.shard_media));
+        if let (Some(ng), Some(m)) = (&mut self.ng, &mut self.shard_media) {
+            ng.tick(m, now);
         }
         if now.duration_since(self.last_idle_scan) >= IDLE_SCAN {
             self.last_idle_scan = now;
@@ -235,8 +260,13 @@ impl Worker {
             reliable: false,
             flow: Flow(index as u64),
         };
-        self.handler
-            .handle(Bytes::copy_from_slice(data), origin, now, out)
+        self.handler.handle(
+            Bytes::copy_from_slice(data),
+            origin,
+            now,
+            out,
+            relay(&mut self.shard_media),
+        )
     }
 
     /// Take the B2BUA's output: stream flows are written here (queued on their connection); UDP
@@ -290,13 +320,12 @@ fn run_epoll(w: &mut Worker) -> std::io::Result<()> {
             } else if kind == KIND_NG {
                 w.on_ng(now);
             } else if kind == KIND_MEDIA {
-                let (Some(socks), Some(anchor)) = (&w.media, w.handler.signalling.media_mut())
-                else {
+                let (Some(socks), Some(m)) = (&w.media, &mut w.shard_media) else {
                     continue;
                 };
                 crate::media::relay_ready(
                     socks,
-                    anchor.shard_mut(),
+                    m.shard_mut(),
                     index as usize,
                     &mut media_buf,
                     &mut w.handler.counters,
@@ -304,8 +333,14 @@ fn run_epoll(w: &mut Worker) -> std::io::Result<()> {
                     now,
                 );
             } else {
-                w.streams
-                    .on_event(&w.epoll, tok, flags, &mut w.handler, now);
+                w.streams.on_event(
+                    &w.epoll,
+                    tok,
+                    flags,
+                    &mut w.handler,
+                    relay(&mut w.shard_media),
+                    now,
+                );
             }
         }
         w.tick(now);

@@ -59,11 +59,10 @@ use sbc_sip::transaction::{
 use sbc_sip::writer::{push_socket_addr, MessageWriter};
 use sbc_sip::{HeaderName, Message, Method};
 
-use media_plane::shard::Side as MediaSide;
-
-use crate::callmedia::{AnchorFault, CallMedia, MediaAnchor};
 use crate::digest::{Challenge, Credentials, DigestRequest};
 use crate::ids::{IdGen, IdKind, WorkerId};
+use crate::media::callmedia::{AnchorFault, CallMedia, MediaAnchor};
+use crate::media::{MediaControl, MediaSide};
 use crate::nat;
 use crate::registrar::{
     Aor, BindingKey, RegContact, RegisterOutcome, RegisterRequest, Registrar, RegistrarConfig,
@@ -72,6 +71,9 @@ use crate::registrar::{
 use crate::table::BoundedTable;
 use crate::topology::{copy_headers, next_max_forwards, with_tag, Side, TopologyPolicy};
 use crate::trunkreg::{RegState, RegStats, TrunkRegistration, TrunkRegistrationConfig};
+
+/// The message an ACK answers an offer of, its leg, and the relay to anchor the answer on.
+type AckSource<'m, 'r> = (&'m Message, Side, &'r mut dyn MediaControl);
 
 /// Where a new call (or a REGISTER) goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -684,10 +686,10 @@ impl B2bua {
     }
 
     /// Fire everything due at `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub fn handle_timeout(&mut self, now: Instant, media: &mut dyn MediaControl) {
         self.last_now = Some(now);
         self.txs.handle_timeout(now);
-        self.pump(now, None);
+        self.pump(now, None, media);
         while let Some(&(at, key)) = self.retx.first() {
             if at > now {
                 break;
@@ -705,7 +707,7 @@ impl B2bua {
             self.teardown(now, key, call, reason);
         }
         self.expire_bindings(now);
-        self.end_silent_calls(now);
+        self.end_silent_calls(now, media);
         for i in 0..self.trunk_regs.len() {
             if self.trunk_regs.get(i).is_some_and(|r| r.due(now)) {
                 self.send_trunk_register(now, i, None);
@@ -727,14 +729,22 @@ impl B2bua {
                 self.stats.keepalives += 1;
             }
         }
-        self.pump(now, None);
+        self.pump(now, None, media);
+        self.flush_media(media);
     }
 
     /// Send an OPTIONS probe to `target`; its outcome comes back as [`CallEvent::Probed`] with
     /// `token`. Returns whether it could be sent.
-    pub fn probe(&mut self, now: Instant, target: &Target, token: u64) -> bool {
+    pub fn probe(
+        &mut self,
+        now: Instant,
+        target: &Target,
+        token: u64,
+        media: &mut dyn MediaControl,
+    ) -> bool {
         let sent = self.send_options(now, target, ClientRole::Probe(token));
-        self.pump(now, None);
+        self.pump(now, None, media);
+        self.flush_media(media);
         sent
     }
 
@@ -785,13 +795,14 @@ impl B2bua {
     }
 
     /// A message arrived (see [`Origin`]). `router` picks the next hop when it starts a call or is a
-    /// REGISTER.
+    /// REGISTER; `media` is the worker's relay (used when media is anchored).
     pub fn handle_message(
         &mut self,
         now: Instant,
         msg: Message,
         from: Origin,
         router: &dyn Router,
+        media: &mut dyn MediaControl,
     ) {
         self.last_now = Some(now);
         if from.side == Side::Inside && msg.is_request() && self.forged_from_inside(&msg) {
@@ -800,7 +811,15 @@ impl B2bua {
         }
         self.txs
             .handle_message_on(now, msg, from.source, from.reliable, from.flow);
-        self.pump_with(now, Some(from), router);
+        self.pump_with(now, Some(from), router, media);
+        self.flush_media(media);
+    }
+
+    /// Give the relay the sessions of the calls that ended in this entry point.
+    fn flush_media(&mut self, relay: &mut dyn MediaControl) {
+        if let (Some(m), Some(now)) = (self.media.as_mut(), self.last_now) {
+            m.flush(relay, now);
+        }
     }
 
     /// An in-dialog request from the Inside that names no dialog of this worker: its Call-ID is not
@@ -812,13 +831,19 @@ impl B2bua {
         !self.b_index.contains_key(msg.call_id()) && !self.a_index.contains_key(tag)
     }
 
-    fn pump(&mut self, now: Instant, from: Option<Origin>) {
+    fn pump(&mut self, now: Instant, from: Option<Origin>, media: &mut dyn MediaControl) {
         let no_route = |_: &Message, _: Side| None;
-        self.pump_with(now, from, &no_route);
+        self.pump_with(now, from, &no_route, media);
     }
 
     /// Process every event of the transaction layer.
-    fn pump_with(&mut self, now: Instant, from: Option<Origin>, router: &dyn Router) {
+    fn pump_with(
+        &mut self,
+        now: Instant,
+        from: Option<Origin>,
+        router: &dyn Router,
+        media: &mut dyn MediaControl,
+    ) {
         while let Some(ev) = self.txs.poll_event() {
             match ev {
                 TxEvent::Request {
@@ -835,7 +860,7 @@ impl B2bua {
                         },
                         |f| Origin { source, ..f },
                     );
-                    self.on_request(now, tx, request, origin, router);
+                    self.on_request(now, tx, request, origin, router, media);
                 }
                 TxEvent::Refused { request, source } => {
                     let mut out = Vec::new();
@@ -847,7 +872,7 @@ impl B2bua {
                         flow: from.map_or(Flow::default(), |f| f.flow),
                     });
                 }
-                TxEvent::Response { tx, response } => self.on_response(now, tx, response),
+                TxEvent::Response { tx, response } => self.on_response(now, tx, response, media),
                 TxEvent::Cancelled { invite, .. } => self.on_cancelled(now, invite),
                 TxEvent::Timeout {
                     tx: TxId::Client(tx),
@@ -872,7 +897,7 @@ impl B2bua {
                 } => match kind {
                     StrayKind::Ack | StrayKind::AckInAccepted => {
                         let side = from.map_or(Side::Outside, |f| f.side);
-                        self.on_ack(now, message, side);
+                        self.on_ack(now, message, side, media);
                     }
                     StrayKind::Response => self.on_stray_response(message),
                     StrayKind::NoBranch => self.stats.dropped += 1,
@@ -926,12 +951,13 @@ impl B2bua {
         req: Message,
         from: Origin,
         router: &dyn Router,
+        media: &mut dyn MediaControl,
     ) {
         let side = from.side;
         let method = req.method().cloned().unwrap_or(Method::Options);
         if req.to_tag().is_none() {
             match (side, &method) {
-                (_, Method::Invite) => self.new_call(now, tx, req, from, router),
+                (_, Method::Invite) => self.new_call(now, tx, req, from, router, media),
                 (_, Method::Options) => self.reply(now, tx, &req, 200, None),
                 (Side::Outside, Method::Register) => {
                     self.on_register(now, tx, &req, from, router);
@@ -960,16 +986,16 @@ impl B2bua {
                 if glare {
                     self.reply(now, tx, &req, 491, None);
                 } else {
-                    self.relay_request(now, key, tx, req, side);
+                    self.relay_request(now, key, tx, req, side, media);
                 }
             }
-            (_, Some(State::Confirmed)) => self.relay_request(now, key, tx, req, side),
+            (_, Some(State::Confirmed)) => self.relay_request(now, key, tx, req, side, media),
             // Early dialog (RFC 3262 PRACK, RFC 3311 UPDATE, INFO): relayed once the callee's
             // early dialog is known.
             (Method::Prack | Method::Update | Method::Info, Some(State::Ringing))
                 if self.calls.get(&key).is_some_and(|c| c.b.remote_tagged()) =>
             {
-                self.relay_request(now, key, tx, req, side);
+                self.relay_request(now, key, tx, req, side, media);
             }
             _ => self.reply(now, tx, &req, 481, None),
         }
@@ -1009,6 +1035,7 @@ impl B2bua {
         req: Message,
         from: Origin,
         router: &dyn Router,
+        relay: &mut dyn MediaControl,
     ) {
         let Ok(max_forwards) = next_max_forwards(req.max_forwards()) else {
             self.reply(now, tx, &req, 483, None);
@@ -1075,11 +1102,11 @@ impl B2bua {
         let key = self.next_call + 1;
         let mut media = CallMedia::new(self.config.seed ^ key);
         let body = match self.media.as_mut() {
-            Some(m) => match m.anchor(now, key, &mut media, &req, MediaSide::A) {
+            Some(m) => match m.anchor(relay, now, key, &mut media, &req, MediaSide::A) {
                 Ok(body) => body,
                 Err(fault) => {
                     m.count_refused();
-                    m.release(&mut media, now);
+                    m.release(relay, &mut media, now);
                     self.reply(now, tx, &req, fault.status(), None);
                     return;
                 }
@@ -1131,7 +1158,7 @@ impl B2bua {
             .ok();
         let Some(invite_b) = sent else {
             if let Some(m) = self.media.as_mut() {
-                m.release(&mut media, now);
+                m.release(relay, &mut media, now);
             }
             self.reply(now, tx, &req, 503, None);
             return;
@@ -1331,7 +1358,15 @@ impl B2bua {
     }
 
     /// Relay an in-dialog request from `from` to the other leg.
-    fn relay_request(&mut self, now: Instant, key: u64, tx: ServerTxId, req: Message, from: Side) {
+    fn relay_request(
+        &mut self,
+        now: Instant,
+        key: u64,
+        tx: ServerTxId,
+        req: Message,
+        from: Side,
+        media: &mut dyn MediaControl,
+    ) {
         let Ok(max_forwards) = next_max_forwards(req.max_forwards()) else {
             self.reply(now, tx, &req, 483, None);
             return;
@@ -1357,7 +1392,7 @@ impl B2bua {
             cseq,
             ..leg.clone()
         };
-        let body = match self.anchor_body(now, key, &req, from) {
+        let body = match self.anchor_body(now, key, &req, from, media) {
             Ok(body) => body,
             Err(fault) => {
                 if let Some(call) = self.calls.get_mut(&key) {
@@ -1394,12 +1429,18 @@ impl B2bua {
         }
     }
 
-    fn on_response(&mut self, now: Instant, tx: ClientTxId, resp: Message) {
+    fn on_response(
+        &mut self,
+        now: Instant,
+        tx: ClientTxId,
+        resp: Message,
+        media: &mut dyn MediaControl,
+    ) {
         let code = resp.status().unwrap_or(0);
         match self.clients.get(&tx) {
             Some(ClientRole::Invite(key)) => {
                 let key = *key;
-                self.on_invite_response(now, key, resp, code);
+                self.on_invite_response(now, key, resp, code, media);
             }
             Some(ClientRole::Bye(key)) if code >= 200 => {
                 let key = *key;
@@ -1419,7 +1460,7 @@ impl B2bua {
                 }
                 let is_invite = request.method() == Some(&Method::Invite);
                 let from = other(to);
-                let body = self.anchor_response(now, key, &resp, to);
+                let body = self.anchor_response(now, key, &resp, to, media);
                 let Some(sent) =
                     self.relay_response(now, server, &request, &resp, from, None, body.as_deref())
                 else {
@@ -1797,7 +1838,14 @@ impl B2bua {
         }
     }
 
-    fn on_invite_response(&mut self, now: Instant, key: u64, resp: Message, code: u16) {
+    fn on_invite_response(
+        &mut self,
+        now: Instant,
+        key: u64,
+        resp: Message,
+        code: u16,
+        media: &mut dyn MediaControl,
+    ) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -1827,7 +1875,7 @@ impl B2bua {
                 call.a.side,
                 call.b.side,
             );
-            let body = self.anchor_response(now, key, &resp, b_side);
+            let body = self.anchor_response(now, key, &resp, b_side, media);
             self.relay_response(
                 now,
                 server,
@@ -1874,7 +1922,7 @@ impl B2bua {
                 .set_deadline(&key, now + self.config.no_ack_timeout);
             self.events
                 .push_back(CallEvent::Answered { call: CallId(key) });
-            let body = self.anchor_response(now, key, &resp, b_side);
+            let body = self.anchor_response(now, key, &resp, b_side, media);
             if let Some(sent) = self.relay_response(
                 now,
                 server,
@@ -2081,7 +2129,7 @@ impl B2bua {
         }
     }
 
-    fn on_ack(&mut self, now: Instant, ack: Message, side: Side) {
+    fn on_ack(&mut self, now: Instant, ack: Message, side: Side, media: &mut dyn MediaControl) {
         let Some(key) = self.find(&ack, side) else {
             self.stats.dropped += 1;
             return;
@@ -2103,11 +2151,11 @@ impl B2bua {
                 .calls
                 .set_deadline(&key, now + self.config.max_call_duration);
         }
-        self.send_ack_on(key, wait.ack_leg, wait.cseq, Some((&ack, side)));
+        self.send_ack_on(key, wait.ack_leg, wait.cseq, Some((&ack, side, media)));
     }
 
     /// Send the ACK for a 2xx on the callee leg.
-    fn send_ack_b(&mut self, key: u64, cseq: u32, src: Option<(&Message, Side)>) {
+    fn send_ack_b(&mut self, key: u64, cseq: u32, src: Option<AckSource<'_, '_>>) {
         let Some(side) = self.calls.get(&key).map(|c| c.b.side) else {
             return;
         };
@@ -2115,7 +2163,7 @@ impl B2bua {
     }
 
     /// Send the ACK for a 2xx on leg `side` (outside any transaction).
-    fn send_ack_on(&mut self, key: u64, side: Side, cseq: u32, src: Option<(&Message, Side)>) {
+    fn send_ack_on(&mut self, key: u64, side: Side, cseq: u32, src: Option<AckSource<'_, '_>>) {
         let branch = self.ids.generate(IdKind::Branch);
         let Some(call) = self.calls.get(&key) else {
             return;
@@ -2126,9 +2174,12 @@ impl B2bua {
             ..leg.clone()
         };
         // An ACK carries the answer to an offer made in a 2xx (late offer).
-        let body = match (src, self.last_now) {
-            (Some((m, from)), Some(now)) => self.anchor_response(now, key, m, from),
-            _ => None,
+        let (src, body) = match (src, self.last_now) {
+            (Some((m, from, relay)), Some(now)) => (
+                Some((m, from)),
+                self.anchor_response(now, key, m, from, relay),
+            ),
+            (src, _) => (src.map(|(m, from, _)| (m, from)), None),
         };
         let bytes = self.build_request_bytes(
             &snapshot,
@@ -2349,6 +2400,7 @@ impl B2bua {
         key: u64,
         msg: &Message,
         from: Side,
+        relay: &mut dyn MediaControl,
     ) -> Result<Option<Vec<u8>>, AnchorFault> {
         let (Some(m), Some(call)) = (self.media.as_mut(), self.calls.get_mut(&key)) else {
             return Ok(None);
@@ -2358,7 +2410,7 @@ impl B2bua {
         } else {
             MediaSide::B
         };
-        let r = m.anchor(now, key, &mut call.media, msg, side);
+        let r = m.anchor(relay, now, key, &mut call.media, msg, side);
         if r.is_err() {
             m.count_refused();
         }
@@ -2374,8 +2426,9 @@ impl B2bua {
         key: u64,
         msg: &Message,
         from: Side,
+        relay: &mut dyn MediaControl,
     ) -> Option<Vec<u8>> {
-        match self.anchor_body(now, key, msg, from) {
+        match self.anchor_body(now, key, msg, from, relay) {
             Ok(body) => body,
             Err(_) => {
                 if let Some(m) = self.media.as_mut() {
@@ -2387,12 +2440,12 @@ impl B2bua {
     }
 
     /// End the confirmed calls whose media stopped (BYE on both legs).
-    fn end_silent_calls(&mut self, now: Instant) {
+    fn end_silent_calls(&mut self, now: Instant, relay: &mut dyn MediaControl) {
         let Some(m) = self.media.as_mut() else {
             return;
         };
         let mut silent = Vec::new();
-        m.poll_idle(now, &mut silent);
+        m.poll_idle(relay, now, &mut silent);
         for key in silent {
             let confirmed = self
                 .calls
@@ -2460,8 +2513,8 @@ impl B2bua {
         let Some(mut call) = call else {
             return;
         };
-        if let (Some(m), Some(now)) = (self.media.as_mut(), self.last_now) {
-            m.release(&mut call.media, now);
+        if let Some(m) = self.media.as_mut() {
+            m.release_later(&mut call.media);
         }
         self.a_index.remove(&call.a_tag);
         self.b_index.remove(&call.b.call_id);

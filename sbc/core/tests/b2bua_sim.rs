@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sbc_core::b2bua::{B2bua, B2buaConfig, CallEvent, EndReason, Origin, Target};
 use sbc_core::ids::WorkerId;
+use sbc_core::media::NoRelay;
 use sbc_core::topology::{leaks, Side};
 use sbc_sip::build;
 use sbc_sip::transaction::{
@@ -404,11 +405,21 @@ impl Sim {
         } else if dest == addr(UAS) {
             self.uas.handle_message(self.now, msg, from, false);
         } else if dest == addr(SBC_OUT) {
-            self.sbc
-                .handle_message(self.now, msg, origin(from, Side::Outside), &to_uas);
+            self.sbc.handle_message(
+                self.now,
+                msg,
+                origin(from, Side::Outside),
+                &to_uas,
+                &mut NoRelay,
+            );
         } else if dest == addr(SBC_IN) {
-            self.sbc
-                .handle_message(self.now, msg, origin(from, Side::Inside), &to_uas);
+            self.sbc.handle_message(
+                self.now,
+                msg,
+                origin(from, Side::Inside),
+                &to_uas,
+                &mut NoRelay,
+            );
         } else {
             panic!("no party at {dest}");
         }
@@ -450,7 +461,7 @@ impl Sim {
                 self.uas_respond(tx, &req, code, sdp);
                 self.drain();
             }
-            self.sbc.handle_timeout(self.now);
+            self.sbc.handle_timeout(self.now, &mut NoRelay);
             self.uac.handle_timeout(self.now);
             self.uas.handle_timeout(self.now);
         }
@@ -764,8 +775,13 @@ fn no_route_gets_404_and_max_forwards_zero_483() {
     let mut sim = Sim::new();
     let inv = sim.invite(70);
     let none = |_: &Message, _: Side| None;
-    sim.sbc
-        .handle_message(sim.now, inv, origin(addr(UAC), Side::Outside), &none);
+    sim.sbc.handle_message(
+        sim.now,
+        inv,
+        origin(addr(UAC), Side::Outside),
+        &none,
+        &mut NoRelay,
+    );
     let t = sim.sbc.poll_transmit().unwrap();
     assert!(String::from_utf8_lossy(&t.bytes).starts_with("SIP/2.0 404"));
     let inv = sim.invite(0);
@@ -776,6 +792,7 @@ fn no_route_gets_404_and_max_forwards_zero_483() {
         parse(raw),
         origin(addr(UAC), Side::Outside),
         &to_uas,
+        &mut NoRelay,
     );
     let t = sim.sbc.poll_transmit().unwrap();
     assert!(String::from_utf8_lossy(&t.bytes).starts_with("SIP/2.0 483"));
