@@ -53,6 +53,8 @@ pub(crate) struct Counters {
     pub(crate) media_dropped: u64,
     pub(crate) media_send_errors: u64,
     pub(crate) media_no_buffers: u64,
+    /// Relayed packets whose length to send was past the end of their buffer (dropped).
+    pub(crate) media_bad_length: u64,
     pub(crate) media_sdp_rewritten: u64,
     pub(crate) media_offers_refused: u64,
     pub(crate) media_no_media_ends: u64,
@@ -108,6 +110,7 @@ impl Counters {
             media_dropped,
             media_send_errors,
             media_no_buffers,
+            media_bad_length,
             media_sdp_rewritten,
             media_offers_refused,
             media_no_media_ends,

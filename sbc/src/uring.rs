@@ -378,23 +378,29 @@ fn media_send(
     };
     let socks = w.media.as_ref()?;
     let anchor = w.handler.signalling.media_mut()?;
-    let payload = m.bufs.buf_mut(bid, start + plen).get_mut(start..)?;
-    let media_plane::Action::Forward { from_port, to } =
+    // The whole buffer after the header: a stage may send more than was received, within it.
+    let room = m.bufs.buf_mut(bid, MEDIA_BUF_SIZE).get_mut(start..)?;
+    let payload = room.get_mut(..plen)?;
+    let media_plane::Action::Forward { from_port, to, len } =
         anchor
             .shard_mut()
             .on_packet(socks.port_of(index), src, payload, now)
     else {
         return None;
     };
+    if len > room.len() {
+        w.handler.counters.media_bad_length += 1;
+        return None;
+    }
     let out_index = from_port
         .checked_sub(socks.base)
         .filter(|i| usize::from(*i) < socks.socks.len())?;
-    let ptr = payload.as_mut_ptr();
+    let ptr = room.as_mut_ptr();
     let s = m.sends.get_mut(usize::from(bid))?;
     let addr_len = sockaddr_to_storage(to, &mut s.addr);
     s.iov = libc::iovec {
         iov_base: ptr.cast(),
-        iov_len: plen,
+        iov_len: len,
     };
     s.hdr.msg_name = (&mut s.addr as *mut libc::sockaddr_storage).cast();
     s.hdr.msg_namelen = addr_len;
