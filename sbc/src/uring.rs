@@ -9,11 +9,11 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Instant;
 
-use io_uring::types::{BufRingEntry, Fd, Fixed, RecvMsgOut, SubmitArgs, Timespec};
+use io_uring::types::{Fd, Fixed, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
+use sbc_bufring::BufRing;
 
 use crate::sys::{sockaddr_from_bytes, sockaddr_to_storage};
 use crate::worker::{Worker, TICK_MS};
@@ -55,7 +55,8 @@ pub(crate) fn probe() -> Result<(), String> {
             return Err(format!("opcode {name} not supported"));
         }
     }
-    let bufs = BufRing::new(&ring, 8, 256).map_err(|e| format!("provided buffer ring: {e}"))?;
+    let bufs =
+        BufRing::register(&ring, BGID, 8, 256).map_err(|e| format!("provided buffer ring: {e}"))?;
     let result = probe_multishot(&mut ring, &bufs);
     // The ring goes first: it cancels the armed receive and releases the buffer ring.
     drop(ring);
@@ -91,8 +92,11 @@ fn probe_multishot(ring: &mut IoUring, bufs: &BufRing) -> Result<(), String> {
     }
     let bid =
         cqueue::buffer_select(cqe.flags()).ok_or("multishot recvmsg self-test: no buffer id")?;
-    let payload_ok = RecvMsgOut::parse(bufs.buf(bid, cqe.result() as usize), &msghdr)
-        .is_ok_and(|m| m.payload_data() == b"probe");
+    let payload_ok = RecvMsgOut::parse(
+        bufs.buf(bid, cqe.result() as usize).unwrap_or_default(),
+        &msghdr,
+    )
+    .is_ok_and(|m| m.payload_data() == b"probe");
     if !payload_ok {
         return Err("multishot recvmsg self-test: unexpected payload".into());
     }
@@ -112,102 +116,6 @@ fn new_ring(entries: u32) -> io::Result<IoUring> {
         .setup_defer_taskrun()
         .setup_cqsize(entries * 4)
         .build(entries)
-}
-
-/// A provided-buffer ring (kernel 5.19+) and the buffers it hands out.
-struct BufRing {
-    entries: *mut BufRingEntry,
-    map_len: usize,
-    bgid: u16,
-    count: u16,
-    tail: u16,
-    buf_size: usize,
-    bufs: Vec<u8>,
-}
-
-impl BufRing {
-    fn new(ring: &IoUring, count: u16, buf_size: usize) -> io::Result<Self> {
-        Self::with_group(ring, count, buf_size, BGID)
-    }
-
-    fn with_group(ring: &IoUring, count: u16, buf_size: usize, bgid: u16) -> io::Result<Self> {
-        let map_len = usize::from(count) * size_of::<BufRingEntry>();
-        // SAFETY: anonymous private mapping; page aligned as the kernel requires.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_ANONYMOUS | libc::MAP_PRIVATE,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let mut me = Self {
-            entries: ptr.cast(),
-            map_len,
-            bgid,
-            count,
-            tail: 0,
-            buf_size,
-            bufs: vec![0; usize::from(count) * buf_size],
-        };
-        // SAFETY: the mapping lives until `Drop`, after `unregister`.
-        unsafe {
-            ring.submitter()
-                .register_buf_ring_with_flags(ptr as u64, count, bgid, 0)?
-        };
-        for bid in 0..count {
-            me.push(bid);
-        }
-        me.publish();
-        Ok(me)
-    }
-
-    /// Hand buffer `bid` (back) to the kernel; visible after [`BufRing::publish`].
-    fn push(&mut self, bid: u16) {
-        let slot = usize::from(self.tail & (self.count - 1));
-        let addr = self.bufs[usize::from(bid) * self.buf_size..].as_mut_ptr() as u64;
-        // SAFETY: `slot < count`, inside the mapping.
-        let e = unsafe { &mut *self.entries.add(slot) };
-        e.set_addr(addr);
-        e.set_len(self.buf_size as u32);
-        e.set_bid(bid);
-        self.tail = self.tail.wrapping_add(1);
-    }
-
-    fn publish(&self) {
-        // SAFETY: the tail field of the first entry, shared with the kernel; written with release order
-        // after the entries (io_uring's protocol for provided-buffer rings).
-        unsafe {
-            let tail = BufRingEntry::tail(self.entries) as *mut u16;
-            AtomicU16::from_ptr(tail).store(self.tail, Ordering::Release);
-        }
-    }
-
-    fn buf(&self, bid: u16, len: usize) -> &[u8] {
-        let start = usize::from(bid) * self.buf_size;
-        &self.bufs[start..start + len.min(self.buf_size)]
-    }
-
-    fn buf_mut(&mut self, bid: u16, len: usize) -> &mut [u8] {
-        let start = usize::from(bid) * self.buf_size;
-        &mut self.bufs[start..start + len.min(self.buf_size)]
-    }
-
-    fn unregister(&self, ring: &IoUring) {
-        let _ = ring.submitter().unregister_buf_ring(self.bgid);
-    }
-}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        // SAFETY: our mapping; unregistered (or the ring is gone) before this runs.
-        unsafe { libc::munmap(self.entries.cast(), self.map_len) };
-    }
 }
 
 /// One answer in flight: the kernel reads these until the completion arrives, so they are boxed.
@@ -264,10 +172,10 @@ pub(crate) fn run(w: &mut Worker) -> io::Result<()> {
     // Room for the `io_uring_recvmsg_out` header and a full socket address before the payload.
     let name_len = size_of::<libc::sockaddr_storage>();
     let buf_size = 16 + name_len + w.max_message + 1;
-    let mut bufs = BufRing::new(&ring, RECV_BUFFERS, buf_size)?;
+    let mut bufs = BufRing::register(&ring, BGID, RECV_BUFFERS, buf_size)?;
     let mut media = match &w.media {
         Some(_) => Some(MediaRing {
-            bufs: BufRing::with_group(&ring, MEDIA_BUFFERS, MEDIA_BUF_SIZE, BGID_MEDIA)?,
+            bufs: BufRing::register(&ring, BGID_MEDIA, MEDIA_BUFFERS, MEDIA_BUF_SIZE)?,
             sends: (0..MEDIA_BUFFERS).map(|_| MediaSend::new()).collect(),
             // SAFETY (zeroed): plain C structure.
             hdr: Box::new(unsafe { std::mem::zeroed() }),
@@ -363,7 +271,7 @@ fn media_send(
     now: Instant,
 ) -> Option<squeue::Entry> {
     let (src, start, plen) = {
-        let msg = RecvMsgOut::parse(m.bufs.buf(bid, len), &m.hdr).ok();
+        let msg = RecvMsgOut::parse(m.bufs.buf(bid, len).unwrap_or_default(), &m.hdr).ok();
         let Some(msg) = msg.filter(|msg| !msg.is_payload_truncated()) else {
             w.handler.counters.udp_truncated += 1;
             return None;
@@ -379,7 +287,7 @@ fn media_send(
     let socks = w.media.as_ref()?;
     let anchor = w.handler.signalling.media_mut()?;
     // The whole buffer after the header: a stage may send more than was received, within it.
-    let room = m.bufs.buf_mut(bid, MEDIA_BUF_SIZE).get_mut(start..)?;
+    let room = m.bufs.buf_mut(bid, MEDIA_BUF_SIZE)?.get_mut(start..)?;
     let payload = room.get_mut(..plen)?;
     let media_plane::Action::Forward { from_port, to, len } =
         anchor
@@ -490,8 +398,14 @@ fn drive(
                     if res >= 0 {
                         if let Some(bid) = cqueue::buffer_select(flags) {
                             out.clear();
-                            let reply_to =
-                                on_recv(w, i, bufs.buf(bid, res as usize), &msghdr, now, &mut out);
+                            let reply_to = on_recv(
+                                w,
+                                i,
+                                bufs.buf(bid, res as usize).unwrap_or_default(),
+                                &msghdr,
+                                now,
+                                &mut out,
+                            );
                             bufs.push(bid);
                             returned_buffers = true;
                             if let Some(dst) = reply_to {
