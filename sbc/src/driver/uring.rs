@@ -15,8 +15,9 @@ use io_uring::types::{Fd, Fixed, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 use sbc_bufring::BufRing;
 
+use super::tokens::{Kind, Token};
 use crate::sys::{sockaddr_from_bytes, sockaddr_to_storage};
-use crate::worker::{Worker, TICK_MS};
+use crate::worker::{MediaPath, Worker, TICK_MS};
 
 const RING_ENTRIES: u32 = 1024;
 /// Provided receive buffers per worker (a power of two).
@@ -31,13 +32,6 @@ const BGID_MEDIA: u16 = 1;
 const MAX_CQES_PER_TURN: usize = 4096;
 /// Answers in flight before falling back to a direct `sendto`.
 const MAX_SENDS_IN_FLIGHT: usize = 1024;
-
-const UD_RECV: u64 = 1 << 56;
-const UD_SEND: u64 = 2 << 56;
-const UD_EPOLL: u64 = 3 << 56;
-const UD_MEDIA: u64 = 4 << 56;
-const UD_MSEND: u64 = 5 << 56;
-const UD_KIND: u64 = 0xff << 56;
 
 /// Check that io_uring works here with everything this driver uses. `Err` carries the reason.
 pub(crate) fn probe() -> Result<(), String> {
@@ -194,7 +188,7 @@ pub(crate) fn run(w: &mut Worker) -> io::Result<()> {
 fn recv_sqe(w: &Worker, i: usize, msghdr: &libc::msghdr) -> squeue::Entry {
     opcode::RecvMsgMulti::new(Fd(w.udp[i].as_raw_fd()), msghdr, BGID)
         .build()
-        .user_data(UD_RECV | i as u64)
+        .user_data(Token::new(Kind::Udp, i as u32).encode())
 }
 
 /// Media sockets are registered with the ring (fixed files, index = socket index): no file
@@ -202,7 +196,7 @@ fn recv_sqe(w: &Worker, i: usize, msghdr: &libc::msghdr) -> squeue::Entry {
 fn media_recv_sqe(i: usize, msghdr: &libc::msghdr) -> squeue::Entry {
     opcode::RecvMsgMulti::new(Fixed(i as u32), msghdr, BGID_MEDIA)
         .build()
-        .user_data(UD_MEDIA | i as u64)
+        .user_data(Token::new(Kind::Media, i as u32).encode())
 }
 
 /// The media side of the ring: its buffers, and one send header per buffer (a relayed packet is
@@ -284,20 +278,25 @@ fn media_send(
             msg.payload_data().len(),
         )
     };
-    let socks = w.media.as_ref()?;
-    let anchor = w.handler.signalling.media_mut()?;
+    let MediaPath {
+        socks: Some(socks),
+        shard,
+        counters,
+        ..
+    } = w.media_path()?
+    else {
+        return None;
+    };
     // The whole buffer after the header: a stage may send more than was received, within it.
     let room = m.bufs.buf_mut(bid, MEDIA_BUF_SIZE)?.get_mut(start..)?;
     let payload = room.get_mut(..plen)?;
     let media_plane::Action::Forward { from_port, to, len } =
-        anchor
-            .shard_mut()
-            .on_packet(socks.port_of(index), src, payload, now)
+        shard.on_packet(socks.port_of(index), src, payload, now)
     else {
         return None;
     };
     if len > room.len() {
-        w.handler.counters.media_bad_length += 1;
+        counters.media_bad_length += 1;
         return None;
     }
     let out_index = from_port
@@ -317,14 +316,14 @@ fn media_send(
     Some(
         opcode::SendMsg::new(Fixed(u32::from(out_index)), &s.hdr)
             .build()
-            .user_data(UD_MSEND | u64::from(bid)),
+            .user_data(Token::new(Kind::MediaSend, u32::from(bid)).encode()),
     )
 }
 
 fn epoll_sqe(w: &Worker) -> squeue::Entry {
     opcode::PollAdd::new(Fd(w.epoll.fd()), libc::POLLIN as u32)
         .build()
-        .user_data(UD_EPOLL)
+        .user_data(Token::new(Kind::Epoll, 0).encode())
 }
 
 fn drive(
@@ -356,7 +355,6 @@ fn drive(
     };
     let mut cqes: Vec<(u64, i32, u32)> = Vec::with_capacity(256);
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
-    let mut out = Vec::with_capacity(4096);
     let mut pending = Vec::with_capacity(64);
     let ts = Timespec::new().nsec(TICK_MS as u32 * 1_000_000);
     let args = SubmitArgs::new().timespec(&ts);
@@ -392,25 +390,18 @@ fn drive(
         let mut returned_buffers = false;
         let mut returned_media = false;
         for &(ud, res, flags) in &cqes {
-            match ud & UD_KIND {
-                UD_RECV => {
-                    let i = (ud & !UD_KIND) as usize;
+            let Some(tok) = Token::decode(ud) else {
+                continue;
+            };
+            match tok.kind {
+                Kind::Udp => {
+                    let i = tok.index as usize;
                     if res >= 0 {
                         if let Some(bid) = cqueue::buffer_select(flags) {
-                            out.clear();
-                            let reply_to = on_recv(
-                                w,
-                                i,
-                                bufs.buf(bid, res as usize).unwrap_or_default(),
-                                &msghdr,
-                                now,
-                                &mut out,
-                            );
+                            let buf = bufs.buf(bid, res as usize).unwrap_or_default();
+                            on_recv(w, i, buf, &msghdr, now);
                             bufs.push(bid);
                             returned_buffers = true;
-                            if let Some(dst) = reply_to {
-                                queue_send(w, ring, &mut sends, i, dst, &out)?;
-                            }
                         }
                     } else if res == -libc::ENOBUFS {
                         // Every buffer was in use: datagrams may have been dropped by the kernel.
@@ -420,8 +411,8 @@ fn drive(
                         push_sqe(ring, &recv_sqe(w, i, &msghdr))?;
                     }
                 }
-                UD_SEND => {
-                    let slot = (ud & !UD_KIND) as usize;
+                Kind::UdpSend => {
+                    let slot = tok.index as usize;
                     sends.free.push(slot);
                     if res < 0 {
                         w.handler.counters.udp_send_errors += 1;
@@ -429,15 +420,15 @@ fn drive(
                         w.handler.counters.udp_tx += 1;
                     }
                 }
-                UD_EPOLL => {
+                Kind::Epoll => {
                     w.poll_streams(&mut events, 0)?;
                     push_sqe(ring, &epoll_sqe(w))?;
                 }
-                UD_MEDIA => {
+                Kind::Media => {
                     let Some(m) = media.as_deref_mut() else {
                         continue;
                     };
-                    let i = (ud & !UD_KIND) as usize;
+                    let i = tok.index as usize;
                     if res >= 0 {
                         if let Some(bid) = cqueue::buffer_select(flags) {
                             returned_media |= on_media(w, ring, m, i, bid, res as usize, now)?;
@@ -449,14 +440,14 @@ fn drive(
                         push_sqe(ring, &media_recv_sqe(i, &m.hdr))?;
                     }
                 }
-                UD_MSEND => {
+                Kind::MediaSend => {
                     let Some(m) = media.as_deref_mut() else {
                         continue;
                     };
                     if res < 0 {
                         w.handler.counters.media_send_errors += 1;
                     }
-                    m.bufs.push((ud & !UD_KIND) as u16);
+                    m.bufs.push(tok.index as u16);
                     returned_media = true;
                 }
                 _ => {}
@@ -481,33 +472,28 @@ fn drive(
     while sends.free.len() < sends.slots.len() && Instant::now() < deadline {
         let _ = ring.submitter().submit_with_args(1, &args);
         for c in ring.completion() {
-            if c.user_data() & UD_KIND == UD_SEND {
-                sends.free.push((c.user_data() & !UD_KIND) as usize);
+            if let Some(t) = Token::decode(c.user_data()).filter(|t| t.kind == Kind::UdpSend) {
+                sends.free.push(t.index as usize);
             }
         }
     }
     Ok(())
 }
 
-/// One multishot completion: parse the `io_uring_recvmsg_out` layout, handle the datagram. Returns the
-/// destination of the answer written into `out`, if any.
-fn on_recv(
-    w: &mut Worker,
-    index: usize,
-    buf: &[u8],
-    msghdr: &libc::msghdr,
-    now: Instant,
-    out: &mut Vec<u8>,
-) -> Option<SocketAddr> {
+/// One multishot completion: parse the `io_uring_recvmsg_out` layout, handle the datagram (what it
+/// causes to be sent joins the worker's outbox).
+fn on_recv(w: &mut Worker, index: usize, buf: &[u8], msghdr: &libc::msghdr, now: Instant) {
     let Ok(msg) = RecvMsgOut::parse(buf, msghdr) else {
         w.handler.counters.udp_truncated += 1;
-        return None;
+        return;
     };
-    let src = sockaddr_from_bytes(msg.name_data())?;
+    // RFC 3581 / RFC 3261 §18.2.2: a stateless answer goes to the packet's source address and port
+    // (the handler addresses it so).
+    let Some(src) = sockaddr_from_bytes(msg.name_data()) else {
+        return;
+    };
     let truncated = msg.is_payload_truncated();
-    let answered = w.on_datagram(index, src, msg.payload_data(), truncated, now, out);
-    // RFC 3581 / RFC 3261 §18.2.2: answer the packet's source address and port.
-    answered.then_some(src)
+    w.on_datagram(index, src, msg.payload_data(), truncated, now);
 }
 
 fn queue_send(
@@ -540,6 +526,6 @@ fn queue_send(
     s.hdr.msg_iovlen = 1;
     let sqe = opcode::SendMsg::new(Fd(w.udp[sock].as_raw_fd()), &s.hdr)
         .build()
-        .user_data(UD_SEND | slot as u64);
+        .user_data(Token::new(Kind::UdpSend, slot as u32).encode());
     push_sqe(ring, &sqe)
 }
