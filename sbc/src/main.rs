@@ -181,7 +181,7 @@ fn bind<T>(
 /// The media relay of one worker over its slice of the port range.
 fn media_anchor(
     cfg: &Config,
-    b2bua: &config::B2bua,
+    b2bua: &config::CoreSettings,
     ports: std::ops::Range<u16>,
 ) -> Result<sbc_core::callmedia::MediaAnchor, String> {
     let last = ports.end.saturating_sub(1);

@@ -65,7 +65,7 @@ pub(crate) struct WorkerSetup<'a> {
     pub(crate) tcp: Vec<TcpListener>,
     pub(crate) tls: Vec<TcpListener>,
     pub(crate) tls_config: Option<Arc<rustls::ServerConfig>>,
-    pub(crate) transport: &'a crate::config::Transport,
+    pub(crate) transport: &'a crate::config::TransportSection,
     pub(crate) signalling: Signalling,
     /// This worker's share of `limits.max_cps` (0: none).
     pub(crate) cps: f64,
