@@ -196,12 +196,16 @@ impl DropReason {
 /// What the driver does with a received datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Send the buffer from the local port `from_port` to `to`.
+    /// Send the first `len` bytes of the buffer from the local port `from_port` to `to`.
     Forward {
         /// The local relay port to send from (the other leg's).
         from_port: u16,
         /// The destination.
         to: SocketAddr,
+        /// How many bytes of the buffer to send: the received length today; a stage that
+        /// rewrites the packet in place (SRTP, transcoding) may change it. A driver sends exactly
+        /// this many bytes, and drops the packet when it is past the end of its buffer.
+        len: usize,
     },
     /// Drop it; the reason is counted.
     Drop(DropReason),
@@ -662,9 +666,9 @@ impl MediaShard {
     ) -> Action {
         let action = self.route_packet(local_port, source, buf, now);
         match action {
-            Action::Forward { .. } => {
+            Action::Forward { len, .. } => {
                 self.counters.forwarded += 1;
-                self.counters.forwarded_bytes += buf.len() as u64;
+                self.counters.forwarded_bytes += len as u64;
             }
             Action::Drop(reason) => {
                 if let Some(c) = self.counters.dropped.get_mut(reason.index()) {
@@ -763,6 +767,7 @@ impl MediaShard {
         Action::Forward {
             from_port,
             to: to_addr,
+            len: buf.len(),
         }
     }
 
@@ -938,14 +943,16 @@ mod tests {
             s.on_packet(a.rtp(), addr(CALLER), &mut p, ms(t, 20)),
             Action::Forward {
                 from_port: b.rtp(),
-                to: addr(PBX)
+                to: addr(PBX),
+                len: p.len()
             }
         );
         assert_eq!(
             s.on_packet(b.rtp(), addr(PBX), &mut p, ms(t, 40)),
             Action::Forward {
                 from_port: a.rtp(),
-                to: addr(CALLER)
+                to: addr(CALLER),
+                len: p.len()
             }
         );
         let st = &s.streams(h).unwrap()[0];
@@ -954,6 +961,22 @@ mod tests {
         assert_eq!(st.leg(Side::B).rx().bytes(), 172);
         assert_eq!(s.counters().forwarded, 2);
         assert_eq!(s.counters().forwarded_bytes, 344);
+    }
+
+    #[test]
+    fn forward_carries_the_length_of_the_packet() {
+        let t = t0();
+        let (mut s, _, a, _) = call(t);
+        for (seq, payload) in [(1u16, 160usize), (2, 20), (3, 0)] {
+            let mut p = rtp(seq);
+            p.truncate(12 + payload);
+            let action = s.on_packet(a.rtp(), addr(CALLER), &mut p, ms(t, u64::from(seq) * 20));
+            let Action::Forward { len, .. } = action else {
+                panic!("{action:?}");
+            };
+            assert_eq!(len, 12 + payload);
+        }
+        assert_eq!(s.counters().forwarded_bytes, 3 * 12 + 180);
     }
 
     #[test]
@@ -966,7 +989,8 @@ mod tests {
             s.on_packet(a.rtcp(), addr("198.51.100.7:4001"), &mut p, t),
             Action::Forward {
                 from_port: b.rtcp(),
-                to: addr("10.0.0.2:30001")
+                to: addr("10.0.0.2:30001"),
+                len: p.len()
             }
         );
         // an RTP packet on an RTCP port is malformed
@@ -1003,7 +1027,8 @@ mod tests {
             s.on_packet(a.rtp(), addr(CALLER), &mut p, t),
             Action::Forward {
                 from_port: b.rtcp(),
-                to: addr("10.0.0.2:31000")
+                to: addr("10.0.0.2:31000"),
+                len: p.len()
             }
         );
         // RTCP from B goes back on A's mux port, to A's RTP address
@@ -1011,7 +1036,8 @@ mod tests {
             s.on_packet(b.rtcp(), addr("10.0.0.2:31000"), &mut p, t),
             Action::Forward {
                 from_port: a.rtp(),
-                to: addr(CALLER)
+                to: addr(CALLER),
+                len: p.len()
             }
         );
         // RTP on the mux port is still RTP
@@ -1020,7 +1046,8 @@ mod tests {
             s.on_packet(a.rtp(), addr(CALLER), &mut p, t),
             Action::Forward {
                 from_port: b.rtp(),
-                to: addr(PBX)
+                to: addr(PBX),
+                len: p.len()
             }
         );
         let leg_a = s.streams(h).unwrap()[0].leg(Side::A);
@@ -1047,7 +1074,8 @@ mod tests {
             s.on_packet(a.rtp(), addr(CALLER), &mut p, t),
             Action::Forward {
                 from_port: b.rtp(),
-                to: addr(PBX)
+                to: addr(PBX),
+                len: p.len()
             }
         );
     }
@@ -1130,14 +1158,16 @@ mod tests {
             s.on_packet(b.rtp(), addr(PBX), &mut p, ms(t, 10)),
             Action::Forward {
                 from_port: a.rtp(),
-                to: addr(CALLER)
+                to: addr(CALLER),
+                len: p.len()
             }
         );
         assert_eq!(
             s.on_packet(a.rtp(), addr(CALLER), &mut p, ms(t, 20)),
             Action::Forward {
                 from_port: b.rtp(),
-                to: addr(PBX)
+                to: addr(PBX),
+                len: p.len()
             }
         );
         assert_eq!(s.counters().dropped(DropReason::NoDestination), 1);
@@ -1160,7 +1190,8 @@ mod tests {
             s.on_packet(b.rtp(), addr(PBX), &mut p, t),
             Action::Forward {
                 from_port: a.rtp(),
-                to: addr("192.168.1.10:8000")
+                to: addr("192.168.1.10:8000"),
+                len: p.len()
             }
         );
         let _ = s.on_packet(a.rtp(), addr("198.51.100.7:61000"), &mut p, ms(t, 30));
@@ -1168,7 +1199,8 @@ mod tests {
             s.on_packet(b.rtp(), addr(PBX), &mut p, ms(t, 40)),
             Action::Forward {
                 from_port: a.rtp(),
-                to: addr("198.51.100.7:61000")
+                to: addr("198.51.100.7:61000"),
+                len: p.len()
             }
         );
     }
@@ -1357,7 +1389,8 @@ mod tests {
             s.on_packet(video_a.rtp(), addr("198.51.100.7:4002"), &mut p, t),
             Action::Forward {
                 from_port: video_b.rtp(),
-                to: addr("10.0.0.2:30002")
+                to: addr("10.0.0.2:30002"),
+                len: p.len()
             }
         );
     }

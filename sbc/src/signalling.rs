@@ -38,7 +38,7 @@ pub(crate) struct SignallingStats {
 }
 
 /// Per target group, the credentials of the trunk whose outbound group it is.
-fn trunk_auth(cfg: &config::B2bua) -> Vec<Option<Arc<TrunkAuth>>> {
+fn trunk_auth(cfg: &config::CoreSettings) -> Vec<Option<Arc<TrunkAuth>>> {
     (0..cfg.groups.len())
         .map(|g| {
             let t = cfg
@@ -55,7 +55,7 @@ fn trunk_auth(cfg: &config::B2bua) -> Vec<Option<Arc<TrunkAuth>>> {
 
 /// The routing configuration of one worker, and the health of its targets.
 struct Routes {
-    cfg: config::B2bua,
+    cfg: config::CoreSettings,
     router: core_routing::Router,
     health: HealthMonitor,
     outside_flow: Flow,
@@ -213,8 +213,8 @@ impl Signalling {
     }
 
     pub(crate) fn new(
-        cfg: &config::B2bua,
-        limits: &config::Limits,
+        cfg: &config::CoreSettings,
+        limits: &config::LimitsSection,
         place: &Place,
         secret: [u8; 32],
         now: Instant,

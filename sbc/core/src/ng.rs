@@ -1732,7 +1732,8 @@ mod tests {
             action,
             Action::Forward {
                 from_port: 30002,
-                to: sock("10.0.0.2:6000")
+                to: sock("10.0.0.2:6000"),
+                len: pkt.len()
             }
         );
         let q = b.send(&query("c1"));
