@@ -19,12 +19,12 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sbc_core::registrar::RegistrarConfig;
+use sbc_core::registration::registrar::RegistrarConfig;
 use sbc_core::routing::{
     self as core_routing, HealthConfig, NumberRule, Route, SourceMatch, TargetGroup, TargetGroupId,
     TimeWindow, TrunkId,
 };
-use sbc_core::topology::{is_owned, HeaderAction, HeaderPolicy, TopologyPolicy};
+use sbc_core::signalling::topology::{is_owned, HeaderAction, HeaderPolicy, TopologyPolicy};
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 

@@ -62,16 +62,20 @@ use sbc_sip::{HeaderName, Message, Method};
 use media_plane::shard::Side as MediaSide;
 
 use crate::callmedia::{AnchorFault, CallMedia, MediaAnchor};
-use crate::digest::{Challenge, Credentials, DigestRequest};
-use crate::ids::{IdGen, IdKind, WorkerId};
-use crate::nat;
-use crate::registrar::{
+use crate::registration::digest::{Challenge, Credentials, DigestRequest};
+use crate::registration::registrar::{
     Aor, BindingKey, RegContact, RegisterOutcome, RegisterRequest, Registrar, RegistrarConfig,
     RegistrarError, Transport,
 };
+use crate::registration::trunkreg::{
+    RegState, RegStats, TrunkAuth, TrunkRegistration, TrunkRegistrationConfig,
+};
+use crate::signalling::ids::{IdGen, IdKind, WorkerId};
+use crate::signalling::nat;
+use crate::signalling::topology::{
+    copy_headers, next_max_forwards, with_tag, Side, TopologyPolicy,
+};
 use crate::table::BoundedTable;
-use crate::topology::{copy_headers, next_max_forwards, with_tag, Side, TopologyPolicy};
-use crate::trunkreg::{RegState, RegStats, TrunkRegistration, TrunkRegistrationConfig};
 
 /// Where a new call (or a REGISTER) goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,26 +99,6 @@ pub struct Target {
     /// does not answer at all) before any provisional response: the other usable targets of the
     /// same group, as (address, over a connection).
     pub alternates: Vec<(SocketAddr, bool)>,
-}
-
-/// What the SBC authenticates as toward a carrier trunk (RFC 3261 §22): a 401/407 to the INVITE it
-/// sends there is answered by the SBC itself, once, and never reaches the caller.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TrunkAuth {
-    /// The username.
-    pub username: String,
-    /// The password (only ever hashed).
-    pub password: String,
-}
-
-impl std::fmt::Debug for TrunkAuth {
-    /// The password is never printed.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TrunkAuth")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
 }
 
 impl Target {

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sbc_core::b2bua::{B2bua, B2buaConfig, CallEvent, EndReason, Origin, Target};
-use sbc_core::ids::WorkerId;
-use sbc_core::topology::{leaks, Side};
+use sbc_core::signalling::ids::WorkerId;
+use sbc_core::signalling::topology::{leaks, Side};
 use sbc_sip::build;
 use sbc_sip::transaction::{
     ClientTxId, Flow, ServerTxId, StrayKind, TransactionConfig, Transactions, TxEvent,
