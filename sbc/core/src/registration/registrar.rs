@@ -2,7 +2,8 @@
 //!
 //! The SBC forwards a REGISTER to the PBX with its own Contact and keeps the real binding here: the
 //! Contact the UA wrote and the flow it is reachable on (source address, transport, connection token),
-//! so calls from the PBX back to the UA go to the observed source (RFC 5626 ideas; see [`crate::signalling::nat`]).
+//! so calls from the PBX back to the UA go to the observed source (RFC 5626 ideas; see
+//! [`crate::signalling::nat`]).
 //!
 //! References:
 //! - RFC 3261 §10.3 (processing REGISTER): the AoR is canonicalised (step 5), expiry below the minimum
