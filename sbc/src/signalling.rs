@@ -98,6 +98,7 @@ impl Routes {
             uri: None,
             user,
             auth: self.trunk_auth.get(group.0 as usize).cloned().flatten(),
+            label: None,
             alternates,
         })
     }

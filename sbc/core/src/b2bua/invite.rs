@@ -7,6 +7,7 @@ use bytes::Bytes;
 use sbc_sip::transaction::{ClientTxId, Flow, ServerTxId, TxId, TxState};
 use sbc_sip::{HeaderName, Message, Method};
 
+use super::record::CallFacts;
 use super::{
     leg_uri, uri_of, user_of, AckWait, B2bua, Call, CallEvent, CallId, ClientRole, EndReason, Leg,
     Origin, Retarget, Router, State, Target,
@@ -35,6 +36,7 @@ impl B2bua {
                     uri: Some(b.contact_uri.clone()),
                     user: None,
                     auth: None,
+                    label: None,
                     alternates: Vec::new(),
                 });
             }
@@ -76,12 +78,12 @@ impl B2bua {
             Side::Outside => outside_text,
             Side::Inside => inside_text,
         };
-        let callee = target.user.clone().unwrap_or_else(|| {
-            req.request_uri()
-                .and_then(|u| sbc_sip::uri::Uri::parse(u).ok())
-                .and_then(|u| u.user.map(str::to_owned))
-                .unwrap_or_default()
-        });
+        let dialled = req
+            .request_uri()
+            .and_then(|u| sbc_sip::uri::Uri::parse(u).ok())
+            .and_then(|u| u.user.map(str::to_owned))
+            .unwrap_or_default();
+        let callee = target.user.clone().unwrap_or_else(|| dialled.clone());
         let caller = user_of(from_value).unwrap_or_else(|| "anonymous".to_owned());
         let b_uri = target
             .uri
@@ -147,21 +149,9 @@ impl B2bua {
             .auth
             .as_ref()
             .and_then(|_| Message::parse(invite.clone()).ok());
-        debug_assert!(
-            Message::parse(invite.clone()).is_ok(),
-            "built INVITE does not parse"
-        );
+        let to = (b.dest, b.reliable, b.flow);
         let sent = self
-            .txs
-            .send_request_bytes(
-                now,
-                invite,
-                Method::Invite,
-                branch.as_str(),
-                b.dest,
-                b.reliable,
-                b.flow,
-            )
+            .send_request_bytes(now, invite, &Method::Invite, branch.as_str(), to)
             .ok();
         let Some(invite_b) = sent else {
             self.release_media(&mut media, now);
@@ -188,6 +178,18 @@ impl B2bua {
             auth: target.auth.clone().zip(kept),
             auth_answered: 0,
             retarget,
+            facts: CallFacts {
+                caller,
+                dialled,
+                callee,
+                trunk: target.auth.is_some(),
+                label: target.label,
+                invited: now,
+                ringing: None,
+                answered: None,
+                status_to_a: None,
+                failovers: 0,
+            },
         };
         if self
             .calls
@@ -242,6 +244,7 @@ impl B2bua {
             return;
         }
         if code < 200 {
+            call.facts.ringing.get_or_insert(now);
             if call.state != State::Ringing || call.cancelled {
                 if call.cancel_pending {
                     call.cancel_pending = false;
@@ -284,6 +287,7 @@ impl B2bua {
                 return;
             }
             call.state = State::AwaitAck;
+            call.facts.answered = Some(now);
             let (server, reliable, b_side) = (call.invite_a, call.a.reliable, call.b.side);
             let _ = self
                 .calls
@@ -353,6 +357,7 @@ impl B2bua {
         call.b.dest = dest;
         call.b.reliable = reliable;
         call.b.cseq += 1;
+        call.facts.failovers = call.facts.failovers.saturating_add(1);
         let branch = self.ids.generate(IdKind::Branch);
         let Some(call) = self.calls.get(&key) else {
             return false;

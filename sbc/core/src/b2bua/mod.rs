@@ -55,7 +55,8 @@
 //! - `register.rs`: REGISTER relay and the SBC's registrations of bindings behind it;
 //! - `trunks.rs`: registrations with carrier trunks and their challenges to calls;
 //! - `probe.rs`: OPTIONS health probes and keep-alives;
-//! - `media.rs`: the glue to the media anchor.
+//! - `media.rs`: the glue to the media anchor;
+//! - `record.rs`: the events, and the record of every call that ended (what a CDR needs).
 //!
 //! [`copy_headers`]: crate::signalling::topology::copy_headers
 
@@ -63,6 +64,7 @@ mod dialog;
 mod invite;
 mod media;
 mod probe;
+mod record;
 mod register;
 mod send;
 mod trunks;
@@ -88,6 +90,8 @@ use crate::registration::trunkreg::{TrunkAuth, TrunkRegistration};
 use crate::signalling::ids::{IdGen, WorkerId};
 use crate::signalling::topology::{Side, TopologyPolicy};
 use crate::table::BoundedTable;
+use record::CallFacts;
+pub use record::{CallEvent, CallId, CallRecord, EndReason, EndedBy, Outcome};
 
 /// Where a new call (or a REGISTER) goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,6 +111,8 @@ pub struct Target {
     pub user: Option<String>,
     /// Credentials the SBC answers a digest challenge with on the new leg (a carrier trunk).
     pub auth: Option<Arc<TrunkAuth>>,
+    /// The router's name for this target (its group or trunk), carried into the call's record.
+    pub label: Option<Arc<str>>,
     /// Next hops to try, in order, when this one refuses a new call with 503, 408, 500 or 504 (or
     /// does not answer at all) before any provisional response: the other usable targets of the
     /// same group, as (address, over a connection).
@@ -125,6 +131,7 @@ impl Target {
             uri: None,
             user: None,
             auth: None,
+            label: None,
             alternates: Vec::new(),
         }
     }
@@ -212,61 +219,6 @@ impl B2buaConfig {
             outside_flow: Flow::default(),
         }
     }
-}
-
-/// A call handle, unique within one B2BUA.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CallId(pub u64);
-
-/// Why a call ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EndReason {
-    /// Leg B answered the INVITE with this final status (≥ 300), relayed to A.
-    Rejected(u16),
-    /// A cancelled before the answer.
-    Cancelled,
-    /// The side that sent BYE.
-    Bye(Side),
-    /// A never acknowledged the 2xx.
-    NoAck,
-    /// No final response from leg B (Timer B or the ringing timeout): 408 to A.
-    NoAnswer,
-    /// A request on a leg timed out or failed in the confirmed dialog.
-    LegFailure(Side),
-    /// The maximum call duration passed.
-    MaxDuration,
-    /// No media on any leg for the no-media timeout.
-    NoMedia,
-}
-
-/// What happened to a call, for CDRs and metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CallEvent {
-    /// A new call was accepted and relayed to leg B.
-    Started {
-        /// The call.
-        call: CallId,
-    },
-    /// Leg B answered with a 2xx.
-    Answered {
-        /// The call.
-        call: CallId,
-    },
-    /// The call is gone from the table.
-    Ended {
-        /// The call.
-        call: CallId,
-        /// Why.
-        reason: EndReason,
-    },
-    /// The OPTIONS probe sent by [`B2bua::probe`] with this token was answered (`alive`: with a
-    /// status that shows the peer alive) or timed out.
-    Probed {
-        /// The caller's token.
-        token: u64,
-        /// Whether the peer answered.
-        alive: bool,
-    },
 }
 
 /// Counters of one B2BUA.
@@ -362,6 +314,8 @@ struct Call {
     retarget: Option<Box<Retarget>>,
     /// Challenges answered on leg B (at most one).
     auth_answered: u8,
+    /// What the call's record needs beyond the legs.
+    facts: CallFacts,
 }
 
 /// Leg B's INVITE, again, toward another target of the same group (fail-over before any
@@ -628,6 +582,7 @@ impl B2bua {
                 uri: self.registrar.get(&ka.key).map(|b| b.contact_uri.clone()),
                 user: None,
                 auth: None,
+                label: None,
                 alternates: Vec::new(),
             };
             if self.send_options(now, &target, ClientRole::Fire) {

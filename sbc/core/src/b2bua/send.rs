@@ -10,6 +10,7 @@ use sbc_sip::transaction::{ClientTxId, Flow, ServerTxId, Transmit, TxError, TxId
 use sbc_sip::writer::MessageWriter;
 use sbc_sip::{HeaderName, Message, Method};
 
+use super::record::EndedLegs;
 use super::{other, uri_of, B2bua, Call, CallEvent, CallId, ClientRole, EndReason, Leg, State};
 use crate::signalling::ids::IdKind;
 use crate::signalling::topology::{copy_headers, Side};
@@ -56,6 +57,17 @@ impl B2bua {
         let server = call.invite_a;
         // The transaction may have ended (e.g. a late answer): nothing to send then.
         let _ = self.txs.send_response_bytes(now, server, code, out);
+        self.note_status_to_a(key, code);
+    }
+
+    /// The caller got final status `code` on its INVITE (the first one counts: the transaction
+    /// layer sends no other).
+    fn note_status_to_a(&mut self, key: u64, code: u16) {
+        if code >= 200 {
+            if let Some(call) = self.calls.get_mut(&key) {
+                call.facts.status_to_a.get_or_insert(code);
+            }
+        }
     }
 
     pub(super) fn send_response(&mut self, now: Instant, tx: ServerTxId, out: Vec<u8>) {
@@ -242,7 +254,9 @@ impl B2bua {
             body,
         );
         let server = call.invite_a;
-        Some(self.send_relayed(now, server, relayed))
+        let sent = self.send_relayed(now, server, relayed);
+        self.note_status_to_a(key, sent.0);
+        Some(sent)
     }
 
     /// The bytes of `resp` (received on the other leg) relayed toward `to` as the answer to `req`.
@@ -402,20 +416,17 @@ impl B2bua {
     pub(super) fn teardown(&mut self, now: Instant, key: u64, call: Box<Call>, reason: EndReason) {
         // Put it back briefly so the helpers can reach it; the table had room for it a moment ago.
         let state = call.state;
-        let (a_key, b_key, server) = (call.a_tag.clone(), call.b.call_id.clone(), call.invite_a);
+        if self.calls.len() >= self.calls.capacity() {
+            // Unreachable in practice: the entry just left the table.
+            self.forget(key, Some(call), reason);
+            return;
+        }
         if self
             .calls
             .insert(key, call, now + Duration::from_secs(1))
             .is_err()
         {
-            // Unreachable in practice: the entry just left the table.
-            self.a_index.remove(&a_key);
-            self.b_index.remove(&b_key);
-            self.server_calls.remove(&server);
-            self.events.push_back(CallEvent::Ended {
-                call: CallId(key),
-                reason,
-            });
+            // Checked just above.
             return;
         }
         match state {
@@ -444,6 +455,8 @@ impl B2bua {
         self.forget(key, call, reason);
     }
 
+    /// Forget a call that left the table: its media, its indexes, and its record out as the
+    /// [`CallEvent::Ended`] of the call (the one way every call ends).
     fn forget(&mut self, key: u64, call: Option<Box<Call>>, reason: EndReason) {
         let Some(mut call) = call else {
             return;
@@ -454,12 +467,21 @@ impl B2bua {
         self.a_index.remove(&call.a_tag);
         self.b_index.remove(&call.b.call_id);
         self.server_calls.remove(&call.invite_a);
-        if let Some(w) = call.ack_wait {
+        if let Some(w) = &call.ack_wait {
             self.retx.remove(&(w.next, key));
         }
+        let Call { a, b, facts, .. } = *call;
+        let ended = self.last_now.unwrap_or(facts.invited);
+        let legs = EndedLegs {
+            a_call_id: a.call_id,
+            a_side: a.side,
+            b_call_id: b.call_id,
+            target: b.dest,
+            target_side: b.side,
+        };
+        let record = facts.into_record(CallId(key), legs, reason, ended);
         self.events.push_back(CallEvent::Ended {
-            call: CallId(key),
-            reason,
+            record: Box::new(record),
         });
     }
 }
