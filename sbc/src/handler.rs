@@ -377,7 +377,7 @@ fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sbc_core::topology::Side;
+    use sbc_core::signalling::topology::Side;
     use sbc_sip::transaction::Flow;
 
     /// A handler with the embedded default configuration, as worker `worker`.

@@ -16,13 +16,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sbc_core::b2bua::{B2bua, B2buaConfig, CallEvent, Origin, Router, Target, TrunkAuth};
-use sbc_core::ids::WorkerId;
+use sbc_core::b2bua::{B2bua, B2buaConfig, CallEvent, Origin, Router, Target};
+use sbc_core::registration::trunkreg::{TrunkAuth, TrunkRegistrationConfig};
 use sbc_core::routing::{
     self as core_routing, select, CallSource, HealthMonitor, LocalTime, TargetGroupId, TargetIdx,
 };
-use sbc_core::topology::Side;
-use sbc_core::trunkreg::TrunkRegistrationConfig;
+use sbc_core::signalling::ids::WorkerId;
+use sbc_core::signalling::topology::Side;
 use sbc_sip::transaction::{Flow, Transmit};
 use sbc_sip::{Message, Method};
 
@@ -98,6 +98,7 @@ impl Routes {
             uri: None,
             user,
             auth: self.trunk_auth.get(group.0 as usize).cloned().flatten(),
+            label: None,
             alternates,
         })
     }
@@ -172,8 +173,8 @@ pub(crate) struct Place {
 
 impl Signalling {
     /// The trunk registrations' counters, summed.
-    pub(crate) fn trunk_stats(&self) -> sbc_core::trunkreg::RegStats {
-        let mut sum = sbc_core::trunkreg::RegStats::default();
+    pub(crate) fn trunk_stats(&self) -> sbc_core::registration::trunkreg::RegStats {
+        let mut sum = sbc_core::registration::trunkreg::RegStats::default();
         for (_, _, s) in self.b2bua.trunk_registrations() {
             sum.registered += s.registered;
             sum.challenges += s.challenges;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rustls::{ServerConfig, ServerConnection};
 use sbc_core::b2bua::Origin;
-use sbc_core::topology::Side;
+use sbc_core::signalling::topology::Side;
 use sbc_sip::framing::{next_frame, Frame, Limits};
 use sbc_sip::transaction::Flow;
 

@@ -6,12 +6,12 @@ use std::net::IpAddr;
 use std::ops::Range;
 use std::time::Duration;
 
-use sbc_core::registrar::RegistrarConfig;
+use sbc_core::registration::registrar::RegistrarConfig;
 use sbc_core::routing::{
     self as core_routing, HealthConfig, NumberRule, Route, SourceMatch, TargetGroup, TargetGroupId,
     TimeWindow, TrunkId,
 };
-use sbc_core::topology::{HeaderAction, HeaderPolicy, TopologyPolicy};
+use sbc_core::signalling::topology::{HeaderAction, HeaderPolicy, TopologyPolicy};
 use toml::Spanned;
 
 use super::validate::check_number_rules;

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use sbc_core::routing::{self as core_routing, SourceMatch, TargetGroupId, TimeWindow, TrunkId};
-use sbc_core::topology::HeaderAction;
+use sbc_core::signalling::topology::HeaderAction;
 
 use super::*;
 

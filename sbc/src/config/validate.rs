@@ -3,7 +3,7 @@
 //! target group or trunk) are resolved, and checked, by the conversion ([`super::convert`]), which
 //! loading runs too.
 
-use sbc_core::topology::is_owned;
+use sbc_core::signalling::topology::is_owned;
 
 use super::*;
 
