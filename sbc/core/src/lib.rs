@@ -17,6 +17,9 @@
 //! - [`ng`]: the rtpengine-compatible control engine: Kamailio's or OpenSIPS's `rtpengine` module
 //!   drives the media relay over the ng protocol (offer, answer, delete, query, list), with a bounded,
 //!   expiring call table and a reply cache for retransmissions.
+//! - [`guard`]: admission before state: what a packet must pass before it is parsed into a
+//!   transaction or dialog (the new-call rate, trusted sources).
+//! - [`cidr`]: IP networks, the stuff of trunks' source ACLs and the guard's trusted sources.
 //! - [`table`]: a bounded table whose entries carry an absolute deadline, for dialogs, registrations and
 //!   bans alike.
 #![deny(
@@ -29,6 +32,8 @@
 pub mod anchor;
 pub mod b2bua;
 pub mod callmedia;
+pub mod cidr;
+pub mod guard;
 pub mod ng;
 pub mod registration;
 pub mod routing;

@@ -407,7 +407,7 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
 }
 
 /// Offset after any line breaks before the start line (RFC 3261 §7.5).
-fn skip_leading_crlf(raw: &[u8]) -> usize {
+pub(crate) fn skip_leading_crlf(raw: &[u8]) -> usize {
     raw.iter()
         .position(|b| *b != b'\r' && *b != b'\n')
         .unwrap_or(raw.len())
@@ -415,7 +415,7 @@ fn skip_leading_crlf(raw: &[u8]) -> usize {
 
 /// A line from `pos`: (content end, next line start), accepting CRLF and a bare LF. `None` when no line
 /// break follows.
-fn line_at(raw: &[u8], pos: usize) -> Option<(usize, usize)> {
+pub(crate) fn line_at(raw: &[u8], pos: usize) -> Option<(usize, usize)> {
     let nl = pos + memchr::memchr(b'\n', raw.get(pos..)?)?;
     let end = if nl > pos && raw.get(nl - 1) == Some(&b'\r') {
         nl - 1

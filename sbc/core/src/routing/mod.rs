@@ -15,6 +15,8 @@
 //!   SIP OPTIONS probes and tracks Up/Down, and [`select`], which orders the candidates for a new call
 //!   so the B2BUA can fail over to the next one on 408, 503 or timeout.
 
+pub mod policy;
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
