@@ -24,6 +24,17 @@ SKIP_DIRS = {"fuzz", "tests", "benches", "examples"}
 
 faults = []
 
+# Faults known and still open (issue 16), each named exactly as the check prints it, so that a new fault
+# fails and a mended one must be taken off this list (a listed fault that no longer occurs fails too).
+PENDING = {
+    # the media trait (branch media-trait) moves the ng engine into ng/ and drops the dependency
+    "sbc/core/src/ng.rs: 1472 lines of production code (at most 1200)",
+    "sbc-core depends on media-plane: the core must reach media through its MediaControl trait",
+    # the Worker still names the epoll/io_uring loops' module, and stream.rs the token scheme there
+    "sbc/src: import cycle among the children of crate root: driver -> worker (sbc/src/driver/epoll.rs), "
+    "stream -> driver (sbc/src/stream.rs), worker -> driver (sbc/src/worker.rs), worker -> stream (sbc/src/worker.rs)",
+}
+
 
 def rust_files(src):
     for dirpath, dirnames, filenames in os.walk(src):
@@ -174,12 +185,18 @@ def main():
     n = sum(check_crate(c) for c in CRATES)
     if "--no-cargo" not in sys.argv:
         check_core_media()
+    pending = [f for f in faults if f in PENDING]
+    for f in pending:
+        print(f"pending (issue 16): {f}")
+    stale = [f for f in PENDING if f not in faults and ("--no-cargo" not in sys.argv or "sbc-core depends" not in f)]
+    new = [f for f in faults if f not in PENDING]
+    faults[:] = new + [f"no longer occurs, take it off PENDING: {f}" for f in stale]
     for f in faults:
         print(f, file=sys.stderr)
     if faults:
         print(f"structure: {len(faults)} fault(s)", file=sys.stderr)
         return 1
-    print(f"structure: ok ({n} files, at most {MAX_LINES} lines each, no sibling import cycle, sbc-core free of media-plane)")
+    print(f"structure: ok ({n} files; {len(pending)} fault(s) listed as pending)")
     return 0
 
 

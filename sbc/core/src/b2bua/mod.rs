@@ -787,7 +787,7 @@ impl B2bua {
                 }
             }
             Some(ClientRole::Probe(token)) if code >= 200 => {
-                let (token, alive) = (*token, crate::routing::response_means_alive(code));
+                let (token, alive) = (*token, response_means_alive(code));
                 self.clients.remove(&tx);
                 self.events.push_back(CallEvent::Probed { token, alive });
             }
@@ -851,3 +851,9 @@ impl B2bua {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether a final response to an OPTIONS probe shows the target alive: any final response except
+/// 408 (Request Timeout) and 503 (Service Unavailable). Provisional responses are not a result.
+pub fn response_means_alive(status: u16) -> bool {
+    status >= 200 && status != 408 && status != 503
+}

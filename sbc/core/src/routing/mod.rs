@@ -474,11 +474,8 @@ impl Default for HealthConfig {
     }
 }
 
-/// Whether a final response to an OPTIONS probe shows the target alive: any final response except
-/// 408 (Request Timeout) and 503 (Service Unavailable). Provisional responses are not a result.
-pub fn response_means_alive(status: u16) -> bool {
-    status >= 200 && status != 408 && status != 503
-}
+/// The probe verdict is the B2BUA's (it sends the OPTIONS and reads the answer).
+pub use crate::b2bua::response_means_alive;
 
 #[derive(Debug, Clone)]
 struct Probed {
