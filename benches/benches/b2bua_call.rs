@@ -20,7 +20,7 @@ use benches::callflow::{answer, in_dialog, invite, Bench, STEP, UAC};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mimalloc::MiMalloc;
-use sbc_core::topology::Side;
+use sbc_core::signalling::topology::Side;
 use sbc_sip::Message;
 
 /// The baseline: parse the six messages the SBC receives in a call.

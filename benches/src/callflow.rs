@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sbc_core::b2bua::{B2bua, B2buaConfig, Origin, Target};
-use sbc_core::ids::WorkerId;
 use sbc_core::media::NoRelay;
-use sbc_core::topology::Side;
+use sbc_core::signalling::ids::WorkerId;
+use sbc_core::signalling::topology::Side;
 use sbc_sip::transaction::Flow;
 use sbc_sip::{build, HeaderName, Message};
 

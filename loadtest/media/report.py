@@ -8,11 +8,12 @@ import json
 import os
 import sys
 
-DEVICES = ["barefwd", "rtpengine", "sbc"]
+DEVICES = ["barefwd", "rtpengine", "sbc", "sbc-base"]
 NAMES = {
     "barefwd": "bare forwarder (benches `barefwd`: 1 socket per leg, epoll, no logic)",
     "rtpengine": "rtpengine (userspace, 1 thread)",
     "sbc": "sbc",
+    "sbc-base": "sbc (base build, SBC_BASE_BIN)",
 }
 SOAK_MAX_STALL_MS = 5.0
 SOAK_MAX_P999_US = 1000.0
@@ -174,6 +175,10 @@ def main():
             r2 = ratio(b, rtpe, "relay_pps_per_core")
             ok1 = r1 is not None and r1 >= TARGET_VS_FWD
             ok2 = r2 is not None and r2 >= TARGET_VS_RTPE
+            if "sbc-base" in best:
+                r3 = ratio(b, best["sbc-base"], "relay_pps_per_core")
+                p(f"sbc ÷ sbc-base per relay core (same run): {fmt(r3, 3)}.")
+                p()
             p(f"Targets for the SBC: ≥ {TARGET_VS_FWD} of the bare forwarder per core: "
               f"{'met' if ok1 else 'NOT met'} ({fmt(r1, 2)}); ≥ {TARGET_VS_RTPE}× rtpengine per core: "
               f"{'met' if ok2 else 'NOT met'} ({fmt(r2, 2)}).")

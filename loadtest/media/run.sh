@@ -34,6 +34,7 @@ RTPE_NG=${RTPE_NG:-127.0.0.1:2224}
 RTPE_PORT_MIN=${RTPE_PORT_MIN:-20000}
 RTPE_PORT_MAX=${RTPE_PORT_MAX:-29999}
 SBC_BIN=${SBC_BIN:-}              # the SBC to measure; skipped (with a note) when unset
+SBC_BASE_BIN=${SBC_BASE_BIN:-}    # device "sbc-base": a second SBC build (e.g. the commit before a change)
 SBC_ARGS=${SBC_ARGS:-"--workers 1"}
 SBC_NG=${SBC_NG:-127.0.0.1:2223}
 IDLE_WAIT_S=${IDLE_WAIT_S:-300}  # wait this long at most for the box to be quiet before a device
@@ -148,27 +149,29 @@ start_relay() {
 		PIDS+=("$RELAY_PID")
 		SETUP="--ng $RTPE_NG"
 		;;
-	sbc)
-		if [ -z "$SBC_BIN" ]; then
-			note "sbc: skipped: no SBC binary given (SBC_BIN=path SBC_ARGS='...' to measure one)"
+	sbc | sbc-base)
+		local bin=$SBC_BIN
+		[ "$dev" = sbc-base ] && bin=$SBC_BASE_BIN
+		if [ -z "$bin" ]; then
+			note "$dev: skipped: no SBC binary given (SBC_BIN / SBC_BASE_BIN=path SBC_ARGS='...' to measure one)"
 			return 1
 		fi
-		if [ ! -x "$SBC_BIN" ]; then
-			note "sbc: skipped: $SBC_BIN is not an executable"
+		if [ ! -x "$bin" ]; then
+			note "$dev: skipped: $bin is not an executable"
 			return 1
 		fi
 		if "$BIN/rtpload" --ng "$SBC_NG" --ping --ng-timeout-ms 300 >/dev/null 2>&1; then
-			note "sbc: skipped: something already answers ng on $SBC_NG (not started by this run)"
+			note "$dev: skipped: something already answers ng on $SBC_NG (not started by this run)"
 			return 1
 		fi
 		# shellcheck disable=SC2086
-		taskset -c "$RELAY_CPU" "$SBC_BIN" $SBC_ARGS >"$log" 2>&1 &
+		taskset -c "$RELAY_CPU" "$bin" $SBC_ARGS >"$log" 2>&1 &
 		RELAY_PID=$!
 		PIDS+=("$RELAY_PID")
 		SETUP="--ng $SBC_NG"
 		;;
 	*)
-		note "$dev: unknown device (barefwd, rtpengine, sbc)"
+		note "$dev: unknown device (barefwd, rtpengine, sbc, sbc-base)"
 		return 1
 		;;
 	esac
@@ -180,7 +183,7 @@ start_relay() {
 			sleep 0.25
 		done
 		if ! "$BIN/rtpload" --ng "$addr" --ping --ng-timeout-ms 500 >/dev/null 2>&1; then
-			note "$dev: skipped: $([ "$dev" = sbc ] && echo "$SBC_BIN $SBC_ARGS" || echo "$RTPENGINE") does not answer ng ping on $addr ($(tail -1 "$log" 2>/dev/null))"
+			note "$dev: skipped: $(case $dev in sbc) echo "$SBC_BIN $SBC_ARGS" ;; sbc-base) echo "$SBC_BASE_BIN $SBC_ARGS" ;; *) echo "$RTPENGINE" ;; esac) does not answer ng ping on $addr ($(tail -1 "$log" 2>/dev/null))"
 			stop_pid "$RELAY_PID"
 			return 1
 		fi

@@ -60,6 +60,8 @@ CFG = {
     "dut": env("DUT_ADDR", "127.0.0.1:5060"),
     "uas": env("UAS_ADDR", "127.0.0.2:5090"),
     "sbc_bin": env("SBC_BIN", os.path.join(REPO, "target/release/sbc")),
+    # a second SBC build measured in the same run as DUT "sbc-base" (e.g. the commit before a change)
+    "sbc_base_bin": env("SBC_BASE_BIN", ""),
     "sbc_cfg": env("SBC_CFG", os.path.join(HERE, "sbc.toml")),
     "sbc_workers": env("SBC_WORKERS", 1, int),
     "kam_cfg": env("KAM_CFG", "/work/shared/peer-bench/sip/sbc.cfg"),
@@ -483,10 +485,11 @@ def start_dut(name, raw):
     if udp_bound(CFG["dut"]):
         return {"name": name, "error": f"{CFG['dut']} is already bound by someone else"}
     logf = open(os.path.join(rd, "dut.log"), "a")
-    if name == "sbc":
-        if not os.access(CFG["sbc_bin"], os.X_OK):
-            return {"name": name, "error": f"no SBC binary {CFG['sbc_bin']} (build failed?)"}
-        cmd = pin(CFG["dut_cpus"]) + [CFG["sbc_bin"], "--config", CFG["sbc_cfg"],
+    if name in ("sbc", "sbc-base"):
+        binary = CFG["sbc_bin"] if name == "sbc" else CFG["sbc_base_bin"]
+        if not binary or not os.access(binary, os.X_OK):
+            return {"name": name, "error": f"no SBC binary {binary!r} (build failed, or SBC_BASE_BIN unset?)"}
+        cmd = pin(CFG["dut_cpus"]) + [binary, "--config", CFG["sbc_cfg"],
                                       "--workers", str(CFG["sbc_workers"])]
     elif name == "kamailio-sbc":
         cmd = pin(CFG["dut_cpus"]) + [
@@ -730,6 +733,8 @@ def report(results, out):
         f"sbc per-core / direct SIPp-pair per-core @{ref}": ratio(g("sbc", "per_core_fixed"), g("direct", "per_core_fixed")),
         f"kamailio-sbc per-core / direct SIPp-pair per-core @{ref}": ratio(g("kamailio-sbc", "per_core_fixed"), g("direct", "per_core_fixed")),
         f"sbc per-core / bare-fwd per-core @{ref}": ratio(g("sbc", "per_core_fixed"), g("bare-fwd", "per_core_fixed")),
+        f"sbc per-core / sbc-base per-core @{ref}": ratio(g("sbc", "per_core_fixed"), g("sbc-base", "per_core_fixed")),
+        "sbc per-core / sbc-base per-core @max": ratio(g("sbc", "per_core_max"), g("sbc-base", "per_core_max")),
         f"kamailio-sbc per-core / bare-fwd per-core @{ref}": ratio(g("kamailio-sbc", "per_core_fixed"), g("bare-fwd", "per_core_fixed")),
     }
     summ["ratios"] = ratios

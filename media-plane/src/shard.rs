@@ -212,12 +212,16 @@ impl DropReason {
 /// What the driver does with a received datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Send the buffer from the local port `from_port` to `to`.
+    /// Send the first `len` bytes of the buffer from the local port `from_port` to `to`.
     Forward {
         /// The local relay port to send from (the other leg's).
         from_port: u16,
         /// The destination.
         to: SocketAddr,
+        /// How many bytes of the buffer to send: the received length today; a stage that
+        /// rewrites the packet in place (SRTP, transcoding) may change it. A driver sends exactly
+        /// this many bytes, and drops the packet when it is past the end of its buffer.
+        len: usize,
     },
     /// Drop it; the reason is counted.
     Drop(DropReason),
@@ -678,9 +682,9 @@ impl MediaShard {
     ) -> Action {
         let action = self.route_packet(local_port, source, buf, now);
         match action {
-            Action::Forward { .. } => {
+            Action::Forward { len, .. } => {
                 self.counters.forwarded += 1;
-                self.counters.forwarded_bytes += buf.len() as u64;
+                self.counters.forwarded_bytes += len as u64;
             }
             Action::Drop(reason) => {
                 if let Some(c) = self.counters.dropped.get_mut(reason.index()) {
@@ -779,6 +783,7 @@ impl MediaShard {
         Action::Forward {
             from_port,
             to: to_addr,
+            len: buf.len(),
         }
     }
 
@@ -966,14 +971,16 @@ mod tests {
             s.on_packet(a.rtp(), addr(CALLER), &mut p, ms(t, 20)),
             Action::Forward {
                 from_port: b.rtp(),
-                to: addr(PBX)
+                to: addr(PBX),
+                len: p.len()
             }
         );
         assert_eq!(
             s.on_packet(b.rtp(), addr(PBX), &mut p, ms(t, 40)),
             Action::Forward {
                 from_port: a.rtp(),
-                to: addr(CALLER)
+                to: addr(CALLER),
+                len: p.len()
             }
         );
         let st = &s.streams(h).unwrap()[0];
@@ -982,6 +989,22 @@ mod tests {
         assert_eq!(st.leg(Side::B).rx().bytes(), 172);
         assert_eq!(s.counters().forwarded, 2);
         assert_eq!(s.counters().forwarded_bytes, 344);
+    }
+
+    #[test]
+    fn forward_carries_the_length_of_the_packet() {
+        let t = t0();
+        let (mut s, _, a, _) = call(t);
+        for (seq, payload) in [(1u16, 160usize), (2, 20), (3, 0)] {
+            let mut p = rtp(seq);
+            p.truncate(12 + payload);
+            let action = s.on_packet(a.rtp(), addr(CALLER), &mut p, ms(t, u64::from(seq) * 20));
+            let Action::Forward { len, .. } = action else {
+                panic!("{action:?}");
+            };
+            assert_eq!(len, 12 + payload);
+        }
+        assert_eq!(s.counters().forwarded_bytes, 3 * 12 + 180);
     }
 
     #[test]
@@ -994,7 +1017,8 @@ mod tests {
             s.on_packet(a.rtcp(), addr("198.51.100.7:4001"), &mut p, t),
             Action::Forward {
                 from_port: b.rtcp(),
-                to: addr("10.0.0.2:30001")
+                to: addr("10.0.0.2:30001"),
+                len: p.len()
             }
         );
         // an RTP packet on an RTCP port is malformed
@@ -1031,7 +1055,8 @@ mod tests {
             s.on_packet(a.rtp(), addr(CALLER), &mut p, t),
             Action::Forward {
                 from_port: b.rtcp(),
-                to: addr("10.0.0.2:31000")
+                to: addr("10.0.0.2:31000"),
+                len: p.len()
             }
         );
         // RTCP from B goes back on A's mux port, to A's RTP address
@@ -1039,7 +1064,8 @@ mod tests {
             s.on_packet(b.rtcp(), addr("10.0.0.2:31000"), &mut p, t),
             Action::Forward {
                 from_port: a.rtp(),
-                to: addr(CALLER)
+                to: addr(CALLER),
+                len: p.len()
             }
         );
         // RTP on the mux port is still RTP
@@ -1048,7 +1074,8 @@ mod tests {
             s.on_packet(a.rtp(), addr(CALLER), &mut p, t),
             Action::Forward {
                 from_port: b.rtp(),
-                to: addr(PBX)
+                to: addr(PBX),
+                len: p.len()
             }
         );
         let leg_a = s.streams(h).unwrap()[0].leg(Side::A);
@@ -1075,7 +1102,8 @@ mod tests {
             s.on_packet(a.rtp(), addr(CALLER), &mut p, t),
             Action::Forward {
                 from_port: b.rtp(),
-                to: addr(PBX)
+                to: addr(PBX),
+                len: p.len()
             }
         );
     }
@@ -1158,14 +1186,16 @@ mod tests {
             s.on_packet(b.rtp(), addr(PBX), &mut p, ms(t, 10)),
             Action::Forward {
                 from_port: a.rtp(),
-                to: addr(CALLER)
+                to: addr(CALLER),
+                len: p.len()
             }
         );
         assert_eq!(
             s.on_packet(a.rtp(), addr(CALLER), &mut p, ms(t, 20)),
             Action::Forward {
                 from_port: b.rtp(),
-                to: addr(PBX)
+                to: addr(PBX),
+                len: p.len()
             }
         );
         assert_eq!(s.counters().dropped(DropReason::NoDestination), 1);
@@ -1188,7 +1218,8 @@ mod tests {
             s.on_packet(b.rtp(), addr(PBX), &mut p, t),
             Action::Forward {
                 from_port: a.rtp(),
-                to: addr("192.168.1.10:8000")
+                to: addr("192.168.1.10:8000"),
+                len: p.len()
             }
         );
         let _ = s.on_packet(a.rtp(), addr("198.51.100.7:61000"), &mut p, ms(t, 30));
@@ -1196,7 +1227,8 @@ mod tests {
             s.on_packet(b.rtp(), addr(PBX), &mut p, ms(t, 40)),
             Action::Forward {
                 from_port: a.rtp(),
-                to: addr("198.51.100.7:61000")
+                to: addr("198.51.100.7:61000"),
+                len: p.len()
             }
         );
     }
@@ -1385,7 +1417,8 @@ mod tests {
             s.on_packet(video_a.rtp(), addr("198.51.100.7:4002"), &mut p, t),
             Action::Forward {
                 from_port: video_b.rtp(),
-                to: addr("10.0.0.2:30002")
+                to: addr("10.0.0.2:30002"),
+                len: p.len()
             }
         );
     }

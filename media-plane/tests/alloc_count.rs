@@ -152,6 +152,7 @@ fn on_packet_does_not_allocate() {
 
     const CALLS: u64 = 100_000;
     let mut forwarded = 0u64;
+    let mut forwarded_bytes = 0u64;
     let mut dropped = [0u64; 4];
     let allocations = allocations_in(|| {
         for i in 0..CALLS {
@@ -182,7 +183,10 @@ fn on_packet_does_not_allocate() {
                 _ => shard.on_packet(ringing_a.rtp(), caller, &mut from_caller, now),
             };
             match action {
-                Action::Forward { .. } => forwarded += 1,
+                Action::Forward { len, .. } => {
+                    forwarded += 1;
+                    forwarded_bytes += len as u64;
+                }
                 Action::Drop(reason) => {
                     let k = DropReason::ALL.iter().position(|r| *r == reason).unwrap();
                     dropped[k] += 1;
@@ -198,6 +202,7 @@ fn on_packet_does_not_allocate() {
     assert_eq!(dropped, [eighth / 2, eighth / 2, eighth, eighth]);
     let c = shard.counters();
     assert_eq!(c.forwarded, forwarded);
+    assert_eq!(c.forwarded_bytes, forwarded_bytes);
     for (k, reason) in DropReason::ALL.into_iter().enumerate() {
         assert_eq!(c.dropped(reason), dropped[k], "{}", reason.as_str());
     }

@@ -1,10 +1,10 @@
 //! SIP handling of one worker: parse, answer what needs no state, hand the rest to the B2BUA.
 //!
-//! Stateless answers (a 400 naming the fault of a malformed request, 200 to an out-of-dialog OPTIONS)
-//! are appended to a caller-supplied buffer and go back where the message came from (RFC 3261
-//! §18.2.2 / RFC 3581: the packet's source for UDP, the same connection for TCP and TLS). Everything
-//! else goes to the worker's [`Signalling`]; what it sends collects in [`Handler::outbox`] with the
-//! flow (socket or connection) to send it by, and the driver sends it after each batch.
+//! Stateless answers (a 400 naming the fault of a malformed request, 200 to an out-of-dialog OPTIONS,
+//! 503 over the new-call rate) go back where the message came from (RFC 3261 §18.2.2 / RFC 3581: the
+//! packet's source for UDP, the same connection for TCP and TLS). Everything else goes to the
+//! worker's [`Signalling`]. Both collect in one [`Handler::outbox`] with the flow (socket or
+//! connection) to send them by, and the driver sends it after each batch.
 
 use std::time::Instant;
 
@@ -54,6 +54,8 @@ pub(crate) struct Counters {
     pub(crate) media_dropped: u64,
     pub(crate) media_send_errors: u64,
     pub(crate) media_no_buffers: u64,
+    /// Relayed packets whose length to send was past the end of their buffer (dropped).
+    pub(crate) media_bad_length: u64,
     pub(crate) media_sdp_rewritten: u64,
     pub(crate) media_offers_refused: u64,
     pub(crate) media_no_media_ends: u64,
@@ -109,6 +111,7 @@ impl Counters {
             media_dropped,
             media_send_errors,
             media_no_buffers,
+            media_bad_length,
             media_sdp_rewritten,
             media_offers_refused,
             media_no_media_ends,
@@ -141,6 +144,8 @@ pub(crate) struct Handler {
     pub(crate) outbox: Vec<Transmit>,
     /// This worker's share of `limits.max_cps`, if limited.
     cps: Option<TokenBucket>,
+    /// Where a stateless answer is written before it joins the outbox (reused).
+    scratch: Vec<u8>,
 }
 
 /// New calls per second of one worker: a bucket of one second's worth of tokens.
@@ -181,6 +186,7 @@ impl Handler {
             counters: Counters::default(),
             signalling,
             outbox: Vec::with_capacity(64),
+            scratch: Vec::with_capacity(1024),
         }
     }
 
@@ -242,9 +248,32 @@ impl Handler {
         c
     }
 
-    /// Handle one message that came from `origin`; a stateless answer (if any) is appended to `out`
-    /// and `true` returned. What the B2BUA sends goes to [`Self::outbox`].
+    /// Handle one message that came from `origin`. A stateless answer joins the outbox, to the
+    /// message's source by its flow, and `true` is returned; what the B2BUA sends joins it too.
+    /// `media` is the worker's relay.
     pub(crate) fn handle(
+        &mut self,
+        raw: Bytes,
+        origin: Origin,
+        now: Instant,
+        media: &mut dyn MediaControl,
+    ) -> bool {
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        let answered = self.answer(raw, origin, now, &mut out, media);
+        if answered {
+            self.outbox.push(Transmit {
+                dest: origin.source,
+                bytes: Bytes::copy_from_slice(&out),
+                flow: origin.flow,
+            });
+        }
+        self.scratch = out;
+        answered
+    }
+
+    /// [`Self::handle`]: a stateless answer is written into `out` and `true` returned.
+    fn answer(
         &mut self,
         raw: Bytes,
         origin: Origin,
@@ -252,7 +281,6 @@ impl Handler {
         out: &mut Vec<u8>,
         media: &mut dyn MediaControl,
     ) -> bool {
-        let start = out.len();
         let msg = match Message::parse(raw.clone()) {
             Ok(m) => m,
             Err(e) => {
@@ -263,7 +291,6 @@ impl Handler {
                         if ok {
                             self.counters.parse_errors_answered += 1;
                         } else {
-                            out.truncate(start);
                             self.counters.parse_errors_dropped += 1;
                         }
                         ok
@@ -367,7 +394,7 @@ fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
     use sbc_core::media::NoRelay;
-    use sbc_core::topology::Side;
+    use sbc_core::signalling::topology::Side;
     use sbc_sip::transaction::Flow;
 
     /// A handler with the embedded default configuration, as worker `worker`.
@@ -396,10 +423,18 @@ mod tests {
         }
     }
 
-    fn handle(h: &mut Handler, raw: Bytes, out: &mut Vec<u8>) -> bool {
+    fn handle(h: &mut Handler, raw: Bytes) -> bool {
         #[allow(clippy::disallowed_methods)]
         let now = Instant::now();
-        h.handle(raw, origin(), now, out, &mut NoRelay)
+        h.handle(raw, origin(), now, &mut NoRelay)
+    }
+
+    /// The one stateless answer in the outbox: sent back to the source, by the flow it came in on.
+    fn answer(h: &Handler) -> String {
+        assert_eq!(h.outbox.len(), 1, "{:?}", h.outbox);
+        let t = &h.outbox[0];
+        assert_eq!((t.flow, t.dest), (origin().flow, origin().source));
+        text(&t.bytes).to_owned()
     }
 
     fn options(extra: &str) -> Bytes {
@@ -417,9 +452,10 @@ Content-Length: 0\r\n\r\n"
     #[test]
     fn options_gets_200() {
         let mut h = handler(3);
-        let mut out = Vec::new();
-        assert!(handle(&mut h, options("CSeq: 7 OPTIONS\r\n"), &mut out));
-        let t = text(&out);
+        assert!(handle(&mut h, options("CSeq: 7 OPTIONS\r\n")));
+        // The answer, and nothing from the B2BUA.
+        let t = answer(&h);
+        let t = t.as_str();
         assert!(t.starts_with("SIP/2.0 200 OK\r\n"), "{t}");
         for want in [
             "Allow: ",
@@ -431,17 +467,16 @@ Content-Length: 0\r\n\r\n"
         ] {
             assert!(t.contains(want), "{want} in {t}");
         }
-        let reply = Message::parse(Bytes::from(out.clone())).unwrap();
+        let reply = Message::parse(h.outbox[0].bytes.clone()).unwrap();
         assert_eq!(reply.status(), Some(200));
-        assert!(h.outbox.is_empty());
     }
 
     #[test]
     fn bad_cseq_gets_400_naming_it() {
         let mut h = handler(0);
-        let mut out = Vec::new();
-        assert!(handle(&mut h, options("CSeq: x OPTIONS\r\n"), &mut out));
-        let t = text(&out);
+        assert!(handle(&mut h, options("CSeq: x OPTIONS\r\n")));
+        let t = answer(&h);
+        let t = t.as_str();
         assert!(t.starts_with("SIP/2.0 400 Bad CSeq\r\n"), "{t}");
         assert!(t.contains("Call-ID: c1"), "{t}");
         assert_eq!(h.counters.parse_errors_answered, 1);
@@ -450,23 +485,17 @@ Content-Length: 0\r\n\r\n"
     #[test]
     fn garbage_dropped_stray_response_and_ack_go_nowhere() {
         let mut h = handler(0);
-        let mut out = Vec::new();
-        assert!(!handle(
-            &mut h,
-            Bytes::from_static(b"\x00\x01garbage"),
-            &mut out
-        ));
+        assert!(!handle(&mut h, Bytes::from_static(b"\x00\x01garbage")));
         let resp =
             b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:a@h>;tag=2\r\n\
 From: <sip:b@h>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
-        assert!(!handle(&mut h, Bytes::from_static(resp), &mut out));
+        assert!(!handle(&mut h, Bytes::from_static(resp)));
         let ack = Bytes::from(
             String::from_utf8(options("CSeq: 1 ACK\r\n").to_vec())
                 .unwrap()
                 .replacen("OPTIONS", "ACK", 1),
         );
-        assert!(!handle(&mut h, ack, &mut out));
-        assert!(out.is_empty());
+        assert!(!handle(&mut h, ack));
         assert!(h.outbox.is_empty(), "{:?}", h.outbox);
         assert_eq!(h.counters.parse_errors_dropped, 1);
         assert_eq!(h.counters.to_b2bua, 2);
@@ -497,10 +526,11 @@ From: <sip:b@h>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\
         };
         let mut refused = 0;
         for n in 0..5 {
-            let mut out = Vec::new();
-            if h.handle(invite(n), origin(), now, &mut out, &mut NoRelay) {
-                assert!(text(&out).starts_with("SIP/2.0 503 "), "{}", text(&out));
-                assert!(text(&out).contains("Retry-After: 1"));
+            h.outbox.clear();
+            if h.handle(invite(n), origin(), now, &mut NoRelay) {
+                let t = answer(&h);
+                assert!(t.starts_with("SIP/2.0 503 "), "{t}");
+                assert!(t.contains("Retry-After: 1"));
                 refused += 1;
             }
         }
@@ -508,18 +538,17 @@ From: <sip:b@h>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\
         assert_eq!(refused, 3);
         assert_eq!(h.counters.cps_refused, 3);
         let later = now + std::time::Duration::from_secs(1);
-        let mut out = Vec::new();
+        h.outbox.clear();
         assert!(
-            !h.handle(invite(9), origin(), later, &mut out, &mut NoRelay),
-            "{}",
-            text(&out)
+            !h.handle(invite(9), origin(), later, &mut NoRelay),
+            "{:?}",
+            h.outbox
         );
     }
 
     #[test]
     fn register_without_registrar_behind_is_answered_by_the_sbc() {
         let mut h = handler(0);
-        let mut out = Vec::new();
         let reg = Bytes::from(
             String::from_utf8(
                 options("CSeq: 1 REGISTER\r\nContact: <sip:a@127.0.0.1:5070>\r\nExpires: 120\r\n")
@@ -528,7 +557,7 @@ From: <sip:b@h>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\
             .unwrap()
             .replacen("OPTIONS", "REGISTER", 1),
         );
-        assert!(!handle(&mut h, reg, &mut out));
+        assert!(!handle(&mut h, reg));
         let sent: Vec<String> = h
             .outbox
             .iter()

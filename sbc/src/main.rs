@@ -8,6 +8,7 @@
 //! flag that the workers read at least every 100 ms.
 
 mod config;
+mod driver;
 mod handler;
 mod media;
 mod shard_media;
@@ -15,7 +16,6 @@ mod signalling;
 mod stream;
 mod sys;
 mod udp;
-mod uring;
 mod worker;
 
 use std::path::PathBuf;
@@ -26,8 +26,9 @@ use std::sync::Arc;
 use mimalloc::MiMalloc;
 
 use crate::config::{Config, DriverChoice};
+use crate::driver::Driver;
 use crate::handler::Counters;
-use crate::worker::{Driver, Worker};
+use crate::worker::{Worker, WorkerSetup};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -153,7 +154,7 @@ fn choose_driver(choice: DriverChoice) -> Driver {
             tracing::info!("transport driver: epoll (forced by configuration)");
             Driver::Epoll
         }
-        DriverChoice::Auto | DriverChoice::IoUring => match uring::probe() {
+        DriverChoice::Auto | DriverChoice::IoUring => match driver::uring::probe() {
             Ok(()) => {
                 tracing::info!(
                     "transport driver: io_uring (UDP: multishot recvmsg + provided buffer ring, batched \
@@ -181,7 +182,7 @@ fn bind<T>(
 /// The media relay of one worker over its slice of the port range, and the B2BUA's anchor on it.
 fn media_anchor(
     cfg: &Config,
-    b2bua: &config::B2bua,
+    b2bua: &config::CoreSettings,
     ports: std::ops::Range<u16>,
 ) -> Result<
     (
@@ -265,21 +266,21 @@ fn run(cfg: &Config) -> Result<(), String> {
             }
             _ => None,
         };
-        let w = Worker::new(
-            id as u16,
+        let w = Worker::new(WorkerSetup {
+            id: id as u16,
             udp,
             outside_udp,
             tcp,
             tls,
-            tls_config.clone(),
-            &cfg.transport,
-            sig,
-            f64::from(cfg.limits.max_cps) / n as f64,
-            stop.clone(),
+            tls_config: tls_config.clone(),
+            transport: &cfg.transport,
+            signalling: sig,
+            cps: f64::from(cfg.limits.max_cps) / n as f64,
+            stop: stop.clone(),
             media,
             shard_media,
             ng,
-        )
+        })
         .map_err(|e| format!("worker {id}: {e}"))?;
         workers.push(w);
     }
@@ -310,7 +311,7 @@ fn run(cfg: &Config) -> Result<(), String> {
                             tracing::warn!(worker = i, "cannot pin to CPU {cpu}: {e}");
                         }
                     }
-                    w.run(driver)
+                    driver::run(w, driver)
                 })
                 .map_err(|e| format!("spawn worker {i}: {e}"))
         })

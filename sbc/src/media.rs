@@ -4,8 +4,8 @@
 //! error.
 //!
 //! Both drivers relay the same way: a datagram received on port `p` goes to
-//! [`media_plane::MediaShard::on_packet`], and is sent, unchanged and from the buffer it was received
-//! in, out of the socket the returned action names.
+//! [`media_plane::MediaShard::on_packet`], and is sent from the buffer it was received in, out of the
+//! socket the returned action names, with the length the action names (never past the buffer).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -131,8 +131,13 @@ pub(crate) fn relay_ready(
         let Some(pkt) = buf.get_mut(..len) else {
             break;
         };
-        if let Action::Forward { from_port, to } = shard.on_packet(port, src, pkt, now) {
-            let sent = socks.get(from_port).map(|s| s.send_to(pkt, to));
+        if let Action::Forward { from_port, to, len } = shard.on_packet(port, src, pkt, now) {
+            // The length the shard decided, within the buffer (the received length today).
+            let Some(out) = buf.get(..len) else {
+                counters.media_bad_length += 1;
+                continue;
+            };
+            let sent = socks.get(from_port).map(|s| s.send_to(out, to));
             if !matches!(sent, Some(Ok(_))) {
                 counters.media_send_errors += 1;
             }

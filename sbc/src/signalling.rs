@@ -16,14 +16,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sbc_core::b2bua::{B2bua, B2buaConfig, CallEvent, Origin, Router, Target, TrunkAuth};
-use sbc_core::ids::WorkerId;
+use sbc_core::b2bua::{B2bua, B2buaConfig, CallEvent, Origin, Router, Target};
 use sbc_core::media::MediaControl;
+use sbc_core::registration::trunkreg::{TrunkAuth, TrunkRegistrationConfig};
 use sbc_core::routing::{
     self as core_routing, select, CallSource, HealthMonitor, LocalTime, TargetGroupId, TargetIdx,
 };
-use sbc_core::topology::Side;
-use sbc_core::trunkreg::TrunkRegistrationConfig;
+use sbc_core::signalling::ids::WorkerId;
+use sbc_core::signalling::topology::Side;
 use sbc_sip::transaction::{Flow, Transmit};
 use sbc_sip::{Message, Method};
 
@@ -39,7 +39,7 @@ pub(crate) struct SignallingStats {
 }
 
 /// Per target group, the credentials of the trunk whose outbound group it is.
-fn trunk_auth(cfg: &config::B2bua) -> Vec<Option<Arc<TrunkAuth>>> {
+fn trunk_auth(cfg: &config::CoreSettings) -> Vec<Option<Arc<TrunkAuth>>> {
     (0..cfg.groups.len())
         .map(|g| {
             let t = cfg
@@ -56,7 +56,7 @@ fn trunk_auth(cfg: &config::B2bua) -> Vec<Option<Arc<TrunkAuth>>> {
 
 /// The routing configuration of one worker, and the health of its targets.
 struct Routes {
-    cfg: config::B2bua,
+    cfg: config::CoreSettings,
     router: core_routing::Router,
     health: HealthMonitor,
     outside_flow: Flow,
@@ -99,6 +99,7 @@ impl Routes {
             uri: None,
             user,
             auth: self.trunk_auth.get(group.0 as usize).cloned().flatten(),
+            label: None,
             alternates,
         })
     }
@@ -173,8 +174,8 @@ pub(crate) struct Place {
 
 impl Signalling {
     /// The trunk registrations' counters, summed.
-    pub(crate) fn trunk_stats(&self) -> sbc_core::trunkreg::RegStats {
-        let mut sum = sbc_core::trunkreg::RegStats::default();
+    pub(crate) fn trunk_stats(&self) -> sbc_core::registration::trunkreg::RegStats {
+        let mut sum = sbc_core::registration::trunkreg::RegStats::default();
         for (_, _, s) in self.b2bua.trunk_registrations() {
             sum.registered += s.registered;
             sum.challenges += s.challenges;
@@ -209,8 +210,8 @@ impl Signalling {
     }
 
     pub(crate) fn new(
-        cfg: &config::B2bua,
-        limits: &config::Limits,
+        cfg: &config::CoreSettings,
+        limits: &config::LimitsSection,
         place: &Place,
         secret: [u8; 32],
         now: Instant,

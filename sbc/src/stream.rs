@@ -15,29 +15,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rustls::{ServerConfig, ServerConnection};
 use sbc_core::b2bua::Origin;
-use sbc_core::topology::Side;
+use sbc_core::media::MediaControl;
+use sbc_core::signalling::topology::Side;
 use sbc_sip::framing::{next_frame, Frame, Limits};
 use sbc_sip::transaction::Flow;
 
+use crate::driver::tokens::{next_generation, Kind, Token};
 use crate::handler::Handler;
 use crate::sys::Epoll;
-use sbc_core::media::MediaControl;
-
-pub(crate) const KIND_SHIFT: u32 = 56;
-pub(crate) const KIND_UDP: u64 = 1;
-pub(crate) const KIND_TCP_LISTEN: u64 = 2;
-pub(crate) const KIND_TLS_LISTEN: u64 = 3;
-pub(crate) const KIND_CONN: u64 = 4;
-pub(crate) const KIND_MEDIA: u64 = 5;
-pub(crate) const KIND_NG: u64 = 6;
-
-pub(crate) fn token(kind: u64, generation: u32, index: u32) -> u64 {
-    (kind << KIND_SHIFT) | (u64::from(generation & 0x00ff_ffff) << 32) | u64::from(index)
-}
-
-pub(crate) fn token_parts(t: u64) -> (u64, u32, u32) {
-    (t >> KIND_SHIFT, ((t >> 32) & 0x00ff_ffff) as u32, t as u32)
-}
 
 /// A write queue above this closes the connection: the peer does not read.
 const MAX_WRITE_QUEUE: usize = 1 << 20;
@@ -103,14 +88,14 @@ impl Streams {
             epoll.add(
                 l.as_raw_fd(),
                 libc::EPOLLIN as u32,
-                token(KIND_TCP_LISTEN, 0, i as u32),
+                Token::new(Kind::TcpListen, i as u32).encode(),
             )?;
         }
         for (i, l) in self.tls_listeners.iter().enumerate() {
             epoll.add(
                 l.as_raw_fd(),
                 libc::EPOLLIN as u32,
-                token(KIND_TLS_LISTEN, 0, i as u32),
+                Token::new(Kind::TlsListen, i as u32).encode(),
             )?;
         }
         Ok(())
@@ -126,11 +111,13 @@ impl Streams {
         media: &mut dyn MediaControl,
         now: Instant,
     ) -> bool {
-        let (kind, generation, index) = token_parts(tok);
-        match kind {
-            KIND_TCP_LISTEN => self.accept(epoll, false, index as usize, h, now),
-            KIND_TLS_LISTEN => self.accept(epoll, true, index as usize, h, now),
-            KIND_CONN => self.on_conn(epoll, generation, index, events, h, media, now),
+        let Some(t) = Token::decode(tok) else {
+            return false;
+        };
+        match t.kind {
+            Kind::TcpListen => self.accept(epoll, false, t.index as usize, h, now),
+            Kind::TlsListen => self.accept(epoll, true, t.index as usize, h, now),
+            Kind::Conn => self.on_conn(epoll, t, events, h, media, now),
             _ => return false,
         }
         true
@@ -179,9 +166,9 @@ impl Streams {
                     (self.slots.len() - 1) as u32
                 }
             };
-            self.next_generation = self.next_generation.wrapping_add(1) & 0x00ff_ffff;
+            self.next_generation = next_generation(self.next_generation);
             let generation = self.next_generation;
-            let t = token(KIND_CONN, generation, index);
+            let t = Token::conn(generation, index).encode();
             if epoll
                 .add(
                     sock.as_raw_fd(),
@@ -217,28 +204,27 @@ impl Streams {
         }
     }
 
-    #[allow(clippy::too_many_arguments)] // the handler and the worker's relay travel together
     fn on_conn(
         &mut self,
         epoll: &Epoll,
-        generation: u32,
-        index: u32,
+        tok: Token,
         events: u32,
         h: &mut Handler,
         media: &mut dyn MediaControl,
         now: Instant,
     ) {
+        let index = tok.index;
         let Some(Some(conn)) = self.slots.get_mut(index as usize) else {
             return;
         };
-        if conn.generation != generation {
+        if !tok.is_current(conn.generation) {
             return; // stale event of a closed connection whose slot was reused
         }
         conn.last_active = now;
         let mut keep = true;
         if events & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0
         {
-            let flow = Flow(token(KIND_CONN, generation, index));
+            let flow = Flow(tok.encode());
             keep = read_conn(
                 conn,
                 flow,
@@ -265,11 +251,14 @@ impl Streams {
     /// Queue `data` on the connection of stream token `tok` and write what the socket takes. Returns
     /// false when the connection is gone (closed, or its slot reused).
     pub(crate) fn send(&mut self, epoll: &Epoll, tok: u64, data: &[u8]) -> bool {
-        let (_, generation, index) = token_parts(tok);
+        let Some(tok) = Token::decode(tok).filter(|t| t.kind == Kind::Conn) else {
+            return false;
+        };
+        let index = tok.index;
         let Some(Some(conn)) = self.slots.get_mut(index as usize) else {
             return false;
         };
-        if conn.generation != generation {
+        if !tok.is_current(conn.generation) {
             return false;
         }
         let queued = match &mut conn.tls {
@@ -378,7 +367,8 @@ fn read_conn(
     true
 }
 
-/// Cut every whole message out of the read buffer, handle it and queue the answer.
+/// Cut every whole message out of the read buffer and handle it (answers go to the handler's
+/// outbox); keep-alive pongs are queued on the connection here.
 fn frame_and_handle(
     conn: &mut Conn,
     flow: Flow,
@@ -411,7 +401,7 @@ fn frame_and_handle(
             Ok(Frame::Complete(n)) => {
                 h.counters.stream_rx_messages += 1;
                 let msg = Bytes::copy_from_slice(&rest[..n]);
-                h.handle(msg, origin, now, out, media);
+                h.handle(msg, origin, now, media);
                 consumed += n;
             }
             Err(_) => {
@@ -482,7 +472,7 @@ fn update_interest(epoll: &Epoll, conn: &mut Conn, index: u32) -> bool {
             .modify(
                 conn.sock.as_raw_fd(),
                 ev,
-                token(KIND_CONN, conn.generation, index),
+                Token::conn(conn.generation, index).encode(),
             )
             .is_err()
         {

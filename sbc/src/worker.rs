@@ -1,11 +1,12 @@
-//! One worker: a thread pinned to a core with its own sockets, its own event loop and its own handler.
-//! Nothing is shared between workers but the stop flag; the packet path takes no lock.
+//! One worker: a thread pinned to a core with its own sockets and its own handler; the state and
+//! the per-message and per-tick logic that the event loops of [`crate::driver`] call. Nothing is
+//! shared between workers but the stop flag; the packet path takes no lock.
 //!
-//! Two drivers run the loop: io_uring ([`crate::uring`]) and epoll + `recvmmsg` (here). Both keep TCP
-//! and TLS on the worker's epoll ([`crate::stream`]); the io_uring driver waits on that epoll through a
-//! poll request in its ring, so a worker always has exactly one place where it sleeps.
+//! TCP and TLS stay on the worker's epoll ([`crate::stream`]) under both drivers; the io_uring
+//! driver waits on that epoll through a poll request in its ring, so a worker always has exactly one
+//! place where it sleeps.
 
-use std::net::{TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,28 +17,19 @@ use sbc_core::b2bua::Origin;
 use sbc_core::media::{MediaControl, NoRelay};
 use sbc_sip::transaction::{Flow, Transmit};
 
+use crate::driver::tokens::{is_conn_flow, Kind, Token};
 use crate::handler::{Counters, Handler};
 use crate::media::{MediaSockets, NgServer};
 use crate::shard_media::ShardMedia;
 use crate::signalling::{udp_side, Signalling};
-use crate::stream::{
-    token, token_parts, Streams, KIND_CONN, KIND_MEDIA, KIND_NG, KIND_SHIFT, KIND_UDP,
-};
+use crate::stream::Streams;
 use crate::sys::Epoll;
-use crate::udp::MmsgBatch;
 
 /// The longest a worker sleeps before looking at the stop flag and timers.
 pub(crate) const TICK_MS: i32 = 100;
 const IDLE_SCAN: Duration = Duration::from_secs(1);
 /// How long a stopping worker waits for the answers to its goodbyes (de-REGISTER of trunks).
 const STOP_LINGER: Duration = Duration::from_secs(2);
-
-/// Which loop a worker runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Driver {
-    IoUring,
-    Epoll,
-}
 
 /// The relay the core drives: the worker's shard, or, when media is not anchored, a relay with no
 /// ports (the B2BUA then never calls it).
@@ -65,9 +57,9 @@ pub(crate) struct Worker {
     pub(crate) stop: Arc<AtomicBool>,
     /// The sockets of this worker's media ports (none when media is not anchored).
     pub(crate) media: Option<MediaSockets>,
-    /// This worker's media relay (none when media is not anchored): the packet path uses its
-    /// shard, the B2BUA and the ng engine reach it as [`MediaControl`].
-    pub(crate) shard_media: Option<ShardMedia>,
+    /// The worker's media relay shard, behind the core's media trait (none when media is not
+    /// anchored). Reached through [`Worker::media_path`] and [`relay`].
+    shard_media: Option<ShardMedia>,
     /// The rtpengine ng control socket (worker 0 only, when configured).
     pub(crate) ng: Option<NgServer>,
     last_idle_scan: Instant,
@@ -76,23 +68,54 @@ pub(crate) struct Worker {
     stop_until: Option<Instant>,
 }
 
+/// What a worker is made of: its sockets, bound by `main` before any worker starts, and its
+/// settings.
+pub(crate) struct WorkerSetup<'a> {
+    pub(crate) id: u16,
+    /// The outside listeners first (`outside_udp` of them), then the shared inside port, then the
+    /// worker's own inside port.
+    pub(crate) udp: Vec<UdpSocket>,
+    pub(crate) outside_udp: usize,
+    pub(crate) tcp: Vec<TcpListener>,
+    pub(crate) tls: Vec<TcpListener>,
+    pub(crate) tls_config: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) transport: &'a crate::config::TransportSection,
+    pub(crate) signalling: Signalling,
+    /// This worker's share of `limits.max_cps` (0: none).
+    pub(crate) cps: f64,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) media: Option<MediaSockets>,
+    /// The relay shard over the ports of `media`.
+    pub(crate) shard_media: Option<ShardMedia>,
+    pub(crate) ng: Option<NgServer>,
+}
+
+/// The media path of a worker, borrowed apart from the rest: its sockets, its shard, the ng
+/// control server, and the counters.
+pub(crate) struct MediaPath<'a> {
+    pub(crate) socks: Option<&'a MediaSockets>,
+    pub(crate) shard: &'a mut ShardMedia,
+    pub(crate) ng: Option<&'a mut NgServer>,
+    pub(crate) counters: &'a mut Counters,
+}
+
 impl Worker {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        id: u16,
-        udp: Vec<UdpSocket>,
-        outside_udp: usize,
-        tcp: Vec<TcpListener>,
-        tls: Vec<TcpListener>,
-        tls_config: Option<Arc<rustls::ServerConfig>>,
-        transport: &crate::config::Transport,
-        signalling: Signalling,
-        cps: f64,
-        stop: Arc<AtomicBool>,
-        media: Option<MediaSockets>,
-        shard_media: Option<ShardMedia>,
-        ng: Option<NgServer>,
-    ) -> std::io::Result<Self> {
+    pub(crate) fn new(setup: WorkerSetup<'_>) -> std::io::Result<Self> {
+        let WorkerSetup {
+            id,
+            udp,
+            outside_udp,
+            tcp,
+            tls,
+            tls_config,
+            transport,
+            signalling,
+            cps,
+            stop,
+            media,
+            shard_media,
+            ng,
+        } = setup;
         let limits = sbc_sip::framing::Limits {
             max_header: transport.max_message_size.min(16 * 1024),
             max_body: transport.max_message_size,
@@ -112,7 +135,7 @@ impl Worker {
             epoll.add(
                 ng.sock.as_raw_fd(),
                 libc::EPOLLIN as u32,
-                token(KIND_NG, 0, 0),
+                Token::new(Kind::Ng, 0).encode(),
             )?;
         }
         Ok(Self {
@@ -150,24 +173,8 @@ impl Worker {
         }
     }
 
-    /// Run the chosen driver until the stop flag is set; returns the counters.
-    pub(crate) fn run(mut self, driver: Driver) -> Counters {
-        let result = match driver {
-            Driver::IoUring => match crate::uring::run(&mut self) {
-                Err(e) if !self.stopping() => {
-                    tracing::warn!(
-                        worker = self.id,
-                        "io_uring driver failed ({e}); continuing on epoll"
-                    );
-                    run_epoll(&mut self)
-                }
-                other => other,
-            },
-            Driver::Epoll => run_epoll(&mut self),
-        };
-        if let Err(e) = result {
-            tracing::error!(worker = self.id, "worker stopped on error: {e}");
-        }
+    /// The worker's counters, at the end of its loop.
+    pub(crate) fn finish(self) -> Counters {
         let mut c = self
             .handler
             .final_counters(self.shard_media.as_ref().map(ShardMedia::shard));
@@ -177,6 +184,18 @@ impl Worker {
             c.ng_errors = n.errors;
         }
         c
+    }
+
+    /// The media path, when media is anchored: the one place the drivers and the ng server reach
+    /// the worker's media shard.
+    pub(crate) fn media_path(&mut self) -> Option<MediaPath<'_>> {
+        let shard = self.shard_media.as_mut()?;
+        Some(MediaPath {
+            socks: self.media.as_ref(),
+            shard,
+            ng: self.ng.as_mut(),
+            counters: &mut self.handler.counters,
+        })
     }
 
     /// Handle the stream events ready on the epoll, without waiting longer than `timeout_ms`.
@@ -189,26 +208,36 @@ impl Worker {
         let now = Instant::now();
         for ev in &events[..n] {
             let (tok, flags) = (ev.u64, ev.events);
-            if tok >> KIND_SHIFT == KIND_NG {
+            if Token::decode(tok).is_some_and(|t| t.kind == Kind::Ng) {
                 self.on_ng(now);
             } else {
-                self.streams.on_event(
-                    &self.epoll,
-                    tok,
-                    flags,
-                    &mut self.handler,
-                    relay(&mut self.shard_media),
-                    now,
-                );
+                self.on_stream_event(tok, flags, now);
             }
         }
         Ok(())
     }
 
+    /// A TCP or TLS event (listener or connection) `tok` with epoll `flags`.
+    pub(crate) fn on_stream_event(&mut self, tok: u64, flags: u32, now: Instant) {
+        self.streams.on_event(
+            &self.epoll,
+            tok,
+            flags,
+            &mut self.handler,
+            relay(&mut self.shard_media),
+            now,
+        );
+    }
+
     /// Answer the queued ng control requests.
     pub(crate) fn on_ng(&mut self, now: Instant) {
-        if let (Some(ng), Some(m)) = (&mut self.ng, &mut self.shard_media) {
-            ng.on_readable(m, 64, now);
+        if let Some(MediaPath {
+            ng: Some(ng),
+            shard,
+            ..
+        }) = self.media_path()
+        {
+            ng.on_readable(shard, 64, now);
         }
     }
 
@@ -216,8 +245,13 @@ impl Worker {
     pub(crate) fn tick(&mut self, now: Instant) {
         self.check_stop(now);
         self.handler.on_timeout(now, relay(&mut self.shard_media));
-        if let (Some(ng), Some(m)) = (&mut self.ng, &mut self.shard_media) {
-            ng.tick(m, now);
+        if let Some(MediaPath {
+            ng: Some(ng),
+            shard,
+            ..
+        }) = self.media_path()
+        {
+            ng.tick(shard, now);
         }
         if now.duration_since(self.last_idle_scan) >= IDLE_SCAN {
             self.last_idle_scan = now;
@@ -238,21 +272,20 @@ impl Worker {
         }
     }
 
-    /// Handle one datagram received on UDP socket `index` from `src`: a stateless answer goes into
-    /// `out` (returns true), the B2BUA's output into the outbox.
+    /// Handle one datagram received on UDP socket `index` from `src`; what it causes to be sent
+    /// (a stateless answer, the B2BUA's output) joins the outbox.
     pub(crate) fn on_datagram(
         &mut self,
         index: usize,
-        src: std::net::SocketAddr,
+        src: SocketAddr,
         data: &[u8],
         truncated: bool,
         now: Instant,
-        out: &mut Vec<u8>,
-    ) -> bool {
+    ) {
         self.handler.counters.udp_rx += 1;
         if truncated || data.len() > self.max_message {
             self.handler.counters.udp_truncated += 1;
-            return false;
+            return;
         }
         let origin = Origin {
             source: src,
@@ -264,16 +297,15 @@ impl Worker {
             Bytes::copy_from_slice(data),
             origin,
             now,
-            out,
             relay(&mut self.shard_media),
-        )
+        );
     }
 
-    /// Take the B2BUA's output: stream flows are written here (queued on their connection); UDP
+    /// Take the outbox: stream flows are written here (queued on their connection); UDP
     /// transmits are left in the returned list for the driver, which batches them per socket.
     pub(crate) fn take_outbox(&mut self, udp: &mut Vec<Transmit>) {
         for t in self.handler.outbox.drain(..) {
-            if t.flow.0 >> KIND_SHIFT == KIND_CONN {
+            if is_conn_flow(t.flow.0) {
                 if !self.streams.send(&self.epoll, t.flow.0, &t.bytes) {
                     self.handler.counters.flow_unknown += 1;
                 }
@@ -282,116 +314,6 @@ impl Worker {
             } else {
                 self.handler.counters.flow_unknown += 1;
             }
-        }
-    }
-}
-
-/// The epoll driver: `recvmmsg` batches for UDP, `sendmmsg` for the answers of each batch.
-fn run_epoll(w: &mut Worker) -> std::io::Result<()> {
-    for (i, s) in w.udp.iter().enumerate() {
-        w.epoll.add(
-            s.as_raw_fd(),
-            libc::EPOLLIN as u32,
-            token(KIND_UDP, 0, i as u32),
-        )?;
-    }
-    if let Some(m) = &w.media {
-        for (i, s) in m.socks.iter().enumerate() {
-            w.epoll.add(
-                s.as_raw_fd(),
-                libc::EPOLLIN as u32,
-                token(KIND_MEDIA, 0, i as u32),
-            )?;
-        }
-    }
-    let mut media_buf = vec![0u8; 2048];
-    let mut batch = MmsgBatch::new(w.max_message);
-    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
-    let mut pending = Vec::with_capacity(64);
-    while !w.stopping() {
-        let sleep = w.sleep_ms(Instant::now());
-        let n = w.epoll.wait(&mut events, sleep)?;
-        let now = Instant::now();
-        for ev in &events[..n] {
-            let (tok, flags) = (ev.u64, ev.events);
-            let (kind, _, index) = token_parts(tok);
-            if kind == KIND_UDP {
-                udp_ready(w, index as usize, &mut batch);
-            } else if kind == KIND_NG {
-                w.on_ng(now);
-            } else if kind == KIND_MEDIA {
-                let (Some(socks), Some(m)) = (&w.media, &mut w.shard_media) else {
-                    continue;
-                };
-                crate::media::relay_ready(
-                    socks,
-                    m.shard_mut(),
-                    index as usize,
-                    &mut media_buf,
-                    &mut w.handler.counters,
-                    32,
-                    now,
-                );
-            } else {
-                w.streams.on_event(
-                    &w.epoll,
-                    tok,
-                    flags,
-                    &mut w.handler,
-                    relay(&mut w.shard_media),
-                    now,
-                );
-            }
-        }
-        w.tick(now);
-        send_outbox(w, &mut pending);
-    }
-    for s in &w.udp {
-        w.epoll.delete(s.as_raw_fd());
-    }
-    Ok(())
-}
-
-/// Drain a readable UDP socket in batches (bounded per event; level-triggered epoll calls again).
-fn udp_ready(w: &mut Worker, index: usize, batch: &mut MmsgBatch) {
-    let mut out = std::mem::take(&mut batch.out);
-    for _ in 0..8 {
-        let n = match batch.recv(&w.udp[index]) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(_) => break,
-        };
-        let now = Instant::now();
-        for i in 0..n {
-            let (data, src, truncated) = batch.datagram(i);
-            let start = out.len();
-            let Some(src) = src else { continue };
-            // RFC 3581 / RFC 3261 §18.2.2: answer the packet's source address and port.
-            if w.on_datagram(index, src, data, truncated, now, &mut out) {
-                batch.replies.push((start, out.len(), src));
-            }
-        }
-        if n < crate::udp::BATCH {
-            break;
-        }
-    }
-    batch.out = out;
-    let (sent, failed) = batch.flush(&w.udp[index]);
-    w.handler.counters.udp_tx += sent;
-    w.handler.counters.udp_send_errors += failed;
-}
-
-/// Send what the B2BUA produced (epoll driver): UDP with one `sendto` each. The io_uring driver
-/// batches these into its submission queue instead.
-fn send_outbox(w: &mut Worker, pending: &mut Vec<Transmit>) {
-    w.take_outbox(pending);
-    for t in pending.drain(..) {
-        let Some(sock) = w.udp.get(t.flow.0 as usize) else {
-            continue;
-        };
-        match sock.send_to(&t.bytes, t.dest) {
-            Ok(_) => w.handler.counters.udp_tx += 1,
-            Err(_) => w.handler.counters.udp_send_errors += 1,
         }
     }
 }

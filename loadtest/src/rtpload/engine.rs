@@ -17,11 +17,11 @@
 use std::io;
 use std::net::{SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU16, Ordering};
 
 use hdrhistogram::Histogram;
-use io_uring::types::{BufRingEntry, Fd, RecvMsgOut, SubmitArgs, Timespec};
+use io_uring::types::{Fd, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
+use sbc_bufring::BufRing;
 
 use super::sys::{mono_ns, real_ns};
 
@@ -177,81 +177,6 @@ pub(crate) struct Totals {
     pub(crate) no_kernel_timestamp: u64,
 }
 
-/// A provided-buffer ring (kernel 5.19+) and its buffers.
-struct BufRing {
-    entries: *mut BufRingEntry,
-    map_len: usize,
-    tail: u16,
-    bufs: Vec<u8>,
-}
-
-impl BufRing {
-    fn new(ring: &IoUring) -> io::Result<Self> {
-        let map_len = usize::from(RX_BUFFERS) * size_of::<BufRingEntry>();
-        // SAFETY: anonymous private mapping, page aligned as the kernel requires.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_ANONYMOUS | libc::MAP_PRIVATE,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let mut me = Self {
-            entries: ptr.cast(),
-            map_len,
-            tail: 0,
-            bufs: vec![0; usize::from(RX_BUFFERS) * RX_BUF_SIZE],
-        };
-        // SAFETY: the mapping outlives the registration (the ring is dropped first, see `Engine`).
-        unsafe {
-            ring.submitter()
-                .register_buf_ring_with_flags(ptr as u64, RX_BUFFERS, BGID, 0)?
-        };
-        for bid in 0..RX_BUFFERS {
-            me.push(bid);
-        }
-        me.publish();
-        Ok(me)
-    }
-
-    fn push(&mut self, bid: u16) {
-        let slot = usize::from(self.tail & (RX_BUFFERS - 1));
-        let addr = self.bufs[usize::from(bid) * RX_BUF_SIZE..].as_mut_ptr() as u64;
-        // SAFETY: `slot < RX_BUFFERS`, inside the mapping.
-        let e = unsafe { &mut *self.entries.add(slot) };
-        e.set_addr(addr);
-        e.set_len(RX_BUF_SIZE as u32);
-        e.set_bid(bid);
-        self.tail = self.tail.wrapping_add(1);
-    }
-
-    fn publish(&self) {
-        // SAFETY: the tail field shared with the kernel, written with release order after the entries.
-        unsafe {
-            let tail = BufRingEntry::tail(self.entries) as *mut u16;
-            AtomicU16::from_ptr(tail).store(self.tail, Ordering::Release);
-        }
-    }
-
-    fn buf(&self, bid: u16, len: usize) -> Option<&[u8]> {
-        let start = usize::from(bid) * RX_BUF_SIZE;
-        self.bufs.get(start..start + len.min(RX_BUF_SIZE))
-    }
-}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        // SAFETY: our mapping; the ring that used it is gone (field order in `Engine`).
-        unsafe { libc::munmap(self.entries.cast(), self.map_len) };
-    }
-}
-
 pub(crate) struct Engine {
     // Field order matters: the ring (and its registrations and armed receives) goes before the
     // buffers, sockets and packet slots it points into.
@@ -296,7 +221,8 @@ fn new_ring() -> io::Result<IoUring> {
 impl Engine {
     pub(crate) fn new(cfg: EngineConfig) -> Result<Self, String> {
         let ring = new_ring().map_err(|e| format!("io_uring setup: {e}"))?;
-        let bufs = BufRing::new(&ring).map_err(|e| format!("io_uring buffer ring: {e}"))?;
+        let bufs = BufRing::register(&ring, BGID, RX_BUFFERS, RX_BUF_SIZE)
+            .map_err(|e| format!("io_uring buffer ring: {e}"))?;
         // SAFETY (zeroed): plain C structure; only the name and control lengths matter.
         let mut rx_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         rx_hdr.msg_namelen = 0;

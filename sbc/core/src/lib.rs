@@ -1,22 +1,24 @@
 //! `sbc-core`: the pure signalling core of the SBC (sans-IO: no sockets, threads or clock).
 //!
+//! Its files are grouped by concern, one folder per room:
+//!
 //! - [`b2bua`]: the back-to-back user agent relaying calls between leg A (outside) and leg B (inside)
-//!   over the transaction layer, with topology hiding and a bounded, deadline-driven dialog table.
-//! - [`ids`]: identifiers the SBC generates (Via branch, tags, leg-B Call-ID) carrying the owning worker
-//!   and a keyed MAC, so a message landing on another worker is handed over in O(1) and forged ones are
-//!   dropped, while nothing in them correlates to the inside.
+//!   over the transaction layer: a dispatcher, one file per conversation (INVITE dialogs, in-dialog
+//!   requests, REGISTER relay, trunks, probes) over one sending layer, and the glue to the media anchor.
+//! - [`signalling`]: what crosses between the sides: topology hiding (the header policy at each
+//!   crossing), far-end NAT fixing, and the identifiers the SBC generates (worker id and keyed MAC).
+//! - [`registration`]: the binding table of registered user agents, the SBC's own registrations with
+//!   carrier trunks, and digest answers to their challenges.
+//! - [`routing`]: routing rules, number normalization, inside targets with health and fail-over.
 //! - [`media`]: media anchoring: the relay interface the core needs ([`media::MediaControl`], which
 //!   the worker's relay implements), the SDP plan and rewrite that put the relay between the
 //!   parties, and the B2BUA's per-call media state, freed on every way a call ends.
-//! - [`nat`]: far-end NAT (RFC 3581 response routing, private-address detection, Contact rewriting).
 //! - [`ng`]: rtpengine control: the ng protocol's codec, and the engine through which Kamailio's or
 //!   OpenSIPS's `rtpengine` module drives the media relay (offer, answer, delete, query, list), with
 //!   a bounded, expiring call table and a reply cache for retransmissions.
-//! - [`registrar`]: the SBC's own binding table of registered user agents (bounded, expiring).
-//! - [`routing`]: routing rules, number normalization, inside targets with health and fail-over.
-//! - [`trunkreg`]: the SBC's own registration with carrier trunks that require one (digest
-//!   challenge answered with the trunk's credentials, refreshed halfway to expiry).
-//! - [`topology`]: topology hiding, the header policy applied at each crossing between sides.
+//! - [`guard`]: admission before state: what a packet must pass before it is parsed into a
+//!   transaction or dialog (the new-call rate, trusted sources).
+//! - [`cidr`]: IP networks, the stuff of trunks' source ACLs and the guard's trusted sources.
 //! - [`table`]: a bounded table whose entries carry an absolute deadline, for dialogs, registrations and
 //!   bans alike.
 #![deny(
@@ -27,13 +29,11 @@
 )]
 
 pub mod b2bua;
-pub mod digest;
-pub mod ids;
+pub mod cidr;
+pub mod guard;
 pub mod media;
-pub mod nat;
 pub mod ng;
-pub mod registrar;
+pub mod registration;
 pub mod routing;
+pub mod signalling;
 pub mod table;
-pub mod topology;
-pub mod trunkreg;

@@ -5,13 +5,16 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sbc_core::b2bua::{B2bua, B2buaConfig, CallEvent, EndReason, Origin, Target};
-use sbc_core::ids::WorkerId;
+use sbc_core::b2bua::{
+    B2bua, B2buaConfig, CallEvent, CallRecord, EndReason, EndedBy, Origin, Outcome, Target,
+};
 use sbc_core::media::NoRelay;
-use sbc_core::topology::{leaks, Side};
+use sbc_core::signalling::ids::WorkerId;
+use sbc_core::signalling::topology::{leaks, Side};
 use sbc_sip::build;
 use sbc_sip::transaction::{
     ClientTxId, Flow, ServerTxId, StrayKind, TransactionConfig, Transactions, TxEvent,
@@ -43,7 +46,10 @@ fn origin(source: SocketAddr, side: Side) -> Origin {
 
 /// The router of the simulation: every call from the Outside goes to the UAS.
 fn to_uas(_: &Message, from: Side) -> Option<Target> {
-    (from == Side::Outside).then(|| Target::udp(Side::Inside, addr(UAS), Flow::default()))
+    (from == Side::Outside).then(|| Target {
+        label: Some(Arc::from("pbx")),
+        ..Target::udp(Side::Inside, addr(UAS), Flow::default())
+    })
 }
 
 fn parse(text: String) -> Message {
@@ -485,13 +491,30 @@ impl Sim {
     }
 
     fn ended(&self) -> Vec<EndReason> {
+        self.records().iter().map(|r| r.reason).collect()
+    }
+
+    /// The records of the calls that ended.
+    fn records(&self) -> Vec<&CallRecord> {
         self.events
             .iter()
             .filter_map(|e| match e {
-                CallEvent::Ended { reason, .. } => Some(*reason),
+                CallEvent::Ended { record } => Some(&**record),
                 _ => None,
             })
             .collect()
+    }
+
+    /// The record of the one call of the scenario (it ended once).
+    fn record(&self) -> &CallRecord {
+        let records = self.records();
+        assert_eq!(records.len(), 1, "one Ended per call");
+        records[0]
+    }
+
+    /// A time of the scenario, from its start.
+    fn at(&self, t: Instant) -> Duration {
+        t - self.start
     }
 
     /// Nothing of leg B reached the UAC and nothing of leg A reached the UAS.
@@ -552,6 +575,15 @@ impl Sim {
         self.run(Duration::from_secs(40));
         assert_eq!(self.sbc.calls(), 0, "dialog table not empty");
         assert_eq!(self.sbc.transactions(), 0, "transactions left");
+        // Every call that started ended exactly once.
+        let started: Vec<_> = (self.events.iter())
+            .filter_map(|e| match e {
+                CallEvent::Started { call } => Some(*call),
+                _ => None,
+            })
+            .collect();
+        let ended: Vec<_> = self.records().iter().map(|r| r.call).collect();
+        assert_eq!(started, ended, "one Ended per started call");
         self.assert_no_leaks();
     }
 
@@ -608,6 +640,31 @@ fn basic_call_bye_from_a() {
     assert!(matches!(sim.events[0], CallEvent::Started { .. }));
     assert!(matches!(sim.events[1], CallEvent::Answered { .. }));
     assert_eq!(sim.ended(), vec![EndReason::Bye(Side::Outside)]);
+    // The record: parties, target, times (5 ms per hop) and outcome.
+    let b_call_id = sim.uas_dialog.as_ref().unwrap().call_id.clone();
+    let r = sim.record();
+    assert_eq!(r.a_call_id, UAC_CALL_ID);
+    assert_eq!(r.b_call_id, b_call_id);
+    assert_eq!((r.caller.as_str(), r.dialled.as_str()), ("alice", "bob"));
+    assert_eq!(r.callee, "bob");
+    assert_eq!((r.target, r.target_side), (addr(UAS), Side::Inside));
+    assert!(!r.trunk);
+    assert_eq!(r.label.as_deref(), Some("pbx"));
+    assert_eq!(sim.at(r.invited), Duration::from_millis(5));
+    assert_eq!(
+        r.ringing.map(|t| sim.at(t)),
+        Some(Duration::from_millis(15))
+    );
+    assert_eq!(
+        r.answered.map(|t| sim.at(t)),
+        Some(Duration::from_millis(515))
+    );
+    // A's BYE left at 2 s; the call ends when leg B's BYE completes.
+    assert_eq!(sim.at(r.ended), Duration::from_millis(2015));
+    assert_eq!(r.outcome, Outcome::Answered);
+    assert_eq!(r.reason, EndReason::Bye(Side::Outside));
+    assert_eq!(r.ended_by, EndedBy::Caller);
+    assert_eq!(r.failovers, 0);
     sim.assert_clean();
 }
 
@@ -619,6 +676,8 @@ fn basic_call_bye_from_b() {
     assert_eq!(sim.uas_responses, vec![(200, "BYE".to_owned())]);
     assert_eq!(sim.uac_requests, vec!["BYE"]);
     assert_eq!(sim.ended(), vec![EndReason::Bye(Side::Inside)]);
+    assert_eq!(sim.record().ended_by, EndedBy::Callee);
+    assert_eq!(sim.record().outcome, Outcome::Answered);
     sim.assert_clean();
 }
 
@@ -641,6 +700,15 @@ fn busy_from_b_is_relayed_and_the_call_is_gone() {
     assert_eq!(sim.uac_codes("INVITE"), vec![486]);
     assert_eq!(sim.sbc.calls(), 0);
     assert_eq!(sim.ended(), vec![EndReason::Rejected(486)]);
+    let r = sim.record();
+    assert_eq!(r.outcome, Outcome::Failed(486));
+    assert_eq!(r.reason, EndReason::Rejected(486));
+    assert_eq!(r.ended_by, EndedBy::Callee);
+    assert_eq!((r.ringing, r.answered), (None, None));
+    assert_eq!(sim.at(r.invited), Duration::from_millis(5));
+    // Leg B refused 100 ms after the INVITE reached it; relayed at once.
+    assert_eq!(sim.at(r.ended), Duration::from_millis(115));
+    assert_eq!((r.caller.as_str(), r.callee.as_str()), ("alice", "bob"));
     // Both non-2xx finals were acknowledged by the transaction layers.
     assert_eq!(
         sim.delivered_to(UAS)
@@ -679,6 +747,16 @@ fn cancel_before_answer_gives_487_on_both_legs() {
     assert_eq!(sim.uac_codes("INVITE"), vec![180, 487]);
     assert_eq!(sim.uac_codes("CANCEL"), vec![200]);
     assert_eq!(sim.ended(), vec![EndReason::Cancelled]);
+    let r = sim.record();
+    assert_eq!(r.outcome, Outcome::Cancelled);
+    assert_eq!(r.reason, EndReason::Cancelled);
+    assert_eq!(r.ended_by, EndedBy::Caller);
+    assert_eq!(
+        r.ringing.map(|t| sim.at(t)),
+        Some(Duration::from_millis(15))
+    );
+    assert_eq!(r.answered, None);
+    assert!(r.ended > r.ringing.unwrap());
     sim.assert_clean();
 }
 
@@ -735,6 +813,18 @@ fn no_ack_from_a_hangs_up_both_legs() {
     assert_eq!(sim.uas_methods(), vec!["INVITE", "ACK", "BYE"]);
     assert_eq!(sim.uac_requests, vec!["BYE"]);
     assert_eq!(sim.ended(), vec![EndReason::NoAck]);
+    let r = sim.record();
+    assert_eq!(
+        r.outcome,
+        Outcome::Answered,
+        "leg B answered; A never acknowledged"
+    );
+    assert_eq!(r.reason, EndReason::NoAck);
+    assert_eq!(r.ended_by, EndedBy::Sbc);
+    let answered = r.answered.unwrap();
+    assert_eq!(sim.at(answered), Duration::from_millis(515));
+    // The 2xx is retransmitted for 64 T1 (32 s) before both legs are hung up.
+    assert!(r.ended - answered >= Duration::from_secs(32));
     sim.assert_clean();
 }
 
@@ -820,6 +910,9 @@ fn unanswered_call_times_out_with_408() {
         .iter()
         .any(|l| l.starts_with("CANCEL")));
     assert_eq!(sim.ended(), vec![EndReason::NoAnswer]);
+    let r = sim.record();
+    assert_eq!(r.outcome, Outcome::Failed(408));
+    assert_eq!(r.ended_by, EndedBy::Sbc);
     sim.assert_clean();
 }
 

@@ -4,7 +4,8 @@
 //! Each writes into a caller-supplied buffer. `response` returns the writer so that the caller can add
 //! headers (Contact, Allow, Server, ...) before [`MessageWriter::finish`].
 
-use crate::message::{HeaderName, Message, Method};
+use crate::header::NameAddr;
+use crate::message::{line_at, skip_leading_crlf, HeaderName, Message, Method};
 use crate::writer::{decimal, MessageWriter};
 
 /// Start a response to `req` (RFC 3261 §8.2.6.2): every Via (in order, as received), From, To, Call-ID
@@ -83,73 +84,112 @@ fn request_for_invite_transaction(invite: &Message, method: Method, to: &str, ou
 }
 
 /// A stateless error response (400, 505, 416, ...) to a request that failed to parse (RFC 3261 §8.2.6,
-/// §16.3). The index of the failed message is gone, so this scans `raw` leniently, line by line, for the
-/// headers a response must echo: every Via, From, To, Call-ID and CSeq (long or compact names). `to_tag`
-/// is appended to To when it carries none. Returns `false`, writing nothing, when no Via line is found:
-/// such a response could not be routed, so the caller drops the request instead.
-pub fn error_response_for_raw(
+/// §16.3), started in `out`: every Via (in order), From, To, Call-ID and CSeq copied as received, long
+/// or compact names, written under their long names. The parse index of the message is gone, so the
+/// header section is cut into lines leniently, the way the parser does (CRLF or bare LF, leading line
+/// breaks skipped, folded lines joined). `to_tag` is added to To when it carries none (not to a 100).
+///
+/// `None`, with nothing written, when no Via is found (such a response could not be routed: the caller
+/// drops the request) or when the header section is not UTF-8 (RFC 3261 §7.3). Otherwise the caller
+/// may add headers (Server, ...) before [`MessageWriter::finish`].
+pub fn stateless_error<'b>(
     raw: &[u8],
     code: u16,
     reason: &str,
-    to_tag: &str,
-    out: &mut Vec<u8>,
-) -> bool {
-    let start = out.len();
+    to_tag: Option<&str>,
+    out: &'b mut Vec<u8>,
+) -> Option<MessageWriter<'b>> {
+    let head = header_section(raw)?;
+    let unfolded;
+    let head = if lines(head).skip(1).any(is_continuation) {
+        unfolded = unfold_lines(head);
+        unfolded.as_str()
+    } else {
+        head
+    };
+    if !fields(head).any(|(name, _)| name == HeaderName::Via) {
+        return None;
+    }
     let mut w = MessageWriter::response(out, code, reason);
-    let mut vias = 0usize;
-    // Skip the start line; stop at the blank line that ends the header section.
-    for line in raw.split(|&b| b == b'\n').skip(1) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            break;
-        }
-        let Some(colon) = memchr::memchr(b':', line) else {
-            continue;
-        };
-        let (name, value) = line.split_at(colon);
-        let name = HeaderName::from_bytes(trim(name));
-        let Ok(value) = std::str::from_utf8(trim(value.get(1..).unwrap_or_default())) else {
-            continue;
-        };
+    for (name, value) in fields(head) {
         match name {
-            HeaderName::Via => {
-                vias += 1;
-                w.header("Via", value);
+            HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
+                w.header(name.as_str().unwrap_or_default(), value);
             }
-            HeaderName::From => {
-                w.header("From", value);
-            }
-            HeaderName::To if !value.contains(";tag=") && !to_tag.is_empty() => {
-                w.header_parts("To", &[value, ";tag=", to_tag]);
-            }
-            HeaderName::To => {
-                w.header("To", value);
-            }
-            HeaderName::CallId => {
-                w.header("Call-ID", value);
-            }
-            HeaderName::CSeq => {
-                w.header("CSeq", value);
-            }
+            HeaderName::To => match to_tag {
+                Some(tag) if code > 100 && !has_tag(value) => {
+                    w.header_parts("To", &[value, ";tag=", tag]);
+                }
+                _ => {
+                    w.header("To", value);
+                }
+            },
             _ => {}
         }
     }
-    if vias == 0 {
-        out.truncate(start);
-        return false;
-    }
-    w.finish(None, b"");
-    true
+    Some(w)
 }
 
-fn trim(s: &[u8]) -> &[u8] {
-    let s = match s.iter().position(|b| !b.is_ascii_whitespace()) {
-        Some(i) => s.get(i..).unwrap_or_default(),
-        None => return &[],
+/// The header fields of a raw message, after its start line and up to the empty line (or the end), as
+/// text; `None` when there is no line after the start line or the section is not UTF-8.
+fn header_section(raw: &[u8]) -> Option<&str> {
+    let (_, mut pos) = line_at(raw, skip_leading_crlf(raw))?;
+    let start = pos;
+    let end = loop {
+        match line_at(raw, pos) {
+            Some((end, _)) if end == pos => break pos,
+            Some((_, next)) => pos = next,
+            None => break raw.len(),
+        }
     };
-    match s.iter().rposition(|b| !b.is_ascii_whitespace()) {
-        Some(i) => s.get(..=i).unwrap_or_default(),
-        None => &[],
+    std::str::from_utf8(raw.get(start..end)?).ok()
+}
+
+/// The lines of a header section, without their line breaks.
+fn lines(head: &str) -> impl Iterator<Item = &str> {
+    head.split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .filter(|l| !l.is_empty())
+}
+
+/// A line continuing the field before it (RFC 3261 §7.3.1).
+fn is_continuation(line: &str) -> bool {
+    line.starts_with([' ', '\t'])
+}
+
+/// The header section with each folded field on one line (the line break before a continuation is
+/// dropped, its whitespace kept: LWS is equivalent to one space). Only on the error path.
+fn unfold_lines(head: &str) -> String {
+    let mut out = String::with_capacity(head.len());
+    for line in lines(head) {
+        if !out.is_empty() && !is_continuation(line) {
+            out.push('\n');
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// Each `name: value` line of an unfolded header section as (recognised name, trimmed value); lines
+/// without a colon are skipped.
+fn fields(head: &str) -> impl Iterator<Item = (HeaderName, &str)> {
+    lines(head).filter_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        let name = HeaderName::from_bytes(name.trim_matches(is_lws).as_bytes());
+        Some((name, value.trim_matches(is_lws)))
+    })
+}
+
+fn is_lws(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+/// Whether a To value already carries a tag (read as a name-addr, or by its `;tag=` when it is too
+/// broken to read).
+fn has_tag(to: &str) -> bool {
+    match NameAddr::parse(to) {
+        Ok(n) => n.tag().is_some(),
+        Err(_) => to.to_ascii_lowercase().contains(";tag="),
     }
 }
 
@@ -299,34 +339,113 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(c.cseq().seq, 314159);
         assert_eq!(c.cseq().method, Method::Cancel);
     }
-    #[test]
-    fn error_response_echoes_what_it_can_find() {
-        // Bad CSeq: the parser refuses it, the 400 still names the request's transaction.
-        let raw = b"INVITE sip:bob@example.com SIP/2.0\r\nv: SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bKx1;rport\r\n\
-f: <sip:a@example.com>;tag=9\r\nt: <sip:bob@example.com>\r\ni: c1@x\r\nCSeq: nope\r\n\r\n";
+    /// The stateless answer to `raw`, finished, as text; `None` when it is refused.
+    fn stateless(raw: &[u8], tag: Option<&str>) -> Option<String> {
         let mut out = Vec::new();
-        assert!(error_response_for_raw(
-            raw, 400, "Bad CSeq", "sbc0", &mut out
-        ));
-        let text = std::str::from_utf8(&out).unwrap();
-        assert!(text.starts_with("SIP/2.0 400 Bad CSeq\r\n"), "{text}");
-        assert!(text.contains("Via: SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bKx1;rport\r\n"));
-        assert!(text.contains("To: <sip:bob@example.com>;tag=sbc0\r\n"));
-        assert!(text.contains("Call-ID: c1@x\r\n"));
-        assert!(text.contains("CSeq: nope\r\n"));
-        assert!(text.ends_with("Content-Length: 0\r\n\r\n"));
+        let w = stateless_error(raw, 400, "Bad Request", tag, &mut out)?;
+        w.finish(None, b"");
+        Some(String::from_utf8(out).unwrap())
     }
 
     #[test]
-    fn error_response_without_via_writes_nothing() {
+    fn stateless_error_copies_compact_names_under_long_ones() {
+        // Bad CSeq: the parser refuses it, the 400 still names the request's transaction.
+        let raw = b"INVITE sip:bob@example.com SIP/2.0\r\nv: SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bKx1;rport\r\n\
+f: <sip:a@example.com>;tag=9\r\nt: <sip:bob@example.com>\r\ni: c1@x\r\nCSeq: nope\r\nm: <sip:a@192.0.2.7>\r\n\r\n";
+        let mut out = Vec::new();
+        let mut w = stateless_error(raw, 400, "Bad CSeq", Some("sbc0"), &mut out).unwrap();
+        w.header("Server", "sbc");
+        w.finish(None, b"");
+        let text = std::str::from_utf8(&out).unwrap();
+        assert_eq!(
+            text,
+            "SIP/2.0 400 Bad CSeq\r\nVia: SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bKx1;rport\r\n\
+From: <sip:a@example.com>;tag=9\r\nTo: <sip:bob@example.com>;tag=sbc0\r\nCall-ID: c1@x\r\n\
+CSeq: nope\r\nServer: sbc\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn stateless_error_keeps_every_via_in_order_and_an_existing_tag() {
+        let raw = b"BYE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nVIA : SIP/2.0/UDP b;branch=z9hG4bK2\r\n\
+To: <sip:b@h>;TAG=x\r\nFrom: <sip:a@h>;tag=y\r\nCall-ID: c\r\nCSeq: 1 BYE\r\nMax-Forwards: x\r\n\r\n";
+        let text = stateless(raw, Some("sbc1")).unwrap();
+        let rsp = Message::parse(Bytes::from(text.clone())).unwrap();
+        let branches: Vec<_> = rsp.vias().map(|v| v.branch()).collect();
+        assert_eq!(branches, [Some("z9hG4bK1"), Some("z9hG4bK2")], "{text}");
+        assert_eq!(rsp.to_tag(), Some("x"), "no second tag: {text}");
+        assert!(!text.contains("Max-Forwards"), "{text}");
+        // Without a tag to give, To is copied as it is.
+        let raw =
+            b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nTo: <sip:x>\r\n\r\n";
+        assert!(stateless(raw, None).unwrap().contains("To: <sip:x>\r\n"));
+    }
+
+    #[test]
+    fn stateless_error_without_a_via_writes_nothing() {
         let mut out = b"keep".to_vec();
-        assert!(!error_response_for_raw(
-            b"OPTIONS sip:x SIP/2.0\r\nCall-ID: a\r\n\r\n",
+        assert!(stateless_error(
+            b"OPTIONS sip:x SIP/2.0\r\nCall-ID: a\r\nVias: x\r\n\r\nVia: in the body\r\n",
             400,
             "x",
-            "t",
+            Some("t"),
             &mut out
-        ));
+        )
+        .is_none());
         assert_eq!(out, b"keep");
+        for raw in [
+            &b""[..],
+            b"\r\n\r\n",
+            b"OPTIONS sip:x SIP/2.0",
+            b"\x00\x01garbage",
+        ] {
+            assert!(stateless(raw, None).is_none(), "{raw:?}");
+        }
+        // A header section that is not UTF-8 is not echoed.
+        let raw =
+            b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nFrom: \xff\r\n\r\n";
+        assert!(stateless(raw, None).is_none());
+    }
+
+    #[test]
+    fn stateless_error_cuts_lines_as_the_parser_does() {
+        // Leading line breaks, bare LF line ends, no empty line at the end.
+        let raw = b"\r\n\r\nOPTIONS sip:x SIP/2.0\nv: SIP/2.0/UDP a;branch=z9hG4bK1\ni: c9\nl: 0";
+        let text = stateless(raw, Some("t")).unwrap();
+        assert!(
+            text.contains("Via: SIP/2.0/UDP a;branch=z9hG4bK1\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Call-ID: c9\r\n"), "{text}");
+        // Folded fields are joined.
+        let raw = b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP a\r\n ;branch=z9hG4bK1\r\nCall-ID:\r\n\tc9\r\n\r\n";
+        let text = stateless(raw, None).unwrap();
+        assert!(
+            text.contains("Via: SIP/2.0/UDP a ;branch=z9hG4bK1\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Call-ID: c9\r\n"), "{text}");
+    }
+
+    #[test]
+    fn stateless_error_answers_rfc_4475_messages() {
+        // §3.1.1.1: folding, compact forms, odd whitespace; the To already has a tag.
+        let wsinv = include_bytes!("../tests/data/rfc4475/3.1.1.1-wsinv.sip");
+        let text = stateless(wsinv, Some("sbc2")).unwrap();
+        let rsp = Message::parse(Bytes::from(text.clone())).unwrap();
+        assert_eq!(rsp.vias().count(), 3, "{text}");
+        assert_eq!(rsp.to_tag(), Some("1918181833n"), "{text}");
+        assert_eq!(rsp.from_tag(), Some("98asjd8"), "{text}");
+        assert_eq!(rsp.call_id(), "wsinv.ndaksdj@192.0.2.1");
+        assert_eq!(rsp.cseq().seq, 9);
+        // §3.1.2.17: CSeq method mismatch, answered with the CSeq as received.
+        let mismatch = include_bytes!("../tests/data/rfc4475/3.1.2.17-mismatch01.sip");
+        let req = Message::parse(Bytes::from_static(mismatch)).unwrap_err();
+        assert_eq!(req, crate::ParseError::CSeqMethodMismatch);
+        let text = stateless(mismatch, Some("sbc3")).unwrap();
+        let rsp = Message::parse(Bytes::from(text.clone())).unwrap();
+        assert_eq!(rsp.top_branch(), Some("z9hG4bKkdjuw"));
+        assert_eq!(rsp.to_tag(), Some("sbc3"));
+        assert_eq!(rsp.cseq().method, Method::Invite);
     }
 }

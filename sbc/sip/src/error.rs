@@ -5,7 +5,7 @@
 //! fault, a more specific status (505, 416, 513), or a silent drop when no answer can be routed (a
 //! response, or a request without a usable Via).
 
-use crate::message::HeaderName;
+use crate::names::HeaderName;
 
 /// What to do with a message that failed to parse or validate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

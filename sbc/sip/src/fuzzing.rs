@@ -265,17 +265,17 @@ fn fault_in_echoed(e: ParseError) -> bool {
 
 fn check_raw_error_response(data: &[u8], parsed: Option<&Message>, fault: Option<ParseError>) {
     let mut out = b"prefix".to_vec();
-    if !build::error_response_for_raw(data, 400, "x", "t", &mut out) {
-        assert_eq!(
-            out, b"prefix",
-            "error_response_for_raw wrote but returned false"
-        );
+    let answered = build::stateless_error(data, 400, "x", Some("t"), &mut out)
+        .map(|w| w.finish(None, b""))
+        .is_some();
+    if !answered {
+        assert_eq!(out, b"prefix", "stateless_error wrote but returned None");
         return;
     }
     let body = out.get(6..).unwrap_or_default();
     assert!(
         out.starts_with(b"prefixSIP/2.0 400 x\r\n"),
-        "error_response_for_raw clobbered the buffer or wrote a bad status line"
+        "stateless_error clobbered the buffer or wrote a bad status line"
     );
     match framing::next_frame(body, &Limits::default()) {
         Ok(Frame::Complete(n)) if n == body.len() => {}

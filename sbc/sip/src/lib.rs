@@ -27,7 +27,9 @@ pub mod framing;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod header;
+mod lex;
 pub mod message;
+mod names;
 pub mod sdp;
 pub mod transaction;
 pub mod uri;

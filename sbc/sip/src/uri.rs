@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::error::ParseError;
-use crate::header::{
+use crate::lex::{
     find_byte, has_class, is_token_byte, split_byte, Params, SplitTop, HNV, HOSTNAME, PARAMCHAR,
     PASSWORD, USER,
 };

@@ -202,7 +202,8 @@ fn ng_media_is_relayed_counted_and_freed_on_the_real_relay() {
         action,
         Action::Forward {
             from_port: 30002,
-            to: sock("10.0.0.2:6000")
+            to: sock("10.0.0.2:6000"),
+            len: pkt.len()
         }
     );
     let mut query = Request::new(Command::Query);

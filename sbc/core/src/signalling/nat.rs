@@ -8,7 +8,8 @@
 //! - RFC 3261 §18.2.2 and RFC 3581 §4: responses over unreliable transports go to `received` and, when
 //!   the client asked with `rport`, to the source port (symmetric response routing).
 //! - RFC 5626 (outbound) ideas: the flow the request arrived on is what reaches the UA; the SBC keeps
-//!   that flow (source address, transport, connection) per binding, see [`crate::registrar`].
+//!   that flow (source address, transport, connection) per binding, see
+//!   [`crate::registration::registrar`].
 //!
 //! # Rules chosen
 //!

@@ -15,8 +15,27 @@ use bytes::Bytes;
 use sbc_sip::writer::MessageWriter;
 use sbc_sip::{HeaderName, Message, Method};
 
-use crate::b2bua::TrunkAuth;
-use crate::digest::{Challenge, Credentials, DigestRequest};
+use crate::registration::digest::{Challenge, Credentials, DigestRequest};
+
+/// What the SBC authenticates as toward a carrier trunk (RFC 3261 §22): a 401/407 to the INVITE it
+/// sends there is answered by the SBC itself, once, and never reaches the caller.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TrunkAuth {
+    /// The username.
+    pub username: String,
+    /// The password (only ever hashed).
+    pub password: String,
+}
+
+impl std::fmt::Debug for TrunkAuth {
+    /// The password is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrunkAuth")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
 
 /// How long to wait before trying again after a failed registration.
 pub const RETRY_AFTER: Duration = Duration::from_secs(30);

@@ -9,14 +9,15 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Instant;
 
-use io_uring::types::{BufRingEntry, Fd, Fixed, RecvMsgOut, SubmitArgs, Timespec};
+use io_uring::types::{Fd, Fixed, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
+use sbc_bufring::BufRing;
 
+use super::tokens::{Kind, Token};
 use crate::sys::{sockaddr_from_bytes, sockaddr_to_storage};
-use crate::worker::{Worker, TICK_MS};
+use crate::worker::{MediaPath, Worker, TICK_MS};
 
 const RING_ENTRIES: u32 = 1024;
 /// Provided receive buffers per worker (a power of two).
@@ -31,13 +32,6 @@ const BGID_MEDIA: u16 = 1;
 const MAX_CQES_PER_TURN: usize = 4096;
 /// Answers in flight before falling back to a direct `sendto`.
 const MAX_SENDS_IN_FLIGHT: usize = 1024;
-
-const UD_RECV: u64 = 1 << 56;
-const UD_SEND: u64 = 2 << 56;
-const UD_EPOLL: u64 = 3 << 56;
-const UD_MEDIA: u64 = 4 << 56;
-const UD_MSEND: u64 = 5 << 56;
-const UD_KIND: u64 = 0xff << 56;
 
 /// Check that io_uring works here with everything this driver uses. `Err` carries the reason.
 pub(crate) fn probe() -> Result<(), String> {
@@ -55,7 +49,8 @@ pub(crate) fn probe() -> Result<(), String> {
             return Err(format!("opcode {name} not supported"));
         }
     }
-    let bufs = BufRing::new(&ring, 8, 256).map_err(|e| format!("provided buffer ring: {e}"))?;
+    let bufs =
+        BufRing::register(&ring, BGID, 8, 256).map_err(|e| format!("provided buffer ring: {e}"))?;
     let result = probe_multishot(&mut ring, &bufs);
     // The ring goes first: it cancels the armed receive and releases the buffer ring.
     drop(ring);
@@ -91,8 +86,11 @@ fn probe_multishot(ring: &mut IoUring, bufs: &BufRing) -> Result<(), String> {
     }
     let bid =
         cqueue::buffer_select(cqe.flags()).ok_or("multishot recvmsg self-test: no buffer id")?;
-    let payload_ok = RecvMsgOut::parse(bufs.buf(bid, cqe.result() as usize), &msghdr)
-        .is_ok_and(|m| m.payload_data() == b"probe");
+    let payload_ok = RecvMsgOut::parse(
+        bufs.buf(bid, cqe.result() as usize).unwrap_or_default(),
+        &msghdr,
+    )
+    .is_ok_and(|m| m.payload_data() == b"probe");
     if !payload_ok {
         return Err("multishot recvmsg self-test: unexpected payload".into());
     }
@@ -112,102 +110,6 @@ fn new_ring(entries: u32) -> io::Result<IoUring> {
         .setup_defer_taskrun()
         .setup_cqsize(entries * 4)
         .build(entries)
-}
-
-/// A provided-buffer ring (kernel 5.19+) and the buffers it hands out.
-struct BufRing {
-    entries: *mut BufRingEntry,
-    map_len: usize,
-    bgid: u16,
-    count: u16,
-    tail: u16,
-    buf_size: usize,
-    bufs: Vec<u8>,
-}
-
-impl BufRing {
-    fn new(ring: &IoUring, count: u16, buf_size: usize) -> io::Result<Self> {
-        Self::with_group(ring, count, buf_size, BGID)
-    }
-
-    fn with_group(ring: &IoUring, count: u16, buf_size: usize, bgid: u16) -> io::Result<Self> {
-        let map_len = usize::from(count) * size_of::<BufRingEntry>();
-        // SAFETY: anonymous private mapping; page aligned as the kernel requires.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_ANONYMOUS | libc::MAP_PRIVATE,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let mut me = Self {
-            entries: ptr.cast(),
-            map_len,
-            bgid,
-            count,
-            tail: 0,
-            buf_size,
-            bufs: vec![0; usize::from(count) * buf_size],
-        };
-        // SAFETY: the mapping lives until `Drop`, after `unregister`.
-        unsafe {
-            ring.submitter()
-                .register_buf_ring_with_flags(ptr as u64, count, bgid, 0)?
-        };
-        for bid in 0..count {
-            me.push(bid);
-        }
-        me.publish();
-        Ok(me)
-    }
-
-    /// Hand buffer `bid` (back) to the kernel; visible after [`BufRing::publish`].
-    fn push(&mut self, bid: u16) {
-        let slot = usize::from(self.tail & (self.count - 1));
-        let addr = self.bufs[usize::from(bid) * self.buf_size..].as_mut_ptr() as u64;
-        // SAFETY: `slot < count`, inside the mapping.
-        let e = unsafe { &mut *self.entries.add(slot) };
-        e.set_addr(addr);
-        e.set_len(self.buf_size as u32);
-        e.set_bid(bid);
-        self.tail = self.tail.wrapping_add(1);
-    }
-
-    fn publish(&self) {
-        // SAFETY: the tail field of the first entry, shared with the kernel; written with release order
-        // after the entries (io_uring's protocol for provided-buffer rings).
-        unsafe {
-            let tail = BufRingEntry::tail(self.entries) as *mut u16;
-            AtomicU16::from_ptr(tail).store(self.tail, Ordering::Release);
-        }
-    }
-
-    fn buf(&self, bid: u16, len: usize) -> &[u8] {
-        let start = usize::from(bid) * self.buf_size;
-        &self.bufs[start..start + len.min(self.buf_size)]
-    }
-
-    fn buf_mut(&mut self, bid: u16, len: usize) -> &mut [u8] {
-        let start = usize::from(bid) * self.buf_size;
-        &mut self.bufs[start..start + len.min(self.buf_size)]
-    }
-
-    fn unregister(&self, ring: &IoUring) {
-        let _ = ring.submitter().unregister_buf_ring(self.bgid);
-    }
-}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        // SAFETY: our mapping; unregistered (or the ring is gone) before this runs.
-        unsafe { libc::munmap(self.entries.cast(), self.map_len) };
-    }
 }
 
 /// One answer in flight: the kernel reads these until the completion arrives, so they are boxed.
@@ -264,10 +166,10 @@ pub(crate) fn run(w: &mut Worker) -> io::Result<()> {
     // Room for the `io_uring_recvmsg_out` header and a full socket address before the payload.
     let name_len = size_of::<libc::sockaddr_storage>();
     let buf_size = 16 + name_len + w.max_message + 1;
-    let mut bufs = BufRing::new(&ring, RECV_BUFFERS, buf_size)?;
+    let mut bufs = BufRing::register(&ring, BGID, RECV_BUFFERS, buf_size)?;
     let mut media = match &w.media {
         Some(_) => Some(MediaRing {
-            bufs: BufRing::with_group(&ring, MEDIA_BUFFERS, MEDIA_BUF_SIZE, BGID_MEDIA)?,
+            bufs: BufRing::register(&ring, BGID_MEDIA, MEDIA_BUFFERS, MEDIA_BUF_SIZE)?,
             sends: (0..MEDIA_BUFFERS).map(|_| MediaSend::new()).collect(),
             // SAFETY (zeroed): plain C structure.
             hdr: Box::new(unsafe { std::mem::zeroed() }),
@@ -286,7 +188,7 @@ pub(crate) fn run(w: &mut Worker) -> io::Result<()> {
 fn recv_sqe(w: &Worker, i: usize, msghdr: &libc::msghdr) -> squeue::Entry {
     opcode::RecvMsgMulti::new(Fd(w.udp[i].as_raw_fd()), msghdr, BGID)
         .build()
-        .user_data(UD_RECV | i as u64)
+        .user_data(Token::new(Kind::Udp, i as u32).encode())
 }
 
 /// Media sockets are registered with the ring (fixed files, index = socket index): no file
@@ -294,7 +196,7 @@ fn recv_sqe(w: &Worker, i: usize, msghdr: &libc::msghdr) -> squeue::Entry {
 fn media_recv_sqe(i: usize, msghdr: &libc::msghdr) -> squeue::Entry {
     opcode::RecvMsgMulti::new(Fixed(i as u32), msghdr, BGID_MEDIA)
         .build()
-        .user_data(UD_MEDIA | i as u64)
+        .user_data(Token::new(Kind::Media, i as u32).encode())
 }
 
 /// The media side of the ring: its buffers, and one send header per buffer (a relayed packet is
@@ -363,7 +265,7 @@ fn media_send(
     now: Instant,
 ) -> Option<squeue::Entry> {
     let (src, start, plen) = {
-        let msg = RecvMsgOut::parse(m.bufs.buf(bid, len), &m.hdr).ok();
+        let msg = RecvMsgOut::parse(m.bufs.buf(bid, len).unwrap_or_default(), &m.hdr).ok();
         let Some(msg) = msg.filter(|msg| !msg.is_payload_truncated()) else {
             w.handler.counters.udp_truncated += 1;
             return None;
@@ -376,23 +278,38 @@ fn media_send(
             msg.payload_data().len(),
         )
     };
-    let socks = w.media.as_ref()?;
-    let shard = w.shard_media.as_mut()?.shard_mut();
-    let payload = m.bufs.buf_mut(bid, start + plen).get_mut(start..)?;
-    let media_plane::Action::Forward { from_port, to } =
-        shard.on_packet(socks.port_of(index), src, payload, now)
+    let MediaPath {
+        socks: Some(socks),
+        shard,
+        counters,
+        ..
+    } = w.media_path()?
     else {
         return None;
     };
+    // The whole buffer after the header: a stage may send more than was received, within it.
+    let room = m.bufs.buf_mut(bid, MEDIA_BUF_SIZE)?.get_mut(start..)?;
+    let payload = room.get_mut(..plen)?;
+    let media_plane::Action::Forward { from_port, to, len } =
+        shard
+            .shard_mut()
+            .on_packet(socks.port_of(index), src, payload, now)
+    else {
+        return None;
+    };
+    if len > room.len() {
+        counters.media_bad_length += 1;
+        return None;
+    }
     let out_index = from_port
         .checked_sub(socks.base)
         .filter(|i| usize::from(*i) < socks.socks.len())?;
-    let ptr = payload.as_mut_ptr();
+    let ptr = room.as_mut_ptr();
     let s = m.sends.get_mut(usize::from(bid))?;
     let addr_len = sockaddr_to_storage(to, &mut s.addr);
     s.iov = libc::iovec {
         iov_base: ptr.cast(),
-        iov_len: plen,
+        iov_len: len,
     };
     s.hdr.msg_name = (&mut s.addr as *mut libc::sockaddr_storage).cast();
     s.hdr.msg_namelen = addr_len;
@@ -401,14 +318,14 @@ fn media_send(
     Some(
         opcode::SendMsg::new(Fixed(u32::from(out_index)), &s.hdr)
             .build()
-            .user_data(UD_MSEND | u64::from(bid)),
+            .user_data(Token::new(Kind::MediaSend, u32::from(bid)).encode()),
     )
 }
 
 fn epoll_sqe(w: &Worker) -> squeue::Entry {
     opcode::PollAdd::new(Fd(w.epoll.fd()), libc::POLLIN as u32)
         .build()
-        .user_data(UD_EPOLL)
+        .user_data(Token::new(Kind::Epoll, 0).encode())
 }
 
 fn drive(
@@ -440,7 +357,6 @@ fn drive(
     };
     let mut cqes: Vec<(u64, i32, u32)> = Vec::with_capacity(256);
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
-    let mut out = Vec::with_capacity(4096);
     let mut pending = Vec::with_capacity(64);
     let ts = Timespec::new().nsec(TICK_MS as u32 * 1_000_000);
     let args = SubmitArgs::new().timespec(&ts);
@@ -476,19 +392,18 @@ fn drive(
         let mut returned_buffers = false;
         let mut returned_media = false;
         for &(ud, res, flags) in &cqes {
-            match ud & UD_KIND {
-                UD_RECV => {
-                    let i = (ud & !UD_KIND) as usize;
+            let Some(tok) = Token::decode(ud) else {
+                continue;
+            };
+            match tok.kind {
+                Kind::Udp => {
+                    let i = tok.index as usize;
                     if res >= 0 {
                         if let Some(bid) = cqueue::buffer_select(flags) {
-                            out.clear();
-                            let reply_to =
-                                on_recv(w, i, bufs.buf(bid, res as usize), &msghdr, now, &mut out);
+                            let buf = bufs.buf(bid, res as usize).unwrap_or_default();
+                            on_recv(w, i, buf, &msghdr, now);
                             bufs.push(bid);
                             returned_buffers = true;
-                            if let Some(dst) = reply_to {
-                                queue_send(w, ring, &mut sends, i, dst, &out)?;
-                            }
                         }
                     } else if res == -libc::ENOBUFS {
                         // Every buffer was in use: datagrams may have been dropped by the kernel.
@@ -498,8 +413,8 @@ fn drive(
                         push_sqe(ring, &recv_sqe(w, i, &msghdr))?;
                     }
                 }
-                UD_SEND => {
-                    let slot = (ud & !UD_KIND) as usize;
+                Kind::UdpSend => {
+                    let slot = tok.index as usize;
                     sends.free.push(slot);
                     if res < 0 {
                         w.handler.counters.udp_send_errors += 1;
@@ -507,15 +422,15 @@ fn drive(
                         w.handler.counters.udp_tx += 1;
                     }
                 }
-                UD_EPOLL => {
+                Kind::Epoll => {
                     w.poll_streams(&mut events, 0)?;
                     push_sqe(ring, &epoll_sqe(w))?;
                 }
-                UD_MEDIA => {
+                Kind::Media => {
                     let Some(m) = media.as_deref_mut() else {
                         continue;
                     };
-                    let i = (ud & !UD_KIND) as usize;
+                    let i = tok.index as usize;
                     if res >= 0 {
                         if let Some(bid) = cqueue::buffer_select(flags) {
                             returned_media |= on_media(w, ring, m, i, bid, res as usize, now)?;
@@ -527,14 +442,14 @@ fn drive(
                         push_sqe(ring, &media_recv_sqe(i, &m.hdr))?;
                     }
                 }
-                UD_MSEND => {
+                Kind::MediaSend => {
                     let Some(m) = media.as_deref_mut() else {
                         continue;
                     };
                     if res < 0 {
                         w.handler.counters.media_send_errors += 1;
                     }
-                    m.bufs.push((ud & !UD_KIND) as u16);
+                    m.bufs.push(tok.index as u16);
                     returned_media = true;
                 }
                 _ => {}
@@ -559,33 +474,28 @@ fn drive(
     while sends.free.len() < sends.slots.len() && Instant::now() < deadline {
         let _ = ring.submitter().submit_with_args(1, &args);
         for c in ring.completion() {
-            if c.user_data() & UD_KIND == UD_SEND {
-                sends.free.push((c.user_data() & !UD_KIND) as usize);
+            if let Some(t) = Token::decode(c.user_data()).filter(|t| t.kind == Kind::UdpSend) {
+                sends.free.push(t.index as usize);
             }
         }
     }
     Ok(())
 }
 
-/// One multishot completion: parse the `io_uring_recvmsg_out` layout, handle the datagram. Returns the
-/// destination of the answer written into `out`, if any.
-fn on_recv(
-    w: &mut Worker,
-    index: usize,
-    buf: &[u8],
-    msghdr: &libc::msghdr,
-    now: Instant,
-    out: &mut Vec<u8>,
-) -> Option<SocketAddr> {
+/// One multishot completion: parse the `io_uring_recvmsg_out` layout, handle the datagram (what it
+/// causes to be sent joins the worker's outbox).
+fn on_recv(w: &mut Worker, index: usize, buf: &[u8], msghdr: &libc::msghdr, now: Instant) {
     let Ok(msg) = RecvMsgOut::parse(buf, msghdr) else {
         w.handler.counters.udp_truncated += 1;
-        return None;
+        return;
     };
-    let src = sockaddr_from_bytes(msg.name_data())?;
+    // RFC 3581 / RFC 3261 §18.2.2: a stateless answer goes to the packet's source address and port
+    // (the handler addresses it so).
+    let Some(src) = sockaddr_from_bytes(msg.name_data()) else {
+        return;
+    };
     let truncated = msg.is_payload_truncated();
-    let answered = w.on_datagram(index, src, msg.payload_data(), truncated, now, out);
-    // RFC 3581 / RFC 3261 §18.2.2: answer the packet's source address and port.
-    answered.then_some(src)
+    w.on_datagram(index, src, msg.payload_data(), truncated, now);
 }
 
 fn queue_send(
@@ -618,6 +528,6 @@ fn queue_send(
     s.hdr.msg_iovlen = 1;
     let sqe = opcode::SendMsg::new(Fd(w.udp[sock].as_raw_fd()), &s.hdr)
         .build()
-        .user_data(UD_SEND | slot as u64);
+        .user_data(Token::new(Kind::UdpSend, slot as u32).encode());
     push_sqe(ring, &sqe)
 }

@@ -1,0 +1,514 @@
+//! INVITE dialogs: a new call, leg B's answers (relayed, challenged, failed over), the wait for
+//! A's ACK with 2xx retransmissions, CANCEL, and leg B's failures before the answer.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use sbc_sip::transaction::{ClientTxId, Flow, ServerTxId, TxId, TxState};
+use sbc_sip::{HeaderName, Message, Method};
+
+use super::record::CallFacts;
+use super::{
+    leg_uri, uri_of, user_of, AckWait, B2bua, Call, CallEvent, CallId, ClientRole, EndReason, Leg,
+    Origin, Retarget, Router, State, Target,
+};
+use crate::media::MediaControl;
+use crate::signalling::ids::IdKind;
+use crate::signalling::topology::{next_max_forwards, with_tag, Side};
+
+impl B2bua {
+    /// The next hop of a new INVITE: a binding of this worker's registrar when the Inside calls the
+    /// Contact the SBC registered for a user agent, else the caller's router.
+    fn target_of(&self, req: &Message, side: Side, router: &dyn Router) -> Option<Target> {
+        if side == Side::Inside {
+            let user = req
+                .request_uri()
+                .and_then(|u| sbc_sip::uri::Uri::parse(u).ok())
+                .and_then(|u| u.user);
+            if let Some(b) = user
+                .and_then(|u| self.tokens.get(u))
+                .and_then(|k| self.registrar.get(k))
+            {
+                return Some(Target {
+                    dest: b.source,
+                    side: Side::Outside,
+                    reliable: b.transport.is_reliable(),
+                    flow: b.connection.map_or(self.config.outside_flow, Flow),
+                    uri: Some(b.contact_uri.clone()),
+                    user: None,
+                    auth: None,
+                    label: None,
+                    alternates: Vec::new(),
+                });
+            }
+        }
+        router.route(req, side).filter(|t| t.side != side)
+    }
+
+    pub(super) fn new_call(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        req: Message,
+        from: Origin,
+        router: &dyn Router,
+        relay: &mut dyn MediaControl,
+    ) {
+        let Ok(max_forwards) = next_max_forwards(req.max_forwards()) else {
+            self.reply(now, tx, &req, 483, None);
+            return;
+        };
+        let Some(target) = self.target_of(&req, from.side, router) else {
+            self.reply(now, tx, &req, 404, None);
+            return;
+        };
+        if self.calls.len() >= self.calls.capacity() {
+            self.reply(now, tx, &req, 503, None);
+            return;
+        }
+        // No 100 Trying here: the transaction layer sends one if leg B has not answered within
+        // 200 ms (RFC 3261 §17.2.1), so a call the PBX rings at once costs one datagram less.
+
+        let a_tag = self.ids.generate(IdKind::Tag).as_str().to_owned();
+        let b_call_id = self.ids.generate(IdKind::CallId).as_str().to_owned();
+        let b_tag = self.ids.generate(IdKind::Tag);
+        let branch = self.ids.generate(IdKind::Branch);
+        let from_value = req.header(HeaderName::From).unwrap_or_default();
+        let to_value = req.header(HeaderName::To).unwrap_or_default();
+        let [outside_text, inside_text] = &self.contact_text;
+        let here = match target.side {
+            Side::Outside => outside_text,
+            Side::Inside => inside_text,
+        };
+        let dialled = req
+            .request_uri()
+            .and_then(|u| sbc_sip::uri::Uri::parse(u).ok())
+            .and_then(|u| u.user.map(str::to_owned))
+            .unwrap_or_default();
+        let callee = target.user.clone().unwrap_or_else(|| dialled.clone());
+        let caller = user_of(from_value).unwrap_or_else(|| "anonymous".to_owned());
+        let b_uri = target
+            .uri
+            .clone()
+            .unwrap_or_else(|| leg_uri(&callee, target.dest));
+        let b = Leg {
+            side: target.side,
+            call_id: b_call_id.clone(),
+            local: ["<sip:", &caller, "@", here, ">;tag=", b_tag.as_str()].concat(),
+            remote: ["<", &b_uri, ">"].concat(),
+            target_uri: b_uri,
+            dest: target.dest,
+            reliable: target.reliable,
+            flow: target.flow,
+            cseq: 1,
+        };
+        let a = Leg {
+            side: from.side,
+            call_id: req.call_id().to_owned(),
+            local: with_tag(to_value, Some(&a_tag)).unwrap_or_default(),
+            remote: from_value.to_owned(),
+            target_uri: req
+                .header(HeaderName::Contact)
+                .map(|c| uri_of(c).to_owned())
+                .unwrap_or_else(|| format!("sip:{}", from.source)),
+            dest: from.source,
+            reliable: from.reliable,
+            flow: from.flow,
+            cseq: 0,
+        };
+        let key = self.next_call + 1;
+        let (mut media, body) = match self.anchor_offer(now, key, &req, relay) {
+            Ok(anchored) => anchored,
+            Err(fault) => {
+                self.reply(now, tx, &req, fault.status(), None);
+                return;
+            }
+        };
+        let invite = self.build_request_bytes(
+            &b,
+            &Method::Invite,
+            1,
+            branch.as_str(),
+            max_forwards,
+            Some((&req, from.side)),
+            body.as_deref(),
+        );
+        // Several targets in the group (and none of them a trunk with credentials or a fixed
+        // Request-URI): keep what it takes to try the next one.
+        let retarget = (!target.alternates.is_empty()
+            && target.uri.is_none()
+            && target.auth.is_none())
+        .then(|| {
+            Box::new(Retarget {
+                alternates: target.alternates.clone(),
+                body: body.clone(),
+                max_forwards,
+                callee: callee.clone(),
+            })
+        });
+        // Toward a trunk with credentials the INVITE is kept (parsed), to answer its challenge.
+        let kept = target
+            .auth
+            .as_ref()
+            .and_then(|_| Message::parse(invite.clone()).ok());
+        let to = (b.dest, b.reliable, b.flow);
+        let sent = self
+            .send_request_bytes(now, invite, &Method::Invite, branch.as_str(), to)
+            .ok();
+        let Some(invite_b) = sent else {
+            self.release_media(relay, &mut media, now);
+            self.reply(now, tx, &req, 503, None);
+            return;
+        };
+        self.next_call = key;
+        let call = Call {
+            state: State::Ringing,
+            a,
+            b,
+            invite_a: tx,
+            invite_a_req: req,
+            invite_b,
+            a_tag: a_tag.clone(),
+            cancel_pending: false,
+            cancelled: false,
+            ack_wait: None,
+            last_ack_b: None,
+            reinvite_pending: false,
+            byes_pending: 0,
+            end_reason: None,
+            media,
+            auth: target.auth.clone().zip(kept),
+            auth_answered: 0,
+            retarget,
+            facts: CallFacts {
+                caller,
+                dialled,
+                callee,
+                trunk: target.auth.is_some(),
+                label: target.label,
+                invited: now,
+                ringing: None,
+                answered: None,
+                status_to_a: None,
+                failovers: 0,
+            },
+        };
+        if self
+            .calls
+            .insert(key, Box::new(call), now + self.config.ringing_timeout)
+            .is_err()
+        {
+            // Checked above; the leg-B INVITE is left to time out on its own.
+            return;
+        }
+        self.a_index.insert(a_tag, key);
+        self.b_index.insert(b_call_id, key);
+        self.server_calls.insert(tx, key);
+        self.clients.insert(invite_b, ClientRole::Invite(key));
+        self.events
+            .push_back(CallEvent::Started { call: CallId(key) });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn await_ack(
+        &mut self,
+        now: Instant,
+        key: u64,
+        ack_leg: Side,
+        cseq: u32,
+        server: ServerTxId,
+        response: (u16, Bytes),
+        reliable: bool,
+    ) {
+        let t1 = self.config.transactions.t1;
+        let next = now + t1;
+        if let Some(call) = self.calls.get_mut(&key) {
+            call.ack_wait = Some(AckWait {
+                ack_leg,
+                cseq,
+                server,
+                response,
+                interval: t1,
+                next,
+                give_up: now + 64 * t1,
+            });
+            if !reliable {
+                self.retx.insert((next, key));
+            }
+        }
+    }
+
+    pub(super) fn on_invite_response(
+        &mut self,
+        now: Instant,
+        key: u64,
+        resp: Message,
+        code: u16,
+        media: &mut dyn MediaControl,
+    ) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if code == 100 {
+            return;
+        }
+        if code < 200 {
+            call.facts.ringing.get_or_insert(now);
+            if call.state != State::Ringing || call.cancelled {
+                if call.cancel_pending {
+                    call.cancel_pending = false;
+                    let invite_b = call.invite_b;
+                    self.send_cancel(now, invite_b);
+                }
+                return;
+            }
+            // The callee's early dialog (the first one, when it forks): PRACK and UPDATE go to it.
+            if resp.to_tag().is_some() && !call.b.remote_tagged() {
+                call.b.remote = resp.header(HeaderName::To).unwrap_or_default().to_owned();
+                if let Some(c) = resp.header(HeaderName::Contact) {
+                    call.b.target_uri = uri_of(c).to_owned();
+                }
+            }
+            let b_side = call.b.side;
+            let body = self.anchor_response(now, key, &resp, b_side, media);
+            self.relay_to_a(now, key, &resp, body.as_deref());
+            return;
+        }
+        if code < 300 {
+            match call.state {
+                State::Ringing => {}
+                State::Ending | State::AwaitAck | State::Confirmed => {
+                    // A retransmitted 2xx: repeat the ACK once it has been sent.
+                    self.resend_ack(key, &resp);
+                    return;
+                }
+            }
+            call.b.remote = resp.header(HeaderName::To).unwrap_or_default().to_owned();
+            if let Some(c) = resp.header(HeaderName::Contact) {
+                call.b.target_uri = uri_of(c).to_owned();
+            }
+            if call.cancelled {
+                // The answer crossed A's CANCEL: acknowledge and hang up leg B, 487 to A.
+                let b_side = call.b.side;
+                self.send_ack_b(key, 1, None);
+                self.reply_to_a(now, key, 487, false);
+                self.end_with_bye(now, key, &[b_side], EndReason::Cancelled);
+                return;
+            }
+            call.state = State::AwaitAck;
+            call.facts.answered = Some(now);
+            let (server, reliable, b_side) = (call.invite_a, call.a.reliable, call.b.side);
+            let _ = self
+                .calls
+                .set_deadline(&key, now + self.config.no_ack_timeout);
+            self.events
+                .push_back(CallEvent::Answered { call: CallId(key) });
+            let body = self.anchor_response(now, key, &resp, b_side, media);
+            if let Some(sent) = self.relay_to_a(now, key, &resp, body.as_deref()) {
+                self.await_ack(now, key, b_side, 1, server, sent, reliable);
+            }
+            return;
+        }
+        // Non-2xx final: the transaction layer ACKs leg B; relay the status.
+        if call.state != State::Ringing {
+            return;
+        }
+        if matches!(code, 401 | 407) && call.auth.is_some() && !call.cancelled {
+            if call.auth_answered == 0 && self.answer_challenge(now, key, &resp) {
+                return;
+            }
+            // Refused credentials (or an unanswerable challenge): the caller cannot answer the
+            // carrier's challenge either.
+            if !self.calls.contains_key(&key) {
+                return;
+            }
+            self.stats.trunk_auth_failures += 1;
+            self.reply_to_a(now, key, 403, true);
+            self.remove(key, EndReason::Rejected(code));
+            return;
+        }
+        if matches!(code, 408 | 500 | 503 | 504) && self.retarget(now, key) {
+            return;
+        }
+        let Some(cancelled) = self.calls.get(&key).map(|c| c.cancelled) else {
+            return;
+        };
+        self.relay_to_a(now, key, &resp, None);
+        let reason = if cancelled {
+            EndReason::Cancelled
+        } else {
+            EndReason::Rejected(code)
+        };
+        self.remove(key, reason);
+    }
+
+    /// Leg B's target refused the new call (or never answered) before any provisional response:
+    /// send the INVITE to the next target of its group. False when there is none to try (the
+    /// call then fails as it would have).
+    pub(super) fn retarget(&mut self, now: Instant, key: u64) -> bool {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return false;
+        };
+        if call.state != State::Ringing || call.cancelled || call.b.remote_tagged() {
+            return false;
+        }
+        let Some(rt) = call.retarget.as_mut() else {
+            return false;
+        };
+        if rt.alternates.is_empty() {
+            return false;
+        }
+        let (dest, reliable) = rt.alternates.remove(0);
+        let max_forwards = rt.max_forwards;
+        let uri = leg_uri(&rt.callee, dest);
+        call.b.remote = ["<", &uri, ">"].concat();
+        call.b.target_uri = uri;
+        call.b.dest = dest;
+        call.b.reliable = reliable;
+        call.b.cseq += 1;
+        call.facts.failovers = call.facts.failovers.saturating_add(1);
+        let branch = self.ids.generate(IdKind::Branch);
+        let Some(call) = self.calls.get(&key) else {
+            return false;
+        };
+        // Built from the call in place: the caller's INVITE and the kept body are only read.
+        let body = call.retarget.as_ref().and_then(|rt| rt.body.as_deref());
+        let invite = self.build_request_bytes(
+            &call.b,
+            &Method::Invite,
+            call.b.cseq,
+            branch.as_str(),
+            max_forwards,
+            Some((&call.invite_a_req, call.a.side)),
+            body,
+        );
+        let to = (call.b.dest, call.b.reliable, call.b.flow);
+        let sent = self.send_request_bytes(now, invite, &Method::Invite, branch.as_str(), to);
+        let Ok(tx) = sent else {
+            return false;
+        };
+        if let Some(call) = self.calls.get_mut(&key) {
+            call.invite_b = tx;
+        }
+        self.clients.insert(tx, ClientRole::Invite(key));
+        self.stats.failovers += 1;
+        true
+    }
+
+    pub(super) fn on_cancelled(&mut self, now: Instant, invite: ServerTxId) {
+        let Some(&key) = self.server_calls.get(&invite) else {
+            return;
+        };
+        self.cancel_b(now, key);
+    }
+
+    /// A cancelled the call before the answer (CANCEL, or BYE on the early dialog).
+    pub(super) fn cancel_b(&mut self, now: Instant, key: u64) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if call.state != State::Ringing || call.cancelled {
+            return;
+        }
+        call.cancelled = true;
+        let invite_b = call.invite_b;
+        if self.txs.state(TxId::Client(invite_b)) == Some(TxState::Proceeding) {
+            self.send_cancel(now, invite_b);
+        } else if let Some(call) = self.calls.get_mut(&key) {
+            // RFC 3261 §9.1: no CANCEL before a provisional response; sent on the first one.
+            call.cancel_pending = true;
+        }
+    }
+
+    pub(super) fn send_cancel(&mut self, now: Instant, invite_b: ClientTxId) {
+        if let Ok(c) = self.txs.send_cancel(now, invite_b) {
+            self.clients.insert(c, ClientRole::Cancel);
+        }
+    }
+
+    pub(super) fn on_ack(
+        &mut self,
+        now: Instant,
+        ack: Message,
+        side: Side,
+        media: &mut dyn MediaControl,
+    ) {
+        let Some(key) = self.find(&ack, side) else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(wait) = call.ack_wait.take() else {
+            return;
+        };
+        if wait.ack_leg == side {
+            // An ACK from the leg that sent the 2xx: not the one awaited.
+            call.ack_wait = Some(wait);
+            return;
+        }
+        if call.state == State::AwaitAck {
+            call.state = State::Confirmed;
+            let _ = self
+                .calls
+                .set_deadline(&key, now + self.config.max_call_duration);
+        }
+        self.send_ack_on(key, wait.ack_leg, wait.cseq, Some((&ack, side, media)));
+    }
+
+    pub(super) fn on_stray_response(&mut self, resp: Message) {
+        let key = self.b_index.get(resp.call_id()).copied();
+        let is_2xx_invite = resp.cseq().method == Method::Invite
+            && resp.status().is_some_and(|c| (200..300).contains(&c));
+        match key {
+            Some(key) if is_2xx_invite => self.resend_ack(key, &resp),
+            _ => self.stats.dropped += 1,
+        }
+    }
+
+    pub(super) fn retransmit_2xx(&mut self, now: Instant, at: Instant, key: u64) {
+        let t2 = self.config.transactions.t2;
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(wait) = call.ack_wait.as_mut() else {
+            return;
+        };
+        if wait.next != at {
+            return;
+        }
+        if now >= wait.give_up {
+            call.ack_wait = None;
+            self.end_with_bye(now, key, &[Side::Outside, Side::Inside], EndReason::NoAck);
+            return;
+        }
+        wait.interval = (wait.interval * 2).min(t2);
+        wait.next = now + wait.interval;
+        let (server, (code, response), next) = (wait.server, wait.response.clone(), wait.next);
+        self.retx.insert((next, key));
+        let _ = self.txs.send_response_bytes(now, server, code, response);
+    }
+
+    /// Leg B's INVITE failed (timeout or transport error): the next target of the group, else
+    /// 408 to A (487 once A cancelled) while the call still rings.
+    pub(super) fn on_invite_failure(&mut self, now: Instant, key: u64) {
+        if self.retarget(now, key) {
+            return;
+        }
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        if call.state == State::Ringing {
+            let cancelled = call.cancelled;
+            let code = if cancelled { 487 } else { 408 };
+            self.reply_to_a(now, key, code, true);
+            let reason = if cancelled {
+                EndReason::Cancelled
+            } else {
+                EndReason::NoAnswer
+            };
+            self.remove(key, reason);
+        }
+    }
+}

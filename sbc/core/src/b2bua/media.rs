@@ -1,0 +1,150 @@
+//! The glue to the media anchor: the SBC's SDP in place of each leg's, sessions freed when calls
+//! end, and calls whose media stopped. Every touch of the anchor is here.
+
+use std::time::Instant;
+
+use sbc_sip::Message;
+
+use super::{B2bua, EndReason, State};
+use crate::media::callmedia::{AnchorFault, CallMedia, MediaAnchor};
+use crate::media::{MediaControl, MediaSide};
+use crate::signalling::topology::Side;
+
+impl B2bua {
+    /// Anchor the media of every call on `anchor` (the worker's relay): SDP bodies are rewritten to
+    /// its address and ports, sessions are freed when calls end, calls without media are ended.
+    pub fn attach_media(&mut self, anchor: MediaAnchor) {
+        self.media = Some(anchor);
+    }
+
+    /// The media anchor, for the worker's packet path and counters.
+    pub fn media_mut(&mut self) -> Option<&mut MediaAnchor> {
+        self.media.as_mut()
+    }
+
+    /// The media anchor.
+    pub fn media(&self) -> Option<&MediaAnchor> {
+        self.media.as_ref()
+    }
+
+    /// The media state of new call `key` and the body of leg B's INVITE for `req`, leg A's INVITE:
+    /// its offer anchored (`None`: the body as received). A refused offer frees what it took.
+    pub(super) fn anchor_offer(
+        &mut self,
+        now: Instant,
+        key: u64,
+        req: &Message,
+        relay: &mut dyn MediaControl,
+    ) -> Result<(CallMedia, Option<Vec<u8>>), AnchorFault> {
+        let mut media = CallMedia::new(self.config.seed ^ key);
+        let Some(m) = self.media.as_mut() else {
+            return Ok((media, None));
+        };
+        match m.anchor(relay, now, key, &mut media, req, MediaSide::A) {
+            Ok(body) => Ok((media, body)),
+            Err(fault) => {
+                m.count_refused();
+                m.release(relay, &mut media, now);
+                Err(fault)
+            }
+        }
+    }
+
+    /// Free the relay session of a call's `media` on `relay` (nothing without an anchor).
+    pub(super) fn release_media(
+        &mut self,
+        relay: &mut dyn MediaControl,
+        media: &mut CallMedia,
+        now: Instant,
+    ) {
+        if let Some(m) = self.media.as_mut() {
+            m.release(relay, media, now);
+        }
+    }
+
+    /// Set the relay session of a call's `media` aside, for [`Self::flush_media`] at the end of
+    /// the current entry point (for the ways a call ends where the relay is not at hand).
+    pub(super) fn release_media_later(&mut self, media: &mut CallMedia) {
+        if let Some(m) = self.media.as_mut() {
+            m.release_later(media);
+        }
+    }
+
+    /// Give the relay the sessions of the calls that ended in this entry point.
+    pub(super) fn flush_media(&mut self, relay: &mut dyn MediaControl) {
+        if let (Some(m), Some(now)) = (self.media.as_mut(), self.last_now) {
+            m.flush(relay, now);
+        }
+    }
+
+    /// The anchor's next deadline (idle sessions).
+    pub(super) fn media_deadline(&self) -> Option<Instant> {
+        self.media.as_ref().and_then(MediaAnchor::next_deadline)
+    }
+
+    /// The body to send for `msg`, a request from leg `from` of call `key`: the anchored SDP, or
+    /// `None` to send the received body (no SDP, or media not anchored).
+    pub(super) fn anchor_body(
+        &mut self,
+        now: Instant,
+        key: u64,
+        msg: &Message,
+        from: Side,
+        relay: &mut dyn MediaControl,
+    ) -> Result<Option<Vec<u8>>, AnchorFault> {
+        let (Some(m), Some(call)) = (self.media.as_mut(), self.calls.get_mut(&key)) else {
+            return Ok(None);
+        };
+        let side = if call.a.side == from {
+            MediaSide::A
+        } else {
+            MediaSide::B
+        };
+        let r = m.anchor(relay, now, key, &mut call.media, msg, side);
+        if r.is_err() {
+            m.count_refused();
+        }
+        r
+    }
+
+    /// The body to send for `msg`, a response (or ACK) from leg `from` of call `key`, which cannot
+    /// be refused: an SDP that cannot be anchored is dropped (counted) rather than leak the far
+    /// end's addresses.
+    pub(super) fn anchor_response(
+        &mut self,
+        now: Instant,
+        key: u64,
+        msg: &Message,
+        from: Side,
+        relay: &mut dyn MediaControl,
+    ) -> Option<Vec<u8>> {
+        match self.anchor_body(now, key, msg, from, relay) {
+            Ok(body) => body,
+            Err(_) => {
+                if let Some(m) = self.media.as_mut() {
+                    m.count_dropped_body();
+                }
+                Some(Vec::new())
+            }
+        }
+    }
+
+    /// End the confirmed calls whose media stopped (BYE on both legs).
+    pub(super) fn end_silent_calls(&mut self, now: Instant, relay: &mut dyn MediaControl) {
+        let Some(m) = self.media.as_mut() else {
+            return;
+        };
+        let mut silent = Vec::new();
+        m.poll_idle(relay, now, &mut silent);
+        for key in silent {
+            let confirmed = self
+                .calls
+                .get(&key)
+                .is_some_and(|c| matches!(c.state, State::Confirmed | State::AwaitAck));
+            if confirmed {
+                self.end_with_bye(now, key, &[Side::Outside, Side::Inside], EndReason::NoMedia);
+                self.remove(key, EndReason::NoMedia);
+            }
+        }
+    }
+}

@@ -1,0 +1,879 @@
+//! The back-to-back user agent: one [`B2bua`] per worker relays calls between leg A (the Outside) and
+//! leg B (the Inside), sans-IO.
+//!
+//! The SBC never forwards a message: for every message of one leg it builds a new one for the other
+//! leg, with its own Via, Call-ID, tags, CSeq and Contact, and copies only the headers the
+//! [`TopologyPolicy`] allows ([`copy_headers`]). With a [`MediaAnchor`] attached
+//! ([`B2bua::attach_media`]) every SDP body is rewritten to the SBC's media address and the call's
+//! relay ports (offers the SBC cannot carry get 488/400, no ports left 503), and the call's media
+//! session is freed on every way the call ends; without one, bodies pass through unchanged.
+//!
+//! # Drive loop
+//! The driver follows the same rule as the transaction layer:
+//! 1. *mutate*: [`B2bua::handle_message`] for every parsed message (with the side it arrived on, a
+//!    [`Router`] for new calls and the worker's relay, a [`MediaControl`]),
+//!    [`B2bua::handle_timeout`] when the deadline passes (with the relay too);
+//! 2. *drain*: [`B2bua::poll_transmit`] until `None` (send each datagram), then [`B2bua::poll_event`]
+//!    until `None` (CDRs, metrics);
+//! 3. *sleep* until [`B2bua::poll_timeout`].
+//!
+//! Time is always an input; nothing here reads a clock.
+//!
+//! # Call flow
+//! - A new INVITE from the Outside gets 100 Trying when leg B has not answered within 200 ms (the
+//!   transaction layer's rule, RFC 3261 §17.2.1), is routed by the caller's [`Router`]
+//!   (no target: 404; dialog table full: 503; Max-Forwards 0: 483) and relayed as a new INVITE on leg B
+//!   with a fresh Call-ID, From tag and branch from [`IdGen`] (so they carry the worker id), CSeq 1 and
+//!   the SBC's inside Contact.
+//! - Provisional responses (except 100) go to A with the SBC's single To tag for leg A. When leg B forks
+//!   into several early dialogs, A sees one early dialog: the SBC tag; leg B's dialog is the one whose
+//!   2xx arrives first (later 2xx of other forks are not yet acknowledged and torn down: a known gap).
+//! - A 2xx from B is relayed to A and retransmitted toward A over UDP (T1 doubling up to T2, RFC 3261
+//!   §13.3.1.4) until A's ACK arrives; only then is B acknowledged. No ACK within the no-ACK timeout:
+//!   BYE on both legs. Non-2xx finals are relayed with the same status (the transaction layer ACKs B).
+//! - CANCEL from A becomes a CANCEL on B (once B has sent a provisional); B's 487 is relayed.
+//! - BYE from either side: 200 to it, BYE on the other leg; the call ends when that BYE completes.
+//! - Other requests in the confirmed dialog (re-INVITE, UPDATE, INFO, MESSAGE, NOTIFY, REFER, OPTIONS)
+//!   are relayed to the other leg under that leg's own CSeq; their responses come back the same way.
+//! - Leg B is matched by its Call-ID, which the SBC generated: a message from the Inside whose Call-ID
+//!   fails [`IdGen::worker_of`] is dropped before any state is touched (counted in
+//!   [`B2buaStats::forged`]). Leg A is matched by (Call-ID, the SBC's To tag).
+//! - Every call sits in a [`BoundedTable`] with an absolute deadline (ringing, no-ACK, maximum duration,
+//!   teardown grace); when it passes the live legs are cancelled or sent BYE and the call is removed.
+//! - Calls from the Inside take the same path the other way; a call to the Contact the SBC registered
+//!   for a user agent goes to that agent's binding (see `register.rs`).
+//! - PRACK, UPDATE and INFO in the early dialog (RFC 3262, RFC 3311) are relayed once leg B's early
+//!   dialog is known.
+//!
+//! In-dialog requests are sent to the address the leg's peer used (leg A: the source of its INVITE,
+//! leg B: the routed target), not resolved from Contact or a route set.
+//!
+//! # Files
+//! This file holds the types and the dispatcher (the drive loop above, and which conversation a
+//! message or timer belongs to). The conversations, over one sending layer (`send.rs`):
+//! - `invite.rs`: INVITE dialogs: new calls, leg B's answers, fail-over, the ACK wait, CANCEL;
+//! - `dialog.rs`: requests in an early or confirmed dialog, BYE;
+//! - `register.rs`: REGISTER relay and the SBC's registrations of bindings behind it;
+//! - `trunks.rs`: registrations with carrier trunks and their challenges to calls;
+//! - `probe.rs`: OPTIONS health probes and keep-alives;
+//! - `media.rs`: the glue to the media anchor;
+//! - `record.rs`: the events, and the record of every call that ended (what a CDR needs).
+//!
+//! [`copy_headers`]: crate::signalling::topology::copy_headers
+
+mod dialog;
+mod invite;
+mod media;
+mod probe;
+mod record;
+mod register;
+mod send;
+mod trunks;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sbc_sip::build;
+use sbc_sip::header::NameAddr;
+use sbc_sip::transaction::{
+    ClientTxId, Flow, ServerTxId, StrayKind, TransactionConfig, Transactions, Transmit, TxEvent,
+    TxId,
+};
+use sbc_sip::writer::push_socket_addr;
+use sbc_sip::{Message, Method};
+
+use crate::media::callmedia::{CallMedia, MediaAnchor};
+use crate::media::MediaControl;
+use crate::registration::registrar::{BindingKey, Registrar, RegistrarConfig};
+use crate::registration::trunkreg::{TrunkAuth, TrunkRegistration};
+use crate::signalling::ids::{IdGen, WorkerId};
+use crate::signalling::topology::{Side, TopologyPolicy};
+use crate::table::BoundedTable;
+use record::CallFacts;
+pub use record::{CallEvent, CallId, CallRecord, EndReason, EndedBy, Outcome};
+
+/// Where a new call (or a REGISTER) goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The next hop.
+    pub dest: SocketAddr,
+    /// The side the next hop is on (never the side the request came from).
+    pub side: Side,
+    /// Whether the next hop is reached over a connection (TCP/TLS).
+    pub reliable: bool,
+    /// The local socket or connection to send from.
+    pub flow: Flow,
+    /// The Request-URI of the new leg; `None`: `sip:<user>@<dest>`.
+    pub uri: Option<String>,
+    /// The called number on the new leg (Request-URI and To user), after number rules; `None`: as
+    /// received.
+    pub user: Option<String>,
+    /// Credentials the SBC answers a digest challenge with on the new leg (a carrier trunk).
+    pub auth: Option<Arc<TrunkAuth>>,
+    /// The router's name for this target (its group or trunk), carried into the call's record.
+    pub label: Option<Arc<str>>,
+    /// Next hops to try, in order, when this one refuses a new call with 503, 408, 500 or 504 (or
+    /// does not answer at all) before any provisional response: the other usable targets of the
+    /// same group, as (address, over a connection).
+    pub alternates: Vec<(SocketAddr, bool)>,
+}
+
+impl Target {
+    /// A UDP next hop on `side` at `dest`, sent from `flow`, with the Request-URI built from the
+    /// received called number.
+    pub fn udp(side: Side, dest: SocketAddr, flow: Flow) -> Self {
+        Self {
+            dest,
+            side,
+            reliable: false,
+            flow,
+            uri: None,
+            user: None,
+            auth: None,
+            label: None,
+            alternates: Vec::new(),
+        }
+    }
+}
+
+/// Chooses the next hop of a new call or REGISTER.
+pub trait Router {
+    /// Where the new request `msg`, received on side `from`, goes; `None` answers 404 (a REGISTER
+    /// without a target is answered by the SBC itself).
+    fn route(&self, msg: &Message, from: Side) -> Option<Target>;
+}
+
+impl<F: Fn(&Message, Side) -> Option<Target>> Router for F {
+    fn route(&self, msg: &Message, from: Side) -> Option<Target> {
+        self(msg, from)
+    }
+}
+
+/// How a message reached the SBC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The packet's source address.
+    pub source: SocketAddr,
+    /// The side of the socket or connection it arrived on.
+    pub side: Side,
+    /// Whether it came over a connection (TCP/TLS).
+    pub reliable: bool,
+    /// The local socket or connection it arrived on (answers leave by it).
+    pub flow: Flow,
+}
+
+/// Settings of one worker's B2BUA.
+#[derive(Clone, Debug)]
+pub struct B2buaConfig {
+    /// The SBC's own address toward the Outside (Via and Contact on leg A).
+    pub outside_contact: SocketAddr,
+    /// The SBC's own address toward the Inside (Via and Contact on leg B).
+    pub inside_contact: SocketAddr,
+    /// Maximum concurrent calls of this worker; a new INVITE beyond it gets 503.
+    pub max_dialogs: usize,
+    /// How long a relayed 2xx waits for A's ACK before both legs are sent BYE (32 s).
+    pub no_ack_timeout: Duration,
+    /// Longest call, from answer to forced BYE (e.g. 4 h).
+    pub max_call_duration: Duration,
+    /// Longest ringing phase before the call is cancelled (e.g. 180 s).
+    pub ringing_timeout: Duration,
+    /// The worker this B2BUA runs on (carried in every id it generates).
+    pub worker: WorkerId,
+    /// The id secret shared by all workers.
+    pub secret: [u8; 32],
+    /// Seed of the id counter (any value; differs per start).
+    pub seed: u64,
+    /// Header policy at each crossing.
+    pub topology: TopologyPolicy,
+    /// Settings of the transaction layer (T1, T2, ...).
+    pub transactions: TransactionConfig,
+    /// Settings of the binding table of registered user agents.
+    pub registrar: RegistrarConfig,
+    /// The flow of keep-alives and requests toward the outside when no better one is known.
+    pub outside_flow: Flow,
+}
+
+impl B2buaConfig {
+    /// A configuration with the usual timers (no-ACK 32 s, 4 h calls, 180 s ringing) and the default
+    /// topology policy and transaction settings.
+    pub fn new(
+        outside_contact: SocketAddr,
+        inside_contact: SocketAddr,
+        worker: WorkerId,
+        secret: [u8; 32],
+    ) -> Self {
+        Self {
+            outside_contact,
+            inside_contact,
+            max_dialogs: 100_000,
+            no_ack_timeout: Duration::from_secs(32),
+            max_call_duration: Duration::from_secs(4 * 3600),
+            ringing_timeout: Duration::from_secs(180),
+            worker,
+            secret,
+            seed: 0,
+            topology: TopologyPolicy::default(),
+            transactions: TransactionConfig::default(),
+            registrar: RegistrarConfig::default(),
+            outside_flow: Flow::default(),
+        }
+    }
+}
+
+/// Counters of one B2BUA.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct B2buaStats {
+    /// Messages from the Inside whose Call-ID was not made by the SBC: dropped.
+    pub forged: u64,
+    /// Messages that matched nothing and were dropped (stray ACKs and responses).
+    pub dropped: u64,
+    /// Messages the SBC built that failed to parse back (a bug or an unusable received value).
+    pub build_failures: u64,
+    /// REGISTER requests handled (answered locally or relayed).
+    pub registers: u64,
+    /// Keep-alive OPTIONS sent toward registered user agents behind NAT.
+    pub keepalives: u64,
+    /// Trunk challenges answered with the trunk's credentials.
+    pub trunk_auth_answered: u64,
+    /// Calls refused because the trunk refused the credentials (403 to the caller).
+    pub trunk_auth_failures: u64,
+    /// New calls moved to the next target of their group after the first refused them (503, 408,
+    /// 500, 504) or did not answer.
+    pub failovers: u64,
+}
+
+/// One leg of a call, as the SBC sees it when sending on it.
+#[derive(Clone, Debug)]
+struct Leg {
+    side: Side,
+    call_id: String,
+    /// From value of the SBC's requests on this leg (carries the SBC tag).
+    local: String,
+    /// To value of the SBC's requests on this leg (carries the peer's tag once known).
+    remote: String,
+    /// Request-URI of the SBC's requests on this leg.
+    target_uri: String,
+    /// Where the SBC's requests on this leg go.
+    dest: SocketAddr,
+    reliable: bool,
+    /// The local socket or connection of this leg.
+    flow: Flow,
+    /// Last CSeq the SBC used on this leg.
+    cseq: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Ringing,
+    AwaitAck,
+    Confirmed,
+    Ending,
+}
+
+/// A 2xx to an INVITE relayed to one leg, waiting for that leg's ACK.
+#[derive(Debug)]
+struct AckWait {
+    /// The leg that sent the 2xx (and will get the ACK).
+    ack_leg: Side,
+    /// CSeq of the INVITE on `ack_leg`.
+    cseq: u32,
+    /// The server transaction on the other leg that carries the relayed 2xx.
+    server: ServerTxId,
+    /// The relayed 2xx: its status and bytes.
+    response: (u16, Bytes),
+    interval: Duration,
+    next: Instant,
+    give_up: Instant,
+}
+
+#[derive(Debug)]
+struct Call {
+    state: State,
+    a: Leg,
+    b: Leg,
+    invite_a: ServerTxId,
+    invite_a_req: Message,
+    invite_b: ClientTxId,
+    /// The SBC's To tag on leg A.
+    a_tag: String,
+    cancel_pending: bool,
+    cancelled: bool,
+    ack_wait: Option<AckWait>,
+    /// Last ACK sent on leg B (CSeq, bytes), re-sent when B retransmits its 2xx.
+    last_ack_b: Option<(u32, Bytes)>,
+    /// A relayed INVITE is pending on some leg (glare guard: 491).
+    reinvite_pending: bool,
+    byes_pending: u8,
+    end_reason: Option<EndReason>,
+    media: CallMedia,
+    /// Trunk credentials, and the INVITE sent on leg B (kept only then, to answer a challenge).
+    auth: Option<(Arc<TrunkAuth>, Message)>,
+    /// What it takes to send leg B's INVITE to the next target of the group, while there is one
+    /// (boxed: only calls to a group of several targets carry it).
+    retarget: Option<Box<Retarget>>,
+    /// Challenges answered on leg B (at most one).
+    auth_answered: u8,
+    /// What the call's record needs beyond the legs.
+    facts: CallFacts,
+}
+
+/// Leg B's INVITE, again, toward another target of the same group (fail-over before any
+/// provisional response).
+#[derive(Debug)]
+struct Retarget {
+    /// The targets still to try, in order: (address, over a connection).
+    alternates: Vec<(SocketAddr, bool)>,
+    /// The body of leg B's INVITE (the anchored offer), `None`: the caller's, as received.
+    body: Option<Vec<u8>>,
+    max_forwards: u8,
+    /// The called user of leg B's Request-URI (`sip:<user>@<target>`).
+    callee: String,
+}
+
+impl Leg {
+    /// Whether the peer's tag is known (the dialog, early or confirmed, is established).
+    fn remote_tagged(&self) -> bool {
+        NameAddr::parse(&self.remote).is_ok_and(|n| n.tag().is_some())
+    }
+}
+
+impl Call {
+    /// The leg on `side` (the two legs are always on opposite sides).
+    fn leg(&self, side: Side) -> &Leg {
+        if self.a.side == side {
+            &self.a
+        } else {
+            &self.b
+        }
+    }
+    fn leg_mut(&mut self, side: Side) -> &mut Leg {
+        if self.a.side == side {
+            &mut self.a
+        } else {
+            &mut self.b
+        }
+    }
+}
+
+/// What a client transaction is for.
+#[derive(Debug)]
+enum ClientRole {
+    Invite(u64),
+    Cancel,
+    Bye(u64),
+    Relay {
+        call: u64,
+        server: ServerTxId,
+        request: Box<Message>,
+        to: Side,
+        cseq: u32,
+    },
+    /// A REGISTER relayed to the registrar behind the SBC for a binding of the UA that sent it.
+    Register {
+        key: BindingKey,
+        server: ServerTxId,
+        request: Box<Message>,
+        pbx_expires: Duration,
+    },
+    /// A deregistration or keep-alive: the answer changes nothing.
+    Fire,
+    /// The SBC's own registration with a carrier trunk (index into `trunk_regs`).
+    TrunkRegister(usize),
+    /// A health probe of the caller's.
+    Probe(u64),
+}
+
+/// The SBC's own registration at the registrar behind it, for one binding.
+#[derive(Debug)]
+struct PbxReg {
+    /// The user part of the SBC's Contact at the registrar: an id of this worker, so a call to it
+    /// reaches the worker holding the binding.
+    token: String,
+    call_id: String,
+    tag: String,
+    cseq: u32,
+    /// Where it was sent.
+    target: Target,
+}
+
+fn other(side: Side) -> Side {
+    match side {
+        Side::Outside => Side::Inside,
+        Side::Inside => Side::Outside,
+    }
+}
+
+/// The URI of a Contact / name-addr value: between `<` and `>`, or up to the first `;`.
+fn uri_of(value: &str) -> &str {
+    let v = value.trim();
+    if let Some(start) = v.find('<') {
+        let rest = v.get(start + 1..).unwrap_or_default();
+        return rest.split('>').next().unwrap_or_default().trim();
+    }
+    v.split(';').next().unwrap_or_default().trim()
+}
+
+/// The Request-URI of leg B toward `dest` when the target names none: `sip:<callee>@<dest>`, or
+/// `sip:<dest>` without a called user.
+fn leg_uri(callee: &str, dest: SocketAddr) -> String {
+    let mut uri = String::with_capacity(48);
+    uri.push_str("sip:");
+    if !callee.is_empty() {
+        uri.push_str(callee);
+        uri.push('@');
+    }
+    push_socket_addr(&mut uri, dest);
+    uri
+}
+
+fn user_of(value: &str) -> Option<String> {
+    let na = NameAddr::parse(value).ok()?;
+    na.uri.user.map(str::to_owned)
+}
+
+/// The sans-IO B2BUA of one worker. See the module documentation for the drive loop.
+#[derive(Debug)]
+pub struct B2bua {
+    config: B2buaConfig,
+    txs: Transactions,
+    ids: IdGen,
+    /// Boxed: the table moves only pointers when it grows (a call is ~1.7 KB).
+    calls: BoundedTable<u64, Box<Call>>,
+    /// Caller legs by the SBC's To tag (an id of this worker, unique).
+    a_index: HashMap<String, u64>,
+    /// Callee legs by the SBC's Call-ID.
+    b_index: HashMap<String, u64>,
+    registrar: Registrar,
+    pbx_regs: HashMap<BindingKey, PbxReg>,
+    /// Binding of each Contact token given to the registrar behind the SBC.
+    tokens: HashMap<String, BindingKey>,
+    server_calls: HashMap<ServerTxId, u64>,
+    clients: HashMap<ClientTxId, ClientRole>,
+    retx: BTreeSet<(Instant, u64)>,
+    out: VecDeque<Transmit>,
+    events: VecDeque<CallEvent>,
+    next_call: u64,
+    stats: B2buaStats,
+    /// The worker's media relay, when media is anchored (`None`: SDP passes through).
+    media: Option<MediaAnchor>,
+    /// The latest time given by the driver (ports freed by paths that have no `now` of their own).
+    last_now: Option<Instant>,
+    /// The SBC's registrations with carrier trunks that require one.
+    trunk_regs: Vec<TrunkRegistration>,
+    /// The outside and inside contact addresses as text.
+    contact_text: [String; 2],
+}
+
+impl B2bua {
+    /// A B2BUA with an empty dialog table.
+    pub fn new(config: B2buaConfig) -> Self {
+        Self {
+            txs: Transactions::new(config.transactions.clone()),
+            ids: IdGen::new(config.secret, config.worker, config.seed),
+            calls: BoundedTable::new(config.max_dialogs),
+            a_index: HashMap::new(),
+            b_index: HashMap::new(),
+            registrar: Registrar::new(config.registrar.clone()),
+            pbx_regs: HashMap::new(),
+            tokens: HashMap::new(),
+            server_calls: HashMap::new(),
+            clients: HashMap::new(),
+            retx: BTreeSet::new(),
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            next_call: 0,
+            stats: B2buaStats::default(),
+            media: None,
+            last_now: None,
+            trunk_regs: Vec::new(),
+            contact_text: [
+                config.outside_contact.to_string(),
+                config.inside_contact.to_string(),
+            ],
+            config,
+        }
+    }
+
+    /// Live calls in the dialog table.
+    pub fn calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Bindings of registered user agents held by this worker.
+    pub fn registrations(&self) -> usize {
+        self.registrar.len()
+    }
+
+    /// Live transactions of the underlying layer.
+    pub fn transactions(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> B2buaStats {
+        self.stats
+    }
+
+    /// Next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front().or_else(|| self.txs.poll_transmit())
+    }
+
+    /// Next call event.
+    pub fn poll_event(&mut self) -> Option<CallEvent> {
+        self.events.pop_front()
+    }
+
+    /// The earliest deadline: transaction timers, 2xx retransmissions, call deadlines, binding
+    /// expiries and keep-alives.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        [
+            self.txs.poll_timeout(),
+            self.calls.next_deadline(),
+            self.retx.first().map(|r| r.0),
+            self.registrar.next_deadline(),
+            self.media_deadline(),
+            self.trunk_regs
+                .iter()
+                .filter_map(TrunkRegistration::deadline)
+                .min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Fire everything due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant, media: &mut dyn MediaControl) {
+        self.last_now = Some(now);
+        self.txs.handle_timeout(now);
+        self.pump(now, None, media);
+        while let Some(&(at, key)) = self.retx.first() {
+            if at > now {
+                break;
+            }
+            self.retx.remove(&(at, key));
+            self.retransmit_2xx(now, at, key);
+        }
+        while let Some((key, call)) = self.calls.poll_expired(now) {
+            let reason = match call.state {
+                State::Ringing => EndReason::NoAnswer,
+                State::AwaitAck => EndReason::NoAck,
+                State::Confirmed => EndReason::MaxDuration,
+                State::Ending => call.end_reason.unwrap_or(EndReason::MaxDuration),
+            };
+            self.teardown(now, key, call, reason);
+        }
+        self.expire_bindings(now);
+        self.end_silent_calls(now, media);
+        for i in 0..self.trunk_regs.len() {
+            if self.trunk_regs.get(i).is_some_and(|r| r.due(now)) {
+                self.send_trunk_register(now, i, None);
+            }
+        }
+        while let Some(ka) = self.registrar.poll_keepalive(now) {
+            let flow = ka.connection.map_or(self.config.outside_flow, Flow);
+            let target = Target {
+                dest: ka.source,
+                side: Side::Outside,
+                reliable: ka.transport.is_reliable(),
+                flow,
+                uri: self.registrar.get(&ka.key).map(|b| b.contact_uri.clone()),
+                user: None,
+                auth: None,
+                label: None,
+                alternates: Vec::new(),
+            };
+            if self.send_options(now, &target, ClientRole::Fire) {
+                self.stats.keepalives += 1;
+            }
+        }
+        self.pump(now, None, media);
+        self.flush_media(media);
+    }
+
+    /// A message arrived (see [`Origin`]). `router` picks the next hop when it starts a call or is a
+    /// REGISTER; `media` is the worker's relay (used when media is anchored).
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        from: Origin,
+        router: &dyn Router,
+        media: &mut dyn MediaControl,
+    ) {
+        self.last_now = Some(now);
+        if from.side == Side::Inside && msg.is_request() && self.forged_from_inside(&msg) {
+            self.stats.forged += 1;
+            return;
+        }
+        self.txs
+            .handle_message_on(now, msg, from.source, from.reliable, from.flow);
+        self.pump_with(now, Some(from), router, media);
+        self.flush_media(media);
+    }
+
+    /// An in-dialog request from the Inside that names no dialog of this worker: its Call-ID is not
+    /// one the SBC made and its To tag is not one of the SBC's calls from the Inside.
+    fn forged_from_inside(&self, msg: &Message) -> bool {
+        let Some(tag) = msg.to_tag() else {
+            return false;
+        };
+        !self.b_index.contains_key(msg.call_id()) && !self.a_index.contains_key(tag)
+    }
+
+    fn pump(&mut self, now: Instant, from: Option<Origin>, media: &mut dyn MediaControl) {
+        let no_route = |_: &Message, _: Side| None;
+        self.pump_with(now, from, &no_route, media);
+    }
+
+    /// Process every event of the transaction layer.
+    fn pump_with(
+        &mut self,
+        now: Instant,
+        from: Option<Origin>,
+        router: &dyn Router,
+        media: &mut dyn MediaControl,
+    ) {
+        while let Some(ev) = self.txs.poll_event() {
+            match ev {
+                TxEvent::Request {
+                    tx,
+                    request,
+                    source,
+                } => {
+                    let origin = from.map_or(
+                        Origin {
+                            source,
+                            side: Side::Outside,
+                            reliable: false,
+                            flow: Flow::default(),
+                        },
+                        |f| Origin { source, ..f },
+                    );
+                    self.on_request(now, tx, request, origin, router, media);
+                }
+                TxEvent::Refused { request, source } => {
+                    let mut out = Vec::new();
+                    build::response(&request, 503, build::reason_phrase(503), None, &mut out)
+                        .finish(None, b"");
+                    self.out.push_back(Transmit {
+                        dest: source,
+                        bytes: Bytes::from(out),
+                        flow: from.map_or(Flow::default(), |f| f.flow),
+                    });
+                }
+                TxEvent::Response { tx, response } => self.on_response(now, tx, response, media),
+                TxEvent::Cancelled { invite, .. } => self.on_cancelled(now, invite),
+                TxEvent::Timeout {
+                    tx: TxId::Client(tx),
+                    ..
+                }
+                | TxEvent::TransportError {
+                    tx: TxId::Client(tx),
+                } => self.on_client_failure(now, tx),
+                TxEvent::Timeout { .. } | TxEvent::TransportError { .. } => {}
+                TxEvent::Terminated { tx } => match tx {
+                    TxId::Client(c) => {
+                        self.clients.remove(&c);
+                    }
+                    TxId::Server(s) => {
+                        self.server_calls.remove(&s);
+                    }
+                },
+                TxEvent::Stray {
+                    kind,
+                    message,
+                    source: _,
+                } => match kind {
+                    StrayKind::Ack | StrayKind::AckInAccepted => {
+                        let side = from.map_or(Side::Outside, |f| f.side);
+                        self.on_ack(now, message, side, media);
+                    }
+                    StrayKind::Response => self.on_stray_response(message),
+                    StrayKind::NoBranch => self.stats.dropped += 1,
+                },
+            }
+        }
+    }
+
+    /// Find the call of an in-dialog request from `side`: a callee leg by the SBC's Call-ID, a
+    /// caller leg by the SBC's To tag and the caller's Call-ID. The leg found must be on `side`.
+    fn find(&self, msg: &Message, side: Side) -> Option<u64> {
+        if let Some(&key) = self.b_index.get(msg.call_id()) {
+            return self
+                .calls
+                .get(&key)
+                .filter(|c| c.b.side == side)
+                .map(|_| key);
+        }
+        let tag = msg.to_tag()?;
+        let key = *self.a_index.get(tag)?;
+        self.calls
+            .get(&key)
+            .filter(|c| c.a.side == side && c.a.call_id == msg.call_id())
+            .map(|_| key)
+    }
+
+    fn on_request(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        req: Message,
+        from: Origin,
+        router: &dyn Router,
+        media: &mut dyn MediaControl,
+    ) {
+        let side = from.side;
+        let method = req.method().cloned().unwrap_or(Method::Options);
+        if req.to_tag().is_none() {
+            match (side, &method) {
+                (_, Method::Invite) => self.new_call(now, tx, req, from, router, media),
+                (_, Method::Options) => self.reply(now, tx, &req, 200, None),
+                (Side::Outside, Method::Register) => {
+                    self.on_register(now, tx, &req, from, router);
+                }
+                _ => self.reply(now, tx, &req, 405, None),
+            }
+            return;
+        }
+        let Some(key) = self.find(&req, side) else {
+            self.reply(now, tx, &req, 481, None);
+            return;
+        };
+        let state = self.calls.get(&key).map(|c| c.state);
+        match (method, state) {
+            (Method::Bye, Some(State::Ringing)) => {
+                self.reply(now, tx, &req, 200, None);
+                self.cancel_b(now, key);
+            }
+            (Method::Bye, Some(State::AwaitAck | State::Confirmed)) => {
+                self.reply(now, tx, &req, 200, None);
+                self.end_with_bye(now, key, &[other(side)], EndReason::Bye(side));
+            }
+            (Method::Bye, Some(State::Ending)) => self.reply(now, tx, &req, 200, None),
+            (Method::Invite, Some(State::Confirmed)) => {
+                let glare = self.calls.get(&key).is_some_and(|c| c.reinvite_pending);
+                if glare {
+                    self.reply(now, tx, &req, 491, None);
+                } else {
+                    self.relay_request(now, key, tx, req, side, media);
+                }
+            }
+            (_, Some(State::Confirmed)) => self.relay_request(now, key, tx, req, side, media),
+            // Early dialog (RFC 3262 PRACK, RFC 3311 UPDATE, INFO): relayed once the callee's
+            // early dialog is known.
+            (Method::Prack | Method::Update | Method::Info, Some(State::Ringing))
+                if self.calls.get(&key).is_some_and(|c| c.b.remote_tagged()) =>
+            {
+                self.relay_request(now, key, tx, req, side, media);
+            }
+            _ => self.reply(now, tx, &req, 481, None),
+        }
+    }
+
+    fn on_response(
+        &mut self,
+        now: Instant,
+        tx: ClientTxId,
+        resp: Message,
+        media: &mut dyn MediaControl,
+    ) {
+        let code = resp.status().unwrap_or(0);
+        match self.clients.get(&tx) {
+            Some(ClientRole::Invite(key)) => {
+                let key = *key;
+                self.on_invite_response(now, key, resp, code, media);
+            }
+            Some(ClientRole::Bye(key)) if code >= 200 => {
+                let key = *key;
+                self.bye_done(now, key);
+            }
+            Some(ClientRole::Relay { .. }) => {
+                self.on_relayed_response(now, tx, &resp, code, media);
+            }
+            Some(ClientRole::Register { .. }) if code >= 200 => {
+                if let Some(ClientRole::Register {
+                    key,
+                    server,
+                    request,
+                    pbx_expires,
+                }) = self.clients.remove(&tx)
+                {
+                    self.on_register_answer(now, key, server, &request, &resp, pbx_expires);
+                }
+            }
+            Some(ClientRole::Probe(token)) if code >= 200 => {
+                let (token, alive) = (*token, response_means_alive(code));
+                self.clients.remove(&tx);
+                self.events.push_back(CallEvent::Probed { token, alive });
+            }
+            Some(ClientRole::TrunkRegister(i)) if code >= 200 => {
+                let i = *i;
+                self.clients.remove(&tx);
+                let challenge = self
+                    .trunk_regs
+                    .get_mut(i)
+                    .and_then(|r| r.on_response(now, &resp));
+                if let Some(c) = challenge {
+                    self.send_trunk_register(now, i, Some(&c));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_client_failure(&mut self, now: Instant, tx: ClientTxId) {
+        match self.clients.get(&tx) {
+            Some(ClientRole::Invite(key)) => {
+                let key = *key;
+                self.on_invite_failure(now, key);
+            }
+            Some(ClientRole::Bye(key)) => {
+                let key = *key;
+                self.bye_done(now, key);
+            }
+            Some(ClientRole::Relay { .. }) => self.on_relay_failure(now, tx),
+            Some(ClientRole::Register { .. }) => {
+                if let Some(ClientRole::Register {
+                    key,
+                    server,
+                    request,
+                    ..
+                }) = self.clients.remove(&tx)
+                {
+                    self.drop_binding(&key);
+                    self.reply(now, server, &request, 408, None);
+                }
+            }
+            Some(ClientRole::Probe(token)) => {
+                let token = *token;
+                self.clients.remove(&tx);
+                self.events.push_back(CallEvent::Probed {
+                    token,
+                    alive: false,
+                });
+            }
+            Some(ClientRole::TrunkRegister(i)) => {
+                let i = *i;
+                self.clients.remove(&tx);
+                if let Some(r) = self.trunk_regs.get_mut(i) {
+                    r.on_failure(now);
+                }
+            }
+            Some(ClientRole::Cancel | ClientRole::Fire) | None => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// Whether a final response to an OPTIONS probe shows the target alive: any final response except
+/// 408 (Request Timeout) and 503 (Service Unavailable). Provisional responses are not a result.
+pub fn response_means_alive(status: u16) -> bool {
+    status >= 200 && status != 408 && status != 503
+}

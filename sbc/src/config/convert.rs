@@ -1,0 +1,393 @@
+//! From the file's sections into the `sbc-core` types the workers run with: [`CoreSettings`] (the
+//! B2BUA's groups, trunks, routes, registrar and topology policy) and [`TrunkSettings`].
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+use std::ops::Range;
+use std::time::Duration;
+
+use sbc_core::registration::registrar::RegistrarConfig;
+use sbc_core::routing::{
+    self as core_routing, HealthConfig, NumberRule, Route, SourceMatch, TargetGroup, TargetGroupId,
+    TimeWindow, TrunkId,
+};
+use sbc_core::signalling::topology::{HeaderAction, HeaderPolicy, TopologyPolicy};
+use toml::Spanned;
+
+use super::validate::check_number_rules;
+use super::*;
+
+impl From<TransportName> for core_routing::Transport {
+    fn from(t: TransportName) -> Self {
+        match t {
+            TransportName::Udp => Self::Udp,
+            TransportName::Tcp => Self::Tcp,
+            TransportName::Tls => Self::Tls,
+        }
+    }
+}
+
+impl NumberRuleSection {
+    fn to_core(&self) -> NumberRule {
+        NumberRule {
+            match_prefix: self.prefix.clone(),
+            strip: self.strip,
+            prepend: self.prepend.clone(),
+            min_len: self.min_len,
+            max_len: self.max_len,
+        }
+    }
+}
+
+impl RegistrarSection {
+    /// The `sbc-core` registrar settings.
+    pub(crate) fn to_core(&self) -> RegistrarConfig {
+        let d = RegistrarConfig::default();
+        RegistrarConfig {
+            capacity: self.capacity,
+            min_expires: Duration::from_secs(self.min_expires_secs),
+            max_expires: Duration::from_secs(self.max_expires_secs),
+            default_expires: d.default_expires.clamp(
+                Duration::from_secs(self.min_expires_secs),
+                Duration::from_secs(self.max_expires_secs),
+            ),
+            nat_expires: Duration::from_secs(self.nat_expires_secs),
+            keepalive_interval: Duration::from_secs(self.keepalive_interval_secs),
+            ..d
+        }
+    }
+}
+
+impl TopologySection {
+    /// The `sbc-core` policy of both directions.
+    pub(crate) fn to_core(&self) -> TopologyPolicy {
+        let mut p = TopologyPolicy::default();
+        let product = (!self.user_agent.is_empty()).then(|| Cow::Owned(self.user_agent.clone()));
+        for dir in [&mut p.toward_inside, &mut p.toward_outside] {
+            apply_lists(dir, self, product.clone());
+        }
+        p.toward_inside.forward_credentials = self.forward_credentials;
+        p
+    }
+}
+
+fn apply_lists(p: &mut HeaderPolicy, t: &TopologySection, product: Option<Cow<'static, str>>) {
+    p.product = product;
+    for h in &t.keep_headers {
+        p.set(h, HeaderAction::Keep);
+    }
+    for h in &t.strip_headers {
+        p.set(h, HeaderAction::Strip);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// A trunk as the B2BUA uses it.
+#[derive(Clone, Debug)]
+pub(crate) struct TrunkSettings {
+    pub(crate) id: TrunkId,
+    pub(crate) name: String,
+    pub(crate) acl: Vec<Cidr>,
+    #[allow(dead_code)] // read by the config tests; calls toward the trunk take it from its group
+    pub(crate) transport: core_routing::Transport,
+    /// Where calls from the trunk go.
+    pub(crate) inbound: Option<TargetGroupId>,
+    /// The group (holding the outbound proxy) calls toward the trunk are sent to.
+    pub(crate) outbound: Option<TargetGroupId>,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<Secret>,
+    pub(crate) register: bool,
+    pub(crate) register_expires: Duration,
+    #[allow(dead_code)]
+    // read by the config tests; the B2BUA does not apply it yet (RFC 3325 trust)
+    pub(crate) trusted: bool,
+    pub(crate) number_rules: Vec<NumberRule>,
+}
+
+/// The B2BUA configuration in `sbc-core` types.
+#[derive(Clone, Debug)]
+pub(crate) struct CoreSettings {
+    #[allow(dead_code)] // read by the config tests; the workers take it from `Config`
+    pub(crate) outside_address: IpAddr,
+    #[allow(dead_code)] // read by the config tests; the workers take it from `Config`
+    pub(crate) inside_address: IpAddr,
+    pub(crate) media_address: IpAddr,
+    /// The target groups forming the inside.
+    pub(crate) inside_groups: Vec<TargetGroupId>,
+    /// Configured groups first, then one per trunk with an outbound proxy (named `trunk:<name>`);
+    /// `groups[i].id == TargetGroupId(i)`.
+    pub(crate) groups: Vec<TargetGroup>,
+    /// Name of each group, by id.
+    #[allow(dead_code)] // read by the config tests
+    pub(crate) group_names: Vec<String>,
+    /// Health-check settings of each group, by id.
+    pub(crate) health: Vec<HealthConfig>,
+    pub(crate) trunks: Vec<TrunkSettings>,
+    pub(crate) routes: Vec<Route>,
+    pub(crate) registrar: RegistrarConfig,
+    pub(crate) topology: TopologyPolicy,
+}
+
+impl Config {
+    /// The B2BUA configuration in `sbc-core` types. Infallible in practice for a loaded
+    /// configuration (the same conversion runs at load).
+    pub(crate) fn b2bua(&self) -> Result<CoreSettings, String> {
+        self.b2bua_in("")
+    }
+
+    /// The conversion; `text` (the file, when at hand) gives lines in errors.
+    pub(super) fn b2bua_in(&self, text: &str) -> Result<CoreSettings, String> {
+        let mut groups = Vec::new();
+        let mut group_names: Vec<String> = Vec::new();
+        let mut health = Vec::new();
+        for (i, g) in self.target_groups.iter().enumerate() {
+            let what = format!("target_group {:?}", g.name);
+            if g.name.is_empty() || g.name.starts_with("trunk:") {
+                return Err(format!(
+                    "target_group[{i}].name: must be non-empty and not start with \"trunk:\""
+                ));
+            }
+            if group_names.contains(&g.name) {
+                return Err(format!("{what}: name: defined twice"));
+            }
+            if g.targets.is_empty() {
+                return Err(format!("{what}: targets: at least one target"));
+            }
+            for (j, t) in g.targets.iter().enumerate() {
+                if t.address.ip().is_unspecified() || t.address.port() == 0 {
+                    return Err(format!(
+                        "{what}: targets[{j}].address: needs a concrete ip:port"
+                    ));
+                }
+                if g.targets
+                    .get(..j)
+                    .is_some_and(|prev| prev.iter().any(|p| p.address == t.address))
+                {
+                    return Err(format!(
+                        "{what}: targets[{j}].address: {} listed twice",
+                        t.address
+                    ));
+                }
+            }
+            if g.down_after == 0 || g.up_after == 0 {
+                return Err(format!("{what}: down_after/up_after: must be at least 1"));
+            }
+            let id = TargetGroupId(i as u32);
+            groups.push(TargetGroup {
+                id,
+                targets: g
+                    .targets
+                    .iter()
+                    .map(|t| core_routing::Target {
+                        addr: t.address,
+                        transport: t.transport.into(),
+                        priority: t.priority,
+                        weight: t.weight,
+                    })
+                    .collect(),
+            });
+            group_names.push(g.name.clone());
+            health.push(HealthConfig {
+                interval: Duration::from_secs(g.options_interval_secs),
+                timeout: Duration::from_secs(g.options_timeout_secs),
+                down_after: g.down_after,
+                up_after: g.up_after,
+            });
+        }
+        let configured = group_names.clone();
+        let group_ref = |what: &str, key: &str, name: &Spanned<String>| {
+            configured
+                .iter()
+                .position(|n| n == name.get_ref())
+                .map(|i| TargetGroupId(i as u32))
+                .ok_or_else(|| {
+                    format!(
+                        "{what}: {key}: no [[target_group]] named {:?}{}",
+                        name.get_ref(),
+                        at_line(text, name.span())
+                    )
+                })
+        };
+
+        let mut inside_groups = Vec::new();
+        for t in &self.inside.targets {
+            inside_groups.push(group_ref("inside", "targets", t)?);
+        }
+
+        let mut trunks: Vec<TrunkSettings> = Vec::new();
+        for (i, t) in self.trunks.iter().enumerate() {
+            let what = format!("trunk {:?}", t.name);
+            if t.name.is_empty() {
+                return Err(format!("trunk[{i}].name: must not be empty"));
+            }
+            if trunks.iter().any(|o| o.name == t.name) {
+                return Err(format!("{what}: name: defined twice"));
+            }
+            if t.target_group.is_none() && t.outbound.is_none() {
+                return Err(format!(
+                    "{what}: needs target_group (where its calls go) or outbound (calls toward it)"
+                ));
+            }
+            let inbound = t
+                .target_group
+                .as_ref()
+                .map(|g| group_ref(&what, "target_group", g))
+                .transpose()?;
+            if inbound.is_some() && t.addresses.is_empty() {
+                return Err(format!(
+                    "{what}: addresses: needed to recognise calls from the trunk"
+                ));
+            }
+            if t.username.is_some() != t.password.is_some() {
+                return Err(format!("{what}: username/password: give both or neither"));
+            }
+            if t.register && (t.outbound.is_none() || t.username.is_none()) {
+                return Err(format!(
+                    "{what}: register: needs outbound, username and password"
+                ));
+            }
+            if !(60..=86_400).contains(&t.register_expires) {
+                return Err(format!("{what}: register_expires: must be in 60..=86400"));
+            }
+            check_number_rules(&what, &t.number_rules)?;
+            let outbound = t.outbound.as_ref().map(|o| {
+                let id = TargetGroupId(groups.len() as u32);
+                groups.push(TargetGroup {
+                    id,
+                    targets: vec![core_routing::Target {
+                        addr: o.proxy,
+                        transport: t.transport.into(),
+                        priority: 0,
+                        weight: 100,
+                    }],
+                });
+                group_names.push(format!("trunk:{}", t.name));
+                health.push(HealthConfig {
+                    interval: Duration::from_secs(t.options_interval_secs),
+                    ..HealthConfig::default()
+                });
+                id
+            });
+            trunks.push(TrunkSettings {
+                id: TrunkId(i as u32),
+                name: t.name.clone(),
+                acl: t.addresses.clone(),
+                transport: t.transport.into(),
+                inbound,
+                outbound,
+                username: t.username.clone(),
+                password: t.password.clone(),
+                register: t.register,
+                register_expires: Duration::from_secs(t.register_expires),
+                trusted: t.trusted,
+                number_rules: t
+                    .number_rules
+                    .iter()
+                    .map(NumberRuleSection::to_core)
+                    .collect(),
+            });
+        }
+
+        let mut routes: Vec<Route> = Vec::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            let what = format!("route {:?}", r.name);
+            if r.name.is_empty() {
+                return Err(format!("route[{i}].name: must not be empty"));
+            }
+            if routes.iter().any(|o| o.name == r.name) {
+                return Err(format!("{what}: name: defined twice"));
+            }
+            let trunk_named = |key: &str, name: &str, span: Range<usize>| {
+                trunks.iter().find(|t| t.name == name).ok_or_else(|| {
+                    format!(
+                        "{what}: {key}: no [[trunk]] named {name:?}{}",
+                        at_line(text, span)
+                    )
+                })
+            };
+            let source = match &r.from {
+                None => SourceMatch::Any,
+                Some(f) => match f.get_ref().as_str() {
+                    "any" => SourceMatch::Any,
+                    "outside" => SourceMatch::Outside,
+                    "inside" => SourceMatch::Inside,
+                    s => match s.strip_prefix("trunk:") {
+                        Some(name) => SourceMatch::Trunk(trunk_named("from", name, f.span())?.id),
+                        None => {
+                            return Err(format!(
+                                "{what}: from: {s:?} is not \"any\", \"outside\", \"inside\" or \
+                                 \"trunk:<name>\"{}",
+                                at_line(text, f.span())
+                            ))
+                        }
+                    },
+                },
+            };
+            if !r
+                .prefix
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b"+*#".contains(&b))
+            {
+                return Err(format!("{what}: prefix: digits, +, * and # only"));
+            }
+            let target = match (&r.target_group, &r.trunk) {
+                (Some(g), None) => group_ref(&what, "target_group", g)?,
+                (None, Some(t)) => {
+                    let trunk = trunk_named("trunk", t.get_ref(), t.span())?;
+                    trunk.outbound.ok_or_else(|| {
+                        format!(
+                            "{what}: trunk: trunk {:?} has no outbound proxy{}",
+                            t.get_ref(),
+                            at_line(text, t.span())
+                        )
+                    })?
+                }
+                _ => {
+                    return Err(format!(
+                        "{what}: give exactly one of target_group and trunk"
+                    ))
+                }
+            };
+            check_number_rules(&what, &r.number_rules)?;
+            let time = (r.days.is_some() || r.hours.is_some()).then(|| {
+                let h = r.hours.unwrap_or(Hours {
+                    start_min: 0,
+                    end_min: 0,
+                });
+                TimeWindow {
+                    days: r.days.map_or(TimeWindow::ALL_DAYS, |d| d.0),
+                    start_min: h.start_min,
+                    end_min: h.end_min,
+                }
+            });
+            routes.push(Route {
+                name: r.name.clone(),
+                source,
+                prefix: r.prefix.clone(),
+                time,
+                target,
+                number_rules: r
+                    .number_rules
+                    .iter()
+                    .map(NumberRuleSection::to_core)
+                    .collect(),
+            });
+        }
+
+        let outside_address = self.advertised_address();
+        Ok(CoreSettings {
+            outside_address,
+            inside_address: self.inside.address,
+            media_address: self.media.address.unwrap_or(outside_address),
+            inside_groups,
+            groups,
+            group_names,
+            health,
+            trunks,
+            routes,
+            registrar: self.registrar.to_core(),
+            topology: self.topology.to_core(),
+        })
+    }
+}
