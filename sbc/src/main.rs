@@ -275,7 +275,7 @@ fn run(cfg: &Config) -> Result<(), String> {
             tls_config: tls_config.clone(),
             transport: &cfg.transport,
             signalling: sig,
-            cps: f64::from(cfg.limits.max_cps) / n as f64,
+            guard: b2bua.guard(f64::from(cfg.limits.max_cps) / n as f64),
             stop: stop.clone(),
             media,
             shard_media,

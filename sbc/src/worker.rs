@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sbc_core::b2bua::Origin;
+use sbc_core::guard::{Guard, GuardConfig};
 use sbc_core::media::{MediaControl, NoRelay};
 use sbc_sip::transaction::{Flow, Transmit};
 
@@ -81,8 +82,8 @@ pub(crate) struct WorkerSetup<'a> {
     pub(crate) tls_config: Option<Arc<rustls::ServerConfig>>,
     pub(crate) transport: &'a crate::config::TransportSection,
     pub(crate) signalling: Signalling,
-    /// This worker's share of `limits.max_cps` (0: none).
-    pub(crate) cps: f64,
+    /// The admission guard's settings (this worker's share of `limits.max_cps`).
+    pub(crate) guard: GuardConfig,
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) media: Option<MediaSockets>,
     /// The relay shard over the ports of `media`.
@@ -110,7 +111,7 @@ impl Worker {
             tls_config,
             transport,
             signalling,
-            cps,
+            guard,
             stop,
             media,
             shard_media,
@@ -140,7 +141,7 @@ impl Worker {
         }
         Ok(Self {
             id,
-            handler: Handler::new(id, signalling, cps),
+            handler: Handler::new(signalling, Guard::new(guard)),
             udp,
             outside_udp,
             streams,
