@@ -8,9 +8,14 @@
 //! flag that the workers read at least every 100 ms.
 
 mod config;
+// Wired into the workers and main in the next step.
+#[cfg_attr(not(test), allow(dead_code))]
+mod control;
 mod handler;
 mod media;
 mod signalling;
+#[cfg_attr(not(test), allow(dead_code))]
+mod stats;
 mod stream;
 mod sys;
 mod udp;
