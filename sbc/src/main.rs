@@ -8,11 +8,16 @@
 //! flag that the workers read at least every 100 ms.
 
 mod config;
+// Wired into the workers and main in the next step.
+#[cfg_attr(not(test), allow(dead_code))]
+mod control;
 mod driver;
 mod handler;
 mod media;
 mod shard_media;
 mod signalling;
+#[cfg_attr(not(test), allow(dead_code))]
+mod stats;
 mod stream;
 mod sys;
 mod udp;
