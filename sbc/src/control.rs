@@ -9,8 +9,9 @@
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use sbc_core::guard::GuardStats;
 
-use crate::stats::{B2bua, Guard, Media, Sip, Transport, WorkerStats};
+use crate::stats::{B2bua, Media, Sip, Transport, WorkerStats};
 
 /// How often a worker publishes its snapshot.
 pub(crate) const PUBLISH_EVERY: Duration = Duration::from_secs(1);
@@ -25,7 +26,7 @@ pub(crate) struct Layers {
     pub(crate) sip: Sip,
     pub(crate) b2bua: B2bua,
     pub(crate) media: Media,
-    pub(crate) guard: Guard,
+    pub(crate) guard: GuardStats,
     pub(crate) worker: WorkerStats,
 }
 
@@ -153,24 +154,12 @@ impl Control {
         }
     }
 
-    /// Take every snapshot waiting in the channel, without blocking.
-    pub(crate) fn poll(&mut self) {
-        while let Ok(snap) = self.rx.try_recv() {
-            self.absorb(snap);
-        }
-    }
-
     /// Receive until every publisher is gone (all workers stopped), then return.
     pub(crate) fn run(mut self) -> Self {
         while let Ok(snap) = self.rx.recv() {
             self.absorb(snap);
         }
         self
-    }
-
-    /// The latest snapshot of worker `worker`, if it has published.
-    pub(crate) fn worker(&self, worker: u16) -> Option<&WorkerSnapshot> {
-        self.latest.get(usize::from(worker))?.as_ref()
     }
 
     /// The latest snapshot of every worker that has published, by worker number.
@@ -201,6 +190,20 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Control {
+        /// Take every snapshot waiting in the channel, without blocking.
+        fn poll(&mut self) {
+            while let Ok(snap) = self.rx.try_recv() {
+                self.absorb(snap);
+            }
+        }
+
+        /// The latest snapshot of worker `worker`, if it has published.
+        fn worker(&self, worker: u16) -> Option<&WorkerSnapshot> {
+            self.latest.get(usize::from(worker))?.as_ref()
+        }
+    }
 
     fn layers(udp_rx: u64, live_calls: u64) -> Layers {
         let mut l = Layers::default();

@@ -10,132 +10,24 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use sbc_core::b2bua::Origin;
-use sbc_core::guard::{Admission, Guard, Kind, Refusal};
+use sbc_core::guard::{Admission, Guard, GuardStats, Kind, Refusal};
 use sbc_core::media::MediaControl;
 use sbc_sip::message::looks_like_request;
 use sbc_sip::transaction::Transmit;
 use sbc_sip::{build, Message, Method, Verdict};
 
 use crate::signalling::Signalling;
-
-/// Per-worker counters: single writer (the worker), read once at shutdown.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) udp_rx: u64,
-    pub(crate) udp_tx: u64,
-    pub(crate) udp_send_errors: u64,
-    pub(crate) udp_truncated: u64,
-    pub(crate) udp_no_buffers: u64,
-    pub(crate) stream_rx_messages: u64,
-    pub(crate) keepalives: u64,
-    pub(crate) tcp_accepted: u64,
-    pub(crate) tcp_refused: u64,
-    pub(crate) tcp_closed: u64,
-    pub(crate) tcp_idle_closed: u64,
-    pub(crate) framing_errors: u64,
-    pub(crate) tls_errors: u64,
-    pub(crate) parse_errors: u64,
-    pub(crate) parse_errors_answered: u64,
-    pub(crate) parse_errors_dropped: u64,
-    pub(crate) options_answered: u64,
-    pub(crate) cps_refused: u64,
-    pub(crate) to_b2bua: u64,
-    pub(crate) flow_unknown: u64,
-    pub(crate) calls_started: u64,
-    pub(crate) calls_answered: u64,
-    pub(crate) calls_ended: u64,
-    /// Calls and registrations still held when the worker stopped.
-    pub(crate) live_calls: u64,
-    pub(crate) live_registrations: u64,
-    /// Media: datagrams received on relay ports, relayed, dropped (any reason), send failures,
-    /// receive-buffer exhaustion (io_uring), SDP bodies rewritten, offers refused.
-    pub(crate) media_rx: u64,
-    pub(crate) media_forwarded: u64,
-    pub(crate) media_dropped: u64,
-    pub(crate) media_send_errors: u64,
-    pub(crate) media_no_buffers: u64,
-    /// Relayed packets whose length to send was past the end of their buffer (dropped).
-    pub(crate) media_bad_length: u64,
-    pub(crate) media_sdp_rewritten: u64,
-    pub(crate) media_offers_refused: u64,
-    pub(crate) media_no_media_ends: u64,
-    pub(crate) media_one_way: u64,
-    /// Media sessions and relay port pairs still held when the worker stopped.
-    pub(crate) media_sessions: u64,
-    pub(crate) media_ports_in_use: u64,
-    /// rtpengine ng control: requests handled and error replies (worker 0).
-    pub(crate) ng_requests: u64,
-    pub(crate) ng_errors: u64,
-    /// The SBC's registrations with carrier trunks: successes, challenges answered, failures;
-    /// trunk INVITE challenges answered and refused.
-    pub(crate) trunk_registrations: u64,
-    pub(crate) trunk_register_challenges: u64,
-    pub(crate) trunk_register_failures: u64,
-    pub(crate) trunk_auth_answered: u64,
-    pub(crate) trunk_auth_failures: u64,
-    /// New calls sent on to the next target of their group after the first refused them.
-    pub(crate) call_failovers: u64,
-}
-
-impl Counters {
-    pub(crate) fn add(&mut self, o: &Self) {
-        macro_rules! sum { ($($f:ident),*) => { $( self.$f += o.$f; )* } }
-        sum!(
-            udp_rx,
-            udp_tx,
-            udp_send_errors,
-            udp_truncated,
-            udp_no_buffers,
-            stream_rx_messages,
-            keepalives,
-            tcp_accepted,
-            tcp_refused,
-            tcp_closed,
-            tcp_idle_closed,
-            framing_errors,
-            tls_errors,
-            parse_errors,
-            parse_errors_answered,
-            parse_errors_dropped,
-            options_answered,
-            cps_refused,
-            to_b2bua,
-            flow_unknown,
-            calls_started,
-            calls_answered,
-            calls_ended,
-            live_calls,
-            live_registrations,
-            media_rx,
-            media_forwarded,
-            media_dropped,
-            media_send_errors,
-            media_no_buffers,
-            media_bad_length,
-            media_sdp_rewritten,
-            media_offers_refused,
-            media_no_media_ends,
-            media_one_way,
-            media_sessions,
-            media_ports_in_use,
-            ng_requests,
-            ng_errors,
-            trunk_registrations,
-            trunk_register_challenges,
-            trunk_register_failures,
-            trunk_auth_answered,
-            trunk_auth_failures,
-            call_failovers
-        );
-    }
-}
+use crate::stats::{Sip, Transport};
 
 const ALLOW: &str =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, UPDATE, INFO, REFER, NOTIFY, MESSAGE";
 
 /// The SIP message handler of one worker.
 pub(crate) struct Handler {
-    pub(crate) counters: Counters,
+    /// What the worker's sockets did (counted by the drivers and the streams).
+    pub(crate) transport: Transport,
+    /// What the SIP layer did with the messages received.
+    pub(crate) sip: Sip,
     pub(crate) signalling: Signalling,
     /// Admission before state: every datagram before it is parsed, every message before the
     /// B2BUA sees it (this worker's share of `limits.max_cps`).
@@ -150,7 +42,8 @@ impl Handler {
     /// `guard`: this worker's admission guard.
     pub(crate) fn new(signalling: Signalling, guard: Guard) -> Self {
         Self {
-            counters: Counters::default(),
+            transport: Transport::default(),
+            sip: Sip::default(),
             signalling,
             guard,
             outbox: Vec::with_capacity(64),
@@ -180,40 +73,9 @@ impl Handler {
         }
     }
 
-    /// Copy the signalling counters and those of the worker's relay `shard` into the worker's
-    /// counters (at stop).
-    pub(crate) fn final_counters(&self, shard: Option<&media_plane::MediaShard>) -> Counters {
-        let mut c = self.counters.clone();
-        c.calls_started = self.signalling.stats.calls_started;
-        c.calls_answered = self.signalling.stats.calls_answered;
-        c.calls_ended = self.signalling.stats.calls_ended;
-        let (calls, registrations) = self.signalling.load();
-        c.live_calls = calls as u64;
-        c.live_registrations = registrations as u64;
-        let t = self.signalling.trunk_stats();
-        c.trunk_registrations = t.registered;
-        c.trunk_register_challenges = t.challenges;
-        c.trunk_register_failures = t.failures;
-        let b = self.signalling.b2bua_stats();
-        c.trunk_auth_answered = b.trunk_auth_answered;
-        c.trunk_auth_failures = b.trunk_auth_failures;
-        c.call_failovers = b.failovers;
-        if let (Some(m), Some(relay)) = (self.signalling.media(), shard) {
-            let shard = relay.counters();
-            let anchor = m.stats();
-            c.media_forwarded = shard.forwarded;
-            c.media_dropped = media_plane::DropReason::ALL
-                .iter()
-                .map(|r| shard.dropped(*r))
-                .sum();
-            c.media_sdp_rewritten = anchor.rewritten;
-            c.media_offers_refused = anchor.refused;
-            c.media_no_media_ends = anchor.no_media_ends;
-            c.media_one_way = anchor.one_way;
-            c.media_sessions = relay.len() as u64;
-            c.media_ports_in_use = relay.ports().in_use() as u64;
-        }
-        c
+    /// The guard's counters.
+    pub(crate) fn guard_stats(&self) -> GuardStats {
+        self.guard.stats()
     }
 
     /// Handle one message that came from `origin`. A stateless answer joins the outbox, to the
@@ -257,7 +119,7 @@ impl Handler {
         let msg = match Message::parse(raw.clone()) {
             Ok(m) => m,
             Err(e) => {
-                self.counters.parse_errors += 1;
+                self.sip.parse_errors += 1;
                 let answered = match e.verdict(looks_like_request(&raw)) {
                     Verdict::Reply(code, reason) => {
                         let refusal = Refusal {
@@ -270,9 +132,9 @@ impl Handler {
                     Verdict::Drop => false,
                 };
                 if answered {
-                    self.counters.parse_errors_answered += 1;
+                    self.sip.parse_errors_answered += 1;
                 } else {
-                    self.counters.parse_errors_dropped += 1;
+                    self.sip.parse_errors_dropped += 1;
                 }
                 return answered;
             }
@@ -295,7 +157,6 @@ impl Handler {
                 }
                 w.header("Server", "sbc");
                 w.finish(None, b"");
-                self.counters.cps_refused += 1;
                 return true;
             }
             Admission::Drop => return false,
@@ -309,10 +170,10 @@ impl Handler {
                 .header("Supported", "")
                 .header("Server", "sbc");
             w.finish(None, b"");
-            self.counters.options_answered += 1;
+            self.sip.options_answered += 1;
             return true;
         }
-        self.counters.to_b2bua += 1;
+        self.sip.to_b2bua += 1;
         self.signalling.handle(now, msg, origin, media);
         self.signalling.drain(now, &mut self.outbox);
         false
@@ -450,7 +311,7 @@ Content-Length: 0\r\n\r\n"
         assert!(t.contains("Server: sbc"), "{t}");
         // The To tag is the worker's (the request had none).
         assert_eq!(tag_worker(t), Some(WorkerId(0)), "{t}");
-        assert_eq!(h.counters.parse_errors_answered, 1);
+        assert_eq!(h.sip.parse_errors_answered, 1);
     }
 
     #[test]
@@ -468,8 +329,8 @@ From: <sip:b@h>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\
         );
         assert!(!handle(&mut h, ack));
         assert!(h.outbox.is_empty(), "{:?}", h.outbox);
-        assert_eq!(h.counters.parse_errors_dropped, 1);
-        assert_eq!(h.counters.to_b2bua, 2);
+        assert_eq!(h.sip.parse_errors_dropped, 1);
+        assert_eq!(h.sip.to_b2bua, 2);
     }
 
     #[test]
@@ -498,7 +359,7 @@ From: <sip:b@h>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\
         }
         // Two tokens (one second's worth), then refusals; a second later two more are allowed.
         assert_eq!(refused, 3);
-        assert_eq!(h.counters.cps_refused, 3);
+        assert_eq!(h.guard_stats().cps_refused, 3);
         let later = now + std::time::Duration::from_secs(1);
         h.outbox.clear();
         assert!(

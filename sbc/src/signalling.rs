@@ -26,15 +26,7 @@ use sbc_sip::transaction::{Flow, Transmit};
 use sbc_sip::Message;
 
 use crate::config;
-
-/// Counters of the signalling layer, copied out when the worker stops.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct SignallingStats {
-    pub(crate) calls_started: u64,
-    pub(crate) calls_answered: u64,
-    pub(crate) calls_ended: u64,
-    pub(crate) probes_failed: u64,
-}
+use crate::stats;
 
 /// The signalling of one worker.
 pub(crate) struct Signalling {
@@ -44,7 +36,9 @@ pub(crate) struct Signalling {
     /// Wall time for time-of-day routes, refreshed once a second.
     local: LocalTime,
     local_at: Instant,
-    pub(crate) stats: SignallingStats,
+    /// The B2BUA layer's counters this side counts (call events, failed probes); the rest is read
+    /// from the B2BUA by [`Self::counters`].
+    stats: stats::B2bua,
 }
 
 /// Where a worker stands on each side and which of its sockets it uses.
@@ -57,15 +51,24 @@ pub(crate) struct Place {
 }
 
 impl Signalling {
-    /// The trunk registrations' counters, summed.
-    pub(crate) fn trunk_stats(&self) -> sbc_core::registration::trunkreg::RegStats {
-        let mut sum = sbc_core::registration::trunkreg::RegStats::default();
-        for (_, _, s) in self.b2bua.trunk_registrations() {
-            sum.registered += s.registered;
-            sum.challenges += s.challenges;
-            sum.failures += s.failures;
+    /// The B2BUA layer's counters: calls, registrations, carrier trunks, fail-overs and probes.
+    pub(crate) fn counters(&self) -> stats::B2bua {
+        let (calls, registrations) = self.load();
+        let b = self.b2bua.stats();
+        let mut c = stats::B2bua {
+            live_calls: calls as u64,
+            live_registrations: registrations as u64,
+            trunk_auth_answered: b.trunk_auth_answered,
+            trunk_auth_failures: b.trunk_auth_failures,
+            call_failovers: b.failovers,
+            ..self.stats
+        };
+        for (_, _, t) in self.b2bua.trunk_registrations() {
+            c.trunk_registrations += t.registered;
+            c.trunk_register_challenges += t.challenges;
+            c.trunk_register_failures += t.failures;
         }
-        sum
+        c
     }
 
     /// Stopping: remove the SBC's bindings with carrier trunks (REGISTER with Expires: 0).
@@ -76,11 +79,6 @@ impl Signalling {
     /// A trunk's removal is still unanswered.
     pub(crate) fn trunks_closing(&self) -> bool {
         self.b2bua.trunks_closing()
-    }
-
-    /// The B2BUA's counters.
-    pub(crate) fn b2bua_stats(&self) -> sbc_core::b2bua::B2buaStats {
-        self.b2bua.stats()
     }
 
     /// The worker's media anchor, when media is anchored.
@@ -148,7 +146,7 @@ impl Signalling {
             policy,
             local: local_time(),
             local_at: now,
-            stats: SignallingStats::default(),
+            stats: stats::B2bua::default(),
         }
     }
 

@@ -1,5 +1,6 @@
-//! The counters of one worker, per layer (transport, SIP, B2BUA, media, guard, the worker itself),
-//! each declared once with [`sbc_counters::counters!`]. A worker copies them into a
+//! The counters of one worker, per layer (transport, SIP, B2BUA, media, the worker itself), each
+//! declared once with [`sbc_counters::counters!`]; the guard's layer is the core's
+//! [`sbc_core::guard::GuardStats`]. A worker copies them into a
 //! [`crate::control::WorkerSnapshot`] on its timer tick; the control thread sums them.
 
 sbc_counters::counters! {
@@ -34,6 +35,8 @@ sbc_counters::counters! {
         counter tls_errors,
         /// Datagrams received on media relay ports.
         counter media_rx,
+        /// Relayed media datagrams whose length to send was past the end of their buffer (dropped).
+        counter media_bad_length,
         /// Media datagrams the kernel refused to send.
         counter media_send_errors,
         /// Media receives that found no free buffer (io_uring buffer ring exhausted).
@@ -113,14 +116,6 @@ sbc_counters::counters! {
         counter ng_requests,
         /// rtpengine ng control requests answered with an error.
         counter ng_errors,
-    }
-}
-
-sbc_counters::counters! {
-    /// What the guard refused before parsing.
-    pub(crate) struct Guard {
-        /// New calls refused over the worker's share of `limits.max_cps`.
-        counter cps_refused,
     }
 }
 

@@ -121,6 +121,6 @@ fn flush(w: &mut Worker, batch: &mut MmsgBatch, sock: Option<usize>) {
         return;
     };
     let (sent, failed) = batch.flush(s);
-    w.handler.counters.udp_tx += sent;
-    w.handler.counters.udp_send_errors += failed;
+    w.handler.transport.udp_tx += sent;
+    w.handler.transport.udp_send_errors += failed;
 }

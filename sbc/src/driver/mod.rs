@@ -7,7 +7,6 @@ mod mmsg;
 pub(crate) mod tokens;
 pub(crate) mod uring;
 
-use crate::handler::Counters;
 use crate::worker::Worker;
 
 /// Which loop a worker runs.
@@ -18,8 +17,8 @@ pub(crate) enum Driver {
 }
 
 /// Run `w` on `driver` until the stop flag is set (io_uring failing at run time continues on epoll);
-/// returns the worker's counters.
-pub(crate) fn run(mut w: Worker, driver: Driver) -> Counters {
+/// the worker's last counters then go to the control thread.
+pub(crate) fn run(mut w: Worker, driver: Driver) {
     let result = match driver {
         Driver::IoUring => match uring::run(&mut w) {
             Err(e) if !w.stopping() => {
