@@ -17,6 +17,7 @@ mod signalling;
 mod stats;
 mod stream;
 mod sys;
+mod tokens;
 mod udp;
 mod worker;
 

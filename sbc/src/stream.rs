@@ -20,9 +20,9 @@ use sbc_core::signalling::topology::Side;
 use sbc_sip::framing::{next_frame, Frame, Limits};
 use sbc_sip::transaction::Flow;
 
-use crate::driver::tokens::{next_generation, Kind, Token};
 use crate::handler::Handler;
 use crate::sys::Epoll;
+use crate::tokens::{next_generation, Kind, Token};
 
 /// A write queue above this closes the connection: the peer does not read.
 const MAX_WRITE_QUEUE: usize = 1 << 20;

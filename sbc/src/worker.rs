@@ -19,7 +19,6 @@ use sbc_core::media::{MediaControl, NoRelay};
 use sbc_sip::transaction::{Flow, Transmit};
 
 use crate::control::{Layers, Publisher};
-use crate::driver::tokens::{is_conn_flow, Kind, Token};
 use crate::handler::Handler;
 use crate::media::{MediaSockets, NgServer};
 use crate::shard_media::ShardMedia;
@@ -27,6 +26,7 @@ use crate::signalling::{udp_side, Signalling};
 use crate::stats::{Media, Transport, WorkerStats};
 use crate::stream::Streams;
 use crate::sys::Epoll;
+use crate::tokens::{is_conn_flow, Kind, Token};
 
 /// The longest a worker sleeps before looking at the stop flag and timers.
 pub(crate) const TICK_MS: i32 = 100;

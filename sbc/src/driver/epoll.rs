@@ -9,7 +9,7 @@ use std::time::Instant;
 use sbc_sip::transaction::Transmit;
 
 use super::mmsg::{MmsgBatch, BATCH};
-use super::tokens::{Kind, Token};
+use crate::tokens::{Kind, Token};
 use crate::worker::{MediaPath, Worker};
 
 /// Run the epoll loop until the stop flag is set.

@@ -1,10 +1,10 @@
 //! The event loops that drive a [`Worker`]: io_uring ([`uring`]) and epoll + `recvmmsg`
-//! ([`epoll`], its batches in `mmsg`), the one token scheme they share ([`tokens`]), and the choice between them with the
-//! fall-back from io_uring to epoll. The io_uring provided-buffer ring is the `sbc-bufring` crate.
+//! ([`epoll`], its batches in `mmsg`), and the choice between them with the fall-back from io_uring
+//! to epoll. They name sockets and connections by the tokens of [`crate::tokens`]; the io_uring
+//! provided-buffer ring is the `sbc-bufring` crate.
 
 pub(crate) mod epoll;
 mod mmsg;
-pub(crate) mod tokens;
 pub(crate) mod uring;
 
 use crate::worker::Worker;

@@ -15,8 +15,8 @@ use io_uring::types::{Fd, Fixed, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 use sbc_bufring::BufRing;
 
-use super::tokens::{Kind, Token};
 use crate::sys::{sockaddr_from_bytes, sockaddr_to_storage};
+use crate::tokens::{Kind, Token};
 use crate::worker::{MediaPath, Worker, TICK_MS};
 
 const RING_ENTRIES: u32 = 1024;
