@@ -26,11 +26,7 @@ faults = []
 
 # Faults known and still open (issue 16), each named exactly as the check prints it, so that a new fault
 # fails and a mended one must be taken off this list (a listed fault that no longer occurs fails too).
-PENDING = {
-    # the Worker still names the epoll/io_uring loops' module, and stream.rs the token scheme there
-    "sbc/src: import cycle among the children of crate root: driver -> worker (sbc/src/driver/epoll.rs), "
-    "stream -> driver (sbc/src/stream.rs), worker -> driver (sbc/src/worker.rs), worker -> stream (sbc/src/worker.rs)",
-}
+PENDING = set()
 
 
 def rust_files(src):

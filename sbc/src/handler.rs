@@ -10,181 +10,42 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use sbc_core::b2bua::Origin;
+use sbc_core::guard::{Admission, Guard, GuardStats, Kind, Refusal};
 use sbc_core::media::MediaControl;
 use sbc_sip::message::looks_like_request;
 use sbc_sip::transaction::Transmit;
-use sbc_sip::writer::MessageWriter;
 use sbc_sip::{build, Message, Method, Verdict};
 
 use crate::signalling::Signalling;
-
-/// Per-worker counters: single writer (the worker), read once at shutdown.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) udp_rx: u64,
-    pub(crate) udp_tx: u64,
-    pub(crate) udp_send_errors: u64,
-    pub(crate) udp_truncated: u64,
-    pub(crate) udp_no_buffers: u64,
-    pub(crate) stream_rx_messages: u64,
-    pub(crate) keepalives: u64,
-    pub(crate) tcp_accepted: u64,
-    pub(crate) tcp_refused: u64,
-    pub(crate) tcp_closed: u64,
-    pub(crate) tcp_idle_closed: u64,
-    pub(crate) framing_errors: u64,
-    pub(crate) tls_errors: u64,
-    pub(crate) parse_errors: u64,
-    pub(crate) parse_errors_answered: u64,
-    pub(crate) parse_errors_dropped: u64,
-    pub(crate) options_answered: u64,
-    pub(crate) cps_refused: u64,
-    pub(crate) to_b2bua: u64,
-    pub(crate) flow_unknown: u64,
-    pub(crate) calls_started: u64,
-    pub(crate) calls_answered: u64,
-    pub(crate) calls_ended: u64,
-    /// Calls and registrations still held when the worker stopped.
-    pub(crate) live_calls: u64,
-    pub(crate) live_registrations: u64,
-    /// Media: datagrams received on relay ports, relayed, dropped (any reason), send failures,
-    /// receive-buffer exhaustion (io_uring), SDP bodies rewritten, offers refused.
-    pub(crate) media_rx: u64,
-    pub(crate) media_forwarded: u64,
-    pub(crate) media_dropped: u64,
-    pub(crate) media_send_errors: u64,
-    pub(crate) media_no_buffers: u64,
-    /// Relayed packets whose length to send was past the end of their buffer (dropped).
-    pub(crate) media_bad_length: u64,
-    pub(crate) media_sdp_rewritten: u64,
-    pub(crate) media_offers_refused: u64,
-    pub(crate) media_no_media_ends: u64,
-    pub(crate) media_one_way: u64,
-    /// Media sessions and relay port pairs still held when the worker stopped.
-    pub(crate) media_sessions: u64,
-    pub(crate) media_ports_in_use: u64,
-    /// rtpengine ng control: requests handled and error replies (worker 0).
-    pub(crate) ng_requests: u64,
-    pub(crate) ng_errors: u64,
-    /// The SBC's registrations with carrier trunks: successes, challenges answered, failures;
-    /// trunk INVITE challenges answered and refused.
-    pub(crate) trunk_registrations: u64,
-    pub(crate) trunk_register_challenges: u64,
-    pub(crate) trunk_register_failures: u64,
-    pub(crate) trunk_auth_answered: u64,
-    pub(crate) trunk_auth_failures: u64,
-    /// New calls sent on to the next target of their group after the first refused them.
-    pub(crate) call_failovers: u64,
-}
-
-impl Counters {
-    pub(crate) fn add(&mut self, o: &Self) {
-        macro_rules! sum { ($($f:ident),*) => { $( self.$f += o.$f; )* } }
-        sum!(
-            udp_rx,
-            udp_tx,
-            udp_send_errors,
-            udp_truncated,
-            udp_no_buffers,
-            stream_rx_messages,
-            keepalives,
-            tcp_accepted,
-            tcp_refused,
-            tcp_closed,
-            tcp_idle_closed,
-            framing_errors,
-            tls_errors,
-            parse_errors,
-            parse_errors_answered,
-            parse_errors_dropped,
-            options_answered,
-            cps_refused,
-            to_b2bua,
-            flow_unknown,
-            calls_started,
-            calls_answered,
-            calls_ended,
-            live_calls,
-            live_registrations,
-            media_rx,
-            media_forwarded,
-            media_dropped,
-            media_send_errors,
-            media_no_buffers,
-            media_bad_length,
-            media_sdp_rewritten,
-            media_offers_refused,
-            media_no_media_ends,
-            media_one_way,
-            media_sessions,
-            media_ports_in_use,
-            ng_requests,
-            ng_errors,
-            trunk_registrations,
-            trunk_register_challenges,
-            trunk_register_failures,
-            trunk_auth_answered,
-            trunk_auth_failures,
-            call_failovers
-        );
-    }
-}
+use crate::stats::{Sip, Transport};
 
 const ALLOW: &str =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, UPDATE, INFO, REFER, NOTIFY, MESSAGE";
 
 /// The SIP message handler of one worker.
 pub(crate) struct Handler {
-    worker: u16,
-    tag_seq: u64,
-    tag: String,
-    pub(crate) counters: Counters,
+    /// What the worker's sockets did (counted by the drivers and the streams).
+    pub(crate) transport: Transport,
+    /// What the SIP layer did with the messages received.
+    pub(crate) sip: Sip,
     pub(crate) signalling: Signalling,
+    /// Admission before state: every datagram before it is parsed, every message before the
+    /// B2BUA sees it (this worker's share of `limits.max_cps`).
+    guard: Guard,
     /// What the B2BUA sends, with its flow; drained by the driver.
     pub(crate) outbox: Vec<Transmit>,
-    /// This worker's share of `limits.max_cps`, if limited.
-    cps: Option<TokenBucket>,
     /// Where a stateless answer is written before it joins the outbox (reused).
     scratch: Vec<u8>,
 }
 
-/// New calls per second of one worker: a bucket of one second's worth of tokens.
-struct TokenBucket {
-    rate: f64,
-    tokens: f64,
-    at: Option<Instant>,
-}
-
-impl TokenBucket {
-    fn take(&mut self, now: Instant) -> bool {
-        if let Some(at) = self.at {
-            let refill = now.saturating_duration_since(at).as_secs_f64() * self.rate;
-            self.tokens = (self.tokens + refill).min(self.rate.max(1.0));
-        }
-        self.at = Some(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 impl Handler {
-    /// `cps`: this worker's share of the new-call rate limit (0: none).
-    pub(crate) fn new(worker: u16, signalling: Signalling, cps: f64) -> Self {
+    /// `guard`: this worker's admission guard.
+    pub(crate) fn new(signalling: Signalling, guard: Guard) -> Self {
         Self {
-            cps: (cps > 0.0).then_some(TokenBucket {
-                rate: cps,
-                tokens: cps.max(1.0),
-                at: None,
-            }),
-            worker,
-            tag_seq: 0,
-            tag: String::with_capacity(24),
-            counters: Counters::default(),
+            transport: Transport::default(),
+            sip: Sip::default(),
             signalling,
+            guard,
             outbox: Vec::with_capacity(64),
             scratch: Vec::with_capacity(1024),
         }
@@ -212,40 +73,9 @@ impl Handler {
         }
     }
 
-    /// Copy the signalling counters and those of the worker's relay `shard` into the worker's
-    /// counters (at stop).
-    pub(crate) fn final_counters(&self, shard: Option<&media_plane::MediaShard>) -> Counters {
-        let mut c = self.counters.clone();
-        c.calls_started = self.signalling.stats.calls_started;
-        c.calls_answered = self.signalling.stats.calls_answered;
-        c.calls_ended = self.signalling.stats.calls_ended;
-        let (calls, registrations) = self.signalling.load();
-        c.live_calls = calls as u64;
-        c.live_registrations = registrations as u64;
-        let t = self.signalling.trunk_stats();
-        c.trunk_registrations = t.registered;
-        c.trunk_register_challenges = t.challenges;
-        c.trunk_register_failures = t.failures;
-        let b = self.signalling.b2bua_stats();
-        c.trunk_auth_answered = b.trunk_auth_answered;
-        c.trunk_auth_failures = b.trunk_auth_failures;
-        c.call_failovers = b.failovers;
-        if let (Some(m), Some(relay)) = (self.signalling.media(), shard) {
-            let shard = relay.counters();
-            let anchor = m.stats();
-            c.media_forwarded = shard.forwarded;
-            c.media_dropped = media_plane::DropReason::ALL
-                .iter()
-                .map(|r| shard.dropped(*r))
-                .sum();
-            c.media_sdp_rewritten = anchor.rewritten;
-            c.media_offers_refused = anchor.refused;
-            c.media_no_media_ends = anchor.no_media_ends;
-            c.media_one_way = anchor.one_way;
-            c.media_sessions = relay.len() as u64;
-            c.media_ports_in_use = relay.ports().in_use() as u64;
-        }
-        c
+    /// The guard's counters.
+    pub(crate) fn guard_stats(&self) -> GuardStats {
+        self.guard.stats()
     }
 
     /// Handle one message that came from `origin`. A stateless answer joins the outbox, to the
@@ -281,124 +111,109 @@ impl Handler {
         out: &mut Vec<u8>,
         media: &mut dyn MediaControl,
     ) -> bool {
+        match self.guard.admit_datagram(now, origin.source) {
+            Admission::Admit => {}
+            Admission::Refuse(r) => return self.answer_unparsed(&raw, r, out),
+            Admission::Drop => return false,
+        }
         let msg = match Message::parse(raw.clone()) {
             Ok(m) => m,
             Err(e) => {
-                self.counters.parse_errors += 1;
-                return match e.verdict(looks_like_request(&raw)) {
+                self.sip.parse_errors += 1;
+                let answered = match e.verdict(looks_like_request(&raw)) {
                     Verdict::Reply(code, reason) => {
-                        let ok = stateless_error(&raw, code, reason, out);
-                        if ok {
-                            self.counters.parse_errors_answered += 1;
-                        } else {
-                            self.counters.parse_errors_dropped += 1;
-                        }
-                        ok
+                        let refusal = Refusal {
+                            code,
+                            reason,
+                            retry_after: None,
+                        };
+                        self.answer_unparsed(&raw, refusal, out)
                     }
-                    Verdict::Drop => {
-                        self.counters.parse_errors_dropped += 1;
-                        false
-                    }
+                    Verdict::Drop => false,
                 };
+                if answered {
+                    self.sip.parse_errors_answered += 1;
+                } else {
+                    self.sip.parse_errors_dropped += 1;
+                }
+                return answered;
             }
         };
-        match msg.method() {
-            // Out of any dialog, OPTIONS is a ping of the SBC itself: answered without state.
-            Some(Method::Options) if msg.to_tag().is_none() => {
-                self.next_tag();
-                let mut w = build::response(&msg, 200, "OK", Some(&self.tag), out);
-                w.header("Allow", ALLOW)
-                    .header("Accept", "application/sdp")
-                    .header("Supported", "")
-                    .header("Server", "sbc");
-                w.finish(None, b"");
-                self.counters.options_answered += 1;
-                true
-            }
+        let out_of_dialog = msg.to_tag().is_none();
+        let kind = match msg.method() {
+            Some(Method::Invite) if out_of_dialog => Kind::Invite,
+            Some(Method::Options) if out_of_dialog => Kind::Options,
+            Some(Method::Register) => Kind::Register,
+            _ => Kind::Other,
+        };
+        match self.guard.admit(now, origin.source, kind) {
+            Admission::Admit => {}
             // Over the new-call rate: refused before any state is made (RFC 3261 §21.5.4).
-            Some(Method::Invite)
-                if msg.to_tag().is_none() && self.cps.as_mut().is_some_and(|b| !b.take(now)) =>
-            {
-                self.next_tag();
-                let mut w = build::response(&msg, 503, "Service Unavailable", Some(&self.tag), out);
-                w.header("Retry-After", "1").header("Server", "sbc");
+            Admission::Refuse(r) => {
+                let tag = self.signalling.new_tag();
+                let mut w = build::response(&msg, r.code, r.reason, Some(tag.as_str()), out);
+                if let Some(secs) = r.retry_after {
+                    w.header_u32("Retry-After", secs);
+                }
+                w.header("Server", "sbc");
                 w.finish(None, b"");
-                self.counters.cps_refused += 1;
-                true
+                return true;
             }
-            _ => {
-                self.counters.to_b2bua += 1;
-                self.signalling.handle(now, msg, origin, media);
-                self.signalling.drain(now, &mut self.outbox);
-                false
-            }
+            Admission::Drop => return false,
         }
+        if kind == Kind::Options {
+            // Out of any dialog, OPTIONS is a ping of the SBC itself: answered without state.
+            let tag = self.signalling.new_tag();
+            let mut w = build::response(&msg, 200, "OK", Some(tag.as_str()), out);
+            w.header("Allow", ALLOW)
+                .header("Accept", "application/sdp")
+                .header("Supported", "")
+                .header("Server", "sbc");
+            w.finish(None, b"");
+            self.sip.options_answered += 1;
+            return true;
+        }
+        self.sip.to_b2bua += 1;
+        self.signalling.handle(now, msg, origin, media);
+        self.signalling.drain(now, &mut self.outbox);
+        false
     }
 
-    /// A fresh to-tag: worker id and a per-worker sequence, unique for the life of the process.
-    fn next_tag(&mut self) {
-        use std::fmt::Write as _;
-        self.tag_seq += 1;
-        self.tag.clear();
-        let _ = write!(self.tag, "w{:x}t{:x}", self.worker, self.tag_seq);
-    }
-}
-
-/// A stateless error answer to a request that failed to parse (RFC 3261 §8.2.6, §16.3): Via, From, To,
-/// Call-ID and CSeq are copied as received (long or compact names). Without a Via nothing can be routed
-/// and `false` is returned.
-fn stateless_error(raw: &[u8], code: u16, reason: &str, out: &mut Vec<u8>) -> bool {
-    let head_end = memchr_find(raw, b"\r\n\r\n").unwrap_or(raw.len());
-    let head = &raw[..head_end];
-    let Ok(head) = std::str::from_utf8(head) else {
-        return false;
-    };
-    let mut lines = head.split("\r\n").skip_while(|l| l.is_empty());
-    lines.next(); // start line
-    let mut w = MessageWriter::response(out, code, reason);
-    let mut have_via = false;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
+    /// A stateless answer `r` to a message that was not parsed, or failed to parse (RFC 3261
+    /// §8.2.6, §16.3): Via, From, To, Call-ID and CSeq as received, a To tag of ours. `false`, with
+    /// nothing written, when it has no Via (nothing could route the answer).
+    fn answer_unparsed(&mut self, raw: &[u8], r: Refusal, out: &mut Vec<u8>) -> bool {
+        let tag = self.signalling.new_tag();
+        let Some(mut w) = build::stateless_error(raw, r.code, r.reason, Some(tag.as_str()), out)
+        else {
+            return false;
         };
-        let name = name.trim();
-        let value = value.trim();
-        const COPIED: [(&str, &str, &str); 5] = [
-            ("via", "v", "Via"),
-            ("from", "f", "From"),
-            ("to", "t", "To"),
-            ("call-id", "i", "Call-ID"),
-            ("cseq", "cseq", "CSeq"),
-        ];
-        let Some(&(_, _, canonical)) = COPIED.iter().find(|(long, short, _)| {
-            name.eq_ignore_ascii_case(long) || name.eq_ignore_ascii_case(short)
-        }) else {
-            continue;
-        };
-        have_via |= canonical == "Via";
-        w.header(canonical, value);
+        if let Some(secs) = r.retry_after {
+            w.header_u32("Retry-After", secs);
+        }
+        w.header("Server", "sbc");
+        w.finish(None, b"");
+        true
     }
-    if !have_via {
-        return false;
-    }
-    w.header("Server", "sbc");
-    w.finish(None, b"");
-    true
-}
-
-fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sbc_core::guard::GuardConfig;
     use sbc_core::media::NoRelay;
+    use sbc_core::signalling::ids::{IdGen, IdKind, WorkerId};
     use sbc_core::signalling::topology::Side;
     use sbc_sip::transaction::Flow;
 
-    /// A handler with the embedded default configuration, as worker `worker`.
+    /// A handler with the embedded default configuration, as worker `worker`, new calls not limited.
     fn handler(worker: u16) -> Handler {
+        limited(worker, 0.0)
+    }
+
+    /// A handler with the embedded default configuration, as worker `worker`, with `cps` new calls
+    /// a second.
+    fn limited(worker: u16, cps: f64) -> Handler {
         let cfg = crate::config::Config::embedded_default();
         let b2bua = cfg.b2bua().unwrap();
         let place = crate::signalling::Place {
@@ -411,7 +226,20 @@ mod tests {
         #[allow(clippy::disallowed_methods)]
         let now = Instant::now();
         let sig = Signalling::new(&b2bua, &cfg.limits, &place, [9; 32], now);
-        Handler::new(worker, sig, 0.0)
+        Handler::new(
+            sig,
+            Guard::new(GuardConfig {
+                cps,
+                ..b2bua.guard(0.0)
+            }),
+        )
+    }
+
+    /// The worker that made the To tag of the answer `text` (a tag of our id generator), if any did.
+    fn tag_worker(text: &str) -> Option<WorkerId> {
+        let to = text.lines().find(|l| l.starts_with("To: "))?;
+        let (_, tag) = to.split_once(";tag=")?;
+        IdGen::new([9; 32], WorkerId(0), 0).worker_of(IdKind::Tag, tag)
     }
 
     fn origin() -> Origin {
@@ -462,13 +290,14 @@ Content-Length: 0\r\n\r\n"
             "Accept: application/sdp",
             "Supported:",
             "Server: sbc",
-            ";tag=w3t1",
             "CSeq: 7 OPTIONS",
         ] {
             assert!(t.contains(want), "{want} in {t}");
         }
         let reply = Message::parse(h.outbox[0].bytes.clone()).unwrap();
         assert_eq!(reply.status(), Some(200));
+        // A To tag from the worker's id generator, naming the worker.
+        assert_eq!(tag_worker(t), Some(WorkerId(3)), "{t}");
     }
 
     #[test]
@@ -479,7 +308,10 @@ Content-Length: 0\r\n\r\n"
         let t = t.as_str();
         assert!(t.starts_with("SIP/2.0 400 Bad CSeq\r\n"), "{t}");
         assert!(t.contains("Call-ID: c1"), "{t}");
-        assert_eq!(h.counters.parse_errors_answered, 1);
+        assert!(t.contains("Server: sbc"), "{t}");
+        // The To tag is the worker's (the request had none).
+        assert_eq!(tag_worker(t), Some(WorkerId(0)), "{t}");
+        assert_eq!(h.sip.parse_errors_answered, 1);
     }
 
     #[test]
@@ -497,25 +329,15 @@ From: <sip:b@h>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\
         );
         assert!(!handle(&mut h, ack));
         assert!(h.outbox.is_empty(), "{:?}", h.outbox);
-        assert_eq!(h.counters.parse_errors_dropped, 1);
-        assert_eq!(h.counters.to_b2bua, 2);
+        assert_eq!(h.sip.parse_errors_dropped, 1);
+        assert_eq!(h.sip.to_b2bua, 2);
     }
 
     #[test]
     fn new_calls_over_the_rate_get_503() {
-        let cfg = crate::config::Config::embedded_default();
-        let b2bua = cfg.b2bua().unwrap();
-        let place = crate::signalling::Place {
-            worker: 0,
-            outside: "127.0.0.1:5060".parse().unwrap(),
-            inside: "127.0.0.1:5081".parse().unwrap(),
-            outside_flow: Flow(0),
-            inside_flow: Flow(2),
-        };
+        let mut h = limited(0, 2.0);
         #[allow(clippy::disallowed_methods)]
         let now = Instant::now();
-        let sig = Signalling::new(&b2bua, &cfg.limits, &place, [9; 32], now);
-        let mut h = Handler::new(0, sig, 2.0);
         let invite = |n: u32| {
             Bytes::from(
                 String::from_utf8(options(&format!("CSeq: {n} INVITE\r\n")).to_vec())
@@ -530,13 +352,14 @@ From: <sip:b@h>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\
             if h.handle(invite(n), origin(), now, &mut NoRelay) {
                 let t = answer(&h);
                 assert!(t.starts_with("SIP/2.0 503 "), "{t}");
-                assert!(t.contains("Retry-After: 1"));
+                assert!(t.contains("Retry-After: 1\r\n"), "{t}");
+                assert!(t.contains("Server: sbc"), "{t}");
                 refused += 1;
             }
         }
         // Two tokens (one second's worth), then refusals; a second later two more are allowed.
         assert_eq!(refused, 3);
-        assert_eq!(h.counters.cps_refused, 3);
+        assert_eq!(h.guard_stats().cps_refused, 3);
         let later = now + std::time::Duration::from_secs(1);
         h.outbox.clear();
         assert!(

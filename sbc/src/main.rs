@@ -8,13 +8,16 @@
 //! flag that the workers read at least every 100 ms.
 
 mod config;
+mod control;
 mod driver;
 mod handler;
 mod media;
 mod shard_media;
 mod signalling;
+mod stats;
 mod stream;
 mod sys;
+mod tokens;
 mod udp;
 mod worker;
 
@@ -27,7 +30,6 @@ use mimalloc::MiMalloc;
 
 use crate::config::{Config, DriverChoice};
 use crate::driver::Driver;
-use crate::handler::Counters;
 use crate::worker::{Worker, WorkerSetup};
 
 #[global_allocator]
@@ -230,6 +232,8 @@ fn run(cfg: &Config) -> Result<(), String> {
     // Bind everything first: a bad address fails here, with its name.
     let mut workers = Vec::with_capacity(n);
     let now = std::time::Instant::now();
+    // Each worker publishes its counters to the control thread once a second, and at stop.
+    let (snapshots, control_rx) = control::channel(n);
     if cfg.media.enabled {
         let ports = u64::from(cfg.media.port_max - cfg.media.port_min) + 1;
         media::raise_fd_limit(ports + 1024 + 64 * n as u64)?;
@@ -275,11 +279,12 @@ fn run(cfg: &Config) -> Result<(), String> {
             tls_config: tls_config.clone(),
             transport: &cfg.transport,
             signalling: sig,
-            cps: f64::from(cfg.limits.max_cps) / n as f64,
+            guard: b2bua.guard(f64::from(cfg.limits.max_cps) / n as f64),
             stop: stop.clone(),
             media,
             shard_media,
             ng,
+            publisher: control::Publisher::new(id as u16, snapshots.clone(), now),
         })
         .map_err(|e| format!("worker {id}: {e}"))?;
         workers.push(w);
@@ -294,6 +299,12 @@ fn run(cfg: &Config) -> Result<(), String> {
         "sbc listening"
     );
     sys::block_stop_signals();
+    // The control thread keeps each worker's latest counters until every worker is gone.
+    drop(snapshots);
+    let control = std::thread::Builder::new()
+        .name("sbc-control".into())
+        .spawn(move || control::Control::new(n, control_rx).run())
+        .map_err(|e| format!("spawn control thread: {e}"))?;
     // Worker i runs on the i-th CPU the process is allowed (so `taskset -c 1 sbc` keeps it on 1),
     // pinned when there is one CPU per worker.
     let cpus = sys::allowed_cpus();
@@ -319,16 +330,15 @@ fn run(cfg: &Config) -> Result<(), String> {
     let sig = sys::wait_stop_signal();
     tracing::info!(signal = sig, "stopping");
     stop.store(true, Ordering::Relaxed);
-    let mut total = Counters::default();
     for (i, h) in handles.into_iter().enumerate() {
-        match h.join() {
-            Ok(c) => {
-                tracing::info!(worker = i, counters = ?c, "worker stopped");
-                total.add(&c);
-            }
-            Err(_) => tracing::error!(worker = i, "worker panicked"),
+        if h.join().is_err() {
+            tracing::error!(worker = i, "worker panicked");
         }
     }
-    tracing::info!(counters = ?total, "sbc stopped");
+    // Every worker has sent its last snapshot and dropped its sender: the control thread ends.
+    match control.join() {
+        Ok(c) => c.log_stopped(),
+        Err(_) => tracing::error!("control thread panicked"),
+    }
     Ok(())
 }

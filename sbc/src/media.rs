@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use media_plane::Action;
 use sbc_core::media::MediaControl;
 
-use crate::handler::Counters;
+use crate::stats::Transport;
 
 /// The sockets of one worker's media ports, indexed by `port - base`.
 pub(crate) struct MediaSockets {
@@ -115,7 +115,7 @@ pub(crate) fn relay_ready(
     shard: &mut media_plane::MediaShard,
     index: usize,
     buf: &mut [u8],
-    counters: &mut Counters,
+    counters: &mut Transport,
     budget: usize,
     now: Instant,
 ) {

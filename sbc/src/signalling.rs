@@ -13,154 +13,32 @@
 //! shared inside port, and any worker can take those.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sbc_core::b2bua::{B2bua, B2buaConfig, CallEvent, Origin, Router, Target};
+use sbc_core::b2bua::{B2bua, B2buaConfig, CallEvent, Origin};
 use sbc_core::media::MediaControl;
-use sbc_core::registration::trunkreg::{TrunkAuth, TrunkRegistrationConfig};
-use sbc_core::routing::{
-    self as core_routing, select, CallSource, HealthMonitor, LocalTime, TargetGroupId, TargetIdx,
-};
-use sbc_core::signalling::ids::WorkerId;
+use sbc_core::registration::trunkreg::TrunkRegistrationConfig;
+use sbc_core::routing::policy::RoutingPolicy;
+use sbc_core::routing::{LocalTime, TargetIdx, Transport};
+use sbc_core::signalling::ids::{Id, WorkerId};
 use sbc_core::signalling::topology::Side;
 use sbc_sip::transaction::{Flow, Transmit};
-use sbc_sip::{Message, Method};
+use sbc_sip::Message;
 
 use crate::config;
-
-/// Counters of the signalling layer, copied out when the worker stops.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct SignallingStats {
-    pub(crate) calls_started: u64,
-    pub(crate) calls_answered: u64,
-    pub(crate) calls_ended: u64,
-    pub(crate) probes_failed: u64,
-}
-
-/// Per target group, the credentials of the trunk whose outbound group it is.
-fn trunk_auth(cfg: &config::CoreSettings) -> Vec<Option<Arc<TrunkAuth>>> {
-    (0..cfg.groups.len())
-        .map(|g| {
-            let t = cfg
-                .trunks
-                .iter()
-                .find(|t| t.outbound.is_some_and(|o| o.0 as usize == g))?;
-            Some(Arc::new(TrunkAuth {
-                username: t.username.clone()?,
-                password: t.password.as_ref()?.expose().to_owned(),
-            }))
-        })
-        .collect()
-}
-
-/// The routing configuration of one worker, and the health of its targets.
-struct Routes {
-    cfg: config::CoreSettings,
-    router: core_routing::Router,
-    health: HealthMonitor,
-    outside_flow: Flow,
-    inside_flow: Flow,
-    /// Wall time for time-of-day routes, refreshed once a second.
-    local: LocalTime,
-    local_at: Instant,
-    seed: u64,
-    /// Per target group: the credentials of the trunk it reaches, if it has some.
-    trunk_auth: Vec<Option<Arc<TrunkAuth>>>,
-}
-
-impl Routes {
-    fn side_of(&self, group: TargetGroupId) -> Side {
-        if self.cfg.inside_groups.contains(&group) {
-            Side::Inside
-        } else {
-            Side::Outside
-        }
-    }
-
-    /// The first candidate of `group` (Up before Down, by priority, weighted), as a B2BUA target.
-    fn pick(&self, group: TargetGroupId, user: Option<String>) -> Option<Target> {
-        let g = self.cfg.groups.get(group.0 as usize)?;
-        let mut candidates = select(g, &self.health, self.seed);
-        let t = candidates.next()?;
-        let alternates = candidates
-            .map(|a| (a.addr, a.transport != core_routing::Transport::Udp))
-            .collect();
-        let side = self.side_of(group);
-        let flow = match side {
-            Side::Inside => self.inside_flow,
-            Side::Outside => self.outside_flow,
-        };
-        Some(Target {
-            dest: t.addr,
-            side,
-            reliable: t.transport != core_routing::Transport::Udp,
-            flow,
-            uri: None,
-            user,
-            auth: self.trunk_auth.get(group.0 as usize).cloned().flatten(),
-            label: None,
-            alternates,
-        })
-    }
-
-    fn route(&self, msg: &Message, side: Side, source: SocketAddr) -> Option<Target> {
-        let trunk = self
-            .cfg
-            .trunks
-            .iter()
-            .find(|t| t.acl.iter().any(|c| c.contains(source.ip())));
-        if msg.method() == Some(&Method::Register) {
-            // The registrar behind the SBC: the first inside group.
-            return self
-                .cfg
-                .inside_groups
-                .first()
-                .and_then(|g| self.pick(*g, None));
-        }
-        let called = msg
-            .request_uri()
-            .and_then(|u| sbc_sip::uri::Uri::parse(u).ok())
-            .and_then(|u| u.user)
-            .unwrap_or_default();
-        let called = match trunk {
-            Some(t) => core_routing::normalize(&t.number_rules, called).into_owned(),
-            None => called.to_owned(),
-        };
-        let source = CallSource {
-            side: match side {
-                Side::Inside => core_routing::Side::Inside,
-                Side::Outside => core_routing::Side::Outside,
-            },
-            trunk: trunk.map(|t| t.id),
-        };
-        if let Some(r) = self.router.route(&source, &called, self.local) {
-            let user = r.rewrite_outbound(&called).into_owned();
-            return self.pick(r.target, Some(user));
-        }
-        // A call from a trunk with an inbound group and no matching route goes there.
-        let inbound = trunk.and_then(|t| t.inbound)?;
-        self.pick(inbound, Some(called))
-    }
-}
-
-/// A [`Router`] for one received message: the configured routes plus where the message came from.
-struct MessageRouter<'a> {
-    routes: &'a Routes,
-    source: SocketAddr,
-}
-
-impl Router for MessageRouter<'_> {
-    fn route(&self, msg: &Message, from: Side) -> Option<Target> {
-        self.routes.route(msg, from, self.source)
-    }
-}
+use crate::stats;
 
 /// The signalling of one worker.
 pub(crate) struct Signalling {
     b2bua: B2bua,
-    routes: Routes,
-    pub(crate) stats: SignallingStats,
+    /// Routes, trunks and the health of the targets.
+    policy: RoutingPolicy,
+    /// Wall time for time-of-day routes, refreshed once a second.
+    local: LocalTime,
+    local_at: Instant,
+    /// The B2BUA layer's counters this side counts (call events, failed probes); the rest is read
+    /// from the B2BUA by [`Self::counters`].
+    stats: stats::B2bua,
 }
 
 /// Where a worker stands on each side and which of its sockets it uses.
@@ -173,15 +51,24 @@ pub(crate) struct Place {
 }
 
 impl Signalling {
-    /// The trunk registrations' counters, summed.
-    pub(crate) fn trunk_stats(&self) -> sbc_core::registration::trunkreg::RegStats {
-        let mut sum = sbc_core::registration::trunkreg::RegStats::default();
-        for (_, _, s) in self.b2bua.trunk_registrations() {
-            sum.registered += s.registered;
-            sum.challenges += s.challenges;
-            sum.failures += s.failures;
+    /// The B2BUA layer's counters: calls, registrations, carrier trunks, fail-overs and probes.
+    pub(crate) fn counters(&self) -> stats::B2bua {
+        let (calls, registrations) = self.load();
+        let b = self.b2bua.stats();
+        let mut c = stats::B2bua {
+            live_calls: calls as u64,
+            live_registrations: registrations as u64,
+            trunk_auth_answered: b.trunk_auth_answered,
+            trunk_auth_failures: b.trunk_auth_failures,
+            call_failovers: b.failovers,
+            ..self.stats
+        };
+        for (_, _, t) in self.b2bua.trunk_registrations() {
+            c.trunk_registrations += t.registered;
+            c.trunk_register_challenges += t.challenges;
+            c.trunk_register_failures += t.failures;
         }
-        sum
+        c
     }
 
     /// Stopping: remove the SBC's bindings with carrier trunks (REGISTER with Expires: 0).
@@ -192,11 +79,6 @@ impl Signalling {
     /// A trunk's removal is still unanswered.
     pub(crate) fn trunks_closing(&self) -> bool {
         self.b2bua.trunks_closing()
-    }
-
-    /// The B2BUA's counters.
-    pub(crate) fn b2bua_stats(&self) -> sbc_core::b2bua::B2buaStats {
-        self.b2bua.stats()
     }
 
     /// The worker's media anchor, when media is anchored.
@@ -229,46 +111,29 @@ impl Signalling {
         c.seed = u64::from_le_bytes([
             secret[0], secret[1], secret[2], secret[3], secret[4], secret[5], secret[6], secret[7],
         ]) ^ u64::from(place.worker);
-        // One monitor per worker; the probe settings of the first group apply to all (they are
-        // usually the same, and a per-target interval is a later refinement).
-        // Groups probed every 0 s are not probed at all (their targets stay Unknown: usable).
-        let probed: Vec<_> = cfg
-            .groups
-            .iter()
-            .zip(&cfg.health)
-            .filter(|(_, h)| !h.interval.is_zero())
-            .map(|(g, _)| g.clone())
-            .collect();
-        let health_cfg = cfg
-            .health
-            .iter()
-            .find(|h| !h.interval.is_zero())
-            .copied()
-            .unwrap_or_default();
-        let health = HealthMonitor::for_groups(health_cfg, &probed, now);
+        let policy = RoutingPolicy::new(
+            cfg.policy(place.outside_flow, place.inside_flow),
+            u64::from(place.worker),
+            now,
+        );
         let mut b2bua = B2bua::new(c);
-        // One credentials record per trunk, shared by its calls and its registration.
-        let trunk_auth = trunk_auth(cfg);
         // Worker 0 keeps the SBC registered with the trunks that require it (one registration
-        // per trunk for the whole SBC; calls from the carrier reach any worker).
+        // per trunk for the whole SBC; calls from the carrier reach any worker). The credentials
+        // are those of the trunk's group, shared with its calls.
         if place.worker == 0 {
             for t in cfg.trunks.iter().filter(|t| t.register) {
-                let Some(group) = t.outbound else {
+                let Some(group) = t.outbound.and_then(|g| policy.group(g)) else {
                     continue;
                 };
-                let proxy = cfg
-                    .groups
-                    .get(group.0 as usize)
-                    .and_then(|g| g.targets.first());
-                let auth = trunk_auth.get(group.0 as usize).cloned().flatten();
-                let (Some(proxy), Some(auth)) = (proxy, auth) else {
+                let (Some(proxy), Some(auth)) = (group.group.targets.first(), group.auth.clone())
+                else {
                     continue;
                 };
                 b2bua.register_trunk(
                     TrunkRegistrationConfig {
                         name: t.name.clone(),
                         registrar: proxy.addr,
-                        reliable: proxy.transport != core_routing::Transport::Udp,
+                        reliable: proxy.transport != Transport::Udp,
                         auth,
                         expires: t.register_expires,
                     },
@@ -278,18 +143,10 @@ impl Signalling {
         }
         Self {
             b2bua,
-            routes: Routes {
-                router: core_routing::Router::new(cfg.routes.clone()),
-                cfg: cfg.clone(),
-                health,
-                outside_flow: place.outside_flow,
-                inside_flow: place.inside_flow,
-                local: local_time(),
-                local_at: now,
-                seed: u64::from(place.worker),
-                trunk_auth,
-            },
-            stats: SignallingStats::default(),
+            policy,
+            local: local_time(),
+            local_at: now,
+            stats: stats::B2bua::default(),
         }
     }
 
@@ -301,17 +158,13 @@ impl Signalling {
         origin: Origin,
         media: &mut dyn MediaControl,
     ) {
-        self.routes.seed = self.routes.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let router = MessageRouter {
-            routes: &self.routes,
-            source: origin.source,
-        };
+        let router = self.policy.router(origin.source, self.local);
         self.b2bua.handle_message(now, msg, origin, &router, media);
     }
 
     /// The earliest time [`Self::on_timeout`] has work.
     pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
-        [self.b2bua.poll_timeout(), self.routes.health.poll_timeout()]
+        [self.b2bua.poll_timeout(), self.policy.poll_timeout()]
             .into_iter()
             .flatten()
             .min()
@@ -319,35 +172,22 @@ impl Signalling {
 
     /// Timers, health probes and the wall clock of time-of-day routes.
     pub(crate) fn on_timeout(&mut self, now: Instant, media: &mut dyn MediaControl) {
-        if now.duration_since(self.routes.local_at) >= Duration::from_secs(1) {
-            self.routes.local = local_time();
-            self.routes.local_at = now;
+        if now.duration_since(self.local_at) >= Duration::from_secs(1) {
+            self.local = local_time();
+            self.local_at = now;
         }
         self.b2bua.handle_timeout(now, media);
-        self.routes.health.handle_timeout(now);
-        while let Some((idx, addr)) = self.routes.health.poll_probe(now) {
-            let side = if self.routes.cfg.inside_groups.iter().any(|g| {
-                self.routes
-                    .cfg
-                    .groups
-                    .get(g.0 as usize)
-                    .is_some_and(|g| g.targets.iter().any(|t| t.addr == addr))
-            }) {
-                Side::Inside
-            } else {
-                Side::Outside
-            };
-            let flow = match side {
-                Side::Inside => self.routes.inside_flow,
-                Side::Outside => self.routes.outside_flow,
-            };
-            if !self
-                .b2bua
-                .probe(now, &Target::udp(side, addr, flow), idx.0 as u64, media)
-            {
-                self.routes.health.handle_probe_result(now, idx, false);
+        self.policy.handle_timeout(now);
+        while let Some((idx, target)) = self.policy.poll_probe(now) {
+            if !self.b2bua.probe(now, &target, idx.0 as u64, media) {
+                self.policy.handle_probe_result(now, idx, false);
             }
         }
+    }
+
+    /// A fresh local tag for an answer made without a dialog, from the B2BUA's id generator.
+    pub(crate) fn new_tag(&mut self) -> Id {
+        self.b2bua.new_tag()
     }
 
     /// Move what is to be sent into `out`, and digest the B2BUA's events.
@@ -365,7 +205,7 @@ impl Signalling {
                         self.stats.probes_failed += 1;
                     }
                     let idx = TargetIdx(usize::try_from(token).unwrap_or(usize::MAX));
-                    self.routes.health.handle_probe_result(now, idx, alive);
+                    self.policy.handle_probe_result(now, idx, alive);
                 }
             }
         }

@@ -20,9 +20,9 @@ use sbc_core::signalling::topology::Side;
 use sbc_sip::framing::{next_frame, Frame, Limits};
 use sbc_sip::transaction::Flow;
 
-use crate::driver::tokens::{next_generation, Kind, Token};
 use crate::handler::Handler;
 use crate::sys::Epoll;
+use crate::tokens::{next_generation, Kind, Token};
 
 /// A write queue above this closes the connection: the peer does not read.
 const MAX_WRITE_QUEUE: usize = 1 << 20;
@@ -136,13 +136,13 @@ impl Streams {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
                     // EMFILE and the like: count, retry at the next event.
-                    h.counters.tcp_refused += 1;
+                    h.transport.tcp_refused += 1;
                     return;
                 }
             };
             if self.open >= self.max_conns {
                 // Over capacity: closing at once is the refusal (dropping `sock`).
-                h.counters.tcp_refused += 1;
+                h.transport.tcp_refused += 1;
                 continue;
             }
             if sock.set_nonblocking(true).is_err() {
@@ -153,7 +153,7 @@ impl Streams {
                 (true, Some(cfg)) => match ServerConnection::new(cfg.clone()) {
                     Ok(c) => Some(Box::new(c)),
                     Err(_) => {
-                        h.counters.tls_errors += 1;
+                        h.transport.tls_errors += 1;
                         continue;
                     }
                 },
@@ -192,7 +192,7 @@ impl Streams {
                 want_out: false,
             });
             self.open += 1;
-            h.counters.tcp_accepted += 1;
+            h.transport.tcp_accepted += 1;
         }
     }
 
@@ -243,7 +243,7 @@ impl Streams {
             keep = update_interest(epoll, conn, index);
         }
         if !keep {
-            h.counters.tcp_closed += 1;
+            h.transport.tcp_closed += 1;
             self.close(epoll, index);
         }
     }
@@ -291,7 +291,7 @@ impl Streams {
             })
             .collect();
         for i in expired {
-            h.counters.tcp_idle_closed += 1;
+            h.transport.tcp_idle_closed += 1;
             self.close(epoll, i);
         }
     }
@@ -331,7 +331,7 @@ fn read_conn(
                     Err(_) => return false,
                 }
                 if tls.process_new_packets().is_err() {
-                    h.counters.tls_errors += 1;
+                    h.transport.tls_errors += 1;
                     // Send the alert rustls queued, then close.
                     let _ = tls.write_tls(&mut conn.sock);
                     return false;
@@ -394,18 +394,18 @@ fn frame_and_handle(
             Ok(Frame::Skip(n)) => consumed += n,
             Ok(Frame::KeepAlive(n)) => {
                 // RFC 5626 §4.4.1: answer a CRLFCRLF ping with a CRLF pong.
-                h.counters.keepalives += 1;
+                h.transport.keepalives += 1;
                 out.extend_from_slice(b"\r\n");
                 consumed += n;
             }
             Ok(Frame::Complete(n)) => {
-                h.counters.stream_rx_messages += 1;
+                h.transport.stream_rx_messages += 1;
                 let msg = Bytes::copy_from_slice(&rest[..n]);
                 h.handle(msg, origin, now, media);
                 consumed += n;
             }
             Err(_) => {
-                h.counters.framing_errors += 1;
+                h.transport.framing_errors += 1;
                 ok = false;
                 break;
             }

@@ -14,16 +14,19 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sbc_core::b2bua::Origin;
+use sbc_core::guard::{Guard, GuardConfig};
 use sbc_core::media::{MediaControl, NoRelay};
 use sbc_sip::transaction::{Flow, Transmit};
 
-use crate::driver::tokens::{is_conn_flow, Kind, Token};
-use crate::handler::{Counters, Handler};
+use crate::control::{Layers, Publisher};
+use crate::handler::Handler;
 use crate::media::{MediaSockets, NgServer};
 use crate::shard_media::ShardMedia;
 use crate::signalling::{udp_side, Signalling};
+use crate::stats::{Media, Transport, WorkerStats};
 use crate::stream::Streams;
 use crate::sys::Epoll;
+use crate::tokens::{is_conn_flow, Kind, Token};
 
 /// The longest a worker sleeps before looking at the stop flag and timers.
 pub(crate) const TICK_MS: i32 = 100;
@@ -62,6 +65,8 @@ pub(crate) struct Worker {
     shard_media: Option<ShardMedia>,
     /// The rtpengine ng control socket (worker 0 only, when configured).
     pub(crate) ng: Option<NgServer>,
+    /// Sends the worker's counters to the control thread, once a second from [`Self::tick`].
+    publisher: Publisher,
     last_idle_scan: Instant,
     /// Set when the stop flag is first seen: the worker runs until then at most, to have its
     /// goodbyes answered.
@@ -81,13 +86,14 @@ pub(crate) struct WorkerSetup<'a> {
     pub(crate) tls_config: Option<Arc<rustls::ServerConfig>>,
     pub(crate) transport: &'a crate::config::TransportSection,
     pub(crate) signalling: Signalling,
-    /// This worker's share of `limits.max_cps` (0: none).
-    pub(crate) cps: f64,
+    /// The admission guard's settings (this worker's share of `limits.max_cps`).
+    pub(crate) guard: GuardConfig,
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) media: Option<MediaSockets>,
     /// The relay shard over the ports of `media`.
     pub(crate) shard_media: Option<ShardMedia>,
     pub(crate) ng: Option<NgServer>,
+    pub(crate) publisher: Publisher,
 }
 
 /// The media path of a worker, borrowed apart from the rest: its sockets, its shard, the ng
@@ -96,7 +102,7 @@ pub(crate) struct MediaPath<'a> {
     pub(crate) socks: Option<&'a MediaSockets>,
     pub(crate) shard: &'a mut ShardMedia,
     pub(crate) ng: Option<&'a mut NgServer>,
-    pub(crate) counters: &'a mut Counters,
+    pub(crate) counters: &'a mut Transport,
 }
 
 impl Worker {
@@ -110,11 +116,12 @@ impl Worker {
             tls_config,
             transport,
             signalling,
-            cps,
+            guard,
             stop,
             media,
             shard_media,
             ng,
+            publisher,
         } = setup;
         let limits = sbc_sip::framing::Limits {
             max_header: transport.max_message_size.min(16 * 1024),
@@ -140,7 +147,7 @@ impl Worker {
         }
         Ok(Self {
             id,
-            handler: Handler::new(id, signalling, cps),
+            handler: Handler::new(signalling, Guard::new(guard)),
             udp,
             outside_udp,
             streams,
@@ -151,6 +158,7 @@ impl Worker {
             media,
             shard_media,
             ng,
+            publisher,
             last_idle_scan: Instant::now(),
             stop_until: None,
         })
@@ -173,15 +181,49 @@ impl Worker {
         }
     }
 
-    /// The worker's counters, at the end of its loop.
-    pub(crate) fn finish(self) -> Counters {
-        let mut c = self
-            .handler
-            .final_counters(self.shard_media.as_ref().map(ShardMedia::shard));
+    /// The end of the worker's loop: its last counters go to the control thread.
+    pub(crate) fn finish(self) {
+        let layers = self.layers();
+        let Self { publisher, .. } = self;
+        publisher.finish(layers, Instant::now());
+    }
+
+    /// The worker's counters, layer by layer (copies: nothing is locked or allocated).
+    fn layers(&self) -> Layers {
+        Layers {
+            transport: self.handler.transport,
+            sip: self.handler.sip,
+            b2bua: self.handler.signalling.counters(),
+            media: self.media_counters(),
+            guard: self.handler.guard_stats(),
+            // Filled in by the publisher.
+            worker: WorkerStats::default(),
+        }
+    }
+
+    /// The media layer's counters: the relay shard's, the SDP anchor's and the ng server's.
+    fn media_counters(&self) -> Media {
+        let mut c = Media::default();
         if let Some(ng) = &self.ng {
             let n = ng.counters();
             c.ng_requests = n.requests;
             c.ng_errors = n.errors;
+        }
+        let relay = self.shard_media.as_ref().map(ShardMedia::shard);
+        if let (Some(m), Some(relay)) = (self.handler.signalling.media(), relay) {
+            let shard = relay.counters();
+            let anchor = m.stats();
+            c.media_forwarded = shard.forwarded;
+            c.media_dropped = media_plane::DropReason::ALL
+                .iter()
+                .map(|r| shard.dropped(*r))
+                .sum();
+            c.media_sdp_rewritten = anchor.rewritten;
+            c.media_offers_refused = anchor.refused;
+            c.media_no_media_ends = anchor.no_media_ends;
+            c.media_one_way = anchor.one_way;
+            c.media_sessions = relay.len() as u64;
+            c.media_ports_in_use = relay.ports().in_use() as u64;
         }
         c
     }
@@ -194,7 +236,7 @@ impl Worker {
             socks: self.media.as_ref(),
             shard,
             ng: self.ng.as_mut(),
-            counters: &mut self.handler.counters,
+            counters: &mut self.handler.transport,
         })
     }
 
@@ -241,7 +283,8 @@ impl Worker {
         }
     }
 
-    /// Periodic work: SIP timers, then idle connections.
+    /// Periodic work: SIP timers, then idle connections, then (once a second) the counters'
+    /// snapshot for the control thread.
     pub(crate) fn tick(&mut self, now: Instant) {
         self.check_stop(now);
         self.handler.on_timeout(now, relay(&mut self.shard_media));
@@ -257,6 +300,10 @@ impl Worker {
             self.last_idle_scan = now;
             self.streams
                 .expire_idle(&self.epoll, now, &mut self.handler);
+        }
+        if self.publisher.due(now) {
+            let layers = self.layers();
+            self.publisher.publish(layers, now);
         }
     }
 
@@ -282,9 +329,9 @@ impl Worker {
         truncated: bool,
         now: Instant,
     ) {
-        self.handler.counters.udp_rx += 1;
+        self.handler.transport.udp_rx += 1;
         if truncated || data.len() > self.max_message {
-            self.handler.counters.udp_truncated += 1;
+            self.handler.transport.udp_truncated += 1;
             return;
         }
         let origin = Origin {
@@ -307,12 +354,12 @@ impl Worker {
         for t in self.handler.outbox.drain(..) {
             if is_conn_flow(t.flow.0) {
                 if !self.streams.send(&self.epoll, t.flow.0, &t.bytes) {
-                    self.handler.counters.flow_unknown += 1;
+                    self.handler.sip.flow_unknown += 1;
                 }
             } else if (t.flow.0 as usize) < self.udp.len() {
                 udp.push(t);
             } else {
-                self.handler.counters.flow_unknown += 1;
+                self.handler.sip.flow_unknown += 1;
             }
         }
     }

@@ -4,14 +4,19 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
+use sbc_core::guard::GuardConfig;
 use sbc_core::registration::registrar::RegistrarConfig;
+use sbc_core::registration::trunkreg::TrunkAuth;
+use sbc_core::routing::policy::{PolicyConfig, PolicyGroup, PolicyTrunk};
 use sbc_core::routing::{
     self as core_routing, HealthConfig, NumberRule, Route, SourceMatch, TargetGroup, TargetGroupId,
     TimeWindow, TrunkId,
 };
-use sbc_core::signalling::topology::{HeaderAction, HeaderPolicy, TopologyPolicy};
+use sbc_core::signalling::topology::{HeaderAction, HeaderPolicy, Side, TopologyPolicy};
+use sbc_sip::transaction::Flow;
 use toml::Spanned;
 
 use super::validate::check_number_rules;
@@ -88,7 +93,8 @@ fn apply_lists(p: &mut HeaderPolicy, t: &TopologySection, product: Option<Cow<'s
 pub(crate) struct TrunkSettings {
     pub(crate) id: TrunkId,
     pub(crate) name: String,
-    pub(crate) acl: Vec<Cidr>,
+    /// Source ACL: requests from these networks come from the trunk.
+    pub(crate) acl: Vec<sbc_core::cidr::Cidr>,
     #[allow(dead_code)] // read by the config tests; calls toward the trunk take it from its group
     pub(crate) transport: core_routing::Transport,
     /// Where calls from the trunk go.
@@ -118,8 +124,7 @@ pub(crate) struct CoreSettings {
     /// Configured groups first, then one per trunk with an outbound proxy (named `trunk:<name>`);
     /// `groups[i].id == TargetGroupId(i)`.
     pub(crate) groups: Vec<TargetGroup>,
-    /// Name of each group, by id.
-    #[allow(dead_code)] // read by the config tests
+    /// Name of each group, by id (`trunk:<name>` for a trunk's outbound proxy).
     pub(crate) group_names: Vec<String>,
     /// Health-check settings of each group, by id.
     pub(crate) health: Vec<HealthConfig>,
@@ -127,6 +132,71 @@ pub(crate) struct CoreSettings {
     pub(crate) routes: Vec<Route>,
     pub(crate) registrar: RegistrarConfig,
     pub(crate) topology: TopologyPolicy,
+}
+
+impl CoreSettings {
+    /// The routing policy of a worker whose flows toward each side are `outside_flow` and
+    /// `inside_flow`: REGISTER requests go to the first inside group, and each group carries its
+    /// side, probe settings, name and the credentials of the trunk whose outbound proxy it holds.
+    pub(crate) fn policy(&self, outside_flow: Flow, inside_flow: Flow) -> PolicyConfig {
+        let groups = self
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| PolicyGroup {
+                group: g.clone(),
+                side: if self.inside_groups.contains(&g.id) {
+                    Side::Inside
+                } else {
+                    Side::Outside
+                },
+                health: self.health.get(i).copied().unwrap_or_default(),
+                auth: self.trunk_auth(g.id),
+                label: self.group_names.get(i).map(|n| Arc::from(n.as_str())),
+            })
+            .collect();
+        PolicyConfig {
+            groups,
+            trunks: self
+                .trunks
+                .iter()
+                .map(|t| PolicyTrunk {
+                    id: t.id,
+                    acl: t.acl.clone(),
+                    number_rules: t.number_rules.clone(),
+                    inbound: t.inbound,
+                })
+                .collect(),
+            routes: self.routes.clone(),
+            register_group: self.inside_groups.first().copied(),
+            outside_flow,
+            inside_flow,
+        }
+    }
+
+    /// The credentials of the trunk whose outbound proxy is `group`, if it has some.
+    fn trunk_auth(&self, group: TargetGroupId) -> Option<Arc<TrunkAuth>> {
+        let t = self.trunks.iter().find(|t| t.outbound == Some(group))?;
+        Some(Arc::new(TrunkAuth {
+            username: t.username.clone()?,
+            password: t.password.as_ref()?.expose().to_owned(),
+        }))
+    }
+
+    /// The admission guard of a worker whose share of the new-call rate is `cps` (0: none): the
+    /// trunks' source ACLs and the addresses of the inside targets are its trusted sources.
+    pub(crate) fn guard(&self, cps: f64) -> GuardConfig {
+        GuardConfig {
+            cps,
+            trunks: self.trunks.iter().map(|t| (t.id, t.acl.clone())).collect(),
+            inside: self
+                .inside_groups
+                .iter()
+                .filter_map(|g| self.groups.get(g.0 as usize))
+                .flat_map(|g| g.targets.iter().map(|t| t.addr.ip()))
+                .collect(),
+        }
+    }
 }
 
 impl Config {
@@ -272,7 +342,7 @@ impl Config {
             trunks.push(TrunkSettings {
                 id: TrunkId(i as u32),
                 name: t.name.clone(),
-                acl: t.addresses.clone(),
+                acl: t.addresses.iter().map(|c| c.0).collect(),
                 transport: t.transport.into(),
                 inbound,
                 outbound,

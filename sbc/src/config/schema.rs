@@ -240,70 +240,17 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// An IP network (`10.0.0.0/8`) or a single address (`192.0.2.7`).
+/// An IP network (`10.0.0.0/8`) or a single address (`192.0.2.7`), as the file writes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
-pub(crate) struct Cidr {
-    pub(crate) addr: IpAddr,
-    pub(crate) prefix_len: u8,
-}
-
-impl Cidr {
-    /// Whether `ip` is inside the network (IPv4-mapped IPv6 addresses match IPv4 networks).
-    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => mask32(u32::from(a), self.prefix_len) == u32::from(n),
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                mask128(u128::from(a), self.prefix_len) == u128::from(n)
-            }
-            _ => false,
-        }
-    }
-}
-
-fn mask32(v: u32, len: u8) -> u32 {
-    v.checked_shl(32 - u32::from(len))
-        .map_or(0, |_| v & (u32::MAX << (32 - u32::from(len))))
-}
-
-fn mask128(v: u128, len: u8) -> u128 {
-    if len == 0 {
-        0
-    } else {
-        v & (u128::MAX << (128 - u32::from(len)))
-    }
-}
+pub(crate) struct Cidr(pub(crate) sbc_core::cidr::Cidr);
 
 impl TryFrom<String> for Cidr {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        let bad =
-            |why: &str| format!("addresses: {s:?} is not an IP address or CIDR network: {why}");
-        let (ip, len) = match s.split_once('/') {
-            Some((ip, len)) => (ip, Some(len)),
-            None => (s.as_str(), None),
-        };
-        let addr: IpAddr = ip.trim().parse().map_err(|_| bad("bad address"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix_len = match len {
-            None => max,
-            Some(l) => match l.trim().parse::<u8>() {
-                Ok(n) if n <= max => n,
-                _ => return Err(bad(&format!("prefix length must be 0..={max}"))),
-            },
-        };
-        let host_bits = match addr {
-            IpAddr::V4(a) => mask32(u32::from(a), prefix_len) != u32::from(a),
-            IpAddr::V6(a) => mask128(u128::from(a), prefix_len) != u128::from(a),
-        };
-        if host_bits {
-            return Err(bad("host bits are set after the prefix length"));
-        }
-        Ok(Self { addr, prefix_len })
+        s.parse()
+            .map(Self)
+            .map_err(|e| format!("addresses: {s:?} is not an IP address or CIDR network: {e}"))
     }
 }
 

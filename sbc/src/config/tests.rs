@@ -222,6 +222,48 @@ fn full_example_loads_and_converts() {
 }
 
 #[test]
+fn full_example_gives_the_routing_policy_and_the_guard() {
+    use sbc_core::guard::{Guard, SourceClass};
+    use sbc_core::signalling::topology::Side;
+    use sbc_sip::transaction::Flow;
+
+    let c = Config::from_toml_with(FULL, "full", EPHEMERAL).unwrap();
+    let b = c.b2bua().unwrap();
+    let p = b.policy(Flow(0), Flow(2));
+    assert_eq!((p.outside_flow, p.inside_flow), (Flow(0), Flow(2)));
+    // REGISTER goes to the first inside group.
+    assert_eq!(p.register_group, Some(TargetGroupId(0)));
+    let (pbx, carrier) = (&p.groups[0], &p.groups[1]);
+    assert_eq!((pbx.side, carrier.side), (Side::Inside, Side::Outside));
+    assert_eq!(pbx.label.as_deref(), Some("pbx"));
+    assert_eq!(carrier.label.as_deref(), Some("trunk:carrier"));
+    assert_eq!(pbx.health.interval, Duration::from_secs(5));
+    // The carrier's credentials go with its outbound group only.
+    assert!(pbx.auth.is_none());
+    assert_eq!(carrier.auth.as_ref().unwrap().username, "sbc01");
+    assert_eq!(p.trunks[0].id, TrunkId(0));
+    assert!(p.trunks[0].recognises("192.0.2.7".parse().unwrap()));
+    assert_eq!(p.trunks[0].inbound, Some(TargetGroupId(0)));
+    assert_eq!(p.routes.len(), 2);
+
+    let g = b.guard(25.0);
+    assert_eq!(g.cps, 25.0);
+    let g = Guard::new(g);
+    assert_eq!(
+        g.classify("198.51.100.9".parse().unwrap()),
+        SourceClass::Trunk(TrunkId(0))
+    );
+    assert_eq!(
+        g.classify("127.0.0.3".parse().unwrap()),
+        SourceClass::Inside
+    );
+    assert_eq!(
+        g.classify("203.0.113.1".parse().unwrap()),
+        SourceClass::Unknown
+    );
+}
+
+#[test]
 fn check_config_passes_on_full_example() {
     // The same load function `--check-config` uses, on a file.
     let path = std::env::temp_dir().join(format!("sbc-config-{}.toml", std::process::id()));

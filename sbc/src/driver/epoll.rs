@@ -9,7 +9,7 @@ use std::time::Instant;
 use sbc_sip::transaction::Transmit;
 
 use super::mmsg::{MmsgBatch, BATCH};
-use super::tokens::{Kind, Token};
+use crate::tokens::{Kind, Token};
 use crate::worker::{MediaPath, Worker};
 
 /// Run the epoll loop until the stop flag is set.
@@ -121,6 +121,6 @@ fn flush(w: &mut Worker, batch: &mut MmsgBatch, sock: Option<usize>) {
         return;
     };
     let (sent, failed) = batch.flush(s);
-    w.handler.counters.udp_tx += sent;
-    w.handler.counters.udp_send_errors += failed;
+    w.handler.transport.udp_tx += sent;
+    w.handler.transport.udp_send_errors += failed;
 }

@@ -1,13 +1,12 @@
 //! The event loops that drive a [`Worker`]: io_uring ([`uring`]) and epoll + `recvmmsg`
-//! ([`epoll`], its batches in `mmsg`), the one token scheme they share ([`tokens`]), and the choice between them with the
-//! fall-back from io_uring to epoll. The io_uring provided-buffer ring is the `sbc-bufring` crate.
+//! ([`epoll`], its batches in `mmsg`), and the choice between them with the fall-back from io_uring
+//! to epoll. They name sockets and connections by the tokens of [`crate::tokens`]; the io_uring
+//! provided-buffer ring is the `sbc-bufring` crate.
 
 pub(crate) mod epoll;
 mod mmsg;
-pub(crate) mod tokens;
 pub(crate) mod uring;
 
-use crate::handler::Counters;
 use crate::worker::Worker;
 
 /// Which loop a worker runs.
@@ -18,8 +17,8 @@ pub(crate) enum Driver {
 }
 
 /// Run `w` on `driver` until the stop flag is set (io_uring failing at run time continues on epoll);
-/// returns the worker's counters.
-pub(crate) fn run(mut w: Worker, driver: Driver) -> Counters {
+/// the worker's last counters then go to the control thread.
+pub(crate) fn run(mut w: Worker, driver: Driver) {
     let result = match driver {
         Driver::IoUring => match uring::run(&mut w) {
             Err(e) if !w.stopping() => {

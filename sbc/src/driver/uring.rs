@@ -15,8 +15,8 @@ use io_uring::types::{Fd, Fixed, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 use sbc_bufring::BufRing;
 
-use super::tokens::{Kind, Token};
 use crate::sys::{sockaddr_from_bytes, sockaddr_to_storage};
+use crate::tokens::{Kind, Token};
 use crate::worker::{MediaPath, Worker, TICK_MS};
 
 const RING_ENTRIES: u32 = 1024;
@@ -241,7 +241,7 @@ fn on_media(
     len: usize,
     now: Instant,
 ) -> io::Result<bool> {
-    w.handler.counters.media_rx += 1;
+    w.handler.transport.media_rx += 1;
     match media_send(w, m, index, bid, len, now) {
         Some(sqe) => {
             push_sqe(ring, &sqe)?;
@@ -267,7 +267,7 @@ fn media_send(
     let (src, start, plen) = {
         let msg = RecvMsgOut::parse(m.bufs.buf(bid, len).unwrap_or_default(), &m.hdr).ok();
         let Some(msg) = msg.filter(|msg| !msg.is_payload_truncated()) else {
-            w.handler.counters.udp_truncated += 1;
+            w.handler.transport.udp_truncated += 1;
             return None;
         };
         // The payload follows the 16-byte header, the name and the control data.
@@ -407,7 +407,7 @@ fn drive(
                         }
                     } else if res == -libc::ENOBUFS {
                         // Every buffer was in use: datagrams may have been dropped by the kernel.
-                        w.handler.counters.udp_no_buffers += 1;
+                        w.handler.transport.udp_no_buffers += 1;
                     }
                     if !cqueue::more(flags) && !w.stopping() {
                         push_sqe(ring, &recv_sqe(w, i, &msghdr))?;
@@ -417,9 +417,9 @@ fn drive(
                     let slot = tok.index as usize;
                     sends.free.push(slot);
                     if res < 0 {
-                        w.handler.counters.udp_send_errors += 1;
+                        w.handler.transport.udp_send_errors += 1;
                     } else {
-                        w.handler.counters.udp_tx += 1;
+                        w.handler.transport.udp_tx += 1;
                     }
                 }
                 Kind::Epoll => {
@@ -436,7 +436,7 @@ fn drive(
                             returned_media |= on_media(w, ring, m, i, bid, res as usize, now)?;
                         }
                     } else if res == -libc::ENOBUFS {
-                        w.handler.counters.media_no_buffers += 1;
+                        w.handler.transport.media_no_buffers += 1;
                     }
                     if !cqueue::more(flags) && !w.stopping() {
                         push_sqe(ring, &media_recv_sqe(i, &m.hdr))?;
@@ -447,7 +447,7 @@ fn drive(
                         continue;
                     };
                     if res < 0 {
-                        w.handler.counters.media_send_errors += 1;
+                        w.handler.transport.media_send_errors += 1;
                     }
                     m.bufs.push(tok.index as u16);
                     returned_media = true;
@@ -486,7 +486,7 @@ fn drive(
 /// causes to be sent joins the worker's outbox).
 fn on_recv(w: &mut Worker, index: usize, buf: &[u8], msghdr: &libc::msghdr, now: Instant) {
     let Ok(msg) = RecvMsgOut::parse(buf, msghdr) else {
-        w.handler.counters.udp_truncated += 1;
+        w.handler.transport.udp_truncated += 1;
         return;
     };
     // RFC 3581 / RFC 3261 §18.2.2: a stateless answer goes to the packet's source address and port
@@ -509,8 +509,8 @@ fn queue_send(
     let Some(slot) = sends.take() else {
         // Too many in flight: send directly rather than queue without bound.
         match w.udp[sock].send_to(data, dst) {
-            Ok(_) => w.handler.counters.udp_tx += 1,
-            Err(_) => w.handler.counters.udp_send_errors += 1,
+            Ok(_) => w.handler.transport.udp_tx += 1,
+            Err(_) => w.handler.transport.udp_send_errors += 1,
         }
         return Ok(());
     };

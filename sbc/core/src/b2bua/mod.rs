@@ -89,7 +89,7 @@ use crate::media::callmedia::{CallMedia, MediaAnchor};
 use crate::media::MediaControl;
 use crate::registration::registrar::{BindingKey, Registrar, RegistrarConfig};
 use crate::registration::trunkreg::{TrunkAuth, TrunkRegistration};
-use crate::signalling::ids::{IdGen, WorkerId};
+use crate::signalling::ids::{Id, IdGen, IdKind, WorkerId};
 use crate::signalling::topology::{Side, TopologyPolicy};
 use crate::table::BoundedTable;
 use record::CallFacts;
@@ -510,6 +510,12 @@ impl B2bua {
     /// Live transactions of the underlying layer.
     pub fn transactions(&self) -> usize {
         self.txs.len()
+    }
+
+    /// A fresh local tag from this worker's id generator (it carries the worker id and its MAC):
+    /// the To tag of an answer made without a dialog (OPTIONS, a refusal, a parse error).
+    pub fn new_tag(&mut self) -> Id {
+        self.ids.generate(IdKind::Tag)
     }
 
     /// Counters.

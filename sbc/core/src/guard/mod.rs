@@ -87,15 +87,17 @@ pub struct GuardConfig {
     pub inside: Vec<IpAddr>,
 }
 
-/// The guard's counters, by reason. Single writer (the worker).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GuardStats {
-    /// Messages admitted.
-    pub admitted: u64,
-    /// New calls refused over the rate.
-    pub refused_rate: u64,
-    /// Messages dropped.
-    pub dropped: u64,
+sbc_counters::counters! {
+    /// The guard's counters, by verdict and reason; single writer (the worker). The names are
+    /// unique among the worker's layers (one flat namespace for logs and metrics).
+    pub struct GuardStats {
+        /// Parsed messages admitted (answered statelessly or handed to the B2BUA).
+        counter guard_admitted,
+        /// New calls refused over the worker's share of the new-call rate (`limits.max_cps`).
+        counter cps_refused,
+        /// Messages dropped without an answer.
+        counter guard_dropped,
+    }
 }
 
 /// The admission guard of one worker.
@@ -131,11 +133,11 @@ impl Guard {
         let _ = source;
         match kind {
             Kind::Invite if self.cps.as_mut().is_some_and(|b| !b.take(now)) => {
-                self.stats.refused_rate += 1;
+                self.stats.cps_refused += 1;
                 Admission::Refuse(Refusal::RATE)
             }
             _ => {
-                self.stats.admitted += 1;
+                self.stats.guard_admitted += 1;
                 Admission::Admit
             }
         }

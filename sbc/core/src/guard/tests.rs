@@ -55,9 +55,9 @@ fn new_calls_over_the_rate_are_refused_with_503_retry_after_1() {
     assert_eq!(
         g.stats(),
         GuardStats {
-            admitted: 6,
-            refused_rate: 4,
-            dropped: 0,
+            guard_admitted: 6,
+            cps_refused: 4,
+            guard_dropped: 0,
         }
     );
 }

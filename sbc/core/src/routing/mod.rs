@@ -22,6 +22,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::signalling::topology::Side;
+
 // ---------------------------------------------------------------------------------------------
 // Number normalization
 // ---------------------------------------------------------------------------------------------
@@ -166,15 +168,6 @@ pub struct TrunkId(pub u32);
 /// Identifier of a configured [`TargetGroup`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TargetGroupId(pub u32);
-
-/// The side of the SBC a call arrives on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// The private side (PBX, inside trunks).
-    Inside,
-    /// The public side (phones, customers, carrier trunks).
-    Outside,
-}
 
 /// Where a new call comes from, as known to the B2BUA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -19,7 +19,7 @@ use crate::b2bua::{Router as B2buaRouter, Target};
 use crate::cidr::Cidr;
 use crate::registration::trunkreg::TrunkAuth;
 use crate::routing::{
-    self, normalize, select, CallSource, HealthConfig, HealthMonitor, LocalTime, NumberRule, Route,
+    normalize, select, CallSource, HealthConfig, HealthMonitor, LocalTime, NumberRule, Route,
     Router, TargetGroup, TargetGroupId, TargetIdx, Transport, TrunkId,
 };
 use crate::signalling::topology::Side;
@@ -27,7 +27,7 @@ use crate::signalling::topology::Side;
 /// A trunk as the routing policy sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PolicyTrunk {
-    /// The trunk's identifier, as routes name it ([`routing::SourceMatch::Trunk`]).
+    /// The trunk's identifier, as routes name it ([`SourceMatch::Trunk`](crate::routing::SourceMatch::Trunk)).
     pub id: TrunkId,
     /// Source ACL: requests from these networks are recognised as coming from the trunk.
     pub acl: Vec<Cidr>,
@@ -56,6 +56,8 @@ pub struct PolicyGroup {
     pub health: HealthConfig,
     /// The credentials the SBC answers a digest challenge with when it reaches a carrier trunk.
     pub auth: Option<Arc<TrunkAuth>>,
+    /// The group's name (or its trunk's), given to the targets picked in it ([`Target::label`]).
+    pub label: Option<Arc<str>>,
 }
 
 /// What a [`RoutingPolicy`] is built from.
@@ -165,7 +167,7 @@ impl RoutingPolicy {
             .map(|a| (a.addr, a.transport != Transport::Udp))
             .collect();
         Some(Target {
-            label: None,
+            label: g.label.clone(),
             dest: t.addr,
             side: g.side,
             reliable: t.transport != Transport::Udp,
@@ -199,10 +201,7 @@ impl RoutingPolicy {
             None => called.into(),
         };
         let call_source = CallSource {
-            side: match from {
-                Side::Inside => routing::Side::Inside,
-                Side::Outside => routing::Side::Outside,
-            },
+            side: from,
             trunk: trunk.map(|t| t.id),
         };
         if let Some(r) = self.router.route(&call_source, &called, time) {

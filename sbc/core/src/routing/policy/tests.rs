@@ -50,6 +50,7 @@ fn group(
         side,
         health,
         auth: None,
+        label: None,
     }
 }
 
@@ -104,6 +105,7 @@ fn config() -> PolicyConfig {
         vec![target("198.51.100.1:5060", Transport::Udp, 0)],
     );
     carrier.auth = Some(auth);
+    carrier.label = Some(Arc::from("trunk:carrier"));
     PolicyConfig {
         groups: vec![
             group(
@@ -270,6 +272,7 @@ fn target_choice_by_health_then_priority_with_alternates_in_order() {
     let c = p.pick(CARRIER, None).unwrap();
     assert_eq!((c.side, c.flow), (Side::Outside, OUTSIDE));
     assert_eq!(c.auth.as_ref().map(|a| a.username.as_str()), Some("sbc"));
+    assert_eq!(c.label.as_deref(), Some("trunk:carrier"));
     assert!(p.pick(TargetGroupId(9), None).is_none());
 }
 

@@ -1,5 +1,6 @@
-//! The one token scheme of both loops: what an epoll event's `u64` and an io_uring operation's
-//! `user_data` name (a socket, a connection, a send in flight), and the [`Flow`] of a connection.
+//! The one token scheme of both event loops, the worker and its streams: what an epoll event's
+//! `u64` and an io_uring operation's `user_data` name (a socket, a connection, a send in flight),
+//! and the [`Flow`] of a connection.
 //!
 //! Layout: kind in the top byte, a 24-bit generation below it, an index in the low 32 bits. Only
 //! connections use the generation: their slots are reused, and an event for a closed connection

@@ -1,0 +1,330 @@
+//! The control thread: each worker publishes a [`WorkerSnapshot`] of its per-layer counters every
+//! second over one bounded channel; the control thread keeps the latest of each worker and sums them.
+//! At stop it logs the totals. The operations layer (HTTP API, `/metrics`) reads [`Control`] there.
+//!
+//! A worker never waits on the channel while it runs: [`Publisher::publish`] uses `try_send` from the
+//! timer tick (never the packet path), and a full channel drops the snapshot and counts it. Only the
+//! last snapshot, sent once the worker has stopped, waits for room.
+
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use sbc_core::guard::GuardStats;
+
+use crate::stats::{B2bua, Media, Sip, Transport, WorkerStats};
+
+/// How often a worker publishes its snapshot.
+pub(crate) const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+/// Snapshots the channel holds per worker before a publisher's snapshot is dropped.
+const QUEUE_PER_WORKER: usize = 4;
+
+/// The counters of every layer of one worker, or their sum over workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Layers {
+    pub(crate) transport: Transport,
+    pub(crate) sip: Sip,
+    pub(crate) b2bua: B2bua,
+    pub(crate) media: Media,
+    pub(crate) guard: GuardStats,
+    pub(crate) worker: WorkerStats,
+}
+
+impl Layers {
+    /// Add `other` layer by layer.
+    pub(crate) fn merge(&mut self, other: &Self) {
+        self.transport.merge(&other.transport);
+        self.sip.merge(&other.sip);
+        self.b2bua.merge(&other.b2bua);
+        self.media.merge(&other.media);
+        self.guard.merge(&other.guard);
+        self.worker.merge(&other.worker);
+    }
+}
+
+/// What one worker counted, as of `at`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WorkerSnapshot {
+    pub(crate) worker: u16,
+    /// Counts the worker's snapshots from 1: a higher one is newer.
+    pub(crate) seq: u64,
+    pub(crate) at: Instant,
+    /// The worker has stopped: this is its last snapshot.
+    pub(crate) last: bool,
+    pub(crate) layers: Layers,
+}
+
+/// The channel the workers publish on: bounded to a few snapshots per worker.
+pub(crate) fn channel(workers: usize) -> (Sender<WorkerSnapshot>, Receiver<WorkerSnapshot>) {
+    crossbeam_channel::bounded(QUEUE_PER_WORKER * workers.max(1))
+}
+
+/// A worker's end of the channel.
+pub(crate) struct Publisher {
+    worker: u16,
+    tx: Sender<WorkerSnapshot>,
+    seq: u64,
+    next: Instant,
+    dropped: u64,
+}
+
+impl Publisher {
+    /// The first snapshot is due [`PUBLISH_EVERY`] after `now`.
+    pub(crate) fn new(worker: u16, tx: Sender<WorkerSnapshot>, now: Instant) -> Self {
+        Self {
+            worker,
+            tx,
+            seq: 0,
+            next: now + PUBLISH_EVERY,
+            dropped: 0,
+        }
+    }
+
+    /// Whether a snapshot is due at `now`.
+    pub(crate) fn due(&self, now: Instant) -> bool {
+        now >= self.next
+    }
+
+    /// Send `layers` without waiting; a full channel drops them (counted in the next snapshot's
+    /// `snapshots_dropped`). The next snapshot is due [`PUBLISH_EVERY`] later.
+    pub(crate) fn publish(&mut self, layers: Layers, now: Instant) {
+        self.next = now + PUBLISH_EVERY;
+        let snap = self.snapshot(layers, now, false);
+        match self.tx.try_send(snap) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => self.dropped += 1,
+            // The control thread is gone (the process is stopping): nothing to tell.
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// The worker has stopped: send its last snapshot, waiting for room.
+    pub(crate) fn finish(mut self, layers: Layers, now: Instant) {
+        let snap = self.snapshot(layers, now, true);
+        // An error means the control thread is gone: nothing left to tell.
+        let _ = self.tx.send(snap);
+    }
+
+    fn snapshot(&mut self, mut layers: Layers, now: Instant, last: bool) -> WorkerSnapshot {
+        self.seq += 1;
+        layers.worker.snapshots_dropped = self.dropped;
+        WorkerSnapshot {
+            worker: self.worker,
+            seq: self.seq,
+            at: now,
+            last,
+            layers,
+        }
+    }
+}
+
+/// The sum over the workers' latest snapshots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    /// Workers that have published at least once.
+    pub(crate) workers: usize,
+    pub(crate) layers: Layers,
+}
+
+/// The control thread's state: the latest snapshot of each worker.
+pub(crate) struct Control {
+    rx: Receiver<WorkerSnapshot>,
+    latest: Vec<Option<WorkerSnapshot>>,
+}
+
+impl Control {
+    /// Keeps the snapshots of `workers` workers received on `rx`.
+    pub(crate) fn new(workers: usize, rx: Receiver<WorkerSnapshot>) -> Self {
+        Self {
+            rx,
+            latest: vec![None; workers],
+        }
+    }
+
+    /// Keep `snap` if it is the newest of its worker.
+    pub(crate) fn absorb(&mut self, snap: WorkerSnapshot) {
+        let i = usize::from(snap.worker);
+        if i >= self.latest.len() {
+            self.latest.resize(i + 1, None);
+        }
+        if let Some(slot) = self.latest.get_mut(i) {
+            if slot.is_none_or(|old| old.seq < snap.seq) {
+                *slot = Some(snap);
+            }
+        }
+    }
+
+    /// Receive until every publisher is gone (all workers stopped), then return.
+    pub(crate) fn run(mut self) -> Self {
+        while let Ok(snap) = self.rx.recv() {
+            self.absorb(snap);
+        }
+        self
+    }
+
+    /// The latest snapshot of every worker that has published, by worker number.
+    pub(crate) fn workers(&self) -> impl Iterator<Item = &WorkerSnapshot> {
+        self.latest.iter().flatten()
+    }
+
+    /// The latest snapshots summed, layer by layer.
+    pub(crate) fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for s in self.workers() {
+            t.workers += 1;
+            t.layers.merge(&s.layers);
+        }
+        t
+    }
+
+    /// Log each worker's last counters ("worker stopped") and their sum ("sbc stopped").
+    pub(crate) fn log_stopped(&self) {
+        for s in self.workers() {
+            tracing::info!(worker = s.worker, counters = ?s.layers, "worker stopped");
+        }
+        let t = self.totals();
+        tracing::info!(workers = t.workers, counters = ?t.layers, "sbc stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl Control {
+        /// Take every snapshot waiting in the channel, without blocking.
+        fn poll(&mut self) {
+            while let Ok(snap) = self.rx.try_recv() {
+                self.absorb(snap);
+            }
+        }
+
+        /// The latest snapshot of worker `worker`, if it has published.
+        fn worker(&self, worker: u16) -> Option<&WorkerSnapshot> {
+            self.latest.get(usize::from(worker))?.as_ref()
+        }
+    }
+
+    fn layers(udp_rx: u64, live_calls: u64) -> Layers {
+        let mut l = Layers::default();
+        l.transport.udp_rx = udp_rx;
+        l.b2bua.live_calls = live_calls;
+        l
+    }
+
+    #[test]
+    fn two_workers_summed() {
+        let (tx, rx) = channel(2);
+        let now = Instant::now();
+        let mut a = Publisher::new(0, tx.clone(), now);
+        let mut b = Publisher::new(1, tx, now);
+        a.publish(layers(10, 2), now);
+        b.publish(layers(5, 1), now);
+        let mut c = Control::new(2, rx);
+        c.poll();
+        let t = c.totals();
+        assert_eq!(t.workers, 2);
+        assert_eq!(t.layers.transport.udp_rx, 15);
+        assert_eq!(t.layers.b2bua.live_calls, 3);
+        assert_eq!(c.worker(1).map(|s| s.layers.transport.udp_rx), Some(5));
+        assert_eq!(c.workers().count(), 2);
+    }
+
+    #[test]
+    fn latest_snapshot_wins() {
+        let (tx, rx) = channel(1);
+        let now = Instant::now();
+        let mut p = Publisher::new(0, tx, now);
+        assert!(!p.due(now));
+        assert!(p.due(now + PUBLISH_EVERY));
+        p.publish(layers(1, 1), now + PUBLISH_EVERY);
+        assert!(!p.due(now + PUBLISH_EVERY));
+        p.publish(layers(4, 0), now + 2 * PUBLISH_EVERY);
+        let mut c = Control::new(1, rx);
+        c.poll();
+        let s = c.worker(0).copied();
+        assert_eq!(s.map(|s| (s.seq, s.last)), Some((2, false)));
+        assert_eq!(c.totals().layers, layers(4, 0));
+        // An older snapshot arriving late does not replace a newer one.
+        if let Some(mut old) = s {
+            old.seq = 1;
+            old.layers = layers(99, 9);
+            c.absorb(old);
+        }
+        assert_eq!(c.totals().layers, layers(4, 0));
+    }
+
+    #[test]
+    fn full_channel_drops_and_counts() {
+        let (tx, rx) = channel(1);
+        let now = Instant::now();
+        let mut p = Publisher::new(0, tx, now);
+        for i in 0..QUEUE_PER_WORKER + 2 {
+            p.publish(layers(i as u64, 0), now);
+        }
+        let mut c = Control::new(1, rx);
+        c.poll();
+        // Only the first QUEUE_PER_WORKER fitted; the last of them is the latest seen.
+        assert_eq!(
+            c.totals().layers.transport.udp_rx,
+            QUEUE_PER_WORKER as u64 - 1
+        );
+        // The drops are reported by the next snapshot that gets through.
+        p.publish(layers(7, 0), now);
+        c.poll();
+        assert_eq!(c.totals().layers.worker.snapshots_dropped, 2);
+        assert_eq!(c.totals().layers.transport.udp_rx, 7);
+    }
+
+    #[test]
+    fn run_ends_with_the_workers_last_snapshots() {
+        let (tx, rx) = channel(2);
+        let now = Instant::now();
+        let a = Publisher::new(0, tx.clone(), now);
+        let b = Publisher::new(1, tx, now);
+        let control = std::thread::spawn(move || Control::new(2, rx).run());
+        a.finish(layers(3, 0), now);
+        b.finish(layers(4, 0), now);
+        let c = control.join().map_err(|_| "control thread panicked");
+        if let Ok(c) = &c {
+            c.log_stopped();
+        }
+        let c = c.as_ref().map(Control::totals);
+        assert_eq!(c.map(|t| t.layers.transport.udp_rx), Ok(7));
+    }
+
+    #[test]
+    fn a_worker_past_the_expected_count_still_counts() {
+        let (_tx, rx) = channel(1);
+        let mut c = Control::new(1, rx);
+        let mut p = Publisher::new(3, channel(1).0, Instant::now());
+        c.absorb(p.snapshot(layers(2, 0), Instant::now(), false));
+        assert_eq!(c.worker(3).map(|s| s.layers.transport.udp_rx), Some(2));
+        assert_eq!(c.totals().workers, 1);
+    }
+
+    #[test]
+    fn field_names_unique_across_layers() {
+        // One flat namespace: the exit log is read by name, and metric names must not collide.
+        let l = Layers::default();
+        let mut names: Vec<&str> = l.transport.fields().iter().map(|f| f.name).collect();
+        names.extend(l.sip.fields().iter().map(|f| f.name));
+        names.extend(l.b2bua.fields().iter().map(|f| f.name));
+        names.extend(l.media.fields().iter().map(|f| f.name));
+        names.extend(l.guard.fields().iter().map(|f| f.name));
+        names.extend(l.worker.fields().iter().map(|f| f.name));
+        let n = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), n);
+    }
+
+    #[test]
+    fn exit_log_keeps_name_colon_value() {
+        // The integration tests read `name: value` from the "sbc stopped" line.
+        let t = format!("{:?}", layers(12, 3));
+        assert!(t.contains(" udp_rx: 12"), "{t}");
+        assert!(t.contains(" live_calls: 3"), "{t}");
+        assert!(t.contains(" snapshots_dropped: 0"), "{t}");
+    }
+}

@@ -1,0 +1,128 @@
+//! The counters of one worker, per layer (transport, SIP, B2BUA, media, the worker itself), each
+//! declared once with [`sbc_counters::counters!`]; the guard's layer is the core's
+//! [`sbc_core::guard::GuardStats`]. A worker copies them into a
+//! [`crate::control::WorkerSnapshot`] on its timer tick; the control thread sums them.
+
+sbc_counters::counters! {
+    /// What the worker's sockets did (the driver counts): SIP over UDP, TCP and TLS, and the media
+    /// relay ports.
+    pub(crate) struct Transport {
+        /// SIP datagrams received.
+        counter udp_rx,
+        /// SIP datagrams sent.
+        counter udp_tx,
+        /// SIP datagrams the kernel refused to send.
+        counter udp_send_errors,
+        /// SIP datagrams dropped as longer than `transport.max_message_size`.
+        counter udp_truncated,
+        /// SIP receives that found no free buffer (io_uring buffer ring exhausted).
+        counter udp_no_buffers,
+        /// SIP messages framed on TCP and TLS connections.
+        counter stream_rx_messages,
+        /// CRLF keep-alives received on connections.
+        counter keepalives,
+        /// TCP and TLS connections accepted.
+        counter tcp_accepted,
+        /// TCP and TLS connections refused (over `transport.tcp_max_connections`, or accept failed).
+        counter tcp_refused,
+        /// Connections closed.
+        counter tcp_closed,
+        /// Connections closed for being idle longer than `transport.tcp_idle_timeout_secs`.
+        counter tcp_idle_closed,
+        /// Invalid messages on a connection (the connection is closed).
+        counter framing_errors,
+        /// TLS sessions that could not be set up, or that received a bad record.
+        counter tls_errors,
+        /// Datagrams received on media relay ports.
+        counter media_rx,
+        /// Relayed media datagrams whose length to send was past the end of their buffer (dropped).
+        counter media_bad_length,
+        /// Media datagrams the kernel refused to send.
+        counter media_send_errors,
+        /// Media receives that found no free buffer (io_uring buffer ring exhausted).
+        counter media_no_buffers,
+    }
+}
+
+sbc_counters::counters! {
+    /// What the SIP layer did with the messages it received, before the B2BUA.
+    pub(crate) struct Sip {
+        /// Messages that did not parse.
+        counter parse_errors,
+        /// Unparsable requests answered with a 4xx naming the fault.
+        counter parse_errors_answered,
+        /// Unparsable messages dropped without an answer.
+        counter parse_errors_dropped,
+        /// Out-of-dialog OPTIONS answered 200 statelessly.
+        counter options_answered,
+        /// Messages handed to the B2BUA.
+        counter to_b2bua,
+        /// Messages to send on a flow (connection or socket) that no longer exists.
+        counter flow_unknown,
+    }
+}
+
+sbc_counters::counters! {
+    /// Calls, registrations and trunks of the worker's B2BUA.
+    pub(crate) struct B2bua {
+        /// Calls started.
+        counter calls_started,
+        /// Calls answered.
+        counter calls_answered,
+        /// Calls ended.
+        counter calls_ended,
+        /// Calls held now.
+        gauge live_calls,
+        /// REGISTER bindings held now.
+        gauge live_registrations,
+        /// The SBC's registrations (and refreshes) with carrier trunks that succeeded.
+        counter trunk_registrations,
+        /// Digest challenges to the SBC's trunk registrations, answered.
+        counter trunk_register_challenges,
+        /// The SBC's trunk registration attempts that failed (refused, timed out, credentials refused).
+        counter trunk_register_failures,
+        /// Trunk challenges to calls, answered with the trunk's credentials.
+        counter trunk_auth_answered,
+        /// Calls refused because the trunk refused the credentials (403 to the caller).
+        counter trunk_auth_failures,
+        /// New calls moved to the next target of their group after the first refused them or did not
+        /// answer.
+        counter call_failovers,
+        /// Health probes (OPTIONS to targets) that failed.
+        counter probes_failed,
+    }
+}
+
+sbc_counters::counters! {
+    /// The worker's media relay: the shard's packets, the anchoring of SDP, rtpengine ng control.
+    pub(crate) struct Media {
+        /// Media datagrams relayed.
+        counter media_forwarded,
+        /// Media datagrams dropped, for any reason.
+        counter media_dropped,
+        /// SDP bodies rewritten to anchor media.
+        counter media_sdp_rewritten,
+        /// SDP offers refused (the request got 400/488/503).
+        counter media_offers_refused,
+        /// Calls ended because their media stopped.
+        counter media_no_media_ends,
+        /// One-way media episodes seen.
+        counter media_one_way,
+        /// Media sessions held now.
+        gauge media_sessions,
+        /// Relay port pairs in use now.
+        gauge media_ports_in_use,
+        /// rtpengine ng control requests handled.
+        counter ng_requests,
+        /// rtpengine ng control requests answered with an error.
+        counter ng_errors,
+    }
+}
+
+sbc_counters::counters! {
+    /// The worker's own bookkeeping.
+    pub(crate) struct WorkerStats {
+        /// Snapshots not delivered to the control thread because its channel was full.
+        counter snapshots_dropped,
+    }
+}
