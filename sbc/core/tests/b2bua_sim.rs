@@ -12,6 +12,8 @@ use bytes::Bytes;
 use sbc_core::b2bua::{
     B2bua, B2buaConfig, CallEvent, CallRecord, EndReason, EndedBy, Origin, Outcome, Target,
 };
+use sbc_core::media::callmedia::{MediaAnchor, MediaSettings};
+use sbc_core::media::testing::FakeMedia;
 use sbc_core::media::NoRelay;
 use sbc_core::signalling::ids::WorkerId;
 use sbc_core::signalling::topology::{leaks, Side};
@@ -121,6 +123,9 @@ struct Sim {
     uas_responses: Vec<(u16, String)>,
     events: Vec<CallEvent>,
     branch: u64,
+    /// The relay the SBC anchors media on; untouched unless a scenario attaches a media anchor
+    /// (without one, SDP passes through).
+    relay: FakeMedia,
 }
 
 impl Sim {
@@ -160,6 +165,7 @@ impl Sim {
             uas_responses: Vec::new(),
             events: Vec::new(),
             branch: 0,
+            relay: FakeMedia::new(30000, 30039),
         }
     }
 
@@ -416,7 +422,7 @@ impl Sim {
                 msg,
                 origin(from, Side::Outside),
                 &to_uas,
-                &mut NoRelay,
+                &mut self.relay,
             );
         } else if dest == addr(SBC_IN) {
             self.sbc.handle_message(
@@ -424,7 +430,7 @@ impl Sim {
                 msg,
                 origin(from, Side::Inside),
                 &to_uas,
-                &mut NoRelay,
+                &mut self.relay,
             );
         } else {
             panic!("no party at {dest}");
@@ -467,7 +473,7 @@ impl Sim {
                 self.uas_respond(tx, &req, code, sdp);
                 self.drain();
             }
-            self.sbc.handle_timeout(self.now, &mut NoRelay);
+            self.sbc.handle_timeout(self.now, &mut self.relay);
             self.uac.handle_timeout(self.now);
             self.uas.handle_timeout(self.now);
         }
@@ -665,6 +671,54 @@ fn basic_call_bye_from_a() {
     assert_eq!(r.reason, EndReason::Bye(Side::Outside));
     assert_eq!(r.ended_by, EndedBy::Caller);
     assert_eq!(r.failovers, 0);
+    sim.assert_clean();
+}
+
+/// With media anchored, the record names the codec each party asked for and carries the relay's
+/// final statistics of the call's stream, read before its ports were given back.
+#[test]
+fn the_record_of_an_anchored_call_has_its_codecs_and_media_stats() {
+    let mut sim = Sim::new();
+    sim.sbc.attach_media(MediaAnchor::new(MediaSettings {
+        address: "203.0.113.1".parse().unwrap(),
+        no_media_timeout: None,
+    }));
+    sim.uac_invite();
+    sim.run(Duration::from_secs(2));
+    assert_eq!(sim.uac_codes("INVITE"), vec![180, 200]);
+    // The port the SBC gave the caller in its 200: RTP from the caller arrives there.
+    let ok = sim
+        .log
+        .iter()
+        .find(|d| d.dest == addr(UAC) && d.line().starts_with("SIP/2.0 200"))
+        .unwrap();
+    let ok = Message::parse(ok.bytes.clone()).unwrap();
+    let body = std::str::from_utf8(ok.body()).unwrap();
+    let port: u16 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let now = sim.now;
+    let fake = &mut sim.relay;
+    for _ in 0..3 {
+        fake.receive(port, addr("203.0.113.77:4000"), 172, now);
+    }
+    assert_eq!(fake.pairs_in_use(), 2);
+    sim.uac_send("BYE", None);
+    sim.run(Duration::from_secs(1));
+    assert_eq!(sim.sbc.calls(), 0);
+    assert_eq!(sim.relay.pairs_in_use(), 0, "ports given back");
+    let r = sim.record();
+    assert_eq!(r.caller_codec.as_deref(), Some("PCMU"));
+    assert_eq!(r.callee_codec.as_deref(), Some("PCMU"));
+    assert_eq!(r.media.len(), 1);
+    let caller = r.media[0].a;
+    assert_eq!((caller.packets, caller.bytes), (3, 3 * 172));
+    assert_eq!(caller.rtp.learned, Some(addr("203.0.113.77:4000")));
+    assert_eq!(r.media[0].b.packets, 0);
     sim.assert_clean();
 }
 

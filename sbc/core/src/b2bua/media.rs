@@ -5,9 +5,9 @@ use std::time::Instant;
 
 use sbc_sip::Message;
 
-use super::{B2bua, EndReason, State};
+use super::{B2bua, CallEvent, EndReason, State};
 use crate::media::callmedia::{AnchorFault, CallMedia, MediaAnchor};
-use crate::media::{MediaControl, MediaSide};
+use crate::media::{MediaControl, MediaSide, SessionHandle};
 use crate::signalling::topology::Side;
 
 impl B2bua {
@@ -64,16 +64,25 @@ impl B2bua {
 
     /// Set the relay session of a call's `media` aside, for [`Self::flush_media`] at the end of
     /// the current entry point (for the ways a call ends where the relay is not at hand).
-    pub(super) fn release_media_later(&mut self, media: &mut CallMedia) {
-        if let Some(m) = self.media.as_mut() {
-            m.release_later(media);
-        }
+    /// Returns the session set aside, if the call had one.
+    pub(super) fn release_media_later(&mut self, media: &mut CallMedia) -> Option<SessionHandle> {
+        self.media.as_mut().and_then(|m| m.release_later(media))
     }
 
-    /// Give the relay the sessions of the calls that ended in this entry point.
+    /// Give the relay the sessions of the calls that ended in this entry point, each after its
+    /// call record has read the final stream statistics, then hand the records to the driver
+    /// ([`CallEvent::Ended`]).
     pub(super) fn flush_media(&mut self, relay: &mut dyn MediaControl) {
+        let ending = &mut self.ending;
         if let (Some(m), Some(now)) = (self.media.as_mut(), self.last_now) {
-            m.flush(relay, now);
+            m.flush(relay, now, |h, relay| {
+                if let Some((_, record)) = ending.iter_mut().find(|(s, _)| *s == Some(h)) {
+                    let _ = relay.stats(h, &mut record.media);
+                }
+            });
+        }
+        for (_, record) in self.ending.drain(..) {
+            self.events.push_back(CallEvent::Ended { record });
         }
     }
 

@@ -455,6 +455,9 @@ pub struct B2bua {
     retx: BTreeSet<(Instant, u64)>,
     out: VecDeque<Transmit>,
     events: VecDeque<CallEvent>,
+    /// Records of the calls that ended in the current entry point, with their media session, until
+    /// `flush_media` reads the session's final statistics and emits them.
+    ending: Vec<(Option<crate::media::SessionHandle>, Box<CallRecord>)>,
     next_call: u64,
     stats: B2buaStats,
     /// The worker's media relay, when media is anchored (`None`: SDP passes through).
@@ -484,6 +487,7 @@ impl B2bua {
             retx: BTreeSet::new(),
             out: VecDeque::new(),
             events: VecDeque::new(),
+            ending: Vec::new(),
             next_call: 0,
             stats: B2buaStats::default(),
             media: None,

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::media::StreamStats;
 use crate::signalling::topology::Side;
 
 /// A call handle, unique within one B2BUA.
@@ -123,6 +124,15 @@ pub struct CallRecord {
     pub ended_by: EndedBy,
     /// How many times leg B's INVITE moved to the next target of its group.
     pub failovers: u8,
+    /// The codec the caller asked for in its last description (the preferred format of its first
+    /// relayed RTP stream); `None` without anchored media or SDP.
+    pub caller_codec: Option<Box<str>>,
+    /// The codec the callee asked for in its last description.
+    pub callee_codec: Option<Box<str>>,
+    /// The relay's final statistics of each stream (`m=` line), leg A being the caller's: packets,
+    /// bytes, loss and jitter received from each party, where its media came from. Empty without
+    /// anchored media.
+    pub media: Vec<StreamStats>,
 }
 
 /// The facts of a live call that its record needs beyond its legs, gathered along the way.
@@ -194,6 +204,9 @@ impl CallFacts {
             reason,
             ended_by,
             failovers: self.failovers,
+            caller_codec: None,
+            callee_codec: None,
+            media: Vec::new(),
         }
     }
 }

@@ -11,7 +11,7 @@ use sbc_sip::writer::MessageWriter;
 use sbc_sip::{HeaderName, Message, Method};
 
 use super::record::EndedLegs;
-use super::{other, uri_of, B2bua, Call, CallEvent, CallId, ClientRole, EndReason, Leg, State};
+use super::{other, uri_of, B2bua, Call, CallId, ClientRole, EndReason, Leg, State};
 use crate::media::MediaControl;
 use crate::signalling::ids::IdKind;
 use crate::signalling::topology::{copy_headers, Side};
@@ -468,7 +468,8 @@ impl B2bua {
         let Some(mut call) = call else {
             return;
         };
-        self.release_media_later(&mut call.media);
+        let session = self.release_media_later(&mut call.media);
+        let codecs = call.media.take_codecs();
         self.a_index.remove(&call.a_tag);
         self.b_index.remove(&call.b.call_id);
         self.server_calls.remove(&call.invite_a);
@@ -484,10 +485,13 @@ impl B2bua {
             target: b.dest,
             target_side: b.side,
         };
-        let record = facts.into_record(CallId(key), legs, reason, ended);
-        self.events.push_back(CallEvent::Ended {
-            record: Box::new(record),
-        });
+        let mut record = facts.into_record(CallId(key), legs, reason, ended);
+        let [caller_codec, callee_codec] = codecs;
+        record.caller_codec = caller_codec;
+        record.callee_codec = callee_codec;
+        // Emitted by `flush_media` at the end of this entry point, once the relay's final
+        // statistics of the session are in the record.
+        self.ending.push((session, Box::new(record)));
     }
 }
 

@@ -541,6 +541,42 @@ fn remote_ip(
         .ok_or(AnchorError::UnsupportedAddress { media })
 }
 
+/// The encoding name of the preferred format (the first in its `m=` line) of the first relayed RTP
+/// stream of `sdp` planned as `plan`: its `a=rtpmap` name, else the RFC 3551 name of a static payload
+/// type; `None` when no RTP stream is relayed or the format is unknown. What a call record names as
+/// the codec a party asked for.
+pub fn preferred_codec<'s>(sdp: &'s Sdp<'_>, plan: &MediaPlan) -> Option<&'s str> {
+    let k = plan
+        .entries()
+        .iter()
+        .position(|e| e.transport.is_rtp() && matches!(e.disposition, Disposition::Relay(_)))?;
+    let pt = sdp.media(k)?.formats().next()?.parse::<u8>().ok()?;
+    sdp.rtpmap(k, pt)
+        .map(|r| r.encoding)
+        .or_else(|| static_encoding(pt))
+}
+
+/// Encoding names of the static audio payload types (RFC 3551 table 4).
+fn static_encoding(pt: u8) -> Option<&'static str> {
+    Some(match pt {
+        0 => "PCMU",
+        3 => "GSM",
+        4 => "G723",
+        5 | 6 => "DVI4",
+        7 => "LPC",
+        8 => "PCMA",
+        9 => "G722",
+        10 | 11 => "L16",
+        12 => "QCELP",
+        13 => "CN",
+        14 => "MPA",
+        15 => "G728",
+        16 | 17 => "DVI4",
+        18 => "G729",
+        _ => return None,
+    })
+}
+
 /// Clock rates of the static RTP payload types (RFC 3551 tables 4 and 5).
 fn static_clock_rate(pt: u8) -> Option<u32> {
     match pt {

@@ -35,18 +35,38 @@ pub struct MediaSettings {
 #[derive(Clone, Debug)]
 pub(crate) struct CallMedia {
     session: Option<SessionHandle>,
+    /// The codec each party asked for in its last description (leg A, leg B), for the call record.
+    codecs: [Option<Box<str>>; 2],
     /// The SBC's `o=` line toward leg A and toward leg B.
     origin_a: OriginState,
     origin_b: OriginState,
 }
 
 impl CallMedia {
+    /// The codec the party on each leg asked for in its last description (A, B): the preferred
+    /// format of its first relayed RTP stream.
+    pub(crate) fn take_codecs(&mut self) -> [Option<Box<str>>; 2] {
+        std::mem::take(&mut self.codecs)
+    }
+
+    fn note_codec(&mut self, side: MediaSide, codec: &str) {
+        let [a, b] = &mut self.codecs;
+        let slot = match side {
+            MediaSide::A => a,
+            MediaSide::B => b,
+        };
+        if slot.as_deref() != Some(codec) {
+            *slot = Some(codec.into());
+        }
+    }
+
     /// State for a new call; `seed` makes the origin session ids differ between calls.
     pub(crate) fn new(seed: u64) -> Self {
         // Any number that does not reveal the call count; the two legs differ.
         let id = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 1;
         Self {
             session: None,
+            codecs: [None, None],
             origin_a: OriginState::new(id, 1),
             origin_b: OriginState::new(id ^ 0x5555, 1),
         }
@@ -151,6 +171,9 @@ impl MediaAnchor {
         }
         let mut sdp = Sdp::parse(body).map_err(AnchorError::from)?;
         let plan = anchor::plan(&sdp, &PlanOptions::default())?;
+        if let Some(codec) = anchor::preferred_codec(&sdp, &plan) {
+            media.note_codec(from, codec);
+        }
         let to = from.other();
         // A re-offer that adds m= lines needs a bigger session: allocate it and let the old one go
         // (the new offer moves both sides to the new ports; media resumes as each side reads it).
@@ -229,16 +252,24 @@ impl MediaAnchor {
 
     /// Free the call's relay ports at the next `MediaAnchor::flush` (for the ways a call ends
     /// deep in the B2BUA, which flushes before returning to the worker).
-    pub(crate) fn release_later(&mut self, media: &mut CallMedia) {
-        if let Some(h) = media.session.take() {
-            self.calls.remove(&h);
-            self.ended.push(h);
-        }
+    /// Returns the session set aside, if the call had one.
+    pub(crate) fn release_later(&mut self, media: &mut CallMedia) -> Option<SessionHandle> {
+        let h = media.session.take()?;
+        self.calls.remove(&h);
+        self.ended.push(h);
+        Some(h)
     }
 
-    /// Release the sessions `MediaAnchor::release_later` set aside.
-    pub(crate) fn flush(&mut self, relay: &mut dyn MediaControl, now: Instant) {
+    /// Release the sessions `MediaAnchor::release_later` set aside, each after `last_look` has
+    /// seen it on the relay (the call record reads its final stream statistics there).
+    pub(crate) fn flush(
+        &mut self,
+        relay: &mut dyn MediaControl,
+        now: Instant,
+        mut last_look: impl FnMut(SessionHandle, &dyn MediaControl),
+    ) {
         for h in self.ended.drain(..) {
+            last_look(h, relay);
             let _ = relay.release(h, now);
         }
     }
@@ -436,10 +467,19 @@ mod tests {
         let offer = invite(&sdp("192.0.2.10", &[("audio", 4000)]));
         a.anchor(&mut r, now, 1, &mut m, &offer, MediaSide::A)
             .unwrap();
-        a.release_later(&mut m);
+        let h = a.release_later(&mut m);
+        assert!(h.is_some());
         assert_eq!(a.sessions(), 0);
         assert_eq!(r.pairs_in_use(), 2, "held until the flush");
-        a.flush(&mut r, now);
+        let mut seen = Vec::new();
+        a.flush(&mut r, now, |s, relay| {
+            seen.push((s, relay.sessions()));
+        });
+        assert_eq!(
+            seen,
+            vec![(h.unwrap(), 1)],
+            "looked at before it is released"
+        );
         assert_eq!(r.pairs_in_use(), 0);
         assert_eq!(r.ports_free(), 40);
     }
