@@ -120,6 +120,11 @@ impl Handler {
             Ok(m) => m,
             Err(e) => {
                 self.sip.parse_errors += 1;
+                // The guard sees malformed input too (its own budget, in the guard issue).
+                if self.guard.admit(now, origin.source, Kind::Malformed) != Admission::Admit {
+                    self.sip.parse_errors_dropped += 1;
+                    return false;
+                }
                 let answered = match e.verdict(looks_like_request(&raw)) {
                     Verdict::Reply(code, reason) => {
                         let refusal = Refusal {

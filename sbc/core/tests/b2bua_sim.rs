@@ -511,6 +511,16 @@ impl Sim {
             .collect()
     }
 
+    /// The first 200 the SBC sent to the UAC.
+    fn first_200_to_uac(&self) -> Message {
+        let ok = self
+            .log
+            .iter()
+            .find(|d| d.dest == addr(UAC) && d.line().starts_with("SIP/2.0 200"))
+            .unwrap();
+        Message::parse(ok.bytes.clone()).unwrap()
+    }
+
     /// The record of the one call of the scenario (it ended once).
     fn record(&self) -> &CallRecord {
         let records = self.records();
@@ -625,12 +635,7 @@ fn basic_call_bye_from_a() {
     assert!(inv.header(HeaderName::UserAgent).is_none());
     assert_eq!(inv.request_uri(), Some("sip:bob@10.0.0.2:5060"));
     // The 200 on leg A carries the UAS's SDP and the SBC's outside Contact.
-    let ok = sim
-        .log
-        .iter()
-        .find(|d| d.dest == addr(UAC) && d.line().starts_with("SIP/2.0 200"))
-        .unwrap();
-    let ok = Message::parse(ok.bytes.clone()).unwrap();
+    let ok = sim.first_200_to_uac();
     assert_eq!(ok.body(), UAS_SDP.as_bytes());
     assert_eq!(
         ok.header(HeaderName::Contact),
@@ -687,12 +692,7 @@ fn the_record_of_an_anchored_call_has_its_codecs_and_media_stats() {
     sim.run(Duration::from_secs(2));
     assert_eq!(sim.uac_codes("INVITE"), vec![180, 200]);
     // The port the SBC gave the caller in its 200: RTP from the caller arrives there.
-    let ok = sim
-        .log
-        .iter()
-        .find(|d| d.dest == addr(UAC) && d.line().starts_with("SIP/2.0 200"))
-        .unwrap();
-    let ok = Message::parse(ok.bytes.clone()).unwrap();
+    let ok = sim.first_200_to_uac();
     let body = std::str::from_utf8(ok.body()).unwrap();
     let port: u16 = body
         .lines()
