@@ -14,6 +14,7 @@ use sbc_core::guard::{Admission, Guard, GuardStats, Kind, Refusal};
 use sbc_core::media::MediaControl;
 use sbc_sip::message::looks_like_request;
 use sbc_sip::transaction::Transmit;
+use sbc_sip::writer::MessageWriter;
 use sbc_sip::{build, Message, Method, Verdict};
 
 use crate::signalling::Signalling;
@@ -156,12 +157,8 @@ impl Handler {
             // Over the new-call rate: refused before any state is made (RFC 3261 §21.5.4).
             Admission::Refuse(r) => {
                 let tag = self.signalling.new_tag();
-                let mut w = build::response(&msg, r.code, r.reason, Some(tag.as_str()), out);
-                if let Some(secs) = r.retry_after {
-                    w.header_u32("Retry-After", secs);
-                }
-                w.header("Server", "sbc");
-                w.finish(None, b"");
+                let w = build::response(&msg, r.code, r.reason, Some(tag.as_str()), out);
+                finish_refusal(w, r);
                 return true;
             }
             Admission::Drop => return false,
@@ -189,17 +186,21 @@ impl Handler {
     /// nothing written, when it has no Via (nothing could route the answer).
     fn answer_unparsed(&mut self, raw: &[u8], r: Refusal, out: &mut Vec<u8>) -> bool {
         let tag = self.signalling.new_tag();
-        let Some(mut w) = build::stateless_error(raw, r.code, r.reason, Some(tag.as_str()), out)
-        else {
+        let Some(w) = build::stateless_error(raw, r.code, r.reason, Some(tag.as_str()), out) else {
             return false;
         };
-        if let Some(secs) = r.retry_after {
-            w.header_u32("Retry-After", secs);
-        }
-        w.header("Server", "sbc");
-        w.finish(None, b"");
+        finish_refusal(w, r);
         true
     }
+}
+
+/// The end of a stateless refusal `r`: its Retry-After, if it has one, and the SBC's Server.
+fn finish_refusal(mut w: MessageWriter<'_>, r: Refusal) {
+    if let Some(secs) = r.retry_after {
+        w.header_u32("Retry-After", secs);
+    }
+    w.header("Server", "sbc");
+    w.finish(None, b"");
 }
 
 #[cfg(test)]
