@@ -879,11 +879,11 @@ impl B2bua {
     }
 }
 
-#[cfg(test)]
-mod tests;
-
 /// Whether a final response to an OPTIONS probe shows the target alive: any final response except
 /// 408 (Request Timeout) and 503 (Service Unavailable). Provisional responses are not a result.
 pub fn response_means_alive(status: u16) -> bool {
     status >= 200 && status != 408 && status != 503
 }
+
+#[cfg(test)]
+mod tests;
