@@ -87,13 +87,14 @@ use sbc_sip::{Message, Method};
 
 use crate::media::callmedia::{CallMedia, MediaAnchor};
 use crate::media::MediaControl;
-use crate::registration::registrar::{BindingKey, Registrar, RegistrarConfig};
+use crate::registration::registrar::{BindingKey, Change, Registrar, RegistrarConfig};
 use crate::registration::trunkreg::{TrunkAuth, TrunkRegistration};
 use crate::signalling::ids::{Id, IdGen, IdKind, WorkerId};
 use crate::signalling::topology::{Side, TopologyPolicy};
 use crate::table::BoundedTable;
 use record::CallFacts;
 pub use record::{CallEvent, CallId, CallRecord, EndReason, EndedBy, Outcome};
+pub use register::StoredRegistration;
 
 /// Where a new call (or a REGISTER) goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -373,10 +374,11 @@ enum ClientRole {
     },
     /// A REGISTER relayed to the registrar behind the SBC for a binding of the UA that sent it.
     Register {
+        /// The UA's REGISTER waiting for it (`register::RegRelay`).
+        batch: u64,
         key: BindingKey,
-        server: ServerTxId,
-        request: Box<Message>,
-        pbx_expires: Duration,
+        /// What the PBX's 2xx changes.
+        change: Change,
     },
     /// A deregistration or keep-alive: the answer changes nothing.
     Fire,
@@ -397,6 +399,8 @@ struct PbxReg {
     cseq: u32,
     /// Where it was sent.
     target: Target,
+    /// Requests of user agents' REGISTERs waiting for the PBX's answer.
+    inflight: u32,
 }
 
 fn other(side: Side) -> Side {
@@ -450,6 +454,8 @@ pub struct B2bua {
     pbx_regs: HashMap<BindingKey, PbxReg>,
     /// Binding of each Contact token given to the registrar behind the SBC.
     tokens: HashMap<String, BindingKey>,
+    /// REGISTERs of user agents waiting for the PBX.
+    reg_relay: register::RegRelay,
     server_calls: HashMap<ServerTxId, u64>,
     clients: HashMap<ClientTxId, ClientRole>,
     retx: BTreeSet<(Instant, u64)>,
@@ -482,6 +488,7 @@ impl B2bua {
             registrar: Registrar::new(config.registrar.clone()),
             pbx_regs: HashMap::new(),
             tokens: HashMap::new(),
+            reg_relay: register::RegRelay::default(),
             server_calls: HashMap::new(),
             clients: HashMap::new(),
             retx: BTreeSet::new(),
@@ -806,14 +813,9 @@ impl B2bua {
                 self.on_relayed_response(now, tx, &resp, code, media);
             }
             Some(ClientRole::Register { .. }) if code >= 200 => {
-                if let Some(ClientRole::Register {
-                    key,
-                    server,
-                    request,
-                    pbx_expires,
-                }) = self.clients.remove(&tx)
+                if let Some(ClientRole::Register { batch, key, change }) = self.clients.remove(&tx)
                 {
-                    self.on_register_answer(now, key, server, &request, &resp, pbx_expires);
+                    self.on_register_answer(now, batch, key, change, Some(&resp));
                 }
             }
             Some(ClientRole::Probe(token)) if code >= 200 => {
@@ -848,15 +850,9 @@ impl B2bua {
             }
             Some(ClientRole::Relay { .. }) => self.on_relay_failure(now, tx),
             Some(ClientRole::Register { .. }) => {
-                if let Some(ClientRole::Register {
-                    key,
-                    server,
-                    request,
-                    ..
-                }) = self.clients.remove(&tx)
+                if let Some(ClientRole::Register { batch, key, change }) = self.clients.remove(&tx)
                 {
-                    self.drop_binding(&key);
-                    self.reply(now, server, &request, 408, None);
+                    self.on_register_answer(now, batch, key, change, None);
                 }
             }
             Some(ClientRole::Probe(token)) => {

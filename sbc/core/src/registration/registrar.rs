@@ -314,11 +314,7 @@ impl<'a> RegContact<'a> {
         Ok(Self::Uri {
             uri,
             instance: na.params.get("+sip.instance").flatten(),
-            expires: na
-                .params
-                .get("expires")
-                .flatten()
-                .and_then(|e| e.parse().ok()),
+            expires: na.params.get("expires").flatten().and_then(parse_expires),
         })
     }
 }
@@ -383,50 +379,114 @@ pub enum ForwardReason {
     First,
     /// The device registered another Contact URI.
     ContactChanged,
+    /// Another source, flow or Call-ID than the binding's: only the PBX's 2xx moves it.
+    Moved,
     /// The PBX binding would lapse before the next UA refresh.
     PbxRefresh,
+    /// `expires=0` or `Contact: *`: only the PBX's 2xx removes the bindings.
+    Removal,
 }
 
-/// What to do with a REGISTER that was applied.
+/// A binding to create or move once the PBX accepted the REGISTER that asked for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewBinding {
+    /// The binding's key.
+    pub key: BindingKey,
+    /// The Contact URI as the UA wrote it.
+    pub contact_uri: String,
+    /// The `+sip.instance` value, as written.
+    pub instance: Option<String>,
+    /// The source of the REGISTER.
+    pub source: SocketAddr,
+    /// Its transport.
+    pub transport: Transport,
+    /// Its connection token.
+    pub connection: Option<u64>,
+    /// Whether the UA was found NATed.
+    pub nated: bool,
+    /// Call-ID of the REGISTER.
+    pub call_id: String,
+    /// CSeq of the REGISTER.
+    pub cseq: u32,
+    /// The expiry to grant the UA (cut to what the PBX grants).
+    pub ua_expires: Duration,
+    /// The expiry asked of the PBX; a longer grant is taken as this (RFC 3261 §10.3 step 8: a
+    /// registrar may shorten an expiry, never lengthen it).
+    pub pbx_expires: Duration,
+}
+
+/// A change of the binding table that waits for the PBX's 2xx ([`Registrar::commit`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Create, move or refresh one binding.
+    Bind(Box<NewBinding>),
+    /// Remove one binding (`expires=0`).
+    Remove(BindingKey),
+    /// Remove every binding of the AoR (`Contact: *`).
+    RemoveAll(Aor),
+}
+
+impl Change {
+    /// The binding the change is about (`None` for [`Change::RemoveAll`]).
+    pub fn key(&self) -> Option<&BindingKey> {
+        match self {
+            Self::Bind(b) => Some(&b.key),
+            Self::Remove(k) => Some(k),
+            Self::RemoveAll(_) => None,
+        }
+    }
+}
+
+/// What to do with one Contact of a REGISTER.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RegisterOutcome {
-    /// Register at the PBX asking `pbx_expires`; when it accepts, call [`Registrar::pbx_confirmed`] and
-    /// answer the UA 200 with the expiry it returns (at most `ua_expires`). On refusal,
-    /// [`Registrar::remove`] the binding and relay the refusal.
+    /// Ask the PBX (`pbx_expires`, zero for a removal). Nothing changed here yet: on the PBX's 2xx
+    /// call [`Registrar::commit`] with `change`; on a refusal or no answer nothing changes.
     Forward {
-        /// The binding.
-        key: BindingKey,
+        /// What the PBX's 2xx will change.
+        change: Change,
         /// Why.
         reason: ForwardReason,
-        /// The expiry to grant the UA.
-        ua_expires: Duration,
         /// The expiry to ask of the PBX.
         pbx_expires: Duration,
     },
-    /// Answer the UA 200 now with `ua_expires`; nothing goes to the PBX.
+    /// A refresh from the binding's own source, flow and Call-ID with a higher CSeq, applied here:
+    /// answer the UA 200 now with `ua_expires`; nothing goes to the PBX.
     Local {
         /// The binding.
         key: BindingKey,
         /// The expiry to grant the UA.
         ua_expires: Duration,
     },
-    /// Bindings removed (`expires=0` or `*`). When any were removed, deregister them at the PBX;
-    /// answer the UA 200 either way.
-    Removed {
-        /// The removed bindings.
-        bindings: Vec<Binding>,
-    },
+    /// Nothing to change (a removal of bindings that do not exist here): answer 200.
+    Unchanged,
 }
 
 impl RegisterOutcome {
     /// Whether something must be sent to the PBX.
     pub fn must_forward(&self) -> bool {
-        match self {
-            Self::Forward { .. } => true,
-            Self::Local { .. } => false,
-            Self::Removed { bindings } => !bindings.is_empty(),
-        }
+        matches!(self, Self::Forward { .. })
     }
+}
+
+/// The longest expiry the registrar computes with (2^32 - 1 s, the largest `Expires` RFC 3261
+/// §20.19 allows); longer values from either side are cut to it before any arithmetic.
+pub const EXPIRES_CAP: Duration = Duration::from_secs(u32::MAX as u64);
+
+/// `now + d`, with `d` cut to [`EXPIRES_CAP`]; never panics (a clock near its end gives `now`).
+pub fn deadline_after(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d.min(EXPIRES_CAP)).unwrap_or(now)
+}
+
+/// An expiry as a SIP header or parameter writes it (`delta-seconds`, RFC 3261 §25.1): ASCII digits
+/// only, saturating at `u32::MAX` (so `18446744073709551615` is 4294967295). `None` for anything
+/// else (negative, empty, garbage), which the registrar treats as absent.
+pub fn parse_expires(text: &str) -> Option<u32> {
+    let t = text.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(t.parse::<u32>().unwrap_or(u32::MAX))
 }
 
 /// A keep-alive to send (an OPTIONS, or CRLF on a connection, RFC 5626 §4.4) toward a NATed UA.
@@ -482,8 +542,10 @@ impl Registrar {
         self.bindings.get(key)
     }
 
-    /// Apply one REGISTER contact (RFC 3261 §10.3; the forwarding rule is in the module doc). A
-    /// REGISTER with several contacts is applied contact by contact.
+    /// Decide one REGISTER contact (RFC 3261 §10.3; the forwarding rule is in the module doc). Only
+    /// a refresh from the binding's own source, flow and Call-ID with a higher CSeq changes the
+    /// table here ([`RegisterOutcome::Local`]); every other change waits for the PBX's 2xx
+    /// ([`Self::commit`]). A REGISTER with several contacts is decided contact by contact.
     pub fn handle_register(
         &mut self,
         now: Instant,
@@ -514,8 +576,14 @@ impl Registrar {
             }
         }
         if requested.is_zero() {
-            let bindings = self.remove(&key).into_iter().collect();
-            return Ok(RegisterOutcome::Removed { bindings });
+            return Ok(match existing {
+                Some(_) => RegisterOutcome::Forward {
+                    change: Change::Remove(key),
+                    reason: ForwardReason::Removal,
+                    pbx_expires: Duration::ZERO,
+                },
+                None => RegisterOutcome::Unchanged,
+            });
         }
 
         let pbx_expires = requested.min(self.config.max_expires);
@@ -524,65 +592,81 @@ impl Registrar {
         } else {
             pbx_expires
         };
-        let next_refresh = now + ua_expires + self.config.pbx_refresh_margin;
+        let next_refresh = deadline_after(
+            deadline_after(now, ua_expires),
+            self.config.pbx_refresh_margin,
+        );
         let reason = match existing {
-            None => Some(ForwardReason::First),
-            Some(b) if b.contact_uri != uri => Some(ForwardReason::ContactChanged),
-            Some(b) if b.pbx_until < next_refresh => Some(ForwardReason::PbxRefresh),
-            Some(_) => None,
+            None => ForwardReason::First,
+            Some(b) if b.contact_uri != uri => ForwardReason::ContactChanged,
+            Some(b)
+                if b.source != req.source
+                    || b.connection != req.connection
+                    || b.transport != req.transport
+                    || b.call_id != req.call_id =>
+            {
+                ForwardReason::Moved
+            }
+            Some(b) if b.pbx_until < next_refresh => ForwardReason::PbxRefresh,
+            Some(_) => {
+                self.refresh(now, &key, req, ua_expires);
+                return Ok(RegisterOutcome::Local { key, ua_expires });
+            }
         };
-        if existing.is_none()
-            && self.by_aor.get(req.aor).map_or(0, Vec::len) >= self.config.max_contacts_per_aor
-        {
-            return Err(RegistrarError::TooManyContacts);
+        if existing.is_none() {
+            if self.bindings.len() >= self.config.capacity {
+                return Err(RegistrarError::Full);
+            }
+            if self.by_aor.get(req.aor).map_or(0, Vec::len) >= self.config.max_contacts_per_aor {
+                return Err(RegistrarError::TooManyContacts);
+            }
         }
-        let (held_pbx, pbx_until) = match (reason, existing) {
-            (None, Some(b)) => (b.expires_pbx, b.pbx_until),
-            _ => (pbx_expires, now + pbx_expires),
-        };
-        let binding = Binding {
-            aor: req.aor.clone(),
+        let new = NewBinding {
+            key,
             contact_uri: uri.to_owned(),
             instance: instance.map(str::to_owned),
             source: req.source,
             transport: req.transport,
             connection: req.connection,
             nated: req.nated,
-            expires_ua: now + ua_expires,
-            expires_pbx: held_pbx,
-            pbx_until,
             call_id: req.call_id.to_owned(),
             cseq: req.cseq,
+            ua_expires,
+            pbx_expires,
         };
-        let was_new = existing.is_none();
-        self.bindings
-            .insert(key.clone(), binding, now + ua_expires)
-            .map_err(|_| RegistrarError::Full)?;
-        if was_new {
-            self.by_aor
-                .entry(req.aor.clone())
-                .or_default()
-                .push(key.clone());
-        }
-        self.schedule_keepalive(&key, req.nated, now);
-        Ok(match reason {
-            Some(reason) => RegisterOutcome::Forward {
-                key,
-                reason,
-                ua_expires,
-                pbx_expires,
-            },
-            None => RegisterOutcome::Local { key, ua_expires },
+        Ok(RegisterOutcome::Forward {
+            change: Change::Bind(Box::new(new)),
+            reason,
+            pbx_expires,
         })
     }
 
-    /// `Contact: *`: remove every binding of the AoR, unless one of them saw a newer CSeq on the same
-    /// Call-ID (then nothing is removed).
+    /// A refresh from the binding's own flow and Call-ID: new CSeq and UA expiry, the PBX binding
+    /// as it is.
+    fn refresh(
+        &mut self,
+        now: Instant,
+        key: &BindingKey,
+        req: &RegisterRequest<'_>,
+        ua_expires: Duration,
+    ) {
+        let until = deadline_after(now, ua_expires);
+        if let Some(b) = self.bindings.get_mut(key) {
+            b.cseq = req.cseq;
+            b.nated = req.nated;
+            b.expires_ua = until;
+        }
+        self.bindings.set_deadline(key, until);
+        self.schedule_keepalive(key, req.nated, now);
+    }
+
+    /// `Contact: *`: every binding of the AoR is to be removed (after the PBX's 2xx), unless one of
+    /// them saw a newer CSeq on the same Call-ID.
     fn remove_all(&mut self, req: &RegisterRequest<'_>) -> Result<RegisterOutcome, RegistrarError> {
         if req.expires != Some(0) {
             return Err(RegistrarError::InvalidStar);
         }
-        let keys = self.by_aor.get(req.aor).cloned().unwrap_or_default();
+        let keys = self.by_aor.get(req.aor).map_or(&[][..], Vec::as_slice);
         let stale = keys
             .iter()
             .filter_map(|k| self.bindings.get(k))
@@ -590,8 +674,136 @@ impl Registrar {
         if stale {
             return Err(RegistrarError::Stale);
         }
-        let bindings = keys.iter().filter_map(|k| self.remove(k)).collect();
-        Ok(RegisterOutcome::Removed { bindings })
+        Ok(if keys.is_empty() {
+            RegisterOutcome::Unchanged
+        } else {
+            RegisterOutcome::Forward {
+                change: Change::RemoveAll(req.aor.clone()),
+                reason: ForwardReason::Removal,
+                pbx_expires: Duration::ZERO,
+            }
+        })
+    }
+
+    /// The PBX answered 2xx to the REGISTER that asked for `change`, granting `granted` (a binding
+    /// only; cut to what was asked). Returns the bindings removed (for [`Change::Remove`] and
+    /// [`Change::RemoveAll`]). A binding whose same Call-ID already saw a higher CSeq here is left
+    /// as it is (an answer overtaken by a newer REGISTER).
+    pub fn commit(
+        &mut self,
+        now: Instant,
+        change: &Change,
+        granted: Duration,
+    ) -> Result<Vec<Binding>, RegistrarError> {
+        match change {
+            Change::Bind(new) => self.commit_binding(now, new, granted).map(|()| Vec::new()),
+            Change::Remove(key) => Ok(self.remove(key).into_iter().collect()),
+            Change::RemoveAll(aor) => {
+                let keys = self.by_aor.get(aor).cloned().unwrap_or_default();
+                Ok(keys.iter().filter_map(|k| self.remove(k)).collect())
+            }
+        }
+    }
+
+    fn commit_binding(
+        &mut self,
+        now: Instant,
+        new: &NewBinding,
+        granted: Duration,
+    ) -> Result<(), RegistrarError> {
+        let existing = self.bindings.get(&new.key);
+        if existing.is_some_and(|b| b.call_id == new.call_id && new.cseq < b.cseq) {
+            return Ok(());
+        }
+        if existing.is_none()
+            && self.by_aor.get(&new.key.aor).map_or(0, Vec::len) >= self.config.max_contacts_per_aor
+        {
+            return Err(RegistrarError::TooManyContacts);
+        }
+        let was_new = existing.is_none();
+        let granted = granted.min(new.pbx_expires);
+        let pbx_until = deadline_after(now, granted);
+        let expires_ua = deadline_after(now, new.ua_expires).min(pbx_until);
+        let binding = Binding {
+            aor: new.key.aor.clone(),
+            contact_uri: new.contact_uri.clone(),
+            instance: new.instance.clone(),
+            source: new.source,
+            transport: new.transport,
+            connection: new.connection,
+            nated: new.nated,
+            expires_ua,
+            expires_pbx: granted,
+            pbx_until,
+            call_id: new.call_id.clone(),
+            cseq: new.cseq,
+        };
+        self.bindings
+            .insert(new.key.clone(), binding, expires_ua)
+            .map_err(|_| RegistrarError::Full)?;
+        if was_new {
+            self.by_aor
+                .entry(new.key.aor.clone())
+                .or_default()
+                .push(new.key.clone());
+        }
+        self.schedule_keepalive(&new.key, new.nated, now);
+        Ok(())
+    }
+
+    /// Put back a binding held before a restart, with `ua_left` and `pbx_left` still to run from
+    /// `now`. A binding with no time left, or beyond the table's bounds, is refused.
+    pub fn restore(
+        &mut self,
+        now: Instant,
+        mut binding: Binding,
+        ua_left: Duration,
+        pbx_left: Duration,
+    ) -> Result<BindingKey, RegistrarError> {
+        if ua_left.is_zero() || pbx_left.is_zero() {
+            return Err(RegistrarError::Stale);
+        }
+        let key = BindingKey::new(
+            &binding.aor,
+            &binding.contact_uri,
+            binding.instance.as_deref(),
+        );
+        if self.bindings.contains_key(&key) {
+            return Err(RegistrarError::Stale);
+        }
+        if self.by_aor.get(&key.aor).map_or(0, Vec::len) >= self.config.max_contacts_per_aor {
+            return Err(RegistrarError::TooManyContacts);
+        }
+        binding.pbx_until = deadline_after(now, pbx_left.min(self.config.max_expires));
+        binding.expires_ua = deadline_after(now, ua_left).min(binding.pbx_until);
+        let (nated, until) = (binding.nated, binding.expires_ua);
+        self.bindings
+            .insert(key.clone(), binding, until)
+            .map_err(|_| RegistrarError::Full)?;
+        self.by_aor
+            .entry(key.aor.clone())
+            .or_default()
+            .push(key.clone());
+        self.schedule_keepalive(&key, nated, now);
+        Ok(key)
+    }
+
+    /// Every binding with the time left on each side at `now` (for storing across a restart).
+    pub fn export(
+        &self,
+        now: Instant,
+    ) -> impl Iterator<Item = (&Binding, Duration, Duration)> + '_ {
+        self.by_aor
+            .values()
+            .flatten()
+            .filter_map(|k| self.bindings.get(k))
+            .map(move |b| {
+                (
+                    b,
+                    b.expires_ua.saturating_duration_since(now),
+                    b.pbx_until.saturating_duration_since(now),
+                )
+            })
     }
 
     /// (Re)arm the keep-alive of `key`: a REGISTER just crossed the pinhole, so the next keep-alive is
@@ -605,26 +817,6 @@ impl Registrar {
         } else {
             self.keepalives.remove(key);
         }
-    }
-
-    /// The PBX accepted the registration of `key` for `granted`: record it, and cut the UA expiry so the
-    /// UA binding never outlives the PBX one. Returns the expiry to put in the 200 to the UA, or `None`
-    /// when the binding is gone.
-    pub fn pbx_confirmed(
-        &mut self,
-        key: &BindingKey,
-        now: Instant,
-        granted: Duration,
-    ) -> Option<Duration> {
-        let b = self.bindings.get_mut(key)?;
-        b.expires_pbx = granted;
-        b.pbx_until = now + granted;
-        if b.expires_ua > b.pbx_until {
-            b.expires_ua = b.pbx_until;
-        }
-        let expires_ua = b.expires_ua;
-        self.bindings.set_deadline(key, expires_ua);
-        Some(expires_ua.saturating_duration_since(now))
     }
 
     /// Remove the binding of `key` (PBX refused it, connection closed for good, operator action).

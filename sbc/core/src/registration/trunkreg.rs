@@ -16,6 +16,7 @@ use sbc_sip::writer::MessageWriter;
 use sbc_sip::{HeaderName, Message, Method};
 
 use crate::registration::digest::{Challenge, Credentials, DigestRequest};
+use crate::registration::registrar::{deadline_after, parse_expires};
 
 /// What the SBC authenticates as toward a carrier trunk (RFC 3261 §22): a 401/407 to the INVITE it
 /// sends there is answered by the SBC itself, once, and never reaches the caller.
@@ -233,12 +234,15 @@ impl TrunkRegistration {
             return None;
         }
         if (200..300).contains(&code) {
-            let granted = granted_expiry(resp).unwrap_or(self.config.expires);
-            self.until = Some(now + granted);
-            self.state = RegState::Registered {
-                until: now + granted,
-            };
-            self.next = Some(now + (granted / 2).max(MIN_REFRESH));
+            // A registrar may shorten the expiry asked, never lengthen it (RFC 3261 §10.3 step 8):
+            // a longer grant (even 2^64-1 s) is taken as what was asked.
+            let granted = granted_expiry(resp)
+                .unwrap_or(self.config.expires)
+                .min(self.config.expires);
+            let until = deadline_after(now, granted);
+            self.until = Some(until);
+            self.state = RegState::Registered { until };
+            self.next = Some(deadline_after(now, (granted / 2).max(MIN_REFRESH)));
             self.answered = false;
             self.stats.registered += 1;
             return None;
@@ -271,7 +275,7 @@ impl TrunkRegistration {
             Some(until) if until > now => RegState::Registered { until },
             _ => RegState::Unregistered,
         };
-        self.next = Some(now + RETRY_AFTER);
+        self.next = Some(deadline_after(now, RETRY_AFTER));
     }
 }
 
@@ -285,15 +289,12 @@ fn granted_expiry(resp: &Message) -> Option<Duration> {
                 let (k, v) = p.split_once('=')?;
                 k.trim()
                     .eq_ignore_ascii_case("expires")
-                    .then(|| v.trim().parse::<u64>().ok())
+                    .then(|| parse_expires(v))
                     .flatten()
             })
         });
-    let secs = from_contact.or_else(|| {
-        resp.header(HeaderName::Expires)
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    })?;
-    (secs > 0).then(|| Duration::from_secs(secs))
+    let secs = from_contact.or_else(|| resp.header(HeaderName::Expires).and_then(parse_expires))?;
+    (secs > 0).then(|| Duration::from_secs(u64::from(secs)))
 }
 
 #[cfg(test)]
@@ -330,6 +331,28 @@ mod tests {
              Call-ID: cid\r\nCSeq: 1 REGISTER\r\n{extra}Content-Length: 0\r\n\r\n"
         );
         Message::parse(Bytes::from(text)).unwrap()
+    }
+
+    #[test]
+    fn an_absurd_grant_is_taken_as_what_was_asked() {
+        let now = t0();
+        let contact: SocketAddr = "203.0.113.1:5060".parse().unwrap();
+        for grant in [
+            "Contact: <sip:acct@203.0.113.1:5060>;expires=18446744073709551615\r\n",
+            "Contact: <sip:acct@203.0.113.1:5060>;expires=9223372036854775808\r\n",
+            "Expires: 18446744073709551615\r\n",
+        ] {
+            let mut r = reg(now);
+            r.build("z9hG4bKa", contact, None).unwrap();
+            assert!(r.on_response(now, &response("200 OK", grant)).is_none());
+            assert_eq!(
+                r.state(),
+                RegState::Registered {
+                    until: now + Duration::from_secs(600)
+                },
+                "{grant}"
+            );
+        }
     }
 
     #[test]
