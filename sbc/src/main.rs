@@ -12,6 +12,7 @@ mod control;
 mod driver;
 mod handler;
 mod media;
+mod persist;
 mod shard_media;
 mod signalling;
 mod stats;
@@ -234,6 +235,22 @@ fn run(cfg: &Config) -> Result<(), String> {
     let now = std::time::Instant::now();
     // Each worker publishes its counters to the control thread once a second, and at stop.
     let (snapshots, control_rx) = control::channel(n);
+    // Registrations stored before a restart, per worker, and the writer of the state file.
+    let state_file =
+        (!cfg.registrar.state_file.is_empty()).then(|| PathBuf::from(&cfg.registrar.state_file));
+    let mut stored = match &state_file {
+        Some(p) => persist::load(p, cfg.registrar.capacity, n, now),
+        None => Vec::new(),
+    };
+    let (mut stores, persist_thread) = match state_file {
+        Some(p) => {
+            let (s, t) = persist::start(p, n, cfg.registrar.capacity)
+                .map_err(|e| format!("registrar.state_file: cannot start its writer: {e}"))?;
+            (s.into_iter().map(Some).collect(), Some(t))
+        }
+        None => (Vec::new(), None),
+    };
+    let mut restored = 0;
     if cfg.media.enabled {
         let ports = u64::from(cfg.media.port_max - cfg.media.port_min) + 1;
         media::raise_fd_limit(ports + 1024 + 64 * n as u64)?;
@@ -255,6 +272,9 @@ fn run(cfg: &Config) -> Result<(), String> {
             inside_flow: sbc_sip::transaction::Flow((outside_udp + 1) as u64),
         };
         let mut sig = signalling::Signalling::new(&b2bua, &cfg.limits, &place, secret, now);
+        if let Some(list) = stored.get_mut(id) {
+            restored += sig.restore_registrations(now, std::mem::take(list));
+        }
         let (media, shard_media) = if cfg.media.enabled {
             let ports = cfg.media.media_ports_for(id, n);
             let socks = media::MediaSockets::bind(b2bua.media_address, ports.clone())?;
@@ -285,6 +305,7 @@ fn run(cfg: &Config) -> Result<(), String> {
             shard_media,
             ng,
             publisher: control::Publisher::new(id as u16, snapshots.clone(), now),
+            store: stores.get_mut(id).and_then(Option::take),
         })
         .map_err(|e| format!("worker {id}: {e}"))?;
         workers.push(w);
@@ -298,6 +319,9 @@ fn run(cfg: &Config) -> Result<(), String> {
         inside_worker_ports = %format!("{}..={}", cfg.inside.port + 1, cfg.inside.port + n as u16),
         "sbc listening"
     );
+    if persist_thread.is_some() {
+        tracing::info!(restored, "registrar.state_file: registrations restored");
+    }
     sys::block_stop_signals();
     // The control thread keeps each worker's latest counters until every worker is gone.
     drop(snapshots);
@@ -333,6 +357,12 @@ fn run(cfg: &Config) -> Result<(), String> {
     for (i, h) in handles.into_iter().enumerate() {
         if h.join().is_err() {
             tracing::error!(worker = i, "worker panicked");
+        }
+    }
+    // Every worker has sent its last bindings: the state file's writer ends after its last write.
+    if let Some(t) = persist_thread {
+        if t.join().is_err() {
+            tracing::error!("state file writer panicked");
         }
     }
     // Every worker has sent its last snapshot and dropped its sender: the control thread ends.

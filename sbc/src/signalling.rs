@@ -163,6 +163,24 @@ impl Signalling {
     }
 
     /// The earliest time [`Self::on_timeout`] has work.
+    /// The B2BUA's bindings, for storing them across a restart ([`crate::persist`]).
+    pub(crate) fn registrations(&self) -> &B2bua {
+        &self.b2bua
+    }
+
+    /// Put back the bindings stored before a restart; returns how many were taken.
+    pub(crate) fn restore_registrations(
+        &mut self,
+        now: Instant,
+        stored: Vec<sbc_core::b2bua::StoredRegistration>,
+    ) -> usize {
+        stored
+            .into_iter()
+            .map(|s| self.b2bua.restore_registration(now, s))
+            .filter(|taken| *taken)
+            .count()
+    }
+
     pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
         [self.b2bua.poll_timeout(), self.policy.poll_timeout()]
             .into_iter()

@@ -21,6 +21,7 @@ use sbc_sip::transaction::{Flow, Transmit};
 use crate::control::{Layers, Publisher};
 use crate::handler::Handler;
 use crate::media::{MediaSockets, NgServer};
+use crate::persist::WorkerStore;
 use crate::shard_media::ShardMedia;
 use crate::signalling::{udp_side, Signalling};
 use crate::stats::{Media, Transport, WorkerStats};
@@ -67,6 +68,8 @@ pub(crate) struct Worker {
     pub(crate) ng: Option<NgServer>,
     /// Sends the worker's counters to the control thread, once a second from [`Self::tick`].
     publisher: Publisher,
+    /// Sends the worker's bindings to the state file's writer (when `registrar.state_file` is set).
+    store: Option<WorkerStore>,
     last_idle_scan: Instant,
     /// Set when the stop flag is first seen: the worker runs until then at most, to have its
     /// goodbyes answered.
@@ -94,6 +97,7 @@ pub(crate) struct WorkerSetup<'a> {
     pub(crate) shard_media: Option<ShardMedia>,
     pub(crate) ng: Option<NgServer>,
     pub(crate) publisher: Publisher,
+    pub(crate) store: Option<WorkerStore>,
 }
 
 /// The media path of a worker, borrowed apart from the rest: its sockets, its shard, the ng
@@ -122,6 +126,7 @@ impl Worker {
             shard_media,
             ng,
             publisher,
+            store,
         } = setup;
         let limits = sbc_sip::framing::Limits {
             max_header: transport.max_message_size.min(16 * 1024),
@@ -159,6 +164,7 @@ impl Worker {
             shard_media,
             ng,
             publisher,
+            store,
             last_idle_scan: Instant::now(),
             stop_until: None,
         })
@@ -183,9 +189,18 @@ impl Worker {
 
     /// The end of the worker's loop: its last counters go to the control thread.
     pub(crate) fn finish(self) {
+        let now = Instant::now();
         let layers = self.layers();
-        let Self { publisher, .. } = self;
-        publisher.finish(layers, Instant::now());
+        let Self {
+            publisher,
+            store,
+            handler,
+            ..
+        } = self;
+        if let Some(store) = store {
+            store.finish(handler.signalling.registrations().export_registrations(now));
+        }
+        publisher.finish(layers, now);
     }
 
     /// The worker's counters, layer by layer (copies: nothing is locked or allocated).
@@ -300,6 +315,12 @@ impl Worker {
             self.last_idle_scan = now;
             self.streams
                 .expire_idle(&self.epoll, now, &mut self.handler);
+            if let Some(store) = &mut self.store {
+                let b2bua = self.handler.signalling.registrations();
+                store.tick(b2bua.registrations_generation(), || {
+                    b2bua.export_registrations(now)
+                });
+            }
         }
         if self.publisher.due(now) {
             let layers = self.layers();

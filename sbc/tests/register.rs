@@ -400,7 +400,6 @@ fn an_absurd_expiry_from_the_pbx_kills_nothing() {
 /// 17.14: registrations survive a restart: the phone registers, the SBC stops and starts again
 /// with the same state file, and the PBX's call reaches the phone without a new REGISTER.
 #[test]
-#[ignore = "state file: next commit"]
 fn registrations_survive_a_restart() {
     let n = 5;
     let state = TempDir::new("reg-state");
@@ -416,11 +415,9 @@ fn registrations_survive_a_restart() {
     assert!(file.exists(), "no state file at {}", file.display());
 
     let sbc = start(n, "reg-restart-2", &registrar);
-    assert!(
-        sbc.log_text().contains("registrations restored"),
-        "{}",
-        sbc.log_text()
-    );
+    let log = sbc.log_text();
+    assert!(log.contains("registrations restored"), "{log}");
+    assert!(log.contains("restored=1"), "{log}");
     pbx_calls(&pbx, &token, "call-after-restart");
     call_reaches(&pbx, &phone, &other, "call-after-restart");
     drop(sbc);
@@ -428,7 +425,6 @@ fn registrations_survive_a_restart() {
 
 /// 17.14: a corrupt state file is refused with a log line (kept aside), and the SBC starts empty.
 #[test]
-#[ignore = "state file: next commit"]
 fn a_corrupt_state_file_is_refused_and_the_sbc_starts_empty() {
     let n = 6;
     let state = TempDir::new("reg-corrupt");

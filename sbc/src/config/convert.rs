@@ -45,11 +45,12 @@ impl NumberRuleSection {
 }
 
 impl RegistrarSection {
-    /// The `sbc-core` registrar settings.
-    pub(crate) fn to_core(&self) -> RegistrarConfig {
+    /// The `sbc-core` registrar settings of one of `workers` workers: `capacity` is for the
+    /// whole SBC, so each worker holds its share (rounded up).
+    pub(crate) fn to_core(&self, workers: usize) -> RegistrarConfig {
         let d = RegistrarConfig::default();
         RegistrarConfig {
-            capacity: self.capacity,
+            capacity: self.capacity.div_ceil(workers.max(1)),
             min_expires: Duration::from_secs(self.min_expires_secs),
             max_expires: Duration::from_secs(self.max_expires_secs),
             default_expires: d.default_expires.clamp(
@@ -456,7 +457,7 @@ impl Config {
             health,
             trunks,
             routes,
-            registrar: self.registrar.to_core(),
+            registrar: self.registrar.to_core(self.worker_count()),
             topology: self.topology.to_core(),
         })
     }

@@ -491,6 +491,8 @@ pub(crate) struct RegistrarSection {
     pub(crate) min_expires_secs: u64,
     pub(crate) max_expires_secs: u64,
     pub(crate) keepalive_interval_secs: u64,
+    /// Where the registrations are stored across a restart; empty: not stored.
+    pub(crate) state_file: String,
 }
 
 impl Default for RegistrarSection {
@@ -501,6 +503,7 @@ impl Default for RegistrarSection {
             min_expires_secs: 60,
             max_expires_secs: 3600,
             keepalive_interval_secs: 25,
+            state_file: String::new(),
         }
     }
 }

@@ -153,7 +153,13 @@ fn embedded_default_b2bua_sections() {
     let b = c.b2bua().unwrap();
     assert_eq!(b.outside_address, "127.0.0.1".parse::<IpAddr>().unwrap());
     assert!(b.groups.is_empty() && b.trunks.is_empty() && b.routes.is_empty());
-    assert_eq!(b.registrar.capacity, 100_000);
+    // registrar.capacity is the whole SBC's: each worker holds its share.
+    assert_eq!(c.registrar.capacity, 100_000);
+    assert_eq!(
+        b.registrar.capacity,
+        100_000usize.div_ceil(c.worker_count())
+    );
+    assert_eq!(c.registrar.state_file, "/var/lib/sbc/registrations.toml");
     assert_eq!((c.media.port_min, c.media.port_max), (20000, 29999));
     assert_eq!(c.limits.max_dialogs, 100_000);
     assert_eq!(c.api.listen, "127.0.0.1:8080".parse().unwrap());
@@ -217,7 +223,9 @@ fn full_example_loads_and_converts() {
         b.topology.toward_inside.get("Subject"),
         Some(&HeaderAction::Strip)
     );
-    assert_eq!(b.registrar.capacity, 5000);
+    // 5000 for the whole SBC, over its 2 workers.
+    assert_eq!(b.registrar.capacity, 2500);
+    assert_eq!(c.registrar.state_file, "");
     assert_eq!(c.limits.max_cps, 50);
 }
 

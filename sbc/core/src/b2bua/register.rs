@@ -33,7 +33,8 @@ use crate::signalling::topology::Side;
 pub(super) struct RegRelay {
     batches: HashMap<u64, RegBatch>,
     next: u64,
-    /// Bumped on every change of the bindings (see [`B2bua::registrations_generation`]).
+    /// Bumped when a binding is created, moved or removed (see
+    /// [`B2bua::registrations_generation`]).
     generation: u64,
 }
 
@@ -151,7 +152,6 @@ impl B2bua {
                     return;
                 }
                 Ok(RegisterOutcome::Local { key, .. }) => {
-                    self.reg_relay.generation += 1;
                     first.get_or_insert(key);
                 }
                 Ok(RegisterOutcome::Forward {
@@ -244,7 +244,7 @@ impl B2bua {
     /// Apply a change the PBX accepted (or that needs no PBX), granting `granted`. A binding that
     /// cannot be stored (table full) is removed at the PBX again. Returns whether it was applied.
     fn apply_change(&mut self, now: Instant, change: &Change, granted: Duration) -> bool {
-        self.reg_relay.generation += 1;
+        self.reg_relay.generation = self.reg_relay.generation.wrapping_add(1);
         match self.registrar.commit(now, change, granted) {
             Ok(removed) => {
                 for b in removed {
@@ -534,7 +534,7 @@ impl B2bua {
     /// Forget binding `key` here (the registrar's entry and the SBC's own registration state).
     pub(super) fn drop_binding(&mut self, key: &BindingKey) {
         if self.registrar.remove(key).is_some() {
-            self.reg_relay.generation += 1;
+            self.reg_relay.generation = self.reg_relay.generation.wrapping_add(1);
         }
         self.forget_pbx_reg(key);
     }
@@ -548,14 +548,15 @@ impl B2bua {
     /// Bindings whose UA did not refresh in time: deregistered behind the SBC.
     pub(super) fn expire_bindings(&mut self, now: Instant) {
         while let Some(b) = self.registrar.poll_expired(now) {
-            self.reg_relay.generation += 1;
+            self.reg_relay.generation = self.reg_relay.generation.wrapping_add(1);
             let key = BindingKey::new(&b.aor, &b.contact_uri, b.instance.as_deref());
             self.deregister_at_pbx(now, &key);
         }
     }
 
-    /// A counter that changes whenever a binding is created, refreshed, moved or removed: the
-    /// driver stores the bindings again when it moved.
+    /// A counter that changes whenever a binding is created, moved, refreshed at the PBX or
+    /// removed (not on a refresh answered here, which changes only an expiry): the driver stores
+    /// the bindings again when it moved.
     pub fn registrations_generation(&self) -> u64 {
         self.reg_relay.generation
     }
