@@ -14,16 +14,26 @@
 //!   compared unescaped. URI parameters are dropped from the AoR (§10.3 step 5).
 //! - RFC 5626 §4.1: `+sip.instance` identifies the device across Contact changes.
 //!
+//! # Consent of the PBX
+//!
+//! [`Registrar::handle_register`] changes the table only for a refresh from the binding's own
+//! source, flow (transport and connection) and Call-ID with a higher CSeq, when the PBX binding
+//! outlives the next UA refresh ([`RegisterOutcome::Local`]). Every other change (a new binding; one
+//! claimed from another source, flow or Call-ID; a Contact change; a PBX refresh; `expires=0`;
+//! `Contact: *`) comes back as a [`Change`] to ask of the PBX, and is applied by
+//! [`Registrar::commit`] only when the PBX answers 2xx. Until then the binding stays as it was, so a
+//! stranger who knows an AoR and its Contact moves or removes nothing unless the PBX accepts them.
+//!
 //! # Expiry toward each side
 //!
-//! - Toward the PBX the SBC asks for what the UA requested, clamped to `[min_expires, max_expires]`.
+//! - Toward the PBX the SBC asks for what the UA requested, clamped to `[min_expires, max_expires]`;
+//!   the PBX may grant less, and a longer grant is taken as what was asked.
 //! - Toward a NATed UA it grants at most `nat_expires` (default 60 s), so the UA refreshes often and its
 //!   NAT pinhole stays open; a UA that is not NATed is granted the PBX expiry.
-//! - A refresh is answered locally (200 with the short expiry, the PBX is not bothered) while the PBX
-//!   binding outlives the next UA refresh by at least `pbx_refresh_margin`. It is forwarded on first
-//!   registration, on a Contact change, on deregistration, and when the PBX binding would lapse before
-//!   the next UA refresh is due.
-//!
+//! - Expiries from the network are read with [`parse_expires`] (digits only, saturating at 2^32-1)
+//!   and every deadline is computed with [`deadline_after`] (capped at [`EXPIRES_CAP`]), so no value
+//!   from either side can overflow the clock.
+
 //! # Bounds and time
 //!
 //! Bindings live in a [`BoundedTable`] whose deadline is the UA expiry: a full table refuses new

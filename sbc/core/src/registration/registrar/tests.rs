@@ -496,6 +496,20 @@ fn only_the_bindings_own_flow_and_call_id_refresh_locally() {
         assert_eq!(b.source, sa("203.0.113.7:40001"));
         assert_eq!((b.call_id.as_str(), b.cseq), ("c1", 1));
     }
+    // The same device (+sip.instance) claimed with another Contact: asked of the PBX too.
+    let inst = "<sip:alice@10.0.0.9>;+sip.instance=\"<urn:uuid:A>\"";
+    accepted(&mut r, t0, &req(&a, inst, None, "c7", 1));
+    let ikey = BindingKey::new(&a, "sip:alice@10.0.0.9", Some("\"<urn:uuid:A>\""));
+    let mut q = req(
+        &a,
+        "<sip:evil@198.51.100.66>;+sip.instance=\"<urn:uuid:A>\"",
+        None,
+        "evil",
+        1,
+    );
+    q.source = sa("198.51.100.66:5060");
+    assert!(r.handle_register(t0 + S, &q).unwrap().must_forward());
+    assert_eq!(r.get(&ikey).unwrap().contact_uri, "sip:alice@10.0.0.9");
     // The PBX accepted the move: the binding follows the new source and Call-ID.
     let q = stranger("moved", 1, "198.51.100.66:5060", None);
     let out = accepted(&mut r, t0 + 2 * S, &q);
