@@ -52,6 +52,17 @@ fn start(n: u8, name: &str, registrar: &str) -> Sbc {
     Sbc::start_in(TempDir::new(name), "auto", 5060, &config(n, registrar))
 }
 
+/// The peers of test `n`: the SBC's outside address, the PBX, the phone and a second outside
+/// host (a stranger, or the phone's other address).
+fn peers(n: u8) -> (SocketAddr, Peer, Peer, Peer) {
+    (
+        addr(n, 1, 5060),
+        Peer::bind(addr(n, 2, 5090)),
+        Peer::bind(addr(n, 5, 5070)),
+        Peer::bind(addr(n, 6, 5070)),
+    )
+}
+
 /// A UDP peer driven by the test.
 struct Peer {
     sock: UdpSocket,
@@ -248,10 +259,7 @@ fn phone_registers(sbc: SocketAddr, phone: &Peer, pbx: &Peer) -> String {
 fn a_strangers_register_changes_nothing_without_the_pbxs_2xx() {
     let n = 1;
     let sbc = start(n, "reg-stranger", "");
-    let out = addr(n, 1, 5060);
-    let pbx = Peer::bind(addr(n, 2, 5090));
-    let phone = Peer::bind(addr(n, 5, 5070));
-    let stranger = Peer::bind(addr(n, 6, 5070));
+    let (out, pbx, phone, stranger) = peers(n);
     let token = phone_registers(out, &phone, &pbx);
 
     let challenge = "WWW-Authenticate: Digest realm=\"pbx\", nonce=\"n1\", algorithm=MD5\r\n";
@@ -305,10 +313,7 @@ fn a_strangers_register_changes_nothing_without_the_pbxs_2xx() {
 fn only_the_phones_own_refresh_is_answered_locally() {
     let n = 2;
     let sbc = start(n, "reg-refresh", "");
-    let out = addr(n, 1, 5060);
-    let pbx = Peer::bind(addr(n, 2, 5090));
-    let phone = Peer::bind(addr(n, 5, 5070));
-    let stranger = Peer::bind(addr(n, 6, 5070));
+    let (out, pbx, phone, _) = peers(n);
     phone_registers(out, &phone, &pbx);
     phone.send(
         out,
@@ -325,7 +330,6 @@ fn only_the_phones_own_refresh_is_answered_locally() {
     );
     pbx_answers(&pbx, "403 Forbidden", "", "another Call-ID");
     phone.expect("403", "the refusal relayed");
-    drop(stranger);
     drop(sbc);
 }
 
@@ -335,10 +339,7 @@ fn only_the_phones_own_refresh_is_answered_locally() {
 fn every_contact_of_a_register_is_bound() {
     let n = 3;
     let sbc = start(n, "reg-contacts", "");
-    let out = addr(n, 1, 5060);
-    let pbx = Peer::bind(addr(n, 2, 5090));
-    let phone = Peer::bind(addr(n, 5, 5070));
-    let other = Peer::bind(addr(n, 6, 5070));
+    let (out, pbx, phone, other) = peers(n);
     let second = "<sip:alice-desk@192.168.1.51:5062>";
     phone.send(
         out,
@@ -406,10 +407,7 @@ fn registrations_survive_a_restart() {
     let file = state.path().join("registrations.toml");
     let registrar = format!("state_file = \"{}\"", file.display());
     let sbc = start(n, "reg-restart-1", &registrar);
-    let out = addr(n, 1, 5060);
-    let pbx = Peer::bind(addr(n, 2, 5090));
-    let phone = Peer::bind(addr(n, 5, 5070));
-    let other = Peer::bind(addr(n, 6, 5070));
+    let (out, pbx, phone, other) = peers(n);
     let token = phone_registers(out, &phone, &pbx);
     sbc.stop();
     assert!(file.exists(), "no state file at {}", file.display());
@@ -436,9 +434,7 @@ fn a_corrupt_state_file_is_refused_and_the_sbc_starts_empty() {
     assert!(log.contains("registrar.state_file"), "{log}");
     assert!(log.contains("starting with no registration"), "{log}");
     // It serves: a phone registers.
-    let out = addr(n, 1, 5060);
-    let pbx = Peer::bind(addr(n, 2, 5090));
-    let phone = Peer::bind(addr(n, 5, 5070));
+    let (out, pbx, phone, _) = peers(n);
     phone_registers(out, &phone, &pbx);
     assert!(
         corrupt_copy(&file).exists(),

@@ -402,22 +402,9 @@ pub enum ForwardReason {
 pub struct NewBinding {
     /// The binding's key.
     pub key: BindingKey,
-    /// The Contact URI as the UA wrote it.
-    pub contact_uri: String,
-    /// The `+sip.instance` value, as written.
-    pub instance: Option<String>,
-    /// The source of the REGISTER.
-    pub source: SocketAddr,
-    /// Its transport.
-    pub transport: Transport,
-    /// Its connection token.
-    pub connection: Option<u64>,
-    /// Whether the UA was found NATed.
-    pub nated: bool,
-    /// Call-ID of the REGISTER.
-    pub call_id: String,
-    /// CSeq of the REGISTER.
-    pub cseq: u32,
+    /// The binding as the REGISTER asks for it; its instants and PBX expiry are set by
+    /// [`Registrar::commit`] from the PBX's grant.
+    pub binding: Binding,
     /// The expiry to grant the UA (cut to what the PBX grants).
     pub ua_expires: Duration,
     /// The expiry asked of the PBX; a longer grant is taken as this (RFC 3261 §10.3 step 8: a
@@ -633,14 +620,20 @@ impl Registrar {
         }
         let new = NewBinding {
             key,
-            contact_uri: uri.to_owned(),
-            instance: instance.map(str::to_owned),
-            source: req.source,
-            transport: req.transport,
-            connection: req.connection,
-            nated: req.nated,
-            call_id: req.call_id.to_owned(),
-            cseq: req.cseq,
+            binding: Binding {
+                aor: req.aor.clone(),
+                contact_uri: uri.to_owned(),
+                instance: instance.map(str::to_owned),
+                source: req.source,
+                transport: req.transport,
+                connection: req.connection,
+                nated: req.nated,
+                expires_ua: now,
+                expires_pbx: pbx_expires,
+                pbx_until: now,
+                call_id: req.call_id.to_owned(),
+                cseq: req.cseq,
+            },
             ua_expires,
             pbx_expires,
         };
@@ -722,7 +715,8 @@ impl Registrar {
         granted: Duration,
     ) -> Result<(), RegistrarError> {
         let existing = self.bindings.get(&new.key);
-        if existing.is_some_and(|b| b.call_id == new.call_id && new.cseq < b.cseq) {
+        let b = &new.binding;
+        if existing.is_some_and(|e| e.call_id == b.call_id && b.cseq < e.cseq) {
             return Ok(());
         }
         if existing.is_none()
@@ -735,18 +729,10 @@ impl Registrar {
         let pbx_until = deadline_after(now, granted);
         let expires_ua = deadline_after(now, new.ua_expires).min(pbx_until);
         let binding = Binding {
-            aor: new.key.aor.clone(),
-            contact_uri: new.contact_uri.clone(),
-            instance: new.instance.clone(),
-            source: new.source,
-            transport: new.transport,
-            connection: new.connection,
-            nated: new.nated,
             expires_ua,
             expires_pbx: granted,
             pbx_until,
-            call_id: new.call_id.clone(),
-            cseq: new.cseq,
+            ..b.clone()
         };
         self.bindings
             .insert(new.key.clone(), binding, expires_ua)
@@ -757,7 +743,7 @@ impl Registrar {
                 .or_default()
                 .push(new.key.clone());
         }
-        self.schedule_keepalive(&new.key, new.nated, now);
+        self.schedule_keepalive(&new.key, new.binding.nated, now);
         Ok(())
     }
 
