@@ -263,6 +263,8 @@ impl Config {
                 timeout: Duration::from_secs(g.options_timeout_secs),
                 down_after: g.down_after,
                 up_after: g.up_after,
+                only_down: g.probe_only_down,
+                first_response: g.first_response_ms.map(Duration::from_millis),
             });
         }
         let configured = group_names.clone();

@@ -119,6 +119,10 @@ pub struct Target {
     /// does not answer at all) before any provisional response: the other usable targets of the
     /// same group, as (address, over a connection).
     pub alternates: Vec<(SocketAddr, bool)>,
+    /// How long the new leg waits for a first response (even 100 Trying) before the next of
+    /// `alternates` is tried (or, with none left, 408 to the caller); `None`: the B2BUA's
+    /// [`B2buaConfig::first_response_timeout`].
+    pub first_response: Option<Duration>,
 }
 
 impl Target {
@@ -135,6 +139,7 @@ impl Target {
             auth: None,
             label: None,
             alternates: Vec::new(),
+            first_response: None,
         }
     }
 }
@@ -194,6 +199,10 @@ pub struct B2buaConfig {
     pub registrar: RegistrarConfig,
     /// The flow of keep-alives and requests toward the outside when no better one is known.
     pub outside_flow: Flow,
+    /// How long leg B's INVITE waits for a first response (even 100 Trying) before its target
+    /// counts as failed ([`CallEvent::TargetFailed`]) and the next target of the group is tried
+    /// (4 s, like Kamailio's `fr_timer`); zero: only the transaction's Timer B (32 s).
+    pub first_response_timeout: Duration,
 }
 
 impl B2buaConfig {
@@ -219,6 +228,7 @@ impl B2buaConfig {
             transactions: TransactionConfig::default(),
             registrar: RegistrarConfig::default(),
             outside_flow: Flow::default(),
+            first_response_timeout: Duration::from_secs(4),
         }
     }
 }
@@ -243,6 +253,11 @@ pub struct B2buaStats {
     /// New calls moved to the next target of their group after the first refused them (503, 408,
     /// 500, 504) or did not answer.
     pub failovers: u64,
+    /// 2xx answers from other forks of leg B's INVITE after the call took one: acknowledged and
+    /// ended with BYE.
+    pub forks_ended: u64,
+    /// New calls refused with 503 while the worker drains before a stop.
+    pub refused_draining: u64,
 }
 
 /// One leg of a call, as the SBC sees it when sending on it.
@@ -263,6 +278,9 @@ struct Leg {
     flow: Flow,
     /// Last CSeq the SBC used on this leg.
     cseq: u32,
+    /// CSeq of the last INVITE the SBC sent on this leg: its ACK and the RAck of a PRACK carry it
+    /// (it grows when the INVITE is sent again to answer a challenge or to fail over).
+    invite_cseq: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -316,6 +334,14 @@ struct Call {
     retarget: Option<Box<Retarget>>,
     /// Challenges answered on leg B (at most one).
     auth_answered: u8,
+    /// The time leg B's current target has for a first response (zero: Timer B only).
+    first_response: Duration,
+    /// Leg B's current INVITE has had no response yet (the call's deadline is then the first
+    /// response's).
+    awaiting_first: bool,
+    /// To tags of other forks whose 2xx was acknowledged and ended with BYE (their 2xx
+    /// retransmissions get the ACK again, not another BYE).
+    ended_forks: Vec<String>,
     /// What the call's record needs beyond the legs.
     facts: CallFacts,
 }
@@ -356,6 +382,20 @@ impl Call {
             &mut self.b
         }
     }
+
+    /// Whether `msg`, a request from leg B's side, comes from the fork that answered: before the
+    /// answer any fork passes; after it the From tag must be the answering fork's (another
+    /// fork's BYE never ends the call).
+    fn answering_fork(&self, msg: &Message) -> bool {
+        if self.state == State::Ringing {
+            return true;
+        }
+        let answered = NameAddr::parse(&self.b.remote).ok();
+        match answered.as_ref().and_then(NameAddr::tag) {
+            Some(tag) => msg.from_tag() == Some(tag),
+            None => true,
+        }
+    }
 }
 
 /// What a client transaction is for.
@@ -384,6 +424,12 @@ enum ClientRole {
     TrunkRegister(usize),
     /// A health probe of the caller's.
     Probe(u64),
+    /// An out-of-dialog request relayed to a registered user agent (the PBX's OPTIONS to a
+    /// phone): its final answer goes back on `server`.
+    Forward {
+        server: ServerTxId,
+        request: Box<Message>,
+    },
 }
 
 /// The SBC's own registration at the registrar behind it, for one binding.
@@ -468,6 +514,8 @@ pub struct B2bua {
     trunk_regs: Vec<TrunkRegistration>,
     /// The outside and inside contact addresses as text.
     contact_text: [String; 2],
+    /// Draining before a stop: new calls get 503.
+    draining: bool,
 }
 
 impl B2bua {
@@ -497,6 +545,7 @@ impl B2bua {
                 config.outside_contact.to_string(),
                 config.inside_contact.to_string(),
             ],
+            draining: false,
             config,
         }
     }
@@ -596,6 +645,7 @@ impl B2bua {
                 auth: None,
                 label: None,
                 alternates: Vec::new(),
+                first_response: None,
             };
             if self.send_options(now, &target, ClientRole::Fire) {
                 self.stats.keepalives += 1;
@@ -703,21 +753,22 @@ impl B2bua {
                         let side = from.map_or(Side::Outside, |f| f.side);
                         self.on_ack(now, message, side, media);
                     }
-                    StrayKind::Response => self.on_stray_response(message),
+                    StrayKind::Response => self.on_stray_response(now, message),
                     StrayKind::NoBranch => self.stats.dropped += 1,
                 },
             }
         }
     }
 
-    /// Find the call of an in-dialog request from `side`: a callee leg by the SBC's Call-ID, a
-    /// caller leg by the SBC's To tag and the caller's Call-ID. The leg found must be on `side`.
+    /// Find the call of an in-dialog request from `side`: a callee leg by the SBC's Call-ID (and,
+    /// once the call is answered, the answering fork's tag), a caller leg by the SBC's To tag and
+    /// the caller's Call-ID. The leg found must be on `side`.
     fn find(&self, msg: &Message, side: Side) -> Option<u64> {
         if let Some(&key) = self.b_index.get(msg.call_id()) {
             return self
                 .calls
                 .get(&key)
-                .filter(|c| c.b.side == side)
+                .filter(|c| c.b.side == side && c.answering_fork(msg))
                 .map(|_| key);
         }
         let tag = msg.to_tag()?;
@@ -742,6 +793,12 @@ impl B2bua {
         if req.to_tag().is_none() {
             match (side, &method) {
                 (_, Method::Invite) => self.new_call(now, tx, req, from, router, media),
+                // The PBX's OPTIONS to a phone registered through the SBC goes to the phone
+                // (its keep-alive or presence check); any other OPTIONS is answered here.
+                (Side::Inside, Method::Options) => match self.binding_target(&req) {
+                    Some(target) => self.forward_options(now, tx, req, &target),
+                    None => self.reply(now, tx, &req, 200, None),
+                },
                 (_, Method::Options) => self.reply(now, tx, &req, 200, None),
                 (Side::Outside, Method::Register) => {
                     self.on_register(now, tx, &req, from, router);
@@ -765,6 +822,9 @@ impl B2bua {
                 self.end_with_bye(now, key, &[other(side)], EndReason::Bye(side));
             }
             (Method::Bye, Some(State::Ending)) => self.reply(now, tx, &req, 200, None),
+            // A re-INVITE before the caller's ACK: the offer/answer of the first INVITE is not
+            // settled yet (RFC 3261 §14.2: 491).
+            (Method::Invite, Some(State::AwaitAck)) => self.reply(now, tx, &req, 491, None),
             (Method::Invite, Some(State::Confirmed)) => {
                 let glare = self.calls.get(&key).is_some_and(|c| c.reinvite_pending);
                 if glare {
@@ -773,7 +833,10 @@ impl B2bua {
                     self.relay_request(now, key, tx, req, side, media);
                 }
             }
-            (_, Some(State::Confirmed)) => self.relay_request(now, key, tx, req, side, media),
+            // Between the 2xx and the ACK the dialog exists on both legs (RFC 3261 §12.1): relayed.
+            (_, Some(State::AwaitAck | State::Confirmed)) => {
+                self.relay_request(now, key, tx, req, side, media);
+            }
             // Early dialog (RFC 3262 PRACK, RFC 3311 UPDATE, INFO): relayed once the callee's
             // early dialog is known.
             (Method::Prack | Method::Update | Method::Info, Some(State::Ringing))
@@ -816,6 +879,20 @@ impl B2bua {
                     self.on_register_answer(now, key, server, &request, &resp, pbx_expires);
                 }
             }
+            Some(ClientRole::Forward { .. }) if code >= 200 => {
+                if let Some(ClientRole::Forward { server, request }) = self.clients.remove(&tx) {
+                    let tag = self.ids.generate(IdKind::Tag);
+                    let _ = self.relay_response(
+                        now,
+                        server,
+                        &request,
+                        &resp,
+                        Side::Inside,
+                        Some(tag.as_str()),
+                        None,
+                    );
+                }
+            }
             Some(ClientRole::Probe(token)) if code >= 200 => {
                 let (token, alive) = (*token, response_means_alive(code));
                 self.clients.remove(&tx);
@@ -856,6 +933,11 @@ impl B2bua {
                 }) = self.clients.remove(&tx)
                 {
                     self.drop_binding(&key);
+                    self.reply(now, server, &request, 408, None);
+                }
+            }
+            Some(ClientRole::Forward { .. }) => {
+                if let Some(ClientRole::Forward { server, request }) = self.clients.remove(&tx) {
                     self.reply(now, server, &request, 408, None);
                 }
             }
