@@ -243,6 +243,11 @@ impl Config {
             if g.down_after == 0 || g.up_after == 0 {
                 return Err(format!("{what}: down_after/up_after: must be at least 1"));
             }
+            if g.first_response_ms.is_some_and(|ms| ms > 32_000) {
+                return Err(format!(
+                    "{what}: first_response_ms: at most 32000 (Timer B)"
+                ));
+            }
             let id = TargetGroupId(i as u32);
             groups.push(TargetGroup {
                 id,

@@ -27,17 +27,35 @@
 //!   the SBC's inside Contact.
 //! - Provisional responses (except 100) go to A with the SBC's single To tag for leg A. When leg B forks
 //!   into several early dialogs, A sees one early dialog: the SBC tag; leg B's dialog is the one whose
-//!   2xx arrives first (later 2xx of other forks are not yet acknowledged and torn down: a known gap).
+//!   2xx arrives first. A later 2xx of another fork is acknowledged and that dialog ended with BYE at
+//!   once (RFC 3261 §13.2.2.4; counted in [`B2buaStats::forks_ended`]).
+//! - Leg B's INVITE that gets no response at all (not even 100) within the target's first-response
+//!   time ([`Target::first_response`], default [`B2buaConfig::first_response_timeout`], 4 s) is
+//!   abandoned and sent to the next of [`Target::alternates`]; so is one refused with 503, 408, 500
+//!   or 504 before any provisional. A silent target, one that never answers (Timer B) and one that
+//!   answers 503 are reported as [`CallEvent::TargetFailed`] (the router marks them down). The INVITE
+//!   sent again (to another target, or with credentials for a trunk's challenge) has the next CSeq,
+//!   and the ACK of its 2xx and the RAck of a PRACK name that CSeq.
 //! - A 2xx from B is relayed to A and retransmitted toward A over UDP (T1 doubling up to T2, RFC 3261
 //!   §13.3.1.4) until A's ACK arrives; only then is B acknowledged. No ACK within the no-ACK timeout:
 //!   BYE on both legs. Non-2xx finals are relayed with the same status (the transaction layer ACKs B).
 //! - CANCEL from A becomes a CANCEL on B (once B has sent a provisional); B's 487 is relayed.
 //! - BYE from either side: 200 to it, BYE on the other leg; the call ends when that BYE completes.
-//! - Other requests in the confirmed dialog (re-INVITE, UPDATE, INFO, MESSAGE, NOTIFY, REFER, OPTIONS)
-//!   are relayed to the other leg under that leg's own CSeq; their responses come back the same way.
+//! - Other requests in the dialog (re-INVITE, UPDATE, INFO, MESSAGE, NOTIFY, REFER, OPTIONS) are
+//!   relayed to the other leg under that leg's own CSeq, also between the 2xx and the ACK (a
+//!   re-INVITE there gets 491); their responses come back the same way.
+//! - A 3xx is relayed with its Contacts as received: they are the redirect targets the far end chose
+//!   for the caller.
 //! - Leg B is matched by its Call-ID, which the SBC generated: a message from the Inside whose Call-ID
 //!   fails [`IdGen::worker_of`] is dropped before any state is touched (counted in
-//!   [`B2buaStats::forged`]). Leg A is matched by (Call-ID, the SBC's To tag).
+//!   [`B2buaStats::forged`]); once the call is answered, a request from leg B must also carry the
+//!   answering fork's tag (another fork's BYE gets 481 and never ends the call). Leg A is matched by
+//!   (Call-ID, the SBC's To tag).
+//! - The PBX's OPTIONS to the Contact the SBC registered for a user agent is sent on to that agent
+//!   and its answer relayed back (408 when it does not answer); other OPTIONS outside a dialog are
+//!   answered by the SBC.
+//! - Before a stop, [`B2bua::set_draining`] refuses new calls with 503, and
+//!   [`B2bua::end_all_calls`] ends the calls left: BYE on both legs ([`EndReason::Shutdown`]).
 //! - Every call sits in a [`BoundedTable`] with an absolute deadline (ringing, no-ACK, maximum duration,
 //!   teardown grace); when it passes the live legs are cancelled or sent BYE and the call is removed.
 //! - Calls from the Inside take the same path the other way; a call to the Contact the SBC registered
