@@ -128,23 +128,17 @@ impl Drive {
             .collect()
     }
 
+    /// The response with `code` the caller was sent (what else it was sent is left out).
+    fn sent_caller(&mut self, code: u16) -> Message {
+        self.take(UAC)
+            .into_iter()
+            .find(|m| m.status() == Some(code))
+            .unwrap()
+    }
+
     /// The caller's INVITE; returns leg B's INVITE as the UAS got it.
     fn call(&mut self) -> Message {
-        self.input(
-            parse(&format!(
-                "INVITE sip:bob@{SBC_OUT} SIP/2.0\n\
-                 Via: SIP/2.0/UDP {UAC};branch=z9hG4bKa1\n\
-                 Max-Forwards: 70\n\
-                 From: <sip:alice@{UAC}>;tag=atag\n\
-                 To: <sip:bob@{SBC_OUT}>\n\
-                 Call-ID: a-call@uac\n\
-                 CSeq: 1 INVITE\n\
-                 Contact: <sip:alice@{UAC}>\n\
-                 Supported: 100rel\n\
-                 Content-Length: 0\n\n"
-            )),
-            UAC,
-        );
+        self.input(caller_invite("bob", "a1", "atag", "a-call@uac"), UAC);
         self.request(UAS, "INVITE")
     }
 
@@ -165,6 +159,22 @@ impl Drive {
             UAC,
         );
     }
+}
+
+/// A new INVITE of the caller to `user` (branch suffix, From tag, Call-ID).
+fn caller_invite(user: &str, branch: &str, tag: &str, call_id: &str) -> Message {
+    parse(&format!(
+        "INVITE sip:{user}@{SBC_OUT} SIP/2.0\n\
+         Via: SIP/2.0/UDP {UAC};branch=z9hG4bK{branch}\n\
+         Max-Forwards: 70\n\
+         From: <sip:alice@{UAC}>;tag={tag}\n\
+         To: <sip:{user}@{SBC_OUT}>\n\
+         Call-ID: {call_id}\n\
+         CSeq: 1 INVITE\n\
+         Contact: <sip:alice@{UAC}>\n\
+         Supported: 100rel\n\
+         Content-Length: 0\n\n"
+    ))
 }
 
 /// A response of the UAS (from `who`) to `req` with its To tag `tag`.
@@ -198,6 +208,20 @@ fn from_b(invite: &Message, tag: &str, method: &str, cseq: u32) -> Message {
     ))
 }
 
+/// The PBX's OPTIONS number `n` (CSeq `seq`) to the Contact `uri` the SBC registered for a phone.
+fn pbx_options(uri: &str, n: u32, seq: u32) -> Message {
+    parse(&format!(
+        "OPTIONS {uri} SIP/2.0\n\
+         Via: SIP/2.0/UDP {UAS};branch=z9hG4bKo{n}\n\
+         Max-Forwards: 70\n\
+         From: <sip:pbx@{UAS}>;tag=o{n}\n\
+         To: <{uri}>\n\
+         Call-ID: opt{n}@pbx\n\
+         CSeq: {seq} OPTIONS\n\
+         Content-Length: 0\n\n"
+    ))
+}
+
 /// The SBC's Contact URI in `m`.
 fn sbc_uri(m: &Message) -> String {
     let c = m.header(HeaderName::Contact).unwrap();
@@ -211,11 +235,7 @@ fn a_second_forks_2xx_is_acknowledged_and_ended_and_its_bye_does_not_end_the_cal
     d.input(answer(&invite, 180, "fork1", &[]), UAS);
     d.input(answer(&invite, 180, "fork2", &[]), UAS);
     d.input(answer(&invite, 200, "fork1", &[]), UAS);
-    let ok = d
-        .take(UAC)
-        .into_iter()
-        .find(|m| m.status() == Some(200))
-        .unwrap();
+    let ok = d.sent_caller(200);
     d.caller_sends(&ok, "ACK", 1, "");
     let ack = d.request(UAS, "ACK");
     assert_eq!(ack.to_tag(), Some("fork1"));
@@ -268,11 +288,7 @@ fn requests_between_the_2xx_and_the_ack_are_relayed() {
     let mut d = Drive::new();
     let invite = d.call();
     d.input(answer(&invite, 200, "b1", &[]), UAS);
-    let ok = d
-        .take(UAC)
-        .into_iter()
-        .find(|m| m.status() == Some(200))
-        .unwrap();
+    let ok = d.sent_caller(200);
     // The callee sends INFO before the caller's ACK arrived: relayed, not 481.
     d.input(from_b(&invite, "b1", "INFO", 1), UAS);
     let info = d.request(UAC, "INFO");
@@ -328,11 +344,7 @@ fn ack_and_prack_carry_the_cseq_of_the_invite_after_a_fail_over() {
     // A reliable 183 from the second target; the caller's PRACK acknowledges it.
     let mut p183 = answer(&second, 183, "b2", &[("Require", "100rel"), ("RSeq", "1")]);
     d.input(p183.clone(), UAS2);
-    let early = d
-        .take(UAC)
-        .into_iter()
-        .find(|m| m.status() == Some(183))
-        .unwrap();
+    let early = d.sent_caller(183);
     d.caller_sends(&early, "PRACK", 2, "RAck: 1 1 INVITE\r\n");
     let prack = d.request(UAS2, "PRACK");
     assert_eq!(prack.header_by_name("RAck"), Some("1 2 INVITE"));
@@ -427,19 +439,7 @@ fn the_pbx_options_to_a_registered_phone_reaches_the_phone() {
     d.input(Message::parse(Bytes::from(out)).unwrap(), UAS);
     assert_eq!(d.statuses(PHONE), vec![200]);
 
-    d.input(
-        parse(&format!(
-            "OPTIONS {token_uri} SIP/2.0\n\
-             Via: SIP/2.0/UDP {UAS};branch=z9hG4bKo1\n\
-             Max-Forwards: 70\n\
-             From: <sip:pbx@{UAS}>;tag=o1\n\
-             To: <{token_uri}>\n\
-             Call-ID: opt1@pbx\n\
-             CSeq: 7 OPTIONS\n\
-             Content-Length: 0\n\n"
-        )),
-        UAS,
-    );
+    d.input(pbx_options(&token_uri, 1, 7), UAS);
     assert!(d.statuses(UAS).is_empty(), "not answered by the SBC itself");
     let options = d.request(PHONE, "OPTIONS");
     assert_eq!(options.request_uri(), Some(&*format!("sip:alice@{PHONE}")));
@@ -455,19 +455,7 @@ fn the_pbx_options_to_a_registered_phone_reaches_the_phone() {
     assert_eq!(to_pbx[0].cseq().seq, 7);
 
     // A silent phone: 408 to the PBX.
-    d.input(
-        parse(&format!(
-            "OPTIONS {token_uri} SIP/2.0\n\
-             Via: SIP/2.0/UDP {UAS};branch=z9hG4bKo2\n\
-             Max-Forwards: 70\n\
-             From: <sip:pbx@{UAS}>;tag=o2\n\
-             To: <{token_uri}>\n\
-             Call-ID: opt2@pbx\n\
-             CSeq: 8 OPTIONS\n\
-             Content-Length: 0\n\n"
-        )),
-        UAS,
-    );
+    d.input(pbx_options(&token_uri, 2, 8), UAS);
     d.advance(Duration::from_secs(33));
     assert_eq!(d.statuses(UAS), vec![408]);
 }
@@ -477,27 +465,11 @@ fn draining_refuses_new_calls_and_the_stop_ends_the_rest_on_both_legs() {
     let mut d = Drive::new();
     let invite = d.call();
     d.input(answer(&invite, 200, "b1", &[]), UAS);
-    let ok = d
-        .take(UAC)
-        .into_iter()
-        .find(|m| m.status() == Some(200))
-        .unwrap();
+    let ok = d.sent_caller(200);
     d.caller_sends(&ok, "ACK", 1, "");
     let _ = d.take(UAS);
     d.sbc.set_draining(true);
-    d.input(
-        parse(&format!(
-            "INVITE sip:carol@{SBC_OUT} SIP/2.0\n\
-             Via: SIP/2.0/UDP {UAC};branch=z9hG4bKn1\n\
-             Max-Forwards: 70\n\
-             From: <sip:alice@{UAC}>;tag=n1\n\
-             To: <sip:carol@{SBC_OUT}>\n\
-             Call-ID: new-call@uac\n\
-             CSeq: 1 INVITE\n\
-             Content-Length: 0\n\n"
-        )),
-        UAC,
-    );
+    d.input(caller_invite("carol", "n1", "n1", "new-call@uac"), UAC);
     assert_eq!(d.statuses(UAC), vec![503]);
     assert!(d.take(UAS).is_empty());
     assert_eq!(d.sbc.stats().refused_draining, 1);
