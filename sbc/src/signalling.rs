@@ -39,6 +39,8 @@ pub(crate) struct Signalling {
     /// The B2BUA layer's counters this side counts (call events, failed probes); the rest is read
     /// from the B2BUA by [`Self::counters`].
     stats: stats::B2bua,
+    /// How long a stop waits for calls to end (`limits.drain_secs`).
+    drain_for: Duration,
 }
 
 /// Where a worker stands on each side and which of its sockets it uses.
@@ -103,6 +105,7 @@ impl Signalling {
         c.max_call_duration = Duration::from_secs(limits.max_call_duration_secs);
         c.ringing_timeout = Duration::from_secs(limits.ringing_timeout_secs);
         c.no_ack_timeout = Duration::from_secs(limits.no_ack_timeout_secs);
+        c.first_response_timeout = Duration::from_millis(limits.first_response_ms);
         c.topology = cfg.topology.clone();
         c.transactions.max_transactions = limits.max_transactions;
         c.transactions.linger = Duration::from_secs(limits.transaction_linger_secs);
@@ -147,7 +150,21 @@ impl Signalling {
             local: local_time(),
             local_at: now,
             stats: stats::B2bua::default(),
+            drain_for: Duration::from_secs(limits.drain_secs),
         }
+    }
+
+    /// Stopping: new calls get 503 from now on; returns how long to wait for the calls in
+    /// progress to end (`limits.drain_secs`).
+    pub(crate) fn begin_drain(&mut self) -> Duration {
+        self.b2bua.set_draining(true);
+        self.drain_for
+    }
+
+    /// The drain time passed: BYE on both legs of every call still up (CANCEL and 503 for a
+    /// ringing one).
+    pub(crate) fn end_calls(&mut self, now: Instant, media: &mut dyn MediaControl) {
+        self.b2bua.end_all_calls(now, media);
     }
 
     /// A parsed message from the network.
@@ -225,6 +242,7 @@ impl Signalling {
                     let idx = TargetIdx(usize::try_from(token).unwrap_or(usize::MAX));
                     self.policy.handle_probe_result(now, idx, alive);
                 }
+                CallEvent::TargetFailed { target } => self.policy.mark_down(now, target),
             }
         }
     }

@@ -71,9 +71,18 @@ pub(crate) struct Worker {
     /// Sends the worker's bindings to the state file's writer (when `registrar.state_file` is set).
     store: Option<WorkerStore>,
     last_idle_scan: Instant,
-    /// Set when the stop flag is first seen: the worker runs until then at most, to have its
-    /// goodbyes answered.
-    stop_until: Option<Instant>,
+    /// Where the worker is in a stop (see [`StopPhase`]).
+    stop_phase: StopPhase,
+}
+
+/// A worker's way to a stop: running; draining (new calls get 503, the calls in progress go on
+/// until they end or `limits.drain_secs` passes); ending (BYE sent on both legs of the rest, the
+/// trunks' removal sent: the worker runs until they are answered or [`STOP_LINGER`] passes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StopPhase {
+    Running,
+    Draining { until: Instant },
+    Ending { until: Instant },
 }
 
 /// What a worker is made of: its sockets, bound by `main` before any worker starts, and its
@@ -166,24 +175,43 @@ impl Worker {
             publisher,
             store,
             last_idle_scan: Instant::now(),
-            stop_until: None,
+            stop_phase: StopPhase::Running,
         })
     }
 
-    /// True once the stop flag is set and what the worker says before going is done: the
-    /// removal of carrier registrations answered, or [`STOP_LINGER`] passed.
+    /// True once the stop flag is set, the drain is over and what the worker says before going
+    /// is done: the BYEs of the calls it ended and the removal of carrier registrations
+    /// answered, or [`STOP_LINGER`] passed.
     pub(crate) fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
-            && self
-                .stop_until
-                .is_some_and(|t| Instant::now() >= t || !self.handler.stop_pending())
+        let StopPhase::Ending { until } = self.stop_phase else {
+            return false;
+        };
+        let calls = self.handler.signalling.load().0;
+        Instant::now() >= until || (calls == 0 && !self.handler.stop_pending())
     }
 
-    /// Seen once per loop turn: when the stop flag is first set, start the goodbyes.
+    /// Seen once per loop turn: when the stop flag is first set, the drain and the goodbyes
+    /// start; when the drain is over (no call left, or its time passed), the calls still up
+    /// are ended.
     fn check_stop(&mut self, now: Instant) {
-        if self.stop_until.is_none() && self.stop.load(Ordering::Relaxed) {
-            let pending = self.handler.begin_stop(now);
-            self.stop_until = Some(if pending { now + STOP_LINGER } else { now });
+        if self.stop_phase == StopPhase::Running && self.stop.load(Ordering::Relaxed) {
+            self.handler.begin_stop(now);
+            let drain = self.handler.signalling.begin_drain();
+            self.stop_phase = StopPhase::Draining { until: now + drain };
+        }
+        if let StopPhase::Draining { until } = self.stop_phase {
+            let calls = self.handler.signalling.load().0;
+            if calls == 0 || now >= until {
+                if calls > 0 {
+                    tracing::info!(worker = self.id, calls, "drain over: ending the calls left");
+                    let sig = &mut self.handler.signalling;
+                    sig.end_calls(now, relay(&mut self.shard_media));
+                    sig.drain(now, &mut self.handler.outbox);
+                }
+                self.stop_phase = StopPhase::Ending {
+                    until: now + STOP_LINGER,
+                };
+            }
         }
     }
 

@@ -244,6 +244,11 @@ impl Config {
             if g.down_after == 0 || g.up_after == 0 {
                 return Err(format!("{what}: down_after/up_after: must be at least 1"));
             }
+            if g.first_response_ms.is_some_and(|ms| ms > 32_000) {
+                return Err(format!(
+                    "{what}: first_response_ms: at most 32000 (Timer B)"
+                ));
+            }
             let id = TargetGroupId(i as u32);
             groups.push(TargetGroup {
                 id,
@@ -264,6 +269,8 @@ impl Config {
                 timeout: Duration::from_secs(g.options_timeout_secs),
                 down_after: g.down_after,
                 up_after: g.up_after,
+                only_down: g.probe_only_down,
+                first_response: g.first_response_ms.map(Duration::from_millis),
             });
         }
         let configured = group_names.clone();

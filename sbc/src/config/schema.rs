@@ -220,6 +220,12 @@ pub(crate) struct TargetGroupSection {
     pub(crate) down_after: u32,
     #[serde(default = "default_up_after")]
     pub(crate) up_after: u32,
+    /// Probe only members that are down (taken down by a failed call).
+    #[serde(default)]
+    pub(crate) probe_only_down: bool,
+    /// The group's own `limits.first_response_ms`.
+    #[serde(default)]
+    pub(crate) first_response_ms: Option<u64>,
 }
 
 /// A secret from the file; its `Debug` never shows the value.
@@ -589,6 +595,12 @@ pub(crate) struct LimitsSection {
     pub(crate) max_transactions: usize,
     /// Seconds a finished transaction absorbs retransmissions (Timers J, L, M over UDP).
     pub(crate) transaction_linger_secs: u64,
+    /// Milliseconds a new call waits for a target's first response before the next target of
+    /// its group is tried; 0: only Timer B (32 s).
+    pub(crate) first_response_ms: u64,
+    /// Seconds a stopping SBC waits for calls to end (new calls get 503) before it sends BYE
+    /// on both legs of the rest.
+    pub(crate) drain_secs: u64,
 }
 
 impl Default for LimitsSection {
@@ -601,6 +613,8 @@ impl Default for LimitsSection {
             max_cps: 0,
             max_transactions: 262_144,
             transaction_linger_secs: 5,
+            first_response_ms: 4000,
+            drain_secs: 10,
         }
     }
 }

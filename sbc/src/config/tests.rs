@@ -58,6 +58,32 @@ fn batch_wait_is_bounded() {
     assert!(e.contains("transport.batch_wait_us"), "{e}");
 }
 
+#[test]
+fn first_response_and_drain_have_defaults_and_bounds() {
+    let cfg = |limits: &str| {
+        Config::from_toml(
+            &format!("[sip]\nudp=[\"127.0.0.1:1\"]\n[limits]\n{limits}\n"),
+            "t",
+        )
+    };
+    let d = cfg("").unwrap();
+    assert_eq!(
+        (d.limits.first_response_ms, d.limits.drain_secs),
+        (4000, 10)
+    );
+    assert_eq!(
+        cfg("first_response_ms = 0")
+            .unwrap()
+            .limits
+            .first_response_ms,
+        0
+    );
+    let e = cfg("first_response_ms = 32001").unwrap_err();
+    assert!(e.contains("limits.first_response_ms"), "{e}");
+    let e = cfg("drain_secs = 3601").unwrap_err();
+    assert!(e.contains("limits.drain_secs"), "{e}");
+}
+
 const EPHEMERAL: Option<(u16, u16)> = Some((32768, 60999));
 
 /// A full configuration: the SBC in front of a PBX with one carrier trunk.

@@ -257,6 +257,12 @@ impl Config {
         if l.transaction_linger_secs > 32 {
             return Err("limits.transaction_linger_secs: at most 32 (64*T1, the RFC value)".into());
         }
+        if l.drain_secs > 3600 {
+            return Err("limits.drain_secs: at most 3600".into());
+        }
+        if l.first_response_ms > 32_000 {
+            return Err("limits.first_response_ms: at most 32000 (Timer B)".into());
+        }
         for (key, v) in [
             ("max_call_duration_secs", l.max_call_duration_secs),
             ("ringing_timeout_secs", l.ringing_timeout_secs),

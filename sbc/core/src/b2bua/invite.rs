@@ -21,28 +21,33 @@ impl B2bua {
     /// Contact the SBC registered for a user agent, else the caller's router.
     fn target_of(&self, req: &Message, side: Side, router: &dyn Router) -> Option<Target> {
         if side == Side::Inside {
-            let user = req
-                .request_uri()
-                .and_then(|u| sbc_sip::uri::Uri::parse(u).ok())
-                .and_then(|u| u.user);
-            if let Some(b) = user
-                .and_then(|u| self.tokens.get(u))
-                .and_then(|k| self.registrar.get(k))
-            {
-                return Some(Target {
-                    dest: b.source,
-                    side: Side::Outside,
-                    reliable: b.transport.is_reliable(),
-                    flow: b.connection.map_or(self.config.outside_flow, Flow),
-                    uri: Some(b.contact_uri.clone()),
-                    user: None,
-                    auth: None,
-                    label: None,
-                    alternates: Vec::new(),
-                });
+            if let Some(t) = self.binding_target(req) {
+                return Some(t);
             }
         }
         router.route(req, side).filter(|t| t.side != side)
+    }
+
+    /// The registered user agent a request from the Inside names by the Contact the SBC
+    /// registered for it (the user part of the Request-URI is the binding's token).
+    pub(super) fn binding_target(&self, req: &Message) -> Option<Target> {
+        let user = req
+            .request_uri()
+            .and_then(|u| sbc_sip::uri::Uri::parse(u).ok())
+            .and_then(|u| u.user)?;
+        let b = self.registrar.get(self.tokens.get(user)?)?;
+        Some(Target {
+            dest: b.source,
+            side: Side::Outside,
+            reliable: b.transport.is_reliable(),
+            flow: b.connection.map_or(self.config.outside_flow, Flow),
+            uri: Some(b.contact_uri.clone()),
+            user: None,
+            auth: None,
+            label: None,
+            alternates: Vec::new(),
+            first_response: None,
+        })
     }
 
     pub(super) fn new_call(
@@ -63,6 +68,11 @@ impl B2bua {
             return;
         };
         if self.calls.len() >= self.calls.capacity() {
+            self.reply(now, tx, &req, 503, None);
+            return;
+        }
+        if self.draining {
+            self.stats.refused_draining += 1;
             self.reply(now, tx, &req, 503, None);
             return;
         }
@@ -101,6 +111,7 @@ impl B2bua {
             reliable: target.reliable,
             flow: target.flow,
             cseq: 1,
+            invite_cseq: 1,
         };
         let a = Leg {
             side: from.side,
@@ -115,6 +126,7 @@ impl B2bua {
             reliable: from.reliable,
             flow: from.flow,
             cseq: 0,
+            invite_cseq: 0,
         };
         let key = self.next_call + 1;
         let (mut media, body) = match self.anchor_offer(now, key, &req, relay) {
@@ -161,6 +173,22 @@ impl B2bua {
             return;
         };
         self.next_call = key;
+        // The first-response timer applies when it is shorter than the ringing timeout.
+        let first_response = target
+            .first_response
+            .unwrap_or(self.config.first_response_timeout);
+        let first_response = if first_response < self.config.ringing_timeout {
+            first_response
+        } else {
+            std::time::Duration::ZERO
+        };
+        let awaiting_first = !first_response.is_zero();
+        let deadline = now
+            + if awaiting_first {
+                first_response
+            } else {
+                self.config.ringing_timeout
+            };
         let call = Call {
             state: State::Ringing,
             a,
@@ -179,6 +207,9 @@ impl B2bua {
             media,
             auth: target.auth.clone().zip(kept),
             auth_answered: 0,
+            first_response,
+            awaiting_first,
+            ended_forks: Vec::new(),
             retarget,
             facts: CallFacts {
                 caller,
@@ -193,11 +224,7 @@ impl B2bua {
                 failovers: 0,
             },
         };
-        if self
-            .calls
-            .insert(key, Box::new(call), now + self.config.ringing_timeout)
-            .is_err()
-        {
+        if self.calls.insert(key, Box::new(call), deadline).is_err() {
             // Checked above; the leg-B INVITE is left to time out on its own.
             return;
         }
@@ -249,6 +276,15 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
+        if call.awaiting_first {
+            // Leg B's target answered: from now on only the ringing timeout applies.
+            call.awaiting_first = false;
+            let until = call.facts.invited + self.config.ringing_timeout;
+            let _ = self.calls.set_deadline(&key, until);
+        }
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         if code == 100 {
             return;
         }
@@ -278,8 +314,9 @@ impl B2bua {
             match call.state {
                 State::Ringing => {}
                 State::Ending | State::AwaitAck | State::Confirmed => {
-                    // A retransmitted 2xx: repeat the ACK once it has been sent.
-                    self.resend_ack(key, &resp);
+                    // A retransmitted 2xx: repeat the ACK once it has been sent; another fork's
+                    // 2xx: acknowledged and ended.
+                    self.late_2xx(now, key, &resp);
                     return;
                 }
             }
@@ -289,8 +326,8 @@ impl B2bua {
             }
             if call.cancelled {
                 // The answer crossed A's CANCEL: acknowledge and hang up leg B, 487 to A.
-                let b_side = call.b.side;
-                self.send_ack_b(key, 1, None);
+                let (b_side, cseq) = (call.b.side, call.b.invite_cseq);
+                self.send_ack_b(key, cseq, None);
                 self.reply_to_a(now, key, 487, false);
                 self.end_with_bye(now, key, &[b_side], EndReason::Cancelled);
                 return;
@@ -298,6 +335,7 @@ impl B2bua {
             call.state = State::AwaitAck;
             call.facts.answered = Some(now);
             let (server, reliable, b_side) = (call.invite_a, call.a.reliable, call.b.side);
+            let cseq = call.b.invite_cseq;
             let _ = self
                 .calls
                 .set_deadline(&key, now + self.config.no_ack_timeout);
@@ -305,7 +343,7 @@ impl B2bua {
                 .push_back(CallEvent::Answered { call: CallId(key) });
             let body = self.anchor_response(now, key, &resp, b_side, media);
             if let Some(sent) = self.relay_to_a(now, key, &resp, body.as_deref()) {
-                self.await_ack(now, key, b_side, 1, server, sent, reliable);
+                self.await_ack(now, key, b_side, cseq, server, sent, reliable);
             }
             return;
         }
@@ -326,6 +364,10 @@ impl B2bua {
             self.reply_to_a(now, key, 403, true);
             self.remove(key, EndReason::Rejected(code));
             return;
+        }
+        if code == 503 {
+            // Passive health: a target that refuses a new call as unavailable is down at once.
+            self.target_failed(key);
         }
         if matches!(code, 408 | 500 | 503 | 504) && self.retarget(now, key) {
             return;
@@ -365,8 +407,18 @@ impl B2bua {
         call.b.target_uri = uri;
         call.b.dest = dest;
         call.b.reliable = reliable;
-        call.b.cseq += 1;
+        call.b.cseq = call.b.cseq.saturating_add(1);
+        call.b.invite_cseq = call.b.cseq;
         call.facts.failovers = call.facts.failovers.saturating_add(1);
+        // The next target gets its own first-response time (the ringing timeout still counts
+        // from the caller's INVITE).
+        call.awaiting_first = !call.first_response.is_zero();
+        let deadline = if call.awaiting_first {
+            now + call.first_response
+        } else {
+            call.facts.invited + self.config.ringing_timeout
+        };
+        let _ = self.calls.set_deadline(&key, deadline);
         let branch = self.ids.generate(IdKind::Branch);
         let Some(call) = self.calls.get(&key) else {
             return false;
@@ -457,14 +509,105 @@ impl B2bua {
         self.send_ack_on(key, wait.ack_leg, wait.cseq, Some((&ack, side, media)));
     }
 
-    pub(super) fn on_stray_response(&mut self, resp: Message) {
+    pub(super) fn on_stray_response(&mut self, now: Instant, resp: Message) {
         let key = self.b_index.get(resp.call_id()).copied();
         let is_2xx_invite = resp.cseq().method == Method::Invite
             && resp.status().is_some_and(|c| (200..300).contains(&c));
         match key {
-            Some(key) if is_2xx_invite => self.resend_ack(key, &resp),
+            Some(key) if is_2xx_invite => self.late_2xx(now, key, &resp),
             _ => self.stats.dropped += 1,
         }
+    }
+
+    /// A 2xx to leg B's INVITE after the call took its answer: from the answering fork, a
+    /// retransmission (the ACK again); from another fork (RFC 3261 §13.2.2.4), that dialog is
+    /// acknowledged and ended with BYE, once (its retransmissions get the ACK again).
+    fn late_2xx(&mut self, now: Instant, key: u64, resp: &Message) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(tag) = resp.to_tag() else {
+            return;
+        };
+        let answered = sbc_sip::header::NameAddr::parse(&call.b.remote)
+            .ok()
+            .and_then(|n| n.tag().map(|t| t == tag));
+        if answered != Some(false) {
+            self.resend_ack(key, resp);
+            return;
+        }
+        let first = !call.ended_forks.iter().any(|t| t == tag);
+        if first {
+            call.ended_forks.push(tag.to_owned());
+        }
+        let mut fork = call.b.clone();
+        fork.remote = resp.header(HeaderName::To).unwrap_or_default().to_owned();
+        if let Some(c) = resp.header(HeaderName::Contact) {
+            fork.target_uri = uri_of(c).to_owned();
+        }
+        let seq = resp.cseq().seq;
+        let ack_branch = self.ids.generate(IdKind::Branch);
+        let ack = self.build_request_bytes(
+            &fork,
+            &Method::Ack,
+            seq,
+            ack_branch.as_str(),
+            70,
+            None,
+            None,
+        );
+        self.out.push_back(sbc_sip::transaction::Transmit {
+            dest: fork.dest,
+            bytes: ack,
+            flow: fork.flow,
+        });
+        if !first {
+            return;
+        }
+        let bye_branch = self.ids.generate(IdKind::Branch);
+        let bye = self.send_built(
+            now,
+            &fork,
+            &Method::Bye,
+            seq.saturating_add(1),
+            bye_branch.as_str(),
+            70,
+            None,
+            None,
+        );
+        if let Ok(c) = bye {
+            self.clients.insert(c, ClientRole::Fire);
+        }
+        self.stats.forks_ended += 1;
+    }
+
+    /// Passive health: leg B's current target failed a new call (no first response, no final
+    /// response, or 503); reported as [`CallEvent::TargetFailed`].
+    fn target_failed(&mut self, key: u64) {
+        if let Some(call) = self.calls.get(&key) {
+            self.events.push_back(CallEvent::TargetFailed {
+                target: call.b.dest,
+            });
+        }
+    }
+
+    /// The first-response time of leg B's current target passed with no response at all: the
+    /// target is reported failed, its INVITE abandoned, and the next target of the group tried.
+    /// False when there is none (the caller then gets 408, as on any ringing timeout).
+    pub(super) fn first_response_missed(&mut self, now: Instant, key: u64) -> bool {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return false;
+        };
+        if !call.awaiting_first || call.state != State::Ringing {
+            return false;
+        }
+        call.awaiting_first = false;
+        let old = call.invite_b;
+        self.target_failed(key);
+        // Its retransmissions stop and its timeout reaches no call.
+        self.clients.remove(&old);
+        self.txs.handle_transport_error(TxId::Client(old));
+        self.retarget(now, key)
     }
 
     pub(super) fn retransmit_2xx(&mut self, now: Instant, at: Instant, key: u64) {
@@ -493,6 +636,7 @@ impl B2bua {
     /// Leg B's INVITE failed (timeout or transport error): the next target of the group, else
     /// 408 to A (487 once A cancelled) while the call still rings.
     pub(super) fn on_invite_failure(&mut self, now: Instant, key: u64) {
+        self.target_failed(key);
         if self.retarget(now, key) {
             return;
         }

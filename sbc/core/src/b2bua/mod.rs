@@ -27,17 +27,35 @@
 //!   the SBC's inside Contact.
 //! - Provisional responses (except 100) go to A with the SBC's single To tag for leg A. When leg B forks
 //!   into several early dialogs, A sees one early dialog: the SBC tag; leg B's dialog is the one whose
-//!   2xx arrives first (later 2xx of other forks are not yet acknowledged and torn down: a known gap).
+//!   2xx arrives first. A later 2xx of another fork is acknowledged and that dialog ended with BYE at
+//!   once (RFC 3261 §13.2.2.4; counted in [`B2buaStats::forks_ended`]).
+//! - Leg B's INVITE that gets no response at all (not even 100) within the target's first-response
+//!   time ([`Target::first_response`], default [`B2buaConfig::first_response_timeout`], 4 s) is
+//!   abandoned and sent to the next of [`Target::alternates`]; so is one refused with 503, 408, 500
+//!   or 504 before any provisional. A silent target, one that never answers (Timer B) and one that
+//!   answers 503 are reported as [`CallEvent::TargetFailed`] (the router marks them down). The INVITE
+//!   sent again (to another target, or with credentials for a trunk's challenge) has the next CSeq,
+//!   and the ACK of its 2xx and the RAck of a PRACK name that CSeq.
 //! - A 2xx from B is relayed to A and retransmitted toward A over UDP (T1 doubling up to T2, RFC 3261
 //!   §13.3.1.4) until A's ACK arrives; only then is B acknowledged. No ACK within the no-ACK timeout:
 //!   BYE on both legs. Non-2xx finals are relayed with the same status (the transaction layer ACKs B).
 //! - CANCEL from A becomes a CANCEL on B (once B has sent a provisional); B's 487 is relayed.
 //! - BYE from either side: 200 to it, BYE on the other leg; the call ends when that BYE completes.
-//! - Other requests in the confirmed dialog (re-INVITE, UPDATE, INFO, MESSAGE, NOTIFY, REFER, OPTIONS)
-//!   are relayed to the other leg under that leg's own CSeq; their responses come back the same way.
+//! - Other requests in the dialog (re-INVITE, UPDATE, INFO, MESSAGE, NOTIFY, REFER, OPTIONS) are
+//!   relayed to the other leg under that leg's own CSeq, also between the 2xx and the ACK (a
+//!   re-INVITE there gets 491); their responses come back the same way.
+//! - A 3xx is relayed with its Contacts as received: they are the redirect targets the far end chose
+//!   for the caller.
 //! - Leg B is matched by its Call-ID, which the SBC generated: a message from the Inside whose Call-ID
 //!   fails [`IdGen::worker_of`] is dropped before any state is touched (counted in
-//!   [`B2buaStats::forged`]). Leg A is matched by (Call-ID, the SBC's To tag).
+//!   [`B2buaStats::forged`]); once the call is answered, a request from leg B must also carry the
+//!   answering fork's tag (another fork's BYE gets 481 and never ends the call). Leg A is matched by
+//!   (Call-ID, the SBC's To tag).
+//! - The PBX's OPTIONS to the Contact the SBC registered for a user agent is sent on to that agent
+//!   and its answer relayed back (408 when it does not answer); other OPTIONS outside a dialog are
+//!   answered by the SBC.
+//! - Before a stop, [`B2bua::set_draining`] refuses new calls with 503, and
+//!   [`B2bua::end_all_calls`] ends the calls left: BYE on both legs ([`EndReason::Shutdown`]).
 //! - Every call sits in a [`BoundedTable`] with an absolute deadline (ringing, no-ACK, maximum duration,
 //!   teardown grace); when it passes the live legs are cancelled or sent BYE and the call is removed.
 //! - Calls from the Inside take the same path the other way; a call to the Contact the SBC registered
@@ -120,6 +138,10 @@ pub struct Target {
     /// does not answer at all) before any provisional response: the other usable targets of the
     /// same group, as (address, over a connection).
     pub alternates: Vec<(SocketAddr, bool)>,
+    /// How long the new leg waits for a first response (even 100 Trying) before the next of
+    /// `alternates` is tried (or, with none left, 408 to the caller); `None`: the B2BUA's
+    /// [`B2buaConfig::first_response_timeout`].
+    pub first_response: Option<Duration>,
 }
 
 impl Target {
@@ -136,6 +158,7 @@ impl Target {
             auth: None,
             label: None,
             alternates: Vec::new(),
+            first_response: None,
         }
     }
 }
@@ -195,6 +218,10 @@ pub struct B2buaConfig {
     pub registrar: RegistrarConfig,
     /// The flow of keep-alives and requests toward the outside when no better one is known.
     pub outside_flow: Flow,
+    /// How long leg B's INVITE waits for a first response (even 100 Trying) before its target
+    /// counts as failed ([`CallEvent::TargetFailed`]) and the next target of the group is tried
+    /// (4 s, like Kamailio's `fr_timer`); zero: only the transaction's Timer B (32 s).
+    pub first_response_timeout: Duration,
 }
 
 impl B2buaConfig {
@@ -220,6 +247,7 @@ impl B2buaConfig {
             transactions: TransactionConfig::default(),
             registrar: RegistrarConfig::default(),
             outside_flow: Flow::default(),
+            first_response_timeout: Duration::from_secs(4),
         }
     }
 }
@@ -244,6 +272,11 @@ pub struct B2buaStats {
     /// New calls moved to the next target of their group after the first refused them (503, 408,
     /// 500, 504) or did not answer.
     pub failovers: u64,
+    /// 2xx answers from other forks of leg B's INVITE after the call took one: acknowledged and
+    /// ended with BYE.
+    pub forks_ended: u64,
+    /// New calls refused with 503 while the worker drains before a stop.
+    pub refused_draining: u64,
 }
 
 /// One leg of a call, as the SBC sees it when sending on it.
@@ -264,6 +297,9 @@ struct Leg {
     flow: Flow,
     /// Last CSeq the SBC used on this leg.
     cseq: u32,
+    /// CSeq of the last INVITE the SBC sent on this leg: its ACK and the RAck of a PRACK carry it
+    /// (it grows when the INVITE is sent again to answer a challenge or to fail over).
+    invite_cseq: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -317,6 +353,14 @@ struct Call {
     retarget: Option<Box<Retarget>>,
     /// Challenges answered on leg B (at most one).
     auth_answered: u8,
+    /// The time leg B's current target has for a first response (zero: Timer B only).
+    first_response: Duration,
+    /// Leg B's current INVITE has had no response yet (the call's deadline is then the first
+    /// response's).
+    awaiting_first: bool,
+    /// To tags of other forks whose 2xx was acknowledged and ended with BYE (their 2xx
+    /// retransmissions get the ACK again, not another BYE).
+    ended_forks: Vec<String>,
     /// What the call's record needs beyond the legs.
     facts: CallFacts,
 }
@@ -357,6 +401,20 @@ impl Call {
             &mut self.b
         }
     }
+
+    /// Whether `msg`, a request from leg B's side, comes from the fork that answered: before the
+    /// answer any fork passes; after it the From tag must be the answering fork's (another
+    /// fork's BYE never ends the call).
+    fn answering_fork(&self, msg: &Message) -> bool {
+        if self.state == State::Ringing {
+            return true;
+        }
+        let answered = NameAddr::parse(&self.b.remote).ok();
+        match answered.as_ref().and_then(NameAddr::tag) {
+            Some(tag) => msg.from_tag() == Some(tag),
+            None => true,
+        }
+    }
 }
 
 /// What a client transaction is for.
@@ -386,6 +444,12 @@ enum ClientRole {
     TrunkRegister(usize),
     /// A health probe of the caller's.
     Probe(u64),
+    /// An out-of-dialog request relayed to a registered user agent (the PBX's OPTIONS to a
+    /// phone): its final answer goes back on `server`.
+    Forward {
+        server: ServerTxId,
+        request: Box<Message>,
+    },
 }
 
 /// The SBC's own registration at the registrar behind it, for one binding.
@@ -474,6 +538,8 @@ pub struct B2bua {
     trunk_regs: Vec<TrunkRegistration>,
     /// The outside and inside contact addresses as text.
     contact_text: [String; 2],
+    /// Draining before a stop: new calls get 503.
+    draining: bool,
 }
 
 impl B2bua {
@@ -504,6 +570,7 @@ impl B2bua {
                 config.outside_contact.to_string(),
                 config.inside_contact.to_string(),
             ],
+            draining: false,
             config,
         }
     }
@@ -603,6 +670,7 @@ impl B2bua {
                 auth: None,
                 label: None,
                 alternates: Vec::new(),
+                first_response: None,
             };
             if self.send_options(now, &target, ClientRole::Fire) {
                 self.stats.keepalives += 1;
@@ -710,21 +778,22 @@ impl B2bua {
                         let side = from.map_or(Side::Outside, |f| f.side);
                         self.on_ack(now, message, side, media);
                     }
-                    StrayKind::Response => self.on_stray_response(message),
+                    StrayKind::Response => self.on_stray_response(now, message),
                     StrayKind::NoBranch => self.stats.dropped += 1,
                 },
             }
         }
     }
 
-    /// Find the call of an in-dialog request from `side`: a callee leg by the SBC's Call-ID, a
-    /// caller leg by the SBC's To tag and the caller's Call-ID. The leg found must be on `side`.
+    /// Find the call of an in-dialog request from `side`: a callee leg by the SBC's Call-ID (and,
+    /// once the call is answered, the answering fork's tag), a caller leg by the SBC's To tag and
+    /// the caller's Call-ID. The leg found must be on `side`.
     fn find(&self, msg: &Message, side: Side) -> Option<u64> {
         if let Some(&key) = self.b_index.get(msg.call_id()) {
             return self
                 .calls
                 .get(&key)
-                .filter(|c| c.b.side == side)
+                .filter(|c| c.b.side == side && c.answering_fork(msg))
                 .map(|_| key);
         }
         let tag = msg.to_tag()?;
@@ -749,6 +818,12 @@ impl B2bua {
         if req.to_tag().is_none() {
             match (side, &method) {
                 (_, Method::Invite) => self.new_call(now, tx, req, from, router, media),
+                // The PBX's OPTIONS to a phone registered through the SBC goes to the phone
+                // (its keep-alive or presence check); any other OPTIONS is answered here.
+                (Side::Inside, Method::Options) => match self.binding_target(&req) {
+                    Some(target) => self.forward_options(now, tx, req, &target),
+                    None => self.reply(now, tx, &req, 200, None),
+                },
                 (_, Method::Options) => self.reply(now, tx, &req, 200, None),
                 (Side::Outside, Method::Register) => {
                     self.on_register(now, tx, &req, from, router);
@@ -772,6 +847,9 @@ impl B2bua {
                 self.end_with_bye(now, key, &[other(side)], EndReason::Bye(side));
             }
             (Method::Bye, Some(State::Ending)) => self.reply(now, tx, &req, 200, None),
+            // A re-INVITE before the caller's ACK: the offer/answer of the first INVITE is not
+            // settled yet (RFC 3261 §14.2: 491).
+            (Method::Invite, Some(State::AwaitAck)) => self.reply(now, tx, &req, 491, None),
             (Method::Invite, Some(State::Confirmed)) => {
                 let glare = self.calls.get(&key).is_some_and(|c| c.reinvite_pending);
                 if glare {
@@ -780,7 +858,10 @@ impl B2bua {
                     self.relay_request(now, key, tx, req, side, media);
                 }
             }
-            (_, Some(State::Confirmed)) => self.relay_request(now, key, tx, req, side, media),
+            // Between the 2xx and the ACK the dialog exists on both legs (RFC 3261 §12.1): relayed.
+            (_, Some(State::AwaitAck | State::Confirmed)) => {
+                self.relay_request(now, key, tx, req, side, media);
+            }
             // Early dialog (RFC 3262 PRACK, RFC 3311 UPDATE, INFO): relayed once the callee's
             // early dialog is known.
             (Method::Prack | Method::Update | Method::Info, Some(State::Ringing))
@@ -818,6 +899,20 @@ impl B2bua {
                     self.on_register_answer(now, batch, key, change, Some(&resp));
                 }
             }
+            Some(ClientRole::Forward { .. }) if code >= 200 => {
+                if let Some(ClientRole::Forward { server, request }) = self.clients.remove(&tx) {
+                    let tag = self.ids.generate(IdKind::Tag);
+                    let _ = self.relay_response(
+                        now,
+                        server,
+                        &request,
+                        &resp,
+                        Side::Inside,
+                        Some(tag.as_str()),
+                        None,
+                    );
+                }
+            }
             Some(ClientRole::Probe(token)) if code >= 200 => {
                 let (token, alive) = (*token, response_means_alive(code));
                 self.clients.remove(&tx);
@@ -853,6 +948,11 @@ impl B2bua {
                 if let Some(ClientRole::Register { batch, key, change }) = self.clients.remove(&tx)
                 {
                     self.on_register_answer(now, batch, key, change, None);
+                }
+            }
+            Some(ClientRole::Forward { .. }) => {
+                if let Some(ClientRole::Forward { server, request }) = self.clients.remove(&tx) {
+                    self.reply(now, server, &request, 408, None);
                 }
             }
             Some(ClientRole::Probe(token)) => {

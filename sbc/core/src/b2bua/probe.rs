@@ -2,7 +2,8 @@
 
 use std::time::Instant;
 
-use sbc_sip::Method;
+use sbc_sip::transaction::ServerTxId;
+use sbc_sip::{Message, Method};
 
 use super::{B2bua, ClientRole, Leg, Target};
 use crate::media::MediaControl;
@@ -26,6 +27,27 @@ impl B2bua {
         sent
     }
 
+    /// The PBX's OPTIONS to a user agent registered through the SBC (`target`, its binding):
+    /// sent on to the agent as the SBC's own OPTIONS, and its final answer relayed back on `tx`
+    /// (408 when it does not answer).
+    pub(super) fn forward_options(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        req: Message,
+        target: &Target,
+    ) {
+        // A cheap copy (the message shares its bytes), to answer when it cannot be sent.
+        let kept = req.clone();
+        let role = ClientRole::Forward {
+            server: tx,
+            request: Box::new(req),
+        };
+        if !self.send_options(now, target, role) {
+            self.reply(now, tx, &kept, 503, None);
+        }
+    }
+
     /// An out-of-dialog OPTIONS to `target` in its own client transaction.
     pub(super) fn send_options(&mut self, now: Instant, target: &Target, role: ClientRole) -> bool {
         let call_id = self.ids.generate(IdKind::CallId).as_str().to_owned();
@@ -46,6 +68,7 @@ impl B2bua {
             reliable: target.reliable,
             flow: target.flow,
             cseq: 1,
+            invite_cseq: 0,
         };
         match self.send_built(
             now,

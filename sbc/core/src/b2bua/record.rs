@@ -32,6 +32,8 @@ pub enum EndReason {
     MaxDuration,
     /// No media on any leg for the no-media timeout.
     NoMedia,
+    /// The SBC stopped (its drain time passed with the call still up).
+    Shutdown,
 }
 
 /// What happened to a call, for CDRs and metrics.
@@ -59,6 +61,12 @@ pub enum CallEvent {
         token: u64,
         /// Whether the peer answered.
         alive: bool,
+    },
+    /// A target failed a new call: no first response in its time, no final response (Timer B,
+    /// a transport error), or 503. The router marks it down at once (passive health).
+    TargetFailed {
+        /// The target's address.
+        target: SocketAddr,
     },
 }
 
@@ -183,7 +191,8 @@ impl CallFacts {
             | EndReason::NoAnswer
             | EndReason::LegFailure(_)
             | EndReason::MaxDuration
-            | EndReason::NoMedia => EndedBy::Sbc,
+            | EndReason::NoMedia
+            | EndReason::Shutdown => EndedBy::Sbc,
         };
         CallRecord {
             call,

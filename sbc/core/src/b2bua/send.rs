@@ -185,8 +185,9 @@ impl B2bua {
                     .and_then(|v| v.split_whitespace().next())
                     .and_then(|n| n.parse::<u32>().ok())
                 {
-                    // The SBC's INVITE on a callee leg is always CSeq 1.
-                    let rack = format!("{rseq} 1 INVITE");
+                    // The CSeq of the SBC's INVITE on this leg (higher than 1 after a challenge
+                    // or a fail-over).
+                    let rack = format!("{rseq} {} INVITE", leg.invite_cseq);
                     w.header("RAck", &rack);
                 }
             }
@@ -278,6 +279,14 @@ impl B2bua {
         let mut w = build::response(req, code, build::reason_phrase(code), tag, &mut out);
         if code < 300 && req.method() != Some(&Method::Bye) {
             w.header_parts("Contact", &["<sip:", contact, ">"]);
+        } else if (300..400).contains(&code) {
+            // A redirect's Contacts are the targets the far end chose for the caller: relayed as
+            // they are (docs/b2bua.md, "Redirects").
+            for h in resp.headers() {
+                if HeaderName::from_bytes(h.raw_name.as_bytes()) == HeaderName::Contact {
+                    w.header("Contact", h.value);
+                }
+            }
         }
         copy_headers(resp, other(to), to, false, &self.config.topology, &mut w);
         // Owned headers the far end needs as received: RSeq of a reliable provisional (RFC 3262),
@@ -438,6 +447,10 @@ impl B2bua {
         }
         match state {
             State::Ringing => {
+                if self.first_response_missed(now, key) {
+                    // Sent on to the next target of the group.
+                    return;
+                }
                 let Some(call) = self.calls.get(&key) else {
                     return;
                 };
@@ -455,6 +468,44 @@ impl B2bua {
             }
             State::Ending => self.remove(key, reason),
         }
+    }
+
+    /// Draining before a stop (`true`): new calls get 503 (counted in
+    /// [`B2buaStats::refused_draining`]); calls in progress go on.
+    ///
+    /// [`B2buaStats::refused_draining`]: super::B2buaStats::refused_draining
+    pub fn set_draining(&mut self, draining: bool) {
+        self.draining = draining;
+    }
+
+    /// The stop: every call still up ends now, BYE on both legs of an answered call, CANCEL on
+    /// leg B and 503 to the caller of a ringing one ([`EndReason::Shutdown`]). The BYEs run in
+    /// their transactions; a call leaves the table when they complete.
+    pub fn end_all_calls(&mut self, now: Instant, media: &mut dyn MediaControl) {
+        self.last_now = Some(now);
+        let keys: Vec<u64> = self.b_index.values().copied().collect();
+        for key in keys {
+            let Some(call) = self.calls.get(&key) else {
+                continue;
+            };
+            match call.state {
+                State::Ringing => {
+                    let invite_b = call.invite_b;
+                    if self.txs.state(TxId::Client(invite_b)) == Some(TxState::Proceeding) {
+                        self.send_cancel(now, invite_b);
+                    }
+                    self.reply_to_a(now, key, 503, true);
+                    self.remove(key, EndReason::Shutdown);
+                }
+                State::AwaitAck | State::Confirmed => {
+                    let sides = [Side::Outside, Side::Inside];
+                    self.end_with_bye(now, key, &sides, EndReason::Shutdown);
+                }
+                State::Ending => {}
+            }
+        }
+        self.pump(now, None, media);
+        self.flush_media(media);
     }
 
     pub(super) fn remove(&mut self, key: u64, reason: EndReason) {

@@ -159,6 +159,7 @@ impl B2bua {
             self.clients.remove(&call.invite_b);
             call.invite_b = tx;
             call.b.cseq = cseq;
+            call.b.invite_cseq = cseq;
             call.auth_answered += 1;
         }
         self.clients.insert(tx, ClientRole::Invite(key));

@@ -442,7 +442,7 @@ pub enum Health {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TargetIdx(pub usize);
 
-/// Health-check settings.
+/// Health-check and fail-over settings of a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HealthConfig {
     /// Time between the sending of two probes to one target.
@@ -454,6 +454,13 @@ pub struct HealthConfig {
     pub down_after: u32,
     /// Consecutive successes that bring a Down target back Up.
     pub up_after: u32,
+    /// Probe only targets that are Down (taken down by failed calls, see
+    /// [`HealthMonitor::mark_down`]): the others are trusted until a call fails on them.
+    pub only_down: bool,
+    /// How long a new call waits for a target's first response before the next target is tried
+    /// ([`Target::first_response`](crate::b2bua::Target::first_response)); `None`: the B2BUA's
+    /// default.
+    pub first_response: Option<Duration>,
 }
 
 impl Default for HealthConfig {
@@ -463,6 +470,8 @@ impl Default for HealthConfig {
             timeout: Duration::from_secs(32),
             down_after: 3,
             up_after: 2,
+            only_down: false,
+            first_response: None,
         }
     }
 }
@@ -552,11 +561,11 @@ impl HealthMonitor {
     pub fn poll_probe(&mut self, now: Instant) -> Option<(TargetIdx, SocketAddr)> {
         self.handle_timeout(now);
         let config = self.config;
-        let (i, t) = self
-            .targets
-            .iter_mut()
-            .enumerate()
-            .find(|(_, t)| t.outstanding.is_none() && t.next_probe <= now)?;
+        let (i, t) = self.targets.iter_mut().enumerate().find(|(_, t)| {
+            t.outstanding.is_none()
+                && t.next_probe <= now
+                && (!config.only_down || t.health == Health::Down)
+        })?;
         t.outstanding = Some(now + config.timeout);
         t.next_probe = now + config.interval;
         Some((TargetIdx(i), t.addr))
@@ -592,6 +601,26 @@ impl HealthMonitor {
             if t.failures >= config.down_after {
                 t.health = Health::Down;
             }
+        }
+    }
+
+    /// Passive health: a call failed on `addr` (no first response in time, no final response, or
+    /// 503), so it is Down at once, without waiting for `down_after` probes; probes bring it back
+    /// (`up_after` successes). The next probe is due at once. Unmonitored addresses are ignored.
+    pub fn mark_down(&mut self, now: Instant, addr: SocketAddr) {
+        let config = self.config;
+        let Some(t) = self
+            .by_addr
+            .get(&addr)
+            .and_then(|&i| self.targets.get_mut(i))
+        else {
+            return;
+        };
+        t.health = Health::Down;
+        t.successes = 0;
+        t.failures = t.failures.max(config.down_after);
+        if t.outstanding.is_none() {
+            t.next_probe = t.next_probe.min(now);
         }
     }
 

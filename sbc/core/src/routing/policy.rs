@@ -176,6 +176,7 @@ impl RoutingPolicy {
             user,
             auth: g.auth.clone(),
             alternates,
+            first_response: g.health.first_response,
         })
     }
 
@@ -259,6 +260,14 @@ impl RoutingPolicy {
     /// for 408, 503, a timeout, or a probe that could not be sent.
     pub fn handle_probe_result(&mut self, now: Instant, idx: TargetIdx, alive: bool) {
         self.health.handle_probe_result(now, idx, alive);
+    }
+
+    /// A call failed on the target at `addr` ([`CallEvent::TargetFailed`]): Down at once, probed
+    /// until it answers (see [`HealthMonitor::mark_down`]).
+    ///
+    /// [`CallEvent::TargetFailed`]: crate::b2bua::CallEvent::TargetFailed
+    pub fn mark_down(&mut self, now: Instant, addr: SocketAddr) {
+        self.health.mark_down(now, addr);
     }
 
     /// Probes whose deadline passed count as failed.

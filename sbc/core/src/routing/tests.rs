@@ -410,6 +410,8 @@ const CFG: HealthConfig = HealthConfig {
     timeout: Duration::from_secs(5),
     down_after: 3,
     up_after: 2,
+    only_down: false,
+    first_response: None,
 };
 
 /// Runs one probe round at `now`: every due probe gets `answer(port)`.
@@ -420,6 +422,58 @@ fn round(mon: &mut HealthMonitor, now: Instant, answer: impl Fn(u16) -> bool) ->
         mon.handle_probe_result(now, idx, answer(a.port()));
     }
     sent
+}
+
+#[test]
+fn a_failed_call_takes_a_target_down_at_once_and_probes_bring_it_back() {
+    let group = TargetGroup {
+        id: TargetGroupId(1),
+        targets: vec![target(5060, 1, 1), target(5070, 2, 1)],
+    };
+    let start = t0();
+    let mut mon = HealthMonitor::for_groups(CFG, std::slice::from_ref(&group), start);
+    assert_eq!(round(&mut mon, start, |_| true), 2);
+    // A call timed out on the preferred target: down now, not after `down_after` probes.
+    let now = start + Duration::from_secs(1);
+    mon.mark_down(now, addr(5060));
+    assert_eq!(mon.health_of(addr(5060)), Health::Down);
+    assert_eq!(order(&group, &mon, 0), [5070, 5060]);
+    // Probed at once, and back after `up_after` answers.
+    assert_eq!(mon.poll_probe(now).map(|(_, a)| a.port()), Some(5060));
+    let idx = mon.index_of(addr(5060)).unwrap();
+    mon.handle_probe_result(now, idx, true);
+    assert_eq!(mon.health_of(addr(5060)), Health::Down);
+    round(&mut mon, now + CFG.interval, |_| true);
+    assert_eq!(mon.health_of(addr(5060)), Health::Up);
+    // Unmonitored addresses are ignored.
+    mon.mark_down(now, addr(5999));
+    assert_eq!(mon.health_of(addr(5999)), Health::Unknown);
+}
+
+#[test]
+fn probing_only_down_targets_leaves_the_others_alone() {
+    let group = TargetGroup {
+        id: TargetGroupId(1),
+        targets: vec![target(5060, 1, 1), target(5070, 2, 1)],
+    };
+    let cfg = HealthConfig {
+        only_down: true,
+        ..CFG
+    };
+    let start = t0();
+    let mut mon = HealthMonitor::for_groups(cfg, std::slice::from_ref(&group), start);
+    assert_eq!(round(&mut mon, start, |_| true), 0, "nothing is down");
+    mon.mark_down(start, addr(5070));
+    let mut probed = Vec::new();
+    while let Some((idx, a)) = mon.poll_probe(start) {
+        probed.push(a.port());
+        mon.handle_probe_result(start, idx, true);
+    }
+    assert_eq!(probed, [5070]);
+    round(&mut mon, start + cfg.interval, |_| true);
+    assert_eq!(mon.health_of(addr(5070)), Health::Up);
+    // Up again: no longer probed.
+    assert_eq!(round(&mut mon, start + 2 * cfg.interval, |_| true), 0);
 }
 
 #[test]

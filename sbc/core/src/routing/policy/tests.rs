@@ -18,12 +18,16 @@ const PROBED: HealthConfig = HealthConfig {
     timeout: Duration::from_secs(5),
     down_after: 3,
     up_after: 2,
+    only_down: false,
+    first_response: None,
 };
 const NOT_PROBED: HealthConfig = HealthConfig {
     interval: Duration::ZERO,
     timeout: Duration::from_secs(5),
     down_after: 3,
     up_after: 2,
+    only_down: false,
+    first_response: None,
 };
 
 fn addr(s: &str) -> SocketAddr {
