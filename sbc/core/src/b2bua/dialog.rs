@@ -128,6 +128,9 @@ impl B2bua {
         let is_invite = request.method() == Some(&Method::Invite);
         let relayed = self.relayed_response(request, resp, from, None, body.as_deref());
         let sent = self.send_relayed(now, server, relayed);
+        if code >= 200 {
+            self.media_exchange_done(now, key, code, media);
+        }
         if is_invite && code >= 200 {
             if let Some(call) = self.calls.get_mut(&key) {
                 call.reinvite_pending = false;
