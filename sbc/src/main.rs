@@ -208,6 +208,11 @@ fn media_anchor(
             address: b2bua.media_address,
             no_media_timeout: (timeout > 0).then(|| std::time::Duration::from_secs(timeout)),
         });
+    let mut anchor = anchor;
+    anchor.set_early_limits(sbc_core::media::callmedia::EarlyLimits {
+        streams: cfg.media.early_streams,
+        pairs_per_source: cfg.media.early_pairs_per_source,
+    });
     Ok((anchor, shard_media::ShardMedia::new(shard)))
 }
 
@@ -266,7 +271,8 @@ fn run(cfg: &Config) -> Result<(), String> {
         };
         let ng = match cfg.media.ng_listen {
             Some(addr) if id == 0 && cfg.media.enabled => {
-                Some(media::NgServer::bind(addr, b2bua.media_address)?)
+                let allowed = cfg.media.ng_allowed.iter().map(|c| c.0).collect();
+                Some(media::NgServer::bind(addr, b2bua.media_address, allowed)?)
             }
             _ => None,
         };
