@@ -55,6 +55,7 @@ impl B2bua {
                     call.reinvite_pending = false;
                     call.leg_mut(to).cseq -= 1;
                 }
+                self.media_exchange_done(now, key, fault.status(), media);
                 self.reply(now, tx, &req, fault.status(), None);
                 return;
             }
@@ -81,7 +82,10 @@ impl B2bua {
                     },
                 );
             }
-            Err(_) => self.reply(now, tx, &req, 503, None),
+            Err(_) => {
+                self.media_exchange_done(now, key, 503, media);
+                self.reply(now, tx, &req, 503, None);
+            }
         }
     }
 
