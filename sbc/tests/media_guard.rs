@@ -111,25 +111,31 @@ fn respond(sock: &UdpSocket, req: &Message, to: SocketAddr, code: u16, extra: &s
     sock.send_to(&out, to).unwrap();
 }
 
-/// What the flooding caller got back: final statuses by Call-ID.
-fn finals(sock: &UdpSocket, wait: Duration) -> Vec<(String, u16)> {
-    let mut got: Vec<(String, u16)> = Vec::new();
+/// Every SIP message that reaches `sock` within `wait`, with its source.
+fn each_message(sock: &UdpSocket, wait: Duration, mut f: impl FnMut(Message, SocketAddr)) {
     let deadline = Instant::now() + wait;
     let mut buf = vec![0u8; 65536];
     while Instant::now() < deadline {
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
-        let Ok((len, _)) = sock.recv_from(&mut buf) else {
+        let Ok((len, from)) = sock.recv_from(&mut buf) else {
             continue;
         };
-        let Ok(m) = Message::parse(bytes::Bytes::copy_from_slice(&buf[..len])) else {
-            continue;
-        };
+        if let Ok(m) = Message::parse(bytes::Bytes::copy_from_slice(&buf[..len])) {
+            f(m, from);
+        }
+    }
+}
+
+/// What the flooding caller got back: final statuses by Call-ID.
+fn finals(sock: &UdpSocket, wait: Duration) -> Vec<(String, u16)> {
+    let mut got: Vec<(String, u16)> = Vec::new();
+    each_message(sock, wait, |m, _| {
         let code = m.status().unwrap_or(0);
         if code >= 200 && !got.iter().any(|(c, _)| c == m.call_id()) {
             got.push((m.call_id().to_owned(), code));
         }
-    }
+    });
     got
 }
 
@@ -141,23 +147,40 @@ fn take_invites(
     mut on_invite: impl FnMut(&Message, SocketAddr),
 ) -> usize {
     let mut seen: Vec<String> = Vec::new();
-    let deadline = Instant::now() + wait;
-    let mut buf = vec![0u8; 65536];
-    while Instant::now() < deadline {
-        sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let Ok((len, from)) = sock.recv_from(&mut buf) else {
-            continue;
-        };
-        let Ok(m) = Message::parse(bytes::Bytes::copy_from_slice(&buf[..len])) else {
-            continue;
-        };
+    each_message(sock, wait, |m, from| {
         if m.method() == Some(&Method::Invite) && !seen.iter().any(|c| c == m.call_id()) {
             seen.push(m.call_id().to_owned());
             on_invite(&m, from);
         }
-    }
+    });
     seen.len()
+}
+
+/// A flooding caller on `.3` and the PBX of its calls on `.2` in test `n`, INVITEs with 8 audio
+/// streams each.
+struct Flood {
+    flooder: UdpSocket,
+    pbx: UdpSocket,
+    sbc: SocketAddr,
+    body: String,
+}
+
+impl Flood {
+    fn new(n: u8) -> Self {
+        Self {
+            flooder: udp(&ip(n, 3), 5070),
+            pbx: udp(&ip(n, 2), 5090),
+            sbc: sa(&ip(n, 1), 5060),
+            body: many_streams(&ip(n, 3), 8),
+        }
+    }
+
+    /// Send INVITE number `i`.
+    fn send(&self, i: u32) {
+        let local = self.flooder.local_addr().unwrap();
+        let msg = invite(local, self.sbc, "1000", i, &self.body);
+        self.flooder.send_to(&msg, self.sbc).unwrap();
+    }
 }
 
 /// A legitimate call from `.4` to number 2000 at the PBX on `.6`, then RTP both ways through the
@@ -229,6 +252,21 @@ fn legit_call_with_media(n: u8) {
     caller.finish_bye(T);
 }
 
+/// An answered call of test `n` from the caller on `.3` (its SDP naming `sdp_ip:7000`) to the
+/// PBX on `.2` (RTP on 6000): the parties and the relay ports toward the PBX and the caller.
+fn answered_call(n: u8, sdp_ip: &str) -> (Caller, Pbx, u16, u16) {
+    let pbx_ip = ip(n, 2);
+    let mut caller = Ua::caller(sa(&ip(n, 3), 5070), sa(&ip(n, 1), 5060), "1000");
+    let mut pbx = Ua::pbx(sa(&pbx_ip, 5090));
+    caller.send_invite(&sdp_body("alice", 1, sdp_ip, 7000, "sendrecv", false));
+    let inv = pbx.answer_invite(T, |_| sdp_body("pbx", 1, &pbx_ip, 6000, "sendrecv", false));
+    let ok = caller.finish_invite(T);
+    assert_eq!(ok.status(), Some(200), "{}", caller.sip.trace());
+    pbx.expect_ack(T);
+    let (port_b, port_a) = (SdpSeen::of(&inv).port, SdpSeen::of(&ok).port);
+    (caller, pbx, port_b, port_a)
+}
+
 // -------------------------------------------------------------------------------------------------
 // 17.3 Relay ports before authentication
 
@@ -240,25 +278,17 @@ fn legit_call_with_media(n: u8) {
 fn challenged_invites_with_many_streams_leave_ports_for_a_real_call() {
     let n = 1;
     let sbc = start(n, "guard-challenged", "");
-    let flooder = udp(&ip(n, 3), 5070);
-    let pbx = udp(&ip(n, 2), 5090);
-    let sbc_addr = sa(&ip(n, 1), 5060);
-    let body = many_streams(&ip(n, 3), 8);
+    let f = Flood::new(n);
     let mut challenged = 0;
     for i in 0..6 {
-        flooder
-            .send_to(
-                &invite(flooder.local_addr().unwrap(), sbc_addr, "1000", i, &body),
-                sbc_addr,
-            )
-            .unwrap();
-        challenged += take_invites(&pbx, Duration::from_millis(300), |m, from| {
+        f.send(i);
+        challenged += take_invites(&f.pbx, Duration::from_millis(300), |m, from| {
             let streams = SdpSeen::of(m);
             assert_eq!(streams.media_count, 8, "{}", streams.text);
-            respond(&pbx, m, from, 407, "Digest realm=\"pbx\", nonce=\"abc\"");
+            respond(&f.pbx, m, from, 407, "Digest realm=\"pbx\", nonce=\"abc\"");
         });
     }
-    let statuses = finals(&flooder, Duration::from_millis(300));
+    let statuses = finals(&f.flooder, Duration::from_millis(300));
     assert_eq!(challenged, 6, "every INVITE reached the PBX: {statuses:?}");
     assert!(
         statuses.iter().all(|(_, c)| *c == 407),
@@ -277,21 +307,13 @@ fn challenged_invites_with_many_streams_leave_ports_for_a_real_call() {
 fn one_source_cannot_hold_the_relay_with_unanswered_calls() {
     let n = 2;
     let sbc = start(n, "guard-silent", "early_pairs_per_source = 16\n");
-    let flooder = udp(&ip(n, 3), 5070);
-    let pbx = udp(&ip(n, 2), 5090);
-    let sbc_addr = sa(&ip(n, 1), 5060);
-    let body = many_streams(&ip(n, 3), 8);
+    let f = Flood::new(n);
     for i in 0..10 {
-        flooder
-            .send_to(
-                &invite(flooder.local_addr().unwrap(), sbc_addr, "1000", i, &body),
-                sbc_addr,
-            )
-            .unwrap();
+        f.send(i);
     }
     // The PBX stays silent; the SBC refuses what is over the source's share.
-    let reached = take_invites(&pbx, Duration::from_millis(800), |_, _| {});
-    let statuses = finals(&flooder, Duration::from_millis(300));
+    let reached = take_invites(&f.pbx, Duration::from_millis(800), |_, _| {});
+    let statuses = finals(&f.flooder, Duration::from_millis(300));
     assert_eq!(
         reached, 2,
         "two calls of 8 pairs fit the share: {statuses:?}"
@@ -366,20 +388,7 @@ fn a_sprayer_that_sends_first_does_not_keep_the_stream() {
     let caller_rtp = udp(&caller_ip, 7002);
     let pbx_rtp = udp(&pbx_ip, 6000);
     let sprayer = udp(&ip(n, 7), 9000);
-    let mut caller: Caller = Ua::caller(sa(&caller_ip, 5070), sa(&ip(n, 1), 5060), "1000");
-    let mut pbx: Pbx = Ua::pbx(sa(&pbx_ip, 5090));
-    caller.send_invite(&sdp_body(
-        "alice",
-        1,
-        "192.168.1.50",
-        7000,
-        "sendrecv",
-        false,
-    ));
-    let inv = pbx.answer_invite(T, |_| sdp_body("pbx", 1, &pbx_ip, 6000, "sendrecv", false));
-    let ok = caller.finish_invite(T);
-    pbx.expect_ack(T);
-    let (port_b, port_a) = (SdpSeen::of(&inv).port, SdpSeen::of(&ok).port);
+    let (mut caller, mut pbx, port_b, port_a) = answered_call(n, "192.168.1.50");
     let sinks = [&caller_rtp, &pbx_rtp, &sprayer].map(Sink::spawn);
     let to_a = sa(&media, port_a);
     send_streams(
@@ -465,13 +474,7 @@ fn a_refused_reinvite_adding_video_keeps_the_audio() {
     let (caller_ip, pbx_ip) = (ip(n, 3), ip(n, 2));
     let caller_rtp = udp(&caller_ip, 7000);
     let pbx_rtp = udp(&pbx_ip, 6000);
-    let mut caller = Ua::caller(sa(&caller_ip, 5070), sa(&ip(n, 1), 5060), "1000");
-    let mut pbx = Ua::pbx(sa(&pbx_ip, 5090));
-    caller.send_invite(&sdp_body("alice", 1, &caller_ip, 7000, "sendrecv", false));
-    let inv = pbx.answer_invite(T, |_| sdp_body("pbx", 1, &pbx_ip, 6000, "sendrecv", false));
-    let ok = caller.finish_invite(T);
-    pbx.expect_ack(T);
-    let (port_b, port_a) = (SdpSeen::of(&inv).port, SdpSeen::of(&ok).port);
+    let (mut caller, mut pbx, port_b, port_a) = answered_call(n, &caller_ip);
     let streams = |first_seq| {
         [
             Stream {
@@ -526,12 +529,7 @@ fn a_call_on_hold_outlives_the_no_media_timeout() {
     let n = 6;
     let sbc = start(n, "guard-hold", "no_media_timeout_secs = 2\n");
     let (caller_ip, pbx_ip) = (ip(n, 3), ip(n, 2));
-    let mut caller = Ua::caller(sa(&caller_ip, 5070), sa(&ip(n, 1), 5060), "1000");
-    let mut pbx = Ua::pbx(sa(&pbx_ip, 5090));
-    caller.send_invite(&sdp_body("alice", 1, &caller_ip, 7000, "sendrecv", false));
-    pbx.answer_invite(T, |_| sdp_body("pbx", 1, &pbx_ip, 6000, "sendrecv", false));
-    caller.finish_invite(T);
-    pbx.expect_ack(T);
+    let (mut caller, mut pbx, _, _) = answered_call(n, &caller_ip);
     caller.send_invite(&sdp_body("alice", 2, &caller_ip, 7000, "inactive", false));
     pbx.answer_invite(T, |_| sdp_body("pbx", 2, &pbx_ip, 6000, "inactive", false));
     assert_eq!(caller.finish_invite(T).status(), Some(200));

@@ -431,14 +431,17 @@ fn media_ports_split_per_worker() {
     }
 }
 
+/// A config whose `[media]` section is `media`.
+fn with_media(media: &str) -> Result<Config, String> {
+    Config::from_toml(
+        &format!("[sip]\nudp=[\"127.0.0.1:1\"]\n[media]\n{media}"),
+        "t",
+    )
+}
+
 #[test]
 fn ng_listens_on_loopback_unless_allowed_and_answers_loopback_by_default() {
-    let cfg = |media: &str| {
-        Config::from_toml(
-            &format!("[sip]\nudp=[\"127.0.0.1:1\"]\n[media]\n{media}"),
-            "t",
-        )
-    };
+    let cfg = with_media;
     let c = cfg("ng_listen = \"127.0.0.1:2223\"\n").unwrap();
     let allowed: Vec<String> = c.media.ng_allowed.iter().map(|c| c.0.to_string()).collect();
     assert_eq!(allowed, ["127.0.0.0/8", "::1/128"]);
@@ -460,12 +463,7 @@ fn ng_listens_on_loopback_unless_allowed_and_answers_loopback_by_default() {
 
 #[test]
 fn early_media_bounds_have_safe_defaults_and_are_checked() {
-    let cfg = |media: &str| {
-        Config::from_toml(
-            &format!("[sip]\nudp=[\"127.0.0.1:1\"]\n[media]\n{media}"),
-            "t",
-        )
-    };
+    let cfg = with_media;
     let c = cfg("").unwrap();
     assert_eq!(
         (c.media.early_streams, c.media.early_pairs_per_source),

@@ -363,11 +363,7 @@ impl MediaAnchor {
         if let Some(old) = media.session.replace(new) {
             self.calls.remove(&old);
             self.held.remove(&old);
-            let _ = if media.answered {
-                relay.release(old, now)
-            } else {
-                relay.release_at_once(old, now)
-            };
+            free(relay, old, media.answered, now);
         }
     }
 
@@ -417,11 +413,7 @@ impl MediaAnchor {
         now: Instant,
     ) {
         for (h, quarantine) in self.take_sessions(media) {
-            let _ = if quarantine {
-                relay.release(h, now)
-            } else {
-                relay.release_at_once(h, now)
-            };
+            free(relay, h, quarantine, now);
         }
     }
 
@@ -466,11 +458,7 @@ impl MediaAnchor {
     ) {
         for (h, quarantine) in self.ended.drain(..) {
             last_look(h, relay);
-            let _ = if quarantine {
-                relay.release(h, now)
-            } else {
-                relay.release_at_once(h, now)
-            };
+            free(relay, h, quarantine, now);
         }
     }
 
@@ -510,6 +498,15 @@ impl MediaAnchor {
             }
         }
     }
+}
+
+/// Release session `h` on `relay`, to quarantine or (a call never answered) reusable at once.
+fn free(relay: &mut dyn MediaControl, h: SessionHandle, quarantine: bool, now: Instant) {
+    let _ = if quarantine {
+        relay.release(h, now)
+    } else {
+        relay.release_at_once(h, now)
+    };
 }
 
 /// Whether the body is a session description (`Content-Type: application/sdp`, parameters allowed).
@@ -627,6 +624,14 @@ mod tests {
         m
     }
 
+    /// A re-offer from A adding video to an answered call; returns the body sent to B.
+    fn reoffer_video(a: &mut MediaAnchor, r: &mut FakeMedia, m: &mut CallMedia) -> Vec<u8> {
+        let reoffer = invite(&sdp("192.0.2.10", &[("audio", 4000), ("video", 4002)]));
+        a.anchor(r, t0(), 1, m, &reoffer, MediaSide::A, None)
+            .unwrap()
+            .unwrap()
+    }
+
     #[test]
     fn a_reoffer_adding_video_moves_the_call_to_a_bigger_session_on_its_2xx() {
         let now = t0();
@@ -634,11 +639,7 @@ mod tests {
         let mut m = answered_call(&mut a, &mut r, now);
         let old = m.session.unwrap();
         assert_eq!(r.pairs_in_use(), 2);
-        let reoffer = invite(&sdp("192.0.2.10", &[("audio", 4000), ("video", 4002)]));
-        let out = a
-            .anchor(&mut r, now, 1, &mut m, &reoffer, MediaSide::A, None)
-            .unwrap()
-            .unwrap();
+        let out = reoffer_video(&mut a, &mut r, &mut m);
         let ports = ports_of(&out);
         assert_eq!(ports.len(), 2);
         assert!(ports.iter().all(|p| *p != 0), "{ports:?}");
@@ -672,9 +673,7 @@ mod tests {
         let mut m = answered_call(&mut a, &mut r, now);
         let old = m.session.unwrap();
         let before = r.streams(old);
-        let reoffer = invite(&sdp("192.0.2.10", &[("audio", 4000), ("video", 4002)]));
-        a.anchor(&mut r, now, 1, &mut m, &reoffer, MediaSide::A, None)
-            .unwrap();
+        reoffer_video(&mut a, &mut r, &mut m);
         // the callee refuses the re-INVITE (488)
         a.discard_pending(&mut r, &mut m, now);
         assert_eq!(m.session, Some(old));
