@@ -11,6 +11,14 @@
 //! Offer or answer does not matter here: each SDP describes where its sender wants media, and is
 //! rewritten for the other leg the same way. Early media (183 with SDP), late offers (SDP in the 2xx
 //! and the ACK), re-INVITE and UPDATE all go through the same call.
+//!
+//! Guards (`docs/decisions.md`): until the call is answered its media has at most
+//! [`EarlyLimits::streams`] streams and the unanswered calls of one outside source hold at most
+//! [`EarlyLimits::pairs_per_source`] pairs; a call never answered frees its ports without quarantine.
+//! An offer that adds `m=` lines takes a bigger session beside the call's, which the B2BUA commits
+//! on the 2xx or discards on a failure. The sender's signalling IP goes to the relay with its SDP
+//! address (it ranks above strangers in the learning window). A call on hold is not ended for
+//! silence.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
