@@ -130,9 +130,12 @@ impl B2bua {
             return;
         };
         let is_invite = request.method() == Some(&Method::Invite);
+        // Only the request that carried the offer settles a bigger session it took (RFC 3264 §4:
+        // one offer at a time; an INFO or PRACK answered meanwhile does not).
+        let offered = !request.body().is_empty();
         let relayed = self.relayed_response(request, resp, from, None, body.as_deref());
         let sent = self.send_relayed(now, server, relayed);
-        if code >= 200 {
+        if code >= 200 && offered {
             self.media_exchange_done(now, key, code, media);
         }
         if is_invite && code >= 200 {
