@@ -18,9 +18,13 @@
 //! | after an empty window | another source, strict mode | rejected and counted |
 //!
 //! Rank, highest first: the exact SDP address; the SDP IP with another port (a NAT that keeps the
-//! address); any other source; a source learned in an earlier window. Among equals the first one
-//! wins, so a flood of packets from one attacker address cannot flip the latch back and forth.
-//! Strict mode also rejects, inside the window, packets from sources other than the learned one.
+//! address); the IP the call's signalling came from (a phone behind NAT whose SDP names its private
+//! address: its media leaves by the same public address as its SIP); any other source; a source
+//! learned in an earlier window. Among equals the first one wins, so a flood of packets from one
+//! attacker address cannot flip the latch back and forth. A sprayer that sends first from an
+//! address of its own is learned only until the endpoint itself sends from its SDP address or from
+//! its signalling IP: both outrank it. Strict mode also rejects, inside the window, packets from
+//! sources other than the learned one.
 //!
 //! A new window with the same SDP address keeps the learned source as the destination until a
 //! packet in the window confirms or replaces it (a re-INVITE for hold does not cut the audio of an
@@ -29,7 +33,7 @@
 //! The destination for the other direction is the learned source, else the SDP address; an SDP
 //! address with port 0 or an unspecified IP (a disabled or on-hold stream) is no destination.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// How packets from sources other than the latched one are treated.
@@ -58,8 +62,10 @@ pub enum LatchVerdict {
 enum Rank {
     /// Learned in an earlier window, not yet confirmed in this one.
     Stale,
-    /// Neither the SDP address nor its IP.
+    /// Neither the SDP address, its IP, nor the signalling IP.
     Other,
+    /// The IP the call's signalling came from (any port).
+    Signal,
     /// The SDP IP with another port.
     SameIp,
     /// Exactly the SDP address.
@@ -71,6 +77,7 @@ enum Rank {
 pub struct Latch {
     mode: LatchMode,
     sdp: Option<SocketAddr>,
+    signal: Option<IpAddr>,
     learned: Option<SocketAddr>,
     rank: Rank,
     window_end: Option<Instant>,
@@ -84,6 +91,7 @@ impl Latch {
         Self {
             mode,
             sdp: None,
+            signal: None,
             learned: None,
             rank: Rank::Stale,
             window_end: None,
@@ -95,6 +103,19 @@ impl Latch {
     /// An offer or answer set the remote's SDP address (`None`: not known yet): learning is open
     /// from `now` for `window`.
     pub fn open_window(&mut self, sdp: Option<SocketAddr>, now: Instant, window: Duration) {
+        self.open_window_from(sdp, None, now, window);
+    }
+
+    /// [`Latch::open_window`], knowing the IP the remote's signalling came from (`None`:
+    /// unknown): a source from that IP outranks any other source that is not the SDP's.
+    pub fn open_window_from(
+        &mut self,
+        sdp: Option<SocketAddr>,
+        signal: Option<IpAddr>,
+        now: Instant,
+        window: Duration,
+    ) {
+        self.signal = signal.filter(|ip| !ip.is_unspecified());
         let sdp = sdp.filter(|a| a.port() != 0 && !a.ip().is_unspecified());
         if sdp == self.sdp {
             self.rank = Rank::Stale;
@@ -182,6 +203,7 @@ impl Latch {
         match self.sdp {
             Some(sdp) if sdp == source => Rank::Exact,
             Some(sdp) if sdp.ip() == source.ip() => Rank::SameIp,
+            _ if self.signal == Some(source.ip()) => Rank::Signal,
             _ => Rank::Other,
         }
     }
@@ -274,6 +296,47 @@ mod tests {
         assert_eq!(
             l.check(addr("198.51.100.7:4000"), at(t, 4)),
             LatchVerdict::Learned
+        );
+    }
+
+    /// A phone behind NAT: SDP 10.0.0.5:4000 (private), SIP from 198.51.100.7. A sprayer sends
+    /// first from 203.0.113.66; the phone's first packet, from its signalling IP through the NAT,
+    /// takes the stream back, and the sprayer cannot take it again.
+    #[test]
+    fn the_signalling_ip_outranks_a_sprayer_that_sent_first() {
+        let t = t0();
+        let mut l = Latch::new(LatchMode::Strict);
+        let sip = Some("198.51.100.7".parse().unwrap());
+        l.open_window_from(Some(addr("10.0.0.5:4000")), sip, t, WINDOW);
+        assert_eq!(
+            l.check(addr("203.0.113.66:5555"), at(t, 1)),
+            LatchVerdict::Learned
+        );
+        assert_eq!(
+            l.check(addr("198.51.100.7:61000"), at(t, 2)),
+            LatchVerdict::Learned
+        );
+        assert_eq!(l.destination(), Some(addr("198.51.100.7:61000")));
+        assert_eq!(
+            l.check(addr("203.0.113.66:5555"), at(t, 3)),
+            LatchVerdict::Reject
+        );
+        assert_eq!(
+            l.check(addr("203.0.113.66:5556"), at(t, 20)),
+            LatchVerdict::Reject
+        );
+        assert_eq!(l.destination(), Some(addr("198.51.100.7:61000")));
+        // the SDP address itself still outranks the signalling IP
+        assert_eq!(
+            l.check(addr("10.0.0.5:4000"), at(t, 4)),
+            LatchVerdict::Learned
+        );
+        // without the signalling IP, the sprayer that came first would have kept it
+        let mut blind = natted(LatchMode::Strict, t);
+        blind.check(addr("203.0.113.66:5555"), at(t, 1));
+        assert_eq!(
+            blind.check(addr("198.51.100.7:61000"), at(t, 2)),
+            LatchVerdict::Reject
         );
     }
 

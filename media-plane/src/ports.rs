@@ -219,6 +219,16 @@ impl PortAllocator {
     /// Give `pair` back at `now`; it becomes reusable after the quarantine. Fails, changing nothing
     /// but the double-free counter, when the pair is not allocated.
     pub fn release(&mut self, pair: PortPair, now: Instant) -> Result<(), Error> {
+        self.give_back(pair, now, true)
+    }
+
+    /// Give `pair` back, reusable at once (no quarantine): for the ports of a call that never got
+    /// an answer, whose late packets nobody waits for. Fails like [`PortAllocator::release`].
+    pub fn release_at_once(&mut self, pair: PortPair, now: Instant) -> Result<(), Error> {
+        self.give_back(pair, now, false)
+    }
+
+    fn give_back(&mut self, pair: PortPair, now: Instant, quarantine: bool) -> Result<(), Error> {
         let rtp = pair.rtp();
         let Some(index) = self.index_of(rtp) else {
             self.double_frees += 1;
@@ -235,7 +245,7 @@ impl PortAllocator {
         self.in_use -= 1;
         // index < state.len() <= 32768
         let index = index as u32;
-        if self.quarantine_for.is_zero() {
+        if self.quarantine_for.is_zero() || !quarantine {
             *state = PairState::Free;
             self.free.push_back(index);
         } else {

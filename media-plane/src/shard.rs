@@ -23,7 +23,7 @@
 //! Vec-backed slab addressed by generation-checked [`SessionHandle`]s; there is no hash map and no
 //! lock.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::latch::{Latch, LatchMode, LatchVerdict};
@@ -586,6 +586,21 @@ impl MediaShard {
         sdp: impl Into<RemoteSdp>,
         now: Instant,
     ) -> Result<(), Error> {
+        self.set_remote_from(handle, stream, side, sdp, None, now)
+    }
+
+    /// [`MediaShard::set_remote`], knowing the IP the remote's signalling came from: in the
+    /// learning window a source from that IP outranks a stranger that sent first (see
+    /// [`crate::latch`]).
+    pub fn set_remote_from(
+        &mut self,
+        handle: SessionHandle,
+        stream: usize,
+        side: Side,
+        sdp: impl Into<RemoteSdp>,
+        signal: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), Error> {
         let sdp = sdp.into();
         let window = self.config.latch_window;
         let session = self.session_mut(handle)?;
@@ -595,8 +610,9 @@ impl MediaShard {
         let leg = s.leg_mut(side);
         leg.rtcp_mux = sdp.rtcp_mux;
         leg.remote_set = true;
-        leg.rtp.open_window(Some(sdp.rtp), now, window);
-        leg.rtcp.open_window(sdp.rtcp_addr(), now, window);
+        leg.rtp.open_window_from(Some(sdp.rtp), signal, now, window);
+        leg.rtcp
+            .open_window_from(sdp.rtcp_addr(), signal, now, window);
         Ok(())
     }
 
@@ -640,6 +656,22 @@ impl MediaShard {
     /// End a session at `now`: its ports go to quarantine and its packets are dropped as
     /// [`DropReason::UnknownPort`] from now on; the handle becomes invalid.
     pub fn release(&mut self, handle: SessionHandle, now: Instant) -> Result<(), Error> {
+        self.end_session(handle, now, true)
+    }
+
+    /// End a session like [`MediaShard::release`], but its ports are reusable at once (no
+    /// quarantine): for a call that never got an answer, so that unanswered calls cannot keep the
+    /// range out of use.
+    pub fn release_at_once(&mut self, handle: SessionHandle, now: Instant) -> Result<(), Error> {
+        self.end_session(handle, now, false)
+    }
+
+    fn end_session(
+        &mut self,
+        handle: SessionHandle,
+        now: Instant,
+        quarantine: bool,
+    ) -> Result<(), Error> {
         let min = self.config_min();
         let Some(slot) = self
             .slots
@@ -660,7 +692,11 @@ impl MediaShard {
                     }
                 }
                 // Counted by the allocator if it ever fails; the pair was ours, so it cannot.
-                let _ = self.ports.release(leg.ports, now);
+                let _ = if quarantine {
+                    self.ports.release(leg.ports, now)
+                } else {
+                    self.ports.release_at_once(leg.ports, now)
+                };
             }
         }
         self.vacant.push(handle.index);
@@ -1372,6 +1408,42 @@ mod tests {
         assert_ne!(ports, a);
         assert_eq!(s.counters().sessions_released, 1);
         assert_eq!(s.counters().sessions_allocated, 2);
+    }
+
+    #[test]
+    fn an_unanswered_session_frees_its_ports_at_once() {
+        let t = t0();
+        let mut s = MediaShard::new(ShardConfig::new(30000, 30007)).unwrap();
+        let h = s.allocate_session(t, 2).unwrap();
+        assert!(s.allocate_session(t, 1).is_err(), "4 pairs, all taken");
+        s.release_at_once(h, t).unwrap();
+        assert_eq!(s.ports().quarantined(), 0);
+        let h = s.allocate_session(t, 2).unwrap();
+        // an answered call's ports wait out the quarantine
+        s.release(h, t).unwrap();
+        assert_eq!(s.ports().quarantined(), 4);
+        assert!(s.allocate_session(t, 1).is_err());
+    }
+
+    #[test]
+    fn the_signalling_ip_takes_the_stream_from_a_sprayer() {
+        let t = t0();
+        let mut s = shard();
+        let h = s.allocate_session(t, 1).unwrap();
+        let sip: IpAddr = "198.51.100.7".parse().unwrap();
+        s.set_remote_from(h, 0, Side::A, addr("10.0.0.5:4000"), Some(sip), t)
+            .unwrap();
+        s.set_remote(h, 0, Side::B, addr(PBX), t).unwrap();
+        let a = s.streams(h).unwrap()[0].a.ports().rtp();
+        let mut p = rtp(1);
+        let spray = s.on_packet(a, addr("203.0.113.66:5555"), &mut p, ms(t, 10));
+        assert!(matches!(spray, Action::Forward { .. }));
+        let phone = s.on_packet(a, addr("198.51.100.7:61000"), &mut p, ms(t, 20));
+        assert!(matches!(phone, Action::Forward { .. }));
+        let again = s.on_packet(a, addr("203.0.113.66:5555"), &mut p, ms(t, 30));
+        assert_eq!(again, Action::Drop(DropReason::WrongSource));
+        let leg = &s.streams(h).unwrap()[0].a;
+        assert_eq!(leg.rtp_latch().learned(), Some(addr("198.51.100.7:61000")));
     }
 
     #[test]

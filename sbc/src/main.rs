@@ -204,11 +204,15 @@ fn media_anchor(
     let shard = media_plane::MediaShard::new(shard_cfg)
         .map_err(|e| format!("media.port_min/port_max: {e}"))?;
     let timeout = cfg.media.no_media_timeout_secs;
-    let anchor =
+    let mut anchor =
         sbc_core::media::callmedia::MediaAnchor::new(sbc_core::media::callmedia::MediaSettings {
             address: b2bua.media_address,
             no_media_timeout: (timeout > 0).then(|| std::time::Duration::from_secs(timeout)),
         });
+    anchor.set_early_limits(sbc_core::media::callmedia::EarlyLimits {
+        streams: cfg.media.early_streams,
+        pairs_per_source: cfg.media.early_pairs_per_source,
+    });
     Ok((anchor, shard_media::ShardMedia::new(shard)))
 }
 
@@ -286,7 +290,8 @@ fn run(cfg: &Config) -> Result<(), String> {
         };
         let ng = match cfg.media.ng_listen {
             Some(addr) if id == 0 && cfg.media.enabled => {
-                Some(media::NgServer::bind(addr, b2bua.media_address)?)
+                let allowed = cfg.media.ng_allowed.iter().map(|c| c.0).collect();
+                Some(media::NgServer::bind(addr, b2bua.media_address, allowed)?)
             }
             _ => None,
         };

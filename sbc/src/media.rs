@@ -149,13 +149,21 @@ pub(crate) fn relay_ready(
 /// OpenSIPS, relayed by this worker's shard like the B2BUA's own).
 pub(crate) struct NgServer {
     pub(crate) sock: UdpSocket,
+    /// Sources whose commands are answered (`media.ng_allowed`); others are dropped.
+    allowed: Vec<sbc_core::cidr::Cidr>,
+    /// Datagrams dropped because their source is not allowed.
+    refused: u64,
     engine: sbc_core::ng::NgEngine,
     buf: Vec<u8>,
     out: Vec<u8>,
 }
 
 impl NgServer {
-    pub(crate) fn bind(addr: SocketAddr, media_ip: IpAddr) -> Result<Self, String> {
+    pub(crate) fn bind(
+        addr: SocketAddr,
+        media_ip: IpAddr,
+        allowed: Vec<sbc_core::cidr::Cidr>,
+    ) -> Result<Self, String> {
         let sock = bind_one(addr).map_err(|e| format!("media.ng_listen: bind {addr}: {e}"))?;
         let mut engine = sbc_core::ng::NgEngine::new(sbc_core::ng::NgConfig::new(media_ip));
         if let Ok(since) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
@@ -163,6 +171,8 @@ impl NgServer {
         }
         Ok(Self {
             sock,
+            allowed,
+            refused: 0,
             engine,
             buf: vec![0; 65536],
             out: Vec::with_capacity(4096),
@@ -180,6 +190,10 @@ impl NgServer {
             let Ok((len, src)) = self.sock.recv_from(&mut self.buf) else {
                 break;
             };
+            if !self.allowed.iter().any(|c| c.contains(src.ip())) {
+                self.refused += 1;
+                continue;
+            }
             let Some(datagram) = self.buf.get(..len) else {
                 break;
             };
@@ -200,5 +214,10 @@ impl NgServer {
 
     pub(crate) fn counters(&self) -> sbc_core::ng::NgCounters {
         self.engine.counters()
+    }
+
+    /// Datagrams dropped because their source is not in `media.ng_allowed`.
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused
     }
 }

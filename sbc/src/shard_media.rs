@@ -126,7 +126,7 @@ impl MediaControl for ShardMedia {
             rtcp_mux: remote.sdp.rtcp_mux,
         };
         self.0
-            .set_remote(handle, stream, side(s), sdp, now)
+            .set_remote_from(handle, stream, side(s), sdp, remote.signal, now)
             .map_err(error)?;
         if let Some(rate) = remote.clock_rate {
             self.0.set_clock_rate(handle, stream, rate).map_err(error)?;
@@ -144,6 +144,10 @@ impl MediaControl for ShardMedia {
 
     fn release(&mut self, h: SessionHandle, now: Instant) -> Result<(), MediaError> {
         self.0.release(session(h), now).map_err(error)
+    }
+
+    fn release_at_once(&mut self, h: SessionHandle, now: Instant) -> Result<(), MediaError> {
+        self.0.release_at_once(session(h), now).map_err(error)
     }
 
     fn stats(&self, h: SessionHandle, out: &mut Vec<StreamStats>) -> Result<(), MediaError> {

@@ -116,6 +116,19 @@ sbc_counters::counters! {
         counter ng_requests,
         /// rtpengine ng control requests answered with an error.
         counter ng_errors,
+        /// rtpengine ng datagrams dropped: their source is not in `media.ng_allowed`.
+        counter ng_refused,
+        /// `m=` lines of unanswered calls written with port 0 (`media.early_streams`).
+        counter media_early_streams_refused,
+        /// New calls refused (503): their source held its share of relay ports in unanswered
+        /// calls (`media.early_pairs_per_source`).
+        counter media_early_source_refused,
+        /// Media sessions of calls never answered, released without quarantine.
+        counter media_released_unanswered,
+        /// Sessions taken for offers that added `m=` lines, released because the offer failed.
+        counter media_pending_discarded,
+        /// Idle scans that found a call on hold without media and left it up.
+        counter media_held_kept,
     }
 }
 

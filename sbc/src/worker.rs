@@ -251,6 +251,7 @@ impl Worker {
             let n = ng.counters();
             c.ng_requests = n.requests;
             c.ng_errors = n.errors;
+            c.ng_refused = ng.refused();
         }
         let relay = self.shard_media.as_ref().map(ShardMedia::shard);
         if let (Some(m), Some(relay)) = (self.handler.signalling.media(), relay) {
@@ -265,6 +266,11 @@ impl Worker {
             c.media_offers_refused = anchor.refused;
             c.media_no_media_ends = anchor.no_media_ends;
             c.media_one_way = anchor.one_way;
+            c.media_early_streams_refused = anchor.early_streams_refused;
+            c.media_early_source_refused = anchor.early_source_refused;
+            c.media_released_unanswered = anchor.released_unanswered;
+            c.media_pending_discarded = anchor.pending_discarded;
+            c.media_held_kept = anchor.held_kept;
             c.media_sessions = relay.len() as u64;
             c.media_ports_in_use = relay.ports().in_use() as u64;
         }

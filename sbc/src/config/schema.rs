@@ -531,8 +531,19 @@ pub(crate) struct MediaSection {
     pub(crate) latching: Latching,
     /// Length of the learning window opened at each offer/answer.
     pub(crate) latch_window_secs: u64,
-    /// The rtpengine "ng" control socket (UDP), served by worker 0; none by default.
+    /// The rtpengine "ng" control socket (UDP), served by worker 0; none by default. A loopback
+    /// address unless `ng_allow_public`.
     pub(crate) ng_listen: Option<SocketAddr>,
+    /// Allow `ng_listen` on an address that is not loopback (the ng protocol has no
+    /// authentication: keep it on a private network, with `ng_allowed` naming the proxies).
+    pub(crate) ng_allow_public: bool,
+    /// Sources whose ng commands are answered; others are dropped and counted.
+    pub(crate) ng_allowed: Vec<Cidr>,
+    /// Most streams (`m=` lines) relayed for a call before it is answered; later lines get port 0.
+    pub(crate) early_streams: usize,
+    /// Most relay port pairs the unanswered calls from one outside source may hold, per worker;
+    /// 0: no limit.
+    pub(crate) early_pairs_per_source: usize,
 }
 
 /// `media.latching`.
@@ -554,6 +565,13 @@ impl Default for MediaSection {
             latching: Latching::Strict,
             latch_window_secs: 10,
             ng_listen: None,
+            ng_allow_public: false,
+            ng_allowed: ["127.0.0.0/8", "::1"]
+                .into_iter()
+                .filter_map(|c| c.parse().ok().map(Cidr))
+                .collect(),
+            early_streams: 4,
+            early_pairs_per_source: 256,
         }
     }
 }

@@ -464,3 +464,52 @@ fn media_ports_split_per_worker() {
         assert!(m.media_ports_for(3, 3).is_empty());
     }
 }
+
+/// A config whose `[media]` section is `media`.
+fn with_media(media: &str) -> Result<Config, String> {
+    Config::from_toml(
+        &format!("[sip]\nudp=[\"127.0.0.1:1\"]\n[media]\n{media}"),
+        "t",
+    )
+}
+
+#[test]
+fn ng_listens_on_loopback_unless_allowed_and_answers_loopback_by_default() {
+    let cfg = with_media;
+    let c = cfg("ng_listen = \"127.0.0.1:2223\"\n").unwrap();
+    let allowed: Vec<String> = c.media.ng_allowed.iter().map(|c| c.0.to_string()).collect();
+    assert_eq!(allowed, ["127.0.0.0/8", "::1/128"]);
+    assert!(!c.media.ng_allow_public);
+    let e = cfg("ng_listen = \"192.0.2.10:2223\"\n").unwrap_err();
+    assert!(
+        e.contains("media.ng_listen") && e.contains("ng_allow_public"),
+        "{e}"
+    );
+    let e = cfg("ng_listen = \"0.0.0.0:2223\"\n").unwrap_err();
+    assert!(e.contains("media.ng_listen"), "{e}");
+    let c = cfg("ng_listen = \"192.0.2.10:2223\"\nng_allow_public = true\n\
+         ng_allowed = [\"192.0.2.0/24\"]\n")
+    .unwrap();
+    assert_eq!(c.media.ng_allowed.len(), 1);
+    let e = cfg("ng_allowed = [\"nonsense\"]\n").unwrap_err();
+    assert!(e.contains("nonsense"), "{e}");
+}
+
+#[test]
+fn early_media_bounds_have_safe_defaults_and_are_checked() {
+    let cfg = with_media;
+    let c = cfg("").unwrap();
+    assert_eq!(
+        (c.media.early_streams, c.media.early_pairs_per_source),
+        (4, 256)
+    );
+    for bad in ["early_streams = 0\n", "early_streams = 9\n"] {
+        let e = cfg(bad).unwrap_err();
+        assert!(e.contains("media.early_streams"), "{e}");
+    }
+    let c = cfg("early_streams = 1\nearly_pairs_per_source = 0\n").unwrap();
+    assert_eq!(
+        (c.media.early_streams, c.media.early_pairs_per_source),
+        (1, 0)
+    );
+}

@@ -237,6 +237,18 @@ impl Config {
                 "media.ng_listen: needs media.enabled = true (the ng calls use the relay)".into(),
             );
         }
+        if let Some(ng) = m.ng_listen {
+            if !ng.ip().is_loopback() && !m.ng_allow_public {
+                return Err(format!(
+                    "media.ng_listen: {ng} is not a loopback address; the ng protocol has no \
+                     authentication (set media.ng_allow_public = true to bind it anyway, with \
+                     media.ng_allowed naming the proxies)"
+                ));
+            }
+        }
+        if !(1..=8).contains(&m.early_streams) {
+            return Err("media.early_streams: must be in 1..=8 (the streams of a session)".into());
+        }
         if !(1..=3600).contains(&m.latch_window_secs) {
             return Err("media.latch_window_secs: must be in 1..=3600".into());
         }

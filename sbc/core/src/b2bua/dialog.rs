@@ -55,6 +55,7 @@ impl B2bua {
                     call.reinvite_pending = false;
                     call.leg_mut(to).cseq -= 1;
                 }
+                self.media_exchange_done(now, key, fault.status(), media);
                 self.reply(now, tx, &req, fault.status(), None);
                 return;
             }
@@ -81,7 +82,10 @@ impl B2bua {
                     },
                 );
             }
-            Err(_) => self.reply(now, tx, &req, 503, None),
+            Err(_) => {
+                self.media_exchange_done(now, key, 503, media);
+                self.reply(now, tx, &req, 503, None);
+            }
         }
     }
 
@@ -126,8 +130,14 @@ impl B2bua {
             return;
         };
         let is_invite = request.method() == Some(&Method::Invite);
+        // Only the request that carried the offer settles a bigger session it took (RFC 3264 §4:
+        // one offer at a time; an INFO or PRACK answered meanwhile does not).
+        let offered = !request.body().is_empty();
         let relayed = self.relayed_response(request, resp, from, None, body.as_deref());
         let sent = self.send_relayed(now, server, relayed);
+        if code >= 200 && offered {
+            self.media_exchange_done(now, key, code, media);
+        }
         if is_invite && code >= 200 {
             if let Some(call) = self.calls.get_mut(&key) {
                 call.reinvite_pending = false;

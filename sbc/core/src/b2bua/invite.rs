@@ -129,7 +129,7 @@ impl B2bua {
             invite_cseq: 0,
         };
         let key = self.next_call + 1;
-        let (mut media, body) = match self.anchor_offer(now, key, &req, relay) {
+        let (mut media, body) = match self.anchor_offer(now, key, &req, &from, relay) {
             Ok(anchored) => anchored,
             Err(fault) => {
                 self.reply(now, tx, &req, fault.status(), None);
@@ -334,6 +334,10 @@ impl B2bua {
             }
             call.state = State::AwaitAck;
             call.facts.answered = Some(now);
+            self.media_answered(key);
+            let Some(call) = self.calls.get_mut(&key) else {
+                return;
+            };
             let (server, reliable, b_side) = (call.invite_a, call.a.reliable, call.b.side);
             let cseq = call.b.invite_cseq;
             let _ = self

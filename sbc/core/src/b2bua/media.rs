@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use sbc_sip::Message;
 
-use super::{B2bua, CallEvent, EndReason, State};
+use super::{B2bua, CallEvent, EndReason, Origin, State};
 use crate::media::callmedia::{AnchorFault, CallMedia, MediaAnchor};
 use crate::media::{MediaControl, MediaSide, SessionHandle};
 use crate::signalling::topology::Side;
@@ -34,13 +34,15 @@ impl B2bua {
         now: Instant,
         key: u64,
         req: &Message,
+        from: &Origin,
         relay: &mut dyn MediaControl,
     ) -> Result<(CallMedia, Option<Vec<u8>>), AnchorFault> {
         let mut media = CallMedia::new(self.config.seed ^ key);
         let Some(m) = self.media.as_mut() else {
             return Ok((media, None));
         };
-        match m.anchor(relay, now, key, &mut media, req, MediaSide::A) {
+        let peer = Some((from.source.ip(), from.side == Side::Outside));
+        match m.anchor(relay, now, key, &mut media, req, MediaSide::A, peer) {
             Ok(body) => Ok((media, body)),
             Err(fault) => {
                 m.count_refused();
@@ -104,12 +106,13 @@ impl B2bua {
         let (Some(m), Some(call)) = (self.media.as_mut(), self.calls.get_mut(&key)) else {
             return Ok(None);
         };
-        let side = if call.a.side == from {
-            MediaSide::A
+        let (side, leg) = if call.a.side == from {
+            (MediaSide::A, &call.a)
         } else {
-            MediaSide::B
+            (MediaSide::B, &call.b)
         };
-        let r = m.anchor(relay, now, key, &mut call.media, msg, side);
+        let peer = Some((leg.dest.ip(), leg.side == Side::Outside));
+        let r = m.anchor(relay, now, key, &mut call.media, msg, side, peer);
         if r.is_err() {
             m.count_refused();
         }
@@ -134,6 +137,33 @@ impl B2bua {
                     m.count_dropped_body();
                 }
                 Some(Vec::new())
+            }
+        }
+    }
+
+    /// Call `key` was answered: its media is no longer an early dialog's (see
+    /// [`crate::media::callmedia::EarlyLimits`]).
+    pub(super) fn media_answered(&mut self, key: u64) {
+        if let (Some(m), Some(call)) = (self.media.as_mut(), self.calls.get_mut(&key)) {
+            m.answered(&mut call.media);
+        }
+    }
+
+    /// The offer/answer exchange of an in-dialog request of call `key` ended with `code`: a
+    /// bigger session its offer took is kept on a 2xx, released otherwise (the call's media stays
+    /// on the ports it had).
+    pub(super) fn media_exchange_done(
+        &mut self,
+        now: Instant,
+        key: u64,
+        code: u16,
+        relay: &mut dyn MediaControl,
+    ) {
+        if let (Some(m), Some(call)) = (self.media.as_mut(), self.calls.get_mut(&key)) {
+            if (200..300).contains(&code) {
+                m.commit_pending(relay, &mut call.media, now);
+            } else {
+                m.discard_pending(relay, &mut call.media, now);
             }
         }
     }

@@ -364,6 +364,35 @@ impl MediaPlan {
         self.streams > 0
     }
 
+    /// Relay at most the first `max` `m=` lines: every relayed line from `max` on becomes
+    /// [`Disposition::Refused`] (written with port 0, so the answer rejects it). Returns how many
+    /// lines were refused.
+    pub fn limit_streams(&mut self, max: usize) -> usize {
+        let mut refused = 0;
+        for entry in self.entries.iter_mut().skip(max) {
+            if entry.is_relayed() {
+                entry.disposition = Disposition::Refused;
+                refused += 1;
+            }
+        }
+        self.streams = self
+            .entries
+            .iter()
+            .rposition(MediaEntry::is_relayed)
+            .map_or(0, |k| k + 1);
+        refused
+    }
+
+    /// Whether the author holds the call with this description: no relayed stream is `sendrecv`
+    /// with a usable address (every one is `sendonly`, `recvonly`, `inactive`, or `c=0.0.0.0`),
+    /// or no stream is relayed at all. Media may rightly stop on a held call.
+    pub fn holds(&self) -> bool {
+        self.entries
+            .iter()
+            .filter(|e| e.is_relayed())
+            .all(|e| e.zero_address || e.direction != Direction::SendRecv)
+    }
+
     /// The SBC's local ports to write toward `side`, one per `m=` line (`None`: not relayed),
     /// asked of the relay for session `handle`. Fails when the session has fewer streams than
     /// [`MediaPlan::stream_count`] (a session the relay does not know has none).
@@ -402,6 +431,19 @@ impl MediaPlan {
         side: MediaSide,
         now: Instant,
     ) -> Result<(), MediaError> {
+        self.set_remotes_from(media, handle, side, None, now)
+    }
+
+    /// [`MediaPlan::set_remotes`], knowing the IP the peer's signalling came from (see
+    /// [`RemoteSpec::signal`]).
+    pub fn set_remotes_from(
+        &self,
+        media: &mut dyn MediaControl,
+        handle: SessionHandle,
+        side: MediaSide,
+        signal: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), MediaError> {
         for (k, entry) in self.entries.iter().enumerate() {
             let Some(sdp) = entry.remote() else {
                 continue;
@@ -420,6 +462,7 @@ impl MediaPlan {
                 sdp,
                 clock_rate: (entry.clock_rate != 0).then_some(entry.clock_rate),
                 validation,
+                signal,
             };
             media.set_remote(handle, k, side, &remote, now)?;
         }

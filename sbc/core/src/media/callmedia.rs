@@ -11,13 +11,21 @@
 //! Offer or answer does not matter here: each SDP describes where its sender wants media, and is
 //! rewritten for the other leg the same way. Early media (183 with SDP), late offers (SDP in the 2xx
 //! and the ACK), re-INVITE and UPDATE all go through the same call.
+//!
+//! Guards (`docs/decisions.md`): until the call is answered its media has at most
+//! [`EarlyLimits::streams`] streams and the unanswered calls of one outside source hold at most
+//! [`EarlyLimits::pairs_per_source`] pairs; a call never answered frees its ports without quarantine.
+//! An offer that adds `m=` lines takes a bigger session beside the call's, which the B2BUA commits
+//! on the 2xx or discards on a failure. The sender's signalling IP goes to the relay with its SDP
+//! address (it ranks above strangers in the learning window). A call on hold is not ended for
+//! silence.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use sbc_sip::sdp::Sdp;
-use sbc_sip::{HeaderName, Message};
+use sbc_sip::{HeaderName, Message, Method};
 
 use super::anchor::{self, AnchorError, OriginState, PlanOptions, RewriteOptions};
 use super::{IdleEvent, MediaControl, MediaSide, SessionHandle};
@@ -27,14 +35,45 @@ use super::{IdleEvent, MediaControl, MediaSide, SessionHandle};
 pub struct MediaSettings {
     /// The address written in `c=` toward both legs (the relay sockets are bound on it).
     pub address: IpAddr,
-    /// A call whose media stops on every leg for this long is ended; `None`: never.
+    /// A call whose media stops on every leg for this long is ended; `None`: never. A call on
+    /// hold (see [`super::anchor::MediaPlan::holds`]) is not ended for that.
     pub no_media_timeout: Option<Duration>,
+}
+
+/// Bounds on the relay ports of calls that are not answered yet (early dialogs): what an
+/// unauthenticated caller can take before the PBX has challenged or answered it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EarlyLimits {
+    /// Most streams (`m=` lines) relayed before the answer; later lines are written with port 0
+    /// (rejected). Default 4 (audio, video, a second video, T.38 or BFCP).
+    pub streams: usize,
+    /// Most relay port pairs the unanswered calls from one source address on the outside may hold
+    /// on one worker; a new call beyond it gets 503. 0: no limit. Default 256.
+    pub pairs_per_source: usize,
+}
+
+impl Default for EarlyLimits {
+    fn default() -> Self {
+        Self {
+            streams: 4,
+            pairs_per_source: 256,
+        }
+    }
 }
 
 /// Per-call media state, kept in the B2BUA's call.
 #[derive(Clone, Debug)]
 pub(crate) struct CallMedia {
     session: Option<SessionHandle>,
+    /// A bigger session for an offer that added `m=` lines, until its answer: taken over on a
+    /// 2xx, released on a failure (the call keeps its media on `session` meanwhile).
+    pending: Option<SessionHandle>,
+    /// The call was answered (2xx to its INVITE): its ports are quarantined when released.
+    answered: bool,
+    /// The outside source and the pairs its unanswered call holds (per-source bound).
+    early: Option<(IpAddr, usize)>,
+    /// The last description from leg A and from leg B holds the call.
+    hold: [bool; 2],
     /// The codec each party asked for in its last description (leg A, leg B), for the call record.
     codecs: [Option<Box<str>>; 2],
     /// The SBC's `o=` line toward leg A and toward leg B.
@@ -66,6 +105,10 @@ impl CallMedia {
         let id = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 1;
         Self {
             session: None,
+            pending: None,
+            answered: false,
+            early: None,
+            hold: [false, false],
             codecs: [None, None],
             origin_a: OriginState::new(id, 1),
             origin_b: OriginState::new(id ^ 0x5555, 1),
@@ -86,6 +129,17 @@ pub struct AnchorStats {
     pub no_media_ends: u64,
     /// One-way media episodes seen.
     pub one_way: u64,
+    /// `m=` lines of unanswered calls written with port 0 ([`EarlyLimits::streams`]).
+    pub early_streams_refused: u64,
+    /// New calls refused (503) because their source held its share of ports in unanswered calls
+    /// ([`EarlyLimits::pairs_per_source`]).
+    pub early_source_refused: u64,
+    /// Sessions of calls never answered, released without quarantine.
+    pub released_unanswered: u64,
+    /// Bigger sessions of offers that added `m=` lines, released because the offer failed.
+    pub pending_discarded: u64,
+    /// Idle scans that found a call on hold without media and left it up.
+    pub held_kept: u64,
 }
 
 /// Why an SDP could not be anchored.
@@ -117,6 +171,11 @@ impl From<AnchorError> for AnchorFault {
 #[derive(Debug)]
 pub struct MediaAnchor {
     settings: MediaSettings,
+    early: EarlyLimits,
+    /// Pairs held by unanswered calls, per outside source address.
+    early_held: HashMap<IpAddr, usize>,
+    /// Sessions of calls on hold (exempt from the no-media timeout).
+    held: HashSet<SessionHandle>,
     /// The call of each live session.
     calls: HashMap<SessionHandle, u64>,
     next_scan: Option<Instant>,
@@ -124,8 +183,9 @@ pub struct MediaAnchor {
     /// The idle scan's events, kept to reuse the buffer.
     idle: Vec<IdleEvent>,
     /// Sessions of calls that ended where the relay was not at hand, released by
-    /// `MediaAnchor::flush` at the end of the B2BUA's current entry point.
-    ended: Vec<SessionHandle>,
+    /// `MediaAnchor::flush` at the end of the B2BUA's current entry point (`true`: with
+    /// quarantine).
+    ended: Vec<(SessionHandle, bool)>,
 }
 
 /// How often sessions are scanned for missing media.
@@ -136,12 +196,25 @@ impl MediaAnchor {
     pub fn new(settings: MediaSettings) -> Self {
         Self {
             settings,
+            early: EarlyLimits::default(),
+            early_held: HashMap::new(),
+            held: HashSet::new(),
             calls: HashMap::new(),
             next_scan: None,
             stats: AnchorStats::default(),
             idle: Vec::new(),
             ended: Vec::new(),
         }
+    }
+
+    /// Set the bounds on unanswered calls (default [`EarlyLimits::default`]).
+    pub fn set_early_limits(&mut self, limits: EarlyLimits) {
+        self.early = limits;
+    }
+
+    /// Pairs held by the unanswered calls of `source`.
+    pub fn early_pairs_of(&self, source: IpAddr) -> usize {
+        self.early_held.get(&source).copied().unwrap_or(0)
     }
 
     /// Counters.
@@ -155,7 +228,10 @@ impl MediaAnchor {
     }
 
     /// Rewrite the body of `msg`, sent by leg `from` of call `call`, for the other leg, with relay
-    /// ports of `relay`. `Ok(None)`: no SDP, send the body as received.
+    /// ports of `relay`. `Ok(None)`: no SDP, send the body as received. `peer` is where the
+    /// sender's signalling came from: its IP ranks high in the learning window, and, for a call
+    /// from the outside (`Some((ip, true))`), bounds the ports its unanswered calls hold.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn anchor(
         &mut self,
         relay: &mut dyn MediaControl,
@@ -164,32 +240,66 @@ impl MediaAnchor {
         media: &mut CallMedia,
         msg: &Message,
         from: MediaSide,
+        peer: Option<(IpAddr, bool)>,
     ) -> Result<Option<Vec<u8>>, AnchorFault> {
         let body = msg.body();
         if body.is_empty() || !is_sdp(msg) {
             return Ok(None);
         }
         let mut sdp = Sdp::parse(body).map_err(AnchorError::from)?;
-        let plan = anchor::plan(&sdp, &PlanOptions::default())?;
+        let mut plan = anchor::plan(&sdp, &PlanOptions::default())?;
         if let Some(codec) = anchor::preferred_codec(&sdp, &plan) {
             media.note_codec(from, codec);
         }
-        let to = from.other();
-        // A re-offer that adds m= lines needs a bigger session: allocate it and let the old one go
-        // (the new offer moves both sides to the new ports; media resumes as each side reads it).
-        let grown = media
-            .session
-            .is_some_and(|h| relay.stream_count(h).is_ok_and(|n| n < plan.stream_count()));
-        if grown {
-            self.release(relay, media, now);
+        if !media.answered {
+            let refused = plan.limit_streams(self.early.streams);
+            self.stats.early_streams_refused += refused as u64;
         }
-        let handle = match media.session {
-            Some(h) => Some(h),
-            None if plan.stream_count() == 0 => None,
-            None => {
+        let to = from.other();
+        // An offer is a request other than ACK; a response or an ACK answers (or is a late offer
+        // on a call without a session yet).
+        let offer = msg.is_request() && msg.method() != Some(&Method::Ack);
+        let current = media.pending.or(media.session);
+        let have = current.map(|h| relay.stream_count(h).unwrap_or(0));
+        match have {
+            Some(n) if n < plan.stream_count() && offer => {
+                // A re-offer that adds m= lines needs a bigger session. The call keeps its media on
+                // the current one until the answer: `commit_pending` on a 2xx moves it over,
+                // `discard_pending` on a failure releases the new one.
+                self.discard_pending(relay, media, now);
                 let h = relay
                     .allocate(now, plan.stream_count())
                     .map_err(|_| AnchorFault::NoPorts)?;
+                self.calls.insert(h, call);
+                media.pending = Some(h);
+            }
+            Some(n) if n < plan.stream_count() => {
+                // An answer cannot add streams the offer did not have ports for.
+                let refused = plan.limit_streams(n);
+                self.stats.early_streams_refused += refused as u64;
+            }
+            _ => {}
+        }
+        let handle = match media.pending.or(media.session) {
+            Some(h) => Some(h),
+            None if plan.stream_count() == 0 => None,
+            None => {
+                let pairs = 2 * plan.stream_count();
+                let source = peer.filter(|&(_, outside)| outside && !media.answered);
+                let cap = self.early.pairs_per_source;
+                if let Some((ip, _)) = source {
+                    if cap > 0 && self.early_pairs_of(ip).saturating_add(pairs) > cap {
+                        self.stats.early_source_refused += 1;
+                        return Err(AnchorFault::NoPorts);
+                    }
+                }
+                let h = relay
+                    .allocate(now, plan.stream_count())
+                    .map_err(|_| AnchorFault::NoPorts)?;
+                if let Some((ip, _)) = source {
+                    *self.early_held.entry(ip).or_insert(0) += pairs;
+                    media.early = Some((ip, pairs));
+                }
                 media.session = Some(h);
                 self.calls.insert(h, call);
                 if self.next_scan.is_none() {
@@ -198,13 +308,26 @@ impl MediaAnchor {
                 Some(h)
             }
         };
+        let [hold_a, hold_b] = &mut media.hold;
+        *match from {
+            MediaSide::A => hold_a,
+            MediaSide::B => hold_b,
+        } = plan.holds();
+        let held = media.hold.iter().any(|h| *h);
+        for h in [media.session, media.pending].into_iter().flatten() {
+            if held {
+                self.held.insert(h);
+            } else {
+                self.held.remove(&h);
+            }
+        }
         let ports = match handle {
             Some(h) => {
                 relay
                     .stream_count(h)
                     .map_err(|_| AnchorFault::Refused(500))?;
                 let ports = plan.local_ports(relay, h, to)?;
-                plan.set_remotes(relay, h, from, now)
+                plan.set_remotes_from(relay, h, from, peer.map(|(ip, _)| ip), now)
                     .map_err(|_| AnchorFault::Refused(500))?;
                 ports
             }
@@ -227,6 +350,58 @@ impl MediaAnchor {
         Ok(Some(out))
     }
 
+    /// The call was answered (a 2xx to its INVITE): its ports no longer count against its
+    /// source's share of unanswered calls, and are quarantined when released.
+    pub(crate) fn answered(&mut self, media: &mut CallMedia) {
+        media.answered = true;
+        self.forget_early(media);
+    }
+
+    /// The offer that added `m=` lines was accepted (2xx): the call moves to the bigger session
+    /// and the old one is released.
+    pub(crate) fn commit_pending(
+        &mut self,
+        relay: &mut dyn MediaControl,
+        media: &mut CallMedia,
+        now: Instant,
+    ) {
+        let Some(new) = media.pending.take() else {
+            return;
+        };
+        if let Some(old) = media.session.replace(new) {
+            self.calls.remove(&old);
+            self.held.remove(&old);
+            free(relay, old, media.answered, now);
+        }
+    }
+
+    /// The offer that added `m=` lines failed: its bigger session is released (never used for
+    /// an answered stream: no quarantine) and the call keeps the one it had.
+    pub(crate) fn discard_pending(
+        &mut self,
+        relay: &mut dyn MediaControl,
+        media: &mut CallMedia,
+        now: Instant,
+    ) {
+        if let Some(h) = media.pending.take() {
+            self.calls.remove(&h);
+            self.held.remove(&h);
+            self.stats.pending_discarded += 1;
+            let _ = relay.release_at_once(h, now);
+        }
+    }
+
+    fn forget_early(&mut self, media: &mut CallMedia) {
+        if let Some((ip, pairs)) = media.early.take() {
+            if let Some(held) = self.early_held.get_mut(&ip) {
+                *held = held.saturating_sub(pairs);
+                if *held == 0 {
+                    self.early_held.remove(&ip);
+                }
+            }
+        }
+    }
+
     /// Count an offer refused by `MediaAnchor::anchor`.
     pub(crate) fn count_refused(&mut self) {
         self.stats.refused += 1;
@@ -237,16 +412,16 @@ impl MediaAnchor {
         self.stats.dropped_bodies += 1;
     }
 
-    /// Free the call's relay ports (every way a call ends comes here).
+    /// Free the call's relay ports (every way a call ends comes here): quarantined when the call
+    /// was answered, reusable at once when it never was.
     pub(crate) fn release(
         &mut self,
         relay: &mut dyn MediaControl,
         media: &mut CallMedia,
         now: Instant,
     ) {
-        if let Some(h) = media.session.take() {
-            self.calls.remove(&h);
-            let _ = relay.release(h, now);
+        for (h, quarantine) in self.take_sessions(media) {
+            free(relay, h, quarantine, now);
         }
     }
 
@@ -254,10 +429,31 @@ impl MediaAnchor {
     /// deep in the B2BUA, which flushes before returning to the worker).
     /// Returns the session set aside, if the call had one.
     pub(crate) fn release_later(&mut self, media: &mut CallMedia) -> Option<SessionHandle> {
-        let h = media.session.take()?;
-        self.calls.remove(&h);
-        self.ended.push(h);
-        Some(h)
+        let sessions = self.take_sessions(media);
+        let first = sessions.first().map(|&(h, _)| h);
+        self.ended.extend(sessions);
+        first
+    }
+
+    /// The call's sessions out of every table, each with whether it goes to quarantine.
+    fn take_sessions(&mut self, media: &mut CallMedia) -> Vec<(SessionHandle, bool)> {
+        self.forget_early(media);
+        let quarantine = media.answered;
+        let mut out = Vec::with_capacity(2);
+        if let Some(h) = media.session.take() {
+            out.push((h, quarantine));
+        }
+        if let Some(h) = media.pending.take() {
+            out.push((h, false));
+        }
+        for &(h, q) in &out {
+            self.calls.remove(&h);
+            self.held.remove(&h);
+            if !q {
+                self.stats.released_unanswered += 1;
+            }
+        }
+        out
     }
 
     /// Release the sessions `MediaAnchor::release_later` set aside, each after `last_look` has
@@ -268,9 +464,9 @@ impl MediaAnchor {
         now: Instant,
         mut last_look: impl FnMut(SessionHandle, &dyn MediaControl),
     ) {
-        for h in self.ended.drain(..) {
+        for (h, quarantine) in self.ended.drain(..) {
             last_look(h, relay);
-            let _ = relay.release(h, now);
+            free(relay, h, quarantine, now);
         }
     }
 
@@ -297,6 +493,9 @@ impl MediaAnchor {
         relay.poll_idle(now, timeout, &mut self.idle);
         for event in self.idle.drain(..) {
             match event {
+                IdleEvent::NoMedia { session, .. } if self.held.contains(&session) => {
+                    self.stats.held_kept += 1;
+                }
                 IdleEvent::NoMedia { session, .. } => {
                     if let Some(&call) = self.calls.get(&session) {
                         self.stats.no_media_ends += 1;
@@ -307,6 +506,15 @@ impl MediaAnchor {
             }
         }
     }
+}
+
+/// Release session `h` on `relay`, to quarantine or (a call never answered) reusable at once.
+fn free(relay: &mut dyn MediaControl, h: SessionHandle, quarantine: bool, now: Instant) {
+    let _ = if quarantine {
+        relay.release(h, now)
+    } else {
+        relay.release_at_once(h, now)
+    };
 }
 
 /// Whether the body is a session description (`Content-Type: application/sdp`, parameters allowed).
@@ -374,7 +582,7 @@ mod tests {
         let mut m = CallMedia::new(7);
         let offer = invite(&sdp("192.0.2.10", &[("audio", 4000)]));
         let out = a
-            .anchor(&mut r, now, 1, &mut m, &offer, MediaSide::A)
+            .anchor(&mut r, now, 1, &mut m, &offer, MediaSide::A, None)
             .unwrap()
             .unwrap();
         let text = String::from_utf8(out.clone()).unwrap();
@@ -383,7 +591,7 @@ mod tests {
         let to_b = ports_of(&out);
         let answer = invite(&sdp("198.51.100.7", &[("audio", 5000)]));
         let out = a
-            .anchor(&mut r, now, 1, &mut m, &answer, MediaSide::B)
+            .anchor(&mut r, now, 1, &mut m, &answer, MediaSide::B, None)
             .unwrap()
             .unwrap();
         let to_a = ports_of(&out);
@@ -395,27 +603,232 @@ mod tests {
         assert_eq!(r.pairs_in_use(), 0);
     }
 
-    #[test]
-    fn a_reoffer_adding_video_moves_the_call_to_a_bigger_session() {
-        let now = t0();
-        let (mut a, mut r) = anchor();
+    fn sdp_dir(ip: &str, media: &[(&str, u16)], dir: &str) -> String {
+        let mut s = sdp(ip, media);
+        s.push_str(&format!("a={dir}\r\n"));
+        s
+    }
+
+    fn response(code: u16, body: &str) -> Message {
+        let text = format!(
+            "SIP/2.0 {code} X\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+             From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>;tag=2\r\nCall-ID: x\r\n\
+             CSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        Message::parse(Bytes::from(text)).unwrap()
+    }
+
+    /// An answered one-stream call on `a`/`r`.
+    fn answered_call(a: &mut MediaAnchor, r: &mut FakeMedia, now: Instant) -> CallMedia {
         let mut m = CallMedia::new(7);
         let offer = invite(&sdp("192.0.2.10", &[("audio", 4000)]));
-        a.anchor(&mut r, now, 1, &mut m, &offer, MediaSide::A)
+        a.anchor(r, now, 1, &mut m, &offer, MediaSide::A, None)
             .unwrap();
-        assert_eq!(r.pairs_in_use(), 2);
+        let answer = response(200, &sdp("198.51.100.7", &[("audio", 5000)]));
+        a.anchor(r, now, 1, &mut m, &answer, MediaSide::B, None)
+            .unwrap();
+        a.answered(&mut m);
+        m
+    }
+
+    /// A re-offer from A adding video to an answered call; returns the body sent to B.
+    fn reoffer_video(a: &mut MediaAnchor, r: &mut FakeMedia, m: &mut CallMedia) -> Vec<u8> {
         let reoffer = invite(&sdp("192.0.2.10", &[("audio", 4000), ("video", 4002)]));
-        let out = a
-            .anchor(&mut r, now, 1, &mut m, &reoffer, MediaSide::A)
+        a.anchor(r, t0(), 1, m, &reoffer, MediaSide::A, None)
             .unwrap()
-            .unwrap();
+            .unwrap()
+    }
+
+    #[test]
+    fn a_reoffer_adding_video_moves_the_call_to_a_bigger_session_on_its_2xx() {
+        let now = t0();
+        let (mut a, mut r) = anchor();
+        let mut m = answered_call(&mut a, &mut r, now);
+        let old = m.session.unwrap();
+        assert_eq!(r.pairs_in_use(), 2);
+        let out = reoffer_video(&mut a, &mut r, &mut m);
         let ports = ports_of(&out);
         assert_eq!(ports.len(), 2);
         assert!(ports.iter().all(|p| *p != 0), "{ports:?}");
+        assert_eq!(
+            m.session,
+            Some(old),
+            "the call keeps its media until the answer"
+        );
+        assert_eq!(r.pairs_in_use(), 6);
+        let answer = response(
+            200,
+            &sdp("198.51.100.7", &[("audio", 5000), ("video", 5002)]),
+        );
+        let out = a
+            .anchor(&mut r, now, 1, &mut m, &answer, MediaSide::B, None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(ports_of(&out).len(), 2);
+        a.commit_pending(&mut r, &mut m, now);
+        assert_ne!(m.session, Some(old));
         assert_eq!(a.sessions(), 1, "the old session is gone");
         assert_eq!(r.pairs_in_use(), 4);
         a.release(&mut r, &mut m, now);
         assert_eq!(r.pairs_in_use(), 0);
+    }
+
+    #[test]
+    fn a_rejected_reoffer_adding_video_leaves_the_call_its_media() {
+        let now = t0();
+        let (mut a, mut r) = anchor();
+        let mut m = answered_call(&mut a, &mut r, now);
+        let old = m.session.unwrap();
+        let before = r.streams(old);
+        reoffer_video(&mut a, &mut r, &mut m);
+        // the callee refuses the re-INVITE (488)
+        a.discard_pending(&mut r, &mut m, now);
+        assert_eq!(m.session, Some(old));
+        assert_eq!(r.streams(old), before, "the old session is untouched");
+        assert_eq!(r.pairs_in_use(), 2);
+        assert_eq!((r.released, r.released_at_once), (1, 1));
+        assert_eq!(a.stats().pending_discarded, 1);
+        // the call's media goes on: a later re-offer of the same streams uses the old ports
+        let again = invite(&sdp("192.0.2.10", &[("audio", 4000)]));
+        a.anchor(&mut r, now, 1, &mut m, &again, MediaSide::A, None)
+            .unwrap();
+        assert_eq!(m.session, Some(old));
+        a.release(&mut r, &mut m, now);
+        assert_eq!(r.pairs_in_use(), 0);
+        assert_eq!(
+            r.released_at_once, 1,
+            "an answered call's ports are quarantined"
+        );
+    }
+
+    #[test]
+    fn an_unanswered_call_gets_few_streams_and_frees_them_at_once() {
+        let now = t0();
+        let (mut a, mut r) = anchor();
+        let mut m = CallMedia::new(1);
+        let media: Vec<(&str, u16)> = (0..8).map(|k| ("audio", 4000 + 2 * k)).collect();
+        let offer = invite(&sdp("192.0.2.10", &media));
+        let out = a
+            .anchor(&mut r, now, 1, &mut m, &offer, MediaSide::A, None)
+            .unwrap()
+            .unwrap();
+        let ports = ports_of(&out);
+        assert_eq!(ports.len(), 8, "every m= line stays");
+        assert!(ports[..4].iter().all(|p| *p != 0), "{ports:?}");
+        assert!(ports[4..].iter().all(|p| *p == 0), "{ports:?}");
+        assert_eq!(r.pairs_in_use(), 8, "4 streams, 2 legs");
+        assert_eq!(a.stats().early_streams_refused, 4);
+        a.release(&mut r, &mut m, now);
+        assert_eq!((r.released, r.released_at_once), (1, 1));
+        assert_eq!(a.stats().released_unanswered, 1);
+    }
+
+    #[test]
+    fn one_source_holds_a_bounded_share_of_ports_before_answers() {
+        let now = t0();
+        let (mut a, mut r) = anchor();
+        a.set_early_limits(EarlyLimits {
+            streams: 4,
+            pairs_per_source: 6,
+        });
+        let attacker: IpAddr = "203.0.113.66".parse().unwrap();
+        let offer = invite(&sdp("192.0.2.10", &[("audio", 4000)]));
+        let peer = Some((attacker, true));
+        let mut calls: Vec<CallMedia> = (0..4).map(CallMedia::new).collect();
+        let results: Vec<bool> = calls
+            .iter_mut()
+            .enumerate()
+            .map(|(i, m)| {
+                a.anchor(&mut r, now, i as u64, m, &offer, MediaSide::A, peer)
+                    .is_ok()
+            })
+            .collect();
+        assert_eq!(results, [true, true, true, false]);
+        assert_eq!(a.stats().early_source_refused, 1);
+        assert_eq!(a.early_pairs_of(attacker), 6);
+        // another source, and the inside (the PBX), are not affected
+        let mut other = CallMedia::new(10);
+        let peer = Some(("198.51.100.9".parse().unwrap(), true));
+        assert!(a
+            .anchor(&mut r, now, 10, &mut other, &offer, MediaSide::A, peer)
+            .is_ok());
+        let mut inside = CallMedia::new(11);
+        let pbx = Some(("10.0.0.2".parse().unwrap(), false));
+        assert!(a
+            .anchor(&mut r, now, 11, &mut inside, &offer, MediaSide::A, pbx)
+            .is_ok());
+        // an answered call leaves the source's share; an ended one too
+        a.answered(&mut calls[0]);
+        assert_eq!(a.early_pairs_of(attacker), 4);
+        a.release(&mut r, &mut calls[1], now);
+        assert_eq!(a.early_pairs_of(attacker), 2);
+        assert!(a
+            .anchor(
+                &mut r,
+                now,
+                3,
+                &mut calls[3],
+                &offer,
+                MediaSide::A,
+                peer_of(attacker)
+            )
+            .is_ok());
+    }
+
+    fn peer_of(ip: IpAddr) -> Option<(IpAddr, bool)> {
+        Some((ip, true))
+    }
+
+    #[test]
+    fn the_signalling_address_reaches_the_relay() {
+        let now = t0();
+        let (mut a, mut r) = anchor();
+        let mut m = CallMedia::new(1);
+        let offer = invite(&sdp("10.0.0.5", &[("audio", 4000)]));
+        let sip: IpAddr = "198.51.100.7".parse().unwrap();
+        a.anchor(&mut r, now, 1, &mut m, &offer, MediaSide::A, peer_of(sip))
+            .unwrap();
+        let spec = r.remote(m.session.unwrap(), 0, MediaSide::A).unwrap();
+        assert_eq!(spec.signal, Some(sip));
+    }
+
+    #[test]
+    fn a_call_on_hold_is_not_ended_for_silence() {
+        let (mut a, mut r) = anchor();
+        let start = t0();
+        let cases = [
+            ("inactive", "inactive"),
+            ("sendonly", "recvonly"),
+            ("recvonly", "sendonly"),
+        ];
+        for (i, dirs) in (0u64..).zip(cases) {
+            let t = start + Duration::from_secs(100 * i);
+            let mut m = answered_call(&mut a, &mut r, t);
+            let hold = invite(&sdp_dir("192.0.2.10", &[("audio", 4000)], dirs.0));
+            a.anchor(&mut r, t, 1, &mut m, &hold, MediaSide::A, None)
+                .unwrap();
+            let answer = response(200, &sdp_dir("198.51.100.7", &[("audio", 5000)], dirs.1));
+            a.anchor(&mut r, t, 1, &mut m, &answer, MediaSide::B, None)
+                .unwrap();
+            let mut out = Vec::new();
+            a.poll_idle(&mut r, t + Duration::from_secs(30), &mut out);
+            assert!(out.is_empty(), "{dirs:?}: a held call is kept");
+            // resumed: silence ends it again
+            let resume = invite(&sdp("192.0.2.10", &[("audio", 4000)]));
+            let later = t + Duration::from_secs(31);
+            a.anchor(&mut r, later, 1, &mut m, &resume, MediaSide::A, None)
+                .unwrap();
+            let answer = response(200, &sdp("198.51.100.7", &[("audio", 5000)]));
+            a.anchor(&mut r, later, 1, &mut m, &answer, MediaSide::B, None)
+                .unwrap();
+            a.poll_idle(&mut r, later, &mut out);
+            assert!(out.is_empty());
+            a.poll_idle(&mut r, later + Duration::from_secs(30), &mut out);
+            assert_eq!(out, vec![1], "{dirs:?}: a resumed silent call ends");
+            a.release(&mut r, &mut m, t);
+        }
+        assert!(a.stats().held_kept >= 3);
     }
 
     #[test]
@@ -429,12 +842,12 @@ mod tests {
                     CSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi";
         let msg = Message::parse(Bytes::from(text)).unwrap();
         assert_eq!(
-            a.anchor(&mut r, now, 1, &mut m, &msg, MediaSide::A),
+            a.anchor(&mut r, now, 1, &mut m, &msg, MediaSide::A, None),
             Ok(None)
         );
         let multicast = invite(&sdp("224.0.0.9", &[("audio", 4000)]));
         assert_eq!(
-            a.anchor(&mut r, now, 1, &mut m, &multicast, MediaSide::A),
+            a.anchor(&mut r, now, 1, &mut m, &multicast, MediaSide::A, None),
             Err(AnchorFault::Refused(488))
         );
         assert_eq!(a.sessions(), 0);
@@ -449,12 +862,12 @@ mod tests {
         let mut calls: Vec<CallMedia> = (0..10).map(CallMedia::new).collect();
         for (i, m) in calls.iter_mut().enumerate() {
             assert!(a
-                .anchor(&mut r, now, i as u64, m, &offer, MediaSide::A)
+                .anchor(&mut r, now, i as u64, m, &offer, MediaSide::A, None)
                 .is_ok());
         }
         let mut extra = CallMedia::new(99);
         let fault = a
-            .anchor(&mut r, now, 99, &mut extra, &offer, MediaSide::A)
+            .anchor(&mut r, now, 99, &mut extra, &offer, MediaSide::A, None)
             .unwrap_err();
         assert_eq!(fault.status(), 503);
     }
@@ -465,7 +878,7 @@ mod tests {
         let (mut a, mut r) = anchor();
         let mut m = CallMedia::new(3);
         let offer = invite(&sdp("192.0.2.10", &[("audio", 4000)]));
-        a.anchor(&mut r, now, 1, &mut m, &offer, MediaSide::A)
+        a.anchor(&mut r, now, 1, &mut m, &offer, MediaSide::A, None)
             .unwrap();
         let h = a.release_later(&mut m);
         assert!(h.is_some());

@@ -16,7 +16,7 @@
 //! from either, so the media side is a type of its own.
 
 use core::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 pub mod anchor;
@@ -126,6 +126,9 @@ pub struct RemoteSpec {
     pub clock_rate: Option<u32>,
     /// The packet checks the transport allows; `None`: the stream keeps the ones it has.
     pub validation: Option<Validation>,
+    /// The IP the remote's signalling came from (`None`: unknown). In the learning window a source
+    /// from it outranks any source other than the SDP address (a sprayer that sent first).
+    pub signal: Option<IpAddr>,
 }
 
 /// What the relay knows of one remote address of a leg (its RTP or its RTCP port).
@@ -305,6 +308,13 @@ pub trait MediaControl {
 
     /// End a session at `now`: its ports are freed and the handle becomes invalid.
     fn release(&mut self, session: SessionHandle, now: Instant) -> Result<(), MediaError>;
+
+    /// End the session of a call that was never answered: like [`MediaControl::release`], but its
+    /// ports may be reused at once (no quarantine), so that unanswered calls cannot keep the range
+    /// out of use. The default is [`MediaControl::release`].
+    fn release_at_once(&mut self, session: SessionHandle, now: Instant) -> Result<(), MediaError> {
+        self.release(session, now)
+    }
 
     /// Append the statistics of every stream of a session to `out`, stream `k` at `k` past its
     /// length on entry.

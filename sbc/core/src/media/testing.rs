@@ -36,6 +36,8 @@ pub struct FakeMedia {
     pub allocation_failures: u64,
     /// Sessions released.
     pub released: u64,
+    /// Of those, released without quarantine (calls never answered).
+    pub released_at_once: u64,
 }
 
 fn empty_leg(ports: RelayPorts) -> LegStats {
@@ -75,6 +77,7 @@ impl FakeMedia {
             allocated: 0,
             allocation_failures: 0,
             released: 0,
+            released_at_once: 0,
         }
     }
 
@@ -222,6 +225,12 @@ impl MediaControl for FakeMedia {
         }
         leg.rtp.sdp = sdp;
         self.remotes.push((session, stream, side, *remote));
+        Ok(())
+    }
+
+    fn release_at_once(&mut self, session: SessionHandle, now: Instant) -> Result<(), MediaError> {
+        self.release(session, now)?;
+        self.released_at_once += 1;
         Ok(())
     }
 

@@ -799,7 +799,7 @@ fn offer_on(
             }
         }
     }
-    let ports = relay_ports(relay, call.session, plan, sender, now)?;
+    let ports = relay_ports(relay, call.session, plan, sender, signal_of(req), now)?;
 
     call.mux_added = 0;
     for (k, entry) in plan.entries().iter().enumerate() {
@@ -854,7 +854,7 @@ fn answer_on(
             "Incomplete SDP specification: the answer has more media streams than the offer".into(),
         );
     }
-    let ports = relay_ports(relay, call.session, plan, answerer, now)?;
+    let ports = relay_ports(relay, call.session, plan, answerer, signal_of(req), now)?;
     for k in 0..sdp.media_count() {
         let added = call.mux_added & bit(k) != 0;
         let refuse =
@@ -881,18 +881,25 @@ fn answer_on(
     Ok(())
 }
 
+/// The address the proxy received the SIP message from (`received-from`): in the learning window
+/// a source from its IP outranks a stranger that sent first.
+fn signal_of(req: &Request<'_>) -> Option<IpAddr> {
+    req.received_from.map(|r| r.address)
+}
+
 /// Learn the sender's addresses on its side and return the relay's ports toward the other side.
 fn relay_ports(
     relay: &mut dyn MediaControl,
     session: Option<SessionHandle>,
     plan: &MediaPlan,
     sender: MediaSide,
+    signal: Option<IpAddr>,
     now: Instant,
 ) -> Result<Vec<Option<RelayPorts>>, Failure> {
     let Some(handle) = session else {
         return Ok(Vec::new());
     };
-    plan.set_remotes(relay, handle, sender, now)
+    plan.set_remotes_from(relay, handle, sender, signal, now)
         .map_err(|e| Failure::from(format!("Media relay error: {e}")))?;
     relay
         .stream_count(handle)

@@ -714,6 +714,10 @@ fn address_options_choose_the_remote() {
     b.send(&o).sdp();
     let s = b.streams("c2")[0];
     assert_eq!(s.leg(MediaSide::A).rtp.sdp, Some(sock("192.168.1.20:4000")));
+    // and received-from ranks the SIP source's IP in the learning window (latching)
+    let handle = b.engine.calls.get(&b"c2"[..]).unwrap().session.unwrap();
+    let spec = b.relay.remote(handle, 0, MediaSide::A).unwrap();
+    assert_eq!(spec.signal, Some("198.51.100.99".parse().unwrap()));
 
     // media-address overrides both.
     let mut o = offer("c3", "dave", &private);
