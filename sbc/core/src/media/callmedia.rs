@@ -274,8 +274,12 @@ impl MediaAnchor {
         }
     }
 
-    /// When the next idle scan is due (`None`: the no-media timeout is off).
+    /// When the next idle scan is due (`None`: the no-media timeout is off, or no call holds media,
+    /// so an idle worker does not wake every second).
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        if self.calls.is_empty() {
+            return None;
+        }
         self.settings.no_media_timeout.and(self.next_scan)
     }
 
