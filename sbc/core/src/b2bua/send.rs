@@ -453,7 +453,21 @@ impl B2bua {
                 // The BYEs run in their own transactions; the call does not wait for them.
                 self.remove(key, reason);
             }
-            State::Ending => self.remove(key, reason),
+            State::Ending => {
+                // A call that ended before it was answered (a failed relay in the early dialog)
+                // leaves no INVITE behind: the caller gets its final answer, leg B its CANCEL.
+                let Some(call) = self.calls.get(&key) else {
+                    return;
+                };
+                let (invite_a, invite_b) = (call.invite_a, call.invite_b);
+                if self.txs.state(TxId::Client(invite_b)) == Some(TxState::Proceeding) {
+                    self.send_cancel(now, invite_b);
+                }
+                if self.txs.state(TxId::Server(invite_a)) == Some(TxState::Proceeding) {
+                    self.reply_to_a(now, key, 408, true);
+                }
+                self.remove(key, reason);
+            }
         }
     }
 
