@@ -701,7 +701,10 @@ impl Transactions {
                     if !t.reliable {
                         self.arm(id, Timer::TimerG, now + config.t1);
                     }
-                    self.arm(id, Timer::TimerH, now + 64 * config.t1);
+                    // Timer H (64*T1) is capped by the linger time: a final answer is not sent
+                    // for longer than a finished transaction lingers, toward a source that may
+                    // be spoofed and never ACKs.
+                    self.arm(id, Timer::TimerH, now + (64 * config.t1).min(config.linger));
                 }
             }
             // RFC 6026 §8.5: 2xx retransmissions from the TU go out in Accepted.
@@ -729,6 +732,28 @@ impl Transactions {
             bytes,
             flow,
         });
+        Ok(())
+    }
+
+    /// A final refusal (300..=699) of a server INVITE transaction that the TU refused before making
+    /// any state for it (no route, no room, too many hops): sent once and not retransmitted on
+    /// Timer G, so an INVITE from a spoofed source draws exactly one answer, never ~11 over 32 s. A
+    /// retransmission of the INVITE still gets the answer again (the transaction stays Completed
+    /// until Timer H), and the ACK is absorbed as usual. Other transactions and codes are answered
+    /// as [`Transactions::send_response_bytes`] does.
+    pub fn refuse_bytes(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        code: u16,
+        bytes: Bytes,
+    ) -> Result<(), TxError> {
+        self.send_response_bytes(now, tx, code, bytes)?;
+        if let Some(t) = self.txs.get_mut(&tx.0) {
+            if t.kind == Kind::InviteServer && t.state == TxState::Completed {
+                t.timers.set(Timer::TimerG, None);
+            }
+        }
         Ok(())
     }
 
@@ -1192,6 +1217,63 @@ mod tests {
         t.send_response(now, *tx, resp(&inv, 486)).unwrap();
         t.handle_message(now, req("ACK", "H1:5060;branch=z9hG4bKx", 1), peer(), false);
         assert_eq!(t.state(TxId::Server(*tx)), Some(TxState::Confirmed));
+    }
+
+    /// Sends of a refused INVITE that is never ACKed, over the transaction's whole life.
+    fn sends_until_gone(t: &mut Transactions, mut now: Instant) -> (usize, Duration) {
+        let start = now;
+        let mut sent = std::iter::from_fn(|| t.poll_transmit()).count();
+        while let Some(at) = t.poll_timeout() {
+            now = at;
+            t.handle_timeout(now);
+            sent += std::iter::from_fn(|| t.poll_transmit()).count();
+        }
+        (sent, now - start)
+    }
+
+    #[test]
+    fn a_refusal_before_state_is_sent_once_and_timer_h_is_capped_by_linger() {
+        let now = epoch();
+        let config = TransactionConfig {
+            linger: Duration::from_secs(5),
+            ..TransactionConfig::default()
+        };
+        // Refused before state: one answer, and one more only for a retransmitted INVITE.
+        let mut t = Transactions::new(config.clone());
+        let inv = req("INVITE", "h1:5060;branch=z9hG4bKr", 1);
+        t.handle_message(now, inv.clone(), peer(), false);
+        let Some(TxEvent::Request { tx, .. }) = events(&mut t).into_iter().next() else {
+            panic!("no request");
+        };
+        let answer = resp(&inv, 404);
+        t.refuse_bytes(now, tx, 404, answer.raw().clone()).unwrap();
+        assert_eq!(std::iter::from_fn(|| t.poll_transmit()).count(), 1);
+        t.handle_message(now + Duration::from_secs(1), inv.clone(), peer(), false);
+        let (sent, life) = sends_until_gone(&mut t, now + Duration::from_secs(1));
+        assert_eq!(
+            sent, 1,
+            "the retransmitted INVITE gets the refusal again, nothing more"
+        );
+        assert!(life <= Duration::from_secs(4), "gone at linger: {life:?}");
+        assert!(t.is_empty());
+        // A final sent the usual way: retransmitted on Timer G, but only until linger (5 s:
+        // at 0, 0.5, 1.5 and 3.5 s), not for 64*T1 = 32 s (11 sends).
+        let mut t = Transactions::new(config);
+        t.handle_message(now, inv.clone(), peer(), false);
+        let Some(TxEvent::Request { tx, .. }) = events(&mut t).into_iter().next() else {
+            panic!("no request");
+        };
+        t.send_response(now, tx, resp(&inv, 486)).unwrap();
+        let (sent, life) = sends_until_gone(&mut t, now);
+        assert_eq!((sent, life), (4, Duration::from_secs(5)));
+        // Without a shorter linger, RFC 3261's Timer H (32 s) and its 11 sends are unchanged.
+        let mut t = Transactions::new(TransactionConfig::default());
+        t.handle_message(now, inv.clone(), peer(), false);
+        let Some(TxEvent::Request { tx, .. }) = events(&mut t).into_iter().next() else {
+            panic!("no request");
+        };
+        t.send_response(now, tx, resp(&inv, 486)).unwrap();
+        assert_eq!(sends_until_gone(&mut t, now), (11, Duration::from_secs(32)));
     }
 
     #[test]

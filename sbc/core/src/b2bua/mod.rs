@@ -751,7 +751,7 @@ impl B2bua {
             return;
         }
         let Some(key) = self.find(&req, side) else {
-            self.reply(now, tx, &req, 481, None);
+            self.refuse(now, tx, &req, 481);
             return;
         };
         let state = self.calls.get(&key).map(|c| c.state);

@@ -273,7 +273,8 @@ impl B2bua {
         }
         let token = self.pbx_regs.get(&key).map(|r| r.token.clone());
         // The expiry granted: the `expires` of the Contact that names the SBC's token, else the
-        // Expires header, else what was asked.
+        // Expires header, else what was asked; never longer than asked (a registrar may only
+        // shorten it, RFC 3261 §10.3), so no value from the network overflows a deadline.
         let granted = resp
             .header_values(HeaderName::Contact)
             .find(|c| token.as_deref().is_some_and(|t| c.contains(t)))
@@ -287,7 +288,7 @@ impl B2bua {
                 resp.header(HeaderName::Expires)
                     .and_then(|e| e.trim().parse().ok())
             })
-            .map_or(asked, Duration::from_secs);
+            .map_or(asked, |secs| Duration::from_secs(secs).min(asked));
         match self.registrar.pbx_confirmed(&key, now, granted) {
             Some(ua_expires) => self.answer_register(now, server, request, &key, ua_expires),
             None => self.reply(now, server, request, 500, None),

@@ -50,6 +50,14 @@ impl B2bua {
         let _ = self.txs.send_response_bytes(now, tx, code, out);
     }
 
+    /// Refuse `req` before any state was made for it (no route, no room, a dialog that does not
+    /// exist): as [`Self::reply`], but an INVITE's refusal is sent once, not retransmitted until an
+    /// ACK that a spoofed source never sends (reflection); a retransmitted INVITE gets it again.
+    pub(super) fn refuse(&mut self, now: Instant, tx: ServerTxId, req: &Message, code: u16) {
+        let out = reply_bytes(req, code, None);
+        let _ = self.txs.refuse_bytes(now, tx, code, out);
+    }
+
     /// Answer leg A's INVITE of call `key` with `code` and no body, with the SBC's To tag when
     /// `tagged`.
     pub(super) fn reply_to_a(&mut self, now: Instant, key: u64, code: u16, tagged: bool) {
