@@ -654,11 +654,12 @@ impl Transactions {
         let mut out = Vec::new();
         let invite_req = t.request.parsed().ok_or(TxError::Invalid)?;
         build::cancel(&invite_req, &mut out);
-        let cancel = Message::parse(Bytes::from(out)).map_err(|_| TxError::Invalid)?;
-        let id = self.send_request_on(now, cancel, dest, reliable, flow)?;
+        // §9.1: without a final response within 64*T1 of the CANCEL, the INVITE is given up. Armed
+        // first, so that an INVITE whose CANCEL cannot be sent (the table is full) still ends.
         let t64 = 64 * self.config.t1;
         self.arm(invite.0, Timer::TimerB, now + t64);
-        Ok(id)
+        let cancel = Message::parse(Bytes::from(out)).map_err(|_| TxError::Invalid)?;
+        self.send_request_on(now, cancel, dest, reliable, flow)
     }
 
     /// Send a response on a server transaction (§17.2.1 / §17.2.2 TU side).
@@ -804,10 +805,14 @@ impl Transactions {
         match t.kind {
             Kind::InviteClient => match t.state {
                 TxState::Calling | TxState::Proceeding if code < 200 => {
+                    // §17.1.1.2: no more retransmissions; Timer B only runs in Calling. In
+                    // Proceeding, Timer B is the give-up deadline of a CANCEL (§9.1): a later
+                    // provisional response does not lift it.
+                    if t.state == TxState::Calling {
+                        t.timers.set(Timer::TimerA, None);
+                        t.timers.set(Timer::TimerB, None);
+                    }
                     t.state = TxState::Proceeding;
-                    // §17.1.1.2: no more retransmissions; Timer B only runs in Calling.
-                    t.timers.set(Timer::TimerA, None);
-                    t.timers.set(Timer::TimerB, None);
                     self.events.push_back(TxEvent::Response {
                         tx: txid,
                         response: msg,
@@ -1274,6 +1279,30 @@ mod tests {
         };
         t.send_response(now, tx, resp(&inv, 486)).unwrap();
         assert_eq!(sends_until_gone(&mut t, now), (11, Duration::from_secs(32)));
+    }
+
+    #[test]
+    fn a_provisional_after_cancel_does_not_keep_the_invite_forever() {
+        let now = epoch();
+        let mut t = Transactions::new(TransactionConfig::default());
+        let inv = req("INVITE", "sbc:5060;branch=z9hG4bKc", 1);
+        let tx = t.send_request(now, inv.clone(), peer(), false).unwrap();
+        t.handle_message(now, resp(&inv, 180), peer(), false);
+        t.send_cancel(now, tx).unwrap();
+        // The callee rings again but never answers the CANCEL nor the INVITE.
+        let later = now + Duration::from_secs(1);
+        t.handle_message(later, resp(&inv, 183), peer(), false);
+        let mut at = later;
+        while let Some(next) = t.poll_timeout() {
+            at = next;
+            t.handle_timeout(at);
+        }
+        assert_eq!(t.state(TxId::Client(tx)), None);
+        assert_eq!(
+            at,
+            now + Duration::from_secs(32),
+            "given up 64*T1 after the CANCEL"
+        );
     }
 
     #[test]
