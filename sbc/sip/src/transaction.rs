@@ -29,6 +29,10 @@ use crate::message::{Message, Method};
 use crate::uri::Host;
 use crate::wheel::Wheel;
 
+/// How long a client INVITE may stay in Proceeding without a final response before it is given
+/// up (Timer C, RFC 3261 §16.6 step 11: more than three minutes).
+pub const TIMER_C: Duration = Duration::from_secs(181);
+
 /// Settings of the transaction layer.
 #[derive(Clone, Debug)]
 pub struct TransactionConfig {
@@ -808,11 +812,17 @@ impl Transactions {
                     // §17.1.1.2: no more retransmissions; Timer B only runs in Calling. In
                     // Proceeding, Timer B is the give-up deadline of a CANCEL (§9.1): a later
                     // provisional response does not lift it.
-                    if t.state == TxState::Calling {
+                    let first = t.state == TxState::Calling;
+                    if first {
                         t.timers.set(Timer::TimerA, None);
-                        t.timers.set(Timer::TimerB, None);
                     }
                     t.state = TxState::Proceeding;
+                    if first {
+                        // Timer C (RFC 3261 §16.6 step 11, > 3 min): an INVITE that rings and is
+                        // never answered nor cancelled is given up, so no peer can keep it open
+                        // forever; a TU cancels long before (ringing timeout, then §9.1's 64*T1).
+                        self.arm(id, Timer::TimerB, now + TIMER_C);
+                    }
                     self.events.push_back(TxEvent::Response {
                         tx: txid,
                         response: msg,

@@ -70,6 +70,11 @@ impl B2bua {
             body.as_deref(),
         ) {
             Ok(c) => {
+                if method == Method::Invite {
+                    if let Some(call) = self.calls.get_mut(&key) {
+                        call.relayed_invite = Some((c, tx));
+                    }
+                }
                 self.clients.insert(
                     c,
                     ClientRole::Relay {

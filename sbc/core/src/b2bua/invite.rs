@@ -174,6 +174,7 @@ impl B2bua {
             ack_wait: None,
             last_ack_b: None,
             reinvite_pending: false,
+            relayed_invite: None,
             byes_pending: 0,
             end_reason: None,
             media,

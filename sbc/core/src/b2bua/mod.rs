@@ -306,6 +306,9 @@ struct Call {
     last_ack_b: Option<(u32, Bytes)>,
     /// A relayed INVITE is pending on some leg (glare guard: 491).
     reinvite_pending: bool,
+    /// The last relayed re-INVITE (its client and server transactions), closed if the call ends
+    /// while it is still ringing on the other leg.
+    relayed_invite: Option<(ClientTxId, ServerTxId)>,
     byes_pending: u8,
     end_reason: Option<EndReason>,
     media: CallMedia,
@@ -429,8 +432,13 @@ fn leg_uri(callee: &str, dest: SocketAddr) -> String {
     uri
 }
 
+/// The user part of a name-addr's SIP, SIPS or tel URI (another scheme keeps its whole text in
+/// `user`, which would not make a URI again).
 fn user_of(value: &str) -> Option<String> {
     let na = NameAddr::parse(value).ok()?;
+    if na.uri.scheme == sbc_sip::uri::Scheme::Other {
+        return None;
+    }
     na.uri.user.map(str::to_owned)
 }
 

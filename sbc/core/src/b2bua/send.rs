@@ -479,6 +479,23 @@ impl B2bua {
         }
     }
 
+    /// A call ended while its relayed re-INVITE still rings on the other leg: CANCEL it there and
+    /// answer 408 to the leg that sent it, so neither INVITE transaction stays open forever.
+    fn close_relayed_invite(&mut self, client: ClientTxId, server: ServerTxId) {
+        let Some(now) = self.last_now else {
+            return;
+        };
+        if self.txs.state(TxId::Client(client)) == Some(TxState::Proceeding) {
+            self.send_cancel(now, client);
+        }
+        if self.txs.state(TxId::Server(server)) == Some(TxState::Proceeding) {
+            if let Some(ClientRole::Relay { request, .. }) = self.clients.get(&client) {
+                let out = reply_bytes(request, 408, None);
+                let _ = self.txs.send_response_bytes(now, server, 408, out);
+            }
+        }
+    }
+
     pub(super) fn remove(&mut self, key: u64, reason: EndReason) {
         let call = self.calls.remove(&key);
         self.forget(key, call, reason);
@@ -490,6 +507,9 @@ impl B2bua {
         let Some(mut call) = call else {
             return;
         };
+        if let Some((client, server)) = call.relayed_invite.take() {
+            self.close_relayed_invite(client, server);
+        }
         let session = self.release_media_later(&mut call.media);
         let codecs = call.media.take_codecs();
         self.a_index.remove(&call.a_tag);
