@@ -479,8 +479,13 @@ pub struct B2bua {
 }
 
 impl B2bua {
-    /// A B2BUA with an empty dialog table.
-    pub fn new(config: B2buaConfig) -> Self {
+    /// A B2BUA with an empty dialog table. A P-Asserted-Identity sent to the Outside carries the
+    /// SBC's outside address as its host unless the policy names another.
+    pub fn new(mut config: B2buaConfig) -> Self {
+        let toward_outside = &mut config.topology.toward_outside;
+        toward_outside.identity_host = toward_outside
+            .identity_host
+            .or(Some(config.outside_contact));
         Self {
             txs: Transactions::new(config.transactions.clone()),
             ids: IdGen::new(config.secret, config.worker, config.seed),

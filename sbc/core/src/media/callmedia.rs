@@ -224,7 +224,8 @@ impl MediaAnchor {
         self.stats.rewritten += 1;
         let mut out = Vec::with_capacity(sdp.encoded_len());
         sdp.write_to(&mut out);
-        Ok(Some(out))
+        // Nothing that names the party or its software crosses (topology hiding).
+        Ok(Some(crate::signalling::topology::scrub_sdp(&out)))
     }
 
     /// Count an offer refused by `MediaAnchor::anchor`.
