@@ -194,6 +194,9 @@ pub struct B2buaConfig {
     pub registrar: RegistrarConfig,
     /// The flow of keep-alives and requests toward the outside when no better one is known.
     pub outside_flow: Flow,
+    /// Outside sources in the RFC 3325 trust domain (the source ACLs of trusted trunks): their
+    /// P-Asserted-Identity is relayed; an untrusted source's is stripped. The Inside is trusted.
+    pub trusted_sources: Vec<crate::cidr::Cidr>,
 }
 
 impl B2buaConfig {
@@ -219,6 +222,7 @@ impl B2buaConfig {
             transactions: TransactionConfig::default(),
             registrar: RegistrarConfig::default(),
             outside_flow: Flow::default(),
+            trusted_sources: Vec::new(),
         }
     }
 }
@@ -476,6 +480,10 @@ pub struct B2bua {
     trunk_regs: Vec<TrunkRegistration>,
     /// The outside and inside contact addresses as text.
     contact_text: [String; 2],
+    /// The message being handled came from a trusted outside source
+    /// ([`B2buaConfig::trusted_sources`]): what it relays keeps its P-Asserted-Identity. False
+    /// while timers run (nothing received is relayed then).
+    trusted_now: bool,
 }
 
 impl B2bua {
@@ -510,6 +518,7 @@ impl B2bua {
                 config.outside_contact.to_string(),
                 config.inside_contact.to_string(),
             ],
+            trusted_now: false,
             config,
         }
     }
@@ -572,6 +581,7 @@ impl B2bua {
     /// Fire everything due at `now`.
     pub fn handle_timeout(&mut self, now: Instant, media: &mut dyn MediaControl) {
         self.last_now = Some(now);
+        self.trusted_now = false;
         self.txs.handle_timeout(now);
         self.pump(now, None, media);
         while let Some(&(at, key)) = self.retx.first() {
@@ -629,6 +639,12 @@ impl B2bua {
         media: &mut dyn MediaControl,
     ) {
         self.last_now = Some(now);
+        self.trusted_now = from.side == Side::Outside
+            && self
+                .config
+                .trusted_sources
+                .iter()
+                .any(|c| c.contains(from.source.ip()));
         if from.side == Side::Inside && msg.is_request() && self.forged_from_inside(&msg) {
             self.stats.forged += 1;
             return;

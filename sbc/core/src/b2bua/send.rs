@@ -169,7 +169,8 @@ impl B2bua {
         }
         match src {
             Some((m, from)) => {
-                copy_headers(m, from, leg.side, false, &self.config.topology, &mut w);
+                let trusted = self.trusted_now && from == Side::Outside;
+                copy_headers(m, from, leg.side, trusted, &self.config.topology, &mut w);
                 self.write_owned(m, leg, method, &mut w);
                 let body = body.unwrap_or(m.body());
                 let ct = (!body.is_empty())
@@ -287,7 +288,8 @@ impl B2bua {
         if code < 300 && req.method() != Some(&Method::Bye) {
             w.header_parts("Contact", &["<sip:", contact, ">"]);
         }
-        copy_headers(resp, other(to), to, false, &self.config.topology, &mut w);
+        let trusted = self.trusted_now && other(to) == Side::Outside;
+        copy_headers(resp, other(to), to, trusted, &self.config.topology, &mut w);
         // Owned headers the far end needs as received: RSeq of a reliable provisional (RFC 3262),
         // the challenge of a 401/407 (the peer answers it end to end).
         for name in ["RSeq", "WWW-Authenticate", "Proxy-Authenticate"] {
