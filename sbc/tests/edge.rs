@@ -116,3 +116,111 @@ fn a_stateless_answer_carries_received_and_rport() {
     );
     drop(sbc.stop());
 }
+
+/// Receive one SIP message on `sock` within `wait`, with its source.
+fn recv(sock: &UdpSocket, wait: Duration) -> (Message, SocketAddr) {
+    sock.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 8192];
+    let (n, from) = sock.recv_from(&mut buf).expect("no message");
+    (
+        Message::parse(Bytes::copy_from_slice(&buf[..n])).unwrap(),
+        from,
+    )
+}
+
+/// The PBX's answer to `req` with extra headers and a body.
+fn pbx_answer(req: &Message, code: u16, extra: &str, sdp: &str) -> Vec<u8> {
+    let mut text = format!("SIP/2.0 {code} X\r\n");
+    for v in req.header_values(HeaderName::Via) {
+        text.push_str(&format!("Via: {v}\r\n"));
+    }
+    let ct = if sdp.is_empty() {
+        String::new()
+    } else {
+        "Content-Type: application/sdp\r\n".to_owned()
+    };
+    text.push_str(&format!(
+        "From: {}\r\nTo: {};tag=pbx1\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:200@{}>\r\n{extra}{ct}Content-Length: {}\r\n\r\n{sdp}",
+        req.header(HeaderName::From).unwrap(),
+        req.header(HeaderName::To).unwrap(),
+        req.call_id(),
+        req.header(HeaderName::CSeq).unwrap(),
+        ip(3, 2),
+        sdp.len()
+    ));
+    text.into_bytes()
+}
+
+/// A call through the SBC: what the PBX says about itself in P-Asserted-Identity, Alert-Info and
+/// its SDP's descriptive lines does not reach the caller; the number, the Reason cause and the
+/// media description do.
+#[test]
+fn the_pbx_identity_ring_tone_and_sdp_details_stay_inside() {
+    let n = 3;
+    let sbc = start_sbc(n, "edge-topology");
+    let pbx = UdpSocket::bind(format!("{}:5090", ip(n, 2))).unwrap();
+    let caller = UdpSocket::bind(format!("{}:5070", ip(n, 3))).unwrap();
+    let sbc_addr: SocketAddr = format!("{}:5060", ip(n, 1)).parse().unwrap();
+    let offer = format!(
+        "v=0\r\no=- 1 1 IN IP4 {0}\r\ns=-\r\nc=IN IP4 {0}\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n",
+        ip(n, 3)
+    );
+    let invite = format!(
+        "INVITE sip:100@{sbc_addr} SIP/2.0\r\nVia: SIP/2.0/UDP {c}:5070;branch=z9hG4bKtop1;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice@{c}>;tag=c1\r\nTo: <sip:100@{sbc_addr}>\r\n\
+         Call-ID: top-1@{c}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{c}:5070>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{offer}",
+        c = ip(n, 3),
+        len = offer.len()
+    );
+    caller.send_to(invite.as_bytes(), sbc_addr).unwrap();
+    let (inv, from) = recv(&pbx, Duration::from_secs(5));
+    let pbx_ip = ip(n, 2);
+    let leaky = format!(
+        "P-Asserted-Identity: \"Reception\" <sip:200@{pbx_ip}:5090;user=phone>\r\n\
+         Alert-Info: <http://{pbx_ip}/ring.wav>\r\nReason: Q.850;cause=16\r\n"
+    );
+    pbx.send_to(&pbx_answer(&inv, 180, &leaky, ""), from)
+        .unwrap();
+    let answer = format!(
+        "v=0\r\no=pbx 7 7 IN IP4 {pbx_ip}\r\ns=PBX {pbx_ip}\r\ni=Reception line\r\n\
+         u=http://{pbx_ip}/\r\ne=ops@pbx.inside\r\nc=IN IP4 {pbx_ip}\r\nt=0 0\r\n\
+         a=tool:InsidePBX 4.2\r\nm=audio 6000 RTP/AVP 0\r\n"
+    );
+    pbx.send_to(&pbx_answer(&inv, 200, &leaky, &answer), from)
+        .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let (m, _) = recv(&caller, Duration::from_secs(5));
+        if m.status().is_some_and(|s| s > 100) {
+            seen.push(m);
+        }
+    }
+    let outside_host = ip(n, 1);
+    for m in &seen {
+        let text = String::from_utf8_lossy(m.raw()).into_owned();
+        assert!(
+            !text.contains(&pbx_ip),
+            "the PBX's address reached the caller:\n{text}"
+        );
+        assert_eq!(
+            m.header_by_name("P-Asserted-Identity"),
+            Some(format!("\"Reception\" <sip:200@{outside_host}:5060;user=phone>").as_str()),
+            "{text}"
+        );
+        assert_eq!(m.header_by_name("Alert-Info"), None, "{text}");
+        assert_eq!(m.header_by_name("Reason"), Some("Q.850;cause=16"), "{text}");
+    }
+    let body = String::from_utf8_lossy(seen[1].body()).into_owned();
+    assert!(
+        body.contains("\r\ns=-\r\n") && body.contains("m=audio "),
+        "{body}"
+    );
+    for gone in ["i=", "u=", "e=", "a=tool"] {
+        assert!(
+            !body.contains(&format!("\n{gone}")),
+            "{gone} crossed:\n{body}"
+        );
+    }
+    drop(sbc.stop());
+}
