@@ -64,18 +64,24 @@ fn collect(sock: &UdpSocket, window: Duration) -> Vec<Message> {
     got
 }
 
+/// An SBC (see [`start_sbc`]) and a client socket on 127.34.`n`.20 talking to it, with its port.
+fn sbc_and_client(n: u8, name: &str) -> (Sbc, UdpSocket, u16) {
+    let sbc = start_sbc(n, name);
+    let target: SocketAddr = format!("{}:5060", ip(n, 1)).parse().unwrap();
+    let sock = UdpSocket::bind(format!("{}:0", ip(n, 20))).unwrap();
+    sock.connect(target).unwrap();
+    let port = sock.local_addr().unwrap().port();
+    (sbc, sock, port)
+}
+
 fn top_via(m: &Message) -> String {
     m.header_values(HeaderName::Via).next().unwrap().to_owned()
 }
 
 #[test]
 fn a_refused_invite_is_answered_once_and_tells_the_client_its_address() {
-    let sbc = start_sbc(1, "edge-reflection");
-    let target: SocketAddr = format!("{}:5060", ip(1, 1)).parse().unwrap();
     // A "phone" behind NAT (private sent-by) that never ACKs, as a spoofed source would not.
-    let sock = UdpSocket::bind(format!("{}:0", ip(1, 20))).unwrap();
-    sock.connect(target).unwrap();
-    let port = sock.local_addr().unwrap().port();
+    let (sbc, sock, port) = sbc_and_client(1, "edge-reflection");
     sock.send(&request("INVITE", "999", "192.168.1.20", "z9hG4bKrefl1"))
         .unwrap();
     // Linger is 5 s by default: RFC 3261's Timer G would resend at 0.5, 1.5 and 3.5 s.
@@ -97,11 +103,7 @@ fn a_refused_invite_is_answered_once_and_tells_the_client_its_address() {
 
 #[test]
 fn a_stateless_answer_carries_received_and_rport() {
-    let sbc = start_sbc(2, "edge-rport");
-    let target: SocketAddr = format!("{}:5060", ip(2, 1)).parse().unwrap();
-    let sock = UdpSocket::bind(format!("{}:0", ip(2, 20))).unwrap();
-    sock.connect(target).unwrap();
-    let port = sock.local_addr().unwrap().port();
+    let (sbc, sock, port) = sbc_and_client(2, "edge-rport");
     sock.send(&request("OPTIONS", "sbc", "10.1.2.3", "z9hG4bKopt1"))
         .unwrap();
     let got = collect(&sock, Duration::from_millis(800));

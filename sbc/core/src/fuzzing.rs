@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use sbc_sip::fuzzing::Ops;
 use sbc_sip::transaction::{Flow, TransactionConfig};
 use sbc_sip::{HeaderName, Message};
 
@@ -62,37 +63,6 @@ const STEPS: &[u64] = &[0, 10, 200, 500, 4_000, 32_000, 64_000, 180_000, 3_600_0
 const QUIET_LIMIT: Duration = Duration::from_secs(3 * 3600);
 /// The most messages of the SBC kept to answer.
 const SEEN: usize = 24;
-
-/// The fuzz bytes, read as small numbers; zeros once they run out.
-struct Ops<'a>(&'a [u8]);
-
-impl Ops<'_> {
-    fn byte(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((&b, rest)) => {
-                self.0 = rest;
-                b
-            }
-            None => 0,
-        }
-    }
-    fn pick<'t, T>(&mut self, from: &'t [T]) -> &'t T {
-        let i = usize::from(self.byte()) % from.len().max(1);
-        match from.get(i) {
-            Some(x) => x,
-            None => panic!("pick from an empty list"),
-        }
-    }
-    fn bytes(&mut self, n: usize) -> &[u8] {
-        let n = n.min(self.0.len());
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        head
-    }
-    fn done(&self) -> bool {
-        self.0.is_empty()
-    }
-}
 
 fn addr(s: &str) -> SocketAddr {
     match s.parse() {
@@ -352,11 +322,7 @@ impl Conversation {
 
     /// The peer a message of the SBC went to answers it (a request) or continues its dialog.
     fn answer(&mut self, ops: &mut Ops<'_>) {
-        if self.seen.is_empty() {
-            return;
-        }
-        let i = usize::from(ops.byte()) % self.seen.len();
-        let Some((dest, msg)) = self.seen.get(i).cloned() else {
+        let Some((dest, msg)) = ops.choose(&self.seen).cloned() else {
             return;
         };
         if msg.is_request() {
@@ -446,17 +412,13 @@ impl Conversation {
         let inside = ops.byte() & 1 == 1;
         let peer = pick_peer(ops, inside);
         let len = usize::from(ops.byte()) * 4;
-        let data = ops.bytes(len).to_vec();
+        let data = ops.take(len).to_vec();
         self.deliver(peer, &data);
     }
 
     /// A peer sends one of its earlier messages again, or the same message with one byte changed.
     fn resend(&mut self, ops: &mut Ops<'_>) {
-        if self.sent.is_empty() {
-            return;
-        }
-        let i = usize::from(ops.byte()) % self.sent.len();
-        let Some((peer, msg)) = self.sent.get(i).cloned() else {
+        let Some((peer, msg)) = ops.choose(&self.sent).cloned() else {
             return;
         };
         let at = usize::from(ops.byte()).wrapping_mul(3);
@@ -519,7 +481,7 @@ pub fn b2bua(data: &[u8]) {
         }));
     }
     let mut steps = 0u32;
-    while !ops.done() && steps < 256 {
+    while !ops.is_empty() && steps < 256 {
         steps += 1;
         match ops.byte() % 8 {
             0 => c.new_request(&mut ops, "INVITE"),

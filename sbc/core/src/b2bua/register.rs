@@ -133,7 +133,9 @@ impl B2bua {
         };
         // Whole seconds, rounded up: the binding was stamped a moment before the registrar behind
         // the SBC answered.
-        let whole = ua_expires.as_secs() + u64::from(ua_expires.subsec_nanos() > 0);
+        let whole = ua_expires
+            .as_secs()
+            .saturating_add(u64::from(ua_expires.subsec_nanos() > 0));
         let secs = u32::try_from(whole).unwrap_or(u32::MAX);
         let contact = format!("<{}>;expires={secs}", b.contact_uri);
         let mut out = Vec::new();
