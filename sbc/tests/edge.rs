@@ -211,6 +211,8 @@ fn the_pbx_identity_ring_tone_and_sdp_details_stay_inside() {
             "{text}"
         );
         assert_eq!(m.header_by_name("Alert-Info"), None, "{text}");
+        // A relayed response answers `rport` too (RFC 3581 §4).
+        assert!(top_via(m).ends_with(";rport=5070"), "{text}");
         assert_eq!(m.header_by_name("Reason"), Some("Q.850;cause=16"), "{text}");
     }
     let body = String::from_utf8_lossy(seen[1].body()).into_owned();
