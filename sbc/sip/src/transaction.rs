@@ -29,10 +29,6 @@ use crate::message::{Message, Method};
 use crate::uri::Host;
 use crate::wheel::Wheel;
 
-/// How long a client INVITE may stay in Proceeding without a final response before it is given
-/// up (Timer C, RFC 3261 §16.6 step 11: more than three minutes).
-pub const TIMER_C: Duration = Duration::from_secs(181);
-
 /// Settings of the transaction layer.
 #[derive(Clone, Debug)]
 pub struct TransactionConfig {
@@ -55,6 +51,10 @@ pub struct TransactionConfig {
     /// fresh transaction or a 481 instead of being absorbed, and memory holds a few seconds of
     /// calls instead of 32.
     pub linger: Duration,
+    /// Timer C (RFC 3261 §16.6 step 11, more than three minutes; default 181 s): how long a client
+    /// INVITE may stay in Proceeding without a final response before it is given up. A TU that
+    /// rings longer raises it.
+    pub timer_c: Duration,
 }
 
 impl Default for TransactionConfig {
@@ -67,6 +67,7 @@ impl Default for TransactionConfig {
             trying_delay: Duration::from_millis(200),
             max_transactions: 65_536,
             linger: Duration::from_secs(32),
+            timer_c: Duration::from_secs(181),
         }
     }
 }
@@ -817,11 +818,11 @@ impl Transactions {
                         t.timers.set(Timer::TimerA, None);
                     }
                     t.state = TxState::Proceeding;
-                    if first {
-                        // Timer C (RFC 3261 §16.6 step 11, > 3 min): an INVITE that rings and is
-                        // never answered nor cancelled is given up, so no peer can keep it open
-                        // forever; a TU cancels long before (ringing timeout, then §9.1's 64*T1).
-                        self.arm(id, Timer::TimerB, now + TIMER_C);
+                    if let Some(at) = now.checked_add(config.timer_c).filter(|_| first) {
+                        // Timer C: an INVITE that rings and is never answered nor cancelled is
+                        // given up, so no peer can keep it open forever; a TU cancels before
+                        // (its ringing timeout, then §9.1's 64*T1).
+                        self.arm(id, Timer::TimerB, at);
                     }
                     self.events.push_back(TxEvent::Response {
                         tx: txid,
@@ -1313,6 +1314,27 @@ mod tests {
             now + Duration::from_secs(32),
             "given up 64*T1 after the CANCEL"
         );
+    }
+
+    #[test]
+    fn timer_c_gives_up_an_invite_that_rings_forever() {
+        for secs in [181, 300] {
+            let now = epoch();
+            let mut t = Transactions::new(TransactionConfig {
+                timer_c: Duration::from_secs(secs),
+                ..TransactionConfig::default()
+            });
+            let inv = req("INVITE", "sbc:5060;branch=z9hG4bKtc", 1);
+            let tx = t.send_request(now, inv.clone(), peer(), false).unwrap();
+            t.handle_message(now, resp(&inv, 180), peer(), false);
+            let at = t.poll_timeout().unwrap();
+            assert_eq!(at, now + Duration::from_secs(secs));
+            t.handle_timeout(at);
+            assert_eq!(t.state(TxId::Client(tx)), None);
+            assert!(events(&mut t)
+                .iter()
+                .any(|e| matches!(e, TxEvent::Timeout { .. })));
+        }
     }
 
     #[test]

@@ -490,6 +490,12 @@ impl B2bua {
     /// A B2BUA with an empty dialog table. A P-Asserted-Identity sent to the Outside carries the
     /// SBC's outside address as its host unless the policy names another.
     pub fn new(mut config: B2buaConfig) -> Self {
+        // Timer C outlasts the ringing timeout, which cancels first.
+        let ringing = config
+            .ringing_timeout
+            .checked_add(Duration::from_secs(1))
+            .unwrap_or(Duration::MAX);
+        config.transactions.timer_c = config.transactions.timer_c.max(ringing);
         let toward_outside = &mut config.topology.toward_outside;
         toward_outside.identity_host = toward_outside
             .identity_host
