@@ -145,6 +145,9 @@ impl Handler {
                 return answered;
             }
         };
+        // RFC 3581 §4: every answer (stateless here, or from the B2BUA) tells the client its
+        // public address in the top Via (`received`, `rport=<port>`).
+        let msg = sbc_core::signalling::nat::stamp_request(msg, origin.source);
         let out_of_dialog = msg.to_tag().is_none();
         let kind = match msg.method() {
             Some(Method::Invite) if out_of_dialog => Kind::Invite,

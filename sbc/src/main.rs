@@ -5,11 +5,13 @@
 //! All sockets are bound here, before any worker starts, so that a bad address fails the start with a
 //! clear message. Each worker then owns its sockets (SO_REUSEPORT) and runs its own loop. SIGINT and
 //! SIGTERM are blocked in every thread and taken by `sigwait` in the main thread, which sets the stop
-//! flag that the workers read at least every 100 ms.
+//! flag that the workers read at least every 100 ms. A panic on any thread ends the process (exit 70,
+//! see `fatal.rs`).
 
 mod config;
 mod control;
 mod driver;
+mod fatal;
 mod handler;
 mod media;
 mod persist;
@@ -103,6 +105,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // A panic on any thread (a worker) ends the process with a clear line, never a half-alive SBC.
+    fatal::install();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

@@ -111,6 +111,13 @@ impl Signalling {
         c.transactions.linger = Duration::from_secs(limits.transaction_linger_secs);
         c.registrar = cfg.registrar.clone();
         c.outside_flow = place.outside_flow;
+        // RFC 3325: the P-Asserted-Identity of a trunk marked `trusted` is relayed.
+        c.trusted_sources = cfg
+            .trunks
+            .iter()
+            .filter(|t| t.trusted)
+            .flat_map(|t| t.acl.iter().copied())
+            .collect();
         c.seed = u64::from_le_bytes([
             secret[0], secret[1], secret[2], secret[3], secret[4], secret[5], secret[6], secret[7],
         ]) ^ u64::from(place.worker);

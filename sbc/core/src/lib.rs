@@ -30,6 +30,8 @@
 
 pub mod b2bua;
 pub mod cidr;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guard;
 pub mod media;
 pub mod ng;

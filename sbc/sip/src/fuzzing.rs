@@ -603,11 +603,13 @@ const PEERS: &[&str] = &["192.0.2.1", "192.0.2.2"];
 /// Ten minutes: far beyond the longest timer (64*T1 = 32 s), so no transaction has a reason to live on.
 const QUIET: Duration = Duration::from_secs(600);
 
-/// The fuzz bytes, read as small numbers; zeros once they run out.
-struct Ops<'a>(&'a [u8]);
+/// The fuzz bytes, read as small numbers; zeros once they run out. Shared by the fuzz targets of
+/// the crates above this one.
+pub struct Ops<'a>(pub &'a [u8]);
 
 impl Ops<'_> {
-    fn byte(&mut self) -> u8 {
+    /// The next byte, 0 once the input is used up.
+    pub fn byte(&mut self) -> u8 {
         match self.0.split_first() {
             Some((&b, rest)) => {
                 self.0 = rest;
@@ -616,12 +618,29 @@ impl Ops<'_> {
             None => 0,
         }
     }
-    fn pick<'t, T>(&mut self, from: &'t [T]) -> &'t T {
-        let i = usize::from(self.byte()) % from.len().max(1);
-        match from.get(i) {
+    /// An element of `from` chosen by the next byte; `None` for an empty list.
+    pub fn choose<'t, T>(&mut self, from: &'t [T]) -> Option<&'t T> {
+        if from.is_empty() {
+            return None;
+        }
+        from.get(usize::from(self.byte()) % from.len())
+    }
+    /// An element of the non-empty list `from` chosen by the next byte.
+    pub fn pick<'t, T>(&mut self, from: &'t [T]) -> &'t T {
+        match self.choose(from) {
             Some(x) => x,
             None => panic!("pick from an empty list"),
         }
+    }
+    /// The next `n` bytes (fewer when the input ends first).
+    pub fn take(&mut self, n: usize) -> &[u8] {
+        let (head, rest) = self.0.split_at(n.min(self.0.len()));
+        self.0 = rest;
+        head
+    }
+    /// Whether the input is used up.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 

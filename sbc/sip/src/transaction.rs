@@ -51,6 +51,10 @@ pub struct TransactionConfig {
     /// fresh transaction or a 481 instead of being absorbed, and memory holds a few seconds of
     /// calls instead of 32.
     pub linger: Duration,
+    /// Timer C (RFC 3261 §16.6 step 11, more than three minutes; default 181 s): how long a client
+    /// INVITE may stay in Proceeding without a final response before it is given up. A TU that
+    /// rings longer raises it.
+    pub timer_c: Duration,
 }
 
 impl Default for TransactionConfig {
@@ -63,6 +67,7 @@ impl Default for TransactionConfig {
             trying_delay: Duration::from_millis(200),
             max_transactions: 65_536,
             linger: Duration::from_secs(32),
+            timer_c: Duration::from_secs(181),
         }
     }
 }
@@ -654,11 +659,12 @@ impl Transactions {
         let mut out = Vec::new();
         let invite_req = t.request.parsed().ok_or(TxError::Invalid)?;
         build::cancel(&invite_req, &mut out);
-        let cancel = Message::parse(Bytes::from(out)).map_err(|_| TxError::Invalid)?;
-        let id = self.send_request_on(now, cancel, dest, reliable, flow)?;
+        // §9.1: without a final response within 64*T1 of the CANCEL, the INVITE is given up. Armed
+        // first, so that an INVITE whose CANCEL cannot be sent (the table is full) still ends.
         let t64 = 64 * self.config.t1;
         self.arm(invite.0, Timer::TimerB, now + t64);
-        Ok(id)
+        let cancel = Message::parse(Bytes::from(out)).map_err(|_| TxError::Invalid)?;
+        self.send_request_on(now, cancel, dest, reliable, flow)
     }
 
     /// Send a response on a server transaction (§17.2.1 / §17.2.2 TU side).
@@ -701,7 +707,10 @@ impl Transactions {
                     if !t.reliable {
                         self.arm(id, Timer::TimerG, now + config.t1);
                     }
-                    self.arm(id, Timer::TimerH, now + 64 * config.t1);
+                    // Timer H (64*T1) is capped by the linger time: a final answer is not sent
+                    // for longer than a finished transaction lingers, toward a source that may
+                    // be spoofed and never ACKs.
+                    self.arm(id, Timer::TimerH, now + (64 * config.t1).min(config.linger));
                 }
             }
             // RFC 6026 §8.5: 2xx retransmissions from the TU go out in Accepted.
@@ -729,6 +738,28 @@ impl Transactions {
             bytes,
             flow,
         });
+        Ok(())
+    }
+
+    /// A final refusal (300..=699) of a server INVITE transaction that the TU refused before making
+    /// any state for it (no route, no room, too many hops): sent once and not retransmitted on
+    /// Timer G, so an INVITE from a spoofed source draws exactly one answer, never ~11 over 32 s. A
+    /// retransmission of the INVITE still gets the answer again (the transaction stays Completed
+    /// until Timer H), and the ACK is absorbed as usual. Other transactions and codes are answered
+    /// as [`Transactions::send_response_bytes`] does.
+    pub fn refuse_bytes(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        code: u16,
+        bytes: Bytes,
+    ) -> Result<(), TxError> {
+        self.send_response_bytes(now, tx, code, bytes)?;
+        if let Some(t) = self.txs.get_mut(&tx.0) {
+            if t.kind == Kind::InviteServer && t.state == TxState::Completed {
+                t.timers.set(Timer::TimerG, None);
+            }
+        }
         Ok(())
     }
 
@@ -779,10 +810,20 @@ impl Transactions {
         match t.kind {
             Kind::InviteClient => match t.state {
                 TxState::Calling | TxState::Proceeding if code < 200 => {
+                    // §17.1.1.2: no more retransmissions; Timer B only runs in Calling. In
+                    // Proceeding, Timer B is the give-up deadline of a CANCEL (§9.1): a later
+                    // provisional response does not lift it.
+                    let first = t.state == TxState::Calling;
+                    if first {
+                        t.timers.set(Timer::TimerA, None);
+                    }
                     t.state = TxState::Proceeding;
-                    // §17.1.1.2: no more retransmissions; Timer B only runs in Calling.
-                    t.timers.set(Timer::TimerA, None);
-                    t.timers.set(Timer::TimerB, None);
+                    if let Some(at) = now.checked_add(config.timer_c).filter(|_| first) {
+                        // Timer C: an INVITE that rings and is never answered nor cancelled is
+                        // given up, so no peer can keep it open forever; a TU cancels before
+                        // (its ringing timeout, then §9.1's 64*T1).
+                        self.arm(id, Timer::TimerB, at);
+                    }
                     self.events.push_back(TxEvent::Response {
                         tx: txid,
                         response: msg,
@@ -1192,6 +1233,108 @@ mod tests {
         t.send_response(now, *tx, resp(&inv, 486)).unwrap();
         t.handle_message(now, req("ACK", "H1:5060;branch=z9hG4bKx", 1), peer(), false);
         assert_eq!(t.state(TxId::Server(*tx)), Some(TxState::Confirmed));
+    }
+
+    /// Sends of a refused INVITE that is never ACKed, over the transaction's whole life.
+    fn sends_until_gone(t: &mut Transactions, mut now: Instant) -> (usize, Duration) {
+        let start = now;
+        let mut sent = std::iter::from_fn(|| t.poll_transmit()).count();
+        while let Some(at) = t.poll_timeout() {
+            now = at;
+            t.handle_timeout(now);
+            sent += std::iter::from_fn(|| t.poll_transmit()).count();
+        }
+        (sent, now - start)
+    }
+
+    #[test]
+    fn a_refusal_before_state_is_sent_once_and_timer_h_is_capped_by_linger() {
+        let now = epoch();
+        let config = TransactionConfig {
+            linger: Duration::from_secs(5),
+            ..TransactionConfig::default()
+        };
+        // Refused before state: one answer, and one more only for a retransmitted INVITE.
+        let mut t = Transactions::new(config.clone());
+        let inv = req("INVITE", "h1:5060;branch=z9hG4bKr", 1);
+        t.handle_message(now, inv.clone(), peer(), false);
+        let Some(TxEvent::Request { tx, .. }) = events(&mut t).into_iter().next() else {
+            panic!("no request");
+        };
+        let answer = resp(&inv, 404);
+        t.refuse_bytes(now, tx, 404, answer.raw().clone()).unwrap();
+        assert_eq!(std::iter::from_fn(|| t.poll_transmit()).count(), 1);
+        t.handle_message(now + Duration::from_secs(1), inv.clone(), peer(), false);
+        let (sent, life) = sends_until_gone(&mut t, now + Duration::from_secs(1));
+        assert_eq!(
+            sent, 1,
+            "the retransmitted INVITE gets the refusal again, nothing more"
+        );
+        assert!(life <= Duration::from_secs(4), "gone at linger: {life:?}");
+        assert!(t.is_empty());
+        // A final sent the usual way: retransmitted on Timer G, but only until linger (5 s:
+        // at 0, 0.5, 1.5 and 3.5 s), not for 64*T1 = 32 s (11 sends).
+        let mut t = Transactions::new(config);
+        t.handle_message(now, inv.clone(), peer(), false);
+        let Some(TxEvent::Request { tx, .. }) = events(&mut t).into_iter().next() else {
+            panic!("no request");
+        };
+        t.send_response(now, tx, resp(&inv, 486)).unwrap();
+        let (sent, life) = sends_until_gone(&mut t, now);
+        assert_eq!((sent, life), (4, Duration::from_secs(5)));
+        // Without a shorter linger, RFC 3261's Timer H (32 s) and its 11 sends are unchanged.
+        let mut t = Transactions::new(TransactionConfig::default());
+        t.handle_message(now, inv.clone(), peer(), false);
+        let Some(TxEvent::Request { tx, .. }) = events(&mut t).into_iter().next() else {
+            panic!("no request");
+        };
+        t.send_response(now, tx, resp(&inv, 486)).unwrap();
+        assert_eq!(sends_until_gone(&mut t, now), (11, Duration::from_secs(32)));
+    }
+
+    #[test]
+    fn a_provisional_after_cancel_does_not_keep_the_invite_forever() {
+        let now = epoch();
+        let mut t = Transactions::new(TransactionConfig::default());
+        let inv = req("INVITE", "sbc:5060;branch=z9hG4bKc", 1);
+        let tx = t.send_request(now, inv.clone(), peer(), false).unwrap();
+        t.handle_message(now, resp(&inv, 180), peer(), false);
+        t.send_cancel(now, tx).unwrap();
+        // The callee rings again but never answers the CANCEL nor the INVITE.
+        let later = now + Duration::from_secs(1);
+        t.handle_message(later, resp(&inv, 183), peer(), false);
+        let mut at = later;
+        while let Some(next) = t.poll_timeout() {
+            at = next;
+            t.handle_timeout(at);
+        }
+        assert_eq!(t.state(TxId::Client(tx)), None);
+        assert_eq!(
+            at,
+            now + Duration::from_secs(32),
+            "given up 64*T1 after the CANCEL"
+        );
+    }
+
+    #[test]
+    fn timer_c_gives_up_an_invite_that_rings_forever() {
+        for secs in [181, 300] {
+            let now = epoch();
+            let mut t = Transactions::new(TransactionConfig {
+                timer_c: Duration::from_secs(secs),
+                ..TransactionConfig::default()
+            });
+            let inv = req("INVITE", "sbc:5060;branch=z9hG4bKtc", 1);
+            let tx = t.send_request(now, inv.clone(), peer(), false).unwrap();
+            t.handle_message(now, resp(&inv, 180), peer(), false);
+            let at = t.poll_timeout().unwrap();
+            assert_eq!(at, now + Duration::from_secs(secs));
+            t.handle_timeout(at);
+            assert_eq!(t.state(TxId::Client(tx)), None);
+            assert!(events(&mut t)
+                .iter()
+                .any(|e| matches!(e, TxEvent::Timeout { .. })));
+        }
     }
 
     #[test]

@@ -106,8 +106,8 @@ pub(crate) struct TrunkSettings {
     pub(crate) password: Option<Secret>,
     pub(crate) register: bool,
     pub(crate) register_expires: Duration,
-    #[allow(dead_code)]
-    // read by the config tests; the B2BUA does not apply it yet (RFC 3325 trust)
+    /// RFC 3325 trust: the trunk's P-Asserted-Identity is relayed (its ACL joins the B2BUA's
+    /// trusted sources).
     pub(crate) trusted: bool,
     pub(crate) number_rules: Vec<NumberRule>,
 }

@@ -7,7 +7,7 @@ use sbc_sip::transaction::{ClientTxId, ServerTxId};
 use sbc_sip::{Message, Method};
 
 use super::send::reply_bytes;
-use super::{other, B2bua, ClientRole, EndReason, Leg};
+use super::{other, B2bua, ClientRole, EndReason, Leg, State};
 use crate::media::MediaControl;
 use crate::signalling::ids::IdKind;
 use crate::signalling::topology::{next_max_forwards, Side};
@@ -71,6 +71,11 @@ impl B2bua {
             body.as_deref(),
         ) {
             Ok(c) => {
+                if method == Method::Invite {
+                    if let Some(call) = self.calls.get_mut(&key) {
+                        call.relayed_invite = Some((c, tx));
+                    }
+                }
                 self.clients.insert(
                     c,
                     ClientRole::Relay {
@@ -165,6 +170,18 @@ impl B2bua {
         let (key, server, to) = (*key, *server, *to);
         let out = reply_bytes(request, 408, None);
         let _ = self.txs.send_response_bytes(now, server, 408, out);
+        if self
+            .calls
+            .get(&key)
+            .is_some_and(|c| c.state == State::Ringing)
+        {
+            // Failed in the early dialog: the call ends as an unanswered one (CANCEL on leg B,
+            // a final answer to the caller), not with BYEs on a dialog nobody confirmed.
+            if let Some(call) = self.calls.remove(&key) {
+                self.teardown(now, key, call, EndReason::LegFailure(to));
+            }
+            return;
+        }
         // The leg that failed is gone: hang up the other one.
         self.end_with_bye(now, key, &[other(to)], EndReason::LegFailure(to));
     }

@@ -60,15 +60,15 @@ impl B2bua {
         relay: &mut dyn MediaControl,
     ) {
         let Ok(max_forwards) = next_max_forwards(req.max_forwards()) else {
-            self.reply(now, tx, &req, 483, None);
+            self.refuse(now, tx, &req, 483);
             return;
         };
         let Some(target) = self.target_of(&req, from.side, router) else {
-            self.reply(now, tx, &req, 404, None);
+            self.refuse(now, tx, &req, 404);
             return;
         };
         if self.calls.len() >= self.calls.capacity() {
-            self.reply(now, tx, &req, 503, None);
+            self.refuse(now, tx, &req, 503);
             return;
         }
         if self.draining {
@@ -132,7 +132,7 @@ impl B2bua {
         let (mut media, body) = match self.anchor_offer(now, key, &req, &from, relay) {
             Ok(anchored) => anchored,
             Err(fault) => {
-                self.reply(now, tx, &req, fault.status(), None);
+                self.refuse(now, tx, &req, fault.status());
                 return;
             }
         };
@@ -169,7 +169,7 @@ impl B2bua {
             .ok();
         let Some(invite_b) = sent else {
             self.release_media(relay, &mut media, now);
-            self.reply(now, tx, &req, 503, None);
+            self.refuse(now, tx, &req, 503);
             return;
         };
         self.next_call = key;
@@ -202,6 +202,7 @@ impl B2bua {
             ack_wait: None,
             last_ack_b: None,
             reinvite_pending: false,
+            relayed_invite: None,
             byes_pending: 0,
             end_reason: None,
             media,

@@ -222,6 +222,9 @@ pub struct B2buaConfig {
     /// counts as failed ([`CallEvent::TargetFailed`]) and the next target of the group is tried
     /// (4 s, like Kamailio's `fr_timer`); zero: only the transaction's Timer B (32 s).
     pub first_response_timeout: Duration,
+    /// Outside sources in the RFC 3325 trust domain (the source ACLs of trusted trunks): their
+    /// P-Asserted-Identity is relayed; an untrusted source's is stripped. The Inside is trusted.
+    pub trusted_sources: Vec<crate::cidr::Cidr>,
 }
 
 impl B2buaConfig {
@@ -248,6 +251,7 @@ impl B2buaConfig {
             registrar: RegistrarConfig::default(),
             outside_flow: Flow::default(),
             first_response_timeout: Duration::from_secs(4),
+            trusted_sources: Vec::new(),
         }
     }
 }
@@ -343,6 +347,9 @@ struct Call {
     last_ack_b: Option<(u32, Bytes)>,
     /// A relayed INVITE is pending on some leg (glare guard: 491).
     reinvite_pending: bool,
+    /// The last relayed re-INVITE (its client and server transactions), closed if the call ends
+    /// while it is still ringing on the other leg.
+    relayed_invite: Option<(ClientTxId, ServerTxId)>,
     byes_pending: u8,
     end_reason: Option<EndReason>,
     media: CallMedia,
@@ -497,8 +504,13 @@ fn leg_uri(callee: &str, dest: SocketAddr) -> String {
     uri
 }
 
+/// The user part of a name-addr's SIP, SIPS or tel URI (another scheme keeps its whole text in
+/// `user`, which would not make a URI again).
 fn user_of(value: &str) -> Option<String> {
     let na = NameAddr::parse(value).ok()?;
+    if na.uri.scheme == sbc_sip::uri::Scheme::Other {
+        return None;
+    }
     na.uri.user.map(str::to_owned)
 }
 
@@ -540,11 +552,26 @@ pub struct B2bua {
     contact_text: [String; 2],
     /// Draining before a stop: new calls get 503.
     draining: bool,
+    /// The message being handled came from a trusted outside source
+    /// ([`B2buaConfig::trusted_sources`]): what it relays keeps its P-Asserted-Identity. False
+    /// while timers run (nothing received is relayed then).
+    trusted_now: bool,
 }
 
 impl B2bua {
-    /// A B2BUA with an empty dialog table.
-    pub fn new(config: B2buaConfig) -> Self {
+    /// A B2BUA with an empty dialog table. A P-Asserted-Identity sent to the Outside carries the
+    /// SBC's outside address as its host unless the policy names another.
+    pub fn new(mut config: B2buaConfig) -> Self {
+        // Timer C outlasts the ringing timeout, which cancels first.
+        let ringing = config
+            .ringing_timeout
+            .checked_add(Duration::from_secs(1))
+            .unwrap_or(Duration::MAX);
+        config.transactions.timer_c = config.transactions.timer_c.max(ringing);
+        let toward_outside = &mut config.topology.toward_outside;
+        toward_outside.identity_host = toward_outside
+            .identity_host
+            .or(Some(config.outside_contact));
         Self {
             txs: Transactions::new(config.transactions.clone()),
             ids: IdGen::new(config.secret, config.worker, config.seed),
@@ -571,6 +598,7 @@ impl B2bua {
                 config.inside_contact.to_string(),
             ],
             draining: false,
+            trusted_now: false,
             config,
         }
     }
@@ -633,6 +661,7 @@ impl B2bua {
     /// Fire everything due at `now`.
     pub fn handle_timeout(&mut self, now: Instant, media: &mut dyn MediaControl) {
         self.last_now = Some(now);
+        self.trusted_now = false;
         self.txs.handle_timeout(now);
         self.pump(now, None, media);
         while let Some(&(at, key)) = self.retx.first() {
@@ -691,6 +720,12 @@ impl B2bua {
         media: &mut dyn MediaControl,
     ) {
         self.last_now = Some(now);
+        self.trusted_now = from.side == Side::Outside
+            && self
+                .config
+                .trusted_sources
+                .iter()
+                .any(|c| c.contains(from.source.ip()));
         if from.side == Side::Inside && msg.is_request() && self.forged_from_inside(&msg) {
             self.stats.forged += 1;
             return;
@@ -833,7 +868,7 @@ impl B2bua {
             return;
         }
         let Some(key) = self.find(&req, side) else {
-            self.reply(now, tx, &req, 481, None);
+            self.refuse(now, tx, &req, 481);
             return;
         };
         let state = self.calls.get(&key).map(|c| c.state);

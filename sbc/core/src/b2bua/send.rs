@@ -50,6 +50,14 @@ impl B2bua {
         let _ = self.txs.send_response_bytes(now, tx, code, out);
     }
 
+    /// Refuse `req` before any state was made for it (no route, no room, a dialog that does not
+    /// exist): as [`Self::reply`], but an INVITE's refusal is sent once, not retransmitted until an
+    /// ACK that a spoofed source never sends (reflection); a retransmitted INVITE gets it again.
+    pub(super) fn refuse(&mut self, now: Instant, tx: ServerTxId, req: &Message, code: u16) {
+        let out = reply_bytes(req, code, None);
+        let _ = self.txs.refuse_bytes(now, tx, code, out);
+    }
+
     /// Answer leg A's INVITE of call `key` with `code` and no body, with the SBC's To tag when
     /// `tagged`.
     pub(super) fn reply_to_a(&mut self, now: Instant, key: u64, code: u16, tagged: bool) {
@@ -161,7 +169,8 @@ impl B2bua {
         }
         match src {
             Some((m, from)) => {
-                copy_headers(m, from, leg.side, false, &self.config.topology, &mut w);
+                let trusted = self.trusted_now && from == Side::Outside;
+                copy_headers(m, from, leg.side, trusted, &self.config.topology, &mut w);
                 self.write_owned(m, leg, method, &mut w);
                 let body = body.unwrap_or(m.body());
                 let ct = (!body.is_empty())
@@ -288,7 +297,8 @@ impl B2bua {
                 }
             }
         }
-        copy_headers(resp, other(to), to, false, &self.config.topology, &mut w);
+        let trusted = self.trusted_now && other(to) == Side::Outside;
+        copy_headers(resp, other(to), to, trusted, &self.config.topology, &mut w);
         // Owned headers the far end needs as received: RSeq of a reliable provisional (RFC 3262),
         // the challenge of a 401/407 (the peer answers it end to end).
         for name in ["RSeq", "WWW-Authenticate", "Proxy-Authenticate"] {
@@ -466,7 +476,38 @@ impl B2bua {
                 // The BYEs run in their own transactions; the call does not wait for them.
                 self.remove(key, reason);
             }
-            State::Ending => self.remove(key, reason),
+            State::Ending => {
+                // A call that ended before it was answered (a failed relay in the early dialog)
+                // leaves no INVITE behind: the caller gets its final answer, leg B its CANCEL.
+                let Some(call) = self.calls.get(&key) else {
+                    return;
+                };
+                let (invite_a, invite_b) = (call.invite_a, call.invite_b);
+                if self.txs.state(TxId::Client(invite_b)) == Some(TxState::Proceeding) {
+                    self.send_cancel(now, invite_b);
+                }
+                if self.txs.state(TxId::Server(invite_a)) == Some(TxState::Proceeding) {
+                    self.reply_to_a(now, key, 408, true);
+                }
+                self.remove(key, reason);
+            }
+        }
+    }
+
+    /// A call ended while its relayed re-INVITE still rings on the other leg: CANCEL it there and
+    /// answer 408 to the leg that sent it, so neither INVITE transaction stays open forever.
+    fn close_relayed_invite(&mut self, client: ClientTxId, server: ServerTxId) {
+        let Some(now) = self.last_now else {
+            return;
+        };
+        if self.txs.state(TxId::Client(client)) == Some(TxState::Proceeding) {
+            self.send_cancel(now, client);
+        }
+        if self.txs.state(TxId::Server(server)) == Some(TxState::Proceeding) {
+            if let Some(ClientRole::Relay { request, .. }) = self.clients.get(&client) {
+                let out = reply_bytes(request, 408, None);
+                let _ = self.txs.send_response_bytes(now, server, 408, out);
+            }
         }
     }
 
@@ -519,6 +560,9 @@ impl B2bua {
         let Some(mut call) = call else {
             return;
         };
+        if let Some((client, server)) = call.relayed_invite.take() {
+            self.close_relayed_invite(client, server);
+        }
         let session = self.release_media_later(&mut call.media);
         let codecs = call.media.take_codecs();
         self.a_index.remove(&call.a_tag);

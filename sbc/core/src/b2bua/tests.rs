@@ -89,3 +89,56 @@ fn record_names_outcome_and_who_ended_the_call() {
     );
     assert_eq!(r.reason, EndReason::Rejected(407));
 }
+
+/// The INVITE leg B gets for an INVITE with a P-Asserted-Identity from `source` (Outside), with
+/// 198.51.100.0/24 a trusted trunk.
+fn relayed_pai(source: &str) -> Option<String> {
+    #[allow(clippy::disallowed_methods)] // the one origin of test time
+    let now = Instant::now();
+    let mut config = B2buaConfig::new(
+        "203.0.113.1:5060".parse().unwrap(),
+        "10.0.0.1:5060".parse().unwrap(),
+        WorkerId(1),
+        [5; 32],
+    );
+    config.trusted_sources = vec!["198.51.100.0/24".parse().unwrap()];
+    let mut sbc = B2bua::new(config);
+    let text = format!(
+        "INVITE sip:200@203.0.113.1 SIP/2.0\r\nVia: SIP/2.0/UDP {source};branch=z9hG4bKt1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+4930555@carrier.example>;tag=c1\r\n\
+         To: <sip:200@203.0.113.1>\r\nCall-ID: trust-1\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:c@{source}>\r\nP-Asserted-Identity: <sip:+4930555@carrier.example>\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    let msg = Message::parse(Bytes::from(text)).unwrap();
+    let from = Origin {
+        source: source.parse().unwrap(),
+        side: Side::Outside,
+        reliable: false,
+        flow: Flow::default(),
+    };
+    let pbx = |_: &Message, _: Side| {
+        Some(Target::udp(
+            Side::Inside,
+            "10.0.0.2:5060".parse().unwrap(),
+            Flow::default(),
+        ))
+    };
+    sbc.handle_message(now, msg, from, &pbx, &mut crate::media::NoRelay);
+    let invite = std::iter::from_fn(|| sbc.poll_transmit())
+        .map(|t| Message::parse(t.bytes).unwrap())
+        .find(|m| m.method() == Some(&Method::Invite))
+        .unwrap();
+    invite
+        .header_by_name("P-Asserted-Identity")
+        .map(str::to_owned)
+}
+
+#[test]
+fn pai_passes_from_a_trusted_trunk_only() {
+    assert_eq!(
+        relayed_pai("198.51.100.7:5060").as_deref(),
+        Some("<sip:+4930555@carrier.example>")
+    );
+    assert_eq!(relayed_pai("192.0.2.50:5060"), None);
+}

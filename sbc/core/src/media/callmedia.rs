@@ -347,7 +347,8 @@ impl MediaAnchor {
         self.stats.rewritten += 1;
         let mut out = Vec::with_capacity(sdp.encoded_len());
         sdp.write_to(&mut out);
-        Ok(Some(out))
+        // Nothing that names the party or its software crosses (topology hiding).
+        Ok(Some(crate::signalling::topology::scrub_sdp(&out)))
     }
 
     /// The call was answered (a 2xx to its INVITE): its ports no longer count against its
@@ -470,8 +471,12 @@ impl MediaAnchor {
         }
     }
 
-    /// When the next idle scan is due (`None`: the no-media timeout is off).
+    /// When the next idle scan is due (`None`: the no-media timeout is off, or no call holds media,
+    /// so an idle worker does not wake every second).
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        if self.calls.is_empty() {
+            return None;
+        }
         self.settings.no_media_timeout.and(self.next_scan)
     }
 

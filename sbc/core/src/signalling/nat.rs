@@ -274,6 +274,48 @@ pub fn stamp_via(value: &str, source: SocketAddr) -> Result<String, ParseError> 
     Ok(out)
 }
 
+/// `req` as received from `source`, with its top Via stamped per [`ViaStamp`] (`received`, and the
+/// source port in a valueless `rport`), so that every response built from it, stateless or relayed,
+/// tells the client its public address (RFC 3581 §4, RFC 3261 §18.2.1). Returned unchanged when
+/// there is nothing to stamp (no `rport` asked and the sent-by is the source, or already stamped),
+/// when it is a response, or when the stamped message would not parse.
+pub fn stamp_request(req: Message, source: SocketAddr) -> Message {
+    if !req.is_request() {
+        return req;
+    }
+    let Some(value) = req.header_values(HeaderName::Via).next() else {
+        return req;
+    };
+    let Ok(via) = Via::parse(value) else {
+        return req;
+    };
+    let asked = via.rport() == Some(None);
+    let elsewhere = !host_is(&via.host, source.ip().to_canonical()) && via.received().is_none();
+    if !asked && !elsewhere {
+        return req;
+    }
+    let raw = req.raw();
+    // The value is a slice of the received bytes: its place in them.
+    let start = (value.as_ptr() as usize).wrapping_sub(raw.as_ptr() as usize);
+    let Some(end) = start.checked_add(value.len()) else {
+        return req;
+    };
+    if raw.get(start..end) != Some(value.as_bytes()) {
+        return req;
+    }
+    let Ok(stamped) = stamp_via(value, source) else {
+        return req;
+    };
+    let (Some(head), Some(tail)) = (raw.get(..start), raw.get(end..)) else {
+        return req;
+    };
+    let mut out = Vec::with_capacity(raw.len() + 48);
+    out.extend_from_slice(head);
+    out.extend_from_slice(stamped.as_bytes());
+    out.extend_from_slice(tail);
+    Message::parse(bytes::Bytes::from(out)).unwrap_or(req)
+}
+
 /// The Contact value `value` with its URI host:port replaced by `public` (the observed source).
 ///
 /// Kept: display name, scheme, user and password, URI parameters other than `transport` and `maddr`,
@@ -673,5 +715,72 @@ mod tests {
         assert!(is_reliable_transport("tcp"));
         assert!(is_reliable_transport("TLS"));
         assert!(!is_reliable_transport("UDP"));
+    }
+}
+
+#[cfg(test)]
+mod stamp_tests {
+    use super::*;
+    use bytes::Bytes;
+    use sbc_sip::build;
+
+    fn options(via: &str) -> Message {
+        let text = format!(
+            "OPTIONS sip:sbc@203.0.113.1 SIP/2.0\r\nVia: {via}\r\nVia: SIP/2.0/UDP 10.9.9.9;branch=z9hG4bKlow\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:sbc@example.com>\r\n\
+             Call-ID: c1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 2\r\n\r\nab"
+        );
+        Message::parse(Bytes::from(text)).unwrap()
+    }
+
+    fn top_via_of_response(req: &Message) -> String {
+        let mut out = Vec::new();
+        build::response(req, 200, "OK", Some("t"), &mut out).finish(None, b"");
+        let resp = Message::parse(Bytes::from(out)).unwrap();
+        let top = resp
+            .header_values(HeaderName::Via)
+            .next()
+            .unwrap()
+            .to_owned();
+        top
+    }
+
+    #[test]
+    fn responses_to_a_client_that_asked_rport_carry_received_and_rport() {
+        let source: SocketAddr = "198.51.100.7:40123".parse().unwrap();
+        // A NATed phone: private sent-by, valueless rport.
+        let req = stamp_request(
+            options("SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bKa;rport"),
+            source,
+        );
+        assert_eq!(
+            top_via_of_response(&req),
+            "SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bKa;received=198.51.100.7;rport=40123"
+        );
+        // The rest of the request is untouched: the second Via, the body.
+        assert_eq!(req.header_values(HeaderName::Via).count(), 2);
+        assert_eq!(req.body(), b"ab");
+        // Public sent-by, rport asked: rport filled, no received (RFC 3581 §4 allows it either way).
+        let req = stamp_request(
+            options("SIP/2.0/UDP 198.51.100.7:5060;rport;branch=z9hG4bKb"),
+            source,
+        );
+        assert_eq!(
+            top_via_of_response(&req),
+            "SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bKb;rport=40123"
+        );
+        // No rport asked and the sent-by is the source: unchanged (no cost).
+        let plain = options("SIP/2.0/UDP 198.51.100.7:40123;branch=z9hG4bKc");
+        let same = stamp_request(plain.clone(), source);
+        assert_eq!(same.raw(), plain.raw());
+        // No rport, other sent-by host: received only (RFC 3261 §18.2.1).
+        let req = stamp_request(options("SIP/2.0/UDP pbx.example;branch=z9hG4bKd"), source);
+        assert_eq!(
+            top_via_of_response(&req),
+            "SIP/2.0/UDP pbx.example;branch=z9hG4bKd;received=198.51.100.7"
+        );
+        // Stamped once: stamping again changes nothing.
+        let again = stamp_request(req.clone(), source);
+        assert_eq!(again.raw(), req.raw());
     }
 }

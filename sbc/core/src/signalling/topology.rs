@@ -33,11 +33,14 @@
 //! tags); the integration tests use it to assert that nothing of the inside reaches the outside.
 
 use std::borrow::Cow;
+use std::net::SocketAddr;
 
 use sbc_sip::header::NameAddr;
 use sbc_sip::message::long_header_name;
 use sbc_sip::writer::MessageWriter;
 use sbc_sip::{HeaderName, Message};
+
+use super::nat::rewrite_contact;
 
 /// One of the two sides the SBC stands between.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -95,7 +98,8 @@ pub const END_TO_END: &[&str] = &[
 
 /// Headers of [`END_TO_END`] left out, by default, in the inside→outside direction: their URIs name
 /// inside users and hosts (forwarding targets of the PBX).
-const INSIDE_ONLY: &[&str] = &["Diversion", "History-Info"];
+/// Alert-Info too: its URL names a ring tone on a host of the inside (the PBX's web server).
+const INSIDE_ONLY: &[&str] = &["Diversion", "History-Info", "Alert-Info"];
 
 /// Header names (long form) the SBC always writes itself and never copies.
 const OWNED: &[&str] = &[
@@ -156,6 +160,10 @@ pub struct HeaderPolicy {
     pub product: Option<Cow<'static, str>>,
     /// Copy Authorization/Proxy-Authorization (off by default: credentials belong to their hop).
     pub forward_credentials: bool,
+    /// P-Asserted-Identity sent this way has the host:port of its SIP URI replaced by this address
+    /// (the SBC's own on that side), so the number passes but the host of the side it came from
+    /// does not; a `tel:` identity has no host and passes as it is. `None`: sent as received.
+    pub identity_host: Option<SocketAddr>,
     /// Per-header overrides, as (long name, action).
     overrides: Vec<(String, HeaderAction)>,
 }
@@ -169,11 +177,12 @@ impl HeaderPolicy {
             unknown: HeaderAction::Strip,
             product: None,
             forward_credentials: false,
+            identity_host: None,
             overrides: Vec::new(),
         }
     }
-    /// The default policy toward the outside: as [`HeaderPolicy::toward_inside`] without Diversion and
-    /// History-Info (their URIs name inside targets).
+    /// The default policy toward the outside: as [`HeaderPolicy::toward_inside`] without Diversion,
+    /// History-Info and Alert-Info (their URIs name inside targets and hosts).
     pub fn toward_outside() -> Self {
         let mut p = Self::toward_inside();
         p.end_to_end.retain(|n| !in_list(INSIDE_ONLY, n));
@@ -339,6 +348,18 @@ pub fn copy_headers_with(
         }
         let action = decide(p, h.name, long, pai_passes, convert_ppi, &mut report);
         match action {
+            HeaderAction::Keep if long.eq_ignore_ascii_case(PAI) && p.identity_host.is_some() => {
+                match identity_on(h.value, p.identity_host) {
+                    Some(v) => {
+                        w.header(PAI, &v);
+                        report.rewritten += 1;
+                    }
+                    None => {
+                        w.header(PAI, h.value);
+                        report.kept += 1;
+                    }
+                }
+            }
             HeaderAction::Keep => {
                 w.header(long, h.value);
                 report.kept += 1;
@@ -356,6 +377,12 @@ pub fn copy_headers_with(
         }
     }
     report
+}
+
+/// A P-Asserted-Identity value with its SIP URI's host:port replaced by `host`; `None` when there
+/// is nothing to replace (no host given, a `tel:` URI, a value that does not parse).
+fn identity_on(value: &str, host: Option<SocketAddr>) -> Option<String> {
+    rewrite_contact(value, host?, None).ok()
 }
 
 /// The action for one non-owned header.
@@ -472,6 +499,30 @@ pub fn with_tag(value: &str, tag: Option<&str>) -> Option<String> {
     Some(out)
 }
 
+/// An SDP body with the lines that describe the party rather than the media made anonymous: the
+/// session name `s=` becomes `s=-`, and the information, URI, e-mail and phone lines (`i=`, `u=`,
+/// `e=`, `p=`, in any section) and `a=tool:` (the software that wrote it) are dropped. None of them
+/// matter to offer/answer (RFC 8866 makes all but `s=` optional, and allows `s=-`); all of them
+/// can name the hosts, people or products of the side the body came from.
+pub fn scrub_sdp(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    for line in body.split_inclusive(|&b| b == b'\n') {
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        let ending = line.get(text.len()..).unwrap_or_default();
+        match text {
+            [b'i' | b'u' | b'e' | b'p', b'=', ..] => {}
+            [b's', b'=', ..] => {
+                out.extend_from_slice(b"s=-");
+                out.extend_from_slice(ending);
+            }
+            _ if text.starts_with(b"a=tool:") => {}
+            _ => out.extend_from_slice(line),
+        }
+    }
+    out
+}
+
 /// Every marker of `inside_markers` (inside address, host name, Call-ID, tag ...) found in an outgoing
 /// message, in the order given. The search is a case-insensitive substring match over the whole
 /// message, start line and body included; it errs on the side of reporting (`10.0.0.1` is found in
@@ -584,6 +635,45 @@ Content-Length: 0\r\n\r\n";
         let msg = parse(OK_FROM_INSIDE);
         let c = Crossing::new(Side::Inside, Side::Outside, false);
         cross(&msg, &c, policy)
+    }
+
+    #[test]
+    fn identity_alert_info_and_sdp_details_of_the_inside_do_not_reach_the_outside() {
+        // The PBX's PAI keeps its number and name, with the SBC's host.
+        let text = OK_FROM_INSIDE.replace(
+            "Privacy: id\r\n",
+            "Alert-Info: <http://10.1.2.9/ring.wav>\r\n",
+        );
+        let msg = parse(&text);
+        let c = Crossing::new(Side::Inside, Side::Outside, false);
+        let mut policy = TopologyPolicy::default();
+        policy.toward_outside.identity_host = Some("203.0.113.1:5060".parse().unwrap());
+        let (out, _) = cross(&msg, &c, &policy);
+        assert_eq!(
+            out.header_by_name("P-Asserted-Identity"),
+            Some("\"Reception\" <sip:201@203.0.113.1:5060>")
+        );
+        assert!(leaks(out.raw(), &["pbx.inside.lan", "10.1.2.9"]).is_empty());
+        assert_eq!(count(&out, "Alert-Info"), 0);
+        assert_eq!(
+            count(&out, "Reason"),
+            1,
+            "a Q.850 cause names no host: kept"
+        );
+        // Toward the inside Alert-Info still passes (the PBX may ring differently).
+        let (inside, _) = inbound(false);
+        assert_eq!(count(&inside, "Alert-Info"), 1);
+        // SDP: the session name, information, URI, e-mail, phone and tool lines.
+        let sdp = "v=0\r\no=- 1 1 IN IP4 203.0.113.1\r\ns=PBX 10.1.2.9 session\r\n\
+i=call via pbx.inside.lan\r\nu=http://pbx.inside.lan/\r\ne=ops@inside.lan\r\np=+49 30 1\r\n\
+c=IN IP4 203.0.113.1\r\nt=0 0\r\na=tool:InsidePBX 4.2\r\nm=audio 30000 RTP/AVP 0\r\n\
+i=line 7\r\na=sendrecv\r\n";
+        let scrubbed = scrub_sdp(sdp.as_bytes());
+        assert_eq!(
+            String::from_utf8(scrubbed).unwrap(),
+            "v=0\r\no=- 1 1 IN IP4 203.0.113.1\r\ns=-\r\nc=IN IP4 203.0.113.1\r\nt=0 0\r\n\
+m=audio 30000 RTP/AVP 0\r\na=sendrecv\r\n"
+        );
     }
 
     #[test]
