@@ -211,6 +211,11 @@ impl Signalling {
         }
     }
 
+    /// Whether connection `token` to or from `peer` carries a live registration or call.
+    pub(crate) fn uses_connection(&self, token: u64, peer: SocketAddr) -> bool {
+        self.b2bua.uses_connection(token, peer)
+    }
+
     /// Live calls and registrations of this worker.
     pub(crate) fn load(&self) -> (usize, usize) {
         (self.b2bua.calls(), self.b2bua.registrations())
