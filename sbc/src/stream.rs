@@ -712,3 +712,143 @@ fn update_interest(epoll: &Epoll, conn: &mut Conn, index: u32) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sbc_core::guard::{Guard, GuardConfig};
+    use sbc_core::media::NoRelay;
+
+    /// The child's part of [`accept_backs_off_when_out_of_descriptors`] (run in its own process:
+    /// it uses up the process's descriptors).
+    const CHILD: &str = "SBC_STREAM_EMFILE_CHILD";
+
+    fn handler() -> Handler {
+        let cfg = crate::config::Config::embedded_default();
+        let b2bua = cfg.b2bua().unwrap();
+        let place = crate::signalling::Place {
+            worker: 0,
+            outside: "127.0.0.1:5060".parse().unwrap(),
+            inside: "127.0.0.1:5081".parse().unwrap(),
+            outside_flow: Flow(0),
+            inside_flow: Flow(2),
+        };
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        let sig = crate::signalling::Signalling::new(&b2bua, &cfg.limits, &place, [9; 32], now);
+        Handler::new(
+            sig,
+            Guard::new(GuardConfig {
+                cps: 0.0,
+                ..b2bua.guard(0.0)
+            }),
+        )
+    }
+
+    fn streams(listener: TcpListener) -> Streams {
+        listener.set_nonblocking(true).unwrap();
+        Streams::new(
+            vec![Listener {
+                sock: listener,
+                tls: false,
+                side: Side::Outside,
+            }],
+            None,
+            Peers::default(),
+            StreamSettings {
+                max_conns: 16,
+                max_per_source: 16,
+                idle: Duration::from_secs(60),
+                handshake: Duration::from_secs(10),
+                limits: Limits {
+                    max_header: 16 * 1024,
+                    max_body: 65535,
+                },
+            },
+        )
+    }
+
+    /// Events ready on `epoll` within `ms`.
+    fn ready(epoll: &Epoll, ms: i32) -> usize {
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 8];
+        epoll.wait(&mut events, ms).unwrap()
+    }
+
+    #[test]
+    fn resource_errors_are_told_apart() {
+        for e in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            assert!(out_of_resources(&io::Error::from_raw_os_error(e)));
+        }
+        for e in [libc::ECONNABORTED, libc::EPERM, libc::EAGAIN] {
+            assert!(!out_of_resources(&io::Error::from_raw_os_error(e)));
+        }
+    }
+
+    /// Out of descriptors, a pending connection cannot be accepted: the listener is taken off the
+    /// epoll for [`ACCEPT_BACKOFF`] (the worker does not wake up for it again and again), then
+    /// watched again, and the connection is accepted once descriptors are free.
+    #[test]
+    fn accept_backs_off_when_out_of_descriptors() {
+        if std::env::var_os(CHILD).is_some() {
+            return emfile_child();
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "stream::tests::accept_backs_off_when_out_of_descriptors",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("emfile child done"), "{text}");
+    }
+
+    fn emfile_child() {
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut s = streams(listener);
+        let epoll = Epoll::new().unwrap();
+        s.register(&epoll).unwrap();
+        let mut h = handler();
+        let _client = TcpStream::connect(addr).unwrap();
+        assert_eq!(ready(&epoll, 1000), 1, "listener readable");
+        // Use up every descriptor.
+        let mut fillers = Vec::new();
+        loop {
+            // SAFETY: dup of stdin; the result is closed below.
+            let fd = unsafe { libc::dup(0) };
+            if fd < 0 {
+                assert_eq!(
+                    io::Error::last_os_error().raw_os_error(),
+                    Some(libc::EMFILE)
+                );
+                break;
+            }
+            fillers.push(fd);
+        }
+        let tok = Token::new(Kind::TcpListen, 0).encode();
+        assert!(s.on_event(&epoll, tok, libc::EPOLLIN as u32, &mut h, &mut NoRelay, now));
+        assert_eq!(h.transport.tcp_accept_paused, 1);
+        assert_eq!(h.transport.tcp_accepted, 0);
+        // Paused: the pending connection does not wake the loop.
+        assert_eq!(ready(&epoll, 50), 0, "listener still armed");
+        s.resume_accepting(&epoll, now + ACCEPT_BACKOFF / 2);
+        assert_eq!(ready(&epoll, 50), 0, "resumed before the back-off");
+        for fd in fillers {
+            // SAFETY: closing the descriptors dup'ed above.
+            unsafe { libc::close(fd) };
+        }
+        s.resume_accepting(&epoll, now + ACCEPT_BACKOFF);
+        assert_eq!(ready(&epoll, 1000), 1, "listener not armed again");
+        assert!(s.on_event(&epoll, tok, libc::EPOLLIN as u32, &mut h, &mut NoRelay, now));
+        assert_eq!(h.transport.tcp_accepted, 1);
+        println!("emfile child done");
+    }
+}

@@ -127,3 +127,83 @@ impl Config {
         self.stream_peers().map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "[sip]\nudp = [\"127.0.0.1:5060\"]\n[inside]\ntargets = [\"pbx\"]\n";
+
+    fn load(extra: &str) -> Result<Config, String> {
+        Config::from_toml_with(&format!("{BASE}{extra}"), "t", None)
+    }
+
+    #[test]
+    fn peers_by_transport_side_and_name() {
+        let c = load(
+            "[[target_group]]\nname = \"pbx\"\ntargets = [\
+             { address = \"10.0.0.2:5060\", transport = \"udp\" },\
+             { address = \"10.0.0.3:5060\", transport = \"tcp\" },\
+             { address = \"10.0.0.4:5061\", transport = \"tls\", server_name = \"pbx.example\" }]\n\
+             [[trunk]]\nname = \"carrier\"\ntransport = \"tls\"\n\
+             outbound = { proxy = \"192.0.2.9:5061\" }\n",
+        )
+        .unwrap();
+        let peers = c.stream_peers().unwrap();
+        let by = |a: &str| peers.iter().find(|p| p.addr == a.parse().unwrap()).cloned();
+        assert!(by("10.0.0.2:5060").is_none(), "UDP is not a stream peer");
+        let tcp = by("10.0.0.3:5060").unwrap();
+        assert_eq!((tcp.side, tcp.tls_name), (Side::Inside, None));
+        let tls = by("10.0.0.4:5061").unwrap();
+        assert_eq!(
+            tls.tls_name,
+            Some(ServerName::try_from("pbx.example").unwrap())
+        );
+        // A trunk without server_name is verified under its IP address.
+        let trunk = by("192.0.2.9:5061").unwrap();
+        assert_eq!(trunk.side, Side::Outside);
+        assert_eq!(
+            trunk.tls_name,
+            Some(ServerName::IpAddress(
+                "192.0.2.9".parse::<std::net::IpAddr>().unwrap().into()
+            ))
+        );
+        assert!(c.needs_tls_client());
+    }
+
+    #[test]
+    fn bad_stream_keys_are_named() {
+        let e = load(
+            "[[target_group]]\nname = \"pbx\"\ntargets = [\
+             { address = \"10.0.0.2:5060\", transport = \"udp\", server_name = \"x\" }]\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("targets[0]: server_name: only for transport"),
+            "{e}"
+        );
+        let e = load(
+            "[[target_group]]\nname = \"pbx\"\ntargets = [\
+             { address = \"10.0.0.2:5060\", transport = \"tls\", server_name = \"not a name\" }]\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("is not a DNS name"), "{e}");
+        let pbx = "[[target_group]]\nname = \"pbx\"\ntargets = [{ address = \"10.0.0.2:5060\" }]\n";
+        let e = load(&format!("[tls]\nclient_cert = \"/c.pem\"\n{pbx}")).unwrap_err();
+        assert!(e.contains("tls.client_cert/client_key"), "{e}");
+        let e = load(&format!(
+            "[transport]\ntcp_max_connections_per_source = 0\n{pbx}"
+        ))
+        .unwrap_err();
+        assert!(e.contains("tcp_max_connections_per_source"), "{e}");
+        let e = load(&format!(
+            "[transport]\ntls_handshake_timeout_secs = 0\n{pbx}"
+        ))
+        .unwrap_err();
+        assert!(e.contains("tls_handshake_timeout_secs"), "{e}");
+        let ok = load(pbx).unwrap();
+        assert!(!ok.needs_tls_client());
+        assert_eq!(ok.transport.tcp_max_connections_per_source, 32);
+        assert_eq!(ok.transport.tls_handshake_timeout_secs, 10);
+    }
+}
