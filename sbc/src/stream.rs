@@ -79,6 +79,32 @@ struct Conn {
 }
 
 impl Conn {
+    /// A connection to or from `peer` on `side`, `accepted` or opened by the SBC (then connecting).
+    fn new(
+        sock: TcpStream,
+        peer: SocketAddr,
+        side: Side,
+        tls: Option<Box<Connection>>,
+        now: Instant,
+        accepted: bool,
+    ) -> Self {
+        Self {
+            sock,
+            peer,
+            side,
+            tls,
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            wpos: 0,
+            opened: now,
+            last_active: now,
+            generation: 0,
+            want_out: !accepted,
+            connecting: !accepted,
+            accepted,
+        }
+    }
+
     /// Connect or TLS handshake not finished.
     fn setting_up(&self) -> bool {
         self.connecting || self.tls.as_ref().is_some_and(|t| t.is_handshaking())
@@ -245,21 +271,7 @@ impl Streams {
                 },
                 _ => None,
             };
-            let conn = Conn {
-                sock,
-                peer,
-                side,
-                tls: tls_conn,
-                rbuf: Vec::new(),
-                wbuf: Vec::new(),
-                wpos: 0,
-                opened: now,
-                last_active: now,
-                generation: 0,
-                want_out: false,
-                connecting: false,
-                accepted: true,
-            };
+            let conn = Conn::new(sock, peer, side, tls_conn, now, true);
             if self
                 .insert(epoll, conn, (libc::EPOLLIN | libc::EPOLLRDHUP) as u32)
                 .is_some()
@@ -431,22 +443,7 @@ impl Streams {
             },
             None => None,
         };
-        let now = Instant::now();
-        let conn = Conn {
-            sock,
-            peer: dest,
-            side: peer.side,
-            tls,
-            rbuf: Vec::new(),
-            wbuf: Vec::new(),
-            wpos: 0,
-            opened: now,
-            last_active: now,
-            generation: 0,
-            want_out: true,
-            connecting: true,
-            accepted: false,
-        };
+        let conn = Conn::new(sock, dest, peer.side, tls, Instant::now(), false);
         let events = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP) as u32;
         let Some(tok) = self.insert(epoll, conn, events) else {
             counters.tcp_connect_failures += 1;
@@ -716,34 +713,11 @@ fn update_interest(epoll: &Epoll, conn: &mut Conn, index: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sbc_core::guard::{Guard, GuardConfig};
     use sbc_core::media::NoRelay;
 
     /// The child's part of [`accept_backs_off_when_out_of_descriptors`] (run in its own process:
     /// it uses up the process's descriptors).
     const CHILD: &str = "SBC_STREAM_EMFILE_CHILD";
-
-    fn handler() -> Handler {
-        let cfg = crate::config::Config::embedded_default();
-        let b2bua = cfg.b2bua().unwrap();
-        let place = crate::signalling::Place {
-            worker: 0,
-            outside: "127.0.0.1:5060".parse().unwrap(),
-            inside: "127.0.0.1:5081".parse().unwrap(),
-            outside_flow: Flow(0),
-            inside_flow: Flow(2),
-        };
-        #[allow(clippy::disallowed_methods)]
-        let now = Instant::now();
-        let sig = crate::signalling::Signalling::new(&b2bua, &cfg.limits, &place, [9; 32], now);
-        Handler::new(
-            sig,
-            Guard::new(GuardConfig {
-                cps: 0.0,
-                ..b2bua.guard(0.0)
-            }),
-        )
-    }
 
     fn streams(listener: TcpListener) -> Streams {
         listener.set_nonblocking(true).unwrap();
@@ -816,7 +790,7 @@ mod tests {
         let mut s = streams(listener);
         let epoll = Epoll::new().unwrap();
         s.register(&epoll).unwrap();
-        let mut h = handler();
+        let mut h = crate::handler::tests::handler(0);
         let _client = TcpStream::connect(addr).unwrap();
         assert_eq!(ready(&epoll, 1000), 1, "listener readable");
         // Use up every descriptor.

@@ -19,27 +19,26 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{finish, scenario, Sbc, TempDir};
+use common::{finish, logs, scenario, sipp, Sbc, TempDir};
 
 fn ip(n: u8, host: u8) -> String {
     format!("127.35.{n}.{host}")
 }
 
-/// The SBC of test `n`: UDP and TCP outside, the inside on `.11`, `extra` sections appended (TOML;
-/// `top` goes before the first section).
-fn start_sbc(n: u8, name: &str, top: &str, extra: &str) -> Sbc {
+/// The SBC of test `n` on `driver`: UDP and TCP outside, `extra` sections appended (TOML).
+fn start_sbc(n: u8, name: &str, driver: &str, extra: &str) -> Sbc {
     let outside = ip(n, 1);
     let text = format!(
-        "workers = 2\n{top}\n\
+        "workers = 2\n\
          [sip]\nudp = [\"{outside}:5060\"]\ntcp = [\"{outside}:5060\"]\n\
          [media]\nport_min = 20000\nport_max = 20199\n\
          {extra}\n",
     );
-    Sbc::start_in(TempDir::new(name), "auto", 5060, &text)
+    Sbc::start_in(TempDir::new(name), driver, 5060, &text)
 }
 
 /// `[inside]` on `.11:5080` with the PBX group `pbx` of `targets`, and the route of every outside
@@ -51,40 +50,6 @@ fn inside_pbx(n: u8, targets: &str) -> String {
          [[route]]\nname = \"to-pbx\"\nfrom = \"outside\"\nprefix = \"\"\ntarget_group = \"pbx\"\n",
         ip(n, 11)
     )
-}
-
-/// A sipp run for one call, bounded in time (killed after 45 s at the latest).
-fn sipp(dir: &Path, scen: &str, local: (&str, u16), remote: Option<&str>, extra: &[&str]) -> Child {
-    let port = local.1.to_string();
-    let mut cmd = Command::new("timeout");
-    cmd.args(["45", "sipp", "-sf"])
-        .arg(scenario(scen))
-        .args(["-i", local.0, "-p", &port, "-nostdin"])
-        .args(["-m", "1", "-timeout", "35s", "-timeout_error"])
-        .args(["-trace_err", "-trace_msg", "-trace_logs"]);
-    if let Some(r) = remote {
-        cmd.arg(r);
-    }
-    cmd.args(extra)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("sipp: {e}"))
-}
-
-/// Everything sipp logged in `dir` whose file name starts with `prefix`.
-fn logs(dir: &Path, prefix: &str) -> String {
-    let mut out = String::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with(prefix) && name.ends_with(".log") {
-            out.push_str(&format!("==== {name}\n"));
-            out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
-        }
-    }
-    out
 }
 
 /// The counter `name` as the SBC logged it at stop (summed over the lines that carry it).
@@ -109,9 +74,23 @@ fn counter(log: &str, name: &str) -> u64 {
 /// connection.
 #[test]
 fn tcp_pbx_takes_a_call_from_a_udp_phone() {
-    let n = 1;
+    tcp_pbx_call(1, "auto");
+}
+
+/// [`tcp_pbx_takes_a_call_from_a_udp_phone`] on the epoll driver.
+#[test]
+fn tcp_pbx_takes_a_call_on_the_epoll_driver() {
+    tcp_pbx_call(9, "epoll");
+}
+
+fn tcp_pbx_call(n: u8, driver: &str) {
     let pbx = format!("{{ address = \"{}:5090\", transport = \"tcp\" }}", ip(n, 2));
-    let sbc = start_sbc(n, "tcp-pbx", "", &inside_pbx(n, &pbx));
+    let sbc = start_sbc(
+        n,
+        &format!("tcp-pbx-{driver}"),
+        driver,
+        &inside_pbx(n, &pbx),
+    );
     let dir = sbc.dir.path().to_owned();
     let callee = sipp(
         &dir,
@@ -452,7 +431,41 @@ fn start_tls_trunk_sbc(n: u8, name: &str, pki: &Path, server_name: &str) -> Sbc 
         pbx = ip(n, 4),
         trunk = ip(n, 2),
     );
-    start_sbc(n, name, "", &trunk)
+    start_sbc(n, name, "auto", &trunk)
+}
+
+/// The caller's exit status, its stderr and the sipp logs.
+type CallerEnd = (std::process::ExitStatus, String, String);
+
+/// Test `n`: the PBX calls through the SBC toward the TLS trunk configured under `server_name`;
+/// the trunk waits `trunk_secs` at most, the caller `caller_timeout`. What the caller, the trunk
+/// and the SBC (its log) saw.
+fn trunk_call(
+    n: u8,
+    server_name: &str,
+    trunk_secs: u64,
+    caller_timeout: &str,
+) -> (CallerEnd, TrunkSaw, String) {
+    let pki = TempDir::new(&format!("tls-pki-{n}"));
+    make_pki(pki.path(), &ip(n, 2));
+    let listener = TcpListener::bind(format!("{}:5061", ip(n, 2))).unwrap();
+    let config = trunk_tls_config(pki.path());
+    let wait = Duration::from_secs(trunk_secs);
+    let trunk = std::thread::spawn(move || tls_trunk(listener, config, wait));
+    let sbc = start_tls_trunk_sbc(n, &format!("tls-trunk-{n}"), pki.path(), server_name);
+    let dir = sbc.dir.path().to_owned();
+    let target = format!("{}:5080", ip(n, 11));
+    let caller = sipp(
+        &dir,
+        "uac_expect_486.xml",
+        (&ip(n, 4), 5070),
+        Some(&target),
+        &["-s", "4930123", "-timeout", caller_timeout],
+    );
+    let saw = trunk.join().unwrap();
+    let (status, err) = finish(caller);
+    let sipp_logs = logs(&dir, "u");
+    ((status, err, sipp_logs), saw, sbc.stop())
 }
 
 /// A call of the PBX toward a carrier trunk with `transport = "tls"`: the SBC connects, verifies the trunk's
@@ -461,29 +474,10 @@ fn start_tls_trunk_sbc(n: u8, name: &str, pki: &Path, server_name: &str) -> Sbc 
 /// TLS records, never SIP text.
 #[test]
 fn tls_trunk_gets_the_invite_encrypted_and_verified() {
-    let n = 2;
-    let pki = TempDir::new("tls-pki");
-    make_pki(pki.path(), &ip(n, 2));
-    let listener = TcpListener::bind(format!("{}:5061", ip(n, 2))).unwrap();
-    let config = trunk_tls_config(pki.path());
-    let trunk = std::thread::spawn(move || tls_trunk(listener, config, Duration::from_secs(20)));
-    let sbc = start_tls_trunk_sbc(n, "tls-trunk", pki.path(), "trunk.test");
-    let dir = sbc.dir.path().to_owned();
-    let target = format!("{}:5080", ip(n, 11));
-    let caller = sipp(
-        &dir,
-        "uac_expect_486.xml",
-        (&ip(n, 4), 5070),
-        Some(&target),
-        &["-s", "4930123"],
-    );
-    let (uac_status, uac_err) = finish(caller);
-    let saw = trunk.join().unwrap();
-    let sipp_logs = logs(&dir, "u");
-    let log = sbc.stop();
+    let ((status, err, sipp_logs), saw, log) = trunk_call(2, "trunk.test", 20, "35s");
     assert!(
-        uac_status.success(),
-        "caller: {uac_status} {uac_err}\ntrunk: {saw:?}\n{sipp_logs}\n{log}"
+        status.success(),
+        "caller: {status} {err}\ntrunk: {saw:?}\n{sipp_logs}\n{log}"
     );
     assert!(
         saw.requests
@@ -518,26 +512,8 @@ fn tls_trunk_gets_the_invite_encrypted_and_verified() {
 /// handshake fails, no INVITE is ever decrypted by the trunk) and says why.
 #[test]
 fn tls_trunk_with_the_wrong_name_is_refused() {
-    let n = 3;
-    let pki = TempDir::new("tls-pki-wrong");
-    make_pki(pki.path(), &ip(n, 2));
-    let listener = TcpListener::bind(format!("{}:5061", ip(n, 2))).unwrap();
-    let config = trunk_tls_config(pki.path());
-    let trunk = std::thread::spawn(move || tls_trunk(listener, config, Duration::from_secs(10)));
-    let sbc = start_tls_trunk_sbc(n, "tls-wrong", pki.path(), "wrong.test");
-    let dir = sbc.dir.path().to_owned();
-    let target = format!("{}:5080", ip(n, 11));
     // The caller gives up after a few seconds; only what the trunk saw matters.
-    let caller = sipp(
-        &dir,
-        "uac_expect_486.xml",
-        (&ip(n, 4), 5070),
-        Some(&target),
-        &["-s", "4930123", "-timeout", "6s"],
-    );
-    let saw = trunk.join().unwrap();
-    let _ = finish(caller);
-    let log = sbc.stop();
+    let (_, saw, log) = trunk_call(3, "wrong.test", 10, "6s");
     assert!(saw.requests.is_empty(), "{saw:?}\n{log}");
     assert!(saw.error.is_some(), "{saw:?}");
     assert!(
@@ -555,7 +531,7 @@ fn tls_trunk_with_the_wrong_name_is_refused() {
 /// after it registered; the call must reach it over its own connection.
 fn tcp_phone_called_back(n: u8, name: &str, top: &str, idle_wait: Duration) -> String {
     let pbx = format!("{{ address = \"{}:5090\", transport = \"udp\" }}", ip(n, 2));
-    let sbc = start_sbc(n, name, "", &format!("{top}{}", inside_pbx(n, &pbx)));
+    let sbc = start_sbc(n, name, "auto", &format!("{top}{}", inside_pbx(n, &pbx)));
     let dir = sbc.dir.path().to_owned();
     let registrar = sipp(&dir, "reg_registrar.xml", (&ip(n, 2), 5090), None, &[]);
     std::thread::sleep(Duration::from_millis(300));
