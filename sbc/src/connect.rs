@@ -65,6 +65,42 @@ impl Peers {
     }
 }
 
+/// The request `msg` as it leaves over TLS: the B2BUA names a connection's transport `TCP` in its
+/// top Via (it knows connections, not TLS); over TLS it must say `TLS` (RFC 3261 §18.2.1), which
+/// has the same length, so the bytes are changed in place. Responses and other messages pass as
+/// they are.
+pub(crate) fn via_over_tls(msg: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if msg.starts_with(b"SIP/2.0 ") {
+        return msg.into();
+    }
+    let head_end = msg
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(msg.len());
+    let Some(head) = msg.get(..head_end) else {
+        return msg.into();
+    };
+    let at = [&b"\r\nVia: SIP/2.0/TCP "[..], b"\r\nv: SIP/2.0/TCP "]
+        .iter()
+        .filter_map(|pat| {
+            let i = head
+                .windows(pat.len())
+                .position(|w| w.eq_ignore_ascii_case(pat))?;
+            Some(i + pat.len() - 4)
+        })
+        .min();
+    match at {
+        Some(i) => {
+            let mut owned = msg.to_vec();
+            if let Some(t) = owned.get_mut(i..i + 3) {
+                t.copy_from_slice(b"TLS");
+            }
+            owned.into()
+        }
+        None => msg.into(),
+    }
+}
+
 /// Start a non-blocking connect to `addr`: the socket is returned at once, writable (or in error,
 /// see `SO_ERROR`) when the connection is made or failed.
 pub(crate) fn start(addr: SocketAddr) -> io::Result<TcpStream> {
@@ -90,6 +126,32 @@ mod tests {
         let s = start(l.local_addr().unwrap()).unwrap();
         let (_, peer) = l.accept().unwrap();
         assert_eq!(peer, s.local_addr().unwrap());
+    }
+
+    #[test]
+    fn top_via_of_requests_says_tls() {
+        let req = b"INVITE sip:a@h SIP/2.0\r\nVia: SIP/2.0/TCP 10.0.0.1:5081;branch=z9hG4bK1\r\n\
+Via: SIP/2.0/TCP 10.0.0.9;branch=z9hG4bK2\r\nContent-Length: 0\r\n\r\n";
+        let out = via_over_tls(req);
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(
+            text.contains("\r\nVia: SIP/2.0/TLS 10.0.0.1:5081;"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\r\nVia: SIP/2.0/TCP 10.0.0.9;"),
+            "only the top Via: {text}"
+        );
+        assert_eq!(out.len(), req.len());
+        let compact = b"ACK sip:a@h SIP/2.0\r\nv: SIP/2.0/TCP 10.0.0.1:5081\r\nl: 0\r\n\r\n";
+        assert!(std::str::from_utf8(&via_over_tls(compact))
+            .unwrap()
+            .contains("v: SIP/2.0/TLS "));
+        let resp = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 10.0.0.1:5081\r\n\r\n";
+        assert_eq!(&*via_over_tls(resp), &resp[..]);
+        // A body that mentions a Via is not touched.
+        let body = b"MESSAGE sip:a@h SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nl: 26\r\n\r\n\r\nVia: SIP/2.0/TCP x\r\n\r\n";
+        assert_eq!(&*via_over_tls(body), &body[..]);
     }
 
     #[test]

@@ -415,6 +415,11 @@ impl Streams {
         counters: &mut Transport,
     ) -> Option<bool> {
         let peer = self.peers.get(&dest)?.clone();
+        let data = match peer.tls {
+            Some(_) => connect::via_over_tls(data),
+            None => data.into(),
+        };
+        let data = &*data;
         if let Some(tok) = self.outbound.get(&dest).copied() {
             if self.send(epoll, tok, data) {
                 return Some(true);

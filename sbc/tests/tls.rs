@@ -489,6 +489,13 @@ fn tls_trunk_gets_the_invite_encrypted_and_verified() {
         saw.requests.iter().any(|r| r.starts_with("ACK ")),
         "{saw:?}"
     );
+    // The SBC's Via names the transport the request crossed.
+    assert!(
+        saw.requests
+            .iter()
+            .all(|r| r.contains(&format!("\r\nVia: SIP/2.0/TLS {}:", ip(2, 1)))),
+        "{saw:?}"
+    );
     assert_eq!(saw.sni.as_deref(), Some("trunk.test"), "{saw:?}");
     assert!(saw.client_cert, "no client certificate: {saw:?}");
     // The wire carried TLS records (handshake first), and no SIP in clear.
