@@ -534,13 +534,29 @@ fn tls_trunk_with_the_wrong_name_is_refused() {
 
 // ---- phones over TCP ----
 
-/// A phone registered over TCP (sipp `-t t1`, one connection) is called by the PBX `idle_wait`
-/// after it registered; the call must reach it over its own connection.
-fn tcp_phone_called_back(n: u8, name: &str, top: &str, idle_wait: Duration) -> String {
-    let pbx = format!("{{ address = \"{}:5090\", transport = \"udp\" }}", ip(n, 2));
+/// How the phone and the PBX speak: sipp's `-t` (`u1` UDP, `t1` one TCP connection).
+#[derive(Clone, Copy)]
+struct Over {
+    phone: &'static str,
+    pbx: &'static str,
+}
+
+/// A phone registers through the SBC (its REGISTER relayed to the PBX's registrar), and the PBX
+/// calls it `idle_wait` later (from `.4`, to the Contact the SBC registered); the call must reach the
+/// phone at the address, or over the connection, its REGISTER came from.
+fn phone_called_back(n: u8, name: &str, over: Over, top: &str, idle_wait: Duration) -> String {
+    let transport = if over.pbx == "t1" { "tcp" } else { "udp" };
+    // The PBX places its call from .4, an inside address too.
+    let pbx = format!(
+        "{{ address = \"{}:5090\", transport = \"{transport}\" }}, \
+         {{ address = \"{}:5070\", transport = \"{transport}\", priority = 1 }}",
+        ip(n, 2),
+        ip(n, 4)
+    );
     let sbc = start_sbc(n, name, "auto", &format!("{top}{}", inside_pbx(n, &pbx)));
     let dir = sbc.dir.path().to_owned();
-    let registrar = sipp(&dir, "reg_registrar.xml", (&ip(n, 2), 5090), None, &[]);
+    let pbx_t = ["-t", over.pbx];
+    let registrar = sipp(&dir, "reg_registrar.xml", (&ip(n, 2), 5090), None, &pbx_t);
     std::thread::sleep(Duration::from_millis(300));
     let sbc_out = format!("{}:5060", ip(n, 1));
     let phone = sipp(
@@ -550,7 +566,7 @@ fn tcp_phone_called_back(n: u8, name: &str, top: &str, idle_wait: Duration) -> S
         Some(&sbc_out),
         &[
             "-t",
-            "t1",
+            over.phone,
             "-oocsf",
             scenario("reg_then_answer_ooc.xml").to_str().unwrap(),
         ],
@@ -577,7 +593,7 @@ fn tcp_phone_called_back(n: u8, name: &str, top: &str, idle_wait: Duration) -> S
         "pbx_call_out.xml",
         (&ip(n, 4), 5070),
         Some(&hostport),
-        &["-s", user, "-d", "300"],
+        &["-s", user, "-d", "300", "-t", over.pbx],
     );
     let (pbx_status, pbx_err) = finish(pbx);
     let (phone_status, phone_err) = finish(phone);
@@ -593,29 +609,49 @@ fn tcp_phone_called_back(n: u8, name: &str, top: &str, idle_wait: Duration) -> S
         phone_log.contains("INVITE sip:alice@192.168.1.50:5062 SIP/2.0"),
         "{phone_log}"
     );
-    // One connection from the phone, never closed under it.
+    // One connection accepted (the phone's, or the PBX's for its call), never closed under it.
     assert_eq!(counter(&log, "tcp_accepted"), 1, "{log}");
     log
 }
+
+const TCP_PHONE: Over = Over {
+    phone: "t1",
+    pbx: "u1",
+};
 
 /// A phone registered over TCP is reached by the PBX's INVITE over the connection it registered
 /// on.
 #[test]
 fn phone_registered_over_tcp_is_called_over_its_connection() {
-    tcp_phone_called_back(4, "tcp-phone", "", Duration::ZERO);
+    phone_called_back(4, "tcp-phone", TCP_PHONE, "", Duration::ZERO);
 }
 
 /// The idle timer (2 s here) does not close a connection that carries a live registration: the
 /// PBX's call 4 s after the REGISTER, with no traffic in between, still reaches the phone.
 #[test]
 fn idle_timer_spares_a_connection_with_a_live_registration() {
-    let log = tcp_phone_called_back(
+    let log = phone_called_back(
         5,
         "tcp-idle",
+        TCP_PHONE,
         "[transport]\ntcp_idle_timeout_secs = 2\n",
         Duration::from_secs(4),
     );
     assert_eq!(counter(&log, "tcp_idle_closed"), 0, "{log}");
+}
+
+/// The inside over TCP both ways: a PBX with `transport = "tcp"` gets the phone's REGISTER over the
+/// connection the SBC opens, and places its call to the phone over a connection of its own to the
+/// SBC's inside address (the worker's port, as in the Contact the SBC registered).
+#[test]
+fn tcp_pbx_registers_and_calls_a_udp_phone() {
+    let over = Over {
+        phone: "u1",
+        pbx: "t1",
+    };
+    let log = phone_called_back(10, "tcp-inside", over, "", Duration::ZERO);
+    // The REGISTER went over a connection the SBC opened to the PBX.
+    assert!(counter(&log, "tcp_connects") >= 1, "{log}");
 }
 
 // ---- bounds on accepted connections ----
