@@ -404,8 +404,9 @@ impl Streams {
         keep
     }
 
-    /// Send `data` to `dest` over the worker's connection to it when `dest` is a next hop reached
-    /// over TCP or TLS (opened now if there is none): `None` when it is not (the caller sends the
+    /// Send request `data` to `dest` over the worker's connection to it when `dest` is a next hop
+    /// reached over TCP or TLS (opened now if there is none): `None` when it is not, or when `data`
+    /// is a response (a response leaves by the flow its request came on; the caller sends the
     /// datagram), else whether it was queued.
     pub(crate) fn send_to(
         &mut self,
@@ -415,6 +416,9 @@ impl Streams {
         counters: &mut Transport,
     ) -> Option<bool> {
         let peer = self.peers.get(&dest)?.clone();
+        if data.starts_with(b"SIP/2.0 ") {
+            return None;
+        }
         let data = match peer.tls {
             Some(_) => connect::via_over_tls(data),
             None => data.into(),

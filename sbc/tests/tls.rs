@@ -74,23 +74,34 @@ fn counter(log: &str, name: &str) -> u64 {
 /// connection.
 #[test]
 fn tcp_pbx_takes_a_call_from_a_udp_phone() {
-    tcp_pbx_call(1, "auto");
+    tcp_pbx_call(1, "auto", "", "300");
 }
 
 /// [`tcp_pbx_takes_a_call_from_a_udp_phone`] on the epoll driver.
 #[test]
 fn tcp_pbx_takes_a_call_on_the_epoll_driver() {
-    tcp_pbx_call(9, "epoll");
+    tcp_pbx_call(9, "epoll", "", "300");
 }
 
-fn tcp_pbx_call(n: u8, driver: &str) {
-    let pbx = format!("{{ address = \"{}:5090\", transport = \"tcp\" }}", ip(n, 2));
-    let sbc = start_sbc(
-        n,
-        &format!("tcp-pbx-{driver}"),
-        driver,
-        &inside_pbx(n, &pbx),
+/// The idle timer (2 s here) does not close the connection to the PBX under a live call: a call of
+/// 4.5 s without a message in between ends with its BYE over the same connection.
+#[test]
+fn idle_timer_spares_a_connection_with_a_live_call() {
+    let log = tcp_pbx_call(
+        11,
+        "auto",
+        "[transport]\ntcp_idle_timeout_secs = 2\n",
+        "4500",
     );
+    assert_eq!(counter(&log, "tcp_idle_closed"), 0, "{log}");
+}
+
+/// A call of `ms` from an outside UDP phone to a TCP PBX through the SBC of test `n` on `driver`
+/// (`top`: more settings); the SBC's log.
+fn tcp_pbx_call(n: u8, driver: &str, top: &str, ms: &str) -> String {
+    let pbx = format!("{{ address = \"{}:5090\", transport = \"tcp\" }}", ip(n, 2));
+    let extra = format!("{top}{}", inside_pbx(n, &pbx));
+    let sbc = start_sbc(n, &format!("tcp-pbx-{n}"), driver, &extra);
     let dir = sbc.dir.path().to_owned();
     let callee = sipp(
         &dir,
@@ -106,7 +117,7 @@ fn tcp_pbx_call(n: u8, driver: &str) {
         "uac_basic.xml",
         (&ip(n, 3), 5070),
         Some(&target),
-        &["-s", "1000", "-d", "300"],
+        &["-s", "1000", "-d", ms],
     );
     let (uac_status, uac_err) = finish(caller);
     let (uas_status, uas_err) = finish(callee);
@@ -123,6 +134,7 @@ fn tcp_pbx_call(n: u8, driver: &str) {
     );
     assert_eq!(counter(&log, "tcp_connects"), 1, "{log}");
     assert!(log.contains("live_calls: 0,"), "{log}");
+    log
 }
 
 // ---- a TLS trunk ----
