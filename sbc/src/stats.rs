@@ -38,9 +38,10 @@ sbc_counters::counters! {
         counter tcp_source_refused,
         /// Times accepting paused for lack of file descriptors (or kernel memory).
         counter tcp_accept_paused,
-        /// Connections the SBC opened toward TCP and TLS next hops.
+        /// Connections the SBC tried to open toward TCP and TLS next hops.
         counter tcp_connects,
-        /// Connections toward next hops that could not be opened (refused, unreachable, no slot).
+        /// Connections toward next hops that could not be opened (refused, unreachable, no slot;
+        /// also in `tcp_connects` unless there was no slot).
         counter tcp_connect_failures,
         /// Connections closed because their connect or TLS handshake outlasted
         /// `transport.tls_handshake_timeout_secs`.

@@ -130,6 +130,9 @@ pub(crate) struct Streams {
     per_source: HashMap<IpAddr, usize>,
     /// Accepting is paused (out of file descriptors) until then.
     paused_until: Option<Instant>,
+    /// Next hops whose connection failed or closed since [`Self::take_lost`] (their pending
+    /// requests fail at once).
+    lost: Vec<SocketAddr>,
 }
 
 impl Streams {
@@ -153,7 +156,13 @@ impl Streams {
             outbound: HashMap::new(),
             per_source: HashMap::new(),
             paused_until: None,
+            lost: Vec::new(),
         }
+    }
+
+    /// The next hops whose connection failed or closed since the last call.
+    pub(crate) fn take_lost(&mut self) -> Option<SocketAddr> {
+        self.lost.pop()
     }
 
     fn listener_token(&self, i: usize) -> u64 {
@@ -323,6 +332,7 @@ impl Streams {
                 .is_some_and(|t| t.index == index && t.is_current(conn.generation))
             {
                 self.outbound.remove(&conn.peer);
+                self.lost.push(conn.peer);
             }
         }
     }
@@ -431,13 +441,16 @@ impl Streams {
         }
         if self.open >= self.settings.max_conns {
             counters.tcp_connect_failures += 1;
+            self.lost.push(dest);
             return Some(false);
         }
+        counters.tcp_connects += 1;
         let sock = match connect::start(dest) {
             Ok(s) => s,
             Err(e) => {
                 counters.tcp_connect_failures += 1;
                 tracing::warn!(%dest, "connect: {e}");
+                self.lost.push(dest);
                 return Some(false);
             }
         };
@@ -447,6 +460,7 @@ impl Streams {
                 Err(e) => {
                     counters.tls_errors += 1;
                     tracing::warn!(%dest, "tls: {e}");
+                    self.lost.push(dest);
                     return Some(false);
                 }
             },
@@ -456,9 +470,9 @@ impl Streams {
         let events = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP) as u32;
         let Some(tok) = self.insert(epoll, conn, events) else {
             counters.tcp_connect_failures += 1;
+            self.lost.push(dest);
             return Some(false);
         };
-        counters.tcp_connects += 1;
         self.outbound.insert(dest, tok);
         Some(self.send(epoll, tok, data))
     }

@@ -300,6 +300,11 @@ impl Worker {
             ng.tick(shard, now);
         }
         self.streams.resume_accepting(&self.epoll, now);
+        while let Some(peer) = self.streams.take_lost() {
+            let media = relay(&mut self.shard_media);
+            self.handler.signalling.peer_lost(now, peer, media);
+            self.handler.signalling.drain(now, &mut self.handler.outbox);
+        }
         if now.duration_since(self.last_idle_scan) >= IDLE_SCAN {
             self.last_idle_scan = now;
             self.streams.expire(&self.epoll, now, &mut self.handler);

@@ -74,13 +74,13 @@ fn counter(log: &str, name: &str) -> u64 {
 /// connection.
 #[test]
 fn tcp_pbx_takes_a_call_from_a_udp_phone() {
-    tcp_pbx_call(1, "auto", "", "300");
+    tcp_pbx_call(1, "auto", "", "300", None);
 }
 
 /// [`tcp_pbx_takes_a_call_from_a_udp_phone`] on the epoll driver.
 #[test]
 fn tcp_pbx_takes_a_call_on_the_epoll_driver() {
-    tcp_pbx_call(9, "epoll", "", "300");
+    tcp_pbx_call(9, "epoll", "", "300", None);
 }
 
 /// The idle timer (2 s here) does not close the connection to the PBX under a live call: a call of
@@ -92,14 +92,21 @@ fn idle_timer_spares_a_connection_with_a_live_call() {
         "auto",
         "[transport]\ntcp_idle_timeout_secs = 2\n",
         "4500",
+        None,
     );
     assert_eq!(counter(&log, "tcp_idle_closed"), 0, "{log}");
 }
 
 /// A call of `ms` from an outside UDP phone to a TCP PBX through the SBC of test `n` on `driver`
 /// (`top`: more settings); the SBC's log.
-fn tcp_pbx_call(n: u8, driver: &str, top: &str, ms: &str) -> String {
-    let pbx = format!("{{ address = \"{}:5090\", transport = \"tcp\" }}", ip(n, 2));
+fn tcp_pbx_call(n: u8, driver: &str, top: &str, ms: &str, dead_first: Option<&str>) -> String {
+    let mut pbx = format!(
+        "{{ address = \"{}:5090\", transport = \"tcp\", priority = 1 }}",
+        ip(n, 2)
+    );
+    if let Some(dead) = dead_first {
+        pbx = format!("{{ address = \"{dead}\", transport = \"tcp\" }}, {pbx}");
+    }
     let extra = format!("{top}{}", inside_pbx(n, &pbx));
     let sbc = start_sbc(n, &format!("tcp-pbx-{n}"), driver, &extra);
     let dir = sbc.dir.path().to_owned();
@@ -132,9 +139,27 @@ fn tcp_pbx_call(n: u8, driver: &str, top: &str, ms: &str) -> String {
         sipp_logs.contains(&format!("Via: SIP/2.0/TCP {}:508", ip(n, 11))),
         "{sipp_logs}"
     );
-    assert_eq!(counter(&log, "tcp_connects"), 1, "{log}");
+    // One connection made, to the PBX that took the call.
+    let made = counter(&log, "tcp_connects") - counter(&log, "tcp_connect_failures");
+    assert_eq!(made, 1, "{log}");
     assert!(log.contains("live_calls: 0,"), "{log}");
     log
+}
+
+/// A PBX group whose first member refuses connections (nothing listens there): the INVITE fails
+/// at once and goes on to the next member, which takes the call in well under Timer B's 32 s.
+#[test]
+fn refused_connection_fails_over_at_once() {
+    let n = 12;
+    let start = Instant::now();
+    let log = tcp_pbx_call(n, "auto", "", "300", Some(&format!("{}:5090", ip(n, 6))));
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(counter(&log, "tcp_connect_failures"), 1, "{log}");
+    assert!(counter(&log, "call_failovers") >= 1, "{log}");
 }
 
 // ---- a TLS trunk ----
@@ -532,7 +557,7 @@ fn tls_trunk_gets_the_invite_encrypted_and_verified() {
 #[test]
 fn tls_trunk_with_the_wrong_name_is_refused() {
     // The caller gives up after a few seconds; only what the trunk saw matters.
-    let (_, saw, log) = trunk_call(3, "wrong.test", 10, "6s");
+    let ((_, _, sipp_logs), saw, log) = trunk_call(3, "wrong.test", 10, "6s");
     assert!(saw.requests.is_empty(), "{saw:?}\n{log}");
     assert!(saw.error.is_some(), "{saw:?}");
     assert!(
@@ -542,6 +567,14 @@ fn tls_trunk_with_the_wrong_name_is_refused() {
         "{log}"
     );
     assert!(counter(&log, "tls_errors") >= 1, "{log}");
+    // The failed connection fails the INVITE at once (not after Timer B's 32 s): the PBX has its
+    // final answer within the caller's 6 s.
+    let final_answer = sipp_logs.lines().find(|l| {
+        ["SIP/2.0 408", "SIP/2.0 503", "SIP/2.0 500"]
+            .iter()
+            .any(|c| l.starts_with(c))
+    });
+    assert!(final_answer.is_some(), "{sipp_logs}\n{log}");
 }
 
 // ---- phones over TCP ----

@@ -524,6 +524,18 @@ impl B2bua {
                 .any(|l| l.flow.0 == token || (l.reliable && l.dest == peer))
     }
 
+    /// The driver lost its connection to `peer` (or could not make it): requests waiting for its
+    /// answer fail at once (a new call goes on to the group's next target, as after a timeout).
+    pub fn handle_peer_lost(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        media: &mut dyn MediaControl,
+    ) {
+        self.txs.handle_peer_lost(peer);
+        self.pump(now, None, media);
+    }
+
     /// Live transactions of the underlying layer.
     pub fn transactions(&self) -> usize {
         self.txs.len()
