@@ -1353,30 +1353,21 @@ mod tests {
         let now = epoch();
         let mut t = Transactions::new(TransactionConfig::default());
         let other: SocketAddr = "192.0.2.77:5060".parse().unwrap();
-        let over_tcp = t
-            .send_request(
-                now,
-                req("INVITE", "h:5060;branch=z9hG4bK1", 1),
-                peer(),
-                true,
-            )
-            .unwrap();
-        let over_udp = t
-            .send_request(
-                now,
-                req("OPTIONS", "h:5060;branch=z9hG4bK2", 2),
-                peer(),
-                false,
-            )
-            .unwrap();
-        let elsewhere = t
-            .send_request(
-                now,
-                req("OPTIONS", "h:5060;branch=z9hG4bK3", 3),
-                other,
-                true,
-            )
-            .unwrap();
+        // (method, branch number, destination, reliable)
+        let sent: Vec<ClientTxId> = [
+            ("INVITE", 1, peer(), true),
+            ("OPTIONS", 2, peer(), false),
+            ("OPTIONS", 3, other, true),
+        ]
+        .into_iter()
+        .map(|(m, n, to, reliable)| {
+            let via = format!("h:5060;branch=z9hG4bK{n}");
+            t.send_request(now, req(m, &via, n), to, reliable).unwrap()
+        })
+        .collect();
+        let [over_tcp, over_udp, elsewhere] = sent[..] else {
+            panic!("three sent");
+        };
         let _ = events(&mut t);
         t.handle_peer_lost(peer());
         let ev = events(&mut t);
