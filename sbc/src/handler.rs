@@ -207,7 +207,7 @@ fn finish_refusal(mut w: MessageWriter<'_>, r: Refusal) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use sbc_core::guard::GuardConfig;
     use sbc_core::media::NoRelay;
@@ -216,7 +216,7 @@ mod tests {
     use sbc_sip::transaction::Flow;
 
     /// A handler with the embedded default configuration, as worker `worker`, new calls not limited.
-    fn handler(worker: u16) -> Handler {
+    pub(crate) fn handler(worker: u16) -> Handler {
         limited(worker, 0.0)
     }
 

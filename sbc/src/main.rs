@@ -9,6 +9,7 @@
 //! see `fatal.rs`).
 
 mod config;
+mod connect;
 mod control;
 mod driver;
 mod fatal;
@@ -20,6 +21,7 @@ mod signalling;
 mod stats;
 mod stream;
 mod sys;
+mod tls;
 mod tokens;
 mod udp;
 mod worker;
@@ -30,6 +32,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use mimalloc::MiMalloc;
+
+use sbc_core::signalling::topology::Side;
 
 use crate::config::{Config, DriverChoice};
 use crate::driver::Driver;
@@ -222,10 +226,40 @@ fn media_anchor(
 
 fn run(cfg: &Config) -> Result<(), String> {
     let n = cfg.worker_count();
+    let peers = cfg.stream_peers()?;
+    // The inside listens on TCP (TLS when an inside next hop is TLS and a certificate is set) when
+    // one of its next hops is reached over a connection: the PBX's own requests come that way.
+    let inside_peers: Vec<_> = peers.iter().filter(|p| p.side == Side::Inside).collect();
+    let inside_tls = inside_peers.iter().any(|p| p.tls_name.is_some());
     let tls_config = match (&cfg.tls.cert, &cfg.tls.key) {
-        (Some(cert), Some(key)) if !cfg.sip.tls.is_empty() => Some(stream::tls_config(cert, key)?),
+        (Some(cert), Some(key)) if !cfg.sip.tls.is_empty() || inside_tls => {
+            Some(tls::server_config(cert, key)?)
+        }
         _ => None,
     };
+    let inside_listen = match (inside_peers.is_empty(), inside_tls, &tls_config) {
+        (true, _, _) => None,
+        (false, false, _) => Some(false),
+        (false, true, Some(_)) => Some(true),
+        (false, true, None) => {
+            tracing::info!("inside: TLS next hops but no [tls] cert: no inside TLS listener");
+            None
+        }
+    };
+    let client = if cfg.needs_tls_client() {
+        let cert = cfg
+            .tls
+            .client_cert
+            .as_deref()
+            .zip(cfg.tls.client_key.as_deref());
+        Some(tls::client_config(tls::ClientFiles {
+            ca_file: cfg.tls.ca_file.as_deref(),
+            cert,
+        })?)
+    } else {
+        None
+    };
+    let peers = connect::Peers::new(&peers, client.as_ref())?;
     let driver = choose_driver(cfg.transport.driver);
     let stop = Arc::new(AtomicBool::new(false));
     let b2bua = cfg.b2bua()?;
@@ -259,10 +293,24 @@ fn run(cfg: &Config) -> Result<(), String> {
         None => (Vec::new(), None),
     };
     let mut restored = 0;
-    if cfg.media.enabled {
-        let ports = u64::from(cfg.media.port_max - cfg.media.port_min) + 1;
-        media::raise_fd_limit(ports + 1024 + 64 * n as u64)?;
-    }
+    let listeners_per_worker = cfg.sip.tcp.len() + cfg.sip.tls.len() + 2;
+    let budget = sys::FdBudget {
+        workers: n as u64,
+        connections: cfg.transport.tcp_max_connections as u64,
+        // UDP sockets (outside, shared inside, own inside), listeners, epoll, io_uring, ng.
+        sockets: (cfg.sip.udp.len() + 2 + listeners_per_worker + 3) as u64,
+        media_ports: if cfg.media.enabled {
+            u64::from(cfg.media.port_max - cfg.media.port_min) + 1
+        } else {
+            0
+        },
+    };
+    let nofile = sys::ensure_fd_budget(budget)?;
+    tracing::info!(
+        needed = budget.needed(),
+        limit = nofile,
+        "open-file budget (connections, sockets, media ports)"
+    );
     for id in 0..n {
         let mut udp = bind(&cfg.sip.udp, udp::bind_udp)?;
         let outside_udp = udp.len();
@@ -270,8 +318,19 @@ fn run(cfg: &Config) -> Result<(), String> {
         let own = std::net::SocketAddr::new(cfg.inside.address, own_port);
         udp.push(udp::bind_udp(inside_shared).map_err(|e| format!("bind {inside_shared}: {e}"))?);
         udp.push(udp::bind_udp(own).map_err(|e| format!("bind {own}: {e}"))?);
-        let tcp = bind(&cfg.sip.tcp, udp::bind_tcp)?;
-        let tls = bind(&cfg.sip.tls, udp::bind_tcp)?;
+        let listener = |sock, tls, side| stream::Listener { sock, tls, side };
+        let mut listeners: Vec<stream::Listener> = bind(&cfg.sip.tcp, udp::bind_tcp)?
+            .into_iter()
+            .map(|l| listener(l, false, Side::Outside))
+            .collect();
+        for l in bind(&cfg.sip.tls, udp::bind_tcp)? {
+            listeners.push(listener(l, true, Side::Outside));
+        }
+        if let Some(tls) = inside_listen {
+            for l in bind(&[inside_shared, own], udp::bind_tcp)? {
+                listeners.push(listener(l, tls, Side::Inside));
+            }
+        }
         let place = signalling::Place {
             worker: id as u16,
             outside: std::net::SocketAddr::new(outside_ip, outside_port),
@@ -303,9 +362,9 @@ fn run(cfg: &Config) -> Result<(), String> {
             id: id as u16,
             udp,
             outside_udp,
-            tcp,
-            tls,
+            listeners,
             tls_config: tls_config.clone(),
+            peers: peers.clone(),
             transport: &cfg.transport,
             signalling: sig,
             guard: b2bua.guard(f64::from(cfg.limits.max_cps) / n as f64),

@@ -69,45 +69,6 @@ fn bind_one(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(s.into())
 }
 
-/// Raise the open-file limit to `needed` (the hard limit too when allowed): a worker holds one
-/// socket per media port.
-pub(crate) fn raise_fd_limit(needed: u64) -> Result<(), String> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain C structure filled by the kernel.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Ok(());
-    }
-    if lim.rlim_cur >= needed {
-        return Ok(());
-    }
-    // Root (CAP_SYS_RESOURCE) may raise the hard limit too, up to fs.nr_open.
-    let raised = libc::rlimit {
-        rlim_cur: needed,
-        rlim_max: needed.max(lim.rlim_max),
-    };
-    // SAFETY: plain C structure.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-        return Ok(());
-    }
-    let want = libc::rlimit {
-        rlim_cur: needed.min(lim.rlim_max).max(lim.rlim_cur),
-        rlim_max: lim.rlim_max,
-    };
-    // SAFETY: plain C structure.
-    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) };
-    if want.rlim_cur < needed {
-        return Err(format!(
-            "media.port_min/port_max: {needed} open files needed (one socket per media port), the \
-             hard limit is {}; raise it (ulimit -n) or narrow the range",
-            lim.rlim_max
-        ));
-    }
-    Ok(())
-}
-
 /// The epoll driver's media path: drain up to `budget` datagrams from the socket at `index`, relay
 /// each with one `sendto`. Level-triggered epoll calls again when more are queued.
 pub(crate) fn relay_ready(

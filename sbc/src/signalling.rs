@@ -254,6 +254,21 @@ impl Signalling {
         }
     }
 
+    /// Whether connection `token` to or from `peer` carries a live registration or call.
+    pub(crate) fn uses_connection(&self, token: u64, peer: SocketAddr) -> bool {
+        self.b2bua.uses_connection(token, peer)
+    }
+
+    /// The connection to next hop `peer` failed or closed: its pending requests fail at once.
+    pub(crate) fn peer_lost(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        media: &mut dyn MediaControl,
+    ) {
+        self.b2bua.handle_peer_lost(now, peer, media);
+    }
+
     /// Live calls and registrations of this worker.
     pub(crate) fn load(&self) -> (usize, usize) {
         (self.b2bua.calls(), self.b2bua.registrations())

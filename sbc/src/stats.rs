@@ -33,6 +33,19 @@ sbc_counters::counters! {
         counter framing_errors,
         /// TLS sessions that could not be set up, or that received a bad record.
         counter tls_errors,
+        /// Accepted connections refused for their source address being over
+        /// `transport.tcp_max_connections_per_source` (also in `tcp_refused`).
+        counter tcp_source_refused,
+        /// Times accepting paused for lack of file descriptors (or kernel memory).
+        counter tcp_accept_paused,
+        /// Connections the SBC tried to open toward TCP and TLS next hops.
+        counter tcp_connects,
+        /// Connections toward next hops that could not be opened (refused, unreachable, no slot;
+        /// also in `tcp_connects` unless there was no slot).
+        counter tcp_connect_failures,
+        /// Connections closed because their connect or TLS handshake outlasted
+        /// `transport.tls_handshake_timeout_secs`.
+        counter tls_handshake_timeouts,
         /// Datagrams received on media relay ports.
         counter media_rx,
         /// Relayed media datagrams whose length to send was past the end of their buffer (dropped).

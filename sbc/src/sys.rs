@@ -1,5 +1,5 @@
 //! Thin wrappers over the Linux calls the drivers use: epoll, socket addresses in C layout, CPU affinity,
-//! signal masks. Every `unsafe` block is here or in the driver that owns the memory it points to.
+//! signal masks, and the open-file budget checked at start. Every `unsafe` block is here or in the driver that owns the memory it points to.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -166,4 +166,85 @@ pub(crate) fn wait_stop_signal() -> i32 {
     // SAFETY: valid set and out pointer.
     unsafe { libc::sigwait(&set, &mut sig) };
     sig
+}
+
+/// What the process needs open at most, counted at start against `RLIMIT_NOFILE`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FdBudget {
+    /// Workers.
+    pub(crate) workers: u64,
+    /// Connections per worker (`transport.tcp_max_connections`).
+    pub(crate) connections: u64,
+    /// SIP sockets and listeners per worker, its epoll and io_uring.
+    pub(crate) sockets: u64,
+    /// Media relay sockets of all workers (one per port).
+    pub(crate) media_ports: u64,
+}
+
+/// Descriptors beyond the budget: standard streams, the log, the control thread, the API,
+/// files read while running (TLS, config).
+const FD_RESERVE: u64 = 64;
+
+impl FdBudget {
+    /// The descriptors needed in all.
+    pub(crate) fn needed(&self) -> u64 {
+        self.workers
+            .saturating_mul(self.connections.saturating_add(self.sockets))
+            .saturating_add(self.media_ports)
+            .saturating_add(FD_RESERVE)
+    }
+}
+
+/// The soft and hard `RLIMIT_NOFILE`.
+fn nofile() -> io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain C structure filled by the kernel.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+fn set_nofile(soft: u64, hard: u64) -> bool {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: plain C structure.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 }
+}
+
+/// Make sure the open-file limit covers `budget`: the soft limit is raised (to the hard limit
+/// at most; root may raise the hard limit too); an error naming the keys when it still falls
+/// short. Returns the soft limit in force.
+pub(crate) fn ensure_fd_budget(budget: FdBudget) -> Result<u64, String> {
+    let needed = budget.needed();
+    let (soft, hard) = nofile().map_err(|e| format!("getrlimit(RLIMIT_NOFILE): {e}"))?;
+    if soft >= needed {
+        return Ok(soft);
+    }
+    // Root (CAP_SYS_RESOURCE) may raise the hard limit too, up to fs.nr_open.
+    if hard < needed && set_nofile(needed, needed) {
+        return Ok(needed);
+    }
+    let raised = needed.min(hard);
+    if raised > soft && !set_nofile(raised, hard) {
+        return Err(format!(
+            "setrlimit(RLIMIT_NOFILE, {raised}): {}",
+            io::Error::last_os_error()
+        ));
+    }
+    if raised < needed {
+        return Err(format!(
+            "open-file limit too low: {needed} descriptors needed ({} workers x ({} \
+             transport.tcp_max_connections + {} sockets) + {} media ports (media.port_min..port_max) \
+             + {FD_RESERVE}), the hard limit is {hard}; raise it (ulimit -Hn, LimitNOFILE=) or lower \
+             transport.tcp_max_connections or the media port range",
+            budget.workers, budget.connections, budget.sockets, budget.media_ports
+        ));
+    }
+    Ok(raised)
 }

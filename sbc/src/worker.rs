@@ -6,7 +6,7 @@
 //! driver waits on that epoll through a poll request in its ring, so a worker always has exactly one
 //! place where it sleeps.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use sbc_core::guard::{Guard, GuardConfig};
 use sbc_core::media::{MediaControl, NoRelay};
 use sbc_sip::transaction::{Flow, Transmit};
 
+use crate::connect::Peers;
 use crate::control::{Layers, Publisher};
 use crate::handler::Handler;
 use crate::media::{MediaSockets, NgServer};
@@ -25,7 +26,7 @@ use crate::persist::WorkerStore;
 use crate::shard_media::ShardMedia;
 use crate::signalling::{udp_side, Signalling};
 use crate::stats::{Media, Transport, WorkerStats};
-use crate::stream::Streams;
+use crate::stream::{Listener, StreamSettings, Streams};
 use crate::sys::Epoll;
 use crate::tokens::{is_conn_flow, Kind, Token};
 
@@ -93,9 +94,11 @@ pub(crate) struct WorkerSetup<'a> {
     /// worker's own inside port.
     pub(crate) udp: Vec<UdpSocket>,
     pub(crate) outside_udp: usize,
-    pub(crate) tcp: Vec<TcpListener>,
-    pub(crate) tls: Vec<TcpListener>,
+    /// TCP and TLS listeners of both sides.
+    pub(crate) listeners: Vec<Listener>,
     pub(crate) tls_config: Option<Arc<rustls::ServerConfig>>,
+    /// The next hops reached over connections the worker opens.
+    pub(crate) peers: Peers,
     pub(crate) transport: &'a crate::config::TransportSection,
     pub(crate) signalling: Signalling,
     /// The admission guard's settings (this worker's share of `limits.max_cps`).
@@ -124,9 +127,9 @@ impl Worker {
             id,
             udp,
             outside_udp,
-            tcp,
-            tls,
+            listeners,
             tls_config,
+            peers,
             transport,
             signalling,
             guard,
@@ -141,14 +144,14 @@ impl Worker {
             max_header: transport.max_message_size.min(16 * 1024),
             max_body: transport.max_message_size,
         };
-        let streams = Streams::new(
-            tcp,
-            tls,
-            tls_config,
-            transport.tcp_max_connections,
-            Duration::from_secs(transport.tcp_idle_timeout_secs),
+        let settings = StreamSettings {
+            max_conns: transport.tcp_max_connections,
+            max_per_source: transport.tcp_max_connections_per_source,
+            idle: Duration::from_secs(transport.tcp_idle_timeout_secs),
+            handshake: Duration::from_secs(transport.tls_handshake_timeout_secs),
             limits,
-        );
+        };
+        let streams = Streams::new(listeners, tls_config, peers, settings);
         let epoll = Epoll::new()?;
         streams.register(&epoll)?;
         if let Some(ng) = &ng {
@@ -345,10 +348,16 @@ impl Worker {
         {
             ng.tick(shard, now);
         }
+        self.streams.resume_accepting(&self.epoll, now);
+        while let Some(peer) = self.streams.take_lost() {
+            let media = relay(&mut self.shard_media);
+            self.handler.signalling.peer_lost(now, peer, media);
+            self.handler.signalling.drain(now, &mut self.handler.outbox);
+        }
         if now.duration_since(self.last_idle_scan) >= IDLE_SCAN {
             self.last_idle_scan = now;
             self.streams
-                .expire_idle(&self.epoll, now, &mut self.handler);
+                .expire(&self.epoll, now, &mut self.handler);
             if let Some(store) = &mut self.store {
                 let b2bua = self.handler.signalling.registrations();
                 store.tick(b2bua.registrations_generation(), || {
@@ -403,19 +412,27 @@ impl Worker {
         );
     }
 
-    /// Take the outbox: stream flows are written here (queued on their connection); UDP
-    /// transmits are left in the returned list for the driver, which batches them per socket.
+    /// Take the outbox: stream flows, and messages to next hops reached over TCP or TLS, are
+    /// written here (queued on their connection, opened if need be); UDP transmits are left in the
+    /// returned list for the driver, which batches them per socket.
     pub(crate) fn take_outbox(&mut self, udp: &mut Vec<Transmit>) {
-        for t in self.handler.outbox.drain(..) {
+        let mut outbox = std::mem::take(&mut self.handler.outbox);
+        for t in outbox.drain(..) {
             if is_conn_flow(t.flow.0) {
                 if !self.streams.send(&self.epoll, t.flow.0, &t.bytes) {
                     self.handler.sip.flow_unknown += 1;
                 }
+            } else if let Some(_queued) =
+                self.streams
+                    .send_to(&self.epoll, t.dest, &t.bytes, &mut self.handler.transport)
+            {
+                // Counted by the streams; a lost request is the transaction's to time out.
             } else if (t.flow.0 as usize) < self.udp.len() {
                 udp.push(t);
             } else {
                 self.handler.sip.flow_unknown += 1;
             }
         }
+        self.handler.outbox = outbox;
     }
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{finish, scenario, Sbc, TempDir};
+use common::{finish, logs, scenario, sipp, sipp_with, Sbc, TempDir};
 use sbc_sip::Message;
 
 fn ip(n: u8, host: u8) -> String {
@@ -63,52 +63,6 @@ fn one_pbx(n: u8) -> String {
 }
 
 const NO_PROBES: &str = "options_interval_secs = 0";
-
-/// A sipp run for one call, bounded by `timeout`, logging into `dir`.
-fn sipp(dir: &Path, scen: &str, local: (&str, u16), remote: Option<&str>, extra: &[&str]) -> Child {
-    let mut args = vec!["-m", "1", "-timeout", "35s", "-timeout_error"];
-    args.extend_from_slice(extra);
-    sipp_with(dir, scen, local, remote, &args)
-}
-
-/// A sipp run with the caller's limits (`-m`, `-timeout`), killed after 45 s at the latest.
-fn sipp_with(
-    dir: &Path,
-    scen: &str,
-    local: (&str, u16),
-    remote: Option<&str>,
-    extra: &[&str],
-) -> Child {
-    let port = local.1.to_string();
-    let mut cmd = Command::new("timeout");
-    cmd.args(["45", "sipp", "-sf"])
-        .arg(scenario(scen))
-        .args(["-i", local.0, "-p", &port, "-nostdin"])
-        .args(["-trace_err", "-trace_msg", "-trace_logs"]);
-    if let Some(r) = remote {
-        cmd.arg(r);
-    }
-    cmd.args(extra)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("sipp: {e}"))
-}
-
-/// Everything sipp logged in `dir` whose file name starts with `prefix`.
-fn logs(dir: &Path, prefix: &str) -> String {
-    let mut out = String::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with(prefix) && name.ends_with(".log") {
-            out.push_str(&format!("==== {name}\n"));
-            out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
-        }
-    }
-    out
-}
 
 /// Stop the SBC and check that no call or transaction-bound state was left behind.
 fn stop_clean(sbc: Sbc) -> String {

@@ -540,6 +540,30 @@ impl Transactions {
         self.send_request_on(now, request, dest, reliable, Flow::default())
     }
 
+    /// The driver lost its connection to `peer`, or could not make it (refused, TLS handshake
+    /// failed, closed): every client transaction sent to `peer` over a reliable transport that still
+    /// waits for its final response ends with a transport error (§17.1.4), so the TU can go on to
+    /// another target at once instead of waiting for Timer B or F.
+    pub fn handle_peer_lost(&mut self, peer: SocketAddr) {
+        let lost: Vec<u64> = self
+            .txs
+            .iter()
+            .filter(|(_, t)| {
+                t.reliable
+                    && t.peer == peer
+                    && matches!(t.kind, Kind::InviteClient | Kind::NonInviteClient)
+                    && matches!(
+                        t.state,
+                        TxState::Calling | TxState::Trying | TxState::Proceeding
+                    )
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            self.handle_transport_error(TxId::Client(ClientTxId(id)));
+        }
+    }
+
     /// [`Self::send_request`] from the local socket or connection `flow`.
     pub fn send_request_on(
         &mut self,
@@ -1465,6 +1489,38 @@ mod tests {
         assert!(matches!(ev.first(), Some(TxEvent::TransportError { .. })));
         assert!(matches!(ev.get(1), Some(TxEvent::Terminated { .. })));
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_lost_peer_ends_its_reliable_client_transactions_only() {
+        let now = epoch();
+        let mut t = Transactions::new(TransactionConfig::default());
+        let other: SocketAddr = "192.0.2.77:5060".parse().unwrap();
+        // (method, branch number, destination, reliable)
+        let sent: Vec<ClientTxId> = [
+            ("INVITE", 1, peer(), true),
+            ("OPTIONS", 2, peer(), false),
+            ("OPTIONS", 3, other, true),
+        ]
+        .into_iter()
+        .map(|(m, n, to, reliable)| {
+            let via = format!("h:5060;branch=z9hG4bK{n}");
+            t.send_request(now, req(m, &via, n), to, reliable).unwrap()
+        })
+        .collect();
+        let [over_tcp, over_udp, elsewhere] = sent[..] else {
+            panic!("three sent");
+        };
+        let _ = events(&mut t);
+        t.handle_peer_lost(peer());
+        let ev = events(&mut t);
+        assert!(
+            matches!(ev.first(), Some(TxEvent::TransportError { tx }) if *tx == TxId::Client(over_tcp)),
+            "{ev:?}"
+        );
+        assert_eq!(ev.len(), 2, "{ev:?}"); // and its Terminated
+        assert!(t.state(TxId::Client(over_udp)).is_some());
+        assert!(t.state(TxId::Client(elsewhere)).is_some());
     }
 
     #[test]

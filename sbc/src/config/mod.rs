@@ -15,6 +15,7 @@
 
 mod convert;
 mod schema;
+mod streams;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -25,6 +26,7 @@ use std::path::Path;
 
 pub(crate) use convert::CoreSettings;
 pub(crate) use schema::*;
+pub(crate) use streams::StreamPeer;
 
 /// Where the kernel publishes its ephemeral (local) port range.
 pub(crate) const LOCAL_PORT_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";

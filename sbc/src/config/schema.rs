@@ -63,12 +63,18 @@ pub(crate) struct SipSection {
     pub(crate) tls: Vec<SocketAddr>,
 }
 
-/// `[tls]`: certificate chain and key, PEM files.
+/// `[tls]`: certificate chain and key of the listeners, and what the connections the SBC opens
+/// trust and present; PEM files.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TlsSection {
     pub(crate) cert: Option<PathBuf>,
     pub(crate) key: Option<PathBuf>,
+    /// Roots trusted for the servers the SBC connects to; `None`: the system's.
+    pub(crate) ca_file: Option<PathBuf>,
+    /// Certificate and key presented to servers that ask for one (mutual TLS).
+    pub(crate) client_cert: Option<PathBuf>,
+    pub(crate) client_key: Option<PathBuf>,
 }
 
 /// Which IO driver the workers run.
@@ -105,6 +111,10 @@ pub(crate) struct TransportSection {
     pub(crate) driver: DriverChoice,
     pub(crate) tcp_max_connections: usize,
     pub(crate) tcp_idle_timeout_secs: u64,
+    /// Connections accepted from one source IP address (per worker).
+    pub(crate) tcp_max_connections_per_source: usize,
+    /// A TLS connection whose handshake is not done this long after it was opened is closed.
+    pub(crate) tls_handshake_timeout_secs: u64,
     pub(crate) max_message_size: usize,
     /// io_uring: how long a worker that woke for one completion may wait for more before it
     /// handles them (0: handle each at once). Trades that much latency for fewer wake-ups.
@@ -117,6 +127,8 @@ impl Default for TransportSection {
             driver: DriverChoice::Auto,
             tcp_max_connections: 4096,
             tcp_idle_timeout_secs: 120,
+            tcp_max_connections_per_source: 32,
+            tls_handshake_timeout_secs: 10,
             max_message_size: 65535,
             batch_wait_us: 0,
         }
@@ -203,6 +215,9 @@ pub(crate) struct TargetSection {
     pub(crate) priority: u8,
     #[serde(default = "default_weight")]
     pub(crate) weight: u16,
+    /// TLS: the name the target's certificate must carry (also sent as SNI); default its IP.
+    #[serde(default)]
+    pub(crate) server_name: Option<String>,
 }
 
 /// `[[target_group]]`: inside destinations with their OPTIONS health check.
@@ -288,6 +303,9 @@ pub(crate) struct TrunkSection {
     pub(crate) addresses: Vec<Cidr>,
     #[serde(default)]
     pub(crate) transport: TransportName,
+    /// TLS: the name the outbound proxy's certificate must carry (also sent as SNI); default its IP.
+    #[serde(default)]
+    pub(crate) server_name: Option<String>,
     /// Where calls from the trunk go.
     #[serde(default)]
     pub(crate) target_group: Option<Spanned<String>>,

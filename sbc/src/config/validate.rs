@@ -129,6 +129,7 @@ impl Config {
                 self.inside.port, self.inside.address
             ));
         }
+        self.validate_streams()?;
         self.validate_numbers()?;
         self.validate_registrar()?;
         self.validate_media(ephemeral)?;

@@ -262,3 +262,55 @@ Content-Length: 0\r\n\r\n"
     )
     .into_bytes()
 }
+
+/// A sipp run for one call, bounded by `timeout`, logging into `dir`.
+pub(crate) fn sipp(
+    dir: &Path,
+    scen: &str,
+    local: (&str, u16),
+    remote: Option<&str>,
+    extra: &[&str],
+) -> Child {
+    let mut args = vec!["-m", "1", "-timeout", "35s", "-timeout_error"];
+    args.extend_from_slice(extra);
+    sipp_with(dir, scen, local, remote, &args)
+}
+
+/// A sipp run with the caller's limits (`-m`, `-timeout`), killed after 45 s at the latest.
+pub(crate) fn sipp_with(
+    dir: &Path,
+    scen: &str,
+    local: (&str, u16),
+    remote: Option<&str>,
+    extra: &[&str],
+) -> Child {
+    let port = local.1.to_string();
+    let mut cmd = Command::new("timeout");
+    cmd.args(["45", "sipp", "-sf"])
+        .arg(scenario(scen))
+        .args(["-i", local.0, "-p", &port, "-nostdin"])
+        .args(["-trace_err", "-trace_msg", "-trace_logs"]);
+    if let Some(r) = remote {
+        cmd.arg(r);
+    }
+    cmd.args(extra)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("sipp: {e}"))
+}
+
+/// Everything sipp logged in `dir` whose file name starts with `prefix`.
+pub(crate) fn logs(dir: &Path, prefix: &str) -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(prefix) && name.ends_with(".log") {
+            out.push_str(&format!("==== {name}\n"));
+            out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+    out
+}

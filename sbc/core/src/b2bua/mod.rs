@@ -613,6 +613,31 @@ impl B2bua {
         self.registrar.len()
     }
 
+    /// Whether connection `token` to or from `peer` carries a live registration or call: a binding
+    /// reached through it, a call leg on it, or a call leg sent over a connection to `peer`. The
+    /// driver keeps such a connection open past its idle timeout.
+    pub fn uses_connection(&self, token: u64, peer: SocketAddr) -> bool {
+        self.registrar.holds_connection(token)
+            || self
+                .a_index
+                .values()
+                .filter_map(|k| self.calls.get(k))
+                .flat_map(|c| [&c.a, &c.b])
+                .any(|l| l.flow.0 == token || (l.reliable && l.dest == peer))
+    }
+
+    /// The driver lost its connection to `peer` (or could not make it): requests waiting for its
+    /// answer fail at once (a new call goes on to the group's next target, as after a timeout).
+    pub fn handle_peer_lost(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        media: &mut dyn MediaControl,
+    ) {
+        self.txs.handle_peer_lost(peer);
+        self.pump(now, None, media);
+    }
+
     /// Live transactions of the underlying layer.
     pub fn transactions(&self) -> usize {
         self.txs.len()

@@ -842,6 +842,16 @@ impl Registrar {
             .filter_map(move |k| self.bindings.get(k))
     }
 
+    /// Whether a binding is reachable only through the driver's connection `token` (so the
+    /// connection must stay open while the binding lives).
+    pub fn holds_connection(&self, token: u64) -> bool {
+        self.by_aor
+            .values()
+            .flatten()
+            .filter_map(|k| self.bindings.get(k))
+            .any(|b| b.connection == Some(token))
+    }
+
     /// The next binding whose UA expiry is ≤ `now`, removed; call until `None`. Deregister each at the
     /// PBX. Bindings come out in expiry order.
     pub fn poll_expired(&mut self, now: Instant) -> Option<Binding> {
