@@ -1,22 +1,34 @@
 //! SIP handling of one worker: parse, answer what needs no state, hand the rest to the B2BUA.
 //!
-//! Stateless answers (a 400 naming the fault of a malformed request, 200 to an out-of-dialog OPTIONS,
-//! 503 over the new-call rate) go back where the message came from (RFC 3261 §18.2.2 / RFC 3581: the
-//! packet's source for UDP, the same connection for TCP and TLS). Everything else goes to the
-//! worker's [`Signalling`]. Both collect in one [`Handler::outbox`] with the flow (socket or
+//! Every message passes the worker's [`Guard`] first: before parsing (the inside ACL, bans,
+//! per-source budgets), then once parsed (scanner User-Agents, the new-call rate). Stateless answers
+//! (a 400 naming the fault of a malformed request, 200 to an out-of-dialog OPTIONS, 503 over a rate,
+//! 403 on the inside from a stranger) go back where the message came from (RFC 3261 §18.2.2 / RFC
+//! 3581: the packet's source for UDP, the same connection for TCP and TLS). Everything else goes to
+//! the worker's [`Signalling`]. Both collect in one [`Handler::outbox`] with the flow (socket or
 //! connection) to send them by, and the driver sends it after each batch.
+//!
+//! The guard learns the final answers the outside gets to its out-of-dialog INVITE and REGISTER
+//! requests from that outbox ([`Finals`]): the handler notes each such request it hands on, and
+//! matches the final responses leaving toward its source (by Call-ID and CSeq). An "unknown user"
+//! answer to an untrusted source leaves as the challenge an existing user gets
+//! (`guard.hide_unknown_users`).
 
 use std::time::Instant;
 
+use std::net::SocketAddr;
+
 use bytes::Bytes;
 use sbc_core::b2bua::Origin;
-use sbc_core::guard::{Admission, Guard, GuardStats, Kind, Refusal};
+use sbc_core::guard::{Admission, Final, Guard, GuardStats, Kind, Refusal};
 use sbc_core::media::MediaControl;
+use sbc_core::signalling::topology::Side;
 use sbc_sip::message::looks_like_request;
 use sbc_sip::transaction::Transmit;
 use sbc_sip::writer::MessageWriter;
-use sbc_sip::{build, Message, Method, Verdict};
+use sbc_sip::{build, HeaderName, Message, Method, Verdict};
 
+use crate::control::GuardRequest;
 use crate::signalling::Signalling;
 use crate::stats::{Sip, Transport};
 
@@ -33,6 +45,10 @@ pub(crate) struct Handler {
     /// Admission before state: every datagram before it is parsed, every message before the
     /// B2BUA sees it (this worker's share of `limits.max_cps`).
     guard: Guard,
+    /// Out-of-dialog requests of untrusted sources awaiting their final answer.
+    finals: Finals,
+    /// The realm of the latest challenge sent to the outside (for hidden unknown users).
+    realm: String,
     /// What the B2BUA sends, with its flow; drained by the driver.
     pub(crate) outbox: Vec<Transmit>,
     /// Where a stateless answer is written before it joins the outbox (reused).
@@ -47,6 +63,8 @@ impl Handler {
             sip: Sip::default(),
             signalling,
             guard,
+            finals: Finals::new(),
+            realm: "sbc".into(),
             outbox: Vec::with_capacity(64),
             scratch: Vec::with_capacity(1024),
         }
@@ -69,14 +87,21 @@ impl Handler {
     /// Timers of the B2BUA due at `now`; what they send joins the outbox.
     pub(crate) fn on_timeout(&mut self, now: Instant, media: &mut dyn MediaControl) {
         if self.signalling.poll_timeout().is_some_and(|t| t <= now) {
+            let start = self.outbox.len();
             self.signalling.on_timeout(now, media);
             self.signalling.drain(now, &mut self.outbox);
+            self.watch_finals(now, start);
         }
     }
 
     /// The guard's counters.
     pub(crate) fn guard_stats(&self) -> GuardStats {
         self.guard.stats()
+    }
+
+    /// A run-time change of bans or the allow list, or the list of bans, for the control thread.
+    pub(crate) fn serve_guard(&mut self, r: GuardRequest<'_>) {
+        r.serve(&mut self.guard);
     }
 
     /// Handle one message that came from `origin`. A stateless answer joins the outbox, to the
@@ -112,7 +137,10 @@ impl Handler {
         out: &mut Vec<u8>,
         media: &mut dyn MediaControl,
     ) -> bool {
-        match self.guard.admit_datagram(now, origin.source) {
+        match self
+            .guard
+            .admit_datagram(now, origin.source, origin.side, &raw)
+        {
             Admission::Admit => {}
             Admission::Refuse(r) => return self.answer_unparsed(&raw, r, out),
             Admission::Drop => return false,
@@ -121,8 +149,8 @@ impl Handler {
             Ok(m) => m,
             Err(e) => {
                 self.sip.parse_errors += 1;
-                // The guard sees malformed input too (its own budget, in the guard issue).
-                if self.guard.admit(now, origin.source, Kind::Malformed) != Admission::Admit {
+                // Malformed input has its own budget per source.
+                if self.guard.admit(now, origin.source, Kind::Malformed, None) != Admission::Admit {
                     self.sip.parse_errors_dropped += 1;
                     return false;
                 }
@@ -152,7 +180,8 @@ impl Handler {
             Some(Method::Register) => Kind::Register,
             _ => Kind::Other,
         };
-        match self.guard.admit(now, origin.source, kind) {
+        let ua = msg.header(HeaderName::UserAgent);
+        match self.guard.admit(now, origin.source, kind, ua) {
             Admission::Admit => {}
             // Over the new-call rate: refused before any state is made (RFC 3261 §21.5.4).
             Admission::Refuse(r) => {
@@ -175,10 +204,64 @@ impl Handler {
             self.sip.options_answered += 1;
             return true;
         }
+        if origin.side == Side::Outside
+            && matches!(kind, Kind::Invite | Kind::Register)
+            && !self.guard.is_trusted(origin.source.ip())
+        {
+            let credentials = msg.header_by_name("Authorization").is_some()
+                || msg.header_by_name("Proxy-Authorization").is_some();
+            self.finals.note(&msg, origin.source, kind, credentials);
+        }
         self.sip.to_b2bua += 1;
+        let start = self.outbox.len();
         self.signalling.handle(now, msg, origin, media);
         self.signalling.drain(now, &mut self.outbox);
+        self.watch_finals(now, start);
         false
+    }
+
+    /// The final responses among the outbox's transmits from `start` on that answer a request in
+    /// [`Self::finals`]: the guard learns them; an unknown user is hidden when the guard says so.
+    fn watch_finals(&mut self, now: Instant, start: usize) {
+        if self.finals.is_empty() {
+            return;
+        }
+        let Some(sent) = self.outbox.get_mut(start..) else {
+            return;
+        };
+        for t in sent {
+            let status = status_of(&t.bytes);
+            if !(200..700).contains(&status) {
+                continue;
+            }
+            let Ok(resp) = Message::parse(t.bytes.clone()) else {
+                continue;
+            };
+            if matches!(status, 401 | 407) {
+                if let Some(realm) = realm_of(&resp) {
+                    if realm != self.realm {
+                        realm.clone_into(&mut self.realm);
+                    }
+                }
+            }
+            let Some((kind, credentials)) = self.finals.take(&resp, t.dest) else {
+                continue;
+            };
+            let ip = t.dest.ip();
+            self.guard.on_final(
+                now,
+                ip,
+                Final {
+                    kind,
+                    status,
+                    credentials,
+                },
+            );
+            if self.guard.hides_unknown_user(ip, status) {
+                let nonce = self.signalling.new_tag();
+                t.bytes = as_challenge(&t.bytes, &self.realm, nonce.as_str());
+            }
+        }
     }
 
     /// A stateless answer `r` to a message that was not parsed, or failed to parse (RFC 3261
@@ -191,6 +274,118 @@ impl Handler {
         };
         finish_refusal(w, r);
         true
+    }
+}
+
+/// The status of a response's bytes ("SIP/2.0 404 ..."), 0 for anything else.
+fn status_of(bytes: &[u8]) -> u16 {
+    match bytes.get(..12) {
+        Some([b'S', b'I', b'P', b'/', b'2', b'.', b'0', b' ', a, b, c, b' '])
+            if a.is_ascii_digit() && b.is_ascii_digit() && c.is_ascii_digit() =>
+        {
+            u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+        }
+        _ => 0,
+    }
+}
+
+/// The realm of a challenge's WWW-Authenticate or Proxy-Authenticate.
+fn realm_of(resp: &Message) -> Option<&str> {
+    let v = resp
+        .header_by_name("WWW-Authenticate")
+        .or_else(|| resp.header_by_name("Proxy-Authenticate"))?;
+    let (_, rest) = v.split_once("realm=\"")?;
+    let (realm, _) = rest.split_once('"')?;
+    (!realm.is_empty() && realm.len() <= 128).then_some(realm)
+}
+
+/// A final "unknown user" response rewritten as the challenge an existing user gets: 401 with a
+/// digest challenge in `realm`, the rest of the response as it was.
+fn as_challenge(bytes: &[u8], realm: &str, nonce: &str) -> Bytes {
+    let Some(eol) = memchr_crlf(bytes) else {
+        return Bytes::copy_from_slice(bytes);
+    };
+    let rest = bytes.get(eol..).unwrap_or_default();
+    let mut out = Vec::with_capacity(bytes.len() + 128);
+    out.extend_from_slice(b"SIP/2.0 401 Unauthorized\r\n");
+    out.extend_from_slice(
+        format!(
+            "WWW-Authenticate: Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm=MD5, qop=\"auth\""
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(rest);
+    Bytes::from(out)
+}
+
+/// Where the first line of `bytes` ends (the index of its CRLF).
+fn memchr_crlf(bytes: &[u8]) -> Option<usize> {
+    bytes.windows(2).position(|w| w == b"\r\n")
+}
+
+/// Out-of-dialog requests handed to the B2BUA whose final answer the guard is to learn: a fixed
+/// ring indexed by a hash of Call-ID and CSeq (a newer request takes the slot of an older one; a
+/// request whose slot was taken is simply not learnt from).
+struct Finals {
+    slots: Vec<Option<Noted>>,
+    held: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Noted {
+    id: u64,
+    source: SocketAddr,
+    kind: Kind,
+    credentials: bool,
+}
+
+/// Requests awaiting their answer per worker.
+const FINALS: usize = 4096;
+
+impl Finals {
+    fn new() -> Self {
+        Self {
+            slots: vec![None; FINALS],
+            held: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.held == 0
+    }
+
+    fn id(msg: &Message) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        msg.call_id().hash(&mut h);
+        msg.cseq().seq.hash(&mut h);
+        h.finish()
+    }
+
+    fn note(&mut self, msg: &Message, source: SocketAddr, kind: Kind, credentials: bool) {
+        let id = Self::id(msg);
+        if let Some(slot) = self.slots.get_mut(id as usize % FINALS) {
+            if slot.is_none() {
+                self.held += 1;
+            }
+            *slot = Some(Noted {
+                id,
+                source,
+                kind,
+                credentials,
+            });
+        }
+    }
+
+    /// The request `resp` answers, sent to `dest`, if noted: its kind and whether it carried
+    /// credentials. Forgotten then.
+    fn take(&mut self, resp: &Message, dest: SocketAddr) -> Option<(Kind, bool)> {
+        let id = Self::id(resp);
+        let slot = self.slots.get_mut(id as usize % FINALS)?;
+        let n = slot.filter(|n| n.id == id && n.source == dest)?;
+        *slot = None;
+        self.held -= 1;
+        Some((n.kind, n.credentials))
     }
 }
 

@@ -234,6 +234,9 @@ fn run(cfg: &Config) -> Result<(), String> {
     let now = std::time::Instant::now();
     // Each worker publishes its counters to the control thread once a second, and at stop.
     let (snapshots, control_rx) = control::channel(n);
+    // The control thread changes the workers' guards through one command channel each.
+    let (commands, command_rxs) = control::command_channels(n);
+    let mut command_rxs = command_rxs.into_iter();
     if cfg.media.enabled {
         let ports = u64::from(cfg.media.port_max - cfg.media.port_min) + 1;
         media::raise_fd_limit(ports + 1024 + 64 * n as u64)?;
@@ -279,12 +282,22 @@ fn run(cfg: &Config) -> Result<(), String> {
             tls_config: tls_config.clone(),
             transport: &cfg.transport,
             signalling: sig,
-            guard: b2bua.guard(f64::from(cfg.limits.max_cps) / n as f64),
+            guard: cfg.guard.worker_config(
+                b2bua.guard(f64::from(cfg.limits.max_cps) / n as f64),
+                // The guard's table hash: bytes of the secret no other seed uses.
+                u64::from_le_bytes([
+                    secret[8], secret[9], secret[10], secret[11], secret[12], secret[13],
+                    secret[14], secret[15],
+                ]),
+            ),
             stop: stop.clone(),
             media,
             shard_media,
             ng,
             publisher: control::Publisher::new(id as u16, snapshots.clone(), now),
+            commands: command_rxs
+                .next()
+                .ok_or_else(|| format!("worker {id}: no command channel"))?,
         })
         .map_err(|e| format!("worker {id}: {e}"))?;
         workers.push(w);
@@ -303,7 +316,11 @@ fn run(cfg: &Config) -> Result<(), String> {
     drop(snapshots);
     let control = std::thread::Builder::new()
         .name("sbc-control".into())
-        .spawn(move || control::Control::new(n, control_rx).run())
+        .spawn(move || {
+            control::Control::new(n, control_rx)
+                .with_commands(commands)
+                .run()
+        })
         .map_err(|e| format!("spawn control thread: {e}"))?;
     // Worker i runs on the i-th CPU the process is allowed (so `taskset -c 1 sbc` keeps it on 1),
     // pinned when there is one CPU per worker.

@@ -18,7 +18,7 @@ use sbc_core::guard::{Guard, GuardConfig};
 use sbc_core::media::{MediaControl, NoRelay};
 use sbc_sip::transaction::{Flow, Transmit};
 
-use crate::control::{Layers, Publisher};
+use crate::control::{drain_commands, Layers, Publisher, WorkerCommand};
 use crate::handler::Handler;
 use crate::media::{MediaSockets, NgServer};
 use crate::shard_media::ShardMedia;
@@ -67,6 +67,8 @@ pub(crate) struct Worker {
     pub(crate) ng: Option<NgServer>,
     /// Sends the worker's counters to the control thread, once a second from [`Self::tick`].
     publisher: Publisher,
+    /// Guard changes from the control thread, applied on [`Self::tick`].
+    commands: crossbeam_channel::Receiver<WorkerCommand>,
     last_idle_scan: Instant,
     /// Set when the stop flag is first seen: the worker runs until then at most, to have its
     /// goodbyes answered.
@@ -94,6 +96,8 @@ pub(crate) struct WorkerSetup<'a> {
     pub(crate) shard_media: Option<ShardMedia>,
     pub(crate) ng: Option<NgServer>,
     pub(crate) publisher: Publisher,
+    /// This worker's end of its command channel.
+    pub(crate) commands: crossbeam_channel::Receiver<WorkerCommand>,
 }
 
 /// The media path of a worker, borrowed apart from the rest: its sockets, its shard, the ng
@@ -122,6 +126,7 @@ impl Worker {
             shard_media,
             ng,
             publisher,
+            commands,
         } = setup;
         let limits = sbc_sip::framing::Limits {
             max_header: transport.max_message_size.min(16 * 1024),
@@ -159,6 +164,7 @@ impl Worker {
             shard_media,
             ng,
             publisher,
+            commands,
             last_idle_scan: Instant::now(),
             stop_until: None,
         })
@@ -287,6 +293,10 @@ impl Worker {
     /// snapshot for the control thread.
     pub(crate) fn tick(&mut self, now: Instant) {
         self.check_stop(now);
+        let handler = &mut self.handler;
+        drain_commands(&self.commands, self.id, now, &mut |r| {
+            handler.serve_guard(r)
+        });
         self.handler.on_timeout(now, relay(&mut self.shard_media));
         if let Some(MediaPath {
             ng: Some(ng),
