@@ -571,6 +571,64 @@ From: <sip:b@h>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\
     }
 
     #[test]
+    fn an_unknown_user_leaves_as_the_challenge_an_existing_user_gets() {
+        let not_found = b"SIP/2.0 404 Not Found\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n\
+To: <sip:9@h>;tag=x\r\nFrom: <sip:9@h>;tag=1\r\nCall-ID: c1\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(status_of(not_found), 404);
+        assert_eq!(status_of(b"SIP/2.0 4x4 Odd\r\n"), 0);
+        assert_eq!(status_of(b"REGISTER sip:h SIP/2.0\r\n"), 0);
+        let hidden = as_challenge(not_found, "pbx.test", "abc");
+        let msg = Message::parse(hidden.clone()).unwrap();
+        assert_eq!(msg.status(), Some(401));
+        assert_eq!(
+            msg.header_by_name("WWW-Authenticate"),
+            Some("Digest realm=\"pbx.test\", nonce=\"abc\", algorithm=MD5, qop=\"auth\"")
+        );
+        assert_eq!(msg.call_id(), "c1");
+        assert_eq!(realm_of(&msg), Some("pbx.test"));
+        // The final answer to a noted request is found once, by Call-ID, CSeq and destination.
+        let mut f = Finals::new();
+        let source: SocketAddr = "127.0.0.1:5070".parse().unwrap();
+        let req = String::from_utf8(options("CSeq: 1 REGISTER\r\n").to_vec())
+            .unwrap()
+            .replacen("OPTIONS", "REGISTER", 1);
+        let req = Message::parse(Bytes::from(req)).unwrap();
+        f.note(&req, source, Kind::Register, true);
+        assert!(!f.is_empty());
+        let resp = Message::parse(Bytes::from_static(not_found)).unwrap();
+        assert_eq!(f.take(&resp, "127.0.0.2:5070".parse().unwrap()), None);
+        assert_eq!(f.take(&resp, source), Some((Kind::Register, true)));
+        assert_eq!(f.take(&resp, source), None);
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn a_stranger_on_the_inside_gets_403_and_reaches_nothing() {
+        let mut h = handler(0);
+        let inside = Origin {
+            side: Side::Inside,
+            flow: Flow(2),
+            ..origin()
+        };
+        let invite = Bytes::from(
+            String::from_utf8(options("CSeq: 1 INVITE\r\n").to_vec())
+                .unwrap()
+                .replacen("OPTIONS", "INVITE", 1),
+        );
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        assert!(h.handle(invite, inside, now, &mut NoRelay));
+        assert_eq!(h.outbox.len(), 1);
+        assert!(text(&h.outbox[0].bytes).starts_with("SIP/2.0 403 Forbidden\r\n"));
+        assert_eq!(
+            (h.outbox[0].dest, h.outbox[0].flow),
+            (inside.source, Flow(2))
+        );
+        assert_eq!(h.sip.to_b2bua, 0);
+        assert_eq!(h.guard_stats().inside_refused, 1);
+    }
+
+    #[test]
     fn register_without_registrar_behind_is_answered_by_the_sbc() {
         let mut h = handler(0);
         let reg = Bytes::from(

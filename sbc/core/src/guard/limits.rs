@@ -55,7 +55,7 @@ impl Budgets {
         invite: Budget::new(100.0, 200.0),
         register: Budget::new(100.0, 200.0),
         options: Budget::new(50.0, 100.0),
-        other: Budget::new(500.0, 1000.0),
+        other: Budget::new(2000.0, 4000.0),
         malformed: Budget::new(10.0, 20.0),
     };
 

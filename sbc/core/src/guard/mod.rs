@@ -368,7 +368,8 @@ impl Guard {
         let Some(e) = self.table.get_mut(key) else {
             return;
         };
-        if e.trusted {
+        // A banned source's late answers change nothing: the ban stands as it is.
+        if e.trusted || e.banned_until_ms > ms {
             return;
         }
         if ms.saturating_sub(e.window_ms) >= millis(policy.failure_window) {
