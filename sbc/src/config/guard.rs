@@ -1,11 +1,10 @@
 //! `[guard]`: admission before state (per-source budgets, bans, scanners, the inside ACL), with
 //! defaults that protect a public address; turned into the core's [`GuardConfig`] for each worker.
 
+use sbc_core::cidr::Cidr;
 use sbc_core::guard::{Budget, Budgets, GuardConfig, GuardPolicy};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use std::time::Duration;
-
-use super::schema::Cidr;
 
 /// `{ rate = 100, burst = 200 }`: messages per second sustained, and at once.
 #[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
@@ -59,13 +58,27 @@ impl BudgetsSection {
     }
 }
 
+/// A list of IP networks (`"10.0.0.0/8"`) or addresses (`"192.0.2.7"`).
+fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cidr>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| {
+            s.parse().map_err(|e| {
+                serde::de::Error::custom(format!("{s:?} is not an IP address or CIDR network: {e}"))
+            })
+        })
+        .collect()
+}
+
 /// `[guard]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct GuardSection {
     /// Networks besides the inside targets that may send to the inside.
+    #[serde(deserialize_with = "networks")]
     pub(crate) inside_networks: Vec<Cidr>,
     /// Networks trusted on the outside: their own budgets, never banned automatically.
+    #[serde(deserialize_with = "networks")]
     pub(crate) allow: Vec<Cidr>,
     pub(crate) untrusted: Option<BudgetsSection>,
     pub(crate) trusted: Option<BudgetsSection>,
@@ -162,10 +175,10 @@ impl GuardSection {
     /// from the B2BUA settings) with this section's networks and policy, hashed with `seed`.
     pub(crate) fn worker_config(&self, base: GuardConfig, seed: u64) -> GuardConfig {
         let mut inside = base.inside;
-        inside.extend(self.inside_networks.iter().map(|c| c.0));
+        inside.extend(self.inside_networks.iter().copied());
         GuardConfig {
             inside,
-            allow: self.allow.iter().map(|c| c.0).collect(),
+            allow: self.allow.clone(),
             policy: self.policy(),
             seed,
             ..base
