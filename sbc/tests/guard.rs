@@ -18,6 +18,9 @@
 //! counts what it receives. The flood over 1,000 sources uses 127.0.x.y (this file only).
 
 mod common;
+// For its reader of the exit counters (`counter`).
+#[path = "common/rtp.rs"]
+mod rtp;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, UdpSocket};
@@ -29,6 +32,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{finish, scenario, Sbc, TempDir};
+use rtp::counter;
 
 fn ip(n: u8, host: u8) -> String {
     format!("127.36.{n}.{host}")
@@ -55,25 +59,6 @@ fn start_sbc(n: u8, name: &str, extra: &str) -> Sbc {
         ip(n, 2)
     );
     Sbc::start_in(TempDir::new(name), "auto", 5060, &text)
-}
-
-/// The value of counter `name` in the "sbc stopped" line of `log`.
-fn counter(log: &str, name: &str) -> u64 {
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("sbc stopped"))
-        .unwrap_or_else(|| panic!("no exit line:\n{log}"));
-    let pat = format!(" {name}: ");
-    let at = line
-        .find(&pat)
-        .unwrap_or_else(|| panic!("no {name}: {line}"));
-    line[at + pat.len()..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap()
 }
 
 /// A header's value in a SIP text (full names only, which is what the SBC and our peers write).
