@@ -47,8 +47,11 @@ pub(crate) struct Handler {
     guard: Guard,
     /// Out-of-dialog requests of untrusted sources awaiting their final answer.
     finals: Finals,
-    /// The realm of the latest challenge sent to the outside (for hidden unknown users).
+    /// The realm of hidden unknown users' challenges: `guard.realm`, or the realm of the latest
+    /// challenge sent to the outside.
     realm: String,
+    /// Whether the realm is learnt from the challenges sent (no `guard.realm`).
+    learn_realm: bool,
     /// What the B2BUA sends, with its flow; drained by the driver.
     pub(crate) outbox: Vec<Transmit>,
     /// Where a stateless answer is written before it joins the outbox (reused).
@@ -58,13 +61,19 @@ pub(crate) struct Handler {
 impl Handler {
     /// `guard`: this worker's admission guard.
     pub(crate) fn new(signalling: Signalling, guard: Guard) -> Self {
+        let pinned = guard.realm().to_owned();
         Self {
             transport: Transport::default(),
             sip: Sip::default(),
             signalling,
             guard,
             finals: Finals::new(),
-            realm: "sbc".into(),
+            learn_realm: pinned.is_empty(),
+            realm: if pinned.is_empty() {
+                "sbc".into()
+            } else {
+                pinned
+            },
             outbox: Vec::with_capacity(64),
             scratch: Vec::with_capacity(1024),
         }
@@ -223,7 +232,7 @@ impl Handler {
     /// The final responses among the outbox's transmits from `start` on that answer a request in
     /// [`Self::finals`]: the guard learns them; an unknown user is hidden when the guard says so.
     fn watch_finals(&mut self, now: Instant, start: usize) {
-        if self.finals.is_empty() {
+        if self.finals.is_empty() && !self.finals.hid_any() {
             return;
         }
         let Some(sent) = self.outbox.get_mut(start..) else {
@@ -237,12 +246,19 @@ impl Handler {
             let Ok(resp) = Message::parse(t.bytes.clone()) else {
                 continue;
             };
-            if matches!(status, 401 | 407) {
+            if self.learn_realm && matches!(status, 401 | 407) {
                 if let Some(realm) = realm_of(&resp) {
                     if realm != self.realm {
                         realm.clone_into(&mut self.realm);
                     }
                 }
+            }
+            // A retransmission of an answer hidden before (on a timer, or to the request sent
+            // again) leaves as it did the first time, and is not learnt from twice.
+            if let Some(first) = self.finals.hidden(&resp, t.dest) {
+                let _ = self.finals.take(&resp, t.dest);
+                t.bytes = first;
+                continue;
             }
             let Some((kind, credentials)) = self.finals.take(&resp, t.dest) else {
                 continue;
@@ -260,6 +276,7 @@ impl Handler {
             if self.guard.hides_unknown_user(ip, status) {
                 let nonce = self.signalling.new_tag();
                 t.bytes = as_challenge(&t.bytes, &self.realm, nonce.as_str());
+                self.finals.hide(&resp, t.dest, t.bytes.clone());
             }
         }
     }
@@ -325,10 +342,13 @@ fn memchr_crlf(bytes: &[u8]) -> Option<usize> {
 
 /// Out-of-dialog requests handed to the B2BUA whose final answer the guard is to learn: a fixed
 /// ring indexed by a hash of Call-ID and CSeq (a newer request takes the slot of an older one; a
-/// request whose slot was taken is simply not learnt from).
+/// request whose slot was taken is simply not learnt from). And the answers hidden as a challenge,
+/// so that their retransmissions (by the transaction layer) leave hidden too, byte for byte.
 struct Finals {
     slots: Vec<Option<Noted>>,
     held: usize,
+    hidden: Vec<Option<(u64, SocketAddr, Bytes)>>,
+    hid: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -342,16 +362,46 @@ struct Noted {
 /// Requests awaiting their answer per worker.
 const FINALS: usize = 4096;
 
+/// Hidden answers remembered per worker (for their retransmissions, up to Timer H: 32 s).
+const HIDDEN: usize = 1024;
+
 impl Finals {
     fn new() -> Self {
         Self {
             slots: vec![None; FINALS],
             held: 0,
+            hidden: vec![None; HIDDEN],
+            hid: 0,
         }
     }
 
     fn is_empty(&self) -> bool {
         self.held == 0
+    }
+
+    /// Whether any answer was hidden (and may be retransmitted).
+    fn hid_any(&self) -> bool {
+        self.hid > 0
+    }
+
+    /// `resp`, sent to `dest`, left as `sent`.
+    fn hide(&mut self, resp: &Message, dest: SocketAddr, sent: Bytes) {
+        let id = Self::id(resp);
+        if let Some(slot) = self.hidden.get_mut(id as usize % HIDDEN) {
+            if slot.is_none() {
+                self.hid += 1;
+            }
+            *slot = Some((id, dest, sent));
+        }
+    }
+
+    /// What `resp` to `dest` left as the first time, if it was hidden.
+    fn hidden(&self, resp: &Message, dest: SocketAddr) -> Option<Bytes> {
+        let id = Self::id(resp);
+        match self.hidden.get(id as usize % HIDDEN)? {
+            Some((i, d, sent)) if *i == id && *d == dest => Some(sent.clone()),
+            _ => None,
+        }
     }
 
     fn id(msg: &Message) -> u64 {
@@ -600,6 +650,12 @@ To: <sip:9@h>;tag=x\r\nFrom: <sip:9@h>;tag=1\r\nCall-ID: c1\r\nCSeq: 1 REGISTER\
         assert_eq!(f.take(&resp, source), Some((Kind::Register, true)));
         assert_eq!(f.take(&resp, source), None);
         assert!(f.is_empty());
+        // Hidden once, hidden alike when retransmitted.
+        assert!(!f.hid_any());
+        f.hide(&resp, source, hidden.clone());
+        assert!(f.hid_any());
+        assert_eq!(f.hidden(&resp, source), Some(hidden));
+        assert_eq!(f.hidden(&resp, "127.0.0.2:5070".parse().unwrap()), None);
     }
 
     #[test]

@@ -812,3 +812,68 @@ fn a_site_of_2000_phones_is_not_banned_but_a_password_guesser_is() {
     assert_eq!(counter(&log, "bans_sweep"), 0, "{log}");
     assert_eq!(counter(&log, "guard_rate_refused"), 0, "{log}");
 }
+
+/// Every final answer `sock` receives within `wait` (first lines).
+fn finals_within(sock: &UdpSocket, wait: Duration) -> Vec<String> {
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let deadline = Instant::now() + wait;
+    let mut buf = [0u8; 8192];
+    let mut out = Vec::new();
+    while Instant::now() < deadline {
+        if let Ok((len, _)) = sock.recv_from(&mut buf) {
+            let t = String::from_utf8_lossy(&buf[..len]).into_owned();
+            if status(&t) >= 200 {
+                out.push(t);
+            }
+        }
+    }
+    out
+}
+
+/// `hide_unknown_users`: an unknown user's INVITE and REGISTER get the 401 an existing user gets,
+/// in the PBX's realm (`guard.realm`: the unknown user is asked first, before the PBX has
+/// challenged anyone), also when the final answer is retransmitted (INVITE not acknowledged,
+/// REGISTER sent again): never a 404.
+#[test]
+fn an_unknown_user_looks_like_an_existing_one_even_when_retransmitted() {
+    let n = 6;
+    let pbx = Pbx::start(sa(n, 2, 5090));
+    let sbc = start_sbc(n, "guard-hide", "[guard]\nrealm = \"pbx.test\"\n");
+    let target = sbc_addr(n);
+    let mut seen = Vec::new();
+    for (host, user) in [(20, "555"), (21, "105")] {
+        let sock = UdpSocket::bind(sa(n, host, 5070)).unwrap();
+        let from = sock.local_addr().unwrap();
+        // An INVITE never acknowledged: its final answer is retransmitted (Timer G).
+        sock.send_to(
+            request("INVITE", user, from, target, 1, "").as_bytes(),
+            target,
+        )
+        .unwrap();
+        let invite_answers = finals_within(&sock, Duration::from_millis(2500));
+        // A REGISTER sent twice (a retransmission): the second is answered from the transaction.
+        let reg = request("REGISTER", user, from, target, 2, "");
+        sock.send_to(reg.as_bytes(), target).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        sock.send_to(reg.as_bytes(), target).unwrap();
+        let reg_answers = finals_within(&sock, Duration::from_millis(500));
+        seen.push((user, invite_answers, reg_answers));
+    }
+    let probes = pbx.seen(|s| s.probes);
+    let log = sbc.stop();
+    for (user, invite, reg) in &seen {
+        assert!(invite.len() >= 2, "{user}: {invite:?}\n{log}");
+        assert_eq!(reg.len(), 2, "{user}: {reg:?}\n{log}");
+        for a in invite.iter().chain(reg) {
+            assert_eq!(status(a), 401, "{user}: {a}");
+            let challenge = header(a, "WWW-Authenticate").unwrap_or_default();
+            assert!(challenge.contains("realm=\"pbx.test\""), "{user}: {a}");
+        }
+        // A retransmission is the same answer, byte for byte.
+        assert!(invite.iter().all(|a| a == &invite[0]), "{user}: {invite:?}");
+        assert_eq!(reg[0], reg[1], "{user}");
+    }
+    assert_eq!(probes, 4, "{log}");
+    assert_eq!(counter(&log, "unknown_users_hidden"), 2, "{log}");
+}

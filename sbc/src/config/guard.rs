@@ -97,6 +97,7 @@ pub(crate) struct GuardSection {
     pub(crate) max_bans: usize,
     pub(crate) scanner_user_agents: Vec<String>,
     pub(crate) hide_unknown_users: bool,
+    pub(crate) realm: String,
 }
 
 impl Default for GuardSection {
@@ -122,6 +123,7 @@ impl Default for GuardSection {
             max_bans: p.max_bans,
             scanner_user_agents: p.scanner_user_agents,
             hide_unknown_users: p.hide_unknown_users,
+            realm: p.realm,
         }
     }
 }
@@ -137,6 +139,15 @@ impl GuardSection {
         }
         if self.ban_secs == 0 {
             return Err("guard.ban_secs: must be at least 1".into());
+        }
+        if self.realm.len() > 128
+            || self.realm.contains(['"', '\\'])
+            || self.realm.chars().any(char::is_control)
+        {
+            return Err(
+                "guard.realm: at most 128 characters, no quote, backslash or control character"
+                    .into(),
+            );
         }
         if self.max_sources < 4 || self.max_bans == 0 {
             return Err("guard.max_sources/max_bans: at least 4 sources and 1 ban".into());
@@ -168,6 +179,7 @@ impl GuardSection {
             max_bans: self.max_bans,
             scanner_user_agents: self.scanner_user_agents.clone(),
             hide_unknown_users: self.hide_unknown_users,
+            realm: self.realm.clone(),
         }
     }
 

@@ -111,6 +111,9 @@ pub struct GuardPolicy {
     /// Relay an "unknown user" answer to an untrusted source's REGISTER or INVITE as the challenge
     /// an existing user gets, so that a scan cannot tell users apart.
     pub hide_unknown_users: bool,
+    /// The realm of those challenges; empty: the realm of the latest challenge relayed to the
+    /// outside (the PBX's), learnt as they pass.
+    pub realm: String,
 }
 
 impl Default for GuardPolicy {
@@ -145,6 +148,7 @@ impl Default for GuardPolicy {
             .map(String::from)
             .to_vec(),
             hide_unknown_users: true,
+            realm: String::new(),
         }
     }
 }

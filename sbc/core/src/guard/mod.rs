@@ -467,6 +467,11 @@ impl Guard {
         hide
     }
 
+    /// The realm of hidden unknown users' challenges (empty: learnt from the PBX's challenges).
+    pub fn realm(&self) -> &str {
+        &self.policy.realm
+    }
+
     /// The entry of `key`, made when new (classified, its ban restored from the ban table),
     /// reclassified when the allow list changed since.
     fn entry(&mut self, key: u128, ms: u64) -> Option<&mut Entry> {
