@@ -631,67 +631,48 @@ fn sipvicious_finds_nothing_and_barely_reaches_the_pbx() {
     let pbx = Pbx::start(sa(n, 2, 5090));
     let sbc = start_sbc(n, "guard-sipvicious", "");
     let mut report = String::new();
-    for (ua, hosts) in [
-        (None, [6, 7, 8]),
-        (Some("Yealink SIP-T46S 66.86.0.15"), [16, 17, 18]),
-    ] {
-        let seen = || pbx.seen(|s| s.probes);
-        let before = seen();
-        let map = sipvicious(n, "svmap", ua, &ip(n, hosts[0]), &[]);
-        let after_map = seen();
-        let war = sipvicious(
-            n,
-            "svwar",
-            ua,
-            &ip(n, hosts[1]),
-            &["-e", "100-199", "-m", "REGISTER", "--maximumtime", "3"],
-        );
-        let after_war = seen();
-        let crack = sipvicious(
-            n,
-            "svcrack",
-            ua,
-            &ip(n, hosts[2]),
-            &["-u", "100", "-r", "1-200", "--maximumtime", "3"],
-        );
-        let after_crack = seen();
-        // svwar told to go on past its sanity check: the unknown users ban it.
-        let forced = sipvicious(
-            n,
-            "svwar",
-            ua,
-            &ip(n, hosts[2] + 1),
-            &[
-                "-e",
-                "100-199",
-                "-m",
-                "REGISTER",
-                "--maximumtime",
-                "3",
-                "--force",
-            ],
-        );
-        let after_forced = seen();
-        let at_pbx = [
-            after_map - before,
-            after_war - after_map,
-            after_crack - after_war,
-            after_forced - after_crack,
-        ];
+    const WAR: &[&str] = &["-e", "100-199", "-m", "REGISTER", "--maximumtime", "3"];
+    const CRACK: &[&str] = &["-u", "100", "-r", "1-200", "--maximumtime", "3"];
+    // svwar told to go on past its sanity check, last: the unknown users ban it.
+    const FORCED: &[&str] = &[
+        "-e",
+        "100-199",
+        "-m",
+        "REGISTER",
+        "--maximumtime",
+        "3",
+        "--force",
+    ];
+    let runs: [(&str, &[&str]); 4] = [
+        ("svmap", &[]),
+        ("svwar", WAR),
+        ("svcrack", CRACK),
+        ("svwar", FORCED),
+    ];
+    for (ua, first_host) in [(None, 6), (Some("Yealink SIP-T46S 66.86.0.15"), 16)] {
+        let mut out = Vec::new();
+        let mut at_pbx = Vec::new();
+        // Each tool from an address of its own.
+        for (host, (tool, args)) in (first_host..).zip(runs) {
+            let before = pbx.seen(|s| s.probes);
+            let text = sipvicious(n, tool, ua, &ip(n, host), args);
+            at_pbx.push(pbx.seen(|s| s.probes) - before);
+            report.push_str(&format!("--- {tool} {args:?} as {ua:?}\n{text}\n"));
+            out.push(text);
+        }
         report.push_str(&format!(
-            "==== as {ua:?}: the PBX saw {at_pbx:?} (svmap, svwar, svcrack, svwar --force)\n\
-             --- svmap\n{map}\n--- svwar\n{war}\n--- svcrack\n{crack}\n--- svwar --force\n{forced}\n"
+            "==== as {ua:?}: the PBX saw {at_pbx:?} (svmap, svwar, svcrack, svwar --force)\n"
         ));
         for ext in 100..=109 {
-            for out in [&war, &forced] {
+            for war in [&out[1], &out[3]] {
                 assert!(
-                    !out.contains(&format!("| {ext} "))
-                        && !out.contains(&format!("'{ext}' exists")),
+                    !war.contains(&format!("| {ext} "))
+                        && !war.contains(&format!("'{ext}' exists")),
                     "svwar found {ext}:\n{report}"
                 );
             }
         }
-        assert!(!crack.contains("The password for"), "{report}");
+        assert!(!out[2].contains("The password for"), "{report}");
         assert!(
             at_pbx.iter().all(|n| *n <= 3),
             "the PBX saw {at_pbx:?} of the scanner's requests\n{report}"
