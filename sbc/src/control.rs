@@ -2,6 +2,11 @@
 //! second over one bounded channel; the control thread keeps the latest of each worker and sums them.
 //! At stop it logs the totals. The operations layer (HTTP API, `/metrics`) reads [`Control`] there.
 //!
+//! The other way, the control thread changes the guards of all workers at run time (bans, the allow
+//! list) and asks for their bans through [`Commands`]: one bounded channel per worker, drained by
+//! the worker on its timer tick ([`drain_commands`]); a full channel refuses the command (counted
+//! by the sender's result), the control thread never waits on a worker.
+//!
 //! A worker never waits on the channel while it runs: [`Publisher::publish`] uses `try_send` from the
 //! timer tick (never the packet path), and a full channel drops the snapshot and counts it. Only the
 //! last snapshot, sent once the worker has stopped, waits for room.
@@ -9,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use sbc_core::guard::GuardStats;
+use sbc_core::guard::{BanInfo, Guard, GuardCommand, GuardStats};
 
 use crate::stats::{B2bua, Media, Sip, Transport, WorkerStats};
 
@@ -18,6 +23,112 @@ pub(crate) const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// Snapshots the channel holds per worker before a publisher's snapshot is dropped.
 const QUEUE_PER_WORKER: usize = 4;
+
+/// Commands a worker's channel holds before the control thread's next one is refused.
+const COMMANDS_PER_WORKER: usize = 64;
+
+/// Commands a worker applies per tick (the rest wait for the next tick).
+const COMMANDS_PER_TICK: usize = 64;
+
+/// What the control thread asks of a worker.
+#[derive(Debug)]
+// Sent by the operations layer (HTTP API), which is not built yet.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) enum WorkerCommand {
+    /// Change the guard: a ban, a lifted ban, an allowed network.
+    Guard(GuardCommand),
+    /// Send the worker's bans in force (with its number) on this channel.
+    ListBans(Sender<(u16, Vec<BanInfo>)>),
+}
+
+/// The control thread's end of the workers' command channels.
+#[derive(Clone, Debug)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) struct Commands {
+    workers: Vec<Sender<WorkerCommand>>,
+}
+
+/// One bounded command channel per worker: the control end, and each worker's receiver.
+pub(crate) fn command_channels(workers: usize) -> (Commands, Vec<Receiver<WorkerCommand>>) {
+    let (txs, rxs) = (0..workers.max(1))
+        .map(|_| crossbeam_channel::bounded(COMMANDS_PER_WORKER))
+        .unzip();
+    (Commands { workers: txs }, rxs)
+}
+
+#[cfg_attr(not(test), allow(dead_code))]
+impl Commands {
+    /// Send `cmd` to every worker without waiting; the number of workers that took it (a full or
+    /// closed channel refuses it).
+    pub(crate) fn guard(&self, cmd: GuardCommand) -> usize {
+        self.workers
+            .iter()
+            .filter(|w| w.try_send(WorkerCommand::Guard(cmd)).is_ok())
+            .count()
+    }
+
+    /// The bans in force in every worker, waiting at most `wait` for their answers (a worker
+    /// answers on its next tick); by worker number, those that answered.
+    pub(crate) fn bans(&self, wait: Duration) -> Vec<(u16, Vec<BanInfo>)> {
+        let (tx, rx) = crossbeam_channel::bounded(self.workers.len());
+        let asked = self
+            .workers
+            .iter()
+            .filter(|w| w.try_send(WorkerCommand::ListBans(tx.clone())).is_ok())
+            .count();
+        let deadline = Instant::now() + wait;
+        let mut out: Vec<_> = (0..asked)
+            .map_while(|_| rx.recv_deadline(deadline).ok())
+            .collect();
+        out.sort_by_key(|(w, _)| *w);
+        out
+    }
+}
+
+/// Apply the commands waiting for worker `worker` to its `guard` at `now` (at most
+/// [`COMMANDS_PER_TICK`]); the number applied.
+pub(crate) fn drain_commands(
+    rx: &Receiver<WorkerCommand>,
+    worker: u16,
+    now: Instant,
+    guard: &mut dyn FnMut(GuardRequest<'_>),
+) -> usize {
+    let mut n = 0;
+    while n < COMMANDS_PER_TICK {
+        let Ok(cmd) = rx.try_recv() else { break };
+        n += 1;
+        match cmd {
+            WorkerCommand::Guard(c) => guard(GuardRequest::Apply(now, c)),
+            WorkerCommand::ListBans(reply) => {
+                let mut bans = Vec::new();
+                guard(GuardRequest::List(now, &mut bans));
+                // The asker may have stopped waiting: nothing to do then.
+                let _ = reply.try_send((worker, bans));
+            }
+        }
+    }
+    n
+}
+
+/// What [`drain_commands`] asks of the worker's guard.
+pub(crate) enum GuardRequest<'a> {
+    /// Apply a change.
+    Apply(Instant, GuardCommand),
+    /// Fill in the bans in force.
+    List(Instant, &'a mut Vec<BanInfo>),
+}
+
+impl GuardRequest<'_> {
+    /// Serve the request with `guard`.
+    pub(crate) fn serve(self, guard: &mut Guard) {
+        match self {
+            Self::Apply(now, c) => {
+                guard.apply(now, c);
+            }
+            Self::List(now, out) => *out = guard.bans(now),
+        }
+    }
+}
 
 /// The counters of every layer of one worker, or their sum over workers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -130,6 +241,8 @@ pub(crate) struct Totals {
 pub(crate) struct Control {
     rx: Receiver<WorkerSnapshot>,
     latest: Vec<Option<WorkerSnapshot>>,
+    /// The workers' command channels (for the operations layer to serve).
+    pub(crate) commands: Option<Commands>,
 }
 
 impl Control {
@@ -138,7 +251,14 @@ impl Control {
         Self {
             rx,
             latest: vec![None; workers],
+            commands: None,
         }
+    }
+
+    /// Keep the workers' command channels.
+    pub(crate) fn with_commands(mut self, commands: Commands) -> Self {
+        self.commands = Some(commands);
+        self
     }
 
     /// Keep `snap` if it is the newest of its worker.
@@ -210,6 +330,64 @@ mod tests {
         l.transport.udp_rx = udp_rx;
         l.b2bua.live_calls = live_calls;
         l
+    }
+
+    #[test]
+    fn guard_commands_reach_every_worker_and_bans_are_listed() {
+        use sbc_core::guard::{BanReason, GuardConfig};
+        let (commands, rxs) = command_channels(2);
+        let mut guards: Vec<Guard> = (0..2).map(|_| Guard::new(GuardConfig::default())).collect();
+        let ip = "192.0.2.9".parse().unwrap();
+        assert_eq!(commands.guard(GuardCommand::Ban { ip, secs: Some(60) }), 2);
+        let now = Instant::now();
+        // Each worker drains its own channel on its tick.
+        let serve = |rxs: &[Receiver<WorkerCommand>], guards: &mut [Guard]| {
+            for (i, (rx, g)) in rxs.iter().zip(guards.iter_mut()).enumerate() {
+                drain_commands(rx, i as u16, now, &mut |r| r.serve(g));
+            }
+        };
+        serve(&rxs, &mut guards);
+        for g in &mut guards {
+            let bans = g.bans(now);
+            assert_eq!(bans.len(), 1);
+            assert_eq!((bans[0].ip, bans[0].reason), (ip, BanReason::Manual));
+        }
+        // Listing: the workers answer on their tick (served here from another thread).
+        let lister = {
+            let commands = commands.clone();
+            std::thread::spawn(move || commands.bans(Duration::from_secs(5)))
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while rxs.iter().any(|r| r.is_empty()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        serve(&rxs, &mut guards);
+        let listed = lister.join().unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!((listed[0].0, listed[1].0), (0, 1));
+        assert!(listed.iter().all(|(_, b)| b.len() == 1 && b[0].ip == ip));
+        // Lifting it.
+        commands.guard(GuardCommand::Unban { ip });
+        serve(&rxs, &mut guards);
+        assert!(guards.iter_mut().all(|g| g.bans(now).is_empty()));
+    }
+
+    #[test]
+    fn a_full_command_channel_refuses_and_never_blocks() {
+        let (commands, rxs) = command_channels(1);
+        let ip = "192.0.2.9".parse().unwrap();
+        let cmd = GuardCommand::Unban { ip };
+        let taken: usize = (0..COMMANDS_PER_WORKER + 10)
+            .map(|_| commands.guard(cmd))
+            .sum();
+        assert_eq!(taken, COMMANDS_PER_WORKER);
+        // A worker applies at most COMMANDS_PER_TICK per tick.
+        let mut g = Guard::new(sbc_core::guard::GuardConfig::default());
+        let n = drain_commands(&rxs[0], 0, Instant::now(), &mut |r| r.serve(&mut g));
+        assert_eq!(n, COMMANDS_PER_TICK.min(COMMANDS_PER_WORKER));
+        assert_eq!(g.stats().guard_commands, n as u64);
+        // Nobody listening: listing returns what answered (nothing), within the wait.
+        assert!(commands.bans(Duration::from_millis(10)).is_empty());
     }
 
     #[test]

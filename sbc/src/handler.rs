@@ -1,22 +1,34 @@
 //! SIP handling of one worker: parse, answer what needs no state, hand the rest to the B2BUA.
 //!
-//! Stateless answers (a 400 naming the fault of a malformed request, 200 to an out-of-dialog OPTIONS,
-//! 503 over the new-call rate) go back where the message came from (RFC 3261 §18.2.2 / RFC 3581: the
-//! packet's source for UDP, the same connection for TCP and TLS). Everything else goes to the
-//! worker's [`Signalling`]. Both collect in one [`Handler::outbox`] with the flow (socket or
+//! Every message passes the worker's [`Guard`] first: before parsing (the inside ACL, bans,
+//! per-source budgets), then once parsed (scanner User-Agents, the new-call rate). Stateless answers
+//! (a 400 naming the fault of a malformed request, 200 to an out-of-dialog OPTIONS, 503 over a rate,
+//! 403 on the inside from a stranger) go back where the message came from (RFC 3261 §18.2.2 / RFC
+//! 3581: the packet's source for UDP, the same connection for TCP and TLS). Everything else goes to
+//! the worker's [`Signalling`]. Both collect in one [`Handler::outbox`] with the flow (socket or
 //! connection) to send them by, and the driver sends it after each batch.
+//!
+//! The guard learns the final answers the outside gets to its out-of-dialog INVITE and REGISTER
+//! requests from that outbox ([`Finals`]): the handler notes each such request it hands on, and
+//! matches the final responses leaving toward its source (by Call-ID and CSeq). An "unknown user"
+//! answer to an untrusted source leaves as the challenge an existing user gets
+//! (`guard.hide_unknown_users`).
 
 use std::time::Instant;
 
+use std::net::SocketAddr;
+
 use bytes::Bytes;
 use sbc_core::b2bua::Origin;
-use sbc_core::guard::{Admission, Guard, GuardStats, Kind, Refusal};
+use sbc_core::guard::{Admission, Final, Guard, GuardStats, Kind, Refusal};
 use sbc_core::media::MediaControl;
+use sbc_core::signalling::topology::Side;
 use sbc_sip::message::looks_like_request;
 use sbc_sip::transaction::Transmit;
 use sbc_sip::writer::MessageWriter;
-use sbc_sip::{build, Message, Method, Verdict};
+use sbc_sip::{build, HeaderName, Message, Method, Verdict};
 
+use crate::control::GuardRequest;
 use crate::signalling::Signalling;
 use crate::stats::{Sip, Transport};
 
@@ -33,6 +45,13 @@ pub(crate) struct Handler {
     /// Admission before state: every datagram before it is parsed, every message before the
     /// B2BUA sees it (this worker's share of `limits.max_cps`).
     guard: Guard,
+    /// Out-of-dialog requests of untrusted sources awaiting their final answer.
+    finals: Finals,
+    /// The realm of hidden unknown users' challenges: `guard.realm`, or the realm of the latest
+    /// challenge sent to the outside.
+    realm: String,
+    /// Whether the realm is learnt from the challenges sent (no `guard.realm`).
+    learn_realm: bool,
     /// What the B2BUA sends, with its flow; drained by the driver.
     pub(crate) outbox: Vec<Transmit>,
     /// Where a stateless answer is written before it joins the outbox (reused).
@@ -42,11 +61,19 @@ pub(crate) struct Handler {
 impl Handler {
     /// `guard`: this worker's admission guard.
     pub(crate) fn new(signalling: Signalling, guard: Guard) -> Self {
+        let pinned = guard.realm().to_owned();
         Self {
             transport: Transport::default(),
             sip: Sip::default(),
             signalling,
             guard,
+            finals: Finals::new(),
+            learn_realm: pinned.is_empty(),
+            realm: if pinned.is_empty() {
+                "sbc".into()
+            } else {
+                pinned
+            },
             outbox: Vec::with_capacity(64),
             scratch: Vec::with_capacity(1024),
         }
@@ -69,14 +96,21 @@ impl Handler {
     /// Timers of the B2BUA due at `now`; what they send joins the outbox.
     pub(crate) fn on_timeout(&mut self, now: Instant, media: &mut dyn MediaControl) {
         if self.signalling.poll_timeout().is_some_and(|t| t <= now) {
+            let start = self.outbox.len();
             self.signalling.on_timeout(now, media);
             self.signalling.drain(now, &mut self.outbox);
+            self.watch_finals(now, start);
         }
     }
 
     /// The guard's counters.
     pub(crate) fn guard_stats(&self) -> GuardStats {
         self.guard.stats()
+    }
+
+    /// A run-time change of bans or the allow list, or the list of bans, for the control thread.
+    pub(crate) fn serve_guard(&mut self, r: GuardRequest<'_>) {
+        r.serve(&mut self.guard);
     }
 
     /// Handle one message that came from `origin`. A stateless answer joins the outbox, to the
@@ -112,7 +146,10 @@ impl Handler {
         out: &mut Vec<u8>,
         media: &mut dyn MediaControl,
     ) -> bool {
-        match self.guard.admit_datagram(now, origin.source) {
+        match self
+            .guard
+            .admit_datagram(now, origin.source, origin.side, &raw)
+        {
             Admission::Admit => {}
             Admission::Refuse(r) => return self.answer_unparsed(&raw, r, out),
             Admission::Drop => return false,
@@ -121,8 +158,8 @@ impl Handler {
             Ok(m) => m,
             Err(e) => {
                 self.sip.parse_errors += 1;
-                // The guard sees malformed input too (its own budget, in the guard issue).
-                if self.guard.admit(now, origin.source, Kind::Malformed) != Admission::Admit {
+                // Malformed input has its own budget per source.
+                if self.guard.admit(now, origin.source, Kind::Malformed, None) != Admission::Admit {
                     self.sip.parse_errors_dropped += 1;
                     return false;
                 }
@@ -155,7 +192,8 @@ impl Handler {
             Some(Method::Register) => Kind::Register,
             _ => Kind::Other,
         };
-        match self.guard.admit(now, origin.source, kind) {
+        let ua = msg.header(HeaderName::UserAgent);
+        match self.guard.admit(now, origin.source, kind, ua) {
             Admission::Admit => {}
             // Over the new-call rate: refused before any state is made (RFC 3261 §21.5.4).
             Admission::Refuse(r) => {
@@ -178,10 +216,72 @@ impl Handler {
             self.sip.options_answered += 1;
             return true;
         }
+        if origin.side == Side::Outside
+            && matches!(kind, Kind::Invite | Kind::Register)
+            && !self.guard.is_trusted(origin.source.ip())
+        {
+            let credentials = msg.header_by_name("Authorization").is_some()
+                || msg.header_by_name("Proxy-Authorization").is_some();
+            self.finals.note(&msg, origin.source, kind, credentials);
+        }
         self.sip.to_b2bua += 1;
+        let start = self.outbox.len();
         self.signalling.handle(now, msg, origin, media);
         self.signalling.drain(now, &mut self.outbox);
+        self.watch_finals(now, start);
         false
+    }
+
+    /// The final responses among the outbox's transmits from `start` on that answer a request in
+    /// [`Self::finals`]: the guard learns them; an unknown user is hidden when the guard says so.
+    fn watch_finals(&mut self, now: Instant, start: usize) {
+        if self.finals.is_empty() && !self.finals.hid_any() {
+            return;
+        }
+        let Some(sent) = self.outbox.get_mut(start..) else {
+            return;
+        };
+        for t in sent {
+            let status = status_of(&t.bytes);
+            if !(200..700).contains(&status) {
+                continue;
+            }
+            let Ok(resp) = Message::parse(t.bytes.clone()) else {
+                continue;
+            };
+            if self.learn_realm && matches!(status, 401 | 407) {
+                if let Some(realm) = realm_of(&resp) {
+                    if realm != self.realm {
+                        realm.clone_into(&mut self.realm);
+                    }
+                }
+            }
+            // A retransmission of an answer hidden before (on a timer, or to the request sent
+            // again) leaves as it did the first time, and is not learnt from twice.
+            if let Some(first) = self.finals.hidden(&resp, t.dest) {
+                let _ = self.finals.take(&resp, t.dest);
+                t.bytes = first;
+                continue;
+            }
+            let Some((kind, credentials)) = self.finals.take(&resp, t.dest) else {
+                continue;
+            };
+            let ip = t.dest.ip();
+            self.guard.on_final(
+                now,
+                ip,
+                Final {
+                    kind,
+                    status,
+                    credentials,
+                },
+            );
+            if self.guard.hides_unknown_user(ip, status) {
+                let nonce = self.signalling.new_tag();
+                t.bytes = as_challenge(&t.bytes, &self.realm, nonce.as_str());
+                self.finals.hide(&resp, t.dest, t.bytes.clone());
+            }
+        }
     }
 
     /// A stateless answer `r` to a message that was not parsed, or failed to parse (RFC 3261
@@ -194,6 +294,151 @@ impl Handler {
         };
         finish_refusal(w, r);
         true
+    }
+}
+
+/// The status of a response's bytes ("SIP/2.0 404 ..."), 0 for anything else.
+fn status_of(bytes: &[u8]) -> u16 {
+    match bytes.get(..12) {
+        Some([b'S', b'I', b'P', b'/', b'2', b'.', b'0', b' ', a, b, c, b' '])
+            if a.is_ascii_digit() && b.is_ascii_digit() && c.is_ascii_digit() =>
+        {
+            u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+        }
+        _ => 0,
+    }
+}
+
+/// The realm of a challenge's WWW-Authenticate or Proxy-Authenticate.
+fn realm_of(resp: &Message) -> Option<&str> {
+    let v = resp
+        .header_by_name("WWW-Authenticate")
+        .or_else(|| resp.header_by_name("Proxy-Authenticate"))?;
+    let (_, rest) = v.split_once("realm=\"")?;
+    let (realm, _) = rest.split_once('"')?;
+    (!realm.is_empty() && realm.len() <= 128).then_some(realm)
+}
+
+/// A final "unknown user" response rewritten as the challenge an existing user gets: 401 with a
+/// digest challenge in `realm`, the rest of the response as it was.
+fn as_challenge(bytes: &[u8], realm: &str, nonce: &str) -> Bytes {
+    let Some(eol) = memchr_crlf(bytes) else {
+        return Bytes::copy_from_slice(bytes);
+    };
+    let rest = bytes.get(eol..).unwrap_or_default();
+    let mut out = Vec::with_capacity(bytes.len() + 128);
+    out.extend_from_slice(b"SIP/2.0 401 Unauthorized\r\n");
+    out.extend_from_slice(
+        format!(
+            "WWW-Authenticate: Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm=MD5, qop=\"auth\""
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(rest);
+    Bytes::from(out)
+}
+
+/// Where the first line of `bytes` ends (the index of its CRLF).
+fn memchr_crlf(bytes: &[u8]) -> Option<usize> {
+    bytes.windows(2).position(|w| w == b"\r\n")
+}
+
+/// Out-of-dialog requests handed to the B2BUA whose final answer the guard is to learn: a fixed
+/// ring indexed by a hash of Call-ID and CSeq (a newer request takes the slot of an older one; a
+/// request whose slot was taken is simply not learnt from). And the answers hidden as a challenge,
+/// so that their retransmissions (by the transaction layer) leave hidden too, byte for byte.
+struct Finals {
+    slots: Vec<Option<Noted>>,
+    held: usize,
+    hidden: Vec<Option<(u64, SocketAddr, Bytes)>>,
+    hid: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Noted {
+    id: u64,
+    source: SocketAddr,
+    kind: Kind,
+    credentials: bool,
+}
+
+/// Requests awaiting their answer per worker.
+const FINALS: usize = 4096;
+
+/// Hidden answers remembered per worker (for their retransmissions, up to Timer H: 32 s).
+const HIDDEN: usize = 1024;
+
+impl Finals {
+    fn new() -> Self {
+        Self {
+            slots: vec![None; FINALS],
+            held: 0,
+            hidden: vec![None; HIDDEN],
+            hid: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.held == 0
+    }
+
+    /// Whether any answer was hidden (and may be retransmitted).
+    fn hid_any(&self) -> bool {
+        self.hid > 0
+    }
+
+    /// `resp`, sent to `dest`, left as `sent`.
+    fn hide(&mut self, resp: &Message, dest: SocketAddr, sent: Bytes) {
+        let id = Self::id(resp);
+        if let Some(slot) = self.hidden.get_mut(id as usize % HIDDEN) {
+            if slot.is_none() {
+                self.hid += 1;
+            }
+            *slot = Some((id, dest, sent));
+        }
+    }
+
+    /// What `resp` to `dest` left as the first time, if it was hidden.
+    fn hidden(&self, resp: &Message, dest: SocketAddr) -> Option<Bytes> {
+        let id = Self::id(resp);
+        match self.hidden.get(id as usize % HIDDEN)? {
+            Some((i, d, sent)) if *i == id && *d == dest => Some(sent.clone()),
+            _ => None,
+        }
+    }
+
+    fn id(msg: &Message) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        msg.call_id().hash(&mut h);
+        msg.cseq().seq.hash(&mut h);
+        h.finish()
+    }
+
+    fn note(&mut self, msg: &Message, source: SocketAddr, kind: Kind, credentials: bool) {
+        let id = Self::id(msg);
+        if let Some(slot) = self.slots.get_mut(id as usize % FINALS) {
+            if slot.is_none() {
+                self.held += 1;
+            }
+            *slot = Some(Noted {
+                id,
+                source,
+                kind,
+                credentials,
+            });
+        }
+    }
+
+    /// The request `resp` answers, sent to `dest`, if noted: its kind and whether it carried
+    /// credentials. Forgotten then.
+    fn take(&mut self, resp: &Message, dest: SocketAddr) -> Option<(Kind, bool)> {
+        let id = Self::id(resp);
+        let slot = self.slots.get_mut(id as usize % FINALS)?;
+        let n = slot.filter(|n| n.id == id && n.source == dest)?;
+        *slot = None;
+        self.held -= 1;
+        Some((n.kind, n.credentials))
     }
 }
 
@@ -376,6 +621,70 @@ From: <sip:b@h>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\
             "{:?}",
             h.outbox
         );
+    }
+
+    #[test]
+    fn an_unknown_user_leaves_as_the_challenge_an_existing_user_gets() {
+        let not_found = b"SIP/2.0 404 Not Found\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n\
+To: <sip:9@h>;tag=x\r\nFrom: <sip:9@h>;tag=1\r\nCall-ID: c1\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(status_of(not_found), 404);
+        assert_eq!(status_of(b"SIP/2.0 4x4 Odd\r\n"), 0);
+        assert_eq!(status_of(b"REGISTER sip:h SIP/2.0\r\n"), 0);
+        let hidden = as_challenge(not_found, "pbx.test", "abc");
+        let msg = Message::parse(hidden.clone()).unwrap();
+        assert_eq!(msg.status(), Some(401));
+        assert_eq!(
+            msg.header_by_name("WWW-Authenticate"),
+            Some("Digest realm=\"pbx.test\", nonce=\"abc\", algorithm=MD5, qop=\"auth\"")
+        );
+        assert_eq!(msg.call_id(), "c1");
+        assert_eq!(realm_of(&msg), Some("pbx.test"));
+        // The final answer to a noted request is found once, by Call-ID, CSeq and destination.
+        let mut f = Finals::new();
+        let source: SocketAddr = "127.0.0.1:5070".parse().unwrap();
+        let req = String::from_utf8(options("CSeq: 1 REGISTER\r\n").to_vec())
+            .unwrap()
+            .replacen("OPTIONS", "REGISTER", 1);
+        let req = Message::parse(Bytes::from(req)).unwrap();
+        f.note(&req, source, Kind::Register, true);
+        assert!(!f.is_empty());
+        let resp = Message::parse(Bytes::from_static(not_found)).unwrap();
+        assert_eq!(f.take(&resp, "127.0.0.2:5070".parse().unwrap()), None);
+        assert_eq!(f.take(&resp, source), Some((Kind::Register, true)));
+        assert_eq!(f.take(&resp, source), None);
+        assert!(f.is_empty());
+        // Hidden once, hidden alike when retransmitted.
+        assert!(!f.hid_any());
+        f.hide(&resp, source, hidden.clone());
+        assert!(f.hid_any());
+        assert_eq!(f.hidden(&resp, source), Some(hidden));
+        assert_eq!(f.hidden(&resp, "127.0.0.2:5070".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn a_stranger_on_the_inside_gets_403_and_reaches_nothing() {
+        let mut h = handler(0);
+        let inside = Origin {
+            side: Side::Inside,
+            flow: Flow(2),
+            ..origin()
+        };
+        let invite = Bytes::from(
+            String::from_utf8(options("CSeq: 1 INVITE\r\n").to_vec())
+                .unwrap()
+                .replacen("OPTIONS", "INVITE", 1),
+        );
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        assert!(h.handle(invite, inside, now, &mut NoRelay));
+        assert_eq!(h.outbox.len(), 1);
+        assert!(text(&h.outbox[0].bytes).starts_with("SIP/2.0 403 Forbidden\r\n"));
+        assert_eq!(
+            (h.outbox[0].dest, h.outbox[0].flow),
+            (inside.source, Flow(2))
+        );
+        assert_eq!(h.sip.to_b2bua, 0);
+        assert_eq!(h.guard_stats().inside_refused, 1);
     }
 
     #[test]

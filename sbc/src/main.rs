@@ -311,6 +311,9 @@ fn run(cfg: &Config) -> Result<(), String> {
         limit = nofile,
         "open-file budget (connections, sockets, media ports)"
     );
+    // The control thread changes the workers' guards through one command channel each.
+    let (commands, command_rxs) = control::command_channels(n);
+    let mut command_rxs = command_rxs.into_iter();
     for id in 0..n {
         let mut udp = bind(&cfg.sip.udp, udp::bind_udp)?;
         let outside_udp = udp.len();
@@ -367,13 +370,23 @@ fn run(cfg: &Config) -> Result<(), String> {
             peers: peers.clone(),
             transport: &cfg.transport,
             signalling: sig,
-            guard: b2bua.guard(f64::from(cfg.limits.max_cps) / n as f64),
+            guard: cfg.guard.worker_config(
+                b2bua.guard(f64::from(cfg.limits.max_cps) / n as f64),
+                // The guard's table hash: bytes of the secret no other seed uses.
+                u64::from_le_bytes([
+                    secret[8], secret[9], secret[10], secret[11], secret[12], secret[13],
+                    secret[14], secret[15],
+                ]),
+            ),
             stop: stop.clone(),
             media,
             shard_media,
             ng,
             publisher: control::Publisher::new(id as u16, snapshots.clone(), now),
             store: stores.get_mut(id).and_then(Option::take),
+            commands: command_rxs
+                .next()
+                .ok_or_else(|| format!("worker {id}: no command channel"))?,
         })
         .map_err(|e| format!("worker {id}: {e}"))?;
         workers.push(w);
@@ -395,7 +408,11 @@ fn run(cfg: &Config) -> Result<(), String> {
     drop(snapshots);
     let control = std::thread::Builder::new()
         .name("sbc-control".into())
-        .spawn(move || control::Control::new(n, control_rx).run())
+        .spawn(move || {
+            control::Control::new(n, control_rx)
+                .with_commands(commands)
+                .run()
+        })
         .map_err(|e| format!("spawn control thread: {e}"))?;
     // Worker i runs on the i-th CPU the process is allowed (so `taskset -c 1 sbc` keeps it on 1),
     // pinned when there is one CPU per worker.

@@ -19,7 +19,7 @@ use sbc_core::media::{MediaControl, NoRelay};
 use sbc_sip::transaction::{Flow, Transmit};
 
 use crate::connect::Peers;
-use crate::control::{Layers, Publisher};
+use crate::control::{drain_commands, Layers, Publisher, WorkerCommand};
 use crate::handler::Handler;
 use crate::media::{MediaSockets, NgServer};
 use crate::persist::WorkerStore;
@@ -71,6 +71,8 @@ pub(crate) struct Worker {
     publisher: Publisher,
     /// Sends the worker's bindings to the state file's writer (when `registrar.state_file` is set).
     store: Option<WorkerStore>,
+    /// Guard changes from the control thread, applied on [`Self::tick`].
+    commands: crossbeam_channel::Receiver<WorkerCommand>,
     last_idle_scan: Instant,
     /// Where the worker is in a stop (see [`StopPhase`]).
     stop_phase: StopPhase,
@@ -110,6 +112,8 @@ pub(crate) struct WorkerSetup<'a> {
     pub(crate) ng: Option<NgServer>,
     pub(crate) publisher: Publisher,
     pub(crate) store: Option<WorkerStore>,
+    /// This worker's end of its command channel.
+    pub(crate) commands: crossbeam_channel::Receiver<WorkerCommand>,
 }
 
 /// The media path of a worker, borrowed apart from the rest: its sockets, its shard, the ng
@@ -139,6 +143,7 @@ impl Worker {
             ng,
             publisher,
             store,
+            commands,
         } = setup;
         let limits = sbc_sip::framing::Limits {
             max_header: transport.max_message_size.min(16 * 1024),
@@ -177,6 +182,7 @@ impl Worker {
             ng,
             publisher,
             store,
+            commands,
             last_idle_scan: Instant::now(),
             stop_phase: StopPhase::Running,
         })
@@ -339,6 +345,10 @@ impl Worker {
     /// snapshot for the control thread.
     pub(crate) fn tick(&mut self, now: Instant) {
         self.check_stop(now);
+        let handler = &mut self.handler;
+        drain_commands(&self.commands, self.id, now, &mut |r| {
+            handler.serve_guard(r)
+        });
         self.handler.on_timeout(now, relay(&mut self.shard_media));
         if let Some(MediaPath {
             ng: Some(ng),

@@ -52,8 +52,11 @@ fn start_sbc_with(
          [inside]\naddress = \"{}\"\nport = 5080\ntargets = [\"pbx\"]\n\
          [[target_group]]\nname = \"pbx\"\ntargets = [{pbx_targets}]\n{probe}\n\
          [[route]]\nname = \"to-pbx\"\nfrom = \"outside\"\nprefix = \"\"\ntarget_group = \"pbx\"\n\
-         [media]\nport_min = 20000\nport_max = 20399\n",
-        ip(n, 11)
+         [media]\nport_min = 20000\nport_max = 20399\n\
+         [guard]\ninside_networks = [\"{}\"]\n",
+        ip(n, 11),
+        // The PBX places calls from .4, an address of its own besides the target's.
+        ip(n, 4)
     );
     Sbc::start_in(TempDir::new(name), driver, 5060, &text)
 }

@@ -17,7 +17,8 @@
 //!   OpenSIPS's `rtpengine` module drives the media relay (offer, answer, delete, query, list), with
 //!   a bounded, expiring call table and a reply cache for retransmissions.
 //! - [`guard`]: admission before state: what a packet must pass before it is parsed into a
-//!   transaction or dialog (the new-call rate, trusted sources).
+//!   transaction or dialog (the inside ACL, per-source budgets, bans, scanners, the new-call rate),
+//!   and the behaviour bans it learns from the answers the outside gets.
 //! - [`cidr`]: IP networks, the stuff of trunks' source ACLs and the guard's trusted sources.
 //! - [`table`]: a bounded table whose entries carry an absolute deadline, for dialogs, registrations and
 //!   bans alike.

@@ -158,21 +158,25 @@ impl CoreSettings {
             .collect();
         PolicyConfig {
             groups,
-            trunks: self
-                .trunks
-                .iter()
-                .map(|t| PolicyTrunk {
-                    id: t.id,
-                    acl: t.acl.clone(),
-                    number_rules: t.number_rules.clone(),
-                    inbound: t.inbound,
-                })
-                .collect(),
+            trunks: self.policy_trunks(),
             routes: self.routes.clone(),
             register_group: self.inside_groups.first().copied(),
             outside_flow,
             inside_flow,
         }
+    }
+
+    /// The trunks as the routing policy and the guard recognise them.
+    fn policy_trunks(&self) -> Vec<PolicyTrunk> {
+        self.trunks
+            .iter()
+            .map(|t| PolicyTrunk {
+                id: t.id,
+                acl: t.acl.clone(),
+                number_rules: t.number_rules.clone(),
+                inbound: t.inbound,
+            })
+            .collect()
     }
 
     /// The credentials of the trunk whose outbound proxy is `group`, if it has some.
@@ -185,17 +189,20 @@ impl CoreSettings {
     }
 
     /// The admission guard of a worker whose share of the new-call rate is `cps` (0: none): the
-    /// trunks' source ACLs and the addresses of the inside targets are its trusted sources.
+    /// trunks' source ACLs and the addresses of the inside targets are its trusted sources (the
+    /// `[guard]` section adds its networks and policy: `GuardSection::worker_config`).
     pub(crate) fn guard(&self, cps: f64) -> GuardConfig {
         GuardConfig {
             cps,
-            trunks: self.trunks.iter().map(|t| (t.id, t.acl.clone())).collect(),
+            trunks: self.policy_trunks(),
             inside: self
                 .inside_groups
                 .iter()
                 .filter_map(|g| self.groups.get(g.0 as usize))
                 .flat_map(|g| g.targets.iter().map(|t| t.addr.ip()))
+                .filter_map(|ip| sbc_core::cidr::Cidr::new(ip, if ip.is_ipv4() { 32 } else { 128 }))
                 .collect(),
+            ..GuardConfig::default()
         }
     }
 }

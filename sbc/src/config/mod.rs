@@ -14,6 +14,7 @@
 //! [`validate`] the cross checks, [`convert`] the conversion into `sbc-core` types.
 
 mod convert;
+mod guard;
 mod schema;
 mod streams;
 #[cfg(test)]

@@ -49,6 +49,8 @@ pub(crate) struct Config {
     pub(crate) topology: TopologySection,
     #[serde(default)]
     pub(crate) api: ApiSection,
+    #[serde(default)]
+    pub(crate) guard: super::guard::GuardSection,
 }
 
 /// `[sip]`: listen addresses per transport.

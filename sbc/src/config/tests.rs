@@ -513,3 +513,41 @@ fn early_media_bounds_have_safe_defaults_and_are_checked() {
         (1, 0)
     );
 }
+
+#[test]
+fn the_guard_section_defaults_are_the_cores_and_the_embedded_default_spells_them_out() {
+    use sbc_core::guard::{Budget, GuardPolicy};
+    let c = Config::from_toml_with(DEFAULT_TOML, "d", EPHEMERAL).unwrap();
+    assert_eq!(c.guard.policy(), GuardPolicy::default());
+    let none =
+        Config::from_toml_with("[sip]\nudp = [\"127.0.0.1:5060\"]\n", "n", EPHEMERAL).unwrap();
+    assert_eq!(none.guard.policy(), GuardPolicy::default());
+    let text = "[sip]\nudp = [\"127.0.0.1:5060\"]\n[guard]\ninside_networks = [\"10.1.0.0/16\"]\n\
+                allow = [\"192.0.2.0/24\"]\nban_secs = 3\nscanner_user_agents = []\n\
+                [guard.untrusted]\ninvite = { rate = 5, burst = 10 }\n";
+    let c = Config::from_toml_with(text, "g", EPHEMERAL).unwrap();
+    let p = c.guard.policy();
+    assert_eq!(p.untrusted.invite, Budget::new(5.0, 10.0));
+    assert_eq!(
+        p.untrusted.register,
+        GuardPolicy::default().untrusted.register
+    );
+    assert_eq!(p.ban, Duration::from_secs(3));
+    assert!(p.scanner_user_agents.is_empty());
+    let g = c.guard.worker_config(c.b2bua().unwrap().guard(0.0), 1);
+    assert_eq!(g.inside, vec!["10.1.0.0/16".parse().unwrap()]);
+    assert_eq!(g.allow, vec!["192.0.2.0/24".parse().unwrap()]);
+    for (bad, key) in [
+        ("[guard]\nban_secs = 0\n", "guard.ban_secs"),
+        (
+            "[guard.trusted]\nother = { rate = 1, burst = 0 }\n",
+            "guard.trusted.other",
+        ),
+        ("[guard]\nallow = [\"10.0.0.1/8\"]\n", "10.0.0.1/8"),
+        ("[guard]\nbans = 3\n", "bans"),
+    ] {
+        let text = format!("[sip]\nudp = [\"127.0.0.1:5060\"]\n{bad}");
+        let e = Config::from_toml_with(&text, "g", EPHEMERAL).unwrap_err();
+        assert!(e.contains(key), "{e}");
+    }
+}

@@ -86,6 +86,7 @@ impl Config {
         if self.sip.udp.is_empty() && self.sip.tcp.is_empty() && self.sip.tls.is_empty() {
             return Err("sip: no listen address (udp, tcp, tls are all empty)".into());
         }
+        self.guard.check()?;
         let t = &self.transport;
         if t.tcp_max_connections == 0 || t.tcp_max_connections > 1 << 20 {
             return Err("transport.tcp_max_connections: must be in 1..=1048576".into());

@@ -77,6 +77,9 @@ pub(crate) fn inside_section() -> String {
     )
 }
 
+/// A `[guard]` section trusting 127.0.0.1 (the address the transport tests send from).
+pub(crate) const TRUST_LOCALHOST: &str = "[guard]\nallow = [\"127.0.0.1\"]\n";
+
 /// The running binary; killed (by its PID) when dropped.
 pub(crate) struct Sbc {
     child: Child,
@@ -134,11 +137,12 @@ impl Sbc {
         me
     }
 
-    /// Default config: UDP and TCP on the chosen port.
+    /// Default config: UDP and TCP on the chosen port. The tests' client (127.0.0.1) is trusted
+    /// by the guard: the transport tests send bursts far over an unknown source's budgets.
     pub(crate) fn udp_tcp(name: &str, driver: &str) -> Self {
         Self::start(name, driver, |port, _| {
             format!(
-                "workers = 2\n[sip]\nudp = [\"127.0.0.1:{port}\"]\ntcp = [\"127.0.0.1:{port}\"]\n{}",
+                "workers = 2\n[sip]\nudp = [\"127.0.0.1:{port}\"]\ntcp = [\"127.0.0.1:{port}\"]\n{}{TRUST_LOCALHOST}",
                 inside_section()
             )
         })

@@ -44,6 +44,12 @@ impl PolicyTrunk {
     }
 }
 
+/// The first of `trunks` (configuration order) whose source ACL holds `ip`: the one rule by which
+/// both the routing policy and the guard recognise a trunk.
+pub fn trunk_of(trunks: &[PolicyTrunk], ip: IpAddr) -> Option<&PolicyTrunk> {
+    trunks.iter().find(|t| t.recognises(ip))
+}
+
 /// A target group with what the policy needs to send to it.
 #[derive(Clone, Debug)]
 pub struct PolicyGroup {
@@ -141,7 +147,7 @@ impl RoutingPolicy {
 
     /// The trunk whose source ACL holds `ip` (the first in configuration order).
     pub fn trunk_of(&self, ip: IpAddr) -> Option<&PolicyTrunk> {
-        self.trunks.iter().find(|t| t.recognises(ip))
+        trunk_of(&self.trunks, ip)
     }
 
     /// The health of the targets.
