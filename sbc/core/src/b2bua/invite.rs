@@ -5,12 +5,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use sbc_sip::transaction::{ClientTxId, Flow, ServerTxId, TxId, TxState};
-use sbc_sip::{HeaderName, Message, Method};
+use sbc_sip::{build, HeaderName, Message, Method};
 
 use super::record::CallFacts;
 use super::{
     leg_uri, uri_of, user_of, AckWait, B2bua, Call, CallEvent, CallId, ClientRole, EndReason, Leg,
-    Origin, Retarget, Router, State, Target,
+    Origin, Refusal, Retarget, Router, State, Target,
 };
 use crate::media::MediaControl;
 use crate::signalling::ids::IdKind;
@@ -19,7 +19,7 @@ use crate::signalling::topology::{next_max_forwards, with_tag, Side};
 impl B2bua {
     /// The next hop of a new INVITE: a binding of this worker's registrar when the Inside calls the
     /// Contact the SBC registered for a user agent, else the caller's router.
-    fn target_of(&self, req: &Message, side: Side, router: &dyn Router) -> Option<Target> {
+    fn target_of(&self, req: &Message, side: Side, router: &dyn Router) -> Result<Target, Refusal> {
         if side == Side::Inside {
             let user = req
                 .request_uri()
@@ -29,7 +29,7 @@ impl B2bua {
                 .and_then(|u| self.tokens.get(u))
                 .and_then(|k| self.registrar.get(k))
             {
-                return Some(Target {
+                return Ok(Target {
                     dest: b.source,
                     side: Side::Outside,
                     reliable: b.transport.is_reliable(),
@@ -42,7 +42,28 @@ impl B2bua {
                 });
             }
         }
-        router.route(req, side).filter(|t| t.side != side)
+        router.route(req, side).and_then(|t| {
+            if t.side != side {
+                Ok(t)
+            } else {
+                Err(Refusal::NOT_FOUND)
+            }
+        })
+    }
+
+    /// Answer `req` with the router's refusal (and its Retry-After).
+    fn refuse(&mut self, now: Instant, tx: ServerTxId, req: &Message, r: Refusal) {
+        let Some(secs) = r.retry_after else {
+            self.reply(now, tx, req, r.code, None);
+            return;
+        };
+        let mut out = Vec::new();
+        let mut w = build::response(req, r.code, build::reason_phrase(r.code), None, &mut out);
+        w.header("Retry-After", &secs.to_string());
+        w.finish(None, b"");
+        let _ = self
+            .txs
+            .send_response_bytes(now, tx, r.code, Bytes::from(out));
     }
 
     pub(super) fn new_call(
@@ -58,9 +79,12 @@ impl B2bua {
             self.reply(now, tx, &req, 483, None);
             return;
         };
-        let Some(target) = self.target_of(&req, from.side, router) else {
-            self.reply(now, tx, &req, 404, None);
-            return;
+        let target = match self.target_of(&req, from.side, router) {
+            Ok(t) => t,
+            Err(r) => {
+                self.refuse(now, tx, &req, r);
+                return;
+            }
         };
         if self.calls.len() >= self.calls.capacity() {
             self.reply(now, tx, &req, 503, None);

@@ -97,6 +97,7 @@ impl B2bua {
                 ..
             }) => match router
                 .route(req, Side::Outside)
+                .ok()
                 .filter(|t| t.side == Side::Inside)
             {
                 // No registrar behind: the SBC's binding is the registration.

@@ -12,6 +12,9 @@ use std::time::Instant;
 use crate::cidr::Cidr;
 use crate::routing::TrunkId;
 
+pub mod fraud;
+pub mod rules;
+
 /// What a message is, as far as admission cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
