@@ -234,6 +234,7 @@ fn run(cfg: &Config) -> Result<(), String> {
     let now = std::time::Instant::now();
     // Each worker publishes its counters to the control thread once a second, and at stop.
     let (snapshots, control_rx) = control::channel(n);
+    let (alerts, alerts_rx) = control::fraud_channel();
     if cfg.media.enabled {
         let ports = u64::from(cfg.media.port_max - cfg.media.port_min) + 1;
         media::raise_fd_limit(ports + 1024 + 64 * n as u64)?;
@@ -255,6 +256,7 @@ fn run(cfg: &Config) -> Result<(), String> {
             inside_flow: sbc_sip::transaction::Flow((outside_udp + 1) as u64),
         };
         let mut sig = signalling::Signalling::new(&b2bua, &cfg.limits, &place, secret, now);
+        sig.attach_alerts(alerts.clone());
         let (media, shard_media) = if cfg.media.enabled {
             let ports = cfg.media.media_ports_for(id, n);
             let socks = media::MediaSockets::bind(b2bua.media_address, ports.clone())?;
@@ -301,9 +303,14 @@ fn run(cfg: &Config) -> Result<(), String> {
     sys::block_stop_signals();
     // The control thread keeps each worker's latest counters until every worker is gone.
     drop(snapshots);
+    drop(alerts);
     let control = std::thread::Builder::new()
         .name("sbc-control".into())
-        .spawn(move || control::Control::new(n, control_rx).run())
+        .spawn(move || {
+            control::Control::new(n, control_rx)
+                .with_fraud_events(alerts_rx)
+                .run()
+        })
         .map_err(|e| format!("spawn control thread: {e}"))?;
     // Worker i runs on the i-th CPU the process is allowed (so `taskset -c 1 sbc` keeps it on 1),
     // pinned when there is one CPU per worker.

@@ -49,6 +49,11 @@ pub(crate) struct Config {
     pub(crate) topology: TopologySection,
     #[serde(default)]
     pub(crate) api: ApiSection,
+    /// `[[rules]]` tables and `[fraud]` (see `config/rules.rs`).
+    #[serde(default)]
+    pub(crate) rules: Vec<super::rules::RuleSection>,
+    #[serde(default)]
+    pub(crate) fraud: super::rules::FraudSection,
 }
 
 /// `[sip]`: listen addresses per transport.
