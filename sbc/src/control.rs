@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use sbc_core::guard::rules::FraudEvent;
+use sbc_core::guard::rules::{FraudEvent, RulesStats};
 use sbc_core::guard::GuardStats;
 
 use crate::stats::{B2bua, Media, Sip, Transport, WorkerStats};
@@ -32,6 +32,7 @@ pub(crate) struct Layers {
     pub(crate) b2bua: B2bua,
     pub(crate) media: Media,
     pub(crate) guard: GuardStats,
+    pub(crate) rules: RulesStats,
     pub(crate) worker: WorkerStats,
 }
 
@@ -43,6 +44,7 @@ impl Layers {
         self.b2bua.merge(&other.b2bua);
         self.media.merge(&other.media);
         self.guard.merge(&other.guard);
+        self.rules.merge(&other.rules);
         self.worker.merge(&other.worker);
     }
 }

@@ -76,19 +76,18 @@ impl Signalling {
             call_failovers: b.failovers,
             ..self.stats
         };
-        let r = self.rules.stats();
-        c.calls_refused_list = r.calls_refused_list;
-        c.calls_refused_busy = r.calls_refused_busy;
-        c.calls_refused_rate = r.calls_refused_rate;
-        c.fraud_blocked = r.fraud_blocked;
-        c.fraud_warnings = r.fraud_warnings;
-        c.rules_table_full = r.rules_table_full;
+
         for (_, _, t) in self.b2bua.trunk_registrations() {
             c.trunk_registrations += t.registered;
             c.trunk_register_challenges += t.challenges;
             c.trunk_register_failures += t.failures;
         }
         c
+    }
+
+    /// The call rules' and fraud rules' counters.
+    pub(crate) fn rules_counters(&self) -> sbc_core::guard::rules::RulesStats {
+        self.rules.stats()
     }
 
     /// Stopping: remove the SBC's bindings with carrier trunks (REGISTER with Expires: 0).

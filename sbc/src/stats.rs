@@ -1,6 +1,6 @@
 //! The counters of one worker, per layer (transport, SIP, B2BUA, media, the worker itself), each
 //! declared once with [`sbc_counters::counters!`]; the guard's layer is the core's
-//! [`sbc_core::guard::GuardStats`]. A worker copies them into a
+//! [`sbc_core::guard::GuardStats`], the call rules' [`sbc_core::guard::rules::RulesStats`]. A worker copies them into a
 //! [`crate::control::WorkerSnapshot`] on its timer tick; the control thread sums them.
 
 sbc_counters::counters! {
@@ -90,18 +90,6 @@ sbc_counters::counters! {
         counter call_failovers,
         /// Health probes (OPTIONS to targets) that failed.
         counter probes_failed,
-        /// New calls refused by a call rule's blacklist or whitelist (403).
-        counter calls_refused_list,
-        /// New calls refused at a call rule's concurrent-call limit (486).
-        counter calls_refused_busy,
-        /// New calls refused over a call rule's calls per second (503).
-        counter calls_refused_rate,
-        /// New calls blocked by a fraud rule's critical threshold (403).
-        counter fraud_blocked,
-        /// Fraud warnings raised.
-        counter fraud_warnings,
-        /// Calls a rule could not count because its counter table was full.
-        counter rules_table_full,
         /// Fraud log lines left out (more than 20 a second).
         counter fraud_logs_suppressed,
         /// Fraud events the control thread's channel had no room for.

@@ -194,6 +194,7 @@ impl Worker {
             transport: self.handler.transport,
             sip: self.handler.sip,
             b2bua: self.handler.signalling.counters(),
+            rules: self.handler.signalling.rules_counters(),
             media: self.media_counters(),
             guard: self.handler.guard_stats(),
             // Filled in by the publisher.

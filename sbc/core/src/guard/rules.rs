@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 pub use super::fraud::{
     CallInfo, Fraud, FraudEvent, FraudKeys, FraudRule, Level, Metric, Thresholds, TrunkRef,
 };
+use super::TokenBucket;
 use crate::b2bua::{CallId, Refusal};
 use crate::cidr::Cidr;
 use crate::routing::LocalTime;
@@ -325,29 +326,8 @@ enum Who {
 struct LimitState {
     /// Calls started and not ended.
     live: u32,
-    /// Calls-per-second tokens and when they were last refilled.
-    tokens: f64,
-    at: Option<Instant>,
-}
-
-impl LimitState {
-    /// Takes a token of a bucket holding one second's worth at `rate` (at least one).
-    fn take(&mut self, now: Instant, rate: f64) -> bool {
-        let full = rate.max(1.0);
-        self.tokens = match self.at {
-            Some(at) => {
-                (self.tokens + now.saturating_duration_since(at).as_secs_f64() * rate).min(full)
-            }
-            None => full,
-        };
-        self.at = Some(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
+    /// New calls per second, made at the first call the rule's rate applies to.
+    bucket: Option<TokenBucket>,
 }
 
 /// What a routed call holds: the counters it took, given back when it ends. Opaque.
@@ -431,8 +411,12 @@ impl CallPolicy {
                 continue;
             }
             self.limits.set_deadline(&key, deadline);
-            if let Some(s) = self.limits.get_mut(&key) {
-                if r.max_cps > 0.0 && !s.take(now, r.max_cps) {
+            if let Some(s) = self.limits.get_mut(&key).filter(|_| r.max_cps > 0.0) {
+                if !s
+                    .bucket
+                    .get_or_insert_with(|| TokenBucket::new(r.max_cps))
+                    .take(now)
+                {
                     over_rate = true;
                 }
             }
