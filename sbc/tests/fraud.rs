@@ -16,10 +16,10 @@ mod common;
 
 use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use common::{finish, scenario, Sbc, TempDir};
+use common::{finish, scenario, spawn_quiet, Sbc, TempDir};
 
 fn ip(n: u8, host: u8) -> String {
     format!("127.37.{n}.{host}")
@@ -46,25 +46,22 @@ fn start_sbc(n: u8, name: &str, rules: &str) -> Sbc {
 
 /// One sipp process in `dir` on `local` running `scen` (at most 45 s), toward `remote` if given.
 fn sipp(dir: &Path, scen: &str, local: (&str, u16), remote: Option<&str>, args: &[&str]) -> Child {
-    Command::new("timeout")
-        .args(["45", "sipp", "-sf"])
-        .arg(scenario(scen))
-        .args(["-i", local.0, "-p", &local.1.to_string(), "-nostdin"])
-        .args([
-            "-trace_err",
-            "-trace_msg",
-            "-timeout",
-            "30s",
-            "-timeout_error",
-        ])
+    let port = local.1.to_string();
+    let mut cmd = Command::new("timeout");
+    cmd.args(["45", "sipp", "-sf"]).arg(scenario(scen));
+    cmd.args([
+        "-i",
+        local.0,
+        "-p",
+        &port,
+        "-nostdin",
+        "-trace_err",
+        "-trace_msg",
+    ]);
+    cmd.args(["-timeout", "30s", "-timeout_error"])
         .args(remote)
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("sipp: {e}"))
+        .args(args);
+    spawn_quiet(&mut cmd, dir)
 }
 
 /// The PBX of test `n`: a sipp UAS answering `calls` calls, logging into `dir/pbx`.
