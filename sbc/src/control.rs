@@ -10,10 +10,15 @@
 //! A worker never waits on the channel while it runs: [`Publisher::publish`] uses `try_send` from the
 //! timer tick (never the packet path), and a full channel drops the snapshot and counts it. Only the
 //! last snapshot, sent once the worker has stopped, waits for room.
+//!
+//! Fraud events (a fraud rule's threshold crossed, `docs/fraud.md`) reach the control thread over a
+//! second bounded channel ([`fraud_channel`]); it keeps the newest for the operator's hook.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use sbc_core::guard::rules::{FraudEvent, RulesStats};
 use sbc_core::guard::{BanInfo, Guard, GuardCommand, GuardStats};
 
 use crate::stats::{B2bua, Media, Sip, Transport, WorkerStats};
@@ -138,6 +143,7 @@ pub(crate) struct Layers {
     pub(crate) b2bua: B2bua,
     pub(crate) media: Media,
     pub(crate) guard: GuardStats,
+    pub(crate) rules: RulesStats,
     pub(crate) worker: WorkerStats,
 }
 
@@ -149,6 +155,7 @@ impl Layers {
         self.b2bua.merge(&other.b2bua);
         self.media.merge(&other.media);
         self.guard.merge(&other.guard);
+        self.rules.merge(&other.rules);
         self.worker.merge(&other.worker);
     }
 }
@@ -237,12 +244,25 @@ pub(crate) struct Totals {
     pub(crate) layers: Layers,
 }
 
-/// The control thread's state: the latest snapshot of each worker.
+/// Fraud events the workers' channel holds before a worker's event is dropped (and counted).
+const FRAUD_QUEUE: usize = 1024;
+
+/// Fraud events the control thread keeps (the newest).
+const FRAUD_EVENTS_KEPT: usize = 256;
+
+/// The channel fraud events reach the control thread by.
+pub(crate) fn fraud_channel() -> (Sender<FraudEvent>, Receiver<FraudEvent>) {
+    crossbeam_channel::bounded(FRAUD_QUEUE)
+}
+
+/// The control thread's state: the latest snapshot of each worker, the newest fraud events.
 pub(crate) struct Control {
     rx: Receiver<WorkerSnapshot>,
     latest: Vec<Option<WorkerSnapshot>>,
     /// The workers' command channels (for the operations layer to serve).
     pub(crate) commands: Option<Commands>,
+    alerts: Receiver<FraudEvent>,
+    fraud: VecDeque<FraudEvent>,
 }
 
 impl Control {
@@ -252,6 +272,8 @@ impl Control {
             rx,
             latest: vec![None; workers],
             commands: None,
+            alerts: crossbeam_channel::never(),
+            fraud: VecDeque::new(),
         }
     }
 
@@ -259,6 +281,27 @@ impl Control {
     pub(crate) fn with_commands(mut self, commands: Commands) -> Self {
         self.commands = Some(commands);
         self
+    }
+
+    /// Also receive the workers' fraud events on `alerts`.
+    pub(crate) fn with_fraud_events(mut self, alerts: Receiver<FraudEvent>) -> Self {
+        self.alerts = alerts;
+        self
+    }
+
+    /// Keep `e` among the newest fraud events: the operator's hook (a webhook, served by the
+    /// operations layer) reads them here.
+    fn keep_fraud_event(&mut self, e: FraudEvent) {
+        if self.fraud.len() >= FRAUD_EVENTS_KEPT {
+            self.fraud.pop_front();
+        }
+        self.fraud.push_back(e);
+    }
+
+    /// The newest fraud events, oldest first.
+    #[allow(dead_code)] // read by the operations layer
+    pub(crate) fn fraud_events(&self) -> impl Iterator<Item = &FraudEvent> {
+        self.fraud.iter()
     }
 
     /// Keep `snap` if it is the newest of its worker.
@@ -276,8 +319,22 @@ impl Control {
 
     /// Receive until every publisher is gone (all workers stopped), then return.
     pub(crate) fn run(mut self) -> Self {
-        while let Ok(snap) = self.rx.recv() {
-            self.absorb(snap);
+        let (rx, mut alerts) = (self.rx.clone(), self.alerts.clone());
+        loop {
+            crossbeam_channel::select! {
+                recv(rx) -> snap => match snap {
+                    Ok(snap) => self.absorb(snap),
+                    Err(_) => break,
+                },
+                recv(alerts) -> e => match e {
+                    Ok(e) => self.keep_fraud_event(e),
+                    // Every worker is gone: only snapshots are left to wait for.
+                    Err(_) => alerts = crossbeam_channel::never(),
+                },
+            }
+        }
+        while let Ok(e) = alerts.try_recv() {
+            self.keep_fraud_event(e);
         }
         self
     }
@@ -469,6 +526,36 @@ mod tests {
         }
         let c = c.as_ref().map(Control::totals);
         assert_eq!(c.map(|t| t.layers.transport.udp_rx), Ok(7));
+    }
+
+    #[test]
+    fn fraud_events_reach_the_control_thread_newest_kept() {
+        let (tx, rx) = channel(1);
+        let (alert_tx, alert_rx) = fraud_channel();
+        let now = Instant::now();
+        let p = Publisher::new(0, tx, now);
+        let control =
+            std::thread::spawn(move || Control::new(1, rx).with_fraud_events(alert_rx).run());
+        let event = |n: u64| FraudEvent {
+            rule: "intl".into(),
+            account: "1001".into(),
+            callee: "+88212345".into(),
+            source: std::net::Ipv4Addr::LOCALHOST.into(),
+            metric: sbc_core::guard::rules::Metric::SequentialCalls,
+            value: n,
+            threshold: 5,
+            level: sbc_core::guard::rules::Level::Critical,
+        };
+        for n in 0..300 {
+            alert_tx.send(event(n)).unwrap();
+        }
+        drop(alert_tx);
+        p.finish(layers(1, 0), now);
+        let c = control.join().unwrap();
+        let kept: Vec<u64> = c.fraud_events().map(|e| e.value).collect();
+        assert_eq!(kept.len(), FRAUD_EVENTS_KEPT);
+        assert_eq!(kept.first(), Some(&(300 - FRAUD_EVENTS_KEPT as u64)));
+        assert_eq!(kept.last(), Some(&299));
     }
 
     #[test]

@@ -314,6 +314,7 @@ fn run(cfg: &Config) -> Result<(), String> {
     // The control thread changes the workers' guards through one command channel each.
     let (commands, command_rxs) = control::command_channels(n);
     let mut command_rxs = command_rxs.into_iter();
+    let (alerts, alerts_rx) = control::fraud_channel();
     for id in 0..n {
         let mut udp = bind(&cfg.sip.udp, udp::bind_udp)?;
         let outside_udp = udp.len();
@@ -345,6 +346,7 @@ fn run(cfg: &Config) -> Result<(), String> {
         if let Some(list) = stored.get_mut(id) {
             restored += sig.restore_registrations(now, std::mem::take(list));
         }
+        sig.attach_alerts(alerts.clone());
         let (media, shard_media) = if cfg.media.enabled {
             let ports = cfg.media.media_ports_for(id, n);
             let socks = media::MediaSockets::bind(b2bua.media_address, ports.clone())?;
@@ -406,11 +408,13 @@ fn run(cfg: &Config) -> Result<(), String> {
     sys::block_stop_signals();
     // The control thread keeps each worker's latest counters until every worker is gone.
     drop(snapshots);
+    drop(alerts);
     let control = std::thread::Builder::new()
         .name("sbc-control".into())
         .spawn(move || {
             control::Control::new(n, control_rx)
                 .with_commands(commands)
+                .with_fraud_events(alerts_rx)
                 .run()
         })
         .map_err(|e| format!("spawn control thread: {e}"))?;

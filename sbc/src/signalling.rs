@@ -12,18 +12,21 @@
 //! Contact it registers for user agents). Only requests the PBX starts toward trunks arrive on the
 //! shared inside port, and any worker can take those.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sbc_core::b2bua::{B2bua, B2buaConfig, CallEvent, Origin};
+use sbc_core::b2bua::{B2bua, B2buaConfig, CallEvent, Origin, Refusal, Router, Target};
+use sbc_core::guard::rules::{CallInfo, CallPolicy, FraudEvent, Level, RulesCommand, Ticket};
 use sbc_core::media::MediaControl;
 use sbc_core::registration::trunkreg::TrunkRegistrationConfig;
-use sbc_core::routing::policy::RoutingPolicy;
-use sbc_core::routing::{LocalTime, TargetIdx, Transport};
+use sbc_core::routing::policy::{PolicyRouter, RoutingPolicy};
+use sbc_core::routing::{LocalTime, TargetIdx, Transport, TrunkId};
 use sbc_core::signalling::ids::{Id, WorkerId};
 use sbc_core::signalling::topology::Side;
+use sbc_sip::header::NameAddr;
 use sbc_sip::transaction::{Flow, Transmit};
-use sbc_sip::Message;
+use sbc_sip::{HeaderName, Message, Method};
 
 use crate::config;
 use crate::stats;
@@ -41,7 +44,17 @@ pub(crate) struct Signalling {
     stats: stats::B2bua,
     /// How long a stop waits for calls to end (`limits.drain_secs`).
     drain_for: Duration,
+    /// Call rules and fraud rules, fed with the B2BUA's call events.
+    rules: CallPolicy,
+    /// Where fraud events go for the operator's hook (the control thread), when connected.
+    alerts: Option<crossbeam_channel::Sender<FraudEvent>>,
+    /// Fraud log lines written in the current second, and that second's start (the log is
+    /// rate-limited: an attacker triggers these).
+    logged: (u32, Instant),
 }
+
+/// Fraud log lines per second and worker; past it the events are only counted.
+const FRAUD_LOGS_PER_SEC: u32 = 20;
 
 /// Where a worker stands on each side and which of its sockets it uses.
 pub(crate) struct Place {
@@ -65,12 +78,18 @@ impl Signalling {
             call_failovers: b.failovers,
             ..self.stats
         };
+
         for (_, _, t) in self.b2bua.trunk_registrations() {
             c.trunk_registrations += t.registered;
             c.trunk_register_challenges += t.challenges;
             c.trunk_register_failures += t.failures;
         }
         c
+    }
+
+    /// The call rules' and fraud rules' counters.
+    pub(crate) fn rules_counters(&self) -> sbc_core::guard::rules::RulesStats {
+        self.rules.stats()
     }
 
     /// Stopping: remove the SBC's bindings with carrier trunks (REGISTER with Expires: 0).
@@ -158,7 +177,22 @@ impl Signalling {
             local_at: now,
             stats: stats::B2bua::default(),
             drain_for: Duration::from_secs(limits.drain_secs),
+            rules: CallPolicy::new(cfg.rules.clone()),
+            alerts: None,
+            logged: (0, now),
         }
+    }
+
+    /// Send fraud events to `tx` (the control thread's hook); a full channel drops and counts them.
+    pub(crate) fn attach_alerts(&mut self, tx: crossbeam_channel::Sender<FraudEvent>) {
+        self.alerts = Some(tx);
+    }
+
+    /// Changes the call rules or fraud rules at run time; false when the change names a rule that
+    /// does not exist or changes nothing.
+    #[allow(dead_code)] // served by the operations issue's control commands
+    pub(crate) fn apply_rules(&mut self, cmd: RulesCommand) -> bool {
+        self.rules.apply(cmd)
     }
 
     /// Stopping: new calls get 503 from now on; returns how long to wait for the calls in
@@ -182,8 +216,22 @@ impl Signalling {
         origin: Origin,
         media: &mut dyn MediaControl,
     ) {
-        let router = self.policy.router(origin.source, self.local);
+        let trunk = self.policy.trunk_of(origin.source.ip()).map(|t| t.id);
+        let router = RuledRouter {
+            inner: self.policy.router(origin.source, self.local),
+            rules: RefCell::new(&mut self.rules),
+            ticket: RefCell::new(None),
+            now,
+            time: self.local,
+            source: origin.source,
+            trusted: origin.side == Side::Inside || trunk.is_some(),
+            trunk,
+        };
         self.b2bua.handle_message(now, msg, origin, &router, media);
+        let ticket = router.ticket.into_inner();
+        // A call the rules let through holds its counters from its Started event on (emitted by
+        // the message that routed it); a call refused after routing holds none.
+        self.digest_events(now, ticket);
     }
 
     /// The earliest time [`Self::on_timeout`] has work.
@@ -206,10 +254,14 @@ impl Signalling {
     }
 
     pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
-        [self.b2bua.poll_timeout(), self.policy.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.b2bua.poll_timeout(),
+            self.policy.poll_timeout(),
+            self.rules.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Timers, health probes and the wall clock of time-of-day routes.
@@ -220,6 +272,7 @@ impl Signalling {
         }
         self.b2bua.handle_timeout(now, media);
         self.policy.handle_timeout(now);
+        self.rules.handle_timeout(now);
         while let Some((idx, target)) = self.policy.poll_probe(now) {
             if !self.b2bua.probe(now, &target, idx.0 as u64, media) {
                 self.policy.handle_probe_result(now, idx, false);
@@ -237,11 +290,28 @@ impl Signalling {
         while let Some(t) = self.b2bua.poll_transmit() {
             out.push(t);
         }
+        self.digest_events(now, None);
+    }
+
+    /// The B2BUA's events: counters, the call rules' counters (a `Started` call takes `ticket`),
+    /// target health; then the fraud events.
+    fn digest_events(&mut self, now: Instant, mut ticket: Option<Ticket>) {
         while let Some(e) = self.b2bua.poll_event() {
             match e {
-                CallEvent::Started { .. } => self.stats.calls_started += 1,
-                CallEvent::Answered { .. } => self.stats.calls_answered += 1,
-                CallEvent::Ended { .. } => self.stats.calls_ended += 1,
+                CallEvent::Started { call } => {
+                    self.stats.calls_started += 1;
+                    if let Some(t) = ticket.take() {
+                        self.rules.started(now, call, t);
+                    }
+                }
+                CallEvent::Answered { call } => {
+                    self.stats.calls_answered += 1;
+                    self.rules.answered(now, call);
+                }
+                CallEvent::Ended { record } => {
+                    self.stats.calls_ended += 1;
+                    self.rules.ended(now, self.local, record.call);
+                }
                 CallEvent::Probed { token, alive } => {
                     if !alive {
                         self.stats.probes_failed += 1;
@@ -250,6 +320,38 @@ impl Signalling {
                     self.policy.handle_probe_result(now, idx, alive);
                 }
                 CallEvent::TargetFailed { target } => self.policy.mark_down(now, target),
+            }
+        }
+        while let Some(e) = self.rules.poll_event() {
+            self.report(now, e);
+        }
+    }
+
+    /// A fraud event: a log line (rate-limited), and the control thread's hook.
+    fn report(&mut self, now: Instant, e: FraudEvent) {
+        if now.saturating_duration_since(self.logged.1) >= Duration::from_secs(1) {
+            self.logged = (0, now);
+        }
+        if self.logged.0 < FRAUD_LOGS_PER_SEC {
+            self.logged.0 += 1;
+            let (rule, metric) = (&*e.rule, e.metric.name());
+            let (account, callee, source) = (&*e.account, &*e.callee, e.source);
+            match e.level {
+                Level::Critical => tracing::warn!(
+                    rule, metric, value = e.value, threshold = e.threshold, account, callee,
+                    %source, "fraud: call blocked"
+                ),
+                Level::Warning => tracing::info!(
+                    rule, metric, value = e.value, threshold = e.threshold, account, callee,
+                    %source, "fraud: warning"
+                ),
+            }
+        } else {
+            self.stats.fraud_logs_suppressed += 1;
+        }
+        if let Some(tx) = &self.alerts {
+            if tx.try_send(e).is_err() {
+                self.stats.fraud_events_dropped += 1;
             }
         }
     }
@@ -272,6 +374,49 @@ impl Signalling {
     /// Live calls and registrations of this worker.
     pub(crate) fn load(&self) -> (usize, usize) {
         (self.b2bua.calls(), self.b2bua.registrations())
+    }
+}
+
+/// The routing policy with the call rules after it: a new INVITE the policy routes must pass the
+/// rules; the ticket of a call they let through waits for its `Started` event.
+struct RuledRouter<'a> {
+    inner: PolicyRouter<'a>,
+    rules: RefCell<&'a mut CallPolicy>,
+    ticket: RefCell<Option<Ticket>>,
+    now: Instant,
+    time: LocalTime,
+    source: SocketAddr,
+    trusted: bool,
+    trunk: Option<TrunkId>,
+}
+
+impl Router for RuledRouter<'_> {
+    fn route(&self, msg: &Message, from: Side) -> Result<Target, Refusal> {
+        let target = self.inner.route(msg, from)?;
+        if msg.method() != Some(&Method::Invite) {
+            return Ok(target);
+        }
+        let from_user = msg
+            .header(HeaderName::From)
+            .and_then(|v| NameAddr::parse(v).ok())
+            .and_then(|na| na.uri.user);
+        let dialled = msg
+            .request_uri()
+            .and_then(|u| sbc_sip::uri::Uri::parse(u).ok())
+            .and_then(|u| u.user)
+            .unwrap_or_default();
+        let info = CallInfo {
+            source: self.source.ip(),
+            trusted: self.trusted,
+            trunk: self.trunk,
+            target_label: target.label.as_deref(),
+            caller: from_user.unwrap_or("anonymous"),
+            callee: dialled,
+            callee_out: target.user.as_deref().unwrap_or(dialled),
+        };
+        let ticket = self.rules.borrow_mut().check(self.now, self.time, &info)?;
+        *self.ticket.borrow_mut() = Some(ticket);
+        Ok(target)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The counters of one worker, per layer (transport, SIP, B2BUA, media, the worker itself), each
 //! declared once with [`sbc_counters::counters!`]; the guard's layer is the core's
-//! [`sbc_core::guard::GuardStats`]. A worker copies them into a
+//! [`sbc_core::guard::GuardStats`], the call rules' [`sbc_core::guard::rules::RulesStats`]. A worker copies them into a
 //! [`crate::control::WorkerSnapshot`] on its timer tick; the control thread sums them.
 
 sbc_counters::counters! {
@@ -103,6 +103,10 @@ sbc_counters::counters! {
         counter call_failovers,
         /// Health probes (OPTIONS to targets) that failed.
         counter probes_failed,
+        /// Fraud log lines left out (more than 20 a second).
+        counter fraud_logs_suppressed,
+        /// Fraud events the control thread's channel had no room for.
+        counter fraud_events_dropped,
     }
 }
 

@@ -246,6 +246,7 @@ impl Worker {
             transport: self.handler.transport,
             sip: self.handler.sip,
             b2bua: self.handler.signalling.counters(),
+            rules: self.handler.signalling.rules_counters(),
             media: self.media_counters(),
             guard: self.handler.guard_stats(),
             // Filled in by the publisher.
@@ -366,8 +367,7 @@ impl Worker {
         }
         if now.duration_since(self.last_idle_scan) >= IDLE_SCAN {
             self.last_idle_scan = now;
-            self.streams
-                .expire(&self.epoll, now, &mut self.handler);
+            self.streams.expire(&self.epoll, now, &mut self.handler);
             if let Some(store) = &mut self.store {
                 let b2bua = self.handler.signalling.registrations();
                 store.tick(b2bua.registrations_generation(), || {

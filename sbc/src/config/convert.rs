@@ -13,7 +13,7 @@ use sbc_core::registration::trunkreg::TrunkAuth;
 use sbc_core::routing::policy::{PolicyConfig, PolicyGroup, PolicyTrunk};
 use sbc_core::routing::{
     self as core_routing, HealthConfig, NumberRule, Route, SourceMatch, TargetGroup, TargetGroupId,
-    TimeWindow, TrunkId,
+    TrunkId,
 };
 use sbc_core::signalling::topology::{HeaderAction, HeaderPolicy, Side, TopologyPolicy};
 use sbc_sip::transaction::Flow;
@@ -133,6 +133,8 @@ pub(crate) struct CoreSettings {
     pub(crate) routes: Vec<Route>,
     pub(crate) registrar: RegistrarConfig,
     pub(crate) topology: TopologyPolicy,
+    /// Call rules and fraud rules (`[[rules]]`, `[fraud]`).
+    pub(crate) rules: sbc_core::guard::rules::RulesConfig,
 }
 
 impl CoreSettings {
@@ -435,17 +437,7 @@ impl Config {
                 }
             };
             check_number_rules(&what, &r.number_rules)?;
-            let time = (r.days.is_some() || r.hours.is_some()).then(|| {
-                let h = r.hours.unwrap_or(Hours {
-                    start_min: 0,
-                    end_min: 0,
-                });
-                TimeWindow {
-                    days: r.days.map_or(TimeWindow::ALL_DAYS, |d| d.0),
-                    start_min: h.start_min,
-                    end_min: h.end_min,
-                }
-            });
+            let time = time_window(r.days, r.hours);
             routes.push(Route {
                 name: r.name.clone(),
                 source,
@@ -460,6 +452,7 @@ impl Config {
             });
         }
 
+        let rules = self.rules_core(&|n| trunks.iter().find(|t| t.name == n).map(|t| t.id))?;
         let outside_address = self.advertised_address();
         Ok(CoreSettings {
             outside_address,
@@ -473,6 +466,7 @@ impl Config {
             routes,
             registrar: self.registrar.to_core(self.worker_count()),
             topology: self.topology.to_core(),
+            rules,
         })
     }
 }

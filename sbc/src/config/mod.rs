@@ -15,6 +15,7 @@
 
 mod convert;
 mod guard;
+mod rules;
 mod schema;
 mod streams;
 #[cfg(test)]
@@ -56,6 +57,25 @@ pub(crate) fn local_port_range() -> Option<(u16, u16)> {
             None
         }
     }
+}
+
+/// The weekly window of `days` and `hours` (of a route or a fraud rule); `None` when neither is
+/// given (always).
+pub(crate) fn time_window(
+    days: Option<Days>,
+    hours: Option<Hours>,
+) -> Option<sbc_core::routing::TimeWindow> {
+    (days.is_some() || hours.is_some()).then(|| {
+        let h = hours.unwrap_or(Hours {
+            start_min: 0,
+            end_min: 0,
+        });
+        sbc_core::routing::TimeWindow {
+            days: days.map_or(sbc_core::routing::TimeWindow::ALL_DAYS, |d| d.0),
+            start_min: h.start_min,
+            end_min: h.end_min,
+        }
+    })
 }
 
 /// " (line N)" for a span of `text`, or nothing when the text is not at hand.

@@ -51,6 +51,11 @@ pub(crate) struct Config {
     pub(crate) api: ApiSection,
     #[serde(default)]
     pub(crate) guard: super::guard::GuardSection,
+    /// `[[rules]]` tables and `[fraud]` (see `config/rules.rs`).
+    #[serde(default)]
+    pub(crate) rules: Vec<super::rules::RuleSection>,
+    #[serde(default)]
+    pub(crate) fraud: super::rules::FraudSection,
 }
 
 /// `[sip]`: listen addresses per transport.

@@ -25,6 +25,16 @@ pub(crate) fn finish(mut child: Child) -> (ExitStatus, String) {
     (child.wait().unwrap(), err)
 }
 
+/// Start `cmd` in `dir` with no input, its output dropped and its errors piped (for [`finish`]).
+pub(crate) fn spawn_quiet(cmd: &mut Command, dir: &Path) -> Child {
+    cmd.current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+}
+
 /// A directory under the system temp dir, removed on drop.
 pub(crate) struct TempDir(pub(crate) PathBuf);
 

@@ -5,12 +5,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use sbc_sip::transaction::{ClientTxId, Flow, ServerTxId, TxId, TxState};
-use sbc_sip::{HeaderName, Message, Method};
+use sbc_sip::{build, HeaderName, Message, Method};
 
 use super::record::CallFacts;
 use super::{
     leg_uri, uri_of, user_of, AckWait, B2bua, Call, CallEvent, CallId, ClientRole, EndReason, Leg,
-    Origin, Retarget, Router, State, Target,
+    Origin, Refusal, Retarget, Router, State, Target,
 };
 use crate::media::MediaControl;
 use crate::signalling::ids::IdKind;
@@ -19,13 +19,33 @@ use crate::signalling::topology::{next_max_forwards, with_tag, Side};
 impl B2bua {
     /// The next hop of a new INVITE: a binding of this worker's registrar when the Inside calls the
     /// Contact the SBC registered for a user agent, else the caller's router.
-    fn target_of(&self, req: &Message, side: Side, router: &dyn Router) -> Option<Target> {
+    fn target_of(&self, req: &Message, side: Side, router: &dyn Router) -> Result<Target, Refusal> {
         if side == Side::Inside {
             if let Some(t) = self.binding_target(req) {
-                return Some(t);
+                return Ok(t);
             }
         }
-        router.route(req, side).filter(|t| t.side != side)
+        router.route(req, side).and_then(|t| {
+            if t.side != side {
+                Ok(t)
+            } else {
+                Err(Refusal::NOT_FOUND)
+            }
+        })
+    }
+
+    /// Answer `req` with the router's refusal (and its Retry-After).
+    /// Sent once, like every refusal before state (see [`Self::refuse`]).
+    fn refuse_routed(&mut self, now: Instant, tx: ServerTxId, req: &Message, r: Refusal) {
+        let Some(secs) = r.retry_after else {
+            self.refuse(now, tx, req, r.code);
+            return;
+        };
+        let mut out = Vec::new();
+        let mut w = build::response(req, r.code, build::reason_phrase(r.code), None, &mut out);
+        w.header("Retry-After", &secs.to_string());
+        w.finish(None, b"");
+        let _ = self.txs.refuse_bytes(now, tx, r.code, Bytes::from(out));
     }
 
     /// The registered user agent a request from the Inside names by the Contact the SBC
@@ -63,9 +83,12 @@ impl B2bua {
             self.refuse(now, tx, &req, 483);
             return;
         };
-        let Some(target) = self.target_of(&req, from.side, router) else {
-            self.refuse(now, tx, &req, 404);
-            return;
+        let target = match self.target_of(&req, from.side, router) {
+            Ok(t) => t,
+            Err(r) => {
+                self.refuse_routed(now, tx, &req, r);
+                return;
+            }
         };
         if self.calls.len() >= self.calls.capacity() {
             self.refuse(now, tx, &req, 503);

@@ -163,16 +163,34 @@ impl Target {
     }
 }
 
-/// Chooses the next hop of a new call or REGISTER.
-pub trait Router {
-    /// Where the new request `msg`, received on side `from`, goes; `None` answers 404 (a REGISTER
-    /// without a target is answered by the SBC itself).
-    fn route(&self, msg: &Message, from: Side) -> Option<Target>;
+/// Why a router refuses a new request: the final status it is answered with (never forwarded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The status code (its reason phrase is the standard one).
+    pub code: u16,
+    /// Seconds for a Retry-After header, if one is sent.
+    pub retry_after: Option<u32>,
 }
 
+impl Refusal {
+    /// No route: 404 Not Found.
+    pub const NOT_FOUND: Self = Self {
+        code: 404,
+        retry_after: None,
+    };
+}
+
+/// Chooses the next hop of a new call or REGISTER.
+pub trait Router {
+    /// Where the new request `msg`, received on side `from`, goes, or the refusal it is answered
+    /// with (a REGISTER without a target is answered by the SBC itself).
+    fn route(&self, msg: &Message, from: Side) -> Result<Target, Refusal>;
+}
+
+/// A closure that finds a target or none (none: 404).
 impl<F: Fn(&Message, Side) -> Option<Target>> Router for F {
-    fn route(&self, msg: &Message, from: Side) -> Option<Target> {
-        self(msg, from)
+    fn route(&self, msg: &Message, from: Side) -> Result<Target, Refusal> {
+        self(msg, from).ok_or(Refusal::NOT_FOUND)
     }
 }
 

@@ -173,6 +173,7 @@ impl B2bua {
         }
         let Some(target) = router
             .route(req, Side::Outside)
+            .ok()
             .filter(|t| t.side == Side::Inside)
         else {
             // No registrar behind: the SBC's binding is the registration.

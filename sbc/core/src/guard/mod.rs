@@ -28,6 +28,9 @@ pub use limits::{Budget, Budgets, GuardPolicy};
 use bans::{Bans, MAX_ALLOWED};
 use table::{key_of, Entry, SourceTable};
 
+pub mod fraud;
+pub mod rules;
+
 /// What a message is, as far as admission cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {

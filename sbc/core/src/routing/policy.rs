@@ -15,7 +15,7 @@ use sbc_sip::transaction::Flow;
 use sbc_sip::uri::Uri;
 use sbc_sip::{Message, Method};
 
-use crate::b2bua::{Router as B2buaRouter, Target};
+use crate::b2bua::{Refusal, Router as B2buaRouter, Target};
 use crate::cidr::Cidr;
 use crate::registration::trunkreg::TrunkAuth;
 use crate::routing::{
@@ -297,8 +297,10 @@ pub struct PolicyRouter<'a> {
 }
 
 impl B2buaRouter for PolicyRouter<'_> {
-    fn route(&self, msg: &Message, from: Side) -> Option<Target> {
-        self.policy.route(msg, from, self.source, self.time)
+    fn route(&self, msg: &Message, from: Side) -> Result<Target, Refusal> {
+        self.policy
+            .route(msg, from, self.source, self.time)
+            .ok_or(Refusal::NOT_FOUND)
     }
 }
 
