@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use sbc_core::guard::rules::{FraudEvent, RulesStats};
+use sbc_core::guard::rules::{FraudEvent, RulesCommand, RulesStats};
 use sbc_core::guard::{BanInfo, Guard, GuardCommand, GuardStats};
 
 use crate::stats::{B2bua, Media, Sip, Transport, WorkerStats};
@@ -44,6 +44,8 @@ pub(crate) enum WorkerCommand {
     Guard(GuardCommand),
     /// Send the worker's bans in force (with its number) on this channel.
     ListBans(Sender<(u16, Vec<BanInfo>)>),
+    /// Change the call rules or fraud rules (added, replaced, removed, list entries).
+    Rules(RulesCommand),
 }
 
 /// The control thread's end of the workers' command channels.
@@ -69,6 +71,15 @@ impl Commands {
         self.workers
             .iter()
             .filter(|w| w.try_send(WorkerCommand::Guard(cmd)).is_ok())
+            .count()
+    }
+
+    /// Send a change of the call or fraud rules to every worker without waiting; the number of
+    /// workers that took it.
+    pub(crate) fn rules(&self, cmd: &RulesCommand) -> usize {
+        self.workers
+            .iter()
+            .filter(|w| w.try_send(WorkerCommand::Rules(cmd.clone())).is_ok())
             .count()
     }
 
@@ -110,6 +121,7 @@ pub(crate) fn drain_commands(
                 // The asker may have stopped waiting: nothing to do then.
                 let _ = reply.try_send((worker, bans));
             }
+            WorkerCommand::Rules(c) => guard(GuardRequest::Rules(c)),
         }
     }
     n
@@ -121,6 +133,8 @@ pub(crate) enum GuardRequest<'a> {
     Apply(Instant, GuardCommand),
     /// Fill in the bans in force.
     List(Instant, &'a mut Vec<BanInfo>),
+    /// Change the call or fraud rules (served by the worker's signalling, not the guard).
+    Rules(RulesCommand),
 }
 
 impl GuardRequest<'_> {
@@ -131,6 +145,8 @@ impl GuardRequest<'_> {
                 guard.apply(now, c);
             }
             Self::List(now, out) => *out = guard.bans(now),
+            // The worker's signalling holds the rules: `Handler::serve_guard` takes these first.
+            Self::Rules(_) => {}
         }
     }
 }
@@ -427,6 +443,22 @@ mod tests {
         commands.guard(GuardCommand::Unban { ip });
         serve(&rxs, &mut guards);
         assert!(guards.iter_mut().all(|g| g.bans(now).is_empty()));
+    }
+
+    #[test]
+    fn rules_changes_reach_every_worker_and_not_the_guard() {
+        let (commands, rxs) = command_channels(2);
+        let cmd = RulesCommand::RemoveRule("premium".into());
+        assert_eq!(commands.rules(&cmd), 2);
+        for (i, rx) in rxs.iter().enumerate() {
+            let mut got = Vec::new();
+            let n = drain_commands(rx, i as u16, Instant::now(), &mut |r| {
+                if let GuardRequest::Rules(c) = r {
+                    got.push(c);
+                }
+            });
+            assert_eq!((n, got.as_slice()), (1, std::slice::from_ref(&cmd)));
+        }
     }
 
     #[test]

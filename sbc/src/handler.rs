@@ -108,9 +108,17 @@ impl Handler {
         self.guard.stats()
     }
 
-    /// A run-time change of bans or the allow list, or the list of bans, for the control thread.
+    /// A run-time change of bans, the allow list or the call and fraud rules, or the list of
+    /// bans, for the control thread.
     pub(crate) fn serve_guard(&mut self, r: GuardRequest<'_>) {
-        r.serve(&mut self.guard);
+        match r {
+            GuardRequest::Rules(c) => {
+                if !self.signalling.apply_rules(c) {
+                    tracing::debug!("a rules change named no rule or changed nothing");
+                }
+            }
+            r => r.serve(&mut self.guard),
+        }
     }
 
     /// Handle one message that came from `origin`. A stateless answer joins the outbox, to the

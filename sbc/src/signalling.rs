@@ -190,7 +190,6 @@ impl Signalling {
 
     /// Changes the call rules or fraud rules at run time; false when the change names a rule that
     /// does not exist or changes nothing.
-    #[allow(dead_code)] // served by the operations issue's control commands
     pub(crate) fn apply_rules(&mut self, cmd: RulesCommand) -> bool {
         self.rules.apply(cmd)
     }

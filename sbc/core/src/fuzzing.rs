@@ -441,7 +441,7 @@ impl Conversation {
 ///
 /// Invariants: no panic; every datagram the SBC sends parses; the dialog, transaction and binding
 /// tables never exceed their sizes; no deadline survives the `handle_timeout` that was due; and once
-/// the peers fall silent, everything ends: within [`QUIET_LIMIT`] no call, transaction, binding,
+/// the peers fall silent, everything ends: within `QUIET_LIMIT` no call, transaction, binding,
 /// media session or relay port is left and no deadline is pending.
 pub fn b2bua(data: &[u8]) {
     let mut ops = Ops(data);

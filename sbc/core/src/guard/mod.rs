@@ -6,7 +6,7 @@
 //! message before the B2BUA sees it ([`Guard::admit`]: scanner User-Agents, the new-call rate), and
 //! tells it the final answers the outside got to its out-of-dialog requests ([`Guard::on_final`]:
 //! unknown users, refused credentials, unanswered challenges, and successes that forgive them).
-//! Sources are tracked in a fixed-size table ([`table`]), bans in a bounded one ([`bans`]); the
+//! Sources are tracked in a fixed-size table (`table`), bans in a bounded one (`bans`); the
 //! control thread changes bans and the allow list at run time ([`GuardCommand`]). The trunk ACLs are
 //! the routing policy's ([`crate::routing::policy::trunk_of`]). The rules are in `docs/guard.md`.
 
