@@ -63,6 +63,8 @@ CFG = {
     # a second SBC build measured in the same run as DUT "sbc-base" (e.g. the commit before a change)
     "sbc_base_bin": env("SBC_BASE_BIN", ""),
     "sbc_cfg": env("SBC_CFG", os.path.join(HERE, "sbc.toml")),
+    # the config of "sbc-base" when the older build does not know every section of sbc_cfg
+    "sbc_base_cfg": env("SBC_BASE_CFG", ""),
     "sbc_workers": env("SBC_WORKERS", 1, int),
     "kam_cfg": env("KAM_CFG", "/work/shared/peer-bench/sip/sbc.cfg"),
     "kam_children": env("KAM_CHILDREN", 1, int),
@@ -489,7 +491,8 @@ def start_dut(name, raw):
         binary = CFG["sbc_bin"] if name == "sbc" else CFG["sbc_base_bin"]
         if not binary or not os.access(binary, os.X_OK):
             return {"name": name, "error": f"no SBC binary {binary!r} (build failed, or SBC_BASE_BIN unset?)"}
-        cmd = pin(CFG["dut_cpus"]) + [binary, "--config", CFG["sbc_cfg"],
+        cfg = CFG["sbc_base_cfg"] if name == "sbc-base" and CFG["sbc_base_cfg"] else CFG["sbc_cfg"]
+        cmd = pin(CFG["dut_cpus"]) + [binary, "--config", cfg,
                                       "--workers", str(CFG["sbc_workers"])]
     elif name == "kamailio-sbc":
         cmd = pin(CFG["dut_cpus"]) + [

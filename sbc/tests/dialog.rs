@@ -52,9 +52,12 @@ fn start(n: u8, name: &str, targets: &str, group: &str, more: &str) -> Sbc {
          [media]\nport_min = 20000\nport_max = 20099\n\
          [[target_group]]\nname = \"pbx\"\ntargets = [{targets}]\n{group}\n\
          [[route]]\nname = \"to-pbx\"\nfrom = \"outside\"\nprefix = \"\"\ntarget_group = \"pbx\"\n\
-         {more}\n",
+         {more}\n\
+         [guard]\ninside_networks = [\"{}\"]\n",
         ip(n, 1),
-        ip(n, 11)
+        ip(n, 11),
+        // The PBX places its calls from .4, not from its target address.
+        ip(n, 4)
     );
     Sbc::start_in(TempDir::new(name), "auto", 5060, &text)
 }

@@ -25,7 +25,9 @@ fn start_sbc(n: u8, name: &str) -> Sbc {
          [[target_group]]\nname = \"pbx\"\ntargets = [{{ address = \"{}:5090\", transport = \"udp\" }}]\n\
          options_interval_secs = 0\n\
          [[route]]\nname = \"to-pbx\"\nfrom = \"outside\"\nprefix = \"1\"\ntarget_group = \"pbx\"\n\
-         [media]\nport_min = 20000\nport_max = 20099\n",
+         [media]\nport_min = 20000\nport_max = 20099\n\
+         [limits]\ndrain_secs = 0\n\
+         [guard]\nhide_unknown_users = false\n",
         ip(n, 1),
         ip(n, 11),
         ip(n, 2)
