@@ -525,7 +525,6 @@ impl Guard {
         } else {
             self.policy.untrusted
         };
-        let budget = budgets.of(kind);
         let Some(e) = self.table.get_mut(key) else {
             return Admission::Admit;
         };
@@ -533,12 +532,28 @@ impl Guard {
             self.stats.guard_banned_dropped += 1;
             return self.drop_it();
         }
+        // `last_ms` is the source's last message of any kind: every kind's bucket is refilled for
+        // the time since then (refilling only the charged one would starve a kind that shares its
+        // source with busier ones, e.g. INVITEs between their ACKs and BYEs).
         let elapsed = ms.saturating_sub(e.last_ms) as f32 / 1000.0;
         e.last_ms = e.last_ms.max(ms);
+        if elapsed > 0.0 {
+            for k in [
+                Kind::Invite,
+                Kind::Register,
+                Kind::Options,
+                Kind::Other,
+                Kind::Malformed,
+            ] {
+                let b = budgets.of(k);
+                if let Some(t) = e.tokens.get_mut(k.index()) {
+                    *t = (*t + elapsed * b.rate).min(b.burst);
+                }
+            }
+        }
         let Some(t) = e.tokens.get_mut(kind.index()) else {
             return Admission::Admit;
         };
-        *t = (*t + elapsed * budget.rate).min(budget.burst);
         if *t >= 1.0 {
             *t -= 1.0;
             return Admission::Admit;

@@ -565,3 +565,28 @@ fn unknown_users_are_hidden_from_untrusted_sources_only() {
     assert!(!g.hides_unknown_user("203.0.113.1".parse().unwrap(), 404));
     assert_eq!(g.stats().unknown_users_hidden, 1);
 }
+
+#[test]
+fn each_kind_refills_while_other_kinds_arrive_in_between() {
+    // A caller's INVITEs at 80 % of the untrusted rate, with the ACKs and BYEs of its other calls
+    // every millisecond in between (within their own budget): the INVITE bucket refills for the
+    // whole time between INVITEs, not only for the gap since the last message of any kind, so
+    // none of them is ever refused.
+    let mut g = guard(0.0);
+    let rate = GuardPolicy::default().untrusted.invite.rate;
+    let step = Duration::from_secs_f32(1.0 / (rate * 0.8));
+    let from = src("192.0.2.50:5060");
+    let other = b"ACK sip:1000@sbc SIP/2.0\r\n";
+    let t = t0();
+    let mut refused = 0;
+    for i in 0..(rate as u32 * 20) {
+        let at = t + step * i;
+        if g.admit_datagram(at, from, Side::Outside, INVITE) != Admission::Admit {
+            refused += 1;
+        }
+        for k in 1..12 {
+            g.admit_datagram(at + ms(k), from, Side::Outside, other);
+        }
+    }
+    assert_eq!(refused, 0);
+}
