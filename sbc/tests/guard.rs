@@ -454,8 +454,19 @@ fn a_stranger_on_the_inside_port_is_refused_and_never_reaches_a_carrier() {
 /// packets a second for 10 s while another places calls through the SBC: the calls succeed, the
 /// PBX sees at most 1 % of the flood, the flood's answers are far fewer than its packets, and the
 /// ban (3 s here) ends on time: it is renewed while the flood lasts, and lifted 3 s after.
+/// The flood, scanner and site tests each load both cores; run at once they starve each other's
+/// legitimate traffic and memory readings, so they take turns.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn a_flood_from_one_source_is_banned_while_calls_go_on() {
+    let _heavy = heavy();
     let n = 2;
     let pbx = Pbx::start(sa(n, 2, 5090));
     let sbc = start_sbc(
@@ -535,6 +546,7 @@ fn raise_nofile() {
 /// bounded: its resident size does not grow between the flood's fourth second and its end.
 #[test]
 fn a_flood_spread_over_1000_sources_keeps_memory_bounded_and_calls_going() {
+    let _heavy = heavy();
     let n = 3;
     raise_nofile();
     let pbx = Pbx::start(sa(n, 2, 5090));
@@ -627,6 +639,7 @@ fn sipvicious(n: u8, tool: &str, ua: Option<&str>, bind: &str, args: &[&str]) ->
 /// the scanner disguised as a Yealink phone. Each tool runs from an address of its own.
 #[test]
 fn sipvicious_finds_nothing_and_barely_reaches_the_pbx() {
+    let _heavy = heavy();
     let n = 4;
     let pbx = Pbx::start(sa(n, 2, 5090));
     let sbc = start_sbc(n, "guard-sipvicious", "");
@@ -690,6 +703,7 @@ fn sipvicious_finds_nothing_and_barely_reaches_the_pbx() {
 /// requests.
 #[test]
 fn a_site_of_2000_phones_is_not_banned_but_a_password_guesser_is() {
+    let _heavy = heavy();
     let n = 5;
     let pbx = Pbx::start(sa(n, 2, 5090));
     let sbc = start_sbc(n, "guard-site", "[registrar]\ncapacity = 10000\n");
