@@ -27,7 +27,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -456,9 +456,9 @@ fn a_stranger_on_the_inside_port_is_refused_and_never_reaches_a_carrier() {
 /// ban (3 s here) ends on time: it is renewed while the flood lasts, and lifted 3 s after.
 /// The flood, scanner and site tests each load both cores; run at once they starve each other's
 /// legitimate traffic and memory readings, so they take turns.
-static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static HEAVY: Mutex<()> = Mutex::new(());
 
-fn heavy() -> std::sync::MutexGuard<'static, ()> {
+fn heavy() -> MutexGuard<'static, ()> {
     HEAVY
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
