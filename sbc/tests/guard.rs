@@ -459,9 +459,7 @@ fn a_stranger_on_the_inside_port_is_refused_and_never_reaches_a_carrier() {
 static HEAVY: Mutex<()> = Mutex::new(());
 
 fn heavy() -> MutexGuard<'static, ()> {
-    HEAVY
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    HEAVY.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[test]
