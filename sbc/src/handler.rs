@@ -22,6 +22,7 @@ use bytes::Bytes;
 use sbc_core::b2bua::Origin;
 use sbc_core::guard::{Admission, Final, Guard, GuardStats, Kind, Refusal};
 use sbc_core::media::MediaControl;
+use sbc_core::signalling::nat;
 use sbc_core::signalling::topology::Side;
 use sbc_sip::message::looks_like_request;
 use sbc_sip::transaction::Transmit;
@@ -159,7 +160,7 @@ impl Handler {
             .admit_datagram(now, origin.source, origin.side, &raw)
         {
             Admission::Admit => {}
-            Admission::Refuse(r) => return self.answer_unparsed(&raw, r, out),
+            Admission::Refuse(r) => return self.answer_unparsed(&raw, origin.source, r, out),
             Admission::Drop => return false,
         }
         let msg = match Message::parse(raw.clone()) {
@@ -178,7 +179,7 @@ impl Handler {
                             reason,
                             retry_after: None,
                         };
-                        self.answer_unparsed(&raw, refusal, out)
+                        self.answer_unparsed(&raw, origin.source, refusal, out)
                     }
                     Verdict::Drop => false,
                 };
@@ -192,7 +193,7 @@ impl Handler {
         };
         // RFC 3581 §4: every answer (stateless here, or from the B2BUA) tells the client its
         // public address in the top Via (`received`, `rport=<port>`).
-        let msg = sbc_core::signalling::nat::stamp_request(msg, origin.source);
+        let msg = nat::stamp_request(msg, origin.source);
         let out_of_dialog = msg.to_tag().is_none();
         let kind = match msg.method() {
             Some(Method::Invite) if out_of_dialog => Kind::Invite,
@@ -295,9 +296,19 @@ impl Handler {
     /// A stateless answer `r` to a message that was not parsed, or failed to parse (RFC 3261
     /// §8.2.6, §16.3): Via, From, To, Call-ID and CSeq as received, a To tag of ours. `false`, with
     /// nothing written, when it has no Via (nothing could route the answer).
-    fn answer_unparsed(&mut self, raw: &[u8], r: Refusal, out: &mut Vec<u8>) -> bool {
+    fn answer_unparsed(
+        &mut self,
+        raw: &[u8],
+        source: SocketAddr,
+        r: Refusal,
+        out: &mut Vec<u8>,
+    ) -> bool {
         let tag = self.signalling.new_tag();
-        let Some(w) = build::stateless_error(raw, r.code, r.reason, Some(tag.as_str()), out) else {
+        // The top Via stamped like a parsed request's (RFC 3581 §4): the client learns its address.
+        let stamp = |via: &str| nat::stamp_via(via, source).ok();
+        let Some(w) =
+            build::stateless_error_stamped(raw, r.code, r.reason, Some(tag.as_str()), &stamp, out)
+        else {
             return false;
         };
         finish_refusal(w, r);

@@ -118,6 +118,21 @@ fn a_stateless_answer_carries_received_and_rport() {
             ip(2, 20)
         )
     );
+    // A request that fails to parse gets its 400 stamped the same way.
+    let bad = String::from_utf8(request("OPTIONS", "sbc", "10.1.2.3", "z9hG4bKopt2"))
+        .unwrap()
+        .replace("Max-Forwards: 70", "Max-Forwards: many");
+    sock.send(bad.as_bytes()).unwrap();
+    let got = collect(&sock, Duration::from_millis(800));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].status(), Some(400));
+    assert_eq!(
+        top_via(&got[0]),
+        format!(
+            "SIP/2.0/UDP 10.1.2.3:5060;branch=z9hG4bKopt2;received={};rport={port}",
+            ip(2, 20)
+        )
+    );
     drop(sbc.stop());
 }
 

@@ -99,6 +99,21 @@ pub fn stateless_error<'b>(
     to_tag: Option<&str>,
     out: &'b mut Vec<u8>,
 ) -> Option<MessageWriter<'b>> {
+    stateless_error_stamped(raw, code, reason, to_tag, &|_| None, out)
+}
+
+/// [`stateless_error`] with the top Via value passed through `stamp` first: where it returns a
+/// value, that value is written instead (the transport layer adds `received` and `rport=` there,
+/// RFC 3581 §4, so that even a client whose request failed to parse learns its public address).
+/// When the first Via field holds several values, only the first is offered to `stamp`.
+pub fn stateless_error_stamped<'b>(
+    raw: &[u8],
+    code: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+    stamp: &dyn Fn(&str) -> Option<String>,
+    out: &'b mut Vec<u8>,
+) -> Option<MessageWriter<'b>> {
     let head = header_section(raw)?;
     let unfolded;
     let head = if lines(head).skip(1).any(is_continuation) {
@@ -111,8 +126,27 @@ pub fn stateless_error<'b>(
         return None;
     }
     let mut w = MessageWriter::response(out, code, reason);
+    let mut top = true;
     for (name, value) in fields(head) {
         match name {
+            HeaderName::Via if top => {
+                top = false;
+                let (first, rest) = match value.split_once(',') {
+                    Some((first, rest)) => (first.trim(), Some(rest.trim())),
+                    None => (value, None),
+                };
+                match (stamp(first), rest) {
+                    (Some(stamped), Some(rest)) => {
+                        w.header_parts("Via", &[&stamped, ", ", rest]);
+                    }
+                    (Some(stamped), None) => {
+                        w.header("Via", &stamped);
+                    }
+                    (None, _) => {
+                        w.header("Via", value);
+                    }
+                }
+            }
             HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
                 w.header(name.as_str().unwrap_or_default(), value);
             }
@@ -362,6 +396,27 @@ f: <sip:a@example.com>;tag=9\r\nt: <sip:bob@example.com>\r\ni: c1@x\r\nCSeq: nop
             "SIP/2.0 400 Bad CSeq\r\nVia: SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bKx1;rport\r\n\
 From: <sip:a@example.com>;tag=9\r\nTo: <sip:bob@example.com>;tag=sbc0\r\nCall-ID: c1@x\r\n\
 CSeq: nope\r\nServer: sbc\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn stateless_error_stamped_rewrites_only_the_top_via_value() {
+        let raw = b"INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP a:5070;rport;branch=z9hG4bK1, SIP/2.0/UDP b;branch=z9hG4bK2\r\n\
+Via: SIP/2.0/UDP c;rport;branch=z9hG4bK3\r\nFrom: <sip:a@h>;tag=y\r\nTo: <sip:b@h>\r\nCall-ID: c\r\nCSeq: x\r\n\r\n";
+        let mut out = Vec::new();
+        let stamp = |v: &str| Some(format!("{v};received=192.0.2.9"));
+        let w = stateless_error_stamped(raw, 400, "Bad CSeq", None, &stamp, &mut out).unwrap();
+        w.finish(None, b"");
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(
+            text.contains(
+                "Via: SIP/2.0/UDP a:5070;rport;branch=z9hG4bK1;received=192.0.2.9, SIP/2.0/UDP b;branch=z9hG4bK2\r\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("Via: SIP/2.0/UDP c;rport;branch=z9hG4bK3\r\n"),
+            "{text}"
         );
     }
 

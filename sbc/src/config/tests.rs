@@ -82,6 +82,22 @@ fn first_response_and_drain_have_defaults_and_bounds() {
     assert!(e.contains("limits.first_response_ms"), "{e}");
     let e = cfg("drain_secs = 3601").unwrap_err();
     assert!(e.contains("limits.drain_secs"), "{e}");
+    // Timers from the config are bounded too: a huge value would overflow a deadline.
+    for (key, max) in [
+        ("ringing_timeout_secs", 3_600u64),
+        ("max_call_duration_secs", 604_800),
+        ("no_ack_timeout_secs", 300),
+        ("transaction_linger_secs", 32),
+    ] {
+        assert!(cfg(&format!("{key} = {max}")).is_ok(), "{key}");
+        for bad in [0, max + 1, i64::MAX.unsigned_abs()] {
+            let e = cfg(&format!("{key} = {bad}")).unwrap_err();
+            assert!(
+                e.contains(&format!("limits.{key}: must be in 1..={max}")),
+                "{e}"
+            );
+        }
+    }
 }
 
 const EPHEMERAL: Option<(u16, u16)> = Some((32768, 60999));

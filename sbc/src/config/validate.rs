@@ -268,23 +268,26 @@ impl Config {
         if l.max_transactions < 16 || l.max_transactions > 10_000_000 {
             return Err("limits.max_transactions: must be in 16..=10000000".into());
         }
-        if l.transaction_linger_secs > 32 {
-            return Err("limits.transaction_linger_secs: at most 32 (64*T1, the RFC value)".into());
-        }
         if l.drain_secs > 3600 {
             return Err("limits.drain_secs: at most 3600".into());
         }
         if l.first_response_ms > 32_000 {
             return Err("limits.first_response_ms: at most 32000 (Timer B)".into());
         }
-        for (key, v) in [
-            ("max_call_duration_secs", l.max_call_duration_secs),
-            ("ringing_timeout_secs", l.ringing_timeout_secs),
-            ("no_ack_timeout_secs", l.no_ack_timeout_secs),
-            ("transaction_linger_secs", l.transaction_linger_secs),
+        // Upper bounds keep every deadline computed from them far inside `Instant`'s range.
+        for (key, v, max) in [
+            (
+                "max_call_duration_secs",
+                l.max_call_duration_secs,
+                7 * 86_400,
+            ),
+            ("ringing_timeout_secs", l.ringing_timeout_secs, 3_600),
+            ("no_ack_timeout_secs", l.no_ack_timeout_secs, 300),
+            // 64*T1, the RFC value.
+            ("transaction_linger_secs", l.transaction_linger_secs, 32),
         ] {
-            if v == 0 {
-                return Err(format!("limits.{key}: must be at least 1"));
+            if v == 0 || v > max {
+                return Err(format!("limits.{key}: must be in 1..={max}"));
             }
         }
         Ok(())
