@@ -43,11 +43,29 @@ pub fn sip_message(data: &[u8]) {
             exercise_accessors(&m);
             check_canonical(&m);
             check_raw_error_response(data, Some(&m), None);
+            check_top_via_stamp(&m);
         }
         Err(e) => {
             check_verdicts(data, e);
             check_raw_error_response(data, None, Some(e));
         }
+    }
+}
+
+/// Replacing the top Via by a longer and by a shorter value gives exactly what parsing the edited
+/// bytes gives (the shifted index equals a fresh one).
+fn check_top_via_stamp(m: &Message) {
+    let top = m.header_values(HeaderName::Via).next().unwrap_or_default();
+    let longer = format!("{top};received=192.0.2.1;rport=5060");
+    for value in [longer.as_str(), "SIP/2.0/UDP h;branch=z9hG4bKs"] {
+        let Some(stamped) = m.with_top_via(value) else {
+            continue;
+        };
+        let reparsed = Message::parse(stamped.raw().clone())
+            .unwrap_or_else(|e| panic!("the stamped message no longer parses ({e:?}): {value}"));
+        assert_eq!(summary(&stamped), summary(&reparsed), "{value}");
+        assert_eq!(stamped.top_via(), reparsed.top_via(), "{value}");
+        assert_eq!(stamped.body(), m.body());
     }
 }
 

@@ -276,6 +276,77 @@ impl Message {
     pub fn top_via(&self) -> Via<'_> {
         Via::parse(self.text(self.idx.top_via)).unwrap_or(EMPTY_VIA)
     }
+    /// This message with its topmost Via value replaced by `value` (one Via, validated here), for
+    /// stamping `received`/`rport` on arrival (RFC 3581 §4). The index is shifted, not rebuilt: no
+    /// second parse of the whole message. `None` when `value` is not a valid Via or the result
+    /// would not fit the message size limit of the index.
+    pub fn with_top_via(&self, value: &str) -> Option<Self> {
+        let via = Via::parse(value).ok()?;
+        let old = self.idx.top_via;
+        let (s, e) = (old.start as usize, old.end as usize);
+        let kept = self.raw.len().checked_sub(e.checked_sub(s)?)?;
+        let len = kept.checked_add(value.len())?;
+        let len32 = u32::try_from(len).ok()?;
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(self.raw.get(..s)?);
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(self.raw.get(e..)?);
+        // Offsets at or after the old value's end move by the change of length; spans holding the
+        // value (its header field's) grow or shrink with it.
+        let grow = u32::try_from(value.len()).ok()?;
+        let cut = old.end.checked_sub(old.start)?;
+        let at = old.end;
+        let shift = |x: u32| -> u32 {
+            if x >= at {
+                // x - cut + grow never exceeds the new length, which fits in u32.
+                x.saturating_sub(cut).saturating_add(grow).min(len32)
+            } else {
+                x
+            }
+        };
+        let span = |sp: Span| Span {
+            start: shift(sp.start),
+            end: shift(sp.end),
+        };
+        let mut idx = self.idx.clone();
+        idx.start = match idx.start {
+            StartLine::Request { method, uri } => StartLine::Request {
+                method,
+                uri: span(uri),
+            },
+            StartLine::Response { status, reason } => StartLine::Response {
+                status,
+                reason: span(reason),
+            },
+        };
+        for h in &mut idx.headers {
+            h.raw_name = span(h.raw_name);
+            h.value = span(h.value);
+        }
+        idx.body = span(idx.body);
+        idx.call_id = span(idx.call_id);
+        idx.from = span(idx.from);
+        idx.to = span(idx.to);
+        idx.from_tag = idx.from_tag.map(span);
+        idx.to_tag = idx.to_tag.map(span);
+        idx.cseq_method_text = span(idx.cseq_method_text);
+        idx.top_via = Span {
+            start: old.start,
+            end: old.start.checked_add(grow)?,
+        };
+        idx.top_branch = match via.branch() {
+            Some(b) => {
+                let off = (b.as_ptr() as usize).checked_sub(value.as_ptr() as usize)?;
+                let start = s.checked_add(off)?;
+                Some(Span::new(start, start.checked_add(b.len())?))
+            }
+            None => None,
+        };
+        Some(Self {
+            raw: Bytes::from(out),
+            idx,
+        })
+    }
     /// Every Via value, topmost first (all validated at parse).
     pub fn vias(&self) -> impl Iterator<Item = Via<'_>> + '_ {
         self.header_values(HeaderName::Via)
@@ -844,6 +915,34 @@ v=0\n";
         match parse(s) {
             Ok(_) => panic!("accepted: {s:?}"),
             Err(e) => e.verdict(looks_like_request(s.as_bytes())),
+        }
+    }
+
+    /// A stamped top Via gives the index a fresh parse of the stamped bytes gives, whether the
+    /// value grows or shrinks, is alone in its field or the first of several, with folded lines.
+    #[test]
+    fn with_top_via_shifts_the_index_exactly() {
+        let multi = INVITE.replace(
+            "branch=z9hG4bK776asdhds;rport\r\n",
+            "branch=z9hG4bK776asdhds;rport , SIP/2.0/UDP b.example;branch=z9hG4bK2\r\nVia: SIP/2.0/TCP c;branch=z9hG4bK3\r\n",
+        );
+        let folded = INVITE.replace("Max-Forwards: 70\r\n", "Subject: a\r\n  folded\r\nMax-Forwards: 70\r\n");
+        let response = "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP a;rport;branch=z9hG4bKr\r\n\
+From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        for text in [INVITE, multi.as_str(), folded.as_str(), response] {
+            let m = parse(text).unwrap();
+            let top = m.header_values(HeaderName::Via).next().unwrap().to_owned();
+            for value in [
+                format!("{top};received=192.0.2.44;rport=40000"),
+                "SIP/2.0/UDP x;branch=z9hG4bKq".to_owned(),
+                "SIP/2.0/UDP x".to_owned(),
+            ] {
+                let stamped = m.with_top_via(&value).unwrap();
+                let fresh = Message::parse(stamped.raw().clone()).unwrap();
+                assert_eq!(format!("{:?}", stamped.idx), format!("{:?}", fresh.idx), "{value}");
+                assert_eq!(stamped.header_values(HeaderName::Via).next(), Some(value.as_str()));
+            }
+            assert!(m.with_top_via("not a via").is_none());
         }
     }
 

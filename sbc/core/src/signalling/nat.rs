@@ -294,26 +294,10 @@ pub fn stamp_request(req: Message, source: SocketAddr) -> Message {
     if !asked && !elsewhere {
         return req;
     }
-    let raw = req.raw();
-    // The value is a slice of the received bytes: its place in them.
-    let start = (value.as_ptr() as usize).wrapping_sub(raw.as_ptr() as usize);
-    let Some(end) = start.checked_add(value.len()) else {
-        return req;
-    };
-    if raw.get(start..end) != Some(value.as_bytes()) {
-        return req;
-    }
     let Ok(stamped) = stamp_via(value, source) else {
         return req;
     };
-    let (Some(head), Some(tail)) = (raw.get(..start), raw.get(end..)) else {
-        return req;
-    };
-    let mut out = Vec::with_capacity(raw.len() + 48);
-    out.extend_from_slice(head);
-    out.extend_from_slice(stamped.as_bytes());
-    out.extend_from_slice(tail);
-    Message::parse(bytes::Bytes::from(out)).unwrap_or(req)
+    req.with_top_via(&stamped).unwrap_or(req)
 }
 
 /// The Contact value `value` with its URI host:port replaced by `public` (the observed source).
