@@ -926,7 +926,10 @@ v=0\n";
             "branch=z9hG4bK776asdhds;rport\r\n",
             "branch=z9hG4bK776asdhds;rport , SIP/2.0/UDP b.example;branch=z9hG4bK2\r\nVia: SIP/2.0/TCP c;branch=z9hG4bK3\r\n",
         );
-        let folded = INVITE.replace("Max-Forwards: 70\r\n", "Subject: a\r\n  folded\r\nMax-Forwards: 70\r\n");
+        let folded = INVITE.replace(
+            "Max-Forwards: 70\r\n",
+            "Subject: a\r\n  folded\r\nMax-Forwards: 70\r\n",
+        );
         let response = "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP a;rport;branch=z9hG4bKr\r\n\
 From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
         for text in [INVITE, multi.as_str(), folded.as_str(), response] {
@@ -939,8 +942,15 @@ From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n
             ] {
                 let stamped = m.with_top_via(&value).unwrap();
                 let fresh = Message::parse(stamped.raw().clone()).unwrap();
-                assert_eq!(format!("{:?}", stamped.idx), format!("{:?}", fresh.idx), "{value}");
-                assert_eq!(stamped.header_values(HeaderName::Via).next(), Some(value.as_str()));
+                assert_eq!(
+                    format!("{:?}", stamped.idx),
+                    format!("{:?}", fresh.idx),
+                    "{value}"
+                );
+                assert_eq!(
+                    stamped.header_values(HeaderName::Via).next(),
+                    Some(value.as_str())
+                );
             }
             assert!(m.with_top_via("not a via").is_none());
         }
