@@ -579,6 +579,10 @@ fn topology_is_hidden_in_both_directions() {
         ":5082".to_owned(),
         "SIPpTag01".to_owned(),
         inside_call_id,
+        // The PBX's SDP session details, its ring tone, its identity's host (uas_bye.xml).
+        "pbx-cluster-7".to_owned(),
+        "Alert-Info".to_owned(),
+        "ring-internal".to_owned(),
     ];
     let outside_markers = [
         ip(n, 3),
@@ -593,6 +597,29 @@ fn topology_is_hidden_in_both_directions() {
         assert!(joined_in.contains(k.as_str()), "{k} not on the inside leg");
     }
     assert!(joined_in.contains("SIPpTag01") && joined_out.contains("SIPpTag00"));
+    for k in [
+        "pbx-cluster-7",
+        "Alert-Info",
+        "a=tool:",
+        "P-Asserted-Identity",
+    ] {
+        assert!(joined_in.contains(k), "{k} not on the inside leg");
+    }
+    // What the outside gets instead: the PBX's identity (name and number) on the SBC's host, and
+    // an SDP session line that says nothing.
+    assert!(
+        joined_out.contains(&format!(
+            "P-Asserted-Identity: \"Front Desk\" <sip:200@{}",
+            ip(n, 1)
+        )),
+        "{joined_out}"
+    );
+    for m in out_msgs.iter().filter(|m| m.contains("\r\n\r\nv=0")) {
+        assert!(m.contains("\ns=-\r") || m.contains("\ns=-\n"), "{m}");
+        for line in ["\ni=", "\nu=", "\ne=", "a=tool"] {
+            assert!(!m.contains(line), "{line:?} crossed:\n{m}");
+        }
+    }
     assert!(joined_out.contains(&ip(n, 3)));
     // Both SDPs were anchored: each side sees the SBC's media address (the outside one, by
     // default) in c=, never the other side's.
