@@ -194,3 +194,33 @@ async fn answer(
     );
     to_response(reply, false)
 }
+
+/// Serve `listener` with `handle` on a current-thread runtime of this thread, calling `tick` every
+/// `every` between requests until it returns false; then stop serving and return. An error if
+/// the runtime cannot start or the socket cannot be served (nothing was served then).
+pub fn run_blocking(
+    listener: std::net::TcpListener,
+    cfg: ServerConfig,
+    handle: Rc<dyn Control>,
+    every: Duration,
+    mut tick: impl FnMut() -> bool,
+) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async {
+        listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(listener)?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::task::spawn_local(serve(listener, cfg, handle, async {
+            let _ = stop_rx.await;
+        }));
+        while tick() {
+            tokio::time::sleep(every).await;
+        }
+        let _ = stop_tx.send(());
+        let _ = task.await;
+        Ok(())
+    })
+}
