@@ -285,9 +285,12 @@ fn as_section<T: serde::Serialize, S: serde::de::DeserializeOwned>(
     fields: &[&'static str],
 ) -> Result<S, ApiError> {
     let json = serde_json::to_value(v).map_err(|e| ApiError::invalid("name", e.to_string()))?;
-    serde_json::from_value(json).map_err(|e| {
-        let m = e.to_string();
-        ApiError::invalid(field_of(&m, fields), m)
+    serde_path_to_error::deserialize(json).map_err(|e| {
+        let path = e.path().to_string();
+        let top = path.split(['.', '[']).next().unwrap_or("");
+        let m = e.inner().to_string();
+        let field = fields.iter().find(|f| **f == top).copied();
+        ApiError::invalid(field.unwrap_or_else(|| field_of(&m, fields)), m)
     })
 }
 

@@ -147,4 +147,23 @@ mod tests {
         assert!(half.validate(&[]).unwrap_err().contains("api.tls_key"));
         assert_eq!(ApiSection::default().read_token().unwrap(), None);
     }
+
+    #[test]
+    fn rules_sent_over_the_api_are_checked_and_never_panic() {
+        let c = Config::embedded_default();
+        // Days whose first three bytes end inside a character (the API takes any JSON string).
+        let f: FraudRuleSection =
+            serde_json::from_value(serde_json::json!({"name": "f", "prefix": "+"})).unwrap();
+        assert!(c.api_rules(Vec::new(), vec![f]).is_ok());
+        for days in ["\u{edeb5}i", "mo\u{e9}", "\u{e9}"] {
+            let r = serde_json::from_value::<FraudRuleSection>(
+                serde_json::json!({"name": "f", "days": days}),
+            );
+            assert!(r.unwrap_err().to_string().contains("days"), "{days}");
+        }
+        let r: RuleSection =
+            serde_json::from_value(serde_json::json!({"name": "x", "trunk": "nope"})).unwrap();
+        let e = c.api_rules(vec![r], Vec::new()).unwrap_err();
+        assert!(e.contains("trunk"), "{e}");
+    }
 }

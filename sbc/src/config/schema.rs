@@ -347,7 +347,7 @@ fn day_index(s: &str) -> Option<u8> {
     let s = s.trim().to_ascii_lowercase();
     let i = DAY_NAMES
         .iter()
-        .position(|d| s.len() >= 3 && d.starts_with(&s[..3]))?;
+        .position(|d| s.get(..3).is_some_and(|p| d.starts_with(p)))?;
     let full = [
         "monday",
         "tuesday",
