@@ -224,3 +224,106 @@ pub fn run_blocking(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::dto::{Ready, Version};
+    use crate::ApiError;
+
+    struct Up;
+
+    impl Control for Up {
+        fn ready(&self) -> Ready {
+            Ready {
+                ready: true,
+                workers: 1,
+                workers_reporting: 1,
+            }
+        }
+        fn version(&self) -> Version {
+            Version {
+                version: "0".into(),
+                uptime_secs: 0,
+                workers: 1,
+            }
+        }
+        fn config(&self) -> Result<serde_json::Value, ApiError> {
+            Ok(serde_json::Value::Null)
+        }
+        fn metrics(&self) -> String {
+            String::new()
+        }
+    }
+
+    /// Serve on a thread of its own for `secs`; the address.
+    fn server(cfg: ServerConfig, secs: u64) -> std::net::SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let until = Instant::now() + Duration::from_secs(secs);
+            run_blocking(l, cfg, Rc::new(Up), Duration::from_millis(10), || {
+                Instant::now() < until
+            })
+            .unwrap();
+        });
+        addr
+    }
+
+    fn health(s: &mut TcpStream) -> String {
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_connection_that_does_not_finish_its_headers_is_closed() {
+        let addr = server(
+            ServerConfig {
+                header_timeout: Duration::from_millis(300),
+                ..ServerConfig::default()
+            },
+            5,
+        );
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
+        let t = Instant::now();
+        let mut buf = Vec::new();
+        // Closed (possibly with a 408) well before the read timeout.
+        let _ = s.read_to_end(&mut buf);
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+    }
+
+    #[test]
+    fn connections_past_the_bound_wait_for_a_slot() {
+        let addr = server(
+            ServerConfig {
+                max_connections: 1,
+                header_timeout: Duration::from_millis(800),
+                ..ServerConfig::default()
+            },
+            5,
+        );
+        // The first connection holds the only slot (it sends nothing) until its header timeout.
+        let _idle = TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let t = Instant::now();
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+        let answer = health(&mut s);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            t.elapsed() >= Duration::from_millis(500),
+            "served at once: {:?}",
+            t.elapsed()
+        );
+    }
+}
