@@ -17,6 +17,8 @@ mod handle;
 mod query;
 pub mod routes;
 pub mod server;
+#[cfg(test)]
+mod testing;
 
 pub use handle::{ApiError, Control};
 

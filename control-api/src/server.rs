@@ -232,33 +232,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::dto::{Ready, Version};
-    use crate::ApiError;
-
-    struct Up;
-
-    impl Control for Up {
-        fn ready(&self) -> Ready {
-            Ready {
-                ready: true,
-                workers: 1,
-                workers_reporting: 1,
-            }
-        }
-        fn version(&self) -> Version {
-            Version {
-                version: "0".into(),
-                uptime_secs: 0,
-                workers: 1,
-            }
-        }
-        fn config(&self) -> Result<serde_json::Value, ApiError> {
-            Ok(serde_json::Value::Null)
-        }
-        fn metrics(&self) -> String {
-            String::new()
-        }
-    }
+    use crate::testing::Fake;
 
     /// Serve on a thread of its own for `secs`; the address.
     fn server(cfg: ServerConfig, secs: u64) -> std::net::SocketAddr {
@@ -266,9 +240,13 @@ mod tests {
         let addr = l.local_addr().unwrap();
         std::thread::spawn(move || {
             let until = Instant::now() + Duration::from_secs(secs);
-            run_blocking(l, cfg, Rc::new(Up), Duration::from_millis(10), || {
-                Instant::now() < until
-            })
+            run_blocking(
+                l,
+                cfg,
+                Rc::new(Fake::default()),
+                Duration::from_millis(10),
+                || Instant::now() < until,
+            )
             .unwrap();
         });
         addr

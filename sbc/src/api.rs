@@ -294,6 +294,15 @@ fn as_section<T: serde::Serialize, S: serde::de::DeserializeOwned>(
     })
 }
 
+/// Put `item` in `mirror` in place of the one of its name, or at the end.
+fn upsert<T: Clone>(mirror: &RefCell<Vec<T>>, item: &T, name_of: impl Fn(&T) -> &str) {
+    let mut m = mirror.borrow_mut();
+    match m.iter_mut().find(|r| name_of(r) == name_of(item)) {
+        Some(r) => *r = item.clone(),
+        None => m.push(item.clone()),
+    }
+}
+
 /// A list entry as the file accepts it: a number, or a prefix ending with `*`.
 fn check_entry(e: &str) -> Result<(), ApiError> {
     let body = e.strip_suffix('*').unwrap_or(e);
@@ -335,6 +344,36 @@ impl Handle {
             .workers()
             .filter(|s| !s.last && now.saturating_duration_since(s.at) < STALE)
             .count()
+    }
+
+    /// Rules as the file writes them in the core's types, checked as the file's own; an error
+    /// names the field among `fields`.
+    fn core_rules(
+        &self,
+        rules: Vec<RuleSection>,
+        fraud: Vec<FraudRuleSection>,
+        fields: &[&'static str],
+    ) -> Result<sbc_core::guard::rules::RulesConfig, ApiError> {
+        self.cfg
+            .api_rules(rules, fraud)
+            .map_err(|m| ApiError::invalid(field_of(&m, fields), m))
+    }
+
+    /// Send `cmd`, which removes the rule `name` of `mirror`, and forget it there; 404 when the
+    /// mirror has no such rule.
+    fn remove_named<T>(
+        &self,
+        mirror: &RefCell<Vec<T>>,
+        name: &str,
+        name_of: impl Fn(&T) -> &str,
+        cmd: &RulesCommand,
+    ) -> Result<Applied, ApiError> {
+        if !mirror.borrow().iter().any(|r| name_of(r) == name) {
+            return Err(ApiError::NotFound(format!("no rule named {name:?}")));
+        }
+        let applied = self.rules_cmd(cmd)?;
+        mirror.borrow_mut().retain(|r| name_of(r) != name);
+        Ok(applied)
     }
 
     fn rules_cmd(&self, cmd: &RulesCommand) -> Result<Applied, ApiError> {
@@ -479,29 +518,20 @@ impl control_api::Control for Handle {
     fn add_rule(&self, rule: &dto::CallRule) -> Result<Applied, ApiError> {
         let section: RuleSection = as_section(rule, RULE_FIELDS)?;
         let core = self
-            .cfg
-            .api_rules(vec![section], Vec::new())
-            .map_err(|m| ApiError::invalid(field_of(&m, RULE_FIELDS), m))?
-            .rules
+            .core_rules(vec![section], Vec::new(), RULE_FIELDS)?
+            .rules;
+        let core = core
             .into_iter()
             .next()
             .ok_or_else(|| ApiError::invalid("name", "no rule"))?;
         let applied = self.rules_cmd(&RulesCommand::AddRule(Box::new(core)))?;
-        let mut rules = self.rules.borrow_mut();
-        match rules.iter_mut().find(|r| r.name == rule.name) {
-            Some(r) => *r = rule.clone(),
-            None => rules.push(rule.clone()),
-        }
+        upsert(&self.rules, rule, |r| &r.name);
         Ok(applied)
     }
 
     fn remove_rule(&self, name: &str) -> Result<Applied, ApiError> {
-        if !self.rules.borrow().iter().any(|r| r.name == name) {
-            return Err(ApiError::NotFound(format!("no rule named {name:?}")));
-        }
-        let applied = self.rules_cmd(&RulesCommand::RemoveRule(Arc::from(name)))?;
-        self.rules.borrow_mut().retain(|r| r.name != name);
-        Ok(applied)
+        let cmd = RulesCommand::RemoveRule(Arc::from(name));
+        self.remove_named(&self.rules, name, |r| &r.name, &cmd)
     }
 
     fn list_add(&self, rule: &str, list: dto::RuleList, entry: &str) -> Result<Applied, ApiError> {
@@ -562,29 +592,20 @@ impl control_api::Control for Handle {
     fn add_fraud_rule(&self, rule: &dto::FraudRule) -> Result<Applied, ApiError> {
         let section: FraudRuleSection = as_section(rule, FRAUD_FIELDS)?;
         let core = self
-            .cfg
-            .api_rules(Vec::new(), vec![section])
-            .map_err(|m| ApiError::invalid(field_of(&m, FRAUD_FIELDS), m))?
-            .fraud
+            .core_rules(Vec::new(), vec![section], FRAUD_FIELDS)?
+            .fraud;
+        let core = core
             .into_iter()
             .next()
             .ok_or_else(|| ApiError::invalid("name", "no rule"))?;
         let applied = self.rules_cmd(&RulesCommand::AddFraudRule(Box::new(core)))?;
-        let mut rules = self.fraud.borrow_mut();
-        match rules.iter_mut().find(|r| r.name == rule.name) {
-            Some(r) => *r = rule.clone(),
-            None => rules.push(rule.clone()),
-        }
+        upsert(&self.fraud, rule, |r| &r.name);
         Ok(applied)
     }
 
     fn remove_fraud_rule(&self, name: &str) -> Result<Applied, ApiError> {
-        if !self.fraud.borrow().iter().any(|r| r.name == name) {
-            return Err(ApiError::NotFound(format!("no fraud rule named {name:?}")));
-        }
-        let applied = self.rules_cmd(&RulesCommand::RemoveFraudRule(Arc::from(name)))?;
-        self.fraud.borrow_mut().retain(|r| r.name != name);
-        Ok(applied)
+        let cmd = RulesCommand::RemoveFraudRule(Arc::from(name));
+        self.remove_named(&self.fraud, name, |r| &r.name, &cmd)
     }
 
     fn fraud_events(&self, paging: Paging) -> Result<Page<dto::FraudEvent>, ApiError> {
