@@ -770,7 +770,7 @@ fn schemathesis_finds_no_server_error() {
         .arg(format!("{url}/openapi.json"))
         .args(["--url", &url])
         .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
-        .args(["--checks", "not_a_server_error,content_type_conformance"])
+        .args(["--checks", "not_a_server_error,content_type_conformance,response_schema_conformance,status_code_conformance"])
         .args(["--max-examples", "25", "--workers", "1"])
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--seed", "20"])
