@@ -1,14 +1,20 @@
-//! `sbc ctl`: a command-line client over the API (plain HTTP, as the API listens on loopback by
-//! default), printing the JSON answers. The address and token come from `--url`/`--token` or the
-//! environment (`SBC_API_URL`, `SBC_API_TOKEN`).
+//! `sbc ctl`: a command-line client over the API (HTTP, or HTTPS verified against `--cacert` or
+//! the system's roots), printing the JSON answers. The address, token and CA file come from
+//! `--url`/`--token`/`--cacert` or the environment (`SBC_API_URL`, `SBC_API_TOKEN`,
+//! `SBC_API_CACERT`).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_rustls::rustls;
+
 /// The usage text.
-pub const USAGE: &str = "usage: sbc ctl [--url http://127.0.0.1:8080] [--token T] <command>
-  (or SBC_API_URL, SBC_API_TOKEN in the environment)
+pub const USAGE: &str =
+    "usage: sbc ctl [--url http://127.0.0.1:8080] [--token T] [--cacert PEM] <command>
+  (or SBC_API_URL, SBC_API_TOKEN, SBC_API_CACERT in the environment; https:// URLs are verified
+  against --cacert, else the system's roots)
 commands:
   health | ready | version | config | metrics
   calls [--limit N] [--offset N] | call ID | hangup ID
@@ -179,27 +185,103 @@ fn request(mut args: Vec<String>) -> Result<Call, String> {
     })
 }
 
-/// `http://host:port` → `host:port`.
-fn authority(url: &str) -> Result<String, String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        format!("--url {url}: only http:// is supported (for HTTPS, use curl --cacert)")
-    })?;
-    let host = rest.trim_end_matches('/');
-    if host.is_empty() || host.contains('/') {
+/// Where the system keeps its trusted roots (one PEM bundle).
+const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The server: `host:port`, and for `https://` the name to verify and the TLS settings.
+struct Endpoint {
+    addr: String,
+    tls: Option<(
+        rustls::pki_types::ServerName<'static>,
+        Arc<rustls::ClientConfig>,
+    )>,
+}
+
+/// `http://host:port` or `https://host:port` (port 80 or 443 when absent) → `(https, host, addr)`.
+fn authority(url: &str) -> Result<(bool, String, String), String> {
+    let (https, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(r), _) => (false, r),
+        (_, Some(r)) => (true, r),
+        _ => {
+            return Err(format!(
+                "--url {url}: expected http://host:port or https://host:port"
+            ))
+        }
+    };
+    let hostport = rest.trim_end_matches('/');
+    if hostport.is_empty() || hostport.contains('/') {
         return Err(format!("--url {url}: expected http://host:port"));
     }
-    Ok(if host.contains(':') && !host.ends_with(']') {
-        host.to_string()
-    } else {
-        format!("{host}:80")
+    let (host, addr) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && !p.contains(']') => (h, hostport.to_string()),
+        _ => (
+            hostport,
+            format!("{hostport}:{}", if https { 443 } else { 80 }),
+        ),
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    Ok((https, host, addr))
+}
+
+/// The roots of PEM file `path`.
+fn roots(path: &str) -> Result<rustls::RootCertStore, String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    let mut store = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut std::io::BufReader::new(f)) {
+        let c = c.map_err(|e| format!("{path}: {e}"))?;
+        store.add(c).map_err(|e| format!("{path}: {e}"))?;
+    }
+    if store.is_empty() {
+        return Err(format!("{path}: no certificate"));
+    }
+    Ok(store)
+}
+
+fn endpoint(url: &str, cacert: Option<&str>) -> Result<Endpoint, String> {
+    let (https, host, addr) = authority(url)?;
+    if !https {
+        return Ok(Endpoint { addr, tls: None });
+    }
+    let name = rustls::pki_types::ServerName::try_from(host.clone())
+        .map_err(|e| format!("--url {url}: {host}: {e}"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls: {e}"))?
+        .with_root_certificates(roots(cacert.unwrap_or(SYSTEM_ROOTS))?)
+        .with_no_client_auth();
+    Ok(Endpoint {
+        addr,
+        tls: Some((name, Arc::new(config))),
     })
 }
 
-/// Send `call` to `addr`; the status and the body.
-fn send(addr: &str, token: Option<&str>, call: &Call) -> Result<(u16, String), String> {
-    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+/// Send `call` to `to`; the status and the body.
+fn send(to: &Endpoint, token: Option<&str>, call: &Call) -> Result<(u16, String), String> {
+    let addr = &to.addr;
+    let s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
     let t = Some(Duration::from_secs(10));
     let _ = (s.set_read_timeout(t), s.set_write_timeout(t));
+    match &to.tls {
+        None => exchange(s, addr, token, call),
+        Some((name, config)) => {
+            let conn = rustls::ClientConnection::new(config.clone(), name.clone())
+                .map_err(|e| format!("{addr}: {e}"))?;
+            exchange(rustls::StreamOwned::new(conn, s), addr, token, call)
+        }
+    }
+}
+
+/// Write the request of `call` on `s` and read the answer to the end.
+fn exchange(
+    mut s: impl Read + Write,
+    addr: &str,
+    token: Option<&str>,
+    call: &Call,
+) -> Result<(u16, String), String> {
     let body = call.body.as_deref().unwrap_or("");
     let mut req = format!(
         "{} {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n",
@@ -215,8 +297,12 @@ fn send(addr: &str, token: Option<&str>, call: &Call) -> Result<(u16, String), S
     s.write_all(req.as_bytes())
         .map_err(|e| format!("send to {addr}: {e}"))?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .map_err(|e| format!("read from {addr}: {e}"))?;
+    // A TLS peer that closes without close_notify still gave its whole answer (Connection: close).
+    if let Err(e) = s.read_to_end(&mut raw) {
+        if raw.is_empty() {
+            return Err(format!("read from {addr}: {e}"));
+        }
+    }
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text
         .split_once("\r\n\r\n")
@@ -233,26 +319,29 @@ fn send(addr: &str, token: Option<&str>, call: &Call) -> Result<(u16, String), S
 /// an error answer or no answer, 2 for a bad command line.
 pub fn main(args: &[String]) -> i32 {
     let mut args = args.to_vec();
-    let opts = (take_opt(&mut args, "--url"), take_opt(&mut args, "--token"));
-    let (url, token) = match opts {
-        (Ok(u), Ok(t)) => (
-            u.or_else(|| std::env::var("SBC_API_URL").ok())
-                .unwrap_or_else(|| "http://127.0.0.1:8080".into()),
-            t.or_else(|| std::env::var("SBC_API_TOKEN").ok()),
-        ),
-        (Err(e), _) | (_, Err(e)) => {
+    let mut opt = |name: &str, env: &str| -> Result<Option<String>, String> {
+        Ok(take_opt(&mut args, name)?.or_else(|| std::env::var(env).ok()))
+    };
+    let opts = (
+        opt("--url", "SBC_API_URL"),
+        opt("--token", "SBC_API_TOKEN"),
+        opt("--cacert", "SBC_API_CACERT"),
+    );
+    let (url, token, cacert) = match opts {
+        (Ok(u), Ok(t), Ok(c)) => (u.unwrap_or_else(|| "http://127.0.0.1:8080".into()), t, c),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             eprintln!("{e}\n{USAGE}");
             return 2;
         }
     };
-    let (addr, call) = match (authority(&url), request(args)) {
+    let (to, call) = match (endpoint(&url, cacert.as_deref()), request(args)) {
         (Ok(a), Ok(c)) => (a, c),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("{e}");
             return 2;
         }
     };
-    match send(&addr, token.as_deref(), &call) {
+    match send(&to, token.as_deref(), &call) {
         Ok((status, body)) if (200..300).contains(&status) => {
             println!("{}", pretty(&body));
             0
@@ -302,10 +391,17 @@ mod tests {
         );
         assert!(req("ban 1.2.3.4 --secs x").is_err());
         assert!(req("bogus").is_err());
+        let a = |u: &str| authority(u).unwrap();
+        let s = |x: &str| x.to_string();
         assert_eq!(
-            authority("http://127.0.0.1:8080/").unwrap(),
-            "127.0.0.1:8080"
+            a("http://127.0.0.1:8080/"),
+            (false, s("127.0.0.1"), s("127.0.0.1:8080"))
         );
-        assert!(authority("https://127.0.0.1:8443").is_err());
+        assert_eq!(
+            a("https://sbc.example"),
+            (true, s("sbc.example"), s("sbc.example:443"))
+        );
+        assert_eq!(a("http://[::1]:8080"), (false, s("::1"), s("[::1]:8080")));
+        assert!(authority("ftp://x").is_err());
     }
 }

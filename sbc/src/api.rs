@@ -204,6 +204,7 @@ impl Prepared {
         done
     }
 }
+
 /// The API's view of the SBC: the control thread's state and what was changed at run time.
 struct Handle {
     control: Rc<RefCell<Control>>,

@@ -742,6 +742,18 @@ fn https_with_a_test_certificate() {
     let v = https("/api/v1/version", Some(TOKEN));
     assert_eq!(v.status, 200, "the token from api.token_file");
     assert_eq!(v.json()["workers"], 2);
+    // `sbc ctl` over HTTPS: verified against the certificate given, refused against the system's roots.
+    let url = format!("https://{}", api_addr(n));
+    let pem = cert.display().to_string();
+    let (code, out, err) = ctl(
+        n,
+        Some(TOKEN),
+        &["--url", &url, "--cacert", &pem, "version"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\"workers\": 2"), "{out}");
+    let (code, _, err) = ctl(n, Some(TOKEN), &["--url", &url, "version"]);
+    assert_eq!(code, 1, "a certificate no system root signed: {err}");
     // Plain HTTP to the HTTPS port gets no HTTP answer.
     let mut s = TcpStream::connect(api_addr(n)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
