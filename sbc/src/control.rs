@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use sbc_core::guard::rules::{FraudEvent, RulesCommand, RulesStats};
 use sbc_core::guard::{BanInfo, Guard, GuardCommand, GuardStats};
 
@@ -353,6 +353,26 @@ impl Control {
             self.keep_fraud_event(e);
         }
         self
+    }
+
+    /// Take what waits on the channels without blocking (for a control thread that also serves
+    /// the API); false once every worker is gone.
+    pub(crate) fn drain(&mut self) -> bool {
+        let mut open = true;
+        loop {
+            match self.rx.try_recv() {
+                Ok(snap) => self.absorb(snap),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        while let Ok(e) = self.alerts.try_recv() {
+            self.keep_fraud_event(e);
+        }
+        open
     }
 
     /// The latest snapshot of every worker that has published, by worker number.

@@ -8,6 +8,7 @@
 //! flag that the workers read at least every 100 ms. A panic on any thread ends the process (exit 70,
 //! see `fatal.rs`).
 
+mod api;
 mod config;
 mod connect;
 mod control;
@@ -100,6 +101,11 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
+    // `sbc ctl ...`: the API's command-line client, nothing of the SBC started.
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("ctl") {
+        return ExitCode::from(control_api::cli::main(argv.get(2..).unwrap_or_default()) as u8);
+    }
     tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -150,7 +156,22 @@ fn main() -> ExitCode {
         }
         cfg.workers = Some(n);
     }
-    match run(&cfg) {
+    // The control API binds and reads its token and certificate before anything starts.
+    let source = match &args.config {
+        Some(p) => (
+            p.display().to_string(),
+            std::fs::read_to_string(p).unwrap_or_default(),
+        ),
+        None => ("embedded default".into(), config::DEFAULT_TOML.into()),
+    };
+    let api = match api::prepare(&cfg, &source.0, &source.1) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(&cfg, api) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -224,7 +245,7 @@ fn media_anchor(
     Ok((anchor, shard_media::ShardMedia::new(shard)))
 }
 
-fn run(cfg: &Config) -> Result<(), String> {
+fn run(cfg: &Config, api: Option<api::Prepared>) -> Result<(), String> {
     let n = cfg.worker_count();
     let peers = cfg.stream_peers()?;
     // The inside listens on TCP (TLS when an inside next hop is TLS and a certificate is set) when
@@ -412,10 +433,13 @@ fn run(cfg: &Config) -> Result<(), String> {
     let control = std::thread::Builder::new()
         .name("sbc-control".into())
         .spawn(move || {
-            control::Control::new(n, control_rx)
+            let c = control::Control::new(n, control_rx)
                 .with_commands(commands)
-                .with_fraud_events(alerts_rx)
-                .run()
+                .with_fraud_events(alerts_rx);
+            match api {
+                Some(api) => api.run(c),
+                None => c.run(),
+            }
         })
         .map_err(|e| format!("spawn control thread: {e}"))?;
     // Worker i runs on the i-th CPU the process is allowed (so `taskset -c 1 sbc` keeps it on 1),

@@ -13,6 +13,7 @@
 //! This file loads (and names key and line in errors); [`schema`] holds the serde structs,
 //! [`validate`] the cross checks, [`convert`] the conversion into `sbc-core` types.
 
+mod api;
 mod convert;
 mod guard;
 mod rules;
@@ -27,6 +28,7 @@ use std::ops::Range;
 use std::path::Path;
 
 pub(crate) use convert::CoreSettings;
+pub(crate) use rules::{FraudRuleSection, RuleSection, UNTRUSTED_RULE};
 pub(crate) use schema::*;
 pub(crate) use streams::StreamPeer;
 

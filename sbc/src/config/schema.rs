@@ -48,7 +48,7 @@ pub(crate) struct Config {
     #[serde(default)]
     pub(crate) topology: TopologySection,
     #[serde(default)]
-    pub(crate) api: ApiSection,
+    pub(crate) api: super::api::ApiSection,
     #[serde(default)]
     pub(crate) guard: super::guard::GuardSection,
     /// `[[rules]]` tables and `[fraud]` (see `config/rules.rs`).
@@ -347,7 +347,7 @@ fn day_index(s: &str) -> Option<u8> {
     let s = s.trim().to_ascii_lowercase();
     let i = DAY_NAMES
         .iter()
-        .position(|d| s.len() >= 3 && d.starts_with(&s[..3]))?;
+        .position(|d| s.get(..3).is_some_and(|p| d.starts_with(p)))?;
     let full = [
         "monday",
         "tuesday",
@@ -684,23 +684,6 @@ impl Default for TopologySection {
             keep_headers: Vec::new(),
             strip_headers: Vec::new(),
             forward_credentials: true,
-        }
-    }
-}
-
-/// `[api]`: the control API (reserved; validated only).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(crate) struct ApiSection {
-    pub(crate) listen: SocketAddr,
-    pub(crate) enabled: bool,
-}
-
-impl Default for ApiSection {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
-            enabled: false,
         }
     }
 }

@@ -136,22 +136,8 @@ impl Config {
         self.validate_media(ephemeral)?;
         self.validate_limits()?;
         self.topology.validate()?;
-        if self.api.listen.port() == 0 {
-            return Err("api.listen: port must not be 0".into());
-        }
-        if self.api.enabled
-            && self
-                .sip
-                .tcp
-                .iter()
-                .chain(&self.sip.tls)
-                .any(|a| *a == self.api.listen)
-        {
-            return Err(format!(
-                "api.listen: {} is also a SIP listen address",
-                self.api.listen
-            ));
-        }
+        let sip_streams: Vec<_> = self.sip.tcp.iter().chain(&self.sip.tls).copied().collect();
+        self.api.validate(&sip_streams)?;
         // Cross references and per-entry checks of groups, trunks and routes.
         self.b2bua_in(text).map(|_| ())
     }
