@@ -496,3 +496,94 @@ fn draining_refuses_new_calls_and_the_stop_ends_the_rest_on_both_legs() {
         .collect();
     assert_eq!(reasons, vec![EndReason::Shutdown]);
 }
+
+/// The reasons of the `Ended` events seen so far.
+fn ended_reasons(d: &Drive) -> Vec<EndReason> {
+    d.events
+        .iter()
+        .filter_map(|e| match e {
+            CallEvent::Ended { record } => Some(record.reason),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_operator_hangs_up_an_answered_call_with_bye_on_both_legs() {
+    use sbc_core::b2bua::{CallFilter, CallState, HangUp};
+    let mut d = Drive::new();
+    let invite = d.call();
+    d.input(answer(&invite, 200, "b1", &[]), UAS);
+    let ok = d.sent_caller(200);
+    d.caller_sends(&ok, "ACK", 1, "");
+    let _ = d.take(UAS);
+    let calls = d.sbc.call_summaries(&CallFilter::default(), &NoRelay);
+    assert_eq!(calls.len(), 1);
+    let c = &calls[0];
+    assert_eq!(c.state, CallState::Confirmed);
+    assert_eq!(
+        (c.a_call_id.as_str(), c.b_call_id.as_str()),
+        ("a-call@uac", invite.call_id())
+    );
+    assert_eq!((c.dialled.as_str(), c.target), ("bob", addr(UAS)));
+    assert!(c.answered.is_some());
+    assert_eq!(d.sbc.calls_by_target().get(&addr(UAS)), Some(&1));
+
+    assert_eq!(d.sbc.hang_up(d.now, c.call, &mut NoRelay), HangUp::Bye);
+    d.collect();
+    let bye_a = d.request(UAC, "BYE");
+    let bye_b = d.request(UAS, "BYE");
+    assert_eq!(bye_b.call_id(), invite.call_id());
+    assert!(
+        ended_reasons(&d).is_empty(),
+        "ends once the BYEs are answered"
+    );
+    // A second hang-up while the BYEs are out changes nothing.
+    assert_eq!(
+        d.sbc.hang_up(d.now, c.call, &mut NoRelay),
+        HangUp::AlreadyEnding
+    );
+    for (bye, who) in [(bye_a, UAC), (bye_b, UAS)] {
+        let mut out = Vec::new();
+        build::response(&bye, 200, "OK", None, &mut out).finish(None, b"");
+        d.input(Message::parse(Bytes::from(out)).unwrap(), who);
+    }
+    assert_eq!(d.sbc.calls(), 0);
+    assert_eq!(ended_reasons(&d), vec![EndReason::Admin]);
+    assert_eq!(d.sbc.hang_up(d.now, c.call, &mut NoRelay), HangUp::NotFound);
+}
+
+#[test]
+fn the_operator_hangs_up_a_ringing_call_with_cancel_and_487() {
+    use sbc_core::b2bua::{CallFilter, CallState, HangUp};
+    let mut d = Drive::new();
+    let invite = d.call();
+    d.input(answer(&invite, 180, "b1", &[]), UAS);
+    let _ = d.take(UAC);
+    let calls = d.sbc.call_summaries(&CallFilter::default(), &NoRelay);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].state, CallState::Ringing);
+    assert!(calls[0].ringing.is_some());
+    let only_confirmed = CallFilter {
+        state: Some(CallState::Confirmed),
+        ..CallFilter::default()
+    };
+    assert!(d.sbc.call_summaries(&only_confirmed, &NoRelay).is_empty());
+
+    assert_eq!(
+        d.sbc.hang_up(d.now, calls[0].call, &mut NoRelay),
+        HangUp::Cancel
+    );
+    d.collect();
+    assert_eq!(d.statuses(UAC), vec![487]);
+    let cancel = d.request(UAS, "CANCEL");
+    assert_eq!(cancel.call_id(), invite.call_id());
+    assert_eq!(d.sbc.calls(), 0);
+    // Leg B answers the CANCEL and its INVITE with 487: the caller gets nothing but its 487 again
+    // (unacknowledged, retransmitted), and the call ended once.
+    d.input(answer(&cancel, 200, "b1", &[]), UAS);
+    d.input(answer(&invite, 487, "b1", &[]), UAS);
+    d.advance(Duration::from_secs(40));
+    assert!(d.statuses(UAC).iter().all(|c| *c == 487));
+    assert_eq!(ended_reasons(&d), vec![EndReason::Admin]);
+}
