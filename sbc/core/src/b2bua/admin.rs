@@ -135,7 +135,34 @@ pub struct BindingSummary {
     pub at_pbx: bool,
 }
 
+/// The timers of new calls an operator may change at run time (a reload).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallTimers {
+    /// See [`B2buaConfig::max_call_duration`](super::B2buaConfig::max_call_duration).
+    pub max_call_duration: Duration,
+    /// See [`B2buaConfig::ringing_timeout`](super::B2buaConfig::ringing_timeout); never above the
+    /// value the B2BUA started with (its transactions' Timer C was set from it).
+    pub ringing_timeout: Duration,
+    /// See [`B2buaConfig::no_ack_timeout`](super::B2buaConfig::no_ack_timeout).
+    pub no_ack_timeout: Duration,
+    /// See [`B2buaConfig::first_response_timeout`](super::B2buaConfig::first_response_timeout).
+    pub first_response_timeout: Duration,
+}
+
 impl B2bua {
+    /// Change the timers of calls that start from now on (calls in progress keep their deadlines).
+    /// The ringing timeout stays below the transactions' Timer C.
+    pub fn set_call_timers(&mut self, t: CallTimers) {
+        let timer_c = self.config.transactions.timer_c;
+        let c = &mut self.config;
+        c.max_call_duration = t.max_call_duration;
+        c.ringing_timeout = t
+            .ringing_timeout
+            .min(timer_c.saturating_sub(Duration::from_secs(1)));
+        c.no_ack_timeout = t.no_ack_timeout;
+        c.first_response_timeout = t.first_response_timeout;
+    }
+
     /// Every call in progress that `filter` lets through, in handle order, with the relay's
     /// statistics of its media read from `media`.
     pub fn call_summaries(

@@ -112,7 +112,7 @@ use crate::registration::trunkreg::{TrunkAuth, TrunkRegistration};
 use crate::signalling::ids::{Id, IdGen, IdKind, WorkerId};
 use crate::signalling::topology::{Side, TopologyPolicy};
 use crate::table::BoundedTable;
-pub use admin::{BindingSummary, CallFilter, CallState, CallSummary, HangUp};
+pub use admin::{BindingSummary, CallFilter, CallState, CallSummary, CallTimers, HangUp};
 use record::CallFacts;
 pub use record::{CallEvent, CallId, CallRecord, EndReason, EndedBy, Outcome};
 pub use register::StoredRegistration;

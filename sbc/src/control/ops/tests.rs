@@ -1,0 +1,473 @@
+//! The operator's commands served by a worker's handler, as a worker serves them on its tick: the
+//! asking side runs on another thread and waits for the answer, as the control thread does.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::Receiver;
+use sbc_core::b2bua::Origin;
+use sbc_core::guard::Guard;
+use sbc_core::media::NoRelay;
+use sbc_core::routing::policy::TargetSelector;
+use sbc_core::signalling::topology::Side;
+use sbc_sip::transaction::Flow;
+use sbc_sip::Message;
+
+use super::*;
+use crate::control::{command_channels, drain_commands, GuardRequest};
+use crate::handler::Handler;
+
+const CALLER: &str = "192.0.2.10:5070";
+const PBX: &str = "127.41.0.2:5090";
+const PBX2: &str = "127.41.0.3:5090";
+const WAIT: Duration = Duration::from_secs(5);
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// Calls from the outside go to `pbx`; `pbx2` is a second group no route names; REGISTERs go
+/// to `pbx` (the first inside group).
+fn config_text(route_to: &str) -> String {
+    format!(
+        "[sip]\nudp = [\"192.0.2.1:5060\"]\n[media]\nenabled = false\n[inside]\naddress = \"127.41.0.1\"\ntargets = [\"pbx\", \"pbx2\"]\n\
+         [[target_group]]\nname = \"pbx\"\n\
+         targets = [{{ address = \"{PBX}\", transport = \"udp\" }}]\noptions_interval_secs = 0\n\
+         [[target_group]]\nname = \"pbx2\"\n\
+         targets = [{{ address = \"{PBX2}\", transport = \"udp\" }}]\noptions_interval_secs = 0\n\
+         [[route]]\nname = \"all\"\nfrom = \"outside\"\nprefix = \"\"\ntarget_group = \"{route_to}\"\n"
+    )
+}
+
+fn config(route_to: &str) -> crate::config::Config {
+    crate::config::Config::from_toml_with(&config_text(route_to), "test", None).unwrap()
+}
+
+#[allow(clippy::disallowed_methods)] // the one origin of test time
+fn now() -> Instant {
+    Instant::now()
+}
+
+fn handler() -> Handler {
+    let cfg = config("pbx");
+    let b2bua = cfg.b2bua().unwrap();
+    let place = crate::signalling::Place {
+        worker: 0,
+        outside: "192.0.2.1:5060".parse().unwrap(),
+        inside: "127.41.0.1:5081".parse().unwrap(),
+        outside_flow: Flow(0),
+        inside_flow: Flow(2),
+    };
+    let sig = crate::signalling::Signalling::new(&b2bua, &cfg.limits, &place, [9; 32], now());
+    Handler::new(sig, Guard::new(b2bua.guard(0.0)))
+}
+
+fn from(source: &str) -> Origin {
+    let side = if source.starts_with("127.41.") {
+        Side::Inside
+    } else {
+        Side::Outside
+    };
+    let flow = if side == Side::Inside {
+        Flow(2)
+    } else {
+        Flow(0)
+    };
+    Origin {
+        source: addr(source),
+        side,
+        reliable: false,
+        flow,
+    }
+}
+
+fn input(h: &mut Handler, text: &str, source: &str) {
+    let raw = Bytes::from(text.replace('\n', "\r\n"));
+    h.handle(raw, from(source), now(), &mut NoRelay);
+}
+
+/// What the handler sent to `dest`, taken out of its outbox.
+fn sent(h: &mut Handler, dest: &str) -> Vec<Message> {
+    let dest = addr(dest);
+    let (to, rest): (Vec<_>, Vec<_>) = h.outbox.drain(..).partition(|t| t.dest == dest);
+    h.outbox = rest;
+    to.into_iter()
+        .map(|t| Message::parse(t.bytes).unwrap())
+        .collect()
+}
+
+fn requests(msgs: &[Message], method: &str) -> Vec<Message> {
+    msgs.iter()
+        .filter(|m| m.method().is_some_and(|x| x.as_str() == method))
+        .cloned()
+        .collect()
+}
+
+/// A new call of the caller to `user`; returns leg B's INVITE as the PBX got it (or none).
+fn call(h: &mut Handler, user: &str, n: u32) -> Option<Message> {
+    call_to(h, user, n).map(|(m, _)| m)
+}
+
+/// As [`call`], with the PBX leg B's INVITE went to.
+fn call_to(h: &mut Handler, user: &str, n: u32) -> Option<(Message, &'static str)> {
+    input(
+        h,
+        &format!(
+            "INVITE sip:{user}@192.0.2.1 SIP/2.0\n\
+             Via: SIP/2.0/UDP {CALLER};branch=z9hG4bKc{n}\n\
+             Max-Forwards: 70\n\
+             From: <sip:alice@{CALLER}>;tag=a{n}\n\
+             To: <sip:{user}@192.0.2.1>\n\
+             Call-ID: call-{n}@caller\n\
+             CSeq: 1 INVITE\n\
+             Contact: <sip:alice@{CALLER}>\n\
+             Content-Length: 0\n\n"
+        ),
+        CALLER,
+    );
+    [PBX, PBX2]
+        .into_iter()
+        .find_map(|p| Some((requests(&sent(h, p), "INVITE").into_iter().next()?, p)))
+}
+
+/// The PBX answers leg B's `invite` with `code`.
+fn answer(h: &mut Handler, invite: &Message, code: u16, pbx: &str) {
+    let mut out = Vec::new();
+    let mut w = sbc_sip::build::response(
+        invite,
+        code,
+        sbc_sip::build::reason_phrase(code),
+        Some("pbxtag"),
+        &mut out,
+    );
+    w.header("Contact", &format!("<sip:pbx@{pbx}>"));
+    w.finish(None, b"");
+    h.handle(Bytes::from(out), from(pbx), now(), &mut NoRelay);
+}
+
+/// Run `ask` on another thread (the control thread) while this one serves the worker's channel
+/// as its tick does; the answer.
+fn served<T: Send + 'static>(
+    h: &mut Handler,
+    rx: &Receiver<WorkerCommand>,
+    ask: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let asker = std::thread::spawn(ask);
+    let deadline = now() + WAIT;
+    while !asker.is_finished() && now() < deadline {
+        let t = now();
+        drain_commands(rx, 0, t, &mut |r| match r {
+            GuardRequest::Ops(c) => serve(c, 0, t, h, &mut NoRelay),
+            r => h.serve_guard(r),
+        });
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    asker.join().unwrap()
+}
+
+#[test]
+fn calls_are_listed_paged_filtered_and_hung_up_on_both_legs() {
+    let mut h = handler();
+    let (commands, rxs) = command_channels(1);
+    let rx = &rxs[0];
+    // One answered call, one ringing.
+    let b1 = call(&mut h, "100", 1).unwrap();
+    answer(&mut h, &b1, 200, PBX);
+    let b2 = call(&mut h, "200", 2).unwrap();
+    answer(&mut h, &b2, 180, PBX);
+    h.outbox.clear();
+
+    let c = commands.clone();
+    let page = served(&mut h, rx, move || {
+        c.calls(&CallQuery::default(), 0, 10, WAIT).unwrap()
+    });
+    assert_eq!((page.total, page.workers_answered), (2, 1));
+    let (answered, ringing) = (&page.calls[0], &page.calls[1]);
+    assert_eq!((answered.state, ringing.state), ("answered", "ringing"));
+    assert_eq!(answered.dialled, "100");
+    assert_eq!(answered.target, PBX);
+    assert_eq!(answered.target_label.as_deref(), Some("pbx"));
+    assert_eq!(answered.leg_a.call_id, "call-1@caller");
+    assert_eq!(
+        (answered.leg_a.side, answered.leg_b.side),
+        ("outside", "inside")
+    );
+    assert_eq!(answered.leg_b.call_id, b1.call_id());
+    assert!(answered.answered_unix_ms >= Some(answered.invited_unix_ms));
+    assert!(ringing.ringing_unix_ms.is_some() && ringing.answered_unix_ms.is_none());
+    assert!(answered.id.starts_with("0-"));
+
+    // Paging and filters.
+    let c = commands.clone();
+    let (second, only_ringing, bad) = served(&mut h, rx, move || {
+        let q = CallQuery {
+            state: Some("ringing".into()),
+            ..CallQuery::default()
+        };
+        let bad = CallQuery {
+            state: Some("up".into()),
+            ..CallQuery::default()
+        };
+        (
+            c.calls(&CallQuery::default(), 1, 1, WAIT).unwrap(),
+            c.calls(&q, 0, 10, WAIT).unwrap(),
+            c.calls(&bad, 0, 10, WAIT),
+        )
+    });
+    assert_eq!((second.total, second.calls.len()), (2, 1));
+    assert_eq!(second.calls[0].dialled, "200");
+    assert_eq!(only_ringing.total, 1);
+    assert!(bad.unwrap_err().starts_with("state:"));
+
+    // One call by id; ids that name nothing.
+    let (c, id) = (commands.clone(), answered.id.clone());
+    let (one, missing, malformed) = served(&mut h, rx, move || {
+        (
+            c.call(&id, WAIT),
+            c.call("0-999999", WAIT),
+            c.call("x", WAIT),
+        )
+    });
+    assert_eq!(one.unwrap().leg_b.call_id, b1.call_id());
+    assert_eq!(missing, Err(OpsError::UnknownCall));
+    assert_eq!(malformed, Err(OpsError::UnknownCall));
+
+    // Hang up both: BYE on both legs of the answered one, CANCEL and 487 for the ringing one.
+    let (c, a, r) = (commands.clone(), answered.id.clone(), ringing.id.clone());
+    let (bye, cancel, again) = served(&mut h, rx, move || {
+        (c.hangup(&a, WAIT), c.hangup(&r, WAIT), c.hangup(&r, WAIT))
+    });
+    assert_eq!(bye, Ok(HangUpResult::Bye));
+    assert_eq!(cancel, Ok(HangUpResult::Cancel));
+    assert_eq!(again, Err(OpsError::UnknownCall));
+    let to_pbx = sent(&mut h, PBX);
+    let to_caller = sent(&mut h, CALLER);
+    assert_eq!(requests(&to_pbx, "BYE")[0].call_id(), b1.call_id());
+    assert_eq!(requests(&to_pbx, "CANCEL")[0].call_id(), b2.call_id());
+    assert_eq!(requests(&to_caller, "BYE")[0].call_id(), "call-1@caller");
+    assert!(to_caller
+        .iter()
+        .any(|m| m.status() == Some(487) && m.call_id() == "call-2@caller"));
+}
+
+#[test]
+fn targets_are_listed_disabled_drained_and_enabled() {
+    let mut h = handler();
+    let (commands, rxs) = command_channels(1);
+    let rx = &rxs[0];
+    let b1 = call(&mut h, "100", 1).unwrap();
+    answer(&mut h, &b1, 200, PBX);
+    h.outbox.clear();
+
+    let pbx = TargetSelector {
+        group: Some("pbx".into()),
+        addr: None,
+    };
+    let c = commands.clone();
+    let (groups, drained, nothing) = served(&mut h, rx, move || {
+        let groups = c.targets(WAIT).unwrap();
+        let drained = c.drain(&pbx, WAIT).unwrap();
+        let none = TargetSelector {
+            group: Some("nope".into()),
+            addr: None,
+        };
+        (groups, drained, c.disable(&none, WAIT))
+    });
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0].name.as_deref(), Some("pbx"));
+    assert_eq!(groups[0].side, "inside");
+    let m = &groups[0].members[0];
+    assert_eq!((m.address.as_str(), m.transport), (PBX, "udp"));
+    assert_eq!(
+        (m.health, m.probing, m.disabled, m.active_calls),
+        ("up", false, false, 1)
+    );
+    assert_eq!(drained.targets, vec![PBX.to_owned()]);
+    assert_eq!((drained.workers, drained.calls_left), (1, 1));
+    assert_eq!(nothing, Err(OpsError::UnknownTarget));
+
+    // Drained: no new call reaches the PBX; the call in progress goes on.
+    assert!(call(&mut h, "300", 3).is_none());
+    let c = commands.clone();
+    let groups = served(&mut h, rx, move || c.targets(WAIT).unwrap());
+    let m = &groups[0].members[0];
+    assert_eq!((m.disabled, m.active_calls, m.drained), (true, 1, false));
+
+    let c = commands.clone();
+    let enabled = served(&mut h, rx, move || {
+        let one = TargetSelector {
+            group: None,
+            addr: Some(PBX.parse().unwrap()),
+        };
+        c.enable(&one, WAIT).unwrap()
+    });
+    assert_eq!(enabled.targets, vec![PBX.to_owned()]);
+    assert_eq!(call_to(&mut h, "400", 4).map(|c| c.1), Some(PBX));
+}
+
+#[test]
+fn registrations_are_listed_and_one_removed_at_the_pbx_too() {
+    let mut h = handler();
+    let (commands, rxs) = command_channels(1);
+    let rx = &rxs[0];
+    let phone = "192.0.2.20:5062";
+    input(
+        &mut h,
+        &format!(
+            "REGISTER sip:192.0.2.1 SIP/2.0\n\
+             Via: SIP/2.0/UDP {phone};branch=z9hG4bKr1\n\
+             Max-Forwards: 70\n\
+             From: <sip:alice@example.com>;tag=r1\n\
+             To: <sip:alice@example.com>\n\
+             Call-ID: reg-1@phone\n\
+             CSeq: 1 REGISTER\n\
+             Contact: <sip:alice@{phone}>\n\
+             Expires: 600\n\
+             Content-Length: 0\n\n"
+        ),
+        phone,
+    );
+    let reg = requests(&sent(&mut h, PBX), "REGISTER").remove(0);
+    answer(&mut h, &reg, 200, PBX);
+    assert!(sent(&mut h, phone).iter().any(|m| m.status() == Some(200)));
+
+    let c = commands.clone();
+    let (listed, removed, after) = served(&mut h, rx, move || {
+        let listed = c.registrations(WAIT);
+        let removed = c.remove_registration("sip:alice@example.com", None, WAIT);
+        (listed, removed, c.registrations(WAIT))
+    });
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let r = &listed[0];
+    assert_eq!(r.aor, "sip:alice@example.com");
+    assert_eq!(r.contact, format!("sip:alice@{phone}"));
+    assert_eq!((r.source.as_str(), r.transport), (phone, "udp"));
+    assert!(r.registered_at_pbx);
+    assert!(r.expires_in_secs > 0 && r.expires_in_secs <= 600);
+    assert_eq!(removed, 1);
+    assert!(after.is_empty());
+    // The PBX is told: the SBC's own registration of the binding, with Expires 0.
+    let unreg = requests(&sent(&mut h, PBX), "REGISTER");
+    assert_eq!(unreg.len(), 1);
+    let text = String::from_utf8_lossy(unreg[0].raw()).to_string();
+    assert!(
+        text.contains("Expires: 0") || text.contains("expires=0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_reload_swaps_the_route_and_keeps_the_call_in_progress() {
+    let mut h = handler();
+    let (commands, rxs) = command_channels(1);
+    let rx = &rxs[0];
+    let b1 = call(&mut h, "100", 1).unwrap();
+    answer(&mut h, &b1, 200, PBX);
+    h.outbox.clear();
+
+    let new = config("pbx2");
+    let runtime = Arc::new(crate::reload::RuntimeConfig {
+        core: new.b2bua().unwrap(),
+        limits: new.limits.clone(),
+    });
+    let c = commands.clone();
+    let (applied, page) = served(&mut h, rx, move || {
+        let applied = c.apply_reload(runtime, WAIT);
+        (
+            applied,
+            c.calls(&CallQuery::default(), 0, 10, WAIT).unwrap(),
+        )
+    });
+    assert_eq!(applied, 1);
+    assert_eq!(
+        page.total, 1,
+        "the call set up before the reload is still up"
+    );
+    assert_eq!(page.calls[0].target, PBX);
+    // The next call goes to the new route's group.
+    assert_eq!(call_to(&mut h, "200", 2).map(|c| c.1), Some(PBX2));
+    h.outbox.clear();
+    // The old call still ends normally: the PBX's BYE reaches the caller.
+    let bye = format!(
+        "BYE sip:alice@{CALLER} SIP/2.0\n\
+         Via: SIP/2.0/UDP {PBX};branch=z9hG4bKpbye\n\
+         Max-Forwards: 70\n\
+         From: {};tag=pbxtag\n\
+         To: {}\n\
+         Call-ID: {}\n\
+         CSeq: 2 BYE\n\
+         Content-Length: 0\n\n",
+        b1.header(sbc_sip::HeaderName::To).unwrap(),
+        b1.header(sbc_sip::HeaderName::From).unwrap(),
+        b1.call_id()
+    );
+    input(&mut h, &bye, PBX);
+    assert_eq!(requests(&sent(&mut h, CALLER), "BYE").len(), 1);
+}
+
+#[test]
+fn call_ids_name_worker_and_call() {
+    assert_eq!(parse_call_id("3-17"), Some((3, CallId(17))));
+    assert_eq!(parse_call_id(&call_id(2, CallId(9))), Some((2, CallId(9))));
+    for bad in ["", "3", "x-1", "3-x", "70000-1", "-1"] {
+        assert_eq!(parse_call_id(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn media_sessions_come_from_calls_with_media() {
+    // Without anchored media no call has a relay session.
+    let mut h = handler();
+    let (commands, rxs) = command_channels(1);
+    let b1 = call(&mut h, "100", 1).unwrap();
+    answer(&mut h, &b1, 200, PBX);
+    let c = commands.clone();
+    let sessions = served(&mut h, &rxs[0], move || c.media_sessions(WAIT));
+    assert!(sessions.is_empty());
+    // Nobody serving: nothing within the wait, and the listing returns.
+    let t = now();
+    assert!(commands
+        .media_sessions(Duration::from_millis(20))
+        .is_empty());
+    assert!(now() - t < Duration::from_secs(2));
+}
+
+#[test]
+fn reload_from_a_file_applies_its_route_and_a_bad_file_changes_nothing() {
+    let dir = std::env::temp_dir().join(format!("sbc-ops-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sbc.toml");
+    std::fs::write(&file, config_text("pbx")).unwrap();
+    let reloader = crate::reload::Reloader::new(Some(file.clone()), config("pbx"), None, None);
+    let mut h = handler();
+    let (commands, rxs) = command_channels(1);
+    let commands = commands.with_reloader(Arc::new(reloader));
+
+    // The new route, and a change that needs a restart (reported, not applied).
+    let text = config_text("pbx2").replace("[media]\n", "[media]\nlatch_window_secs = 7\n");
+    std::fs::write(&file, text).unwrap();
+    let c = commands.clone();
+    let report = served(&mut h, &rxs[0], move || c.reload(None)).unwrap();
+    assert_eq!(report.changed, vec!["route"]);
+    assert_eq!(report.restart_needed, vec!["media"]);
+    assert_eq!(report.workers_applied, 1);
+    assert_eq!(call_to(&mut h, "100", 1).map(|c| c.1), Some(PBX2));
+
+    // A bad file: refused naming key and line; the route in force stays.
+    std::fs::write(
+        &file,
+        config_text("pbx").replace("prefix = \"\"", "prefix = 7"),
+    )
+    .unwrap();
+    let c = commands.clone();
+    let err = served(&mut h, &rxs[0], move || c.reload(None)).unwrap_err();
+    assert!(err.contains("prefix") && err.contains("line"), "{err}");
+    h.outbox.clear();
+    assert!(call(&mut h, "200", 2).is_some());
+    assert!(
+        sent(&mut h, PBX).is_empty(),
+        "still the route of the last good file"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
