@@ -58,7 +58,7 @@ pub(crate) enum WorkerCommand {
 pub(crate) struct Commands {
     workers: Vec<Sender<WorkerCommand>>,
     /// The configuration in force, for reloads (`reload.rs`).
-    reloader: Option<std::sync::Arc<crate::reload::Reloader>>,
+    reloader: Option<std::sync::Arc<dyn ops::Reload>>,
 }
 
 /// One bounded command channel per worker: the control end, and each worker's receiver.

@@ -12,35 +12,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
-
-use crate::config::{Config, CoreSettings, DriverChoice, LimitsSection, TrunkSettings};
+use crate::config::{Config, DriverChoice, TrunkSettings};
+use crate::control::ops::{Reload, ReloadReport, RuntimeConfig};
 use crate::control::Commands;
 
 /// How long a reload waits for the workers to apply it (they do on their next tick, ≤ 100 ms).
 pub(crate) const APPLY_WAIT: Duration = Duration::from_secs(1);
-
-/// The parts of a configuration a worker swaps in at run time.
-#[derive(Debug)]
-pub(crate) struct RuntimeConfig {
-    /// Target groups, trunks, routes, number rules, call and fraud rules.
-    pub(crate) core: CoreSettings,
-    /// The call timers and the drain time.
-    pub(crate) limits: LimitsSection,
-}
-
-/// What a reload did. JSON: `file`, `changed`, `restart_needed`, `workers_applied`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub(crate) struct ReloadReport {
-    /// The file read.
-    pub(crate) file: String,
-    /// Keys that changed and were applied (e.g. `route`, `limits.ringing_timeout_secs`).
-    pub(crate) changed: Vec<&'static str>,
-    /// Keys that changed and need a restart: not applied.
-    pub(crate) restart_needed: Vec<&'static str>,
-    /// Workers that applied it.
-    pub(crate) workers_applied: usize,
-}
 
 /// Check the file at `path` as a start would: parse, validate, convert. The error names the key
 /// and the line.
@@ -219,6 +196,12 @@ pub(crate) struct Reloader {
     current: Mutex<Config>,
 }
 
+impl Reload for Reloader {
+    fn reload(&self, commands: &Commands, path: Option<&Path>) -> Result<ReloadReport, String> {
+        self.reload_from(commands, path)
+    }
+}
+
 impl Reloader {
     /// The configuration `cfg` in force, read from `path` (none: the embedded default), with the
     /// command line's overrides.
@@ -238,7 +221,7 @@ impl Reloader {
     /// Read `path` (default: the file in force), and apply its run-time parts on every worker.
     /// A file that does not load, or whose changes cannot be applied, is refused with its error
     /// and nothing changes.
-    pub(crate) fn reload(
+    pub(crate) fn reload_from(
         &self,
         commands: &Commands,
         path: Option<&Path>,
@@ -297,7 +280,7 @@ fn merge_runtime(old: &Config, new: Config) -> Config {
 
 /// Reload on SIGHUP: the outcome is logged (the error names the key and the line).
 pub(crate) fn on_sighup(reloader: &Reloader, commands: &Commands) {
-    match reloader.reload(commands, None) {
+    match reloader.reload_from(commands, None) {
         Ok(r) => tracing::info!(
             file = %r.file,
             changed = ?r.changed,

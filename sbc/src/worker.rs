@@ -348,7 +348,10 @@ impl Worker {
         self.check_stop(now);
         let (handler, shard, id) = (&mut self.handler, &mut self.shard_media, self.id);
         drain_commands(&self.commands, id, now, &mut |r| match r {
-            GuardRequest::Ops(c) => ops::serve(c, id, now, handler, relay(shard)),
+            GuardRequest::Ops(c) => {
+                let (sig, outbox) = (&mut handler.signalling, &mut handler.outbox);
+                ops::serve(c, id, now, sig, outbox, relay(shard));
+            }
             r => handler.serve_guard(r),
         });
         self.handler.on_timeout(now, relay(&mut self.shard_media));

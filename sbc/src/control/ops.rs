@@ -26,7 +26,8 @@ use sbc_core::signalling::topology::Side;
 use serde::Serialize;
 
 use super::{Commands, WorkerCommand};
-use crate::handler::Handler;
+use crate::config::{CoreSettings, LimitsSection};
+use crate::signalling::Signalling;
 
 /// A request of the control thread that a worker's signalling or media answers.
 #[derive(Debug)]
@@ -52,7 +53,40 @@ pub(crate) enum OpsCommand {
         reply: Sender<(u16, (Vec<SocketAddr>, usize))>,
     },
     /// Apply a reloaded configuration's run-time parts.
-    Reload(Arc<crate::reload::RuntimeConfig>, Sender<(u16, ())>),
+    Reload(Arc<RuntimeConfig>, Sender<(u16, ())>),
+}
+
+/// The parts of a configuration a worker swaps in at run time (a reload, `reload.rs`).
+#[derive(Debug)]
+pub(crate) struct RuntimeConfig {
+    /// Target groups, trunks, routes, number rules, call and fraud rules.
+    pub(crate) core: CoreSettings,
+    /// The call timers and the drain time.
+    pub(crate) limits: LimitsSection,
+}
+
+/// What a reload did. JSON: `file`, `changed`, `restart_needed`, `workers_applied`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct ReloadReport {
+    /// The file read.
+    pub(crate) file: String,
+    /// Keys that changed and were applied (e.g. `route`, `limits.ringing_timeout_secs`).
+    pub(crate) changed: Vec<&'static str>,
+    /// Keys that changed and need a restart: not applied.
+    pub(crate) restart_needed: Vec<&'static str>,
+    /// Workers that applied it.
+    pub(crate) workers_applied: usize,
+}
+
+/// What reloads the configuration in force (`reload::Reloader`): kept by [`Commands`].
+pub(crate) trait Reload: std::fmt::Debug + Send + Sync {
+    /// Read `path` (default: the file in force), check it, and apply its run-time parts through
+    /// `commands`; a bad file is refused with its error and nothing changes.
+    fn reload(
+        &self,
+        commands: &Commands,
+        path: Option<&std::path::Path>,
+    ) -> Result<ReloadReport, String>;
 }
 
 /// What a worker knows of the targets: each group's state and its calls per target.
@@ -62,17 +96,17 @@ pub(crate) struct WorkerTargets {
     calls: std::collections::HashMap<SocketAddr, usize>,
 }
 
-/// Serve `cmd` on worker `worker` at `now` with its `handler` and `media` relay; what it makes
-/// the B2BUA send (a hang-up's BYE or CANCEL) joins the outbox.
+/// Serve `cmd` on worker `worker` at `now` with its signalling `sig` and `media` relay; what it
+/// makes the B2BUA send (a hang-up's BYE or CANCEL) joins `outbox`.
 pub(crate) fn serve(
     cmd: OpsCommand,
     worker: u16,
     now: Instant,
-    handler: &mut Handler,
+    sig: &mut Signalling,
+    outbox: &mut Vec<sbc_sip::transaction::Transmit>,
     media: &mut dyn MediaControl,
 ) {
     let clock = Clock::new(now);
-    let sig = &mut handler.signalling;
     // Each answer is sent without waiting: the asker may have stopped waiting, then it is dropped.
     match cmd {
         OpsCommand::Calls(filter, reply) => {
@@ -86,7 +120,7 @@ pub(crate) fn serve(
         }
         OpsCommand::HangUp(call, reply) => {
             let done = sig.parts().0.hang_up(now, call, media);
-            sig.drain(now, &mut handler.outbox);
+            sig.drain(now, outbox);
             let _ = reply.try_send((worker, done));
         }
         OpsCommand::Registrations(reply) => {
@@ -105,7 +139,7 @@ pub(crate) fn serve(
             reply,
         } => {
             let n = sig.parts().0.remove_binding(now, &aor, contact.as_deref());
-            sig.drain(now, &mut handler.outbox);
+            sig.drain(now, outbox);
             let _ = reply.try_send((worker, n));
         }
         OpsCommand::Targets(reply) => {
@@ -544,7 +578,7 @@ fn merge_targets(views: &[(u16, WorkerTargets)]) -> Vec<GroupInfo> {
 
 impl Commands {
     /// Keep the configuration in force, for [`Self::reload`].
-    pub(crate) fn with_reloader(mut self, r: Arc<crate::reload::Reloader>) -> Self {
+    pub(crate) fn with_reloader(mut self, r: Arc<dyn Reload>) -> Self {
         self.reloader = Some(r);
         self
     }
@@ -552,10 +586,7 @@ impl Commands {
     /// Reload the configuration from `path` (default: the file in force): check it, and send its
     /// run-time parts to every worker (see `reload.rs`). A bad file is refused with its error
     /// (naming key and line) and the configuration in force stays.
-    pub(crate) fn reload(
-        &self,
-        path: Option<&std::path::Path>,
-    ) -> Result<crate::reload::ReloadReport, String> {
+    pub(crate) fn reload(&self, path: Option<&std::path::Path>) -> Result<ReloadReport, String> {
         let r = self.reloader.as_ref().ok_or("reload is not available")?;
         r.reload(self, path)
     }
@@ -733,11 +764,7 @@ impl Commands {
 
     /// Send the run-time parts of a reloaded configuration to every worker; how many applied it
     /// within `wait`.
-    pub(crate) fn apply_reload(
-        &self,
-        cfg: Arc<crate::reload::RuntimeConfig>,
-        wait: Duration,
-    ) -> usize {
+    pub(crate) fn apply_reload(&self, cfg: Arc<RuntimeConfig>, wait: Duration) -> usize {
         self.ask(None, wait, |r| OpsCommand::Reload(cfg.clone(), r))
             .len()
     }

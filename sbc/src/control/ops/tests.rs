@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
 use sbc_core::b2bua::Origin;
-use sbc_core::guard::Guard;
 use sbc_core::media::NoRelay;
 use sbc_core::routing::policy::TargetSelector;
 use sbc_core::signalling::topology::Side;
@@ -16,7 +15,25 @@ use sbc_sip::Message;
 
 use super::*;
 use crate::control::{command_channels, drain_commands, GuardRequest};
-use crate::handler::Handler;
+use sbc_sip::transaction::Transmit;
+
+/// A worker's signalling and what it sent.
+struct Handler {
+    signalling: Signalling,
+    outbox: Vec<Transmit>,
+}
+
+impl Handler {
+    /// A parsed message from `origin`; what the B2BUA sends joins the outbox.
+    fn handle(&mut self, raw: Bytes, origin: Origin, now: Instant) {
+        let msg = Message::parse(raw).unwrap();
+        self.signalling.handle(now, msg, origin, &mut NoRelay);
+        self.signalling.drain(now, &mut self.outbox);
+    }
+
+    /// As the worker's tick: the guard's requests go nowhere (there is no guard here).
+    fn serve_guard(&mut self, _r: GuardRequest<'_>) {}
+}
 
 const CALLER: &str = "192.0.2.10:5070";
 const PBX: &str = "127.41.0.2:5090";
@@ -59,8 +76,10 @@ fn handler() -> Handler {
         outside_flow: Flow(0),
         inside_flow: Flow(2),
     };
-    let sig = crate::signalling::Signalling::new(&b2bua, &cfg.limits, &place, [9; 32], now());
-    Handler::new(sig, Guard::new(b2bua.guard(0.0)))
+    Handler {
+        signalling: Signalling::new(&b2bua, &cfg.limits, &place, [9; 32], now()),
+        outbox: Vec::new(),
+    }
 }
 
 fn from(source: &str) -> Origin {
@@ -84,7 +103,7 @@ fn from(source: &str) -> Origin {
 
 fn input(h: &mut Handler, text: &str, source: &str) {
     let raw = Bytes::from(text.replace('\n', "\r\n"));
-    h.handle(raw, from(source), now(), &mut NoRelay);
+    h.handle(raw, from(source), now());
 }
 
 /// What the handler sent to `dest`, taken out of its outbox.
@@ -143,7 +162,7 @@ fn answer(h: &mut Handler, invite: &Message, code: u16, pbx: &str) {
     );
     w.header("Contact", &format!("<sip:pbx@{pbx}>"));
     w.finish(None, b"");
-    h.handle(Bytes::from(out), from(pbx), now(), &mut NoRelay);
+    h.handle(Bytes::from(out), from(pbx), now());
 }
 
 /// Run `ask` on another thread (the control thread) while this one serves the worker's channel
@@ -158,7 +177,9 @@ fn served<T: Send + 'static>(
     while !asker.is_finished() && now() < deadline {
         let t = now();
         drain_commands(rx, 0, t, &mut |r| match r {
-            GuardRequest::Ops(c) => serve(c, 0, t, h, &mut NoRelay),
+            GuardRequest::Ops(c) => {
+                serve(c, 0, t, &mut h.signalling, &mut h.outbox, &mut NoRelay);
+            }
             r => h.serve_guard(r),
         });
         std::thread::sleep(Duration::from_millis(1));
@@ -367,7 +388,7 @@ fn a_reload_swaps_the_route_and_keeps_the_call_in_progress() {
     h.outbox.clear();
 
     let new = config("pbx2");
-    let runtime = Arc::new(crate::reload::RuntimeConfig {
+    let runtime = Arc::new(RuntimeConfig {
         core: new.b2bua().unwrap(),
         limits: new.limits.clone(),
     });
