@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
+use media_plane::{MediaShard, ShardConfig};
 use sbc_core::b2bua::Origin;
-use sbc_core::media::NoRelay;
+use sbc_core::media::callmedia::{MediaAnchor, MediaSettings};
+use sbc_core::media::testing::{callee_sdp, caller_sdp, rtp_packet};
 use sbc_core::routing::policy::TargetSelector;
 use sbc_core::signalling::topology::Side;
 use sbc_sip::transaction::Flow;
@@ -15,19 +17,21 @@ use sbc_sip::Message;
 
 use super::*;
 use crate::control::{command_channels, drain_commands, GuardRequest};
+use crate::shard_media::ShardMedia;
 use sbc_sip::transaction::Transmit;
 
-/// A worker's signalling and what it sent.
+/// A worker's signalling, its relay (used once media is anchored) and what it sent.
 struct Handler {
     signalling: Signalling,
     outbox: Vec<Transmit>,
+    relay: ShardMedia,
 }
 
 impl Handler {
     /// A parsed message from `origin`; what the B2BUA sends joins the outbox.
     fn handle(&mut self, raw: Bytes, origin: Origin, now: Instant) {
         let msg = Message::parse(raw).unwrap();
-        self.signalling.handle(now, msg, origin, &mut NoRelay);
+        self.signalling.handle(now, msg, origin, &mut self.relay);
         self.signalling.drain(now, &mut self.outbox);
     }
 
@@ -79,6 +83,7 @@ fn handler() -> Handler {
     Handler {
         signalling: Signalling::new(&b2bua, &cfg.limits, &place, [9; 32], now()),
         outbox: Vec::new(),
+        relay: ShardMedia::new(MediaShard::new(ShardConfig::new(30000, 30019)).unwrap()),
     }
 }
 
@@ -128,12 +133,25 @@ fn call(h: &mut Handler, user: &str, n: u32) -> Option<Message> {
     call_to(h, user, n).map(|(m, _)| m)
 }
 
+/// As [`call`], with an SDP offer.
+fn call_sdp(h: &mut Handler, user: &str, n: u32, sdp: &str) -> Option<Message> {
+    send_invite(h, user, n, Some(sdp));
+    take_invite(h).map(|(m, _)| m)
+}
+
 /// As [`call`], with the PBX leg B's INVITE went to.
 fn call_to(h: &mut Handler, user: &str, n: u32) -> Option<(Message, &'static str)> {
-    input(
-        h,
-        &format!(
-            "INVITE sip:{user}@192.0.2.1 SIP/2.0\n\
+    send_invite(h, user, n, None);
+    take_invite(h)
+}
+
+/// The caller's INVITE to `user`, with `sdp` as its body.
+fn send_invite(h: &mut Handler, user: &str, n: u32, sdp: Option<&str>) {
+    let (ctype, body) = sdp.map_or((String::new(), ""), |b| {
+        ("Content-Type: application/sdp\n".to_owned(), b)
+    });
+    let head = format!(
+        "INVITE sip:{user}@192.0.2.1 SIP/2.0\n\
              Via: SIP/2.0/UDP {CALLER};branch=z9hG4bKc{n}\n\
              Max-Forwards: 70\n\
              From: <sip:alice@{CALLER}>;tag=a{n}\n\
@@ -141,10 +159,16 @@ fn call_to(h: &mut Handler, user: &str, n: u32) -> Option<(Message, &'static str
              Call-ID: call-{n}@caller\n\
              CSeq: 1 INVITE\n\
              Contact: <sip:alice@{CALLER}>\n\
-             Content-Length: 0\n\n"
-        ),
-        CALLER,
+             {ctype}Content-Length: {}\n\n",
+        body.len()
     );
+    // The body keeps its own line ends.
+    let raw = Bytes::from(format!("{}{body}", head.replace('\n', "\r\n")));
+    h.handle(raw, from(CALLER), now());
+}
+
+/// Leg B's INVITE, if one went to a PBX, with the PBX it went to.
+fn take_invite(h: &mut Handler) -> Option<(Message, &'static str)> {
     [PBX, PBX2]
         .into_iter()
         .find_map(|p| Some((requests(&sent(h, p), "INVITE").into_iter().next()?, p)))
@@ -152,6 +176,11 @@ fn call_to(h: &mut Handler, user: &str, n: u32) -> Option<(Message, &'static str
 
 /// The PBX answers leg B's `invite` with `code`.
 fn answer(h: &mut Handler, invite: &Message, code: u16, pbx: &str) {
+    answer_sdp(h, invite, code, pbx, None);
+}
+
+/// As [`answer`], with an SDP body.
+fn answer_sdp(h: &mut Handler, invite: &Message, code: u16, pbx: &str, sdp: Option<&str>) {
     let mut out = Vec::new();
     let mut w = sbc_sip::build::response(
         invite,
@@ -161,7 +190,10 @@ fn answer(h: &mut Handler, invite: &Message, code: u16, pbx: &str) {
         &mut out,
     );
     w.header("Contact", &format!("<sip:pbx@{pbx}>"));
-    w.finish(None, b"");
+    match sdp {
+        Some(b) => w.finish(Some("application/sdp"), b.as_bytes()),
+        None => w.finish(None, b""),
+    }
     h.handle(Bytes::from(out), from(pbx), now());
 }
 
@@ -178,7 +210,7 @@ fn served<T: Send + 'static>(
         let t = now();
         drain_commands(rx, 0, t, &mut |r| match r {
             GuardRequest::Ops(c) => {
-                serve(c, 0, t, &mut h.signalling, &mut h.outbox, &mut NoRelay);
+                serve(c, 0, t, &mut h.signalling, &mut h.outbox, &mut h.relay);
             }
             r => h.serve_guard(r),
         });
@@ -437,21 +469,54 @@ fn call_ids_name_worker_and_call() {
 }
 
 #[test]
-fn media_sessions_come_from_calls_with_media() {
-    // Without anchored media no call has a relay session.
+fn media_sessions_show_ports_remotes_latching_and_packets_per_leg() {
     let mut h = handler();
     let (commands, rxs) = command_channels(1);
-    let b1 = call(&mut h, "100", 1).unwrap();
-    answer(&mut h, &b1, 200, PBX);
+    // No anchored media: no session.
+    let b0 = call(&mut h, "100", 1).unwrap();
+    answer(&mut h, &b0, 200, PBX);
+    let c = commands.clone();
+    assert!(served(&mut h, &rxs[0], move || c.media_sessions(WAIT)).is_empty());
+
+    let anchor = MediaAnchor::new(MediaSettings {
+        address: "127.41.0.5".parse().unwrap(),
+        no_media_timeout: None,
+    });
+    h.signalling.attach_media(anchor);
+    let b1 = call_sdp(&mut h, "200", 2, &caller_sdp()).unwrap();
+    answer_sdp(&mut h, &b1, 200, PBX, Some(&callee_sdp()));
     let c = commands.clone();
     let sessions = served(&mut h, &rxs[0], move || c.media_sessions(WAIT));
-    assert!(sessions.is_empty());
-    // Nobody serving: nothing within the wait, and the listing returns.
-    let t = now();
-    assert!(commands
-        .media_sessions(Duration::from_millis(20))
-        .is_empty());
-    assert!(now() - t < Duration::from_secs(2));
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let s = &sessions[0];
+    assert_eq!(s.worker, 0);
+    assert_eq!(s.streams.len(), 1);
+    let (a, b) = (&s.streams[0].leg_a, &s.streams[0].leg_b);
+    assert_eq!(a.remote_sdp.as_deref(), Some("198.51.100.7:4000"));
+    assert_eq!(b.remote_sdp.as_deref(), Some("10.0.0.2:6000"));
+    assert!((30000..30020).contains(&a.local_rtp_port));
+    assert_eq!(a.local_rtcp_port, a.local_rtp_port + 1);
+    assert_ne!(a.local_rtp_port, b.local_rtp_port);
+    assert_eq!((a.packets, a.latched), (0, false));
+
+    // The caller's first packet: latched, counted, relayed.
+    let mut p = rtp_packet(1);
+    let src = addr("198.51.100.7:4000");
+    let _ = h
+        .relay
+        .shard_mut()
+        .on_packet(a.local_rtp_port, src, &mut p, now());
+    let c = commands.clone();
+    let page = served(&mut h, &rxs[0], move || {
+        c.calls(&CallQuery::default(), 0, 10, WAIT).unwrap()
+    });
+    let a = &page.calls[1].media[0].leg_a;
+    assert_eq!(page.calls[1].id, s.call);
+    assert_eq!((a.packets, a.bytes, a.forwarded), (1, 172, 1));
+    assert_eq!(
+        (a.latched, a.remote_latched.as_deref()),
+        (true, Some("198.51.100.7:4000"))
+    );
 }
 
 #[test]
