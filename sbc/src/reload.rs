@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::config::{Config, DriverChoice, TrunkSettings};
+use crate::config::{Config, DriverChoice, LimitsSection, TrunkSettings};
 use crate::control::ops::{Reload, ReloadReport, RuntimeConfig};
 use crate::control::Commands;
 
@@ -29,6 +29,9 @@ pub(crate) fn check_config(path: &Path) -> Result<Config, String> {
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(cfg)
 }
+
+/// A `[limits]` key: its name, its value, whether it changes at run time.
+type LimitKey = (&'static str, fn(&LimitsSection) -> u64, bool);
 
 /// `format!("{:?}")` of each argument differs.
 fn differs(a: &impl std::fmt::Debug, b: &impl std::fmt::Debug) -> bool {
@@ -137,44 +140,42 @@ pub(crate) fn compare(
         false,
     );
     check(differs(&oc.rules, &nc.rules), "rules/fraud", true);
-    let (ol, nl) = (&old.limits, &new.limits);
-    check(
-        ol.max_call_duration_secs != nl.max_call_duration_secs,
-        "limits.max_call_duration_secs",
-        true,
-    );
-    check(
-        ol.ringing_timeout_secs != nl.ringing_timeout_secs,
-        "limits.ringing_timeout_secs",
-        true,
-    );
-    check(
-        ol.no_ack_timeout_secs != nl.no_ack_timeout_secs,
-        "limits.no_ack_timeout_secs",
-        true,
-    );
-    check(
-        ol.first_response_ms != nl.first_response_ms,
-        "limits.first_response_ms",
-        true,
-    );
-    check(ol.drain_secs != nl.drain_secs, "limits.drain_secs", true);
-    check(
-        ol.max_dialogs != nl.max_dialogs,
-        "limits.max_dialogs",
-        false,
-    );
-    check(ol.max_cps != nl.max_cps, "limits.max_cps", false);
-    check(
-        ol.max_transactions != nl.max_transactions,
-        "limits.max_transactions",
-        false,
-    );
-    check(
-        ol.transaction_linger_secs != nl.transaction_linger_secs,
-        "limits.transaction_linger_secs",
-        false,
-    );
+    // The call timers of new calls and the drain time change at run time; the table sizes and
+    // rates were sized at start.
+    let limits: [LimitKey; 9] = [
+        (
+            "limits.max_call_duration_secs",
+            |l| l.max_call_duration_secs,
+            true,
+        ),
+        (
+            "limits.ringing_timeout_secs",
+            |l| l.ringing_timeout_secs,
+            true,
+        ),
+        (
+            "limits.no_ack_timeout_secs",
+            |l| l.no_ack_timeout_secs,
+            true,
+        ),
+        ("limits.first_response_ms", |l| l.first_response_ms, true),
+        ("limits.drain_secs", |l| l.drain_secs, true),
+        ("limits.max_dialogs", |l| l.max_dialogs as u64, false),
+        ("limits.max_cps", |l| u64::from(l.max_cps), false),
+        (
+            "limits.max_transactions",
+            |l| l.max_transactions as u64,
+            false,
+        ),
+        (
+            "limits.transaction_linger_secs",
+            |l| l.transaction_linger_secs,
+            false,
+        ),
+    ];
+    for (key, value, at_run_time) in limits {
+        check(value(&old.limits) != value(&new.limits), key, at_run_time);
+    }
     // Connections to TCP/TLS next hops are set up at start: a new one needs a restart, and
     // routes toward it cannot be applied before.
     if differs(&old.stream_peers()?, &new.stream_peers()?) {

@@ -142,6 +142,25 @@ impl Drive {
         self.request(UAS, "INVITE")
     }
 
+    /// A call answered by the UAS and acknowledged by the caller; leg B's INVITE.
+    fn answered_call(&mut self) -> Message {
+        let invite = self.call();
+        self.input(answer(&invite, 200, "b1", &[]), UAS);
+        let ok = self.sent_caller(200);
+        self.caller_sends(&ok, "ACK", 1, "");
+        let _ = self.take(UAS);
+        invite
+    }
+
+    /// Answer the BYE each side got (`bye`, who got it) with 200.
+    fn answer_byes(&mut self, byes: [(Message, &str); 2]) {
+        for (bye, who) in byes {
+            let mut out = Vec::new();
+            build::response(&bye, 200, "OK", None, &mut out).finish(None, b"");
+            self.input(Message::parse(Bytes::from(out)).unwrap(), who);
+        }
+    }
+
     /// The caller's in-dialog request after the SBC's 2xx `ok` (ACK keeps the INVITE's CSeq).
     fn caller_sends(&mut self, ok: &Message, method: &str, cseq: u32, extra: &str) {
         let to = ok.header(HeaderName::To).unwrap();
@@ -463,11 +482,7 @@ fn the_pbx_options_to_a_registered_phone_reaches_the_phone() {
 #[test]
 fn draining_refuses_new_calls_and_the_stop_ends_the_rest_on_both_legs() {
     let mut d = Drive::new();
-    let invite = d.call();
-    d.input(answer(&invite, 200, "b1", &[]), UAS);
-    let ok = d.sent_caller(200);
-    d.caller_sends(&ok, "ACK", 1, "");
-    let _ = d.take(UAS);
+    let invite = d.answered_call();
     d.sbc.set_draining(true);
     d.input(caller_invite("carol", "n1", "n1", "new-call@uac"), UAC);
     assert_eq!(d.statuses(UAC), vec![503]);
@@ -480,21 +495,9 @@ fn draining_refuses_new_calls_and_the_stop_ends_the_rest_on_both_legs() {
     let bye_b = d.request(UAS, "BYE");
     assert_eq!(bye_a.call_id(), "a-call@uac");
     assert_eq!(bye_b.call_id(), invite.call_id());
-    for bye in [(bye_a, UAC), (bye_b, UAS)] {
-        let mut out = Vec::new();
-        build::response(&bye.0, 200, "OK", None, &mut out).finish(None, b"");
-        d.input(Message::parse(Bytes::from(out)).unwrap(), bye.1);
-    }
+    d.answer_byes([(bye_a, UAC), (bye_b, UAS)]);
     assert_eq!(d.sbc.calls(), 0);
-    let reasons: Vec<_> = d
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            CallEvent::Ended { record } => Some(record.reason),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(reasons, vec![EndReason::Shutdown]);
+    assert_eq!(ended_reasons(&d), vec![EndReason::Shutdown]);
 }
 
 /// The reasons of the `Ended` events seen so far.
@@ -512,11 +515,7 @@ fn ended_reasons(d: &Drive) -> Vec<EndReason> {
 fn the_operator_hangs_up_an_answered_call_with_bye_on_both_legs() {
     use sbc_core::b2bua::{CallFilter, CallState, HangUp};
     let mut d = Drive::new();
-    let invite = d.call();
-    d.input(answer(&invite, 200, "b1", &[]), UAS);
-    let ok = d.sent_caller(200);
-    d.caller_sends(&ok, "ACK", 1, "");
-    let _ = d.take(UAS);
+    let invite = d.answered_call();
     let calls = d.sbc.call_summaries(&CallFilter::default(), &NoRelay);
     assert_eq!(calls.len(), 1);
     let c = &calls[0];
@@ -543,11 +542,7 @@ fn the_operator_hangs_up_an_answered_call_with_bye_on_both_legs() {
         d.sbc.hang_up(d.now, c.call, &mut NoRelay),
         HangUp::AlreadyEnding
     );
-    for (bye, who) in [(bye_a, UAC), (bye_b, UAS)] {
-        let mut out = Vec::new();
-        build::response(&bye, 200, "OK", None, &mut out).finish(None, b"");
-        d.input(Message::parse(Bytes::from(out)).unwrap(), who);
-    }
+    d.answer_byes([(bye_a, UAC), (bye_b, UAS)]);
     assert_eq!(d.sbc.calls(), 0);
     assert_eq!(ended_reasons(&d), vec![EndReason::Admin]);
     assert_eq!(d.sbc.hang_up(d.now, c.call, &mut NoRelay), HangUp::NotFound);

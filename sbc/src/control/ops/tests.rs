@@ -219,14 +219,23 @@ fn served<T: Send + 'static>(
     asker.join().unwrap()
 }
 
-#[test]
-fn calls_are_listed_paged_filtered_and_hung_up_on_both_legs() {
+/// A worker with one call answered by the PBX (its outbox emptied), the control end of its
+/// channel and the channel; leg B's INVITE.
+fn one_call() -> (Handler, Commands, Receiver<WorkerCommand>, Message) {
     let mut h = handler();
     let (commands, rxs) = command_channels(1);
-    let rx = &rxs[0];
-    // One answered call, one ringing.
     let b1 = call(&mut h, "100", 1).unwrap();
     answer(&mut h, &b1, 200, PBX);
+    h.outbox.clear();
+    let rx = rxs.into_iter().next().unwrap();
+    (h, commands, rx, b1)
+}
+
+#[test]
+fn calls_are_listed_paged_filtered_and_hung_up_on_both_legs() {
+    // One answered call, one ringing.
+    let (mut h, commands, rx, b1) = one_call();
+    let rx = &rx;
     let b2 = call(&mut h, "200", 2).unwrap();
     answer(&mut h, &b2, 180, PBX);
     h.outbox.clear();
@@ -306,12 +315,8 @@ fn calls_are_listed_paged_filtered_and_hung_up_on_both_legs() {
 
 #[test]
 fn targets_are_listed_disabled_drained_and_enabled() {
-    let mut h = handler();
-    let (commands, rxs) = command_channels(1);
-    let rx = &rxs[0];
-    let b1 = call(&mut h, "100", 1).unwrap();
-    answer(&mut h, &b1, 200, PBX);
-    h.outbox.clear();
+    let (mut h, commands, rx, _) = one_call();
+    let rx = &rx;
 
     let pbx = TargetSelector {
         group: Some("pbx".into()),
@@ -412,12 +417,8 @@ fn registrations_are_listed_and_one_removed_at_the_pbx_too() {
 
 #[test]
 fn a_reload_swaps_the_route_and_keeps_the_call_in_progress() {
-    let mut h = handler();
-    let (commands, rxs) = command_channels(1);
-    let rx = &rxs[0];
-    let b1 = call(&mut h, "100", 1).unwrap();
-    answer(&mut h, &b1, 200, PBX);
-    h.outbox.clear();
+    let (mut h, commands, rx, b1) = one_call();
+    let rx = &rx;
 
     let new = config("pbx2");
     let runtime = Arc::new(RuntimeConfig {
