@@ -565,20 +565,61 @@ fn the_operator_hangs_up_a_ringing_call_with_cancel_and_487() {
     };
     assert!(d.sbc.call_summaries(&only_confirmed, &NoRelay).is_empty());
 
-    assert_eq!(
-        d.sbc.hang_up(d.now, calls[0].call, &mut NoRelay),
-        HangUp::Cancel
-    );
+    let id = calls[0].call;
+    assert_eq!(d.sbc.hang_up(d.now, id, &mut NoRelay), HangUp::Cancel);
     d.collect();
     assert_eq!(d.statuses(UAC), vec![487]);
     let cancel = d.request(UAS, "CANCEL");
     assert_eq!(cancel.call_id(), invite.call_id());
-    assert_eq!(d.sbc.calls(), 0);
-    // Leg B answers the CANCEL and its INVITE with 487: the caller gets nothing but its 487 again
-    // (unacknowledged, retransmitted), and the call ended once.
+    // Until leg B answers, the call is ending; a second hang-up changes nothing.
+    let listed = d.sbc.call_summaries(&CallFilter::default(), &NoRelay);
+    assert_eq!(listed[0].state, CallState::Ending);
+    assert_eq!(
+        d.sbc.hang_up(d.now, id, &mut NoRelay),
+        HangUp::AlreadyEnding
+    );
+    assert!(d.take(UAS).is_empty());
+    // Leg B answers the CANCEL and its INVITE with 487: the call ends, once, for the operator;
+    // the caller gets nothing but its 487 again (unacknowledged, retransmitted).
     d.input(answer(&cancel, 200, "b1", &[]), UAS);
     d.input(answer(&invite, 487, "b1", &[]), UAS);
+    assert_eq!(d.sbc.calls(), 0);
     d.advance(Duration::from_secs(40));
     assert!(d.statuses(UAC).iter().all(|c| *c == 487));
+    assert_eq!(ended_reasons(&d), vec![EndReason::Admin]);
+}
+
+#[test]
+fn the_operator_hangs_up_a_call_leg_b_has_not_answered_yet() {
+    use sbc_core::b2bua::{CallFilter, HangUp};
+    let mut d = Drive::new();
+    let invite = d.call();
+    let id = d.sbc.call_summaries(&CallFilter::default(), &NoRelay)[0].call;
+    // No provisional answer from leg B yet: no CANCEL may go (RFC 3261 §9.1); the caller is
+    // told at once.
+    assert_eq!(d.sbc.hang_up(d.now, id, &mut NoRelay), HangUp::Cancel);
+    d.collect();
+    assert_eq!(d.statuses(UAC), vec![487]);
+    assert!(d.take(UAS).is_empty());
+    // Leg B rings: now the CANCEL goes; then its 2xx crosses the CANCEL: ACK and BYE on leg B.
+    d.input(answer(&invite, 180, "b1", &[]), UAS);
+    assert_eq!(d.request(UAS, "CANCEL").call_id(), invite.call_id());
+    assert!(
+        d.statuses(UAC).iter().all(|c| *c == 487),
+        "no 180 after the 487"
+    );
+    d.input(answer(&invite, 200, "b1", &[]), UAS);
+    let to_b = d.take(UAS);
+    assert!(to_b
+        .iter()
+        .any(|m| m.method().is_some_and(|x| x.as_str() == "ACK")));
+    let bye = to_b
+        .into_iter()
+        .find(|m| m.method().is_some_and(|x| x.as_str() == "BYE"))
+        .unwrap();
+    let mut out = Vec::new();
+    build::response(&bye, 200, "OK", None, &mut out).finish(None, b"");
+    d.input(Message::parse(Bytes::from(out)).unwrap(), UAS);
+    assert_eq!(d.sbc.calls(), 0);
     assert_eq!(ended_reasons(&d), vec![EndReason::Admin]);
 }

@@ -9,8 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sbc_sip::transaction::{TxId, TxState};
-
 use super::{B2bua, CallId, EndReason, State};
 use crate::media::{MediaControl, StreamStats};
 use crate::registration::registrar::{BindingKey, Transport};
@@ -108,7 +106,8 @@ impl CallFilter {
 pub enum HangUp {
     /// The answered call gets BYE on both legs; it ends when they are answered.
     Bye,
-    /// The ringing call: CANCEL on leg B (when it has answered provisionally), 487 to the caller.
+    /// The ringing call: 487 to the caller, CANCEL on leg B (at once when it has answered
+    /// provisionally, else on its first provisional answer); it ends when leg B answers.
     Cancel,
     /// The call was already ending.
     AlreadyEnding,
@@ -181,6 +180,7 @@ impl B2bua {
     fn summary(&self, key: u64, media: &dyn MediaControl) -> Option<CallSummary> {
         let call = self.calls.get(&key)?;
         let state = match call.state {
+            State::Ringing if call.cancelled => CallState::Ending,
             State::Ringing => CallState::Ringing,
             State::AwaitAck => CallState::Answered,
             State::Confirmed => CallState::Confirmed,
@@ -212,7 +212,7 @@ impl B2bua {
     }
 
     /// End call `call` on both legs for the operator ([`EndReason::Admin`]): BYE on both legs of
-    /// an answered call, CANCEL on leg B and 487 to the caller of a ringing one. Exactly one
+    /// an answered call, 487 to the caller and CANCEL on leg B of a ringing one. Exactly one
     /// [`CallEvent::Ended`](super::CallEvent::Ended) follows, as for any call.
     pub fn hang_up(&mut self, now: Instant, call: CallId, media: &mut dyn MediaControl) -> HangUp {
         self.last_now = Some(now);
@@ -221,13 +221,16 @@ impl B2bua {
             return HangUp::NotFound;
         };
         let done = match c.state {
+            State::Ringing if c.cancelled => HangUp::AlreadyEnding,
             State::Ringing => {
-                let invite_b = c.invite_b;
-                if self.txs.state(TxId::Client(invite_b)) == Some(TxState::Proceeding) {
-                    self.send_cancel(now, invite_b);
+                // As a CANCEL of the caller's (sent on leg B at once, or on its first provisional
+                // answer: RFC 3261 §9.1), with the caller told at once; the call ends when leg B
+                // answers the CANCEL'ed INVITE (487, or a 2xx that crossed it: ACK and BYE).
+                if let Some(c) = self.calls.get_mut(&key) {
+                    c.end_reason = Some(EndReason::Admin);
                 }
+                self.cancel_b(now, key);
                 self.reply_to_a(now, key, 487, true);
-                self.remove(key, EndReason::Admin);
                 HangUp::Cancel
             }
             State::AwaitAck | State::Confirmed => {
