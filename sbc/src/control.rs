@@ -23,6 +23,8 @@ use sbc_core::guard::{BanInfo, Guard, GuardCommand, GuardStats};
 
 use crate::stats::{B2bua, Media, Sip, Transport, WorkerStats};
 
+pub(crate) mod ops;
+
 /// How often a worker publishes its snapshot.
 pub(crate) const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
@@ -46,6 +48,8 @@ pub(crate) enum WorkerCommand {
     ListBans(Sender<(u16, Vec<BanInfo>)>),
     /// Change the call rules or fraud rules (added, replaced, removed, list entries).
     Rules(RulesCommand),
+    /// An operator's request served by the worker's signalling and media (`control/ops.rs`).
+    Ops(ops::OpsCommand),
 }
 
 /// The control thread's end of the workers' command channels.
@@ -53,6 +57,8 @@ pub(crate) enum WorkerCommand {
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) struct Commands {
     workers: Vec<Sender<WorkerCommand>>,
+    /// The configuration in force, for reloads (`reload.rs`).
+    reloader: Option<std::sync::Arc<dyn ops::Reload>>,
 }
 
 /// One bounded command channel per worker: the control end, and each worker's receiver.
@@ -60,7 +66,11 @@ pub(crate) fn command_channels(workers: usize) -> (Commands, Vec<Receiver<Worker
     let (txs, rxs) = (0..workers.max(1))
         .map(|_| crossbeam_channel::bounded(COMMANDS_PER_WORKER))
         .unzip();
-    (Commands { workers: txs }, rxs)
+    let commands = Commands {
+        workers: txs,
+        reloader: None,
+    };
+    (commands, rxs)
 }
 
 #[cfg_attr(not(test), allow(dead_code))]
@@ -122,6 +132,7 @@ pub(crate) fn drain_commands(
                 let _ = reply.try_send((worker, bans));
             }
             WorkerCommand::Rules(c) => guard(GuardRequest::Rules(c)),
+            WorkerCommand::Ops(c) => guard(GuardRequest::Ops(c)),
         }
     }
     n
@@ -135,6 +146,8 @@ pub(crate) enum GuardRequest<'a> {
     List(Instant, &'a mut Vec<BanInfo>),
     /// Change the call or fraud rules (served by the worker's signalling, not the guard).
     Rules(RulesCommand),
+    /// An operator's request (served by the worker's signalling and media: `ops::serve`).
+    Ops(ops::OpsCommand),
 }
 
 impl GuardRequest<'_> {
@@ -145,8 +158,9 @@ impl GuardRequest<'_> {
                 guard.apply(now, c);
             }
             Self::List(now, out) => *out = guard.bans(now),
-            // The worker's signalling holds the rules: `Handler::serve_guard` takes these first.
-            Self::Rules(_) => {}
+            // The worker's signalling holds the rules: `Handler::serve_guard` takes these first;
+            // the worker serves the operator's requests (`ops::serve`) before it comes here.
+            Self::Rules(_) | Self::Ops(_) => {}
         }
     }
 }

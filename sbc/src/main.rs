@@ -3,9 +3,10 @@
 //! `sbc [--config FILE] [--check-config FILE] [--driver auto|io_uring|epoll] [--workers N]`
 //!
 //! All sockets are bound here, before any worker starts, so that a bad address fails the start with a
-//! clear message. Each worker then owns its sockets (SO_REUSEPORT) and runs its own loop. SIGINT and
-//! SIGTERM are blocked in every thread and taken by `sigwait` in the main thread, which sets the stop
-//! flag that the workers read at least every 100 ms. A panic on any thread ends the process (exit 70,
+//! clear message. Each worker then owns its sockets (SO_REUSEPORT) and runs its own loop. SIGINT,
+//! SIGTERM and SIGHUP are blocked in every thread and taken by `sigwait` in the main thread: SIGHUP
+//! reloads the configuration file (`reload.rs`), the others set the stop flag that the workers read
+//! at least every 100 ms. A panic on any thread ends the process (exit 70,
 //! see `fatal.rs`).
 
 mod api;
@@ -17,6 +18,7 @@ mod fatal;
 mod handler;
 mod media;
 mod persist;
+mod reload;
 mod shard_media;
 mod signalling;
 mod stats;
@@ -125,7 +127,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(path) = &args.check_config {
-        return match Config::load(path) {
+        return match reload::check_config(path) {
             Ok(_) => {
                 println!("{}: ok", path.display());
                 ExitCode::SUCCESS
@@ -171,7 +173,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match run(&cfg, api) {
+    let reloader =
+        reload::Reloader::new(args.config.clone(), cfg.clone(), args.workers, args.driver);
+    match run(&cfg, api, Arc::new(reloader)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -245,7 +249,14 @@ fn media_anchor(
     Ok((anchor, shard_media::ShardMedia::new(shard)))
 }
 
-fn run(cfg: &Config, api: Option<api::Prepared>) -> Result<(), String> {
+fn run(
+    cfg: &Config,
+    api: Option<api::Prepared>,
+    reloader: Arc<reload::Reloader>,
+) -> Result<(), String> {
+    // Before any thread starts (the state file's writer is the first): only `sigwait` below
+    // takes the stop and reload signals.
+    sys::block_stop_signals();
     let n = cfg.worker_count();
     let peers = cfg.stream_peers()?;
     // The inside listens on TCP (TLS when an inside next hop is TLS and a certificate is set) when
@@ -334,6 +345,9 @@ fn run(cfg: &Config, api: Option<api::Prepared>) -> Result<(), String> {
     );
     // The control thread changes the workers' guards through one command channel each.
     let (commands, command_rxs) = control::command_channels(n);
+    let commands = commands.with_reloader(reloader.clone());
+    // The main thread reloads on SIGHUP through its own end of the channels.
+    let reload_commands = commands.clone();
     let mut command_rxs = command_rxs.into_iter();
     let (alerts, alerts_rx) = control::fraud_channel();
     for id in 0..n {
@@ -464,7 +478,12 @@ fn run(cfg: &Config, api: Option<api::Prepared>) -> Result<(), String> {
                 .map_err(|e| format!("spawn worker {i}: {e}"))
         })
         .collect::<Result<_, _>>()?;
-    let sig = sys::wait_stop_signal();
+    let sig = loop {
+        match sys::wait_stop_signal() {
+            libc::SIGHUP => reload::on_sighup(&reloader, &reload_commands),
+            sig => break sig,
+        }
+    };
     tracing::info!(signal = sig, "stopping");
     stop.store(true, Ordering::Relaxed);
     for (i, h) in handles.into_iter().enumerate() {

@@ -51,6 +51,8 @@ pub(crate) struct Signalling {
     /// Fraud log lines written in the current second, and that second's start (the log is
     /// rate-limited: an attacker triggers these).
     logged: (u32, Instant),
+    /// The worker's flows toward the outside and the inside (a reloaded policy is built with them).
+    flows: (Flow, Flow),
 }
 
 /// Fraud log lines per second and worker; past it the events are only counted.
@@ -180,7 +182,59 @@ impl Signalling {
             rules: CallPolicy::new(cfg.rules.clone()),
             alerts: None,
             logged: (0, now),
+            flows: (place.outside_flow, place.inside_flow),
         }
+    }
+
+    /// The B2BUA and the routing policy, for the operator's requests (`control/ops.rs`).
+    pub(crate) fn parts(&mut self) -> (&mut B2bua, &mut RoutingPolicy) {
+        (&mut self.b2bua, &mut self.policy)
+    }
+
+    /// A reload: the routing policy built from `cfg` replaces the worker's (keeping what it
+    /// learned of the targets that stay), the call and fraud rules change rule by rule (the
+    /// counters of calls in progress stay), and the call timers of new calls and the drain time
+    /// follow `limits`. Calls in progress keep their legs, targets and deadlines.
+    pub(crate) fn reload(
+        &mut self,
+        cfg: &config::CoreSettings,
+        limits: &config::LimitsSection,
+        now: Instant,
+    ) {
+        self.policy
+            .replace(cfg.policy(self.flows.0, self.flows.1), now);
+        let old: Vec<_> = self.rules.rules().iter().map(|r| r.name.clone()).collect();
+        for name in old {
+            if !cfg.rules.rules.iter().any(|r| r.name == name) {
+                self.rules.apply(RulesCommand::RemoveRule(name));
+            }
+        }
+        for r in &cfg.rules.rules {
+            self.rules.apply(RulesCommand::AddRule(Box::new(r.clone())));
+        }
+        let old: Vec<_> = self
+            .rules
+            .fraud()
+            .rules()
+            .iter()
+            .map(|r| r.name.clone())
+            .collect();
+        for name in old {
+            if !cfg.rules.fraud.iter().any(|r| r.name == name) {
+                self.rules.apply(RulesCommand::RemoveFraudRule(name));
+            }
+        }
+        for r in &cfg.rules.fraud {
+            self.rules
+                .apply(RulesCommand::AddFraudRule(Box::new(r.clone())));
+        }
+        self.b2bua.set_call_timers(sbc_core::b2bua::CallTimers {
+            max_call_duration: Duration::from_secs(limits.max_call_duration_secs),
+            ringing_timeout: Duration::from_secs(limits.ringing_timeout_secs),
+            no_ack_timeout: Duration::from_secs(limits.no_ack_timeout_secs),
+            first_response_timeout: Duration::from_millis(limits.first_response_ms),
+        });
+        self.drain_for = Duration::from_secs(limits.drain_secs);
     }
 
     /// Send fraud events to `tx` (the control thread's hook); a full channel drops and counts them.

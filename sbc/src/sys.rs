@@ -139,7 +139,7 @@ pub(crate) fn pin_to_core(core: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// The signal set of SIGINT and SIGTERM.
+/// The signal set of SIGINT and SIGTERM (stop), and SIGHUP (reload).
 fn stop_signals() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data initialised by sigemptyset.
     unsafe {
@@ -147,11 +147,12 @@ fn stop_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         set
     }
 }
 
-/// Block SIGINT and SIGTERM in the calling thread (and the threads it spawns afterwards), so that only
+/// Block SIGINT, SIGTERM and SIGHUP in the calling thread (and the threads it spawns afterwards), so that only
 /// [`wait_stop_signal`] receives them.
 pub(crate) fn block_stop_signals() {
     let set = stop_signals();
@@ -159,7 +160,7 @@ pub(crate) fn block_stop_signals() {
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
 }
 
-/// Wait for SIGINT or SIGTERM; returns the signal number.
+/// Wait for SIGINT, SIGTERM or SIGHUP; returns the signal number.
 pub(crate) fn wait_stop_signal() -> i32 {
     let set = stop_signals();
     let mut sig = 0;

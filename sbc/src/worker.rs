@@ -19,7 +19,7 @@ use sbc_core::media::{MediaControl, NoRelay};
 use sbc_sip::transaction::{Flow, Transmit};
 
 use crate::connect::Peers;
-use crate::control::{drain_commands, Layers, Publisher, WorkerCommand};
+use crate::control::{drain_commands, ops, GuardRequest, Layers, Publisher, WorkerCommand};
 use crate::handler::Handler;
 use crate::media::{MediaSockets, NgServer};
 use crate::persist::WorkerStore;
@@ -346,9 +346,13 @@ impl Worker {
     /// snapshot for the control thread.
     pub(crate) fn tick(&mut self, now: Instant) {
         self.check_stop(now);
-        let handler = &mut self.handler;
-        drain_commands(&self.commands, self.id, now, &mut |r| {
-            handler.serve_guard(r)
+        let (handler, shard, id) = (&mut self.handler, &mut self.shard_media, self.id);
+        drain_commands(&self.commands, id, now, &mut |r| match r {
+            GuardRequest::Ops(c) => {
+                let (sig, outbox) = (&mut handler.signalling, &mut handler.outbox);
+                ops::serve(c, id, now, sig, outbox, relay(shard));
+            }
+            r => handler.serve_guard(r),
         });
         self.handler.on_timeout(now, relay(&mut self.shard_media));
         if let Some(MediaPath {

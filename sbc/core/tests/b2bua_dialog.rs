@@ -142,6 +142,25 @@ impl Drive {
         self.request(UAS, "INVITE")
     }
 
+    /// A call answered by the UAS and acknowledged by the caller; leg B's INVITE.
+    fn answered_call(&mut self) -> Message {
+        let invite = self.call();
+        self.input(answer(&invite, 200, "b1", &[]), UAS);
+        let ok = self.sent_caller(200);
+        self.caller_sends(&ok, "ACK", 1, "");
+        let _ = self.take(UAS);
+        invite
+    }
+
+    /// Answer the BYE each side got (`bye`, who got it) with 200.
+    fn answer_byes(&mut self, byes: [(Message, &str); 2]) {
+        for (bye, who) in byes {
+            let mut out = Vec::new();
+            build::response(&bye, 200, "OK", None, &mut out).finish(None, b"");
+            self.input(Message::parse(Bytes::from(out)).unwrap(), who);
+        }
+    }
+
     /// The caller's in-dialog request after the SBC's 2xx `ok` (ACK keeps the INVITE's CSeq).
     fn caller_sends(&mut self, ok: &Message, method: &str, cseq: u32, extra: &str) {
         let to = ok.header(HeaderName::To).unwrap();
@@ -463,11 +482,7 @@ fn the_pbx_options_to_a_registered_phone_reaches_the_phone() {
 #[test]
 fn draining_refuses_new_calls_and_the_stop_ends_the_rest_on_both_legs() {
     let mut d = Drive::new();
-    let invite = d.call();
-    d.input(answer(&invite, 200, "b1", &[]), UAS);
-    let ok = d.sent_caller(200);
-    d.caller_sends(&ok, "ACK", 1, "");
-    let _ = d.take(UAS);
+    let invite = d.answered_call();
     d.sbc.set_draining(true);
     d.input(caller_invite("carol", "n1", "n1", "new-call@uac"), UAC);
     assert_eq!(d.statuses(UAC), vec![503]);
@@ -480,19 +495,131 @@ fn draining_refuses_new_calls_and_the_stop_ends_the_rest_on_both_legs() {
     let bye_b = d.request(UAS, "BYE");
     assert_eq!(bye_a.call_id(), "a-call@uac");
     assert_eq!(bye_b.call_id(), invite.call_id());
-    for bye in [(bye_a, UAC), (bye_b, UAS)] {
-        let mut out = Vec::new();
-        build::response(&bye.0, 200, "OK", None, &mut out).finish(None, b"");
-        d.input(Message::parse(Bytes::from(out)).unwrap(), bye.1);
-    }
+    d.answer_byes([(bye_a, UAC), (bye_b, UAS)]);
     assert_eq!(d.sbc.calls(), 0);
-    let reasons: Vec<_> = d
-        .events
+    assert_eq!(ended_reasons(&d), vec![EndReason::Shutdown]);
+}
+
+/// The reasons of the `Ended` events seen so far.
+fn ended_reasons(d: &Drive) -> Vec<EndReason> {
+    d.events
         .iter()
         .filter_map(|e| match e {
             CallEvent::Ended { record } => Some(record.reason),
             _ => None,
         })
-        .collect();
-    assert_eq!(reasons, vec![EndReason::Shutdown]);
+        .collect()
+}
+
+#[test]
+fn the_operator_hangs_up_an_answered_call_with_bye_on_both_legs() {
+    use sbc_core::b2bua::{CallFilter, CallState, HangUp};
+    let mut d = Drive::new();
+    let invite = d.answered_call();
+    let calls = d.sbc.call_summaries(&CallFilter::default(), &NoRelay);
+    assert_eq!(calls.len(), 1);
+    let c = &calls[0];
+    assert_eq!(c.state, CallState::Confirmed);
+    assert_eq!(
+        (c.a_call_id.as_str(), c.b_call_id.as_str()),
+        ("a-call@uac", invite.call_id())
+    );
+    assert_eq!((c.dialled.as_str(), c.target), ("bob", addr(UAS)));
+    assert!(c.answered.is_some());
+    assert_eq!(d.sbc.calls_by_target().get(&addr(UAS)), Some(&1));
+
+    assert_eq!(d.sbc.hang_up(d.now, c.call, &mut NoRelay), HangUp::Bye);
+    d.collect();
+    let bye_a = d.request(UAC, "BYE");
+    let bye_b = d.request(UAS, "BYE");
+    assert_eq!(bye_b.call_id(), invite.call_id());
+    assert!(
+        ended_reasons(&d).is_empty(),
+        "ends once the BYEs are answered"
+    );
+    // A second hang-up while the BYEs are out changes nothing.
+    assert_eq!(
+        d.sbc.hang_up(d.now, c.call, &mut NoRelay),
+        HangUp::AlreadyEnding
+    );
+    d.answer_byes([(bye_a, UAC), (bye_b, UAS)]);
+    assert_eq!(d.sbc.calls(), 0);
+    assert_eq!(ended_reasons(&d), vec![EndReason::Admin]);
+    assert_eq!(d.sbc.hang_up(d.now, c.call, &mut NoRelay), HangUp::NotFound);
+}
+
+#[test]
+fn the_operator_hangs_up_a_ringing_call_with_cancel_and_487() {
+    use sbc_core::b2bua::{CallFilter, CallState, HangUp};
+    let mut d = Drive::new();
+    let invite = d.call();
+    d.input(answer(&invite, 180, "b1", &[]), UAS);
+    let _ = d.take(UAC);
+    let calls = d.sbc.call_summaries(&CallFilter::default(), &NoRelay);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].state, CallState::Ringing);
+    assert!(calls[0].ringing.is_some());
+    let only_confirmed = CallFilter {
+        state: Some(CallState::Confirmed),
+        ..CallFilter::default()
+    };
+    assert!(d.sbc.call_summaries(&only_confirmed, &NoRelay).is_empty());
+
+    let id = calls[0].call;
+    assert_eq!(d.sbc.hang_up(d.now, id, &mut NoRelay), HangUp::Cancel);
+    d.collect();
+    assert_eq!(d.statuses(UAC), vec![487]);
+    let cancel = d.request(UAS, "CANCEL");
+    assert_eq!(cancel.call_id(), invite.call_id());
+    // Until leg B answers, the call is ending; a second hang-up changes nothing.
+    let listed = d.sbc.call_summaries(&CallFilter::default(), &NoRelay);
+    assert_eq!(listed[0].state, CallState::Ending);
+    assert_eq!(
+        d.sbc.hang_up(d.now, id, &mut NoRelay),
+        HangUp::AlreadyEnding
+    );
+    assert!(d.take(UAS).is_empty());
+    // Leg B answers the CANCEL and its INVITE with 487: the call ends, once, for the operator;
+    // the caller gets nothing but its 487 again (unacknowledged, retransmitted).
+    d.input(answer(&cancel, 200, "b1", &[]), UAS);
+    d.input(answer(&invite, 487, "b1", &[]), UAS);
+    assert_eq!(d.sbc.calls(), 0);
+    d.advance(Duration::from_secs(40));
+    assert!(d.statuses(UAC).iter().all(|c| *c == 487));
+    assert_eq!(ended_reasons(&d), vec![EndReason::Admin]);
+}
+
+#[test]
+fn the_operator_hangs_up_a_call_leg_b_has_not_answered_yet() {
+    use sbc_core::b2bua::{CallFilter, HangUp};
+    let mut d = Drive::new();
+    let invite = d.call();
+    let id = d.sbc.call_summaries(&CallFilter::default(), &NoRelay)[0].call;
+    // No provisional answer from leg B yet: no CANCEL may go (RFC 3261 §9.1); the caller is
+    // told at once.
+    assert_eq!(d.sbc.hang_up(d.now, id, &mut NoRelay), HangUp::Cancel);
+    d.collect();
+    assert_eq!(d.statuses(UAC), vec![487]);
+    assert!(d.take(UAS).is_empty());
+    // Leg B rings: now the CANCEL goes; then its 2xx crosses the CANCEL: ACK and BYE on leg B.
+    d.input(answer(&invite, 180, "b1", &[]), UAS);
+    assert_eq!(d.request(UAS, "CANCEL").call_id(), invite.call_id());
+    assert!(
+        d.statuses(UAC).iter().all(|c| *c == 487),
+        "no 180 after the 487"
+    );
+    d.input(answer(&invite, 200, "b1", &[]), UAS);
+    let to_b = d.take(UAS);
+    assert!(to_b
+        .iter()
+        .any(|m| m.method().is_some_and(|x| x.as_str() == "ACK")));
+    let bye = to_b
+        .into_iter()
+        .find(|m| m.method().is_some_and(|x| x.as_str() == "BYE"))
+        .unwrap();
+    let mut out = Vec::new();
+    build::response(&bye, 200, "OK", None, &mut out).finish(None, b"");
+    d.input(Message::parse(Bytes::from(out)).unwrap(), UAS);
+    assert_eq!(d.sbc.calls(), 0);
+    assert_eq!(ended_reasons(&d), vec![EndReason::Admin]);
 }

@@ -27,7 +27,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::path::Path;
 
-pub(crate) use convert::CoreSettings;
+pub(crate) use convert::{CoreSettings, TrunkSettings};
 pub(crate) use rules::{FraudRuleSection, RuleSection, UNTRUSTED_RULE};
 pub(crate) use schema::*;
 pub(crate) use streams::StreamPeer;

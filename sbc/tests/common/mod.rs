@@ -158,6 +158,11 @@ impl Sbc {
         })
     }
 
+    /// The process id (to send it a signal).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(crate) fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }

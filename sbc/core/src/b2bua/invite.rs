@@ -351,9 +351,10 @@ impl B2bua {
             if call.cancelled {
                 // The answer crossed A's CANCEL: acknowledge and hang up leg B, 487 to A.
                 let (b_side, cseq) = (call.b.side, call.b.invite_cseq);
+                let reason = call.end_reason.unwrap_or(EndReason::Cancelled);
                 self.send_ack_b(key, cseq, None);
                 self.reply_to_a(now, key, 487, false);
-                self.end_with_bye(now, key, &[b_side], EndReason::Cancelled);
+                self.end_with_bye(now, key, &[b_side], reason);
                 return;
             }
             call.state = State::AwaitAck;
@@ -400,12 +401,14 @@ impl B2bua {
         if matches!(code, 408 | 500 | 503 | 504) && self.retarget(now, key) {
             return;
         }
-        let Some(cancelled) = self.calls.get(&key).map(|c| c.cancelled) else {
+        let Some((cancelled, set)) = self.calls.get(&key).map(|c| (c.cancelled, c.end_reason))
+        else {
             return;
         };
         self.relay_to_a(now, key, &resp, None);
         let reason = if cancelled {
-            EndReason::Cancelled
+            // The operator's hang-up names itself; a CANCEL of the caller's is `Cancelled`.
+            set.unwrap_or(EndReason::Cancelled)
         } else {
             EndReason::Rejected(code)
         };
@@ -672,11 +675,11 @@ impl B2bua {
             return;
         };
         if call.state == State::Ringing {
-            let cancelled = call.cancelled;
+            let (cancelled, set) = (call.cancelled, call.end_reason);
             let code = if cancelled { 487 } else { 408 };
             self.reply_to_a(now, key, code, true);
             let reason = if cancelled {
-                EndReason::Cancelled
+                set.unwrap_or(EndReason::Cancelled)
             } else {
                 EndReason::NoAnswer
             };

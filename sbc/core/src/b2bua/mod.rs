@@ -75,10 +75,12 @@
 //! - `trunks.rs`: registrations with carrier trunks and their challenges to calls;
 //! - `probe.rs`: OPTIONS health probes and keep-alives;
 //! - `media.rs`: the glue to the media anchor;
-//! - `record.rs`: the events, and the record of every call that ended (what a CDR needs).
+//! - `record.rs`: the events, and the record of every call that ended (what a CDR needs);
+//! - `admin.rs`: the operator's view (calls, bindings) and changes (hang up, remove a binding).
 //!
 //! [`copy_headers`]: crate::signalling::topology::copy_headers
 
+mod admin;
 mod dialog;
 mod invite;
 mod media;
@@ -110,6 +112,7 @@ use crate::registration::trunkreg::{TrunkAuth, TrunkRegistration};
 use crate::signalling::ids::{Id, IdGen, IdKind, WorkerId};
 use crate::signalling::topology::{Side, TopologyPolicy};
 use crate::table::BoundedTable;
+pub use admin::{BindingSummary, CallFilter, CallState, CallSummary, CallTimers, HangUp};
 use record::CallFacts;
 pub use record::{CallEvent, CallId, CallRecord, EndReason, EndedBy, Outcome};
 pub use register::StoredRegistration;

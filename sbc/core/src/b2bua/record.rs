@@ -34,6 +34,8 @@ pub enum EndReason {
     NoMedia,
     /// The SBC stopped (its drain time passed with the call still up).
     Shutdown,
+    /// The operator hung it up (BYE on both legs, or CANCEL and 487 before the answer).
+    Admin,
 }
 
 /// What happened to a call, for CDRs and metrics.
@@ -192,7 +194,8 @@ impl CallFacts {
             | EndReason::LegFailure(_)
             | EndReason::MaxDuration
             | EndReason::NoMedia
-            | EndReason::Shutdown => EndedBy::Sbc,
+            | EndReason::Shutdown
+            | EndReason::Admin => EndedBy::Sbc,
         };
         CallRecord {
             call,

@@ -525,7 +525,7 @@ impl B2bua {
     }
 
     /// Remove binding `key` at the registrar behind the SBC (fire and forget) and forget it.
-    fn deregister_at_pbx(&mut self, now: Instant, key: &BindingKey) {
+    pub(super) fn deregister_at_pbx(&mut self, now: Instant, key: &BindingKey) {
         if let Some(target) = self.pbx_regs.get(key).map(|r| r.target.clone()) {
             let _ = self.register_at_pbx(now, key, target, Duration::ZERO, None, false);
         }

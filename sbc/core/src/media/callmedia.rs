@@ -82,6 +82,11 @@ pub(crate) struct CallMedia {
 }
 
 impl CallMedia {
+    /// The call's relay session, once it has one.
+    pub(crate) fn session(&self) -> Option<SessionHandle> {
+        self.session
+    }
+
     /// The codec the party on each leg asked for in its last description (A, B): the preferred
     /// format of its first relayed RTP stream.
     pub(crate) fn take_codecs(&mut self) -> [Option<Box<str>>; 2] {

@@ -624,6 +624,20 @@ impl HealthMonitor {
         }
     }
 
+    /// Take over what `old` learned of the targets both monitor (health, counts, the next probe
+    /// time); a probe `old` had in flight is forgotten (its result would name an old index).
+    pub fn adopt(&mut self, old: &Self) {
+        for t in &mut self.targets {
+            let Some(o) = old.by_addr.get(&t.addr).and_then(|&i| old.targets.get(i)) else {
+                continue;
+            };
+            t.health = o.health;
+            t.failures = o.failures;
+            t.successes = o.successes;
+            t.next_probe = o.outstanding.map_or(o.next_probe, |_| t.next_probe);
+        }
+    }
+
     /// Counts every outstanding probe whose deadline has passed as a failure.
     pub fn handle_timeout(&mut self, now: Instant) {
         let config = self.config;

@@ -98,6 +98,8 @@ pub struct RoutingPolicy {
     inside_flow: Flow,
     /// Seed of the weighted order of targets, moved on for every routed message.
     seed: u64,
+    /// Targets the operator disabled (or drains): no new request is routed to them.
+    disabled: HashSet<SocketAddr>,
 }
 
 impl RoutingPolicy {
@@ -132,6 +134,7 @@ impl RoutingPolicy {
             outside_flow: cfg.outside_flow,
             inside_flow: cfg.inside_flow,
             seed,
+            disabled: HashSet::new(),
         }
     }
 
@@ -167,7 +170,8 @@ impl RoutingPolicy {
     /// the new leg.
     pub fn pick(&self, group: TargetGroupId, user: Option<String>) -> Option<Target> {
         let g = self.group(group)?;
-        let mut candidates = select(&g.group, &self.health, self.seed);
+        let mut candidates =
+            select(&g.group, &self.health, self.seed).filter(|t| !self.disabled.contains(&t.addr));
         let t = candidates.next()?;
         let alternates = candidates
             .map(|a| (a.addr, a.transport != Transport::Udp))
@@ -286,6 +290,9 @@ impl RoutingPolicy {
         self.health.poll_timeout()
     }
 }
+
+mod admin;
+pub use admin::{GroupState, MemberState, TargetSelector};
 
 /// The policy's answer for one received message: [`RoutingPolicy::route`] with the message's source
 /// and the local time.

@@ -406,3 +406,59 @@ fn the_weighted_order_moves_on_with_every_message() {
         .unwrap();
     assert_eq!((a.dest, a.alternates), (b.dest, b.alternates));
 }
+
+#[test]
+fn a_disabled_target_gets_no_new_call_and_a_reload_keeps_what_was_learned() {
+    let mut p = policy();
+    let first =
+        |p: &RoutingPolicy| dest(p.route_call(Side::Outside, ip("192.0.2.1"), "+4989", MON_NOON));
+    assert_eq!(first(&p).map(|d| d.0), Some(addr("10.0.0.1:5060")));
+    let one = TargetSelector {
+        group: None,
+        addr: Some(addr("10.0.0.1:5060")),
+    };
+    assert_eq!(p.set_enabled(&one, false), vec![addr("10.0.0.1:5060")]);
+    let t = p
+        .route_call(Side::Outside, ip("192.0.2.1"), "+4989", MON_NOON)
+        .unwrap();
+    assert_eq!(t.dest, addr("10.0.0.2:5060"));
+    assert!(!t.alternates.iter().any(|a| a.0 == addr("10.0.0.1:5060")));
+    // The whole trunk group by name; a name that is not there names nothing.
+    let carrier = TargetSelector {
+        group: Some("trunk:carrier".into()),
+        addr: None,
+    };
+    assert_eq!(p.set_enabled(&carrier, false).len(), 1);
+    assert!(p
+        .route_call(Side::Inside, ip("10.0.0.9"), "+1555", MON_NOON)
+        .is_none());
+    let nothing = TargetSelector {
+        group: Some("nope".into()),
+        addr: None,
+    };
+    assert!(p.set_enabled(&nothing, false).is_empty());
+    let states = p.group_states();
+    assert_eq!(states.len(), 4);
+    let pbx = &states[0].members;
+    assert_eq!(pbx.iter().filter(|m| m.disabled).count(), 1);
+    assert!(pbx.iter().all(|m| m.probed && m.health == Health::Unknown));
+    assert!(!states[1].members[0].probed);
+
+    // A failed call marks 10.0.0.2 down; a reload that drops the night group keeps that, and the
+    // disabled targets that stay.
+    p.mark_down(t0(), addr("10.0.0.2:5060"));
+    let mut cfg = config();
+    cfg.routes.retain(|r| r.target != NIGHT);
+    cfg.groups[1].group.targets.clear();
+    p.replace(cfg, t0());
+    assert!(p.is_disabled(addr("10.0.0.1:5060")));
+    assert!(p.is_disabled(addr("198.51.100.1:5060")));
+    assert_eq!(p.health().health_of(addr("10.0.0.2:5060")), Health::Down);
+    assert_eq!(
+        dest(p.route_call(Side::Outside, ip("192.0.2.1"), "+4930111", MON_NIGHT)).map(|d| d.0),
+        Some(addr("10.0.0.3:5060")),
+        "night route gone: Berlin goes to the PBX group, its up member first"
+    );
+    assert_eq!(p.set_enabled(&one, true).len(), 1);
+    assert_eq!(first(&p).map(|d| d.0), Some(addr("10.0.0.1:5060")));
+}
