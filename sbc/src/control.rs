@@ -21,6 +21,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use sbc_core::guard::rules::{FraudEvent, RulesCommand, RulesStats};
 use sbc_core::guard::{BanInfo, Guard, GuardCommand, GuardStats};
 
+use crate::observe::Observed;
 use crate::stats::{B2bua, Media, Sip, Transport, WorkerStats};
 
 /// How often a worker publishes its snapshot.
@@ -161,6 +162,8 @@ pub(crate) struct Layers {
     pub(crate) guard: GuardStats,
     pub(crate) rules: RulesStats,
     pub(crate) worker: WorkerStats,
+    /// Histograms and counts by label for the metrics ([`crate::observe`]).
+    pub(crate) observed: Observed,
 }
 
 impl Layers {
@@ -173,6 +176,7 @@ impl Layers {
         self.guard.merge(&other.guard);
         self.rules.merge(&other.rules);
         self.worker.merge(&other.worker);
+        self.observed.merge(&other.observed);
     }
 }
 

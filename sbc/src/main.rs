@@ -15,6 +15,8 @@ mod driver;
 mod fatal;
 mod handler;
 mod media;
+mod metrics;
+mod observe;
 mod persist;
 mod shard_media;
 mod signalling;
