@@ -183,6 +183,18 @@ impl CallOutcome {
         }
     }
 
+    /// The outcome's name in the exit log.
+    fn ended_name(self) -> &'static str {
+        match self {
+            Self::Answered => "ended_answered",
+            Self::Cancelled => "ended_cancelled",
+            Self::Busy => "ended_busy",
+            Self::NoAnswer => "ended_no_answer",
+            Self::Rejected => "ended_rejected",
+            Self::Failed => "ended_failed",
+        }
+    }
+
     fn of(outcome: Outcome) -> Self {
         match outcome {
             Outcome::Answered => Self::Answered,
@@ -511,11 +523,20 @@ impl Observed {
     }
 }
 
-/// Short: the exit log prints every layer, and histograms would drown it.
+/// Short: the exit log prints every layer, and histograms would drown it. The names are unique
+/// among the layers' fields (the log is read as `name: value`).
 impl fmt::Debug for Observed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Observed")
-            .field("calls_observed", &self.calls.outcomes.iter().sum::<u64>())
+        let mut d = f.debug_struct("Observed");
+        for o in CallOutcome::ALL {
+            d.field(o.ended_name(), &self.calls.ended(o));
+        }
+        let requests: u64 = self.sip.requests_received.iter().sum();
+        d.field("requests_received", &requests)
+            .field(
+                "mos_observed",
+                &self.calls.mos.iter().map(Histogram::count).sum::<u64>(),
+            )
             .field("loop_busy", &Duration::from_micros(self.work.busy_us))
             .field("loop_idle", &Duration::from_micros(self.work.idle_us))
             .finish_non_exhaustive()
