@@ -298,22 +298,10 @@ impl CallStats {
 }
 
 /// The methods the `method` label names; any other is `other`.
+#[rustfmt::skip]
 pub(crate) const METHODS: [&str; 15] = [
-    "INVITE",
-    "ACK",
-    "BYE",
-    "CANCEL",
-    "OPTIONS",
-    "REGISTER",
-    "PRACK",
-    "UPDATE",
-    "INFO",
-    "REFER",
-    "NOTIFY",
-    "SUBSCRIBE",
-    "MESSAGE",
-    "PUBLISH",
-    "other",
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "UPDATE", "INFO", "REFER",
+    "NOTIFY", "SUBSCRIBE", "MESSAGE", "PUBLISH", "other",
 ];
 /// The response classes the `class` label names.
 pub(crate) const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"];

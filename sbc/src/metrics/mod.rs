@@ -21,8 +21,8 @@ use sbc_counters::{Field, Kind};
 
 use crate::control::{Control, Layers, WorkerSnapshot};
 use crate::observe::{
-    Buckets, Histogram, CLASSES, DURATION, JITTER, LOOP_TURN, LOSS, METHODS, MOS, SETUP_ANSWER,
-    SETUP_RINGING,
+    Buckets, CallOutcome, Histogram, LoopStats, CLASSES, DURATION, JITTER, LOOP_TURN, LOSS,
+    METHODS, MOS, SETUP_ANSWER, SETUP_RINGING,
 };
 
 #[cfg(test)]
@@ -262,16 +262,13 @@ fn grouped(out: &mut Text, total: &Layers) {
 /// Ended calls by outcome; setup delay and duration histograms.
 fn calls(out: &mut Text, total: &Layers) {
     let c = &total.observed.calls;
-    let name = "sbc_calls_ended_total";
-    out.family(
-        name,
-        "counter",
+    out.by_label(
+        "sbc_calls_ended_total",
         "Calls ended, by outcome for the caller: answered, cancelled, busy (486, 600), no_answer \
          (408, 480), rejected (other 4xx, 6xx), failed (5xx).",
+        ("outcome", &CallOutcome::ALL.map(CallOutcome::as_str)),
+        CallOutcome::ALL.map(|o| c.ended(o)),
     );
-    for o in crate::observe::CallOutcome::ALL {
-        out.sample(name, &[("outcome", o.as_str())], c.ended(o));
-    }
     let seconds = 1e6;
     out.histogram_family(
         "sbc_call_setup_ringing_seconds",
@@ -312,15 +309,12 @@ fn calls(out: &mut Text, total: &Layers) {
 /// SIP messages by method and class, both ways.
 fn sip(out: &mut Text, total: &Layers) {
     let t = &total.observed.sip;
-    let name = "sbc_sip_requests_received_total";
-    out.family(
-        name,
-        "counter",
+    out.by_label(
+        "sbc_sip_requests_received_total",
         "SIP requests received and parsed, by method.",
+        ("method", &METHODS),
+        t.requests_received,
     );
-    for (m, v) in METHODS.iter().zip(t.requests_received) {
-        out.sample(name, &[("method", m)], v);
-    }
     let name = "sbc_sip_responses_received_total";
     out.family(
         name,
@@ -332,40 +326,31 @@ fn sip(out: &mut Text, total: &Layers) {
             out.sample(name, &[("method", m), ("class", class)], v);
         }
     }
-    let name = "sbc_sip_requests_sent_total";
-    out.family(
-        name,
-        "counter",
+    out.by_label(
+        "sbc_sip_requests_sent_total",
         "SIP requests sent (retransmissions included), by method.",
+        ("method", &METHODS),
+        t.requests_sent,
     );
-    for (m, v) in METHODS.iter().zip(t.requests_sent) {
-        out.sample(name, &[("method", m)], v);
-    }
-    let name = "sbc_sip_responses_sent_total";
-    out.family(
-        name,
-        "counter",
+    out.by_label(
+        "sbc_sip_responses_sent_total",
         "SIP responses sent (relayed, local and stateless; retransmissions included), by class.",
+        ("class", &CLASSES),
+        t.responses_sent,
     );
-    for (class, v) in CLASSES.iter().zip(t.responses_sent) {
-        out.sample(name, &[("class", class)], v);
-    }
 }
 
 /// Media drops by reason; per-leg quality of ended calls.
 fn media(out: &mut Text, total: &Layers) {
     let o = &total.observed;
-    let name = "sbc_media_dropped_total";
-    out.family(
-        name,
-        "counter",
+    out.by_label(
+        "sbc_media_dropped_total",
         "Media datagrams the relay dropped, by reason: no stream owns the port (unknown_port), not \
          RTP or RTCP (malformed), not from the latched source (wrong_source), nowhere to send yet \
          (no_destination).",
+        ("reason", &media_plane::DropReason::ALL.map(|r| r.as_str())),
+        o.media_dropped,
     );
-    for (r, v) in media_plane::DropReason::ALL.iter().zip(o.media_dropped) {
-        out.sample(name, &[("reason", r.as_str())], v);
-    }
     let sides = ["caller", "callee"];
     let c = &o.calls;
     out.histogram_family(
@@ -407,32 +392,32 @@ fn work(out: &mut Text, workers: &[&WorkerSnapshot]) {
             .zip(&ids)
             .map(|(w, id)| (&w.layers.observed.work, id))
     };
-    let name = "sbc_worker_busy_seconds_total";
-    out.family(
-        name,
-        "counter",
-        "Time the worker's event loop spent handling what woke it (its rate is the load).",
-    );
-    for (w, id) in each() {
-        out.sample(name, &[("worker", id)], Seconds(w.busy_us));
-    }
-    let name = "sbc_worker_idle_seconds_total";
-    out.family(
-        name,
-        "counter",
-        "Time the worker's event loop spent waiting.",
-    );
-    for (w, id) in each() {
-        out.sample(name, &[("worker", id)], Seconds(w.idle_us));
-    }
-    let name = "sbc_worker_load_ratio";
-    out.family(
-        name,
-        "gauge",
-        "Busy share of the worker's event loop over its last publishing period (about 1 s).",
-    );
-    for (w, id) in each() {
-        out.sample(name, &[("worker", id)], Ratio(w.load_permille, 1000));
+    type Value = fn(&LoopStats) -> f64;
+    let scalars: [(&str, &str, &str, Value); 3] = [
+        (
+            "sbc_worker_busy_seconds_total",
+            "counter",
+            "Time the worker's event loop spent handling what woke it (its rate is the load).",
+            |w| w.busy_us as f64 / 1e6,
+        ),
+        (
+            "sbc_worker_idle_seconds_total",
+            "counter",
+            "Time the worker's event loop spent waiting.",
+            |w| w.idle_us as f64 / 1e6,
+        ),
+        (
+            "sbc_worker_load_ratio",
+            "gauge",
+            "Busy share of the worker's event loop over its last publishing period (about 1 s).",
+            |w| w.load_permille as f64 / 1e3,
+        ),
+    ];
+    for (name, kind, help, value) in scalars {
+        out.family(name, kind, help);
+        for (w, id) in each() {
+            out.sample(name, &[("worker", id)], value(w));
+        }
     }
     let name = "sbc_worker_loop_seconds";
     out.histogram_family(
@@ -441,24 +426,6 @@ fn work(out: &mut Text, workers: &[&WorkerSnapshot]) {
     );
     for (w, id) in each() {
         out.histogram(name, &[("worker", id)], &LOOP_TURN, 1e6, &w.turns);
-    }
-}
-
-/// Microseconds shown as seconds.
-struct Seconds(u64);
-
-impl Display for Seconds {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{:06}", self.0 / 1_000_000, self.0 % 1_000_000)
-    }
-}
-
-/// A fraction `n / d` as a decimal number.
-struct Ratio(u64, u64);
-
-impl Display for Ratio {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0 as f64 / self.1.max(1) as f64)
     }
 }
 
@@ -478,6 +445,20 @@ impl Text {
             }
         }
         let _ = writeln!(self.0, "\n# TYPE {name} {kind}");
+    }
+
+    /// A counter family with one label: the sample of `values[i]` is `counts[i]`.
+    fn by_label(
+        &mut self,
+        name: &str,
+        help: &str,
+        (label, values): (&str, &[&str]),
+        counts: impl IntoIterator<Item = u64>,
+    ) {
+        self.family(name, "counter", help);
+        for (v, n) in values.iter().zip(counts) {
+            self.sample(name, &[(label, v)], n);
+        }
     }
 
     fn histogram_family(&mut self, name: &str, help: &str) {
