@@ -525,6 +525,8 @@ impl fmt::Debug for Observed {
                 "mos_observed",
                 &self.calls.mos.iter().map(Histogram::count).sum::<u64>(),
             )
+            .field("caller_loss_ppm_sum", &self.calls.loss[0].sum)
+            .field("callee_loss_ppm_sum", &self.calls.loss[1].sum)
             .field("loop_busy", &Duration::from_micros(self.work.busy_us))
             .field("loop_idle", &Duration::from_micros(self.work.idle_us))
             .finish_non_exhaustive()
