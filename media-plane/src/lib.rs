@@ -12,6 +12,8 @@
 //! - [`stats`]: per-stream reception statistics written by the owning worker only: packets, bytes,
 //!   last packet time, expected and lost packets from the extended sequence number with probation
 //!   (RFC 3550 App. A.1, A.3), interarrival jitter (App. A.8).
+//! - [`quality`]: a leg's receive quality from those statistics: loss ratio, jitter as a duration
+//!   and an estimated MOS (simplified E-model), for metrics and call records.
 //! - [`ports`]: the per-worker split of the media port range and the RTP/RTCP pair allocator: O(1),
 //!   all-or-nothing for calls with several m= lines, double frees refused, freed pairs quarantined
 //!   before reuse.
@@ -36,6 +38,7 @@
 mod error;
 pub mod latch;
 pub mod ports;
+pub mod quality;
 pub mod rtp;
 pub mod shard;
 pub mod stats;

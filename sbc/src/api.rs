@@ -5,10 +5,9 @@
 //! and fraud events. The handle implements what the SBC can serve today: health and readiness,
 //! version, uptime and the config file in force (secrets redacted), bans, the allow list, call
 //! rules and their lists, fraud rules and events (all over [`Commands`]), and `/metrics`
-//! ([`metrics_text`]). The rules and allowed networks added at run time are mirrored here, so that
+//! ([`crate::metrics::render`]). The rules and allowed networks added at run time are mirrored here, so that
 //! the API can list what is in force.
 
-mod metrics_text;
 
 use std::cell::RefCell;
 use std::net::IpAddr;
@@ -406,14 +405,10 @@ impl control_api::Control for Handle {
     }
 
     fn metrics(&self) -> String {
-        let totals = self.control.borrow().totals();
-        metrics_text::render_metrics(
-            &totals.layers,
-            &metrics_text::Process {
-                workers: self.workers,
-                reporting: self.reporting(),
-                uptime_secs: self.started.elapsed().as_secs(),
-            },
+        crate::metrics::render(
+            &self.control.borrow(),
+            self.started.elapsed().as_secs(),
+            self.reporting(),
         )
     }
 

@@ -21,6 +21,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use sbc_core::guard::rules::{FraudEvent, RulesCommand, RulesStats};
 use sbc_core::guard::{BanInfo, Guard, GuardCommand, GuardStats};
 
+use crate::observe::Observed;
 use crate::stats::{B2bua, Media, Sip, Transport, WorkerStats};
 
 pub(crate) mod ops;
@@ -175,6 +176,8 @@ pub(crate) struct Layers {
     pub(crate) guard: GuardStats,
     pub(crate) rules: RulesStats,
     pub(crate) worker: WorkerStats,
+    /// Histograms and counts by label for the metrics ([`crate::observe`]).
+    pub(crate) observed: Observed,
 }
 
 impl Layers {
@@ -187,6 +190,7 @@ impl Layers {
         self.guard.merge(&other.guard);
         self.rules.merge(&other.rules);
         self.worker.merge(&other.worker);
+        self.observed.merge(&other.observed);
     }
 }
 

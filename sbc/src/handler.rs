@@ -30,6 +30,7 @@ use sbc_sip::writer::MessageWriter;
 use sbc_sip::{build, HeaderName, Message, Method, Verdict};
 
 use crate::control::GuardRequest;
+use crate::observe::SipTraffic;
 use crate::signalling::Signalling;
 use crate::stats::{Sip, Transport};
 
@@ -42,6 +43,8 @@ pub(crate) struct Handler {
     pub(crate) transport: Transport,
     /// What the SIP layer did with the messages received.
     pub(crate) sip: Sip,
+    /// SIP messages received and sent, by method and class.
+    pub(crate) traffic: SipTraffic,
     pub(crate) signalling: Signalling,
     /// Admission before state: every datagram before it is parsed, every message before the
     /// B2BUA sees it (this worker's share of `limits.max_cps`).
@@ -66,6 +69,7 @@ impl Handler {
         Self {
             transport: Transport::default(),
             sip: Sip::default(),
+            traffic: SipTraffic::default(),
             signalling,
             guard,
             finals: Finals::new(),
@@ -191,6 +195,7 @@ impl Handler {
                 return answered;
             }
         };
+        self.traffic.received(&msg);
         // RFC 3581 §4: every answer (stateless here, or from the B2BUA) tells the client its
         // public address in the top Via (`received`, `rport=<port>`).
         let msg = nat::stamp_request(msg, origin.source);

@@ -17,6 +17,8 @@ mod driver;
 mod fatal;
 mod handler;
 mod media;
+mod metrics;
+mod observe;
 mod persist;
 mod reload;
 mod shard_media;

@@ -29,6 +29,7 @@ use sbc_sip::transaction::{Flow, Transmit};
 use sbc_sip::{HeaderName, Message, Method};
 
 use crate::config;
+use crate::observe::CallStats;
 use crate::stats;
 
 /// The signalling of one worker.
@@ -48,6 +49,8 @@ pub(crate) struct Signalling {
     rules: CallPolicy,
     /// Where fraud events go for the operator's hook (the control thread), when connected.
     alerts: Option<crossbeam_channel::Sender<FraudEvent>>,
+    /// The ended calls' outcomes, setup delays, durations and media quality, for the metrics.
+    calls: CallStats,
     /// Fraud log lines written in the current second, and that second's start (the log is
     /// rate-limited: an attacker triggers these).
     logged: (u32, Instant),
@@ -72,7 +75,11 @@ impl Signalling {
     pub(crate) fn counters(&self) -> stats::B2bua {
         let (calls, registrations) = self.load();
         let b = self.b2bua.stats();
+        let tx = self.b2bua.transaction_counters();
         let mut c = stats::B2bua {
+            live_transactions: self.b2bua.transactions() as u64,
+            retransmissions_sent: tx.retransmitted,
+            retransmissions_received: tx.retransmissions_received,
             live_calls: calls as u64,
             live_registrations: registrations as u64,
             trunk_auth_answered: b.trunk_auth_answered,
@@ -87,6 +94,11 @@ impl Signalling {
             c.trunk_register_failures += t.failures;
         }
         c
+    }
+
+    /// What the ended calls' records showed (outcomes, delays, media quality).
+    pub(crate) fn call_stats(&self) -> CallStats {
+        self.calls
     }
 
     /// The call rules' and fraud rules' counters.
@@ -181,6 +193,7 @@ impl Signalling {
             drain_for: Duration::from_secs(limits.drain_secs),
             rules: CallPolicy::new(cfg.rules.clone()),
             alerts: None,
+            calls: CallStats::default(),
             logged: (0, now),
             flows: (place.outside_flow, place.inside_flow),
         }
@@ -363,6 +376,7 @@ impl Signalling {
                 }
                 CallEvent::Ended { record } => {
                     self.stats.calls_ended += 1;
+                    self.calls.call_ended(&record);
                     self.rules.ended(now, self.local, record.call);
                 }
                 CallEvent::Probed { token, alive } => {

@@ -107,6 +107,13 @@ sbc_counters::counters! {
         counter fraud_logs_suppressed,
         /// Fraud events the control thread's channel had no room for.
         counter fraud_events_dropped,
+        /// SIP transactions held now.
+        gauge live_transactions,
+        /// SIP requests and responses sent again (retransmission timers, answers to retransmitted
+        /// requests).
+        counter retransmissions_sent,
+        /// SIP requests received again for a live transaction (ACKs left out).
+        counter retransmissions_received,
     }
 }
 
@@ -115,6 +122,8 @@ sbc_counters::counters! {
     pub(crate) struct Media {
         /// Media datagrams relayed.
         counter media_forwarded,
+        /// Media bytes relayed.
+        counter media_forwarded_bytes,
         /// Media datagrams dropped, for any reason.
         counter media_dropped,
         /// SDP bodies rewritten to anchor media.
@@ -129,6 +138,8 @@ sbc_counters::counters! {
         gauge media_sessions,
         /// Relay port pairs in use now.
         gauge media_ports_in_use,
+        /// Relay port pairs free now (quarantined pairs not counted).
+        gauge media_ports_free,
         /// rtpengine ng control requests handled.
         counter ng_requests,
         /// rtpengine ng control requests answered with an error.

@@ -22,6 +22,7 @@ use crate::connect::Peers;
 use crate::control::{drain_commands, ops, GuardRequest, Layers, Publisher, WorkerCommand};
 use crate::handler::Handler;
 use crate::media::{MediaSockets, NgServer};
+use crate::observe::{LoopClock, Observed};
 use crate::persist::WorkerStore;
 use crate::shard_media::ShardMedia;
 use crate::signalling::{udp_side, Signalling};
@@ -74,6 +75,8 @@ pub(crate) struct Worker {
     /// Guard changes from the control thread, applied on [`Self::tick`].
     commands: crossbeam_channel::Receiver<WorkerCommand>,
     last_idle_scan: Instant,
+    /// The event loop's busy and idle time.
+    clock: LoopClock,
     /// Where the worker is in a stop (see [`StopPhase`]).
     stop_phase: StopPhase,
 }
@@ -184,6 +187,7 @@ impl Worker {
             store,
             commands,
             last_idle_scan: Instant::now(),
+            clock: LoopClock::default(),
             stop_phase: StopPhase::Running,
         })
     }
@@ -251,7 +255,21 @@ impl Worker {
             guard: self.handler.guard_stats(),
             // Filled in by the publisher.
             worker: WorkerStats::default(),
+            observed: Observed {
+                calls: self.handler.signalling.call_stats(),
+                sip: self.handler.traffic,
+                media_dropped: self.media_drops(),
+                work: self.clock.stats(),
+            },
         }
+    }
+
+    /// The relay's drops by reason ([`media_plane::DropReason::ALL`] order).
+    fn media_drops(&self) -> [u64; 4] {
+        let relay = self.shard_media.as_ref().map(ShardMedia::shard);
+        relay.map_or([0; 4], |r| {
+            media_plane::DropReason::ALL.map(|d| r.counters().dropped(d))
+        })
     }
 
     /// The media layer's counters: the relay shard's, the SDP anchor's and the ng server's.
@@ -268,6 +286,7 @@ impl Worker {
             let shard = relay.counters();
             let anchor = m.stats();
             c.media_forwarded = shard.forwarded;
+            c.media_forwarded_bytes = shard.forwarded_bytes;
             c.media_dropped = media_plane::DropReason::ALL
                 .iter()
                 .map(|r| shard.dropped(*r))
@@ -283,6 +302,7 @@ impl Worker {
             c.media_held_kept = anchor.held_kept;
             c.media_sessions = relay.len() as u64;
             c.media_ports_in_use = relay.ports().in_use() as u64;
+            c.media_ports_free = relay.ports().free_pairs() as u64;
         }
         c
     }
@@ -345,6 +365,8 @@ impl Worker {
     /// Periodic work: SIP timers, then idle connections, then (once a second) the counters'
     /// snapshot for the control thread.
     pub(crate) fn tick(&mut self, now: Instant) {
+        // The drivers pass the time they woke at.
+        self.clock.woke(now);
         self.check_stop(now);
         let (handler, shard, id) = (&mut self.handler, &mut self.shard_media, self.id);
         drain_commands(&self.commands, id, now, &mut |r| match r {
@@ -380,6 +402,7 @@ impl Worker {
             }
         }
         if self.publisher.due(now) {
+            self.clock.roll();
             let layers = self.layers();
             self.publisher.publish(layers, now);
         }
@@ -387,6 +410,8 @@ impl Worker {
 
     /// How long the loop may sleep: until the next SIP timer, at most [`TICK_MS`].
     pub(crate) fn sleep_ms(&mut self, now: Instant) -> i32 {
+        // The drivers ask right before they wait: the turn ends here.
+        self.clock.waits(now);
         match self.handler.signalling.poll_timeout() {
             Some(t) => {
                 let ms = t.saturating_duration_since(now).as_millis();
@@ -432,6 +457,7 @@ impl Worker {
     pub(crate) fn take_outbox(&mut self, udp: &mut Vec<Transmit>) {
         let mut outbox = std::mem::take(&mut self.handler.outbox);
         for t in outbox.drain(..) {
+            self.handler.traffic.sent(&t.bytes);
             if is_conn_flow(t.flow.0) {
                 if !self.streams.send(&self.epoll, t.flow.0, &t.bytes) {
                     self.handler.sip.flow_unknown += 1;

@@ -12,7 +12,8 @@
 //! - [`writer`]: serialization into a caller-supplied buffer.
 //! - [`build`]: RFC 3261 derived messages (responses to a request, ACK for non-2xx, CANCEL).
 //! - [`sdp`]: RFC 8866 session descriptions and RFC 3264 offer/answer edits that keep unknown lines.
-//! - [`transaction`]: RFC 3261 §17 + RFC 6026 client and server transactions, Timers A–M.
+//! - [`transaction`]: RFC 3261 §17 + RFC 6026 client and server transactions, Timers A–M;
+//!   [`tx_counters`]: their retransmission counters.
 //! - [`wheel`]: the timing wheel that holds their deadlines.
 #![deny(
     clippy::unwrap_used,
@@ -32,6 +33,7 @@ pub mod message;
 mod names;
 pub mod sdp;
 pub mod transaction;
+pub mod tx_counters;
 pub mod uri;
 pub mod wheel;
 pub mod writer;

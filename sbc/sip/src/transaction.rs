@@ -394,6 +394,7 @@ pub struct Transactions {
     next_id: u64,
     transmits: VecDeque<Transmit>,
     events: VecDeque<TxEvent>,
+    counters: crate::tx_counters::TxCounters,
 }
 
 fn rfc3261_branch(msg: &Message) -> Option<&str> {
@@ -454,7 +455,13 @@ impl Transactions {
             next_id: 1,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            counters: Default::default(),
         }
+    }
+
+    /// Retransmissions sent and received.
+    pub fn counters(&self) -> crate::tx_counters::TxCounters {
+        self.counters
     }
 
     /// Live transactions.
@@ -1052,6 +1059,7 @@ impl Transactions {
         let Some(t) = self.txs.get_mut(&id) else {
             return;
         };
+        self.counters.retransmissions_received += u64::from(!is_ack);
         match (t.kind, t.state, is_ack) {
             (Kind::InviteServer, TxState::Completed, true) => {
                 // §17.2.1: ACK moves to Confirmed; G and H stop, I absorbs ACK retransmissions.
@@ -1071,7 +1079,7 @@ impl Transactions {
             // Retransmitted request: resend the last response, if any (§17.2.1, §17.2.2). Accepted
             // and Confirmed absorb (RFC 6026 §8.7).
             (_, TxState::Proceeding | TxState::Completed, false) => {
-                self.transmits.extend(t.resend_last());
+                self.counters.resend(&mut self.transmits, t.resend_last());
             }
             _ => {}
         }
@@ -1101,12 +1109,13 @@ impl Transactions {
                     bytes,
                     flow,
                 });
+                self.counters.retransmitted += 1;
                 self.arm(id, timer, next);
             }
             Timer::TimerG => {
                 t.interval = (t.interval * 2).min(config.t2);
                 let next = now + t.interval;
-                self.transmits.extend(t.resend_last());
+                self.counters.resend(&mut self.transmits, t.resend_last());
                 self.arm(id, timer, next);
             }
             Timer::TimerB | Timer::TimerF => {

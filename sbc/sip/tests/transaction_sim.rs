@@ -458,6 +458,9 @@ fn timer_a_and_b_invite_to_a_dead_peer() {
     );
     close(sim.event_time(Side::Uac, "Timeout TimerB"), 32.0);
     assert!(sim.uac.is_empty());
+    // Six copies after the first, each counted; nothing reached the other side.
+    assert_eq!(sim.uac.counters().retransmitted, 6);
+    assert_eq!(sim.uas.counters().retransmissions_received, 0);
 }
 
 #[test]
@@ -519,6 +522,11 @@ fn timer_j_absorbs_retransmissions_by_resending_the_final() {
     assert_eq!(sim.count_events(Side::Uas, "Request OPTIONS"), 1);
     let retrans = sim.sent_times(Side::Uac, "OPTIONS").len();
     assert_eq!(sim.sent_times(Side::Uas, "SIP/2.0 200").len(), retrans);
+    // The UAS counts every copy after the first, received and answered again.
+    let again = retrans as u64 - 1;
+    assert_eq!(sim.uac.counters().retransmitted, again);
+    assert_eq!(sim.uas.counters().retransmissions_received, again);
+    assert_eq!(sim.uas.counters().retransmitted, again);
     close(sim.event_time(Side::Uac, "Timeout TimerF"), 32.0);
     close(sim.event_time(Side::Uas, "Terminated server"), 32.01);
 }

@@ -664,6 +664,11 @@ impl B2bua {
         self.txs.len()
     }
 
+    /// Retransmissions the transaction layer sent and received.
+    pub fn transaction_counters(&self) -> sbc_sip::tx_counters::TxCounters {
+        self.txs.counters()
+    }
+
     /// A fresh local tag from this worker's id generator (it carries the worker id and its MAC):
     /// the To tag of an answer made without a dialog (OPTIONS, a refusal, a parse error).
     pub fn new_tag(&mut self) -> Id {
