@@ -1,6 +1,7 @@
 //! The `sbc` binary: command line, configuration, workers, graceful stop.
 //!
-//! `sbc [--config FILE] [--check-config FILE] [--driver auto|io_uring|epoll] [--workers N]`
+//! `sbc [--config FILE] [--check-config FILE] [--driver auto|io_uring|epoll] [--workers N]`, and
+//! `sbc cdr export ...` (see `cdr/export.rs`).
 //!
 //! All sockets are bound here, before any worker starts, so that a bad address fails the start with a
 //! clear message. Each worker then owns its sockets (SO_REUSEPORT) and runs its own loop. SIGINT and
@@ -8,10 +9,12 @@
 //! flag that the workers read at least every 100 ms. A panic on any thread ends the process (exit 70,
 //! see `fatal.rs`).
 
+mod cdr;
 mod config;
 mod connect;
 mod control;
 mod driver;
+mod events;
 mod fatal;
 mod handler;
 mod media;
@@ -111,6 +114,11 @@ fn main() -> ExitCode {
         .init();
     // A panic on any thread (a worker) ends the process with a clear line, never a half-alive SBC.
     fatal::install();
+    // `sbc cdr export ...`: a command of its own, on the CDR file.
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("cdr") {
+        return ExitCode::from(cdr::export::command(argv.get(1..).unwrap_or_default()));
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
@@ -315,6 +323,15 @@ fn run(cfg: &Config) -> Result<(), String> {
     let (commands, command_rxs) = control::command_channels(n);
     let mut command_rxs = command_rxs.into_iter();
     let (alerts, alerts_rx) = control::fraud_channel();
+    // Ended calls' records and the webhook's events leave each worker over bounded channels.
+    let (mut cdr_senders, cdr_thread) = match cdr::start(&cfg.cdr, n)? {
+        Some(w) => (w.senders, Some(w.thread)),
+        None => (Vec::new(), None),
+    };
+    let (mut event_senders, webhook) = match events::start(&cfg.events, n)? {
+        Some(w) => (w.senders, Some((w.thread, w.failed))),
+        None => (Vec::new(), None),
+    };
     for id in 0..n {
         let mut udp = bind(&cfg.sip.udp, udp::bind_udp)?;
         let outside_udp = udp.len();
@@ -347,6 +364,7 @@ fn run(cfg: &Config) -> Result<(), String> {
             restored += sig.restore_registrations(now, std::mem::take(list));
         }
         sig.attach_alerts(alerts.clone());
+        sig.attach_outlets(cdr_senders.pop(), event_senders.pop());
         let (media, shard_media) = if cfg.media.enabled {
             let ports = cfg.media.media_ports_for(id, n);
             let socks = media::MediaSockets::bind(b2bua.media_address, ports.clone())?;
@@ -453,6 +471,22 @@ fn run(cfg: &Config) -> Result<(), String> {
         if t.join().is_err() {
             tracing::error!("state file writer panicked");
         }
+    }
+    // Every worker has sent its last records and events: their writers end once those are out.
+    if let Some(t) = cdr_thread {
+        if t.join().is_err() {
+            tracing::error!("CDR writer panicked");
+        }
+    }
+    if let Some((t, failed)) = webhook {
+        if t.join().is_err() {
+            tracing::error!("events thread panicked");
+        }
+        let failed = failed.load(Ordering::Relaxed);
+        tracing::info!(
+            events_failed = failed,
+            "webhook: events given up after every attempt"
+        );
     }
     // Every worker has sent its last snapshot and dropped its sender: the control thread ends.
     match control.join() {

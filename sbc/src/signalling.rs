@@ -51,6 +51,8 @@ pub(crate) struct Signalling {
     /// Fraud log lines written in the current second, and that second's start (the log is
     /// rate-limited: an attacker triggers these).
     logged: (u32, Instant),
+    /// Where ended calls' records go (the CDR writer), and call, ban and fraud events (the webhook).
+    out: crate::cdr::Outlets,
 }
 
 /// Fraud log lines per second and worker; past it the events are only counted.
@@ -180,12 +182,33 @@ impl Signalling {
             rules: CallPolicy::new(cfg.rules.clone()),
             alerts: None,
             logged: (0, now),
+            out: crate::cdr::Outlets::new(place.worker),
         }
     }
 
     /// Send fraud events to `tx` (the control thread's hook); a full channel drops and counts them.
     pub(crate) fn attach_alerts(&mut self, tx: crossbeam_channel::Sender<FraudEvent>) {
         self.alerts = Some(tx);
+    }
+
+    /// Send ended calls' records to the CDR writer and events to the webhook, when set.
+    pub(crate) fn attach_outlets(
+        &mut self,
+        cdr: Option<crate::cdr::CdrSender>,
+        events: Option<crate::events::EventSender>,
+    ) {
+        self.out.cdr = cdr;
+        self.out.events = events;
+    }
+
+    /// The guard's bans, looked at once a second: `total` bans so far; `list` the bans in force.
+    pub(crate) fn report_bans(
+        &mut self,
+        now: Instant,
+        total: u64,
+        list: impl FnOnce() -> Vec<sbc_core::guard::BanInfo>,
+    ) {
+        self.out.bans(now, total, list, &mut self.stats);
     }
 
     /// Changes the call rules or fraud rules at run time; false when the change names a rule that
@@ -295,21 +318,26 @@ impl Signalling {
     /// The B2BUA's events: counters, the call rules' counters (a `Started` call takes `ticket`),
     /// target health; then the fraud events.
     fn digest_events(&mut self, now: Instant, mut ticket: Option<Ticket>) {
+        let mut started = None;
         while let Some(e) = self.b2bua.poll_event() {
             match e {
                 CallEvent::Started { call } => {
                     self.stats.calls_started += 1;
                     if let Some(t) = ticket.take() {
                         self.rules.started(now, call, t);
+                        started = Some(call);
                     }
+                    self.out.started(now, call, &mut self.stats);
                 }
                 CallEvent::Answered { call } => {
                     self.stats.calls_answered += 1;
                     self.rules.answered(now, call);
+                    self.out.answered(now, call, &mut self.stats);
                 }
                 CallEvent::Ended { record } => {
                     self.stats.calls_ended += 1;
                     self.rules.ended(now, self.local, record.call);
+                    self.out.ended(now, record, &mut self.stats);
                 }
                 CallEvent::Probed { token, alive } => {
                     if !alive {
@@ -322,6 +350,10 @@ impl Signalling {
             }
         }
         while let Some(e) = self.rules.poll_event() {
+            // A warning raised by the call just started flags its record.
+            if let (Some(call), Level::Warning) = (started, e.level) {
+                self.out.flag_fraud(call);
+            }
             self.report(now, e);
         }
     }
@@ -348,6 +380,7 @@ impl Signalling {
         } else {
             self.stats.fraud_logs_suppressed += 1;
         }
+        self.out.fraud(now, &e, &mut self.stats);
         if let Some(tx) = &self.alerts {
             if tx.try_send(e).is_err() {
                 self.stats.fraud_events_dropped += 1;

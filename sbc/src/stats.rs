@@ -107,6 +107,10 @@ sbc_counters::counters! {
         counter fraud_logs_suppressed,
         /// Fraud events the control thread's channel had no room for.
         counter fraud_events_dropped,
+        /// Call records the CDR writer's queue had no room for (`cdr.queue`).
+        counter cdr_dropped,
+        /// Webhook events the events queue had no room for (`events.queue`).
+        counter events_dropped,
     }
 }
 

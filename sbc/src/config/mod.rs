@@ -13,6 +13,7 @@
 //! This file loads (and names key and line in errors); [`schema`] holds the serde structs,
 //! [`validate`] the cross checks, [`convert`] the conversion into `sbc-core` types.
 
+mod cdr;
 mod convert;
 mod guard;
 mod rules;
@@ -26,6 +27,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::path::Path;
 
+pub(crate) use cdr::{CdrSection, EventsSection, DEFAULT_SQLITE_PATH};
 pub(crate) use convert::CoreSettings;
 pub(crate) use schema::*;
 pub(crate) use streams::StreamPeer;
