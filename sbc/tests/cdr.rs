@@ -563,3 +563,173 @@ fn a_kill_during_load_loses_no_record_of_an_ended_call_postgres() {
         &recorded,
     );
 }
+
+/// A webhook receiver on `addr`: answers 500 to the first `fail` requests, then 200, or never
+/// answers (`hang`); the JSON events it took.
+struct Receiver {
+    events: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Receiver {
+    fn start(addr: &str, fail: usize, hang: bool) -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind(addr).unwrap();
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (ev, req) = (events.clone(), requests.clone());
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming().flatten() {
+                if hang {
+                    req.fetch_add(1, Ordering::Relaxed);
+                    held.push(conn);
+                    continue;
+                }
+                let (ev, req) = (ev.clone(), req.clone());
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(conn.try_clone().unwrap());
+                    let mut w = conn;
+                    loop {
+                        let mut len = 0;
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        loop {
+                            let mut h = String::new();
+                            if r.read_line(&mut h).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if h.trim().is_empty() {
+                                break;
+                            }
+                            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:")
+                            {
+                                len = v.trim().parse().unwrap();
+                            }
+                        }
+                        let mut body = vec![0; len];
+                        r.read_exact(&mut body).unwrap();
+                        let n = req.fetch_add(1, Ordering::Relaxed);
+                        let status = if n < fail {
+                            "500 Internal Server Error"
+                        } else {
+                            let v: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+                            ev.lock().unwrap().extend(v);
+                            "200 OK"
+                        };
+                        let _ = write!(w, "HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+                    }
+                });
+            }
+        });
+        Self { events, requests }
+    }
+
+    fn kinds(&self) -> Vec<String> {
+        let e = self.events.lock().unwrap();
+        e.iter()
+            .map(|v| v["event"].as_str().unwrap_or("").to_owned())
+            .collect()
+    }
+}
+
+/// Calls through an SBC whose webhook is `events` (the `[events]` keys); the stop log.
+fn calls_with_webhook(n: u8, dir: &Path, events: &str, calls: &str) -> String {
+    let text = format!("{}[events]\n{events}\n", config(n, "enabled = false", ""));
+    let sbc = Sbc::start(dir, &text);
+    let callee = sipp(
+        dir,
+        "b2bua/uas_basic.xml",
+        (&ip(n, 2), 5090),
+        None,
+        &["-m", calls],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let target = format!("{}:5060", ip(n, 1));
+    let caller = sipp(
+        dir,
+        "b2bua/uac_basic.xml",
+        (&ip(n, 3), 5070),
+        Some(&target),
+        &["-m", calls, "-r", "20", "-d", "100"],
+    );
+    let (a, a_err) = finish(caller);
+    let (b, b_err) = finish(callee);
+    assert!(
+        a.success() && b.success(),
+        "{a} {a_err}\n{b} {b_err}\n{}",
+        logs(dir, "u")
+    );
+    sbc.stop()
+}
+
+fn wait_events(r: &Receiver, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while r.kinds().len() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    r.kinds()
+}
+
+#[test]
+fn webhook_gets_start_answer_and_end_of_every_call() {
+    let n = 4;
+    let dir = TempDir::new("cdr-webhook");
+    let r = Receiver::start(&format!("{}:8080", ip(n, 30)), 0, false);
+    let url = format!("webhook_url = \"http://{}:8080/events\"", ip(n, 30));
+    calls_with_webhook(n, dir.path(), &url, "5");
+    let kinds = wait_events(&r, 15);
+    for k in ["call_start", "call_answer", "call_end"] {
+        assert_eq!(
+            kinds.iter().filter(|x| *x == k).count(),
+            5,
+            "{k}: {kinds:?}"
+        );
+    }
+    let e = r.events.lock().unwrap();
+    let end = e.iter().find(|v| v["event"] == "call_end").unwrap();
+    assert_eq!(
+        (end["outcome"].as_str(), end["sip_status"].as_i64()),
+        (Some("answered"), Some(200))
+    );
+    assert_eq!(end["leg_a"]["address"], format!("{}:5070", ip(n, 3)));
+}
+
+#[test]
+fn webhook_retries_after_server_errors() {
+    let n = 5;
+    let dir = TempDir::new("cdr-webhook-500");
+    let r = Receiver::start(&format!("{}:8080", ip(n, 30)), 2, false);
+    let url = format!(
+        "webhook_url = \"http://{}:8080/events\"\nretry_backoff_ms = 50",
+        ip(n, 30)
+    );
+    let log = calls_with_webhook(n, dir.path(), &url, "2");
+    let kinds = wait_events(&r, 6);
+    assert_eq!(kinds.len(), 6, "{kinds:?}\n{log}");
+    assert!(r.requests.load(std::sync::atomic::Ordering::Relaxed) >= 3);
+    assert!(log.contains("events_failed=0"), "{log}");
+}
+
+#[test]
+fn a_webhook_that_never_answers_costs_dropped_events_not_calls() {
+    let n = 6;
+    let dir = TempDir::new("cdr-webhook-hang");
+    let _r = Receiver::start(&format!("{}:8080", ip(n, 30)), 0, true);
+    let url = format!(
+        "webhook_url = \"http://{}:8080/events\"\nqueue = 2\nattempts = 2\ntimeout_ms = 500",
+        ip(n, 30)
+    );
+    // Every call completes (asserted inside); the events past the queue are counted as dropped.
+    let log = calls_with_webhook(n, dir.path(), &url, "20");
+    let dropped: u64 = log
+        .split("events_dropped: ")
+        .skip(1)
+        .filter_map(|s| s.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .max()
+        .unwrap_or(0);
+    assert!(dropped > 10, "events_dropped {dropped}\n{log}");
+}
