@@ -14,7 +14,6 @@ mod config;
 mod connect;
 mod control;
 mod driver;
-mod events;
 mod fatal;
 mod handler;
 mod media;
@@ -328,7 +327,7 @@ fn run(cfg: &Config) -> Result<(), String> {
         Some(w) => (w.senders, Some(w.thread)),
         None => (Vec::new(), None),
     };
-    let (mut event_senders, webhook) = match events::start(&cfg.events, n)? {
+    let (mut event_senders, webhook) = match cdr::webhook::start(&cfg.events, n)? {
         Some(w) => (w.senders, Some((w.thread, w.failed))),
         None => (Vec::new(), None),
     };

@@ -195,7 +195,7 @@ impl Signalling {
     pub(crate) fn attach_outlets(
         &mut self,
         cdr: Option<crate::cdr::CdrSender>,
-        events: Option<crate::events::EventSender>,
+        events: Option<crate::cdr::webhook::EventSender>,
     ) {
         self.out.cdr = cdr;
         self.out.events = events;

@@ -2,7 +2,8 @@
 //! drops the record and counts it), the `sbc-cdr` writer thread that turns each
 //! [`CallRecord`] into a row of `cdr` and two rows of `cdr_leg` and writes whatever is queued in one
 //! transaction, and its two backends: SQLite in WAL mode (the embedded default, [`sqlite`]) and
-//! PostgreSQL ([`pg`]). [`export`] reads the SQLite file back as CSV for billing.
+//! PostgreSQL ([`pg`]). [`export`] reads the SQLite file back as CSV for billing; [`webhook`]
+//! posts call, ban and fraud events.
 //!
 //! Durability rule (docs/cdr.md): a record is committed within 500 ms of its call's end, and a
 //! record committed is never lost (SQLite `synchronous = FULL` in WAL mode; PostgreSQL's default
@@ -15,6 +16,7 @@ pub(crate) mod pg;
 pub(crate) mod sqlite;
 #[cfg(test)]
 mod tests;
+pub(crate) mod webhook;
 
 pub(crate) use outlets::Outlets;
 

@@ -10,8 +10,8 @@ use sbc_core::b2bua::{CallId, CallRecord};
 use sbc_core::guard::fraud::FraudEvent;
 use sbc_core::guard::BanInfo;
 
+use super::webhook::{Event, EventSender};
 use super::{CdrMsg, CdrSender};
-use crate::events::{Event, EventSender};
 use crate::stats;
 
 /// Calls flagged by a fraud warning at most, per worker (the flags of calls past it are lost).

@@ -7,8 +7,8 @@ use sbc_core::media::{LegStats, StreamStats};
 use sbc_core::signalling::topology::Side;
 
 use super::export::{export_csv, iso8601, parse_time, CSV_HEADER};
+use super::webhook::{self, Event, Post, Retry};
 use super::*;
-use crate::events::{self, Event, Post, Retry};
 
 fn record(t0: Instant) -> CallRecord {
     let leg = |packets, lost, jitter| LegStats {
@@ -306,7 +306,7 @@ fn post_events(fail: u32, attempts: u32) -> (Vec<serde_json::Value>, u64) {
         attempts,
         backoff: Duration::from_millis(1),
     };
-    events::run(Box::new(client), &rx, retry, &failed);
+    webhook::run(Box::new(client), &rx, retry, &failed);
     let posted = bodies.lock().unwrap().clone();
     let events = posted
         .iter()

@@ -16,7 +16,7 @@ use sbc_core::guard::rules::Level;
 use sbc_core::guard::{BanInfo, BanReason};
 use serde_json::{json, Value};
 
-use crate::cdr::{Cdr, CdrMsg, Outlet};
+use super::{Cdr, CdrMsg, LegRow, Outlet};
 use crate::config::EventsSection;
 
 /// One event, as a worker sends it (made into JSON on the events thread).
@@ -62,7 +62,7 @@ fn ms(t: SystemTime) -> u64 {
 }
 
 fn time(t: SystemTime) -> String {
-    crate::cdr::export::iso8601(i64::try_from(ms(t)).unwrap_or(i64::MAX))
+    super::export::iso8601(i64::try_from(ms(t)).unwrap_or(i64::MAX))
 }
 
 fn ban_reason(r: BanReason) -> &'static str {
@@ -78,8 +78,8 @@ fn ban_reason(r: BanReason) -> &'static str {
 
 /// The JSON of one ended call (the CDR's fields).
 fn ended(c: &Cdr) -> Value {
-    let iso = |v: Option<i64>| v.map(crate::cdr::export::iso8601);
-    let leg = |l: &crate::cdr::LegRow| {
+    let iso = |v: Option<i64>| v.map(super::export::iso8601);
+    let leg = |l: &LegRow| {
         json!({
             "call_id": l.call_id, "address": l.address, "codec": l.codec, "streams": l.streams,
             "packets": l.packets, "bytes": l.bytes, "rtcp_packets": l.rtcp_packets, "lost": l.lost,
