@@ -14,19 +14,13 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{finish, logs, TempDir};
+use common::{finish, logs, Sbc, TempDir};
 
 fn ip(n: u8, host: u8) -> String {
     format!("127.43.{n}.{host}")
-}
-
-fn scen(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/scenarios")
-        .join(name)
 }
 
 /// The SBC of test `n` with `cdr` (the `[cdr]` section's keys) and `limits`.
@@ -50,81 +44,12 @@ fn config(n: u8, cdr: &str, limits: &str) -> String {
     )
 }
 
-/// The running binary, killed by PID when dropped.
-struct Sbc {
-    child: Child,
-    log: PathBuf,
+/// The SBC with config `text`, in a directory of its own.
+fn start(text: &str) -> Sbc {
+    Sbc::start_in(TempDir::new("cdr-sbc"), "auto", 5060, text)
 }
 
-impl Sbc {
-    fn start(dir: &Path, text: &str) -> Self {
-        let cfg = dir.join("sbc.toml");
-        std::fs::write(&cfg, text).unwrap();
-        let log = dir.join(format!("sbc-{}.log", unique()));
-        let child = Command::new(env!("CARGO_BIN_EXE_sbc"))
-            .arg("--config")
-            .arg(&cfg)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut me = Self { child, log };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let text = me.log_text();
-            if text.contains("sbc listening") {
-                return me;
-            }
-            if let Ok(Some(s)) = me.child.try_wait() {
-                panic!("sbc exited early ({s}):\n{text}");
-            }
-            assert!(Instant::now() < deadline, "sbc did not start:\n{text}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&mut self, sig: libc::c_int) {
-        // SAFETY: signalling our own child by its PID.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-    }
-
-    /// SIGTERM and wait: the log.
-    fn stop(mut self) -> String {
-        self.signal(libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return self.log_text();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("sbc did not stop:\n{}", self.log_text());
-    }
-}
-
-impl Drop for Sbc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn unique() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
-/// sipp with scenario `scenario` (under tests/scenarios) on `local`, bounded by `timeout`.
+/// sipp with scenario `scenario` (under tests/scenarios) on `local`, bounded in time.
 fn sipp(
     dir: &Path,
     scenario: &str,
@@ -132,28 +57,9 @@ fn sipp(
     remote: Option<&str>,
     extra: &[&str],
 ) -> Child {
-    let mut cmd = Command::new("timeout");
-    cmd.args(["60", "sipp", "-sf"])
-        .arg(scen(scenario))
-        .args(["-i", local.0, "-p", &local.1.to_string(), "-nostdin"])
-        .args([
-            "-trace_err",
-            "-trace_msg",
-            "-trace_logs",
-            "-timeout",
-            "50s",
-            "-timeout_error",
-        ]);
-    if let Some(r) = remote {
-        cmd.arg(r);
-    }
-    cmd.args(extra)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("sipp: {e}"))
+    let mut args = vec!["-timeout", "40s", "-timeout_error"];
+    args.extend_from_slice(extra);
+    common::sipp_with(dir, &format!("../{scenario}"), local, remote, &args)
 }
 
 /// One call: `uas` at the PBX, `uac` from the caller; both must succeed.
@@ -247,14 +153,11 @@ fn records_of_answered_busy_cancelled_timed_out_and_failed_calls() {
     let n = 1;
     let dir = TempDir::new("cdr-fields");
     let db = dir.path().join("db/cdr.sqlite");
-    let sbc = Sbc::start(
-        dir.path(),
-        &config(
-            n,
-            &format!("sqlite_path = \"{}\"", db.display()),
-            "ringing_timeout_secs = 2",
-        ),
-    );
+    let sbc = start(&config(
+        n,
+        &format!("sqlite_path = \"{}\"", db.display()),
+        "ringing_timeout_secs = 2",
+    ));
     let before = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -385,7 +288,7 @@ fn records_of_answered_busy_cancelled_timed_out_and_failed_calls() {
 /// A load run through the SBC configured with `cdr`, killed with SIGKILL half way; then every call
 /// the caller saw end 500 ms before the kill has its record, read by `recorded` (leg A Call-IDs).
 fn kill_during_load(n: u8, dir: &Path, cdr: &str, recorded: &dyn Fn() -> HashSet<String>) {
-    let mut sbc = Sbc::start(dir, &config(n, cdr, ""));
+    let mut sbc = start(&config(n, cdr, ""));
     let calls = ["-m", "2000"];
     let callee = sipp(dir, "b2bua/uas_basic.xml", (&ip(n, 2), 5090), None, &calls);
     std::thread::sleep(Duration::from_millis(300));
@@ -402,8 +305,7 @@ fn kill_during_load(n: u8, dir: &Path, cdr: &str, recorded: &dyn Fn() -> HashSet
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    sbc.signal(libc::SIGKILL);
-    let _ = sbc.child.wait();
+    sbc.kill9();
     std::thread::sleep(Duration::from_millis(300));
     for mut c in [caller, callee] {
         // SAFETY: our own sipp children, by PID.
@@ -431,7 +333,7 @@ fn kill_during_load(n: u8, dir: &Path, cdr: &str, recorded: &dyn Fn() -> HashSet
         due.len()
     );
     // Restart on the same store: it opens and serves again.
-    let sbc = Sbc::start(dir, &config(n, cdr, ""));
+    let sbc = start(&config(n, cdr, ""));
     let have = recorded();
     let missing: Vec<_> = due
         .iter()
@@ -639,7 +541,7 @@ impl Receiver {
 /// Calls through an SBC whose webhook is `events` (the `[events]` keys); the stop log.
 fn calls_with_webhook(n: u8, dir: &Path, events: &str, calls: &str) -> String {
     let text = format!("{}[events]\n{events}\n", config(n, "enabled = false", ""));
-    let sbc = Sbc::start(dir, &text);
+    let sbc = start(&text);
     let callee = sipp(
         dir,
         "b2bua/uas_basic.xml",
