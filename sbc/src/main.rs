@@ -327,7 +327,7 @@ fn run(cfg: &Config) -> Result<(), String> {
         Some(w) => (w.senders, Some(w.thread)),
         None => (Vec::new(), None),
     };
-    let (mut event_senders, webhook) = match cdr::webhook::start(&cfg.events, n)? {
+    let (mut event_senders, webhook) = match cdr::webhook::start(&cfg.events, n, stop.clone())? {
         Some(w) => (w.senders, Some((w.thread, w.failed))),
         None => (Vec::new(), None),
     };

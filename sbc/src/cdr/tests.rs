@@ -306,7 +306,8 @@ fn post_events(fail: u32, attempts: u32) -> (Vec<serde_json::Value>, u64) {
         attempts,
         backoff: Duration::from_millis(1),
     };
-    webhook::run(Box::new(client), &rx, retry, &failed);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    webhook::run(Box::new(client), &rx, retry, &failed, &stop);
     let posted = bodies.lock().unwrap().clone();
     let events = posted
         .iter()
@@ -343,4 +344,54 @@ fn wall_clock_of_a_time_after_the_reading() {
     let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(10);
     assert_eq!(wall_ms(mono + Duration::from_millis(5), mono, wall), 10_005);
     assert_eq!(wall_ms(mono, mono + Duration::from_secs(20), wall), 0);
+}
+
+#[test]
+fn a_fraud_warning_flags_the_record_of_its_call() {
+    let (tx, rx) = channel(10);
+    let mut out = Outlets::new(3);
+    out.cdr = Some(Outlet::new(tx, "CDRs"));
+    let mut stats = crate::stats::B2bua::default();
+    let t0 = Instant::now();
+    out.flag_fraud(CallId(42));
+    out.ended(t0, Box::new(record(t0)), &mut stats);
+    let mut other = record(t0);
+    other.call = CallId(43);
+    out.ended(t0, Box::new(other), &mut stats);
+    let flags: Vec<_> = rx.try_iter().map(|m| (m.worker, m.flags)).collect();
+    assert_eq!(flags, [(3, "fraud_warning"), (3, "")]);
+}
+
+#[test]
+fn each_new_ban_is_posted_once() {
+    use sbc_core::guard::{BanInfo, BanReason};
+    let (tx, rx) = crossbeam_channel::bounded(10);
+    let mut out = Outlets::new(0);
+    out.events = Some(Outlet::new(tx, "events"));
+    let mut stats = crate::stats::B2bua::default();
+    let now = Instant::now();
+    let ban = |last: u8, level| BanInfo {
+        ip: std::net::IpAddr::from([192, 0, 2, last]),
+        remaining_ms: Some(60_000),
+        level,
+        reason: BanReason::Flood,
+    };
+    out.bans(now, 1, || vec![ban(1, 1)], &mut stats);
+    // No new ban counted: the list is not even looked at.
+    out.bans(now, 1, || panic!("listed without a new ban"), &mut stats);
+    // A second source, and the first banned again (level 2).
+    out.bans(now, 3, || vec![ban(1, 2), ban(2, 1)], &mut stats);
+    let posted: Vec<_> = rx
+        .try_iter()
+        .map(|e| {
+            let v = e.to_json();
+            (
+                v["ip"].as_str().unwrap().to_owned(),
+                v["level"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want = [("192.0.2.1", 1), ("192.0.2.1", 2), ("192.0.2.2", 1)];
+    let want: Vec<_> = want.iter().map(|(i, l)| ((*i).to_owned(), *l)).collect();
+    assert_eq!(posted, want);
 }

@@ -5,7 +5,7 @@
 //! and counted as `events_failed` at stop). Nothing here runs on a worker but the `try_send`.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -165,7 +165,11 @@ impl Post for Http {
 }
 
 /// Start the webhook for `cfg` with one sender per worker; `None` without `webhook_url`.
-pub(crate) fn start(cfg: &EventsSection, workers: usize) -> Result<Option<Webhook>, String> {
+pub(crate) fn start(
+    cfg: &EventsSection,
+    workers: usize,
+    stop: Arc<AtomicBool>,
+) -> Result<Option<Webhook>, String> {
     let Some(url) = cfg.webhook_url.clone() else {
         return Ok(None);
     };
@@ -184,7 +188,7 @@ pub(crate) fn start(cfg: &EventsSection, workers: usize) -> Result<Option<Webhoo
     let counter = failed.clone();
     let thread = std::thread::Builder::new()
         .name("sbc-events".into())
-        .spawn(move || run(Box::new(Http { agent, url }), &rx, policy, &counter))
+        .spawn(move || run(Box::new(Http { agent, url }), &rx, policy, &counter, &stop))
         .map_err(|e| format!("spawn events thread: {e}"))?;
     Ok(Some(Webhook {
         senders: (0..workers)
@@ -202,14 +206,20 @@ pub(crate) struct Retry {
     pub(crate) backoff: Duration,
 }
 
+/// How long the SBC's stop waits for the webhook at most; what is left then is given up (counted).
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// The events thread: take what is queued (up to [`BATCH`]), POST it as one JSON array, retry
-/// with back-off; ends when every sender is gone and the queue is empty.
+/// with back-off; ends when every sender is gone and the queue is empty, or [`STOP_GRACE`] after
+/// `stop` is set.
 pub(crate) fn run(
     mut client: Box<dyn Post>,
     rx: &Receiver<Event>,
     retry: Retry,
     failed: &AtomicU64,
+    stop: &AtomicBool,
 ) {
+    let mut deadline = None::<Instant>;
     let mut batch = Vec::with_capacity(BATCH);
     let (mut posted, mut warned) = (0u64, None::<Instant>);
     while let Ok(first) = rx.recv() {
@@ -224,6 +234,13 @@ pub(crate) fn run(
         let body = Value::Array(std::mem::take(&mut batch)).to_string();
         let mut wait = retry.backoff;
         for attempt in 1..=retry.attempts {
+            if stop.load(Ordering::Relaxed) {
+                let end = *deadline.get_or_insert_with(|| Instant::now() + STOP_GRACE);
+                if Instant::now() >= end {
+                    failed.fetch_add(n, Ordering::Relaxed);
+                    break;
+                }
+            }
             match client.post(&body) {
                 Ok(()) => {
                     posted += n;
