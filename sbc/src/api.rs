@@ -48,10 +48,15 @@ pub(crate) struct Prepared {
     fraud: Vec<dto::FraudRule>,
 }
 
-/// Keys whose values the config view hides.
+/// Keys whose values the config view hides: passwords, tokens, keys, and the URLs that may carry
+/// credentials (`cdr.postgres_url`, `events.webhook_url`).
 fn secret_key(k: &str) -> bool {
     let k = k.to_ascii_lowercase();
-    k.contains("password") || k.contains("secret") || k == "token" || k.ends_with("key")
+    k.contains("password")
+        || k.contains("secret")
+        || k == "token"
+        || k.ends_with("key")
+        || k.ends_with("_url")
 }
 
 /// `v` with the values of secret keys replaced.
@@ -641,10 +646,12 @@ mod tests {
             "api": {"token": "s3cret", "tls_key": "/k.pem", "listen": "127.0.0.1:8080"},
             "trunk": [{"name": "c", "password": "pw", "username": "u"}],
             "tls": {"key": "/x", "cert": "/c"},
+            "cdr": {"postgres_url": "postgresql://billing:pgpw@db/cdr", "batch": 500},
+            "events": {"webhook_url": "https://hooks.example/t0k3n"},
         });
         redact(&mut v);
         let text = v.to_string();
-        for s in ["s3cret", "/k.pem", "\"pw\"", "/x"] {
+        for s in ["s3cret", "/k.pem", "\"pw\"", "/x", "pgpw", "t0k3n"] {
             assert!(!text.contains(s), "{s} shown: {text}");
         }
         for s in ["127.0.0.1:8080", "\"u\"", "/c"] {

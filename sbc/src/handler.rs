@@ -63,6 +63,19 @@ pub(crate) struct Handler {
 }
 
 impl Handler {
+    /// Once a second: the guard's new bans to the webhook (listed only when a ban counter grew).
+    pub(crate) fn report_bans(&mut self, now: Instant) {
+        let s = self.guard.stats();
+        let total = s.bans_flood
+            + s.bans_unknown_users
+            + s.bans_auth_failures
+            + s.bans_sweep
+            + s.bans_scanner
+            + s.bans_manual;
+        let guard = &mut self.guard;
+        self.signalling.report_bans(now, total, || guard.bans(now));
+    }
+
     /// `guard`: this worker's admission guard.
     pub(crate) fn new(signalling: Signalling, guard: Guard) -> Self {
         let pinned = guard.realm().to_owned();

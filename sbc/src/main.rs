@@ -1,6 +1,7 @@
 //! The `sbc` binary: command line, configuration, workers, graceful stop.
 //!
-//! `sbc [--config FILE] [--check-config FILE] [--driver auto|io_uring|epoll] [--workers N]`
+//! `sbc [--config FILE] [--check-config FILE] [--driver auto|io_uring|epoll] [--workers N]`, and
+//! `sbc cdr export ...` (see `cdr/export.rs`).
 //!
 //! All sockets are bound here, before any worker starts, so that a bad address fails the start with a
 //! clear message. Each worker then owns its sockets (SO_REUSEPORT) and runs its own loop. SIGINT,
@@ -10,6 +11,7 @@
 //! see `fatal.rs`).
 
 mod api;
+mod cdr;
 mod config;
 mod connect;
 mod control;
@@ -121,6 +123,11 @@ fn main() -> ExitCode {
         .init();
     // A panic on any thread (a worker) ends the process with a clear line, never a half-alive SBC.
     fatal::install();
+    // `sbc cdr export ...`: a command of its own, on the CDR file.
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("cdr") {
+        return ExitCode::from(cdr::export::command(argv.get(1..).unwrap_or_default()));
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
@@ -352,6 +359,15 @@ fn run(
     let reload_commands = commands.clone();
     let mut command_rxs = command_rxs.into_iter();
     let (alerts, alerts_rx) = control::fraud_channel();
+    // Ended calls' records and the webhook's events leave each worker over bounded channels.
+    let (mut cdr_senders, cdr_thread) = match cdr::start(&cfg.cdr, n)? {
+        Some(w) => (w.senders, Some(w.thread)),
+        None => (Vec::new(), None),
+    };
+    let (mut event_senders, webhook) = match cdr::webhook::start(&cfg.events, n, stop.clone())? {
+        Some(w) => (w.senders, Some((w.thread, w.failed))),
+        None => (Vec::new(), None),
+    };
     for id in 0..n {
         let mut udp = bind(&cfg.sip.udp, udp::bind_udp)?;
         let outside_udp = udp.len();
@@ -384,6 +400,7 @@ fn run(
             restored += sig.restore_registrations(now, std::mem::take(list));
         }
         sig.attach_alerts(alerts.clone());
+        sig.attach_outlets(cdr_senders.pop(), event_senders.pop());
         let (media, shard_media) = if cfg.media.enabled {
             let ports = cfg.media.media_ports_for(id, n);
             let socks = media::MediaSockets::bind(b2bua.media_address, ports.clone())?;
@@ -498,6 +515,22 @@ fn run(
         if t.join().is_err() {
             tracing::error!("state file writer panicked");
         }
+    }
+    // Every worker has sent its last records and events: their writers end once those are out.
+    if let Some(t) = cdr_thread {
+        if t.join().is_err() {
+            tracing::error!("CDR writer panicked");
+        }
+    }
+    if let Some((t, failed)) = webhook {
+        if t.join().is_err() {
+            tracing::error!("events thread panicked");
+        }
+        let failed = failed.load(Ordering::Relaxed);
+        tracing::info!(
+            events_failed = failed,
+            "webhook: events given up after every attempt"
+        );
     }
     // Every worker has sent its last snapshot and dropped its sender: the control thread ends.
     match control.join() {

@@ -56,6 +56,8 @@ pub(crate) struct Signalling {
     logged: (u32, Instant),
     /// The worker's flows toward the outside and the inside (a reloaded policy is built with them).
     flows: (Flow, Flow),
+    /// Where ended calls' records go (the CDR writer), and call, ban and fraud events (the webhook).
+    out: crate::cdr::Outlets,
 }
 
 /// Fraud log lines per second and worker; past it the events are only counted.
@@ -196,6 +198,7 @@ impl Signalling {
             calls: CallStats::default(),
             logged: (0, now),
             flows: (place.outside_flow, place.inside_flow),
+            out: crate::cdr::Outlets::new(place.worker),
         }
     }
 
@@ -253,6 +256,26 @@ impl Signalling {
     /// Send fraud events to `tx` (the control thread's hook); a full channel drops and counts them.
     pub(crate) fn attach_alerts(&mut self, tx: crossbeam_channel::Sender<FraudEvent>) {
         self.alerts = Some(tx);
+    }
+
+    /// Send ended calls' records to the CDR writer and events to the webhook, when set.
+    pub(crate) fn attach_outlets(
+        &mut self,
+        cdr: Option<crate::cdr::CdrSender>,
+        events: Option<crate::cdr::webhook::EventSender>,
+    ) {
+        self.out.cdr = cdr;
+        self.out.events = events;
+    }
+
+    /// The guard's bans, looked at once a second: `total` bans so far; `list` the bans in force.
+    pub(crate) fn report_bans(
+        &mut self,
+        now: Instant,
+        total: u64,
+        list: impl FnOnce() -> Vec<sbc_core::guard::BanInfo>,
+    ) {
+        self.out.bans(now, total, list, &mut self.stats);
     }
 
     /// Changes the call rules or fraud rules at run time; false when the change names a rule that
@@ -362,22 +385,27 @@ impl Signalling {
     /// The B2BUA's events: counters, the call rules' counters (a `Started` call takes `ticket`),
     /// target health; then the fraud events.
     fn digest_events(&mut self, now: Instant, mut ticket: Option<Ticket>) {
+        let mut started = None;
         while let Some(e) = self.b2bua.poll_event() {
             match e {
                 CallEvent::Started { call } => {
                     self.stats.calls_started += 1;
                     if let Some(t) = ticket.take() {
                         self.rules.started(now, call, t);
+                        started = Some(call);
                     }
+                    self.out.started(now, call, &mut self.stats);
                 }
                 CallEvent::Answered { call } => {
                     self.stats.calls_answered += 1;
                     self.rules.answered(now, call);
+                    self.out.answered(now, call, &mut self.stats);
                 }
                 CallEvent::Ended { record } => {
                     self.stats.calls_ended += 1;
                     self.calls.call_ended(&record);
                     self.rules.ended(now, self.local, record.call);
+                    self.out.ended(now, record, &mut self.stats);
                 }
                 CallEvent::Probed { token, alive } => {
                     if !alive {
@@ -390,6 +418,10 @@ impl Signalling {
             }
         }
         while let Some(e) = self.rules.poll_event() {
+            // A warning raised by the call just started flags its record.
+            if let (Some(call), Level::Warning) = (started, e.level) {
+                self.out.flag_fraud(call);
+            }
             self.report(now, e);
         }
     }
@@ -416,6 +448,7 @@ impl Signalling {
         } else {
             self.stats.fraud_logs_suppressed += 1;
         }
+        self.out.fraud(now, &e, &mut self.stats);
         if let Some(tx) = &self.alerts {
             if tx.try_send(e).is_err() {
                 self.stats.fraud_events_dropped += 1;

@@ -114,6 +114,10 @@ sbc_counters::counters! {
         counter retransmissions_sent,
         /// SIP requests received again for a live transaction (ACKs left out).
         counter retransmissions_received,
+        /// Call records the CDR writer's queue had no room for (`cdr.queue`).
+        counter cdr_dropped,
+        /// Webhook events the events queue had no room for (`events.queue`).
+        counter events_dropped,
     }
 }
 

@@ -394,6 +394,7 @@ impl Worker {
         if now.duration_since(self.last_idle_scan) >= IDLE_SCAN {
             self.last_idle_scan = now;
             self.streams.expire(&self.epoll, now, &mut self.handler);
+            self.handler.report_bans(now);
             if let Some(store) = &mut self.store {
                 let b2bua = self.handler.signalling.registrations();
                 store.tick(b2bua.registrations_generation(), || {

@@ -14,6 +14,7 @@
 //! [`validate`] the cross checks, [`convert`] the conversion into `sbc-core` types.
 
 mod api;
+mod cdr;
 mod convert;
 mod guard;
 mod rules;
@@ -27,6 +28,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::path::Path;
 
+pub(crate) use cdr::{CdrSection, EventsSection, DEFAULT_SQLITE_PATH};
 pub(crate) use convert::{CoreSettings, TrunkSettings};
 pub(crate) use rules::{FraudRuleSection, RuleSection, UNTRUSTED_RULE};
 pub(crate) use schema::*;

@@ -56,6 +56,11 @@ pub(crate) struct Config {
     pub(crate) rules: Vec<super::rules::RuleSection>,
     #[serde(default)]
     pub(crate) fraud: super::rules::FraudSection,
+    /// `[cdr]` and `[events]` (see `config/cdr.rs`).
+    #[serde(default)]
+    pub(crate) cdr: super::cdr::CdrSection,
+    #[serde(default)]
+    pub(crate) events: super::cdr::EventsSection,
 }
 
 /// `[sip]`: listen addresses per transport.

@@ -171,6 +171,12 @@ impl Sbc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Kill it with SIGKILL (a crash) and wait until it is gone.
+    pub(crate) fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Stop with SIGTERM and return the log (graceful stop is part of what is tested).
     pub(crate) fn stop(mut self) -> String {
         let pid = self.child.id() as libc::pid_t;

@@ -105,6 +105,10 @@ pub struct CallRecord {
     pub b_call_id: String,
     /// The user of leg A's From (`anonymous` without one): the caller, as sent on leg B.
     pub caller: String,
+    /// Where leg A's messages go: the caller's address (after NAT fixing), on `caller_side`.
+    pub caller_addr: SocketAddr,
+    /// The side leg A is on.
+    pub caller_side: Side,
     /// The user of leg A's Request-URI: the number dialled, as received (empty without one).
     pub dialled: String,
     /// The called user sent on leg B, after number rules (empty without one).
@@ -165,6 +169,7 @@ pub(super) struct CallFacts {
 pub(super) struct EndedLegs {
     pub(super) a_call_id: String,
     pub(super) a_side: Side,
+    pub(super) a_dest: SocketAddr,
     pub(super) b_call_id: String,
     pub(super) target: SocketAddr,
     pub(super) target_side: Side,
@@ -202,6 +207,8 @@ impl CallFacts {
             a_call_id: legs.a_call_id,
             b_call_id: legs.b_call_id,
             caller: self.caller,
+            caller_addr: legs.a_dest,
+            caller_side: legs.a_side,
             dialled: self.dialled,
             callee: self.callee,
             target: legs.target,

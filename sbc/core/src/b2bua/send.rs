@@ -576,6 +576,7 @@ impl B2bua {
         let legs = EndedLegs {
             a_call_id: a.call_id,
             a_side: a.side,
+            a_dest: a.dest,
             b_call_id: b.call_id,
             target: b.dest,
             target_side: b.side,

@@ -40,6 +40,7 @@ fn legs(a_side: Side) -> EndedLegs {
     EndedLegs {
         a_call_id: "a@x".to_owned(),
         a_side,
+        a_dest: "198.51.100.7:5062".parse().unwrap(),
         b_call_id: "b".to_owned(),
         target: "192.0.2.1:5060".parse().unwrap(),
         target_side: other(a_side),
@@ -68,6 +69,10 @@ fn record_names_outcome_and_who_ended_the_call() {
         ("0301234", "+49301234")
     );
     assert_eq!((r.target_side, r.ended), (Side::Outside, end));
+    assert_eq!(
+        (r.caller_addr, r.caller_side),
+        ("198.51.100.7:5062".parse().unwrap(), Side::Inside)
+    );
     // Timers and failed legs end calls on the SBC's side.
     for reason in [
         EndReason::MaxDuration,
