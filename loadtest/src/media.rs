@@ -7,12 +7,12 @@ use std::collections::HashSet;
 
 use crate::template::{event_digit, payload_hash, rtp_payload};
 
-/// Rewrites a recorded RTP packet in place: SSRC, and sequence/timestamp moved by the given offsets.
-pub(crate) fn rewrite_rtp(pkt: &mut [u8], ssrc: u32, seq_off: u16, ts_off: u32) {
+/// Rewrites a recorded RTP packet in place: SSRC, sequence number `seq` (the sender numbers its
+/// packets itself: a capture may join streams of different origins), timestamp moved by `ts_off`.
+pub(crate) fn rewrite_rtp(pkt: &mut [u8], ssrc: u32, seq: u16, ts_off: u32) {
     if pkt.len() < 12 {
         return;
     }
-    let seq = u16::from_be_bytes([pkt[2], pkt[3]]).wrapping_add(seq_off);
     pkt[2..4].copy_from_slice(&seq.to_be_bytes());
     let ts = u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]).wrapping_add(ts_off);
     pkt[4..8].copy_from_slice(&ts.to_be_bytes());
@@ -103,6 +103,7 @@ pub(crate) struct RxStream {
     /// Interarrival jitter in timestamp units, ×16 (RFC 3550 A.8).
     jitter16: u64,
     last_transit: Option<i64>,
+    last_pt: u8,
     pub(crate) mismatched: u64,
     pub(crate) digits: String,
     last_event_ts: Option<u32>,
@@ -150,12 +151,26 @@ impl RxStream {
         // Transit in timestamp units; jitter J += (|D| - J) / 16 (RFC 3550 A.8).
         let arrival = (u128::from(now_ns) * u128::from(clock_rate) / 1_000_000_000) as i64;
         let transit = arrival - i64::from(ts);
+        // Jitter is measured on audio, within one payload type: RFC 4733 events hold their
+        // timestamp for the whole event, and audio and events may come from different clocks.
+        let pt = pkt[1] & 0x7f;
+        if Some(pt) == event_pt {
+            self.on_event(pkt, event_pt);
+            return;
+        }
+        if pt != self.last_pt {
+            self.last_transit = None;
+            self.last_pt = pt;
+        }
         if let Some(last) = self.last_transit {
             // Kept ×16: J16 += |D| - J16 / 16.
             let d = (transit - last).unsigned_abs();
             self.jitter16 = (self.jitter16 + d).saturating_sub(self.jitter16 >> 4);
         }
         self.last_transit = Some(transit);
+    }
+
+    fn on_event(&mut self, pkt: &[u8], event_pt: Option<u8>) {
         if let Some((ets, c)) = event_pt.and_then(|pt| event_digit(pkt, pt)) {
             if self.last_event_ts != Some(ets) {
                 self.digits.push(c);

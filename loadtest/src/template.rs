@@ -52,8 +52,8 @@ pub(crate) struct MediaPkt {
 #[derive(Debug, Clone)]
 pub(crate) struct Template {
     pub(crate) steps: Vec<Step>,
+    /// The recorded Call-ID and each side's recorded dialog tag (shown by `--show`).
     pub(crate) call_id: String,
-    /// Each side's recorded dialog tag.
     pub(crate) tags: [Option<String>; 2],
     /// Each side's recorded SIP address.
     pub(crate) sip_addr: [SocketAddr; 2],
@@ -277,7 +277,7 @@ impl Template {
 
     /// One line per step, for `--show`.
     pub(crate) fn describe(&self) -> String {
-        let mut out = String::new();
+        let mut out = format!("Call-ID {} tags {:?}\n", self.call_id, self.tags);
         for s in &self.steps {
             out.push_str(&format!(
                 "{:>9.3} {} {}\n",

@@ -23,8 +23,6 @@ pub(crate) enum TimerKind {
     Timeout,
     /// Send the leg's next media packet.
     Media,
-    /// Send a synthesised RTCP report.
-    Rtcp,
     /// Forget a finished leg (after absorbing late retransmissions).
     Reap,
 }
@@ -55,6 +53,7 @@ impl Wheel {
         self.len += 1;
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
