@@ -64,30 +64,13 @@ impl Wheel {
         let end = now_ms.min(self.now_ms + SLOTS as u64 - 1);
         while self.now_ms <= end {
             let slot = &mut self.slots[(self.now_ms as usize) % SLOTS];
-            let mut i = 0;
-            while i < slot.len() {
-                if slot[i].due_ms <= now_ms {
-                    out.push(slot.swap_remove(i));
-                    self.len -= 1;
-                } else {
-                    i += 1;
-                }
-            }
+            self.len -= drain_due(slot, now_ms, out);
             self.now_ms += 1;
         }
         if now_ms >= self.now_ms {
-            // A pause longer than one turn: the slots not visited hold nothing due before a
-            // full turn later, except entries we skipped; sweep them all once.
+            // A pause longer than one turn: sweep every slot once.
             for slot in &mut self.slots {
-                let mut i = 0;
-                while i < slot.len() {
-                    if slot[i].due_ms <= now_ms {
-                        out.push(slot.swap_remove(i));
-                        self.len -= 1;
-                    } else {
-                        i += 1;
-                    }
-                }
+                self.len -= drain_due(slot, now_ms, out);
             }
             self.now_ms = now_ms + 1;
         }
@@ -105,6 +88,21 @@ impl Wheel {
         }
         max
     }
+}
+
+/// Moves the entries of `slot` due at or before `now_ms` into `out`; returns how many.
+fn drain_due(slot: &mut Vec<Timer>, now_ms: u64, out: &mut Vec<Timer>) -> usize {
+    let mut moved = 0;
+    let mut i = 0;
+    while i < slot.len() {
+        if slot[i].due_ms <= now_ms {
+            out.push(slot.swap_remove(i));
+            moved += 1;
+        } else {
+            i += 1;
+        }
+    }
+    moved
 }
 
 #[cfg(test)]
