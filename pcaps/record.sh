@@ -6,21 +6,27 @@ set -euo pipefail
 cd "$(dirname "$0")"
 UAC=127.46.0.1 UAS=127.46.0.2
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(g711-rtcp hold-resume dtmf-rfc4733 register-digest cancel)
+[ ${#names[@]} -gt 0 ] || names=(g711-rtcp hold-resume dtmf-rfc4733 register-digest cancel sipp-basic)
 record() { # name uac-scenario uas-scenario rtcp(0/1) seconds
   local name=$1 out=$1.pcap
+  local uas_args uac_args
+  if [ "$3" = builtin ]; then
+    uas_args="-sn uas" uac_args="-sn uac"
+  else
+    uas_args="-sf scenarios/$3" uac_args="-sf scenarios/$2"
+  fi
   rm -f "$out"
   tshark -q -i lo -F pcap -w "$out" -f "host $UAC and host $UAS" 2>/dev/null &
   local shark=$!
   sleep 2
-  sipp -sf "scenarios/$3" -i $UAS -p 5060 -mi $UAS -mp 20000 -m 1 -bg -nostdin >/dev/null 2>&1 || true
+  sipp $uas_args -i $UAS -p 5060 -mi $UAS -mp 20000 -m 1 -bg -nostdin >/dev/null 2>&1 || true
   sleep 0.3
   local rtcp=()
   if [ "$4" = 1 ]; then
     python3 scenarios/rtcp_peer.py $UAC 10001 $UAS 20001 "$5" dee0ee8f & rtcp+=($!)
     python3 scenarios/rtcp_peer.py $UAS 20001 $UAC 10001 "$5" dee0ee8f & rtcp+=($!)
   fi
-  timeout 40 sipp -sf "scenarios/$2" -i $UAC -p 5060 -mi $UAC -mp 10000 -s callee -m 1 -nostdin \
+  timeout 40 sipp $uac_args -i $UAC -p 5060 -mi $UAC -mp 10000 -s callee -m 1 -nostdin \
     $UAS:5060 >/dev/null 2>&1 || { echo "$name: the caller failed" >&2; }
   for p in "${rtcp[@]}"; do wait "$p" || true; done
   sleep 1
@@ -37,6 +43,7 @@ for n in "${names[@]}"; do
     dtmf-rfc4733)    record $n uac_dtmf.xml uas_call.xml 0 0 ;;
     register-digest) record $n uac_register.xml uas_register.xml 0 0 ;;
     cancel)          record $n uac_cancel.xml uas_cancel.xml 0 0 ;;
+    sipp-basic)      record $n builtin builtin 0 0 ;;
     *) echo "unknown capture $n" >&2; exit 2 ;;
   esac
 done
