@@ -1131,6 +1131,13 @@ impl Worker {
         if self.result.rows.len() < MAX_ROWS {
             self.result.rows.push(row);
         }
+        // The media ports go back at once: a finished leg only answers SIP retransmissions.
+        let media = self.legs[slot as usize]
+            .as_mut()
+            .and_then(|l| l.media.take());
+        if let Some(m) = media {
+            self.ports.push(m.local.port());
+        }
         let due = now_ns(self.cfg.epoch) / 1_000_000 + REAP_MS;
         self.arm(slot, TimerKind::Reap, due);
     }
