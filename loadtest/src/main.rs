@@ -1,14 +1,410 @@
-//! `loadtest`: replays recorded calls from `pcaps/` against a SIP target and reports CPS, answer ratio
-//! and setup delay. Built with the load-tester issue; until then it only states so.
+//! `loadtest`: replays a recorded call from a capture (`pcaps/`) against a SIP target as many
+//! concurrent calls: its own UAC, and its own UAS when `--uas` is given (UAC only against a real
+//! PBX or SBC that routes elsewhere). Thread per core, bounded, stops by itself; it measures
+//! answered/failed calls by reason, setup delay from the scheduled send time, RTP loss, jitter and
+//! MOS, and writes JSON, CSV and an HTML report. Exit code 1 when a threshold is missed.
+
+mod capture;
+mod media;
+mod report;
+mod sipmsg;
+mod template;
+mod wheel;
+mod worker;
+
+use std::io::IsTerminal;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mimalloc::MiMalloc;
+
+use report::{Sample, Summary};
+use template::Template;
+use worker::{Config, Shared};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-fn main() {
-    eprintln!(
-        "loadtest: not built yet; see the load-tester issue. Signalling load runs use sipp today."
-    );
-    std::process::exit(2);
+const USAGE: &str = "\
+usage: loadtest --pcap FILE [--target IP:PORT] [options]
+       loadtest --pcap FILE --show          (print the call template)
+call:
+  --pcap FILE          the recorded call to replay
+  --target IP:PORT     where the UAC sends (default: the --uas address)
+  --uas IP:PORT        also answer as the recording's callee on this address
+  --uac-only / --uas-only
+  --local-ip IP        the UAC's SIP and media address (127.46.0.1)
+  --sip-port N         the UAC's first SIP port, one per thread (15060)
+  --media-port N       first media port (20000); --media-ports N per thread (8000)
+load:
+  --calls N            total calls (10); --cps R calls per second (10); --poisson
+  --ramp S             rise to --cps over S seconds (0)
+  --max-concurrent N   calls at once (10000); --hold S call length from the answer to the BYE
+  --threads N          threads (the number of cores); --timeout S per expected message (32)
+  --transport udp      (tcp and tls: not in this build)
+  --allow-remote       allow a target outside loopback
+report:
+  --out PREFIX         write PREFIX.json, PREFIX.csv, PREFIX.html
+  --max-fail-ratio R   exit 1 when failed/attempted > R (0)
+  --min-mos M          exit 1 when the mean MOS < M (0)
+  --search             RFC 7502: highest CPS with no failure (trials of --calls calls)";
+
+#[derive(Clone)]
+struct Args {
+    pcap: PathBuf,
+    show: bool,
+    target: Option<SocketAddr>,
+    uas: Option<SocketAddr>,
+    uac_only: bool,
+    uas_only: bool,
+    local_ip: IpAddr,
+    sip_port: u16,
+    media_port: u16,
+    media_ports: u16,
+    calls: u64,
+    cps: f64,
+    poisson: bool,
+    ramp: f64,
+    max_concurrent: u64,
+    hold: Option<Duration>,
+    threads: usize,
+    timeout: Duration,
+    allow_remote: bool,
+    out: Option<PathBuf>,
+    max_fail_ratio: f64,
+    min_mos: f64,
+    search: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        pcap: PathBuf::new(),
+        show: false,
+        target: None,
+        uas: None,
+        uac_only: false,
+        uas_only: false,
+        local_ip: "127.46.0.1".parse().map_err(|_| "ip")?,
+        sip_port: 15060,
+        media_port: 20000,
+        media_ports: 8000,
+        calls: 10,
+        cps: 10.0,
+        poisson: false,
+        ramp: 0.0,
+        max_concurrent: 10_000,
+        hold: None,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        timeout: Duration::from_secs(32),
+        allow_remote: false,
+        out: None,
+        max_fail_ratio: 0.0,
+        min_mos: 0.0,
+        search: false,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(k) = it.next() {
+        let mut v = || it.next().cloned().ok_or(format!("{k} needs a value"));
+        let bad = |k: &str| format!("bad value for {k}");
+        match k.as_str() {
+            "--pcap" => a.pcap = PathBuf::from(v()?),
+            "--show" => a.show = true,
+            "--target" => a.target = Some(v()?.parse().map_err(|_| bad(k))?),
+            "--uas" => a.uas = Some(v()?.parse().map_err(|_| bad(k))?),
+            "--uac-only" => a.uac_only = true,
+            "--uas-only" => a.uas_only = true,
+            "--local-ip" => a.local_ip = v()?.parse().map_err(|_| bad(k))?,
+            "--sip-port" => a.sip_port = v()?.parse().map_err(|_| bad(k))?,
+            "--media-port" => a.media_port = v()?.parse().map_err(|_| bad(k))?,
+            "--media-ports" => a.media_ports = v()?.parse().map_err(|_| bad(k))?,
+            "--calls" => a.calls = v()?.parse().map_err(|_| bad(k))?,
+            "--cps" => a.cps = v()?.parse().map_err(|_| bad(k))?,
+            "--poisson" => a.poisson = true,
+            "--ramp" => a.ramp = v()?.parse().map_err(|_| bad(k))?,
+            "--max-concurrent" => a.max_concurrent = v()?.parse().map_err(|_| bad(k))?,
+            "--hold" => a.hold = Some(Duration::from_secs_f64(v()?.parse().map_err(|_| bad(k))?)),
+            "--threads" => a.threads = v()?.parse().map_err(|_| bad(k))?,
+            "--timeout" => a.timeout = Duration::from_secs_f64(v()?.parse().map_err(|_| bad(k))?),
+            "--transport" => {
+                let t = v()?;
+                if t != "udp" {
+                    return Err(format!("--transport {t}: only udp in this build"));
+                }
+            }
+            "--allow-remote" => a.allow_remote = true,
+            "--out" => a.out = Some(PathBuf::from(v()?)),
+            "--max-fail-ratio" => a.max_fail_ratio = v()?.parse().map_err(|_| bad(k))?,
+            "--min-mos" => a.min_mos = v()?.parse().map_err(|_| bad(k))?,
+            "--search" => a.search = true,
+            "-h" | "--help" => return Err(String::new()),
+            _ => return Err(format!("unknown option {k}")),
+        }
+    }
+    if a.pcap.as_os_str().is_empty() {
+        return Err("--pcap is required".into());
+    }
+    if a.cps <= 0.0 || a.threads == 0 || a.threads > 64 {
+        return Err("--cps must be > 0 and --threads 1..=64".into());
+    }
+    Ok(a)
+}
+
+/// Scheduled start times (seconds from the start) of `calls` calls at `cps`, rising linearly over
+/// `ramp` seconds; Poisson arrivals when asked (seeded, so runs repeat).
+fn arrivals(calls: u64, cps: f64, ramp: f64, poisson: bool) -> Vec<f64> {
+    let mut out = Vec::with_capacity(calls as usize);
+    let mut rng: u64 = 0x853c_49e6_748f_ea9b;
+    let mut t = 0.0f64;
+    for k in 0..calls {
+        let rate = if ramp > 0.0 && t < ramp {
+            (cps * t / ramp).max(cps / 100.0)
+        } else {
+            cps
+        };
+        if k > 0 {
+            let gap = if poisson {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let u = ((rng >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+                -u.ln() / rate
+            } else {
+                1.0 / rate
+            };
+            t += gap;
+        }
+        out.push(t);
+    }
+    out
+}
+
+fn check_target(a: &Args, target: SocketAddr) -> Result<(), String> {
+    if !a.allow_remote && !target.ip().is_loopback() {
+        return Err(format!(
+            "target {target} is not a loopback address: pass --allow-remote to load a remote system"
+        ));
+    }
+    Ok(())
+}
+
+fn run_once(a: &Args, t: &Arc<Template>, cps: f64, quiet: bool) -> Result<Summary, String> {
+    let uas = if a.uac_only { None } else { a.uas };
+    let target = a.target.or(a.uas).ok_or("--target or --uas is required")?;
+    check_target(a, target)?;
+    let run_uac = !a.uas_only;
+    let epoch = Instant::now();
+    let legs_per_thread = (a.max_concurrent.min(a.calls) as f64 / a.threads as f64).ceil() as u64;
+    let need = legs_per_thread * 2 * if uas.is_some() && run_uac { 2 } else { 1 } + 8;
+    if !quiet {
+        let hi = u32::from(a.media_port) + u32::from(a.media_ports) * a.threads as u32;
+        eprintln!(
+            "loadtest: {} threads; SIP {}:{}..{}; media ports {}..{} ({} per thread, {} needed for {} calls at once with reaping)",
+            a.threads, a.local_ip, a.sip_port, a.sip_port as usize + a.threads - 1, a.media_port, hi - 1,
+            a.media_ports, need, a.max_concurrent.min(a.calls)
+        );
+        if let Ok(r) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") {
+            let v: Vec<u32> = r
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            if v.len() == 2 && u32::from(a.media_port) <= v[1] && hi > v[0] {
+                eprintln!(
+                    "loadtest: warning: media ports overlap the ephemeral range {}-{}",
+                    v[0], v[1]
+                );
+            }
+        }
+    }
+    if u64::from(a.media_ports) < need {
+        return Err(format!(
+            "--media-ports {} per thread is below the {need} needed",
+            a.media_ports
+        ));
+    }
+    if u32::from(a.media_port) + u32::from(a.media_ports) * a.threads as u32 > 65_535 {
+        return Err("the media port range passes 65535".into());
+    }
+    let cfg = Arc::new(Config {
+        template: Arc::clone(t),
+        target,
+        uac_ip: a.local_ip,
+        uac_sip_base: a.sip_port,
+        uas,
+        run_uac,
+        media_base: a.media_port,
+        media_ports_per_thread: a.media_ports,
+        threads: a.threads,
+        max_concurrent: a.max_concurrent,
+        hold: a.hold,
+        timeout: a.timeout,
+        epoch,
+    });
+    let shared = Arc::new(Shared::default());
+    let times = if run_uac {
+        arrivals(a.calls, cps, a.ramp, a.poisson)
+    } else {
+        Vec::new()
+    };
+    let lead = 0.05; // first call 50 ms after the threads start
+    let mut handles = Vec::new();
+    for id in 0..a.threads {
+        let starts: Vec<(u64, u64)> = times
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| k % a.threads == id)
+            .map(|(k, s)| (k as u64, ((s + lead) * 1e9) as u64))
+            .collect();
+        let (c, s) = (Arc::clone(&cfg), Arc::clone(&shared));
+        handles.push(std::thread::spawn(move || worker::run(c, s, id, starts)));
+    }
+    let tty = std::io::stderr().is_terminal() && !quiet;
+    let call_len = t.steps.last().map_or(0.0, |s| s.at.as_secs_f64())
+        + a.hold.map_or(0.0, |h| h.as_secs_f64());
+    let limit =
+        times.last().copied().unwrap_or(0.0) + call_len + a.timeout.as_secs_f64() * 2.0 + 10.0;
+    let mut samples = Vec::new();
+    let mut idle_since: Option<Instant> = None;
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let el = epoch.elapsed().as_secs_f64();
+        let s = Sample {
+            t: el,
+            attempted: shared.attempted.load(Ordering::Relaxed),
+            answered: shared.answered.load(Ordering::Relaxed),
+            failed: shared.failed.load(Ordering::Relaxed),
+        };
+        if tty {
+            eprint!(
+                "\r{:6.1}s calls {} ok {} failed {} uas-active {} rtp-sent {}   ",
+                el,
+                s.attempted,
+                s.answered,
+                s.failed,
+                shared.active_uas.load(Ordering::Relaxed),
+                shared.rtp_sent.load(Ordering::Relaxed)
+            );
+        }
+        samples.push(s);
+        let done = shared.done.load(Ordering::Relaxed);
+        let uac_done = !run_uac || done >= a.calls;
+        if uac_done && shared.active_uas.load(Ordering::Relaxed) == 0 && run_uac {
+            // Let the last reaps and retransmissions settle.
+            let since = *idle_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_millis(300) {
+                break;
+            }
+        }
+        if uac_done && !run_uac && el > limit {
+            break;
+        }
+        if el > limit {
+            eprintln!("\nloadtest: time limit {limit:.0} s reached; stopping");
+            break;
+        }
+    }
+    if tty {
+        eprintln!();
+    }
+    shared.stop.store(true, Ordering::Relaxed);
+    let mut results = Vec::new();
+    for h in handles {
+        results.push(h.join().map_err(|_| "a worker panicked")??);
+    }
+    Ok(report::summarise(
+        results,
+        samples,
+        cps,
+        epoch.elapsed().as_secs_f64(),
+    ))
+}
+
+fn main() -> ExitCode {
+    let a = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("loadtest: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let t = match Template::from_pcap(&a.pcap) {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            eprintln!("loadtest: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if a.show {
+        print!("{}", t.describe());
+        return ExitCode::SUCCESS;
+    }
+    if a.search {
+        return search(&a, &t);
+    }
+    let s = match run_once(&a, &t, a.cps, false) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("loadtest: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("{}", s.json_line());
+    if let Some(out) = &a.out {
+        if let Err(e) = s.write_files(out, &a.pcap.display().to_string()) {
+            eprintln!("loadtest: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    if s.fail_ratio() > a.max_fail_ratio || s.mean_mos().is_some_and(|m| m < a.min_mos) {
+        eprintln!(
+            "loadtest: thresholds missed (fail ratio {:.4} > {}, or mean MOS below {})",
+            s.fail_ratio(),
+            a.max_fail_ratio,
+            a.min_mos
+        );
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
+/// RFC 7502 §5-style search: trials of `--calls` calls; the rate doubles while trials pass, then
+/// bisects between the last pass and the first failure (8 trials at most after the first failure).
+fn search(a: &Args, t: &Arc<Template>) -> ExitCode {
+    let (mut lo, mut hi) = (0.0f64, None::<f64>);
+    let mut rate = a.cps;
+    for _ in 0..24 {
+        let s = match run_once(a, t, rate, true) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("loadtest: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let pass = s.failed == 0 && s.answered == a.calls;
+        println!(
+            "{{\"trial_cps\":{rate:.1},\"pass\":{pass},\"failed\":{},\"achieved_cps\":{:.1}}}",
+            s.failed, s.achieved_cps
+        );
+        if pass {
+            lo = rate;
+        } else {
+            hi = Some(rate);
+        }
+        rate = match hi {
+            None => rate * 2.0,
+            Some(h) if h - lo > (lo * 0.05).max(1.0) => (lo + h) / 2.0,
+            Some(_) => break,
+        };
+        // A short pause so the target drains between trials.
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    println!("{{\"rfc7502_max_cps\":{lo:.1}}}");
+    ExitCode::SUCCESS
 }

@@ -1,0 +1,1187 @@
+//! One replay thread per core: it owns a UAC SIP socket, a UAS SIP socket (SO_REUSEPORT on the UAS
+//! address, so the kernel spreads the callers over the threads), its calls' media sockets (an RTP
+//! and an RTCP port per leg, from its own slice of the port range), an epoll set and a timer wheel.
+//! A leg walks the template's SIP steps: it sends its side's messages (fresh Call-ID, tags,
+//! branches, CSeq base, SDP address and port) at the recorded gaps after the previous step, waits
+//! for the other side's, and replays its side's RTP and RTCP with the recorded timing and payloads
+//! (fresh SSRC, sequence and timestamp bases) once the offer/answer is done.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::media::{mos, rewrite_rtcp, rewrite_rtp, synth_rtcp, RtcpState, RxStream};
+use crate::sipmsg::{sdp_audio, sdp_rewrite, uri_of, without_tag, Msg};
+use crate::template::{Side, Template};
+use crate::wheel::{Timer, TimerKind, Wheel};
+
+/// What every thread is told.
+pub(crate) struct Config {
+    pub(crate) template: Arc<Template>,
+    pub(crate) target: SocketAddr,
+    pub(crate) uac_ip: IpAddr,
+    pub(crate) uac_sip_base: u16,
+    pub(crate) uas: Option<SocketAddr>,
+    pub(crate) run_uac: bool,
+    pub(crate) media_base: u16,
+    pub(crate) media_ports_per_thread: u16,
+    pub(crate) threads: usize,
+    pub(crate) max_concurrent: u64,
+    pub(crate) hold: Option<Duration>,
+    pub(crate) timeout: Duration,
+    pub(crate) epoch: Instant,
+}
+
+/// Counters the progress line reads while the run goes.
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub(crate) attempted: AtomicU64,
+    pub(crate) answered: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) done: AtomicU64,
+    pub(crate) active_uas: AtomicU64,
+    pub(crate) rtp_sent: AtomicU64,
+    pub(crate) stop: AtomicBool,
+}
+
+/// One finished leg.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub(crate) role: &'static str,
+    pub(crate) index: u64,
+    pub(crate) call_id: String,
+    pub(crate) failure: Option<String>,
+    pub(crate) t18x_ms: Option<f64>,
+    pub(crate) t200_ms: Option<f64>,
+    pub(crate) rtp_sent: u64,
+    pub(crate) rtp_received: u64,
+    pub(crate) rtp_expected: u64,
+    pub(crate) rtp_lost: u64,
+    pub(crate) jitter_ms: f64,
+    pub(crate) mos: Option<f64>,
+    pub(crate) mismatched: u64,
+    pub(crate) digits_ok: Option<bool>,
+}
+
+pub(crate) struct ThreadResult {
+    pub(crate) rows: Vec<Row>,
+    pub(crate) setup_18x: Histogram<u64>,
+    pub(crate) setup_200: Histogram<u64>,
+}
+
+const MAX_ROWS: usize = 1_000_000;
+const T1_MS: u64 = 500;
+const REAP_MS: u64 = 4000;
+
+struct LegMedia {
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    local: SocketAddr,
+    remote: Option<SocketAddr>,
+    started: bool,
+    stopped: bool,
+    anchor_ns: u64,
+    anchor_rec: Duration,
+    next: usize,
+    ssrc: u32,
+    seq_off: u16,
+    ts_off: u32,
+    state: RtcpState,
+    rx: RxStream,
+    sent: u64,
+}
+
+struct Leg {
+    generation: u32,
+    seq: u32,
+    side: Side,
+    index: u64,
+    call_id: String,
+    local_tag: String,
+    remote_tag: Option<String>,
+    peer: SocketAddr,
+    local_sip: SocketAddr,
+    initial_ruri: String,
+    remote_target: Option<String>,
+    routes: Vec<String>,
+    cseq_off: u32,
+    branches: Vec<(String, String)>,
+    step: usize,
+    last_ns: u64,
+    answer_ns: Option<u64>,
+    requests: Vec<Msg>,
+    responses: Vec<(String, Vec<u8>)>,
+    last_ack: Option<Vec<u8>>,
+    retx: Option<(Vec<u8>, u64, String)>,
+    scheduled_ns: u64,
+    t18x: Option<u64>,
+    t200: Option<u64>,
+    finished: bool,
+    failure: Option<String>,
+    media: Option<LegMedia>,
+}
+
+struct Worker {
+    cfg: Arc<Config>,
+    shared: Arc<Shared>,
+    id: usize,
+    epfd: i32,
+    uac_sock: Option<UdpSocket>,
+    uas_sock: Option<UdpSocket>,
+    legs: Vec<Option<Leg>>,
+    free: Vec<u32>,
+    generation: u32,
+    by_callid: [HashMap<String, u32>; 2],
+    ports: Vec<u16>,
+    wheel: Wheel,
+    rng: u64,
+    active_uac: u64,
+    result: ThreadResult,
+    buf: Vec<u8>,
+}
+
+fn now_ns(epoch: Instant) -> u64 {
+    epoch.elapsed().as_nanos() as u64
+}
+
+fn epoll_add(epfd: i32, fd: i32, token: u64) {
+    let mut ev = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: token,
+    };
+    // SAFETY: valid epoll fd and socket fd; `ev` lives across the call.
+    unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) };
+}
+
+fn udp_bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if reuse_port {
+        s.set_reuse_port(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+/// Runs one thread: `starts` are (call index, scheduled time in ns since the epoch) of its calls.
+pub(crate) fn run(
+    cfg: Arc<Config>,
+    shared: Arc<Shared>,
+    id: usize,
+    starts: Vec<(u64, u64)>,
+) -> Result<ThreadResult, String> {
+    // SAFETY: plain syscall.
+    let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if epfd < 0 {
+        return Err("epoll_create1 failed".into());
+    }
+    let uac_sock = if cfg.run_uac {
+        let a = SocketAddr::new(cfg.uac_ip, cfg.uac_sip_base + id as u16);
+        let s = udp_bind(a, false).map_err(|e| format!("UAC SIP socket {a}: {e}"))?;
+        epoll_add(epfd, s.as_raw_fd(), 0);
+        Some(s)
+    } else {
+        None
+    };
+    let uas_sock = match cfg.uas {
+        Some(a) => {
+            let s = udp_bind(a, true).map_err(|e| format!("UAS SIP socket {a}: {e}"))?;
+            epoll_add(epfd, s.as_raw_fd(), 1);
+            Some(s)
+        }
+        None => None,
+    };
+    let lo = cfg.media_base + id as u16 * cfg.media_ports_per_thread;
+    let ports: Vec<u16> = (0..cfg.media_ports_per_thread / 2)
+        .rev()
+        .map(|i| lo + 2 * i)
+        .collect();
+    let hist = || Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+    let mut w = Worker {
+        wheel: Wheel::new(now_ns(cfg.epoch) / 1_000_000),
+        cfg,
+        shared,
+        id,
+        epfd,
+        uac_sock,
+        uas_sock,
+        legs: Vec::new(),
+        free: Vec::new(),
+        generation: 0,
+        by_callid: [HashMap::new(), HashMap::new()],
+        ports,
+        rng: 0x9e37_79b9_7f4a_7c15 ^ ((id as u64 + 1) << 32) ^ u64::from(std::process::id()),
+        active_uac: 0,
+        result: ThreadResult {
+            rows: Vec::new(),
+            setup_18x: hist(),
+            setup_200: hist(),
+        },
+        buf: vec![0u8; 65_536],
+    };
+    w.main_loop(starts);
+    // SAFETY: our own fd.
+    unsafe { libc::close(w.epfd) };
+    Ok(w.result)
+}
+
+impl Worker {
+    fn rand(&mut self) -> u64 {
+        // xorshift64*
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn token(&mut self) -> String {
+        format!("{:016x}", self.rand())
+    }
+
+    fn main_loop(&mut self, starts: Vec<(u64, u64)>) {
+        let per_thread_cap = self
+            .cfg
+            .max_concurrent
+            .div_ceil(self.cfg.threads as u64)
+            .max(1);
+        let mut next_start = 0usize;
+        let mut due = Vec::new();
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+        loop {
+            let now = now_ns(self.cfg.epoch);
+            while next_start < starts.len()
+                && starts[next_start].1 <= now
+                && self.active_uac < per_thread_cap
+            {
+                let (idx, at) = starts[next_start];
+                next_start += 1;
+                self.start_call(idx, at, now);
+            }
+            due.clear();
+            self.wheel.expire(now / 1_000_000, &mut due);
+            for t in due.drain(..) {
+                self.on_timer(t);
+            }
+            if self.shared.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let until_start = starts
+                .get(next_start)
+                .map_or(5, |s| s.1.saturating_sub(now) / 1_000_000);
+            let wait = self.wheel.idle_ms(5).min(until_start).min(5) as i32;
+            // SAFETY: `events` is a valid buffer of its length.
+            let n = unsafe {
+                libc::epoll_wait(self.epfd, events.as_mut_ptr(), events.len() as i32, wait)
+            };
+            for ev in events.iter().take(n.max(0) as usize) {
+                let token = ev.u64;
+                self.on_readable(token);
+            }
+        }
+    }
+
+    fn alloc_leg(&mut self, leg: Leg) -> u32 {
+        if let Some(i) = self.free.pop() {
+            self.legs[i as usize] = Some(leg);
+            i
+        } else {
+            self.legs.push(Some(leg));
+            (self.legs.len() - 1) as u32
+        }
+    }
+
+    fn arm(&mut self, slot: u32, kind: TimerKind, due_ms: u64) {
+        let Some(leg) = self.legs[slot as usize].as_mut() else {
+            return;
+        };
+        if matches!(kind, TimerKind::Step | TimerKind::Timeout) {
+            leg.seq = leg.seq.wrapping_add(1);
+        }
+        let t = Timer {
+            due_ms,
+            leg: slot,
+            generation: leg.generation,
+            seq: leg.seq,
+            kind,
+        };
+        self.wheel.insert(t);
+    }
+
+    fn new_leg(&mut self, side: Side, index: u64, scheduled_ns: u64, peer: SocketAddr) -> Leg {
+        self.generation = self.generation.wrapping_add(1);
+        let local_sip = match side {
+            Side::Uac => SocketAddr::new(self.cfg.uac_ip, self.cfg.uac_sip_base + self.id as u16),
+            Side::Uas => self.cfg.uas.unwrap_or(self.cfg.target),
+        };
+        let cseq_off = (self.rand() % 10_000) as u32;
+        Leg {
+            generation: self.generation,
+            seq: 0,
+            side,
+            index,
+            call_id: format!("{}-{}@loadtest", self.token(), index),
+            local_tag: self.token(),
+            remote_tag: None,
+            peer,
+            local_sip,
+            initial_ruri: String::new(),
+            remote_target: None,
+            routes: Vec::new(),
+            cseq_off,
+            branches: Vec::new(),
+            step: 0,
+            last_ns: scheduled_ns,
+            answer_ns: None,
+            requests: Vec::new(),
+            responses: Vec::new(),
+            last_ack: None,
+            retx: None,
+            scheduled_ns,
+            t18x: None,
+            t200: None,
+            finished: false,
+            failure: None,
+            media: None,
+        }
+    }
+
+    fn start_call(&mut self, index: u64, scheduled_ns: u64, now: u64) {
+        let t = Arc::clone(&self.cfg.template);
+        let mut leg = self.new_leg(Side::Uac, index, scheduled_ns, self.cfg.target);
+        leg.initial_ruri = self.rewrite_uac(t.steps[0].msg.ruri(), &leg);
+        leg.last_ns = now;
+        self.active_uac += 1;
+        self.shared.attempted.fetch_add(1, Ordering::Relaxed);
+        let cid = leg.call_id.clone();
+        let slot = self.alloc_leg(leg);
+        self.by_callid[0].insert(cid, slot);
+        // The first step is the caller's: send it now (its recorded gap is from nothing).
+        self.send_step(slot, now);
+    }
+
+    /// Recorded UAC/UAS addresses in a recorded header value, replaced by this leg's.
+    fn rewrite_uac(&self, v: &str, leg: &Leg) -> String {
+        let t = &self.cfg.template;
+        let mut s = v.replace(&t.sip_addr[1].to_string(), &self.cfg.target.to_string());
+        s = s.replace(&t.sip_addr[0].to_string(), &leg.local_sip.to_string());
+        if t.sip_addr[0].ip() != t.sip_addr[1].ip() {
+            s = s.replace(
+                &t.sip_addr[1].ip().to_string(),
+                &self.cfg.target.ip().to_string(),
+            );
+            s = s.replace(
+                &t.sip_addr[0].ip().to_string(),
+                &leg.local_sip.ip().to_string(),
+            );
+        }
+        s
+    }
+
+    fn sock(&self, side: Side) -> Option<&UdpSocket> {
+        match side {
+            Side::Uac => self.uac_sock.as_ref(),
+            Side::Uas => self.uas_sock.as_ref(),
+        }
+    }
+
+    fn on_readable(&mut self, token: u64) {
+        for _ in 0..64 {
+            let got = match token {
+                0 | 1 => {
+                    let side = if token == 0 { Side::Uac } else { Side::Uas };
+                    let sock = match side {
+                        Side::Uac => self.uac_sock.as_ref(),
+                        Side::Uas => self.uas_sock.as_ref(),
+                    };
+                    let Some(s) = sock else { return };
+                    match s.recv_from(&mut self.buf) {
+                        Ok((n, from)) => {
+                            let data = self.buf[..n].to_vec();
+                            self.on_sip(side, &data, from);
+                            true
+                        }
+                        Err(_) => false,
+                    }
+                }
+                _ => self.on_media(token),
+            };
+            if !got {
+                return;
+            }
+        }
+    }
+
+    fn on_media(&mut self, token: u64) -> bool {
+        let slot = (token >> 2) as usize - 1;
+        let rtcp = token & 1 == 1;
+        let now = now_ns(self.cfg.epoch);
+        let t = Arc::clone(&self.cfg.template);
+        let Some(Some(leg)) = self.legs.get_mut(slot) else {
+            return false;
+        };
+        let Some(m) = leg.media.as_mut() else {
+            return false;
+        };
+        let sock = if rtcp { &m.rtcp } else { &m.rtp };
+        match sock.recv_from(&mut self.buf) {
+            Ok((n, _)) => {
+                if rtcp {
+                    m.rx.rtcp += 1;
+                } else {
+                    let peer = leg.side.peer().idx();
+                    m.rx.on_rtp(
+                        &self.buf[..n],
+                        now,
+                        t.clock_rate,
+                        &t.payloads[peer],
+                        t.event_pt,
+                    );
+                }
+                true
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => false,
+            Err(_) => false,
+        }
+    }
+
+    fn on_sip(&mut self, side: Side, data: &[u8], from: SocketAddr) {
+        let Some(msg) = Msg::parse(data) else { return };
+        let now = now_ns(self.cfg.epoch);
+        let slot = match self.by_callid[side.idx()].get(msg.call_id()) {
+            Some(s) => *s,
+            None => {
+                let t = &self.cfg.template;
+                if side != Side::Uas || !msg.is_request() || msg.method() != t.steps[0].msg.method()
+                {
+                    return;
+                }
+                let mut leg = self.new_leg(Side::Uas, 0, now, from);
+                leg.call_id = msg.call_id().to_string();
+                leg.remote_tag = msg.tag_from().map(str::to_string);
+                self.shared.active_uas.fetch_add(1, Ordering::Relaxed);
+                let slot = self.alloc_leg(leg);
+                self.by_callid[1].insert(msg.call_id().to_string(), slot);
+                slot
+            }
+        };
+        self.on_leg_msg(slot, msg, now);
+    }
+
+    fn on_leg_msg(&mut self, slot: u32, msg: Msg, now: u64) {
+        let t = Arc::clone(&self.cfg.template);
+        let Some(leg) = self.legs[slot as usize].as_mut() else {
+            return;
+        };
+        let me = leg.side;
+        if msg.is_request() {
+            // A retransmitted request: answer again with what we answered.
+            if leg
+                .requests
+                .iter()
+                .any(|r| r.cseq() == msg.cseq() && r.method() == msg.method())
+                && msg.method() != "ACK"
+            {
+                if let Some((_, bytes)) =
+                    leg.responses.iter().rev().find(|(m, _)| m == msg.method())
+                {
+                    let bytes = bytes.clone();
+                    let peer = leg.peer;
+                    if let Some(s) = self.sock(me) {
+                        let _ = s.send_to(&bytes, peer);
+                    }
+                }
+                return;
+            }
+            if msg.method() == "ACK" {
+                leg.retx = None;
+            }
+            if let Some(c) = msg.contact_uri() {
+                leg.remote_target = Some(c.to_string());
+            }
+            if me == Side::Uas && leg.requests.is_empty() {
+                leg.routes = msg
+                    .headers_named("Record-Route")
+                    .map(str::to_string)
+                    .collect();
+            }
+            leg.requests.retain(|r| r.method() != msg.method());
+            leg.requests.push(msg.clone());
+        } else {
+            if leg.retx.as_ref().is_some_and(|(_, _, m)| {
+                m == msg.method() && (msg.status() >= 200 || m == "INVITE")
+            }) {
+                leg.retx = None;
+            }
+            if msg.method() == "INVITE" && msg.status() > 100 && msg.status() < 300 {
+                if leg.remote_tag.is_none() {
+                    leg.remote_tag = msg.to_tag().map(str::to_string);
+                }
+                if let Some(c) = msg.contact_uri() {
+                    leg.remote_target = Some(c.to_string());
+                }
+                if msg.status() >= 200 {
+                    let mut rr: Vec<String> = msg
+                        .headers_named("Record-Route")
+                        .map(str::to_string)
+                        .collect();
+                    rr.reverse();
+                    leg.routes = rr;
+                }
+                if me == Side::Uac && leg.t18x.is_none() && msg.status() < 200 {
+                    leg.t18x = Some(now);
+                }
+                if me == Side::Uac && leg.t200.is_none() && msg.status() >= 200 {
+                    leg.t200 = Some(now);
+                }
+            } else if msg.method() == "INVITE" && msg.status() >= 300 && me == Side::Uac {
+                leg.remote_tag = msg.to_tag().map(str::to_string).or(leg.remote_tag.take());
+            }
+        }
+        if msg.has_sdp() {
+            if let (Some(a), Some(m)) = (sdp_audio(&msg.body), leg.media.as_mut()) {
+                m.remote = Some(a);
+            } else if let Some(a) = sdp_audio(&msg.body) {
+                // Media not allocated yet: allocate now so that the remote is kept.
+                let _ = a;
+            }
+        }
+        let remote_sdp = msg.has_sdp().then(|| sdp_audio(&msg.body)).flatten();
+        // Match the next expected step; provisional responses may be skipped or absent.
+        let mut k = leg.step;
+        let mut matched = None;
+        while k < t.steps.len() && t.steps[k].from != me {
+            let s = &t.steps[k].msg;
+            if s.is_request() == msg.is_request()
+                && s.method() == msg.method()
+                && s.status() == msg.status()
+            {
+                matched = Some(k);
+                break;
+            }
+            if !s.is_request() && s.status() < 200 {
+                k += 1;
+                continue;
+            }
+            break;
+        }
+        match matched {
+            Some(k) => {
+                leg.step = k + 1;
+                leg.last_ns = now;
+                if t.answer_step() == Some(k) {
+                    leg.answer_ns = Some(now);
+                }
+                if let Some(a) = remote_sdp {
+                    self.ensure_media(slot);
+                    if let Some(Some(l)) = self.legs.get_mut(slot as usize) {
+                        if let Some(m) = l.media.as_mut() {
+                            m.remote = Some(a);
+                        }
+                    }
+                }
+                if t.media_start[me.idx()] == Some(k) {
+                    self.start_media(slot, now);
+                }
+                if msg.is_request() && msg.method() == "BYE" {
+                    self.stop_media(slot);
+                }
+                self.schedule_next(slot, now);
+            }
+            None => {
+                if msg.is_request() || msg.status() < 200 {
+                    return;
+                }
+                // A final response the recording did not have.
+                if msg.method() == "INVITE" && msg.status() >= 300 {
+                    let ack = self.build_ack_for_failure(slot, &msg);
+                    if let Some(s) = self.sock(me) {
+                        let _ = s.send_to(
+                            &ack,
+                            self.legs[slot as usize]
+                                .as_ref()
+                                .map_or(self.cfg.target, |l| l.peer),
+                        );
+                    }
+                } else if msg.method() == "INVITE" {
+                    // A 2xx retransmission: ACK it again.
+                    if let Some(ack) = self.legs[slot as usize]
+                        .as_ref()
+                        .and_then(|l| l.last_ack.clone())
+                    {
+                        let peer = self.legs[slot as usize]
+                            .as_ref()
+                            .map_or(self.cfg.target, |l| l.peer);
+                        if let Some(s) = self.sock(me) {
+                            let _ = s.send_to(&ack, peer);
+                        }
+                        return;
+                    }
+                }
+                let reason = format!("{} {}", msg.status(), msg.method());
+                self.finish(slot, Some(reason));
+            }
+        }
+    }
+
+    fn build_ack_for_failure(&self, slot: u32, resp: &Msg) -> Vec<u8> {
+        let Some(leg) = self.legs[slot as usize].as_ref() else {
+            return Vec::new();
+        };
+        let inv = leg.requests_sent_invite();
+        let mut headers = vec![(
+            "Via".to_string(),
+            resp.header("Via").unwrap_or("").to_string(),
+        )];
+        for h in ["From", "To", "Call-ID"] {
+            headers.push((h.to_string(), resp.header(h).unwrap_or("").to_string()));
+        }
+        headers.push(("CSeq".into(), format!("{} ACK", resp.cseq().0)));
+        headers.push(("Max-Forwards".into(), "70".into()));
+        Msg {
+            start: format!("ACK {} SIP/2.0", inv.unwrap_or(&leg.initial_ruri)),
+            headers,
+            body: Vec::new(),
+        }
+        .to_bytes()
+    }
+
+    fn schedule_next(&mut self, slot: u32, now: u64) {
+        let t = Arc::clone(&self.cfg.template);
+        let Some(leg) = self.legs[slot as usize].as_ref() else {
+            return;
+        };
+        if leg.step >= t.steps.len() {
+            self.finish(slot, None);
+            return;
+        }
+        let step = &t.steps[leg.step];
+        if step.from == leg.side {
+            let gap = step.at.saturating_sub(t.steps[leg.step - 1].at);
+            let mut due = leg.last_ns + gap.as_nanos() as u64;
+            if let (Some(hold), Some(ans), true) =
+                (self.cfg.hold, leg.answer_ns, t.bye_step() == Some(leg.step))
+            {
+                due = ans + hold.as_nanos() as u64;
+            }
+            self.arm(slot, TimerKind::Step, due / 1_000_000);
+        } else {
+            // The peer's message is due after its recorded gap (or the hold time): the timeout
+            // runs from then.
+            let gap = step
+                .at
+                .saturating_sub(t.steps[leg.step.saturating_sub(1)].at);
+            let hold = self.cfg.hold.unwrap_or(Duration::ZERO);
+            let due = now + (gap + hold + self.cfg.timeout).as_nanos() as u64;
+            self.arm(slot, TimerKind::Timeout, due / 1_000_000);
+        }
+    }
+
+    fn on_timer(&mut self, t: Timer) {
+        let Some(Some(leg)) = self.legs.get(t.leg as usize) else {
+            return;
+        };
+        if leg.generation != t.generation {
+            return;
+        }
+        let now = now_ns(self.cfg.epoch);
+        match t.kind {
+            TimerKind::Step if leg.seq == t.seq && !leg.finished => self.send_step(t.leg, now),
+            TimerKind::Timeout if leg.seq == t.seq && !leg.finished => {
+                let tpl = &self.cfg.template;
+                let what = tpl
+                    .steps
+                    .get(leg.step)
+                    .map_or("?".into(), |s| s.msg.start.clone());
+                self.finish(t.leg, Some(format!("timeout waiting for {what}")));
+            }
+            TimerKind::Retransmit => self.retransmit(t.leg),
+            TimerKind::Media => self.send_media(t.leg, now),
+            TimerKind::Reap => self.reap(t.leg),
+            _ => {}
+        }
+    }
+
+    fn retransmit(&mut self, slot: u32) {
+        let Some(leg) = self.legs[slot as usize].as_mut() else {
+            return;
+        };
+        if leg.finished {
+            return;
+        }
+        let Some((bytes, interval, _)) = leg.retx.as_mut() else {
+            return;
+        };
+        let next = (*interval * 2).min(4000);
+        *interval = next;
+        let bytes = bytes.clone();
+        let peer = leg.peer;
+        let side = leg.side;
+        if let Some(s) = self.sock(side) {
+            let _ = s.send_to(&bytes, peer);
+        }
+        let due = now_ns(self.cfg.epoch) / 1_000_000 + next;
+        self.arm(slot, TimerKind::Retransmit, due);
+    }
+
+    fn branch_for(&mut self, slot: u32, recorded: &str) -> String {
+        let fresh = format!("z9hG4bK{}", self.token());
+        let Some(leg) = self.legs[slot as usize].as_mut() else {
+            return fresh;
+        };
+        if let Some((_, b)) = leg.branches.iter().find(|(r, _)| r == recorded) {
+            return b.clone();
+        }
+        leg.branches.push((recorded.to_string(), fresh.clone()));
+        fresh
+    }
+
+    fn send_step(&mut self, slot: u32, now: u64) {
+        let t = Arc::clone(&self.cfg.template);
+        let Some(leg) = self.legs[slot as usize].as_ref() else {
+            return;
+        };
+        let idx = leg.step;
+        let Some(step) = t.steps.get(idx) else { return };
+        let rec = &step.msg;
+        if rec.has_sdp() {
+            self.ensure_media(slot);
+        }
+        let bytes = if rec.is_request() {
+            let branch = self.branch_for(slot, rec.branch().unwrap_or(""));
+            self.build_request(slot, rec, &branch)
+        } else {
+            self.build_response(slot, rec)
+        };
+        let Some(leg) = self.legs[slot as usize].as_mut() else {
+            return;
+        };
+        let _ = leg.local_sip;
+        let peer = leg.peer;
+        let side = leg.side;
+        if rec.is_request() {
+            if rec.method() == "ACK" {
+                leg.last_ack = Some(bytes.clone());
+            } else {
+                leg.retx = Some((bytes.clone(), T1_MS, rec.method().to_string()));
+            }
+        } else {
+            leg.responses
+                .push((rec.method().to_string(), bytes.clone()));
+            if rec.method() == "INVITE" && rec.status() >= 200 && rec.status() < 300 {
+                leg.retx = Some((bytes.clone(), T1_MS, "ACK".into()));
+            }
+        }
+        leg.step = idx + 1;
+        leg.last_ns = now;
+        if t.answer_step() == Some(idx) {
+            leg.answer_ns = Some(now);
+        }
+        let arm_retx = leg.retx.is_some() && (rec.is_request() || rec.status() >= 200);
+        if let Some(s) = self.sock(side) {
+            let _ = s.send_to(&bytes, peer);
+        }
+        if arm_retx {
+            self.arm(slot, TimerKind::Retransmit, now / 1_000_000 + T1_MS);
+        }
+        if rec.is_request() && rec.method() == "BYE" {
+            self.stop_media(slot);
+        }
+        if t.media_start[side.idx()] == Some(idx) {
+            self.start_media(slot, now);
+        }
+        self.schedule_next(slot, now);
+    }
+
+    fn build_request(&self, slot: u32, rec: &Msg, branch: &str) -> Vec<u8> {
+        let t = &self.cfg.template;
+        let Some(leg) = self.legs[slot as usize].as_ref() else {
+            return Vec::new();
+        };
+        let initial = rec.ruri() == t.steps[0].msg.ruri();
+        let (ruri, routes) = match (&leg.remote_target, initial && leg.side == Side::Uac) {
+            (Some(rt), false) => (rt.clone(), leg.routes.clone()),
+            _ => (leg.initial_ruri.clone(), Vec::new()),
+        };
+        let mut h: Vec<(String, String)> = vec![(
+            "Via".into(),
+            format!("SIP/2.0/UDP {};branch={branch};rport", leg.local_sip),
+        )];
+        for r in routes {
+            h.push(("Route".into(), r));
+        }
+        h.push(("Max-Forwards".into(), "70".into()));
+        let remote = leg.remote_tag.as_deref().unwrap_or("");
+        if leg.side == Side::Uac {
+            let from = without_tag(&self.rewrite_uac(rec.header("From").unwrap_or(""), leg));
+            let mut to = without_tag(&self.rewrite_uac(rec.header("To").unwrap_or(""), leg));
+            if rec.to_tag().is_some() && !remote.is_empty() {
+                to = format!("{to};tag={remote}");
+            }
+            h.push(("From".into(), format!("{from};tag={}", leg.local_tag)));
+            h.push(("To".into(), to));
+        } else {
+            // The callee's own request: its From is the INVITE's To, its To the INVITE's From.
+            let inv = leg.requests.iter().find(|r| r.method() == "INVITE");
+            let to = inv.and_then(|r| r.header("From")).unwrap_or("").to_string();
+            let from = without_tag(inv.and_then(|r| r.header("To")).unwrap_or(""));
+            h.push(("From".into(), format!("{from};tag={}", leg.local_tag)));
+            h.push(("To".into(), to));
+        }
+        h.push(("Call-ID".into(), leg.call_id.clone()));
+        h.push((
+            "CSeq".into(),
+            format!("{} {}", rec.cseq().0 + leg.cseq_off, rec.method()),
+        ));
+        if let Some(c) = rec.header("Contact") {
+            let user = uri_of(c)
+                .split_once('@')
+                .map_or("loadtest", |(u, _)| u.trim_start_matches("sip:"));
+            h.push(("Contact".into(), format!("<sip:{user}@{}>", leg.local_sip)));
+        }
+        for (n, v) in &rec.headers {
+            if !is_stock(n) {
+                h.push((n.clone(), self.rewrite_uac(v, leg)));
+            }
+        }
+        let body = self.body_for(leg, rec);
+        Msg {
+            start: format!("{} {ruri} SIP/2.0", rec.method()),
+            headers: h,
+            body,
+        }
+        .to_bytes()
+    }
+
+    fn build_response(&self, slot: u32, rec: &Msg) -> Vec<u8> {
+        let Some(leg) = self.legs[slot as usize].as_ref() else {
+            return Vec::new();
+        };
+        let Some(req) = leg.requests.iter().find(|r| r.method() == rec.method()) else {
+            return Vec::new();
+        };
+        let mut h: Vec<(String, String)> = Vec::new();
+        for v in req.headers_named("Via") {
+            h.push(("Via".into(), v.to_string()));
+        }
+        if rec.status() < 300 && rec.method() == "INVITE" {
+            for v in req.headers_named("Record-Route") {
+                h.push(("Record-Route".into(), v.to_string()));
+            }
+        }
+        h.push(("From".into(), req.header("From").unwrap_or("").to_string()));
+        let to = req.header("To").unwrap_or("");
+        let to = if req.to_tag().is_none() && rec.status() > 100 {
+            format!("{to};tag={}", leg.local_tag)
+        } else {
+            to.to_string()
+        };
+        h.push(("To".into(), to));
+        h.push(("Call-ID".into(), req.call_id().to_string()));
+        h.push(("CSeq".into(), req.header("CSeq").unwrap_or("").to_string()));
+        if rec.header("Contact").is_some() {
+            h.push((
+                "Contact".into(),
+                format!("<sip:loadtest@{}>", leg.local_sip),
+            ));
+        }
+        for (n, v) in &rec.headers {
+            if !is_stock(n) {
+                h.push((n.clone(), v.clone()));
+            }
+        }
+        Msg {
+            start: rec.start.clone(),
+            headers: h,
+            body: self.body_for(leg, rec),
+        }
+        .to_bytes()
+    }
+
+    fn body_for(&self, leg: &Leg, rec: &Msg) -> Vec<u8> {
+        match (&leg.media, rec.has_sdp()) {
+            (Some(m), true) => sdp_rewrite(&rec.body, m.local),
+            _ => rec.body.clone(),
+        }
+    }
+
+    fn ensure_media(&mut self, slot: u32) {
+        let has = self.legs[slot as usize]
+            .as_ref()
+            .is_none_or(|l| l.media.is_some());
+        if has {
+            return;
+        }
+        let ip = match self.legs[slot as usize].as_ref().map(|l| l.side) {
+            Some(Side::Uas) => self.cfg.uas.map_or(self.cfg.uac_ip, |a| a.ip()),
+            _ => self.cfg.uac_ip,
+        };
+        let Some(port) = self.ports.pop() else {
+            self.finish(slot, Some("no free media port".into()));
+            return;
+        };
+        let rtp = udp_bind(SocketAddr::new(ip, port), false);
+        let rtcp = udp_bind(SocketAddr::new(ip, port + 1), false);
+        let (Ok(rtp), Ok(rtcp)) = (rtp, rtcp) else {
+            self.ports.insert(0, port);
+            self.finish(slot, Some("media port in use".into()));
+            return;
+        };
+        epoll_add(self.epfd, rtp.as_raw_fd(), (u64::from(slot) + 1) << 2);
+        epoll_add(
+            self.epfd,
+            rtcp.as_raw_fd(),
+            ((u64::from(slot) + 1) << 2) | 1,
+        );
+        let ssrc = self.rand() as u32;
+        let seq_off = self.rand() as u16;
+        let ts_off = self.rand() as u32;
+        if let Some(leg) = self.legs[slot as usize].as_mut() {
+            leg.media = Some(LegMedia {
+                rtp,
+                rtcp,
+                local: SocketAddr::new(ip, port),
+                remote: None,
+                started: false,
+                stopped: false,
+                anchor_ns: 0,
+                anchor_rec: Duration::ZERO,
+                next: 0,
+                ssrc,
+                seq_off,
+                ts_off,
+                state: RtcpState {
+                    ssrc,
+                    ..RtcpState::default()
+                },
+                rx: RxStream::default(),
+                sent: 0,
+            });
+        }
+    }
+
+    fn start_media(&mut self, slot: u32, now: u64) {
+        let t = Arc::clone(&self.cfg.template);
+        let Some(leg) = self.legs[slot as usize].as_mut() else {
+            return;
+        };
+        let side = leg.side;
+        let Some(m) = leg.media.as_mut() else { return };
+        if m.started || t.media[side.idx()].is_empty() {
+            return;
+        }
+        m.started = true;
+        m.anchor_ns = now;
+        m.anchor_rec = t.media_start[side.idx()].map_or(Duration::ZERO, |i| t.steps[i].at);
+        let first = t.media[side.idx()][0].at.saturating_sub(m.anchor_rec);
+        self.arm(
+            slot,
+            TimerKind::Media,
+            (now + first.as_nanos() as u64) / 1_000_000,
+        );
+    }
+
+    fn stop_media(&mut self, slot: u32) {
+        if let Some(Some(m)) = self.legs[slot as usize].as_mut().map(|l| l.media.as_mut()) {
+            m.stopped = true;
+        }
+    }
+
+    fn send_media(&mut self, slot: u32, now: u64) {
+        let t = Arc::clone(&self.cfg.template);
+        let Some(leg) = self.legs[slot as usize].as_mut() else {
+            return;
+        };
+        let side = leg.side;
+        let Some(m) = leg.media.as_mut() else { return };
+        if m.stopped || leg.finished {
+            return;
+        }
+        let pkts = &t.media[side.idx()];
+        let mut sent = 0u64;
+        while let Some(p) = pkts.get(m.next) {
+            let due = m.anchor_ns + p.at.saturating_sub(m.anchor_rec).as_nanos() as u64;
+            if due > now {
+                break;
+            }
+            m.next += 1;
+            let Some(remote) = m.remote else { continue };
+            let mut data = p.data.clone();
+            if p.rtcp {
+                m.state.peer_ssrc = m.rx.peer_ssrc;
+                m.state.ntp = ntp_now();
+                rewrite_rtcp(&mut data, &m.state);
+                let _ = m
+                    .rtcp
+                    .send_to(&data, SocketAddr::new(remote.ip(), remote.port() + 1));
+            } else {
+                rewrite_rtp(
+                    &mut data,
+                    m.ssrc,
+                    m.seq_off.wrapping_add(m.sent as u16),
+                    m.ts_off,
+                );
+                m.state.packets = m.state.packets.wrapping_add(1);
+                m.state.octets = m
+                    .state
+                    .octets
+                    .wrapping_add(data.len().saturating_sub(12) as u32);
+                if data.len() >= 8 {
+                    m.state.rtp_ts = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+                }
+                let _ = m.rtp.send_to(&data, remote);
+                m.sent += 1;
+                sent += 1;
+                // RTCP synthesised every 5 s when the capture has none for this side.
+                if !t.has_rtcp(side) && m.sent % 200 == 0 {
+                    let r = synth_rtcp(&m.state, "loadtest@local");
+                    let _ = m
+                        .rtcp
+                        .send_to(&r, SocketAddr::new(remote.ip(), remote.port() + 1));
+                }
+            }
+        }
+        self.shared.rtp_sent.fetch_add(sent, Ordering::Relaxed);
+        if let Some(p) = pkts.get(m.next) {
+            let due = m.anchor_ns + p.at.saturating_sub(m.anchor_rec).as_nanos() as u64;
+            self.arm(slot, TimerKind::Media, due / 1_000_000);
+        }
+    }
+
+    fn finish(&mut self, slot: u32, failure: Option<String>) {
+        let t = Arc::clone(&self.cfg.template);
+        let Some(leg) = self.legs[slot as usize].as_mut() else {
+            return;
+        };
+        if leg.finished {
+            return;
+        }
+        leg.finished = true;
+        leg.failure = failure;
+        if let Some(m) = leg.media.as_mut() {
+            m.stopped = true;
+        }
+        let ms = |a: Option<u64>| a.map(|x| x.saturating_sub(leg.scheduled_ns) as f64 / 1e6);
+        let peer = leg.side.peer();
+        let (sent, rx, jit) = leg
+            .media
+            .as_ref()
+            .map_or((0, RxStream::default(), 0.0), |m| {
+                (m.sent, m.rx.clone(), m.rx.jitter_ms(t.clock_rate))
+            });
+        let expects_rtp = t.rtp_count(peer) > 0;
+        let loss_pct = if rx.expected() > 0 {
+            rx.lost() as f64 * 100.0 / rx.expected() as f64
+        } else if expects_rtp {
+            100.0
+        } else {
+            0.0
+        };
+        let mut failure = leg.failure.clone();
+        if failure.is_none() && expects_rtp && rx.received == 0 {
+            failure = Some("no RTP received".into());
+        }
+        if failure.is_none() && rx.mismatched > 0 {
+            failure = Some("RTP payload not as recorded".into());
+        }
+        let digits_ok =
+            (!t.digits[peer.idx()].is_empty()).then(|| rx.digits == t.digits[peer.idx()]);
+        if failure.is_none() && digits_ok == Some(false) {
+            failure = Some("DTMF digits not as sent".into());
+        }
+        let row = Row {
+            role: if leg.side == Side::Uac { "uac" } else { "uas" },
+            index: leg.index,
+            call_id: leg.call_id.clone(),
+            failure: failure.clone(),
+            t18x_ms: ms(leg.t18x),
+            t200_ms: ms(leg.t200),
+            rtp_sent: sent,
+            rtp_received: rx.received,
+            rtp_expected: rx.expected(),
+            rtp_lost: rx.lost(),
+            jitter_ms: jit,
+            mos: expects_rtp.then(|| mos(0.0, jit, loss_pct)),
+            mismatched: rx.mismatched,
+            digits_ok,
+        };
+        if leg.side == Side::Uac {
+            self.active_uac = self.active_uac.saturating_sub(1);
+            if let Some(v) = row.t18x_ms {
+                let _ = self.result.setup_18x.record(((v * 1000.0) as u64).max(1));
+            }
+            if let Some(v) = row.t200_ms {
+                let _ = self.result.setup_200.record(((v * 1000.0) as u64).max(1));
+            }
+            if failure.is_none() {
+                self.shared.answered.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.shared.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            self.shared.done.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.shared.active_uas.fetch_sub(1, Ordering::Relaxed);
+        }
+        if self.result.rows.len() < MAX_ROWS {
+            self.result.rows.push(row);
+        }
+        // The media ports go back at once: a finished leg only answers SIP retransmissions.
+        let media = self.legs[slot as usize]
+            .as_mut()
+            .and_then(|l| l.media.take());
+        if let Some(m) = media {
+            self.ports.push(m.local.port());
+        }
+        let due = now_ns(self.cfg.epoch) / 1_000_000 + REAP_MS;
+        self.arm(slot, TimerKind::Reap, due);
+    }
+
+    fn reap(&mut self, slot: u32) {
+        if let Some(leg) = self.legs[slot as usize].take() {
+            self.by_callid[leg.side.idx()].remove(&leg.call_id);
+            if let Some(m) = leg.media {
+                self.ports.push(m.local.port());
+            }
+            self.free.push(slot);
+        }
+    }
+}
+
+impl Leg {
+    fn requests_sent_invite(&self) -> Option<&str> {
+        (!self.initial_ruri.is_empty()).then_some(self.initial_ruri.as_str())
+    }
+}
+
+/// Headers the replay writes itself rather than copying from the recording.
+fn is_stock(name: &str) -> bool {
+    [
+        "Via",
+        "From",
+        "To",
+        "Call-ID",
+        "CSeq",
+        "Contact",
+        "Route",
+        "Record-Route",
+        "Content-Length",
+        "Max-Forwards",
+    ]
+    .iter()
+    .any(|s| s.eq_ignore_ascii_case(name))
+}
+
+fn ntp_now() -> u64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() + 2_208_988_800;
+    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
+}

@@ -1,0 +1,171 @@
+//! The load tester replays each capture of `pcaps/` against its own UAS over loopback
+//! (127.46.n.x): every call completes, the RTP received is the recorded payloads (checked per packet
+//! by the receiver), RFC 4733 digits arrive as sent, and the HTML report renders with its plots.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn pcap(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../pcaps")
+        .join(name)
+}
+
+/// Runs `loadtest` for `calls` calls of `name` between 127.46.`net`.1 (UAC) and .2 (UAS).
+fn replay(name: &str, net: u8, calls: u32, out: Option<&Path>) -> Value {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_loadtest"));
+    cmd.args(["--pcap"])
+        .arg(pcap(name))
+        .args(["--uas", &format!("127.46.{net}.2:5060")])
+        .args(["--local-ip", &format!("127.46.{net}.1")])
+        .args([
+            "--calls",
+            &calls.to_string(),
+            "--cps",
+            "20",
+            "--threads",
+            "2",
+        ])
+        .args(["--media-ports", "200", "--timeout", "5"]);
+    if let Some(o) = out {
+        cmd.arg("--out").arg(o);
+    }
+    let run = cmd.output().expect("loadtest runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{name}: exit {:?}\n{stdout}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().expect("a summary line")).expect("JSON summary")
+}
+
+fn assert_all_calls_complete(s: &Value, calls: u64) {
+    assert_eq!(s["attempted"], calls, "{s}");
+    assert_eq!(s["answered"], calls, "{s}");
+    assert_eq!(s["failed"], 0, "{s}");
+    assert_eq!(s["uas_legs"], calls, "{s}");
+    assert_eq!(s["uas_failed"], 0, "{s}");
+}
+
+fn assert_media_as_recorded(s: &Value) {
+    let sent = s["rtp_sent"].as_u64().unwrap();
+    assert!(sent > 0, "{s}");
+    assert_eq!(s["rtp_received"].as_u64().unwrap(), sent, "{s}");
+    assert_eq!(s["rtp_lost"], 0, "{s}");
+    assert_eq!(s["rtp_payload_mismatches"], 0, "{s}");
+    assert!(s["mos_min"].as_f64().unwrap() >= 4.0, "{s}");
+}
+
+#[test]
+fn g711_with_rtcp_against_its_own_uas() {
+    let dir = std::env::temp_dir().join(format!("loadtest-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prefix = dir.join("g711");
+    let s = replay("g711-rtcp.pcap", 1, 4, Some(&prefix));
+    assert_all_calls_complete(&s, 4);
+    assert_media_as_recorded(&s);
+    // The recorded payloads: 236 RTP packets each way per call.
+    assert_eq!(s["rtp_sent"], 4 * 2 * 236, "{s}");
+    let csv = std::fs::read_to_string(prefix.with_extension("csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 8, "{csv}");
+    assert!(
+        csv.lines()
+            .skip(1)
+            .all(|l| l.split(',').nth(3) == Some("ok")),
+        "{csv}"
+    );
+    check_html(&prefix.with_extension("html"));
+}
+
+#[test]
+fn hold_and_resume_against_its_own_uas() {
+    let s = replay("hold-resume.pcap", 2, 3, None);
+    assert_all_calls_complete(&s, 3);
+    assert_media_as_recorded(&s);
+}
+
+#[test]
+fn dtmf_digits_arrive_as_sent() {
+    let prefix = std::env::temp_dir().join(format!("loadtest-dtmf-{}", std::process::id()));
+    let s = replay("dtmf-rfc4733.pcap", 3, 3, Some(&prefix));
+    assert_all_calls_complete(&s, 3);
+    assert_media_as_recorded(&s);
+    let csv = std::fs::read_to_string(prefix.with_extension("csv")).unwrap();
+    // The callee's rows check the digits 1, 5, 9.
+    let uas: Vec<&str> = csv.lines().filter(|l| l.starts_with("uas,")).collect();
+    assert_eq!(uas.len(), 3);
+    assert!(uas.iter().all(|l| l.ends_with(",true")), "{csv}");
+}
+
+#[test]
+fn register_with_digest_against_its_own_uas() {
+    let s = replay("register-digest.pcap", 4, 5, None);
+    assert_all_calls_complete(&s, 5);
+    assert_eq!(s["rtp_sent"], 0);
+}
+
+#[test]
+fn cancel_against_its_own_uas() {
+    let s = replay("cancel.pcap", 5, 5, None);
+    assert_all_calls_complete(&s, 5);
+    // CANCEL after the 180: a first 18x is measured, no 200.
+    assert_eq!(s["setup_18x_ms"]["count"], 5, "{s}");
+    assert_eq!(s["setup_200_ms"]["count"], 0, "{s}");
+}
+
+#[test]
+fn refuses_a_target_outside_loopback() {
+    let run = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .arg("--pcap")
+        .arg(pcap("g711-rtcp.pcap"))
+        .args(["--target", "192.0.2.1:5060", "--calls", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("--allow-remote"));
+}
+
+/// The report renders in headless Chromium (when installed, as `.ci/setup` does) with its three
+/// plots; without Chromium, its structure is checked as text.
+fn check_html(path: &Path) {
+    let html = std::fs::read_to_string(path).unwrap();
+    for id in ["plot-cps", "plot-setup", "plot-mos"] {
+        assert!(html.contains(&format!("id=\"{id}\"")), "{id} missing");
+    }
+    assert!(html.contains("<polyline") && html.contains("<rect class=\"bar\""));
+    let browser = ["chromium-headless-shell", "chromium", "chromium-browser"]
+        .into_iter()
+        .find(|b| {
+            Command::new("which")
+                .arg(b)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    let Some(browser) = browser else {
+        eprintln!("no Chromium: the report's DOM was not rendered");
+        return;
+    };
+    let out = Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(format!("file://{}", path.display()))
+        .output()
+        .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The parsed DOM holds the SVG elements with their points (not an error page).
+    for id in ["plot-cps", "plot-setup", "plot-mos"] {
+        assert!(
+            dom.contains(&format!("id=\"{id}\"")),
+            "{id} not in the rendered DOM"
+        );
+    }
+    assert!(dom.contains("<polyline") && dom.contains("<rect"), "{dom}");
+}

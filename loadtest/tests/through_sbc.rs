@@ -1,0 +1,119 @@
+//! The load tester replays the captures through the SBC binary (media anchored) to its own UAS:
+//! caller 127.46.20.3 → SBC outside 127.46.20.1:5060 → inside 127.46.20.11 → PBX group = the
+//! tester's UAS on 127.46.20.2:5090. Every call completes and the RTP each side receives is the
+//! other side's recorded payloads. The SBC is the workspace's own binary, built beside `loadtest`
+//! (`cargo test --workspace` or `cargo build -p sbc` builds it).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Sbc(Child, PathBuf);
+
+impl Drop for Sbc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_sbc() -> Sbc {
+    let bin = Path::new(env!("CARGO_BIN_EXE_loadtest")).with_file_name("sbc");
+    assert!(
+        bin.exists(),
+        "{} missing: build the SBC first (cargo build -p sbc)",
+        bin.display()
+    );
+    let dir = std::env::temp_dir().join(format!("loadtest-sbc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("sbc.toml");
+    std::fs::write(
+        &cfg,
+        "workers = 2\n\
+         [sip]\nudp = [\"127.46.20.1:5060\"]\ntcp = []\n\
+         [inside]\naddress = \"127.46.20.11\"\nport = 5080\ntargets = [\"pbx\"]\n\
+         [[target_group]]\nname = \"pbx\"\n\
+         targets = [{ address = \"127.46.20.2:5090\", transport = \"udp\" }]\n\
+         options_interval_secs = 0\n\
+         [[route]]\nname = \"to-pbx\"\nfrom = \"outside\"\nprefix = \"\"\ntarget_group = \"pbx\"\n\
+         [media]\naddress = \"127.46.20.21\"\nport_min = 30000\nport_max = 30399\n\
+         [guard]\ninside_networks = [\"127.46.20.2\"]\n",
+    )
+    .unwrap();
+    let log = dir.join("sbc.log");
+    let child = Command::new(bin)
+        .arg("--config")
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let sbc = Sbc(child, log);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !std::fs::read_to_string(&sbc.1)
+        .unwrap_or_default()
+        .contains("sbc listening")
+    {
+        assert!(Instant::now() < deadline, "sbc did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sbc
+}
+
+fn replay(name: &str, calls: u32) -> Value {
+    let pcap = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../pcaps")
+        .join(name);
+    let run = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .arg("--pcap")
+        .arg(pcap)
+        .args(["--target", "127.46.20.1:5060", "--uas", "127.46.20.2:5090"])
+        .args(["--local-ip", "127.46.20.3", "--calls", &calls.to_string()])
+        .args([
+            "--cps",
+            "10",
+            "--threads",
+            "2",
+            "--media-ports",
+            "200",
+            "--timeout",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{name}: {out}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_str(out.lines().last().unwrap()).unwrap()
+}
+
+/// One SBC for all captures, one after the other (they share its addresses).
+#[test]
+fn every_call_capture_replays_through_the_sbc() {
+    let sbc = start_sbc();
+    for (name, media) in [
+        ("g711-rtcp.pcap", true),
+        ("hold-resume.pcap", true),
+        ("dtmf-rfc4733.pcap", true),
+        ("cancel.pcap", false),
+    ] {
+        let s = replay(name, 3);
+        let log = std::fs::read_to_string(&sbc.1).unwrap_or_default();
+        assert_eq!(s["answered"], 3, "{name}: {s}\n{log}");
+        assert_eq!(s["failed"], 0, "{name}: {s}");
+        assert_eq!(s["uas_failed"], 0, "{name}: {s}");
+        if media {
+            let sent = s["rtp_sent"].as_u64().unwrap();
+            assert!(sent > 0, "{name}: {s}");
+            assert_eq!(s["rtp_received"].as_u64().unwrap(), sent, "{name}: {s}");
+            assert_eq!(s["rtp_payload_mismatches"], 0, "{name}: {s}");
+        }
+    }
+}
