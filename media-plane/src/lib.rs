@@ -38,6 +38,7 @@ pub mod latch;
 pub mod ports;
 pub mod rtp;
 pub mod shard;
+pub mod srtp;
 pub mod stats;
 
 pub use error::Error;
