@@ -281,6 +281,8 @@ impl Worker {
             c.media_released_unanswered = anchor.released_unanswered;
             c.media_pending_discarded = anchor.pending_discarded;
             c.media_held_kept = anchor.held_kept;
+            c.media_srtp_auth_failures = shard.srtp.auth_failures();
+            c.media_srtp_replays = shard.srtp.replays();
             c.media_sessions = relay.len() as u64;
             c.media_ports_in_use = relay.ports().in_use() as u64;
         }
