@@ -10,6 +10,15 @@
 //!   reference figure), and `aead_aes_128_gcm/ring` (AEAD_AES_128_GCM).
 //! - `baseline/copy`: copying the packet into the work buffer, which every candidate also does.
 //!
+//! Group `srtp_relay` (per packet, through `MediaShard::on_packet_in`, sans-IO: the relay's own
+//! work without the sockets):
+//!
+//! - `baseline/plain`: a 172-byte RTP packet relayed leg B → leg A with no stage.
+//! - `rtp_to_srtp`: the same packet protected on its way to an SRTP leg.
+//! - `srtp_to_rtp`: an SRTP packet from the SRTP leg unprotected on its way to the plain leg.
+//!
+//! `baseline/plain / rtp_to_srtp` is the relay's rate with SRTP on one leg against plain.
+//!
 //! Packets carry consecutive sequence numbers; the receiving context is renewed (untimed) every
 //! 4,096 packets so the replay window never refuses one.
 //!
@@ -200,11 +209,77 @@ fn cipher(c: &mut Criterion) {
     g.finish();
 }
 
+fn relay(c: &mut Criterion) {
+    use media_plane::stage::{SrtpStage, Stage};
+    use media_plane::{Action, MediaShard, ShardConfig, Side};
+    use std::net::SocketAddr;
+    let suite = Suite::AesCm128HmacSha1_80;
+    let t = Instant::now();
+    let a: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+    let b: SocketAddr = "192.0.2.2:5000".parse().unwrap();
+    let setup = |srtp: bool| {
+        let mut shard = MediaShard::new(ShardConfig::new(30000, 30099)).unwrap();
+        let h = shard.allocate_session(t, 1).unwrap();
+        shard.set_remote(h, 0, Side::A, a, t).unwrap();
+        shard.set_remote(h, 0, Side::B, b, t).unwrap();
+        if srtp {
+            let ctx = || Some(SrtpContext::new(suite, &master(suite)).unwrap());
+            let stage = |rx, tx| Stage::Srtp(Box::new(SrtpStage::new(rx, tx)));
+            shard.set_stage(h, 0, Side::A, stage(ctx(), None)).unwrap();
+            shard.set_stage(h, 0, Side::B, stage(None, ctx())).unwrap();
+        }
+        let s = &shard.streams(h).unwrap()[0];
+        let ports = (s.leg(Side::A).ports().rtp(), s.leg(Side::B).ports().rtp());
+        (shard, ports)
+    };
+    let plain: Vec<Vec<u8>> = (0..CHUNK as u16).map(rtp).collect();
+    let mut g = c.benchmark_group("srtp_relay");
+    g.throughput(Throughput::Elements(1));
+    for (name, srtp) in [("baseline/plain", false), ("rtp_to_srtp", true)] {
+        g.bench_function(name, |bench| {
+            let (mut shard, (_, port_b)) = setup(srtp);
+            let mut buf = [0u8; 2048];
+            let mut i = 0;
+            bench.iter(|| {
+                let p = &plain[i % CHUNK];
+                i += 1;
+                buf[..p.len()].copy_from_slice(p);
+                let act = shard.on_packet_in(port_b, b, &mut buf, p.len(), t);
+                assert!(matches!(act, Action::Forward { .. }));
+                black_box(act)
+            });
+        });
+    }
+    let sealed = protected::<RustCrypto>(suite);
+    g.bench_function("srtp_to_rtp", |bench| {
+        bench.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            let mut buf = [0u8; 2048];
+            let mut left = iters as usize;
+            while left > 0 {
+                let (mut shard, (port_a, _)) = setup(true);
+                let n = left.min(CHUNK);
+                let t0 = Instant::now();
+                for p in &sealed[..n] {
+                    buf[..p.len()].copy_from_slice(p);
+                    let act = shard.on_packet_in(port_a, a, &mut buf, p.len(), t);
+                    assert!(matches!(act, Action::Forward { .. }));
+                    black_box(act);
+                }
+                spent += t0.elapsed();
+                left -= n;
+            }
+            spent
+        });
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = cipher
+    targets = cipher, relay
 }
 criterion_main!(benches);
