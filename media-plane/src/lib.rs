@@ -26,8 +26,11 @@
 //! Time is always an input (`now: Instant`); nothing here reads a clock, so tests drive hours of
 //! virtual time in microseconds. The packet path neither allocates, locks nor hashes.
 //!
-//! Not yet here: SRTP termination, codecs and transcoding, DTMF (RFC 4733), playback and recording.
-//! SRTP can already be relayed as is ([`shard::Validation::HeaderOnly`]).
+//! - [`srtp`]: SRTP/SRTCP contexts (RFC 3711, 6188, 7714), and [`stage`]: the per-direction stage
+//!   (plain, SRTP) the relay runs between the legs.
+//!
+//! Not yet here: codecs and transcoding, DTMF (RFC 4733), playback and recording.
+//! SRTP can also be relayed as is ([`shard::Validation::HeaderOnly`]).
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -41,6 +44,8 @@ pub mod ports;
 pub mod quality;
 pub mod rtp;
 pub mod shard;
+pub mod srtp;
+pub mod stage;
 pub mod stats;
 
 pub use error::Error;

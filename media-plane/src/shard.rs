@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use crate::latch::{Latch, LatchMode, LatchVerdict};
 use crate::ports::{PortAllocator, PortPair};
 use crate::rtp::{is_rtcp, RtcpCompound, RtcpPacket, RtpHeader};
+use crate::stage::{SrtpCounters, Stage};
 use crate::stats::StreamStats;
 use crate::Error;
 
@@ -178,15 +179,21 @@ pub enum DropReason {
     WrongSource,
     /// The other leg has neither a learned source nor a usable SDP address yet.
     NoDestination,
+    /// The stream's stage refused it (SRTP: authentication, replay; its counters say why).
+    Stage,
 }
 
 impl DropReason {
+    /// How many reasons there are.
+    pub const COUNT: usize = 5;
+
     /// Every reason, in counter order.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; Self::COUNT] = [
         Self::UnknownPort,
         Self::Malformed,
         Self::WrongSource,
         Self::NoDestination,
+        Self::Stage,
     ];
 
     /// The metric label.
@@ -196,6 +203,7 @@ impl DropReason {
             Self::Malformed => "malformed",
             Self::WrongSource => "wrong_source",
             Self::NoDestination => "no_destination",
+            Self::Stage => "stage",
         }
     }
 
@@ -205,6 +213,7 @@ impl DropReason {
             Self::Malformed => 1,
             Self::WrongSource => 2,
             Self::NoDestination => 3,
+            Self::Stage => 4,
         }
     }
 }
@@ -268,7 +277,9 @@ pub struct ShardCounters {
     pub no_media: u64,
     /// One-way episodes reported.
     pub one_way: u64,
-    dropped: [u64; 4],
+    /// SRTP stages: packets passed and refused by reason, summed over every stream.
+    pub srtp: SrtpCounters,
+    dropped: [u64; 5],
 }
 
 impl ShardCounters {
@@ -279,7 +290,7 @@ impl ShardCounters {
 }
 
 /// One leg of a stream: the relay's port pair facing one remote, and what came from that remote.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Leg {
     ports: PortPair,
     rtcp_mux: bool,
@@ -289,6 +300,8 @@ pub struct Leg {
     rx: StreamStats,
     forwarded: u64,
     dropped: u64,
+    /// What is done to the packets arriving on this leg before they leave by the other.
+    stage: Stage,
 }
 
 impl Leg {
@@ -302,6 +315,7 @@ impl Leg {
             rx: StreamStats::new(),
             forwarded: 0,
             dropped: 0,
+            stage: Stage::Plain,
         }
     }
 
@@ -336,14 +350,19 @@ impl Leg {
     }
 
     /// Packets arriving on this leg's ports that were dropped (malformed, wrong source, no
-    /// destination).
+    /// destination, refused by the stage).
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// The stage run over the packets arriving on this leg.
+    pub fn stage(&self) -> &Stage {
+        &self.stage
     }
 }
 
 /// One media stream (m= line): two legs.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Stream {
     a: Leg,
     b: Leg,
@@ -478,9 +497,17 @@ impl MediaShard {
         &self.ports
     }
 
-    /// A copy of the counters.
+    /// A copy of the counters. The SRTP counters sum the live streams' stages (O(sessions): call
+    /// it from a timer, not per packet) and those of streams gone.
     pub fn counters(&self) -> ShardCounters {
-        self.counters
+        let mut c = self.counters;
+        for session in self.slots.iter().filter_map(|s| s.session.as_ref()) {
+            for stream in &session.streams {
+                c.srtp.add(&stream.a.stage.srtp_counters());
+                c.srtp.add(&stream.b.stage.srtp_counters());
+            }
+        }
+        c
     }
 
     /// Allocate a session with `streams` streams: two port pairs per stream (legs A and B), all or
@@ -641,6 +668,22 @@ impl MediaShard {
         Ok(())
     }
 
+    /// Set the stage run over the packets arriving on `side` of `stream` (toward the other leg).
+    /// The stage's SRTP counters so far are kept in the shard's counters.
+    pub fn set_stage(
+        &mut self,
+        handle: SessionHandle,
+        stream: usize,
+        side: Side,
+        stage: Stage,
+    ) -> Result<(), Error> {
+        let session = self.session_mut(handle)?;
+        let leg = stream_mut(session, stream)?.leg_mut(side);
+        let old = std::mem::replace(&mut leg.stage, stage);
+        self.counters.srtp.add(&old.srtp_counters());
+        Ok(())
+    }
+
     /// The streams of a session, for reading ports, latch state and statistics.
     pub fn streams(&self, handle: SessionHandle) -> Result<&[Stream], Error> {
         let slot = self
@@ -686,6 +729,7 @@ impl MediaShard {
         slot.generation = slot.generation.wrapping_add(1);
         for stream in &session.streams {
             for leg in [&stream.a, &stream.b] {
+                self.counters.srtp.add(&leg.stage.srtp_counters());
                 for port in [leg.ports.rtp(), leg.ports.rtcp()] {
                     if let Some(entry) = route_entry(&mut self.routes, min, port) {
                         *entry = None;
@@ -705,9 +749,8 @@ impl MediaShard {
         Ok(())
     }
 
-    /// Relay decision for one datagram received on `local_port` from `source` at `now`. O(1), no
-    /// allocation. The buffer is not changed today; it is mutable for the in-place rewrites
-    /// (SRTP, SSRC) that will come.
+    /// Relay decision for one datagram received on `local_port` from `source` at `now`: the whole
+    /// of `buf` is the packet, with no room to grow (see [`MediaShard::on_packet_in`]).
     #[must_use]
     pub fn on_packet(
         &mut self,
@@ -716,7 +759,24 @@ impl MediaShard {
         buf: &mut [u8],
         now: Instant,
     ) -> Action {
-        let action = self.route_packet(local_port, source, buf, now);
+        let len = buf.len();
+        self.on_packet_in(local_port, source, buf, len, now)
+    }
+
+    /// Relay decision for the datagram `buf[..len]` received on `local_port` from `source` at
+    /// `now`. O(1), no allocation. The stream's stage may rewrite the packet in place and grow it
+    /// into the rest of `buf` (an SRTP tag: keep [`crate::srtp::Suite::max_overhead`] bytes of
+    /// tailroom); the driver sends `buf[..len]` of the returned [`Action::Forward`].
+    #[must_use]
+    pub fn on_packet_in(
+        &mut self,
+        local_port: u16,
+        source: SocketAddr,
+        buf: &mut [u8],
+        len: usize,
+        now: Instant,
+    ) -> Action {
+        let action = self.route_packet(local_port, source, buf, len, now);
         match action {
             Action::Forward { len, .. } => {
                 self.counters.forwarded += 1;
@@ -735,9 +795,13 @@ impl MediaShard {
         &mut self,
         local_port: u16,
         source: SocketAddr,
-        buf: &[u8],
+        room: &mut [u8],
+        len: usize,
         now: Instant,
     ) -> Action {
+        let Some(buf) = room.get(..len) else {
+            return Action::Drop(DropReason::Malformed);
+        };
         let Some(route) = local_port
             .checked_sub(self.config_min())
             .and_then(|i| self.routes.get(usize::from(i)))
@@ -757,6 +821,12 @@ impl MediaShard {
         let clock_rate = stream.clock_rate;
         let validation = stream.validation;
         let (from, to) = stream.legs_mut(route.side);
+        // An encrypted payload cannot be checked before the stage decrypts it.
+        let validation = if validation == Validation::Full && from.stage.decrypts() {
+            Validation::HeaderOnly
+        } else {
+            validation
+        };
         let on_rtcp_port = local_port % 2 == 1;
         let opaque = validation == Validation::Opaque;
         let kind = if on_rtcp_port || (!opaque && is_rtcp(buf)) {
@@ -766,11 +836,11 @@ impl MediaShard {
         };
 
         // Validate before latching: a malformed packet must never move the latch.
-        let header = match kind {
-            Kind::Rtp if opaque => None,
+        let is_rtp = match kind {
+            Kind::Rtp if opaque => false,
             Kind::Rtp => match RtpHeader::parse(buf) {
-                Ok(h) if validation == Validation::HeaderOnly => Some(h),
-                Ok(h) if h.padding_len().is_ok() => Some(h),
+                Ok(_) if validation == Validation::HeaderOnly => true,
+                Ok(h) if h.padding_len().is_ok() => true,
                 _ => {
                     from.dropped += 1;
                     return Action::Drop(DropReason::Malformed);
@@ -786,8 +856,26 @@ impl MediaShard {
                     from.dropped += 1;
                     return Action::Drop(DropReason::Malformed);
                 }
-                None
+                false
             }
+        };
+
+        // The stage before the latch: a packet SRTP refuses (forged, replayed) never moves it.
+        let received = len;
+        let len = if opaque {
+            len
+        } else {
+            match from.stage.apply(kind == Kind::Rtcp, room, len) {
+                Ok(n) => n,
+                Err(_) => {
+                    from.dropped += 1;
+                    return Action::Drop(DropReason::Stage);
+                }
+            }
+        };
+        let Some(buf) = room.get(..len) else {
+            from.dropped += 1;
+            return Action::Drop(DropReason::Malformed);
         };
 
         // The latch is per port: RTCP on an rtcp-mux RTP port comes from the RTP source.
@@ -801,9 +889,9 @@ impl MediaShard {
             return Action::Drop(DropReason::WrongSource);
         }
 
-        match &header {
-            Some(h) => from.rx.record_rtp(h, now, clock_rate),
-            None => from.rx.record_rtcp(buf.len(), now),
+        match is_rtp.then(|| RtpHeader::parse(buf).ok()).flatten() {
+            Some(h) => from.rx.record_rtp(&h, now, clock_rate),
+            None => from.rx.record_rtcp(received, now),
         }
 
         let (from_port, to_addr) = if kind == Kind::Rtp || to.rtcp_mux {
@@ -819,7 +907,7 @@ impl MediaShard {
         Action::Forward {
             from_port,
             to: to_addr,
-            len: buf.len(),
+            len,
         }
     }
 
@@ -1188,7 +1276,8 @@ mod tests {
                 "unknown_port",
                 "malformed",
                 "wrong_source",
-                "no_destination"
+                "no_destination",
+                "stage"
             ]
         );
     }

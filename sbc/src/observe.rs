@@ -495,7 +495,7 @@ pub(crate) struct Observed {
     pub(crate) calls: CallStats,
     pub(crate) sip: SipTraffic,
     /// Media datagrams dropped, by [`media_plane::DropReason::ALL`] order.
-    pub(crate) media_dropped: [u64; 4],
+    pub(crate) media_dropped: [u64; media_plane::DropReason::COUNT],
     pub(crate) work: LoopStats,
 }
 

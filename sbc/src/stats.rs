@@ -161,6 +161,10 @@ sbc_counters::counters! {
         counter media_pending_discarded,
         /// Idle scans that found a call on hold without media and left it up.
         counter media_held_kept,
+        /// SRTP/SRTCP packets dropped: their authentication tag did not verify.
+        counter media_srtp_auth_failures,
+        /// SRTP/SRTCP packets dropped as replays.
+        counter media_srtp_replays,
     }
 }
 

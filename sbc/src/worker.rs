@@ -265,9 +265,9 @@ impl Worker {
     }
 
     /// The relay's drops by reason ([`media_plane::DropReason::ALL`] order).
-    fn media_drops(&self) -> [u64; 4] {
+    fn media_drops(&self) -> [u64; media_plane::DropReason::COUNT] {
         let relay = self.shard_media.as_ref().map(ShardMedia::shard);
-        relay.map_or([0; 4], |r| {
+        relay.map_or([0; media_plane::DropReason::COUNT], |r| {
             media_plane::DropReason::ALL.map(|d| r.counters().dropped(d))
         })
     }
@@ -300,6 +300,8 @@ impl Worker {
             c.media_released_unanswered = anchor.released_unanswered;
             c.media_pending_discarded = anchor.pending_discarded;
             c.media_held_kept = anchor.held_kept;
+            c.media_srtp_auth_failures = shard.srtp.auth_failures();
+            c.media_srtp_replays = shard.srtp.replays();
             c.media_sessions = relay.len() as u64;
             c.media_ports_in_use = relay.ports().in_use() as u64;
             c.media_ports_free = relay.ports().free_pairs() as u64;

@@ -361,7 +361,7 @@ fn media(out: &mut Text, total: &Layers) {
         "sbc_media_dropped_total",
         "Media datagrams the relay dropped, by reason: no stream owns the port (unknown_port), not \
          RTP or RTCP (malformed), not from the latched source (wrong_source), nowhere to send yet \
-         (no_destination).",
+         (no_destination), refused by the stream's SRTP or codec stage (stage).",
         ("reason", &media_plane::DropReason::ALL.map(|r| r.as_str())),
         o.media_dropped,
     );

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 pub mod anchor;
 pub mod callmedia;
+pub mod sdes;
 #[doc(hidden)]
 pub mod testing;
 

@@ -25,6 +25,7 @@
 
 mod error;
 mod fields;
+pub mod sdes;
 
 use std::borrow::Cow;
 use std::fmt;

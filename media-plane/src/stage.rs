@@ -1,0 +1,257 @@
+//! The per-stream-direction stage: what the relay does to a packet's bytes between receiving it on
+//! one leg and sending it out of the other. [`Stage::Plain`] (the default) forwards as is; the
+//! other variants rewrite the packet in place and may change its length, which
+//! [`crate::Action::Forward`]'s `len` carries. The decision is explicit per direction, so a plain
+//! stream can later be offloaded.
+
+use crate::srtp::{Reject, SrtpContext};
+
+/// What happens to the packets arriving on one leg before they leave by the other.
+#[derive(Debug, Default)]
+pub enum Stage {
+    /// Forwarded unchanged.
+    #[default]
+    Plain,
+    /// SRTP termination: unprotect with the arriving leg's key, protect with the leaving leg's
+    /// key, or both (SRTP to SRTP with a different key per leg).
+    Srtp(Box<SrtpStage>),
+}
+
+impl Stage {
+    /// Run the stage over `buf[..len]` (an RTCP compound when `rtcp`); `buf` extends past `len`
+    /// with room to grow. Returns the length to send.
+    pub fn apply(&mut self, rtcp: bool, buf: &mut [u8], len: usize) -> Result<usize, Reject> {
+        match self {
+            Self::Plain => Ok(len),
+            Self::Srtp(s) => s.apply(rtcp, buf, len),
+        }
+    }
+
+    /// The packets arrive encrypted (their payload cannot be checked before the stage).
+    pub fn decrypts(&self) -> bool {
+        matches!(self, Self::Srtp(s) if s.unprotect.is_some())
+    }
+
+    /// The SRTP refusals counted by this stage.
+    pub fn srtp_counters(&self) -> SrtpCounters {
+        match self {
+            Self::Plain => SrtpCounters::default(),
+            Self::Srtp(s) => s.counters,
+        }
+    }
+}
+
+/// One direction's SRTP contexts.
+#[derive(Debug, Default)]
+pub struct SrtpStage {
+    /// Unprotects what arrives (the sending leg's remote key); `None`: it arrives in clear.
+    pub unprotect: Option<SrtpContext>,
+    /// Protects what leaves (the key the SBC gave the other leg's remote); `None`: it leaves in
+    /// clear.
+    pub protect: Option<SrtpContext>,
+    counters: SrtpCounters,
+}
+
+impl SrtpStage {
+    /// A stage from its two optional contexts.
+    pub fn new(unprotect: Option<SrtpContext>, protect: Option<SrtpContext>) -> Self {
+        Self {
+            unprotect,
+            protect,
+            counters: SrtpCounters::default(),
+        }
+    }
+
+    fn apply(&mut self, rtcp: bool, buf: &mut [u8], len: usize) -> Result<usize, Reject> {
+        let r = self.run(rtcp, buf, len);
+        match r {
+            Ok(_) => self.counters.packets += 1,
+            Err(reason) => {
+                if let Some(c) = self.counters.rejected.get_mut(reason.index()) {
+                    *c += 1;
+                }
+            }
+        }
+        r
+    }
+
+    fn run(&mut self, rtcp: bool, buf: &mut [u8], len: usize) -> Result<usize, Reject> {
+        let mut len = len;
+        if let Some(rx) = &mut self.unprotect {
+            len = if rtcp {
+                rx.unprotect_rtcp(buf, len)?
+            } else {
+                rx.unprotect_rtp(buf, len)?
+            };
+        }
+        if let Some(tx) = &mut self.protect {
+            len = if rtcp {
+                tx.protect_rtcp(buf, len)?
+            } else {
+                tx.protect_rtp(buf, len)?
+            };
+        }
+        Ok(len)
+    }
+}
+
+/// SRTP counters of one direction (and, summed, of a shard).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SrtpCounters {
+    /// Packets that passed the stage.
+    pub packets: u64,
+    rejected: [u64; 5],
+}
+
+impl SrtpCounters {
+    /// Packets refused for `reason`.
+    pub fn rejected(&self, reason: Reject) -> u64 {
+        self.rejected.get(reason.index()).copied().unwrap_or(0)
+    }
+
+    /// Packets whose tag did not verify (tampered, or another key).
+    pub fn auth_failures(&self) -> u64 {
+        self.rejected(Reject::AuthFailed)
+    }
+
+    /// Packets refused as replays.
+    pub fn replays(&self) -> u64 {
+        self.rejected(Reject::Replayed)
+    }
+
+    /// Add `other` into these counters.
+    pub fn add(&mut self, other: &Self) {
+        self.packets += other.packets;
+        for (a, b) in self.rejected.iter_mut().zip(other.rejected) {
+            *a += b;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::srtp::Suite;
+    use crate::{Action, DropReason, MediaShard, ShardConfig, Side};
+
+    fn rtp(seq: u16) -> Vec<u8> {
+        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 160, 0, 0, 0, 7];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p.extend((0..160).map(|i| i as u8));
+        p
+    }
+
+    fn ctx(fill: u8) -> SrtpContext {
+        let suite = Suite::AesCm128HmacSha1_80;
+        SrtpContext::new(suite, &vec![fill; suite.master_len()]).unwrap()
+    }
+
+    /// Leg A speaks SRTP (its key 1 toward the SBC, the SBC's key 2 toward it), leg B plain RTP.
+    #[test]
+    fn srtp_on_one_leg_is_terminated_both_ways_and_refusals_are_counted() {
+        #[allow(clippy::disallowed_methods)]
+        let t = Instant::now();
+        let mut shard = MediaShard::new(ShardConfig::new(30000, 30099)).unwrap();
+        let h = shard.allocate_session(t, 1).unwrap();
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "192.0.2.1:4000".parse().unwrap(),
+            "192.0.2.2:5000".parse().unwrap(),
+        );
+        shard.set_remote(h, 0, Side::A, a, t).unwrap();
+        shard.set_remote(h, 0, Side::B, b, t).unwrap();
+        let stream = &shard.streams(h).unwrap()[0];
+        let (port_a, port_b) = (
+            stream.leg(Side::A).ports().rtp(),
+            stream.leg(Side::B).ports().rtp(),
+        );
+        shard
+            .set_stage(
+                h,
+                0,
+                Side::A,
+                Stage::Srtp(Box::new(SrtpStage::new(Some(ctx(1)), None))),
+            )
+            .unwrap();
+        shard
+            .set_stage(
+                h,
+                0,
+                Side::B,
+                Stage::Srtp(Box::new(SrtpStage::new(None, Some(ctx(2))))),
+            )
+            .unwrap();
+
+        // The phone's SRTP arrives in clear on leg B, shorter by the tag.
+        let mut phone = ctx(1);
+        let plain = rtp(10);
+        let mut buf = plain.clone();
+        buf.resize(2048, 0);
+        let n = phone.protect_rtp(&mut buf, plain.len()).unwrap();
+        let sealed = buf[..n].to_vec();
+        let act = shard.on_packet_in(port_a, a, &mut buf, n, t);
+        assert_eq!(
+            act,
+            Action::Forward {
+                from_port: port_b,
+                to: b,
+                len: plain.len()
+            }
+        );
+        assert_eq!(buf[..plain.len()], plain[..]);
+
+        // Replayed, tampered: dropped as the stage's, counted by reason.
+        let mut again = sealed.clone();
+        again.resize(2048, 0);
+        let t1 = t + Duration::from_millis(20);
+        assert_eq!(
+            shard.on_packet_in(port_a, a, &mut again, n, t1),
+            Action::Drop(DropReason::Stage)
+        );
+        let mut forged = sealed.clone();
+        forged[2..4].copy_from_slice(&11u16.to_be_bytes());
+        forged.resize(2048, 0);
+        assert_eq!(
+            shard.on_packet_in(port_a, a, &mut forged, n, t1),
+            Action::Drop(DropReason::Stage)
+        );
+
+        // The PBX's RTP leaves toward the phone protected with the SBC's key.
+        let mut buf = plain.clone();
+        buf.resize(2048, 0);
+        let Action::Forward { len, to, .. } =
+            shard.on_packet_in(port_b, b, &mut buf, plain.len(), t1)
+        else {
+            panic!("relayed");
+        };
+        assert_eq!((len, to), (plain.len() + 10, a));
+        let mut phone_rx = ctx(2);
+        let m = phone_rx.unprotect_rtp(&mut buf, len).unwrap();
+        assert_eq!(buf[..m], plain[..]);
+
+        // A packet too big to grow is dropped, not truncated.
+        let mut tight = plain.clone();
+        assert_eq!(
+            shard.on_packet(port_b, b, &mut tight, t1),
+            Action::Drop(DropReason::Stage)
+        );
+
+        let side_a = shard.streams(h).unwrap()[0]
+            .leg(Side::A)
+            .stage()
+            .srtp_counters();
+        assert_eq!(
+            (side_a.packets, side_a.replays(), side_a.auth_failures()),
+            (1, 1, 1)
+        );
+        assert_eq!(shard.counters().dropped(DropReason::Stage), 3);
+        let live = shard.counters().srtp;
+        shard.release(h, t1).unwrap();
+        assert_eq!(shard.counters().srtp, live);
+        let c = shard.counters().srtp;
+        assert_eq!((c.packets, c.replays(), c.auth_failures()), (2, 1, 1));
+        assert_eq!(c.rejected(Reject::NoRoom), 1);
+    }
+}
