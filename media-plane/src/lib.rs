@@ -24,7 +24,11 @@
 //! Time is always an input (`now: Instant`); nothing here reads a clock, so tests drive hours of
 //! virtual time in microseconds. The packet path neither allocates, locks nor hashes.
 //!
-//! Not yet here: SRTP termination, codecs and transcoding, DTMF (RFC 4733), playback and recording.
+//! - [`codec`]: G.711 μ-law/A-law, DTMF (RFC 4733 events, in-band tones generated and detected)
+//!   and [`codec::CodecStage`], the per-stream transcoding stage the shard runs when the two legs
+//!   negotiated different formats ([`MediaShard::set_codecs`]).
+//!
+//! Not yet here: SRTP termination, G.722 and Opus, playback and recording.
 //! SRTP can already be relayed as is ([`shard::Validation::HeaderOnly`]).
 #![deny(
     clippy::unwrap_used,
@@ -33,6 +37,7 @@
     missing_docs
 )]
 
+pub mod codec;
 mod error;
 pub mod latch;
 pub mod ports;

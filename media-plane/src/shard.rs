@@ -26,6 +26,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::codec::{CodecCounters, CodecPlan, CodecStage, StageResult, Way};
 use crate::latch::{Latch, LatchMode, LatchVerdict};
 use crate::ports::{PortAllocator, PortPair};
 use crate::rtp::{is_rtcp, RtcpCompound, RtcpPacket, RtpHeader};
@@ -225,6 +226,9 @@ pub enum Action {
     },
     /// Drop it; the reason is counted.
     Drop(DropReason),
+    /// Nothing to send: a stage took the packet (audio replaced by a DTMF tone, a repeated end of
+    /// an event). Not a drop: nothing was wrong with it.
+    Consumed,
 }
 
 /// Something [`MediaShard::poll_idle`] found. Each is reported once per episode: again only after
@@ -268,6 +272,8 @@ pub struct ShardCounters {
     pub no_media: u64,
     /// One-way episodes reported.
     pub one_way: u64,
+    /// Codec stages: frames transcoded, DTMF events relayed, generated, detected.
+    pub codec: CodecCounters,
     dropped: [u64; 4],
 }
 
@@ -353,6 +359,8 @@ pub struct Stream {
     /// The later of the allocation and the last offer/answer on either leg.
     negotiated: Instant,
     one_way: Option<Side>,
+    /// Transcoding and DTMF interworking, when the legs negotiated different formats.
+    codec: Option<Box<CodecStage>>,
 }
 
 impl Stream {
@@ -376,16 +384,13 @@ impl Stream {
         }
     }
 
-    /// (the leg on `side`, the other leg)
-    fn legs_mut(&mut self, side: Side) -> (&mut Leg, &mut Leg) {
-        match side {
-            Side::A => (&mut self.a, &mut self.b),
-            Side::B => (&mut self.b, &mut self.a),
-        }
-    }
-
     fn last_packet(&self) -> Option<Instant> {
         self.a.rx.last_packet().max(self.b.rx.last_packet())
+    }
+
+    /// The codec stage, when the legs negotiated different formats.
+    pub fn codec(&self) -> Option<&CodecStage> {
+        self.codec.as_deref()
     }
 }
 
@@ -542,6 +547,7 @@ impl MediaShard {
                 validation: self.config.validation,
                 negotiated: now,
                 one_way: None,
+                codec: None,
             };
             for side in [Side::A, Side::B] {
                 let leg = s.leg_mut(side);
@@ -641,6 +647,27 @@ impl MediaShard {
         Ok(())
     }
 
+    /// The formats the two legs of `stream` negotiated: a plan whose legs differ puts a
+    /// [`CodecStage`] on the stream (transcoding, DTMF interworking); `None` or an identity plan
+    /// relays packets as they are. Allocates the stage here, never on the packet path.
+    pub fn set_codecs(
+        &mut self,
+        handle: SessionHandle,
+        stream: usize,
+        plan: Option<CodecPlan>,
+    ) -> Result<(), Error> {
+        let session = self.session_mut(handle)?;
+        let s = stream_mut(session, stream)?;
+        s.codec = match plan {
+            Some(p) if !p.is_identity() => match s.codec.as_deref_mut() {
+                Some(stage) if *stage.plan() == p => return Ok(()),
+                _ => Some(Box::new(CodecStage::new(p))),
+            },
+            _ => None,
+        };
+        Ok(())
+    }
+
     /// The streams of a session, for reading ports, latch state and statistics.
     pub fn streams(&self, handle: SessionHandle) -> Result<&[Stream], Error> {
         let slot = self
@@ -706,8 +733,8 @@ impl MediaShard {
     }
 
     /// Relay decision for one datagram received on `local_port` from `source` at `now`. O(1), no
-    /// allocation. The buffer is not changed today; it is mutable for the in-place rewrites
-    /// (SRTP, SSRC) that will come.
+    /// allocation. A stream's codec stage rewrites the buffer in place, within its length (see
+    /// [`MediaShard::on_packet_in`] to give it room to grow).
     #[must_use]
     pub fn on_packet(
         &mut self,
@@ -716,7 +743,22 @@ impl MediaShard {
         buf: &mut [u8],
         now: Instant,
     ) -> Action {
-        let action = self.route_packet(local_port, source, buf, now);
+        let len = buf.len();
+        self.on_packet_in(local_port, source, buf, len, now)
+    }
+
+    /// [`MediaShard::on_packet`] for the datagram `room[..len]`: a stage may rewrite it in place
+    /// and send more than was received, up to `room.len()` (a DTMF event played as a tone).
+    #[must_use]
+    pub fn on_packet_in(
+        &mut self,
+        local_port: u16,
+        source: SocketAddr,
+        room: &mut [u8],
+        len: usize,
+        now: Instant,
+    ) -> Action {
+        let action = self.route_packet(local_port, source, room, len.min(room.len()), now);
         match action {
             Action::Forward { len, .. } => {
                 self.counters.forwarded += 1;
@@ -727,6 +769,7 @@ impl MediaShard {
                     *c += 1;
                 }
             }
+            Action::Consumed => {}
         }
         action
     }
@@ -735,9 +778,13 @@ impl MediaShard {
         &mut self,
         local_port: u16,
         source: SocketAddr,
-        buf: &[u8],
+        room: &mut [u8],
+        len: usize,
         now: Instant,
     ) -> Action {
+        let Some(buf) = room.get(..len) else {
+            return Action::Drop(DropReason::Malformed);
+        };
         let Some(route) = local_port
             .checked_sub(self.config_min())
             .and_then(|i| self.routes.get(usize::from(i)))
@@ -756,7 +803,11 @@ impl MediaShard {
         };
         let clock_rate = stream.clock_rate;
         let validation = stream.validation;
-        let (from, to) = stream.legs_mut(route.side);
+        let codec = stream.codec.as_deref_mut();
+        let (from, to) = match route.side {
+            Side::A => (&mut stream.a, &mut stream.b),
+            Side::B => (&mut stream.b, &mut stream.a),
+        };
         let on_rtcp_port = local_port % 2 == 1;
         let opaque = validation == Validation::Opaque;
         let kind = if on_rtcp_port || (!opaque && is_rtcp(buf)) {
@@ -815,11 +866,23 @@ impl MediaShard {
             from.dropped += 1;
             return Action::Drop(DropReason::NoDestination);
         };
+        // The codec stage (transcoding, DTMF), on RTP of streams whose legs differ.
+        let mut len = buf.len();
+        if let (Some(stage), Kind::Rtp, false) = (codec, kind, opaque) {
+            let way = match route.side {
+                Side::A => Way::AToB,
+                Side::B => Way::BToA,
+            };
+            match stage.process(way, room, len, &mut self.counters.codec) {
+                StageResult::Forward(n) => len = n,
+                StageResult::Consumed => return Action::Consumed,
+            }
+        }
         from.forwarded += 1;
         Action::Forward {
             from_port,
             to: to_addr,
-            len: buf.len(),
+            len,
         }
     }
 
