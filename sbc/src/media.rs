@@ -89,11 +89,9 @@ pub(crate) fn relay_ready(
             break;
         };
         counters.media_rx += 1;
-        let Some(pkt) = buf.get_mut(..len) else {
-            break;
-        };
-        if let Action::Forward { from_port, to, len } = shard.on_packet(port, src, pkt, now) {
-            // The length the shard decided, within the buffer (the received length today).
+        if let Action::Forward { from_port, to, len } = shard.on_packet_in(port, src, buf, len, now)
+        {
+            // The length the shard decided, within the buffer (a stage may grow the packet).
             let Some(out) = buf.get(..len) else {
                 counters.media_bad_length += 1;
                 continue;

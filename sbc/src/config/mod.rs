@@ -13,6 +13,7 @@
 //! This file loads (and names key and line in errors); [`schema`] holds the serde structs,
 //! [`validate`] the cross checks, [`convert`] the conversion into `sbc-core` types.
 
+mod codecs;
 mod convert;
 mod guard;
 mod rules;

@@ -87,6 +87,7 @@ impl Config {
             return Err("sip: no listen address (udp, tcp, tls are all empty)".into());
         }
         self.guard.check()?;
+        self.codecs.policies()?;
         let t = &self.transport;
         if t.tcp_max_connections == 0 || t.tcp_max_connections > 1 << 20 {
             return Err("transport.tcp_max_connections: must be in 1..=1048576".into());

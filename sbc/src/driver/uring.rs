@@ -289,11 +289,10 @@ fn media_send(
     };
     // The whole buffer after the header: a stage may send more than was received, within it.
     let room = m.bufs.buf_mut(bid, MEDIA_BUF_SIZE)?.get_mut(start..)?;
-    let payload = room.get_mut(..plen)?;
     let media_plane::Action::Forward { from_port, to, len } =
         shard
             .shard_mut()
-            .on_packet(socks.port_of(index), src, payload, now)
+            .on_packet_in(socks.port_of(index), src, room, plen, now)
     else {
         return None;
     };
