@@ -15,16 +15,14 @@ mod common;
 #[path = "common/rtp.rs"]
 mod rtp;
 
-use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{Sbc, TempDir};
 use media_plane::codec::dtmf::{self, Detected, Detector, Event};
 use media_plane::codec::g711;
-use rtp::{counter, udp, SdpSeen, Ua};
+use media_plane::codec::measure::{level_db, peak_frequency, sine, snr_db};
+use rtp::{counter, udp, Got, SdpSeen, Sink, Ua};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -61,44 +59,6 @@ fn sdp(user: &str, ip: &str, port: u16, formats: &str, maps: &str) -> String {
     )
 }
 
-/// Every datagram a socket receives, raw, in its own thread until stopped.
-struct Collect {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Vec<Vec<u8>>>>,
-}
-
-impl Collect {
-    fn spawn(sock: &UdpSocket) -> Self {
-        let sock = sock.try_clone().unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(20)))
-            .unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut got = Vec::new();
-            let mut buf = [0u8; 2048];
-            loop {
-                match sock.recv_from(&mut buf) {
-                    Ok((len, _)) => got.push(buf[..len].to_vec()),
-                    Err(_) if s.load(Ordering::Relaxed) => break,
-                    Err(_) => {}
-                }
-            }
-            got
-        });
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn finish(mut self) -> Vec<Vec<u8>> {
-        std::thread::sleep(Duration::from_millis(300));
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().unwrap().join().unwrap()
-    }
-}
-
 fn rtp_packet(pt: u8, marker: bool, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
     let mut p = vec![0x80, pt | if marker { 0x80 } else { 0 }];
     p.extend_from_slice(&seq.to_be_bytes());
@@ -106,23 +66,6 @@ fn rtp_packet(pt: u8, marker: bool, seq: u16, ts: u32, ssrc: u32, payload: &[u8]
     p.extend_from_slice(&ssrc.to_be_bytes());
     p.extend_from_slice(payload);
     p
-}
-
-fn sine(freq: f64, amp: f64, start: usize, n: usize) -> Vec<i16> {
-    (start..start + n)
-        .map(|i| (amp * (std::f64::consts::TAU * freq * i as f64 / 8000.0).sin()) as i16)
-        .collect()
-}
-
-fn goertzel(x: &[i16], freq: f64) -> f64 {
-    let k = 2.0 * (std::f64::consts::TAU * freq / 8000.0).cos();
-    let (mut a, mut b) = (0.0f64, 0.0f64);
-    for &s in x {
-        let n = f64::from(s) + k * a - b;
-        b = a;
-        a = n;
-    }
-    (a * a + b * b - k * a * b) * 2.0 / x.len() as f64
 }
 
 /// Paced sender: one packet every 20 ms.
@@ -171,8 +114,8 @@ fn pcma_caller_pcmu_pbx(n: u8, driver: &str) {
     assert!(!answer.text.contains("PCMU"), "{trace}");
     let (port_a, port_b) = (answer.port, offer.port);
 
-    let at_pbx = Collect::spawn(&pbx_rtp);
-    let at_caller = Collect::spawn(&caller_rtp);
+    let at_pbx = Sink::spawn(&pbx_rtp);
+    let at_caller = Sink::spawn(&caller_rtp);
     let mut pace = Pacer(Instant::now(), 0);
     // (1) 1 s of the 1004 Hz tone from the caller, in PCMA.
     let tone = sine(1004.0, 8000.0, 0, 8000);
@@ -245,8 +188,9 @@ fn pcma_caller_pcmu_pbx(n: u8, driver: &str) {
             pace.tick();
         }
     }
-    let at_pbx = at_pbx.finish();
-    let at_caller = at_caller.finish();
+    let bytes = |got: Vec<Got>| got.into_iter().map(|g| g.bytes).collect::<Vec<_>>();
+    let at_pbx = bytes(at_pbx.finish(Duration::from_millis(300)));
+    let at_caller = bytes(at_caller.finish(Duration::from_millis(300)));
     caller.send_bye();
     assert!(pbx.expect_bye(T).is_some());
     let _ = caller.finish_bye(T);
@@ -268,20 +212,11 @@ fn pcma_caller_pcmu_pbx(n: u8, driver: &str) {
         })
         .collect();
     assert_eq!(decoded.len(), 8000, "the whole tone arrived");
-    let peak = (150..=1700)
-        .map(|i| f64::from(i) * 2.0)
-        .max_by(|a, b| goertzel(&decoded[..400], *a).total_cmp(&goertzel(&decoded[..400], *b)))
-        .unwrap();
+    let peak = peak_frequency(&decoded);
     assert!((peak - 1004.0).abs() <= 5.0, "peak at {peak} Hz");
-    let energy = |x: &[i16]| x.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>();
-    let level = 10.0 * (energy(&decoded) / energy(&tone)).log10();
+    let level = level_db(&tone, &decoded);
     assert!(level.abs() < 0.5, "level off by {level:.2} dB");
-    let noise: f64 = tone
-        .iter()
-        .zip(&decoded)
-        .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
-        .sum();
-    let snr = 10.0 * (energy(&tone) / noise).log10();
+    let snr = snr_db(&tone, &decoded);
     assert!(snr >= 30.0, "SNR {snr:.1} dB");
 
     // (2) The caller's digits, in-band at the PBX, once each, in order.

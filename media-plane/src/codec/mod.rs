@@ -5,6 +5,8 @@
 //! - [`dtmf`]: RFC 4733 telephone-event payloads, the tone generator and the Goertzel detector
 //!   (with level, twist and duration checks) used toward and from a leg that has no
 //!   telephone-event.
+//! - [`measure`]: reference tones and the measures (Goertzel, peak frequency, level, SNR) the
+//!   tests judge decoded output by.
 //! - [`stage`]: [`CodecStage`], what the relay runs on each packet of a stream whose legs did not
 //!   negotiate the same format: one per stream, built on the control path from a [`CodecPlan`],
 //!   fixed-size state only, so the packet path never allocates.
@@ -14,6 +16,7 @@
 
 pub mod dtmf;
 pub mod g711;
+pub mod measure;
 pub mod stage;
 
 pub use stage::{CodecCounters, CodecStage, StageResult, Way};

@@ -93,6 +93,19 @@ struct Sending {
     duration: u16,
 }
 
+/// Where the parts of a received RTP packet are.
+#[derive(Clone, Copy, Debug)]
+struct Packet {
+    /// Its length.
+    len: usize,
+    /// Its timestamp.
+    ts: u32,
+    /// The header's length (payload offset).
+    hl: usize,
+    /// The payload's length, without padding.
+    payload_len: usize,
+}
+
 /// One direction's formats and state.
 #[derive(Clone, Debug)]
 struct Direction {
@@ -174,35 +187,39 @@ impl Direction {
     }
 
     fn process(&mut self, room: &mut [u8], len: usize, c: &mut CodecCounters) -> StageResult {
-        let Some((pt, ts, hl, payload_len)) = room
+        let Some((pt, pkt)) = room
             .get(..len)
             .and_then(|p| RtpHeader::parse(p).ok())
             .map(|h| {
                 let pad = h.padding_len().unwrap_or(0);
                 let body = len.saturating_sub(h.header_len()).saturating_sub(pad);
-                (h.payload_type(), h.timestamp(), h.header_len(), body)
+                let pkt = Packet {
+                    len,
+                    ts: h.timestamp(),
+                    hl: h.header_len(),
+                    payload_len: body,
+                };
+                (h.payload_type(), pkt)
             })
         else {
             return StageResult::Forward(len);
         };
         if pt == self.from.payload_type {
-            self.audio(room, len, ts, hl, payload_len, c)
+            self.audio(room, pkt, c)
         } else if Some(pt) == self.from.telephone_event {
-            self.event(room, len, ts, hl, c)
+            self.event(room, pkt, c)
         } else {
             StageResult::Forward(len)
         }
     }
 
-    fn audio(
-        &mut self,
-        room: &mut [u8],
-        len: usize,
-        ts: u32,
-        hl: usize,
-        payload_len: usize,
-        c: &mut CodecCounters,
-    ) -> StageResult {
+    fn audio(&mut self, room: &mut [u8], pkt: Packet, c: &mut CodecCounters) -> StageResult {
+        let Packet {
+            len,
+            ts,
+            hl,
+            payload_len,
+        } = pkt;
         if let Some(p) = self.playing {
             // A tone from an event replaces the sender's own audio until the event ends.
             let last = p.timestamp.wrapping_add(p.generated);
@@ -214,7 +231,7 @@ impl Direction {
             self.playing = None;
         }
         if self.detector.is_some() {
-            if let Some(r) = self.detect(room, len, ts, hl, payload_len, c) {
+            if let Some(r) = self.detect(room, pkt, c) {
                 return r;
             }
         } else if let Some(payload) = room.get_mut(hl..hl + payload_len) {
@@ -229,12 +246,15 @@ impl Direction {
     fn detect(
         &mut self,
         room: &mut [u8],
-        len: usize,
-        ts: u32,
-        hl: usize,
-        payload_len: usize,
+        pkt: Packet,
         c: &mut CodecCounters,
     ) -> Option<StageResult> {
+        let Packet {
+            len,
+            ts,
+            hl,
+            payload_len,
+        } = pkt;
         let te = self.to.telephone_event?;
         let payload = room.get_mut(hl..hl + payload_len)?;
         let samples = u32::try_from(payload.len()).unwrap_or(u32::MAX);
@@ -330,14 +350,8 @@ impl Direction {
         None
     }
 
-    fn event(
-        &mut self,
-        room: &mut [u8],
-        len: usize,
-        ts: u32,
-        hl: usize,
-        c: &mut CodecCounters,
-    ) -> StageResult {
+    fn event(&mut self, room: &mut [u8], pkt: Packet, c: &mut CodecCounters) -> StageResult {
+        let Packet { len, ts, hl, .. } = pkt;
         if let Some(te) = self.to.telephone_event {
             if self.last_relayed != Some(ts) {
                 self.last_relayed = Some(ts);

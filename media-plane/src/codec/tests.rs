@@ -4,52 +4,10 @@
 
 use super::dtmf::{self, Detected, Detector, Event};
 use super::g711;
+use super::measure::{level_db, peak_frequency, sine, snr_db};
 use super::*;
 
 const TWO_PI: f64 = std::f64::consts::TAU;
-
-/// `n` samples of a sine of `freq` Hz and `amp` peak, from sample `start`.
-fn sine(freq: f64, amp: f64, start: usize, n: usize) -> Vec<i16> {
-    (start..start + n)
-        .map(|i| (amp * (TWO_PI * freq * i as f64 / 8000.0).sin()) as i16)
-        .collect()
-}
-
-/// Power of `freq` in `x` (Goertzel), normalised like the block energy.
-fn goertzel(x: &[i16], freq: f64) -> f64 {
-    let k = 2.0 * (TWO_PI * freq / 8000.0).cos();
-    let (mut a, mut b) = (0.0f64, 0.0f64);
-    for &s in x {
-        let n = f64::from(s) + k * a - b;
-        b = a;
-        a = n;
-    }
-    (a * a + b * b - k * a * b) * 2.0 / x.len() as f64
-}
-
-/// The strongest frequency of `x` in 300-3400 Hz, in 2 Hz steps, over its first 50 ms (a main
-/// lobe of ±20 Hz, so the 2 Hz grid cannot miss it).
-fn peak_frequency(x: &[i16]) -> f64 {
-    let x = &x[..400];
-    (150..=1700)
-        .map(|i| f64::from(i) * 2.0)
-        .max_by(|a, b| goertzel(x, *a).total_cmp(&goertzel(x, *b)))
-        .unwrap()
-}
-
-fn rms(x: &[i16]) -> f64 {
-    (x.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
-}
-
-fn snr_db(reference: &[i16], got: &[i16]) -> f64 {
-    let signal: f64 = reference.iter().map(|&s| f64::from(s).powi(2)).sum();
-    let noise: f64 = reference
-        .iter()
-        .zip(got)
-        .map(|(&r, &g)| (f64::from(r) - f64::from(g)).powi(2))
-        .sum();
-    10.0 * (signal / noise.max(1e-9)).log10()
-}
 
 fn rtp(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
     let mut p = vec![0x80, pt];
@@ -129,7 +87,7 @@ fn tone_through(from: Codec, to: Codec, min_snr: f64) {
         (f - 1004.0).abs() <= 5.0,
         "{from:?}->{to:?}: peak at {f} Hz"
     );
-    let level = 20.0 * (rms(&out) / rms(&reference)).log10();
+    let level = level_db(&reference, &out);
     assert!(
         level.abs() < 0.5,
         "{from:?}->{to:?}: level off by {level:.2} dB"

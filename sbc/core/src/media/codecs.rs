@@ -352,19 +352,25 @@ mod tests {
         payload_types(s, 0)
     }
 
-    #[test]
-    fn a_pcma_only_caller_and_a_pcmu_only_pbx() {
-        let text = sdp(
-            "8 101",
-            "a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
-        );
+    /// `text` parsed and offered by `from` under a policy that transcodes to PCMU.
+    fn offered_pcmu(text: &str, from: MediaSide) -> (Sdp<'_>, OfferState) {
         let mut offer = Sdp::parse(text.as_bytes()).unwrap();
         let p = plan(&offer, &PlanOptions::default()).unwrap();
         let policy = CodecPolicy {
             transcode_to: vec![AudioCodec::Pcmu],
             ..CodecPolicy::default()
         };
-        let state = apply_offer(&mut offer, &p, &policy, MediaSide::A);
+        let state = apply_offer(&mut offer, &p, &policy, from);
+        (offer, state)
+    }
+
+    #[test]
+    fn a_pcma_only_caller_and_a_pcmu_only_pbx() {
+        let text = sdp(
+            "8 101",
+            "a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+        );
+        let (offer, state) = offered_pcmu(&text, MediaSide::A);
         assert_eq!(formats(&offer), vec![8, 101, 0]);
         assert_eq!(offer.rtpmap(0, 0).unwrap().encoding, "PCMU");
 
@@ -399,13 +405,7 @@ mod tests {
     #[test]
     fn an_answer_with_a_shared_codec_needs_no_stage() {
         let text = sdp("8 0", "");
-        let mut offer = Sdp::parse(text.as_bytes()).unwrap();
-        let p = plan(&offer, &PlanOptions::default()).unwrap();
-        let policy = CodecPolicy {
-            transcode_to: vec![AudioCodec::Pcmu],
-            ..CodecPolicy::default()
-        };
-        let state = apply_offer(&mut offer, &p, &policy, MediaSide::A);
+        let (offer, state) = offered_pcmu(&text, MediaSide::A);
         assert_eq!(formats(&offer), vec![8, 0], "PCMU was offered already");
         let text = sdp("0", "");
         let mut answer = Sdp::parse(text.as_bytes()).unwrap();
@@ -433,13 +433,7 @@ mod tests {
     #[test]
     fn a_taken_static_number_gets_a_dynamic_one() {
         let text = sdp("8 0", "a=rtpmap:0 X-OTHER/8000\r\n");
-        let mut offer = Sdp::parse(text.as_bytes()).unwrap();
-        let p = plan(&offer, &PlanOptions::default()).unwrap();
-        let policy = CodecPolicy {
-            transcode_to: vec![AudioCodec::Pcmu],
-            ..CodecPolicy::default()
-        };
-        apply_offer(&mut offer, &p, &policy, MediaSide::A);
+        let (offer, _) = offered_pcmu(&text, MediaSide::A);
         assert_eq!(formats(&offer), vec![8, 0, 96]);
         assert_eq!(offer.rtpmap(0, 96).unwrap().encoding, "PCMU");
     }
