@@ -249,12 +249,8 @@ impl Direction {
         pkt: Packet,
         c: &mut CodecCounters,
     ) -> Option<StageResult> {
-        let Packet {
-            len,
-            ts,
-            hl,
-            payload_len,
-        } = pkt;
+        let (len, ts, hl) = (pkt.len, pkt.ts, pkt.hl);
+        let payload_len = pkt.payload_len;
         let te = self.to.telephone_event?;
         let payload = room.get_mut(hl..hl + payload_len)?;
         let samples = u32::try_from(payload.len()).unwrap_or(u32::MAX);
