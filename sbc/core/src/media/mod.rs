@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 pub mod anchor;
 pub mod callmedia;
 pub mod codecs;
+pub mod dtmf_relay;
 #[doc(hidden)]
 pub mod testing;
 
