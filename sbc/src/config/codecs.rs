@@ -57,3 +57,33 @@ impl CodecsSection {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::schema::Config;
+    use super::*;
+
+    const SIP: &str = "[sip]\nudp = [\"127.0.0.1:5060\"]\n";
+
+    #[test]
+    fn policies_from_toml_and_unknown_codecs_named() {
+        let c = Config::from_toml(
+            &format!("{SIP}[codecs.inside]\ntranscode_to = [\"pcmu\"]\nstrip = [\"G729\"]\n"),
+            "t.toml",
+        )
+        .unwrap();
+        let p = c.codecs.policies().unwrap();
+        assert_eq!(p.inside.transcode_to, vec![AudioCodec::Pcmu]);
+        assert_eq!(p.inside.strip, vec!["G729".to_owned()]);
+        assert!(p.outside.is_empty());
+        let text = format!("{SIP}[codecs.outside]\ntranscode_to = [\"G722\"]\n");
+        let e = Config::from_toml(&text, "t.toml").unwrap_err();
+        assert!(
+            e.contains("codecs.outside.transcode_to") && e.contains("G722"),
+            "{e}"
+        );
+        let text = format!("{SIP}[codecs.inside]\ntranscode = []\n");
+        let e = Config::from_toml(&text, "t.toml").unwrap_err();
+        assert!(e.contains("transcode"), "{e}");
+    }
+}
