@@ -249,6 +249,7 @@ fn pcma_caller_pcmu_pbx(n: u8, driver: &str) {
     assert_eq!(events, digits_back, "events at the caller");
 
     assert!(counter(&log, "media_transcoded_frames") >= 50, "{log}");
+    assert_eq!(counter(&log, "media_transcoded_streams"), 1, "{log}");
     assert_eq!(
         counter(&log, "media_dtmf_events"),
         (digits_out.len() + digits_back.len()) as u64,

@@ -79,6 +79,8 @@ pub(crate) struct CallMedia {
     codecs: [Option<Box<str>>; 2],
     /// The codec state of the last offer, for its answer (codec policy).
     offer: Option<OfferState>,
+    /// Streams (bit k: stream k) counted as transcoded already.
+    transcoded: u64,
     /// The SBC's `o=` line toward leg A and toward leg B.
     origin_a: OriginState,
     origin_b: OriginState,
@@ -114,6 +116,7 @@ impl CallMedia {
             hold: [false, false],
             codecs: [None, None],
             offer: None,
+            transcoded: 0,
             origin_a: OriginState::new(id, 1),
             origin_b: OriginState::new(id ^ 0x5555, 1),
         }
@@ -144,7 +147,8 @@ pub struct AnchorStats {
     pub pending_discarded: u64,
     /// Idle scans that found a call on hold without media and left it up.
     pub held_kept: u64,
-    /// Streams whose answer made the SBC transcode (codec policy `transcode_to`).
+    /// Streams of calls whose answer made the SBC transcode (codec policy `transcode_to`), each
+    /// counted once per call.
     pub transcoded_streams: u64,
 }
 
@@ -367,7 +371,13 @@ impl MediaAnchor {
                 if let Some(h) = handle {
                     for k in 0..plan.stream_count() {
                         let p = plans.iter().find(|(m, _)| *m == k).map(|(_, p)| p);
-                        self.stats.transcoded_streams += u64::from(p.is_some());
+                        let bit = 1u64.checked_shl(u32::try_from(k).unwrap_or(u32::MAX));
+                        if let (Some(_), Some(bit)) = (p, bit) {
+                            if media.transcoded & bit == 0 {
+                                media.transcoded |= bit;
+                                self.stats.transcoded_streams += 1;
+                            }
+                        }
                         let _ = relay.set_codecs(h, k, p);
                     }
                 }
