@@ -26,10 +26,14 @@
 //! Time is always an input (`now: Instant`); nothing here reads a clock, so tests drive hours of
 //! virtual time in microseconds. The packet path neither allocates, locks nor hashes.
 //!
-//! - [`srtp`]: SRTP/SRTCP contexts (RFC 3711, 6188, 7714), and [`stage`]: the per-direction stage
-//!   (plain, SRTP) the relay runs between the legs.
+//! - [`srtp`]: SRTP/SRTCP contexts (RFC 3711, 6188, 7714), and [`stage`]: the per-direction SRTP
+//!   stage (plain, SRTP) the relay runs between the legs.
+//! - [`codec`]: G.711 μ-law/A-law, DTMF (RFC 4733 events, in-band tones generated and detected)
+//!   and [`codec::CodecStage`], the per-stream transcoding stage the shard runs when the two legs
+//!   negotiated different formats ([`MediaShard::set_codecs`]). A packet from one leg is
+//!   unprotected (SRTP), transcoded, then protected for the other leg, in place.
 //!
-//! Not yet here: codecs and transcoding, DTMF (RFC 4733), playback and recording.
+//! Not yet here: G.722 and Opus, playback and recording.
 //! SRTP can also be relayed as is ([`shard::Validation::HeaderOnly`]).
 #![deny(
     clippy::unwrap_used,
@@ -38,6 +42,7 @@
     missing_docs
 )]
 
+pub mod codec;
 mod error;
 pub mod latch;
 pub mod ports;

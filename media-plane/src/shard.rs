@@ -26,6 +26,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::codec::{CodecCounters, CodecPlan, CodecStage, StageResult, Way};
 use crate::latch::{Latch, LatchMode, LatchVerdict};
 use crate::ports::{PortAllocator, PortPair};
 use crate::rtp::{is_rtcp, RtcpCompound, RtcpPacket, RtpHeader};
@@ -234,6 +235,9 @@ pub enum Action {
     },
     /// Drop it; the reason is counted.
     Drop(DropReason),
+    /// Nothing to send: a stage took the packet (audio replaced by a DTMF tone, a repeated end of
+    /// an event). Not a drop: nothing was wrong with it.
+    Consumed,
 }
 
 /// Something [`MediaShard::poll_idle`] found. Each is reported once per episode: again only after
@@ -279,7 +283,9 @@ pub struct ShardCounters {
     pub one_way: u64,
     /// SRTP stages: packets passed and refused by reason, summed over every stream.
     pub srtp: SrtpCounters,
-    dropped: [u64; 5],
+    /// Codec stages: frames transcoded, DTMF events relayed, generated, detected.
+    pub codec: CodecCounters,
+    dropped: [u64; DropReason::COUNT],
 }
 
 impl ShardCounters {
@@ -372,6 +378,8 @@ pub struct Stream {
     /// The later of the allocation and the last offer/answer on either leg.
     negotiated: Instant,
     one_way: Option<Side>,
+    /// Transcoding and DTMF interworking, when the legs negotiated different formats.
+    codec: Option<Box<CodecStage>>,
 }
 
 impl Stream {
@@ -395,16 +403,13 @@ impl Stream {
         }
     }
 
-    /// (the leg on `side`, the other leg)
-    fn legs_mut(&mut self, side: Side) -> (&mut Leg, &mut Leg) {
-        match side {
-            Side::A => (&mut self.a, &mut self.b),
-            Side::B => (&mut self.b, &mut self.a),
-        }
-    }
-
     fn last_packet(&self) -> Option<Instant> {
         self.a.rx.last_packet().max(self.b.rx.last_packet())
+    }
+
+    /// The codec stage, when the legs negotiated different formats.
+    pub fn codec(&self) -> Option<&CodecStage> {
+        self.codec.as_deref()
     }
 }
 
@@ -569,6 +574,7 @@ impl MediaShard {
                 validation: self.config.validation,
                 negotiated: now,
                 one_way: None,
+                codec: None,
             };
             for side in [Side::A, Side::B] {
                 let leg = s.leg_mut(side);
@@ -684,6 +690,27 @@ impl MediaShard {
         Ok(())
     }
 
+    /// The formats the two legs of `stream` negotiated: a plan whose legs differ puts a
+    /// [`CodecStage`] on the stream (transcoding, DTMF interworking); `None` or an identity plan
+    /// relays packets as they are. Allocates the stage here, never on the packet path.
+    pub fn set_codecs(
+        &mut self,
+        handle: SessionHandle,
+        stream: usize,
+        plan: Option<CodecPlan>,
+    ) -> Result<(), Error> {
+        let session = self.session_mut(handle)?;
+        let s = stream_mut(session, stream)?;
+        s.codec = match plan {
+            Some(p) if !p.is_identity() => match s.codec.as_deref_mut() {
+                Some(stage) if *stage.plan() == p => return Ok(()),
+                _ => Some(Box::new(CodecStage::new(p))),
+            },
+            _ => None,
+        };
+        Ok(())
+    }
+
     /// The streams of a session, for reading ports, latch state and statistics.
     pub fn streams(&self, handle: SessionHandle) -> Result<&[Stream], Error> {
         let slot = self
@@ -763,20 +790,21 @@ impl MediaShard {
         self.on_packet_in(local_port, source, buf, len, now)
     }
 
-    /// Relay decision for the datagram `buf[..len]` received on `local_port` from `source` at
-    /// `now`. O(1), no allocation. The stream's stage may rewrite the packet in place and grow it
-    /// into the rest of `buf` (an SRTP tag: keep [`crate::srtp::Suite::max_overhead`] bytes of
-    /// tailroom); the driver sends `buf[..len]` of the returned [`Action::Forward`].
+    /// Relay decision for the datagram `room[..len]` received on `local_port` from `source` at
+    /// `now`. O(1), no allocation. The stream's stages may rewrite the packet in place and grow it
+    /// into the rest of `room`: an SRTP tag (keep [`crate::srtp::Suite::max_overhead`] bytes of
+    /// tailroom), a DTMF event played as a tone. The driver sends `room[..len]` of the returned
+    /// [`Action::Forward`].
     #[must_use]
     pub fn on_packet_in(
         &mut self,
         local_port: u16,
         source: SocketAddr,
-        buf: &mut [u8],
+        room: &mut [u8],
         len: usize,
         now: Instant,
     ) -> Action {
-        let action = self.route_packet(local_port, source, buf, len, now);
+        let action = self.route_packet(local_port, source, room, len.min(room.len()), now);
         match action {
             Action::Forward { len, .. } => {
                 self.counters.forwarded += 1;
@@ -787,6 +815,7 @@ impl MediaShard {
                     *c += 1;
                 }
             }
+            Action::Consumed => {}
         }
         action
     }
@@ -820,7 +849,11 @@ impl MediaShard {
         };
         let clock_rate = stream.clock_rate;
         let validation = stream.validation;
-        let (from, to) = stream.legs_mut(route.side);
+        let codec = stream.codec.as_deref_mut();
+        let (from, to) = match route.side {
+            Side::A => (&mut stream.a, &mut stream.b),
+            Side::B => (&mut stream.b, &mut stream.a),
+        };
         // An encrypted payload cannot be checked before the stage decrypts it.
         let validation = if validation == Validation::Full && from.stage.decrypts() {
             Validation::HeaderOnly
@@ -865,7 +898,7 @@ impl MediaShard {
         let len = if opaque {
             len
         } else {
-            match from.stage.apply(kind == Kind::Rtcp, room, len) {
+            match from.stage.inbound(kind == Kind::Rtcp, room, len) {
                 Ok(n) => n,
                 Err(_) => {
                     from.dropped += 1;
@@ -903,6 +936,28 @@ impl MediaShard {
             from.dropped += 1;
             return Action::Drop(DropReason::NoDestination);
         };
+        // The codec stage (transcoding, DTMF), on RTP of streams whose legs differ.
+        let mut len = buf.len();
+        if let (Some(stage), Kind::Rtp, false) = (codec, kind, opaque) {
+            let way = match route.side {
+                Side::A => Way::AToB,
+                Side::B => Way::BToA,
+            };
+            match stage.process(way, room, len, &mut self.counters.codec) {
+                StageResult::Forward(n) => len = n,
+                StageResult::Consumed => return Action::Consumed,
+            }
+        }
+        // Protected for the other leg last, over what the codec stage made of the packet.
+        if !opaque {
+            match from.stage.outbound(kind == Kind::Rtcp, room, len) {
+                Ok(n) => len = n,
+                Err(_) => {
+                    from.dropped += 1;
+                    return Action::Drop(DropReason::Stage);
+                }
+            }
+        }
         from.forwarded += 1;
         Action::Forward {
             from_port,

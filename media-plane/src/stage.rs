@@ -21,9 +21,25 @@ impl Stage {
     /// Run the stage over `buf[..len]` (an RTCP compound when `rtcp`); `buf` extends past `len`
     /// with room to grow. Returns the length to send.
     pub fn apply(&mut self, rtcp: bool, buf: &mut [u8], len: usize) -> Result<usize, Reject> {
+        let len = self.inbound(rtcp, buf, len)?;
+        self.outbound(rtcp, buf, len)
+    }
+
+    /// The arriving half of [`Stage::apply`]: unprotect `buf[..len]` when it arrives encrypted.
+    /// What runs between the halves (a codec stage) sees the plain packet.
+    pub fn inbound(&mut self, rtcp: bool, buf: &mut [u8], len: usize) -> Result<usize, Reject> {
         match self {
             Self::Plain => Ok(len),
-            Self::Srtp(s) => s.apply(rtcp, buf, len),
+            Self::Srtp(s) => s.inbound(rtcp, buf, len),
+        }
+    }
+
+    /// The leaving half of [`Stage::apply`]: protect `buf[..len]` for the other leg when it
+    /// leaves encrypted; a packet that passes both halves is counted once.
+    pub fn outbound(&mut self, rtcp: bool, buf: &mut [u8], len: usize) -> Result<usize, Reject> {
+        match self {
+            Self::Plain => Ok(len),
+            Self::Srtp(s) => s.outbound(rtcp, buf, len),
         }
     }
 
@@ -62,36 +78,34 @@ impl SrtpStage {
         }
     }
 
-    fn apply(&mut self, rtcp: bool, buf: &mut [u8], len: usize) -> Result<usize, Reject> {
-        let r = self.run(rtcp, buf, len);
-        match r {
-            Ok(_) => self.counters.packets += 1,
-            Err(reason) => {
-                if let Some(c) = self.counters.rejected.get_mut(reason.index()) {
-                    *c += 1;
-                }
+    fn count<T>(&mut self, r: Result<T, Reject>) -> Result<T, Reject> {
+        if let Err(reason) = &r {
+            if let Some(c) = self.counters.rejected.get_mut(reason.index()) {
+                *c += 1;
             }
         }
         r
     }
 
-    fn run(&mut self, rtcp: bool, buf: &mut [u8], len: usize) -> Result<usize, Reject> {
-        let mut len = len;
-        if let Some(rx) = &mut self.unprotect {
-            len = if rtcp {
-                rx.unprotect_rtcp(buf, len)?
-            } else {
-                rx.unprotect_rtp(buf, len)?
-            };
+    fn inbound(&mut self, rtcp: bool, buf: &mut [u8], len: usize) -> Result<usize, Reject> {
+        let r = match &mut self.unprotect {
+            Some(rx) if rtcp => rx.unprotect_rtcp(buf, len),
+            Some(rx) => rx.unprotect_rtp(buf, len),
+            None => Ok(len),
+        };
+        self.count(r)
+    }
+
+    fn outbound(&mut self, rtcp: bool, buf: &mut [u8], len: usize) -> Result<usize, Reject> {
+        let r = match &mut self.protect {
+            Some(tx) if rtcp => tx.protect_rtcp(buf, len),
+            Some(tx) => tx.protect_rtp(buf, len),
+            None => Ok(len),
+        };
+        if r.is_ok() {
+            self.counters.packets += 1;
         }
-        if let Some(tx) = &mut self.protect {
-            len = if rtcp {
-                tx.protect_rtcp(buf, len)?
-            } else {
-                tx.protect_rtp(buf, len)?
-            };
-        }
-        Ok(len)
+        self.count(r)
     }
 }
 

@@ -8,6 +8,7 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use media_plane::codec::{Codec, CodecPlan, LegFormat};
 use media_plane::shard::{DropReason, RemoteSdp, ShardConfig, Side};
 use media_plane::{Action, MediaShard};
 
@@ -153,7 +154,7 @@ fn on_packet_does_not_allocate() {
     const CALLS: u64 = 100_000;
     let mut forwarded = 0u64;
     let mut forwarded_bytes = 0u64;
-    let mut dropped = [0u64; 4];
+    let mut dropped = [0u64; DropReason::COUNT];
     let allocations = allocations_in(|| {
         for i in 0..CALLS {
             let now = t + Duration::from_micros(200 * i);
@@ -191,6 +192,7 @@ fn on_packet_does_not_allocate() {
                     let k = DropReason::ALL.iter().position(|r| *r == reason).unwrap();
                     dropped[k] += 1;
                 }
+                Action::Consumed => panic!("no stream has a codec stage"),
             }
         }
     });
@@ -199,7 +201,7 @@ fn on_packet_does_not_allocate() {
     // Every outcome was exercised, and the shard's counters agree with what the calls returned.
     let eighth = CALLS / 8;
     assert_eq!(forwarded, 5 * eighth);
-    assert_eq!(dropped, [eighth / 2, eighth / 2, eighth, eighth]);
+    assert_eq!(dropped, [eighth / 2, eighth / 2, eighth, eighth, 0]);
     let c = shard.counters();
     assert_eq!(c.forwarded, forwarded);
     assert_eq!(c.forwarded_bytes, forwarded_bytes);
@@ -211,6 +213,92 @@ fn on_packet_does_not_allocate() {
     assert_eq!(rx.sequence().lost(), 0);
     assert_eq!(rx.sequence().restarts(), 0);
     assert!(rx.sequence().extended_max().unwrap() > 65536);
+}
+
+/// Transcoding and DTMF interworking on the packet path allocate nothing either: PCMA from the
+/// caller becomes PCMU with in-band DTMF detected into RFC 4733 events; RFC 4733 from the PBX
+/// becomes tones in the caller's PCMA.
+#[test]
+fn codec_stages_do_not_allocate() {
+    let t = t0();
+    let caller = addr("198.51.100.7:4000");
+    let pbx = addr("10.0.0.2:30000");
+    let mut shard = MediaShard::new(ShardConfig::new(20000, 20019)).unwrap();
+    let call = shard.allocate_session(t, 1).unwrap();
+    shard.set_remote(call, 0, Side::A, caller, t).unwrap();
+    shard.set_remote(call, 0, Side::B, pbx, t).unwrap();
+    let plan = CodecPlan {
+        a: LegFormat {
+            codec: Codec::Pcma,
+            payload_type: 8,
+            telephone_event: None,
+        },
+        b: LegFormat {
+            codec: Codec::Pcmu,
+            payload_type: 0,
+            telephone_event: Some(101),
+        },
+    };
+    shard.set_codecs(call, 0, Some(plan)).unwrap();
+    let streams = shard.streams(call).unwrap();
+    let (a, b) = (
+        streams[0].leg(Side::A).ports(),
+        streams[0].leg(Side::B).ports(),
+    );
+    // The caller's audio: 100 ms of the digit 5 (770 + 1336 Hz), then 100 ms of silence.
+    let tone: Vec<u8> = (0..800)
+        .map(|i| {
+            let t = f64::from(i) / 8000.0;
+            let x = 6000.0 * (std::f64::consts::TAU * 770.0 * t).sin()
+                + 5000.0 * (std::f64::consts::TAU * 1336.0 * t).sin();
+            media_plane::codec::g711::linear_to_alaw(x as i16)
+        })
+        .chain(std::iter::repeat_n(0xd5, 800))
+        .collect();
+    let mut room = vec![0u8; 2048];
+    let mut audio = rtp(0, 0, 0x1111);
+    audio[1] = 8;
+    let mut event = rtp(0, 0, 0x2222);
+    event[1] = 101;
+    event.truncate(16);
+    let mut consumed = 0u64;
+    let allocations = allocations_in(|| {
+        for i in 0..10_000u32 {
+            let now = t + Duration::from_millis(10 * u64::from(i));
+            let seq = i as u16;
+            let ts = i.wrapping_mul(160);
+            let k = (i % 10) as usize * 160;
+            room[..12].copy_from_slice(&audio[..12]);
+            set_seq(&mut room, seq, ts);
+            room[12..172].copy_from_slice(&tone[k..k + 160]);
+            let _ = shard.on_packet_in(a.rtp(), caller, &mut room, 172, now);
+            // The PBX: one event of 100 ms every 200 ms, its end sent three times.
+            let step = i % 10;
+            let (end, duration) = if step < 5 {
+                (0, 160 * (step + 1))
+            } else {
+                (0x80, 800)
+            };
+            set_seq(&mut event, seq, (i / 10) * 1600);
+            event[12..16].copy_from_slice(&[5, end | 10, (duration >> 8) as u8, duration as u8]);
+            room[..16].copy_from_slice(&event);
+            if shard.on_packet_in(b.rtp(), pbx, &mut room, 16, now) == Action::Consumed {
+                consumed += 1;
+            }
+        }
+    });
+    assert_eq!(allocations, 0, "a codec stage allocated");
+    let c = shard.counters().codec;
+    assert_eq!(c.dtmf_detected, 1000, "{c:?}");
+    assert_eq!(c.dtmf_generated, 1000, "{c:?}");
+    assert!(
+        c.transcoded_frames >= 1000,
+        "the audio between digits: {c:?}"
+    );
+    assert!(
+        consumed >= 2000,
+        "the repeated ends are consumed: {consumed}"
+    );
 }
 
 #[test]

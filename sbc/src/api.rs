@@ -8,7 +8,6 @@
 //! ([`crate::metrics::render`]). The rules and allowed networks added at run time are mirrored here, so that
 //! the API can list what is in force.
 
-
 use std::cell::RefCell;
 use std::net::IpAddr;
 use std::rc::Rc;

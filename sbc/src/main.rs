@@ -255,6 +255,7 @@ fn media_anchor(
         streams: cfg.media.early_streams,
         pairs_per_source: cfg.media.early_pairs_per_source,
     });
+    anchor.set_codec_policies(cfg.codecs.policies()?);
     Ok((anchor, shard_media::ShardMedia::new(shard)))
 }
 

@@ -58,6 +58,18 @@ fn error(e: Error) -> MediaError {
     }
 }
 
+fn leg_format(l: &sbc_core::media::codecs::LegCodecs) -> media_plane::codec::LegFormat {
+    use sbc_core::media::codecs::AudioCodec;
+    media_plane::codec::LegFormat {
+        codec: match l.codec {
+            AudioCodec::Pcmu => media_plane::codec::Codec::Pcmu,
+            AudioCodec::Pcma => media_plane::codec::Codec::Pcma,
+        },
+        payload_type: l.payload_type,
+        telephone_event: l.telephone_event,
+    }
+}
+
 fn endpoint(latch: &Latch) -> Endpoint {
     Endpoint {
         sdp: latch.sdp(),
@@ -180,6 +192,21 @@ impl MediaControl for ShardMedia {
                 },
             },
         }));
+    }
+
+    fn set_codecs(
+        &mut self,
+        session_handle: SessionHandle,
+        stream: usize,
+        codecs: Option<&sbc_core::media::codecs::StreamCodecs>,
+    ) -> Result<(), MediaError> {
+        let plan = codecs.map(|c| media_plane::codec::CodecPlan {
+            a: leg_format(&c.a),
+            b: leg_format(&c.b),
+        });
+        self.0
+            .set_codecs(session(session_handle), stream, plan)
+            .map_err(error)
     }
 
     fn max_streams(&self) -> usize {

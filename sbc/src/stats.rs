@@ -138,6 +138,12 @@ sbc_counters::counters! {
         counter media_no_media_ends,
         /// One-way media episodes seen.
         counter media_one_way,
+        /// Audio frames transcoded from one codec into another.
+        counter media_transcoded_frames,
+        /// DTMF events: RFC 4733 relayed between legs, played as tones, detected in-band.
+        counter media_dtmf_events,
+        /// Streams whose answer made the SBC transcode (`[codecs] transcode_to`).
+        counter media_transcoded_streams,
         /// Media sessions held now.
         gauge media_sessions,
         /// Relay port pairs in use now.

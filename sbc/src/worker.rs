@@ -295,6 +295,10 @@ impl Worker {
             c.media_offers_refused = anchor.refused;
             c.media_no_media_ends = anchor.no_media_ends;
             c.media_one_way = anchor.one_way;
+            c.media_transcoded_frames = shard.codec.transcoded_frames;
+            c.media_dtmf_events =
+                shard.codec.dtmf_relayed + shard.codec.dtmf_generated + shard.codec.dtmf_detected;
+            c.media_transcoded_streams = anchor.transcoded_streams;
             c.media_early_streams_refused = anchor.early_streams_refused;
             c.media_early_source_refused = anchor.early_source_refused;
             c.media_released_unanswered = anchor.released_unanswered;

@@ -15,6 +15,7 @@
 
 mod api;
 mod cdr;
+mod codecs;
 mod convert;
 mod guard;
 mod rules;

@@ -51,6 +51,8 @@ pub(crate) struct Config {
     pub(crate) api: super::api::ApiSection,
     #[serde(default)]
     pub(crate) guard: super::guard::GuardSection,
+    #[serde(default)]
+    pub(crate) codecs: super::codecs::CodecsSection,
     /// `[[rules]]` tables and `[fraud]` (see `config/rules.rs`).
     #[serde(default)]
     pub(crate) rules: Vec<super::rules::RuleSection>,

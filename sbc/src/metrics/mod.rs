@@ -37,7 +37,12 @@ pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8"
 /// snapshot is recent).
 pub(crate) fn render(control: &Control, uptime_secs: u64, reporting: usize) -> String {
     let workers: Vec<&WorkerSnapshot> = control.workers().collect();
-    let mut out = Text(render_snapshots(&workers));
+    with_process(render_snapshots(&workers), uptime_secs, reporting)
+}
+
+/// `text` followed by the process's own gauges (see [`render`]).
+pub(crate) fn with_process(text: String, uptime_secs: u64, reporting: usize) -> String {
+    let mut out = Text(text);
     out.family(
         "sbc_workers_reporting",
         "gauge",

@@ -49,6 +49,8 @@ fn record(t0: Instant, outcome: Outcome, ring_ms: u64, secs: u64) -> CallRecord 
         callee: "100".into(),
         target: SocketAddr::from(([127, 42, 0, 1], 5060)),
         target_side: Side::Inside,
+        caller_addr: SocketAddr::from(([192, 0, 2, 7], 5060)),
+        caller_side: Side::Outside,
         trunk: false,
         label: None,
         invited: t0,
@@ -96,7 +98,7 @@ fn snapshot(worker: u16, calls: u64, live: u64) -> WorkerSnapshot {
         sip.sent(b"SIP/2.0 200 OK\r\n");
     }
     o.sip = sip;
-    o.media_dropped = [1, 2, 3, 4];
+    o.media_dropped = [1, 2, 3, 4, 5];
     let mut clock = LoopClock::default();
     clock.woke(t0);
     clock.waits(t0 + Duration::from_micros(300));
@@ -114,7 +116,7 @@ fn snapshot(worker: u16, calls: u64, live: u64) -> WorkerSnapshot {
 
 fn sample_text() -> String {
     let (a, b) = (snapshot(0, 300, 7), snapshot(1, 200, 5));
-    render_snapshots(&[&a, &b])
+    with_process(render_snapshots(&[&a, &b]), 12, 2)
 }
 
 /// The families of a rendered text: name → (type, label names other than `le`).

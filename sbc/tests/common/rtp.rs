@@ -564,6 +564,8 @@ pub(crate) struct Got {
     pub(crate) len: usize,
     /// For RTP: the packet is byte for byte what [`rtp_packet`] made.
     pub(crate) intact: bool,
+    /// The datagram as received.
+    pub(crate) bytes: Vec<u8>,
 }
 
 fn classify(buf: &[u8], from: SocketAddr) -> Got {
@@ -589,6 +591,7 @@ fn classify(buf: &[u8], from: SocketAddr) -> Got {
         seq,
         len,
         intact,
+        bytes: buf.to_vec(),
     }
 }
 

@@ -600,7 +600,7 @@ pub fn preferred_codec<'s>(sdp: &'s Sdp<'_>, plan: &MediaPlan) -> Option<&'s str
 }
 
 /// Encoding names of the static audio payload types (RFC 3551 table 4).
-fn static_encoding(pt: u8) -> Option<&'static str> {
+pub(crate) fn static_encoding(pt: u8) -> Option<&'static str> {
     Some(match pt {
         0 => "PCMU",
         3 => "GSM",

@@ -28,6 +28,7 @@ use sbc_sip::sdp::Sdp;
 use sbc_sip::{HeaderName, Message, Method};
 
 use super::anchor::{self, AnchorError, OriginState, PlanOptions, RewriteOptions};
+use super::codecs::{self, CodecPolicies, OfferState};
 use super::{IdleEvent, MediaControl, MediaSide, SessionHandle};
 
 /// Settings of the media anchor of one worker.
@@ -76,6 +77,10 @@ pub(crate) struct CallMedia {
     hold: [bool; 2],
     /// The codec each party asked for in its last description (leg A, leg B), for the call record.
     codecs: [Option<Box<str>>; 2],
+    /// The codec state of the last offer, for its answer (codec policy).
+    offer: Option<OfferState>,
+    /// Streams (bit k: stream k) counted as transcoded already.
+    transcoded: u64,
     /// The SBC's `o=` line toward leg A and toward leg B.
     origin_a: OriginState,
     origin_b: OriginState,
@@ -115,6 +120,8 @@ impl CallMedia {
             early: None,
             hold: [false, false],
             codecs: [None, None],
+            offer: None,
+            transcoded: 0,
             origin_a: OriginState::new(id, 1),
             origin_b: OriginState::new(id ^ 0x5555, 1),
         }
@@ -145,6 +152,9 @@ pub struct AnchorStats {
     pub pending_discarded: u64,
     /// Idle scans that found a call on hold without media and left it up.
     pub held_kept: u64,
+    /// Streams of calls whose answer made the SBC transcode (codec policy `transcode_to`), each
+    /// counted once per call.
+    pub transcoded_streams: u64,
 }
 
 /// Why an SDP could not be anchored.
@@ -177,6 +187,8 @@ impl From<AnchorError> for AnchorFault {
 pub struct MediaAnchor {
     settings: MediaSettings,
     early: EarlyLimits,
+    /// Codec policy per side the descriptions are sent to.
+    codecs: CodecPolicies,
     /// Pairs held by unanswered calls, per outside source address.
     early_held: HashMap<IpAddr, usize>,
     /// Sessions of calls on hold (exempt from the no-media timeout).
@@ -202,6 +214,7 @@ impl MediaAnchor {
         Self {
             settings,
             early: EarlyLimits::default(),
+            codecs: CodecPolicies::default(),
             early_held: HashMap::new(),
             held: HashSet::new(),
             calls: HashMap::new(),
@@ -215,6 +228,11 @@ impl MediaAnchor {
     /// Set the bounds on unanswered calls (default [`EarlyLimits::default`]).
     pub fn set_early_limits(&mut self, limits: EarlyLimits) {
         self.early = limits;
+    }
+
+    /// Set the codec policies (default: none, codecs pass as offered).
+    pub fn set_codec_policies(&mut self, policies: CodecPolicies) {
+        self.codecs = policies;
     }
 
     /// Pairs held by the unanswered calls of `source`.
@@ -338,6 +356,40 @@ impl MediaAnchor {
             }
             None => Vec::new(),
         };
+        // Codec policy toward the receiving side, and the codec plan once an answer chose.
+        let policies = &self.codecs;
+        if let Some((_, sender_outside)) =
+            peer.filter(|_| !(policies.inside.is_empty() && policies.outside.is_empty()))
+        {
+            let policy = if sender_outside {
+                &policies.inside
+            } else {
+                &policies.outside
+            };
+            let answers = !offer && media.offer.as_ref().is_some_and(|o| o.from() == to);
+            if answers {
+                let plans = media
+                    .offer
+                    .as_ref()
+                    .map(|o| codecs::apply_answer(&mut sdp, o))
+                    .unwrap_or_default();
+                if let Some(h) = handle {
+                    for k in 0..plan.stream_count() {
+                        let p = plans.iter().find(|(m, _)| *m == k).map(|(_, p)| p);
+                        let bit = 1u64.checked_shl(u32::try_from(k).unwrap_or(u32::MAX));
+                        if let (Some(_), Some(bit)) = (p, bit) {
+                            if media.transcoded & bit == 0 {
+                                media.transcoded |= bit;
+                                self.stats.transcoded_streams += 1;
+                            }
+                        }
+                        let _ = relay.set_codecs(h, k, p);
+                    }
+                }
+            } else if offer || media.offer.is_none() {
+                media.offer = Some(codecs::apply_offer(&mut sdp, &plan, policy, from));
+            }
+        }
         let origin = match to {
             MediaSide::A => &mut media.origin_a,
             MediaSide::B => &mut media.origin_b,

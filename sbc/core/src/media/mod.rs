@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 pub mod anchor;
 pub mod callmedia;
+pub mod codecs;
+pub mod dtmf_relay;
 pub mod sdes;
 #[doc(hidden)]
 pub mod testing;
@@ -324,6 +326,18 @@ pub trait MediaControl {
     /// Append to `out` the sessions without media for `timeout` and the one-way streams found since
     /// the last scan. Call it about once a second.
     fn poll_idle(&mut self, now: Instant, timeout: Duration, out: &mut Vec<IdleEvent>);
+
+    /// The formats both legs of `stream` settled on (`None`: the same on both, relay as is): a
+    /// relay with a codec stage transcodes and interworks DTMF between them. The default ignores
+    /// it (a relay without codec stages).
+    fn set_codecs(
+        &mut self,
+        _session: SessionHandle,
+        _stream: usize,
+        _codecs: Option<&codecs::StreamCodecs>,
+    ) -> Result<(), MediaError> {
+        Ok(())
+    }
 
     /// Most streams one session may have.
     fn max_streams(&self) -> usize;

@@ -1,0 +1,448 @@
+//! [`CodecStage`]: the per-stream codec work of the relay, one state per direction.
+//!
+//! For each RTP packet of a stream whose legs negotiated different formats ([`CodecPlan`]):
+//! - audio at the sending leg's payload type is transcoded into the receiving leg's codec (in
+//!   place: G.711 laws keep one byte per sample) and renumbered to its payload type;
+//! - telephone-events (RFC 4733) are renumbered to the receiving leg's telephone-event payload
+//!   type, or, when that leg has none, turned into in-band tones in its G.711 codec (and the
+//!   sender's audio during the event is dropped, so a phone that sends both is heard once);
+//! - when the sending leg has no telephone-event and the receiving leg has one, the sending
+//!   leg's G.711 audio goes through the DTMF detector: a digit becomes RFC 4733 event packets
+//!   (each replacing the audio packet it was heard in, so the tone is not relayed as well), and
+//!   audio that may be the start of a tone is muted until the detector has decided;
+//! - anything else (comfort noise, unknown payload types) passes unchanged.
+//!
+//! The stage owns fixed-size state only (one detector block, one event record per direction) and
+//! writes into the buffer the packet arrived in, within the room the driver gives it; the packet
+//! path allocates nothing.
+
+use super::dtmf::{self, Detected, Detector, Event};
+use super::g711;
+use super::{Codec, CodecPlan, LegFormat};
+use crate::rtp::{RtpHeader, RtpHeaderMut};
+
+/// The direction of a packet through the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Way {
+    /// From leg A to leg B.
+    AToB,
+    /// From leg B to leg A.
+    BToA,
+}
+
+/// What the relay does with the packet after the stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StageResult {
+    /// Send the first `len` bytes of the buffer.
+    Forward(usize),
+    /// Do not send it (audio replaced by a generated tone, a repeated end of event).
+    Consumed,
+}
+
+/// Counters of the codec work, per stream and summed per shard.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CodecCounters {
+    /// Audio frames converted from one codec into another.
+    pub transcoded_frames: u64,
+    /// RFC 4733 events relayed to a leg with telephone-event (each event once, however many
+    /// packets carried it).
+    pub dtmf_relayed: u64,
+    /// RFC 4733 events played as in-band tones toward a leg without telephone-event.
+    pub dtmf_generated: u64,
+    /// In-band digits detected and sent as RFC 4733 events.
+    pub dtmf_detected: u64,
+}
+
+impl CodecCounters {
+    /// Add `other` to these.
+    pub fn add(&mut self, other: &Self) {
+        self.transcoded_frames += other.transcoded_frames;
+        self.dtmf_relayed += other.dtmf_relayed;
+        self.dtmf_generated += other.dtmf_generated;
+        self.dtmf_detected += other.dtmf_detected;
+    }
+}
+
+/// Most samples written into one generated tone packet (120 ms).
+const MAX_GENERATED: usize = 960;
+/// Samples decoded at a time for the detector.
+const CHUNK: usize = dtmf::BLOCK;
+/// Volume written in detected events (-dBm0).
+const DETECTED_VOLUME: u8 = 10;
+/// An event whose end never came is over when audio arrives this far (1 s) past its last sample.
+const STALE_EVENT: i32 = 8000;
+/// End packets sent for a detected digit (RFC 4733 §2.5.1.4: three).
+const END_PACKETS: u8 = 3;
+
+/// An RFC 4733 event being played as a tone.
+#[derive(Clone, Copy, Debug)]
+struct Playing {
+    timestamp: u32,
+    event: u8,
+    generated: u32,
+    ended: bool,
+}
+
+/// A digit found by the detector, sent as events.
+#[derive(Clone, Copy, Debug)]
+struct Sending {
+    timestamp: u32,
+    event: u8,
+    /// End packets still to send (0 while the digit is on).
+    ends_left: u8,
+    duration: u16,
+}
+
+/// Where the parts of a received RTP packet are.
+#[derive(Clone, Copy, Debug)]
+struct Packet {
+    /// Its length.
+    len: usize,
+    /// Its timestamp.
+    ts: u32,
+    /// The header's length (payload offset).
+    hl: usize,
+    /// The payload's length, without padding.
+    payload_len: usize,
+}
+
+/// One direction's formats and state.
+#[derive(Clone, Debug)]
+struct Direction {
+    from: LegFormat,
+    to: LegFormat,
+    /// Timestamp of the last event relayed (to count each event once).
+    last_relayed: Option<u32>,
+    playing: Option<Playing>,
+    detector: Option<Box<Detector>>,
+    /// Timestamp of the first packet of a tone the detector is deciding on.
+    maybe_since: Option<u32>,
+    sending: Option<Sending>,
+}
+
+/// The codec stage of one stream. See the module doc.
+#[derive(Clone, Debug)]
+pub struct CodecStage {
+    plan: CodecPlan,
+    ab: Direction,
+    ba: Direction,
+    counters: CodecCounters,
+}
+
+impl CodecStage {
+    /// The stage for `plan` (built on the control path; the detector's block is allocated here).
+    pub fn new(plan: CodecPlan) -> Self {
+        Self {
+            plan,
+            ab: Direction::new(plan.a, plan.b),
+            ba: Direction::new(plan.b, plan.a),
+            counters: CodecCounters::default(),
+        }
+    }
+
+    /// The plan it carries out.
+    pub fn plan(&self) -> &CodecPlan {
+        &self.plan
+    }
+
+    /// This stream's counters.
+    pub fn counters(&self) -> CodecCounters {
+        self.counters
+    }
+
+    /// Process the RTP packet in `room[..len]` travelling `way`. It may be rewritten in place and
+    /// grow up to `room.len()`; `totals` (the shard's counters) are counted with this stream's.
+    pub fn process(
+        &mut self,
+        way: Way,
+        room: &mut [u8],
+        len: usize,
+        totals: &mut CodecCounters,
+    ) -> StageResult {
+        let dir = match way {
+            Way::AToB => &mut self.ab,
+            Way::BToA => &mut self.ba,
+        };
+        let mut c = CodecCounters::default();
+        let r = dir.process(room, len, &mut c);
+        self.counters.add(&c);
+        totals.add(&c);
+        r
+    }
+}
+
+impl Direction {
+    fn new(from: LegFormat, to: LegFormat) -> Self {
+        let detect =
+            from.telephone_event.is_none() && to.telephone_event.is_some() && from.codec.is_g711();
+        Self {
+            from,
+            to,
+            last_relayed: None,
+            playing: None,
+            detector: detect.then(|| Box::new(Detector::new())),
+            maybe_since: None,
+            sending: None,
+        }
+    }
+
+    fn process(&mut self, room: &mut [u8], len: usize, c: &mut CodecCounters) -> StageResult {
+        let Some((pt, pkt)) = room
+            .get(..len)
+            .and_then(|p| RtpHeader::parse(p).ok())
+            .map(|h| {
+                let pad = h.padding_len().unwrap_or(0);
+                let body = len.saturating_sub(h.header_len()).saturating_sub(pad);
+                let pkt = Packet {
+                    len,
+                    ts: h.timestamp(),
+                    hl: h.header_len(),
+                    payload_len: body,
+                };
+                (h.payload_type(), pkt)
+            })
+        else {
+            return StageResult::Forward(len);
+        };
+        if pt == self.from.payload_type {
+            self.audio(room, pkt, c)
+        } else if Some(pt) == self.from.telephone_event {
+            self.event(room, pkt, c)
+        } else {
+            StageResult::Forward(len)
+        }
+    }
+
+    fn audio(&mut self, room: &mut [u8], pkt: Packet, c: &mut CodecCounters) -> StageResult {
+        let Packet {
+            len,
+            ts,
+            hl,
+            payload_len,
+        } = pkt;
+        if let Some(p) = self.playing {
+            // A tone from an event replaces the sender's own audio until the event ends.
+            let last = p.timestamp.wrapping_add(p.generated);
+            // Signed distance: audio stamped inside the event is negative.
+            let ahead = ts.wrapping_sub(last) as i32;
+            if !p.ended && ahead < STALE_EVENT {
+                return StageResult::Consumed;
+            }
+            self.playing = None;
+        }
+        if self.detector.is_some() {
+            if let Some(r) = self.detect(room, pkt, c) {
+                return r;
+            }
+        } else if let Some(payload) = room.get_mut(hl..hl + payload_len) {
+            transcode(self.from.codec, self.to.codec, payload, c);
+        }
+        set_payload_type(room, len, self.to.payload_type);
+        StageResult::Forward(len)
+    }
+
+    /// Run the detector on a G.711 audio packet. `Some`: the packet became an event packet (or
+    /// was consumed); `None`: it stays audio (transcoded, maybe muted).
+    fn detect(
+        &mut self,
+        room: &mut [u8],
+        pkt: Packet,
+        c: &mut CodecCounters,
+    ) -> Option<StageResult> {
+        let (len, ts, hl) = (pkt.len, pkt.ts, pkt.hl);
+        let payload_len = pkt.payload_len;
+        let te = self.to.telephone_event?;
+        let payload = room.get_mut(hl..hl + payload_len)?;
+        let samples = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+        let mut seen = Detected::Quiet;
+        let mut pcm = [0i16; CHUNK];
+        for chunk in payload.chunks(CHUNK) {
+            let out = pcm.get_mut(..chunk.len()).unwrap_or_default();
+            match self.from.codec {
+                Codec::Pcmu => g711::decode_ulaw(chunk, out),
+                Codec::Pcma => g711::decode_alaw(chunk, out),
+            }
+            let d = self.detector.as_mut()?.push(out);
+            if !matches!(seen, Detected::Start(_) | Detected::End(_)) {
+                seen = d;
+            }
+        }
+        let end_ts = ts.wrapping_add(samples);
+        let duration = |since: u32| u16::try_from(end_ts.wrapping_sub(since)).unwrap_or(u16::MAX);
+        match seen {
+            Detected::Start(d) => {
+                let since = self.maybe_since.take().unwrap_or(ts);
+                c.dtmf_detected += 1;
+                self.sending = Some(Sending {
+                    timestamp: since,
+                    event: d,
+                    ends_left: 0,
+                    duration: duration(since),
+                });
+                let ev = Event {
+                    event: d,
+                    end: false,
+                    volume: DETECTED_VOLUME,
+                    duration: duration(since),
+                };
+                return Some(write_event(room, hl, te, since, true, ev));
+            }
+            Detected::On(d) => {
+                let s = self.sending.get_or_insert(Sending {
+                    timestamp: ts,
+                    event: d,
+                    ends_left: 0,
+                    duration: 0,
+                });
+                s.duration = duration(s.timestamp);
+                let ev = Event {
+                    event: s.event,
+                    end: false,
+                    volume: DETECTED_VOLUME,
+                    duration: s.duration,
+                };
+                return Some(write_event(room, hl, te, s.timestamp, false, ev));
+            }
+            Detected::End(_) => {
+                if let Some(s) = self.sending.as_mut() {
+                    s.ends_left = END_PACKETS;
+                }
+            }
+            Detected::Maybe => {
+                if self.maybe_since.is_none() {
+                    self.maybe_since = Some(ts);
+                }
+                // Not a digit yet, maybe never: mute it, so the far end does not hear (and
+                // detect) the start of a tone that is then also sent as an event.
+                let silence = match self.to.codec {
+                    Codec::Pcmu => g711::linear_to_ulaw(0),
+                    Codec::Pcma => g711::linear_to_alaw(0),
+                };
+                room.get_mut(hl..hl + payload_len)?.fill(silence);
+                set_payload_type(room, len, self.to.payload_type);
+                return Some(StageResult::Forward(len));
+            }
+            Detected::Quiet => self.maybe_since = None,
+        }
+        if let Some(s) = self.sending.as_mut() {
+            if s.ends_left > 0 {
+                s.ends_left -= 1;
+                let ev = Event {
+                    event: s.event,
+                    end: true,
+                    volume: DETECTED_VOLUME,
+                    duration: s.duration,
+                };
+                let at = s.timestamp;
+                if s.ends_left == 0 {
+                    self.sending = None;
+                }
+                return Some(write_event(room, hl, te, at, false, ev));
+            }
+            self.sending = None;
+        }
+        let payload = room.get_mut(hl..hl + payload_len)?;
+        transcode(self.from.codec, self.to.codec, payload, c);
+        None
+    }
+
+    fn event(&mut self, room: &mut [u8], pkt: Packet, c: &mut CodecCounters) -> StageResult {
+        let Packet { len, ts, hl, .. } = pkt;
+        if let Some(te) = self.to.telephone_event {
+            if self.last_relayed != Some(ts) {
+                self.last_relayed = Some(ts);
+                c.dtmf_relayed += 1;
+            }
+            set_payload_type(room, len, te);
+            return StageResult::Forward(len);
+        }
+        let Some(ev) = room.get(hl..len).and_then(Event::parse) else {
+            return StageResult::Consumed;
+        };
+        let mut p = match self.playing {
+            Some(p) if p.timestamp == ts => p,
+            _ => {
+                c.dtmf_generated += 1;
+                Playing {
+                    timestamp: ts,
+                    event: ev.event,
+                    generated: 0,
+                    ended: false,
+                }
+            }
+        };
+        if p.ended {
+            return StageResult::Consumed;
+        }
+        let room_samples = room.len().saturating_sub(hl).min(MAX_GENERATED);
+        let want = u32::from(ev.duration).saturating_sub(p.generated);
+        let n = usize::try_from(want)
+            .unwrap_or(usize::MAX)
+            .min(room_samples);
+        p.ended = ev.end;
+        if n == 0 {
+            self.playing = Some(p);
+            return StageResult::Consumed;
+        }
+        let mut pcm = [0i16; MAX_GENERATED];
+        let Some(pcm) = pcm.get_mut(..n) else {
+            return StageResult::Consumed;
+        };
+        dtmf::tone(p.event, p.generated, pcm);
+        let Some(out) = room.get_mut(hl..hl + n) else {
+            return StageResult::Consumed;
+        };
+        match self.to.codec {
+            Codec::Pcmu => g711::encode_ulaw(pcm, out),
+            Codec::Pcma => g711::encode_alaw(pcm, out),
+        }
+        let at = ts.wrapping_add(p.generated);
+        p.generated += u32::try_from(n).unwrap_or(0);
+        self.playing = Some(p);
+        if let Ok(mut h) = RtpHeaderMut::parse(room.get_mut(..hl + n).unwrap_or_default()) {
+            let _ = h.set_payload_type(self.to.payload_type);
+            h.set_timestamp(at);
+            h.set_marker(false);
+        }
+        clear_padding(room);
+        StageResult::Forward(hl + n)
+    }
+}
+
+/// Convert a payload between two codecs in place.
+fn transcode(from: Codec, to: Codec, payload: &mut [u8], c: &mut CodecCounters) {
+    match (from, to) {
+        (Codec::Pcma, Codec::Pcmu) => g711::convert_in_place(&g711::ALAW_TO_ULAW, payload),
+        (Codec::Pcmu, Codec::Pcma) => g711::convert_in_place(&g711::ULAW_TO_ALAW, payload),
+        _ => return,
+    }
+    c.transcoded_frames += 1;
+}
+
+fn set_payload_type(room: &mut [u8], len: usize, pt: u8) {
+    if let Some(Ok(mut h)) = room.get_mut(..len).map(RtpHeaderMut::parse) {
+        let _ = h.set_payload_type(pt);
+    }
+}
+
+fn clear_padding(room: &mut [u8]) {
+    if let Some(b0) = room.first_mut() {
+        *b0 &= !0x20;
+    }
+}
+
+/// Turn the packet into a telephone-event packet: payload `ev` after the header, payload type
+/// `pt`, timestamp `at`, marker on the first packet of an event. Returns its length.
+fn write_event(room: &mut [u8], hl: usize, pt: u8, at: u32, first: bool, ev: Event) -> StageResult {
+    let Some(p) = room.get_mut(hl..hl + 4) else {
+        return StageResult::Consumed;
+    };
+    p.copy_from_slice(&ev.to_bytes());
+    clear_padding(room);
+    if let Some(Ok(mut h)) = room.get_mut(..hl + 4).map(RtpHeaderMut::parse) {
+        let _ = h.set_payload_type(pt);
+        h.set_timestamp(at);
+        h.set_marker(first);
+    }
+    StageResult::Forward(hl + 4)
+}

@@ -1,0 +1,89 @@
+//! `[codecs]`: the codec policy per side (allow, strip, prefer, transcode_to), turned into the
+//! core's [`CodecPolicies`] for the media anchor (see `docs/codecs.md`).
+
+use sbc_core::media::codecs::{AudioCodec, CodecPolicies, CodecPolicy};
+use serde::Deserialize;
+
+/// `[codecs.outside]` / `[codecs.inside]`: the policy for descriptions sent to that side.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CodecPolicySection {
+    #[serde(default)]
+    pub(crate) allow: Vec<String>,
+    #[serde(default)]
+    pub(crate) strip: Vec<String>,
+    #[serde(default)]
+    pub(crate) prefer: Vec<String>,
+    #[serde(default)]
+    pub(crate) transcode_to: Vec<String>,
+}
+
+/// `[codecs]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CodecsSection {
+    #[serde(default)]
+    pub(crate) outside: CodecPolicySection,
+    #[serde(default)]
+    pub(crate) inside: CodecPolicySection,
+}
+
+impl CodecPolicySection {
+    fn policy(&self, side: &str) -> Result<CodecPolicy, String> {
+        let transcode_to = self
+            .transcode_to
+            .iter()
+            .map(|n| {
+                AudioCodec::from_name(n).ok_or_else(|| {
+                    format!("codecs.{side}.transcode_to: {n:?} is not a codec the SBC transcodes (PCMU, PCMA)")
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(CodecPolicy {
+            allow: self.allow.clone(),
+            strip: self.strip.clone(),
+            prefer: self.prefer.clone(),
+            transcode_to,
+        })
+    }
+}
+
+impl CodecsSection {
+    /// The core's policies; an unknown `transcode_to` codec is an error naming the key.
+    pub(crate) fn policies(&self) -> Result<CodecPolicies, String> {
+        Ok(CodecPolicies {
+            outside: self.outside.policy("outside")?,
+            inside: self.inside.policy("inside")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::schema::Config;
+    use super::*;
+
+    const SIP: &str = "[sip]\nudp = [\"127.0.0.1:5060\"]\n";
+
+    #[test]
+    fn policies_from_toml_and_unknown_codecs_named() {
+        let c = Config::from_toml(
+            &format!("{SIP}[codecs.inside]\ntranscode_to = [\"pcmu\"]\nstrip = [\"G729\"]\n"),
+            "t.toml",
+        )
+        .unwrap();
+        let p = c.codecs.policies().unwrap();
+        assert_eq!(p.inside.transcode_to, vec![AudioCodec::Pcmu]);
+        assert_eq!(p.inside.strip, vec!["G729".to_owned()]);
+        assert!(p.outside.is_empty());
+        let text = format!("{SIP}[codecs.outside]\ntranscode_to = [\"G722\"]\n");
+        let e = Config::from_toml(&text, "t.toml").unwrap_err();
+        assert!(
+            e.contains("codecs.outside.transcode_to") && e.contains("G722"),
+            "{e}"
+        );
+        let text = format!("{SIP}[codecs.inside]\ntranscode = []\n");
+        let e = Config::from_toml(&text, "t.toml").unwrap_err();
+        assert!(e.contains("transcode"), "{e}");
+    }
+}
