@@ -501,9 +501,9 @@ fn every_endpoint_with_and_without_the_token() {
             .parse()
             .unwrap()
     };
-    let before = value(&m.text(), "sbc_udp_rx_total");
-    assert!(m.text().contains("# TYPE sbc_udp_rx_total counter"));
-    assert!(m.text().contains("# TYPE sbc_live_calls gauge"));
+    let before = value(&m.text(), "sbc_transport_udp_rx_total");
+    assert!(m.text().contains("# TYPE sbc_transport_udp_rx_total counter"));
+    assert!(m.text().contains("# TYPE sbc_b2bua_live_calls gauge"));
     let sock = UdpSocket::bind(format!("{}:0", ip(n, 9))).unwrap();
     let sip: SocketAddr = format!("{}:5060", ip(n, 1)).parse().unwrap();
     for i in 0..3 {
@@ -513,13 +513,13 @@ fn every_endpoint_with_and_without_the_token() {
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let now = value(&get(n, "/metrics").text(), "sbc_udp_rx_total");
+        let now = value(&get(n, "/metrics").text(), "sbc_transport_udp_rx_total");
         if now >= before + 3 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "sbc_udp_rx_total stayed at {now}"
+            "sbc_transport_udp_rx_total stayed at {now}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -685,7 +685,7 @@ fn sbc_ctl_drives_the_api() {
     assert!(err.contains("422") && err.contains("\"ip\""), "{err}");
     let (code, out, _) = ctl(n, Some(TOKEN), &["metrics"]);
     assert_eq!(code, 0);
-    assert!(out.contains("sbc_udp_rx_total"), "{out}");
+    assert!(out.contains("sbc_transport_udp_rx_total"), "{out}");
     let (code, _, err) = ctl(n, Some(TOKEN), &["frobnicate"]);
     assert_eq!(code, 2, "{err}");
     sbc.stop();
