@@ -502,7 +502,9 @@ fn every_endpoint_with_and_without_the_token() {
             .unwrap()
     };
     let before = value(&m.text(), "sbc_transport_udp_rx_total");
-    assert!(m.text().contains("# TYPE sbc_transport_udp_rx_total counter"));
+    assert!(m
+        .text()
+        .contains("# TYPE sbc_transport_udp_rx_total counter"));
     assert!(m.text().contains("# TYPE sbc_b2bua_live_calls gauge"));
     let sock = UdpSocket::bind(format!("{}:0", ip(n, 9))).unwrap();
     let sip: SocketAddr = format!("{}:5060", ip(n, 1)).parse().unwrap();

@@ -114,6 +114,15 @@ impl Sbc {
     /// Start with the config `text` in `dir`; `port` is the SIP port it listens on (for [`Self::addr`]).
     pub(crate) fn start_in(dir: TempDir, driver: &str, port: u16, text: &str) -> Self {
         let cfg_path = dir.path().join("sbc.toml");
+        // Each SBC writes its call records in its own directory, unless the test chose a place.
+        let text = if text.contains("[cdr]") {
+            text.to_owned()
+        } else {
+            format!(
+                "{text}\n[cdr]\nsqlite_path = \"{}\"\n",
+                dir.path().join("cdr.sqlite").display()
+            )
+        };
         std::fs::write(&cfg_path, text).unwrap();
         let log = dir.path().join("sbc.log");
         let child = Command::new(env!("CARGO_BIN_EXE_sbc"))
@@ -182,7 +191,8 @@ impl Sbc {
         let pid = self.child.id() as libc::pid_t;
         // SAFETY: signalling our own child by PID.
         unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
+        // A call still up drains for `limits.drain_secs` (10 s by default) before its BYEs.
+        let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return self.log_text();
