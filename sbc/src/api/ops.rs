@@ -365,11 +365,9 @@ impl Handle {
                 dto::Trunk {
                     name: t.name.clone(),
                     state: member.map_or("up", |m| member_state(m, &drained)).into(),
-                    registered: t.register.then(|| {
-                        registered
-                            .iter()
-                            .any(|(n, up)| *n == t.name && *up)
-                    }),
+                    registered: t
+                        .register
+                        .then(|| registered.iter().any(|(n, up)| *n == t.name && *up)),
                     calls: member.map_or(0, |m| m.active_calls as u64),
                 }
             })
@@ -452,7 +450,9 @@ impl Handle {
 
     pub(super) fn reload_config(&self) -> Result<dto::ConfigVerdict, ApiError> {
         let report = self.commands()?.reload(None).map_err(|e| {
-            tracing::error!("api: configuration reload refused, the configuration in force stays: {e}");
+            tracing::error!(
+                "api: configuration reload refused, the configuration in force stays: {e}"
+            );
             ApiError::invalid(&config_key(&e, "config"), e)
         })?;
         tracing::info!(

@@ -180,7 +180,12 @@ pub(crate) fn serve(
             let (b2bua, policy) = sig.parts();
             let registered = b2bua
                 .trunk_registrations()
-                .map(|(name, state, _)| (name.to_owned(), matches!(state, RegState::Registered { .. })))
+                .map(|(name, state, _)| {
+                    (
+                        name.to_owned(),
+                        matches!(state, RegState::Registered { .. }),
+                    )
+                })
                 .collect();
             let t = WorkerTargets {
                 groups: policy.group_states(),
@@ -632,7 +637,10 @@ impl Commands {
 
     /// Check a configuration's `text` as [`Self::reload`] would read it, applying nothing.
     pub(crate) fn check_config(&self, text: &str, origin: &str) -> Result<CheckReport, String> {
-        let r = self.reloader.as_ref().ok_or("the configuration check is not available")?;
+        let r = self
+            .reloader
+            .as_ref()
+            .ok_or("the configuration check is not available")?;
         r.check(text, origin)
     }
 
