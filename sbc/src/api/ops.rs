@@ -14,7 +14,7 @@ use sbc_core::routing::policy::TargetSelector;
 use super::{view_of, Handle};
 use crate::control::ops::{
     parse_call_id, CallInfo, CallQuery, GroupInfo, MediaLegInfo, MemberInfo, OpsError,
-    ReloadReport, StreamInfo,
+    ReloadReport, StreamInfo, TrunkRegistration,
 };
 
 /// How long the API waits for the workers' answers (each answers on its next tick, ≤ 100 ms).
@@ -261,7 +261,7 @@ impl Handle {
         Ok(self.answered_by(answered))
     }
 
-    fn groups(&self) -> Result<(Vec<GroupInfo>, Vec<(String, bool)>), ApiError> {
+    fn groups(&self) -> Result<(Vec<GroupInfo>, Vec<TrunkRegistration>), ApiError> {
         self.commands()?
             .targets_and_registrations(OPS_WAIT)
             .map_err(|e| ops_error(e, String::new()))

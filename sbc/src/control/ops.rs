@@ -9,8 +9,6 @@
 //! change reaches every worker within 100 ms of the command. The answers are plain data that
 //! derive `serde::Serialize`: their JSON field names are snake_case and stable, times are Unix
 //! milliseconds, durations are named with their unit.
-// Served by the control API (the `control-api` handle), wired in once both are merged.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -486,6 +484,9 @@ pub(crate) struct MemberInfo {
     pub(crate) drained: bool,
 }
 
+/// A trunk the SBC registers with, and whether a worker holds its registration now.
+pub(crate) type TrunkRegistration = (String, bool);
+
 /// What an enable, disable or drain changed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub(crate) struct TargetChange {
@@ -723,6 +724,7 @@ impl Commands {
 
     /// Remove the bindings of `aor` (only `contact` when given) on every worker, each told to the
     /// PBX with a REGISTER `Expires: 0`; how many went.
+    #[cfg(test)]
     pub(crate) fn remove_registration(
         &self,
         aor: &str,
@@ -748,6 +750,7 @@ impl Commands {
     }
 
     /// The target groups and trunks' proxies: members, health, probing, calls, disabled, drained.
+    #[cfg(test)]
     pub(crate) fn targets(&self, wait: Duration) -> Result<Vec<GroupInfo>, OpsError> {
         self.targets_and_registrations(wait).map(|(g, _)| g)
     }
@@ -757,12 +760,12 @@ impl Commands {
     pub(crate) fn targets_and_registrations(
         &self,
         wait: Duration,
-    ) -> Result<(Vec<GroupInfo>, Vec<(String, bool)>), OpsError> {
+    ) -> Result<(Vec<GroupInfo>, Vec<TrunkRegistration>), OpsError> {
         let views = self.ask(None, wait, OpsCommand::Targets);
         if views.is_empty() {
             return Err(OpsError::Timeout);
         }
-        let mut registered: Vec<(String, bool)> = Vec::new();
+        let mut registered: Vec<TrunkRegistration> = Vec::new();
         for (name, up) in views.iter().flat_map(|(_, v)| &v.registered) {
             match registered.iter_mut().find(|(n, _)| n == name) {
                 Some((_, r)) => *r |= *up,
