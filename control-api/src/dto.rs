@@ -90,9 +90,9 @@ pub struct CallFilter {
     pub caller: Option<String>,
     /// Calls whose callee contains this.
     pub callee: Option<String>,
-    /// Calls over this trunk.
+    /// Calls out to this trunk.
     pub trunk: Option<String>,
-    /// Calls in this state (`"setup"`, `"ringing"`, `"answered"`).
+    /// Calls in this state (`"ringing"`, `"answered"`, `"confirmed"`, `"ending"`).
     pub state: Option<String>,
 }
 
@@ -133,15 +133,15 @@ pub struct Leg {
 pub struct Call {
     /// The call's id in this API.
     pub id: String,
-    /// `"setup"`, `"ringing"` or `"answered"`.
+    /// `"ringing"`, `"answered"` (the caller's ACK awaited), `"confirmed"` or `"ending"`.
     pub state: String,
-    /// The caller after normalisation.
+    /// The caller (user of From), as received.
     pub caller: String,
-    /// The callee after normalisation.
+    /// The called number sent to the target, after number rules.
     pub callee: String,
-    /// The trunk, if any.
+    /// The trunk the call went out to, if it went to one.
     pub trunk: Option<String>,
-    /// The target it went to, if any.
+    /// The next hop it went to (`ip:port`).
     pub target: Option<String>,
     /// Seconds since the INVITE.
     pub age_secs: u64,
@@ -460,13 +460,23 @@ pub struct ConfigText {
 }
 
 /// The verdict on a config file: valid, or the error naming key and line.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ConfigVerdict {
     /// It is valid (and, for a reload, now in force).
     pub ok: bool,
     /// What is wrong, naming key and line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The keys that differ from the configuration in force and change at run time (applied by
+    /// a reload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<Vec<String>>,
+    /// The keys that differ and need a restart (a reload leaves them as they are in force).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_needed: Option<Vec<String>>,
+    /// A reload: the workers that applied it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u32>,
 }
 
 /// An error answer: what went wrong and, when one field is at fault, its name.

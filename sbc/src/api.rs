@@ -2,11 +2,12 @@
 //! the token and certificate at start (so a bad setting stops the start, naming its key), and
 //! [`Prepared::run`] turns the control thread into a current-thread runtime that serves the
 //! `control-api` crate's server over a [`Handle`] while it keeps absorbing the workers' snapshots
-//! and fraud events. The handle implements what the SBC can serve today: health and readiness,
-//! version, uptime and the config file in force (secrets redacted), bans, the allow list, call
-//! rules and their lists, fraud rules and events (all over [`Commands`]), and `/metrics`
-//! ([`crate::metrics::render`]). The rules and allowed networks added at run time are mirrored here, so that
-//! the API can list what is in force.
+//! and fraud events. The handle serves every endpoint: health and readiness, version, uptime and
+//! the config file in force (secrets redacted), bans, the allow list, call rules and their lists,
+//! fraud rules and events (all over [`Commands`]), `/metrics` ([`crate::metrics::render`]), and
+//! the workers' operations (`ops`: calls, registrations, targets and trunks, media sessions, the
+//! config check and reload). The rules and allowed networks added at run time are mirrored here,
+//! so that the API can list what is in force; a reload rebuilds the mirror from the new file.
 
 use std::cell::RefCell;
 use std::net::IpAddr;
@@ -23,6 +24,8 @@ use sbc_core::guard::{BanReason, GuardCommand};
 
 use crate::config::{Config, FraudRuleSection, RuleSection, UNTRUSTED_RULE};
 use crate::control::{Commands, Control};
+
+mod ops;
 
 /// How long the API waits for the workers' bans (a worker answers on its next tick).
 const BANS_WAIT: Duration = Duration::from_millis(500);
@@ -119,6 +122,26 @@ fn file_rules(cfg: &Config, text: &serde_json::Value) -> (Vec<dto::CallRule>, Ve
     (rules, fraud)
 }
 
+/// The API's view of the config file `origin` of `text` loaded as `cfg`: the file as JSON with its
+/// secrets redacted, and its call and fraud rules as the API lists them.
+fn view_of(
+    cfg: &Config,
+    origin: &str,
+    text: &str,
+) -> Result<(serde_json::Value, Vec<dto::CallRule>, Vec<dto::FraudRule>), String> {
+    let file: toml::Value = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
+    let file = serde_json::to_value(file).map_err(|e| format!("{origin}: {e}"))?;
+    let (rules, fraud) = file_rules(cfg, &file);
+    let mut shown = file;
+    redact(&mut shown);
+    let view = serde_json::json!({
+        "file": origin,
+        "workers": cfg.worker_count(),
+        "config": shown,
+    });
+    Ok((view, rules, fraud))
+}
+
 /// Bind the API and read its token and certificate, when `[api] enabled`; `origin` and `text` are
 /// the config file's name and content (shown, redacted, at `/api/v1/config`).
 pub(crate) fn prepare(cfg: &Config, origin: &str, text: &str) -> Result<Option<Prepared>, String> {
@@ -148,16 +171,7 @@ pub(crate) fn prepare(cfg: &Config, origin: &str, text: &str) -> Result<Option<P
         token = token.is_some(),
         "control API listening"
     );
-    let file: toml::Value = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
-    let file = serde_json::to_value(file).map_err(|e| format!("{origin}: {e}"))?;
-    let (rules, fraud) = file_rules(cfg, &file);
-    let mut shown = file;
-    redact(&mut shown);
-    let view = serde_json::json!({
-        "file": origin,
-        "workers": cfg.worker_count(),
-        "config": shown,
-    });
+    let (view, rules, fraud) = view_of(cfg, origin, text)?;
     Ok(Some(Prepared {
         listener,
         server: ServerConfig {
@@ -185,8 +199,9 @@ impl Prepared {
             started: Instant::now(),
             workers: self.workers,
             allowed: RefCell::new(self.cfg.guard.allow.iter().map(|c| (*c, false)).collect()),
-            cfg: self.cfg,
-            view: self.view,
+            cfg: RefCell::new(self.cfg),
+            view: RefCell::new(self.view),
+            drained: RefCell::new(Vec::new()),
             rules: RefCell::new(self.rules),
             fraud: RefCell::new(self.fraud),
         });
@@ -213,12 +228,16 @@ struct Handle {
     control: Rc<RefCell<Control>>,
     started: Instant,
     workers: usize,
-    cfg: Config,
-    view: serde_json::Value,
+    /// The configuration in force (rebuilt by a reload).
+    cfg: RefCell<Config>,
+    /// The config file in force as `/api/v1/config` shows it (rebuilt by a reload).
+    view: RefCell<serde_json::Value>,
     rules: RefCell<Vec<dto::CallRule>>,
     fraud: RefCell<Vec<dto::FraudRule>>,
     /// Allowed networks: from the file (`false`) or added over the API (`true`).
     allowed: RefCell<Vec<(Cidr, bool)>>,
+    /// Targets drained over the API (shown `draining` while calls are left on them).
+    drained: RefCell<Vec<std::net::SocketAddr>>,
 }
 
 fn reason(r: BanReason) -> &'static str {
@@ -359,6 +378,7 @@ impl Handle {
         fields: &[&'static str],
     ) -> Result<sbc_core::guard::rules::RulesConfig, ApiError> {
         self.cfg
+            .borrow()
             .api_rules(rules, fraud)
             .map_err(|m| ApiError::invalid(field_of(&m, fields), m))
     }
@@ -405,7 +425,7 @@ impl control_api::Control for Handle {
     }
 
     fn config(&self) -> Result<serde_json::Value, ApiError> {
-        Ok(self.view.clone())
+        Ok(self.view.borrow().clone())
     }
 
     fn metrics(&self) -> String {
@@ -414,6 +434,63 @@ impl control_api::Control for Handle {
             self.started.elapsed().as_secs(),
             self.reporting(),
         )
+    }
+
+    fn calls(&self, filter: &dto::CallFilter, paging: Paging) -> Result<Page<dto::Call>, ApiError> {
+        self.list_calls(filter, paging)
+    }
+
+    fn call(&self, id: &str) -> Result<dto::Call, ApiError> {
+        self.one_call(id)
+    }
+
+    fn hang_up(&self, id: &str) -> Result<Applied, ApiError> {
+        self.hang_up_call(id)
+    }
+
+    fn registrations(
+        &self,
+        aor: Option<&str>,
+        paging: Paging,
+    ) -> Result<Page<dto::Registration>, ApiError> {
+        self.list_registrations(aor, paging)
+    }
+
+    fn remove_registration(&self, aor: &str) -> Result<Applied, ApiError> {
+        self.unregister(aor)
+    }
+
+    fn targets(&self) -> Result<Vec<dto::TargetGroup>, ApiError> {
+        self.target_groups()
+    }
+
+    fn target_action(
+        &self,
+        group: &str,
+        target: &str,
+        action: dto::AdminAction,
+    ) -> Result<Applied, ApiError> {
+        self.set_target(group, target, action)
+    }
+
+    fn trunks(&self) -> Result<Vec<dto::Trunk>, ApiError> {
+        self.trunk_states()
+    }
+
+    fn trunk_action(&self, trunk: &str, action: dto::AdminAction) -> Result<Applied, ApiError> {
+        self.set_trunk(trunk, action)
+    }
+
+    fn media_sessions(&self, paging: Paging) -> Result<Page<dto::MediaSession>, ApiError> {
+        self.list_media(paging)
+    }
+
+    fn config_check(&self, text: &dto::ConfigText) -> Result<dto::ConfigVerdict, ApiError> {
+        self.check_config(&text.toml)
+    }
+
+    fn config_reload(&self) -> Result<dto::ConfigVerdict, ApiError> {
+        self.reload_config()
     }
 
     fn bans(&self) -> Result<Vec<dto::Ban>, ApiError> {

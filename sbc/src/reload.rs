@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::{Config, DriverChoice, LimitsSection, TrunkSettings};
-use crate::control::ops::{Reload, ReloadReport, RuntimeConfig};
+use crate::control::ops::{CheckReport, InForce, Reload, ReloadReport, RuntimeConfig};
 use crate::control::Commands;
 
 /// How long a reload waits for the workers to apply it (they do on their next tick, ≤ 100 ms).
@@ -22,11 +22,17 @@ pub(crate) const APPLY_WAIT: Duration = Duration::from_secs(1);
 /// Check the file at `path` as a start would: parse, validate, convert. The error names the key
 /// and the line.
 pub(crate) fn check_config(path: &Path) -> Result<Config, String> {
-    let cfg = Config::load(path)?;
-    cfg.b2bua()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    cfg.stream_peers()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    check_text(&text, &path.display().to_string())
+}
+
+/// Check a configuration's `text` as a start would; `origin` names it in errors, which name the
+/// key and the line.
+pub(crate) fn check_text(text: &str, origin: &str) -> Result<Config, String> {
+    let cfg = Config::from_toml(text, origin)?;
+    cfg.b2bua().map_err(|e| format!("{origin}: {e}"))?;
+    cfg.stream_peers().map_err(|e| format!("{origin}: {e}"))?;
     Ok(cfg)
 }
 
@@ -201,6 +207,16 @@ impl Reload for Reloader {
     fn reload(&self, commands: &Commands, path: Option<&Path>) -> Result<ReloadReport, String> {
         self.reload_from(commands, path)
     }
+
+    fn check(&self, text: &str, origin: &str) -> Result<CheckReport, String> {
+        let new = self.with_overrides(check_text(text, origin)?);
+        let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let (changed, restart_needed) = compare(&current, &new)?;
+        Ok(CheckReport {
+            changed,
+            restart_needed,
+        })
+    }
 }
 
 impl Reloader {
@@ -230,13 +246,9 @@ impl Reloader {
         let path = path
             .or(self.path.as_deref())
             .ok_or("no configuration file: the SBC runs on the embedded default")?;
-        let mut new = check_config(path)?;
-        if let Some(w) = self.overrides.0 {
-            new.workers = Some(w);
-        }
-        if let Some(d) = self.overrides.1 {
-            new.transport.driver = d;
-        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let new = self.with_overrides(check_text(&text, &path.display().to_string())?);
         // One reload at a time; a poisoned lock still holds the configuration in force.
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         let (changed, restart_needed) = compare(&current, &new)?;
@@ -256,7 +268,22 @@ impl Reloader {
             changed,
             restart_needed,
             workers_applied,
+            in_force: Some(Arc::new(InForce {
+                config: current.clone(),
+                text,
+            })),
         })
+    }
+
+    /// `new` with the command line's `--workers` and `--driver` over the file's.
+    fn with_overrides(&self, mut new: Config) -> Config {
+        if let Some(w) = self.overrides.0 {
+            new.workers = Some(w);
+        }
+        if let Some(d) = self.overrides.1 {
+            new.transport.driver = d;
+        }
+        new
     }
 }
 

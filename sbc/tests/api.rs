@@ -8,10 +8,14 @@
 //! | `.1:5060` | the SBC, outside (UDP) |
 //! | `.1:8080` | its API |
 //! | `.11:5080` | the SBC, inside |
-//! | `.2:5090` | the PBX address (nothing listens: no call goes there) |
+//! | `.2:5090` | the PBX (a sipp UAS or a Rust user agent in the call tests; nothing listens else) |
+//! | `.3:5090` | a second PBX (the call tests) |
+//! | `.10`, `.4` | callers (a Rust user agent; sipp at `.4:5070`) |
 //! | `.9` | a SIP source the API bans and lets back |
 
 mod common;
+#[path = "common/rtp.rs"]
+mod rtp;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -19,7 +23,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Sbc, TempDir};
+use common::{finish, logs, Sbc, TempDir};
+use rtp::{sdp_body, Caller, Pbx};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "test-token-0123456789";
@@ -49,13 +54,18 @@ fn start(n: u8, name: &str, api: &str, extra: &str) -> Sbc {
         i = ip(n, 11),
         p = ip(n, 2),
     );
-    let sbc = Sbc::start_in(TempDir::new(name), "auto", 5060, &text);
+    start_text(n, name, &text, !api.contains("tls_cert"))
+}
+
+/// The SBC of test `n` with the config `text`; waits until it is ready when `plain` (HTTP).
+fn start_text(n: u8, name: &str, text: &str, plain: bool) -> Sbc {
+    let sbc = Sbc::start_in(TempDir::new(name), "auto", 5060, text);
     assert!(
         sbc.log_text().contains("control API listening"),
         "{}",
         sbc.log_text()
     );
-    if !api.contains("tls_cert") {
+    if plain {
         wait_ready(n);
     }
     sbc
@@ -77,22 +87,9 @@ fn wait_ready(n: u8) {
     }
 }
 
-/// The operations the SBC answers 501 today (served once the operations layer is wired in):
-/// schemathesis leaves them out, as a 501 is a server error to it.
-const NOT_SERVED_YET: &[&str] = &[
-    "configCheck",
-    "configReload",
-    "calls",
-    "call",
-    "hangUp",
-    "registrations",
-    "removeRegistration",
-    "targets",
-    "targetAction",
-    "trunks",
-    "trunkAction",
-    "mediaSessions",
-];
+/// The operations the SBC answers 501 today: schemathesis leaves them out, as a 501 is a server
+/// error to it. Every operation is served.
+const NOT_SERVED_YET: &[&str] = &[];
 
 /// An HTTP answer: status, headers (lower-case names), body.
 struct Answer {
@@ -165,7 +162,7 @@ fn get(n: u8, path: &str) -> Answer {
 }
 
 /// Every route the API serves, with a request that is valid for it, and the status the SBC
-/// answers today (501: served by the operations layer once merged).
+/// answers (test 1: the PBX is 127.40.1.2:5090; no call or registration is in progress).
 fn valid_requests() -> Vec<(&'static str, &'static str, &'static str, u16)> {
     vec![
         ("GET", "/health", "", 200),
@@ -178,18 +175,18 @@ fn valid_requests() -> Vec<(&'static str, &'static str, &'static str, u16)> {
             "POST",
             "/api/v1/config/check",
             r#"{"toml":"workers = 1"}"#,
-            501,
+            200,
         ),
-        ("POST", "/api/v1/config/reload", "", 501),
-        ("GET", "/api/v1/calls?limit=1000&offset=0", "", 501),
-        ("GET", "/api/v1/calls/abc", "", 501),
-        ("DELETE", "/api/v1/calls/abc", "", 501),
-        ("GET", "/api/v1/registrations", "", 501),
-        ("DELETE", "/api/v1/registrations/sip:100@x", "", 501),
-        ("GET", "/api/v1/targets", "", 501),
-        ("POST", "/api/v1/targets/pbx/x/drain", "", 501),
-        ("GET", "/api/v1/trunks", "", 501),
-        ("POST", "/api/v1/trunks/carrier/disable", "", 501),
+        ("POST", "/api/v1/config/reload", "", 200),
+        ("GET", "/api/v1/calls?limit=1000&offset=0", "", 200),
+        ("GET", "/api/v1/calls/0-1", "", 404),
+        ("DELETE", "/api/v1/calls/0-1", "", 404),
+        ("GET", "/api/v1/registrations?aor=sip", "", 200),
+        ("DELETE", "/api/v1/registrations/sip:100@x", "", 404),
+        ("GET", "/api/v1/targets", "", 200),
+        ("POST", "/api/v1/targets/pbx/127.40.1.2:5090/drain", "", 200),
+        ("GET", "/api/v1/trunks", "", 200),
+        ("POST", "/api/v1/trunks/carrier/disable", "", 200),
         ("GET", "/api/v1/bans", "", 200),
         (
             "POST",
@@ -235,7 +232,7 @@ fn valid_requests() -> Vec<(&'static str, &'static str, &'static str, u16)> {
         ),
         ("DELETE", "/api/v1/fraud/rules/night", "", 200),
         ("GET", "/api/v1/fraud/events?limit=10", "", 200),
-        ("GET", "/api/v1/media/sessions", "", 501),
+        ("GET", "/api/v1/media/sessions?limit=10", "", 200),
     ]
 }
 
@@ -304,6 +301,42 @@ fn every_endpoint_with_and_without_the_token() {
         "{text}"
     );
     assert!(get(n, "/openapi.json").json()["paths"]["/api/v1/bans"].is_object());
+    // The valid requests drained the PBX and disabled the trunk: both are shown so, with no
+    // call on them.
+    assert_eq!(
+        get(n, "/api/v1/targets").json(),
+        json!([{"name": "pbx", "targets": [
+            {"address": format!("{}:5090", ip(n, 2)), "state": "disabled", "calls": 0}
+        ]}])
+    );
+    assert_eq!(
+        get(n, "/api/v1/trunks").json(),
+        json!([{"name": "carrier", "state": "disabled", "registered": null, "calls": 0}])
+    );
+    let a = http(
+        addr,
+        "POST",
+        "/api/v1/trunks/carrier/enable",
+        Some(TOKEN),
+        "",
+    );
+    assert_eq!(a.json(), json!({"workers": 2, "of": 2}));
+    assert_eq!(get(n, "/api/v1/trunks").json()[0]["state"], "up");
+    assert_eq!(
+        get(n, "/api/v1/calls").json(),
+        json!({"items": [], "total": 0, "limit": 100, "offset": 0})
+    );
+    let check = http(
+        addr,
+        "POST",
+        "/api/v1/config/check",
+        Some(TOKEN),
+        r#"{"toml":"workers = 2\n[sip]\nudp = 5"}"#,
+    )
+    .json();
+    assert_eq!(check["ok"], false, "{check}");
+    let e = check["error"].as_str().unwrap();
+    assert!(e.contains("udp") && e.contains("line 3"), "{e}");
     let ready = http(addr, "GET", "/ready", None, "").json();
     assert_eq!(ready["workers"], 2);
 
@@ -419,6 +452,72 @@ fn every_endpoint_with_and_without_the_token() {
             400,
             Some("bogus"),
         ),
+        (
+            "POST",
+            "/api/v1/config/check",
+            r#"{"toml":5}"#,
+            422,
+            Some("toml"),
+        ),
+        (
+            "POST",
+            "/api/v1/config/check",
+            r#"{"toml":"workers = 1","apply":true}"#,
+            422,
+            Some("apply"),
+        ),
+        ("POST", "/api/v1/config/check", "{}", 422, Some("toml")),
+        ("POST", "/api/v1/config/reload", r#"{"x":1}"#, 400, None),
+        ("GET", "/api/v1/calls?state=bogus", "", 422, Some("state")),
+        ("GET", "/api/v1/calls?limit=0", "", 400, Some("limit")),
+        ("GET", "/api/v1/calls?offset=x", "", 400, Some("offset")),
+        ("GET", "/api/v1/calls/abc", "", 404, None),
+        ("DELETE", "/api/v1/calls/9-1", "", 404, None),
+        (
+            "GET",
+            "/api/v1/registrations?limit=1001",
+            "",
+            400,
+            Some("limit"),
+        ),
+        ("GET", "/api/v1/registrations?user=x", "", 400, Some("user")),
+        (
+            "GET",
+            "/api/v1/media/sessions?offset=-1",
+            "",
+            400,
+            Some("offset"),
+        ),
+        ("GET", "/api/v1/targets?limit=1", "", 400, Some("limit")),
+        (
+            "POST",
+            "/api/v1/targets/pbx/not-an-address/drain",
+            "",
+            422,
+            Some("target"),
+        ),
+        (
+            "POST",
+            "/api/v1/targets/nope/127.40.1.2:5090/drain",
+            "",
+            404,
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/targets/pbx/127.40.1.2:5090/explode",
+            "",
+            404,
+            Some("action"),
+        ),
+        ("POST", "/api/v1/trunks/nope/disable", "", 404, None),
+        (
+            "POST",
+            "/api/v1/trunks/carrier/pause",
+            "",
+            404,
+            Some("action"),
+        ),
         ("PUT", "/api/v1/bans", "", 405, None),
         ("GET", "/api/v1/nothing", "", 404, None),
     ] {
@@ -436,6 +535,11 @@ fn every_endpoint_with_and_without_the_token() {
         "x".repeat(1 << 20)
     );
     assert_eq!(http(addr, "POST", "/api/v1/bans", t, &huge).status, 413);
+    let huge_toml = format!("{{\"toml\":\"# {}\"}}", "x".repeat(1 << 20));
+    assert_eq!(
+        http(addr, "POST", "/api/v1/config/check", t, &huge_toml).status,
+        413
+    );
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let head = format!(
@@ -810,4 +914,317 @@ fn schemathesis_finds_no_server_error() {
     assert!(text.contains(&format!("Tested: {selected}")), "{text}");
     let log = sbc.stop();
     assert!(!log.contains("panicked"), "{log}");
+}
+
+// ------------------------------------------------------------------------------------------------
+// Live effects: calls through the SBC, changed over the API.
+
+const T: Duration = Duration::from_secs(5);
+
+fn sock(n: u8, host: u8, port: u16) -> SocketAddr {
+    format!("{}:{port}", ip(n, host)).parse().unwrap()
+}
+
+fn api(n: u8, method: &str, path: &str, body: &str) -> Answer {
+    http(api_addr(n), method, path, Some(TOKEN), body)
+}
+
+/// Ask `path` until `done` holds for its JSON (at most 5 s); the last answer.
+fn poll(n: u8, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + T;
+    loop {
+        let v = get(n, path).json();
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{path}: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The SBC of test `n` with the API and two PBXs: `pbx` (.2, priority 0, then .3, priority 1)
+/// and `pbx2` (.3 only); every call from the outside goes to `route_to`. `more`: more
+/// configuration (before `[api]`).
+fn two_pbx_config(n: u8, route_to: &str, more: &str) -> String {
+    format!(
+        "workers = 2\n\
+         [sip]\nudp = [\"{o}:5060\"]\ntcp = []\n\
+         [inside]\naddress = \"{i}\"\nport = 5080\ntargets = [\"pbx\", \"pbx2\"]\n\
+         [media]\nenabled = false\n\
+         [[target_group]]\nname = \"pbx\"\n\
+         targets = [{{ address = \"{a}:5090\", transport = \"udp\", priority = 0 }}, \
+         {{ address = \"{b}:5090\", transport = \"udp\", priority = 1 }}]\n\
+         options_interval_secs = 0\n\
+         [[target_group]]\nname = \"pbx2\"\n\
+         targets = [{{ address = \"{b}:5090\", transport = \"udp\" }}]\noptions_interval_secs = 0\n\
+         [[route]]\nname = \"all\"\nfrom = \"outside\"\nprefix = \"\"\ntarget_group = \"{route_to}\"\n\
+         {more}\n\
+         [api]\nenabled = true\nlisten = \"{o}:8080\"\ntoken = \"{TOKEN}\"\n",
+        o = ip(n, 1),
+        i = ip(n, 11),
+        a = ip(n, 2),
+        b = ip(n, 3),
+    )
+}
+
+/// A call from `caller` answered by `pbx`; the PBX has the ACK.
+fn answered_call(n: u8, caller: &mut Caller, pbx: &mut Pbx) {
+    caller.send_invite(&sdp_body("alice", 1, &ip(n, 10), 40000, "sendrecv", false));
+    pbx.answer_invite(T, |_| {
+        sdp_body("pbx", 1, &ip(n, 2), 41000, "sendrecv", false)
+    });
+    let ok = caller.finish_invite(T);
+    assert_eq!(ok.status(), Some(200));
+    pbx.expect_ack(T);
+}
+
+/// Hang up `caller`'s call from its side; `pbx` gets the BYE.
+fn hang_up(caller: &mut Caller, pbx: &mut Pbx) {
+    caller.send_bye();
+    assert!(pbx.expect_bye(T).is_some(), "the BYE reached the PBX");
+    assert_eq!(caller.finish_bye(T).status(), Some(200));
+}
+
+fn no_invite(pbx: &mut Pbx) -> bool {
+    pbx.recv_request(&sbc_sip::Method::Invite, Duration::from_millis(300))
+        .is_none()
+}
+
+/// A sipp run of `scenario` (of `scenarios/b2bua/`) at `local`, toward `remote`.
+fn sipp(
+    dir: &std::path::Path,
+    scenario: &str,
+    local: (&str, u16),
+    remote: Option<&str>,
+    extra: &[&str],
+) -> std::process::Child {
+    let mut args = vec!["-m", "1", "-timeout", "40s", "-timeout_error"];
+    args.extend_from_slice(extra);
+    common::sipp_with(dir, scenario, local, remote, &args)
+}
+
+#[test]
+fn a_call_is_listed_and_hung_up_over_the_api() {
+    let n = 7;
+    let sbc = start(n, "api-hangup", &format!("token = \"{TOKEN}\""), "");
+    let dir = sbc.dir.path().to_owned();
+    // The callee waits (up to 30 s) for the BYE; so does the caller: neither hangs up itself.
+    let callee = sipp(&dir, "uas_basic.xml", (&ip(n, 2), 5090), None, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let sbc_sip = format!("{}:5060", ip(n, 1));
+    let caller = sipp(
+        &dir,
+        "uac_wait_bye.xml",
+        (&ip(n, 4), 5070),
+        Some(&sbc_sip),
+        &["-s", "1000"],
+    );
+    let page = poll(n, "/api/v1/calls", |v| {
+        v["total"] == 1 && v["items"][0]["state"] == "confirmed"
+    });
+    let call = &page["items"][0];
+    let id = call["id"].as_str().unwrap().to_owned();
+    assert_eq!(call["caller"], "sipp", "{call}");
+    assert_eq!(call["callee"], "1000", "{call}");
+    assert_eq!(call["target"], format!("{}:5090", ip(n, 2)), "{call}");
+    assert_eq!(call["legs"][0]["side"], "outside", "{call}");
+    assert_eq!(call["legs"][0]["remote"], format!("{}:5070", ip(n, 4)));
+    assert_eq!(call["legs"][1]["side"], "inside", "{call}");
+    assert_eq!(get(n, &format!("/api/v1/calls/{id}")).json(), *call);
+    for (q, total) in [
+        ("state=confirmed", 1),
+        ("state=ringing", 0),
+        ("callee=100", 1),
+        ("caller=sip", 1),
+        ("caller=bob", 0),
+        ("trunk=carrier", 0),
+        ("limit=1&offset=1", 1),
+    ] {
+        let v = get(n, &format!("/api/v1/calls?{q}")).json();
+        assert_eq!(v["total"], total, "{q}: {v}");
+    }
+    assert_eq!(
+        get(n, "/api/v1/calls?limit=1&offset=1").json()["items"],
+        json!([])
+    );
+    let t = get(n, "/api/v1/targets").json();
+    assert_eq!(t[0]["targets"][0]["calls"], 1, "{t}");
+    assert_eq!(get(n, "/api/v1/media/sessions").json()["total"], 0);
+
+    let a = api(n, "DELETE", &format!("/api/v1/calls/{id}"), "");
+    assert_eq!(a.status, 200, "{}", a.text());
+    let (cs, ce) = finish(caller);
+    let (us, ue) = finish(callee);
+    assert!(
+        cs.success() && us.success(),
+        "both sides got the BYE and answered it: caller {cs} {ce}\ncallee {us} {ue}\n{}\n{}",
+        logs(&dir, "u"),
+        sbc.log_text()
+    );
+    poll(n, "/api/v1/calls", |v| v["total"] == 0);
+    assert_eq!(
+        api(n, "DELETE", &format!("/api/v1/calls/{id}"), "").status,
+        404
+    );
+    assert_eq!(get(n, &format!("/api/v1/calls/{id}")).status, 404);
+    let log = sbc.stop();
+    assert!(log.contains("api: call hung up"), "{log}");
+}
+
+#[test]
+fn a_drained_or_disabled_target_gets_no_new_call() {
+    let n = 8;
+    let sbc = start_text(n, "api-drain", &two_pbx_config(n, "pbx", ""), true);
+    let sbc_addr = sock(n, 1, 5060);
+    let (first, second) = (format!("{}:5090", ip(n, 2)), format!("{}:5090", ip(n, 3)));
+    let mut pbx = Pbx::pbx(sock(n, 2, 5090));
+    let mut pbx_b = Pbx::pbx(sock(n, 3, 5090));
+
+    let mut one = Caller::caller(sock(n, 10, 5070), sbc_addr, "100");
+    answered_call(n, &mut one, &mut pbx);
+    let a = api(n, "POST", &format!("/api/v1/targets/pbx/{first}/drain"), "");
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.json(), json!({"workers": 2, "of": 2}));
+    let groups = get(n, "/api/v1/targets").json();
+    assert_eq!(
+        groups[0]["targets"],
+        json!([
+            {"address": first, "state": "draining", "calls": 1},
+            {"address": second, "state": "up", "calls": 0},
+        ]),
+        "{groups}"
+    );
+
+    // The next call goes to the group's other target, none to the drained one.
+    let mut two = Caller::caller(sock(n, 10, 5071), sbc_addr, "200");
+    answered_call(n, &mut two, &mut pbx_b);
+    assert!(no_invite(&mut pbx));
+    // The call on the drained target goes on until it ends; then the target is drained.
+    hang_up(&mut one, &mut pbx);
+    poll(n, "/api/v1/targets", |v| {
+        v[0]["targets"][0] == json!({"address": first, "state": "disabled", "calls": 0})
+    });
+
+    // Both targets of the group disabled: a new call is refused, and reaches neither PBX.
+    let a = api(
+        n,
+        "POST",
+        &format!("/api/v1/targets/pbx/{second}/disable"),
+        "",
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+    let mut three = Caller::caller(sock(n, 10, 5072), sbc_addr, "300");
+    three.send_invite(&sdp_body("alice", 1, &ip(n, 10), 40002, "sendrecv", false));
+    let refused = three.finish_invite(T);
+    let status = refused.status().unwrap_or(0);
+    assert!((400..700).contains(&status), "refused: {status}");
+    assert!(no_invite(&mut pbx) && no_invite(&mut pbx_b));
+    // The call on the disabled target goes on.
+    hang_up(&mut two, &mut pbx_b);
+
+    // Every target of the group enabled again (`*`): calls go to the first target again.
+    let a = api(n, "POST", "/api/v1/targets/pbx/*/enable", "");
+    assert_eq!(a.status, 200, "{}", a.text());
+    let mut four = Caller::caller(sock(n, 10, 5073), sbc_addr, "400");
+    answered_call(n, &mut four, &mut pbx);
+    hang_up(&mut four, &mut pbx);
+    sbc.stop();
+}
+
+#[test]
+fn a_reload_over_the_api_changes_routing_and_keeps_the_call_up() {
+    let n = 9;
+    let sbc = start_text(n, "api-reload", &two_pbx_config(n, "pbx", ""), true);
+    let file = sbc.dir.path().join("sbc.toml");
+    let sbc_addr = sock(n, 1, 5060);
+    let mut pbx = Pbx::pbx(sock(n, 2, 5090));
+    let mut pbx2 = Pbx::pbx(sock(n, 3, 5090));
+
+    let mut first = Caller::caller(sock(n, 10, 5070), sbc_addr, "100");
+    answered_call(n, &mut first, &mut pbx);
+    // A rule added over the API: the reload puts the file's rules in force instead.
+    let a = api(
+        n,
+        "POST",
+        "/api/v1/rules",
+        r#"{"name":"api-rule","max_calls":9}"#,
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+
+    // Checked first: valid, what would change; nothing is applied.
+    let new = two_pbx_config(
+        n,
+        "pbx2",
+        "[[rules]]\nname = \"from-file\"\ncallee_blacklist = [\"+49900*\"]\n",
+    );
+    let check = api(
+        n,
+        "POST",
+        "/api/v1/config/check",
+        &json!({ "toml": new }).to_string(),
+    );
+    assert_eq!(check.status, 200, "{}", check.text());
+    assert_eq!(
+        check.json(),
+        json!({"ok": true, "changed": ["route", "rules/fraud"], "restart_needed": []})
+    );
+    assert_eq!(
+        get(n, "/api/v1/config").json()["config"]["route"][0]["target_group"],
+        "pbx"
+    );
+
+    std::fs::write(&file, &new).unwrap();
+    let r = api(n, "POST", "/api/v1/config/reload", "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({"ok": true, "changed": ["route", "rules/fraud"], "restart_needed": [], "workers": 2})
+    );
+    // The API's own view follows the file now in force.
+    assert_eq!(
+        get(n, "/api/v1/config").json()["config"]["route"][0]["target_group"],
+        "pbx2"
+    );
+    let names: Vec<Value> = get(n, "/api/v1/rules")
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].clone())
+        .collect();
+    assert!(names.contains(&json!("from-file")), "{names:?}");
+    assert!(!names.contains(&json!("api-rule")), "{names:?}");
+
+    // The call set up before is still up; a new call follows the new route.
+    let calls = get(n, "/api/v1/calls").json();
+    assert_eq!(calls["total"], 1, "{calls}");
+    assert_eq!(calls["items"][0]["state"], "confirmed");
+    let mut second = Caller::caller(sock(n, 10, 5071), sbc_addr, "200");
+    answered_call(n, &mut second, &mut pbx2);
+    assert!(no_invite(&mut pbx));
+    hang_up(&mut first, &mut pbx);
+
+    // A bad file is refused naming key and line; the configuration in force stays.
+    let bad = two_pbx_config(n, "nope", "");
+    let at = bad.lines().position(|l| l.contains("\"nope\"")).unwrap() + 1;
+    std::fs::write(&file, bad).unwrap();
+    let r = api(n, "POST", "/api/v1/config/reload", "");
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.field().as_deref(), Some("target_group"), "{}", r.text());
+    let e = r.json()["error"].as_str().unwrap().to_owned();
+    assert!(
+        e.contains("\"nope\"") && e.contains(&format!("line {at}")),
+        "{e}"
+    );
+    assert_eq!(
+        get(n, "/api/v1/config").json()["config"]["route"][0]["target_group"],
+        "pbx2"
+    );
+    let mut third = Caller::caller(sock(n, 10, 5072), sbc_addr, "300");
+    answered_call(n, &mut third, &mut pbx2);
+    assert!(no_invite(&mut pbx));
+    hang_up(&mut third, &mut pbx2);
+    hang_up(&mut second, &mut pbx2);
+    let log = sbc.stop();
+    assert!(log.contains("configuration reload refused"), "{log}");
 }

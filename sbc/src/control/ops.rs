@@ -9,8 +9,6 @@
 //! change reaches every worker within 100 ms of the command. The answers are plain data that
 //! derive `serde::Serialize`: their JSON field names are snake_case and stable, times are Unix
 //! milliseconds, durations are named with their unit.
-// Served by the control API (the `control-api` handle), wired in once both are merged.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +18,7 @@ use crossbeam_channel::Sender;
 use sbc_core::b2bua::{BindingSummary, CallFilter, CallId, CallState, CallSummary, HangUp};
 use sbc_core::media::{Endpoint, LegStats, MediaControl, StreamStats};
 use sbc_core::registration::registrar::Transport as RegTransport;
+use sbc_core::registration::trunkreg::RegState;
 use sbc_core::routing::policy::{GroupState, TargetSelector};
 use sbc_core::routing::{Health, Transport};
 use sbc_core::signalling::topology::Side;
@@ -76,6 +75,33 @@ pub(crate) struct ReloadReport {
     pub(crate) restart_needed: Vec<&'static str>,
     /// Workers that applied it.
     pub(crate) workers_applied: usize,
+    /// The configuration now in force and the text it was read from (for the control API's own
+    /// view of it).
+    #[serde(skip)]
+    pub(crate) in_force: Option<Arc<InForce>>,
+}
+
+/// The configuration in force after a reload, and the file's text it was read from.
+#[derive(Debug)]
+pub(crate) struct InForce {
+    pub(crate) config: crate::config::Config,
+    pub(crate) text: String,
+}
+
+impl PartialEq for InForce {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for InForce {}
+
+/// What applying a configuration would change: the keys applied at run time, and those needing
+/// a restart.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct CheckReport {
+    pub(crate) changed: Vec<&'static str>,
+    pub(crate) restart_needed: Vec<&'static str>,
 }
 
 /// What reloads the configuration in force (`reload::Reloader`): kept by [`Commands`].
@@ -87,6 +113,10 @@ pub(crate) trait Reload: std::fmt::Debug + Send + Sync {
         commands: &Commands,
         path: Option<&std::path::Path>,
     ) -> Result<ReloadReport, String>;
+
+    /// Check a configuration's `text` (`origin` names it in errors) as a reload would, against
+    /// the configuration in force, without applying anything.
+    fn check(&self, text: &str, origin: &str) -> Result<CheckReport, String>;
 }
 
 /// What a worker knows of the targets: each group's state and its calls per target.
@@ -94,6 +124,8 @@ pub(crate) trait Reload: std::fmt::Debug + Send + Sync {
 pub(crate) struct WorkerTargets {
     groups: Vec<GroupState>,
     calls: std::collections::HashMap<SocketAddr, usize>,
+    /// The SBC's registrations with trunks this worker keeps: name, registered now.
+    registered: Vec<(String, bool)>,
 }
 
 /// Serve `cmd` on worker `worker` at `now` with its signalling `sig` and `media` relay; what it
@@ -144,9 +176,19 @@ pub(crate) fn serve(
         }
         OpsCommand::Targets(reply) => {
             let (b2bua, policy) = sig.parts();
+            let registered = b2bua
+                .trunk_registrations()
+                .map(|(name, state, _)| {
+                    (
+                        name.to_owned(),
+                        matches!(state, RegState::Registered { .. }),
+                    )
+                })
+                .collect();
             let t = WorkerTargets {
                 groups: policy.group_states(),
                 calls: b2bua.calls_by_target(),
+                registered,
             };
             let _ = reply.try_send((worker, t));
         }
@@ -442,6 +484,9 @@ pub(crate) struct MemberInfo {
     pub(crate) drained: bool,
 }
 
+/// A trunk the SBC registers with, and whether a worker holds its registration now.
+pub(crate) type TrunkRegistration = (String, bool);
+
 /// What an enable, disable or drain changed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub(crate) struct TargetChange {
@@ -591,6 +636,15 @@ impl Commands {
         r.reload(self, path)
     }
 
+    /// Check a configuration's `text` as [`Self::reload`] would read it, applying nothing.
+    pub(crate) fn check_config(&self, text: &str, origin: &str) -> Result<CheckReport, String> {
+        let r = self
+            .reloader
+            .as_ref()
+            .ok_or("the configuration check is not available")?;
+        r.check(text, origin)
+    }
+
     /// Send the command `make` builds to the workers `only` names (all: `None`) and wait at most
     /// `wait` for their answers; by worker number, those that answered.
     fn ask<T>(
@@ -670,29 +724,55 @@ impl Commands {
 
     /// Remove the bindings of `aor` (only `contact` when given) on every worker, each told to the
     /// PBX with a REGISTER `Expires: 0`; how many went.
+    #[cfg(test)]
     pub(crate) fn remove_registration(
         &self,
         aor: &str,
         contact: Option<&str>,
         wait: Duration,
     ) -> usize {
-        self.ask(None, wait, |reply| OpsCommand::RemoveRegistration {
+        self.remove_registration_answered(aor, contact, wait).0
+    }
+
+    /// As [`Self::remove_registration`]: how many went, and how many workers answered.
+    pub(crate) fn remove_registration_answered(
+        &self,
+        aor: &str,
+        contact: Option<&str>,
+        wait: Duration,
+    ) -> (usize, usize) {
+        let answers = self.ask(None, wait, |reply| OpsCommand::RemoveRegistration {
             aor: aor.to_owned(),
             contact: contact.map(str::to_owned),
             reply,
-        })
-        .into_iter()
-        .map(|(_, n)| n)
-        .sum()
+        });
+        (answers.iter().map(|(_, n)| n).sum(), answers.len())
     }
 
     /// The target groups and trunks' proxies: members, health, probing, calls, disabled, drained.
+    #[cfg(test)]
     pub(crate) fn targets(&self, wait: Duration) -> Result<Vec<GroupInfo>, OpsError> {
+        self.targets_and_registrations(wait).map(|(g, _)| g)
+    }
+
+    /// As [`Self::targets`], with the SBC's registrations with trunks: each trunk that registers
+    /// (on any worker), and whether a worker holds its registration now.
+    pub(crate) fn targets_and_registrations(
+        &self,
+        wait: Duration,
+    ) -> Result<(Vec<GroupInfo>, Vec<TrunkRegistration>), OpsError> {
         let views = self.ask(None, wait, OpsCommand::Targets);
         if views.is_empty() {
             return Err(OpsError::Timeout);
         }
-        Ok(merge_targets(&views))
+        let mut registered: Vec<TrunkRegistration> = Vec::new();
+        for (name, up) in views.iter().flat_map(|(_, v)| &v.registered) {
+            match registered.iter_mut().find(|(n, _)| n == name) {
+                Some((_, r)) => *r |= *up,
+                None => registered.push((name.clone(), *up)),
+            }
+        }
+        Ok((merge_targets(&views), registered))
     }
 
     fn set_targets(
