@@ -29,6 +29,8 @@ use sbc_sip::{HeaderName, Message, Method};
 
 use super::anchor::{self, AnchorError, OriginState, PlanOptions, RewriteOptions};
 use super::codecs::{self, CodecPolicies, OfferState};
+use super::sdes::Refusal;
+use super::srtp::{CallSrtp, SrtpPolicy};
 use super::{IdleEvent, MediaControl, MediaSide, SessionHandle};
 
 /// Settings of the media anchor of one worker.
@@ -81,6 +83,8 @@ pub(crate) struct CallMedia {
     offer: Option<OfferState>,
     /// Streams (bit k: stream k) counted as transcoded already.
     transcoded: u64,
+    /// SDES-SRTP keys and offer state (SRTP policy other than pass).
+    srtp: Option<Box<CallSrtp>>,
     /// The SBC's `o=` line toward leg A and toward leg B.
     origin_a: OriginState,
     origin_b: OriginState,
@@ -122,6 +126,7 @@ impl CallMedia {
             codecs: [None, None],
             offer: None,
             transcoded: 0,
+            srtp: None,
             origin_a: OriginState::new(id, 1),
             origin_b: OriginState::new(id ^ 0x5555, 1),
         }
@@ -155,6 +160,10 @@ pub struct AnchorStats {
     /// Streams of calls whose answer made the SBC transcode (codec policy `transcode_to`), each
     /// counted once per call.
     pub transcoded_streams: u64,
+    /// Offers refused for SRTP (no usable `a=crypto`, MKI, keys kept off a side without TLS, ...).
+    pub srtp_refused: u64,
+    /// SRTP stages given to the relay (a leg's keys set or changed).
+    pub srtp_stages: u64,
 }
 
 /// Why an SDP could not be anchored.
@@ -164,6 +173,8 @@ pub(crate) enum AnchorFault {
     Refused(u16),
     /// No relay ports left: 503.
     NoPorts,
+    /// SDES-SRTP refused the offer: 488 (500 for the SBC's own fault) with a Warning.
+    Srtp(Refusal),
 }
 
 impl AnchorFault {
@@ -171,6 +182,15 @@ impl AnchorFault {
         match self {
             Self::Refused(code) => code,
             Self::NoPorts => 503,
+            Self::Srtp(r) => r.status(),
+        }
+    }
+
+    /// The text of the Warning (399) header the refusal carries, if any.
+    pub(crate) fn warning(self) -> Option<&'static str> {
+        match self {
+            Self::Srtp(r) => Some(r.reason()),
+            _ => None,
         }
     }
 }
@@ -189,6 +209,8 @@ pub struct MediaAnchor {
     early: EarlyLimits,
     /// Codec policy per side the descriptions are sent to.
     codecs: CodecPolicies,
+    /// SRTP mode per side.
+    srtp: SrtpPolicy,
     /// Pairs held by unanswered calls, per outside source address.
     early_held: HashMap<IpAddr, usize>,
     /// Sessions of calls on hold (exempt from the no-media timeout).
@@ -215,6 +237,7 @@ impl MediaAnchor {
             settings,
             early: EarlyLimits::default(),
             codecs: CodecPolicies::default(),
+            srtp: SrtpPolicy::default(),
             early_held: HashMap::new(),
             held: HashSet::new(),
             calls: HashMap::new(),
@@ -233,6 +256,11 @@ impl MediaAnchor {
     /// Set the codec policies (default: none, codecs pass as offered).
     pub fn set_codec_policies(&mut self, policies: CodecPolicies) {
         self.codecs = policies;
+    }
+
+    /// Set the SRTP policy (default: both sides pass, descriptions keep their keys).
+    pub fn set_srtp_policy(&mut self, policy: SrtpPolicy) {
+        self.srtp = policy;
     }
 
     /// Pairs held by the unanswered calls of `source`.
@@ -356,6 +384,22 @@ impl MediaAnchor {
             }
             None => Vec::new(),
         };
+        if let Some((_, sender_outside)) = peer.filter(|_| !self.srtp.is_pass()) {
+            let r = self.apply_srtp(
+                relay,
+                media,
+                &mut sdp,
+                &plan,
+                handle,
+                from,
+                offer,
+                sender_outside,
+            );
+            if r.is_err() {
+                self.stats.srtp_refused += 1;
+            }
+            r?;
+        }
         // Codec policy toward the receiving side, and the codec plan once an answer chose.
         let policies = &self.codecs;
         if let Some((_, sender_outside)) =
@@ -406,6 +450,44 @@ impl MediaAnchor {
         sdp.write_to(&mut out);
         // Nothing that names the party or its software crosses (topology hiding).
         Ok(Some(crate::signalling::topology::scrub_sdp(&out)))
+    }
+
+    /// SDES-SRTP on a description from leg `from` (see [`super::srtp`]): an answer to the pending
+    /// offer settles the keys and gives the relay the stages that changed; anything else is an
+    /// offer.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_srtp(
+        &mut self,
+        relay: &mut dyn MediaControl,
+        media: &mut CallMedia,
+        sdp: &mut Sdp<'_>,
+        plan: &anchor::MediaPlan,
+        handle: Option<SessionHandle>,
+        from: MediaSide,
+        offer: bool,
+        sender_outside: bool,
+    ) -> Result<(), AnchorFault> {
+        let from_plan = self.srtp.plan(sender_outside).map_err(AnchorFault::Srtp)?;
+        let to_plan = self.srtp.plan(!sender_outside).map_err(AnchorFault::Srtp)?;
+        let state = media.srtp.get_or_insert_with(Box::default);
+        if offer || !state.answers(from.other()) {
+            return state
+                .offer(sdp, plan, from, from_plan, to_plan)
+                .map_err(AnchorFault::Srtp);
+        }
+        state
+            .answer(sdp, plan, from_plan)
+            .map_err(AnchorFault::Srtp)?;
+        if let Some(h) = handle {
+            for (k, side, keys) in state.changed_stages(h) {
+                let keys = (!keys.is_plain()).then_some(&keys);
+                relay
+                    .set_srtp(h, k, side, keys)
+                    .map_err(|_| AnchorFault::Refused(500))?;
+                self.stats.srtp_stages += 1;
+            }
+        }
+        Ok(())
     }
 
     /// The call was answered (a 2xx to its INVITE): its ports no longer count against its

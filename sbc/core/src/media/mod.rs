@@ -24,6 +24,7 @@ pub mod callmedia;
 pub mod codecs;
 pub mod dtmf_relay;
 pub mod sdes;
+pub mod srtp;
 #[doc(hidden)]
 pub mod testing;
 
@@ -337,6 +338,20 @@ pub trait MediaControl {
         _codecs: Option<&codecs::StreamCodecs>,
     ) -> Result<(), MediaError> {
         Ok(())
+    }
+
+    /// The SRTP keys of the stage on leg `side` of `stream` (`None`: plain relay): packets
+    /// arriving on the leg are unprotected with `unprotect`, then protected with `protect` before
+    /// they leave by the other leg. Replaces the leg's stage (and its contexts). The default
+    /// refuses: a relay without SRTP stages cannot terminate SRTP.
+    fn set_srtp(
+        &mut self,
+        _session: SessionHandle,
+        _stream: usize,
+        _side: MediaSide,
+        _keys: Option<&srtp::StageKeys>,
+    ) -> Result<(), MediaError> {
+        Err(MediaError::Relay)
     }
 
     /// Most streams one session may have.
