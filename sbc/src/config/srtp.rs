@@ -29,9 +29,8 @@ impl Default for SrtpSection {
 }
 
 fn mode(key: &str, name: &str) -> Result<SrtpMode, String> {
-    SrtpMode::from_name(name).ok_or_else(|| {
-        format!("srtp.{key}: {name:?} is not a mode (pass, plain, sdes, optional)")
-    })
+    SrtpMode::from_name(name)
+        .ok_or_else(|| format!("srtp.{key}: {name:?} is not a mode (pass, plain, sdes, optional)"))
 }
 
 impl SrtpSection {
@@ -80,14 +79,14 @@ mod tests {
         );
         assert!(p.require_tls_for_sdes);
         assert!(!p.outside_tls, "UDP listens on the outside");
-        let e = Config::from_toml(&format!("{SIP}[srtp]\noutside = \"dtls\"\n"), "t.toml")
-            .unwrap_err();
+        let e =
+            Config::from_toml(&format!("{SIP}[srtp]\noutside = \"dtls\"\n"), "t.toml").unwrap_err();
         assert!(e.contains("srtp.outside") && e.contains("dtls"), "{e}");
-        let e = Config::from_toml(&format!("{SIP}[srtp]\noutside = \"sdes\"\n"), "t.toml")
-            .unwrap_err();
+        let e =
+            Config::from_toml(&format!("{SIP}[srtp]\noutside = \"sdes\"\n"), "t.toml").unwrap_err();
         assert!(e.contains("pass"), "{e}");
-        let e = Config::from_toml(&format!("{SIP}[srtp]\nrequire_tls = true\n"), "t.toml")
-            .unwrap_err();
+        let e =
+            Config::from_toml(&format!("{SIP}[srtp]\nrequire_tls = true\n"), "t.toml").unwrap_err();
         assert!(e.contains("require_tls"), "{e}");
     }
 }
