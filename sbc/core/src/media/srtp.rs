@@ -22,53 +22,13 @@
 //!
 //! Keys never appear in `Debug` output.
 
-use std::fmt;
-
 use sbc_sip::sdp::sdes::crypto_value;
 use sbc_sip::sdp::{Crypto, Scope, Sdp};
 
 use super::anchor::{MediaPlan, Transport};
 use super::sdes::{self, canonical_suite, choose_crypto, LegPlan, Refusal, SrtpMode, SUITES};
 use super::{MediaSide, SessionHandle};
-
-/// One direction's master key: the suite (by its SDES name), key||salt, and `|lifetime`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SrtpKey {
-    /// The suite's SDES name, as the line that carried it spelled it.
-    pub suite: String,
-    /// Master key then master salt.
-    pub key_salt: Vec<u8>,
-    /// Packets the key may protect; `None`: the suite's maximum.
-    pub lifetime: Option<u64>,
-}
-
-impl fmt::Debug for SrtpKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SrtpKey")
-            .field("suite", &self.suite)
-            .field("key_salt", &"<redacted>")
-            .field("lifetime", &self.lifetime)
-            .finish()
-    }
-}
-
-/// The keys of the stage on one leg of a stream: what arrives on the leg is unprotected with
-/// `unprotect` (the leg's remote's key), then protected with `protect` (the SBC's key for the
-/// other leg's remote) before it leaves by the other leg. Both `None`: plain relay.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StageKeys {
-    /// The key of the packets arriving on the leg; `None`: they arrive in clear.
-    pub unprotect: Option<SrtpKey>,
-    /// The key of the packets leaving by the other leg; `None`: they leave in clear.
-    pub protect: Option<SrtpKey>,
-}
-
-impl StageKeys {
-    /// Plain relay.
-    pub fn is_plain(&self) -> bool {
-        self.unprotect.is_none() && self.protect.is_none()
-    }
-}
+pub use super::{SrtpKey, StageKeys};
 
 /// The SRTP settings of the anchor: the mode of each routing side and whether its SIP is TLS.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -132,18 +92,34 @@ struct PendingOffer {
 #[derive(Clone, Debug, Default)]
 pub struct CallSrtp {
     /// Per stream: leg A's and leg B's keys, as the last answer settled them.
-    legs: Vec<[LegKeys; 2]>,
+    legs: Vec<PerLeg<LegKeys>>,
     /// The last offer, until the next one.
     offer: Option<PendingOffer>,
     /// Per stream: the stage keys the relay holds for leg A and leg B, on `installed_on`.
-    installed: Vec<[StageKeys; 2]>,
+    installed: Vec<PerLeg<StageKeys>>,
     installed_on: Option<SessionHandle>,
 }
 
-fn slot(side: MediaSide) -> usize {
-    match side {
-        MediaSide::A => 0,
-        MediaSide::B => 1,
+/// One value per leg.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct PerLeg<T> {
+    a: T,
+    b: T,
+}
+
+impl<T> PerLeg<T> {
+    fn of(&self, side: MediaSide) -> &T {
+        match side {
+            MediaSide::A => &self.a,
+            MediaSide::B => &self.b,
+        }
+    }
+
+    fn of_mut(&mut self, side: MediaSide) -> &mut T {
+        match side {
+            MediaSide::A => &mut self.a,
+            MediaSide::B => &mut self.b,
+        }
     }
 }
 
@@ -202,7 +178,7 @@ impl CallSrtp {
         let have = self
             .legs
             .get(k)
-            .and_then(|l| l[slot(side)].local.as_ref())
+            .and_then(|l| l.of(side).local.as_ref())
             .filter(|key| canonical_suite(&key.suite) == canonical_suite(suite));
         match have {
             Some(key) => Ok(SrtpKey {
@@ -311,17 +287,17 @@ impl CallSrtp {
             sdp.remove_crypto(k, None);
             sdp.set_media_proto(k, &so.proto)
                 .map_err(|_| Refusal::Internal)?;
-            let mut legs: [LegKeys; 2] = Default::default();
+            let mut legs = PerLeg::<LegKeys>::default();
             if relayed {
                 if let Some((tag, remote, local)) = &so.chosen {
                     add_line(sdp, k, *tag, local)?;
-                    legs[slot(offerer)] = LegKeys {
+                    *legs.of_mut(offerer) = LegKeys {
                         remote: Some(remote.clone()),
                         local: Some(local.clone()),
                     };
                 }
                 if let Some((remote, local)) = theirs {
-                    legs[slot(offerer.other())] = LegKeys {
+                    *legs.of_mut(offerer.other()) = LegKeys {
                         remote: Some(remote),
                         local: Some(local),
                     };
@@ -346,8 +322,8 @@ impl CallSrtp {
             return StageKeys::default();
         };
         StageKeys {
-            unprotect: legs[slot(side)].remote.clone(),
-            protect: legs[slot(side.other())].local.clone(),
+            unprotect: legs.of(side).remote.clone(),
+            protect: legs.of(side.other()).local.clone(),
         }
     }
 
@@ -366,7 +342,7 @@ impl CallSrtp {
         for k in 0..self.legs.len() {
             for side in [MediaSide::A, MediaSide::B] {
                 let want = self.stage(k, side);
-                if let Some(have) = self.installed.get_mut(k).map(|s| &mut s[slot(side)]) {
+                if let Some(have) = self.installed.get_mut(k).map(|s| s.of_mut(side)) {
                     if *have != want {
                         *have = want.clone();
                         out.push((k, side, want));
@@ -408,4 +384,4 @@ fn answer_crypto<'a>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

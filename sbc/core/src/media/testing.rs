@@ -31,12 +31,7 @@ pub struct FakeMedia {
     /// Every `set_remote`, in order: (session, stream, side, what was given).
     pub remotes: Vec<(SessionHandle, usize, MediaSide, RemoteSpec)>,
     /// Every `set_srtp`, in order: (session, stream, side, the keys).
-    pub srtp: Vec<(
-        SessionHandle,
-        usize,
-        MediaSide,
-        Option<super::srtp::StageKeys>,
-    )>,
+    pub srtp: Vec<(SessionHandle, usize, MediaSide, Option<super::StageKeys>)>,
     /// Sessions allocated.
     pub allocated: u64,
     /// Allocations refused for lack of ports.
@@ -288,7 +283,7 @@ impl MediaControl for FakeMedia {
         session: SessionHandle,
         stream: usize,
         side: MediaSide,
-        keys: Option<&super::srtp::StageKeys>,
+        keys: Option<&super::StageKeys>,
     ) -> Result<(), MediaError> {
         let streams = self.session(session)?.streams.len();
         if stream >= streams {

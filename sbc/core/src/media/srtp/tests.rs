@@ -1,19 +1,11 @@
-use std::net::{IpAddr, Ipv4Addr};
-use std::time::Instant;
-
-use bytes::Bytes;
 use sbc_sip::sdp::sdes::InlineKey;
-use sbc_sip::Message;
 
 use super::*;
 use crate::media::anchor::{self, PlanOptions};
-use crate::media::callmedia::{AnchorFault, CallMedia, MediaAnchor, MediaSettings};
-use crate::media::testing::FakeMedia;
 
-const KEY: &str = "d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj";
-const SBC: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1));
+pub(crate) const KEY: &str = "d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj";
 
-fn phone(proto: &str, cryptos: &[&str]) -> String {
+pub(crate) fn phone(proto: &str, cryptos: &[&str]) -> String {
     let mut s = format!(
         "v=0\r\no=p 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
          m=audio 4000 {proto} 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
@@ -24,7 +16,7 @@ fn phone(proto: &str, cryptos: &[&str]) -> String {
     s
 }
 
-fn pbx(proto: &str) -> String {
+pub(crate) fn pbx(proto: &str) -> String {
     format!(
         "v=0\r\no=x 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\n\
          m=audio 5000 {proto} 0\r\n"
@@ -329,91 +321,4 @@ fn best_effort_falls_back_to_plain() {
     )
     .unwrap();
     assert!(s.changed_stages(SessionHandle::from_raw(1)).is_empty());
-}
-
-fn invite(sdp: &str) -> Message {
-    let text = format!(
-        "INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
-         From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: x\r\n\
-         CSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-        sdp.len()
-    );
-    Message::parse(Bytes::from(text)).unwrap()
-}
-
-fn ok(sdp: &str) -> Message {
-    let text = format!(
-        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
-         From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>;tag=2\r\nCall-ID: x\r\n\
-         CSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-        sdp.len()
-    );
-    Message::parse(Bytes::from(text)).unwrap()
-}
-
-#[test]
-fn the_anchor_installs_the_stages_and_refuses_with_a_reason() {
-    #[allow(clippy::disallowed_methods)] // the one origin of test time
-    let now = Instant::now();
-    let mut a = MediaAnchor::new(MediaSettings {
-        address: SBC,
-        no_media_timeout: None,
-    });
-    a.set_srtp_policy(SrtpPolicy {
-        outside: SrtpMode::Srtp,
-        inside: SrtpMode::Rtp,
-        outside_tls: false,
-        inside_tls: false,
-        require_tls_for_sdes: false,
-    });
-    let mut r = FakeMedia::new(30000, 30039);
-    let mut m = CallMedia::new(1);
-    let outside = Some(("192.0.2.10".parse().unwrap(), true));
-    let inside = Some(("10.0.0.2".parse().unwrap(), false));
-    let offer = invite(&phone(
-        "RTP/SAVP",
-        &[&format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}")],
-    ));
-    let out = a
-        .anchor(&mut r, now, 1, &mut m, &offer, MediaSide::A, outside)
-        .unwrap()
-        .unwrap();
-    let out = String::from_utf8(out).unwrap();
-    assert!(out.contains("RTP/AVP") && !out.contains("crypto"), "{out}");
-    assert!(r.srtp.is_empty(), "stages wait for the answer");
-    let answer = ok(&pbx("RTP/AVP"));
-    let back = a
-        .anchor(&mut r, now, 1, &mut m, &answer, MediaSide::B, inside)
-        .unwrap()
-        .unwrap();
-    let back = String::from_utf8(back).unwrap();
-    assert!(
-        back.contains("RTP/SAVP") && back.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
-        "{back}"
-    );
-    assert_eq!(r.srtp.len(), 2);
-    assert_eq!(a.stats().srtp_stages, 2);
-    // The same answer again (a 200 after a 183): nothing reinstalled.
-    a.anchor(&mut r, now, 1, &mut m, &answer, MediaSide::B, inside)
-        .unwrap();
-    assert_eq!(r.srtp.len(), 2);
-    a.release(&mut r, &mut m, now);
-
-    // The same offer with keys kept off a side that is not TLS: 488 with the reason.
-    a.set_srtp_policy(SrtpPolicy {
-        outside: SrtpMode::Srtp,
-        inside: SrtpMode::Rtp,
-        outside_tls: false,
-        inside_tls: false,
-        require_tls_for_sdes: true,
-    });
-    let mut m = CallMedia::new(2);
-    let fault = a
-        .anchor(&mut r, now, 2, &mut m, &offer, MediaSide::A, outside)
-        .unwrap_err();
-    assert_eq!(fault, AnchorFault::Srtp(Refusal::NotTls));
-    assert_eq!(fault.status(), 488);
-    assert_eq!(fault.warning(), Some(Refusal::NotTls.reason()));
-    assert_eq!(a.stats().srtp_refused, 1);
-    a.release(&mut r, &mut m, now);
 }
