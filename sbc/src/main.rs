@@ -256,6 +256,7 @@ fn media_anchor(
         pairs_per_source: cfg.media.early_pairs_per_source,
     });
     anchor.set_codec_policies(cfg.codecs.policies()?);
+    anchor.set_srtp_policy(cfg.srtp_policy()?);
     Ok((anchor, shard_media::ShardMedia::new(shard)))
 }
 

@@ -70,6 +70,22 @@ fn leg_format(l: &sbc_core::media::codecs::LegCodecs) -> media_plane::codec::Leg
     }
 }
 
+/// One direction's SRTP context from the core's key.
+fn srtp_context(
+    key: Option<&sbc_core::media::srtp::SrtpKey>,
+) -> Result<Option<media_plane::srtp::SrtpContext>, MediaError> {
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    let suite = media_plane::srtp::Suite::from_name(&key.suite).ok_or(MediaError::Relay)?;
+    let mut ctx =
+        media_plane::srtp::SrtpContext::new(suite, &key.key_salt).map_err(|_| MediaError::Relay)?;
+    if let Some(packets) = key.lifetime {
+        ctx.set_lifetime(packets);
+    }
+    Ok(Some(ctx))
+}
+
 fn endpoint(latch: &Latch) -> Endpoint {
     Endpoint {
         sdp: latch.sdp(),
@@ -206,6 +222,31 @@ impl MediaControl for ShardMedia {
         });
         self.0
             .set_codecs(session(session_handle), stream, plan)
+            .map_err(error)
+    }
+
+    fn set_srtp(
+        &mut self,
+        session_handle: SessionHandle,
+        stream: usize,
+        s: MediaSide,
+        keys: Option<&sbc_core::media::srtp::StageKeys>,
+    ) -> Result<(), MediaError> {
+        use media_plane::stage::{SrtpStage, Stage};
+        let stage = match keys {
+            Some(k) => {
+                let unprotect = srtp_context(k.unprotect.as_ref())?;
+                let protect = srtp_context(k.protect.as_ref())?;
+                if unprotect.is_none() && protect.is_none() {
+                    Stage::Plain
+                } else {
+                    Stage::Srtp(Box::new(SrtpStage::new(unprotect, protect)))
+                }
+            }
+            None => Stage::Plain,
+        };
+        self.0
+            .set_stage(session(session_handle), stream, side(s), stage)
             .map_err(error)
     }
 

@@ -1,13 +1,32 @@
 //! SRTP interop with an independent implementation: libsrtp, driven through `pylibsrtp`
 //! (`sbc/tests/srtp/libsrtp_peer.py`). libsrtp protects, the relay's SRTP contexts unprotect and
 //! must give back the exact packets; and the reverse. Tampered and replayed packets are refused.
-//! No sockets: this checks the cipher code the relay runs against libsrtp, suite by suite.
-//! (On the wire through the binary: not yet; see docs/srtp.md.)
+//! First without sockets, the cipher code the relay runs against libsrtp, suite by suite; then on
+//! the wire through the real binary (`[srtp] outside = "sdes"`, `inside = "plain"`): libsrtp
+//! protects and unprotects for an SDES caller on the outside, a plain RTP PBX on the inside, both
+//! on raw UDP (`common/rtp.rs` for SIP). Addresses 127.46.<n>.x:
+//!
+//! | host | who |
+//! |---|---|
+//! | `.1:5060` | the SBC, outside SIP; `.21` its media address |
+//! | `.11:5080` | the SBC, inside SIP |
+//! | `.2:5090` | the PBX; its RTP on `.2:6000` |
+//! | `.3:5070` | the caller; its SRTP on `.3:7000` |
+
+mod common;
+#[path = "common/rtp.rs"]
+mod rtp;
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use common::{Sbc, TempDir};
 use media_plane::srtp::{Reject, SrtpContext, Suite};
+use rtp::{counter, udp, SdpSeen, Sink, Ua};
+use sbc_sip::sdp::sdes::InlineKey;
+use sbc_sip::sdp::{Crypto, Sdp};
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -161,4 +180,189 @@ fn the_relay_protects_libsrtp_unprotects_exactly() {
             assert_eq!(unhex(line), *plain, "{suite:?} {kind}");
         }
     }
+}
+
+// -------------------------------------------------------------------------------------------------
+// On the wire, through the binary
+
+const T: Duration = Duration::from_secs(5);
+
+fn ip(n: u8, host: u8) -> String {
+    format!("127.46.{n}.{host}")
+}
+
+fn sa(ip: &str, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.parse().unwrap(), port)
+}
+
+fn config(n: u8, require_tls: bool) -> String {
+    format!(
+        "workers = 1\n\
+         [sip]\nudp = [\"{out}:5060\"]\n\
+         [inside]\naddress = \"{inside}\"\nport = 5080\ntargets = [\"pbx\"]\n\
+         [limits]\nmax_cps = 0\n\
+         [media]\nenabled = true\naddress = \"{media}\"\nport_min = 20400\nport_max = 20799\n\
+         [srtp]\noutside = \"sdes\"\ninside = \"plain\"\nrequire_tls_for_sdes = {require_tls}\n\
+         [[target_group]]\nname = \"pbx\"\n\
+         targets = [{{ address = \"{pbx}:5090\", transport = \"udp\" }}]\noptions_interval_secs = 0\n\
+         [[route]]\nname = \"to-pbx\"\nfrom = \"outside\"\nprefix = \"\"\ntarget_group = \"pbx\"\n",
+        out = ip(n, 1),
+        inside = ip(n, 11),
+        media = ip(n, 21),
+        pbx = ip(n, 2),
+    )
+}
+
+fn audio(user: &str, ip: &str, port: u16, proto: &str, extra: &str) -> String {
+    format!(
+        "v=0\r\no={user} 4711 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio {port} {proto} 0\r\na=rtpmap:0 PCMU/8000\r\n{extra}a=sendrecv\r\n"
+    )
+}
+
+/// An RTP packet of PCMU with a payload that names `ssrc` and `seq`.
+fn pcmu(ssrc: u32, seq: u16) -> Vec<u8> {
+    let mut p = vec![0x80, 0x00];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend((0..160u32).map(|i| (i ^ u32::from(seq) ^ ssrc) as u8));
+    p
+}
+
+/// An SDES caller on the outside, a plain PBX on the inside: the caller's SRTP arrives in clear at
+/// the PBX, byte for byte; the PBX's RTP reaches the caller as SRTP under the key the SBC answered
+/// with, which libsrtp opens to the exact packets; a tampered packet is dropped and counted.
+fn sdes_caller_plain_pbx(n: u8, driver: &str) {
+    let dir = TempDir::new(&format!("srtp-sdes-plain-{driver}"));
+    let sbc = Sbc::start_in(dir, driver, 5060, &config(n, false));
+    let media = ip(n, 21);
+    let (caller_ip, pbx_ip) = (ip(n, 3), ip(n, 2));
+    let caller_rtp = udp(&caller_ip, 7000);
+    let pbx_rtp = udp(&pbx_ip, 6000);
+    let mut caller = Ua::caller(sa(&caller_ip, 5070), sa(&ip(n, 1), 5060), "1000");
+    let mut pbx = Ua::pbx(sa(&pbx_ip, 5090));
+    let suite = Suite::AesCm128HmacSha1_80;
+    let caller_key = key(suite);
+    let line = format!(
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 {}\r\n",
+        InlineKey::write(&caller_key)
+    );
+    caller.send_invite(&audio("caller", &caller_ip, 7000, "RTP/SAVP", &line));
+    let invite = pbx.answer_invite(T, |_| audio("pbx", &pbx_ip, 6000, "RTP/AVP", ""));
+    let ok = caller.finish_invite(T);
+    let trace = format!("{}{}", caller.sip.trace(), pbx.sip.trace());
+    assert_eq!(ok.status(), Some(200), "{trace}");
+    pbx.expect_ack(T);
+    let offer = SdpSeen::of(&invite);
+    let answer = SdpSeen::of(&ok);
+    assert!(
+        offer.text.contains("RTP/AVP 0") && !offer.text.contains("crypto"),
+        "the PBX is offered plain RTP: {trace}"
+    );
+    assert!(answer.text.contains("RTP/SAVP 0"), "{trace}");
+    let sdp = Sdp::parse(ok.body()).unwrap();
+    let lines: Vec<Crypto<'_>> = sdp.cryptos(0).collect();
+    assert_eq!(lines.len(), 1, "{trace}");
+    assert_eq!(
+        (lines[0].tag, lines[0].suite),
+        (1, "AES_CM_128_HMAC_SHA1_80")
+    );
+    let sbc_key = InlineKey::parse(lines[0].key_params).unwrap().key_salt;
+    assert_eq!(sbc_key.len(), 30);
+    assert_ne!(sbc_key, caller_key, "the SBC answers with its own key");
+    let (port_a, port_b) = (answer.port, offer.port);
+
+    // The caller's packets, protected by libsrtp; one tampered copy after the first ten.
+    let plain_out: Vec<Vec<u8>> = (0..40u16).map(|s| pcmu(0xCA11, 1000 + s)).collect();
+    let input: Vec<(&str, Vec<u8>)> = plain_out.iter().map(|p| ("rtp", p.clone())).collect();
+    let sealed: Vec<Vec<u8>> = libsrtp(suite, &caller_key, "protect", &input)
+        .iter()
+        .map(|l| unhex(l))
+        .collect();
+    let at_pbx = Sink::spawn(&pbx_rtp);
+    let at_caller = Sink::spawn(&caller_rtp);
+    let plain_back: Vec<Vec<u8>> = (0..40u16).map(|s| pcmu(0x0BB0, 7000 + s)).collect();
+    for (k, (s, p)) in sealed.iter().zip(&plain_back).enumerate() {
+        if k == 10 {
+            let mut bad = sealed[20].clone();
+            bad[30] ^= 0x01;
+            caller_rtp.send_to(&bad, sa(&media, port_a)).unwrap();
+        }
+        caller_rtp.send_to(s, sa(&media, port_a)).unwrap();
+        pbx_rtp.send_to(p, sa(&media, port_b)).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let at_pbx: Vec<Vec<u8>> = at_pbx
+        .finish(Duration::from_millis(300))
+        .into_iter()
+        .map(|g| g.bytes)
+        .collect();
+    let at_caller: Vec<Vec<u8>> = at_caller
+        .finish(Duration::from_millis(300))
+        .into_iter()
+        .map(|g| g.bytes)
+        .collect();
+    caller.send_bye();
+    assert!(pbx.expect_bye(T).is_some());
+    let _ = caller.finish_bye(T);
+    std::thread::sleep(Duration::from_millis(300));
+    let log = sbc.stop();
+
+    // In clear at the PBX, exactly what the caller protected, the tampered copy missing.
+    assert_eq!(at_pbx, plain_out, "{log}");
+    // SRTP at the caller: 10 bytes of tag more, opened by libsrtp with the SBC's key.
+    assert_eq!(at_caller.len(), plain_back.len(), "{log}");
+    assert!(at_caller
+        .iter()
+        .zip(&plain_back)
+        .all(|(s, p)| s.len() == p.len() + 10 && s[..12] == p[..12]));
+    let input: Vec<(&str, Vec<u8>)> = at_caller.iter().map(|p| ("rtp", p.clone())).collect();
+    let opened: Vec<Vec<u8>> = libsrtp(suite, &sbc_key, "unprotect", &input)
+        .iter()
+        .map(|l| {
+            assert!(!l.starts_with("error"), "libsrtp refused: {l}");
+            unhex(l)
+        })
+        .collect();
+    assert_eq!(opened, plain_back);
+    assert_eq!(counter(&log, "media_srtp_auth_failures"), 1, "{log}");
+    assert_eq!(counter(&log, "media_srtp_replays"), 0, "{log}");
+}
+
+#[test]
+fn an_sdes_caller_talks_to_a_plain_pbx_epoll() {
+    sdes_caller_plain_pbx(1, "epoll");
+}
+
+#[test]
+fn an_sdes_caller_talks_to_a_plain_pbx_io_uring() {
+    sdes_caller_plain_pbx(2, "io_uring");
+}
+
+/// With `require_tls_for_sdes` and the outside on UDP, the SBC will not answer with a key: 488
+/// with a Warning naming the reason, and nothing reaches the PBX.
+#[test]
+fn sdes_keys_are_refused_over_udp_when_tls_is_required() {
+    let n = 3;
+    let dir = TempDir::new("srtp-require-tls");
+    let sbc = Sbc::start_in(dir, "epoll", 5060, &config(n, true));
+    let caller_ip = ip(n, 3);
+    let mut caller = Ua::caller(sa(&caller_ip, 5070), sa(&ip(n, 1), 5060), "1000");
+    let line = format!(
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 {}\r\n",
+        InlineKey::write(&key(Suite::AesCm128HmacSha1_80))
+    );
+    caller.send_invite(&audio("caller", &caller_ip, 7000, "RTP/SAVP", &line));
+    let refused = caller.finish_invite(T);
+    let text = String::from_utf8_lossy(refused.raw()).into_owned();
+    assert_eq!(refused.status(), Some(488), "{text}");
+    assert!(
+        text.contains(
+            "Warning: 399 sbc \"SRTP: SDES keys refused over a transport that is not TLS\""
+        ),
+        "{text}"
+    );
+    let log = sbc.stop();
+    assert_eq!(counter(&log, "media_offers_refused"), 1, "{log}");
 }

@@ -210,6 +210,30 @@ impl CoreSettings {
 }
 
 impl Config {
+    /// The SRTP policy of the media anchor (`[srtp]`). A side counts as TLS when every SIP path
+    /// the SBC has on it is: the outside when it listens on `sip.tls` only and every trunk is
+    /// `tls`; the inside when every member of its target groups is `tls`.
+    pub(crate) fn srtp_policy(&self) -> Result<sbc_core::media::srtp::SrtpPolicy, String> {
+        let outside_tls = self.sip.udp.is_empty()
+            && self.sip.tcp.is_empty()
+            && !self.sip.tls.is_empty()
+            && self
+                .trunks
+                .iter()
+                .all(|t| t.transport == TransportName::Tls);
+        let inside_members: Vec<&TargetSection> = self
+            .target_groups
+            .iter()
+            .filter(|g| self.inside.targets.iter().any(|n| *n.get_ref() == g.name))
+            .flat_map(|g| g.targets.iter())
+            .collect();
+        let inside_tls = !inside_members.is_empty()
+            && inside_members
+                .iter()
+                .all(|t| t.transport == TransportName::Tls);
+        self.srtp.policy(outside_tls, inside_tls)
+    }
+
     /// The B2BUA configuration in `sbc-core` types. Infallible in practice for a loaded
     /// configuration (the same conversion runs at load).
     pub(crate) fn b2bua(&self) -> Result<CoreSettings, String> {

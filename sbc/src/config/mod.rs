@@ -20,6 +20,7 @@ mod convert;
 mod guard;
 mod rules;
 mod schema;
+mod srtp;
 mod streams;
 #[cfg(test)]
 mod tests;

@@ -53,6 +53,8 @@ pub(crate) struct Config {
     pub(crate) guard: super::guard::GuardSection,
     #[serde(default)]
     pub(crate) codecs: super::codecs::CodecsSection,
+    #[serde(default)]
+    pub(crate) srtp: super::srtp::SrtpSection,
     /// `[[rules]]` tables and `[fraud]` (see `config/rules.rs`).
     #[serde(default)]
     pub(crate) rules: Vec<super::rules::RuleSection>,

@@ -56,7 +56,7 @@ impl B2bua {
                     call.leg_mut(to).cseq -= 1;
                 }
                 self.media_exchange_done(now, key, fault.status(), media);
-                self.reply(now, tx, &req, fault.status(), None);
+                self.reply_offer_refused(now, tx, &req, fault);
                 return;
             }
         };

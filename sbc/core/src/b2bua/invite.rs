@@ -155,7 +155,7 @@ impl B2bua {
         let (mut media, body) = match self.anchor_offer(now, key, &req, &from, relay) {
             Ok(anchored) => anchored,
             Err(fault) => {
-                self.refuse(now, tx, &req, fault.status());
+                self.refuse_offer(now, tx, &req, fault);
                 return;
             }
         };

@@ -12,6 +12,7 @@ use sbc_sip::{HeaderName, Message, Method};
 
 use super::record::EndedLegs;
 use super::{other, uri_of, B2bua, Call, CallId, ClientRole, EndReason, Leg, State};
+use crate::media::callmedia::AnchorFault;
 use crate::media::MediaControl;
 use crate::signalling::ids::IdKind;
 use crate::signalling::topology::{copy_headers, Side};
@@ -56,6 +57,34 @@ impl B2bua {
     pub(super) fn refuse(&mut self, now: Instant, tx: ServerTxId, req: &Message, code: u16) {
         let out = reply_bytes(req, code, None);
         let _ = self.txs.refuse_bytes(now, tx, code, out);
+    }
+
+    /// [`Self::refuse`] for an offer the media anchor refused: its status, and a Warning (399)
+    /// naming the reason when it has one (SRTP).
+    pub(super) fn refuse_offer(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        req: &Message,
+        fault: AnchorFault,
+    ) {
+        let code = fault.status();
+        let out = reply_bytes_warning(req, code, None, fault.warning());
+        let _ = self.txs.refuse_bytes(now, tx, code, out);
+    }
+
+    /// [`Self::reply`] for an in-dialog offer the media anchor refused (see
+    /// [`Self::refuse_offer`]).
+    pub(super) fn reply_offer_refused(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        req: &Message,
+        fault: AnchorFault,
+    ) {
+        let code = fault.status();
+        let out = reply_bytes_warning(req, code, None, fault.warning());
+        let _ = self.txs.send_response_bytes(now, tx, code, out);
     }
 
     /// Answer leg A's INVITE of call `key` with `code` and no body, with the SBC's To tag when
@@ -592,6 +621,24 @@ impl B2bua {
 }
 
 /// A response to `req` with `code` and no body (`tag`: the SBC's To tag).
+/// [`reply_bytes`] with a `Warning: 399 sbc "<text>"` header (RFC 3261 §20.43) when `warning` is
+/// set; the text is one of the SBC's own fixed reasons.
+pub(super) fn reply_bytes_warning(
+    req: &Message,
+    code: u16,
+    tag: Option<&str>,
+    warning: Option<&str>,
+) -> Bytes {
+    let Some(text) = warning else {
+        return reply_bytes(req, code, tag);
+    };
+    let mut out = Vec::new();
+    let mut w = build::response(req, code, build::reason_phrase(code), tag, &mut out);
+    w.header_parts("Warning", &["399 sbc \"", text, "\""]);
+    w.finish(None, b"");
+    Bytes::from(out)
+}
+
 pub(super) fn reply_bytes(req: &Message, code: u16, tag: Option<&str>) -> Bytes {
     let mut out = Vec::new();
     build::response(req, code, build::reason_phrase(code), tag, &mut out).finish(None, b"");

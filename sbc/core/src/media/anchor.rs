@@ -52,7 +52,7 @@
 //! | `a=rtcp` (RFC 3605) | remote RTCP address read; rewritten to the SBC's ports, or removed with `a=rtcp-mux` |
 //! | `a=rtcp-mux` (RFC 5761) | kept; the relay muxes or demuxes per leg |
 //! | ICE attributes (RFC 8839) | removed (the SBC is the only candidate), unless kept by option |
-//! | `a=crypto`, `a=fingerprint`, `a=setup` | untouched: SRTP keys pass end to end and the relay forwards SRTP as is (RTP header checked only; DTLS-SRTP and T.38 relayed as opaque datagrams); terminating SRTP is a later step |
+//! | `a=crypto`, `a=fingerprint`, `a=setup` | untouched here: SRTP keys pass end to end and the relay forwards SRTP as is (RTP header checked only; DTLS-SRTP and T.38 relayed as opaque datagrams); SDES-SRTP termination is [`super::srtp`], applied by the B2BUA's anchor before this rewrite |
 //! | codecs (`a=rtpmap`, `a=fmtp`, `a=ptime`, ...) and every other line | untouched |
 //! | more than [`PlanOptions::max_media`] `m=` lines, or more streams than [`PlanOptions::max_streams`] | 488 |
 //!

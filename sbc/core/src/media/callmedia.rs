@@ -29,6 +29,8 @@ use sbc_sip::{HeaderName, Message, Method};
 
 use super::anchor::{self, AnchorError, OriginState, PlanOptions, RewriteOptions};
 use super::codecs::{self, CodecPolicies, OfferState};
+use super::sdes::Refusal;
+use super::srtp::{CallSrtp, SrtpPolicy};
 use super::{IdleEvent, MediaControl, MediaSide, SessionHandle};
 
 /// Settings of the media anchor of one worker.
@@ -81,6 +83,8 @@ pub(crate) struct CallMedia {
     offer: Option<OfferState>,
     /// Streams (bit k: stream k) counted as transcoded already.
     transcoded: u64,
+    /// SDES-SRTP keys and offer state (SRTP policy other than pass).
+    srtp: Option<Box<CallSrtp>>,
     /// The SBC's `o=` line toward leg A and toward leg B.
     origin_a: OriginState,
     origin_b: OriginState,
@@ -122,6 +126,7 @@ impl CallMedia {
             codecs: [None, None],
             offer: None,
             transcoded: 0,
+            srtp: None,
             origin_a: OriginState::new(id, 1),
             origin_b: OriginState::new(id ^ 0x5555, 1),
         }
@@ -155,6 +160,10 @@ pub struct AnchorStats {
     /// Streams of calls whose answer made the SBC transcode (codec policy `transcode_to`), each
     /// counted once per call.
     pub transcoded_streams: u64,
+    /// Offers refused for SRTP (no usable `a=crypto`, MKI, keys kept off a side without TLS, ...).
+    pub srtp_refused: u64,
+    /// SRTP stages given to the relay (a leg's keys set or changed).
+    pub srtp_stages: u64,
 }
 
 /// Why an SDP could not be anchored.
@@ -164,6 +173,8 @@ pub(crate) enum AnchorFault {
     Refused(u16),
     /// No relay ports left: 503.
     NoPorts,
+    /// SDES-SRTP refused the offer: 488 (500 for the SBC's own fault) with a Warning.
+    Srtp(Refusal),
 }
 
 impl AnchorFault {
@@ -171,6 +182,15 @@ impl AnchorFault {
         match self {
             Self::Refused(code) => code,
             Self::NoPorts => 503,
+            Self::Srtp(r) => r.status(),
+        }
+    }
+
+    /// The text of the Warning (399) header the refusal carries, if any.
+    pub(crate) fn warning(self) -> Option<&'static str> {
+        match self {
+            Self::Srtp(r) => Some(r.reason()),
+            _ => None,
         }
     }
 }
@@ -189,6 +209,8 @@ pub struct MediaAnchor {
     early: EarlyLimits,
     /// Codec policy per side the descriptions are sent to.
     codecs: CodecPolicies,
+    /// SRTP mode per side.
+    srtp: SrtpPolicy,
     /// Pairs held by unanswered calls, per outside source address.
     early_held: HashMap<IpAddr, usize>,
     /// Sessions of calls on hold (exempt from the no-media timeout).
@@ -215,6 +237,7 @@ impl MediaAnchor {
             settings,
             early: EarlyLimits::default(),
             codecs: CodecPolicies::default(),
+            srtp: SrtpPolicy::default(),
             early_held: HashMap::new(),
             held: HashSet::new(),
             calls: HashMap::new(),
@@ -233,6 +256,11 @@ impl MediaAnchor {
     /// Set the codec policies (default: none, codecs pass as offered).
     pub fn set_codec_policies(&mut self, policies: CodecPolicies) {
         self.codecs = policies;
+    }
+
+    /// Set the SRTP policy (default: both sides pass, descriptions keep their keys).
+    pub fn set_srtp_policy(&mut self, policy: SrtpPolicy) {
+        self.srtp = policy;
     }
 
     /// Pairs held by the unanswered calls of `source`.
@@ -356,6 +384,22 @@ impl MediaAnchor {
             }
             None => Vec::new(),
         };
+        if let Some((_, sender_outside)) = peer.filter(|_| !self.srtp.is_pass()) {
+            let r = self.apply_srtp(
+                relay,
+                media,
+                &mut sdp,
+                &plan,
+                handle,
+                from,
+                offer,
+                sender_outside,
+            );
+            if r.is_err() {
+                self.stats.srtp_refused += 1;
+            }
+            r?;
+        }
         // Codec policy toward the receiving side, and the codec plan once an answer chose.
         let policies = &self.codecs;
         if let Some((_, sender_outside)) =
@@ -406,6 +450,44 @@ impl MediaAnchor {
         sdp.write_to(&mut out);
         // Nothing that names the party or its software crosses (topology hiding).
         Ok(Some(crate::signalling::topology::scrub_sdp(&out)))
+    }
+
+    /// SDES-SRTP on a description from leg `from` (see [`super::srtp`]): an answer to the pending
+    /// offer settles the keys and gives the relay the stages that changed; anything else is an
+    /// offer.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_srtp(
+        &mut self,
+        relay: &mut dyn MediaControl,
+        media: &mut CallMedia,
+        sdp: &mut Sdp<'_>,
+        plan: &anchor::MediaPlan,
+        handle: Option<SessionHandle>,
+        from: MediaSide,
+        offer: bool,
+        sender_outside: bool,
+    ) -> Result<(), AnchorFault> {
+        let from_plan = self.srtp.plan(sender_outside).map_err(AnchorFault::Srtp)?;
+        let to_plan = self.srtp.plan(!sender_outside).map_err(AnchorFault::Srtp)?;
+        let state = media.srtp.get_or_insert_with(Box::default);
+        if offer || !state.answers(from.other()) {
+            return state
+                .offer(sdp, plan, from, from_plan, to_plan)
+                .map_err(AnchorFault::Srtp);
+        }
+        state
+            .answer(sdp, plan, from_plan)
+            .map_err(AnchorFault::Srtp)?;
+        if let Some(h) = handle {
+            for (k, side, keys) in state.changed_stages(h) {
+                let keys = (!keys.is_plain()).then_some(&keys);
+                relay
+                    .set_srtp(h, k, side, keys)
+                    .map_err(|_| AnchorFault::Refused(500))?;
+                self.stats.srtp_stages += 1;
+            }
+        }
+        Ok(())
     }
 
     /// The call was answered (a 2xx to its INVITE): its ports no longer count against its
@@ -957,5 +1039,101 @@ mod tests {
         );
         assert_eq!(r.pairs_in_use(), 0);
         assert_eq!(r.ports_free(), 40);
+    }
+
+    /// SDES-SRTP through the anchor (the SDP rules are tested in `media/srtp`).
+    mod srtp {
+        use super::*;
+        use crate::media::sdes::{Refusal, SrtpMode};
+        use crate::media::srtp::tests::{pbx, phone, KEY};
+        use crate::media::srtp::SrtpPolicy;
+
+        fn invite_sdp(sdp: &str) -> Message {
+            let text = format!(
+                "INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+                 From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: x\r\n\
+                 CSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            );
+            Message::parse(Bytes::from(text)).unwrap()
+        }
+
+        fn ok(sdp: &str) -> Message {
+            let text = format!(
+                "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+                 From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>;tag=2\r\nCall-ID: x\r\n\
+                 CSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            );
+            Message::parse(Bytes::from(text)).unwrap()
+        }
+
+        #[test]
+        fn the_anchor_installs_the_stages_and_refuses_with_a_reason() {
+            #[allow(clippy::disallowed_methods)] // the one origin of test time
+            let now = Instant::now();
+            let mut a = MediaAnchor::new(MediaSettings {
+                address: SBC,
+                no_media_timeout: None,
+            });
+            a.set_srtp_policy(SrtpPolicy {
+                outside: SrtpMode::Srtp,
+                inside: SrtpMode::Rtp,
+                outside_tls: false,
+                inside_tls: false,
+                require_tls_for_sdes: false,
+            });
+            let mut r = FakeMedia::new(30000, 30039);
+            let mut m = CallMedia::new(1);
+            let outside = Some(("192.0.2.10".parse().unwrap(), true));
+            let inside = Some(("10.0.0.2".parse().unwrap(), false));
+            let offer = invite_sdp(&phone(
+                "RTP/SAVP",
+                &[&format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}")],
+            ));
+            let out = a
+                .anchor(&mut r, now, 1, &mut m, &offer, MediaSide::A, outside)
+                .unwrap()
+                .unwrap();
+            let out = String::from_utf8(out).unwrap();
+            assert!(out.contains("RTP/AVP") && !out.contains("crypto"), "{out}");
+            assert!(r.srtp.is_empty(), "stages wait for the answer");
+            let answer = ok(&pbx("RTP/AVP"));
+            let back = a
+                .anchor(&mut r, now, 1, &mut m, &answer, MediaSide::B, inside)
+                .unwrap()
+                .unwrap();
+            let back = String::from_utf8(back).unwrap();
+            assert!(
+                back.contains("RTP/SAVP")
+                    && back.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+                "{back}"
+            );
+            assert_eq!(r.srtp.len(), 2);
+            assert_eq!(a.stats().srtp_stages, 2);
+            // The same answer again (a 200 after a 183): nothing reinstalled.
+            a.anchor(&mut r, now, 1, &mut m, &answer, MediaSide::B, inside)
+                .unwrap();
+            assert_eq!(r.srtp.len(), 2);
+            a.release(&mut r, &mut m, now);
+
+            // The same offer with keys kept off a side that is not TLS: 488 with the reason.
+            a.set_srtp_policy(SrtpPolicy {
+                outside: SrtpMode::Srtp,
+                inside: SrtpMode::Rtp,
+                outside_tls: false,
+                inside_tls: false,
+                require_tls_for_sdes: true,
+            });
+            let mut m = CallMedia::new(2);
+            let fault = a
+                .anchor(&mut r, now, 2, &mut m, &offer, MediaSide::A, outside)
+                .unwrap_err();
+            assert_eq!(fault, AnchorFault::Srtp(Refusal::NotTls));
+            assert_eq!(fault.status(), 488);
+            assert_eq!(fault.warning(), Some(Refusal::NotTls.reason()));
+            assert_eq!(a.stats().srtp_refused, 1);
+            a.release(&mut r, &mut m, now);
+        }
     }
 }

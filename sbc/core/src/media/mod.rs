@@ -24,6 +24,7 @@ pub mod callmedia;
 pub mod codecs;
 pub mod dtmf_relay;
 pub mod sdes;
+pub mod srtp;
 #[doc(hidden)]
 pub mod testing;
 
@@ -279,6 +280,45 @@ impl fmt::Display for MediaError {
 
 impl std::error::Error for MediaError {}
 
+/// One direction's master key: the suite (by its SDES name), key||salt, and `|lifetime`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SrtpKey {
+    /// The suite's SDES name, as the line that carried it spelled it.
+    pub suite: String,
+    /// Master key then master salt.
+    pub key_salt: Vec<u8>,
+    /// Packets the key may protect; `None`: the suite's maximum.
+    pub lifetime: Option<u64>,
+}
+
+impl fmt::Debug for SrtpKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SrtpKey")
+            .field("suite", &self.suite)
+            .field("key_salt", &"<redacted>")
+            .field("lifetime", &self.lifetime)
+            .finish()
+    }
+}
+
+/// The keys of the stage on one leg of a stream: what arrives on the leg is unprotected with
+/// `unprotect` (the leg's remote's key), then protected with `protect` (the SBC's key for the
+/// other leg's remote) before it leaves by the other leg. Both `None`: plain relay.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StageKeys {
+    /// The key of the packets arriving on the leg; `None`: they arrive in clear.
+    pub unprotect: Option<SrtpKey>,
+    /// The key of the packets leaving by the other leg; `None`: they leave in clear.
+    pub protect: Option<SrtpKey>,
+}
+
+impl StageKeys {
+    /// Plain relay.
+    pub fn is_plain(&self) -> bool {
+        self.unprotect.is_none() && self.protect.is_none()
+    }
+}
+
 /// The worker's media relay as the core drives it. Implemented in the binary over the worker's
 /// relay shard (and by a recording double in the core's tests). Every method is a per-call
 /// operation; none is on the packet path.
@@ -337,6 +377,20 @@ pub trait MediaControl {
         _codecs: Option<&codecs::StreamCodecs>,
     ) -> Result<(), MediaError> {
         Ok(())
+    }
+
+    /// The SRTP keys of the stage on leg `side` of `stream` (`None`: plain relay): packets
+    /// arriving on the leg are unprotected with `unprotect`, then protected with `protect` before
+    /// they leave by the other leg. Replaces the leg's stage (and its contexts). The default
+    /// refuses: a relay without SRTP stages cannot terminate SRTP.
+    fn set_srtp(
+        &mut self,
+        _session: SessionHandle,
+        _stream: usize,
+        _side: MediaSide,
+        _keys: Option<&StageKeys>,
+    ) -> Result<(), MediaError> {
+        Err(MediaError::Relay)
     }
 
     /// Most streams one session may have.

@@ -27,12 +27,12 @@ pub enum SrtpMode {
 }
 
 impl SrtpMode {
-    /// The config spelling: `pass`, `rtp`, `srtp`, `optional`.
+    /// The config spelling: `pass`, `plain` (or `rtp`), `sdes` (or `srtp`), `optional`.
     pub fn from_name(name: &str) -> Option<Self> {
         Some(match name {
             "pass" => Self::Pass,
-            "rtp" => Self::Rtp,
-            "srtp" => Self::Srtp,
+            "plain" | "rtp" => Self::Rtp,
+            "sdes" | "srtp" => Self::Srtp,
             "optional" => Self::Optional,
             _ => return None,
         })
@@ -50,13 +50,18 @@ pub const SUITES: [(&str, usize); 6] = [
     ("AES_256_CM_HMAC_SHA1_32", 46),
 ];
 
-/// The key||salt length of a supported suite, in either spelling of the AES-256 suites.
-pub fn suite_key_len(name: &str) -> Option<usize> {
-    let name = match name {
+/// The registered name of a suite written in either spelling of the AES-256 suites.
+pub fn canonical_suite(name: &str) -> &str {
+    match name {
         "AES_CM_256_HMAC_SHA1_80" => "AES_256_CM_HMAC_SHA1_80",
         "AES_CM_256_HMAC_SHA1_32" => "AES_256_CM_HMAC_SHA1_32",
         n => n,
-    };
+    }
+}
+
+/// The key||salt length of a supported suite, in either spelling of the AES-256 suites.
+pub fn suite_key_len(name: &str) -> Option<usize> {
+    let name = canonical_suite(name);
     SUITES.iter().find(|(n, _)| *n == name).map(|(_, l)| *l)
 }
 
@@ -87,6 +92,10 @@ pub enum Refusal {
     BadKey,
     /// The side is not TLS and `srtp.require_tls_for_sdes` keeps keys off it.
     NotTls,
+    /// `RTP/SAVP` offered from a side that speaks plain RTP.
+    PlainOnly,
+    /// The SBC could not draw or write its own key (its fault: 500).
+    Internal,
 }
 
 impl Refusal {
@@ -98,6 +107,16 @@ impl Refusal {
             Self::MkiNotSupported => "SRTP: MKI not supported",
             Self::BadKey => "SRTP: unusable key parameters",
             Self::NotTls => "SRTP: SDES keys refused over a transport that is not TLS",
+            Self::PlainOnly => "SRTP: this side speaks plain RTP",
+            Self::Internal => "SRTP: no key",
+        }
+    }
+
+    /// The SIP status an offer refused so is answered with: 488, or 500 for the SBC's fault.
+    pub fn status(self) -> u16 {
+        match self {
+            Self::Internal => 500,
+            _ => 488,
         }
     }
 }
@@ -233,7 +252,9 @@ mod tests {
         assert_eq!(plan(SrtpMode::Rtp, true, true), Ok(LegPlan::Plain));
         assert_eq!(plan(SrtpMode::Pass, false, true), Ok(LegPlan::Pass));
         assert_eq!(SrtpMode::from_name("optional"), Some(SrtpMode::Optional));
-        assert_eq!(SrtpMode::from_name("sdes"), None);
+        assert_eq!(SrtpMode::from_name("sdes"), Some(SrtpMode::Srtp));
+        assert_eq!(SrtpMode::from_name("plain"), Some(SrtpMode::Rtp));
+        assert_eq!(SrtpMode::from_name("dtls"), None);
     }
 
     #[test]

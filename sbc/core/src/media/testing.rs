@@ -30,6 +30,8 @@ pub struct FakeMedia {
     next: u64,
     /// Every `set_remote`, in order: (session, stream, side, what was given).
     pub remotes: Vec<(SessionHandle, usize, MediaSide, RemoteSpec)>,
+    /// Every `set_srtp`, in order: (session, stream, side, the keys).
+    pub srtp: Vec<(SessionHandle, usize, MediaSide, Option<super::StageKeys>)>,
     /// Sessions allocated.
     pub allocated: u64,
     /// Allocations refused for lack of ports.
@@ -74,6 +76,7 @@ impl FakeMedia {
             sessions: HashMap::new(),
             next: 1,
             remotes: Vec::new(),
+            srtp: Vec::new(),
             allocated: 0,
             allocation_failures: 0,
             released: 0,
@@ -273,6 +276,21 @@ impl MediaControl for FakeMedia {
                 s.idle_reported = false;
             }
         }
+    }
+
+    fn set_srtp(
+        &mut self,
+        session: SessionHandle,
+        stream: usize,
+        side: MediaSide,
+        keys: Option<&super::StageKeys>,
+    ) -> Result<(), MediaError> {
+        let streams = self.session(session)?.streams.len();
+        if stream >= streams {
+            return Err(MediaError::NoSuchStream { stream, streams });
+        }
+        self.srtp.push((session, stream, side, keys.cloned()));
+        Ok(())
     }
 
     fn max_streams(&self) -> usize {
