@@ -16,7 +16,9 @@
 
 pub mod dtmf;
 pub mod g711;
+pub mod g722;
 pub mod measure;
+pub mod resample;
 pub mod stage;
 
 pub use stage::{CodecCounters, CodecStage, StageResult, Way};
