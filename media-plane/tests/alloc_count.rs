@@ -227,18 +227,10 @@ fn codec_stages_do_not_allocate() {
     let call = shard.allocate_session(t, 1).unwrap();
     shard.set_remote(call, 0, Side::A, caller, t).unwrap();
     shard.set_remote(call, 0, Side::B, pbx, t).unwrap();
-    let plan = CodecPlan {
-        a: LegFormat {
-            codec: Codec::Pcma,
-            payload_type: 8,
-            telephone_event: None,
-        },
-        b: LegFormat {
-            codec: Codec::Pcmu,
-            payload_type: 0,
-            telephone_event: Some(101),
-        },
-    };
+    let plan = CodecPlan::new(
+        LegFormat::new(Codec::Pcma, 8, None),
+        LegFormat::new(Codec::Pcmu, 0, Some(101)),
+    );
     shard.set_codecs(call, 0, Some(plan)).unwrap();
     let streams = shard.streams(call).unwrap();
     let (a, b) = (
@@ -299,6 +291,100 @@ fn codec_stages_do_not_allocate() {
         consumed >= 2000,
         "the repeated ends are consumed: {consumed}"
     );
+}
+
+/// The pipelines (G.722, Opus, packet times that differ) allocate nothing on the packet path
+/// either: a G.722 caller against a PCMU PBX at 30 ms, and an Opus caller against a PCMA PBX,
+/// both ways, with losses; everything they need was allocated by `set_codecs`.
+#[test]
+fn transcoding_pipelines_do_not_allocate() {
+    let t = t0();
+    let caller = addr("198.51.100.7:4000");
+    let pbx = addr("10.0.0.2:30000");
+    let mut shard = MediaShard::new(ShardConfig::new(20000, 20019)).unwrap();
+    let mut pbx_30 = LegFormat::new(Codec::Pcmu, 0, None);
+    pbx_30.ptime = 30;
+    let plans = [
+        (
+            CodecPlan::new(LegFormat::new(Codec::G722, 9, None), pbx_30),
+            9u8,
+            0u8,
+            160usize,
+        ),
+        (
+            CodecPlan::new(
+                LegFormat::new(Codec::Opus, 111, None),
+                LegFormat::new(Codec::Pcma, 8, None),
+            ),
+            111,
+            8,
+            0,
+        ),
+    ];
+    for (plan, pt_a, pt_b, a_len) in plans {
+        let call = shard.allocate_session(t, 1).unwrap();
+        shard.set_remote(call, 0, Side::A, caller, t).unwrap();
+        shard.set_remote(call, 0, Side::B, pbx, t).unwrap();
+        shard.set_codecs(call, 0, Some(plan)).unwrap();
+        let streams = shard.streams(call).unwrap();
+        let (a, b) = (
+            streams[0].leg(Side::A).ports(),
+            streams[0].leg(Side::B).ports(),
+        );
+        // The caller's payload: G.722 octets, or a 20 ms Opus packet made beforehand.
+        let caller_payload: Vec<u8> = if a_len > 0 {
+            (0..a_len).map(|i| (i * 37 % 256) as u8).collect()
+        } else {
+            let mut e =
+                media_plane::codec::opus::Encoder::new(8000, 3, &Default::default()).unwrap();
+            let pcm: Vec<i16> = (0..160)
+                .map(|i| (8000.0 * (f64::from(i) * 0.79).sin()) as i16)
+                .collect();
+            let mut out = vec![0u8; 400];
+            let n = e.encode(&pcm, &mut out).unwrap();
+            out.truncate(n);
+            out
+        };
+        let b_len = if pt_b == 0 { 240 } else { 160 };
+        let mut room = vec![0u8; 2048];
+        let (head_a, head_b) = (rtp(0, 0, 0x1111), rtp(0, 0, 0x2222));
+        let mut forwarded = 0u64;
+        let allocations = allocations_in(|| {
+            for i in 0..3000u32 {
+                let now = t + Duration::from_millis(20 * u64::from(i));
+                // Every 50th packet of each side is lost.
+                if i % 50 != 7 {
+                    room[..12].copy_from_slice(&head_a[..12]);
+                    room[1] = pt_a;
+                    set_seq(
+                        &mut room,
+                        i as u16,
+                        i.wrapping_mul(if pt_a == 111 { 960 } else { 160 }),
+                    );
+                    room[12..12 + caller_payload.len()].copy_from_slice(&caller_payload);
+                    let len = 12 + caller_payload.len();
+                    if let Action::Forward { .. } =
+                        shard.on_packet_in(a.rtp(), caller, &mut room, len, now)
+                    {
+                        forwarded += 1;
+                    }
+                }
+                if i % 50 != 9 {
+                    room[..12].copy_from_slice(&head_b[..12]);
+                    room[1] = pt_b;
+                    set_seq(&mut room, i as u16, i.wrapping_mul(b_len as u32));
+                    room[12..12 + b_len].fill(0x55);
+                    if let Action::Forward { .. } =
+                        shard.on_packet_in(b.rtp(), pbx, &mut room, 12 + b_len, now)
+                    {
+                        forwarded += 1;
+                    }
+                }
+            }
+        });
+        assert_eq!(allocations, 0, "a pipeline allocated ({plan:?})");
+        assert!(forwarded > 4000, "{forwarded} packets out ({plan:?})");
+    }
 }
 
 #[test]

@@ -67,6 +67,11 @@ const QM2: [i32; 4] = [-7408, -1616, 7408, 1616];
 const RH2: [usize; 4] = [2, 1, 2, 1];
 const WH: [i32; 3] = [0, -214, 798];
 
+/// `table[i]`, 0 past its end (every index here is masked within the table).
+fn at<T: Copy + Default>(table: &[T], i: usize) -> T {
+    table.get(i).copied().unwrap_or_default()
+}
+
 /// Saturate to the 16-bit range of the recommendation's arithmetic.
 fn sat(x: i32) -> i32 {
     x.clamp(i32::from(i16::MIN), i32::from(i16::MAX))
@@ -115,7 +120,7 @@ impl Band {
     /// `max`, and `det` = 2^(nb/2048) in the band's range (`shift` places the binary point).
     fn scale(&mut self, w: i32, max: i32, shift: i32) {
         self.nb = (((self.nb * 127) >> 7) + w).clamp(0, max);
-        let frac = ILB[usize::try_from((self.nb >> 6) & 31).unwrap_or(0)];
+        let frac = at(&ILB, usize::try_from((self.nb >> 6) & 31).unwrap_or(0));
         let e = shift - (self.nb >> 11);
         let v = if e < 0 { frac << -e } else { frac >> e };
         self.det = v << 2;
@@ -174,15 +179,15 @@ impl Band {
     /// Lower band: adapt to the 6-bit code `code` (through its 4-bit truncation).
     fn adapt_low(&mut self, code: usize) {
         let c4 = code >> 2;
-        let dq = (self.det * QM4[c4 & 15]) >> 15;
-        self.scale(WL[RL42[c4 & 15]], 18432, 8);
+        let dq = (self.det * at(&QM4, c4 & 15)) >> 15;
+        self.scale(at(&WL, at(&RL42, c4 & 15)), 18432, 8);
         self.predict(dq);
     }
 
     /// Higher band: adapt to the 2-bit code `code`.
     fn adapt_high(&mut self, code: usize) {
-        let dq = (self.det * QM2[code & 3]) >> 15;
-        self.scale(WH[RH2[code & 3]], 22528, 10);
+        let dq = (self.det * at(&QM2, code & 3)) >> 15;
+        self.scale(at(&WH, at(&RH2, code & 3)), 22528, 10);
         self.predict(dq);
     }
 }
@@ -196,12 +201,15 @@ impl Qmf {
     /// Push two samples; the filter's even- and odd-indexed partial sums.
     fn push(&mut self, first: i32, second: i32) -> (i32, i32) {
         self.0.copy_within(2.., 0);
-        self.0[22] = first;
-        self.0[23] = second;
+        let [.., a, b] = &mut self.0;
+        *a = first;
+        *b = second;
         let (mut even, mut odd) = (0i32, 0i32);
         for (pair, h) in self.0.chunks_exact(2).zip(QMF.chunks_exact(2)) {
-            even += pair[0] * h[0];
-            odd += pair[1] * h[1];
+            if let ([x0, x1], [h0, h1]) = (pair, h) {
+                even += x0 * h0;
+                odd += x1 * h1;
+            }
         }
         (even, odd)
     }
@@ -236,8 +244,10 @@ impl Encoder {
     pub fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> usize {
         let mut n = 0;
         for (pair, o) in pcm.chunks_exact(2).zip(out.iter_mut()) {
-            *o = self.encode_pair(i32::from(pair[0]), i32::from(pair[1]));
-            n += 1;
+            if let [a, b] = pair {
+                *o = self.encode_pair(i32::from(*a), i32::from(*b));
+                n += 1;
+            }
         }
         n
     }
@@ -251,10 +261,10 @@ impl Encoder {
         let el = sat(xl - self.low.s);
         let m = if el >= 0 { el } else { -(el + 1) };
         let mut i = 1;
-        while i < 30 && m >= (Q6[i] * self.low.det) >> 12 {
+        while i < 30 && m >= (at(&Q6, i) * self.low.det) >> 12 {
             i += 1;
         }
-        let il = if el < 0 { ILN[i] } else { ILP[i] };
+        let il = if el < 0 { at(&ILN, i) } else { at(&ILP, i) };
         let il = usize::try_from(il).unwrap_or(0);
         self.low.adapt_low(il);
 
@@ -266,7 +276,7 @@ impl Encoder {
         } else {
             1
         };
-        let ih = if eh < 0 { IHN[k] } else { IHP[k] };
+        let ih = if eh < 0 { at(&IHN, k) } else { at(&IHP, k) };
         let ih = usize::try_from(ih).unwrap_or(0);
         self.high.adapt_high(ih);
 
@@ -303,10 +313,10 @@ impl Decoder {
     pub fn decode(&mut self, codes: &[u8], out: &mut [i16]) -> usize {
         let mut n = 0;
         for (&c, pair) in codes.iter().zip(out.chunks_exact_mut(2)) {
-            let (a, b) = self.decode_octet(c);
-            pair[0] = a;
-            pair[1] = b;
-            n += 2;
+            if let [x, y] = pair {
+                (*x, *y) = self.decode_octet(c);
+                n += 2;
+            }
         }
         n
     }
@@ -316,12 +326,12 @@ impl Decoder {
         let ih = usize::from(code >> 6);
 
         // Lower band: the 6-bit inverse quantiser for the output, the 4-bit one to adapt.
-        let dl = (self.low.det * QM6[il]) >> 15;
+        let dl = (self.low.det * at(&QM6, il)) >> 15;
         let rl = (self.low.s + dl).clamp(-16384, 16383);
         self.low.adapt_low(il);
 
         // Higher band.
-        let dh = (self.high.det * QM2[ih]) >> 15;
+        let dh = (self.high.det * at(&QM2, ih)) >> 15;
         let rh = (self.high.s + dh).clamp(-16384, 16383);
         self.high.adapt_high(ih);
 

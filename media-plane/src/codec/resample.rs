@@ -113,9 +113,10 @@ impl Decimator {
     pub fn process(&mut self, input: &[i16], out: &mut [i16]) -> usize {
         let mut n = 0;
         for (pair, o) in input.chunks_exact(2).zip(out.iter_mut()) {
+            let [x0, x1] = pair else { continue };
             // The output is centred on an odd sample (31 before the pair's first): with the
             // interpolator's 31, a round trip is delayed by a whole 31 samples at 8 kHz.
-            self.w.push(i32::from(pair[0]));
+            self.w.push(i32::from(*x0));
             let s = self.w.samples();
             let mut acc = 0i64;
             if let (Some(&c), Some(lo), Some(hi)) = (s.get(31), s.get(..31), s.get(32..)) {
@@ -129,7 +130,7 @@ impl Decimator {
                 }
             }
             *o = to_i16(acc);
-            self.w.push(i32::from(pair[1]));
+            self.w.push(i32::from(*x1));
             n += 1;
         }
         n
@@ -163,6 +164,7 @@ impl Interpolator {
     pub fn process(&mut self, input: &[i16], out: &mut [i16]) -> usize {
         let mut n = 0;
         for (&x, pair) in input.iter().zip(out.chunks_exact_mut(2)) {
+            let [y0, y1] = pair else { continue };
             self.w.push(i32::from(x));
             let v = self.w.samples();
             // Even phase: 2·h(31 − 2i) on v[31 − i], paired with v[i] (same coefficient).
@@ -172,9 +174,9 @@ impl Interpolator {
                 let b = v.get(i).copied().unwrap_or(0);
                 acc += 2 * i64::from(h) * i64::from(a + b);
             }
-            pair[0] = to_i16(acc);
+            *y0 = to_i16(acc);
             // Odd phase: the centre tap (½, doubled) on v[31 − 15].
-            pair[1] = v.get(16).map_or(0, |&s| s as i16);
+            *y1 = v.get(16).map_or(0, |&s| s as i16);
             n += 2;
         }
         n

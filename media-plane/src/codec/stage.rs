@@ -1,11 +1,15 @@
 //! [`CodecStage`]: the per-stream codec work of the relay, one state per direction.
 //!
 //! For each RTP packet of a stream whose legs negotiated different formats ([`CodecPlan`]):
-//! - audio at the sending leg's payload type is transcoded into the receiving leg's codec (in
-//!   place: G.711 laws keep one byte per sample) and renumbered to its payload type;
+//! - audio at the sending leg's payload type is transcoded into the receiving leg's codec and
+//!   renumbered to its payload type: between the G.711 laws at the same packet time in place (one
+//!   byte per sample, a table), otherwise through a [`Pipeline`] (decode, PCM, encode, the
+//!   receiving leg's packet time, its own sequence numbers and timestamps);
 //! - telephone-events (RFC 4733) are renumbered to the receiving leg's telephone-event payload
-//!   type, or, when that leg has none, turned into in-band tones in its G.711 codec (and the
-//!   sender's audio during the event is dropped, so a phone that sends both is heard once);
+//!   type (renumbered into the pipeline's sequence and timestamps when there is one), or, when
+//!   that leg has none, turned into in-band tones in its codec (at an 8 kHz working rate: not
+//!   between two wideband legs) and the sender's audio during the event is dropped, so a phone
+//!   that sends both is heard once;
 //! - when the sending leg has no telephone-event and the receiving leg has one, the sending
 //!   leg's G.711 audio goes through the DTMF detector: a digit becomes RFC 4733 event packets
 //!   (each replacing the audio packet it was heard in, so the tone is not relayed as well), and
@@ -18,6 +22,7 @@
 
 use super::dtmf::{self, Detected, Detector, Event};
 use super::g711;
+use super::transcode::{Pipeline, Received};
 use super::{Codec, CodecPlan, LegFormat};
 use crate::rtp::{RtpHeader, RtpHeaderMut};
 
@@ -98,6 +103,8 @@ struct Sending {
 struct Packet {
     /// Its length.
     len: usize,
+    /// Its sequence number.
+    seq: u16,
     /// Its timestamp.
     ts: u32,
     /// The header's length (payload offset).
@@ -107,7 +114,7 @@ struct Packet {
 }
 
 /// One direction's formats and state.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Direction {
     from: LegFormat,
     to: LegFormat,
@@ -118,10 +125,12 @@ struct Direction {
     /// Timestamp of the first packet of a tone the detector is deciding on.
     maybe_since: Option<u32>,
     sending: Option<Sending>,
+    /// Decode, PCM, encode (all but the G.711 laws at the same packet time).
+    pipe: Option<Box<Pipeline>>,
 }
 
 /// The codec stage of one stream. See the module doc.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct CodecStage {
     plan: CodecPlan,
     ab: Direction,
@@ -130,12 +139,13 @@ pub struct CodecStage {
 }
 
 impl CodecStage {
-    /// The stage for `plan` (built on the control path; the detector's block is allocated here).
+    /// The stage for `plan` (built on the control path; the detector's block, the pipelines'
+    /// buffers and libopus' state are allocated here).
     pub fn new(plan: CodecPlan) -> Self {
         Self {
             plan,
-            ab: Direction::new(plan.a, plan.b),
-            ba: Direction::new(plan.b, plan.a),
+            ab: Direction::new(plan.a, plan.b, plan.opus_complexity),
+            ba: Direction::new(plan.b, plan.a, plan.opus_complexity),
             counters: CodecCounters::default(),
         }
     }
@@ -148,6 +158,14 @@ impl CodecStage {
     /// This stream's counters.
     pub fn counters(&self) -> CodecCounters {
         self.counters
+    }
+
+    /// The pipeline of direction `way`, when it has one.
+    pub fn pipeline(&mut self, way: Way) -> Option<&mut Pipeline> {
+        match way {
+            Way::AToB => self.ab.pipe.as_deref_mut(),
+            Way::BToA => self.ba.pipe.as_deref_mut(),
+        }
     }
 
     /// Process the RTP packet in `room[..len]` travelling `way`. It may be rewritten in place and
@@ -172,9 +190,17 @@ impl CodecStage {
 }
 
 impl Direction {
-    fn new(from: LegFormat, to: LegFormat) -> Self {
+    fn new(from: LegFormat, to: LegFormat, opus_complexity: u8) -> Self {
         let detect =
             from.telephone_event.is_none() && to.telephone_event.is_some() && from.codec.is_g711();
+        let same_time = from.packet_ms() == to.packet_ms();
+        let in_place =
+            same_time && (from.codec == to.codec || (from.codec.is_g711() && to.codec.is_g711()));
+        let pipe = if in_place {
+            None
+        } else {
+            Pipeline::new(&from, &to, opus_complexity).map(Box::new)
+        };
         Self {
             from,
             to,
@@ -183,6 +209,7 @@ impl Direction {
             detector: detect.then(|| Box::new(Detector::new())),
             maybe_since: None,
             sending: None,
+            pipe,
         }
     }
 
@@ -195,6 +222,7 @@ impl Direction {
                 let body = len.saturating_sub(h.header_len()).saturating_sub(pad);
                 let pkt = Packet {
                     len,
+                    seq: h.sequence(),
                     ts: h.timestamp(),
                     hl: h.header_len(),
                     payload_len: body,
@@ -216,6 +244,7 @@ impl Direction {
     fn audio(&mut self, room: &mut [u8], pkt: Packet, c: &mut CodecCounters) -> StageResult {
         let Packet {
             len,
+            seq,
             ts,
             hl,
             payload_len,
@@ -232,9 +261,35 @@ impl Direction {
         }
         if self.detector.is_some() {
             if let Some(r) = self.detect(room, pkt, c) {
-                return r;
+                // An event packet now: into the pipeline's numbering, if any.
+                return match (r, self.pipe.as_deref_mut()) {
+                    (StageResult::Forward(n), Some(p)) => {
+                        let at = RtpHeader::parse(room.get(..n).unwrap_or_default())
+                            .map_or(ts, |h| h.timestamp());
+                        if p.event(room, n, seq, at) {
+                            r
+                        } else {
+                            StageResult::Consumed
+                        }
+                    }
+                    _ => r,
+                };
             }
-        } else if let Some(payload) = room.get_mut(hl..hl + payload_len) {
+        }
+        if let Some(p) = self.pipe.as_deref_mut() {
+            c.transcoded_frames += 1;
+            let rx = Received {
+                seq,
+                ts,
+                hl,
+                payload_len,
+            };
+            return match p.audio(room, rx, self.to.payload_type) {
+                Some(n) => StageResult::Forward(n),
+                None => StageResult::Consumed,
+            };
+        }
+        if let Some(payload) = room.get_mut(hl..hl.saturating_add(payload_len)) {
             transcode(self.from.codec, self.to.codec, payload, c);
         }
         set_payload_type(room, len, self.to.payload_type);
@@ -242,14 +297,14 @@ impl Direction {
     }
 
     /// Run the detector on a G.711 audio packet. `Some`: the packet became an event packet (or
-    /// was consumed); `None`: it stays audio (transcoded, maybe muted).
+    /// was consumed); `None`: it stays audio (maybe muted), to be transcoded.
     fn detect(
         &mut self,
         room: &mut [u8],
         pkt: Packet,
         c: &mut CodecCounters,
     ) -> Option<StageResult> {
-        let (len, ts, hl) = (pkt.len, pkt.ts, pkt.hl);
+        let (ts, hl) = (pkt.ts, pkt.hl);
         let payload_len = pkt.payload_len;
         let te = self.to.telephone_event?;
         let payload = room.get_mut(hl..hl + payload_len)?;
@@ -259,8 +314,9 @@ impl Direction {
         for chunk in payload.chunks(CHUNK) {
             let out = pcm.get_mut(..chunk.len()).unwrap_or_default();
             match self.from.codec {
-                Codec::Pcmu => g711::decode_ulaw(chunk, out),
                 Codec::Pcma => g711::decode_alaw(chunk, out),
+                // The detector runs on G.711 senders only (see `Direction::new`).
+                _ => g711::decode_ulaw(chunk, out),
             }
             let d = self.detector.as_mut()?.push(out);
             if !matches!(seen, Detected::Start(_) | Detected::End(_)) {
@@ -314,13 +370,12 @@ impl Direction {
                 }
                 // Not a digit yet, maybe never: mute it, so the far end does not hear (and
                 // detect) the start of a tone that is then also sent as an event.
-                let silence = match self.to.codec {
-                    Codec::Pcmu => g711::linear_to_ulaw(0),
+                let silence = match self.from.codec {
                     Codec::Pcma => g711::linear_to_alaw(0),
+                    _ => g711::linear_to_ulaw(0),
                 };
                 room.get_mut(hl..hl + payload_len)?.fill(silence);
-                set_payload_type(room, len, self.to.payload_type);
-                return Some(StageResult::Forward(len));
+                return None;
             }
             Detected::Quiet => self.maybe_since = None,
         }
@@ -341,14 +396,19 @@ impl Direction {
             }
             self.sending = None;
         }
-        let payload = room.get_mut(hl..hl + payload_len)?;
-        transcode(self.from.codec, self.to.codec, payload, c);
         None
     }
 
     fn event(&mut self, room: &mut [u8], pkt: Packet, c: &mut CodecCounters) -> StageResult {
-        let Packet { len, ts, hl, .. } = pkt;
+        let Packet {
+            len, seq, ts, hl, ..
+        } = pkt;
         if let Some(te) = self.to.telephone_event {
+            if let Some(p) = self.pipe.as_deref_mut() {
+                if !p.event(room, len, seq, ts) {
+                    return StageResult::Consumed;
+                }
+            }
             if self.last_relayed != Some(ts) {
                 self.last_relayed = Some(ts);
                 c.dtmf_relayed += 1;
@@ -389,16 +449,31 @@ impl Direction {
             return StageResult::Consumed;
         };
         dtmf::tone(p.event, p.generated, pcm);
+        let at = ts.wrapping_add(p.generated);
+        p.generated += u32::try_from(n).unwrap_or(0);
+        self.playing = Some(p);
+        if let Some(pipe) = self.pipe.as_deref_mut() {
+            // The tone stands for the sender's audio: through the pipeline like it.
+            let rx = Received {
+                seq,
+                ts: at,
+                hl,
+                payload_len: 0,
+            };
+            return match pipe.tone(room, rx, pcm, self.to.payload_type) {
+                Some(n) => StageResult::Forward(n),
+                None => StageResult::Consumed,
+            };
+        }
         let Some(out) = room.get_mut(hl..hl + n) else {
             return StageResult::Consumed;
         };
         match self.to.codec {
             Codec::Pcmu => g711::encode_ulaw(pcm, out),
             Codec::Pcma => g711::encode_alaw(pcm, out),
+            // Only the G.711 laws go without a pipeline.
+            Codec::G722 | Codec::Opus => return StageResult::Consumed,
         }
-        let at = ts.wrapping_add(p.generated);
-        p.generated += u32::try_from(n).unwrap_or(0);
-        self.playing = Some(p);
         if let Ok(mut h) = RtpHeaderMut::parse(room.get_mut(..hl + n).unwrap_or_default()) {
             let _ = h.set_payload_type(self.to.payload_type);
             h.set_timestamp(at);
