@@ -7,6 +7,14 @@
 //! - `g711/alaw_ulaw`: PCMA on leg A, PCMU on leg B (telephone-event on both, renumbered).
 //! - `g711/alaw_ulaw_inband_dtmf`: the same with leg A lacking telephone-event, so the DTMF
 //!   detector runs on every A->B frame (the worst G.711 case).
+//! - `g722/g722_ulaw`: G.722 on leg A (160 octets, 320 samples at 16 kHz), PCMU on leg B: G.722
+//!   decode and half-band decimation one way, interpolation and G.722 encode the other.
+//! - `opus/opus_ulaw_c3`, `opus/opus_ulaw_c10`: Opus on leg A (a 20 ms packet of a voice-like
+//!   signal made by libopus beforehand), PCMU on leg B, the encoder toward A at complexity 3
+//!   (the default) and 10: Opus decode one way, encode the other, at 8 kHz.
+//!
+//! Each packet is copied into a receive buffer of 1500 bytes with its sequence number and
+//! timestamp advanced (the pipelines drop repeated packets), for every case alike.
 //!
 //! Channels per core = 20 ms / (time per iteration), an iteration being one frame both ways:
 //! `1 / (2 × time per element × 50)`.
@@ -18,7 +26,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use media_plane::codec::{Codec, CodecPlan, LegFormat};
+use media_plane::codec::{opus, Codec, CodecPlan, LegFormat};
 use media_plane::shard::{ShardConfig, Side};
 use media_plane::{Action, MediaShard};
 use mimalloc::MiMalloc;
@@ -31,6 +39,44 @@ fn packet(pt: u8, fill: u8) -> Vec<u8> {
     // Speech-like bytes: a slow sweep over the code space.
     p.extend((0..160u32).map(|i| fill.wrapping_add((i * 7 % 251) as u8)));
     p
+}
+
+/// A 20 ms Opus packet (8 kHz input, two tones and a sweep, like a voiced sound).
+fn opus_packet(pt: u8) -> Vec<u8> {
+    let mut e = opus::Encoder::new(8000, 5, &Default::default()).unwrap();
+    let pcm: Vec<i16> = (0..160)
+        .map(|i| {
+            let t = f64::from(i) / 8000.0;
+            let x = 5000.0 * (std::f64::consts::TAU * 210.0 * t).sin()
+                + 3000.0 * (std::f64::consts::TAU * 630.0 * t).sin()
+                + 1500.0 * (std::f64::consts::TAU * (1200.0 + 3000.0 * t) * t).sin();
+            x as i16
+        })
+        .collect();
+    let mut out = vec![0u8; 400];
+    let n = e.encode(&pcm, &mut out).unwrap();
+    let mut p = vec![0x80, pt, 0, 1, 0, 0, 3, 192, 0, 0, 0, 1];
+    p.extend_from_slice(&out[..n]);
+    p
+}
+
+/// A sender's packets: the template, its sequence number and timestamp advanced per packet.
+struct Sender {
+    template: Vec<u8>,
+    ticks: u32,
+    n: u32,
+}
+
+impl Sender {
+    /// Copy the next packet into `room`; its length.
+    fn next(&mut self, room: &mut [u8]) -> usize {
+        let len = self.template.len();
+        room[..len].copy_from_slice(&self.template);
+        self.n = self.n.wrapping_add(1);
+        room[2..4].copy_from_slice(&(self.n as u16).to_be_bytes());
+        room[4..8].copy_from_slice(&self.n.wrapping_mul(self.ticks).to_be_bytes());
+        len
+    }
 }
 
 struct Call {
@@ -61,21 +107,14 @@ fn call(plan: Option<CodecPlan>) -> Call {
 }
 
 fn leg(codec: Codec, pt: u8, te: Option<u8>) -> LegFormat {
-    LegFormat {
-        codec,
-        payload_type: pt,
-        telephone_event: te,
-    }
+    LegFormat::new(codec, pt, te)
 }
 
-fn both_ways(c: &mut Call, from_a: &mut [u8], from_b: &mut [u8], pt_a: u8, pt_b: u8) {
-    // The stage renumbers in place: put the sender's payload type back each time.
-    from_a[1] = pt_a;
-    from_b[1] = pt_b;
-    let len_a = from_a.len();
-    let len_b = from_b.len();
-    let r1 = c.shard.on_packet_in(c.a.0, c.a.1, from_a, len_a, c.now);
-    let r2 = c.shard.on_packet_in(c.b.0, c.b.1, from_b, len_b, c.now);
+fn both_ways(c: &mut Call, room: &mut [u8], a: &mut Sender, b: &mut Sender) {
+    let len_a = a.next(room);
+    let r1 = c.shard.on_packet_in(c.a.0, c.a.1, room, len_a, c.now);
+    let len_b = b.next(room);
+    let r2 = c.shard.on_packet_in(c.b.0, c.b.1, room, len_b, c.now);
     assert!(matches!(r1, Action::Forward { .. }) && matches!(r2, Action::Forward { .. }));
     black_box((r1, r2));
 }
@@ -84,30 +123,61 @@ fn bench(cr: &mut Criterion) {
     let mut g = cr.benchmark_group("transcode");
     g.throughput(Throughput::Elements(2));
     g.measurement_time(Duration::from_secs(3));
-    let cases: [(&str, Option<CodecPlan>); 3] = [
+    let opus_at = |complexity: u8| {
+        let mut p = CodecPlan::new(leg(Codec::Opus, 111, None), leg(Codec::Pcmu, 0, None));
+        p.opus_complexity = complexity;
+        p
+    };
+    let cases: [(&str, Option<CodecPlan>); 6] = [
         ("baseline/relay", None),
         (
             "g711/alaw_ulaw",
-            Some(CodecPlan {
-                a: leg(Codec::Pcma, 8, Some(101)),
-                b: leg(Codec::Pcmu, 0, Some(96)),
-            }),
+            Some(CodecPlan::new(
+                leg(Codec::Pcma, 8, Some(101)),
+                leg(Codec::Pcmu, 0, Some(96)),
+            )),
         ),
         (
             "g711/alaw_ulaw_inband_dtmf",
-            Some(CodecPlan {
-                a: leg(Codec::Pcma, 8, None),
-                b: leg(Codec::Pcmu, 0, Some(101)),
-            }),
+            Some(CodecPlan::new(
+                leg(Codec::Pcma, 8, None),
+                leg(Codec::Pcmu, 0, Some(101)),
+            )),
         ),
+        (
+            "g722/g722_ulaw",
+            Some(CodecPlan::new(
+                leg(Codec::G722, 9, None),
+                leg(Codec::Pcmu, 0, None),
+            )),
+        ),
+        ("opus/opus_ulaw_c3", Some(opus_at(3))),
+        ("opus/opus_ulaw_c10", Some(opus_at(10))),
     ];
     for (name, plan) in cases {
         let mut c = call(plan);
-        let (pt_a, pt_b) = if plan.is_some() { (8, 0) } else { (8, 8) };
-        let mut from_a = packet(pt_a, 0x55);
-        let mut from_b = packet(pt_b, 0x80);
+        let (a, b) = match plan.map(|p| (p.a.codec, p.b.payload_type)) {
+            None => (packet(8, 0x55), packet(8, 0x80)),
+            Some((Codec::Opus, pt_b)) => (opus_packet(111), packet(pt_b, 0x80)),
+            Some((codec, pt_b)) => (
+                packet(codec.static_payload_type().unwrap_or(8), 0x55),
+                packet(pt_b, 0x80),
+            ),
+        };
+        let ticks_a = if a[1] == 111 { 960 } else { 160 };
+        let mut a = Sender {
+            template: a,
+            ticks: ticks_a,
+            n: 0,
+        };
+        let mut b = Sender {
+            template: b,
+            ticks: 160,
+            n: 0,
+        };
+        let mut room = vec![0u8; 1500];
         g.bench_function(name, |bch| {
-            bch.iter(|| both_ways(&mut c, &mut from_a, &mut from_b, pt_a, pt_b));
+            bch.iter(|| both_ways(&mut c, &mut room, &mut a, &mut b));
         });
     }
     g.finish();

@@ -59,15 +59,22 @@ fn error(e: Error) -> MediaError {
 }
 
 fn leg_format(l: &sbc_core::media::codecs::LegCodecs) -> media_plane::codec::LegFormat {
+    use media_plane::codec::{Codec, LegFormat, OpusParams};
     use sbc_core::media::codecs::AudioCodec;
-    media_plane::codec::LegFormat {
-        codec: match l.codec {
-            AudioCodec::Pcmu => media_plane::codec::Codec::Pcmu,
-            AudioCodec::Pcma => media_plane::codec::Codec::Pcma,
-        },
-        payload_type: l.payload_type,
-        telephone_event: l.telephone_event,
-    }
+    let codec = match l.codec {
+        AudioCodec::Pcmu => Codec::Pcmu,
+        AudioCodec::Pcma => Codec::Pcma,
+        AudioCodec::G722 => Codec::G722,
+        AudioCodec::Opus => Codec::Opus,
+    };
+    let mut f = LegFormat::new(codec, l.payload_type, l.telephone_event);
+    f.ptime = l.ptime;
+    f.opus = OpusParams {
+        max_playback_rate: l.opus.max_playback_rate,
+        max_average_bitrate: l.opus.max_average_bitrate,
+        inband_fec: l.opus.inband_fec,
+    };
+    f
 }
 
 /// One direction's SRTP context from the core's key.
@@ -216,9 +223,10 @@ impl MediaControl for ShardMedia {
         stream: usize,
         codecs: Option<&sbc_core::media::codecs::StreamCodecs>,
     ) -> Result<(), MediaError> {
-        let plan = codecs.map(|c| media_plane::codec::CodecPlan {
-            a: leg_format(&c.a),
-            b: leg_format(&c.b),
+        let plan = codecs.map(|c| {
+            let mut p = media_plane::codec::CodecPlan::new(leg_format(&c.a), leg_format(&c.b));
+            p.opus_complexity = c.opus_complexity;
+            p
         });
         self.0
             .set_codecs(session(session_handle), stream, plan)

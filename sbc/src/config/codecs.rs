@@ -1,7 +1,7 @@
 //! `[codecs]`: the codec policy per side (allow, strip, prefer, transcode_to), turned into the
 //! core's [`CodecPolicies`] for the media anchor (see `docs/codecs.md`).
 
-use sbc_core::media::codecs::{AudioCodec, CodecPolicies, CodecPolicy};
+use sbc_core::media::codecs::{AudioCodec, CodecPolicies, CodecPolicy, DEFAULT_OPUS_COMPLEXITY};
 use serde::Deserialize;
 
 /// `[codecs.outside]` / `[codecs.inside]`: the policy for descriptions sent to that side.
@@ -26,16 +26,19 @@ pub(crate) struct CodecsSection {
     pub(crate) outside: CodecPolicySection,
     #[serde(default)]
     pub(crate) inside: CodecPolicySection,
+    /// The Opus encoder complexity, 0-10 (default 3).
+    #[serde(default)]
+    pub(crate) opus_complexity: Option<u8>,
 }
 
 impl CodecPolicySection {
-    fn policy(&self, side: &str) -> Result<CodecPolicy, String> {
+    fn policy(&self, side: &str, opus_complexity: u8) -> Result<CodecPolicy, String> {
         let transcode_to = self
             .transcode_to
             .iter()
             .map(|n| {
                 AudioCodec::from_name(n).ok_or_else(|| {
-                    format!("codecs.{side}.transcode_to: {n:?} is not a codec the SBC transcodes (PCMU, PCMA)")
+                    format!("codecs.{side}.transcode_to: {n:?} is not a codec the SBC transcodes (PCMU, PCMA, G722, opus)")
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -44,6 +47,7 @@ impl CodecPolicySection {
             strip: self.strip.clone(),
             prefer: self.prefer.clone(),
             transcode_to,
+            opus_complexity,
         })
     }
 }
@@ -51,9 +55,15 @@ impl CodecPolicySection {
 impl CodecsSection {
     /// The core's policies; an unknown `transcode_to` codec is an error naming the key.
     pub(crate) fn policies(&self) -> Result<CodecPolicies, String> {
+        let complexity = self.opus_complexity.unwrap_or(DEFAULT_OPUS_COMPLEXITY);
+        if complexity > 10 {
+            return Err(format!(
+                "codecs.opus_complexity: {complexity} is not within 0-10"
+            ));
+        }
         Ok(CodecPolicies {
-            outside: self.outside.policy("outside")?,
-            inside: self.inside.policy("inside")?,
+            outside: self.outside.policy("outside", complexity)?,
+            inside: self.inside.policy("inside", complexity)?,
         })
     }
 }
@@ -76,12 +86,29 @@ mod tests {
         assert_eq!(p.inside.transcode_to, vec![AudioCodec::Pcmu]);
         assert_eq!(p.inside.strip, vec!["G729".to_owned()]);
         assert!(p.outside.is_empty());
-        let text = format!("{SIP}[codecs.outside]\ntranscode_to = [\"G722\"]\n");
+        assert_eq!(p.inside.opus_complexity, DEFAULT_OPUS_COMPLEXITY);
+        let c = Config::from_toml(
+            &format!(
+                "{SIP}[codecs]\nopus_complexity = 10\n[codecs.outside]\ntranscode_to = [\"G722\", \"OPUS\"]\n"
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        let p = c.codecs.policies().unwrap();
+        assert_eq!(
+            p.outside.transcode_to,
+            vec![AudioCodec::G722, AudioCodec::Opus]
+        );
+        assert_eq!(p.outside.opus_complexity, 10);
+        let text = format!("{SIP}[codecs.outside]\ntranscode_to = [\"G729\"]\n");
         let e = Config::from_toml(&text, "t.toml").unwrap_err();
         assert!(
-            e.contains("codecs.outside.transcode_to") && e.contains("G722"),
+            e.contains("codecs.outside.transcode_to") && e.contains("G729"),
             "{e}"
         );
+        let text = format!("{SIP}[codecs]\nopus_complexity = 11\n");
+        let e = Config::from_toml(&text, "t.toml").unwrap_err();
+        assert!(e.contains("codecs.opus_complexity"), "{e}");
         let text = format!("{SIP}[codecs.inside]\ntranscode = []\n");
         let e = Config::from_toml(&text, "t.toml").unwrap_err();
         assert!(e.contains("transcode"), "{e}");
