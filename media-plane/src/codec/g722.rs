@@ -23,6 +23,7 @@ const Q6: [i32; 32] = [
 /// The highest decision level (Q6[29]).
 const Q6_TOP: usize = 2919;
 /// For each value v up to [`Q6_TOP`], how many of the decision levels Q6[1..=29] are <= v.
+#[allow(clippy::indexing_slicing)] // compile time: v <= Q6_TOP and i < 30 by the loop bounds
 const LEVELS_UP_TO: [u8; Q6_TOP + 1] = {
     let mut t = [0u8; Q6_TOP + 1];
     let mut v = 0;
