@@ -7,8 +7,10 @@
 //! - `g711/alaw_ulaw`: PCMA on leg A, PCMU on leg B (telephone-event on both, renumbered).
 //! - `g711/alaw_ulaw_inband_dtmf`: the same with leg A lacking telephone-event, so the DTMF
 //!   detector runs on every A->B frame (the worst G.711 case).
-//! - `g722/g722_ulaw`: G.722 on leg A (160 octets, 320 samples at 16 kHz), PCMU on leg B: G.722
-//!   decode and half-band decimation one way, interpolation and G.722 encode the other.
+//! - `g722/g722_ulaw`: G.722 on leg A (160 octets, 320 samples at 16 kHz), PCMU on leg B, through
+//!   G.722's lower sub-band (the default): its lower band decoded one way, coded the other.
+//! - `g722/g722_ulaw_resampled`: the same through the full G.722 (both bands, the QMF) and the
+//!   half-band FIR: decode and decimation one way, interpolation and encode the other.
 //! - `opus/opus_ulaw_c3`, `opus/opus_ulaw_c10`: Opus on leg A (a 20 ms packet of a voice-like
 //!   signal made by libopus beforehand), PCMU on leg B, the encoder toward A at complexity 3
 //!   (the default) and 10: Opus decode one way, encode the other, at 8 kHz.
@@ -26,7 +28,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use media_plane::codec::{opus, Codec, CodecPlan, LegFormat};
+use media_plane::codec::{opus, Codec, CodecPlan, G722Narrowband, LegFormat};
 use media_plane::shard::{ShardConfig, Side};
 use media_plane::{Action, MediaShard};
 use mimalloc::MiMalloc;
@@ -128,7 +130,9 @@ fn bench(cr: &mut Criterion) {
         p.opus_complexity = complexity;
         p
     };
-    let cases: [(&str, Option<CodecPlan>); 6] = [
+    let mut g722_resampled = CodecPlan::new(leg(Codec::G722, 9, None), leg(Codec::Pcmu, 0, None));
+    g722_resampled.g722_narrowband = G722Narrowband::Resample;
+    let cases: [(&str, Option<CodecPlan>); 7] = [
         ("baseline/relay", None),
         (
             "g711/alaw_ulaw",
@@ -151,6 +155,7 @@ fn bench(cr: &mut Criterion) {
                 leg(Codec::Pcmu, 0, None),
             )),
         ),
+        ("g722/g722_ulaw_resampled", Some(g722_resampled)),
         ("opus/opus_ulaw_c3", Some(opus_at(3))),
         ("opus/opus_ulaw_c10", Some(opus_at(10))),
     ];

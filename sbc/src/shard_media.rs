@@ -226,6 +226,11 @@ impl MediaControl for ShardMedia {
         let plan = codecs.map(|c| {
             let mut p = media_plane::codec::CodecPlan::new(leg_format(&c.a), leg_format(&c.b));
             p.opus_complexity = c.opus_complexity;
+            p.g722_narrowband = if c.g722_resample {
+                media_plane::codec::G722Narrowband::Resample
+            } else {
+                media_plane::codec::G722Narrowband::SubBand
+            };
             p
         });
         self.0

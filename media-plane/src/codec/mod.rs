@@ -4,7 +4,8 @@
 //! - [`g711`]: μ-law and A-law (ITU-T G.711), with the byte-for-byte conversion tables.
 //! - [`g722`]: G.722 at 64 kbit/s (sub-band ADPCM, 16 kHz audio on an 8000 Hz RTP clock).
 //! - [`opus`]: Opus through libopus (the system library), set up from the leg's `fmtp`.
-//! - [`resample`]: the half-band filter between 16 and 8 kHz (G.722 against a narrowband leg).
+//! - [`resample`]: the half-band filter between 16 and 8 kHz (G.722 against a narrowband leg,
+//!   when [`G722Narrowband::Resample`]).
 //! - [`transcode`]: the decode -> PCM -> encode pipeline of one direction, with the
 //!   repacketisation between the legs' packet times.
 //! - [`dtmf`]: RFC 4733 telephone-event payloads, the tone generator and the Goertzel detector
@@ -161,6 +162,19 @@ impl LegFormat {
 /// channel within a few tens of µs per 20 ms frame, see BENCHMARKS.md).
 pub const DEFAULT_OPUS_COMPLEXITY: u8 = 3;
 
+/// How G.722 meets a narrowband (8 kHz) leg.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum G722Narrowband {
+    /// Through G.722's lower sub-band alone: the decoder's lower band is the 0-4 kHz audio at
+    /// 8 kHz, and 8 kHz audio is coded as the lower band with a silent higher band (no QMF, no
+    /// resampling; about half the cost).
+    #[default]
+    SubBand,
+    /// Through the full G.722 (both bands and the QMF) at 16 kHz and the half-band FIR of
+    /// [`resample`] between 16 and 8 kHz.
+    Resample,
+}
+
 /// The formats of both legs of a stream, as the offer/answer settled them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CodecPlan {
@@ -170,6 +184,8 @@ pub struct CodecPlan {
     pub b: LegFormat,
     /// The Opus encoder complexity (0-10) for an Opus leg.
     pub opus_complexity: u8,
+    /// How G.722 meets a narrowband leg.
+    pub g722_narrowband: G722Narrowband,
 }
 
 impl CodecPlan {
@@ -179,6 +195,7 @@ impl CodecPlan {
             a,
             b,
             opus_complexity: DEFAULT_OPUS_COMPLEXITY,
+            g722_narrowband: G722Narrowband::default(),
         }
     }
 

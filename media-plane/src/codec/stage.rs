@@ -144,8 +144,8 @@ impl CodecStage {
     pub fn new(plan: CodecPlan) -> Self {
         Self {
             plan,
-            ab: Direction::new(plan.a, plan.b, plan.opus_complexity),
-            ba: Direction::new(plan.b, plan.a, plan.opus_complexity),
+            ab: Direction::new(plan.a, plan.b, &plan),
+            ba: Direction::new(plan.b, plan.a, &plan),
             counters: CodecCounters::default(),
         }
     }
@@ -190,7 +190,7 @@ impl CodecStage {
 }
 
 impl Direction {
-    fn new(from: LegFormat, to: LegFormat, opus_complexity: u8) -> Self {
+    fn new(from: LegFormat, to: LegFormat, plan: &CodecPlan) -> Self {
         let detect =
             from.telephone_event.is_none() && to.telephone_event.is_some() && from.codec.is_g711();
         let same_time = from.packet_ms() == to.packet_ms();
@@ -199,7 +199,7 @@ impl Direction {
         let pipe = if in_place {
             None
         } else {
-            Pipeline::new(&from, &to, opus_complexity).map(Box::new)
+            Pipeline::new(&from, &to, plan).map(Box::new)
         };
         Self {
             from,

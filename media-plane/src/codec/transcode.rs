@@ -3,7 +3,8 @@
 //!
 //! A packet's payload is decoded into a FIFO of PCM at the pipeline's working rate (16 kHz when
 //! both legs are wideband, G.722 or Opus, else 8 kHz: G.722 against a narrowband leg goes through
-//! the half-band filter of [`super::resample`]; libopus decodes and encodes at the working rate
+//! its lower sub-band alone, or, with [`G722Narrowband::Resample`], through the full codec and the
+//! half-band filter of [`super::resample`]; libopus decodes and encodes at the working rate
 //! itself). Whenever the FIFO holds a whole packet of the receiving leg's packet time, it is
 //! encoded in the receiving codec into the same buffer, after the received header, and sent.
 //!
@@ -30,7 +31,7 @@ use super::g711;
 use super::g722;
 use super::opus;
 use super::resample::{Decimator, Interpolator};
-use super::{Codec, LegFormat};
+use super::{Codec, CodecPlan, G722Narrowband, LegFormat};
 use crate::rtp::RtpHeaderMut;
 
 /// PCM the FIFO holds (at 16 kHz: 256 ms, more than one packet of 120 ms and a leftover).
@@ -48,6 +49,8 @@ enum Dec {
     Ulaw,
     Alaw,
     G722(g722::Decoder, Option<Decimator>),
+    /// G.722 to 8 kHz by its lower band alone.
+    G722Low(g722::Decoder),
     Opus(opus::Decoder),
 }
 
@@ -58,6 +61,8 @@ enum Enc {
     Ulaw,
     Alaw,
     G722(g722::Encoder, Option<Interpolator>),
+    /// G.722 from 8 kHz into its lower band alone.
+    G722Low(g722::Encoder),
     Opus(opus::Encoder),
 }
 
@@ -111,23 +116,27 @@ pub struct Received {
 }
 
 impl Pipeline {
-    /// The pipeline from `from` to `to`; `opus_complexity` for an Opus encoder. `None` when a
-    /// codec cannot be set up (libopus refused).
-    pub fn new(from: &LegFormat, to: &LegFormat, opus_complexity: u8) -> Option<Self> {
+    /// The pipeline from `from` to `to`, with the plan's settings (Opus complexity, how G.722
+    /// meets a narrowband leg). `None` when a codec cannot be set up (libopus refused).
+    pub fn new(from: &LegFormat, to: &LegFormat, plan: &CodecPlan) -> Option<Self> {
         let rate = if from.codec.is_wideband() && to.codec.is_wideband() {
             16000
         } else {
             8000
         };
+        let opus_complexity = plan.opus_complexity;
+        let subband = rate == 8000 && plan.g722_narrowband == G722Narrowband::SubBand;
         let dec = match from.codec {
             Codec::Pcmu => Dec::Ulaw,
             Codec::Pcma => Dec::Alaw,
+            Codec::G722 if subband => Dec::G722Low(g722::Decoder::new()),
             Codec::G722 => Dec::G722(g722::Decoder::new(), (rate == 8000).then(Decimator::new)),
             Codec::Opus => Dec::Opus(opus::Decoder::new(rate)?),
         };
         let enc = match to.codec {
             Codec::Pcmu => Enc::Ulaw,
             Codec::Pcma => Enc::Alaw,
+            Codec::G722 if subband => Enc::G722Low(g722::Encoder::new()),
             Codec::G722 => Enc::G722(g722::Encoder::new(), (rate == 8000).then(Interpolator::new)),
             Codec::Opus => Enc::Opus(opus::Encoder::new(rate, opus_complexity, &to.opus)?),
         };
@@ -249,6 +258,7 @@ impl Pipeline {
                 let wide = d.decode(payload, &mut self.scratch);
                 down.process(self.scratch.get(..wide).unwrap_or(&[]), tail)
             }
+            Dec::G722Low(d) => d.decode_narrow(payload, tail),
             Dec::Opus(d) => d.decode(payload, tail, false).unwrap_or(0),
         };
         self.fill = (start + n).min(FIFO);
@@ -289,6 +299,7 @@ impl Pipeline {
                 let wide = up.process(pcm, &mut self.scratch);
                 e.encode(self.scratch.get(..wide)?, out)
             }
+            Enc::G722Low(e) => e.encode_narrow(pcm, out),
             Enc::Opus(e) => e.encode(pcm, out)?,
         };
         Some((len, take))

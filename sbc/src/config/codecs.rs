@@ -29,10 +29,18 @@ pub(crate) struct CodecsSection {
     /// The Opus encoder complexity, 0-10 (default 3).
     #[serde(default)]
     pub(crate) opus_complexity: Option<u8>,
+    /// How G.722 meets a narrowband leg: `"subband"` (default) or `"resample"`.
+    #[serde(default)]
+    pub(crate) g722_narrowband: Option<String>,
 }
 
 impl CodecPolicySection {
-    fn policy(&self, side: &str, opus_complexity: u8) -> Result<CodecPolicy, String> {
+    fn policy(
+        &self,
+        side: &str,
+        opus_complexity: u8,
+        g722_resample: bool,
+    ) -> Result<CodecPolicy, String> {
         let transcode_to = self
             .transcode_to
             .iter()
@@ -48,6 +56,7 @@ impl CodecPolicySection {
             prefer: self.prefer.clone(),
             transcode_to,
             opus_complexity,
+            g722_resample,
         })
     }
 }
@@ -61,9 +70,19 @@ impl CodecsSection {
                 "codecs.opus_complexity: {complexity} is not within 0-10"
             ));
         }
+        let g722_resample = match self.g722_narrowband.as_deref() {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("subband") => false,
+            Some(v) if v.eq_ignore_ascii_case("resample") => true,
+            Some(v) => {
+                return Err(format!(
+                    "codecs.g722_narrowband: {v:?} is not \"subband\" or \"resample\""
+                ))
+            }
+        };
         Ok(CodecPolicies {
-            outside: self.outside.policy("outside", complexity)?,
-            inside: self.inside.policy("inside", complexity)?,
+            outside: self.outside.policy("outside", complexity, g722_resample)?,
+            inside: self.inside.policy("inside", complexity, g722_resample)?,
         })
     }
 }
@@ -100,6 +119,17 @@ mod tests {
             vec![AudioCodec::G722, AudioCodec::Opus]
         );
         assert_eq!(p.outside.opus_complexity, 10);
+        assert!(!p.outside.g722_resample);
+        let text = format!("{SIP}[codecs]\ng722_narrowband = \"resample\"\n");
+        let p = Config::from_toml(&text, "t.toml")
+            .unwrap()
+            .codecs
+            .policies()
+            .unwrap();
+        assert!(p.inside.g722_resample && p.outside.g722_resample);
+        let text = format!("{SIP}[codecs]\ng722_narrowband = \"fir\"\n");
+        let e = Config::from_toml(&text, "t.toml").unwrap_err();
+        assert!(e.contains("codecs.g722_narrowband"), "{e}");
         let text = format!("{SIP}[codecs.outside]\ntranscode_to = [\"G729\"]\n");
         let e = Config::from_toml(&text, "t.toml").unwrap_err();
         assert!(

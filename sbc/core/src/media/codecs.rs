@@ -163,6 +163,9 @@ pub struct StreamCodecs {
     pub b: LegCodecs,
     /// The Opus encoder complexity (0-10).
     pub opus_complexity: u8,
+    /// G.722 against a narrowband leg through the full codec and a 16 <-> 8 kHz resampler
+    /// (`true`), or through its lower sub-band alone (`false`, the default: half the cost).
+    pub g722_resample: bool,
 }
 
 /// The codec policy for descriptions sent toward one side.
@@ -178,6 +181,8 @@ pub struct CodecPolicy {
     pub transcode_to: Vec<AudioCodec>,
     /// The Opus encoder complexity (0-10) of the streams this policy makes transcode.
     pub opus_complexity: u8,
+    /// How their G.722 meets a narrowband leg ([`StreamCodecs::g722_resample`]).
+    pub g722_resample: bool,
 }
 
 /// The Opus encoder complexity unless configured: 3 (cheap enough for hundreds of channels per
@@ -192,6 +197,7 @@ impl Default for CodecPolicy {
             prefer: Vec::new(),
             transcode_to: Vec::new(),
             opus_complexity: DEFAULT_OPUS_COMPLEXITY,
+            g722_resample: false,
         }
     }
 }
@@ -236,6 +242,7 @@ pub struct OfferState {
     from: MediaSide,
     streams: Vec<StreamOffer>,
     opus_complexity: u8,
+    g722_resample: bool,
 }
 
 impl OfferState {
@@ -319,6 +326,7 @@ pub fn apply_offer(
         from,
         streams: Vec::new(),
         opus_complexity: policy.opus_complexity,
+        g722_resample: policy.g722_resample,
     };
     for m in plain_rtp(plan) {
         let offered = transcodable(sdp, m);
@@ -488,6 +496,7 @@ pub fn apply_answer(sdp: &mut Sdp<'_>, offer: &OfferState) -> Vec<(usize, Stream
             a,
             b,
             opus_complexity: offer.opus_complexity,
+            g722_resample: offer.g722_resample,
         };
         out.push((m, plan));
     }
@@ -560,6 +569,7 @@ mod tests {
                         opus: OpusFmtp::default(),
                     },
                     opus_complexity: DEFAULT_OPUS_COMPLEXITY,
+                    g722_resample: false,
                 }
             )]
         );
