@@ -8,7 +8,7 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use media_plane::codec::{Codec, CodecPlan, LegFormat};
+use media_plane::codec::{Codec, CodecPlan, G722Narrowband, LegFormat};
 use media_plane::shard::{DropReason, RemoteSdp, ShardConfig, Side};
 use media_plane::{Action, MediaShard};
 
@@ -294,8 +294,9 @@ fn codec_stages_do_not_allocate() {
 }
 
 /// The pipelines (G.722, Opus, packet times that differ) allocate nothing on the packet path
-/// either: a G.722 caller against a PCMU PBX at 30 ms, and an Opus caller against a PCMA PBX,
-/// both ways, with losses; everything they need was allocated by `set_codecs`.
+/// either: a G.722 caller against a PCMU PBX at 30 ms, an Opus caller against a PCMA PBX, and a
+/// G.722 caller against a PCMA PBX through the full codec and the half-band FIR, both ways, with
+/// losses; everything they need was allocated by `set_codecs`.
 #[test]
 fn transcoding_pipelines_do_not_allocate() {
     let t = t0();
@@ -304,6 +305,11 @@ fn transcoding_pipelines_do_not_allocate() {
     let mut shard = MediaShard::new(ShardConfig::new(20000, 20019)).unwrap();
     let mut pbx_30 = LegFormat::new(Codec::Pcmu, 0, None);
     pbx_30.ptime = 30;
+    let mut g722_resampled = CodecPlan::new(
+        LegFormat::new(Codec::G722, 9, None),
+        LegFormat::new(Codec::Pcma, 8, None),
+    );
+    g722_resampled.g722_narrowband = G722Narrowband::Resample;
     let plans = [
         (
             CodecPlan::new(LegFormat::new(Codec::G722, 9, None), pbx_30),
@@ -320,6 +326,7 @@ fn transcoding_pipelines_do_not_allocate() {
             8,
             0,
         ),
+        (g722_resampled, 9, 8, 160),
     ];
     for (plan, pt_a, pt_b, a_len) in plans {
         let call = shard.allocate_session(t, 1).unwrap();
