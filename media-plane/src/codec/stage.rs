@@ -75,7 +75,7 @@ const CHUNK: usize = dtmf::BLOCK;
 /// Volume written in detected events (-dBm0).
 const DETECTED_VOLUME: u8 = 10;
 /// An event whose end never came is over when audio arrives this far (1 s) past its last sample.
-const STALE_EVENT: i32 = 8000;
+const STALE_EVENT: u32 = 8000;
 /// End packets sent for a detected digit (RFC 4733 §2.5.1.4: three).
 const END_PACKETS: u8 = 3;
 
@@ -213,6 +213,18 @@ impl Direction {
         }
     }
 
+    /// The sender's clock ticks of `samples` at 8 kHz (the tones' rate).
+    fn ticks(&self, samples: u32) -> u32 {
+        let t = u64::from(samples) * u64::from(self.from.codec.clock_rate()) / 8000;
+        u32::try_from(t).unwrap_or(u32::MAX)
+    }
+
+    /// 8 kHz samples in `ticks` of the sender's clock.
+    fn samples(&self, ticks: u32) -> u32 {
+        let s = u64::from(ticks) * 8000 / u64::from(self.from.codec.clock_rate().max(1));
+        u32::try_from(s).unwrap_or(u32::MAX)
+    }
+
     fn process(&mut self, room: &mut [u8], len: usize, c: &mut CodecCounters) -> StageResult {
         let Some((pt, pkt)) = room
             .get(..len)
@@ -251,10 +263,11 @@ impl Direction {
         } = pkt;
         if let Some(p) = self.playing {
             // A tone from an event replaces the sender's own audio until the event ends.
-            let last = p.timestamp.wrapping_add(p.generated);
+            let last = p.timestamp.wrapping_add(self.ticks(p.generated));
             // Signed distance: audio stamped inside the event is negative.
             let ahead = ts.wrapping_sub(last) as i32;
-            if !p.ended && ahead < STALE_EVENT {
+            let stale = i32::try_from(self.ticks(STALE_EVENT)).unwrap_or(i32::MAX);
+            if !p.ended && ahead < stale {
                 return StageResult::Consumed;
             }
             self.playing = None;
@@ -435,7 +448,9 @@ impl Direction {
             return StageResult::Consumed;
         }
         let room_samples = room.len().saturating_sub(hl).min(MAX_GENERATED);
-        let want = u32::from(ev.duration).saturating_sub(p.generated);
+        // The tone is made at 8 kHz: the event's duration (in the sender's clock) in samples.
+        let duration = self.samples(u32::from(ev.duration));
+        let want = duration.saturating_sub(p.generated);
         let n = usize::try_from(want)
             .unwrap_or(usize::MAX)
             .min(room_samples);
@@ -449,7 +464,7 @@ impl Direction {
             return StageResult::Consumed;
         };
         dtmf::tone(p.event, p.generated, pcm);
-        let at = ts.wrapping_add(p.generated);
+        let at = ts.wrapping_add(self.ticks(p.generated));
         p.generated += u32::try_from(n).unwrap_or(0);
         self.playing = Some(p);
         if let Some(pipe) = self.pipe.as_deref_mut() {

@@ -230,7 +230,7 @@ impl Pipeline {
             }
         }
         // Skip: the buffered audio and the gap become a jump of the output timestamp.
-        let skipped = self.fill + gap_samples;
+        let skipped = self.fill.saturating_add(gap_samples);
         self.out_ts = self.out_ts.wrapping_add(self.out_ticks(skipped));
         self.fill = 0;
         if dseq > 0 {
@@ -259,6 +259,8 @@ impl Pipeline {
                 down.process(self.scratch.get(..wide).unwrap_or(&[]), tail)
             }
             Dec::G722Low(d) => d.decode_narrow(payload, tail),
+            // An empty payload is no frame (libopus would conceal the whole FIFO's room).
+            Dec::Opus(_) if payload.is_empty() => 0,
             Dec::Opus(d) => d.decode(payload, tail, false).unwrap_or(0),
         };
         self.fill = (start + n).min(FIFO);

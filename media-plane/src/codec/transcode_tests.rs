@@ -450,3 +450,70 @@ fn opus_fmtp_sets_the_encoder() {
     assert_eq!(e.bitrate(), Some(16000));
     assert_eq!(e.inband_fec(), Some(false));
 }
+
+/// An Opus caller's RFC 4733 digits (telephone-event at its 48 kHz clock) toward a PCMU PBX
+/// without telephone-event: played as in-band tones through the pipeline, each heard once, in
+/// order, by the detector; the caller's audio around them keeps flowing, numbered consistently.
+#[test]
+fn opus_events_become_tones_toward_pcmu() {
+    use super::super::dtmf::{Detected, Detector, Event};
+    let from = LegFormat::new(Codec::Opus, 111, Some(101));
+    let to = leg(Codec::Pcmu, 0);
+    let mut stage = CodecStage::new(CodecPlan::new(from, to));
+    let mut enc = RefEnc::new(Codec::Opus, 8000);
+    let mut totals = CodecCounters::default();
+    let mut out = Vec::new();
+    let (mut seq, mut ts) = (100u16, 48000u32);
+    let mut send = |stage: &mut CodecStage, pkt: Vec<u8>| {
+        let mut room = vec![0u8; 2048];
+        room[..pkt.len()].copy_from_slice(&pkt);
+        if let StageResult::Forward(n) = stage.process(Way::AToB, &mut room, pkt.len(), &mut totals)
+        {
+            out.push(room[..n].to_vec());
+        }
+    };
+    let silence = vec![0i16; 160];
+    let digits = [3u8, 7, 11];
+    for &d in &digits {
+        for _ in 0..5 {
+            send(&mut stage, rtp(111, seq, ts, &enc.encode(&silence)));
+            seq = seq.wrapping_add(1);
+            ts = ts.wrapping_add(960);
+        }
+        let start = ts;
+        for i in 1..=5u16 {
+            let ev = Event {
+                event: d,
+                end: i == 5,
+                volume: 10,
+                duration: i * 960,
+            };
+            send(&mut stage, rtp(101, seq, start, &ev.to_bytes()));
+            seq = seq.wrapping_add(1);
+        }
+        ts = start.wrapping_add(5 * 960);
+    }
+    for _ in 0..5 {
+        send(&mut stage, rtp(111, seq, ts, &enc.encode(&silence)));
+        seq = seq.wrapping_add(1);
+        ts = ts.wrapping_add(960);
+    }
+    let mut det = Detector::new();
+    let mut heard = Vec::new();
+    for w in out.windows(2) {
+        assert_eq!(w[0][1] & 0x7f, 0, "PCMU only");
+        let s = |p: &[u8]| u16::from_be_bytes([p[2], p[3]]);
+        let t = |p: &[u8]| u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+        assert_eq!(s(&w[1]), s(&w[0]).wrapping_add(1));
+        assert_eq!(t(&w[1]).wrapping_sub(t(&w[0])), (w[0].len() - 12) as u32);
+    }
+    for p in &out {
+        let mut pcm = vec![0i16; p.len() - 12];
+        g711::decode_ulaw(&p[12..], &mut pcm);
+        if let Detected::Start(d) = det.push(&pcm) {
+            heard.push(d);
+        }
+    }
+    assert_eq!(heard, digits);
+    assert_eq!(stage.counters().dtmf_generated, 3);
+}
