@@ -41,6 +41,66 @@ pub fn looks_like_request(raw: &[u8]) -> bool {
     }
 }
 
+/// What names the element that owns a received message, read by [`owner_key`] without parsing the
+/// message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnerKey<'a> {
+    /// A response: the `branch` of its topmost Via, made by the element that sent the request.
+    Branch(&'a str),
+    /// A request in a dialog: its To tag, made by the element the request is sent to.
+    ToTag(&'a str),
+}
+
+/// The [`OwnerKey`] of a datagram, by a light scan: the start line tells a response from a request,
+/// then the header lines are cut until the first Via (responses) or To (requests); only that value
+/// is read, with the parsers [`Message::parse`] uses for it. Nothing is validated beyond that value,
+/// and nothing is allocated.
+///
+/// `None`: a request outside any dialog (no To tag), a response whose top Via has no branch, or
+/// anything this scan cannot read (no such header, a folded line in it, bytes that are not text);
+/// [`Message::parse`] then judges the message as usual. A key found here in a message the full
+/// parse later refuses is harmless: it only picks where the refusal is made.
+pub fn owner_key(raw: &[u8]) -> Option<OwnerKey<'_>> {
+    let head_start = skip_leading_crlf(raw);
+    let response = raw
+        .get(head_start..head_start.checked_add(4)?)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"));
+    let want = if response {
+        HeaderName::Via
+    } else {
+        HeaderName::To
+    };
+    let (_, mut pos) = line_at(raw, head_start)?;
+    loop {
+        let (end, next) = line_at(raw, pos)?;
+        // The empty line ends the header section: no such header.
+        if end == pos {
+            return None;
+        }
+        let line = raw.get(pos..end)?;
+        let name_len = line.iter().take_while(|b| is_token_byte(**b)).count();
+        if HeaderName::from_bytes(line.get(..name_len)?) == want {
+            // A folded value continues on the next line: left to the full parse, which unfolds.
+            if raw.get(next).is_some_and(|b| is_ws(*b)) {
+                return None;
+            }
+            let after = line.get(name_len..)?;
+            let colon = after.iter().position(|b| !is_ws(*b))?;
+            if after.get(colon) != Some(&b':') {
+                return None;
+            }
+            let value = std::str::from_utf8(after.get(colon.checked_add(1)?..)?).ok()?;
+            return if response {
+                let top = SplitTop::new(value, b',').next()?;
+                Via::parse(top).ok()?.branch().map(OwnerKey::Branch)
+            } else {
+                NameAddr::parse(value).ok()?.tag().map(OwnerKey::ToTag)
+            };
+        }
+        pos = next;
+    }
+}
+
 /// A byte range of the message, as `u32` offsets (the message length is checked to fit at parse).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Span {
@@ -909,6 +969,55 @@ v=0\n";
 
     fn parse(s: &str) -> Result<Message, ParseError> {
         Message::parse(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    #[test]
+    fn owner_key_reads_the_top_branch_of_a_response_and_the_to_tag_of_a_request() {
+        // A response: the topmost Via's branch, whatever follows it on the line or below.
+        let resp = "SIP/2.0 486 Busy Here\r\n\
+v: SIP/2.0/UDP 10.0.0.1:5060 ; rport=5060 ; branch = z9hG4bKtop , SIP/2.0/UDP h2;branch=z9hG4bKsecond\r\n\
+Via: SIP/2.0/UDP h3;branch=z9hG4bKthird\r\n\
+To: <sip:b@h>;tag=callee\r\nFrom: <sip:a@h>;tag=caller\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\
+Content-Length: 0\r\n\r\n";
+        assert_eq!(
+            owner_key(resp.as_bytes()),
+            Some(OwnerKey::Branch("z9hG4bKtop"))
+        );
+        assert_eq!(
+            parse(resp).unwrap().top_branch(),
+            Some("z9hG4bKtop"),
+            "the scan agrees with the parser"
+        );
+        // A request in a dialog: the To tag, not a tag inside the URI or the display name.
+        let bye = "\r\nBYE sip:a@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKb\r\n\
+From: <sip:b@h>;tag=callee\r\nTO : \"x;tag=no\" <sip:a@h;tag=nope>;foo;TAG=ours\r\n\
+Call-ID: c\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(owner_key(bye.as_bytes()), Some(OwnerKey::ToTag("ours")));
+        assert_eq!(parse(bye).unwrap().to_tag(), Some("ours"));
+        let compact =
+            "ACK sip:a@h SIP/2.0\nv: SIP/2.0/UDP h;branch=z9hG4bKa\nt: sip:a@h;tag=t1\n\n";
+        assert_eq!(owner_key(compact.as_bytes()), Some(OwnerKey::ToTag("t1")));
+        // Outside a dialog: no key. The Via's branch of a request is the sender's, never ours.
+        assert_eq!(owner_key(INVITE.as_bytes()), None);
+        // Nothing to read: no key, the full parse judges.
+        for junk in [
+            "",
+            "\r\n\r\n",
+            "SIP/2.0 200 OK",
+            "SIP/2.0 200 OK\r\nTo: <sip:a@h>;tag=x\r\n\r\n",
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;rport\r\n\r\n",
+            "SIP/2.0 200 OK\r\nVia: garbage;branch=z9hG4bKx\r\n\r\n",
+            "SIP/2.0 200 OK\r\nVia SIP/2.0/UDP h;branch=z9hG4bKx\r\n\r\n",
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;\r\n branch=z9hG4bKx\r\n\r\n",
+            "BYE sip:a@h SIP/2.0\r\nTo: <sip:a@h\r\n\r\n",
+            "BYE sip:a@h SIP/2.0\r\nTo: <sip:a@h>;tag=x",
+        ] {
+            assert_eq!(owner_key(junk.as_bytes()), None, "{junk:?}");
+        }
+        assert_eq!(
+            owner_key(b"BYE sip:a@h SIP/2.0\r\nTo: <sip:a@h>;tag=\xff\r\n\r\n"),
+            None
+        );
     }
 
     fn verdict(s: &str) -> Verdict {
