@@ -161,6 +161,38 @@ fn has_quote(s: &str) -> bool {
     memchr::memchr(b'"', s.as_bytes()).is_some()
 }
 
+/// How the offsets of a message move when its top Via value is replaced
+/// ([`Message::set_valid_top_via`]).
+#[derive(Clone, Copy)]
+struct Splice {
+    /// The old value's end: offsets at or after it move.
+    at: u32,
+    /// The old value's length.
+    cut: u32,
+    /// The new value's length.
+    grow: u32,
+    /// The new message's length.
+    len: u32,
+    /// The new top Via value, and its branch.
+    top_via: Span,
+    top_branch: Option<Span>,
+}
+
+impl Splice {
+    /// Offsets at or after the old value's end move by the change of length; spans holding the
+    /// value (its header field's) grow or shrink with it.
+    fn shift(self, x: u32) -> u32 {
+        if x >= self.at {
+            // x - cut + grow never exceeds the new length, which fits in u32.
+            x.saturating_sub(self.cut)
+                .saturating_add(self.grow)
+                .min(self.len)
+        } else {
+            x
+        }
+    }
+}
+
 /// A byte range of the message, as `u32` offsets (the message length is checked to fit at parse).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Span {
@@ -392,6 +424,10 @@ impl Message {
     pub fn top_branch(&self) -> Option<&str> {
         self.idx.top_branch.map(|s| self.text(s))
     }
+    /// The text of the topmost Via value (one value, validated at parse).
+    pub fn top_via_text(&self) -> &str {
+        self.text(self.idx.top_via)
+    }
     /// The topmost Via (mandatory, validated at parse).
     pub fn top_via(&self) -> Via<'_> {
         Via::parse(self.text(self.idx.top_via)).unwrap_or(EMPTY_VIA)
@@ -401,44 +437,30 @@ impl Message {
     /// second parse of the whole message. `None` when `value` is not a valid Via or the result
     /// would not fit the message size limit of the index.
     pub fn with_top_via(&self, value: &str) -> Option<Self> {
-        let via = Via::parse(value).ok()?;
-        let old = self.idx.top_via;
-        let (s, e) = (old.start as usize, old.end as usize);
-        let kept = self.raw.len().checked_sub(e.checked_sub(s)?)?;
-        let len = kept.checked_add(value.len())?;
-        let len32 = u32::try_from(len).ok()?;
-        let mut out = Vec::with_capacity(len);
-        out.extend_from_slice(self.raw.get(..s)?);
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(self.raw.get(e..)?);
-        // Offsets at or after the old value's end move by the change of length; spans holding the
-        // value (its header field's) grow or shrink with it.
-        let grow = u32::try_from(value.len()).ok()?;
-        let cut = old.end.checked_sub(old.start)?;
-        let at = old.end;
-        let shift = |x: u32| -> u32 {
-            if x >= at {
-                // x - cut + grow never exceeds the new length, which fits in u32.
-                x.saturating_sub(cut).saturating_add(grow).min(len32)
-            } else {
-                x
-            }
+        Via::parse(value).ok()?;
+        let mut m = self.clone();
+        m.set_valid_top_via(value).then_some(m)
+    }
+
+    /// [`Message::with_top_via`] in place, for a `value` already known to be one valid Via value (built from a
+    /// parsed one, as the NAT stamp is): it is not parsed again, only its `branch` is found, read
+    /// the way [`owner_key`] reads it, and the index is shifted in place. A `value` that is not a
+    /// valid Via makes a message whose top Via does not parse: use [`Message::with_top_via`] for
+    /// values from elsewhere. `false` (the message unchanged) when the result would not fit the
+    /// index's size limit.
+    pub fn set_valid_top_via(&mut self, value: &str) -> bool {
+        let Some((raw, splice)) = self.splice_top_via(value) else {
+            return false;
         };
         let span = |sp: Span| Span {
-            start: shift(sp.start),
-            end: shift(sp.end),
+            start: splice.shift(sp.start),
+            end: splice.shift(sp.end),
         };
-        let mut idx = self.idx.clone();
-        idx.start = match idx.start {
-            StartLine::Request { method, uri } => StartLine::Request {
-                method,
-                uri: span(uri),
-            },
-            StartLine::Response { status, reason } => StartLine::Response {
-                status,
-                reason: span(reason),
-            },
-        };
+        let idx = &mut self.idx;
+        match &mut idx.start {
+            StartLine::Request { uri, .. } => *uri = span(*uri),
+            StartLine::Response { reason, .. } => *reason = span(*reason),
+        }
         for h in &mut idx.headers {
             h.raw_name = span(h.raw_name);
             h.value = span(h.value);
@@ -450,11 +472,25 @@ impl Message {
         idx.from_tag = idx.from_tag.map(span);
         idx.to_tag = idx.to_tag.map(span);
         idx.cseq_method_text = span(idx.cseq_method_text);
-        idx.top_via = Span {
-            start: old.start,
-            end: old.start.checked_add(grow)?,
-        };
-        idx.top_branch = match via.branch() {
+        idx.top_via = splice.top_via;
+        idx.top_branch = splice.top_branch;
+        self.raw = raw;
+        true
+    }
+
+    /// The bytes of this message with its top Via value replaced by `value`, and how its offsets
+    /// move; `None` when the result would not fit in `u32` offsets.
+    fn splice_top_via(&self, value: &str) -> Option<(Bytes, Splice)> {
+        let old = self.idx.top_via;
+        let (s, e) = (old.start as usize, old.end as usize);
+        let kept = self.raw.len().checked_sub(e.checked_sub(s)?)?;
+        let len = kept.checked_add(value.len())?;
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(self.raw.get(..s)?);
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(self.raw.get(e..)?);
+        let grow = u32::try_from(value.len()).ok()?;
+        let top_branch = match top_via_branch(value) {
             Some(b) => {
                 let off = (b.as_ptr() as usize).checked_sub(value.as_ptr() as usize)?;
                 let start = s.checked_add(off)?;
@@ -462,10 +498,18 @@ impl Message {
             }
             None => None,
         };
-        Some(Self {
-            raw: Bytes::from(out),
-            idx,
-        })
+        let splice = Splice {
+            at: old.end,
+            cut: old.end.checked_sub(old.start)?,
+            grow,
+            len: u32::try_from(len).ok()?,
+            top_via: Span {
+                start: old.start,
+                end: old.start.checked_add(grow)?,
+            },
+            top_branch,
+        };
+        Some((Bytes::from(out), splice))
     }
     /// Every Via value, topmost first (all validated at parse).
     pub fn vias(&self) -> impl Iterator<Item = Via<'_>> + '_ {
