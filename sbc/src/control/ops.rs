@@ -734,7 +734,7 @@ impl Commands {
         self.remove_registration_answered(aor, contact, wait).0
     }
 
-    /// As [`Self::remove_registration`]: how many went, and how many workers answered.
+    /// As `remove_registration`: how many went, and how many workers answered.
     pub(crate) fn remove_registration_answered(
         &self,
         aor: &str,
