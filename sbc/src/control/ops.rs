@@ -755,7 +755,7 @@ impl Commands {
         self.targets_and_registrations(wait).map(|(g, _)| g)
     }
 
-    /// As [`Self::targets`], with the SBC's registrations with trunks: each trunk that registers
+    /// As `targets`, with the SBC's registrations with trunks: each trunk that registers
     /// (on any worker), and whether a worker holds its registration now.
     pub(crate) fn targets_and_registrations(
         &self,
