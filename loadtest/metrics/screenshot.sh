@@ -3,7 +3,8 @@
 # SBC (control API with a token, media anchored), replays pcaps/g711-rtcp.pcap through it with the
 # `loadtest` binary (its own UAC and UAS, RTP both ways), and runs scrape.sh beside the load
 # (promtool check metrics, the calls counter growing in the query API, the headless-Chromium
-# screenshot of the rate of calls started and of media datagrams relayed).
+# screenshot of the rate of calls started and of media datagrams relayed), with a look at one
+# call's media figures over the API halfway ($OUT/media-sessions.json).
 #
 #   loadtest/metrics/screenshot.sh [PNG]
 #
@@ -92,12 +93,17 @@ timeout $((SECONDS_TO_RUN + 60)) "$bin/loadtest" --pcap pcaps/g711-rtcp.pcap \
     > "$OUT/load.out" 2>&1 &
 load=$!
 pids+=($load)
+# A look at the calls' media over the API halfway through: each leg's figures and MOS.
+sleep $((SECONDS_TO_RUN / 2))
+curl -sf -H "Authorization: Bearer $TOKEN" "http://127.49.0.1:8080/api/v1/media/sessions?limit=1" \
+    > "$OUT/media-sessions.json" || true
 load_rc=0
 wait "$load" || load_rc=$?
 scrape_rc=0
 wait "$scrape" || scrape_rc=$?
 cat "$OUT/scrape.out"
 echo "load: $(tail -1 "$OUT/load.out" | jq -c '{attempted, answered, failed, rtp_sent, rtp_received}' 2>/dev/null || tail -1 "$OUT/load.out")"
+echo "media session halfway: $(jq -c '[.items[0].legs[] | {packets_rx, lost, jitter_ms, mos}]' "$OUT/media-sessions.json" 2>/dev/null)"
 [ "$load_rc" = 0 ] || { echo "loadtest FAILED ($load_rc, see $OUT/load.out)"; exit 1; }
 [ "$scrape_rc" = 0 ] || { echo "scrape.sh FAILED ($scrape_rc)"; exit 1; }
 if [ -n "$PNG" ] && [ -s "$OUT/graph.png" ]; then
