@@ -734,7 +734,8 @@ impl Commands {
         self.remove_registration_answered(aor, contact, wait).0
     }
 
-    /// As [`Self::remove_registration`]: how many went, and how many workers answered.
+    /// Remove the bindings of `aor` (only `contact` when given) on every worker, each told to the
+    /// PBX with a REGISTER `Expires: 0`: how many went, and how many workers answered.
     pub(crate) fn remove_registration_answered(
         &self,
         aor: &str,
@@ -755,8 +756,9 @@ impl Commands {
         self.targets_and_registrations(wait).map(|(g, _)| g)
     }
 
-    /// As [`Self::targets`], with the SBC's registrations with trunks: each trunk that registers
-    /// (on any worker), and whether a worker holds its registration now.
+    /// The target groups and trunks' proxies (members, health, probing, calls, disabled, drained),
+    /// with the SBC's registrations with trunks: each trunk that registers (on any worker), and
+    /// whether a worker holds its registration now.
     pub(crate) fn targets_and_registrations(
         &self,
         wait: Duration,
