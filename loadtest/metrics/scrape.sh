@@ -10,7 +10,9 @@
 # loadtest/media) before or right after this script. Prometheus listens on $PROM_ADDR
 # (default 127.0.0.1:9091) and keeps its data under a temporary directory, removed at the end. Output:
 # $OUT (default target/metrics-scrape): metrics.txt, promtool.txt, query.json, graph.png.
-# Needs: prometheus and promtool (Debian package prometheus), curl, jq; chromium for the screenshot.
+# Needs: prometheus and promtool (Debian package prometheus), curl, jq; chromium-headless-shell (or
+# chromium) for the screenshot, $WINDOW pixels (default 1000,1480: both graphs).
+# loadtest/metrics/screenshot.sh runs the whole thing: an SBC, a load with media, this script.
 set -euo pipefail
 URL=${1:-http://127.0.0.1:8080/metrics}
 SECONDS_TO_RUN=${2:-60}
@@ -75,15 +77,20 @@ if [ "$first" = none ] || [ "$last" = none ] || [ "$last" -le "$first" ]; then
 fi
 echo "the counter grew: $first -> $last"
 
-browser=$(command -v chromium || command -v chromium-browser || true)
+# The graph page: the classic UI at /classic/graph on Debian's 2.x build, /graph otherwise (2.x
+# React UI, 3.x); both read g<N>.expr, g<N>.tab (0: graph) and g<N>.range_input.
+graph=/graph
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$PROM_ADDR/classic/graph")" = 200 ] && graph=/classic/graph
+browser=$(command -v chromium-headless-shell || command -v chromium || command -v chromium-browser || true)
 if [ -z "$browser" ]; then
-  echo "no chromium: screenshot left out (apt-get install chromium)"
+  echo "no chromium: screenshot left out (apt-get install chromium-headless-shell)"
   exit 0
 fi
 range=$((SECONDS_TO_RUN + 10))s
-g="g0.expr=sum(sbc_b2bua_live_calls)&g0.tab=0&g0.range_input=$range"
-g="$g&g1.expr=sum(rate(sbc_media_forwarded_total%5B10s%5D))&g1.tab=0&g1.range_input=$range"
-"$browser" --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1400,1200 \
-    --virtual-time-budget=10000 --screenshot="$OUT/graph.png" "http://$PROM_ADDR/graph?$g" \
-    >/dev/null 2>&1
-echo "screenshot: $OUT/graph.png"
+g="g0.expr=sum(rate(sbc_b2bua_calls_started_total%5B5s%5D))&g0.tab=0&g0.range_input=$range"
+g="$g&g1.expr=sum(rate(sbc_media_forwarded_total%5B5s%5D))&g1.tab=0&g1.range_input=$range"
+"$browser" --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size="${WINDOW:-1000,1480}" \
+    --virtual-time-budget=10000 --screenshot="$OUT/graph.png" "http://$PROM_ADDR$graph?$g" \
+    >"$OUT/browser.log" 2>&1
+[ -s "$OUT/graph.png" ] || { echo "FAILED: no screenshot (see $OUT/browser.log)"; exit 1; }
+echo "screenshot: $OUT/graph.png (calls started per second, media datagrams relayed per second)"

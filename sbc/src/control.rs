@@ -40,7 +40,7 @@ const COMMANDS_PER_TICK: usize = 64;
 
 /// What the control thread asks of a worker.
 #[derive(Debug)]
-// Sent by the operations layer (HTTP API), which is not built yet.
+// Sent by the operations layer (the HTTP API, `api.rs`).
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) enum WorkerCommand {
     /// Change the guard: a ban, a lifted ban, an allowed network.

@@ -18,6 +18,7 @@ mod control;
 mod driver;
 mod fatal;
 mod handler;
+mod handover;
 mod media;
 mod metrics;
 mod observe;
@@ -370,6 +371,12 @@ fn run(
         Some(w) => (w.senders, Some((w.thread, w.failed))),
         None => (Vec::new(), None),
     };
+    // Datagrams on the shared sockets (the outside ones, then the shared inside port) that belong
+    // to another worker's dialog are handed to it.
+    let worker_ids = u16::try_from(n).map_err(|_| format!("workers: at most {}", u16::MAX))?;
+    let mut handovers = handover::Handover::build(worker_ids, secret, cfg.sip.udp.len() + 1)
+        .map_err(|e| format!("hand-over between workers: {e}"))?
+        .into_iter();
     for id in 0..n {
         let mut udp = bind(&cfg.sip.udp, udp::bind_udp)?;
         let outside_udp = udp.len();
@@ -445,6 +452,9 @@ fn run(
             commands: command_rxs
                 .next()
                 .ok_or_else(|| format!("worker {id}: no command channel"))?,
+            handover: handovers
+                .next()
+                .ok_or_else(|| format!("worker {id}: no hand-over inbox"))?,
         })
         .map_err(|e| format!("worker {id}: {e}"))?;
         workers.push(w);

@@ -6,11 +6,17 @@
 //! `Flow(token)` with the stream token (whose top byte is never zero). Nothing here is shared with other
 //! workers: each one probes the targets itself and keeps its own calls and registrations.
 //!
-//! Ownership needs no hand-over between workers: the outside reaches a worker through the kernel's
-//! SO_REUSEPORT hash (one source always lands on the same worker), and the inside reaches it through
-//! the worker's own port, which is the only port it uses toward the inside (Via, Contact, and the
-//! Contact it registers for user agents). Only requests the PBX starts toward trunks arrive on the
-//! shared inside port, and any worker can take those.
+//! A call belongs to the worker that took its first request, and the ids it makes (Via branch,
+//! tags, leg B's Call-ID) name that worker. Toward the inside a worker uses only its own port (Via,
+//! Contact, and the Contact it registers for user agents), so the PBX's answers and in-dialog
+//! requests come back to it directly; requests the PBX starts toward trunks arrive on the shared
+//! inside port (or a connection), and any worker can take those. The outside reaches a worker
+//! through the kernel's SO_REUSEPORT hash of the source: a caller outside keeps its worker, but a
+//! carrier answering a call the PBX placed (and its later requests in that dialog) lands on
+//! whichever worker its address hashes to. Such datagrams, on an outside socket or the shared inside
+//! port, are handed to the worker their top Via branch (responses) or To tag (requests in a dialog)
+//! names before they reach this module (see [`crate::handover`]), so a worker's [`Signalling`]
+//! only ever sees messages of its own calls, or of none.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;

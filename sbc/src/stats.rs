@@ -17,6 +17,12 @@ sbc_counters::counters! {
         counter udp_truncated,
         /// SIP receives that found no free buffer (io_uring buffer ring exhausted).
         counter udp_no_buffers,
+        /// SIP datagrams that named a dialog or transaction of another worker, handed to it.
+        counter handed_over,
+        /// SIP datagrams for another worker dropped because its inbox was full.
+        counter handover_dropped,
+        /// SIP datagrams other workers handed to this one.
+        counter handed_in,
         /// SIP messages framed on TCP and TLS connections.
         counter stream_rx_messages,
         /// CRLF keep-alives received on connections.

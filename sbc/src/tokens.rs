@@ -34,11 +34,13 @@ pub(crate) enum Kind {
     Epoll = 8,
     /// io_uring: a relayed media packet in flight (index: its buffer id).
     MediaSend = 9,
+    /// The worker's hand-over doorbell (datagrams other workers handed to it).
+    Handover = 10,
 }
 
 impl Kind {
     #[cfg(test)]
-    const ALL: [Self; 9] = [
+    const ALL: [Self; 10] = [
         Self::Udp,
         Self::TcpListen,
         Self::TlsListen,
@@ -48,6 +50,7 @@ impl Kind {
         Self::UdpSend,
         Self::Epoll,
         Self::MediaSend,
+        Self::Handover,
     ];
 
     /// A match, not a search: this runs for every completion and every epoll event.
@@ -62,6 +65,7 @@ impl Kind {
             7 => Self::UdpSend,
             8 => Self::Epoll,
             9 => Self::MediaSend,
+            10 => Self::Handover,
             _ => return None,
         })
     }

@@ -1,5 +1,8 @@
 //! Binding the SIP sockets: every worker binds each listen address itself with `SO_REUSEPORT`, so
 //! the kernel spreads sources across workers by hash and a source keeps reaching the same worker.
+//! The hash knows nothing of calls: a datagram of another worker's call is handed to it
+//! ([`crate::handover`]). Every worker binds the same list in the same order, so a socket's index
+//! names the same local address on every worker.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};

@@ -1,6 +1,8 @@
 //! One worker: a thread pinned to a core with its own sockets and its own handler; the state and
 //! the per-message and per-tick logic that the event loops of [`crate::driver`] call. Nothing is
-//! shared between workers but the stop flag; the packet path takes no lock.
+//! shared between workers but the stop flag and the hand-over inboxes ([`crate::handover`]: a
+//! datagram the kernel gave this worker for a dialog of another goes to that worker); the packet
+//! path takes no lock.
 //!
 //! TCP and TLS stay on the worker's epoll ([`crate::stream`]) under both drivers; the io_uring
 //! driver waits on that epoll through a poll request in its ring, so a worker always has exactly one
@@ -21,6 +23,7 @@ use sbc_sip::transaction::{Flow, Transmit};
 use crate::connect::Peers;
 use crate::control::{drain_commands, ops, GuardRequest, Layers, Publisher, WorkerCommand};
 use crate::handler::Handler;
+use crate::handover::{Handed, Handover};
 use crate::media::{MediaSockets, NgServer};
 use crate::observe::{LoopClock, Observed};
 use crate::persist::WorkerStore;
@@ -79,6 +82,10 @@ pub(crate) struct Worker {
     clock: LoopClock,
     /// Where the worker is in a stop (see [`StopPhase`]).
     stop_phase: StopPhase,
+    /// Datagrams of other workers' dialogs go to them; theirs for this one arrive here.
+    handover: Handover,
+    /// The datagrams taken from the inbox, handled once taken (reused).
+    handed: Vec<Handed>,
 }
 
 /// A worker's way to a stop: running; draining (new calls get 503, the calls in progress go on
@@ -117,6 +124,8 @@ pub(crate) struct WorkerSetup<'a> {
     pub(crate) store: Option<WorkerStore>,
     /// This worker's end of its command channel.
     pub(crate) commands: crossbeam_channel::Receiver<WorkerCommand>,
+    /// This worker's end of the hand-over between workers.
+    pub(crate) handover: Handover,
 }
 
 /// The media path of a worker, borrowed apart from the rest: its sockets, its shard, the ng
@@ -147,6 +156,7 @@ impl Worker {
             publisher,
             store,
             commands,
+            handover,
         } = setup;
         let limits = sbc_sip::framing::Limits {
             max_header: transport.max_message_size.min(16 * 1024),
@@ -170,6 +180,14 @@ impl Worker {
                 Token::new(Kind::Ng, 0).encode(),
             )?;
         }
+        if let Some(fd) = handover.doorbell_fd() {
+            // Both drivers wait on the epoll, so a hand-over wakes either at once.
+            epoll.add(
+                fd,
+                libc::EPOLLIN as u32,
+                Token::new(Kind::Handover, 0).encode(),
+            )?;
+        }
         Ok(Self {
             id,
             handler: Handler::new(signalling, Guard::new(guard)),
@@ -189,6 +207,8 @@ impl Worker {
             last_idle_scan: Instant::now(),
             clock: LoopClock::default(),
             stop_phase: StopPhase::Running,
+            handover,
+            handed: Vec::with_capacity(64),
         })
     }
 
@@ -335,10 +355,10 @@ impl Worker {
         let now = Instant::now();
         for ev in &events[..n] {
             let (tok, flags) = (ev.u64, ev.events);
-            if Token::decode(tok).is_some_and(|t| t.kind == Kind::Ng) {
-                self.on_ng(now);
-            } else {
-                self.on_stream_event(tok, flags, now);
+            match Token::decode(tok).map(|t| t.kind) {
+                Some(Kind::Ng) => self.on_ng(now),
+                Some(Kind::Handover) => self.on_handover(now),
+                _ => self.on_stream_event(tok, flags, now),
             }
         }
         Ok(())
@@ -430,7 +450,8 @@ impl Worker {
     }
 
     /// Handle one datagram received on UDP socket `index` from `src`; what it causes to be sent
-    /// (a stateless answer, the B2BUA's output) joins the outbox.
+    /// (a stateless answer, the B2BUA's output) joins the outbox. A datagram of another worker's
+    /// dialog or transaction is handed to that worker instead.
     pub(crate) fn on_datagram(
         &mut self,
         index: usize,
@@ -444,24 +465,53 @@ impl Worker {
             self.handler.transport.udp_truncated += 1;
             return;
         }
+        if let Some(owner) = self.handover.owner(index, data) {
+            let h = Handed {
+                index,
+                source: src,
+                data: Bytes::copy_from_slice(data),
+            };
+            if self.handover.hand(owner, h) {
+                self.handler.transport.handed_over += 1;
+            } else {
+                self.handler.transport.handover_dropped += 1;
+            }
+            return;
+        }
+        self.on_message(index, src, Bytes::copy_from_slice(data), now);
+    }
+
+    /// The doorbell rang: handle the datagrams other workers handed over, each as if it had
+    /// arrived on this worker's UDP socket of the same index (same local address).
+    pub(crate) fn on_handover(&mut self, now: Instant) {
+        let mut handed = std::mem::take(&mut self.handed);
+        self.handover.take(|h| handed.push(h));
+        for h in handed.drain(..) {
+            self.handler.transport.handed_in += 1;
+            self.on_message(h.index, h.source, h.data, now);
+        }
+        self.handed = handed;
+    }
+
+    /// One datagram of this worker's, received on UDP socket `index` (or handed over as such).
+    fn on_message(&mut self, index: usize, src: SocketAddr, data: Bytes, now: Instant) {
         let origin = Origin {
             source: src,
             side: udp_side(index, self.outside_udp),
             reliable: false,
             flow: Flow(index as u64),
         };
-        self.handler.handle(
-            Bytes::copy_from_slice(data),
-            origin,
-            now,
-            relay(&mut self.shard_media),
-        );
+        self.handler
+            .handle(data, origin, now, relay(&mut self.shard_media));
     }
 
     /// Take the outbox: stream flows, and messages to next hops reached over TCP or TLS, are
     /// written here (queued on their connection, opened if need be); UDP transmits are left in the
-    /// returned list for the driver, which batches them per socket.
+    /// returned list for the driver, which batches them per socket. Both drivers call this after
+    /// each batch, so this is also where the workers handed datagrams in the batch are woken
+    /// (once each).
     pub(crate) fn take_outbox(&mut self, udp: &mut Vec<Transmit>) {
+        self.handover.ring();
         let mut outbox = std::mem::take(&mut self.handler.outbox);
         for t in outbox.drain(..) {
             self.handler.traffic.sent(&t.bytes);

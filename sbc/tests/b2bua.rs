@@ -693,6 +693,102 @@ fn trunk_challenge_is_answered_with_the_trunk_credentials() {
     assert!(!pbx_log.contains("carrier.example"), "{pbx_log}");
 }
 
+/// A counter of the SBC's last "sbc stopped" line (the totals of every worker).
+fn total(log: &str, name: &str) -> u64 {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("sbc stopped"))
+        .unwrap_or_else(|| panic!("no 'sbc stopped' line:\n{log}"));
+    let key = format!(" {name}: ");
+    let at = line
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {name}: {line}"));
+    line[at + key.len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+/// The PBX places calls toward a UDP carrier trunk from ten source ports at once, so the kernel's
+/// `SO_REUSEPORT` hash puts them on both workers, while every answer of the carrier (one source)
+/// reaches one worker: the answers and requests of the calls the other worker owns are handed to
+/// it by the ids in their top Via branch or To tag. Every call completes; some were handed over.
+fn pbx_calls_reach_a_udp_trunk_from_many_ports(n: u8, driver: &str) {
+    const PBX_PORTS: u16 = 10;
+    let calls = PBX_PORTS.to_string();
+    let trunk = format!(
+        "{NO_PROBES}\n\
+         [[trunk]]\nname = \"carrier\"\noutbound = {{ proxy = \"{}:5090\" }}\noptions_interval_secs = 0\n\
+         [[route]]\nname = \"out\"\nfrom = \"inside\"\nprefix = \"\"\ntrunk = \"carrier\"\n",
+        ip(n, 8)
+    );
+    let sbc = start_sbc(
+        n,
+        &format!("handover-{driver}"),
+        driver,
+        &one_pbx(n),
+        &trunk,
+    );
+    let dir = sbc.dir.path().to_owned();
+    let carrier = sipp_with(
+        &dir,
+        "uas_basic.xml",
+        (&ip(n, 8), 5090),
+        None,
+        &["-m", &calls, "-timeout", "30s", "-timeout_error"],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let sbc_inside = format!("{}:5080", ip(n, 11));
+    let pbx_ip = ip(n, 4);
+    let pbxs: Vec<Child> = (0..PBX_PORTS)
+        .map(|i| {
+            sipp(
+                &dir,
+                "pbx_call_out.xml",
+                (&pbx_ip, 5070 + i),
+                Some(&sbc_inside),
+                &["-s", "15551234567", "-d", "300"],
+            )
+        })
+        .collect();
+    let pbx_results: Vec<_> = pbxs.into_iter().map(finish).collect();
+    let (carrier_status, carrier_err) = finish(carrier);
+    let all = logs(&dir, "");
+    let log = stop_clean(sbc);
+    for (i, (status, err)) in pbx_results.iter().enumerate() {
+        assert!(
+            status.success(),
+            "pbx on port {}: {status} {err}\n{all}\n{log}",
+            5070 + i
+        );
+    }
+    assert!(
+        carrier_status.success(),
+        "carrier: {carrier_status} {carrier_err}\n{all}\n{log}"
+    );
+    assert_eq!(total(&log, "calls_ended"), u64::from(PBX_PORTS), "{log}");
+    assert!(total(&log, "handed_over") > 0, "{log}");
+    assert_eq!(
+        total(&log, "handed_over"),
+        total(&log, "handed_in"),
+        "{log}"
+    );
+    assert_eq!(total(&log, "handover_dropped"), 0, "{log}");
+}
+
+#[test]
+fn pbx_calls_reach_a_udp_trunk_from_many_ports_on_io_uring() {
+    pbx_calls_reach_a_udp_trunk_from_many_ports(19, "auto");
+}
+
+#[test]
+fn pbx_calls_reach_a_udp_trunk_from_many_ports_on_epoll() {
+    pbx_calls_reach_a_udp_trunk_from_many_ports(20, "epoll");
+}
+
 /// The settings of a carrier trunk at 127.21.n.8 that the SBC registers with (trunkuser/s3cret).
 fn registering_trunk(n: u8) -> String {
     format!(

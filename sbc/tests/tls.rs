@@ -870,3 +870,119 @@ fn open_file_budget_is_checked_at_start() {
     assert!(log.contains("sbc listening"), "{log}");
     assert!(log.contains("open-file budget"), "{log}");
 }
+
+// ---- the inside over TLS ----
+
+/// The PBX reaches the SBC over TLS on the inside: with a PBX member of `transport = "tls"` and a
+/// certificate in `[tls]`, the SBC listens TLS at `inside.address`. The PBX (a rustls client that
+/// verifies the SBC's certificate) places a call toward a UDP carrier (sipp answering 486): the
+/// INVITE goes out, and the carrier's answer comes back over the PBX's own TLS connection.
+#[test]
+fn pbx_calls_out_over_the_inside_tls_listener() {
+    let n = 20;
+    let pki = TempDir::new("tls-inside-pki");
+    make_pki(pki.path(), &ip(n, 11));
+    let extra = format!(
+        "[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
+         [inside]\naddress = \"{inside}\"\nport = 5080\ntargets = [\"pbx\"]\n\
+         [[target_group]]\nname = \"pbx\"\ntargets = [{{ address = \"{pbx}:5061\", transport = \"tls\" }}]\n\
+         options_interval_secs = 0\n\
+         [[trunk]]\nname = \"carrier\"\noutbound = {{ proxy = \"{carrier}:5090\" }}\noptions_interval_secs = 0\n\
+         [[route]]\nname = \"out\"\nfrom = \"inside\"\nprefix = \"\"\ntrunk = \"carrier\"\n",
+        cert = pki.path().join("server.pem").display(),
+        key = pki.path().join("server.key").display(),
+        inside = ip(n, 11),
+        pbx = ip(n, 4),
+        carrier = ip(n, 2),
+    );
+    let sbc = start_sbc(n, "tls-inside", "auto", &extra);
+    let dir = sbc.dir.path().to_owned();
+    let carrier = sipp(&dir, "uas_486.xml", (&ip(n, 2), 5090), None, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // The PBX's connection, from its own address, verifying the SBC against the test CA.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local: SocketAddr = format!("{}:0", ip(n, 4)).parse().unwrap();
+    sock.bind(&local.into()).unwrap();
+    let remote: SocketAddr = format!("{}:5080", ip(n, 11)).parse().unwrap();
+    sock.connect(&remote.into()).unwrap();
+    let tcp: TcpStream = sock.into();
+    tcp.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in pem_certs(&pki.path().join("ca.pem")) {
+        roots.add(c).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(ip(n, 11)).unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+
+    let pbx = ip(n, 4);
+    let invite = format!(
+        "INVITE sip:4930123@{inside}:5080 SIP/2.0\r\n\
+         Via: SIP/2.0/TLS {pbx}:{port};branch=z9hG4bKtlsin1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:200@{pbx}>;tag=p1\r\nTo: <sip:4930123@{inside}>\r\n\
+         Call-ID: tls-inside-1@{pbx}\r\nCSeq: 1 INVITE\r\nContact: <sip:200@{pbx}:{port};transport=tls>\r\n\
+         Content-Length: 0\r\n\r\n",
+        inside = ip(n, 11)
+    );
+    tls.write_all(invite.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut chunk = [0u8; 4096];
+    while Instant::now() < deadline && !got.iter().any(|m: &String| m.starts_with("SIP/2.0 486")) {
+        match tls.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("PBX connection: {e}"),
+        }
+        while let Some(m) = take_message(&mut buf) {
+            got.push(m);
+        }
+    }
+    let final_486 = got.iter().find(|m| m.starts_with("SIP/2.0 486")).cloned();
+    if let Some(resp) = &final_486 {
+        let to = resp
+            .lines()
+            .find(|l| l.starts_with("To:"))
+            .unwrap()
+            .to_owned();
+        let ack = format!(
+            "ACK sip:4930123@{inside}:5080 SIP/2.0\r\n\
+             Via: SIP/2.0/TLS {pbx}:{port};branch=z9hG4bKtlsin1\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:200@{pbx}>;tag=p1\r\n{to}\r\n\
+             Call-ID: tls-inside-1@{pbx}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+            inside = ip(n, 11)
+        );
+        tls.write_all(ack.as_bytes()).unwrap();
+    }
+    let (status, err) = finish(carrier);
+    let sipp_logs = logs(&dir, "uas_486");
+    drop(tls);
+    let log = sbc.stop();
+    assert!(final_486.is_some(), "no 486 over TLS: {got:#?}\n{log}");
+    assert!(
+        status.success(),
+        "carrier: {status} {err}\n{sipp_logs}\n{log}"
+    );
+    // The answer names the PBX's own transaction, and came over the PBX's connection.
+    assert!(
+        final_486.unwrap().contains("branch=z9hG4bKtlsin1"),
+        "{got:#?}"
+    );
+    assert!(counter(&log, "tcp_accepted") >= 1, "{log}");
+    assert_eq!(counter(&log, "tls_errors"), 0, "{log}");
+}

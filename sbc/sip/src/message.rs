@@ -18,8 +18,8 @@ use smallvec::SmallVec;
 use crate::error::{ParseError, Verdict};
 use crate::header::{parse_cseq_parts, CSeq, NameAddr, Via};
 use crate::lex::{
-    has_class, is_token, is_token_byte, is_ws, parse_decimal, split_byte, trim_ws, Params,
-    SplitTop, WORD,
+    has_class, is_token, is_token_byte, is_ws, parse_decimal, quoted_end, split_byte, trim_ws,
+    trim_ws_start, Params, SplitTop, WORD,
 };
 use crate::names::expand_compact;
 pub use crate::names::{long_header_name, HeaderName, Method};
@@ -38,6 +38,158 @@ pub fn looks_like_request(raw: &[u8]) -> bool {
             .get(..4)
             .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/")),
         _ => false,
+    }
+}
+
+/// What names the element that owns a received message, read by [`owner_key`] without parsing the
+/// message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnerKey<'a> {
+    /// A response: the `branch` of its topmost Via, made by the element that sent the request.
+    Branch(&'a str),
+    /// A request in a dialog: its To tag, made by the element the request is sent to.
+    ToTag(&'a str),
+}
+
+/// The [`OwnerKey`] of a datagram, by a light scan: the start line tells a response from a request,
+/// then the header lines are cut until the first Via (responses) or To (requests), and only the
+/// parameters of that value are read (cut where [`Message::parse`] cuts them; the sent-by and the
+/// URI are not parsed). Nothing else is validated, and nothing is allocated.
+///
+/// `None`: a request outside any dialog (no To tag), a response whose top Via has no branch, or
+/// anything this scan cannot read (no such header, a folded line in it, bytes that are not text);
+/// [`Message::parse`] then judges the message as usual. A key found here in a message the full
+/// parse later refuses is harmless: it only picks where the refusal is made.
+pub fn owner_key(raw: &[u8]) -> Option<OwnerKey<'_>> {
+    let head_start = skip_leading_crlf(raw);
+    let response = raw
+        .get(head_start..head_start.checked_add(4)?)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"));
+    let want = if response {
+        HeaderName::Via
+    } else {
+        HeaderName::To
+    };
+    let (_, mut pos) = line_at(raw, head_start)?;
+    loop {
+        let (end, next) = line_at(raw, pos)?;
+        // The empty line ends the header section: no such header.
+        if end == pos {
+            return None;
+        }
+        let line = raw.get(pos..end)?;
+        let name_len = line.iter().take_while(|b| is_token_byte(**b)).count();
+        if HeaderName::from_bytes(line.get(..name_len)?) == want {
+            // A folded value continues on the next line: left to the full parse, which unfolds.
+            if raw.get(next).is_some_and(|b| is_ws(*b)) {
+                return None;
+            }
+            let after = line.get(name_len..)?;
+            let colon = after.iter().position(|b| !is_ws(*b))?;
+            if after.get(colon) != Some(&b':') {
+                return None;
+            }
+            let value = std::str::from_utf8(after.get(colon.checked_add(1)?..)?).ok()?;
+            return if response {
+                top_via_branch(value).map(OwnerKey::Branch)
+            } else {
+                name_addr_tag(value).map(OwnerKey::ToTag)
+            };
+        }
+        pos = next;
+    }
+}
+
+/// The `branch` of the first Via in a Via field value, read from its parameters alone (the sent-by,
+/// which holds no `;`, is not parsed).
+fn top_via_branch(value: &str) -> Option<&str> {
+    let top = if has_quote(value) {
+        SplitTop::new(value, b',').next()?
+    } else {
+        cut(value, b',').map_or(value, |(top, _)| top)
+    };
+    let (_, params) = cut(top, b';')?;
+    param(params, "branch")
+}
+
+/// The `tag` of a name-addr or addr-spec (To), read from its header parameters alone: they are cut
+/// where [`NameAddr::parse`] cuts them (after `>`, or after the first `;` of an addr-spec), and the
+/// URI is not parsed.
+fn name_addr_tag(value: &str) -> Option<&str> {
+    let s = trim_ws(value);
+    let bytes = s.as_bytes();
+    let angle = if bytes.first() == Some(&b'"') {
+        let end = quoted_end(bytes, 0)?;
+        let rest = trim_ws_start(s.get(end.checked_add(1)?..)?);
+        rest.starts_with('<').then_some(rest)?
+    } else if let Some((_, uri)) = cut(s, b'<') {
+        uri
+    } else {
+        let (_, params) = cut(s, b';')?;
+        return param(params, "tag");
+    };
+    let (_, after) = cut(angle, b'>')?;
+    let params = trim_ws(after).strip_prefix(';')?;
+    param(params, "tag")
+}
+
+/// The value of parameter `name` in a `;name[=value]` list (without its leading `;`), as
+/// [`Params::get`] reads it; the plain case (no quoted string) is cut with `memchr`.
+fn param<'a>(raw: &'a str, name: &str) -> Option<&'a str> {
+    if has_quote(raw) {
+        return Params { raw }.get(name).flatten();
+    }
+    let mut rest = Some(raw);
+    while let Some(r) = rest {
+        let (seg, next) = cut(r, b';').map_or((r, None), |(seg, next)| (seg, Some(next)));
+        rest = next;
+        let (n, v) = cut(seg, b'=').map_or((seg, None), |(n, v)| (n, Some(v)));
+        if trim_ws(n).eq_ignore_ascii_case(name) {
+            return v.map(trim_ws);
+        }
+    }
+    None
+}
+
+/// `s` around its first `b` (an ASCII byte, so both halves are text), found with `memchr`.
+fn cut(s: &str, b: u8) -> Option<(&str, &str)> {
+    let i = memchr::memchr(b, s.as_bytes())?;
+    Some((s.get(..i)?, s.get(i.checked_add(1)?..)?))
+}
+
+fn has_quote(s: &str) -> bool {
+    memchr::memchr(b'"', s.as_bytes()).is_some()
+}
+
+/// How the offsets of a message move when its top Via value is replaced
+/// ([`Message::set_valid_top_via`]).
+#[derive(Clone, Copy)]
+struct Splice {
+    /// The old value's end: offsets at or after it move.
+    at: u32,
+    /// The old value's length.
+    cut: u32,
+    /// The new value's length.
+    grow: u32,
+    /// The new message's length.
+    len: u32,
+    /// The new top Via value, and its branch.
+    top_via: Span,
+    top_branch: Option<Span>,
+}
+
+impl Splice {
+    /// Offsets at or after the old value's end move by the change of length; spans holding the
+    /// value (its header field's) grow or shrink with it.
+    fn shift(self, x: u32) -> u32 {
+        if x >= self.at {
+            // x - cut + grow never exceeds the new length, which fits in u32.
+            x.saturating_sub(self.cut)
+                .saturating_add(self.grow)
+                .min(self.len)
+        } else {
+            x
+        }
     }
 }
 
@@ -272,6 +424,10 @@ impl Message {
     pub fn top_branch(&self) -> Option<&str> {
         self.idx.top_branch.map(|s| self.text(s))
     }
+    /// The text of the topmost Via value (one value, validated at parse).
+    pub fn top_via_text(&self) -> &str {
+        self.text(self.idx.top_via)
+    }
     /// The topmost Via (mandatory, validated at parse).
     pub fn top_via(&self) -> Via<'_> {
         Via::parse(self.text(self.idx.top_via)).unwrap_or(EMPTY_VIA)
@@ -281,44 +437,30 @@ impl Message {
     /// second parse of the whole message. `None` when `value` is not a valid Via or the result
     /// would not fit the message size limit of the index.
     pub fn with_top_via(&self, value: &str) -> Option<Self> {
-        let via = Via::parse(value).ok()?;
-        let old = self.idx.top_via;
-        let (s, e) = (old.start as usize, old.end as usize);
-        let kept = self.raw.len().checked_sub(e.checked_sub(s)?)?;
-        let len = kept.checked_add(value.len())?;
-        let len32 = u32::try_from(len).ok()?;
-        let mut out = Vec::with_capacity(len);
-        out.extend_from_slice(self.raw.get(..s)?);
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(self.raw.get(e..)?);
-        // Offsets at or after the old value's end move by the change of length; spans holding the
-        // value (its header field's) grow or shrink with it.
-        let grow = u32::try_from(value.len()).ok()?;
-        let cut = old.end.checked_sub(old.start)?;
-        let at = old.end;
-        let shift = |x: u32| -> u32 {
-            if x >= at {
-                // x - cut + grow never exceeds the new length, which fits in u32.
-                x.saturating_sub(cut).saturating_add(grow).min(len32)
-            } else {
-                x
-            }
+        Via::parse(value).ok()?;
+        let mut m = self.clone();
+        m.set_valid_top_via(value).then_some(m)
+    }
+
+    /// [`Message::with_top_via`] in place, for a `value` already known to be one valid Via value (built from a
+    /// parsed one, as the NAT stamp is): it is not parsed again, only its `branch` is found, read
+    /// the way [`owner_key`] reads it, and the index is shifted in place. A `value` that is not a
+    /// valid Via makes a message whose top Via does not parse: use [`Message::with_top_via`] for
+    /// values from elsewhere. `false` (the message unchanged) when the result would not fit the
+    /// index's size limit.
+    pub fn set_valid_top_via(&mut self, value: &str) -> bool {
+        let Some((raw, splice)) = self.splice_top_via(value) else {
+            return false;
         };
         let span = |sp: Span| Span {
-            start: shift(sp.start),
-            end: shift(sp.end),
+            start: splice.shift(sp.start),
+            end: splice.shift(sp.end),
         };
-        let mut idx = self.idx.clone();
-        idx.start = match idx.start {
-            StartLine::Request { method, uri } => StartLine::Request {
-                method,
-                uri: span(uri),
-            },
-            StartLine::Response { status, reason } => StartLine::Response {
-                status,
-                reason: span(reason),
-            },
-        };
+        let idx = &mut self.idx;
+        match &mut idx.start {
+            StartLine::Request { uri, .. } => *uri = span(*uri),
+            StartLine::Response { reason, .. } => *reason = span(*reason),
+        }
         for h in &mut idx.headers {
             h.raw_name = span(h.raw_name);
             h.value = span(h.value);
@@ -330,11 +472,25 @@ impl Message {
         idx.from_tag = idx.from_tag.map(span);
         idx.to_tag = idx.to_tag.map(span);
         idx.cseq_method_text = span(idx.cseq_method_text);
-        idx.top_via = Span {
-            start: old.start,
-            end: old.start.checked_add(grow)?,
-        };
-        idx.top_branch = match via.branch() {
+        idx.top_via = splice.top_via;
+        idx.top_branch = splice.top_branch;
+        self.raw = raw;
+        true
+    }
+
+    /// The bytes of this message with its top Via value replaced by `value`, and how its offsets
+    /// move; `None` when the result would not fit in `u32` offsets.
+    fn splice_top_via(&self, value: &str) -> Option<(Bytes, Splice)> {
+        let old = self.idx.top_via;
+        let (s, e) = (old.start as usize, old.end as usize);
+        let kept = self.raw.len().checked_sub(e.checked_sub(s)?)?;
+        let len = kept.checked_add(value.len())?;
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(self.raw.get(..s)?);
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(self.raw.get(e..)?);
+        let grow = u32::try_from(value.len()).ok()?;
+        let top_branch = match top_via_branch(value) {
             Some(b) => {
                 let off = (b.as_ptr() as usize).checked_sub(value.as_ptr() as usize)?;
                 let start = s.checked_add(off)?;
@@ -342,10 +498,18 @@ impl Message {
             }
             None => None,
         };
-        Some(Self {
-            raw: Bytes::from(out),
-            idx,
-        })
+        let splice = Splice {
+            at: old.end,
+            cut: old.end.checked_sub(old.start)?,
+            grow,
+            len: u32::try_from(len).ok()?,
+            top_via: Span {
+                start: old.start,
+                end: old.start.checked_add(grow)?,
+            },
+            top_branch,
+        };
+        Some((Bytes::from(out), splice))
     }
     /// Every Via value, topmost first (all validated at parse).
     pub fn vias(&self) -> impl Iterator<Item = Via<'_>> + '_ {
@@ -909,6 +1073,89 @@ v=0\n";
 
     fn parse(s: &str) -> Result<Message, ParseError> {
         Message::parse(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    #[test]
+    fn owner_key_reads_the_top_branch_of_a_response_and_the_to_tag_of_a_request() {
+        // A response: the topmost Via's branch, whatever follows it on the line or below.
+        let resp = "SIP/2.0 486 Busy Here\r\n\
+v: SIP/2.0/UDP 10.0.0.1:5060 ; rport=5060 ; branch = z9hG4bKtop , SIP/2.0/UDP h2;branch=z9hG4bKsecond\r\n\
+Via: SIP/2.0/UDP h3;branch=z9hG4bKthird\r\n\
+To: <sip:b@h>;tag=callee\r\nFrom: <sip:a@h>;tag=caller\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\
+Content-Length: 0\r\n\r\n";
+        assert_eq!(
+            owner_key(resp.as_bytes()),
+            Some(OwnerKey::Branch("z9hG4bKtop"))
+        );
+        assert_eq!(
+            parse(resp).unwrap().top_branch(),
+            Some("z9hG4bKtop"),
+            "the scan agrees with the parser"
+        );
+        // A request in a dialog: the To tag, not a tag inside the URI or the display name.
+        let bye = "\r\nBYE sip:a@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKb\r\n\
+From: <sip:b@h>;tag=callee\r\nTO : \"x;tag=no\" <sip:a@h;tag=nope>;foo;TAG=ours\r\n\
+Call-ID: c\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(owner_key(bye.as_bytes()), Some(OwnerKey::ToTag("ours")));
+        assert_eq!(parse(bye).unwrap().to_tag(), Some("ours"));
+        let compact =
+            "ACK sip:a@h SIP/2.0\nv: SIP/2.0/UDP h;branch=z9hG4bKa\nt: sip:a@h;tag=t1\n\n";
+        assert_eq!(owner_key(compact.as_bytes()), Some(OwnerKey::ToTag("t1")));
+        // Outside a dialog: no key. The Via's branch of a request is the sender's, never ours.
+        assert_eq!(owner_key(INVITE.as_bytes()), None);
+        // Nothing to read: no key, the full parse judges.
+        for junk in [
+            "",
+            "\r\n\r\n",
+            "SIP/2.0 200 OK",
+            "SIP/2.0 200 OK\r\nTo: <sip:a@h>;tag=x\r\n\r\n",
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;rport\r\n\r\n",
+            "SIP/2.0 200 OK\r\nVia SIP/2.0/UDP h;branch=z9hG4bKx\r\n\r\n",
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;\r\n branch=z9hG4bKx\r\n\r\n",
+            "BYE sip:a@h SIP/2.0\r\nTo: <sip:a@h\r\n\r\n",
+            "BYE sip:a@h SIP/2.0\r\nTo: <sip:a@h>;tag=x",
+        ] {
+            assert_eq!(owner_key(junk.as_bytes()), None, "{junk:?}");
+        }
+        assert_eq!(
+            owner_key(b"BYE sip:a@h SIP/2.0\r\nTo: <sip:a@h>;tag=\xff\r\n\r\n"),
+            None
+        );
+        // Only the parameters are read: a key in a field the full parse refuses is still found
+        // (the worker it names then refuses the message).
+        assert_eq!(
+            owner_key(b"SIP/2.0 200 OK\r\nVia: garbage;branch=z9hG4bKx\r\n\r\n"),
+            Some(OwnerKey::Branch("z9hG4bKx"))
+        );
+        // A quoted parameter holds no separator.
+        let quoted = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;x=\"a,b;branch=no\";branch=z9hG4bKq, \
+                      SIP/2.0/UDP h2;branch=z9hG4bK2\r\n\r\n";
+        assert_eq!(
+            owner_key(quoted.as_bytes()),
+            Some(OwnerKey::Branch("z9hG4bKq"))
+        );
+        // Cut as the parser cuts name-addr and addr-spec.
+        for (to, tag) in [
+            ("sip:a@h;tag=1", Some("1")),
+            ("sip:a@h ;tag=2 ", Some("2")),
+            ("<sip:a@h;tag=no>", None),
+            ("<sip:a@h;tag=no> ; tag = 3", Some("3")),
+            ("\"<q;tag=no>\" <sip:a@h>;tag=4", Some("4")),
+            ("\"open <sip:a@h>;tag=no", None),
+            ("Bob <sip:a@h>;lr;tag=5", Some("5")),
+            ("<sip:a@h;tag=no", None),
+            ("<sip:a@h>;x=\"y;tag=no\";tag=6", Some("6")),
+            ("<sip:a@h>;tag", None),
+        ] {
+            let msg = format!(
+                "BYE sip:a@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKb\r\nTo: {to}\r\n\
+                 From: <sip:b@h>;tag=f\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\r\n"
+            );
+            assert_eq!(owner_key(msg.as_bytes()), tag.map(OwnerKey::ToTag), "{to}");
+            if let Ok(m) = parse(&msg) {
+                assert_eq!(m.to_tag(), tag, "{to}");
+            }
+        }
     }
 
     fn verdict(s: &str) -> Verdict {

@@ -734,7 +734,7 @@ impl Commands {
         self.remove_registration_answered(aor, contact, wait).0
     }
 
-    /// As [`Self::remove_registration`]: how many went, and how many workers answered.
+    /// As `remove_registration`: how many went, and how many workers answered.
     pub(crate) fn remove_registration_answered(
         &self,
         aor: &str,
@@ -755,7 +755,7 @@ impl Commands {
         self.targets_and_registrations(wait).map(|(g, _)| g)
     }
 
-    /// As [`Self::targets`], with the SBC's registrations with trunks: each trunk that registers
+    /// As `targets`, with the SBC's registrations with trunks: each trunk that registers
     /// (on any worker), and whether a worker holds its registration now.
     pub(crate) fn targets_and_registrations(
         &self,

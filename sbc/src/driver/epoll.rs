@@ -46,6 +46,7 @@ pub(crate) fn run(w: &mut Worker) -> io::Result<()> {
             match t.kind {
                 Kind::Udp => udp_ready(w, t.index as usize, &mut batch, &mut pending),
                 Kind::Ng => w.on_ng(now),
+                Kind::Handover => w.on_handover(now),
                 Kind::Media => {
                     if let Some(MediaPath {
                         socks: Some(socks),

@@ -451,11 +451,10 @@ impl Guard {
 
     /// Whether a User-Agent is a scanning tool's.
     fn is_scanner(&self, ua: &str) -> bool {
-        let ua = ua.to_ascii_lowercase();
         self.policy
             .scanner_user_agents
             .iter()
-            .any(|s| !s.is_empty() && ua.contains(s.as_str()))
+            .any(|s| contains_ignore_ascii_case(ua.as_bytes(), s.as_bytes()))
     }
 
     /// Whether a final answer to a request from `ip` is to be relayed as a challenge when it says
@@ -749,5 +748,14 @@ impl TokenBucket {
     }
 }
 
+/// Whether `hay` contains the non-empty `needle`, ASCII case ignored, without allocating.
+fn contains_ignore_ascii_case(hay: &[u8], needle: &[u8]) -> bool {
+    let Some(&first) = needle.first() else {
+        return false;
+    };
+    hay.windows(needle.len()).any(|w| {
+        w.first().is_some_and(|b| b.eq_ignore_ascii_case(&first)) && w.eq_ignore_ascii_case(needle)
+    })
+}
 #[cfg(test)]
 mod tests;

@@ -590,3 +590,15 @@ fn each_kind_refills_while_other_kinds_arrive_in_between() {
     }
     assert_eq!(refused, 0);
 }
+
+#[test]
+fn scanner_names_are_found_in_any_case_without_allocating() {
+    use super::contains_ignore_ascii_case as has;
+    assert!(has(b"Friendly-Scanner 1.0", b"friendly-scanner"));
+    assert!(has(b"x SIPVICIOUS", b"sipvicious"));
+    assert!(has(b"sipcli", b"sipcli"));
+    assert!(!has(b"sipcl", b"sipcli"));
+    assert!(!has(b"Yealink SIP-T46S", b"friendly-scanner"));
+    assert!(!has(b"anything", b""));
+    assert!(!has(b"", b"a"));
+}

@@ -36,7 +36,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use sbc_sip::header::{NameAddr, Params, Via};
 use sbc_sip::message::HeaderName;
 use sbc_sip::uri::{Host, Scheme};
-use sbc_sip::{Message, ParseError};
+use sbc_sip::{Message, Method, ParseError};
 
 /// Whether `ip` is an address that is not reachable from the public internet: RFC 1918
 /// (10/8, 172.16/12, 192.168/16), RFC 6598 carrier-grade NAT (100.64/10), link-local (169.254/16,
@@ -258,9 +258,13 @@ fn write_host(out: &mut String, host: &Host<'_>) {
 /// parameters set per [`ViaStamp`]: any `received` the client wrote is dropped and a valueless
 /// `rport` is filled in. Other parameters keep their order and text.
 pub fn stamp_via(value: &str, source: SocketAddr) -> Result<String, ParseError> {
-    let via = Via::parse(value)?;
-    let stamp = ViaStamp::new(&via, source);
-    let mut out = String::with_capacity(value.len() + 48);
+    Ok(stamp_parsed(&Via::parse(value)?, source))
+}
+
+/// [`stamp_via`] of an already parsed Via.
+fn stamp_parsed(via: &Via<'_>, source: SocketAddr) -> String {
+    let stamp = ViaStamp::new(via, source);
+    let mut out = String::with_capacity(via.params.raw.len() + 96);
     let _ = write!(out, "SIP/2.0/{} ", via.transport);
     write_host(&mut out, &via.host);
     if let Some(p) = via.port {
@@ -271,33 +275,113 @@ pub fn stamp_via(value: &str, source: SocketAddr) -> Result<String, ParseError> 
             || (name.eq_ignore_ascii_case("rport") && stamp.rport.is_some())
     });
     let _ = write!(out, "{stamp}");
-    Ok(out)
+    out
 }
 
 /// `req` as received from `source`, with its top Via stamped per [`ViaStamp`] (`received`, and the
 /// source port in a valueless `rport`), so that every response built from it, stateless or relayed,
 /// tells the client its public address (RFC 3581 §4, RFC 3261 §18.2.1). Returned unchanged when
 /// there is nothing to stamp (no `rport` asked and the sent-by is the source, or already stamped),
-/// when it is a response, or when the stamped message would not parse.
+/// when it is a response or an ACK (never answered), or when the stamped message would not fit.
 pub fn stamp_request(req: Message, source: SocketAddr) -> Message {
-    if !req.is_request() {
+    // An ACK is never answered: its Via is read by no response.
+    if !req.is_request() || matches!(req.method(), Some(Method::Ack)) {
         return req;
     }
-    let Some(value) = req.header_values(HeaderName::Via).next() else {
-        return req;
+    let stamped = match quick_stamp(req.top_via_text(), source) {
+        Quick::Unchanged => return req,
+        Quick::Stamped(s) => s,
+        Quick::Parse => match slow_stamp(&req, source) {
+            Some(s) => s,
+            None => return req,
+        },
     };
-    let Ok(via) = Via::parse(value) else {
-        return req;
+    let mut req = req;
+    req.set_valid_top_via(&stamped);
+    req
+}
+
+/// What [`quick_stamp`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum Quick {
+    /// Nothing to stamp.
+    Unchanged,
+    /// The stamped value.
+    Stamped(String),
+    /// A form the quick reading leaves to [`Via::parse`] (LWS inside the sent-by, quoted parameters).
+    Parse,
+}
+
+/// The stamp of the top Via value `top` (validated at the message's parse) read without parsing it
+/// again, for the common form `SIP/2.0/<transport> <host>[:<port>][;params]` with unquoted
+/// parameters: the same decision and the same parameters as [`stamp_parsed`], the Via's own text
+/// kept as it came. Anything else is [`Quick::Parse`].
+fn quick_stamp(top: &str, source: SocketAddr) -> Quick {
+    let (sent, params) = top.split_once(';').unwrap_or((top, ""));
+    let mut words = sent.split_ascii_whitespace();
+    let (Some(_protocol), Some(host_port), None) = (words.next(), words.next(), words.next())
+    else {
+        return Quick::Parse;
     };
+    if params.contains('"') {
+        return Quick::Parse;
+    }
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map(|(h, _)| h),
+        None => Some(host_port.split_once(':').map_or(host_port, |(h, _)| h)),
+    };
+    let Some(host) = host else {
+        return Quick::Parse;
+    };
+    let ip = source.ip().to_canonical();
+    let same_host = host.parse::<IpAddr>().is_ok_and(|h| h.to_canonical() == ip);
+    let (mut rport, mut asked, mut received) = (false, false, false);
+    for p in params.split(';') {
+        let (name, value) = p.split_once('=').map_or((p, None), |(n, v)| (n, Some(v)));
+        let name = name.trim_matches(|c: char| c.is_ascii_whitespace());
+        if name.eq_ignore_ascii_case("rport") {
+            rport = true;
+            asked |= value.is_none();
+        } else if name.eq_ignore_ascii_case("received") {
+            received = true;
+        }
+    }
+    if !asked && (same_host || received) {
+        return Quick::Unchanged;
+    }
+    let stamp = ViaStamp {
+        received: (!same_host).then_some(ip),
+        rport: rport.then_some(source.port()),
+    };
+    let mut out = String::with_capacity(top.len() + 48);
+    out.push_str(sent.trim_end_matches(|c: char| c.is_ascii_whitespace()));
+    for p in params.split(';').filter(|p| !p.is_empty()) {
+        let name = p
+            .split_once('=')
+            .map_or(p, |(n, _)| n)
+            .trim_matches(|c: char| c.is_ascii_whitespace());
+        if name.eq_ignore_ascii_case("received")
+            || (name.eq_ignore_ascii_case("rport") && stamp.rport.is_some())
+        {
+            continue;
+        }
+        out.push(';');
+        out.push_str(p);
+    }
+    let _ = write!(out, "{stamp}");
+    Quick::Stamped(out)
+}
+
+/// The stamp of `req`'s top Via through [`Via::parse`]: `None` when there is nothing to stamp.
+fn slow_stamp(req: &Message, source: SocketAddr) -> Option<String> {
+    let value = req.header_values(HeaderName::Via).next()?;
+    let via = Via::parse(value).ok()?;
     let asked = via.rport() == Some(None);
     let elsewhere = !host_is(&via.host, source.ip().to_canonical()) && via.received().is_none();
     if !asked && !elsewhere {
-        return req;
+        return None;
     }
-    let Ok(stamped) = stamp_via(value, source) else {
-        return req;
-    };
-    req.with_top_via(&stamped).unwrap_or(req)
+    Some(stamp_parsed(&via, source))
 }
 
 /// The Contact value `value` with its URI host:port replaced by `public` (the observed source).
@@ -708,6 +792,10 @@ mod stamp_tests {
     use bytes::Bytes;
     use sbc_sip::build;
 
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
     fn options(via: &str) -> Message {
         let text = format!(
             "OPTIONS sip:sbc@203.0.113.1 SIP/2.0\r\nVia: {via}\r\nVia: SIP/2.0/UDP 10.9.9.9;branch=z9hG4bKlow\r\n\
@@ -766,5 +854,74 @@ mod stamp_tests {
         // Stamped once: stamping again changes nothing.
         let again = stamp_request(req.clone(), source);
         assert_eq!(again.raw(), req.raw());
+    }
+
+    /// The quick reading of the top Via decides and writes exactly what the full parse does, for
+    /// every common form; the other forms are left to the parse.
+    #[test]
+    fn the_quick_stamp_agrees_with_the_parsed_one() {
+        let sources = [
+            sa("198.51.100.7:40123"),
+            sa("192.168.1.20:5060"),
+            sa("[2001:db8::7]:5062"),
+            sa("[::ffff:192.168.1.20]:5060"),
+        ];
+        let vias = [
+            "SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bKa;rport",
+            "SIP/2.0/UDP 192.168.1.20:5060;rport;branch=z9hG4bKb",
+            "SIP/2.0/UDP 192.168.1.20;branch=z9hG4bKc",
+            "SIP/2.0/UDP 198.51.100.7:5060;rport=1234;branch=z9hG4bKd",
+            "SIP/2.0/TCP pbx.example:5060;branch=z9hG4bKe;received=10.0.0.1",
+            "SIP/2.0/UDP pbx.example;branch=z9hG4bKf;received=10.0.0.1;rport",
+            "SIP/2.0/TLS [2001:db8::7]:5062;branch=z9hG4bKg;RPORT",
+            "SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bKh;maddr=10.1.1.1;ttl=3;rport",
+            "SIP/2.0/UDP 192.168.1.20:5060;Branch=z9hG4bKi;Received=1.2.3.4",
+        ];
+        for source in sources {
+            for via in vias {
+                let slow = Via::parse(via).ok().and_then(|v| {
+                    let asked = v.rport() == Some(None);
+                    let elsewhere =
+                        !host_is(&v.host, source.ip().to_canonical()) && v.received().is_none();
+                    (asked || elsewhere).then(|| stamp_parsed(&v, source))
+                });
+                let quick = match quick_stamp(via, source) {
+                    Quick::Unchanged => None,
+                    Quick::Stamped(s) => Some(s),
+                    Quick::Parse => panic!("{via}: left to the parse"),
+                };
+                assert_eq!(quick, slow, "{via} from {source}");
+            }
+        }
+        for odd in [
+            "SIP / 2.0 / UDP 192.168.1.20;branch=z9hG4bKa;rport",
+            "SIP/2.0/UDP 192.168.1.20 : 5060;branch=z9hG4bKa;rport",
+            "SIP/2.0/UDP 192.168.1.20;x=\"a;rport\";branch=z9hG4bKa",
+        ] {
+            assert_eq!(quick_stamp(odd, sources[0]), Quick::Parse, "{odd}");
+        }
+    }
+
+    /// The stamp is written from one parse of the Via and spliced in without parsing it again: the
+    /// stamped request reads exactly as the same bytes parsed afresh, quoted parameters included.
+    #[test]
+    fn a_stamped_request_reads_as_its_bytes_parsed_afresh() {
+        let source: SocketAddr = "198.51.100.7:40123".parse().unwrap();
+        for via in [
+            "SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bKa;rport",
+            "SIP/2.0/UDP 192.168.1.20:5060;x=\"q;branch=no\";rport;branch=z9hG4bKq",
+            "SIP/2.0/TCP [2001:db8::7]:5060;rport;branch=z9hG4bKv6",
+            "SIP/2.0/UDP pbx.example;BRANCH=z9hG4bKcase",
+            "SIP/2.0/UDP 192.168.1.20:5060;rport",
+        ] {
+            let stamped = stamp_request(options(via), source);
+            assert_ne!(stamped.top_via(), options(via).top_via(), "{via}");
+            let fresh = Message::parse(stamped.raw().clone()).unwrap();
+            assert_eq!(stamped.top_via(), fresh.top_via(), "{via}");
+            assert_eq!(stamped.top_branch(), fresh.top_branch(), "{via}");
+            assert_eq!(stamped.call_id(), fresh.call_id(), "{via}");
+            assert_eq!(stamped.to_tag(), fresh.to_tag(), "{via}");
+            assert_eq!(stamped.body(), fresh.body(), "{via}");
+        }
     }
 }
