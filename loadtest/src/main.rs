@@ -277,6 +277,9 @@ fn run_once(a: &Args, t: &Arc<Template>, cps: f64, quiet: bool) -> Result<Summar
             attempted: shared.attempted.load(Ordering::Relaxed),
             answered: shared.answered.load(Ordering::Relaxed),
             failed: shared.failed.load(Ordering::Relaxed),
+            rtp_sent: shared.rtp_sent.load(Ordering::Relaxed),
+            rtp_received: shared.rtp_received.load(Ordering::Relaxed),
+            cpu_s: report::process_cpu_s(),
         };
         if tty {
             eprint!(

@@ -7,7 +7,6 @@
 //! (fresh SSRC, sequence and timestamp bases) once the offer/answer is done.
 
 use std::collections::HashMap;
-use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,8 +16,11 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::media::{mos, rewrite_rtcp, rewrite_rtp, synth_rtcp, RtcpState, RxStream};
-use crate::sipmsg::{sdp_audio, sdp_rewrite, uri_of, without_tag, Msg};
+mod build;
+mod media;
+
+use crate::media::{mos, RtcpState, RxStream};
+use crate::sipmsg::{sdp_audio, Msg};
 use crate::template::{Side, Template};
 use crate::wheel::{Timer, TimerKind, Wheel};
 
@@ -48,6 +50,7 @@ pub(crate) struct Shared {
     pub(crate) done: AtomicU64,
     pub(crate) active_uas: AtomicU64,
     pub(crate) rtp_sent: AtomicU64,
+    pub(crate) rtp_received: AtomicU64,
     pub(crate) stop: AtomicBool,
 }
 
@@ -96,6 +99,8 @@ struct LegMedia {
     state: RtcpState,
     rx: RxStream,
     sent: u64,
+    /// Passes of the recording completed (looped over the hold time).
+    passes: u32,
 }
 
 struct Leg {
@@ -145,6 +150,8 @@ struct Worker {
     active_uac: u64,
     result: ThreadResult,
     buf: Vec<u8>,
+    /// RTP packets received since the last flush to `Shared::rtp_received`.
+    rtp_received: u64,
 }
 
 fn now_ns(epoch: Instant) -> u64 {
@@ -170,6 +177,16 @@ fn udp_bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<UdpSocket> {
     Ok(s.into())
 }
 
+/// A SIP socket: its receive buffer as large as the system allows (bursts of calls, and a thread
+/// busy with media for a few milliseconds, must not overflow it).
+fn sip_bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<UdpSocket> {
+    let s = udp_bind(addr, reuse_port)?;
+    let s = Socket::from(s);
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
+    Ok(s.into())
+}
+
 /// Runs one thread: `starts` are (call index, scheduled time in ns since the epoch) of its calls.
 pub(crate) fn run(
     cfg: Arc<Config>,
@@ -184,7 +201,7 @@ pub(crate) fn run(
     }
     let uac_sock = if cfg.run_uac {
         let a = SocketAddr::new(cfg.uac_ip, cfg.uac_sip_base + id as u16);
-        let s = udp_bind(a, false).map_err(|e| format!("UAC SIP socket {a}: {e}"))?;
+        let s = sip_bind(a, false).map_err(|e| format!("UAC SIP socket {a}: {e}"))?;
         epoll_add(epfd, s.as_raw_fd(), 0);
         Some(s)
     } else {
@@ -192,7 +209,7 @@ pub(crate) fn run(
     };
     let uas_sock = match cfg.uas {
         Some(a) => {
-            let s = udp_bind(a, true).map_err(|e| format!("UAS SIP socket {a}: {e}"))?;
+            let s = sip_bind(a, true).map_err(|e| format!("UAS SIP socket {a}: {e}"))?;
             epoll_add(epfd, s.as_raw_fd(), 1);
             Some(s)
         }
@@ -225,6 +242,7 @@ pub(crate) fn run(
             setup_200: hist(),
         },
         buf: vec![0u8; 65_536],
+        rtp_received: 0,
     };
     w.main_loop(starts);
     // SAFETY: our own fd.
@@ -268,6 +286,12 @@ impl Worker {
             self.wheel.expire(now / 1_000_000, &mut due);
             for t in due.drain(..) {
                 self.on_timer(t);
+            }
+            if self.rtp_received > 0 {
+                self.shared
+                    .rtp_received
+                    .fetch_add(self.rtp_received, Ordering::Relaxed);
+                self.rtp_received = 0;
             }
             if self.shared.stop.load(Ordering::Relaxed) {
                 break;
@@ -415,39 +439,6 @@ impl Worker {
             if !got {
                 return;
             }
-        }
-    }
-
-    fn on_media(&mut self, token: u64) -> bool {
-        let slot = (token >> 2) as usize - 1;
-        let rtcp = token & 1 == 1;
-        let now = now_ns(self.cfg.epoch);
-        let t = Arc::clone(&self.cfg.template);
-        let Some(Some(leg)) = self.legs.get_mut(slot) else {
-            return false;
-        };
-        let Some(m) = leg.media.as_mut() else {
-            return false;
-        };
-        let sock = if rtcp { &m.rtcp } else { &m.rtp };
-        match sock.recv_from(&mut self.buf) {
-            Ok((n, _)) => {
-                if rtcp {
-                    m.rx.rtcp += 1;
-                } else {
-                    let peer = leg.side.peer().idx();
-                    m.rx.on_rtp(
-                        &self.buf[..n],
-                        now,
-                        t.clock_rate,
-                        &t.payloads[peer],
-                        t.event_pt,
-                    );
-                }
-                true
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => false,
-            Err(_) => false,
         }
     }
 
@@ -609,8 +600,10 @@ impl Worker {
                                 .map_or(self.cfg.target, |l| l.peer),
                         );
                     }
-                } else if msg.method() == "INVITE" {
-                    // A 2xx retransmission: ACK it again.
+                } else if msg.method() == "INVITE" && leg_has_200(self.legs[slot as usize].as_ref())
+                {
+                    // A 2xx retransmission: ACK it again (or, before the ACK's recorded gap has
+                    // passed, let the ACK about to go answer it).
                     if let Some(ack) = self.legs[slot as usize]
                         .as_ref()
                         .and_then(|l| l.last_ack.clone())
@@ -621,35 +614,13 @@ impl Worker {
                         if let Some(s) = self.sock(me) {
                             let _ = s.send_to(&ack, peer);
                         }
-                        return;
                     }
+                    return;
                 }
                 let reason = format!("{} {}", msg.status(), msg.method());
                 self.finish(slot, Some(reason));
             }
         }
-    }
-
-    fn build_ack_for_failure(&self, slot: u32, resp: &Msg) -> Vec<u8> {
-        let Some(leg) = self.legs[slot as usize].as_ref() else {
-            return Vec::new();
-        };
-        let inv = leg.requests_sent_invite();
-        let mut headers = vec![(
-            "Via".to_string(),
-            resp.header("Via").unwrap_or("").to_string(),
-        )];
-        for h in ["From", "To", "Call-ID"] {
-            headers.push((h.to_string(), resp.header(h).unwrap_or("").to_string()));
-        }
-        headers.push(("CSeq".into(), format!("{} ACK", resp.cseq().0)));
-        headers.push(("Max-Forwards".into(), "70".into()));
-        Msg {
-            start: format!("ACK {} SIP/2.0", inv.unwrap_or(&leg.initial_ruri)),
-            headers,
-            body: Vec::new(),
-        }
-        .to_bytes()
     }
 
     fn schedule_next(&mut self, slot: u32, now: u64) {
@@ -799,261 +770,6 @@ impl Worker {
         self.schedule_next(slot, now);
     }
 
-    fn build_request(&self, slot: u32, rec: &Msg, branch: &str) -> Vec<u8> {
-        let t = &self.cfg.template;
-        let Some(leg) = self.legs[slot as usize].as_ref() else {
-            return Vec::new();
-        };
-        let initial = rec.ruri() == t.steps[0].msg.ruri();
-        let (ruri, routes) = match (&leg.remote_target, initial && leg.side == Side::Uac) {
-            (Some(rt), false) => (rt.clone(), leg.routes.clone()),
-            _ => (leg.initial_ruri.clone(), Vec::new()),
-        };
-        let mut h: Vec<(String, String)> = vec![(
-            "Via".into(),
-            format!("SIP/2.0/UDP {};branch={branch};rport", leg.local_sip),
-        )];
-        for r in routes {
-            h.push(("Route".into(), r));
-        }
-        h.push(("Max-Forwards".into(), "70".into()));
-        let remote = leg.remote_tag.as_deref().unwrap_or("");
-        if leg.side == Side::Uac {
-            let from = without_tag(&self.rewrite_uac(rec.header("From").unwrap_or(""), leg));
-            let mut to = without_tag(&self.rewrite_uac(rec.header("To").unwrap_or(""), leg));
-            if rec.to_tag().is_some() && !remote.is_empty() {
-                to = format!("{to};tag={remote}");
-            }
-            h.push(("From".into(), format!("{from};tag={}", leg.local_tag)));
-            h.push(("To".into(), to));
-        } else {
-            // The callee's own request: its From is the INVITE's To, its To the INVITE's From.
-            let inv = leg.requests.iter().find(|r| r.method() == "INVITE");
-            let to = inv.and_then(|r| r.header("From")).unwrap_or("").to_string();
-            let from = without_tag(inv.and_then(|r| r.header("To")).unwrap_or(""));
-            h.push(("From".into(), format!("{from};tag={}", leg.local_tag)));
-            h.push(("To".into(), to));
-        }
-        h.push(("Call-ID".into(), leg.call_id.clone()));
-        h.push((
-            "CSeq".into(),
-            format!("{} {}", rec.cseq().0 + leg.cseq_off, rec.method()),
-        ));
-        if let Some(c) = rec.header("Contact") {
-            let user = uri_of(c)
-                .split_once('@')
-                .map_or("loadtest", |(u, _)| u.trim_start_matches("sip:"));
-            h.push(("Contact".into(), format!("<sip:{user}@{}>", leg.local_sip)));
-        }
-        for (n, v) in &rec.headers {
-            if !is_stock(n) {
-                h.push((n.clone(), self.rewrite_uac(v, leg)));
-            }
-        }
-        let body = self.body_for(leg, rec);
-        Msg {
-            start: format!("{} {ruri} SIP/2.0", rec.method()),
-            headers: h,
-            body,
-        }
-        .to_bytes()
-    }
-
-    fn build_response(&self, slot: u32, rec: &Msg) -> Vec<u8> {
-        let Some(leg) = self.legs[slot as usize].as_ref() else {
-            return Vec::new();
-        };
-        let Some(req) = leg.requests.iter().find(|r| r.method() == rec.method()) else {
-            return Vec::new();
-        };
-        let mut h: Vec<(String, String)> = Vec::new();
-        for v in req.headers_named("Via") {
-            h.push(("Via".into(), v.to_string()));
-        }
-        if rec.status() < 300 && rec.method() == "INVITE" {
-            for v in req.headers_named("Record-Route") {
-                h.push(("Record-Route".into(), v.to_string()));
-            }
-        }
-        h.push(("From".into(), req.header("From").unwrap_or("").to_string()));
-        let to = req.header("To").unwrap_or("");
-        let to = if req.to_tag().is_none() && rec.status() > 100 {
-            format!("{to};tag={}", leg.local_tag)
-        } else {
-            to.to_string()
-        };
-        h.push(("To".into(), to));
-        h.push(("Call-ID".into(), req.call_id().to_string()));
-        h.push(("CSeq".into(), req.header("CSeq").unwrap_or("").to_string()));
-        if rec.header("Contact").is_some() {
-            h.push((
-                "Contact".into(),
-                format!("<sip:loadtest@{}>", leg.local_sip),
-            ));
-        }
-        for (n, v) in &rec.headers {
-            if !is_stock(n) {
-                h.push((n.clone(), v.clone()));
-            }
-        }
-        Msg {
-            start: rec.start.clone(),
-            headers: h,
-            body: self.body_for(leg, rec),
-        }
-        .to_bytes()
-    }
-
-    fn body_for(&self, leg: &Leg, rec: &Msg) -> Vec<u8> {
-        match (&leg.media, rec.has_sdp()) {
-            (Some(m), true) => sdp_rewrite(&rec.body, m.local),
-            _ => rec.body.clone(),
-        }
-    }
-
-    fn ensure_media(&mut self, slot: u32) {
-        let has = self.legs[slot as usize]
-            .as_ref()
-            .is_none_or(|l| l.media.is_some());
-        if has {
-            return;
-        }
-        let ip = match self.legs[slot as usize].as_ref().map(|l| l.side) {
-            Some(Side::Uas) => self.cfg.uas.map_or(self.cfg.uac_ip, |a| a.ip()),
-            _ => self.cfg.uac_ip,
-        };
-        let Some(port) = self.ports.pop() else {
-            self.finish(slot, Some("no free media port".into()));
-            return;
-        };
-        let rtp = udp_bind(SocketAddr::new(ip, port), false);
-        let rtcp = udp_bind(SocketAddr::new(ip, port + 1), false);
-        let (Ok(rtp), Ok(rtcp)) = (rtp, rtcp) else {
-            self.ports.insert(0, port);
-            self.finish(slot, Some("media port in use".into()));
-            return;
-        };
-        epoll_add(self.epfd, rtp.as_raw_fd(), (u64::from(slot) + 1) << 2);
-        epoll_add(
-            self.epfd,
-            rtcp.as_raw_fd(),
-            ((u64::from(slot) + 1) << 2) | 1,
-        );
-        let ssrc = self.rand() as u32;
-        let seq_off = self.rand() as u16;
-        let ts_off = self.rand() as u32;
-        if let Some(leg) = self.legs[slot as usize].as_mut() {
-            leg.media = Some(LegMedia {
-                rtp,
-                rtcp,
-                local: SocketAddr::new(ip, port),
-                remote: None,
-                started: false,
-                stopped: false,
-                anchor_ns: 0,
-                anchor_rec: Duration::ZERO,
-                next: 0,
-                ssrc,
-                seq_off,
-                ts_off,
-                state: RtcpState {
-                    ssrc,
-                    ..RtcpState::default()
-                },
-                rx: RxStream::default(),
-                sent: 0,
-            });
-        }
-    }
-
-    fn start_media(&mut self, slot: u32, now: u64) {
-        let t = Arc::clone(&self.cfg.template);
-        let Some(leg) = self.legs[slot as usize].as_mut() else {
-            return;
-        };
-        let side = leg.side;
-        let Some(m) = leg.media.as_mut() else { return };
-        if m.started || t.media[side.idx()].is_empty() {
-            return;
-        }
-        m.started = true;
-        m.anchor_ns = now;
-        m.anchor_rec = t.media_start[side.idx()].map_or(Duration::ZERO, |i| t.steps[i].at);
-        let first = t.media[side.idx()][0].at.saturating_sub(m.anchor_rec);
-        self.arm(
-            slot,
-            TimerKind::Media,
-            (now + first.as_nanos() as u64) / 1_000_000,
-        );
-    }
-
-    fn stop_media(&mut self, slot: u32) {
-        if let Some(Some(m)) = self.legs[slot as usize].as_mut().map(|l| l.media.as_mut()) {
-            m.stopped = true;
-        }
-    }
-
-    fn send_media(&mut self, slot: u32, now: u64) {
-        let t = Arc::clone(&self.cfg.template);
-        let Some(leg) = self.legs[slot as usize].as_mut() else {
-            return;
-        };
-        let side = leg.side;
-        let Some(m) = leg.media.as_mut() else { return };
-        if m.stopped || leg.finished {
-            return;
-        }
-        let pkts = &t.media[side.idx()];
-        let mut sent = 0u64;
-        while let Some(p) = pkts.get(m.next) {
-            let due = m.anchor_ns + p.at.saturating_sub(m.anchor_rec).as_nanos() as u64;
-            if due > now {
-                break;
-            }
-            m.next += 1;
-            let Some(remote) = m.remote else { continue };
-            let mut data = p.data.clone();
-            if p.rtcp {
-                m.state.peer_ssrc = m.rx.peer_ssrc;
-                m.state.ntp = ntp_now();
-                rewrite_rtcp(&mut data, &m.state);
-                let _ = m
-                    .rtcp
-                    .send_to(&data, SocketAddr::new(remote.ip(), remote.port() + 1));
-            } else {
-                rewrite_rtp(
-                    &mut data,
-                    m.ssrc,
-                    m.seq_off.wrapping_add(m.sent as u16),
-                    m.ts_off,
-                );
-                m.state.packets = m.state.packets.wrapping_add(1);
-                m.state.octets = m
-                    .state
-                    .octets
-                    .wrapping_add(data.len().saturating_sub(12) as u32);
-                if data.len() >= 8 {
-                    m.state.rtp_ts = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
-                }
-                let _ = m.rtp.send_to(&data, remote);
-                m.sent += 1;
-                sent += 1;
-                // RTCP synthesised every 5 s when the capture has none for this side.
-                if !t.has_rtcp(side) && m.sent % 200 == 0 {
-                    let r = synth_rtcp(&m.state, "loadtest@local");
-                    let _ = m
-                        .rtcp
-                        .send_to(&r, SocketAddr::new(remote.ip(), remote.port() + 1));
-                }
-            }
-        }
-        self.shared.rtp_sent.fetch_add(sent, Ordering::Relaxed);
-        if let Some(p) = pkts.get(m.next) {
-            let due = m.anchor_ns + p.at.saturating_sub(m.anchor_rec).as_nanos() as u64;
-            self.arm(slot, TimerKind::Media, due / 1_000_000);
-        }
-    }
-
     fn finish(&mut self, slot: u32, failure: Option<String>) {
         let t = Arc::clone(&self.cfg.template);
         let Some(leg) = self.legs[slot as usize].as_mut() else {
@@ -1153,35 +869,13 @@ impl Worker {
     }
 }
 
+/// Whether the leg has had the 2xx to its INVITE (as caller) or sent it (as callee).
+fn leg_has_200(leg: Option<&Leg>) -> bool {
+    leg.is_some_and(|l| l.t200.is_some() || l.answer_ns.is_some())
+}
+
 impl Leg {
     fn requests_sent_invite(&self) -> Option<&str> {
         (!self.initial_ruri.is_empty()).then_some(self.initial_ruri.as_str())
     }
-}
-
-/// Headers the replay writes itself rather than copying from the recording.
-fn is_stock(name: &str) -> bool {
-    [
-        "Via",
-        "From",
-        "To",
-        "Call-ID",
-        "CSeq",
-        "Contact",
-        "Route",
-        "Record-Route",
-        "Content-Length",
-        "Max-Forwards",
-    ]
-    .iter()
-    .any(|s| s.eq_ignore_ascii_case(name))
-}
-
-fn ntp_now() -> u64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs() + 2_208_988_800;
-    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
-    (secs << 32) | frac
 }
