@@ -445,24 +445,89 @@ impl Worker {
     fn on_sip(&mut self, side: Side, data: &[u8], from: SocketAddr) {
         let Some(msg) = Msg::parse(data) else { return };
         let now = now_ns(self.cfg.epoch);
-        let slot = match self.by_callid[side.idx()].get(msg.call_id()) {
-            Some(s) => *s,
+        let known = self.by_callid[side.idx()]
+            .get(msg.call_id())
+            .copied()
+            .filter(|s| side == Side::Uac || !self.is_new_transaction_after_end(*s, &msg));
+        let slot = match known {
+            Some(s) => s,
             None => {
-                let t = &self.cfg.template;
-                if side != Side::Uas || !msg.is_request() || msg.method() != t.steps[0].msg.method()
-                {
+                if side != Side::Uas || !msg.is_request() {
                     return;
                 }
+                let Some(entry) = self.uas_entry_step(&msg) else {
+                    return;
+                };
                 let mut leg = self.new_leg(Side::Uas, 0, now, from);
                 leg.call_id = msg.call_id().to_string();
                 leg.remote_tag = msg.tag_from().map(str::to_string);
+                leg.step = entry;
                 self.shared.active_uas.fetch_add(1, Ordering::Relaxed);
+                if entry > 0 {
+                    self.close_continued_leg(entry);
+                }
                 let slot = self.alloc_leg(leg);
                 self.by_callid[1].insert(msg.call_id().to_string(), slot);
                 slot
             }
         };
         self.on_leg_msg(slot, msg, now);
+    }
+
+    /// A request on the Call-ID of a finished callee leg that is not a retransmission of one it
+    /// answered: a new use of the Call-ID (a proxy or SBC keeps one Call-ID per registration
+    /// toward its registrar and reuses it for the next REGISTER of the same binding).
+    fn is_new_transaction_after_end(&self, slot: u32, msg: &Msg) -> bool {
+        let Some(Some(leg)) = self.legs.get(slot as usize) else {
+            return false;
+        };
+        leg.finished
+            && msg.is_request()
+            && msg.method() != "ACK"
+            && !leg
+                .requests
+                .iter()
+                .any(|r| r.cseq() == msg.cseq() && r.method() == msg.method())
+    }
+
+    /// The template step a callee leg starts at for a request on an unknown Call-ID: the first
+    /// recorded caller's request of that method and, when several, the one that carries
+    /// credentials when this one does (a REGISTER answering a challenge may come on another
+    /// Call-ID than the challenged one when a B2BUA relays it); `None` for a request the
+    /// recording does not start a transaction with.
+    fn uas_entry_step(&self, msg: &Msg) -> Option<usize> {
+        let t = &self.cfg.template;
+        if msg.method() == t.steps[0].msg.method() && !has_credentials(msg) {
+            return Some(0);
+        }
+        let auth = has_credentials(msg);
+        let k = t.steps.iter().position(|s| {
+            s.from == Side::Uac
+                && s.msg.is_request()
+                && s.msg.method() == msg.method()
+                && s.msg.to_tag().is_none()
+                && has_credentials(&s.msg) == auth
+        });
+        match k {
+            Some(k) => Some(k),
+            None => (msg.method() == t.steps[0].msg.method()).then_some(0),
+        }
+    }
+
+    /// A callee leg waiting for step `entry`, which has just arrived on another Call-ID: that leg's
+    /// part is done (its challenge was answered), so it ends without a failure.
+    fn close_continued_leg(&mut self, entry: usize) {
+        let waiting = self
+            .legs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.as_ref().map(|l| (i, l)))
+            .filter(|(_, l)| l.side == Side::Uas && !l.finished && l.step == entry)
+            .min_by_key(|(_, l)| l.last_ns)
+            .map(|(i, _)| i as u32);
+        if let Some(slot) = waiting {
+            self.finish(slot, None);
+        }
     }
 
     fn on_leg_msg(&mut self, slot: u32, msg: Msg, now: u64) {
@@ -860,13 +925,22 @@ impl Worker {
 
     fn reap(&mut self, slot: u32) {
         if let Some(leg) = self.legs[slot as usize].take() {
-            self.by_callid[leg.side.idx()].remove(&leg.call_id);
+            // The Call-ID may have passed to a newer leg (see `is_new_transaction_after_end`).
+            let map = &mut self.by_callid[leg.side.idx()];
+            if map.get(&leg.call_id) == Some(&slot) {
+                map.remove(&leg.call_id);
+            }
             if let Some(m) = leg.media {
                 self.ports.push(m.local.port());
             }
             self.free.push(slot);
         }
     }
+}
+
+/// Whether a request carries digest credentials.
+fn has_credentials(msg: &Msg) -> bool {
+    msg.header("Authorization").is_some() || msg.header("Proxy-Authorization").is_some()
 }
 
 /// Whether the leg has had the 2xx to its INVITE (as caller) or sent it (as callee).
