@@ -45,7 +45,10 @@ load:
   --ramp S             rise to --cps over S seconds (0)
   --max-concurrent N   calls at once (10000); --hold S call length from the answer to the BYE
   --threads N          threads (the number of cores); --timeout S per expected message (32)
-  --transport udp      (tcp and tls: not in this build)
+  --transport udp|tls  SIP over UDP (default) or TLS, one TLS connection per call
+  --tls-ca FILE        PEM certificates the caller trusts (default: the own callee's certificate)
+  --tls-name NAME      the server name the caller asks for and the callee's certificate holds
+                       (loadtest.invalid)
   --allow-remote       allow a target outside loopback
 report:
   --out PREFIX         write PREFIX.json, PREFIX.csv, PREFIX.html
@@ -78,6 +81,9 @@ struct Args {
     max_fail_ratio: f64,
     min_mos: f64,
     search: bool,
+    tls: bool,
+    tls_ca: Option<PathBuf>,
+    tls_name: String,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -105,6 +111,9 @@ fn parse_args() -> Result<Args, String> {
         max_fail_ratio: 0.0,
         min_mos: 0.0,
         search: false,
+        tls: false,
+        tls_ca: None,
+        tls_name: "loadtest.invalid".into(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -130,12 +139,13 @@ fn parse_args() -> Result<Args, String> {
             "--hold" => a.hold = Some(Duration::from_secs_f64(v()?.parse().map_err(|_| bad(k))?)),
             "--threads" => a.threads = v()?.parse().map_err(|_| bad(k))?,
             "--timeout" => a.timeout = Duration::from_secs_f64(v()?.parse().map_err(|_| bad(k))?),
-            "--transport" => {
-                let t = v()?;
-                if t != "udp" {
-                    return Err(format!("--transport {t}: only udp in this build"));
-                }
-            }
+            "--transport" => match v()?.as_str() {
+                "udp" => a.tls = false,
+                "tls" => a.tls = true,
+                t => return Err(format!("--transport {t}: udp or tls")),
+            },
+            "--tls-ca" => a.tls_ca = Some(PathBuf::from(v()?)),
+            "--tls-name" => a.tls_name = v()?,
             "--allow-remote" => a.allow_remote = true,
             "--out" => a.out = Some(PathBuf::from(v()?)),
             "--max-fail-ratio" => a.max_fail_ratio = v()?.parse().map_err(|_| bad(k))?,
@@ -229,6 +239,17 @@ fn run_once(a: &Args, t: &Arc<Template>, cps: f64, quiet: bool) -> Result<Summar
     if u32::from(a.media_port) + u32::from(a.media_ports) * a.threads as u32 > 65_535 {
         return Err("the media port range passes 65535".into());
     }
+    let tls = if a.tls {
+        if uas.is_none() && a.tls_ca.is_none() {
+            return Err("--transport tls toward another callee needs --tls-ca".into());
+        }
+        Some(Arc::new(worker::TlsSetup::new(
+            a.tls_ca.as_deref(),
+            &a.tls_name,
+        )?))
+    } else {
+        None
+    };
     let cfg = Arc::new(Config {
         template: Arc::clone(t),
         target,
@@ -243,6 +264,7 @@ fn run_once(a: &Args, t: &Arc<Template>, cps: f64, quiet: bool) -> Result<Summar
         hold: a.hold,
         timeout: a.timeout,
         epoch,
+        tls,
     });
     let shared = Arc::new(Shared::default());
     let times = if run_uac {

@@ -125,6 +125,9 @@ pub(crate) struct Summary {
     pub(crate) cpu_s: f64,
     /// The busiest 5 s of media (None when no RTP was sent).
     pub(crate) media_peak: Option<MediaWindow>,
+    /// TLS connections the callers opened (handshake completed), and those that failed.
+    pub(crate) tls_connections: u64,
+    pub(crate) tls_failures: u64,
     #[serde(skip)]
     pub(crate) rows: Vec<Row>,
     #[serde(skip)]
@@ -142,7 +145,10 @@ pub(crate) fn summarise(
     let mut h18 = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
     let mut h200 = h18.clone();
     let mut rows = Vec::new();
+    let (mut tls_connections, mut tls_failures) = (0, 0);
     for r in results {
+        tls_connections += r.tls_handshakes;
+        tls_failures += r.tls_failures;
         let _ = h18.add(&r.setup_18x);
         let _ = h200.add(&r.setup_200);
         rows.extend(r.rows);
@@ -224,6 +230,8 @@ pub(crate) fn summarise(
         duration_s,
         cpu_s: process_cpu_s(),
         media_peak: media_window(&samples),
+        tls_connections,
+        tls_failures,
         rows,
         samples,
         setup_hist,

@@ -40,7 +40,11 @@ impl Worker {
         };
         let mut h: Vec<(String, String)> = vec![(
             "Via".into(),
-            format!("SIP/2.0/UDP {};branch={branch};rport", leg.local_sip),
+            format!(
+                "SIP/2.0/{} {};branch={branch};rport",
+                if self.cfg.tls.is_some() { "TLS" } else { "UDP" },
+                leg.local_sip
+            ),
         )];
         for r in routes {
             h.push(("Route".into(), r));

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{epoll_add, now_ns, udp_bind, LegMedia, Worker};
+use super::{epoll_add, now_ns, udp_bind, LegMedia, MediaSockets, Worker};
 use crate::media::{rewrite_rtcp, rewrite_rtp, synth_rtcp, RtcpState, RxStream};
 use crate::template::Side;
 use crate::wheel::TimerKind;
@@ -25,7 +25,10 @@ impl Worker {
         let Some(m) = leg.media.as_mut() else {
             return false;
         };
-        let sock = if rtcp { &m.rtcp } else { &m.rtp };
+        let Some(socks) = m.socks.as_ref() else {
+            return false;
+        };
+        let sock = if rtcp { &socks.rtcp } else { &socks.rtp };
         match sock.recv_from(&mut self.buf) {
             Ok((n, _)) => {
                 if rtcp {
@@ -63,26 +66,32 @@ impl Worker {
             self.finish(slot, Some("no free media port".into()));
             return;
         };
-        let rtp = udp_bind(SocketAddr::new(ip, port), false);
-        let rtcp = udp_bind(SocketAddr::new(ip, port + 1), false);
-        let (Ok(rtp), Ok(rtcp)) = (rtp, rtcp) else {
-            self.ports.insert(0, port);
-            self.finish(slot, Some("media port in use".into()));
-            return;
+        // A recording without RTP or RTCP on either side only needs the port in its SDP.
+        let t = &self.cfg.template;
+        let socks = if t.media[0].is_empty() && t.media[1].is_empty() {
+            None
+        } else {
+            let rtp = udp_bind(SocketAddr::new(ip, port), false);
+            let rtcp = udp_bind(SocketAddr::new(ip, port + 1), false);
+            let (Ok(rtp), Ok(rtcp)) = (rtp, rtcp) else {
+                self.ports.insert(0, port);
+                self.finish(slot, Some("media port in use".into()));
+                return;
+            };
+            epoll_add(self.epfd, rtp.as_raw_fd(), (u64::from(slot) + 1) << 2);
+            epoll_add(
+                self.epfd,
+                rtcp.as_raw_fd(),
+                ((u64::from(slot) + 1) << 2) | 1,
+            );
+            Some(MediaSockets { rtp, rtcp })
         };
-        epoll_add(self.epfd, rtp.as_raw_fd(), (u64::from(slot) + 1) << 2);
-        epoll_add(
-            self.epfd,
-            rtcp.as_raw_fd(),
-            ((u64::from(slot) + 1) << 2) | 1,
-        );
         let ssrc = self.rand() as u32;
         let seq_off = self.rand() as u16;
         let ts_off = self.rand() as u32;
         if let Some(leg) = self.legs[slot as usize].as_mut() {
             leg.media = Some(LegMedia {
-                rtp,
-                rtcp,
+                socks,
                 local: SocketAddr::new(ip, port),
                 remote: None,
                 started: false,
@@ -184,9 +193,7 @@ impl Worker {
                 m.state.peer_ssrc = m.rx.peer_ssrc;
                 m.state.ntp = ntp_now();
                 rewrite_rtcp(data, &m.state);
-                let _ = m
-                    .rtcp
-                    .send_to(data, SocketAddr::new(remote.ip(), remote.port() + 1));
+                m.send(true, data, SocketAddr::new(remote.ip(), remote.port() + 1));
             } else {
                 rewrite_rtp(
                     data,
@@ -202,15 +209,13 @@ impl Worker {
                 if data.len() >= 8 {
                     m.state.rtp_ts = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
                 }
-                let _ = m.rtp.send_to(data, remote);
+                m.send(false, data, remote);
                 m.sent += 1;
                 sent += 1;
                 // RTCP synthesised every 200 packets when the capture has none for this side.
                 if synth && m.sent % 200 == 0 {
                     let r = synth_rtcp(&m.state, "loadtest@local");
-                    let _ = m
-                        .rtcp
-                        .send_to(&r, SocketAddr::new(remote.ip(), remote.port() + 1));
+                    m.send(true, &r, SocketAddr::new(remote.ip(), remote.port() + 1));
                 }
             }
         }
@@ -218,6 +223,16 @@ impl Worker {
         if let Some(p) = pkts.get(m.next) {
             let due = m.anchor_ns + p.at.saturating_sub(m.anchor_rec).as_nanos() as u64;
             self.arm(slot, TimerKind::Media, due / 1_000_000);
+        }
+    }
+}
+
+impl LegMedia {
+    /// Sends on the leg's RTP (or RTCP) socket; nothing when the leg has no sockets.
+    fn send(&self, rtcp: bool, data: &[u8], to: SocketAddr) {
+        if let Some(s) = &self.socks {
+            let sock = if rtcp { &s.rtcp } else { &s.rtp };
+            let _ = sock.send_to(data, to);
         }
     }
 }

@@ -18,6 +18,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 mod build;
 mod media;
+mod tls;
+
+pub(crate) use tls::TlsSetup;
 
 use crate::media::{mos, RtcpState, RxStream};
 use crate::sipmsg::{sdp_audio, Msg};
@@ -39,6 +42,8 @@ pub(crate) struct Config {
     pub(crate) hold: Option<Duration>,
     pub(crate) timeout: Duration,
     pub(crate) epoch: Instant,
+    /// SIP over TLS, one connection per call (None: UDP).
+    pub(crate) tls: Option<Arc<TlsSetup>>,
 }
 
 /// Counters the progress line reads while the run goes.
@@ -77,15 +82,23 @@ pub(crate) struct ThreadResult {
     pub(crate) rows: Vec<Row>,
     pub(crate) setup_18x: Histogram<u64>,
     pub(crate) setup_200: Histogram<u64>,
+    /// TLS connections the callers opened with a completed handshake, and those that failed.
+    pub(crate) tls_handshakes: u64,
+    pub(crate) tls_failures: u64,
 }
 
 const MAX_ROWS: usize = 1_000_000;
 const T1_MS: u64 = 500;
 const REAP_MS: u64 = 4000;
 
-struct LegMedia {
+struct MediaSockets {
     rtp: UdpSocket,
     rtcp: UdpSocket,
+}
+
+struct LegMedia {
+    /// None when the recording has no media to send or receive (the port is only announced).
+    socks: Option<MediaSockets>,
     local: SocketAddr,
     remote: Option<SocketAddr>,
     started: bool,
@@ -131,6 +144,8 @@ struct Leg {
     finished: bool,
     failure: Option<String>,
     media: Option<LegMedia>,
+    /// The leg's TLS connection.
+    conn: Option<u32>,
 }
 
 struct Worker {
@@ -152,6 +167,33 @@ struct Worker {
     buf: Vec<u8>,
     /// RTP packets received since the last flush to `Shared::rtp_received`.
     rtp_received: u64,
+    /// Per side: the recorded addresses in header values and what replaces them (see
+    /// `rewrite_uac`), formatted once.
+    rewrites: [Vec<(String, String)>; 2],
+    /// The clock (ns since the epoch) read once per loop turn and after each wait.
+    now: u64,
+    listener: Option<std::net::TcpListener>,
+    conns: Vec<Option<tls::Conn>>,
+    free_conns: Vec<u32>,
+    /// The connection whose message is being handled.
+    cur_conn: Option<u32>,
+    tls_handshakes: u64,
+    tls_failures: u64,
+}
+
+/// The replacements of the recorded addresses for a leg whose own SIP address is `local`: the
+/// recorded callee's address becomes the target, the recorded caller's `local`; bare IP addresses
+/// too when the two recorded addresses differ in IP.
+fn rewrites_for(t: &Template, target: SocketAddr, local: SocketAddr) -> Vec<(String, String)> {
+    let mut v = vec![
+        (t.sip_addr[1].to_string(), target.to_string()),
+        (t.sip_addr[0].to_string(), local.to_string()),
+    ];
+    if t.sip_addr[0].ip() != t.sip_addr[1].ip() {
+        v.push((t.sip_addr[1].ip().to_string(), target.ip().to_string()));
+        v.push((t.sip_addr[0].ip().to_string(), local.ip().to_string()));
+    }
+    v
 }
 
 fn now_ns(epoch: Instant) -> u64 {
@@ -240,11 +282,38 @@ pub(crate) fn run(
             rows: Vec::new(),
             setup_18x: hist(),
             setup_200: hist(),
+            tls_handshakes: 0,
+            tls_failures: 0,
         },
         buf: vec![0u8; 65_536],
         rtp_received: 0,
+        rewrites: [Vec::new(), Vec::new()],
+        now: 0,
+        listener: None,
+        conns: Vec::new(),
+        free_conns: Vec::new(),
+        cur_conn: None,
+        tls_handshakes: 0,
+        tls_failures: 0,
     };
+    if let (Some(_), Some(a)) = (&w.cfg.tls, w.cfg.uas) {
+        let l = tls::listen(a).map_err(|e| format!("UAS TLS listener {a}: {e}"))?;
+        epoll_add(w.epfd, l.as_raw_fd(), tls::LISTEN_TOKEN);
+        w.listener = Some(l);
+    }
+    let uac_local = SocketAddr::new(w.cfg.uac_ip, w.cfg.uac_sip_base + id as u16);
+    let uas_local = w.cfg.uas.unwrap_or(w.cfg.target);
+    w.rewrites = [
+        rewrites_for(&w.cfg.template, w.cfg.target, uac_local),
+        rewrites_for(&w.cfg.template, w.cfg.target, uas_local),
+    ];
+    w.result.rows.reserve(starts.len().saturating_mul(2).min(MAX_ROWS));
+    // Room for the legs alive at once (calls and callee legs kept until reaped), so that the
+    // table does not move while the load rises.
+    w.legs.reserve(starts.len().saturating_mul(2).clamp(64, 1 << 17));
     w.main_loop(starts);
+    w.result.tls_handshakes = w.tls_handshakes;
+    w.result.tls_failures = w.tls_failures;
     // SAFETY: our own fd.
     unsafe { libc::close(w.epfd) };
     Ok(w.result)
@@ -274,6 +343,7 @@ impl Worker {
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
         loop {
             let now = now_ns(self.cfg.epoch);
+            self.now = now;
             while next_start < starts.len()
                 && starts[next_start].1 <= now
                 && self.active_uac < per_thread_cap
@@ -304,6 +374,9 @@ impl Worker {
             let n = unsafe {
                 libc::epoll_wait(self.epfd, events.as_mut_ptr(), events.len() as i32, wait)
             };
+            // One clock reading for the batch of events (SIP timing is kept to the millisecond;
+            // RTP arrivals read the clock per packet for jitter).
+            self.now = now_ns(self.cfg.epoch);
             for ev in events.iter().take(n.max(0) as usize) {
                 let token = ev.u64;
                 self.on_readable(token);
@@ -373,6 +446,7 @@ impl Worker {
             finished: false,
             failure: None,
             media: None,
+            conn: None,
         }
     }
 
@@ -386,26 +460,41 @@ impl Worker {
         let cid = leg.call_id.clone();
         let slot = self.alloc_leg(leg);
         self.by_callid[0].insert(cid, slot);
+        if self.cfg.tls.is_some() && !self.tls_connect(slot) {
+            self.finish(slot, Some("TLS connect failed".into()));
+            return;
+        }
         // The first step is the caller's: send it now (its recorded gap is from nothing).
         self.send_step(slot, now);
     }
 
     /// Recorded UAC/UAS addresses in a recorded header value, replaced by this leg's.
     fn rewrite_uac(&self, v: &str, leg: &Leg) -> String {
-        let t = &self.cfg.template;
-        let mut s = v.replace(&t.sip_addr[1].to_string(), &self.cfg.target.to_string());
-        s = s.replace(&t.sip_addr[0].to_string(), &leg.local_sip.to_string());
-        if t.sip_addr[0].ip() != t.sip_addr[1].ip() {
-            s = s.replace(
-                &t.sip_addr[1].ip().to_string(),
-                &self.cfg.target.ip().to_string(),
-            );
-            s = s.replace(
-                &t.sip_addr[0].ip().to_string(),
-                &leg.local_sip.ip().to_string(),
-            );
+        let mut s = v.to_string();
+        for (from, to) in &self.rewrites[leg.side.idx()] {
+            if s.contains(from.as_str()) {
+                s = s.replace(from.as_str(), to);
+            }
         }
         s
+    }
+
+    /// Sends a SIP message of leg `slot` to its peer: over the leg's TLS connection, or from its
+    /// side's UDP socket.
+    fn send_sip(&mut self, slot: u32, bytes: &[u8]) {
+        let Some(leg) = self.legs.get(slot as usize).and_then(Option::as_ref) else {
+            return;
+        };
+        let (side, peer, conn) = (leg.side, leg.peer, leg.conn);
+        if self.cfg.tls.is_some() {
+            if let Some(c) = conn {
+                self.conn_send(c, bytes);
+            }
+            return;
+        }
+        if let Some(s) = self.sock(side) {
+            let _ = s.send_to(bytes, peer);
+        }
     }
 
     fn sock(&self, side: Side) -> Option<&UdpSocket> {
@@ -416,6 +505,14 @@ impl Worker {
     }
 
     fn on_readable(&mut self, token: u64) {
+        if token == tls::LISTEN_TOKEN {
+            self.tls_accept();
+            return;
+        }
+        if token & tls::CONN_TOKEN != 0 {
+            self.tls_event((token & !tls::CONN_TOKEN) as u32);
+            return;
+        }
         for _ in 0..64 {
             let got = match token {
                 0 | 1 => {
@@ -425,14 +522,18 @@ impl Worker {
                         Side::Uas => self.uas_sock.as_ref(),
                     };
                     let Some(s) = sock else { return };
-                    match s.recv_from(&mut self.buf) {
+                    let mut buf = std::mem::take(&mut self.buf);
+                    let got = match s.recv_from(&mut buf) {
                         Ok((n, from)) => {
-                            let data = self.buf[..n].to_vec();
-                            self.on_sip(side, &data, from);
+                            if let Some(data) = buf.get(..n) {
+                                self.on_sip(side, data, from);
+                            }
                             true
                         }
                         Err(_) => false,
-                    }
+                    };
+                    self.buf = buf;
+                    got
                 }
                 _ => self.on_media(token),
             };
@@ -444,7 +545,7 @@ impl Worker {
 
     fn on_sip(&mut self, side: Side, data: &[u8], from: SocketAddr) {
         let Some(msg) = Msg::parse(data) else { return };
-        let now = now_ns(self.cfg.epoch);
+        let now = self.now;
         let known = self.by_callid[side.idx()]
             .get(msg.call_id())
             .copied()
@@ -468,6 +569,7 @@ impl Worker {
                 }
                 let slot = self.alloc_leg(leg);
                 self.by_callid[1].insert(msg.call_id().to_string(), slot);
+                self.tls_bind_leg(slot);
                 slot
             }
         };
@@ -544,14 +646,14 @@ impl Worker {
                 .any(|r| r.cseq() == msg.cseq() && r.method() == msg.method())
                 && msg.method() != "ACK"
             {
-                if let Some((_, bytes)) =
-                    leg.responses.iter().rev().find(|(m, _)| m == msg.method())
-                {
-                    let bytes = bytes.clone();
-                    let peer = leg.peer;
-                    if let Some(s) = self.sock(me) {
-                        let _ = s.send_to(&bytes, peer);
-                    }
+                let again = leg
+                    .responses
+                    .iter()
+                    .rev()
+                    .find(|(m, _)| m == msg.method())
+                    .map(|(_, b)| b.clone());
+                if let Some(bytes) = again {
+                    self.send_sip(slot, &bytes);
                 }
                 return;
             }
@@ -657,14 +759,7 @@ impl Worker {
                 // A final response the recording did not have.
                 if msg.method() == "INVITE" && msg.status() >= 300 {
                     let ack = self.build_ack_for_failure(slot, &msg);
-                    if let Some(s) = self.sock(me) {
-                        let _ = s.send_to(
-                            &ack,
-                            self.legs[slot as usize]
-                                .as_ref()
-                                .map_or(self.cfg.target, |l| l.peer),
-                        );
-                    }
+                    self.send_sip(slot, &ack);
                 } else if msg.method() == "INVITE" && leg_has_200(self.legs[slot as usize].as_ref())
                 {
                     // A 2xx retransmission: ACK it again (or, before the ACK's recorded gap has
@@ -673,12 +768,7 @@ impl Worker {
                         .as_ref()
                         .and_then(|l| l.last_ack.clone())
                     {
-                        let peer = self.legs[slot as usize]
-                            .as_ref()
-                            .map_or(self.cfg.target, |l| l.peer);
-                        if let Some(s) = self.sock(me) {
-                            let _ = s.send_to(&ack, peer);
-                        }
+                        self.send_sip(slot, &ack);
                     }
                     return;
                 }
@@ -726,7 +816,7 @@ impl Worker {
         if leg.generation != t.generation {
             return;
         }
-        let now = now_ns(self.cfg.epoch);
+        let now = self.now;
         match t.kind {
             TimerKind::Step if leg.seq == t.seq && !leg.finished => self.send_step(t.leg, now),
             TimerKind::Timeout if leg.seq == t.seq && !leg.finished => {
@@ -757,11 +847,7 @@ impl Worker {
         let next = (*interval * 2).min(4000);
         *interval = next;
         let bytes = bytes.clone();
-        let peer = leg.peer;
-        let side = leg.side;
-        if let Some(s) = self.sock(side) {
-            let _ = s.send_to(&bytes, peer);
-        }
+        self.send_sip(slot, &bytes);
         let due = now_ns(self.cfg.epoch) / 1_000_000 + next;
         self.arm(slot, TimerKind::Retransmit, due);
     }
@@ -798,8 +884,6 @@ impl Worker {
         let Some(leg) = self.legs[slot as usize].as_mut() else {
             return;
         };
-        let _ = leg.local_sip;
-        let peer = leg.peer;
         let side = leg.side;
         if rec.is_request() {
             if rec.method() == "ACK" {
@@ -819,10 +903,11 @@ impl Worker {
         if t.answer_step() == Some(idx) {
             leg.answer_ns = Some(now);
         }
-        let arm_retx = leg.retx.is_some() && (rec.is_request() || rec.status() >= 200);
-        if let Some(s) = self.sock(side) {
-            let _ = s.send_to(&bytes, peer);
-        }
+        // Over TLS (reliable) nothing is retransmitted.
+        let arm_retx = leg.retx.is_some()
+            && (rec.is_request() || rec.status() >= 200)
+            && self.cfg.tls.is_none();
+        self.send_sip(slot, &bytes);
         if arm_retx {
             self.arm(slot, TimerKind::Retransmit, now / 1_000_000 + T1_MS);
         }
@@ -912,6 +997,18 @@ impl Worker {
         if self.result.rows.len() < MAX_ROWS {
             self.result.rows.push(row);
         }
+        // A finished leg only answers retransmissions: keep what that needs (each request's
+        // CSeq, the responses sent, the last ACK), not the whole messages.
+        if let Some(l) = self.legs[slot as usize].as_mut() {
+            for r in &mut l.requests {
+                r.headers.retain(|(n, _)| n.eq_ignore_ascii_case("CSeq"));
+                r.headers.shrink_to_fit();
+                r.body = Vec::new();
+            }
+            l.routes = Vec::new();
+            l.branches = Vec::new();
+            l.retx = None;
+        }
         // The media ports go back at once: a finished leg only answers SIP retransmissions.
         let media = self.legs[slot as usize]
             .as_mut()
@@ -919,11 +1016,19 @@ impl Worker {
         if let Some(m) = media {
             self.ports.push(m.local.port());
         }
+        // The caller closes its connection at its end.
+        if self.legs[slot as usize]
+            .as_ref()
+            .is_some_and(|l| l.side == Side::Uac)
+        {
+            self.tls_release(slot);
+        }
         let due = now_ns(self.cfg.epoch) / 1_000_000 + REAP_MS;
         self.arm(slot, TimerKind::Reap, due);
     }
 
     fn reap(&mut self, slot: u32) {
+        self.tls_release(slot);
         if let Some(leg) = self.legs[slot as usize].take() {
             // The Call-ID may have passed to a newer leg (see `is_new_transaction_after_end`).
             let map = &mut self.by_callid[leg.side.idx()];
