@@ -54,7 +54,8 @@ report:
   --out PREFIX         write PREFIX.json, PREFIX.csv, PREFIX.html
   --max-fail-ratio R   exit 1 when failed/attempted > R (0)
   --min-mos M          exit 1 when the mean MOS < M (0)
-  --search             RFC 7502: highest CPS with no failure (trials of --calls calls)";
+  --search             RFC 7502: highest CPS with no failure (trials of --calls calls)
+  --search-max R       the highest rate the search tries (100000)";
 
 #[derive(Clone)]
 struct Args {
@@ -81,6 +82,7 @@ struct Args {
     max_fail_ratio: f64,
     min_mos: f64,
     search: bool,
+    search_max: f64,
     tls: bool,
     tls_ca: Option<PathBuf>,
     tls_name: String,
@@ -111,6 +113,7 @@ fn parse_args() -> Result<Args, String> {
         max_fail_ratio: 0.0,
         min_mos: 0.0,
         search: false,
+        search_max: 100_000.0,
         tls: false,
         tls_ca: None,
         tls_name: "loadtest.invalid".into(),
@@ -151,6 +154,7 @@ fn parse_args() -> Result<Args, String> {
             "--max-fail-ratio" => a.max_fail_ratio = v()?.parse().map_err(|_| bad(k))?,
             "--min-mos" => a.min_mos = v()?.parse().map_err(|_| bad(k))?,
             "--search" => a.search = true,
+            "--search-max" => a.search_max = v()?.parse().map_err(|_| bad(k))?,
             "-h" | "--help" => return Err(String::new()),
             _ => return Err(format!("unknown option {k}")),
         }
@@ -399,11 +403,16 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// RFC 7502 §5-style search: trials of `--calls` calls; the rate doubles while trials pass, then
-/// bisects between the last pass and the first failure (8 trials at most after the first failure).
+/// RFC 7502 §5-style search: trials of `--calls` calls at one offered rate each. A trial passes
+/// when every call was answered without a failure and the calls really started at ≥ 95 % of the
+/// rate (a tester or target that cannot keep the rate fails it). From `--cps` the rate doubles while
+/// trials pass, up to `--search-max`; after the first failure it bisects between the last pass and
+/// the lowest failure until they are within 5 % (or 1 call/s), at most 24 trials in all.
 fn search(a: &Args, t: &Arc<Template>) -> ExitCode {
     let (mut lo, mut hi) = (0.0f64, None::<f64>);
-    let mut rate = a.cps;
+    let mut rate = a.cps.min(a.search_max);
+    let mut trials = 0u32;
+    let mut converged = false;
     for _ in 0..24 {
         let s = match run_once(a, t, rate, true) {
             Ok(s) => s,
@@ -412,7 +421,8 @@ fn search(a: &Args, t: &Arc<Template>) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let pass = s.failed == 0 && s.answered == a.calls;
+        trials += 1;
+        let pass = s.failed == 0 && s.answered == a.calls && s.achieved_cps >= 0.95 * rate;
         println!(
             "{{\"trial_cps\":{rate:.1},\"pass\":{pass},\"failed\":{},\"achieved_cps\":{:.1}}}",
             s.failed, s.achieved_cps
@@ -420,16 +430,26 @@ fn search(a: &Args, t: &Arc<Template>) -> ExitCode {
         if pass {
             lo = rate;
         } else {
-            hi = Some(rate);
+            hi = Some(hi.map_or(rate, |h: f64| h.min(rate)));
         }
         rate = match hi {
-            None => rate * 2.0,
+            None if rate >= a.search_max => {
+                converged = true;
+                break;
+            }
+            None => (rate * 2.0).min(a.search_max),
             Some(h) if h - lo > (lo * 0.05).max(1.0) => (lo + h) / 2.0,
-            Some(_) => break,
+            Some(_) => {
+                converged = true;
+                break;
+            }
         };
         // A short pause so the target drains between trials.
         std::thread::sleep(Duration::from_millis(500));
     }
-    println!("{{\"rfc7502_max_cps\":{lo:.1}}}");
+    println!(
+        "{{\"rfc7502_max_cps\":{lo:.1},\"lowest_failing_cps\":{},\"trials\":{trials},\"converged\":{converged}}}",
+        hi.map_or("null".to_string(), |h| format!("{h:.1}"))
+    );
     ExitCode::SUCCESS
 }

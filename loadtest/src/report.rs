@@ -146,7 +146,11 @@ pub(crate) fn summarise(
     let mut h200 = h18.clone();
     let mut rows = Vec::new();
     let (mut tls_connections, mut tls_failures) = (0, 0);
+    let mut starts: Option<(u64, u64)> = None;
     for r in results {
+        if let Some((f, l)) = r.starts_ns {
+            starts = Some(starts.map_or((f, l), |(a, b)| (a.min(f), b.max(l))));
+        }
         tls_connections += r.tls_handshakes;
         tls_failures += r.tls_failures;
         let _ = h18.add(&r.setup_18x);
@@ -172,7 +176,8 @@ pub(crate) fn summarise(
     );
     let moses: Vec<f64> = rows.iter().filter_map(|r| r.mos).collect();
     let with_media: Vec<&Row> = rows.iter().filter(|r| r.rtp_received > 0).collect();
-    // Achieved CPS: calls started per second between the first and the last start.
+    // Achieved CPS: calls started per second between the first and the last start (the samples'
+    // 250 ms grain when the start times are not known).
     let first = samples
         .iter()
         .find(|s| s.attempted > 0)
@@ -181,7 +186,10 @@ pub(crate) fn summarise(
         .iter()
         .find(|s| s.attempted >= attempted)
         .map_or(duration_s, |s| s.t);
-    let achieved = if attempted > 1 && last > first {
+    let achieved = if let Some((f, l)) = starts.filter(|(f, l)| attempted > 1 && l > f) {
+        // From the start times themselves.
+        (attempted - 1) as f64 * 1e9 / (l - f) as f64
+    } else if attempted > 1 && last > first {
         (attempted - 1) as f64 / (last - first).max(0.25)
     } else {
         attempted as f64

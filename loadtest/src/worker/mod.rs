@@ -85,6 +85,8 @@ pub(crate) struct ThreadResult {
     /// TLS connections the callers opened with a completed handshake, and those that failed.
     pub(crate) tls_handshakes: u64,
     pub(crate) tls_failures: u64,
+    /// When this thread started its first and its last call (ns since the epoch).
+    pub(crate) starts_ns: Option<(u64, u64)>,
 }
 
 const MAX_ROWS: usize = 1_000_000;
@@ -284,6 +286,7 @@ pub(crate) fn run(
             setup_200: hist(),
             tls_handshakes: 0,
             tls_failures: 0,
+            starts_ns: None,
         },
         buf: vec![0u8; 65_536],
         rtp_received: 0,
@@ -455,6 +458,8 @@ impl Worker {
         let mut leg = self.new_leg(Side::Uac, index, scheduled_ns, self.cfg.target);
         leg.initial_ruri = self.rewrite_uac(t.steps[0].msg.ruri(), &leg);
         leg.last_ns = now;
+        let first = self.result.starts_ns.map_or(now, |(f, _)| f);
+        self.result.starts_ns = Some((first, now));
         self.active_uac += 1;
         self.shared.attempted.fetch_add(1, Ordering::Relaxed);
         let cid = leg.call_id.clone();
