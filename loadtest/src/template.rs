@@ -379,20 +379,31 @@ mod tests {
         assert_eq!(t.bye_step(), Some(5));
         assert!(t.tags[0].is_some() && t.tags[1].is_some());
         assert_eq!(t.clock_rate, 8000);
-        // 20 ms packets, 160 timestamp units each: a pass ends one packet after the last.
+        // 30 ms packets, 240 timestamp units each: a pass ends one packet after the last.
         for side in [Side::Uac, Side::Uas] {
             let l = t.loops[side.idx()].unwrap();
             let audio: Vec<&MediaPkt> = t.media[side.idx()].iter().filter(|p| !p.rtcp).collect();
             let ts = |p: &MediaPkt| rtp_ts(&p.data).unwrap();
             assert_eq!(
                 l.ts_span,
-                ts(audio[audio.len() - 1]) - ts(audio[0]) + 160,
+                ts(audio[audio.len() - 1]) - ts(audio[0]) + 240,
                 "{side:?}"
             );
-            let end = audio[audio.len() - 1].at + Duration::from_millis(20);
+            let end = audio[audio.len() - 1].at + Duration::from_millis(30);
             let span = end.saturating_sub(t.media[side.idx()][0].at);
-            assert!(l.period.abs_diff(span) < Duration::from_millis(3), "{l:?} {span:?}");
+            assert!(
+                l.period.abs_diff(span) < Duration::from_millis(5),
+                "{l:?} {span:?}"
+            );
         }
+        // The 20 ms version: 160 units per packet.
+        let t20 = load("g711-ptime20.pcap");
+        let audio: Vec<&MediaPkt> = t20.media[0].iter().filter(|p| !p.rtcp).collect();
+        let ts = |p: &MediaPkt| rtp_ts(&p.data).unwrap();
+        assert_eq!(
+            t20.loops[0].unwrap().ts_span,
+            ts(audio[audio.len() - 1]) - ts(audio[0]) + 160
+        );
     }
 
     #[test]

@@ -172,7 +172,11 @@ fn rfc7502_search_converges_and_reports_its_rate() {
         .collect();
     let (last, trials) = lines.split_last().unwrap();
     assert_eq!(last["converged"], true, "{out}");
-    assert_eq!(last["trials"].as_u64().unwrap() as usize, trials.len(), "{out}");
+    assert_eq!(
+        last["trials"].as_u64().unwrap() as usize,
+        trials.len(),
+        "{out}"
+    );
     let max = last["rfc7502_max_cps"].as_f64().unwrap();
     let fail = last["lowest_failing_cps"].as_f64().unwrap();
     assert!(max >= 20.0 && max < fail && fail <= 400.0, "{out}");

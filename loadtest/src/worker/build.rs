@@ -143,9 +143,7 @@ impl Worker {
             _ => rec.body.clone(),
         }
     }
-
 }
-
 
 /// Headers the replay writes itself rather than copying from the recording.
 pub(super) fn is_stock(name: &str) -> bool {

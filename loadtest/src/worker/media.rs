@@ -177,7 +177,8 @@ impl Worker {
             let Some(remote) = m.remote else { continue };
             if m.passes > 0
                 && !p.rtcp
-                && t.event_pt.is_some_and(|e| p.data.get(1).is_some_and(|b| b & 0x7f == e))
+                && t.event_pt
+                    .is_some_and(|e| p.data.get(1).is_some_and(|b| b & 0x7f == e))
             {
                 continue;
             }

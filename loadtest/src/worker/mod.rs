@@ -310,10 +310,13 @@ pub(crate) fn run(
         rewrites_for(&w.cfg.template, w.cfg.target, uac_local),
         rewrites_for(&w.cfg.template, w.cfg.target, uas_local),
     ];
-    w.result.rows.reserve(starts.len().saturating_mul(2).min(MAX_ROWS));
+    w.result
+        .rows
+        .reserve(starts.len().saturating_mul(2).min(MAX_ROWS));
     // Room for the legs alive at once (calls and callee legs kept until reaped), so that the
     // table does not move while the load rises.
-    w.legs.reserve(starts.len().saturating_mul(2).clamp(64, 1 << 17));
+    w.legs
+        .reserve(starts.len().saturating_mul(2).clamp(64, 1 << 17));
     w.main_loop(starts);
     w.result.tls_handshakes = w.tls_handshakes;
     w.result.tls_failures = w.tls_failures;

@@ -143,7 +143,11 @@ impl Worker {
         let target = self.cfg.target;
         let local = SocketAddr::new(self.cfg.uac_ip, 0);
         let started = (|| {
-            let s = Socket::new(Domain::for_address(target), Type::STREAM, Some(Protocol::TCP))?;
+            let s = Socket::new(
+                Domain::for_address(target),
+                Type::STREAM,
+                Some(Protocol::TCP),
+            )?;
             s.set_nonblocking(true)?;
             s.set_tcp_nodelay(true)?;
             // The port is chosen at connect (by the whole 4-tuple), not at bind: a bind to port 0
@@ -200,9 +204,8 @@ impl Worker {
             let Some(l) = self.listener.as_ref() else {
                 return;
             };
-            let (sock, peer) = match l.accept() {
-                Ok(x) => x,
-                Err(_) => return,
+            let Ok((sock, peer)) = l.accept() else {
+                return;
             };
             let ok = sock.set_nonblocking(true).is_ok() && sock.set_nodelay(true).is_ok();
             let Ok(conn) = rustls::ServerConnection::new(Arc::clone(&server)) else {
