@@ -45,13 +45,17 @@ load:
   --ramp S             rise to --cps over S seconds (0)
   --max-concurrent N   calls at once (10000); --hold S call length from the answer to the BYE
   --threads N          threads (the number of cores); --timeout S per expected message (32)
-  --transport udp      (tcp and tls: not in this build)
+  --transport udp|tls  SIP over UDP (default) or TLS, one TLS connection per call
+  --tls-ca FILE        PEM certificates the caller trusts (default: the own callee's certificate)
+  --tls-name NAME      the server name the caller asks for and the callee's certificate holds
+                       (loadtest.invalid)
   --allow-remote       allow a target outside loopback
 report:
   --out PREFIX         write PREFIX.json, PREFIX.csv, PREFIX.html
   --max-fail-ratio R   exit 1 when failed/attempted > R (0)
   --min-mos M          exit 1 when the mean MOS < M (0)
-  --search             RFC 7502: highest CPS with no failure (trials of --calls calls)";
+  --search             RFC 7502: highest CPS with no failure (trials of --calls calls)
+  --search-max R       the highest rate the search tries (100000)";
 
 #[derive(Clone)]
 struct Args {
@@ -78,6 +82,10 @@ struct Args {
     max_fail_ratio: f64,
     min_mos: f64,
     search: bool,
+    search_max: f64,
+    tls: bool,
+    tls_ca: Option<PathBuf>,
+    tls_name: String,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -105,6 +113,10 @@ fn parse_args() -> Result<Args, String> {
         max_fail_ratio: 0.0,
         min_mos: 0.0,
         search: false,
+        search_max: 100_000.0,
+        tls: false,
+        tls_ca: None,
+        tls_name: "loadtest.invalid".into(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -130,17 +142,19 @@ fn parse_args() -> Result<Args, String> {
             "--hold" => a.hold = Some(Duration::from_secs_f64(v()?.parse().map_err(|_| bad(k))?)),
             "--threads" => a.threads = v()?.parse().map_err(|_| bad(k))?,
             "--timeout" => a.timeout = Duration::from_secs_f64(v()?.parse().map_err(|_| bad(k))?),
-            "--transport" => {
-                let t = v()?;
-                if t != "udp" {
-                    return Err(format!("--transport {t}: only udp in this build"));
-                }
-            }
+            "--transport" => match v()?.as_str() {
+                "udp" => a.tls = false,
+                "tls" => a.tls = true,
+                t => return Err(format!("--transport {t}: udp or tls")),
+            },
+            "--tls-ca" => a.tls_ca = Some(PathBuf::from(v()?)),
+            "--tls-name" => a.tls_name = v()?,
             "--allow-remote" => a.allow_remote = true,
             "--out" => a.out = Some(PathBuf::from(v()?)),
             "--max-fail-ratio" => a.max_fail_ratio = v()?.parse().map_err(|_| bad(k))?,
             "--min-mos" => a.min_mos = v()?.parse().map_err(|_| bad(k))?,
             "--search" => a.search = true,
+            "--search-max" => a.search_max = v()?.parse().map_err(|_| bad(k))?,
             "-h" | "--help" => return Err(String::new()),
             _ => return Err(format!("unknown option {k}")),
         }
@@ -229,6 +243,17 @@ fn run_once(a: &Args, t: &Arc<Template>, cps: f64, quiet: bool) -> Result<Summar
     if u32::from(a.media_port) + u32::from(a.media_ports) * a.threads as u32 > 65_535 {
         return Err("the media port range passes 65535".into());
     }
+    let tls = if a.tls {
+        if uas.is_none() && a.tls_ca.is_none() {
+            return Err("--transport tls toward another callee needs --tls-ca".into());
+        }
+        Some(Arc::new(worker::TlsSetup::new(
+            a.tls_ca.as_deref(),
+            &a.tls_name,
+        )?))
+    } else {
+        None
+    };
     let cfg = Arc::new(Config {
         template: Arc::clone(t),
         target,
@@ -243,6 +268,7 @@ fn run_once(a: &Args, t: &Arc<Template>, cps: f64, quiet: bool) -> Result<Summar
         hold: a.hold,
         timeout: a.timeout,
         epoch,
+        tls,
     });
     let shared = Arc::new(Shared::default());
     let times = if run_uac {
@@ -277,6 +303,9 @@ fn run_once(a: &Args, t: &Arc<Template>, cps: f64, quiet: bool) -> Result<Summar
             attempted: shared.attempted.load(Ordering::Relaxed),
             answered: shared.answered.load(Ordering::Relaxed),
             failed: shared.failed.load(Ordering::Relaxed),
+            rtp_sent: shared.rtp_sent.load(Ordering::Relaxed),
+            rtp_received: shared.rtp_received.load(Ordering::Relaxed),
+            cpu_s: report::process_cpu_s(),
         };
         if tty {
             eprint!(
@@ -374,11 +403,16 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// RFC 7502 §5-style search: trials of `--calls` calls; the rate doubles while trials pass, then
-/// bisects between the last pass and the first failure (8 trials at most after the first failure).
+/// RFC 7502 §5-style search: trials of `--calls` calls at one offered rate each. A trial passes
+/// when every call was answered without a failure and the calls really started at ≥ 95 % of the
+/// rate (a tester or target that cannot keep the rate fails it). From `--cps` the rate doubles while
+/// trials pass, up to `--search-max`; after the first failure it bisects between the last pass and
+/// the lowest failure until they are within 5 % (or 1 call/s), at most 24 trials in all.
 fn search(a: &Args, t: &Arc<Template>) -> ExitCode {
     let (mut lo, mut hi) = (0.0f64, None::<f64>);
-    let mut rate = a.cps;
+    let mut rate = a.cps.min(a.search_max);
+    let mut trials = 0u32;
+    let mut converged = false;
     for _ in 0..24 {
         let s = match run_once(a, t, rate, true) {
             Ok(s) => s,
@@ -387,7 +421,8 @@ fn search(a: &Args, t: &Arc<Template>) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let pass = s.failed == 0 && s.answered == a.calls;
+        trials += 1;
+        let pass = s.failed == 0 && s.answered == a.calls && s.achieved_cps >= 0.95 * rate;
         println!(
             "{{\"trial_cps\":{rate:.1},\"pass\":{pass},\"failed\":{},\"achieved_cps\":{:.1}}}",
             s.failed, s.achieved_cps
@@ -395,16 +430,26 @@ fn search(a: &Args, t: &Arc<Template>) -> ExitCode {
         if pass {
             lo = rate;
         } else {
-            hi = Some(rate);
+            hi = Some(hi.map_or(rate, |h: f64| h.min(rate)));
         }
         rate = match hi {
-            None => rate * 2.0,
+            None if rate >= a.search_max => {
+                converged = true;
+                break;
+            }
+            None => (rate * 2.0).min(a.search_max),
             Some(h) if h - lo > (lo * 0.05).max(1.0) => (lo + h) / 2.0,
-            Some(_) => break,
+            Some(_) => {
+                converged = true;
+                break;
+            }
         };
         // A short pause so the target drains between trials.
         std::thread::sleep(Duration::from_millis(500));
     }
-    println!("{{\"rfc7502_max_cps\":{lo:.1}}}");
+    println!(
+        "{{\"rfc7502_max_cps\":{lo:.1},\"lowest_failing_cps\":{},\"trials\":{trials},\"converged\":{converged}}}",
+        hi.map_or("null".to_string(), |h| format!("{h:.1}"))
+    );
     ExitCode::SUCCESS
 }

@@ -19,6 +19,64 @@ pub(crate) struct Sample {
     pub(crate) attempted: u64,
     pub(crate) answered: u64,
     pub(crate) failed: u64,
+    pub(crate) rtp_sent: u64,
+    pub(crate) rtp_received: u64,
+    /// CPU time of the process (user + system, all threads), seconds.
+    pub(crate) cpu_s: f64,
+}
+
+/// The media rate over the busiest `MEDIA_WINDOW_S` seconds of a run, and what it cost.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct MediaWindow {
+    pub(crate) from_s: f64,
+    pub(crate) seconds: f64,
+    /// RTP packets sent per second (both sides of every call).
+    pub(crate) rtp_sent_pps: f64,
+    pub(crate) rtp_received_pps: f64,
+    /// Share of one core the whole process used (100 = one core).
+    pub(crate) cpu_pct: f64,
+    /// RTP packets sent plus received per CPU-second of the process.
+    pub(crate) packets_per_core_s: f64,
+}
+
+const MEDIA_WINDOW_S: f64 = 5.0;
+
+/// The window of `MEDIA_WINDOW_S` seconds with the most RTP sent, from the progress samples.
+fn media_window(samples: &[Sample]) -> Option<MediaWindow> {
+    let mut best: Option<MediaWindow> = None;
+    for (i, a) in samples.iter().enumerate() {
+        let Some(b) = samples[i..].iter().find(|b| b.t - a.t >= MEDIA_WINDOW_S) else {
+            break;
+        };
+        let dt = b.t - a.t;
+        let sent = (b.rtp_sent - a.rtp_sent) as f64;
+        let recv = (b.rtp_received - a.rtp_received) as f64;
+        let cpu = (b.cpu_s - a.cpu_s).max(1e-9);
+        let w = MediaWindow {
+            from_s: a.t,
+            seconds: dt,
+            rtp_sent_pps: sent / dt,
+            rtp_received_pps: recv / dt,
+            cpu_pct: cpu * 100.0 / dt,
+            packets_per_core_s: (sent + recv) / cpu,
+        };
+        if sent > 0.0 && best.is_none_or(|x| w.rtp_sent_pps > x.rtp_sent_pps) {
+            best = Some(w);
+        }
+    }
+    best
+}
+
+/// CPU time (user + system) of this process so far, in seconds.
+pub(crate) fn process_cpu_s() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 #[derive(Debug, Serialize)]
@@ -63,6 +121,13 @@ pub(crate) struct Summary {
     pub(crate) uas_legs: u64,
     pub(crate) uas_failed: u64,
     pub(crate) duration_s: f64,
+    /// CPU time of the whole process over the run (user + system), seconds.
+    pub(crate) cpu_s: f64,
+    /// The busiest 5 s of media (None when no RTP was sent).
+    pub(crate) media_peak: Option<MediaWindow>,
+    /// TLS connections the callers opened (handshake completed), and those that failed.
+    pub(crate) tls_connections: u64,
+    pub(crate) tls_failures: u64,
     #[serde(skip)]
     pub(crate) rows: Vec<Row>,
     #[serde(skip)]
@@ -80,7 +145,14 @@ pub(crate) fn summarise(
     let mut h18 = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
     let mut h200 = h18.clone();
     let mut rows = Vec::new();
+    let (mut tls_connections, mut tls_failures) = (0, 0);
+    let mut starts: Option<(u64, u64)> = None;
     for r in results {
+        if let Some((f, l)) = r.starts_ns {
+            starts = Some(starts.map_or((f, l), |(a, b)| (a.min(f), b.max(l))));
+        }
+        tls_connections += r.tls_handshakes;
+        tls_failures += r.tls_failures;
         let _ = h18.add(&r.setup_18x);
         let _ = h200.add(&r.setup_200);
         rows.extend(r.rows);
@@ -104,7 +176,8 @@ pub(crate) fn summarise(
     );
     let moses: Vec<f64> = rows.iter().filter_map(|r| r.mos).collect();
     let with_media: Vec<&Row> = rows.iter().filter(|r| r.rtp_received > 0).collect();
-    // Achieved CPS: calls started per second between the first and the last start.
+    // Achieved CPS: calls started per second between the first and the last start (the samples'
+    // 250 ms grain when the start times are not known).
     let first = samples
         .iter()
         .find(|s| s.attempted > 0)
@@ -113,7 +186,10 @@ pub(crate) fn summarise(
         .iter()
         .find(|s| s.attempted >= attempted)
         .map_or(duration_s, |s| s.t);
-    let achieved = if attempted > 1 && last > first {
+    let achieved = if let Some((f, l)) = starts.filter(|(f, l)| attempted > 1 && l > f) {
+        // From the start times themselves.
+        (attempted - 1) as f64 * 1e9 / (l - f) as f64
+    } else if attempted > 1 && last > first {
         (attempted - 1) as f64 / (last - first).max(0.25)
     } else {
         attempted as f64
@@ -160,6 +236,10 @@ pub(crate) fn summarise(
         uas_legs: uas.len() as u64,
         uas_failed: uas.iter().filter(|r| r.failure.is_some()).count() as u64,
         duration_s,
+        cpu_s: process_cpu_s(),
+        media_peak: media_window(&samples),
+        tls_connections,
+        tls_failures,
         rows,
         samples,
         setup_hist,

@@ -170,6 +170,31 @@ impl Msg {
     }
 }
 
+/// The length of the first SIP message at the start of a stream (TCP, TLS) when it is all there:
+/// its header and a body of its Content-Length; leading CRLFs (keep-alives) count as a frame of
+/// their own.
+pub(crate) fn stream_frame_len(buf: &[u8]) -> Option<usize> {
+    let lead = buf
+        .iter()
+        .take_while(|b| **b == b'\r' || **b == b'\n')
+        .count();
+    if lead > 0 {
+        return Some(lead);
+    }
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(buf.get(..head_end)?).ok()?;
+    let mut len = 0usize;
+    for line in head.split("\r\n") {
+        if let Some((n, v)) = line.split_once(':') {
+            let n = n.trim();
+            if n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("l") {
+                len = v.trim().parse().ok()?;
+            }
+        }
+    }
+    (buf.len() >= head_end + len).then_some(head_end + len)
+}
+
 /// The value of `;name=value` in a header value.
 pub(crate) fn param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
     // Parameters after the URI: skip a bracketed URI so that its own parameters are not read.

@@ -48,6 +48,16 @@ pub(crate) struct MediaPkt {
     pub(crate) data: Vec<u8>,
 }
 
+/// How a side's recorded media repeats when the call is held longer than the recording: the next
+/// pass starts `period` after the previous one (the last RTP packet plus one packet time) with RTP
+/// timestamps moved on by `ts_span` (the last timestamp plus one packet's step), so the stream goes
+/// on without a jump in time, sequence or timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MediaLoop {
+    pub(crate) period: Duration,
+    pub(crate) ts_span: u32,
+}
+
 /// A recorded call, ready to be replayed.
 #[derive(Debug, Clone)]
 pub(crate) struct Template {
@@ -67,6 +77,42 @@ pub(crate) struct Template {
     pub(crate) digits: [String; 2],
     pub(crate) event_pt: Option<u8>,
     pub(crate) clock_rate: u32,
+    /// Per side: how its media repeats over a hold longer than the recording (None: no audio).
+    pub(crate) loops: [Option<MediaLoop>; 2],
+}
+
+fn rtp_ts(pkt: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(pkt.get(4..8)?.try_into().ok()?))
+}
+
+/// The repeat of one side's packets: from its first packet to one packet time after its last audio
+/// packet (audio: RTP of the payload type of the first RTP packet, events excluded).
+fn media_loop(pkts: &[MediaPkt], event_pt: Option<u8>) -> Option<MediaLoop> {
+    let first = pkts.first()?;
+    let audio_pt = pkts
+        .iter()
+        .filter(|p| !p.rtcp && p.data.len() >= 12)
+        .map(|p| p.data[1] & 0x7f)
+        .find(|pt| Some(*pt) != event_pt)?;
+    let audio: Vec<&MediaPkt> = pkts
+        .iter()
+        .filter(|p| !p.rtcp && p.data.len() >= 12 && p.data[1] & 0x7f == audio_pt)
+        .collect();
+    let (a0, last) = (audio.first()?, audio.last()?);
+    let prev = audio.get(audio.len().checked_sub(2)?)?;
+    let gap = last.at.saturating_sub(prev.at);
+    let step = rtp_ts(&last.data)?.wrapping_sub(rtp_ts(&prev.data)?);
+    if gap.is_zero() || step == 0 || step > 0x8000_0000 {
+        return None;
+    }
+    let end = (last.at + gap).max(pkts.last().map_or(last.at, |p| p.at));
+    let ts_span = rtp_ts(&last.data)?
+        .wrapping_sub(rtp_ts(&a0.data)?)
+        .wrapping_add(step);
+    Some(MediaLoop {
+        period: end.saturating_sub(first.at),
+        ts_span,
+    })
 }
 
 /// A message is a retransmission when the same side sent the same bytes before.
@@ -236,7 +282,12 @@ impl Template {
                 data: d.payload.clone(),
             });
         }
+        let loops = [
+            media_loop(&media[0], event_pt),
+            media_loop(&media[1], event_pt),
+        ];
         Ok(Self {
+            loops,
             steps,
             call_id,
             tags,
@@ -328,6 +379,31 @@ mod tests {
         assert_eq!(t.bye_step(), Some(5));
         assert!(t.tags[0].is_some() && t.tags[1].is_some());
         assert_eq!(t.clock_rate, 8000);
+        // 30 ms packets, 240 timestamp units each: a pass ends one packet after the last.
+        for side in [Side::Uac, Side::Uas] {
+            let l = t.loops[side.idx()].unwrap();
+            let audio: Vec<&MediaPkt> = t.media[side.idx()].iter().filter(|p| !p.rtcp).collect();
+            let ts = |p: &MediaPkt| rtp_ts(&p.data).unwrap();
+            assert_eq!(
+                l.ts_span,
+                ts(audio[audio.len() - 1]) - ts(audio[0]) + 240,
+                "{side:?}"
+            );
+            let end = audio[audio.len() - 1].at + Duration::from_millis(30);
+            let span = end.saturating_sub(t.media[side.idx()][0].at);
+            assert!(
+                l.period.abs_diff(span) < Duration::from_millis(5),
+                "{l:?} {span:?}"
+            );
+        }
+        // The 20 ms version: 160 units per packet.
+        let t20 = load("g711-ptime20.pcap");
+        let audio: Vec<&MediaPkt> = t20.media[0].iter().filter(|p| !p.rtcp).collect();
+        let ts = |p: &MediaPkt| rtp_ts(&p.data).unwrap();
+        assert_eq!(
+            t20.loops[0].unwrap().ts_span,
+            ts(audio[audio.len() - 1]) - ts(audio[0]) + 160
+        );
     }
 
     #[test]

@@ -15,6 +15,11 @@ fn pcap(name: &str) -> PathBuf {
 
 /// Runs `loadtest` for `calls` calls of `name` between 127.46.`net`.1 (UAC) and .2 (UAS).
 fn replay(name: &str, net: u8, calls: u32, out: Option<&Path>) -> Value {
+    replay_with(name, net, calls, out, &[])
+}
+
+/// `replay` with more options.
+fn replay_with(name: &str, net: u8, calls: u32, out: Option<&Path>, extra: &[&str]) -> Value {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_loadtest"));
     cmd.args(["--pcap"])
         .arg(pcap(name))
@@ -32,6 +37,7 @@ fn replay(name: &str, net: u8, calls: u32, out: Option<&Path>) -> Value {
     if let Some(o) = out {
         cmd.arg("--out").arg(o);
     }
+    cmd.args(extra);
     let run = cmd.output().expect("loadtest runs");
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(
@@ -115,6 +121,82 @@ fn cancel_against_its_own_uas() {
     // CANCEL after the 180: a first 18x is measured, no 200.
     assert_eq!(s["setup_18x_ms"]["count"], 5, "{s}");
     assert_eq!(s["setup_200_ms"]["count"], 0, "{s}");
+}
+
+/// SIP over TLS, one connection per call, to the tester's own callee (its own certificate).
+#[test]
+fn calls_over_tls_one_connection_each() {
+    let s = replay_with("g711-rtcp.pcap", 7, 4, None, &["--transport", "tls"]);
+    assert_all_calls_complete(&s, 4);
+    assert_media_as_recorded(&s);
+    assert_eq!(s["tls_connections"], 4, "{s}");
+    assert_eq!(s["tls_failures"], 0, "{s}");
+    let s = replay_with("sipp-basic.pcap", 7, 20, None, &["--transport", "tls"]);
+    assert_all_calls_complete(&s, 20);
+    assert_eq!(s["tls_connections"], 20, "{s}");
+}
+
+/// The recorded audio (7 s) loops over a longer hold with sequence numbers and timestamps going
+/// on: nothing is lost or out of place at the joins, and the packets cover the whole hold.
+#[test]
+fn media_loops_over_the_hold() {
+    let s = replay_with("g711-ptime20.pcap", 8, 2, None, &["--hold", "9"]);
+    assert_all_calls_complete(&s, 2);
+    assert_media_as_recorded(&s);
+    // 20 ms packets each way for about 9 s: well past the recording's 354 per side.
+    let sent = s["rtp_sent"].as_u64().unwrap();
+    assert!(sent >= 2 * 2 * 430, "{s}");
+    assert!(s["jitter_ms_mean"].as_f64().unwrap() < 5.0, "{s}");
+}
+
+/// RFC 7502 search against the tester's own callee, bounded: at most 4 calls at once, each held
+/// 50 ms after its answer, so the rate it sustains is about 4 / 58 ms ≈ 70 calls/s; trials above
+/// start their calls late and fail. The search must converge between a passing and a failing rate
+/// and report the passing one.
+#[test]
+fn rfc7502_search_converges_and_reports_its_rate() {
+    let run = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .arg("--pcap")
+        .arg(pcap("sipp-basic.pcap"))
+        .args(["--uas", "127.46.9.2:5060", "--local-ip", "127.46.9.1"])
+        .args(["--calls", "100", "--cps", "20", "--threads", "1"])
+        .args(["--max-concurrent", "4", "--hold", "0.05", "--timeout", "5"])
+        .args(["--media-ports", "200", "--search", "--search-max", "400"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{out}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (last, trials) = lines.split_last().unwrap();
+    assert_eq!(last["converged"], true, "{out}");
+    assert_eq!(
+        last["trials"].as_u64().unwrap() as usize,
+        trials.len(),
+        "{out}"
+    );
+    let max = last["rfc7502_max_cps"].as_f64().unwrap();
+    let fail = last["lowest_failing_cps"].as_f64().unwrap();
+    assert!(max >= 20.0 && max < fail && fail <= 400.0, "{out}");
+    assert!(fail - max <= (max * 0.05).max(1.0) + 1e-9, "{out}");
+    // The reported rate is one that passed, and every rate above the lowest failure failed.
+    assert!(
+        trials
+            .iter()
+            .any(|t| t["trial_cps"].as_f64() == Some(max) && t["pass"] == true),
+        "{out}"
+    );
+    assert!(
+        trials
+            .iter()
+            .filter(|t| t["pass"] == true)
+            .all(|t| t["trial_cps"].as_f64().unwrap() <= max),
+        "{out}"
+    );
+    // The limit is near 70 calls/s (noise on a shared machine moves it).
+    assert!((30.0..=150.0).contains(&max), "{out}");
 }
 
 #[test]

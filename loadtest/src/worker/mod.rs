@@ -7,7 +7,6 @@
 //! (fresh SSRC, sequence and timestamp bases) once the offer/answer is done.
 
 use std::collections::HashMap;
-use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,8 +16,14 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::media::{mos, rewrite_rtcp, rewrite_rtp, synth_rtcp, RtcpState, RxStream};
-use crate::sipmsg::{sdp_audio, sdp_rewrite, uri_of, without_tag, Msg};
+mod build;
+mod media;
+mod tls;
+
+pub(crate) use tls::TlsSetup;
+
+use crate::media::{mos, RtcpState, RxStream};
+use crate::sipmsg::{sdp_audio, Msg};
 use crate::template::{Side, Template};
 use crate::wheel::{Timer, TimerKind, Wheel};
 
@@ -37,6 +42,8 @@ pub(crate) struct Config {
     pub(crate) hold: Option<Duration>,
     pub(crate) timeout: Duration,
     pub(crate) epoch: Instant,
+    /// SIP over TLS, one connection per call (None: UDP).
+    pub(crate) tls: Option<Arc<TlsSetup>>,
 }
 
 /// Counters the progress line reads while the run goes.
@@ -48,6 +55,7 @@ pub(crate) struct Shared {
     pub(crate) done: AtomicU64,
     pub(crate) active_uas: AtomicU64,
     pub(crate) rtp_sent: AtomicU64,
+    pub(crate) rtp_received: AtomicU64,
     pub(crate) stop: AtomicBool,
 }
 
@@ -74,15 +82,25 @@ pub(crate) struct ThreadResult {
     pub(crate) rows: Vec<Row>,
     pub(crate) setup_18x: Histogram<u64>,
     pub(crate) setup_200: Histogram<u64>,
+    /// TLS connections the callers opened with a completed handshake, and those that failed.
+    pub(crate) tls_handshakes: u64,
+    pub(crate) tls_failures: u64,
+    /// When this thread started its first and its last call (ns since the epoch).
+    pub(crate) starts_ns: Option<(u64, u64)>,
 }
 
 const MAX_ROWS: usize = 1_000_000;
 const T1_MS: u64 = 500;
 const REAP_MS: u64 = 4000;
 
-struct LegMedia {
+struct MediaSockets {
     rtp: UdpSocket,
     rtcp: UdpSocket,
+}
+
+struct LegMedia {
+    /// None when the recording has no media to send or receive (the port is only announced).
+    socks: Option<MediaSockets>,
     local: SocketAddr,
     remote: Option<SocketAddr>,
     started: bool,
@@ -96,6 +114,8 @@ struct LegMedia {
     state: RtcpState,
     rx: RxStream,
     sent: u64,
+    /// Passes of the recording completed (looped over the hold time).
+    passes: u32,
 }
 
 struct Leg {
@@ -126,6 +146,8 @@ struct Leg {
     finished: bool,
     failure: Option<String>,
     media: Option<LegMedia>,
+    /// The leg's TLS connection.
+    conn: Option<u32>,
 }
 
 struct Worker {
@@ -145,6 +167,35 @@ struct Worker {
     active_uac: u64,
     result: ThreadResult,
     buf: Vec<u8>,
+    /// RTP packets received since the last flush to `Shared::rtp_received`.
+    rtp_received: u64,
+    /// Per side: the recorded addresses in header values and what replaces them (see
+    /// `rewrite_uac`), formatted once.
+    rewrites: [Vec<(String, String)>; 2],
+    /// The clock (ns since the epoch) read once per loop turn and after each wait.
+    now: u64,
+    listener: Option<std::net::TcpListener>,
+    conns: Vec<Option<tls::Conn>>,
+    free_conns: Vec<u32>,
+    /// The connection whose message is being handled.
+    cur_conn: Option<u32>,
+    tls_handshakes: u64,
+    tls_failures: u64,
+}
+
+/// The replacements of the recorded addresses for a leg whose own SIP address is `local`: the
+/// recorded callee's address becomes the target, the recorded caller's `local`; bare IP addresses
+/// too when the two recorded addresses differ in IP.
+fn rewrites_for(t: &Template, target: SocketAddr, local: SocketAddr) -> Vec<(String, String)> {
+    let mut v = vec![
+        (t.sip_addr[1].to_string(), target.to_string()),
+        (t.sip_addr[0].to_string(), local.to_string()),
+    ];
+    if t.sip_addr[0].ip() != t.sip_addr[1].ip() {
+        v.push((t.sip_addr[1].ip().to_string(), target.ip().to_string()));
+        v.push((t.sip_addr[0].ip().to_string(), local.ip().to_string()));
+    }
+    v
 }
 
 fn now_ns(epoch: Instant) -> u64 {
@@ -170,6 +221,16 @@ fn udp_bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<UdpSocket> {
     Ok(s.into())
 }
 
+/// A SIP socket: its receive buffer as large as the system allows (bursts of calls, and a thread
+/// busy with media for a few milliseconds, must not overflow it).
+fn sip_bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<UdpSocket> {
+    let s = udp_bind(addr, reuse_port)?;
+    let s = Socket::from(s);
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
+    Ok(s.into())
+}
+
 /// Runs one thread: `starts` are (call index, scheduled time in ns since the epoch) of its calls.
 pub(crate) fn run(
     cfg: Arc<Config>,
@@ -184,7 +245,7 @@ pub(crate) fn run(
     }
     let uac_sock = if cfg.run_uac {
         let a = SocketAddr::new(cfg.uac_ip, cfg.uac_sip_base + id as u16);
-        let s = udp_bind(a, false).map_err(|e| format!("UAC SIP socket {a}: {e}"))?;
+        let s = sip_bind(a, false).map_err(|e| format!("UAC SIP socket {a}: {e}"))?;
         epoll_add(epfd, s.as_raw_fd(), 0);
         Some(s)
     } else {
@@ -192,7 +253,7 @@ pub(crate) fn run(
     };
     let uas_sock = match cfg.uas {
         Some(a) => {
-            let s = udp_bind(a, true).map_err(|e| format!("UAS SIP socket {a}: {e}"))?;
+            let s = sip_bind(a, true).map_err(|e| format!("UAS SIP socket {a}: {e}"))?;
             epoll_add(epfd, s.as_raw_fd(), 1);
             Some(s)
         }
@@ -223,10 +284,42 @@ pub(crate) fn run(
             rows: Vec::new(),
             setup_18x: hist(),
             setup_200: hist(),
+            tls_handshakes: 0,
+            tls_failures: 0,
+            starts_ns: None,
         },
         buf: vec![0u8; 65_536],
+        rtp_received: 0,
+        rewrites: [Vec::new(), Vec::new()],
+        now: 0,
+        listener: None,
+        conns: Vec::new(),
+        free_conns: Vec::new(),
+        cur_conn: None,
+        tls_handshakes: 0,
+        tls_failures: 0,
     };
+    if let (Some(_), Some(a)) = (&w.cfg.tls, w.cfg.uas) {
+        let l = tls::listen(a).map_err(|e| format!("UAS TLS listener {a}: {e}"))?;
+        epoll_add(w.epfd, l.as_raw_fd(), tls::LISTEN_TOKEN);
+        w.listener = Some(l);
+    }
+    let uac_local = SocketAddr::new(w.cfg.uac_ip, w.cfg.uac_sip_base + id as u16);
+    let uas_local = w.cfg.uas.unwrap_or(w.cfg.target);
+    w.rewrites = [
+        rewrites_for(&w.cfg.template, w.cfg.target, uac_local),
+        rewrites_for(&w.cfg.template, w.cfg.target, uas_local),
+    ];
+    w.result
+        .rows
+        .reserve(starts.len().saturating_mul(2).min(MAX_ROWS));
+    // Room for the legs alive at once (calls and callee legs kept until reaped), so that the
+    // table does not move while the load rises.
+    w.legs
+        .reserve(starts.len().saturating_mul(2).clamp(64, 1 << 17));
     w.main_loop(starts);
+    w.result.tls_handshakes = w.tls_handshakes;
+    w.result.tls_failures = w.tls_failures;
     // SAFETY: our own fd.
     unsafe { libc::close(w.epfd) };
     Ok(w.result)
@@ -256,6 +349,7 @@ impl Worker {
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
         loop {
             let now = now_ns(self.cfg.epoch);
+            self.now = now;
             while next_start < starts.len()
                 && starts[next_start].1 <= now
                 && self.active_uac < per_thread_cap
@@ -269,6 +363,12 @@ impl Worker {
             for t in due.drain(..) {
                 self.on_timer(t);
             }
+            if self.rtp_received > 0 {
+                self.shared
+                    .rtp_received
+                    .fetch_add(self.rtp_received, Ordering::Relaxed);
+                self.rtp_received = 0;
+            }
             if self.shared.stop.load(Ordering::Relaxed) {
                 break;
             }
@@ -280,6 +380,9 @@ impl Worker {
             let n = unsafe {
                 libc::epoll_wait(self.epfd, events.as_mut_ptr(), events.len() as i32, wait)
             };
+            // One clock reading for the batch of events (SIP timing is kept to the millisecond;
+            // RTP arrivals read the clock per packet for jitter).
+            self.now = now_ns(self.cfg.epoch);
             for ev in events.iter().take(n.max(0) as usize) {
                 let token = ev.u64;
                 self.on_readable(token);
@@ -349,6 +452,7 @@ impl Worker {
             finished: false,
             failure: None,
             media: None,
+            conn: None,
         }
     }
 
@@ -357,31 +461,48 @@ impl Worker {
         let mut leg = self.new_leg(Side::Uac, index, scheduled_ns, self.cfg.target);
         leg.initial_ruri = self.rewrite_uac(t.steps[0].msg.ruri(), &leg);
         leg.last_ns = now;
+        let first = self.result.starts_ns.map_or(now, |(f, _)| f);
+        self.result.starts_ns = Some((first, now));
         self.active_uac += 1;
         self.shared.attempted.fetch_add(1, Ordering::Relaxed);
         let cid = leg.call_id.clone();
         let slot = self.alloc_leg(leg);
         self.by_callid[0].insert(cid, slot);
+        if self.cfg.tls.is_some() && !self.tls_connect(slot) {
+            self.finish(slot, Some("TLS connect failed".into()));
+            return;
+        }
         // The first step is the caller's: send it now (its recorded gap is from nothing).
         self.send_step(slot, now);
     }
 
     /// Recorded UAC/UAS addresses in a recorded header value, replaced by this leg's.
     fn rewrite_uac(&self, v: &str, leg: &Leg) -> String {
-        let t = &self.cfg.template;
-        let mut s = v.replace(&t.sip_addr[1].to_string(), &self.cfg.target.to_string());
-        s = s.replace(&t.sip_addr[0].to_string(), &leg.local_sip.to_string());
-        if t.sip_addr[0].ip() != t.sip_addr[1].ip() {
-            s = s.replace(
-                &t.sip_addr[1].ip().to_string(),
-                &self.cfg.target.ip().to_string(),
-            );
-            s = s.replace(
-                &t.sip_addr[0].ip().to_string(),
-                &leg.local_sip.ip().to_string(),
-            );
+        let mut s = v.to_string();
+        for (from, to) in &self.rewrites[leg.side.idx()] {
+            if s.contains(from.as_str()) {
+                s = s.replace(from.as_str(), to);
+            }
         }
         s
+    }
+
+    /// Sends a SIP message of leg `slot` to its peer: over the leg's TLS connection, or from its
+    /// side's UDP socket.
+    fn send_sip(&mut self, slot: u32, bytes: &[u8]) {
+        let Some(leg) = self.legs.get(slot as usize).and_then(Option::as_ref) else {
+            return;
+        };
+        let (side, peer, conn) = (leg.side, leg.peer, leg.conn);
+        if self.cfg.tls.is_some() {
+            if let Some(c) = conn {
+                self.conn_send(c, bytes);
+            }
+            return;
+        }
+        if let Some(s) = self.sock(side) {
+            let _ = s.send_to(bytes, peer);
+        }
     }
 
     fn sock(&self, side: Side) -> Option<&UdpSocket> {
@@ -392,6 +513,14 @@ impl Worker {
     }
 
     fn on_readable(&mut self, token: u64) {
+        if token == tls::LISTEN_TOKEN {
+            self.tls_accept();
+            return;
+        }
+        if token & tls::CONN_TOKEN != 0 {
+            self.tls_event((token & !tls::CONN_TOKEN) as u32);
+            return;
+        }
         for _ in 0..64 {
             let got = match token {
                 0 | 1 => {
@@ -401,14 +530,18 @@ impl Worker {
                         Side::Uas => self.uas_sock.as_ref(),
                     };
                     let Some(s) = sock else { return };
-                    match s.recv_from(&mut self.buf) {
+                    let mut buf = std::mem::take(&mut self.buf);
+                    let got = match s.recv_from(&mut buf) {
                         Ok((n, from)) => {
-                            let data = self.buf[..n].to_vec();
-                            self.on_sip(side, &data, from);
+                            if let Some(data) = buf.get(..n) {
+                                self.on_sip(side, data, from);
+                            }
                             true
                         }
                         Err(_) => false,
-                    }
+                    };
+                    self.buf = buf;
+                    got
                 }
                 _ => self.on_media(token),
             };
@@ -418,60 +551,93 @@ impl Worker {
         }
     }
 
-    fn on_media(&mut self, token: u64) -> bool {
-        let slot = (token >> 2) as usize - 1;
-        let rtcp = token & 1 == 1;
-        let now = now_ns(self.cfg.epoch);
-        let t = Arc::clone(&self.cfg.template);
-        let Some(Some(leg)) = self.legs.get_mut(slot) else {
-            return false;
-        };
-        let Some(m) = leg.media.as_mut() else {
-            return false;
-        };
-        let sock = if rtcp { &m.rtcp } else { &m.rtp };
-        match sock.recv_from(&mut self.buf) {
-            Ok((n, _)) => {
-                if rtcp {
-                    m.rx.rtcp += 1;
-                } else {
-                    let peer = leg.side.peer().idx();
-                    m.rx.on_rtp(
-                        &self.buf[..n],
-                        now,
-                        t.clock_rate,
-                        &t.payloads[peer],
-                        t.event_pt,
-                    );
-                }
-                true
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => false,
-            Err(_) => false,
-        }
-    }
-
     fn on_sip(&mut self, side: Side, data: &[u8], from: SocketAddr) {
         let Some(msg) = Msg::parse(data) else { return };
-        let now = now_ns(self.cfg.epoch);
-        let slot = match self.by_callid[side.idx()].get(msg.call_id()) {
-            Some(s) => *s,
+        let now = self.now;
+        let known = self.by_callid[side.idx()]
+            .get(msg.call_id())
+            .copied()
+            .filter(|s| side == Side::Uac || !self.is_new_transaction_after_end(*s, &msg));
+        let slot = match known {
+            Some(s) => s,
             None => {
-                let t = &self.cfg.template;
-                if side != Side::Uas || !msg.is_request() || msg.method() != t.steps[0].msg.method()
-                {
+                if side != Side::Uas || !msg.is_request() {
                     return;
                 }
+                let Some(entry) = self.uas_entry_step(&msg) else {
+                    return;
+                };
                 let mut leg = self.new_leg(Side::Uas, 0, now, from);
                 leg.call_id = msg.call_id().to_string();
                 leg.remote_tag = msg.tag_from().map(str::to_string);
+                leg.step = entry;
                 self.shared.active_uas.fetch_add(1, Ordering::Relaxed);
+                if entry > 0 {
+                    self.close_continued_leg(entry);
+                }
                 let slot = self.alloc_leg(leg);
                 self.by_callid[1].insert(msg.call_id().to_string(), slot);
+                self.tls_bind_leg(slot);
                 slot
             }
         };
         self.on_leg_msg(slot, msg, now);
+    }
+
+    /// A request on the Call-ID of a finished callee leg that is not a retransmission of one it
+    /// answered: a new use of the Call-ID (a proxy or SBC keeps one Call-ID per registration
+    /// toward its registrar and reuses it for the next REGISTER of the same binding).
+    fn is_new_transaction_after_end(&self, slot: u32, msg: &Msg) -> bool {
+        let Some(Some(leg)) = self.legs.get(slot as usize) else {
+            return false;
+        };
+        leg.finished
+            && msg.is_request()
+            && msg.method() != "ACK"
+            && !leg
+                .requests
+                .iter()
+                .any(|r| r.cseq() == msg.cseq() && r.method() == msg.method())
+    }
+
+    /// The template step a callee leg starts at for a request on an unknown Call-ID: the first
+    /// recorded caller's request of that method and, when several, the one that carries
+    /// credentials when this one does (a REGISTER answering a challenge may come on another
+    /// Call-ID than the challenged one when a B2BUA relays it); `None` for a request the
+    /// recording does not start a transaction with.
+    fn uas_entry_step(&self, msg: &Msg) -> Option<usize> {
+        let t = &self.cfg.template;
+        if msg.method() == t.steps[0].msg.method() && !has_credentials(msg) {
+            return Some(0);
+        }
+        let auth = has_credentials(msg);
+        let k = t.steps.iter().position(|s| {
+            s.from == Side::Uac
+                && s.msg.is_request()
+                && s.msg.method() == msg.method()
+                && s.msg.to_tag().is_none()
+                && has_credentials(&s.msg) == auth
+        });
+        match k {
+            Some(k) => Some(k),
+            None => (msg.method() == t.steps[0].msg.method()).then_some(0),
+        }
+    }
+
+    /// A callee leg waiting for step `entry`, which has just arrived on another Call-ID: that leg's
+    /// part is done (its challenge was answered), so it ends without a failure.
+    fn close_continued_leg(&mut self, entry: usize) {
+        let waiting = self
+            .legs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.as_ref().map(|l| (i, l)))
+            .filter(|(_, l)| l.side == Side::Uas && !l.finished && l.step == entry)
+            .min_by_key(|(_, l)| l.last_ns)
+            .map(|(i, _)| i as u32);
+        if let Some(slot) = waiting {
+            self.finish(slot, None);
+        }
     }
 
     fn on_leg_msg(&mut self, slot: u32, msg: Msg, now: u64) {
@@ -488,14 +654,14 @@ impl Worker {
                 .any(|r| r.cseq() == msg.cseq() && r.method() == msg.method())
                 && msg.method() != "ACK"
             {
-                if let Some((_, bytes)) =
-                    leg.responses.iter().rev().find(|(m, _)| m == msg.method())
-                {
-                    let bytes = bytes.clone();
-                    let peer = leg.peer;
-                    if let Some(s) = self.sock(me) {
-                        let _ = s.send_to(&bytes, peer);
-                    }
+                let again = leg
+                    .responses
+                    .iter()
+                    .rev()
+                    .find(|(m, _)| m == msg.method())
+                    .map(|(_, b)| b.clone());
+                if let Some(bytes) = again {
+                    self.send_sip(slot, &bytes);
                 }
                 return;
             }
@@ -601,55 +767,23 @@ impl Worker {
                 // A final response the recording did not have.
                 if msg.method() == "INVITE" && msg.status() >= 300 {
                     let ack = self.build_ack_for_failure(slot, &msg);
-                    if let Some(s) = self.sock(me) {
-                        let _ = s.send_to(
-                            &ack,
-                            self.legs[slot as usize]
-                                .as_ref()
-                                .map_or(self.cfg.target, |l| l.peer),
-                        );
-                    }
-                } else if msg.method() == "INVITE" {
-                    // A 2xx retransmission: ACK it again.
+                    self.send_sip(slot, &ack);
+                } else if msg.method() == "INVITE" && leg_has_200(self.legs[slot as usize].as_ref())
+                {
+                    // A 2xx retransmission: ACK it again (or, before the ACK's recorded gap has
+                    // passed, let the ACK about to go answer it).
                     if let Some(ack) = self.legs[slot as usize]
                         .as_ref()
                         .and_then(|l| l.last_ack.clone())
                     {
-                        let peer = self.legs[slot as usize]
-                            .as_ref()
-                            .map_or(self.cfg.target, |l| l.peer);
-                        if let Some(s) = self.sock(me) {
-                            let _ = s.send_to(&ack, peer);
-                        }
-                        return;
+                        self.send_sip(slot, &ack);
                     }
+                    return;
                 }
                 let reason = format!("{} {}", msg.status(), msg.method());
                 self.finish(slot, Some(reason));
             }
         }
-    }
-
-    fn build_ack_for_failure(&self, slot: u32, resp: &Msg) -> Vec<u8> {
-        let Some(leg) = self.legs[slot as usize].as_ref() else {
-            return Vec::new();
-        };
-        let inv = leg.requests_sent_invite();
-        let mut headers = vec![(
-            "Via".to_string(),
-            resp.header("Via").unwrap_or("").to_string(),
-        )];
-        for h in ["From", "To", "Call-ID"] {
-            headers.push((h.to_string(), resp.header(h).unwrap_or("").to_string()));
-        }
-        headers.push(("CSeq".into(), format!("{} ACK", resp.cseq().0)));
-        headers.push(("Max-Forwards".into(), "70".into()));
-        Msg {
-            start: format!("ACK {} SIP/2.0", inv.unwrap_or(&leg.initial_ruri)),
-            headers,
-            body: Vec::new(),
-        }
-        .to_bytes()
     }
 
     fn schedule_next(&mut self, slot: u32, now: u64) {
@@ -690,7 +824,7 @@ impl Worker {
         if leg.generation != t.generation {
             return;
         }
-        let now = now_ns(self.cfg.epoch);
+        let now = self.now;
         match t.kind {
             TimerKind::Step if leg.seq == t.seq && !leg.finished => self.send_step(t.leg, now),
             TimerKind::Timeout if leg.seq == t.seq && !leg.finished => {
@@ -721,11 +855,7 @@ impl Worker {
         let next = (*interval * 2).min(4000);
         *interval = next;
         let bytes = bytes.clone();
-        let peer = leg.peer;
-        let side = leg.side;
-        if let Some(s) = self.sock(side) {
-            let _ = s.send_to(&bytes, peer);
-        }
+        self.send_sip(slot, &bytes);
         let due = now_ns(self.cfg.epoch) / 1_000_000 + next;
         self.arm(slot, TimerKind::Retransmit, due);
     }
@@ -762,8 +892,6 @@ impl Worker {
         let Some(leg) = self.legs[slot as usize].as_mut() else {
             return;
         };
-        let _ = leg.local_sip;
-        let peer = leg.peer;
         let side = leg.side;
         if rec.is_request() {
             if rec.method() == "ACK" {
@@ -783,10 +911,11 @@ impl Worker {
         if t.answer_step() == Some(idx) {
             leg.answer_ns = Some(now);
         }
-        let arm_retx = leg.retx.is_some() && (rec.is_request() || rec.status() >= 200);
-        if let Some(s) = self.sock(side) {
-            let _ = s.send_to(&bytes, peer);
-        }
+        // Over TLS (reliable) nothing is retransmitted.
+        let arm_retx = leg.retx.is_some()
+            && (rec.is_request() || rec.status() >= 200)
+            && self.cfg.tls.is_none();
+        self.send_sip(slot, &bytes);
         if arm_retx {
             self.arm(slot, TimerKind::Retransmit, now / 1_000_000 + T1_MS);
         }
@@ -797,261 +926,6 @@ impl Worker {
             self.start_media(slot, now);
         }
         self.schedule_next(slot, now);
-    }
-
-    fn build_request(&self, slot: u32, rec: &Msg, branch: &str) -> Vec<u8> {
-        let t = &self.cfg.template;
-        let Some(leg) = self.legs[slot as usize].as_ref() else {
-            return Vec::new();
-        };
-        let initial = rec.ruri() == t.steps[0].msg.ruri();
-        let (ruri, routes) = match (&leg.remote_target, initial && leg.side == Side::Uac) {
-            (Some(rt), false) => (rt.clone(), leg.routes.clone()),
-            _ => (leg.initial_ruri.clone(), Vec::new()),
-        };
-        let mut h: Vec<(String, String)> = vec![(
-            "Via".into(),
-            format!("SIP/2.0/UDP {};branch={branch};rport", leg.local_sip),
-        )];
-        for r in routes {
-            h.push(("Route".into(), r));
-        }
-        h.push(("Max-Forwards".into(), "70".into()));
-        let remote = leg.remote_tag.as_deref().unwrap_or("");
-        if leg.side == Side::Uac {
-            let from = without_tag(&self.rewrite_uac(rec.header("From").unwrap_or(""), leg));
-            let mut to = without_tag(&self.rewrite_uac(rec.header("To").unwrap_or(""), leg));
-            if rec.to_tag().is_some() && !remote.is_empty() {
-                to = format!("{to};tag={remote}");
-            }
-            h.push(("From".into(), format!("{from};tag={}", leg.local_tag)));
-            h.push(("To".into(), to));
-        } else {
-            // The callee's own request: its From is the INVITE's To, its To the INVITE's From.
-            let inv = leg.requests.iter().find(|r| r.method() == "INVITE");
-            let to = inv.and_then(|r| r.header("From")).unwrap_or("").to_string();
-            let from = without_tag(inv.and_then(|r| r.header("To")).unwrap_or(""));
-            h.push(("From".into(), format!("{from};tag={}", leg.local_tag)));
-            h.push(("To".into(), to));
-        }
-        h.push(("Call-ID".into(), leg.call_id.clone()));
-        h.push((
-            "CSeq".into(),
-            format!("{} {}", rec.cseq().0 + leg.cseq_off, rec.method()),
-        ));
-        if let Some(c) = rec.header("Contact") {
-            let user = uri_of(c)
-                .split_once('@')
-                .map_or("loadtest", |(u, _)| u.trim_start_matches("sip:"));
-            h.push(("Contact".into(), format!("<sip:{user}@{}>", leg.local_sip)));
-        }
-        for (n, v) in &rec.headers {
-            if !is_stock(n) {
-                h.push((n.clone(), self.rewrite_uac(v, leg)));
-            }
-        }
-        let body = self.body_for(leg, rec);
-        Msg {
-            start: format!("{} {ruri} SIP/2.0", rec.method()),
-            headers: h,
-            body,
-        }
-        .to_bytes()
-    }
-
-    fn build_response(&self, slot: u32, rec: &Msg) -> Vec<u8> {
-        let Some(leg) = self.legs[slot as usize].as_ref() else {
-            return Vec::new();
-        };
-        let Some(req) = leg.requests.iter().find(|r| r.method() == rec.method()) else {
-            return Vec::new();
-        };
-        let mut h: Vec<(String, String)> = Vec::new();
-        for v in req.headers_named("Via") {
-            h.push(("Via".into(), v.to_string()));
-        }
-        if rec.status() < 300 && rec.method() == "INVITE" {
-            for v in req.headers_named("Record-Route") {
-                h.push(("Record-Route".into(), v.to_string()));
-            }
-        }
-        h.push(("From".into(), req.header("From").unwrap_or("").to_string()));
-        let to = req.header("To").unwrap_or("");
-        let to = if req.to_tag().is_none() && rec.status() > 100 {
-            format!("{to};tag={}", leg.local_tag)
-        } else {
-            to.to_string()
-        };
-        h.push(("To".into(), to));
-        h.push(("Call-ID".into(), req.call_id().to_string()));
-        h.push(("CSeq".into(), req.header("CSeq").unwrap_or("").to_string()));
-        if rec.header("Contact").is_some() {
-            h.push((
-                "Contact".into(),
-                format!("<sip:loadtest@{}>", leg.local_sip),
-            ));
-        }
-        for (n, v) in &rec.headers {
-            if !is_stock(n) {
-                h.push((n.clone(), v.clone()));
-            }
-        }
-        Msg {
-            start: rec.start.clone(),
-            headers: h,
-            body: self.body_for(leg, rec),
-        }
-        .to_bytes()
-    }
-
-    fn body_for(&self, leg: &Leg, rec: &Msg) -> Vec<u8> {
-        match (&leg.media, rec.has_sdp()) {
-            (Some(m), true) => sdp_rewrite(&rec.body, m.local),
-            _ => rec.body.clone(),
-        }
-    }
-
-    fn ensure_media(&mut self, slot: u32) {
-        let has = self.legs[slot as usize]
-            .as_ref()
-            .is_none_or(|l| l.media.is_some());
-        if has {
-            return;
-        }
-        let ip = match self.legs[slot as usize].as_ref().map(|l| l.side) {
-            Some(Side::Uas) => self.cfg.uas.map_or(self.cfg.uac_ip, |a| a.ip()),
-            _ => self.cfg.uac_ip,
-        };
-        let Some(port) = self.ports.pop() else {
-            self.finish(slot, Some("no free media port".into()));
-            return;
-        };
-        let rtp = udp_bind(SocketAddr::new(ip, port), false);
-        let rtcp = udp_bind(SocketAddr::new(ip, port + 1), false);
-        let (Ok(rtp), Ok(rtcp)) = (rtp, rtcp) else {
-            self.ports.insert(0, port);
-            self.finish(slot, Some("media port in use".into()));
-            return;
-        };
-        epoll_add(self.epfd, rtp.as_raw_fd(), (u64::from(slot) + 1) << 2);
-        epoll_add(
-            self.epfd,
-            rtcp.as_raw_fd(),
-            ((u64::from(slot) + 1) << 2) | 1,
-        );
-        let ssrc = self.rand() as u32;
-        let seq_off = self.rand() as u16;
-        let ts_off = self.rand() as u32;
-        if let Some(leg) = self.legs[slot as usize].as_mut() {
-            leg.media = Some(LegMedia {
-                rtp,
-                rtcp,
-                local: SocketAddr::new(ip, port),
-                remote: None,
-                started: false,
-                stopped: false,
-                anchor_ns: 0,
-                anchor_rec: Duration::ZERO,
-                next: 0,
-                ssrc,
-                seq_off,
-                ts_off,
-                state: RtcpState {
-                    ssrc,
-                    ..RtcpState::default()
-                },
-                rx: RxStream::default(),
-                sent: 0,
-            });
-        }
-    }
-
-    fn start_media(&mut self, slot: u32, now: u64) {
-        let t = Arc::clone(&self.cfg.template);
-        let Some(leg) = self.legs[slot as usize].as_mut() else {
-            return;
-        };
-        let side = leg.side;
-        let Some(m) = leg.media.as_mut() else { return };
-        if m.started || t.media[side.idx()].is_empty() {
-            return;
-        }
-        m.started = true;
-        m.anchor_ns = now;
-        m.anchor_rec = t.media_start[side.idx()].map_or(Duration::ZERO, |i| t.steps[i].at);
-        let first = t.media[side.idx()][0].at.saturating_sub(m.anchor_rec);
-        self.arm(
-            slot,
-            TimerKind::Media,
-            (now + first.as_nanos() as u64) / 1_000_000,
-        );
-    }
-
-    fn stop_media(&mut self, slot: u32) {
-        if let Some(Some(m)) = self.legs[slot as usize].as_mut().map(|l| l.media.as_mut()) {
-            m.stopped = true;
-        }
-    }
-
-    fn send_media(&mut self, slot: u32, now: u64) {
-        let t = Arc::clone(&self.cfg.template);
-        let Some(leg) = self.legs[slot as usize].as_mut() else {
-            return;
-        };
-        let side = leg.side;
-        let Some(m) = leg.media.as_mut() else { return };
-        if m.stopped || leg.finished {
-            return;
-        }
-        let pkts = &t.media[side.idx()];
-        let mut sent = 0u64;
-        while let Some(p) = pkts.get(m.next) {
-            let due = m.anchor_ns + p.at.saturating_sub(m.anchor_rec).as_nanos() as u64;
-            if due > now {
-                break;
-            }
-            m.next += 1;
-            let Some(remote) = m.remote else { continue };
-            let mut data = p.data.clone();
-            if p.rtcp {
-                m.state.peer_ssrc = m.rx.peer_ssrc;
-                m.state.ntp = ntp_now();
-                rewrite_rtcp(&mut data, &m.state);
-                let _ = m
-                    .rtcp
-                    .send_to(&data, SocketAddr::new(remote.ip(), remote.port() + 1));
-            } else {
-                rewrite_rtp(
-                    &mut data,
-                    m.ssrc,
-                    m.seq_off.wrapping_add(m.sent as u16),
-                    m.ts_off,
-                );
-                m.state.packets = m.state.packets.wrapping_add(1);
-                m.state.octets = m
-                    .state
-                    .octets
-                    .wrapping_add(data.len().saturating_sub(12) as u32);
-                if data.len() >= 8 {
-                    m.state.rtp_ts = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
-                }
-                let _ = m.rtp.send_to(&data, remote);
-                m.sent += 1;
-                sent += 1;
-                // RTCP synthesised every 5 s when the capture has none for this side.
-                if !t.has_rtcp(side) && m.sent % 200 == 0 {
-                    let r = synth_rtcp(&m.state, "loadtest@local");
-                    let _ = m
-                        .rtcp
-                        .send_to(&r, SocketAddr::new(remote.ip(), remote.port() + 1));
-                }
-            }
-        }
-        self.shared.rtp_sent.fetch_add(sent, Ordering::Relaxed);
-        if let Some(p) = pkts.get(m.next) {
-            let due = m.anchor_ns + p.at.saturating_sub(m.anchor_rec).as_nanos() as u64;
-            self.arm(slot, TimerKind::Media, due / 1_000_000);
-        }
     }
 
     fn finish(&mut self, slot: u32, failure: Option<String>) {
@@ -1131,6 +1005,18 @@ impl Worker {
         if self.result.rows.len() < MAX_ROWS {
             self.result.rows.push(row);
         }
+        // A finished leg only answers retransmissions: keep what that needs (each request's
+        // CSeq, the responses sent, the last ACK), not the whole messages.
+        if let Some(l) = self.legs[slot as usize].as_mut() {
+            for r in &mut l.requests {
+                r.headers.retain(|(n, _)| n.eq_ignore_ascii_case("CSeq"));
+                r.headers.shrink_to_fit();
+                r.body = Vec::new();
+            }
+            l.routes = Vec::new();
+            l.branches = Vec::new();
+            l.retx = None;
+        }
         // The media ports go back at once: a finished leg only answers SIP retransmissions.
         let media = self.legs[slot as usize]
             .as_mut()
@@ -1138,13 +1024,25 @@ impl Worker {
         if let Some(m) = media {
             self.ports.push(m.local.port());
         }
+        // The caller closes its connection at its end.
+        if self.legs[slot as usize]
+            .as_ref()
+            .is_some_and(|l| l.side == Side::Uac)
+        {
+            self.tls_release(slot);
+        }
         let due = now_ns(self.cfg.epoch) / 1_000_000 + REAP_MS;
         self.arm(slot, TimerKind::Reap, due);
     }
 
     fn reap(&mut self, slot: u32) {
+        self.tls_release(slot);
         if let Some(leg) = self.legs[slot as usize].take() {
-            self.by_callid[leg.side.idx()].remove(&leg.call_id);
+            // The Call-ID may have passed to a newer leg (see `is_new_transaction_after_end`).
+            let map = &mut self.by_callid[leg.side.idx()];
+            if map.get(&leg.call_id) == Some(&slot) {
+                map.remove(&leg.call_id);
+            }
             if let Some(m) = leg.media {
                 self.ports.push(m.local.port());
             }
@@ -1153,35 +1051,18 @@ impl Worker {
     }
 }
 
+/// Whether a request carries digest credentials.
+fn has_credentials(msg: &Msg) -> bool {
+    msg.header("Authorization").is_some() || msg.header("Proxy-Authorization").is_some()
+}
+
+/// Whether the leg has had the 2xx to its INVITE (as caller) or sent it (as callee).
+fn leg_has_200(leg: Option<&Leg>) -> bool {
+    leg.is_some_and(|l| l.t200.is_some() || l.answer_ns.is_some())
+}
+
 impl Leg {
     fn requests_sent_invite(&self) -> Option<&str> {
         (!self.initial_ruri.is_empty()).then_some(self.initial_ruri.as_str())
     }
-}
-
-/// Headers the replay writes itself rather than copying from the recording.
-fn is_stock(name: &str) -> bool {
-    [
-        "Via",
-        "From",
-        "To",
-        "Call-ID",
-        "CSeq",
-        "Contact",
-        "Route",
-        "Record-Route",
-        "Content-Length",
-        "Max-Forwards",
-    ]
-    .iter()
-    .any(|s| s.eq_ignore_ascii_case(name))
-}
-
-fn ntp_now() -> u64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs() + 2_208_988_800;
-    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
-    (secs << 32) | frac
 }

@@ -1,0 +1,260 @@
+//! A leg's media: its RTP and RTCP sockets, the recorded packets sent with their timing (looped over
+//! the hold time when the recording is shorter), and what arrives.
+
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{epoll_add, now_ns, udp_bind, LegMedia, MediaSockets, Worker};
+use crate::media::{rewrite_rtcp, rewrite_rtp, synth_rtcp, RtcpState, RxStream};
+use crate::template::Side;
+use crate::wheel::TimerKind;
+
+impl Worker {
+    pub(super) fn on_media(&mut self, token: u64) -> bool {
+        let slot = (token >> 2) as usize - 1;
+        let rtcp = token & 1 == 1;
+        let now = now_ns(self.cfg.epoch);
+        let t = Arc::clone(&self.cfg.template);
+        let Some(Some(leg)) = self.legs.get_mut(slot) else {
+            return false;
+        };
+        let Some(m) = leg.media.as_mut() else {
+            return false;
+        };
+        let Some(socks) = m.socks.as_ref() else {
+            return false;
+        };
+        let sock = if rtcp { &socks.rtcp } else { &socks.rtp };
+        match sock.recv_from(&mut self.buf) {
+            Ok((n, _)) => {
+                if rtcp {
+                    m.rx.rtcp += 1;
+                } else {
+                    let peer = leg.side.peer().idx();
+                    self.rtp_received += 1;
+                    m.rx.on_rtp(
+                        &self.buf[..n],
+                        now,
+                        t.clock_rate,
+                        &t.payloads[peer],
+                        t.event_pt,
+                    );
+                }
+                true
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => false,
+            Err(_) => false,
+        }
+    }
+
+    pub(super) fn ensure_media(&mut self, slot: u32) {
+        let has = self.legs[slot as usize]
+            .as_ref()
+            .is_none_or(|l| l.media.is_some());
+        if has {
+            return;
+        }
+        let ip = match self.legs[slot as usize].as_ref().map(|l| l.side) {
+            Some(Side::Uas) => self.cfg.uas.map_or(self.cfg.uac_ip, |a| a.ip()),
+            _ => self.cfg.uac_ip,
+        };
+        let Some(port) = self.ports.pop() else {
+            self.finish(slot, Some("no free media port".into()));
+            return;
+        };
+        // A recording without RTP or RTCP on either side only needs the port in its SDP.
+        let t = &self.cfg.template;
+        let socks = if t.media[0].is_empty() && t.media[1].is_empty() {
+            None
+        } else {
+            let rtp = udp_bind(SocketAddr::new(ip, port), false);
+            let rtcp = udp_bind(SocketAddr::new(ip, port + 1), false);
+            let (Ok(rtp), Ok(rtcp)) = (rtp, rtcp) else {
+                self.ports.insert(0, port);
+                self.finish(slot, Some("media port in use".into()));
+                return;
+            };
+            epoll_add(self.epfd, rtp.as_raw_fd(), (u64::from(slot) + 1) << 2);
+            epoll_add(
+                self.epfd,
+                rtcp.as_raw_fd(),
+                ((u64::from(slot) + 1) << 2) | 1,
+            );
+            Some(MediaSockets { rtp, rtcp })
+        };
+        let ssrc = self.rand() as u32;
+        let seq_off = self.rand() as u16;
+        let ts_off = self.rand() as u32;
+        if let Some(leg) = self.legs[slot as usize].as_mut() {
+            leg.media = Some(LegMedia {
+                socks,
+                local: SocketAddr::new(ip, port),
+                remote: None,
+                started: false,
+                stopped: false,
+                anchor_ns: 0,
+                anchor_rec: Duration::ZERO,
+                next: 0,
+                ssrc,
+                seq_off,
+                ts_off,
+                state: RtcpState {
+                    ssrc,
+                    ..RtcpState::default()
+                },
+                rx: RxStream::default(),
+                sent: 0,
+                passes: 0,
+            });
+        }
+    }
+
+    pub(super) fn start_media(&mut self, slot: u32, now: u64) {
+        let t = Arc::clone(&self.cfg.template);
+        let Some(leg) = self.legs[slot as usize].as_mut() else {
+            return;
+        };
+        let side = leg.side;
+        let Some(m) = leg.media.as_mut() else { return };
+        if m.started || t.media[side.idx()].is_empty() {
+            return;
+        }
+        m.started = true;
+        m.anchor_ns = now;
+        m.anchor_rec = t.media_start[side.idx()].map_or(Duration::ZERO, |i| t.steps[i].at);
+        let first = t.media[side.idx()][0].at.saturating_sub(m.anchor_rec);
+        self.arm(
+            slot,
+            TimerKind::Media,
+            (now + first.as_nanos() as u64) / 1_000_000,
+        );
+    }
+
+    pub(super) fn stop_media(&mut self, slot: u32) {
+        if let Some(Some(m)) = self.legs[slot as usize].as_mut().map(|l| l.media.as_mut()) {
+            m.stopped = true;
+        }
+    }
+
+    /// Sends the packets due by `now`; past the recording's end, while the call is held, the
+    /// recording starts again one packet time after its last packet with timestamps carried on
+    /// (RFC 4733 events are sent in the first pass only, so the digits arrive once).
+    pub(super) fn send_media(&mut self, slot: u32, now: u64) {
+        let t = Arc::clone(&self.cfg.template);
+        let looping = self.cfg.hold.is_some();
+        let Some(leg) = self.legs[slot as usize].as_mut() else {
+            return;
+        };
+        let side = leg.side;
+        let Some(m) = leg.media.as_mut() else { return };
+        if m.stopped || leg.finished {
+            return;
+        }
+        let pkts = &t.media[side.idx()];
+        let repeat = t.loops[side.idx()].filter(|_| looping);
+        let synth = !t.has_rtcp(side);
+        let mut sent = 0u64;
+        let mut buf = [0u8; 2048];
+        loop {
+            let Some(p) = pkts.get(m.next) else {
+                // The recording is over: again from its start while the call lasts.
+                let Some(l) = repeat else { break };
+                m.next = 0;
+                m.passes += 1;
+                m.anchor_ns += l.period.as_nanos() as u64;
+                m.ts_off = m.ts_off.wrapping_add(l.ts_span);
+                continue;
+            };
+            let due = m.anchor_ns + p.at.saturating_sub(m.anchor_rec).as_nanos() as u64;
+            if due > now {
+                break;
+            }
+            m.next += 1;
+            let Some(remote) = m.remote else { continue };
+            if m.passes > 0
+                && !p.rtcp
+                && t.event_pt
+                    .is_some_and(|e| p.data.get(1).is_some_and(|b| b & 0x7f == e))
+            {
+                continue;
+            }
+            // A recorded RTCP BYE would end the stream mid-call when the recording repeats.
+            if repeat.is_some() && p.rtcp && rtcp_has_bye(&p.data) {
+                continue;
+            }
+            let Some(data) = buf.get_mut(..p.data.len()) else {
+                continue;
+            };
+            data.copy_from_slice(&p.data);
+            if p.rtcp {
+                m.state.peer_ssrc = m.rx.peer_ssrc;
+                m.state.ntp = ntp_now();
+                rewrite_rtcp(data, &m.state);
+                m.send(true, data, SocketAddr::new(remote.ip(), remote.port() + 1));
+            } else {
+                rewrite_rtp(
+                    data,
+                    m.ssrc,
+                    m.seq_off.wrapping_add(m.sent as u16),
+                    m.ts_off,
+                );
+                m.state.packets = m.state.packets.wrapping_add(1);
+                m.state.octets = m
+                    .state
+                    .octets
+                    .wrapping_add(data.len().saturating_sub(12) as u32);
+                if data.len() >= 8 {
+                    m.state.rtp_ts = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+                }
+                m.send(false, data, remote);
+                m.sent += 1;
+                sent += 1;
+                // RTCP synthesised every 200 packets when the capture has none for this side.
+                if synth && m.sent % 200 == 0 {
+                    let r = synth_rtcp(&m.state, "loadtest@local");
+                    m.send(true, &r, SocketAddr::new(remote.ip(), remote.port() + 1));
+                }
+            }
+        }
+        self.shared.rtp_sent.fetch_add(sent, Ordering::Relaxed);
+        if let Some(p) = pkts.get(m.next) {
+            let due = m.anchor_ns + p.at.saturating_sub(m.anchor_rec).as_nanos() as u64;
+            self.arm(slot, TimerKind::Media, due / 1_000_000);
+        }
+    }
+}
+
+impl LegMedia {
+    /// Sends on the leg's RTP (or RTCP) socket; nothing when the leg has no sockets.
+    fn send(&self, rtcp: bool, data: &[u8], to: SocketAddr) {
+        if let Some(s) = &self.socks {
+            let sock = if rtcp { &s.rtcp } else { &s.rtp };
+            let _ = sock.send_to(data, to);
+        }
+    }
+}
+
+/// Whether a compound RTCP packet holds a BYE (packet type 203).
+fn rtcp_has_bye(pkt: &[u8]) -> bool {
+    let mut off = 0usize;
+    while let Some(h) = pkt.get(off..off + 4) {
+        if h[1] == 203 {
+            return true;
+        }
+        off += (usize::from(u16::from_be_bytes([h[2], h[3]])) + 1) * 4;
+    }
+    false
+}
+
+fn ntp_now() -> u64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() + 2_208_988_800;
+    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
+}
