@@ -69,6 +69,7 @@ report:
   --label NAME          device name in the output (relay)
   --mode NAME           ladder (default) or soak, copied to the output
   --relay-pid PID       the relay's CPU from /proc/PID/stat over each window
+  --relay-tid TID       also one thread of it (its relay worker), from /proc/PID/task/TID/stat
   --max-loss-pct P      pass rule (0.1); --max-p50-ms MS (5); --min-offered-pct P (98)
   --max-other-cpu-pct P a failing step during which other processes used more than P % of a core
                         is run again (15), at most --retries N times (2), after --retry-wait-s S (20)";
@@ -103,6 +104,7 @@ struct Config {
     label: String,
     mode: String,
     relay_pid: Option<i32>,
+    relay_tid: Option<i32>,
     max_loss_pct: f64,
     max_p50_ms: f64,
     min_offered_pct: f64,
@@ -152,6 +154,7 @@ fn parse_args() -> Result<Config, String> {
         label: "relay".into(),
         mode: "ladder".into(),
         relay_pid: None,
+        relay_tid: None,
         max_loss_pct: 0.1,
         max_p50_ms: 5.0,
         min_offered_pct: 98.0,
@@ -221,6 +224,7 @@ fn parse_args() -> Result<Config, String> {
             "--label" => c.label = v,
             "--mode" => c.mode = v,
             "--relay-pid" => c.relay_pid = Some(num(&flag, &v)?),
+            "--relay-tid" => c.relay_tid = Some(num(&flag, &v)?),
             "--max-loss-pct" => c.max_loss_pct = num(&flag, &v)?,
             "--max-p50-ms" => c.max_p50_ms = num(&flag, &v)?,
             "--min-offered-pct" => c.min_offered_pct = num(&flag, &v)?,
@@ -310,6 +314,12 @@ struct Trial {
     gen_cpu_pct: f64,
     relay_cpu_pct: Option<f64>,
     relay_pps_per_core: Option<f64>,
+    /// CPU of the thread given by `--relay-tid` (percent of one core), and relayed pps per
+    /// core-second of that thread.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    relay_thread_cpu_pct: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    relay_pps_per_thread_core: Option<f64>,
     box_busy_pct: Option<f64>,
     steal_pct: Option<f64>,
     /// CPU used by other processes during the window (percent of one core).
@@ -503,11 +513,11 @@ impl Run<'_> {
             cfg.warmup_ns
         };
         self.engine.run_until(mono_ns() + warm)?;
-        let s0 = CpuSnap::take(cfg.relay_pid);
+        let s0 = CpuSnap::take(cfg.relay_pid, cfg.relay_tid);
         self.engine.begin_window(self.trials);
         self.engine.run_until(mono_ns() + cfg.step_ns)?;
         self.engine.end_window();
-        let s1 = CpuSnap::take(cfg.relay_pid);
+        let s1 = CpuSnap::take(cfg.relay_pid, cfg.relay_tid);
         self.engine.run_until(mono_ns() + cfg.grace_ns)?;
         let w = self.engine.take_window();
         let t = judge(cfg, self.trials, calls, target_pps, &w, &s0, &s1);
@@ -547,6 +557,8 @@ fn setup_failed(cfg: &Config, trial: u32, calls: usize, target_pps: f64, reason:
         gen_cpu_pct: 0.0,
         relay_cpu_pct: None,
         relay_pps_per_core: None,
+        relay_thread_cpu_pct: None,
+        relay_pps_per_thread_core: None,
         box_busy_pct: None,
         steal_pct: None,
         other_cpu_pct: None,
@@ -656,6 +668,11 @@ fn judge(
         relay_cpu_pct: cpu.relay_pct.map(|x| round(x, 1)),
         relay_pps_per_core: cpu
             .relay_pct
+            .filter(|&p| p > 0.5)
+            .map(|p| round(relayed_pps * 100.0 / p, 0)),
+        relay_thread_cpu_pct: cpu.thread_pct.map(|x| round(x, 1)),
+        relay_pps_per_thread_core: cpu
+            .thread_pct
             .filter(|&p| p > 0.5)
             .map(|p| round(relayed_pps * 100.0 / p, 0)),
         box_busy_pct: cpu.box_busy_pct.map(|x| round(x, 1)),

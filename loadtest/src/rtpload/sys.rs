@@ -45,7 +45,12 @@ fn clock_ticks() -> u64 {
 
 /// CPU time (user + system, all threads) of another process, in ns, from `/proc/PID/stat`.
 pub(crate) fn proc_cpu_ns(pid: i32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu_ns(&format!("/proc/{pid}/stat"))
+}
+
+/// User + system CPU time in ns from a `stat` file of procfs (a process's or one thread's).
+fn stat_cpu_ns(path: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
     // The command name may hold spaces and parentheses: fields resume after the last ')'.
     let rest = &text[text.rfind(')')? + 1..];
     let mut f = rest.split_ascii_whitespace();
@@ -76,15 +81,20 @@ pub(crate) struct CpuSnap {
     pub(crate) mono: u64,
     pub(crate) own: u64,
     pub(crate) relay: Option<u64>,
+    /// One thread of the relay (`--relay-tid`).
+    pub(crate) thread: Option<u64>,
     pub(crate) box_cpu: Option<(u64, u64, u64)>,
 }
 
 impl CpuSnap {
-    pub(crate) fn take(relay_pid: Option<i32>) -> Self {
+    pub(crate) fn take(relay_pid: Option<i32>, relay_tid: Option<i32>) -> Self {
         Self {
             mono: mono_ns(),
             own: self_cpu_ns(),
             relay: relay_pid.and_then(proc_cpu_ns),
+            thread: relay_pid
+                .zip(relay_tid)
+                .and_then(|(pid, tid)| stat_cpu_ns(&format!("/proc/{pid}/task/{tid}/stat"))),
             box_cpu: box_cpu(),
         }
     }
@@ -94,6 +104,7 @@ impl CpuSnap {
 pub(crate) struct CpuUse {
     pub(crate) own_pct: f64,
     pub(crate) relay_pct: Option<f64>,
+    pub(crate) thread_pct: Option<f64>,
     pub(crate) box_busy_pct: Option<f64>,
     pub(crate) steal_pct: Option<f64>,
     /// CPU used by everything but this process and the relay, in percent of one core: another
@@ -119,6 +130,10 @@ pub(crate) fn cpu_use(a: &CpuSnap, b: &CpuSnap) -> CpuUse {
         (Some(x), Some(y)) => Some(pct(x, y)),
         _ => None,
     };
+    let thread_pct = match (a.thread, b.thread) {
+        (Some(x), Some(y)) => Some(pct(x, y)),
+        _ => None,
+    };
     // SAFETY: plain query.
     let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as f64;
     let other_pct =
@@ -126,6 +141,7 @@ pub(crate) fn cpu_use(a: &CpuSnap, b: &CpuSnap) -> CpuUse {
     CpuUse {
         own_pct,
         relay_pct,
+        thread_pct,
         box_busy_pct,
         steal_pct,
         other_pct,
