@@ -46,30 +46,8 @@ NOTES=$OUT/notes.txt
 : >"$NOTES"
 note() { echo "$*" | tee -a "$NOTES" >&2; }
 
-PIDS=()
-stop_pid() {
-	local pid=$1 i
-	kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null
-	for i in $(seq 50); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	forget_pid "$pid"
-	return 0
-}
-forget_pid() {
-	local keep=() p
-	for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-	PIDS=("${keep[@]}")
-}
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-	PIDS=()
-}
+# shellcheck source=procs.sh
+source "$HERE/procs.sh"
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT TERM
 
