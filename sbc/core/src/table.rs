@@ -18,7 +18,7 @@
 use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::time::Instant;
 
 /// Stale heap records tolerated before a rebuild, for tables with few live entries.
@@ -79,14 +79,17 @@ impl<K> Ord for Due<K> {
 }
 
 /// A map with a fixed capacity and an absolute deadline per entry. See the module doc for costs.
-pub struct BoundedTable<K, V> {
-    map: HashMap<K, Slot<V>>,
+///
+/// `S` hashes the keys: the standard library's SipHash by default (keys a peer can choose), a faster
+/// one for keys the SBC allocates itself (`sbc_sip::idmap::IdHasher`).
+pub struct BoundedTable<K, V, S = RandomState> {
+    map: HashMap<K, Slot<V>, S>,
     heap: BinaryHeap<Due<K>>,
     capacity: usize,
     next_generation: u64,
 }
 
-impl<K, V> core::fmt::Debug for BoundedTable<K, V> {
+impl<K, V, S> core::fmt::Debug for BoundedTable<K, V, S> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("BoundedTable")
             .field("len", &self.map.len())
@@ -97,12 +100,19 @@ impl<K, V> core::fmt::Debug for BoundedTable<K, V> {
 }
 
 impl<K: Hash + Eq + Clone, V> BoundedTable<K, V> {
-    /// An empty table holding at most `capacity` entries (the map is allocated up front).
+    /// An empty table holding at most `capacity` entries, its keys hashed with SipHash.
     pub fn new(capacity: usize) -> Self {
+        Self::with_hasher(capacity)
+    }
+}
+
+impl<K: Hash + Eq + Clone, V, S: BuildHasher + Default> BoundedTable<K, V, S> {
+    /// An empty table holding at most `capacity` entries, its keys hashed by a new `S`.
+    pub fn with_hasher(capacity: usize) -> Self {
         Self {
             // The map grows with use: reserving the whole capacity up front would make every
             // first insert into a fresh page fault it in (the values are large and spread by hash).
-            map: HashMap::with_capacity(capacity.min(INITIAL_SLOTS)),
+            map: HashMap::with_capacity_and_hasher(capacity.min(INITIAL_SLOTS), S::default()),
             heap: BinaryHeap::new(),
             capacity,
             next_generation: 0,

@@ -28,6 +28,7 @@ pub mod framing;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod header;
+pub mod idmap;
 mod lex;
 pub mod message;
 mod names;

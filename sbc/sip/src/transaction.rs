@@ -19,6 +19,8 @@
 //! table still holds that deadline, so rearming or cancelling a timer never searches the wheel.
 
 use std::collections::{HashMap, VecDeque};
+
+use crate::idmap::IdMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -385,8 +387,9 @@ pub struct Transactions {
     config: TransactionConfig,
     /// Boxed: the map moves only pointers when it grows (an inline ~1 KB entry made each doubling
     /// copy and fault in hundreds of megabytes at a few thousand calls per second).
-    txs: HashMap<u64, Box<Transaction>>,
-    client_index: HashMap<ClientKey, u64>,
+    txs: IdMap<u64, Box<Transaction>>,
+    /// Keyed by the branch this SBC generated (and the method).
+    client_index: IdMap<ClientKey, u64>,
     server_index: HashMap<ServerKey, u64>,
     wheel: Wheel<(u64, Timer)>,
     /// Due timers of one [`Transactions::handle_timeout`] round (kept for its allocation).
@@ -437,7 +440,7 @@ fn server_key(msg: &Message, branch: &str) -> ServerKey {
 }
 
 /// A wheel entry is live while its transaction still holds that deadline for that timer.
-fn is_live(txs: &HashMap<u64, Box<Transaction>>, at: Instant, id: u64, timer: Timer) -> bool {
+fn is_live(txs: &IdMap<u64, Box<Transaction>>, at: Instant, id: u64, timer: Timer) -> bool {
     txs.get(&id)
         .is_some_and(|t| t.timers.get(timer) == Some(at))
 }
@@ -447,8 +450,8 @@ impl Transactions {
     pub fn new(config: TransactionConfig) -> Self {
         Self {
             config,
-            txs: HashMap::new(),
-            client_index: HashMap::new(),
+            txs: IdMap::default(),
+            client_index: IdMap::default(),
             server_index: HashMap::new(),
             wheel: Wheel::new(),
             due: Vec::new(),

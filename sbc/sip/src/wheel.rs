@@ -100,7 +100,7 @@ pub struct Wheel<T> {
     l1: Vec<Vec<Entry<T>>>,
     l1_bits: Occupied,
     far: BinaryHeap<Reverse<(Instant, u64)>>,
-    far_items: std::collections::HashMap<u64, T>,
+    far_items: crate::idmap::IdMap<u64, T>,
     len: usize,
     seq: u64,
     /// Reused between calls to [`Wheel::advance`].
@@ -128,7 +128,7 @@ impl<T: Copy> Wheel<T> {
             l1: (0..L1_SLOTS).map(|_| Vec::new()).collect(),
             l1_bits: Occupied::new(L1_SLOTS),
             far: BinaryHeap::new(),
-            far_items: std::collections::HashMap::new(),
+            far_items: crate::idmap::IdMap::default(),
             len: 0,
             seq: 0,
             scratch: Vec::new(),

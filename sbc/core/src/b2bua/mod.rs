@@ -91,6 +91,8 @@ mod send;
 mod trunks;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use sbc_sip::idmap::{IdHasher, IdMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -542,19 +544,19 @@ pub struct B2bua {
     txs: Transactions,
     ids: IdGen,
     /// Boxed: the table moves only pointers when it grows (a call is ~1.7 KB).
-    calls: BoundedTable<u64, Box<Call>>,
+    calls: BoundedTable<u64, Box<Call>, IdHasher>,
     /// Caller legs by the SBC's To tag (an id of this worker, unique).
-    a_index: HashMap<String, u64>,
+    a_index: IdMap<String, u64>,
     /// Callee legs by the SBC's Call-ID.
-    b_index: HashMap<String, u64>,
+    b_index: IdMap<String, u64>,
     registrar: Registrar,
     pbx_regs: HashMap<BindingKey, PbxReg>,
     /// Binding of each Contact token given to the registrar behind the SBC.
     tokens: HashMap<String, BindingKey>,
     /// REGISTERs of user agents waiting for the PBX.
     reg_relay: register::RegRelay,
-    server_calls: HashMap<ServerTxId, u64>,
-    clients: HashMap<ClientTxId, ClientRole>,
+    server_calls: IdMap<ServerTxId, u64>,
+    clients: IdMap<ClientTxId, ClientRole>,
     retx: BTreeSet<(Instant, u64)>,
     out: VecDeque<Transmit>,
     events: VecDeque<CallEvent>,
@@ -596,15 +598,15 @@ impl B2bua {
         Self {
             txs: Transactions::new(config.transactions.clone()),
             ids: IdGen::new(config.secret, config.worker, config.seed),
-            calls: BoundedTable::new(config.max_dialogs),
-            a_index: HashMap::new(),
-            b_index: HashMap::new(),
+            calls: BoundedTable::with_hasher(config.max_dialogs),
+            a_index: IdMap::default(),
+            b_index: IdMap::default(),
             registrar: Registrar::new(config.registrar.clone()),
             pbx_regs: HashMap::new(),
             tokens: HashMap::new(),
             reg_relay: register::RegRelay::default(),
-            server_calls: HashMap::new(),
-            clients: HashMap::new(),
+            server_calls: IdMap::default(),
+            clients: IdMap::default(),
             retx: BTreeSet::new(),
             out: VecDeque::new(),
             events: VecDeque::new(),
