@@ -233,6 +233,7 @@ fn judge(x: &[i16], freq: f64, what: &str) {
         );
     }
     let level = level_db(&sine(freq, AMP, 0, 8000), got);
+    eprintln!("{what}: level {level:+.2} dB");
     assert!(level.abs() < 0.5, "{what}: level off by {level:.2} dB");
 }
 
@@ -329,6 +330,11 @@ fn baresip_calls_a_plain_pbx(n: u8, driver: &str) {
     );
     assert!(
         phone_log.contains("RTP/SAVP") && phone_log.contains("a=crypto:"),
+        "{phone_log}"
+    );
+    // The SBC's Contact sends baresip's ACK and the in-dialog requests back over TLS.
+    assert!(
+        phone_log.contains(&format!("Contact: <sip:{out}:5061;transport=tls>")),
         "{phone_log}"
     );
 
