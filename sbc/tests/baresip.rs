@@ -1,19 +1,20 @@
 //! A real softphone through the SBC's SDES-SRTP termination: Debian's `baresip` (its `srtp`
-//! module, `mediaenc=srtp-mand`) calls over TLS to the SBC's TLS listener (`[srtp] outside =
-//! "sdes"`, `require_tls_for_sdes = true`, as deployed), and the SBC hands the call to a plain RTP
-//! PBX on the inside, written here on raw UDP (`common/rtp.rs` for SIP). baresip plays a 1004 Hz
-//! tone from a WAV file (`aufile`); the PBX decodes what reaches it in clear and checks frequency
-//! and level. The PBX sends an 800 Hz tone in plain RTP; baresip decrypts and decodes it and its
-//! `sndfile` filter writes what it decoded to a WAV file, checked the same way. Either tone only
-//! gets through when both sides' SRTP keys were exchanged and used correctly. Addresses
-//! 127.58.<n>.x:
+//! module, `mediaenc=srtp-mand`) talks SIP over TLS with the SBC (`[srtp] outside = "sdes"`, the
+//! outside on TLS only, `require_tls_for_sdes = true`, as deployed), and the SBC bridges it to a
+//! plain RTP PBX on the inside, written here on raw UDP (`common/rtp.rs` for SIP). Both ways:
+//! baresip dials the SBC's TLS listener, and the PBX calls 2000, which the SBC sends to baresip as
+//! a TLS trunk (baresip answers by itself). baresip plays a 1004 Hz tone from a WAV file
+//! (`aufile`); the PBX decodes what reaches it in clear and checks frequency and level. The PBX
+//! sends an 800 Hz tone in plain RTP; baresip decrypts and decodes it and its `sndfile` filter
+//! writes what it decoded to a WAV file, checked the same way. Either tone only gets through when
+//! both sides' SRTP keys were exchanged and used correctly. Addresses 127.58.<n>.x:
 //!
 //! | host | who |
 //! |---|---|
 //! | `.1:5061` | the SBC, outside SIP over TLS (the only outside listener); `.21` its media address |
 //! | `.11:5080` | the SBC, inside SIP |
 //! | `.2:5090` | the PBX; its RTP on `.2:6000` |
-//! | `.3:5070` | baresip (TLS on `.3:5071`); its RTP in 31000-31999 (bound on any address) |
+//! | `.3:5070` | baresip, TLS on `.3:5071` (a certificate of the test CA); its RTP in 31000-31999 (bound on any address) |
 //!
 //! `baresip` comes from `.ci/setup`; without it the test fails and says so.
 
@@ -44,21 +45,27 @@ const PHONE_HZ: f64 = 1004.0;
 const PBX_HZ: f64 = 800.0;
 const AMP: f64 = 8000.0;
 
+/// The SBC: outside on TLS only, SDES there; the PBX's calls go to baresip as a TLS trunk.
 fn config(n: u8, dir: &Path) -> String {
     format!(
         "workers = 1\n\
          [sip]\ntls = [\"{out}:5061\"]\n\
-         [tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
+         [tls]\ncert = \"{cert}\"\nkey = \"{key}\"\nca_file = \"{ca}\"\n\
          [inside]\naddress = \"{inside}\"\nport = 5080\ntargets = [\"pbx\"]\n\
          [limits]\nmax_cps = 0\n\
          [media]\nenabled = true\naddress = \"{media}\"\nport_min = 21400\nport_max = 21599\n\
          [srtp]\noutside = \"sdes\"\ninside = \"plain\"\nrequire_tls_for_sdes = true\n\
          [[target_group]]\nname = \"pbx\"\n\
          targets = [{{ address = \"{pbx}:5090\", transport = \"udp\" }}]\noptions_interval_secs = 0\n\
-         [[route]]\nname = \"to-pbx\"\nfrom = \"outside\"\nprefix = \"\"\ntarget_group = \"pbx\"\n",
+         [[route]]\nname = \"to-pbx\"\nfrom = \"outside\"\nprefix = \"\"\ntarget_group = \"pbx\"\n\
+         [[trunk]]\nname = \"phone\"\ntransport = \"tls\"\noutbound = {{ proxy = \"{phone}:5071\" }}\n\
+         options_interval_secs = 0\n\
+         [[route]]\nname = \"to-phone\"\nfrom = \"inside\"\nprefix = \"\"\ntrunk = \"phone\"\n",
         out = ip(n, 1),
         cert = dir.join("sbc.pem").display(),
         key = dir.join("sbc.key").display(),
+        ca = dir.join("ca.pem").display(),
+        phone = ip(n, 3),
         inside = ip(n, 11),
         media = ip(n, 21),
         pbx = ip(n, 2),
@@ -119,25 +126,52 @@ fn read_wav(path: &Path) -> Vec<i16> {
     panic!("{}: no data chunk", path.display());
 }
 
-/// A self-signed certificate for the SBC's outside address (`sbc.pem`, `sbc.key`), which baresip
-/// is given as its CA.
-fn write_cert(dir: &Path, addr: &str) {
-    let ck = rcgen::generate_simple_self_signed(vec![addr.to_owned()]).unwrap();
-    std::fs::write(dir.join("sbc.pem"), ck.cert.pem()).unwrap();
-    std::fs::write(dir.join("sbc.key"), ck.key_pair.serialize_pem()).unwrap();
+/// A CA (`ca.pem`, in both directories), the SBC's certificate for its outside address
+/// (`sbc.pem`, `sbc.key` in `sbc_dir`) and baresip's for its own (`phone.pem`, certificate and key
+/// in one file as baresip wants it, in `phone_dir`).
+fn make_pki(sbc_dir: &Path, phone_dir: &Path, sbc_ip: &str, phone_ip: &str) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "baresip test CA");
+    let ca = params.self_signed(&ca_key).unwrap();
+    let leaf = |ip: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![ip.to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    for dir in [sbc_dir, phone_dir] {
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    }
+    let (cert, key) = leaf(sbc_ip);
+    std::fs::write(sbc_dir.join("sbc.pem"), cert).unwrap();
+    std::fs::write(sbc_dir.join("sbc.key"), key).unwrap();
+    let (cert, key) = leaf(phone_ip);
+    std::fs::write(phone_dir.join("phone.pem"), format!("{cert}{key}")).unwrap();
 }
 
 /// Debian's module directory (`baresip-core`).
 const MODULES: &str = "/usr/lib/baresip/modules";
 
-/// baresip's config and account in `dir`: SIP on `me:5070` (TLS on 5071), the SBC's certificate
-/// as CA, the tone file as audio source, no sound card (`aubridge` plays into nothing), the
-/// decoded audio written by `sndfile` into `dir`, PCMU only, SDES-SRTP mandatory, no registration.
+/// baresip's config and account (2000) in `dir`: SIP on `me:5070` (TLS on 5071, with its
+/// certificate), the test CA, the tone file as audio source, no sound card (`aubridge` plays
+/// into nothing), the decoded audio written by `sndfile` into `dir`, PCMU only, SDES-SRTP
+/// mandatory, no registration, calls answered at once.
 fn baresip_config(dir: &Path, me: &str) {
     let config = format!(
         "poll_method\tepoll\n\
          sip_listen\t{me}:5070\n\
          sip_cafile\t{ca}\n\
+         sip_certificate\t{cert}\n\
          net_interface\t{me}\n\
          call_local_timeout\t10\n\
          audio_player\taubridge,nil\n\
@@ -155,14 +189,18 @@ fn baresip_config(dir: &Path, me: &str) {
          module_tmp\taccount.so\n\
          module_app\tmenu.so\n\
          snd_path\t{snd}\n",
-        ca = dir.join("sbc.pem").display(),
+        ca = dir.join("ca.pem").display(),
+        cert = dir.join("phone.pem").display(),
         tone = dir.join("tone.wav").display(),
         snd = dir.display(),
     );
     std::fs::write(dir.join("config"), config).unwrap();
     std::fs::write(
         dir.join("accounts"),
-        format!("<sip:alice@{me};transport=tls>;regint=0;mediaenc=srtp-mand;audio_codecs=PCMU\n"),
+        format!(
+            "<sip:2000@{me};transport=tls>;regint=0;mediaenc=srtp-mand;audio_codecs=PCMU;\
+             answermode=auto\n"
+        ),
     )
     .unwrap();
 }
@@ -179,18 +217,20 @@ impl Drop for Phone {
     }
 }
 
-/// baresip with the config in `dir`, dialling `uri` at once and quitting after `secs`; its output
-/// (with the SIP trace) in `dir/baresip.log`.
-fn baresip(dir: &Path, uri: &str, secs: u32) -> Phone {
+/// baresip with the config in `dir`, dialling `dial` at once if given, quitting after `secs`; its
+/// output (with the SIP trace) in `dir/baresip.log`.
+fn baresip(dir: &Path, dial: Option<&str>, secs: u32) -> Phone {
     assert!(
         Path::new(MODULES).join("srtp.so").exists(),
         "baresip is not installed ({MODULES}/srtp.so missing): run .ci/setup"
     );
     let log = std::fs::File::create(dir.join("baresip.log")).unwrap();
-    Command::new("baresip")
-        .arg("-f")
-        .arg(dir)
-        .args(["-s", "-e", &format!("/dial {uri}"), "-t", &secs.to_string()])
+    let mut cmd = Command::new("baresip");
+    cmd.arg("-f").arg(dir).args(["-s", "-t", &secs.to_string()]);
+    if let Some(uri) = dial {
+        cmd.args(["-e", &format!("/dial {uri}")]);
+    }
+    cmd
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -250,13 +290,23 @@ fn the_file(dir: &Path, suffix: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("no dump-*{suffix} in {}", dir.display()))
 }
 
-/// baresip calls over TLS with SDES-SRTP; the PBX answers in plain RTP. Both tones cross.
-fn baresip_calls_a_plain_pbx(n: u8, driver: &str) {
+/// Who places the call.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// baresip dials the SBC's TLS listener; the call is routed to the PBX.
+    Phone,
+    /// The PBX calls 2000; the SBC routes it to the `phone` trunk (baresip, over TLS), which
+    /// answers by itself.
+    Pbx,
+}
+
+/// One call between baresip (SDES-SRTP over TLS) and the plain PBX, placed by `caller`: baresip's
+/// tone reaches the PBX in clear, the PBX's tone reaches baresip's decoder.
+fn baresip_and_a_plain_pbx(n: u8, driver: &str, caller: Caller) {
     let sbc_dir = TempDir::new(&format!("baresip-sbc-{driver}"));
     let phone_dir = TempDir::new(&format!("baresip-phone-{driver}"));
     let (out, pbx_ip, me) = (ip(n, 1), ip(n, 2), ip(n, 3));
-    write_cert(sbc_dir.path(), &out);
-    std::fs::copy(sbc_dir.path().join("sbc.pem"), phone_dir.path().join("sbc.pem")).unwrap();
+    make_pki(sbc_dir.path(), phone_dir.path(), &out, &me);
     write_wav(
         &phone_dir.path().join("tone.wav"),
         &sine(PHONE_HZ, AMP, 0, 8000 * 20),
@@ -266,47 +316,73 @@ fn baresip_calls_a_plain_pbx(n: u8, driver: &str) {
     let sbc = Sbc::start_in(sbc_dir, driver, 5061, &text);
     let media = ip(n, 21);
     let pbx_rtp = udp(&pbx_ip, 6000);
-    let mut pbx = Ua::pbx(sa(&pbx_ip, 5090));
-
-    let mut phone = baresip(
-        phone_dir.path(),
-        &format!("sip:1000@{out}:5061;transport=tls"),
-        12,
-    );
     let phone_log = || std::fs::read_to_string(phone_dir.path().join("baresip.log")).unwrap();
-    let at_pbx = Sink::spawn(&pbx_rtp);
-    let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        pbx.recv_invite(Duration::from_secs(8))
-    }));
-    let Ok((invite, from)) = got else {
-        panic!(
-            "no INVITE at the PBX\n---- baresip:\n{}\n---- sbc:\n{}",
-            phone_log(),
-            sbc.log_text()
-        );
-    };
-    let offer = SdpSeen::of(&invite);
-    assert!(
-        offer.text.contains("RTP/AVP") && !offer.text.contains("crypto"),
-        "the PBX is offered plain RTP:\n{}",
-        offer.text
-    );
-    let sdp = format!(
+    let pbx_sdp = format!(
         "v=0\r\no=pbx 4711 1 IN IP4 {pbx_ip}\r\ns=-\r\nc=IN IP4 {pbx_ip}\r\nt=0 0\r\n\
          m=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
     );
-    pbx.respond(&invite, from, 200, Some(&sdp));
-    if pbx
-        .recv_request(&sbc_sip::Method::Ack, Duration::from_secs(5))
-        .is_none()
-    {
-        panic!(
-            "no ACK at the PBX\n{}\n---- baresip:\n{}\n---- sbc:\n{}",
-            pbx.sip.trace(),
-            phone_log(),
-            sbc.log_text()
-        );
-    }
+    let at_pbx = Sink::spawn(&pbx_rtp);
+
+    // Signalling up to the ACK; the SBC's media port toward the PBX.
+    let (mut pbx, mut phone, sbc_port, sdp_seen) = match caller {
+        Caller::Phone => {
+            let mut pbx = Ua::pbx(sa(&pbx_ip, 5090));
+            let phone = baresip(
+                phone_dir.path(),
+                Some(&format!("sip:1000@{out}:5061;transport=tls")),
+                12,
+            );
+            let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                pbx.recv_invite(Duration::from_secs(8))
+            }));
+            let Ok((invite, from)) = got else {
+                panic!(
+                    "no INVITE at the PBX\n---- baresip:\n{}\n---- sbc:\n{}",
+                    phone_log(),
+                    sbc.log_text()
+                );
+            };
+            pbx.respond(&invite, from, 200, Some(&pbx_sdp));
+            if pbx
+                .recv_request(&sbc_sip::Method::Ack, Duration::from_secs(5))
+                .is_none()
+            {
+                panic!(
+                    "no ACK at the PBX\n{}\n---- baresip:\n{}\n---- sbc:\n{}",
+                    pbx.sip.trace(),
+                    phone_log(),
+                    sbc.log_text()
+                );
+            }
+            let offer = SdpSeen::of(&invite);
+            (pbx, phone, offer.port, offer.text)
+        }
+        Caller::Pbx => {
+            let phone = baresip(phone_dir.path(), None, 12);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !phone_log().contains("baresip is ready") {
+                assert!(Instant::now() < deadline, "baresip not ready:\n{}", phone_log());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let mut pbx = Ua::caller(sa(&pbx_ip, 5090), sa(&ip(n, 11), 5080), "2000");
+            pbx.send_invite(&pbx_sdp);
+            let ok = pbx.finish_invite(Duration::from_secs(10));
+            assert_eq!(
+                ok.status(),
+                Some(200),
+                "{}\n---- baresip:\n{}\n---- sbc:\n{}",
+                pbx.sip.trace(),
+                phone_log(),
+                sbc.log_text()
+            );
+            let answer = SdpSeen::of(&ok);
+            (pbx, phone, answer.port, answer.text)
+        }
+    };
+    assert!(
+        sdp_seen.contains("RTP/AVP 0") && !sdp_seen.contains("crypto"),
+        "the PBX sees plain RTP:\n{sdp_seen}"
+    );
 
     // 3 s of the PBX's tone in PCMU, paced, while baresip's tone arrives.
     let tone = sine(PBX_HZ, AMP, 0, 8000 * 3);
@@ -319,7 +395,7 @@ fn baresip_calls_a_plain_pbx(n: u8, driver: &str) {
         let mut code = [0u8; 160];
         g711::encode_ulaw(frame, &mut code);
         p.extend_from_slice(&code);
-        pbx_rtp.send_to(&p, sa(&media, offer.port)).unwrap();
+        pbx_rtp.send_to(&p, sa(&media, sbc_port)).unwrap();
         let next = start + Duration::from_millis(20) * (k as u32 + 1);
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
@@ -332,7 +408,7 @@ fn baresip_calls_a_plain_pbx(n: u8, driver: &str) {
     assert_eq!(bye.status(), Some(200), "{}", pbx.sip.trace());
     assert!(exited, "baresip did not quit by itself:\n{phone_log}");
 
-    // baresip used SDES-SRTP with the SBC's answer.
+    // baresip used SDES-SRTP with the SBC's key.
     assert!(
         phone_log.contains("SRTP is Enabled"),
         "baresip did not enable SRTP:\n{phone_log}"
@@ -341,11 +417,24 @@ fn baresip_calls_a_plain_pbx(n: u8, driver: &str) {
         phone_log.contains("RTP/SAVP") && phone_log.contains("a=crypto:"),
         "{phone_log}"
     );
-    // The SBC's Contact sends baresip's ACK and the in-dialog requests back over TLS.
+    // The SBC's Contact sends baresip's in-dialog requests back over TLS.
     assert!(
         phone_log.contains(&format!("Contact: <sip:{out}:5061;transport=tls>")),
         "{phone_log}"
     );
+    // The PBX's BYE reached baresip over TLS and ended the call there.
+    assert!(
+        phone_log.contains("BYE sip:2000") && phone_log.contains("terminated (duration"),
+        "{phone_log}"
+    );
+    if caller == Caller::Pbx {
+        // The SBC offered its six lines; baresip answered one of them.
+        assert!(
+            phone_log.contains("a=crypto:6 AES_256_CM_HMAC_SHA1_32"),
+            "{phone_log}"
+        );
+        assert!(phone_log.contains("answering call"), "{phone_log}");
+    }
 
     // baresip's tone, in clear PCMU at the PBX.
     let rtp: Vec<&[u8]> = at_pbx
@@ -379,11 +468,21 @@ fn baresip_calls_a_plain_pbx(n: u8, driver: &str) {
 }
 
 #[test]
-fn baresip_with_sdes_over_tls_talks_to_a_plain_pbx_epoll() {
-    baresip_calls_a_plain_pbx(1, "epoll");
+fn baresip_with_sdes_over_tls_calls_a_plain_pbx_epoll() {
+    baresip_and_a_plain_pbx(1, "epoll", Caller::Phone);
 }
 
 #[test]
-fn baresip_with_sdes_over_tls_talks_to_a_plain_pbx_io_uring() {
-    baresip_calls_a_plain_pbx(2, "io_uring");
+fn baresip_with_sdes_over_tls_calls_a_plain_pbx_io_uring() {
+    baresip_and_a_plain_pbx(2, "io_uring", Caller::Phone);
+}
+
+#[test]
+fn a_plain_pbx_calls_baresip_with_sdes_over_tls_epoll() {
+    baresip_and_a_plain_pbx(3, "epoll", Caller::Pbx);
+}
+
+#[test]
+fn a_plain_pbx_calls_baresip_with_sdes_over_tls_io_uring() {
+    baresip_and_a_plain_pbx(4, "io_uring", Caller::Pbx);
 }
