@@ -230,8 +230,7 @@ fn baresip(dir: &Path, dial: Option<&str>, secs: u32) -> Phone {
     if let Some(uri) = dial {
         cmd.args(["-e", &format!("/dial {uri}")]);
     }
-    cmd
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
@@ -256,7 +255,10 @@ fn wait_or_kill(Phone(child): &mut Phone, limit: Duration) -> bool {
 /// `n` samples of the first stretch of `x` that is loud (a sample over a quarter of the tone's
 /// amplitude), starting 100 ms into it; `None` when there is no such stretch that long.
 fn tone_window(x: &[i16], n: usize) -> Option<&[i16]> {
-    let start = x.iter().position(|s| f64::from(s.unsigned_abs()) > AMP / 4.0)? + 800;
+    let start = x
+        .iter()
+        .position(|s| f64::from(s.unsigned_abs()) > AMP / 4.0)?
+        + 800;
     x.get(start..start + n)
 }
 
@@ -361,7 +363,11 @@ fn baresip_and_a_plain_pbx(n: u8, driver: &str, caller: Caller) {
             let phone = baresip(phone_dir.path(), None, 12);
             let deadline = Instant::now() + Duration::from_secs(5);
             while !phone_log().contains("baresip is ready") {
-                assert!(Instant::now() < deadline, "baresip not ready:\n{}", phone_log());
+                assert!(
+                    Instant::now() < deadline,
+                    "baresip not ready:\n{}",
+                    phone_log()
+                );
                 std::thread::sleep(Duration::from_millis(20));
             }
             let mut pbx = Ua::caller(sa(&pbx_ip, 5090), sa(&ip(n, 11), 5080), "2000");

@@ -437,7 +437,9 @@ fn plain_pbx_calls_an_sdes_phone(n: u8, driver: &str, suite: Suite) {
     let plain_back: Vec<Vec<u8>> = (0..40u16).map(|s| pcmu(0x0BB1, 9000 + s)).collect();
     for (k, (s, p)) in sealed.iter().zip(&plain_back).enumerate() {
         if k == 10 {
-            phone_rtp.send_to(&sealed[4], sa(&media, port_phone)).unwrap();
+            phone_rtp
+                .send_to(&sealed[4], sa(&media, port_phone))
+                .unwrap();
         }
         phone_rtp.send_to(s, sa(&media, port_phone)).unwrap();
         pbx_rtp.send_to(p, sa(&media, port_pbx)).unwrap();
