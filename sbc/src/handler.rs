@@ -510,6 +510,7 @@ pub(crate) mod tests {
         let place = crate::signalling::Place {
             worker,
             outside: "127.0.0.1:5060".parse().unwrap(),
+            outside_tls_only: false,
             inside: "127.0.0.1:5081".parse().unwrap(),
             outside_flow: Flow(0),
             inside_flow: Flow(2),

@@ -314,7 +314,11 @@ fn run(
         .udp
         .first()
         .or(cfg.sip.tcp.first())
+        .or(cfg.sip.tls.first())
         .map_or(5060, |a| a.port());
+    // An outside on TLS only: the Contact names TLS (its requests must not go to UDP).
+    let outside_tls_only =
+        cfg.sip.udp.is_empty() && cfg.sip.tcp.is_empty() && !cfg.sip.tls.is_empty();
     let inside_shared = std::net::SocketAddr::new(cfg.inside.address, cfg.inside.port);
     // Bind everything first: a bad address fails here, with its name.
     let mut workers = Vec::with_capacity(n);
@@ -400,6 +404,7 @@ fn run(
         let place = signalling::Place {
             worker: id as u16,
             outside: std::net::SocketAddr::new(outside_ip, outside_port),
+            outside_tls_only,
             inside: own,
             outside_flow: sbc_sip::transaction::Flow(0),
             inside_flow: sbc_sip::transaction::Flow((outside_udp + 1) as u64),

@@ -73,6 +73,8 @@ const FRAUD_LOGS_PER_SEC: u32 = 20;
 pub(crate) struct Place {
     pub(crate) worker: u16,
     pub(crate) outside: SocketAddr,
+    /// The outside listens on TLS only (its Contact says `;transport=tls`).
+    pub(crate) outside_tls_only: bool,
     pub(crate) inside: SocketAddr,
     pub(crate) outside_flow: Flow,
     pub(crate) inside_flow: Flow,
@@ -152,6 +154,9 @@ impl Signalling {
         c.transactions.linger = Duration::from_secs(limits.transaction_linger_secs);
         c.registrar = cfg.registrar.clone();
         c.outside_flow = place.outside_flow;
+        if place.outside_tls_only {
+            c.outside_contact_params = ";transport=tls";
+        }
         // RFC 3325: the P-Asserted-Identity of a trunk marked `trusted` is relayed.
         c.trusted_sources = cfg
             .trunks

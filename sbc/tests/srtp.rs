@@ -4,7 +4,8 @@
 //! First without sockets, the cipher code the relay runs against libsrtp, suite by suite; then on
 //! the wire through the real binary (`[srtp] outside = "sdes"`, `inside = "plain"`): libsrtp
 //! protects and unprotects for an SDES caller on the outside, a plain RTP PBX on the inside, both
-//! on raw UDP (`common/rtp.rs` for SIP). Addresses 127.46.<n>.x:
+//! on raw UDP (`common/rtp.rs` for SIP); and the reverse: the plain PBX calls an SDES phone on the
+//! outside, libsrtp again on the phone's side. Addresses 127.46.<n>.x:
 //!
 //! | host | who |
 //! |---|---|
@@ -12,6 +13,7 @@
 //! | `.11:5080` | the SBC, inside SIP |
 //! | `.2:5090` | the PBX; its RTP on `.2:6000` |
 //! | `.3:5070` | the caller; its SRTP on `.3:7000` |
+//! | `.4:5070` | the phone the PBX calls (a UDP trunk); its SRTP on `.4:7000` |
 
 mod common;
 #[path = "common/rtp.rs"]
@@ -338,6 +340,145 @@ fn an_sdes_caller_talks_to_a_plain_pbx_epoll() {
 #[test]
 fn an_sdes_caller_talks_to_a_plain_pbx_io_uring() {
     sdes_caller_plain_pbx(2, "io_uring");
+}
+
+/// [`config`] with the other direction's route: calls of the PBX go to the phone at `.4:5070`,
+/// reached as a UDP trunk on the outside.
+fn config_to_phone(n: u8) -> String {
+    format!(
+        "{}\n[[trunk]]\nname = \"phone\"\noutbound = {{ proxy = \"{}:5070\" }}\n\
+         options_interval_secs = 0\n\
+         [[route]]\nname = \"to-phone\"\nfrom = \"inside\"\nprefix = \"\"\ntrunk = \"phone\"\n",
+        config(n, false),
+        ip(n, 4)
+    )
+}
+
+/// A plain PBX calls an SDES phone on the outside (`inside = "plain"`, `outside = "sdes"`): the
+/// SBC offers the phone `RTP/SAVP` with one `a=crypto` line per suite, each with a key of its
+/// own, and takes the key of the line the phone answers (`suite`, not necessarily the first);
+/// the PBX is answered plain `RTP/AVP`. The phone's SRTP (libsrtp, the phone's key) reaches the
+/// PBX in clear byte for byte; the PBX's RTP reaches the phone as SRTP that libsrtp opens with
+/// the key the SBC offered on that line; a replayed packet is dropped and counted.
+fn plain_pbx_calls_an_sdes_phone(n: u8, driver: &str, suite: Suite) {
+    let dir = TempDir::new(&format!("srtp-plain-sdes-{driver}"));
+    let sbc = Sbc::start_in(dir, driver, 5060, &config_to_phone(n));
+    let media = ip(n, 21);
+    let (phone_ip, pbx_ip) = (ip(n, 4), ip(n, 2));
+    let phone_rtp = udp(&phone_ip, 7000);
+    let pbx_rtp = udp(&pbx_ip, 6000);
+    let mut pbx = Ua::caller(sa(&pbx_ip, 5090), sa(&ip(n, 11), 5080), "2000");
+    let mut phone = Ua::pbx(sa(&phone_ip, 5070));
+    let phone_key = key(suite);
+    let mut chosen_tag = 0;
+    pbx.send_invite(&audio("pbx", &pbx_ip, 6000, "RTP/AVP", ""));
+    let invite = phone.answer_invite(T, |offer| {
+        let sdp = Sdp::parse(offer.body()).unwrap();
+        chosen_tag = sdp
+            .cryptos(0)
+            .find(|c| c.suite == suite.name())
+            .map_or(0, |c| c.tag);
+        let line = format!(
+            "a=crypto:{chosen_tag} {} {}\r\n",
+            suite.name(),
+            InlineKey::write(&phone_key)
+        );
+        audio("phone", &phone_ip, 7000, "RTP/SAVP", &line)
+    });
+    let ok = pbx.finish_invite(T);
+    let trace = format!("{}{}", pbx.sip.trace(), phone.sip.trace());
+    assert_eq!(ok.status(), Some(200), "{trace}");
+    phone.expect_ack(T);
+    let offer = SdpSeen::of(&invite);
+    let answer = SdpSeen::of(&ok);
+    assert!(offer.text.contains("RTP/SAVP 0"), "{trace}");
+    assert!(
+        answer.text.contains("RTP/AVP 0") && !answer.text.contains("crypto"),
+        "the PBX is answered plain RTP: {trace}"
+    );
+    // One line per suite the relay terminates, tags from 1, every key the SBC's own and fresh.
+    let sdp = Sdp::parse(invite.body()).unwrap();
+    let lines: Vec<Crypto<'_>> = sdp.cryptos(0).collect();
+    let names: Vec<&str> = lines.iter().map(|c| c.suite).collect();
+    assert_eq!(
+        names,
+        [
+            "AES_CM_128_HMAC_SHA1_80",
+            "AES_CM_128_HMAC_SHA1_32",
+            "AEAD_AES_128_GCM",
+            "AEAD_AES_256_GCM",
+            "AES_256_CM_HMAC_SHA1_80",
+            "AES_256_CM_HMAC_SHA1_32",
+        ],
+        "{trace}"
+    );
+    assert!(lines.iter().zip(1u32..).all(|(c, t)| c.tag == t), "{trace}");
+    let keys: Vec<Vec<u8>> = lines
+        .iter()
+        .map(|c| InlineKey::parse(c.key_params).unwrap().key_salt)
+        .collect();
+    for (k, a) in keys.iter().enumerate() {
+        assert!(keys[k + 1..].iter().all(|b| b[..16] != a[..16]), "{trace}");
+    }
+    assert_ne!(chosen_tag, 0, "{trace}");
+    let sbc_key = keys[chosen_tag as usize - 1].clone();
+    assert_eq!(sbc_key.len(), suite.master_len(), "{trace}");
+    let (port_phone, port_pbx) = (offer.port, answer.port);
+
+    // The phone's packets, protected by libsrtp with its key; the 5th sent again after the 10th.
+    let plain_out: Vec<Vec<u8>> = (0..40u16).map(|s| pcmu(0xF0E5, 500 + s)).collect();
+    let input: Vec<(&str, Vec<u8>)> = plain_out.iter().map(|p| ("rtp", p.clone())).collect();
+    let sealed: Vec<Vec<u8>> = libsrtp(suite, &phone_key, "protect", &input)
+        .iter()
+        .map(|l| unhex(l))
+        .collect();
+    let at_pbx = Sink::spawn(&pbx_rtp);
+    let at_phone = Sink::spawn(&phone_rtp);
+    let plain_back: Vec<Vec<u8>> = (0..40u16).map(|s| pcmu(0x0BB1, 9000 + s)).collect();
+    for (k, (s, p)) in sealed.iter().zip(&plain_back).enumerate() {
+        if k == 10 {
+            phone_rtp
+                .send_to(&sealed[4], sa(&media, port_phone))
+                .unwrap();
+        }
+        phone_rtp.send_to(s, sa(&media, port_phone)).unwrap();
+        pbx_rtp.send_to(p, sa(&media, port_pbx)).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let bytes = |got: Vec<rtp::Got>| got.into_iter().map(|g| g.bytes).collect::<Vec<_>>();
+    let at_pbx = bytes(at_pbx.finish(Duration::from_millis(300)));
+    let at_phone = bytes(at_phone.finish(Duration::from_millis(300)));
+    pbx.send_bye();
+    assert!(phone.expect_bye(T).is_some());
+    let _ = pbx.finish_bye(T);
+    std::thread::sleep(Duration::from_millis(300));
+    let log = sbc.stop();
+
+    // In clear at the PBX, exactly what the phone protected, the replay missing.
+    assert_eq!(at_pbx, plain_out, "{log}");
+    // SRTP at the phone under the SBC's key of the line it answered, opened by libsrtp.
+    assert_eq!(at_phone.len(), plain_back.len(), "{log}");
+    let input: Vec<(&str, Vec<u8>)> = at_phone.iter().map(|p| ("rtp", p.clone())).collect();
+    let opened: Vec<Vec<u8>> = libsrtp(suite, &sbc_key, "unprotect", &input)
+        .iter()
+        .map(|l| {
+            assert!(!l.starts_with("error"), "libsrtp refused: {l}");
+            unhex(l)
+        })
+        .collect();
+    assert_eq!(opened, plain_back);
+    assert_eq!(counter(&log, "media_srtp_replays"), 1, "{log}");
+    assert_eq!(counter(&log, "media_srtp_auth_failures"), 0, "{log}");
+}
+
+#[test]
+fn a_plain_pbx_calls_an_sdes_phone_epoll() {
+    plain_pbx_calls_an_sdes_phone(4, "epoll", Suite::AesCm128HmacSha1_80);
+}
+
+#[test]
+fn a_plain_pbx_calls_an_sdes_phone_that_answers_gcm_io_uring() {
+    plain_pbx_calls_an_sdes_phone(5, "io_uring", Suite::AeadAes128Gcm);
 }
 
 /// With `require_tls_for_sdes` and the outside on UDP, the SBC will not answer with a key: 488

@@ -219,6 +219,10 @@ pub struct B2buaConfig {
     pub outside_contact: SocketAddr,
     /// The SBC's own address toward the Inside (Via and Contact on leg B).
     pub inside_contact: SocketAddr,
+    /// URI parameters of the SBC's Contact toward the Outside: `;transport=tls` when the outside
+    /// listens on TLS only, so that a UA sends its in-dialog requests (ACK, BYE) over TLS and not
+    /// to a UDP port nobody listens on; empty otherwise.
+    pub outside_contact_params: &'static str,
     /// Maximum concurrent calls of this worker; a new INVITE beyond it gets 503.
     pub max_dialogs: usize,
     /// How long a relayed 2xx waits for A's ACK before both legs are sent BYE (32 s).
@@ -262,6 +266,7 @@ impl B2buaConfig {
         Self {
             outside_contact,
             inside_contact,
+            outside_contact_params: "",
             max_dialogs: 100_000,
             no_ack_timeout: Duration::from_secs(32),
             max_call_duration: Duration::from_secs(4 * 3600),
@@ -573,6 +578,8 @@ pub struct B2bua {
     trunk_regs: Vec<TrunkRegistration>,
     /// The outside and inside contact addresses as text.
     contact_text: [String; 2],
+    /// The outside and inside Contact URIs (without `sip:`): the address and its parameters.
+    contact_uri: [String; 2],
     /// Draining before a stop: new calls get 503.
     draining: bool,
     /// The message being handled came from a trusted outside source
@@ -618,6 +625,13 @@ impl B2bua {
             trunk_regs: Vec::new(),
             contact_text: [
                 config.outside_contact.to_string(),
+                config.inside_contact.to_string(),
+            ],
+            contact_uri: [
+                format!(
+                    "{}{}",
+                    config.outside_contact, config.outside_contact_params
+                ),
                 config.inside_contact.to_string(),
             ],
             draining: false,

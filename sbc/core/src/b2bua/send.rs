@@ -30,6 +30,15 @@ impl B2bua {
         }
     }
 
+    /// The URI of the SBC's Contact toward `side`, without `sip:`.
+    pub(super) fn contact_uri(&self, side: Side) -> &str {
+        let [outside, inside] = &self.contact_uri;
+        match side {
+            Side::Outside => outside,
+            Side::Inside => inside,
+        }
+    }
+
     pub(super) fn contact(&self, side: Side) -> SocketAddr {
         match side {
             Side::Outside => self.config.outside_contact,
@@ -194,7 +203,7 @@ impl B2bua {
         w.header("Call-ID", &leg.call_id);
         w.header_cseq(cseq, method.as_str());
         if !matches!(method, Method::Ack | Method::Bye | Method::Cancel) {
-            w.header_parts("Contact", &["<sip:", contact, ">"]);
+            w.header_parts("Contact", &["<sip:", self.contact_uri(leg.side), ">"]);
         }
         match src {
             Some((m, from)) => {
@@ -312,7 +321,7 @@ impl B2bua {
         body: Option<&[u8]>,
     ) -> (u16, Bytes) {
         let code = resp.status().unwrap_or(500);
-        let contact = self.contact_text(to);
+        let contact = self.contact_uri(to);
         let mut out = Vec::with_capacity(512 + resp.body().len());
         let mut w = build::response(req, code, build::reason_phrase(code), tag, &mut out);
         if code < 300 && req.method() != Some(&Method::Bye) {

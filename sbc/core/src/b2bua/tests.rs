@@ -147,3 +147,58 @@ fn pai_passes_from_a_trusted_trunk_only() {
     );
     assert_eq!(relayed_pai("192.0.2.50:5060"), None);
 }
+
+/// The Contact and Via of the INVITE leg B gets toward the Outside, for a call from the PBX, with
+/// the outside Contact's parameters `params`.
+fn outside_contact_and_via(params: &'static str) -> (String, String) {
+    #[allow(clippy::disallowed_methods)] // the one origin of test time
+    let now = Instant::now();
+    let mut config = B2buaConfig::new(
+        "203.0.113.1:5061".parse().unwrap(),
+        "10.0.0.1:5060".parse().unwrap(),
+        WorkerId(1),
+        [5; 32],
+    );
+    config.outside_contact_params = params;
+    let mut sbc = B2bua::new(config);
+    let text = "INVITE sip:0301234@10.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKc1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:200@10.0.0.2>;tag=p1\r\n\
+         To: <sip:0301234@10.0.0.1>\r\nCall-ID: contact-1\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:200@10.0.0.2>\r\nContent-Length: 0\r\n\r\n";
+    let msg = Message::parse(Bytes::from(text)).unwrap();
+    let from = Origin {
+        source: "10.0.0.2:5060".parse().unwrap(),
+        side: Side::Inside,
+        reliable: false,
+        flow: Flow::default(),
+    };
+    let phone = |_: &Message, _: Side| {
+        Some(Target::udp(
+            Side::Outside,
+            "198.51.100.9:5061".parse().unwrap(),
+            Flow::default(),
+        ))
+    };
+    sbc.handle_message(now, msg, from, &phone, &mut crate::media::NoRelay);
+    let invite = std::iter::from_fn(|| sbc.poll_transmit())
+        .map(|t| Message::parse(t.bytes).unwrap())
+        .find(|m| m.method() == Some(&Method::Invite))
+        .unwrap();
+    let header = |name| invite.header(name).unwrap_or_default().to_owned();
+    (
+        header(sbc_sip::HeaderName::Contact),
+        header(sbc_sip::HeaderName::Via),
+    )
+}
+
+/// An outside on TLS only: the Contact names TLS (a UA sends its ACK and BYE there, not to UDP);
+/// the Via keeps the bare address.
+#[test]
+fn the_outside_contact_carries_its_transport() {
+    let (contact, via) = outside_contact_and_via(";transport=tls");
+    assert_eq!(contact, "<sip:203.0.113.1:5061;transport=tls>");
+    assert!(via.contains(" 203.0.113.1:5061;branch="), "{via}");
+    let (contact, _) = outside_contact_and_via("");
+    assert_eq!(contact, "<sip:203.0.113.1:5061>");
+}

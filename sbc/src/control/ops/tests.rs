@@ -76,6 +76,7 @@ fn handler() -> Handler {
     let place = crate::signalling::Place {
         worker: 0,
         outside: "192.0.2.1:5060".parse().unwrap(),
+        outside_tls_only: false,
         inside: "127.41.0.1:5081".parse().unwrap(),
         outside_flow: Flow(0),
         inside_flow: Flow(2),
