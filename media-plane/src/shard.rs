@@ -865,7 +865,7 @@ impl MediaShard {
         };
         let codec = stream.codec.as_deref_mut()?;
         let to_addr = to.rtp.destination()?;
-        let len = codec.next_packet(way, room)?;
+        let len = codec.next_packet(way, room, &mut self.counters.codec)?;
         if !codec.pending(way) {
             self.more = None;
         }

@@ -255,6 +255,19 @@ fn pcma_caller_pcmu_pbx(n: u8, driver: &str) {
         (digits_out.len() + digits_back.len()) as u64,
         "{log}"
     );
+    // The same, by what was done with them.
+    assert_eq!(
+        counter(&log, "media_dtmf_generated"),
+        digits_out.len() as u64,
+        "{log}"
+    );
+    assert_eq!(
+        counter(&log, "media_dtmf_detected"),
+        digits_back.len() as u64,
+        "{log}"
+    );
+    assert_eq!(counter(&log, "media_dtmf_relayed"), 0, "{log}");
+    assert_eq!(counter(&log, "media_repacketised_packets"), 0, "{log}");
 }
 
 #[test]
@@ -428,4 +441,8 @@ fn opus_caller_pcmu_pbx(n: u8, driver: &str) {
     );
     assert!(counter(&log, "media_transcoded_frames") >= 80, "{log}");
     assert_eq!(counter(&log, "media_transcoded_streams"), 1, "{log}");
+    // Every other packet of the PBX's gave a second 20 ms packet to the caller.
+    let more = counter(&log, "media_repacketised_packets");
+    assert!((14..=17).contains(&more), "{more} further packets\n{log}");
+    assert_eq!(at_caller.len(), 50, "1 s in 20 ms packets\n{log}");
 }

@@ -60,6 +60,8 @@ pub struct CodecCounters {
     pub dtmf_generated: u64,
     /// In-band digits detected and sent as RFC 4733 events.
     pub dtmf_detected: u64,
+    /// Packets sent beyond the one per packet received ([`CodecStage::next_packet`]).
+    pub repacketised_packets: u64,
 }
 
 impl CodecCounters {
@@ -69,6 +71,7 @@ impl CodecCounters {
         self.dtmf_relayed += other.dtmf_relayed;
         self.dtmf_generated += other.dtmf_generated;
         self.dtmf_detected += other.dtmf_detected;
+        self.repacketised_packets += other.repacketised_packets;
     }
 }
 
@@ -220,12 +223,21 @@ impl CodecStage {
     /// The next packet due travelling `way` (see [`CodecStage::pending`]) written into `room`;
     /// its length. Ask right after [`CodecStage::process`] until `None`: what is left when the
     /// next packet arrives is dropped.
-    pub fn next_packet(&mut self, way: Way, room: &mut [u8]) -> Option<usize> {
+    /// `totals` (the shard's counters) count it with this stream's.
+    pub fn next_packet(
+        &mut self,
+        way: Way,
+        room: &mut [u8],
+        totals: &mut CodecCounters,
+    ) -> Option<usize> {
         let dir = match way {
             Way::AToB => &mut self.ab,
             Way::BToA => &mut self.ba,
         };
-        dir.pipe.as_deref_mut()?.next(room)
+        let n = dir.pipe.as_deref_mut()?.next(room)?;
+        self.counters.repacketised_packets += 1;
+        totals.repacketised_packets += 1;
+        Some(n)
     }
 }
 

@@ -165,7 +165,7 @@ fn process_all(stage: &mut CodecStage, pkt: &[u8], totals: &mut CodecCounters) -
         while stage.pending(Way::AToB) {
             let mut more = vec![0u8; 2048];
             let n = stage
-                .next_packet(Way::AToB, &mut more)
+                .next_packet(Way::AToB, &mut more, totals)
                 .expect("a packet due");
             out.push(more[..n].to_vec());
         }

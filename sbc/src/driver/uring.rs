@@ -245,7 +245,7 @@ fn on_media(
     now: Instant,
 ) -> io::Result<bool> {
     w.handler.transport.media_rx += 1;
-    match media_send(w, m, index, bid, len, now) {
+    match media_send(w, ring, m, index, bid, len, now) {
         Some(sqe) => {
             push_sqe(ring, &sqe)?;
             Ok(false)
@@ -261,6 +261,7 @@ fn on_media(
 /// slot; `None`: the datagram is dropped (counted by the shard, or as truncated).
 fn media_send(
     w: &mut Worker,
+    ring: &mut IoUring,
     m: &mut MediaRing,
     index: usize,
     bid: u16,
@@ -298,7 +299,11 @@ fn media_send(
     if shard.shard().has_more() {
         // More than one packet out for this one (a codec stage repacketising, 30 ms in, 20 ms
         // out): all sent at once, in order, the further ones from the spare buffer; the
-        // received buffer goes back to the kernel at once.
+        // received buffer goes back to the kernel at once. The sends queued before them are
+        // submitted first (a datagram send runs inline), so the stream's packets leave in order.
+        if ring.submit().is_err() {
+            counters.media_send_errors += 1;
+        }
         crate::media::send_now(socks, action, room, counters);
         while let Some(more) = shard.shard_mut().next_packet(&mut m.spare[..]) {
             crate::media::send_now(socks, more, &m.spare[..], counters);
