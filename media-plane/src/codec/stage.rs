@@ -334,7 +334,7 @@ impl Direction {
         if self.detector.is_some() && !self.from.codec.is_g711() && self.pipe.is_some() {
             return self.detect_decoded(room, pkt, c);
         }
-        if self.detector.is_some() {
+        if self.detector.is_some() && self.from.codec.is_g711() {
             if let Some(r) = self.detect(room, pkt, c) {
                 return self.renumber_event(room, r, seq, ts);
             }
@@ -416,7 +416,8 @@ impl Direction {
                     Codec::Pcma => g711::linear_to_alaw(0),
                     _ => g711::linear_to_ulaw(0),
                 };
-                room.get_mut(hl..hl + payload_len)?.fill(silence);
+                room.get_mut(hl..hl.saturating_add(payload_len))?
+                    .fill(silence);
                 None
             }
             Verdict::Audio => None,
