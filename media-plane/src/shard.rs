@@ -869,12 +869,9 @@ impl MediaShard {
         if !codec.pending(way) {
             self.more = None;
         }
-        let len = match from.stage.outbound(false, room, len) {
-            Ok(n) => n,
-            Err(_) => {
-                from.dropped += 1;
-                return Some(Action::Drop(DropReason::Stage));
-            }
+        let Ok(len) = from.stage.outbound(false, room, len) else {
+            from.dropped += 1;
+            return Some(Action::Drop(DropReason::Stage));
         };
         from.forwarded += 1;
         Some(Action::Forward {

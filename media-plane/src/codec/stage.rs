@@ -249,7 +249,7 @@ impl Direction {
         // codec.
         let in_place = same_time
             && (from.codec == to.codec || (from.codec.is_g711() && to.codec.is_g711()))
-            && !(detect && !from.codec.is_g711());
+            && (!detect || from.codec.is_g711());
         let pipe = if in_place {
             None
         } else {
