@@ -13,6 +13,8 @@
 //!   latch window), and [`MediaShard::release`] when the call ends;
 //! - for each received datagram the driver calls [`MediaShard::on_packet`] with the local port, the
 //!   source address and the buffer, and sends the buffer as [`Action::Forward`] says, or drops it;
+//!   then it calls [`MediaShard::next_packet`] until `None` and sends what each gives the same way
+//!   (a codec stage repacketising to a shorter packet time has more than one packet for one in);
 //! - about once a second the driver calls [`MediaShard::poll_idle`] and acts on the sessions that
 //!   carry no media (teardown) or media in one direction only (report).
 //!
