@@ -15,6 +15,14 @@
 //!   signal made by libopus beforehand), PCMU on leg B, the encoder toward A at complexity 3
 //!   (the default) and 10: Opus decode one way, encode the other, at 8 kHz.
 //!
+//! - `ptime/*` (60 ms of audio each way per iteration, throughput 6 elements = six 20 ms frames
+//!   of audio, so channels per core come out of the same formula): repacketisation against the
+//!   same codecs without it. `ptime/g722_ulaw_20_20`: G.722 20 ms <-> PCMU 20 ms (three packets
+//!   each way); `ptime/g722_ulaw_20_30`: the PBX at 30 ms (three G.722 packets in give two of
+//!   PCMU, two of 30 ms give three of G.722, the further ones through `next_packet`);
+//!   `ptime/alaw_ulaw_20_20`: the byte table, three packets each way; `ptime/alaw_ulaw_30_20`:
+//!   PCMA at 30 ms against PCMU at 20 ms, through the pipeline both ways.
+//!
 //! Each packet is copied into a receive buffer of 1500 bytes with its sequence number and
 //! timestamp advanced (the pipelines drop repeated packets), for every case alike.
 //!
@@ -37,9 +45,14 @@ use mimalloc::MiMalloc;
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn packet(pt: u8, fill: u8) -> Vec<u8> {
+    sized_packet(pt, fill, 160)
+}
+
+/// A packet of `n` payload octets.
+fn sized_packet(pt: u8, fill: u8, n: u32) -> Vec<u8> {
     let mut p = vec![0x80, pt, 0, 1, 0, 0, 0, 160, 0, 0, 0, 1];
     // Speech-like bytes: a slow sweep over the code space.
-    p.extend((0..160u32).map(|i| fill.wrapping_add((i * 7 % 251) as u8)));
+    p.extend((0..n).map(|i| fill.wrapping_add((i * 7 % 251) as u8)));
     p
 }
 
@@ -121,6 +134,79 @@ fn both_ways(c: &mut Call, room: &mut [u8], a: &mut Sender, b: &mut Sender) {
     black_box((r1, r2));
 }
 
+/// 60 ms of audio each way: `a` and `b` send as many packets as make it, every packet out sent
+/// (the further ones into `spare`).
+fn sixty_ms_both_ways(
+    c: &mut Call,
+    room: &mut [u8],
+    spare: &mut [u8],
+    a: &mut Sender,
+    b: &mut Sender,
+) {
+    let mut out = 0u32;
+    for (s, (port, from)) in [(a, c.a), (b, c.b)] {
+        for _ in 0..(480 / s.ticks) {
+            let len = s.next(room);
+            if let Action::Forward { .. } = c.shard.on_packet_in(port, from, room, len, c.now) {
+                out += 1;
+            }
+            while let Some(act) = c.shard.next_packet(spare) {
+                black_box(act);
+                out += 1;
+            }
+        }
+    }
+    assert!(out >= 4, "{out} packets out");
+    black_box(out);
+}
+
+fn bench_ptime(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    g.throughput(Throughput::Elements(6));
+    let with_ptime = |mut l: LegFormat, ms: u16| {
+        l.ptime = ms;
+        l
+    };
+    let cases = [
+        (
+            "ptime/g722_ulaw_20_20",
+            leg(Codec::G722, 9, None),
+            leg(Codec::Pcmu, 0, None),
+        ),
+        (
+            "ptime/g722_ulaw_20_30",
+            leg(Codec::G722, 9, None),
+            with_ptime(leg(Codec::Pcmu, 0, None), 30),
+        ),
+        (
+            "ptime/alaw_ulaw_20_20",
+            leg(Codec::Pcma, 8, None),
+            leg(Codec::Pcmu, 0, None),
+        ),
+        (
+            "ptime/alaw_ulaw_30_20",
+            with_ptime(leg(Codec::Pcma, 8, None), 30),
+            leg(Codec::Pcmu, 0, None),
+        ),
+    ];
+    for (name, la, lb) in cases {
+        let mut c = call(Some(CodecPlan::new(la, lb)));
+        let sender = |l: LegFormat, fill: u8| {
+            let ticks = 8 * l.packet_ms();
+            Sender {
+                template: sized_packet(l.payload_type, fill, ticks),
+                ticks,
+                n: 0,
+            }
+        };
+        let (mut a, mut b) = (sender(la, 0x55), sender(lb, 0x80));
+        let mut room = vec![0u8; 1500];
+        let mut spare = vec![0u8; 1500];
+        g.bench_function(name, |bch| {
+            bch.iter(|| sixty_ms_both_ways(&mut c, &mut room, &mut spare, &mut a, &mut b));
+        });
+    }
+}
+
 fn bench(cr: &mut Criterion) {
     let mut g = cr.benchmark_group("transcode");
     g.throughput(Throughput::Elements(2));
@@ -185,6 +271,7 @@ fn bench(cr: &mut Criterion) {
             bch.iter(|| both_ways(&mut c, &mut room, &mut a, &mut b));
         });
     }
+    bench_ptime(&mut g);
     g.finish();
 }
 

@@ -13,6 +13,8 @@
 //!   latch window), and [`MediaShard::release`] when the call ends;
 //! - for each received datagram the driver calls [`MediaShard::on_packet`] with the local port, the
 //!   source address and the buffer, and sends the buffer as [`Action::Forward`] says, or drops it;
+//!   then it calls [`MediaShard::next_packet`] until `None` and sends what each gives the same way
+//!   (a codec stage repacketising to a shorter packet time has more than one packet for one in);
 //! - about once a second the driver calls [`MediaShard::poll_idle`] and acts on the sessions that
 //!   carry no media (teardown) or media in one direction only (report).
 //!
@@ -454,6 +456,9 @@ pub struct MediaShard {
     live: usize,
     scratch: Vec<PortPair>,
     counters: ShardCounters,
+    /// The stream and direction of the last packet, when its codec stage has more packets due
+    /// ([`MediaShard::next_packet`]).
+    more: Option<Route>,
 }
 
 impl MediaShard {
@@ -474,6 +479,7 @@ impl MediaShard {
             live: 0,
             scratch: Vec::with_capacity(2 * config.max_streams),
             counters: ShardCounters::default(),
+            more: None,
         })
     }
 
@@ -804,7 +810,13 @@ impl MediaShard {
         len: usize,
         now: Instant,
     ) -> Action {
+        self.more = None;
         let action = self.route_packet(local_port, source, room, len.min(room.len()), now);
+        self.count(action);
+        action
+    }
+
+    fn count(&mut self, action: Action) {
         match action {
             Action::Forward { len, .. } => {
                 self.counters.forwarded += 1;
@@ -817,7 +829,58 @@ impl MediaShard {
             }
             Action::Consumed => {}
         }
+    }
+
+    /// A further packet the last packet relayed by [`MediaShard::on_packet_in`] produced, written
+    /// into `room` (any buffer: the first one may still be in flight), to send like the first;
+    /// `None`: no more. A codec stage that repacketises to a shorter packet time (30 ms in, 20 ms
+    /// out) or plays a long tone has more than one packet to send for one received: the driver
+    /// calls this after every packet until `None` (what it leaves is dropped at the next packet
+    /// of the stream). Each packet is numbered and stamped in turn and protected by the stream's
+    /// SRTP stage on its own. O(1), no allocation.
+    pub fn next_packet(&mut self, room: &mut [u8]) -> Option<Action> {
+        let route = self.more?;
+        let action = self.route_more(route, room);
+        if action.is_none() {
+            self.more = None;
+        }
+        if let Some(a) = action {
+            self.count(a);
+        }
         action
+    }
+
+    /// The last packet relayed left more to send ([`MediaShard::next_packet`]).
+    pub fn has_more(&self) -> bool {
+        self.more.is_some()
+    }
+
+    fn route_more(&mut self, route: Route, room: &mut [u8]) -> Option<Action> {
+        let stream = self
+            .slots
+            .get_mut(route.slot as usize)
+            .and_then(|slot| slot.session.as_mut())
+            .and_then(|session| session.streams.get_mut(usize::from(route.stream)))?;
+        let (from, to, way) = match route.side {
+            Side::A => (&mut stream.a, &mut stream.b, Way::AToB),
+            Side::B => (&mut stream.b, &mut stream.a, Way::BToA),
+        };
+        let codec = stream.codec.as_deref_mut()?;
+        let to_addr = to.rtp.destination()?;
+        let len = codec.next_packet(way, room, &mut self.counters.codec)?;
+        if !codec.pending(way) {
+            self.more = None;
+        }
+        let Ok(len) = from.stage.outbound(false, room, len) else {
+            from.dropped += 1;
+            return Some(Action::Drop(DropReason::Stage));
+        };
+        from.forwarded += 1;
+        Some(Action::Forward {
+            from_port: to.ports.rtp(),
+            to: to_addr,
+            len,
+        })
     }
 
     fn route_packet(
@@ -946,6 +1009,9 @@ impl MediaShard {
             match stage.process(way, room, len, &mut self.counters.codec) {
                 StageResult::Forward(n) => len = n,
                 StageResult::Consumed => return Action::Consumed,
+            }
+            if stage.pending(way) {
+                self.more = Some(route);
             }
         }
         // Protected for the other leg last, over what the codec stage made of the packet.

@@ -268,4 +268,98 @@ mod tests {
         assert_eq!((c.packets, c.replays(), c.auth_failures()), (2, 1, 1));
         assert_eq!(c.rejected(Reject::NoRoom), 1);
     }
+
+    /// PCMA at 30 ms from leg A (plain) to leg B (PCMU at 20 ms, SRTP toward it): every packet in
+    /// gives one or two packets out through `on_packet_in` then `next_packet`, each protected on
+    /// its own (the remote's context unprotects every one, in order), 20 ms each, sequence
+    /// numbers and timestamps continuous, the marker on the first alone; RTCP is relayed as it
+    /// is, with no further packet.
+    #[test]
+    fn repacketised_packets_are_each_protected_and_numbered() {
+        use crate::codec::{g711, Codec, CodecPlan, LegFormat};
+        #[allow(clippy::disallowed_methods)]
+        let t = Instant::now();
+        let mut shard = MediaShard::new(ShardConfig::new(30000, 30099)).unwrap();
+        let h = shard.allocate_session(t, 1).unwrap();
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "192.0.2.1:4000".parse().unwrap(),
+            "192.0.2.2:5000".parse().unwrap(),
+        );
+        shard.set_remote(h, 0, Side::A, a, t).unwrap();
+        shard.set_remote(h, 0, Side::B, b, t).unwrap();
+        let mut from = LegFormat::new(Codec::Pcma, 8, None);
+        from.ptime = 30;
+        let plan = CodecPlan::new(from, LegFormat::new(Codec::Pcmu, 0, None));
+        shard.set_codecs(h, 0, Some(plan)).unwrap();
+        shard
+            .set_stage(
+                h,
+                0,
+                Side::A,
+                Stage::Srtp(Box::new(SrtpStage::new(None, Some(ctx(2))))),
+            )
+            .unwrap();
+        let port_a = shard.streams(h).unwrap()[0].leg(Side::A).ports().rtp();
+        let mut remote = ctx(2);
+        let mut out = Vec::new();
+        let mut more_buf = vec![0u8; 2048];
+        for i in 0..30u32 {
+            let mut p = vec![0x80, 8 | if i == 0 { 0x80 } else { 0 }];
+            p.extend_from_slice(&(500 + i as u16).to_be_bytes());
+            p.extend_from_slice(&(240 * i).to_be_bytes());
+            p.extend_from_slice(&7u32.to_be_bytes());
+            p.extend((0..240).map(|k| {
+                let x = 5000.0 * (f64::from(240 * i + k) * 0.3).sin();
+                g711::linear_to_alaw(x as i16)
+            }));
+            let mut room = p.clone();
+            room.resize(2048, 0);
+            let t1 = t + Duration::from_millis(30 * u64::from(i));
+            let mut got = 0;
+            if let Action::Forward { len, to, .. } =
+                shard.on_packet_in(port_a, a, &mut room, p.len(), t1)
+            {
+                assert_eq!(to, b);
+                out.push(room[..len].to_vec());
+                got += 1;
+            }
+            while let Some(act) = shard.next_packet(&mut more_buf) {
+                let Action::Forward { len, to, .. } = act else {
+                    panic!("{act:?}");
+                };
+                assert_eq!(to, b);
+                out.push(more_buf[..len].to_vec());
+                got += 1;
+            }
+            assert_eq!(got, if i % 2 == 0 { 1 } else { 2 }, "packet {i}");
+        }
+        assert_eq!(out.len(), 45);
+        let mut last: Option<(u16, u32)> = None;
+        for (k, sealed) in out.iter().enumerate() {
+            let mut buf = sealed.clone();
+            let n = remote.unprotect_rtp(&mut buf, sealed.len()).unwrap();
+            assert_eq!(n, 12 + 160, "20 ms of PCMU");
+            assert_eq!(buf[1] & 0x7f, 0);
+            assert_eq!(buf[1] & 0x80 != 0, k == 0, "marker on the first alone");
+            let seq = u16::from_be_bytes([buf[2], buf[3]]);
+            let ts = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+            if let Some((s, t)) = last {
+                assert_eq!(seq, s.wrapping_add(1));
+                assert_eq!(ts, t.wrapping_add(160));
+            }
+            last = Some((seq, ts));
+        }
+        let c = shard.counters();
+        assert_eq!(c.forwarded, 45);
+        assert_eq!(c.srtp.packets, 45);
+        // RTCP: relayed once, nothing after it.
+        let port_a_rtcp = port_a + 1;
+        let mut rtcp = vec![0x80, 200, 0, 6, 0, 0, 0, 7];
+        rtcp.extend_from_slice(&[0; 20]);
+        let len = rtcp.len();
+        rtcp.resize(2048, 0);
+        let act = shard.on_packet_in(port_a_rtcp, a, &mut rtcp, len, t);
+        assert!(matches!(act, Action::Forward { .. }), "{act:?}");
+        assert_eq!(shard.next_packet(&mut more_buf), None);
+    }
 }

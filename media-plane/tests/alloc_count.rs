@@ -294,8 +294,10 @@ fn codec_stages_do_not_allocate() {
 }
 
 /// The pipelines (G.722, Opus, packet times that differ) allocate nothing on the packet path
-/// either: a G.722 caller against a PCMU PBX at 30 ms, an Opus caller against a PCMA PBX, and a
-/// G.722 caller against a PCMA PBX through the full codec and the half-band FIR, both ways, with
+/// either: a G.722 caller against a PCMU PBX at 30 ms (its 30 ms repacketised into two 20 ms
+/// packets every other packet, through `next_packet`), the same with the caller listened to for
+/// in-band DTMF (the PBX has telephone-event), an Opus caller against a PCMA PBX, and a G.722
+/// caller against a PCMA PBX through the full codec and the half-band FIR, both ways, with
 /// losses; everything they need was allocated by `set_codecs`.
 #[test]
 fn transcoding_pipelines_do_not_allocate() {
@@ -310,9 +312,17 @@ fn transcoding_pipelines_do_not_allocate() {
         LegFormat::new(Codec::Pcma, 8, None),
     );
     g722_resampled.g722_narrowband = G722Narrowband::Resample;
+    let mut pbx_30_te = pbx_30;
+    pbx_30_te.telephone_event = Some(101);
     let plans = [
         (
             CodecPlan::new(LegFormat::new(Codec::G722, 9, None), pbx_30),
+            9u8,
+            0u8,
+            160usize,
+        ),
+        (
+            CodecPlan::new(LegFormat::new(Codec::G722, 9, None), pbx_30_te),
             9u8,
             0u8,
             160usize,
@@ -354,8 +364,10 @@ fn transcoding_pipelines_do_not_allocate() {
         };
         let b_len = if pt_b == 0 { 240 } else { 160 };
         let mut room = vec![0u8; 2048];
+        let mut spare = vec![0u8; 2048];
         let (head_a, head_b) = (rtp(0, 0, 0x1111), rtp(0, 0, 0x2222));
         let mut forwarded = 0u64;
+        let mut further = 0u64;
         let allocations = allocations_in(|| {
             for i in 0..3000u32 {
                 let now = t + Duration::from_millis(20 * u64::from(i));
@@ -386,11 +398,19 @@ fn transcoding_pipelines_do_not_allocate() {
                     {
                         forwarded += 1;
                     }
+                    while let Some(Action::Forward { len, .. }) = shard.next_packet(&mut spare) {
+                        assert!(len > 12);
+                        further += 1;
+                    }
                 }
             }
         });
         assert_eq!(allocations, 0, "a pipeline allocated ({plan:?})");
         assert!(forwarded > 4000, "{forwarded} packets out ({plan:?})");
+        if pt_b == 0 {
+            // 30 ms from the PBX to a 20 ms caller: half as many again.
+            assert!(further > 1300, "{further} further packets ({plan:?})");
+        }
     }
 }
 

@@ -90,18 +90,29 @@ pub(crate) fn relay_ready(
         };
         counters.media_rx += 1;
         // The whole buffer: a stage may grow the packet (an SRTP tag) within it.
-        if let Action::Forward { from_port, to, len } = shard.on_packet_in(port, src, buf, len, now)
-        {
-            // The length the shard decided, within the buffer.
-            let Some(out) = buf.get(..len) else {
-                counters.media_bad_length += 1;
-                continue;
-            };
-            let sent = socks.get(from_port).map(|s| s.send_to(out, to));
-            if !matches!(sent, Some(Ok(_))) {
-                counters.media_send_errors += 1;
-            }
+        let action = shard.on_packet_in(port, src, buf, len, now);
+        send_now(socks, action, buf, counters);
+        // A codec stage may have more than one packet for it (30 ms in, 20 ms out): the same
+        // buffer again, the first one having left.
+        while let Some(action) = shard.next_packet(buf) {
+            send_now(socks, action, buf, counters);
         }
+    }
+}
+
+/// Send what `action` says of `buf` at once (one `sendto`); nothing for a drop.
+pub(crate) fn send_now(socks: &MediaSockets, action: Action, buf: &[u8], counters: &mut Transport) {
+    let Action::Forward { from_port, to, len } = action else {
+        return;
+    };
+    // The length the shard decided, within the buffer.
+    let Some(out) = buf.get(..len) else {
+        counters.media_bad_length += 1;
+        return;
+    };
+    let sent = socks.get(from_port).map(|s| s.send_to(out, to));
+    if !matches!(sent, Some(Ok(_))) {
+        counters.media_send_errors += 1;
     }
 }
 

@@ -177,6 +177,27 @@ sbc_counters::counters! {
         counter media_srtp_auth_failures,
         /// SRTP/SRTCP packets dropped as replays.
         counter media_srtp_replays,
+        /// SRTP/SRTCP packets that passed an SRTP stage (unprotected, protected, or both).
+        counter media_srtp_packets,
+        /// SRTP/SRTCP packets an SRTP stage refused as too short or not RTP/RTCP.
+        counter media_srtp_malformed,
+        /// Packets an SRTP stage could not protect for lack of room for the tag.
+        counter media_srtp_no_room,
+        /// SRTP/SRTCP packets refused because their key's lifetime was used up.
+        counter media_srtp_key_expired,
+        /// Offers refused for SRTP (no usable `a=crypto`, MKI, keys kept off a side without TLS).
+        counter media_srtp_refused,
+        /// SRTP stages given to the relay (a leg's keys set or changed).
+        counter media_srtp_stages,
+        /// RFC 4733 events relayed between legs with telephone-event (each event once).
+        counter media_dtmf_relayed,
+        /// RFC 4733 events played as in-band tones toward a leg without telephone-event.
+        counter media_dtmf_generated,
+        /// In-band digits detected (G.711, G.722 or Opus senders) and sent as RFC 4733 events.
+        counter media_dtmf_detected,
+        /// Packets a codec stage sent beyond one per packet received (repacketised to a shorter
+        /// packet time, 30 ms in and 20 ms out).
+        counter media_repacketised_packets,
     }
 }
 

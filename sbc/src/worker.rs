@@ -326,6 +326,16 @@ impl Worker {
             c.media_held_kept = anchor.held_kept;
             c.media_srtp_auth_failures = shard.srtp.auth_failures();
             c.media_srtp_replays = shard.srtp.replays();
+            c.media_srtp_packets = shard.srtp.packets;
+            c.media_srtp_malformed = shard.srtp.rejected(media_plane::srtp::Reject::Malformed);
+            c.media_srtp_no_room = shard.srtp.rejected(media_plane::srtp::Reject::NoRoom);
+            c.media_srtp_key_expired = shard.srtp.rejected(media_plane::srtp::Reject::KeyExpired);
+            c.media_srtp_refused = anchor.srtp_refused;
+            c.media_srtp_stages = anchor.srtp_stages;
+            c.media_dtmf_relayed = shard.codec.dtmf_relayed;
+            c.media_dtmf_generated = shard.codec.dtmf_generated;
+            c.media_dtmf_detected = shard.codec.dtmf_detected;
+            c.media_repacketised_packets = shard.codec.repacketised_packets;
             c.media_sessions = relay.len() as u64;
             c.media_ports_in_use = relay.ports().in_use() as u64;
             c.media_ports_free = relay.ports().free_pairs() as u64;

@@ -330,6 +330,14 @@ fn sdes_caller_plain_pbx(n: u8, driver: &str) {
     assert_eq!(opened, plain_back);
     assert_eq!(counter(&log, "media_srtp_auth_failures"), 1, "{log}");
     assert_eq!(counter(&log, "media_srtp_replays"), 0, "{log}");
+    // Both directions' stages given to the relay; every packet through them counted.
+    assert!(counter(&log, "media_srtp_stages") >= 2, "{log}");
+    assert!(
+        counter(&log, "media_srtp_packets") >= (plain_out.len() + plain_back.len()) as u64,
+        "{log}"
+    );
+    assert_eq!(counter(&log, "media_srtp_refused"), 0, "{log}");
+    assert_eq!(counter(&log, "media_srtp_no_room"), 0, "{log}");
 }
 
 #[test]
@@ -506,4 +514,6 @@ fn sdes_keys_are_refused_over_udp_when_tls_is_required() {
     );
     let log = sbc.stop();
     assert_eq!(counter(&log, "media_offers_refused"), 1, "{log}");
+    assert_eq!(counter(&log, "media_srtp_refused"), 1, "{log}");
+    assert_eq!(counter(&log, "media_srtp_stages"), 0, "{log}");
 }

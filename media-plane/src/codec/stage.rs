@@ -11,9 +11,12 @@
 //!   between two wideband legs) and the sender's audio during the event is dropped, so a phone
 //!   that sends both is heard once;
 //! - when the sending leg has no telephone-event and the receiving leg has one, the sending
-//!   leg's G.711 audio goes through the DTMF detector: a digit becomes RFC 4733 event packets
-//!   (each replacing the audio packet it was heard in, so the tone is not relayed as well), and
-//!   audio that may be the start of a tone is muted until the detector has decided;
+//!   leg's audio goes through the DTMF detector (G.711 decoded for it; G.722 and Opus looked at
+//!   in the pipeline's PCM after decoding, brought down to 8 kHz by the half-band filter when the
+//!   pipeline works at 16 kHz): a digit becomes RFC 4733 event packets (each replacing the audio
+//!   packet it was heard in, so the tone is not relayed as well), and audio that may be the start
+//!   of a tone is muted until the detector has decided. A sender that negotiated telephone-event
+//!   is not listened to: its digits arrive as events, and are relayed once;
 //! - anything else (comfort noise, unknown payload types) passes unchanged.
 //!
 //! The stage owns fixed-size state only (one detector block, one event record per direction) and
@@ -22,6 +25,7 @@
 
 use super::dtmf::{self, Detected, Detector, Event};
 use super::g711;
+use super::resample::Decimator;
 use super::transcode::{Pipeline, Received};
 use super::{Codec, CodecPlan, LegFormat};
 use crate::rtp::{RtpHeader, RtpHeaderMut};
@@ -56,6 +60,8 @@ pub struct CodecCounters {
     pub dtmf_generated: u64,
     /// In-band digits detected and sent as RFC 4733 events.
     pub dtmf_detected: u64,
+    /// Packets sent beyond the one per packet received ([`CodecStage::next_packet`]).
+    pub repacketised_packets: u64,
 }
 
 impl CodecCounters {
@@ -65,6 +71,7 @@ impl CodecCounters {
         self.dtmf_relayed += other.dtmf_relayed;
         self.dtmf_generated += other.dtmf_generated;
         self.dtmf_detected += other.dtmf_detected;
+        self.repacketised_packets += other.repacketised_packets;
     }
 }
 
@@ -111,6 +118,18 @@ struct Packet {
     hl: usize,
     /// The payload's length, without padding.
     payload_len: usize,
+    /// The marker bit.
+    marker: bool,
+}
+
+/// What the detector's verdict makes of an audio packet.
+enum Verdict {
+    /// It became an event packet, or was consumed.
+    Event(StageResult),
+    /// It stays audio, muted (maybe the start of a tone).
+    Mute,
+    /// It stays audio.
+    Audio,
 }
 
 /// One direction's formats and state.
@@ -127,6 +146,8 @@ struct Direction {
     sending: Option<Sending>,
     /// Decode, PCM, encode (all but the G.711 laws at the same packet time).
     pipe: Option<Box<Pipeline>>,
+    /// 16 kHz PCM to the detector's 8 kHz (a wideband sender at a 16 kHz working rate).
+    down: Option<Box<Decimator>>,
 }
 
 /// The codec stage of one stream. See the module doc.
@@ -187,20 +208,55 @@ impl CodecStage {
         totals.add(&c);
         r
     }
+
+    /// The last packet processed travelling `way` left more packets due than the one it became
+    /// (repacketisation to a shorter packet time, a generated tone): [`CodecStage::next_packet`]
+    /// writes them.
+    pub fn pending(&self, way: Way) -> bool {
+        let dir = match way {
+            Way::AToB => &self.ab,
+            Way::BToA => &self.ba,
+        };
+        dir.pipe.as_deref().is_some_and(Pipeline::pending)
+    }
+
+    /// The next packet due travelling `way` (see [`CodecStage::pending`]) written into `room`;
+    /// its length. Ask right after [`CodecStage::process`] until `None`: what is left when the
+    /// next packet arrives is dropped.
+    /// `totals` (the shard's counters) count it with this stream's.
+    pub fn next_packet(
+        &mut self,
+        way: Way,
+        room: &mut [u8],
+        totals: &mut CodecCounters,
+    ) -> Option<usize> {
+        let dir = match way {
+            Way::AToB => &mut self.ab,
+            Way::BToA => &mut self.ba,
+        };
+        let n = dir.pipe.as_deref_mut()?.next(room)?;
+        self.counters.repacketised_packets += 1;
+        totals.repacketised_packets += 1;
+        Some(n)
+    }
 }
 
 impl Direction {
     fn new(from: LegFormat, to: LegFormat, plan: &CodecPlan) -> Self {
-        let detect =
-            from.telephone_event.is_none() && to.telephone_event.is_some() && from.codec.is_g711();
+        let detect = from.telephone_event.is_none() && to.telephone_event.is_some();
         let same_time = from.packet_ms() == to.packet_ms();
-        let in_place =
-            same_time && (from.codec == to.codec || (from.codec.is_g711() && to.codec.is_g711()));
+        // A wideband sender is listened to in the pipeline's PCM: it needs one even to its own
+        // codec.
+        let in_place = same_time
+            && (from.codec == to.codec || (from.codec.is_g711() && to.codec.is_g711()))
+            && (!detect || from.codec.is_g711());
         let pipe = if in_place {
             None
         } else {
             Pipeline::new(&from, &to, plan).map(Box::new)
         };
+        let down = (detect && pipe.as_deref().is_some_and(|p| p.rate() == 16000))
+            .then(|| Box::new(Decimator::new()));
         Self {
             from,
             to,
@@ -210,6 +266,7 @@ impl Direction {
             maybe_since: None,
             sending: None,
             pipe,
+            down,
         }
     }
 
@@ -238,6 +295,7 @@ impl Direction {
                     ts: h.timestamp(),
                     hl: h.header_len(),
                     payload_len: body,
+                    marker: h.marker(),
                 };
                 (h.payload_type(), pkt)
             })
@@ -260,6 +318,7 @@ impl Direction {
             ts,
             hl,
             payload_len,
+            marker,
         } = pkt;
         if let Some(p) = self.playing {
             // A tone from an event replaces the sender's own audio until the event ends.
@@ -272,21 +331,12 @@ impl Direction {
             }
             self.playing = None;
         }
-        if self.detector.is_some() {
+        if self.detector.is_some() && !self.from.codec.is_g711() && self.pipe.is_some() {
+            return self.detect_decoded(room, pkt, c);
+        }
+        if self.detector.is_some() && self.from.codec.is_g711() {
             if let Some(r) = self.detect(room, pkt, c) {
-                // An event packet now: into the pipeline's numbering, if any.
-                return match (r, self.pipe.as_deref_mut()) {
-                    (StageResult::Forward(n), Some(p)) => {
-                        let at = RtpHeader::parse(room.get(..n).unwrap_or_default())
-                            .map_or(ts, |h| h.timestamp());
-                        if p.event(room, n, seq, at) {
-                            r
-                        } else {
-                            StageResult::Consumed
-                        }
-                    }
-                    _ => r,
-                };
+                return self.renumber_event(room, r, seq, ts);
             }
         }
         if let Some(p) = self.pipe.as_deref_mut() {
@@ -296,6 +346,7 @@ impl Direction {
                 ts,
                 hl,
                 payload_len,
+                marker,
             };
             return match p.audio(room, rx, self.to.payload_type) {
                 Some(n) => StageResult::Forward(n),
@@ -309,6 +360,29 @@ impl Direction {
         StageResult::Forward(len)
     }
 
+    /// An event packet the detector made of an audio packet: into the pipeline's numbering, if
+    /// any.
+    fn renumber_event(
+        &mut self,
+        room: &mut [u8],
+        r: StageResult,
+        seq: u16,
+        ts: u32,
+    ) -> StageResult {
+        match (r, self.pipe.as_deref_mut()) {
+            (StageResult::Forward(n), Some(p)) => {
+                let at = RtpHeader::parse(room.get(..n).unwrap_or_default())
+                    .map_or(ts, |h| h.timestamp());
+                if p.event(room, n, seq, at) {
+                    r
+                } else {
+                    StageResult::Consumed
+                }
+            }
+            _ => r,
+        }
+    }
+
     /// Run the detector on a G.711 audio packet. `Some`: the packet became an event packet (or
     /// was consumed); `None`: it stays audio (maybe muted), to be transcoded.
     fn detect(
@@ -317,10 +391,8 @@ impl Direction {
         pkt: Packet,
         c: &mut CodecCounters,
     ) -> Option<StageResult> {
-        let (ts, hl) = (pkt.ts, pkt.hl);
-        let payload_len = pkt.payload_len;
-        let te = self.to.telephone_event?;
-        let payload = room.get_mut(hl..hl + payload_len)?;
+        let (hl, payload_len) = (pkt.hl, pkt.payload_len);
+        let payload = room.get(hl..hl.checked_add(payload_len)?)?;
         let samples = u32::try_from(payload.len()).unwrap_or(u32::MAX);
         let mut seen = Detected::Quiet;
         let mut pcm = [0i16; CHUNK];
@@ -328,7 +400,7 @@ impl Direction {
             let out = pcm.get_mut(..chunk.len()).unwrap_or_default();
             match self.from.codec {
                 Codec::Pcma => g711::decode_alaw(chunk, out),
-                // The detector runs on G.711 senders only (see `Direction::new`).
+                // The detector runs here on G.711 senders only (see `Direction::audio`).
                 _ => g711::decode_ulaw(chunk, out),
             }
             let d = self.detector.as_mut()?.push(out);
@@ -336,7 +408,107 @@ impl Direction {
                 seen = d;
             }
         }
-        let end_ts = ts.wrapping_add(samples);
+        let ticks = self.ticks(samples);
+        match self.decide(seen, room, pkt, ticks, c) {
+            Verdict::Event(r) => Some(r),
+            Verdict::Mute => {
+                let silence = match self.from.codec {
+                    Codec::Pcma => g711::linear_to_alaw(0),
+                    _ => g711::linear_to_ulaw(0),
+                };
+                room.get_mut(hl..hl.saturating_add(payload_len))?
+                    .fill(silence);
+                None
+            }
+            Verdict::Audio => None,
+        }
+    }
+
+    /// A G.722 or Opus audio packet through the pipeline with the detector listening to what it
+    /// decoded: sent as audio (muted while a tone may be starting), or replaced by an event
+    /// packet (its audio taken back out of the FIFO).
+    fn detect_decoded(
+        &mut self,
+        room: &mut [u8],
+        pkt: Packet,
+        c: &mut CodecCounters,
+    ) -> StageResult {
+        let rx = Received {
+            seq: pkt.seq,
+            ts: pkt.ts,
+            hl: pkt.hl,
+            payload_len: pkt.payload_len,
+            marker: pkt.marker,
+        };
+        let Some(pipe) = self.pipe.as_deref_mut() else {
+            return StageResult::Consumed;
+        };
+        let Some((start, n)) = pipe.ingest(room, rx) else {
+            return StageResult::Consumed;
+        };
+        c.transcoded_frames += 1;
+        let wide = pipe.rate() == 16000;
+        let mut seen = Detected::Quiet;
+        let mut narrow = 0usize;
+        if let (Some(pcm), Some(det)) = (pipe.samples_mut(start, n), self.detector.as_deref_mut()) {
+            let mut buf = [0i16; CHUNK];
+            let step = if wide { 2 * CHUNK } else { CHUNK };
+            for chunk in pcm.chunks(step) {
+                let block: &[i16] = match self.down.as_deref_mut() {
+                    Some(down) if wide => {
+                        let k = down.process(chunk, &mut buf);
+                        buf.get(..k).unwrap_or_default()
+                    }
+                    _ => chunk,
+                };
+                narrow += block.len();
+                let d = det.push(block);
+                if !matches!(seen, Detected::Start(_) | Detected::End(_)) {
+                    seen = d;
+                }
+            }
+        }
+        let ticks = self.ticks(u32::try_from(narrow).unwrap_or(u32::MAX));
+        match self.decide(seen, room, pkt, ticks, c) {
+            Verdict::Event(r) => {
+                if let Some(p) = self.pipe.as_deref_mut() {
+                    p.unread(start, pkt.seq, pkt.ts);
+                }
+                self.renumber_event(room, r, pkt.seq, pkt.ts)
+            }
+            verdict => {
+                let Some(p) = self.pipe.as_deref_mut() else {
+                    return StageResult::Consumed;
+                };
+                if matches!(verdict, Verdict::Mute) {
+                    if let Some(pcm) = p.samples_mut(start, n) {
+                        pcm.fill(0);
+                    }
+                }
+                match p.send(room, pkt.hl, self.to.payload_type) {
+                    Some(n) => StageResult::Forward(n),
+                    None => StageResult::Consumed,
+                }
+            }
+        }
+    }
+
+    /// What the detector's `seen`, over an audio packet `ticks` long (the sender's clock), makes
+    /// of it: event packets for a digit (start, continuation, three ends), muted audio while a
+    /// tone may be starting, audio otherwise.
+    fn decide(
+        &mut self,
+        seen: Detected,
+        room: &mut [u8],
+        pkt: Packet,
+        ticks: u32,
+        c: &mut CodecCounters,
+    ) -> Verdict {
+        let (ts, hl) = (pkt.ts, pkt.hl);
+        let Some(te) = self.to.telephone_event else {
+            return Verdict::Audio;
+        };
+        let end_ts = ts.wrapping_add(ticks);
         let duration = |since: u32| u16::try_from(end_ts.wrapping_sub(since)).unwrap_or(u16::MAX);
         match seen {
             Detected::Start(d) => {
@@ -354,7 +526,7 @@ impl Direction {
                     volume: DETECTED_VOLUME,
                     duration: duration(since),
                 };
-                return Some(write_event(room, hl, te, since, true, ev));
+                return Verdict::Event(write_event(room, hl, te, since, true, ev));
             }
             Detected::On(d) => {
                 let s = self.sending.get_or_insert(Sending {
@@ -370,7 +542,7 @@ impl Direction {
                     volume: DETECTED_VOLUME,
                     duration: s.duration,
                 };
-                return Some(write_event(room, hl, te, s.timestamp, false, ev));
+                return Verdict::Event(write_event(room, hl, te, s.timestamp, false, ev));
             }
             Detected::End(_) => {
                 if let Some(s) = self.sending.as_mut() {
@@ -383,12 +555,7 @@ impl Direction {
                 }
                 // Not a digit yet, maybe never: mute it, so the far end does not hear (and
                 // detect) the start of a tone that is then also sent as an event.
-                let silence = match self.from.codec {
-                    Codec::Pcma => g711::linear_to_alaw(0),
-                    _ => g711::linear_to_ulaw(0),
-                };
-                room.get_mut(hl..hl + payload_len)?.fill(silence);
-                return None;
+                return Verdict::Mute;
             }
             Detected::Quiet => self.maybe_since = None,
         }
@@ -405,11 +572,11 @@ impl Direction {
                 if s.ends_left == 0 {
                     self.sending = None;
                 }
-                return Some(write_event(room, hl, te, at, false, ev));
+                return Verdict::Event(write_event(room, hl, te, at, false, ev));
             }
             self.sending = None;
         }
-        None
+        Verdict::Audio
     }
 
     fn event(&mut self, room: &mut [u8], pkt: Packet, c: &mut CodecCounters) -> StageResult {
@@ -474,6 +641,7 @@ impl Direction {
                 ts: at,
                 hl,
                 payload_len: 0,
+                marker: false,
             };
             return match pipe.tone(room, rx, pcm, self.to.payload_type) {
                 Some(n) => StageResult::Forward(n),

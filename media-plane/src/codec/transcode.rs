@@ -8,11 +8,15 @@
 //! itself). Whenever the FIFO holds a whole packet of the receiving leg's packet time, it is
 //! encoded in the receiving codec into the same buffer, after the received header, and sent.
 //!
-//! One packet in gives at most one packet out: when more than one of the receiving leg's frames
-//! is due (30 ms packets in, 20 ms out, every other packet), they leave together in one packet of
-//! twice the packet time (RTP receivers take any packet duration; for Opus only when the sum is
-//! one of its frame sizes, else one frame and the rest stays). A packet that completes no frame is
-//! consumed (buffered).
+//! Every packet sent carries exactly the receiving leg's packet time, so one packet in gives zero,
+//! one or more packets out: 20 ms in, 30 ms out gives none (buffered), one, one for every three
+//! packets in; 30 ms in, 20 ms out gives one, then two, in turn. The first leaves in
+//! the buffer the packet arrived in ([`Pipeline::audio`]); the others stay in the FIFO until the
+//! relay asks for them ([`Pipeline::pending`], [`Pipeline::next`]), each with a plain 12-byte
+//! header (the first's SSRC and payload type, no CSRC or extension) and its own sequence number
+//! and timestamp. The marker bit of a packet in goes on the first packet out after it. Whole
+//! packets the relay did not ask for by the next packet in are dropped (counted as time skipped,
+//! like a loss), so a driver that ignores them never makes the FIFO overflow.
 //!
 //! Sequence numbers and timestamps toward the receiver are the pipeline's own, per direction:
 //! they start from the first packet's, the sequence number grows by one per packet sent and the
@@ -99,7 +103,12 @@ pub struct Pipeline {
     /// Timestamp (receiver's clock) of the FIFO's first sample, and the next sequence number out.
     out_ts: u32,
     out_seq: u16,
-    first: bool,
+    /// Set the marker bit on the next packet sent (the first, or after a marked packet in).
+    mark: bool,
+    /// The header of the last packet sent, for the further packets of the same packet in.
+    tmpl: [u8; 12],
+    /// Its payload type.
+    pt: u8,
 }
 
 /// What the header of a received packet says.
@@ -113,6 +122,8 @@ pub struct Received {
     pub hl: usize,
     /// Payload length, without padding.
     pub payload_len: usize,
+    /// The marker bit.
+    pub marker: bool,
 }
 
 impl Pipeline {
@@ -158,7 +169,9 @@ impl Pipeline {
             expect_seq: 0,
             out_ts: 0,
             out_seq: 0,
-            first: true,
+            mark: true,
+            tmpl: [0; 12],
+            pt: 0,
         })
     }
 
@@ -267,24 +280,14 @@ impl Pipeline {
         n
     }
 
-    /// Encode what is due into `room[hl..]`; the payload length, and the samples it took.
+    /// Encode one packet of the receiver's packet time into `room[hl..]` when the FIFO holds one
+    /// (an Opus leg's packet time is one of its frame sizes, [`LegFormat::packet_ms`]); the
+    /// payload length, and the samples it took.
     fn encode(&mut self, room: &mut [u8], hl: usize) -> Option<(usize, usize)> {
-        let frames = self.fill / self.frame.max(1);
-        let frames = match self.enc {
-            // Opus frames are 10, 20, 40 or 60 ms: as many of the due frames as make one.
-            Enc::Opus(_) => (1..=frames)
-                .rev()
-                .find(|k| {
-                    let ms = k * self.frame * 1000 / self.rate as usize;
-                    matches!(ms, 10 | 20 | 40 | 60)
-                })
-                .unwrap_or(0),
-            _ => frames,
-        };
-        if frames == 0 {
+        let take = self.frame;
+        if take == 0 || self.fill < take {
             return None;
         }
-        let take = frames * self.frame;
         let pcm = self.fifo.get(..take)?;
         let out = room.get_mut(hl..)?;
         let len = match &mut self.enc {
@@ -313,13 +316,20 @@ impl Pipeline {
             let _ = h.set_payload_type(pt);
             h.set_sequence(self.out_seq);
             h.set_timestamp(self.out_ts);
-            h.set_marker(self.first);
+            h.set_marker(self.mark);
         }
         if let Some(b0) = room.first_mut() {
             // The payload was rewritten: no padding.
             *b0 &= !0x20;
         }
-        self.first = false;
+        if let Some(head) = room.get(..12) {
+            self.tmpl.copy_from_slice(head);
+            // The further packets have no CSRC, extension, padding nor marker.
+            self.tmpl[0] = 0x80;
+            self.tmpl[1] &= 0x7f;
+        }
+        self.pt = pt;
+        self.mark = false;
         self.out_seq = self.out_seq.wrapping_add(1);
         self.out_ts = self.out_ts.wrapping_add(self.out_ticks(samples));
     }
@@ -336,30 +346,97 @@ impl Pipeline {
         Ok(end)
     }
 
+    /// Whole packets still in the FIFO that nobody asked for (see the module doc): dropped, their
+    /// time skipped in the output's timestamps and sequence numbers.
+    fn drop_unsent(&mut self) {
+        let frame = self.frame.max(1);
+        let packets = self.fill / frame;
+        if packets == 0 {
+            return;
+        }
+        let whole = packets * frame;
+        self.out_ts = self.out_ts.wrapping_add(self.out_ticks(whole));
+        self.out_seq = self
+            .out_seq
+            .wrapping_add(u16::try_from(packets).unwrap_or(u16::MAX));
+        self.fifo.copy_within(whole..self.fill, 0);
+        self.fill -= whole;
+    }
+
     /// An audio packet in: decoded onto the FIFO; `Some(len)`: `room[..len]` is the packet to
-    /// send (at payload type `pt`), `None`: nothing to send yet.
+    /// send (at payload type `pt`), `None`: nothing to send yet. More may be due after it
+    /// ([`Pipeline::next`]).
     pub fn audio(&mut self, room: &mut [u8], rx: Received, pt: u8) -> Option<usize> {
+        self.ingest(room, rx)?;
+        self.emit(room, rx.hl, pt).ok()
+    }
+
+    /// The first half of [`Pipeline::audio`]: the packet's payload decoded onto the FIFO, where
+    /// it is `(start, n)` (working-rate samples), for a look at it before [`Pipeline::send`].
+    /// `None`: late or repeated, to be consumed.
+    pub fn ingest(&mut self, room: &[u8], rx: Received) -> Option<(usize, usize)> {
         let Received {
             seq,
             ts,
             hl,
             payload_len,
+            marker,
         } = rx;
+        self.drop_unsent();
         let payload_end = hl.checked_add(payload_len)?;
         let payload = room.get(hl..payload_end)?;
         if !self.arrive(seq, ts, payload) {
             return None;
         }
-        let payload = room.get(hl..payload_end)?;
+        self.mark |= marker;
+        let start = self.fill;
         let n = self.decode(payload);
         self.expect_ts = ts.wrapping_add(self.in_ticks(n));
         self.expect_seq = seq.wrapping_add(1);
+        Some((start, n))
+    }
+
+    /// The working-rate samples `start..start + n` of the FIFO (what [`Pipeline::ingest`] added).
+    pub fn samples_mut(&mut self, start: usize, n: usize) -> Option<&mut [i16]> {
+        let end = start.checked_add(n)?.min(self.fill);
+        self.fifo.get_mut(start..end)
+    }
+
+    /// Take back what [`Pipeline::ingest`] added from `start` (the packet `seq`, stamped `ts`,
+    /// became something else, [`Pipeline::event`]): the audio after it is a jump in time, as
+    /// after a timestamp gap.
+    pub fn unread(&mut self, start: usize, seq: u16, ts: u32) {
+        self.fill = self.fill.min(start);
+        self.expect_ts = ts;
+        self.expect_seq = seq;
+    }
+
+    /// The second half of [`Pipeline::audio`]: a packet of the receiver's packet time from the
+    /// FIFO into `room[hl..]` (at payload type `pt`), its length; `None`: not a whole one yet.
+    pub fn send(&mut self, room: &mut [u8], hl: usize, pt: u8) -> Option<usize> {
         self.emit(room, hl, pt).ok()
+    }
+
+    /// The FIFO holds another whole packet of the receiver's packet time.
+    pub fn pending(&self) -> bool {
+        self.frame > 0 && self.fill >= self.frame
+    }
+
+    /// The next packet [`Pipeline::pending`] says is due, into `room` (its header, the last one
+    /// sent's without CSRC or extension, then its payload); its length.
+    pub fn next(&mut self, room: &mut [u8]) -> Option<usize> {
+        if !self.pending() {
+            return None;
+        }
+        room.get_mut(..12)?.copy_from_slice(&self.tmpl);
+        let pt = self.pt;
+        self.emit(room, 12, pt).ok()
     }
 
     /// `pcm` (8 kHz, a generated DTMF tone standing for the sender's audio from `ts`) in, in the
     /// packet `seq`; as [`Pipeline::audio`]. Only at the 8 kHz working rate (else `None`).
     pub fn tone(&mut self, room: &mut [u8], rx: Received, pcm: &[i16], pt: u8) -> Option<usize> {
+        self.drop_unsent();
         if self.rate != 8000 || !self.arrive(rx.seq, rx.ts, &[]) {
             return None;
         }

@@ -154,6 +154,26 @@ fn best_snr(reference: &[i16], got: &[i16], rate: u32) -> (f64, usize) {
         .unwrap()
 }
 
+/// `pkt` through `stage` travelling A to B, with 2048 bytes of room: every packet it produced
+/// (the first, then those [`CodecStage::next_packet`] gives).
+fn process_all(stage: &mut CodecStage, pkt: &[u8], totals: &mut CodecCounters) -> Vec<Vec<u8>> {
+    let mut room = vec![0u8; 2048];
+    room[..pkt.len()].copy_from_slice(pkt);
+    let mut out = Vec::new();
+    if let StageResult::Forward(n) = stage.process(Way::AToB, &mut room, pkt.len(), totals) {
+        out.push(room[..n].to_vec());
+        while stage.pending(Way::AToB) {
+            let mut more = vec![0u8; 2048];
+            let n = stage
+                .next_packet(Way::AToB, &mut more, totals)
+                .expect("a packet due");
+            out.push(more[..n].to_vec());
+        }
+    }
+    assert!(!stage.pending(Way::AToB));
+    out
+}
+
 struct Case {
     from: LegFormat,
     to: LegFormat,
@@ -197,12 +217,9 @@ fn run(case: &Case) -> Out {
             5000 + i as u32 * ticks,
             &enc.encode(chunk),
         );
-        let mut room = vec![0u8; 2048];
-        room[..pkt.len()].copy_from_slice(&pkt);
-        if let StageResult::Forward(n) = stage.process(Way::AToB, &mut room, pkt.len(), &mut totals)
-        {
-            pcm.extend(dec.decode(&room[12..n]));
-            packets.push(room[..n].to_vec());
+        for p in process_all(&mut stage, &pkt, &mut totals) {
+            pcm.extend(dec.decode(&p[12..]));
+            packets.push(p);
         }
     }
     Out {
@@ -366,8 +383,9 @@ fn twenty_to_thirty_ms() {
     check_tone(&out, 0.5, 35.0, "PCMU 20 -> 30 ms");
 }
 
-/// 30 ms in, 20 ms out: 20 ms, then 40 ms (two frames in one packet) in turn, as one packet out
-/// per packet in allows; and A-law to μ-law on the way (measured 31.3 dB).
+/// 30 ms in, 20 ms out: one packet out, then two, in turn, every one of them 20 ms (160 octets),
+/// numbered and stamped one after the other, the marker bit on the first alone; and A-law to
+/// μ-law on the way (measured 31.3 dB).
 #[test]
 fn thirty_to_twenty_ms() {
     let from = with_ptime(leg(Codec::Pcma, 8), 30);
@@ -379,9 +397,55 @@ fn thirty_to_twenty_ms() {
         g722: G722Narrowband::SubBand,
     });
     let d = check_rtp(&out, &to);
-    assert!(d.iter().all(|&ms| ms == 20 || ms == 40), "{d:?}");
-    assert_eq!(d.iter().sum::<u32>() + 40, 1200, "all the audio");
+    assert!(d.iter().all(|&ms| ms == 20), "{d:?}");
+    assert_eq!(out.packets.len(), 60, "1.2 s in 20 ms packets");
+    assert!(out.packets.iter().all(|p| p.len() == 12 + 160));
+    let marked: Vec<bool> = out.packets.iter().map(|p| p[1] & 0x80 != 0).collect();
+    assert!(marked[0] && !marked[1..].contains(&true), "{marked:?}");
     check_tone(&out, 0.5, 28.0, "PCMA 30 -> PCMU 20 ms");
+}
+
+/// The other way, with the law changing too: PCMU 20 ms to PCMA 30 ms (two out for three in, 240
+/// octets each), and PCMU 30 ms to PCMA 20 ms.
+#[test]
+fn twenty_and_thirty_ms_between_the_laws() {
+    for (from_ms, to_ms, packets) in [(20u16, 30u16, 40usize), (30, 20, 60)] {
+        let from = with_ptime(leg(Codec::Pcmu, 0), from_ms);
+        let to = with_ptime(leg(Codec::Pcma, 8), to_ms);
+        let out = run(&Case {
+            from,
+            to,
+            opus_rate: 8000,
+            g722: G722Narrowband::SubBand,
+        });
+        let d = check_rtp(&out, &to);
+        assert!(d.iter().all(|&ms| ms == u32::from(to_ms)), "{d:?}");
+        assert_eq!(out.packets.len(), packets);
+        check_tone(
+            &out,
+            0.5,
+            28.0,
+            &format!("PCMU {from_ms} -> PCMA {to_ms} ms"),
+        );
+    }
+}
+
+/// Opus 30 ms is no Opus frame size, but 20 and 40 are: PCMA 30 ms in, Opus 20 ms out gives
+/// one or two Opus packets of 20 ms per packet in.
+#[test]
+fn pcma_thirty_to_opus_twenty() {
+    let from = with_ptime(leg(Codec::Pcma, 8), 30);
+    let to = leg(Codec::Opus, 96);
+    let out = run(&Case {
+        from,
+        to,
+        opus_rate: 8000,
+        g722: G722Narrowband::SubBand,
+    });
+    let d = check_rtp(&out, &to);
+    assert!(d.iter().all(|&ms| ms == 20), "{d:?}");
+    assert_eq!(out.packets.len(), 60);
+    check_tone(&out, 1.0, 25.0, "PCMA 30 -> Opus 20 ms");
 }
 
 /// Opus 20 ms to PCMA 30 ms: both changes at once (measured 30.3 dB).
@@ -465,12 +529,7 @@ fn opus_events_become_tones_toward_pcmu() {
     let mut out = Vec::new();
     let (mut seq, mut ts) = (100u16, 48000u32);
     let mut send = |stage: &mut CodecStage, pkt: Vec<u8>| {
-        let mut room = vec![0u8; 2048];
-        room[..pkt.len()].copy_from_slice(&pkt);
-        if let StageResult::Forward(n) = stage.process(Way::AToB, &mut room, pkt.len(), &mut totals)
-        {
-            out.push(room[..n].to_vec());
-        }
+        out.extend(process_all(stage, &pkt, &mut totals));
     };
     let silence = vec![0i16; 160];
     let digits = [3u8, 7, 11];
@@ -519,9 +578,9 @@ fn opus_events_become_tones_toward_pcmu() {
 }
 
 /// An Opus sender's lost packet (its encoder putting in-band FEC in, as `useinbandfec=1` asks) is
-/// rebuilt from the next packet: the PCMU output stays continuous, one packet per packet in
-/// (sequence numbers one apart, each timestamp where the previous packet's audio ended: the packet
-/// after the loss carries 40 ms, the rebuilt frame and its own), and the tone holds across it.
+/// rebuilt from the next packet: the PCMU output stays continuous, 20 ms packets (sequence
+/// numbers one apart, each timestamp where the previous packet's audio ended: the packet after the
+/// loss gives two, the rebuilt frame and its own), and the tone holds across it.
 #[test]
 fn a_lost_opus_packet_is_rebuilt_from_fec() {
     let from = leg(Codec::Opus, 111);
@@ -542,18 +601,10 @@ fn a_lost_opus_packet_is_rebuilt_from_fec() {
             continue;
         }
         let pkt = rtp(111, 7 + i as u16, 960 * i as u32, &payload[..n]);
-        let mut room = vec![0u8; 2048];
-        room[..pkt.len()].copy_from_slice(&pkt);
-        if let StageResult::Forward(n) = stage.process(Way::AToB, &mut room, pkt.len(), &mut totals)
-        {
-            out.push(room[..n].to_vec());
-        }
+        out.extend(process_all(&mut stage, &pkt, &mut totals));
     }
-    assert_eq!(
-        out.len(),
-        49,
-        "one out per packet in; the lost one rebuilt in the next"
-    );
+    assert_eq!(out.len(), 50, "the lost one rebuilt, sent after the next");
+    assert!(out.iter().all(|p| p.len() == 12 + 160), "20 ms packets");
     let mut pcm = Vec::new();
     for (k, p) in out.iter().enumerate() {
         let s = u16::from_be_bytes([p[2], p[3]]);
@@ -571,4 +622,202 @@ fn a_lost_opus_packet_is_rebuilt_from_fec() {
     let level = level_db(&tone(8000, 800), around);
     // Measured -1.56 dB: the redundant copy is coded at a lower rate.
     assert!(level.abs() < 3.0, "level around the loss {level:.2} dB");
+}
+
+/// `digits` as in-band DTMF at `rate` (-10 dBm0 per tone): 100 ms of silence, then each digit for
+/// 100 ms followed by 100 ms of silence.
+fn dtmf_signal(digits: &[u8], rate: u32) -> Vec<i16> {
+    let per = |ms: u32| usize::try_from(rate * ms / 1000).unwrap();
+    let mut pcm = vec![0i16; per(100)];
+    for &d in digits {
+        let (lo, hi) = super::super::dtmf::frequencies(d).unwrap();
+        pcm.extend((0..per(100)).map(|i| {
+            let t = i as f64 / f64::from(rate);
+            (7000.0 * ((TAU * f64::from(lo) * t).sin() + (TAU * f64::from(hi) * t).sin())) as i16
+        }));
+        pcm.extend(std::iter::repeat_n(0i16, per(100)));
+    }
+    pcm
+}
+
+/// A G.722 or Opus caller without telephone-event sends "1234#" in-band toward a leg with
+/// telephone-event 101: the pipeline's detector hears them in the decoded PCM (at 8 kHz, or at
+/// 16 kHz brought down by the half-band filter when both legs are wideband) and each digit goes
+/// out as RFC 4733 events, once (one start with the marker bit, three ends, one event
+/// timestamp), in order; the audio sent around them carries no digit the far end could detect
+/// again. Numbering stays continuous across audio and events.
+#[test]
+fn inband_digits_from_g722_and_opus_become_events_once_each() {
+    use super::super::dtmf::{Detected, Detector, Event, EVENT_CHARS};
+    use super::super::resample::Decimator;
+    let digits = [1u8, 2, 3, 4, 11];
+    let cases = [
+        (Codec::G722, 9u8, Codec::Pcmu, 0u8),
+        (Codec::Opus, 111, Codec::Pcmu, 0),
+        (Codec::G722, 9, Codec::Opus, 96),
+        (Codec::Opus, 111, Codec::G722, 9),
+        (Codec::G722, 9, Codec::G722, 9),
+    ];
+    for (from_codec, from_pt, to_codec, to_pt) in cases {
+        let what = format!("{from_codec:?} -> {to_codec:?}");
+        let from = LegFormat::new(from_codec, from_pt, None);
+        let to = LegFormat::new(to_codec, to_pt, Some(101));
+        let mut stage = CodecStage::new(CodecPlan::new(from, to));
+        let wide = from_codec.is_wideband() && to_codec.is_wideband();
+        let in_rate = match from_codec {
+            Codec::G722 => 16000,
+            _ if wide => 16000,
+            _ => 8000,
+        };
+        let signal = dtmf_signal(&digits, in_rate);
+        let mut enc = RefEnc::new(from_codec, in_rate);
+        let frame = usize::try_from(in_rate / 50).unwrap();
+        let ticks = from_codec.clock_rate() / 50;
+        let mut totals = CodecCounters::default();
+        let mut out = Vec::new();
+        for (i, chunk) in signal.chunks_exact(frame).enumerate() {
+            let pkt = rtp(
+                from_pt,
+                40 + i as u16,
+                9000 + i as u32 * ticks,
+                &enc.encode(chunk),
+            );
+            out.extend(process_all(&mut stage, &pkt, &mut totals));
+        }
+        // Events: one start each, in order, three ends each.
+        let events: Vec<(u32, bool, Event)> = out
+            .iter()
+            .filter(|p| p[1] & 0x7f == 101)
+            .map(|p| {
+                let ts = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+                (ts, p[1] & 0x80 != 0, Event::parse(&p[12..]).unwrap())
+            })
+            .collect();
+        let starts: Vec<u8> = events.iter().filter(|e| e.1).map(|e| e.2.event).collect();
+        assert_eq!(starts, digits, "{what}: {events:?}");
+        let mut stamps: Vec<u32> = events.iter().map(|e| e.0).collect();
+        stamps.dedup();
+        assert_eq!(
+            stamps.len(),
+            digits.len(),
+            "{what}: one timestamp per digit"
+        );
+        for &d in &digits {
+            let ends = events.iter().filter(|e| e.2.event == d && e.2.end).count();
+            assert_eq!(ends, 3, "{what}: ends of {}", EVENT_CHARS[usize::from(d)]);
+        }
+        assert_eq!(stage.counters().dtmf_detected, 5, "{what}");
+        // Numbering: one sequence across audio and events, no gap, no repeat.
+        for w in out.windows(2) {
+            let seq = |p: &[u8]| u16::from_be_bytes([p[2], p[3]]);
+            assert_eq!(seq(&w[1]), seq(&w[0]).wrapping_add(1), "{what}");
+        }
+        // The audio relayed holds no digit of its own.
+        let out_rate = if to_codec == Codec::Pcmu {
+            8000
+        } else {
+            rate_of(to_codec, 16000)
+        };
+        let mut dec = RefDec::new(to_codec, out_rate);
+        let mut down = Decimator::new();
+        let mut det = Detector::new();
+        let mut heard = Vec::new();
+        for p in out.iter().filter(|p| p[1] & 0x7f == to_pt) {
+            let pcm = dec.decode(&p[12..]);
+            let mut narrow = vec![0i16; pcm.len()];
+            let n = if out_rate == 16000 {
+                down.process(&pcm, &mut narrow)
+            } else {
+                narrow.copy_from_slice(&pcm);
+                pcm.len()
+            };
+            if let Detected::Start(d) = det.push(&narrow[..n]) {
+                heard.push(d);
+            }
+        }
+        assert!(
+            heard.is_empty(),
+            "{what}: digits left in the audio {heard:?}"
+        );
+        let audio = out.iter().filter(|p| p[1] & 0x7f == to_pt).count();
+        assert!(audio >= 10, "{what}: {audio} audio packets");
+    }
+}
+
+/// A sender that negotiated telephone-event is not listened to: its in-band tones are relayed as
+/// audio and only its events count (no digit twice).
+#[test]
+fn a_sender_with_telephone_event_is_not_listened_to() {
+    let from = LegFormat::new(Codec::G722, 9, Some(101));
+    let to = LegFormat::new(Codec::Pcmu, 0, Some(100));
+    let mut stage = CodecStage::new(CodecPlan::new(from, to));
+    let signal = dtmf_signal(&[5], 16000);
+    let mut enc = RefEnc::new(Codec::G722, 16000);
+    let mut totals = CodecCounters::default();
+    let mut out = Vec::new();
+    for (i, chunk) in signal.chunks_exact(320).enumerate() {
+        let pkt = rtp(9, i as u16, i as u32 * 160, &enc.encode(chunk));
+        out.extend(process_all(&mut stage, &pkt, &mut totals));
+    }
+    assert!(out.iter().all(|p| p[1] & 0x7f == 0), "audio only");
+    assert_eq!(stage.counters().dtmf_detected, 0);
+}
+
+/// Hostile input on the new paths (the detector on decoded G.722 and Opus, repacketisation with
+/// its further packets): payloads of any length and content, sequence numbers and timestamps
+/// jumping anywhere; nothing panics, and every audio packet out is exactly the receiver's
+/// packet time.
+#[test]
+fn hostile_payloads_through_detecting_and_repacketising_pipelines() {
+    let mut pcmu_30 = LegFormat::new(Codec::Pcmu, 0, Some(101));
+    pcmu_30.ptime = 30;
+    let plans = [
+        CodecPlan::new(LegFormat::new(Codec::G722, 9, None), pcmu_30),
+        CodecPlan::new(LegFormat::new(Codec::Opus, 111, None), pcmu_30),
+        CodecPlan::new(
+            with_ptime(LegFormat::new(Codec::Pcma, 8, None), 30),
+            LegFormat::new(Codec::Opus, 96, Some(101)),
+        ),
+    ];
+    // A small xorshift: the same sequence every run.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for plan in plans {
+        let mut stage = CodecStage::new(plan);
+        let mut totals = CodecCounters::default();
+        let (seq0, ts0) = (rnd() as u16, rnd() as u32);
+        for i in 0..3000u32 {
+            let r = rnd();
+            let len = (r % 1400) as usize;
+            let payload: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
+            // Mostly in order, sometimes anywhere.
+            let (seq, ts) = if r % 17 == 0 {
+                (rnd() as u16, rnd() as u32)
+            } else {
+                (
+                    seq0.wrapping_add(i as u16),
+                    ts0.wrapping_add(i.wrapping_mul(240)),
+                )
+            };
+            let pt = if r % 23 == 0 {
+                101
+            } else {
+                plan.a.payload_type
+            };
+            let mut pkt = rtp(pt, seq, ts, &payload);
+            if r % 29 == 0 {
+                pkt[0] |= 0x20; // padding, maybe invalid
+            }
+            for p in process_all(&mut stage, &pkt, &mut totals) {
+                if p[1] & 0x7f == plan.b.payload_type && plan.b.codec.is_g711() {
+                    assert_eq!(p.len(), 12 + 8 * plan.b.packet_ms() as usize);
+                }
+            }
+        }
+    }
 }

@@ -173,6 +173,7 @@ pub(crate) fn run(w: &mut Worker) -> io::Result<()> {
             sends: (0..MEDIA_BUFFERS).map(|_| MediaSend::new()).collect(),
             // SAFETY (zeroed): plain C structure.
             hdr: Box::new(unsafe { std::mem::zeroed() }),
+            spare: vec![0; MEDIA_BUF_SIZE].into_boxed_slice(),
         }),
         None => None,
     };
@@ -207,6 +208,8 @@ struct MediaRing {
     sends: Box<[MediaSend]>,
     /// The template the kernel reads for every media receive: room for an IPv6 address.
     hdr: Box<libc::msghdr>,
+    /// Where the further packets of one received packet are written (`MediaShard::next_packet`).
+    spare: Box<[u8]>,
 }
 
 struct MediaSend {
@@ -242,7 +245,7 @@ fn on_media(
     now: Instant,
 ) -> io::Result<bool> {
     w.handler.transport.media_rx += 1;
-    match media_send(w, m, index, bid, len, now) {
+    match media_send(w, ring, m, index, bid, len, now) {
         Some(sqe) => {
             push_sqe(ring, &sqe)?;
             Ok(false)
@@ -258,6 +261,7 @@ fn on_media(
 /// slot; `None`: the datagram is dropped (counted by the shard, or as truncated).
 fn media_send(
     w: &mut Worker,
+    ring: &mut IoUring,
     m: &mut MediaRing,
     index: usize,
     bid: u16,
@@ -289,11 +293,24 @@ fn media_send(
     };
     // The whole buffer after the header: a stage may send more than was received, within it.
     let room = m.bufs.buf_mut(bid, MEDIA_BUF_SIZE)?.get_mut(start..)?;
-    let media_plane::Action::Forward { from_port, to, len } =
-        shard
-            .shard_mut()
-            .on_packet_in(socks.port_of(index), src, room, plen, now)
-    else {
+    let action = shard
+        .shard_mut()
+        .on_packet_in(socks.port_of(index), src, room, plen, now);
+    if shard.shard().has_more() {
+        // More than one packet out for this one (a codec stage repacketising, 30 ms in, 20 ms
+        // out): all sent at once, in order, the further ones from the spare buffer; the
+        // received buffer goes back to the kernel at once. The sends queued before them are
+        // submitted first (a datagram send runs inline), so the stream's packets leave in order.
+        if ring.submit().is_err() {
+            counters.media_send_errors += 1;
+        }
+        crate::media::send_now(socks, action, room, counters);
+        while let Some(more) = shard.shard_mut().next_packet(&mut m.spare[..]) {
+            crate::media::send_now(socks, more, &m.spare[..], counters);
+        }
+        return None;
+    }
+    let media_plane::Action::Forward { from_port, to, len } = action else {
         return None;
     };
     if len > room.len() {
