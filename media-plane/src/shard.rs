@@ -922,15 +922,13 @@ impl MediaShard {
         else {
             return Action::Drop(DropReason::UnknownPort);
         };
-        let Some((generation, stream)) =
-            self.slots.get_mut(route.slot as usize).and_then(|slot| {
-                let generation = slot.generation;
-                slot.session
-                    .as_mut()
-                    .and_then(|session| session.streams.get_mut(usize::from(route.stream)))
-                    .map(|s| (generation, s))
-            })
-        else {
+        let Some((generation, stream)) = self.slots.get_mut(route.slot as usize).and_then(|slot| {
+            let generation = slot.generation;
+            slot.session
+                .as_mut()
+                .and_then(|session| session.streams.get_mut(usize::from(route.stream)))
+                .map(|s| (generation, s))
+        }) else {
             return Action::Drop(DropReason::UnknownPort);
         };
         let clock_rate = stream.clock_rate;

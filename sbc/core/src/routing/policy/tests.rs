@@ -55,6 +55,7 @@ fn group(
         health,
         auth: None,
         label: None,
+        media: None,
     }
 }
 
@@ -141,6 +142,7 @@ fn config() -> PolicyConfig {
             acl: vec!["203.0.113.0/28".parse().unwrap()],
             number_rules: vec![strip("0", 1, "+49")],
             inbound: Some(TRUNK_IN),
+            media: None,
         }],
         routes: vec![
             route("+49", SourceMatch::Any, None, PBX),
