@@ -381,6 +381,11 @@ impl Signalling {
     }
 
     /// Move what is to be sent into `out`, and digest the B2BUA's events.
+    /// The telephone-events the relay reported, to the B2BUA (DTMF INFO interworking).
+    pub(crate) fn on_media_events(&mut self, now: Instant, media: &mut dyn MediaControl) {
+        self.b2bua.handle_media_events(now, media);
+    }
+
     pub(crate) fn drain(&mut self, now: Instant, out: &mut Vec<Transmit>) {
         while let Some(t) = self.b2bua.poll_transmit() {
             out.push(t);
