@@ -125,13 +125,27 @@ fn info_and_rfc4733_interwork_between_phone_and_pbx() {
     let pbx_rtp = udp(&pbx_ip, 6000);
     let mut phone = Ua::caller(sa(&phone_ip, 5070), sa(&ip(52, n, 1), 5060), "1000");
     let mut pbx = Ua::pbx(sa(&pbx_ip, 5090));
-    phone.send_invite(&sdp("phone", &phone_ip, 7000, "RTP/AVP", ""));
+    // The phone offers no telephone-event (it sends INFO).
+    let phone_sdp = sdp("phone", &phone_ip, 7000, "RTP/AVP", "")
+        .replace(" 0 101\r\n", " 0\r\n")
+        .replace(
+            "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
+            "",
+        );
+    phone.send_invite(&phone_sdp);
     let invite = pbx.answer_invite(T, |_| sdp("pbx", &pbx_ip, 6000, "RTP/AVP", ""));
     let ok = phone.finish_invite(T);
     let trace = format!("{}{}", phone.sip.trace(), pbx.sip.trace());
     assert_eq!(ok.status(), Some(200), "{trace}");
     pbx.expect_ack(T);
     let (port_a, port_b) = (SdpSeen::of(&ok).port, SdpSeen::of(&invite).port);
+    let offer = String::from_utf8_lossy(invite.body()).into_owned();
+    let answer = String::from_utf8_lossy(ok.body()).into_owned();
+    assert!(
+        offer.contains("a=rtpmap:101 telephone-event/8000"),
+        "the rfc4733 PBX is offered telephone-event: {offer}"
+    );
+    assert!(!answer.contains("telephone-event"), "{answer}");
 
     // (1) Phone -> PBX: audio from the phone carries the events; the INFOs go meanwhile.
     let at_pbx = Sink::spawn(&pbx_rtp);

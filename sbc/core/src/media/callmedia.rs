@@ -118,6 +118,9 @@ pub(crate) struct CallMedia {
     origin_b: OriginState,
     /// Leg A, leg B.
     legs: [LegMedia; 2],
+    /// The SBC added `telephone-event` to the last offer sent to this leg (its stream and payload
+    /// type): the leg's answer goes back without it.
+    te_added: Option<(MediaSide, usize, u8)>,
 }
 
 impl CallMedia {
@@ -160,6 +163,7 @@ impl CallMedia {
             origin_a: OriginState::new(id, 1),
             origin_b: OriginState::new(id ^ 0x5555, 1),
             legs: [LegMedia::default(), LegMedia::default()],
+            te_added: None,
         }
     }
 
@@ -352,6 +356,12 @@ impl MediaAnchor {
     /// The DTMF mode leg `side` of a call works in: its trunk's or target group's, else its
     /// side's, `auto` resolved by its description (`pass` while its side is unknown).
     pub(crate) fn dtmf_mode(&self, media: &CallMedia, side: MediaSide) -> DtmfMode {
+        self.configured_dtmf(media, side)
+            .effective(media.leg(side).telephone_event.is_some())
+    }
+
+    /// The DTMF mode configured for leg `side` (`auto` not resolved).
+    fn configured_dtmf(&self, media: &CallMedia, side: MediaSide) -> DtmfMode {
         let leg = media.leg(side);
         let Some(outside) = leg.outside else {
             return DtmfMode::Pass;
@@ -360,7 +370,53 @@ impl MediaAnchor {
             .as_ref()
             .and_then(|o| o.dtmf)
             .unwrap_or(self.dtmf.of(outside))
-            .effective(leg.telephone_event.is_some())
+    }
+
+    /// `telephone-event` in a description from leg `from` for the other leg, when one is `info`
+    /// and the other `rfc4733`: added to an offer toward the `rfc4733` leg that lacks it (and
+    /// taken out of that leg's answer, which goes to an offerer that never offered it), added to
+    /// an answer toward an `rfc4733` offerer at the payload type it offered.
+    fn shape_dtmf(
+        &self,
+        sdp: &mut Sdp<'_>,
+        plan: &anchor::MediaPlan,
+        media: &mut CallMedia,
+        from: MediaSide,
+        offer: bool,
+    ) {
+        let to = from.other();
+        let Some(k) = plan
+            .entries()
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.is_relayed() && e.transport.is_rtp())
+            .map(|(k, _)| k)
+            .find(|&k| sdp.media(k).is_some_and(|l| l.media == "audio"))
+        else {
+            return;
+        };
+        if !offer {
+            if let Some((side, m, _)) = media.te_added {
+                if side == from {
+                    media.te_added = None;
+                    super::dtmf_relay::strip_telephone_event(sdp, m);
+                    return;
+                }
+            }
+        }
+        if self.configured_dtmf(media, to) != DtmfMode::Rfc4733
+            || self.dtmf_mode(media, from) != DtmfMode::Info
+            || codecs::telephone_event_pt(sdp, k).is_some()
+        {
+            return;
+        }
+        if offer {
+            if let Some(pt) = super::dtmf_relay::add_telephone_event(sdp, k, None) {
+                media.te_added = Some((to, k, pt));
+            }
+        } else if let Some((m, pt)) = media.leg(to).telephone_event.filter(|&(m, _)| m == k) {
+            let _ = super::dtmf_relay::add_telephone_event(sdp, m, Some(pt));
+        }
     }
 
     /// Where an INFO digit from leg `from` is played, when the call converts it: the session,
@@ -608,6 +664,7 @@ impl MediaAnchor {
                 media.offer = Some(codecs::apply_offer(&mut sdp, &plan, policy, from));
             }
         }
+        self.shape_dtmf(&mut sdp, &plan, media, from, offer);
         let origin = match to {
             MediaSide::A => &mut media.origin_a,
             MediaSide::B => &mut media.origin_b,

@@ -21,6 +21,8 @@
 
 use std::fmt::Write as _;
 
+use sbc_sip::sdp::{RtpMap, Sdp};
+
 /// The media type of the body.
 pub const CONTENT_TYPE: &str = "application/dtmf-relay";
 
@@ -86,6 +88,54 @@ impl DtmfPolicy {
         } else {
             self.inside
         }
+    }
+}
+
+/// The payload types of stream `m`.
+fn payload_types(sdp: &Sdp<'_>, m: usize) -> Vec<u8> {
+    sdp.media(m)
+        .map(|l| l.formats().filter_map(|f| f.parse::<u8>().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Add `telephone-event/8000` (events 0-15) to stream `m` at `pt`, or (`None`) at 101 or the first
+/// free dynamic payload type; `None` when none is free or the line cannot take it. The payload
+/// type added.
+pub fn add_telephone_event(sdp: &mut Sdp<'_>, m: usize, pt: Option<u8>) -> Option<u8> {
+    let pts = payload_types(sdp, m);
+    let pt = match pt {
+        Some(p) if !pts.contains(&p) => p,
+        Some(_) => return None,
+        None => std::iter::once(101)
+            .chain(96..=127)
+            .find(|p| !pts.contains(p))?,
+    };
+    let mut formats: Vec<String> = pts.iter().map(u8::to_string).collect();
+    formats.push(pt.to_string());
+    let refs: Vec<&str> = formats.iter().map(String::as_str).collect();
+    sdp.set_media_formats(m, &refs).ok()?;
+    let map = RtpMap {
+        payload_type: pt,
+        encoding: "telephone-event",
+        clock_rate: 8000,
+        params: None,
+    };
+    sdp.set_rtpmap(m, &map).ok()?;
+    sdp.set_fmtp(m, &pt.to_string(), "0-15").ok()?;
+    Some(pt)
+}
+
+/// Remove `telephone-event` from stream `m` (with its `rtpmap` and `fmtp`).
+pub fn strip_telephone_event(sdp: &mut Sdp<'_>, m: usize) {
+    let keep: Vec<u8> = payload_types(sdp, m)
+        .into_iter()
+        .filter(|&pt| {
+            !sdp.rtpmap(m, pt)
+                .is_some_and(|r| r.encoding.eq_ignore_ascii_case("telephone-event"))
+        })
+        .collect();
+    if !keep.is_empty() {
+        let _ = sdp.retain_payload_types(m, &keep);
     }
 }
 
@@ -300,6 +350,31 @@ mod tests {
             InfoBody::Other
         );
         assert_eq!(classify_info(None, None, b""), InfoBody::Other);
+    }
+
+    #[test]
+    fn telephone_event_added_and_stripped() {
+        let text = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+                    m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+                    a=rtpmap:101 G726-32/8000\r\n";
+        let mut sdp = Sdp::parse(text.as_bytes()).unwrap();
+        assert_eq!(add_telephone_event(&mut sdp, 0, None), Some(96));
+        assert_eq!(add_telephone_event(&mut sdp, 0, Some(0)), None);
+        let out = String::from_utf8(sdp.to_vec()).unwrap();
+        assert!(out.contains("m=audio 4000 RTP/AVP 0 101 96\r\n"), "{out}");
+        assert!(
+            out.contains("a=rtpmap:96 telephone-event/8000\r\n"),
+            "{out}"
+        );
+        assert!(out.contains("a=fmtp:96 0-15\r\n"), "{out}");
+        let mut sdp = Sdp::parse(out.as_bytes()).unwrap();
+        strip_telephone_event(&mut sdp, 0);
+        let out = String::from_utf8(sdp.to_vec()).unwrap();
+        assert!(out.contains("m=audio 4000 RTP/AVP 0 101\r\n"), "{out}");
+        assert!(
+            !out.contains("telephone-event") && !out.contains("fmtp:96"),
+            "{out}"
+        );
     }
 
     #[test]

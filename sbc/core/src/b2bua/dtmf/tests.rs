@@ -176,6 +176,22 @@ fn both(outside: DtmfMode, inside: DtmfMode) -> DtmfPolicy {
 #[test]
 fn info_digits_become_events_toward_an_rfc4733_leg() {
     let mut r = call(both(DtmfMode::Info, DtmfMode::Rfc4733));
+    // The phone offered no telephone-event: the PBX is offered one, the phone's answer has none.
+    let offer = r.last_request(PBX, &Method::Invite).unwrap();
+    let offer = String::from_utf8_lossy(offer.body()).into_owned();
+    assert!(offer.contains("RTP/AVP 0 101\r\n"), "{offer}");
+    assert!(
+        offer.contains("a=rtpmap:101 telephone-event/8000"),
+        "{offer}"
+    );
+    let ok = r
+        .sent
+        .iter()
+        .find(|(d, m)| *d == addr(PHONE) && m.status() == Some(200))
+        .map(|(_, m)| String::from_utf8_lossy(m.body()).into_owned())
+        .unwrap();
+    assert!(ok.contains("RTP/AVP 0\r\n"), "{ok}");
+    assert!(!ok.contains("telephone-event"), "{ok}");
     let relayed_before = r.sent.iter().filter(|(d, _)| *d == addr(PBX)).count();
     for (cseq, digit) in [(2, "1"), (3, "2"), (4, "3"), (5, "#")] {
         r.phone_request(
@@ -311,6 +327,11 @@ fn pass_and_same_modes_convert_nothing() {
     ] {
         let mut r = call(policy);
         assert!(r.relay.dtmf_reported.is_empty(), "{policy:?}");
+        let offer = r.last_request(PBX, &Method::Invite).unwrap();
+        assert!(
+            !String::from_utf8_lossy(offer.body()).contains("telephone-event"),
+            "{policy:?}: the offer as the phone made it"
+        );
         r.phone_request(
             "INFO",
             2,
