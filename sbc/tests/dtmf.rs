@@ -291,6 +291,9 @@ fn info_and_rfc4733_interwork_between_phone_and_pbx() {
     let _ = phone.finish_bye(T);
     let log = sbc.stop();
     assert_eq!(counter(&log, "live_calls"), 0, "{log}");
+    assert_eq!(counter(&log, "dtmf_info_to_events"), 4, "{log}");
+    assert_eq!(counter(&log, "dtmf_events_to_info"), 3, "{log}");
+    assert_eq!(counter(&log, "dtmf_info_refused"), 0, "{log}");
 }
 
 fn trunks_config(n: u8) -> String {
