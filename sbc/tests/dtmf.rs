@@ -207,40 +207,7 @@ fn info_and_rfc4733_interwork_between_phone_and_pbx() {
     let at_phone = Sink::spawn(&phone_rtp);
     let to = sa(&media, port_b);
     let pbx_sock = pbx_rtp.try_clone().unwrap();
-    let sender = thread::spawn(move || {
-        let (mut seq, mut ts) = (5000u16, 80_000u32);
-        audio(&pbx_sock, to, 0x2222, 5, &mut seq, &mut ts);
-        for d in [4u8, 7, 10] {
-            let start = ts;
-            let begin = Instant::now();
-            for i in 1..=5u16 {
-                let ev = Event {
-                    event: d,
-                    end: false,
-                    volume: 10,
-                    duration: i * 160,
-                };
-                let p = rtp_packet(101, i == 1, seq, start, 0x2222, &ev.to_bytes());
-                pbx_sock.send_to(&p, to).unwrap();
-                seq = seq.wrapping_add(1);
-                let next = begin + Duration::from_millis(20) * u32::from(i);
-                thread::sleep(next.saturating_duration_since(Instant::now()));
-            }
-            for _ in 0..3 {
-                let ev = Event {
-                    event: d,
-                    end: true,
-                    volume: 10,
-                    duration: 960,
-                };
-                let p = rtp_packet(101, false, seq, start, 0x2222, &ev.to_bytes());
-                pbx_sock.send_to(&p, to).unwrap();
-                seq = seq.wrapping_add(1);
-            }
-            ts = start.wrapping_add(960);
-            audio(&pbx_sock, to, 0x2222, 5, &mut seq, &mut ts);
-        }
-    });
+    let sender = thread::spawn(move || pbx_digits(&pbx_sock, to));
     let mut infos: Vec<(u32, String)> = Vec::new();
     let deadline = Instant::now() + T;
     while infos.len() < 3 && Instant::now() < deadline {
@@ -294,6 +261,82 @@ fn info_and_rfc4733_interwork_between_phone_and_pbx() {
     assert_eq!(counter(&log, "dtmf_info_to_events"), 4, "{log}");
     assert_eq!(counter(&log, "dtmf_events_to_info"), 3, "{log}");
     assert_eq!(counter(&log, "dtmf_info_refused"), 0, "{log}");
+}
+
+/// The PBX's RFC 4733 digits `4`, `7`, `*` (with audio between them) toward `to`, paced.
+fn pbx_digits(sock: &std::net::UdpSocket, to: SocketAddr) {
+    let (mut seq, mut ts) = (5000u16, 80_000u32);
+    audio(sock, to, 0x2222, 5, &mut seq, &mut ts);
+    for d in [4u8, 7, 10] {
+        let start = ts;
+        let begin = Instant::now();
+        for i in 1..=5u16 {
+            let ev = Event {
+                event: d,
+                end: false,
+                volume: 10,
+                duration: i * 160,
+            };
+            let p = rtp_packet(101, i == 1, seq, start, 0x2222, &ev.to_bytes());
+            sock.send_to(&p, to).unwrap();
+            seq = seq.wrapping_add(1);
+            let next = begin + Duration::from_millis(20) * u32::from(i);
+            thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+        for _ in 0..3 {
+            let ev = Event {
+                event: d,
+                end: true,
+                volume: 10,
+                duration: 960,
+            };
+            let p = rtp_packet(101, false, seq, start, 0x2222, &ev.to_bytes());
+            sock.send_to(&p, to).unwrap();
+            seq = seq.wrapping_add(1);
+        }
+        ts = start.wrapping_add(960);
+        audio(sock, to, 0x2222, 5, &mut seq, &mut ts);
+    }
+}
+
+/// The reverse direction with a sipp phone (`uac_dtmf_info.xml`) that expects exactly three
+/// INFOs, `4`, `7`, `*`, in order, while the PBX sends them as RFC 4733 events.
+#[test]
+fn sipp_phone_gets_the_pbx_digits_as_info() {
+    let n = 2;
+    let sbc = Sbc::start_in(
+        TempDir::new("dtmf-sipp-info"),
+        "auto",
+        5060,
+        &dtmf_config(n),
+    );
+    let dir = sbc.dir.path().to_owned();
+    let media = ip(52, n, 21);
+    let pbx_ip = ip(52, n, 2);
+    let pbx_rtp = udp(&pbx_ip, 6000);
+    let mut pbx = Ua::pbx(sa(&pbx_ip, 5090));
+    let target = format!("{}:5060", ip(52, n, 1));
+    let phone = common::sipp(
+        &dir,
+        "uac_dtmf_info.xml",
+        (&ip(52, n, 3), 5070),
+        Some(&target),
+        &["-s", "1000", "-mp", "7000"],
+    );
+    let invite = pbx.answer_invite(T, |_| sdp("pbx", &pbx_ip, 6000, "RTP/AVP", ""));
+    let offer = String::from_utf8_lossy(invite.body()).into_owned();
+    assert!(offer.contains("telephone-event/8000"), "{offer}");
+    pbx.expect_ack(T);
+    pbx_digits(&pbx_rtp, sa(&media, SdpSeen::of(&invite).port));
+    assert!(pbx.expect_bye(T).is_some(), "{}", pbx.sip.trace());
+    let (status, err) = common::finish(phone);
+    let phone_log = common::logs(&dir, "uac_dtmf_info");
+    let log = sbc.stop();
+    assert!(
+        status.success(),
+        "phone: {status} {err}\n{phone_log}\n{log}"
+    );
+    assert_eq!(counter(&log, "dtmf_events_to_info"), 3, "{log}");
 }
 
 fn trunks_config(n: u8) -> String {
