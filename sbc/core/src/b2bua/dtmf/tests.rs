@@ -3,6 +3,7 @@
 //! time, and the INFOs the interworking does not take relayed or refused.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -10,7 +11,8 @@ use sbc_sip::transaction::Flow;
 use sbc_sip::{build, HeaderName, Message, Method};
 
 use crate::b2bua::{B2bua, B2buaConfig, Origin, Target};
-use crate::media::callmedia::{MediaAnchor, MediaSettings};
+use crate::media::callmedia::{LegOverrides, MediaAnchor, MediaSettings};
+use crate::media::codecs::CodecPolicy;
 use crate::media::dtmf_relay::{DtmfMode, DtmfPolicy};
 use crate::media::testing::FakeMedia;
 use crate::media::{DtmfDigit, MediaSide};
@@ -40,6 +42,8 @@ fn sdp(port: u16, te: bool) -> String {
 }
 
 struct Rig {
+    /// The PBX target group's own media settings.
+    pbx_media: Option<Arc<LegOverrides>>,
     sbc: B2bua,
     relay: FakeMedia,
     now: Instant,
@@ -65,6 +69,7 @@ impl Rig {
         anchor.set_dtmf_policy(policy);
         sbc.attach_media(anchor);
         Self {
+            pbx_media: None,
             sbc,
             relay: FakeMedia::new(30_000, 30_100),
             now,
@@ -85,8 +90,13 @@ impl Rig {
             reliable: false,
             flow: Flow::default(),
         };
-        let pbx =
-            |_: &Message, _: Side| Some(Target::udp(Side::Inside, addr(PBX), Flow::default()));
+        let media = self.pbx_media.clone();
+        let pbx = move |_: &Message, _: Side| {
+            Some(Target {
+                media: media.clone(),
+                ..Target::udp(Side::Inside, addr(PBX), Flow::default())
+            })
+        };
         self.sbc
             .handle_message(self.now, msg, origin, &pbx, &mut self.relay);
         self.collect();
@@ -153,8 +163,10 @@ impl Rig {
 /// A confirmed call phone (outside) -> PBX (inside): the phone offers PCMU only, the PBX answers
 /// with telephone-event 101.
 fn call(policy: DtmfPolicy) -> Rig {
-    let mut r = Rig::new(policy);
-    let body = sdp(4000, false);
+    call_with(Rig::new(policy), sdp(4000, false))
+}
+
+fn call_with(mut r: Rig, body: String) -> Rig {
     let invite = format!(
         "INVITE sip:200@203.0.113.1 SIP/2.0\r\nVia: SIP/2.0/UDP {PHONE};branch=z9hG4bKi1\r\n\
          Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=ph1\r\nTo: <sip:200@203.0.113.1>\r\n\
@@ -347,4 +359,47 @@ fn pass_and_same_modes_convert_nothing() {
     r.phone_request("INFO", 2, "Content-Type: application/dtmf\r\n", "9");
     assert_eq!(r.relay.dtmf_sent.len(), 1);
     assert_eq!(r.statuses(PHONE, "INFO"), vec![200]);
+}
+
+#[test]
+fn a_target_group_overrides_the_side_codec_policy_and_dtmf_mode() {
+    // The inside's default passes DTMF; the PBX group wants RFC 4733 and no PCMU.
+    let mut r = Rig::new(both(DtmfMode::Info, DtmfMode::Pass));
+    r.pbx_media = Some(Arc::new(LegOverrides {
+        codecs: Some(CodecPolicy {
+            strip: vec!["PCMU".into()],
+            ..CodecPolicy::default()
+        }),
+        dtmf: Some(DtmfMode::Rfc4733),
+        srtp: None,
+    }));
+    let body = sdp(4000, false)
+        .replace("RTP/AVP 0\r\n", "RTP/AVP 0 8\r\n")
+        .replace(
+            "a=rtpmap:0 PCMU/8000\r\n",
+            "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n",
+        );
+    let mut r = call_with(r, body);
+    let offer = r.last_request(PBX, &Method::Invite).unwrap();
+    let offer = String::from_utf8_lossy(offer.body()).into_owned();
+    assert!(
+        offer.contains("RTP/AVP 8 101\r\n"),
+        "PCMU stripped, te added: {offer}"
+    );
+    assert!(!offer.contains("PCMU"), "{offer}");
+    r.phone_request(
+        "INFO",
+        2,
+        "Content-Type: application/dtmf-relay\r\n",
+        "Signal=5\r\nDuration=160\r\n",
+    );
+    assert_eq!(r.relay.dtmf_sent.len(), 1);
+    assert_eq!(r.statuses(PHONE, "INFO"), vec![200]);
+    // Without the group's settings the same call passes INFO and keeps PCMU.
+    let plain = call_with(
+        Rig::new(both(DtmfMode::Info, DtmfMode::Pass)),
+        sdp(4000, false),
+    );
+    let offer = plain.last_request(PBX, &Method::Invite).unwrap();
+    assert!(String::from_utf8_lossy(offer.body()).contains("RTP/AVP 0\r\n"));
 }
