@@ -165,6 +165,35 @@ mod tests {
         );
     }
 
+    /// The example of `docs/config.md`, "Media per trunk and target group", loads and sets what
+    /// it says.
+    #[test]
+    fn the_documented_example_loads() {
+        let doc = include_str!("../../../docs/config.md");
+        let section = doc
+            .split("## Media per trunk and target group")
+            .nth(1)
+            .unwrap();
+        let toml = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|s| s.split("```").next())
+            .unwrap();
+        let c = Config::from_toml(toml, "config.md").unwrap();
+        let p = c.dtmf.policy().unwrap();
+        assert_eq!((p.outside, p.inside), (DtmfMode::Info, DtmfMode::Rfc4733));
+        let core = c.b2bua().unwrap();
+        let policy = core.policy(Default::default(), Default::default());
+        let of = |name: &str| {
+            let i = core.group_names.iter().position(|n| n == name).unwrap();
+            policy.groups[i].media.clone()
+        };
+        let secure = of("trunk:secure-carrier").unwrap();
+        assert_eq!(secure.srtp, Some(SrtpMode::Srtp));
+        assert_eq!(secure.dtmf, Some(DtmfMode::Rfc4733));
+        assert!(of("trunk:plain-carrier").is_none());
+    }
+
     #[test]
     fn bad_overrides_name_the_field() {
         let trunk = |keys: &str| {
