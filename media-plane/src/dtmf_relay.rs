@@ -12,7 +12,9 @@
 //! - **from a leg** ([`MediaShard::report_dtmf`](crate::MediaShard::report_dtmf)): the leg's
 //!   telephone-event packets are taken off the relay (the other party gets the digits by INFO)
 //!   and each event is reported once, on its first end packet (the retransmitted ends and any
-//!   later packet of the same timestamp are ignored), through the shard's bounded queue
+//!   later packet of the same timestamp are ignored; an event whose end packets were all lost is
+//!   reported when the next event starts, RFC 4733 §2.5.2.1; packets of an older event are
+//!   ignored), through the shard's bounded queue
 //!   ([`MediaShard::poll_dtmf`](crate::MediaShard::poll_dtmf)).
 //!
 //! Nothing here allocates on the packet path: the queues are allocated when the signalling sets
@@ -72,6 +74,8 @@ pub(crate) struct LegDtmf {
     report_pt: Option<u8>,
     /// The timestamp of the last event reported (its repeated ends are not reported again).
     reported: Option<u32>,
+    /// The event seen without its end yet: timestamp, event, duration so far.
+    open: Option<(u32, u8, u16)>,
     /// Digits played to their last end packet.
     played: u64,
 }
@@ -81,9 +85,10 @@ pub(crate) struct LegDtmf {
 pub(crate) enum Inbound {
     /// Not a reported telephone-event: relay it.
     Relay,
-    /// A telephone-event taken off the relay; `Some((event, duration))` on the first end of an
-    /// event, to report.
-    Taken(Option<(u8, u16)>),
+    /// A telephone-event taken off the relay, with the events it completes, to report in this
+    /// order (`(event, duration)`): an earlier event whose end was lost, then this one on its
+    /// first end packet.
+    Taken([Option<(u8, u16)>; 2]),
 }
 
 impl LegDtmf {
@@ -136,15 +141,42 @@ impl LegDtmf {
         if h.payload_type() != pt {
             return Inbound::Relay;
         }
-        let Some(ev) = h.payload().ok().and_then(Event::parse) else {
-            return Inbound::Taken(None);
+        let Some(ev) = h
+            .payload()
+            .ok()
+            .and_then(Event::parse)
+            .filter(|e| e.char().is_some())
+        else {
+            return Inbound::Taken([None, None]);
         };
         let ts = h.timestamp();
-        if !ev.end || self.reported == Some(ts) || ev.char().is_none() {
-            return Inbound::Taken(None);
+        // Older than the last event reported: a late packet of an event already done.
+        let older = |r: u32| ts != r && (ts.wrapping_sub(r) as i32) < 0;
+        if self.reported.is_some_and(older) {
+            return Inbound::Taken([None, None]);
         }
-        self.reported = Some(ts);
-        Inbound::Taken(Some((ev.event, ev.duration)))
+        let mut out = [None, None];
+        if let Some((start, event, duration)) = self.open {
+            if start != ts && !older(start) {
+                // A new event: the open one ended without an end packet seen.
+                self.open = None;
+                if self.reported != Some(start) {
+                    self.reported = Some(start);
+                    out[0] = Some((event, duration));
+                }
+            }
+        }
+        if self.reported == Some(ts) {
+            return Inbound::Taken(out);
+        }
+        if ev.end {
+            self.reported = Some(ts);
+            self.open = None;
+            out[1] = Some((ev.event, ev.duration));
+        } else {
+            self.open = Some((ts, ev.event, ev.duration));
+        }
+        Inbound::Taken(out)
     }
 
     /// The packet `room[..len]` about to be relayed toward the leg (RTP, before protection):
@@ -347,21 +379,64 @@ mod tests {
         assert_eq!(d.inbound(&ev(10, 3, true, 800)), Inbound::Relay);
         d.report(Some(101));
         assert_eq!(d.inbound(&audio(1, 10, 0)), Inbound::Relay);
-        assert_eq!(d.inbound(&ev(10, 3, false, 160)), Inbound::Taken(None));
+        assert_eq!(
+            d.inbound(&ev(10, 3, false, 160)),
+            Inbound::Taken([None, None])
+        );
         assert_eq!(
             d.inbound(&ev(10, 3, true, 800)),
-            Inbound::Taken(Some((3, 800)))
+            Inbound::Taken([None, Some((3, 800))])
         );
-        assert_eq!(d.inbound(&ev(10, 3, true, 800)), Inbound::Taken(None));
-        assert_eq!(d.inbound(&ev(10, 3, true, 800)), Inbound::Taken(None));
+        assert_eq!(
+            d.inbound(&ev(10, 3, true, 800)),
+            Inbound::Taken([None, None])
+        );
+        assert_eq!(
+            d.inbound(&ev(10, 3, true, 800)),
+            Inbound::Taken([None, None])
+        );
         assert_eq!(
             d.inbound(&ev(900, 11, true, 400)),
-            Inbound::Taken(Some((11, 400)))
+            Inbound::Taken([None, Some((11, 400))])
         );
         // Not DTMF (event 16+) and truncated payloads: taken, not reported.
-        assert_eq!(d.inbound(&ev(1900, 40, true, 400)), Inbound::Taken(None));
+        assert_eq!(
+            d.inbound(&ev(1900, 40, true, 400)),
+            Inbound::Taken([None, None])
+        );
         let mut short = audio(1, 3000, 101);
         short.truncate(13);
-        assert_eq!(d.inbound(&short), Inbound::Taken(None));
+        assert_eq!(d.inbound(&short), Inbound::Taken([None, None]));
+        // An event whose ends were all lost: reported when the next one starts, before it.
+        assert_eq!(
+            d.inbound(&ev(4000, 5, false, 160)),
+            Inbound::Taken([None, None])
+        );
+        assert_eq!(
+            d.inbound(&ev(4000, 5, false, 320)),
+            Inbound::Taken([None, None])
+        );
+        assert_eq!(
+            d.inbound(&ev(5000, 6, false, 160)),
+            Inbound::Taken([Some((5, 320)), None])
+        );
+        // Lost ends, and the next event known only by its end: both, in order.
+        assert_eq!(
+            d.inbound(&ev(6000, 7, true, 480)),
+            Inbound::Taken([Some((6, 160)), Some((7, 480))])
+        );
+        // Late packets of older events change nothing.
+        assert_eq!(
+            d.inbound(&ev(5000, 6, true, 400)),
+            Inbound::Taken([None, None])
+        );
+        assert_eq!(
+            d.inbound(&ev(4000, 5, false, 480)),
+            Inbound::Taken([None, None])
+        );
+        assert_eq!(
+            d.inbound(&ev(6000, 7, true, 480)),
+            Inbound::Taken([None, None])
+        );
     }
 }

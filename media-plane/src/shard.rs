@@ -1014,8 +1014,8 @@ impl MediaShard {
         if let (true, Some(d)) = (is_rtp, from.dtmf.as_deref_mut()) {
             match d.inbound(buf) {
                 Inbound::Relay => {}
-                Inbound::Taken(digit) => {
-                    if let Some((event, duration)) = digit {
+                Inbound::Taken(digits) => {
+                    for (event, duration) in digits.into_iter().flatten() {
                         if self.digits.len() < DIGIT_QUEUE {
                             self.counters.dtmf_reported += 1;
                             self.digits.push_back(DtmfDigit {
