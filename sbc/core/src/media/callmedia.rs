@@ -635,11 +635,12 @@ impl MediaAnchor {
             } else {
                 &policies.outside
             };
-            let policy = media
-                .overrides(to)
-                .and_then(|o| o.codecs.clone())
-                .unwrap_or_else(|| side_policy.clone());
-            let policy = &policy;
+            // The Arc, not the policy, is cloned: `media` is written below.
+            let own = media.leg(to).overrides.clone();
+            let policy = own
+                .as_deref()
+                .and_then(|o| o.codecs.as_ref())
+                .unwrap_or(side_policy);
             let answers = !offer && media.offer.as_ref().is_some_and(|o| o.from() == to);
             if answers {
                 let plans = media
