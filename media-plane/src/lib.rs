@@ -43,6 +43,7 @@
 )]
 
 pub mod codec;
+pub mod dtmf_relay;
 mod error;
 pub mod latch;
 pub mod ports;
@@ -54,4 +55,4 @@ pub mod stage;
 pub mod stats;
 
 pub use error::Error;
-pub use shard::{Action, DropReason, MediaShard, SessionHandle, ShardConfig, Side};
+pub use shard::{Action, DropReason, DtmfDigit, MediaShard, SessionHandle, ShardConfig, Side};

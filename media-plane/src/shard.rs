@@ -29,6 +29,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::codec::{CodecCounters, CodecPlan, CodecStage, StageResult, Way};
+use crate::dtmf_relay::{Inbound, LegDtmf};
 use crate::latch::{Latch, LatchMode, LatchVerdict};
 use crate::ports::{PortAllocator, PortPair};
 use crate::rtp::{is_rtcp, RtcpCompound, RtcpPacket, RtpHeader};
@@ -287,6 +288,12 @@ pub struct ShardCounters {
     pub srtp: SrtpCounters,
     /// Codec stages: frames transcoded, DTMF events relayed, generated, detected.
     pub codec: CodecCounters,
+    /// Digits queued by the signalling and played as RFC 4733 events ([`MediaShard::send_dtmf`]).
+    pub dtmf_played: u64,
+    /// Telephone-events reported to the signalling ([`MediaShard::report_dtmf`]).
+    pub dtmf_reported: u64,
+    /// Reported telephone-events dropped because the queue was full ([`DIGIT_QUEUE`]).
+    pub dtmf_report_overflow: u64,
     dropped: [u64; DropReason::COUNT],
 }
 
@@ -310,6 +317,8 @@ pub struct Leg {
     dropped: u64,
     /// What is done to the packets arriving on this leg before they leave by the other.
     stage: Stage,
+    /// DTMF interworking with the signalling (SIP INFO), when set up.
+    dtmf: Option<Box<LegDtmf>>,
 }
 
 impl Leg {
@@ -324,6 +333,7 @@ impl Leg {
             forwarded: 0,
             dropped: 0,
             stage: Stage::Plain,
+            dtmf: None,
         }
     }
 
@@ -459,6 +469,28 @@ pub struct MediaShard {
     /// The stream and direction of the last packet, when its codec stage has more packets due
     /// ([`MediaShard::next_packet`]).
     more: Option<Route>,
+    /// Telephone-events reported for the signalling ([`MediaShard::poll_dtmf`]), bounded.
+    digits: std::collections::VecDeque<DtmfDigit>,
+}
+
+/// Most reported digits waiting for [`MediaShard::poll_dtmf`]; later ones are counted
+/// ([`ShardCounters::dtmf_report_overflow`]) and dropped.
+pub const DIGIT_QUEUE: usize = 256;
+
+/// A telephone-event (RFC 4733) received on a leg whose events are reported
+/// ([`MediaShard::report_dtmf`]): once per event, on its first end packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DtmfDigit {
+    /// The session.
+    pub session: SessionHandle,
+    /// The stream index.
+    pub stream: usize,
+    /// The leg it came from.
+    pub from: Side,
+    /// The event code (0-15: `0`-`9`, `*`, `#`, `A`-`D`).
+    pub event: u8,
+    /// Its duration in timestamp units.
+    pub duration: u16,
 }
 
 impl MediaShard {
@@ -478,6 +510,7 @@ impl MediaShard {
             vacant: Vec::with_capacity(max_sessions),
             live: 0,
             scratch: Vec::with_capacity(2 * config.max_streams),
+            digits: std::collections::VecDeque::new(),
             counters: ShardCounters::default(),
             more: None,
         })
@@ -717,6 +750,56 @@ impl MediaShard {
         Ok(())
     }
 
+    /// Queue DTMF event `event` (0-15) of `duration` timestamp units to be played toward leg
+    /// `toward` of `stream` as RFC 4733 packets of payload type `pt`, in the place of the audio
+    /// relayed toward it (see [`crate::dtmf_relay`]). `Ok(false)`: the leg's queue is full.
+    pub fn send_dtmf(
+        &mut self,
+        handle: SessionHandle,
+        stream: usize,
+        toward: Side,
+        pt: u8,
+        event: u8,
+        duration: u16,
+    ) -> Result<bool, Error> {
+        let session = self.session_mut(handle)?;
+        let leg = stream_mut(session, stream)?.leg_mut(toward);
+        let queued = leg
+            .dtmf
+            .get_or_insert_with(Box::default)
+            .queue(pt, event, duration);
+        Ok(queued)
+    }
+
+    /// Take the telephone-events of payload type `pt` from leg `from` of `stream` off the relay
+    /// and report each once ([`MediaShard::poll_dtmf`]); `None`: relay them again.
+    pub fn report_dtmf(
+        &mut self,
+        handle: SessionHandle,
+        stream: usize,
+        from: Side,
+        pt: Option<u8>,
+    ) -> Result<(), Error> {
+        let session = self.session_mut(handle)?;
+        let leg = stream_mut(session, stream)?.leg_mut(from);
+        match (&mut leg.dtmf, pt) {
+            (Some(d), pt) => d.report(pt),
+            (None, Some(pt)) => leg.dtmf.get_or_insert_with(Box::default).report(Some(pt)),
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    /// The next telephone-event reported (oldest first).
+    pub fn poll_dtmf(&mut self) -> Option<DtmfDigit> {
+        self.digits.pop_front()
+    }
+
+    /// Whether reported telephone-events wait for [`MediaShard::poll_dtmf`].
+    pub fn dtmf_pending(&self) -> bool {
+        !self.digits.is_empty()
+    }
+
     /// The streams of a session, for reading ports, latch state and statistics.
     pub fn streams(&self, handle: SessionHandle) -> Result<&[Stream], Error> {
         let slot = self
@@ -902,12 +985,13 @@ impl MediaShard {
         else {
             return Action::Drop(DropReason::UnknownPort);
         };
-        let Some(stream) = self
-            .slots
-            .get_mut(route.slot as usize)
-            .and_then(|slot| slot.session.as_mut())
-            .and_then(|session| session.streams.get_mut(usize::from(route.stream)))
-        else {
+        let Some((generation, stream)) = self.slots.get_mut(route.slot as usize).and_then(|slot| {
+            let generation = slot.generation;
+            slot.session
+                .as_mut()
+                .and_then(|session| session.streams.get_mut(usize::from(route.stream)))
+                .map(|s| (generation, s))
+        }) else {
             return Action::Drop(DropReason::UnknownPort);
         };
         let clock_rate = stream.clock_rate;
@@ -989,6 +1073,32 @@ impl MediaShard {
             Some(h) => from.rx.record_rtp(&h, now, clock_rate),
             None => from.rx.record_rtcp(received, now),
         }
+        // Telephone-events reported to the signalling leave the relay here.
+        if let (true, Some(d)) = (is_rtp, from.dtmf.as_deref_mut()) {
+            match d.inbound(buf) {
+                Inbound::Relay => {}
+                Inbound::Taken(digits) => {
+                    for (event, duration) in digits.into_iter().flatten() {
+                        if self.digits.len() < DIGIT_QUEUE {
+                            self.counters.dtmf_reported += 1;
+                            self.digits.push_back(DtmfDigit {
+                                session: SessionHandle {
+                                    index: route.slot,
+                                    generation,
+                                },
+                                stream: usize::from(route.stream),
+                                from: route.side,
+                                event,
+                                duration,
+                            });
+                        } else {
+                            self.counters.dtmf_report_overflow += 1;
+                        }
+                    }
+                    return Action::Consumed;
+                }
+            }
+        }
 
         let (from_port, to_addr) = if kind == Kind::Rtp || to.rtcp_mux {
             (to.ports.rtp(), to.rtp.destination())
@@ -1013,6 +1123,12 @@ impl MediaShard {
             if stage.pending(way) {
                 self.more = Some(route);
             }
+        }
+        // Digits the signalling queued toward the other leg take the place of its audio.
+        if let (Kind::Rtp, false, Some(d)) = (kind, opaque, to.dtmf.as_deref_mut()) {
+            let before = d.played();
+            len = d.outbound(room, len);
+            self.counters.dtmf_played += d.played().saturating_sub(before);
         }
         // Protected for the other leg last, over what the codec stage made of the packet.
         if !opaque {

@@ -121,6 +121,15 @@ impl Handler {
         }
     }
 
+    /// The telephone-events the relay reported (DTMF interworking): INFOs toward the calls'
+    /// `info` legs.
+    pub(crate) fn on_media_events(&mut self, now: Instant, media: &mut dyn MediaControl) {
+        if media.dtmf_pending() {
+            self.signalling.on_media_events(now, media);
+            self.signalling.drain(now, &mut self.outbox);
+        }
+    }
+
     /// The guard's counters.
     pub(crate) fn guard_stats(&self) -> GuardStats {
         self.guard.stats()

@@ -258,6 +258,7 @@ fn media_anchor(
     });
     anchor.set_codec_policies(cfg.codecs.policies()?);
     anchor.set_srtp_policy(cfg.srtp_policy()?);
+    anchor.set_dtmf_policy(cfg.dtmf.policy()?);
     Ok((anchor, shard_media::ShardMedia::new(shard)))
 }
 

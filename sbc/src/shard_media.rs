@@ -11,8 +11,8 @@ use media_plane::shard::{
 };
 use media_plane::{Error, MediaShard};
 use sbc_core::media::{
-    Endpoint, IdleEvent, LegStats, MediaControl, MediaError, MediaSide, RelayPorts, RemoteSpec,
-    SessionHandle, StreamStats, Validation,
+    DtmfDigit, Endpoint, IdleEvent, LegStats, MediaControl, MediaError, MediaSide, RelayPorts,
+    RemoteSpec, SessionHandle, StreamStats, Validation,
 };
 
 /// The worker's relay shard, behind the core's media trait. See the module doc.
@@ -261,6 +261,49 @@ impl MediaControl for ShardMedia {
         self.0
             .set_stage(session(session_handle), stream, side(s), stage)
             .map_err(error)
+    }
+
+    fn send_dtmf(
+        &mut self,
+        h: SessionHandle,
+        stream: usize,
+        toward: MediaSide,
+        pt: u8,
+        event: u8,
+        duration: u16,
+    ) -> Result<bool, MediaError> {
+        self.0
+            .send_dtmf(session(h), stream, side(toward), pt, event, duration)
+            .map_err(error)
+    }
+
+    fn report_dtmf(
+        &mut self,
+        h: SessionHandle,
+        stream: usize,
+        from: MediaSide,
+        pt: Option<u8>,
+    ) -> Result<(), MediaError> {
+        self.0
+            .report_dtmf(session(h), stream, side(from), pt)
+            .map_err(error)
+    }
+
+    fn poll_dtmf(&mut self) -> Option<DtmfDigit> {
+        self.0.poll_dtmf().map(|d| DtmfDigit {
+            session: SessionHandle::from_raw(d.session.to_bits()),
+            stream: d.stream,
+            from: match d.from {
+                ShardSide::A => MediaSide::A,
+                ShardSide::B => MediaSide::B,
+            },
+            event: d.event,
+            duration: d.duration,
+        })
+    }
+
+    fn dtmf_pending(&self) -> bool {
+        self.0.dtmf_pending()
     }
 
     fn max_streams(&self) -> usize {

@@ -85,6 +85,7 @@ impl Signalling {
     pub(crate) fn counters(&self) -> stats::B2bua {
         let (calls, registrations) = self.load();
         let b = self.b2bua.stats();
+        let d = self.b2bua.dtmf_stats();
         let tx = self.b2bua.transaction_counters();
         let mut c = stats::B2bua {
             live_transactions: self.b2bua.transactions() as u64,
@@ -95,6 +96,10 @@ impl Signalling {
             trunk_auth_answered: b.trunk_auth_answered,
             trunk_auth_failures: b.trunk_auth_failures,
             call_failovers: b.failovers,
+            dtmf_info_to_events: d.info_to_events,
+            dtmf_events_to_info: d.events_to_info,
+            dtmf_info_refused: d.info_refused,
+            dtmf_dropped: d.dropped,
             ..self.stats
         };
 
@@ -386,6 +391,11 @@ impl Signalling {
     }
 
     /// Move what is to be sent into `out`, and digest the B2BUA's events.
+    /// The telephone-events the relay reported, to the B2BUA (DTMF INFO interworking).
+    pub(crate) fn on_media_events(&mut self, now: Instant, media: &mut dyn MediaControl) {
+        self.b2bua.handle_media_events(now, media);
+    }
+
     pub(crate) fn drain(&mut self, now: Instant, out: &mut Vec<Transmit>) {
         while let Some(t) = self.b2bua.poll_transmit() {
             out.push(t);

@@ -109,6 +109,14 @@ sbc_counters::counters! {
         counter call_failovers,
         /// Health probes (OPTIONS to targets) that failed.
         counter probes_failed,
+        /// SIP INFO digits answered by the SBC and played as RFC 4733 events (`dtmf` modes).
+        counter dtmf_info_to_events,
+        /// RFC 4733 digits sent on as SIP INFO.
+        counter dtmf_events_to_info,
+        /// DTMF INFOs refused: body malformed (400) or of a type the SBC does not read (415).
+        counter dtmf_info_refused,
+        /// DTMF digits dropped in the interworking (a queue full, the call gone).
+        counter dtmf_dropped,
         /// Fraud log lines left out (more than 20 a second).
         counter fraud_logs_suppressed,
         /// Fraud events the control thread's channel had no room for.

@@ -413,6 +413,8 @@ impl Worker {
             r => handler.serve_guard(r),
         });
         self.handler.on_timeout(now, relay(&mut self.shard_media));
+        self.handler
+            .on_media_events(now, relay(&mut self.shard_media));
         if let Some(MediaPath {
             ng: Some(ng),
             shard,

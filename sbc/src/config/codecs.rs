@@ -37,7 +37,7 @@ pub(crate) struct CodecsSection {
 impl CodecPolicySection {
     fn policy(
         &self,
-        side: &str,
+        key: &str,
         opus_complexity: u8,
         g722_resample: bool,
     ) -> Result<CodecPolicy, String> {
@@ -46,7 +46,7 @@ impl CodecPolicySection {
             .iter()
             .map(|n| {
                 AudioCodec::from_name(n).ok_or_else(|| {
-                    format!("codecs.{side}.transcode_to: {n:?} is not a codec the SBC transcodes (PCMU, PCMA, G722, opus)")
+                    format!("{key}.transcode_to: {n:?} is not a codec the SBC transcodes (PCMU, PCMA, G722, opus)")
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -64,6 +64,30 @@ impl CodecPolicySection {
 impl CodecsSection {
     /// The core's policies; an unknown `transcode_to` codec is an error naming the key.
     pub(crate) fn policies(&self) -> Result<CodecPolicies, String> {
+        let (complexity, g722_resample) = self.common()?;
+        Ok(CodecPolicies {
+            outside: self
+                .outside
+                .policy("codecs.outside", complexity, g722_resample)?,
+            inside: self
+                .inside
+                .policy("codecs.inside", complexity, g722_resample)?,
+        })
+    }
+
+    /// The policy of a trunk's or target group's `codecs` (`key` names it in errors), with the
+    /// section's Opus complexity and G.722 setting.
+    pub(crate) fn policy_of(
+        &self,
+        key: &str,
+        section: &CodecPolicySection,
+    ) -> Result<CodecPolicy, String> {
+        let (complexity, g722_resample) = self.common()?;
+        section.policy(key, complexity, g722_resample)
+    }
+
+    /// The Opus complexity and whether G.722 meets narrowband by resampling.
+    fn common(&self) -> Result<(u8, bool), String> {
         let complexity = self.opus_complexity.unwrap_or(DEFAULT_OPUS_COMPLEXITY);
         if complexity > 10 {
             return Err(format!(
@@ -80,10 +104,7 @@ impl CodecsSection {
                 ))
             }
         };
-        Ok(CodecPolicies {
-            outside: self.outside.policy("outside", complexity, g722_resample)?,
-            inside: self.inside.policy("inside", complexity, g722_resample)?,
-        })
+        Ok((complexity, g722_resample))
     }
 }
 

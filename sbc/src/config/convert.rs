@@ -19,8 +19,10 @@ use sbc_core::signalling::topology::{HeaderAction, HeaderPolicy, Side, TopologyP
 use sbc_sip::transaction::Flow;
 use toml::Spanned;
 
+use super::legmedia::LegMediaKeys;
 use super::validate::check_number_rules;
 use super::*;
+use sbc_core::media::callmedia::LegOverrides;
 
 impl From<TransportName> for core_routing::Transport {
     fn from(t: TransportName) -> Self {
@@ -110,6 +112,9 @@ pub(crate) struct TrunkSettings {
     /// trusted sources).
     pub(crate) trusted: bool,
     pub(crate) number_rules: Vec<NumberRule>,
+    /// The trunk's own media settings (`srtp`, `codecs`, `dtmf`): its calls' caller legs and the
+    /// legs toward its outbound proxy.
+    pub(crate) media: Option<Arc<LegOverrides>>,
 }
 
 /// The B2BUA configuration in `sbc-core` types.
@@ -129,6 +134,8 @@ pub(crate) struct CoreSettings {
     pub(crate) group_names: Vec<String>,
     /// Health-check settings of each group, by id.
     pub(crate) health: Vec<HealthConfig>,
+    /// The media settings of the legs toward each group, by id (a trunk's for its outbound proxy).
+    pub(crate) group_media: Vec<Option<Arc<LegOverrides>>>,
     pub(crate) trunks: Vec<TrunkSettings>,
     pub(crate) routes: Vec<Route>,
     pub(crate) registrar: RegistrarConfig,
@@ -156,6 +163,7 @@ impl CoreSettings {
                 health: self.health.get(i).copied().unwrap_or_default(),
                 auth: self.trunk_auth(g.id),
                 label: self.group_names.get(i).map(|n| Arc::from(n.as_str())),
+                media: self.group_media.get(i).cloned().flatten(),
             })
             .collect();
         PolicyConfig {
@@ -177,6 +185,7 @@ impl CoreSettings {
                 acl: t.acl.clone(),
                 number_rules: t.number_rules.clone(),
                 inbound: t.inbound,
+                media: t.media.clone(),
             })
             .collect()
     }
@@ -245,6 +254,7 @@ impl Config {
         let mut groups = Vec::new();
         let mut group_names: Vec<String> = Vec::new();
         let mut health = Vec::new();
+        let mut group_media = Vec::new();
         for (i, g) in self.target_groups.iter().enumerate() {
             let what = format!("target_group {:?}", g.name);
             if g.name.is_empty() || g.name.starts_with("trunk:") {
@@ -297,6 +307,14 @@ impl Config {
                     .collect(),
             });
             group_names.push(g.name.clone());
+            group_media.push(self.leg_overrides(
+                &what,
+                LegMediaKeys {
+                    srtp: g.srtp.as_ref(),
+                    codecs: g.codecs.as_ref(),
+                    dtmf: g.dtmf.as_ref(),
+                },
+            )?);
             health.push(HealthConfig {
                 interval: Duration::from_secs(g.options_interval_secs),
                 timeout: Duration::from_secs(g.options_timeout_secs),
@@ -362,6 +380,14 @@ impl Config {
                 return Err(format!("{what}: register_expires: must be in 60..=86400"));
             }
             check_number_rules(&what, &t.number_rules)?;
+            let media = self.leg_overrides(
+                &what,
+                LegMediaKeys {
+                    srtp: t.srtp.as_ref(),
+                    codecs: t.codecs.as_ref(),
+                    dtmf: t.dtmf.as_ref(),
+                },
+            )?;
             let outbound = t.outbound.as_ref().map(|o| {
                 let id = TargetGroupId(groups.len() as u32);
                 groups.push(TargetGroup {
@@ -374,6 +400,7 @@ impl Config {
                     }],
                 });
                 group_names.push(format!("trunk:{}", t.name));
+                group_media.push(media.clone());
                 health.push(HealthConfig {
                     interval: Duration::from_secs(t.options_interval_secs),
                     ..HealthConfig::default()
@@ -397,6 +424,7 @@ impl Config {
                     .iter()
                     .map(NumberRuleSection::to_core)
                     .collect(),
+                media,
             });
         }
 
@@ -486,6 +514,7 @@ impl Config {
             groups,
             group_names,
             health,
+            group_media,
             trunks,
             routes,
             registrar: self.registrar.to_core(self.worker_count()),

@@ -18,6 +18,7 @@ mod cdr;
 mod codecs;
 mod convert;
 mod guard;
+mod legmedia;
 mod rules;
 mod schema;
 mod srtp;

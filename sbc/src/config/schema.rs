@@ -55,6 +55,9 @@ pub(crate) struct Config {
     pub(crate) codecs: super::codecs::CodecsSection,
     #[serde(default)]
     pub(crate) srtp: super::srtp::SrtpSection,
+    /// `[dtmf]`: the DTMF mode of each side (see `config/legmedia.rs`).
+    #[serde(default)]
+    pub(crate) dtmf: super::legmedia::DtmfSection,
     /// `[[rules]]` tables and `[fraud]` (see `config/rules.rs`).
     #[serde(default)]
     pub(crate) rules: Vec<super::rules::RuleSection>,
@@ -257,6 +260,15 @@ pub(crate) struct TargetGroupSection {
     /// The group's own `limits.first_response_ms`.
     #[serde(default)]
     pub(crate) first_response_ms: Option<u64>,
+    /// SRTP mode of the legs toward the group (over `[srtp]`).
+    #[serde(default)]
+    pub(crate) srtp: Option<String>,
+    /// Codec policy of the legs toward the group (over `[codecs.<side>]`).
+    #[serde(default)]
+    pub(crate) codecs: Option<super::codecs::CodecPolicySection>,
+    /// DTMF mode of the legs toward the group (over `[dtmf]`).
+    #[serde(default)]
+    pub(crate) dtmf: Option<String>,
 }
 
 /// A secret from the file; its `Debug` never shows the value.
@@ -344,6 +356,15 @@ pub(crate) struct TrunkSection {
     pub(crate) trusted: bool,
     #[serde(default)]
     pub(crate) number_rules: Vec<NumberRuleSection>,
+    /// SRTP mode of the legs toward the trunk (over `[srtp]`).
+    #[serde(default)]
+    pub(crate) srtp: Option<String>,
+    /// Codec policy of the legs toward the trunk (over `[codecs.<side>]`).
+    #[serde(default)]
+    pub(crate) codecs: Option<super::codecs::CodecPolicySection>,
+    /// DTMF mode of the legs toward the trunk (over `[dtmf]`).
+    #[serde(default)]
+    pub(crate) dtmf: Option<String>,
 }
 
 /// Days of the week, as a bit set of [`TimeWindow::days`]: `"mon-fri"`, `"sat,sun"` or a list.

@@ -91,6 +91,7 @@ impl Config {
         self.events.check()?;
         self.codecs.policies()?;
         self.srtp_policy()?;
+        self.dtmf.policy()?;
         let t = &self.transport;
         if t.tcp_max_connections == 0 || t.tcp_max_connections > 1 << 20 {
             return Err("transport.tcp_max_connections: must be in 1..=1048576".into());

@@ -260,6 +260,24 @@ impl Ua {
         self.sent = Some((m, seq, branch));
     }
 
+    /// Send a request (not ACK) in the dialog, with its next CSeq and a body of `content_type`.
+    pub(crate) fn send_request_typed(&mut self, method: &str, content_type: &str, body: &str) {
+        let d = self.dialog();
+        d.cseq += 1;
+        let (seq, peer) = (d.cseq, d.peer);
+        let branch = token("b");
+        let msg = String::from_utf8(self.build(method, seq, &branch, Some(body)))
+            .unwrap_or_default()
+            .replacen(
+                "Content-Type: application/sdp",
+                &format!("Content-Type: {content_type}"),
+                1,
+            );
+        self.sip.send(peer, msg.as_bytes());
+        let m = Method::from_token(method.as_bytes()).unwrap();
+        self.sent = Some((m, seq, branch));
+    }
+
     /// The final response to the last request sent; a 2xx to INVITE updates the dialog (To tag,
     /// Contact) and is ACKed, a failure to INVITE is ACKed too. Panics with the trace when none
     /// comes within `timeout`.

@@ -67,6 +67,8 @@ impl B2bua {
             label: None,
             alternates: Vec::new(),
             first_response: None,
+            media: None,
+            caller_media: None,
         })
     }
 
@@ -152,7 +154,7 @@ impl B2bua {
             invite_cseq: 0,
         };
         let key = self.next_call + 1;
-        let (mut media, body) = match self.anchor_offer(now, key, &req, &from, relay) {
+        let (mut media, body) = match self.anchor_offer(now, key, &req, &from, &target, relay) {
             Ok(anchored) => anchored,
             Err(fault) => {
                 self.refuse_offer(now, tx, &req, fault);
@@ -234,6 +236,7 @@ impl B2bua {
             first_response,
             awaiting_first,
             ended_forks: Vec::new(),
+            dtmf_out: None,
             retarget,
             facts: CallFacts {
                 caller,

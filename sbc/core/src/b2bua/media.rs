@@ -35,9 +35,15 @@ impl B2bua {
         key: u64,
         req: &Message,
         from: &Origin,
+        target: &super::Target,
         relay: &mut dyn MediaControl,
     ) -> Result<(CallMedia, Option<Vec<u8>>), AnchorFault> {
         let mut media = CallMedia::new(self.config.seed ^ key);
+        media.set_legs(
+            from.side == Side::Outside,
+            target.caller_media.clone(),
+            target.media.clone(),
+        );
         let Some(m) = self.media.as_mut() else {
             return Ok((media, None));
         };

@@ -82,6 +82,7 @@
 
 mod admin;
 mod dialog;
+mod dtmf;
 mod invite;
 mod media;
 mod probe;
@@ -107,7 +108,7 @@ use sbc_sip::transaction::{
 use sbc_sip::writer::push_socket_addr;
 use sbc_sip::{Message, Method};
 
-use crate::media::callmedia::{CallMedia, MediaAnchor};
+use crate::media::callmedia::{CallMedia, LegOverrides, MediaAnchor};
 use crate::media::MediaControl;
 use crate::registration::registrar::{BindingKey, Change, Registrar, RegistrarConfig};
 use crate::registration::trunkreg::{TrunkAuth, TrunkRegistration};
@@ -115,6 +116,7 @@ use crate::signalling::ids::{Id, IdGen, IdKind, WorkerId};
 use crate::signalling::topology::{Side, TopologyPolicy};
 use crate::table::BoundedTable;
 pub use admin::{BindingSummary, CallFilter, CallState, CallSummary, CallTimers, HangUp};
+pub use dtmf::DtmfStats;
 use record::CallFacts;
 pub use record::{CallEvent, CallId, CallRecord, EndReason, EndedBy, Outcome};
 pub use register::StoredRegistration;
@@ -147,6 +149,11 @@ pub struct Target {
     /// `alternates` is tried (or, with none left, 408 to the caller); `None`: the B2BUA's
     /// [`B2buaConfig::first_response_timeout`].
     pub first_response: Option<Duration>,
+    /// The media settings (SRTP, codecs, DTMF) of the new leg, when its trunk or target group
+    /// has its own; `None`: its side's.
+    pub media: Option<Arc<LegOverrides>>,
+    /// The media settings of the caller's leg, when the caller is a trunk with its own.
+    pub caller_media: Option<Arc<LegOverrides>>,
 }
 
 impl Target {
@@ -164,6 +171,8 @@ impl Target {
             label: None,
             alternates: Vec::new(),
             first_response: None,
+            media: None,
+            caller_media: None,
         }
     }
 }
@@ -398,6 +407,8 @@ struct Call {
     ended_forks: Vec<String>,
     /// What the call's record needs beyond the legs.
     facts: CallFacts,
+    /// INFOs of reported telephone-events toward an `info` leg (DTMF interworking).
+    dtmf_out: Option<Box<dtmf::InfoOut>>,
 }
 
 /// Leg B's INVITE, again, toward another target of the same group (fail-over before any
@@ -479,6 +490,8 @@ enum ClientRole {
     TrunkRegister(usize),
     /// A health probe of the caller's.
     Probe(u64),
+    /// An INFO of one DTMF digit the SBC sent on a call (interworking).
+    DtmfInfo(u64),
     /// An out-of-dialog request relayed to a registered user agent (the PBX's OPTIONS to a
     /// phone): its final answer goes back on `server`.
     Forward {
@@ -586,6 +599,8 @@ pub struct B2bua {
     /// ([`B2buaConfig::trusted_sources`]): what it relays keeps its P-Asserted-Identity. False
     /// while timers run (nothing received is relayed then).
     trusted_now: bool,
+    /// Counters of the DTMF interworking.
+    dtmf_stats: DtmfStats,
 }
 
 impl B2bua {
@@ -636,6 +651,7 @@ impl B2bua {
             ],
             draining: false,
             trusted_now: false,
+            dtmf_stats: DtmfStats::default(),
             config,
         }
     }
@@ -767,6 +783,8 @@ impl B2bua {
                 label: None,
                 alternates: Vec::new(),
                 first_response: None,
+                media: None,
+                caller_media: None,
             };
             if self.send_options(now, &target, ClientRole::Fire) {
                 self.stats.keepalives += 1;
@@ -960,9 +978,12 @@ impl B2bua {
                     self.relay_request(now, key, tx, req, side, media);
                 }
             }
-            // Between the 2xx and the ACK the dialog exists on both legs (RFC 3261 §12.1): relayed.
-            (_, Some(State::AwaitAck | State::Confirmed)) => {
-                self.relay_request(now, key, tx, req, side, media);
+            // Between the 2xx and the ACK the dialog exists on both legs (RFC 3261 §12.1): relayed
+            // (a DTMF INFO the call converts to RFC 4733 is answered here).
+            (m, Some(State::AwaitAck | State::Confirmed)) => {
+                if m != Method::Info || !self.dtmf_info(now, key, tx, &req, side, media) {
+                    self.relay_request(now, key, tx, req, side, media);
+                }
             }
             // Early dialog (RFC 3262 PRACK, RFC 3311 UPDATE, INFO): relayed once the callee's
             // early dialog is known.
@@ -1000,6 +1021,11 @@ impl B2bua {
                 {
                     self.on_register_answer(now, batch, key, change, Some(&resp));
                 }
+            }
+            Some(ClientRole::DtmfInfo(key)) if code >= 200 => {
+                let key = *key;
+                self.clients.remove(&tx);
+                self.info_done(now, key, tx);
             }
             Some(ClientRole::Forward { .. }) if code >= 200 => {
                 if let Some(ClientRole::Forward { server, request }) = self.clients.remove(&tx) {
@@ -1071,6 +1097,11 @@ impl B2bua {
                 if let Some(r) = self.trunk_regs.get_mut(i) {
                     r.on_failure(now);
                 }
+            }
+            Some(ClientRole::DtmfInfo(key)) => {
+                let key = *key;
+                self.clients.remove(&tx);
+                self.info_done(now, key, tx);
             }
             Some(ClientRole::Cancel | ClientRole::Fire) | None => {}
         }

@@ -22,6 +22,7 @@ fn trunk(id: u32, acl: &[&str]) -> PolicyTrunk {
         acl: acl.iter().map(|c| c.parse().unwrap()).collect(),
         number_rules: Vec::new(),
         inbound: None,
+        media: None,
     }
 }
 

@@ -22,14 +22,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sbc_sip::sdp::Sdp;
 use sbc_sip::{HeaderName, Message, Method};
 
 use super::anchor::{self, AnchorError, OriginState, PlanOptions, RewriteOptions};
-use super::codecs::{self, CodecPolicies, OfferState};
-use super::sdes::Refusal;
+use super::codecs::{self, CodecPolicies, CodecPolicy, OfferState};
+use super::dtmf_relay::{DtmfMode, DtmfPolicy};
+use super::sdes::{Refusal, SrtpMode};
 use super::srtp::{CallSrtp, SrtpPolicy};
 use super::{IdleEvent, MediaControl, MediaSide, SessionHandle};
 
@@ -64,6 +66,32 @@ impl Default for EarlyLimits {
     }
 }
 
+/// The media settings of the legs toward one trunk or target group, over the side's own
+/// (`[srtp]`, `[codecs]`, `dtmf`): `None` keeps the side's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LegOverrides {
+    /// SRTP mode of the leg.
+    pub srtp: Option<SrtpMode>,
+    /// Codec policy of the descriptions sent to the leg.
+    pub codecs: Option<CodecPolicy>,
+    /// DTMF mode of the leg.
+    pub dtmf: Option<DtmfMode>,
+}
+
+/// What a call knows of one of its legs beyond the SDP.
+#[derive(Clone, Debug, Default)]
+struct LegMedia {
+    /// The leg is toward the outside (known from the first description either way).
+    outside: Option<bool>,
+    /// The leg's trunk or target group settings.
+    overrides: Option<Arc<LegOverrides>>,
+    /// The stream and telephone-event payload type of the leg's last description (first RTP
+    /// stream that has one).
+    telephone_event: Option<(usize, u8)>,
+    /// The relay reports this leg's telephone-events: (session, stream, payload type).
+    reporting: Option<(SessionHandle, usize, u8)>,
+}
+
 /// Per-call media state, kept in the B2BUA's call.
 #[derive(Clone, Debug)]
 pub(crate) struct CallMedia {
@@ -88,6 +116,11 @@ pub(crate) struct CallMedia {
     /// The SBC's `o=` line toward leg A and toward leg B.
     origin_a: OriginState,
     origin_b: OriginState,
+    /// Leg A, leg B.
+    legs: [LegMedia; 2],
+    /// The SBC added `telephone-event` to the last offer sent to this leg (its stream and payload
+    /// type): the leg's answer goes back without it.
+    te_added: Option<(MediaSide, usize, u8)>,
 }
 
 impl CallMedia {
@@ -129,7 +162,51 @@ impl CallMedia {
             srtp: None,
             origin_a: OriginState::new(id, 1),
             origin_b: OriginState::new(id ^ 0x5555, 1),
+            legs: [LegMedia::default(), LegMedia::default()],
+            te_added: None,
         }
+    }
+
+    /// The trunk or target group settings of leg A (a call from a trunk) and leg B (toward the
+    /// target), and the sides of the legs.
+    pub(crate) fn set_legs(
+        &mut self,
+        a_outside: bool,
+        a: Option<Arc<LegOverrides>>,
+        b: Option<Arc<LegOverrides>>,
+    ) {
+        let [la, lb] = &mut self.legs;
+        la.outside = Some(a_outside);
+        la.overrides = a;
+        lb.outside = Some(!a_outside);
+        lb.overrides = b;
+    }
+
+    fn leg(&self, side: MediaSide) -> &LegMedia {
+        let [a, b] = &self.legs;
+        match side {
+            MediaSide::A => a,
+            MediaSide::B => b,
+        }
+    }
+
+    fn leg_mut(&mut self, side: MediaSide) -> &mut LegMedia {
+        let [a, b] = &mut self.legs;
+        match side {
+            MediaSide::A => a,
+            MediaSide::B => b,
+        }
+    }
+
+    fn overrides(&self, side: MediaSide) -> Option<&LegOverrides> {
+        self.leg(side).overrides.as_deref()
+    }
+
+    /// Whether any leg has its own codec policy.
+    fn has_codec_overrides(&self) -> bool {
+        self.legs
+            .iter()
+            .any(|l| l.overrides.as_ref().is_some_and(|o| o.codecs.is_some()))
     }
 }
 
@@ -211,6 +288,8 @@ pub struct MediaAnchor {
     codecs: CodecPolicies,
     /// SRTP mode per side.
     srtp: SrtpPolicy,
+    /// DTMF mode per side.
+    dtmf: DtmfPolicy,
     /// Pairs held by unanswered calls, per outside source address.
     early_held: HashMap<IpAddr, usize>,
     /// Sessions of calls on hold (exempt from the no-media timeout).
@@ -238,6 +317,7 @@ impl MediaAnchor {
             early: EarlyLimits::default(),
             codecs: CodecPolicies::default(),
             srtp: SrtpPolicy::default(),
+            dtmf: DtmfPolicy::default(),
             early_held: HashMap::new(),
             held: HashSet::new(),
             calls: HashMap::new(),
@@ -261,6 +341,144 @@ impl MediaAnchor {
     /// Set the SRTP policy (default: both sides pass, descriptions keep their keys).
     pub fn set_srtp_policy(&mut self, policy: SrtpPolicy) {
         self.srtp = policy;
+    }
+
+    /// Set the DTMF modes of the sides (default: pass).
+    pub fn set_dtmf_policy(&mut self, policy: DtmfPolicy) {
+        self.dtmf = policy;
+    }
+
+    /// The call of a live relay session.
+    pub(crate) fn call_of(&self, session: SessionHandle) -> Option<u64> {
+        self.calls.get(&session).copied()
+    }
+
+    /// The DTMF mode leg `side` of a call works in: its trunk's or target group's, else its
+    /// side's, `auto` resolved by its description (`pass` while its side is unknown).
+    pub(crate) fn dtmf_mode(&self, media: &CallMedia, side: MediaSide) -> DtmfMode {
+        self.configured_dtmf(media, side)
+            .effective(media.leg(side).telephone_event.is_some())
+    }
+
+    /// The DTMF mode configured for leg `side` (`auto` not resolved).
+    fn configured_dtmf(&self, media: &CallMedia, side: MediaSide) -> DtmfMode {
+        let leg = media.leg(side);
+        let Some(outside) = leg.outside else {
+            return DtmfMode::Pass;
+        };
+        leg.overrides
+            .as_ref()
+            .and_then(|o| o.dtmf)
+            .unwrap_or(self.dtmf.of(outside))
+    }
+
+    /// `telephone-event` in a description from leg `from` for the other leg, when one is `info`
+    /// and the other `rfc4733`: added to an offer toward the `rfc4733` leg that lacks it (and
+    /// taken out of that leg's answer, which goes to an offerer that never offered it), added to
+    /// an answer toward an `rfc4733` offerer at the payload type it offered.
+    fn shape_dtmf(
+        &self,
+        sdp: &mut Sdp<'_>,
+        plan: &anchor::MediaPlan,
+        media: &mut CallMedia,
+        from: MediaSide,
+        offer: bool,
+    ) {
+        let to = from.other();
+        let Some(k) = plan
+            .entries()
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.is_relayed() && e.transport.is_rtp())
+            .map(|(k, _)| k)
+            .find(|&k| sdp.media(k).is_some_and(|l| l.media == "audio"))
+        else {
+            return;
+        };
+        if !offer {
+            if let Some((side, m, _)) = media.te_added {
+                if side == from {
+                    media.te_added = None;
+                    super::dtmf_relay::strip_telephone_event(sdp, m);
+                    return;
+                }
+            }
+        }
+        if self.configured_dtmf(media, to) != DtmfMode::Rfc4733
+            || self.dtmf_mode(media, from) != DtmfMode::Info
+            || codecs::telephone_event_pt(sdp, k).is_some()
+        {
+            return;
+        }
+        if offer {
+            if let Some(pt) = super::dtmf_relay::add_telephone_event(sdp, k, None) {
+                media.te_added = Some((to, k, pt));
+            }
+        } else if let Some((m, pt)) = media.leg(to).telephone_event.filter(|&(m, _)| m == k) {
+            let _ = super::dtmf_relay::add_telephone_event(sdp, m, Some(pt));
+        }
+    }
+
+    /// Where an INFO digit from leg `from` is played, when the call converts it: the session,
+    /// the other leg's stream and its telephone-event payload type.
+    pub(crate) fn info_to_events(
+        &self,
+        media: &CallMedia,
+        from: MediaSide,
+    ) -> Option<(SessionHandle, usize, u8)> {
+        let to = from.other();
+        if self.dtmf_mode(media, from) != DtmfMode::Info
+            || self.dtmf_mode(media, to) != DtmfMode::Rfc4733
+        {
+            return None;
+        }
+        let (stream, pt) = media.leg(to).telephone_event?;
+        Some((media.session?, stream, pt))
+    }
+
+    /// Whether a telephone-event from leg `from` becomes an INFO toward the other leg.
+    pub(crate) fn events_to_info(&self, media: &CallMedia, from: MediaSide) -> bool {
+        self.dtmf_mode(media, from) == DtmfMode::Rfc4733
+            && self.dtmf_mode(media, from.other()) == DtmfMode::Info
+    }
+
+    /// Have the relay report the telephone-events of each `rfc4733` leg whose other leg is
+    /// `info` (and stop where that no longer holds).
+    fn update_dtmf(&self, relay: &mut dyn MediaControl, media: &mut CallMedia) {
+        for side in [MediaSide::A, MediaSide::B] {
+            let want = match (media.session, media.leg(side).telephone_event) {
+                (Some(h), Some((stream, pt))) if self.events_to_info(media, side) => {
+                    Some((h, stream, pt))
+                }
+                _ => None,
+            };
+            let leg = media.leg_mut(side);
+            if leg.reporting == want {
+                continue;
+            }
+            if let Some((h, stream, _)) = leg.reporting.take() {
+                let _ = relay.report_dtmf(h, stream, side, None);
+            }
+            if let Some((h, stream, pt)) = want {
+                if relay.report_dtmf(h, stream, side, Some(pt)).is_ok() {
+                    leg.reporting = want;
+                }
+            }
+        }
+    }
+
+    /// The SRTP plan of leg `side` whose side is `outside`: its trunk's or target group's mode,
+    /// else its side's.
+    fn srtp_plan(
+        &self,
+        media: &CallMedia,
+        side: MediaSide,
+        outside: bool,
+    ) -> Result<super::sdes::LegPlan, Refusal> {
+        match media.overrides(side).and_then(|o| o.srtp) {
+            Some(mode) => self.srtp.plan_mode(outside, mode),
+            None => self.srtp.plan(outside),
+        }
     }
 
     /// Pairs held by the unanswered calls of `source`.
@@ -302,6 +520,12 @@ impl MediaAnchor {
         if let Some(codec) = anchor::preferred_codec(&sdp, &plan) {
             media.note_codec(from, codec);
         }
+        media.leg_mut(from).telephone_event = plan
+            .entries()
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.is_relayed() && e.transport.is_rtp())
+            .find_map(|(k, _)| codecs::telephone_event_pt(&sdp, k).map(|pt| (k, pt)));
         if !media.answered {
             let refused = plan.limit_streams(self.early.streams);
             self.stats.early_streams_refused += refused as u64;
@@ -400,16 +624,23 @@ impl MediaAnchor {
             }
             r?;
         }
-        // Codec policy toward the receiving side, and the codec plan once an answer chose.
+        // Codec policy toward the receiving leg (its trunk's or target group's, else its
+        // side's), and the codec plan once an answer chose.
         let policies = &self.codecs;
-        if let Some((_, sender_outside)) =
-            peer.filter(|_| !(policies.inside.is_empty() && policies.outside.is_empty()))
-        {
-            let policy = if sender_outside {
+        let any_policy = !(policies.inside.is_empty() && policies.outside.is_empty())
+            || media.has_codec_overrides();
+        if let Some((_, sender_outside)) = peer.filter(|_| any_policy) {
+            let side_policy = if sender_outside {
                 &policies.inside
             } else {
                 &policies.outside
             };
+            // The Arc, not the policy, is cloned: `media` is written below.
+            let own = media.leg(to).overrides.clone();
+            let policy = own
+                .as_deref()
+                .and_then(|o| o.codecs.as_ref())
+                .unwrap_or(side_policy);
             let answers = !offer && media.offer.as_ref().is_some_and(|o| o.from() == to);
             if answers {
                 let plans = media
@@ -434,6 +665,7 @@ impl MediaAnchor {
                 media.offer = Some(codecs::apply_offer(&mut sdp, &plan, policy, from));
             }
         }
+        self.shape_dtmf(&mut sdp, &plan, media, from, offer);
         let origin = match to {
             MediaSide::A => &mut media.origin_a,
             MediaSide::B => &mut media.origin_b,
@@ -445,6 +677,7 @@ impl MediaAnchor {
             origin,
             &RewriteOptions::default(),
         )?;
+        self.update_dtmf(relay, media);
         self.stats.rewritten += 1;
         let mut out = Vec::with_capacity(sdp.encoded_len());
         sdp.write_to(&mut out);
@@ -467,8 +700,12 @@ impl MediaAnchor {
         offer: bool,
         sender_outside: bool,
     ) -> Result<(), AnchorFault> {
-        let from_plan = self.srtp.plan(sender_outside).map_err(AnchorFault::Srtp)?;
-        let to_plan = self.srtp.plan(!sender_outside).map_err(AnchorFault::Srtp)?;
+        let from_plan = self
+            .srtp_plan(media, from, sender_outside)
+            .map_err(AnchorFault::Srtp)?;
+        let to_plan = self
+            .srtp_plan(media, from.other(), !sender_outside)
+            .map_err(AnchorFault::Srtp)?;
         let state = media.srtp.get_or_insert_with(Box::default);
         if offer || !state.answers(from.other()) {
             return state
@@ -513,6 +750,7 @@ impl MediaAnchor {
             self.held.remove(&old);
             free(relay, old, media.answered, now);
         }
+        self.update_dtmf(relay, media);
     }
 
     /// The offer that added `m=` lines failed: its bigger session is released (never used for

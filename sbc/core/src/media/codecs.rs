@@ -265,6 +265,13 @@ fn payload_types(sdp: &Sdp<'_>, m: usize) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// The payload type of `telephone-event/8000` on stream `m`, if offered.
+pub(crate) fn telephone_event_pt(sdp: &Sdp<'_>, m: usize) -> Option<u8> {
+    telephone_event(sdp, m)
+        .filter(|&(_, rate)| rate == 8000)
+        .map(|(pt, _)| pt)
+}
+
 fn telephone_event(sdp: &Sdp<'_>, m: usize) -> Option<(u8, u32)> {
     payload_types(sdp, m).into_iter().find_map(|pt| {
         sdp.rtpmap(m, pt)

@@ -182,6 +182,22 @@ pub struct LegStats {
     pub last_packet: Option<Instant>,
 }
 
+/// A telephone-event (RFC 4733) the relay took off a leg whose events are reported
+/// ([`MediaControl::report_dtmf`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DtmfDigit {
+    /// The session.
+    pub session: SessionHandle,
+    /// The stream.
+    pub stream: usize,
+    /// The leg it came from.
+    pub from: MediaSide,
+    /// The event code (0-15).
+    pub event: u8,
+    /// Its duration in timestamp units.
+    pub duration: u16,
+}
+
 /// One stream (`m=` line) of a session: its two legs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StreamStats {
@@ -391,6 +407,46 @@ pub trait MediaControl {
         _keys: Option<&StageKeys>,
     ) -> Result<(), MediaError> {
         Err(MediaError::Relay)
+    }
+
+    /// Play DTMF event `event` (0-15) lasting `duration` timestamp units toward leg `toward` of
+    /// `stream`, as RFC 4733 events of payload type `pt` (SIP INFO interworking). `Ok(false)`: the
+    /// leg has digits enough queued already. The default refuses: a relay that cannot play
+    /// events.
+    fn send_dtmf(
+        &mut self,
+        _session: SessionHandle,
+        _stream: usize,
+        _toward: MediaSide,
+        _pt: u8,
+        _event: u8,
+        _duration: u16,
+    ) -> Result<bool, MediaError> {
+        Err(MediaError::Relay)
+    }
+
+    /// Take the telephone-events (payload type `pt`) of leg `from` of `stream` off the relay and
+    /// report each once by [`MediaControl::poll_dtmf`]; `None`: relay them again. The default
+    /// ignores it.
+    fn report_dtmf(
+        &mut self,
+        _session: SessionHandle,
+        _stream: usize,
+        _from: MediaSide,
+        _pt: Option<u8>,
+    ) -> Result<(), MediaError> {
+        Err(MediaError::Relay)
+    }
+
+    /// The next telephone-event reported (oldest first). The default has none.
+    fn poll_dtmf(&mut self) -> Option<DtmfDigit> {
+        None
+    }
+
+    /// Whether telephone-events wait for [`MediaControl::poll_dtmf`] (cheap: asked every turn of
+    /// the worker's loop).
+    fn dtmf_pending(&self) -> bool {
+        false
     }
 
     /// Most streams one session may have.

@@ -51,6 +51,17 @@ impl SrtpPolicy {
         self.outside == SrtpMode::Pass && self.inside == SrtpMode::Pass
     }
 
+    /// The plan of a leg of side `outside` in `mode` (a trunk's or target group's own mode, over
+    /// the side's), with the side's TLS rule.
+    pub fn plan_mode(&self, outside: bool, mode: SrtpMode) -> Result<LegPlan, Refusal> {
+        let tls = if outside {
+            self.outside_tls
+        } else {
+            self.inside_tls
+        };
+        sdes::plan(mode, tls, self.require_tls_for_sdes)
+    }
+
     /// The plan of the outside (`true`) or the inside.
     pub fn plan(&self, outside: bool) -> Result<LegPlan, Refusal> {
         if outside {

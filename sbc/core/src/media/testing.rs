@@ -40,6 +40,12 @@ pub struct FakeMedia {
     pub released: u64,
     /// Of those, released without quarantine (calls never answered).
     pub released_at_once: u64,
+    /// Every `send_dtmf`, in order: (session, stream, toward, payload type, event, duration).
+    pub dtmf_sent: Vec<(SessionHandle, usize, MediaSide, u8, u8, u16)>,
+    /// The reporting set by `report_dtmf`: (session, stream, from) -> payload type.
+    pub dtmf_reported: HashMap<(SessionHandle, usize, MediaSide), u8>,
+    /// Telephone-events the next `poll_dtmf` calls return (a test pushes them).
+    pub dtmf_events: VecDeque<super::DtmfDigit>,
 }
 
 fn empty_leg(ports: RelayPorts) -> LegStats {
@@ -81,6 +87,9 @@ impl FakeMedia {
             allocation_failures: 0,
             released: 0,
             released_at_once: 0,
+            dtmf_sent: Vec::new(),
+            dtmf_reported: HashMap::new(),
+            dtmf_events: VecDeque::new(),
         }
     }
 
@@ -276,6 +285,44 @@ impl MediaControl for FakeMedia {
                 s.idle_reported = false;
             }
         }
+    }
+
+    fn send_dtmf(
+        &mut self,
+        session: SessionHandle,
+        stream: usize,
+        toward: MediaSide,
+        pt: u8,
+        event: u8,
+        duration: u16,
+    ) -> Result<bool, MediaError> {
+        self.session(session)?;
+        self.dtmf_sent
+            .push((session, stream, toward, pt, event, duration));
+        Ok(true)
+    }
+
+    fn report_dtmf(
+        &mut self,
+        session: SessionHandle,
+        stream: usize,
+        from: MediaSide,
+        pt: Option<u8>,
+    ) -> Result<(), MediaError> {
+        self.session(session)?;
+        match pt {
+            Some(pt) => self.dtmf_reported.insert((session, stream, from), pt),
+            None => self.dtmf_reported.remove(&(session, stream, from)),
+        };
+        Ok(())
+    }
+
+    fn poll_dtmf(&mut self) -> Option<super::DtmfDigit> {
+        self.dtmf_events.pop_front()
+    }
+
+    fn dtmf_pending(&self) -> bool {
+        !self.dtmf_events.is_empty()
     }
 
     fn set_srtp(

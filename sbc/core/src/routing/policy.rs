@@ -35,6 +35,9 @@ pub struct PolicyTrunk {
     pub number_rules: Vec<NumberRule>,
     /// Where the trunk's calls go when no route matches.
     pub inbound: Option<TargetGroupId>,
+    /// The media settings of the legs toward the trunk (its calls' caller legs,
+    /// [`Target::caller_media`]); `None`: the side's.
+    pub media: Option<Arc<crate::media::callmedia::LegOverrides>>,
 }
 
 impl PolicyTrunk {
@@ -64,6 +67,8 @@ pub struct PolicyGroup {
     pub auth: Option<Arc<TrunkAuth>>,
     /// The group's name (or its trunk's), given to the targets picked in it ([`Target::label`]).
     pub label: Option<Arc<str>>,
+    /// The media settings of the legs toward its targets ([`Target::media`]); `None`: the side's.
+    pub media: Option<Arc<crate::media::callmedia::LegOverrides>>,
 }
 
 /// What a [`RoutingPolicy`] is built from.
@@ -187,6 +192,8 @@ impl RoutingPolicy {
             auth: g.auth.clone(),
             alternates,
             first_response: g.health.first_response,
+            media: g.media.clone(),
+            caller_media: None,
         })
     }
 
@@ -215,12 +222,18 @@ impl RoutingPolicy {
             side: from,
             trunk: trunk.map(|t| t.id),
         };
+        let caller_media = trunk.and_then(|t| t.media.clone());
+        let with_caller = |t: Target| Target {
+            caller_media: caller_media.clone(),
+            ..t
+        };
         if let Some(r) = self.router.route(&call_source, &called, time) {
             let user = r.rewrite_outbound(&called).into_owned();
-            return self.pick(r.target, Some(user));
+            return self.pick(r.target, Some(user)).map(with_caller);
         }
         let inbound = trunk.and_then(|t| t.inbound)?;
         self.pick(inbound, Some(called.into_owned()))
+            .map(with_caller)
     }
 
     /// Where the new request `msg` goes: a REGISTER to the registrar group, anything else by the

@@ -55,6 +55,7 @@ fn group(
         health,
         auth: None,
         label: None,
+        media: None,
     }
 }
 
@@ -141,6 +142,7 @@ fn config() -> PolicyConfig {
             acl: vec!["203.0.113.0/28".parse().unwrap()],
             number_rules: vec![strip("0", 1, "+49")],
             inbound: Some(TRUNK_IN),
+            media: None,
         }],
         routes: vec![
             route("+49", SourceMatch::Any, None, PBX),
@@ -461,4 +463,39 @@ fn a_disabled_target_gets_no_new_call_and_a_reload_keeps_what_was_learned() {
     );
     assert_eq!(p.set_enabled(&one, true).len(), 1);
     assert_eq!(first(&p).map(|d| d.0), Some(addr("10.0.0.1:5060")));
+}
+
+#[test]
+fn media_settings_of_the_group_and_of_the_calling_trunk_reach_the_target() {
+    use crate::media::callmedia::LegOverrides;
+    use crate::media::dtmf_relay::DtmfMode;
+    let mut cfg = config();
+    let carrier = Arc::new(LegOverrides {
+        dtmf: Some(DtmfMode::Rfc4733),
+        ..LegOverrides::default()
+    });
+    let trunk = Arc::new(LegOverrides {
+        dtmf: Some(DtmfMode::Info),
+        ..LegOverrides::default()
+    });
+    cfg.groups[CARRIER.0 as usize].media = Some(carrier.clone());
+    cfg.trunks[0].media = Some(trunk.clone());
+    let p = RoutingPolicy::new(cfg, 0, t0());
+    // From the inside to the carrier: the carrier group's settings, no caller trunk.
+    let t = p
+        .route_call(Side::Inside, ip("10.0.0.1"), "+1555", MON_NOON)
+        .unwrap();
+    assert_eq!(t.media.as_ref(), Some(&carrier));
+    assert_eq!(t.caller_media, None);
+    // From the trunk to its inbound group: the trunk's settings on the caller's leg only.
+    let t = p
+        .route_call(Side::Outside, ip("203.0.113.3"), "5551234", MON_NOON)
+        .unwrap();
+    assert_eq!(t.media, None);
+    assert_eq!(t.caller_media.as_ref(), Some(&trunk));
+    // By a route, too.
+    let t = p
+        .route_call(Side::Outside, ip("203.0.113.2"), "0301234", MON_NIGHT)
+        .unwrap();
+    assert_eq!(t.caller_media.as_ref(), Some(&trunk));
 }

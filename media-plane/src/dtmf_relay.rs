@@ -1,0 +1,442 @@
+//! DTMF for signalling interworking (SIP INFO <-> RFC 4733), per leg of a stream:
+//!
+//! - **toward a leg** ([`MediaShard::send_dtmf`](crate::MediaShard::send_dtmf)): digits the
+//!   signalling received (an INFO from the other party) are queued, and played as RFC 4733
+//!   telephone-event packets in the place of the audio packets relayed toward the leg: the first
+//!   packet of an event has the marker bit, every packet of it the timestamp of its first one and
+//!   the duration so far (advanced by the audio's timestamp steps), the last three the E bit and
+//!   the final duration. The packets keep the relayed stream's SSRC and sequence numbers, so the
+//!   receiver sees one continuous stream. Digits follow one another in order, each at a later
+//!   timestamp. The events ride on the audio toward the leg: a party that sends no audio gets
+//!   none (RTP endpoints send continuously; comfort-noise silence suppression delays them).
+//! - **from a leg** ([`MediaShard::report_dtmf`](crate::MediaShard::report_dtmf)): the leg's
+//!   telephone-event packets are taken off the relay (the other party gets the digits by INFO)
+//!   and each event is reported once, on its first end packet (the retransmitted ends and any
+//!   later packet of the same timestamp are ignored; an event whose end packets were all lost is
+//!   reported when the next event starts, RFC 4733 §2.5.2.1; packets of an older event are
+//!   ignored), through the shard's bounded queue
+//!   ([`MediaShard::poll_dtmf`](crate::MediaShard::poll_dtmf)).
+//!
+//! Nothing here allocates on the packet path: the queues are allocated when the signalling sets
+//! them up, and are bounded ([`QUEUE`]).
+
+use std::collections::VecDeque;
+
+use crate::codec::dtmf::Event;
+
+/// Most digits waiting to be played toward one leg; more are refused.
+pub const QUEUE: usize = 32;
+
+/// Least duration of a played event, in timestamp units (40 ms at 8 kHz).
+pub const MIN_DURATION: u16 = 320;
+
+/// Timestamp step assumed before two audio packets were seen (20 ms at 8 kHz).
+const DEFAULT_STEP: u32 = 160;
+
+/// End packets of an event (RFC 4733 §2.5.1.4: the final packet is sent three times).
+const ENDS: u8 = 3;
+
+/// The volume written in played events (-10 dBm0).
+const VOLUME: u8 = 10;
+
+/// A digit to play toward a leg.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Queued {
+    event: u8,
+    duration: u16,
+}
+
+/// The event being played.
+#[derive(Clone, Copy, Debug)]
+struct Playing {
+    digit: Queued,
+    /// Timestamp of its first packet.
+    start: u32,
+    /// Its duration so far.
+    elapsed: u16,
+    /// End packets sent.
+    ends: u8,
+}
+
+/// The DTMF interworking state of one leg. See the module doc.
+#[derive(Debug, Default)]
+pub(crate) struct LegDtmf {
+    /// The leg's telephone-event payload type for played events (`None`: nothing is played).
+    play_pt: Option<u8>,
+    queue: VecDeque<Queued>,
+    playing: Option<Playing>,
+    /// The timestamp of the last audio packet relayed toward the leg, for the step.
+    last_ts: Option<u32>,
+    step: u32,
+    /// The previous event ended: the next starts at a later timestamp than its start.
+    last_start: Option<u32>,
+    /// The leg's telephone-event payload type whose events are taken off and reported.
+    report_pt: Option<u8>,
+    /// The timestamp of the last event reported (its repeated ends are not reported again).
+    reported: Option<u32>,
+    /// The event seen without its end yet: timestamp, event, duration so far.
+    open: Option<(u32, u8, u16)>,
+    /// Digits played to their last end packet.
+    played: u64,
+}
+
+/// What [`LegDtmf::inbound`] made of a packet from the leg.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Inbound {
+    /// Not a reported telephone-event: relay it.
+    Relay,
+    /// A telephone-event taken off the relay, with the events it completes, to report in this
+    /// order (`(event, duration)`): an earlier event whose end was lost, then this one on its
+    /// first end packet.
+    Taken([Option<(u8, u16)>; 2]),
+}
+
+impl LegDtmf {
+    /// Queue a digit toward the leg, played with payload type `pt`. `false` when the queue is
+    /// full.
+    pub(crate) fn queue(&mut self, pt: u8, event: u8, duration: u16) -> bool {
+        if self.queue.len() >= QUEUE {
+            return false;
+        }
+        if self.queue.capacity() == 0 {
+            self.queue.reserve_exact(QUEUE);
+        }
+        self.play_pt = Some(pt);
+        self.queue.push_back(Queued {
+            event,
+            duration: duration.max(MIN_DURATION),
+        });
+        true
+    }
+
+    /// Report (and take off the relay) the leg's telephone-events of payload type `pt`; `None`:
+    /// relay them as before.
+    pub(crate) fn report(&mut self, pt: Option<u8>) {
+        if self.report_pt != pt {
+            self.reported = None;
+        }
+        self.report_pt = pt;
+    }
+
+    /// Whether digits are queued or being played.
+    #[cfg(test)]
+    pub(crate) fn busy(&self) -> bool {
+        self.playing.is_some() || !self.queue.is_empty()
+    }
+
+    /// Digits played to their last end packet so far.
+    pub(crate) fn played(&self) -> u64 {
+        self.played
+    }
+
+    /// A packet from the leg (RTP, after decryption): its telephone-events are taken off when
+    /// reported.
+    pub(crate) fn inbound(&mut self, packet: &[u8]) -> Inbound {
+        let Some(pt) = self.report_pt else {
+            return Inbound::Relay;
+        };
+        let Ok(h) = crate::rtp::RtpHeader::parse(packet) else {
+            return Inbound::Relay;
+        };
+        if h.payload_type() != pt {
+            return Inbound::Relay;
+        }
+        let Some(ev) = h
+            .payload()
+            .ok()
+            .and_then(Event::parse)
+            .filter(|e| e.char().is_some())
+        else {
+            return Inbound::Taken([None, None]);
+        };
+        let ts = h.timestamp();
+        // Older than the last event reported: a late packet of an event already done.
+        let older = |r: u32| ts != r && (ts.wrapping_sub(r) as i32) < 0;
+        if self.reported.is_some_and(older) {
+            return Inbound::Taken([None, None]);
+        }
+        let mut out = [None, None];
+        if let Some((start, event, duration)) = self.open {
+            if start != ts && !older(start) {
+                // A new event: the open one ended without an end packet seen.
+                self.open = None;
+                if self.reported != Some(start) {
+                    self.reported = Some(start);
+                    out[0] = Some((event, duration));
+                }
+            }
+        }
+        if self.reported == Some(ts) {
+            return Inbound::Taken(out);
+        }
+        if ev.end {
+            self.reported = Some(ts);
+            self.open = None;
+            out[1] = Some((ev.event, ev.duration));
+        } else {
+            self.open = Some((ts, ev.event, ev.duration));
+        }
+        Inbound::Taken(out)
+    }
+
+    /// The packet `room[..len]` about to be relayed toward the leg (RTP, before protection):
+    /// while a digit plays, it is rewritten in place as the event's next packet. Returns the
+    /// length to send.
+    pub(crate) fn outbound(&mut self, room: &mut [u8], len: usize) -> usize {
+        let Some((seq, ts, ssrc)) = room
+            .get(..len)
+            .and_then(|b| crate::rtp::RtpHeader::parse(b).ok())
+            .map(|h| (h.sequence(), h.timestamp(), h.ssrc()))
+        else {
+            return len;
+        };
+        if let Some(last) = self.last_ts {
+            let step = ts.wrapping_sub(last);
+            // A plausible audio step (up to 200 ms at 8 kHz); anything else keeps the last one.
+            if (1..=1600).contains(&step) {
+                self.step = step;
+            }
+        }
+        self.last_ts = Some(ts);
+        let step = if self.step == 0 {
+            DEFAULT_STEP
+        } else {
+            self.step
+        };
+        let Some(pt) = self.play_pt else {
+            return len;
+        };
+        let mut first = false;
+        if self.playing.is_none() {
+            // A new event must not reuse the previous one's timestamp.
+            if self.last_start == Some(ts) {
+                return len;
+            }
+            let Some(digit) = self.queue.pop_front() else {
+                return len;
+            };
+            self.playing = Some(Playing {
+                digit,
+                start: ts,
+                elapsed: 0,
+                ends: 0,
+            });
+            self.last_start = Some(ts);
+            first = true;
+        }
+        let Some(p) = self.playing.as_mut() else {
+            return len;
+        };
+        if p.ends == 0 {
+            let next = u32::from(p.elapsed).saturating_add(step);
+            p.elapsed = u16::try_from(next)
+                .unwrap_or(u16::MAX)
+                .min(p.digit.duration);
+        }
+        let end = p.elapsed >= p.digit.duration;
+        if end {
+            p.ends = p.ends.saturating_add(1);
+        }
+        let ev = Event {
+            event: p.digit.event,
+            end,
+            volume: VOLUME,
+            duration: p.elapsed,
+        };
+        let start = p.start;
+        if p.ends >= ENDS {
+            self.playing = None;
+            self.played += 1;
+        }
+        write_event(room, len, pt, first, seq, start, ssrc, ev)
+    }
+}
+
+/// Write an RTP packet of one telephone-event over `room` (12-byte header, no CSRC, no
+/// extension, no padding); `len` when the room is too small (the packet is relayed as it was).
+#[allow(clippy::too_many_arguments)]
+fn write_event(
+    room: &mut [u8],
+    len: usize,
+    pt: u8,
+    marker: bool,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    ev: Event,
+) -> usize {
+    let Some(out) = room.get_mut(..16) else {
+        return len;
+    };
+    let [s0, s1] = seq.to_be_bytes();
+    let [t0, t1, t2, t3] = ts.to_be_bytes();
+    let [c0, c1, c2, c3] = ssrc.to_be_bytes();
+    let [e0, e1, e2, e3] = ev.to_bytes();
+    out.copy_from_slice(&[
+        0x80,
+        (if marker { 0x80 } else { 0 }) | (pt & 0x7F),
+        s0,
+        s1,
+        t0,
+        t1,
+        t2,
+        t3,
+        c0,
+        c1,
+        c2,
+        c3,
+        e0,
+        e1,
+        e2,
+        e3,
+    ]);
+    16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn audio(seq: u16, ts: u32, pt: u8) -> Vec<u8> {
+        let mut p = vec![0x80, pt, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p[4..8].copy_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&[0xFF; 160]);
+        p
+    }
+
+    #[test]
+    fn queued_digits_replace_audio_in_order_with_three_ends() {
+        let mut d = LegDtmf::default();
+        assert!(d.queue(101, 1, 480));
+        assert!(d.queue(101, 11, 320));
+        let mut events = Vec::new();
+        for k in 0..20u16 {
+            let mut p = audio(100 + k, 1000 + 160 * u32::from(k), 0);
+            let len = p.len();
+            let n = d.outbound(&mut p, len);
+            if n == 16 {
+                let h = crate::rtp::RtpHeader::parse(&p[..n]).unwrap();
+                assert_eq!(h.payload_type(), 101);
+                assert_eq!(h.sequence(), 100 + k, "the stream's numbering kept");
+                assert_eq!(h.ssrc(), 0x1234);
+                let ev = Event::parse(h.payload().unwrap()).unwrap();
+                events.push((h.marker(), h.timestamp(), ev.event, ev.end, ev.duration));
+            } else {
+                assert_eq!(n, len, "audio relayed as it was");
+            }
+        }
+        // Digit 1: 480 units = 3 packets of 160, the last sent three times with E.
+        assert_eq!(
+            events[..5],
+            [
+                (true, 1000, 1, false, 160),
+                (false, 1000, 1, false, 320),
+                (false, 1000, 1, true, 480),
+                (false, 1000, 1, true, 480),
+                (false, 1000, 1, true, 480),
+            ]
+        );
+        // Then '#' at a later timestamp.
+        assert_eq!(events[5], (true, 1800, 11, false, 160));
+        assert_eq!(events[6..].iter().filter(|e| e.3).count(), 3);
+        assert_eq!(events.len(), 9);
+        assert!(!d.busy());
+    }
+
+    #[test]
+    fn queue_is_bounded_and_short_packets_pass() {
+        let mut d = LegDtmf::default();
+        for _ in 0..QUEUE {
+            assert!(d.queue(101, 5, 100));
+        }
+        assert!(!d.queue(101, 5, 100));
+        let mut short = [0x80u8, 0, 0];
+        assert_eq!(d.outbound(&mut short, 3), 3);
+        // A packet of 12 bytes in a 12-byte room cannot take the event: relayed as is.
+        let mut p = audio(1, 1, 0);
+        p.truncate(12);
+        assert_eq!(d.outbound(&mut p, 12), 12);
+    }
+
+    #[test]
+    fn reported_events_once_per_timestamp() {
+        let mut d = LegDtmf::default();
+        let ev = |ts: u32, event: u8, end: bool, dur: u16| {
+            let mut p = audio(1, ts, 101);
+            p.truncate(12);
+            p.extend_from_slice(
+                &Event {
+                    event,
+                    end,
+                    volume: 10,
+                    duration: dur,
+                }
+                .to_bytes(),
+            );
+            p
+        };
+        assert_eq!(d.inbound(&ev(10, 3, true, 800)), Inbound::Relay);
+        d.report(Some(101));
+        assert_eq!(d.inbound(&audio(1, 10, 0)), Inbound::Relay);
+        assert_eq!(
+            d.inbound(&ev(10, 3, false, 160)),
+            Inbound::Taken([None, None])
+        );
+        assert_eq!(
+            d.inbound(&ev(10, 3, true, 800)),
+            Inbound::Taken([None, Some((3, 800))])
+        );
+        assert_eq!(
+            d.inbound(&ev(10, 3, true, 800)),
+            Inbound::Taken([None, None])
+        );
+        assert_eq!(
+            d.inbound(&ev(10, 3, true, 800)),
+            Inbound::Taken([None, None])
+        );
+        assert_eq!(
+            d.inbound(&ev(900, 11, true, 400)),
+            Inbound::Taken([None, Some((11, 400))])
+        );
+        // Not DTMF (event 16+) and truncated payloads: taken, not reported.
+        assert_eq!(
+            d.inbound(&ev(1900, 40, true, 400)),
+            Inbound::Taken([None, None])
+        );
+        let mut short = audio(1, 3000, 101);
+        short.truncate(13);
+        assert_eq!(d.inbound(&short), Inbound::Taken([None, None]));
+        // An event whose ends were all lost: reported when the next one starts, before it.
+        assert_eq!(
+            d.inbound(&ev(4000, 5, false, 160)),
+            Inbound::Taken([None, None])
+        );
+        assert_eq!(
+            d.inbound(&ev(4000, 5, false, 320)),
+            Inbound::Taken([None, None])
+        );
+        assert_eq!(
+            d.inbound(&ev(5000, 6, false, 160)),
+            Inbound::Taken([Some((5, 320)), None])
+        );
+        // Lost ends, and the next event known only by its end: both, in order.
+        assert_eq!(
+            d.inbound(&ev(6000, 7, true, 480)),
+            Inbound::Taken([Some((6, 160)), Some((7, 480))])
+        );
+        // Late packets of older events change nothing.
+        assert_eq!(
+            d.inbound(&ev(5000, 6, true, 400)),
+            Inbound::Taken([None, None])
+        );
+        assert_eq!(
+            d.inbound(&ev(4000, 5, false, 480)),
+            Inbound::Taken([None, None])
+        );
+        assert_eq!(
+            d.inbound(&ev(6000, 7, true, 480)),
+            Inbound::Taken([None, None])
+        );
+    }
+}
