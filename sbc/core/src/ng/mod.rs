@@ -81,6 +81,7 @@
 //! | `address-family`, `transport-protocol`, `SDES` | accepted; a family or protocol change the relay cannot make is reported in `warning` |
 //! | other flags and keys (`record-call`, `via-branch`, ...) | ignored, counted in [`NgCounters::ignored_options`] |
 
+mod bridge;
 mod calls;
 pub mod codec;
 mod engine;
