@@ -21,7 +21,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Sbc, TempDir};
-use sbc_core::ng::codec::{encode_request, Codec, Command as NgCommand, Request, TransportProtocol};
+use sbc_core::ng::codec::{
+    encode_request, Codec, Command as NgCommand, Request, TransportProtocol,
+};
 use sbc_sip::sdp::sdes::{crypto_value, InlineKey};
 use sbc_sip::sdp::Crypto;
 
@@ -52,7 +54,10 @@ fn libsrtp(key: &[u8], mode: &str, packets: &[Vec<u8>]) -> Vec<String> {
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3");
-    let input: String = packets.iter().map(|p| format!("rtp {}\n", hex(p))).collect();
+    let input: String = packets
+        .iter()
+        .map(|p| format!("rtp {}\n", hex(p)))
+        .collect();
     child
         .stdin
         .take()
@@ -91,8 +96,11 @@ fn sdp(ip: &str, port: u16, proto: &str, crypto: Option<&str>) -> String {
     s
 }
 
-/// The audio port, the `m=` proto and the `a=crypto` lines (tag, suite, key) of an SDP.
-fn read_sdp(sdp: &str) -> (u16, String, Vec<(u32, String, Vec<u8>)>) {
+/// One `a=crypto` line: tag, suite, key||salt.
+type Line = (u32, String, Vec<u8>);
+
+/// The audio port, the `m=` proto and the `a=crypto` lines of an SDP.
+fn read_sdp(sdp: &str) -> (u16, String, Vec<Line>) {
     let m = sdp
         .lines()
         .find_map(|l| l.strip_prefix("m=audio "))
@@ -211,7 +219,10 @@ fn rtp_to_srtp_over_ng_interoperates_with_libsrtp() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let got_a = receive(&caller, Duration::from_millis(500));
-    assert_eq!(got_a, plain_b, "the caller gets the callee's packets in clear");
+    assert_eq!(
+        got_a, plain_b,
+        "the caller gets the callee's packets in clear"
+    );
 
     // Caller -> callee: the relay protects with the key it offered; libsrtp unprotects.
     let plain_a: Vec<Vec<u8>> = (0..5).map(|i| rtp(0xA0A0_0001, 500 + i)).collect();
@@ -243,7 +254,11 @@ fn rtp_to_srtp_over_ng_interoperates_with_libsrtp() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let got_a = receive(&caller, Duration::from_millis(500));
-    assert_eq!(got_a, vec![more[1].clone()], "only the intact packet is relayed");
+    assert_eq!(
+        got_a,
+        vec![more[1].clone()],
+        "only the intact packet is relayed"
+    );
 
     let mut delete = Request::new(NgCommand::Delete);
     delete.call_id = Some(b"srtp-call-1");

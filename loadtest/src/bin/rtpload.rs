@@ -741,7 +741,12 @@ fn run(cfg: &Config) -> Result<ExitCode, String> {
     }
     let started = mono_ns();
     let mut ng = match cfg.setup {
-        Setup::Ng(addr) => Some(NgClient::new(addr, cfg.ng_timeout, cfg.ng_window, cfg.srtp_b)?),
+        Setup::Ng(addr) => Some(NgClient::new(
+            addr,
+            cfg.ng_timeout,
+            cfg.ng_window,
+            cfg.srtp_b,
+        )?),
         Setup::Fixed(_) => None,
     };
     if cfg.ping {

@@ -487,7 +487,9 @@ impl Engine {
                 let mut queued = 0;
                 loop {
                     let due = self.due(self.g);
-                    if due > now {
+                    // A generator that cannot keep up would never leave this loop: the deadline
+                    // ends it too (the window then shows the slots it could not send).
+                    if due > now || now >= deadline {
                         break;
                     }
                     if queued == self.cfg.batch {
@@ -509,7 +511,7 @@ impl Engine {
             let wait = next
                 .saturating_sub(now)
                 .max(self.cfg.tick_ns)
-                .min(deadline - now)
+                .min(deadline.saturating_sub(now))
                 .max(1_000);
             let ts = Timespec::new()
                 .sec(wait / 1_000_000_000)

@@ -174,7 +174,8 @@ impl NgClient {
                 Phase::Offer if srtp_b => {
                     let (tag, relay_key) = pick_crypto(sdp)
                         .ok_or("no AES_CM_128_HMAC_SHA1_80 a=crypto line in the offer's SDP")?;
-                    let own = sbc_core::media::sdes::new_key(SRTP_KEY_LEN).ok_or("no random key")?;
+                    let own =
+                        sbc_core::media::sdes::new_key(SRTP_KEY_LEN).ok_or("no random key")?;
                     let line = format!("a=crypto:{}\r\n", crypto_value(tag, SRTP_SUITE, &own));
                     let keys = SrtpKeys {
                         own,
@@ -441,7 +442,8 @@ fn phase_name(p: Phase) -> &'static str {
 type Next = Option<(Phase, Option<String>)>;
 
 /// Handles one successful reply of a call's command; returns the call's next command, if any.
-type OnReply<'a> = dyn FnMut(CallEndpoints, Phase, &ReplyView<'_>) -> Result<Next, &'static str> + 'a;
+type OnReply<'a> =
+    dyn FnMut(CallEndpoints, Phase, &ReplyView<'_>) -> Result<Next, &'static str> + 'a;
 
 /// The SDP a generator endpoint announces: one G.711 µ-law audio stream, 20 ms packets.
 pub(crate) fn sdp(at: SocketAddrV4, session: u64) -> String {
@@ -527,7 +529,7 @@ mod tests {
         let offer = format!(
             "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 30000 RTP/SAVP 0\r\n\
              a=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj\r\n\
-             a=crypto:2 {}\r\n",
+             a=crypto:{}\r\n",
             crypto_value(2, SRTP_SUITE, &relay)
         );
         assert_eq!(pick_crypto(offer.as_bytes()), Some((2, relay.to_vec())));

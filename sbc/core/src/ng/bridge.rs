@@ -18,7 +18,7 @@
 
 use sbc_sip::sdp::Sdp;
 
-use super::calls::{index, Failure};
+use super::calls::Failure;
 use super::codec::{Request, TransportProtocol};
 use crate::media::anchor::{MediaPlan, Transport};
 use crate::media::sdes::{canonical_suite, LegPlan};
@@ -78,6 +78,15 @@ fn target(proto: Option<TransportProtocol>) -> Option<bool> {
     }
 }
 
+/// The plan of `side` among the plans of side A and side B.
+fn plan_of(plans: [LegPlan; 2], side: MediaSide) -> LegPlan {
+    let [a, b] = plans;
+    match side {
+        MediaSide::A => a,
+        MediaSide::B => b,
+    }
+}
+
 /// Whether the SDP's relayed RTP streams are SDES-SRTP (`RTP/SAVP`, `RTP/SAVPF`).
 fn secure(plan: &MediaPlan) -> bool {
     plan.entries()
@@ -110,10 +119,10 @@ pub(super) fn offer_plans(
                     LegPlan::Plain
                 }
             };
-            let mut plans = [LegPlan::Pass; 2];
-            plans[index(sender)] = side(now_secure);
-            plans[index(sender.other())] = side(t);
-            Some(plans)
+            Some(match sender {
+                MediaSide::A => [side(now_secure), side(t)],
+                MediaSide::B => [side(t), side(now_secure)],
+            })
         }
         None => stored,
     }
@@ -129,8 +138,8 @@ pub(super) fn offer(
     plan: &MediaPlan,
     sender: MediaSide,
 ) -> Result<(), Failure> {
-    let from_plan = plans[index(sender)];
-    let to_plan = plans[index(sender.other())];
+    let from_plan = plan_of(plans, sender);
+    let to_plan = plan_of(plans, sender.other());
     state
         .offer(sdp, plan, sender, from_plan, to_plan)
         .map_err(|r| Failure::from(r.reason()))?;
@@ -169,7 +178,7 @@ pub(super) fn answer(
         return Ok(0);
     }
     state
-        .answer(sdp, plan, plans[index(answerer)])
+        .answer(sdp, plan, plan_of(plans, answerer))
         .map_err(|r| Failure::from(r.reason()))?;
     let Some(h) = session else {
         return Ok(0);

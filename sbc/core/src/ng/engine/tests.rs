@@ -891,11 +891,16 @@ mod srtp_bridge {
         let alice_key = [3u8; 30];
         let mut o_sdp = srtp_sdp(&caller_sdp(), 4, &alice_key);
         // A suite the relay does not do comes first: the first usable line is chosen.
-        o_sdp.push_str("a=crypto:5 F8_128_HMAC_SHA1_80 inline:d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj\r\n");
+        o_sdp.push_str(
+            "a=crypto:5 F8_128_HMAC_SHA1_80 inline:d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj\r\n",
+        );
         let mut o = offer("c1", "alice", &o_sdp);
         o.transport_protocol = Some(TransportProtocol::RtpAvp);
         let to_bob = b.send(&o).sdp().to_owned();
-        assert!(to_bob.contains(" RTP/AVP 0 101") && cryptos(&to_bob).is_empty(), "{to_bob}");
+        assert!(
+            to_bob.contains(" RTP/AVP 0 101") && cryptos(&to_bob).is_empty(),
+            "{to_bob}"
+        );
         let to_alice = b
             .send(&answer("c1", "alice", "bob", &callee_sdp()))
             .sdp()
@@ -945,7 +950,10 @@ mod srtp_bridge {
         let got = b.send(&o);
         assert!(got.warning.as_deref().unwrap_or("").contains("SDES-off"));
         let sdp = got.sdp();
-        assert!(sdp.contains(" RTP/AVP 0 101") && cryptos(sdp).is_empty(), "{sdp}");
+        assert!(
+            sdp.contains(" RTP/AVP 0 101") && cryptos(sdp).is_empty(),
+            "{sdp}"
+        );
     }
 
     #[test]
@@ -987,9 +995,17 @@ mod srtp_bridge {
             .to_owned();
         let lines = cryptos(&back);
         assert_eq!(lines.len(), 1, "{back}");
-        assert_eq!((lines[0].0, &lines[0].2), (1, &relay_key), "the relay's key is kept");
+        assert_eq!(
+            (lines[0].0, &lines[0].2),
+            (1, &relay_key),
+            "the relay's key is kept"
+        );
         assert!(back.contains(" RTP/SAVP 0"));
-        assert_eq!(b.relay.srtp.len(), 2, "same keys: the stages are not replaced");
+        assert_eq!(
+            b.relay.srtp.len(),
+            2,
+            "same keys: the stages are not replaced"
+        );
     }
 
     #[test]
