@@ -6,7 +6,8 @@
 //!
 //! - The plan is fixed by the offer that converts and kept for the call: the answer (which names no
 //!   protocol, as Kamailio sends it) and later re-offers from either side follow it. An offer whose
-//!   `transport-protocol` equals its SDP's protocol ends the bridging for later offers.
+//!   `transport-protocol` equals its SDP's protocol ends the bridging for later offers (known gap:
+//!   the stages already given to the relay stay until the call ends).
 //! - Toward a secure side the relay offers one `a=crypto` line per suite it terminates, each with a
 //!   fresh key of its own, less those the `SDES` options exclude (`no-<suite>`, `only-<suite>`);
 //!   from a secure side it takes the first usable line of the SDP.
