@@ -6,8 +6,8 @@
 //!
 //! - The plan is fixed by the offer that converts and kept for the call: the answer (which names no
 //!   protocol, as Kamailio sends it) and later re-offers from either side follow it. An offer whose
-//!   `transport-protocol` equals its SDP's protocol ends the bridging for later offers (known gap:
-//!   the stages already given to the relay stay until the call ends).
+//!   `transport-protocol` equals its SDP's protocol ends the bridging: the legs' stages are put
+//!   back to plain relaying at once, and a later conversion starts with fresh keys.
 //! - Toward a secure side the relay offers one `a=crypto` line per suite it terminates, each with a
 //!   fresh key of its own, less those the `SDES` options exclude (`no-<suite>`, `only-<suite>`);
 //!   from a secure side it takes the first usable line of the SDP.
@@ -193,4 +193,19 @@ pub(super) fn answer(
         given += 1;
     }
     Ok(given)
+}
+
+/// Put every leg of session `h` back to plain relaying (the bridge ended).
+pub(super) fn unstage(relay: &mut dyn MediaControl, h: SessionHandle) -> Result<(), Failure> {
+    let streams = relay
+        .stream_count(h)
+        .map_err(|e| Failure::from(format!("Media relay error: {e}")))?;
+    for k in 0..streams {
+        for side in [MediaSide::A, MediaSide::B] {
+            relay
+                .set_srtp(h, k, side, None)
+                .map_err(|e| Failure::from(format!("Media relay error: SRTP stage: {e}")))?;
+        }
+    }
+    Ok(())
 }

@@ -835,7 +835,15 @@ fn offer_on(
     }
     let sdes = bridge::SdesOptions::of(req);
     let mut off = false;
+    let was = call.sdes;
     call.sdes = bridge::offer_plans(req, &sdes, plan, call.sdes, sender, &mut off);
+    if was.is_some() && call.sdes.is_none() {
+        // The bridge ends: the legs relay as they are again, and a later bridge starts afresh.
+        if let Some(h) = call.session {
+            bridge::unstage(relay, h)?;
+        }
+        call.srtp = None;
+    }
     if off {
         warnings.push("SDES-off: the relay speaks no DTLS-SRTP; protocol unchanged");
     }

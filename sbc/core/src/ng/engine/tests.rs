@@ -1009,6 +1009,41 @@ mod srtp_bridge {
     }
 
     #[test]
+    fn a_reoffer_asking_the_sdps_own_protocol_ends_the_bridge_and_its_stages() {
+        let mut b = Bench::new();
+        let caller = caller_sdp();
+        let mut o = offer("c1", "alice", &caller);
+        o.transport_protocol = Some(TransportProtocol::RtpSavp);
+        let first_key = cryptos(b.send(&o).sdp())[0].2.clone();
+        let bob_sdp = srtp_sdp(&callee_sdp(), 1, &[7u8; 30]);
+        b.send(&answer("c1", "alice", "bob", &bob_sdp)).sdp();
+        assert_eq!(b.relay.srtp.len(), 2);
+
+        // Alice re-offers plain RTP for both sides: both legs relay plain again, at once.
+        o.transport_protocol = Some(TransportProtocol::RtpAvp);
+        let to_bob = b.send(&o).sdp().to_owned();
+        assert!(to_bob.contains(" RTP/AVP 0 101") && cryptos(&to_bob).is_empty());
+        let reset: Vec<_> = b.relay.srtp[2..]
+            .iter()
+            .map(|s| (s.2, s.3.clone()))
+            .collect();
+        assert_eq!(reset, [(MediaSide::A, None), (MediaSide::B, None)]);
+        let back = b
+            .send(&answer("c1", "alice", "bob", &callee_sdp()))
+            .sdp()
+            .to_owned();
+        assert!(back.contains(" RTP/AVP 0") && cryptos(&back).is_empty());
+        assert_eq!(b.relay.srtp.len(), 4, "a plain answer gives no stage");
+
+        // Bridged again: fresh keys, stages given again.
+        o.transport_protocol = Some(TransportProtocol::RtpSavp);
+        let again = cryptos(b.send(&o).sdp())[0].2.clone();
+        assert_ne!(again, first_key);
+        b.send(&answer("c1", "alice", "bob", &bob_sdp)).sdp();
+        assert_eq!(b.relay.srtp.len(), 6);
+    }
+
+    #[test]
     fn the_same_protocol_is_not_bridged_and_dtls_is_a_warning() {
         let mut b = Bench::new();
         let caller = caller_sdp();
