@@ -10,6 +10,12 @@
 //! - `--ng HOST:PORT`: the ng control protocol: per call `offer` with an SDP announcing endpoint A,
 //!   `answer` with endpoint B, the relay's ports read from the returned SDPs, `delete` at the end.
 //!
+//! With `--srtp-leg b` endpoint B speaks SDES-SRTP (`AES_CM_128_HMAC_SHA1_80`): the offer asks the
+//! relay for `transport-protocol: RTP/SAVP` toward leg B, B keeps the relay's first line of that
+//! suite and answers `RTP/SAVP` with a key of its own; B's packets are protected with its key, and
+//! what B receives is authenticated and decrypted with the relay's (a packet that fails is dropped,
+//! so it counts as lost; `totals` counts them).
+//!
 //! Call i's endpoints are A = `--a-ip`:(`--ep-base` + 2i) and B = `--b-ip`:(`--ep-base` + 2i).
 //!
 //! A run is a ladder: the call counts of `--calls` in increasing order, one trial each (warm-up,
@@ -34,7 +40,7 @@ use std::time::Duration;
 use mimalloc::MiMalloc;
 use serde::Serialize;
 
-use engine::{Engine, EngineConfig, RxClock, Window};
+use engine::{EndpointSrtp, Engine, EngineConfig, RxClock, Window};
 use ng::{CallEndpoints, NgClient, RelayPorts};
 use sys::{cpu_use, mono_ns, CpuSnap};
 
@@ -53,6 +59,8 @@ setup:
   --ep-base PORT        call i's endpoints at a-ip/b-ip : PORT+2i (10000)
   --ng-timeout-ms MS    per-command retransmit timeout (1000); --ng-window N calls in flight (32)
   --ping                send an ng ping, exit 0 on pong
+  --srtp-leg b          endpoint B speaks SDES-SRTP: offer asks transport-protocol RTP/SAVP for
+                        leg B; B sends SRTP with its own key, checks what it receives (ng only)
 load:
   --calls LIST          call counts, comma-separated, climbed in order (500,1000,...,5000)
   --refine K            bisection trials after the first failure (2)
@@ -88,6 +96,7 @@ struct Config {
     ep_base: u16,
     ng_timeout: Duration,
     ng_window: usize,
+    srtp_b: bool,
     calls: Vec<usize>,
     refine: u32,
     step_ns: u64,
@@ -138,6 +147,7 @@ fn parse_args() -> Result<Config, String> {
         ep_base: 10_000,
         ng_timeout: Duration::from_millis(1000),
         ng_window: 32,
+        srtp_b: false,
         calls: (1..=10).map(|k| 500 * k).collect(),
         refine: 2,
         step_ns: 3_000_000_000,
@@ -197,6 +207,11 @@ fn parse_args() -> Result<Config, String> {
             "--ep-base" => c.ep_base = num(&flag, &v)?,
             "--ng-timeout-ms" => c.ng_timeout = Duration::from_millis(num(&flag, &v)?),
             "--ng-window" => c.ng_window = num(&flag, &v)?,
+            "--srtp-leg" => match v.as_str() {
+                "b" | "B" => c.srtp_b = true,
+                "none" => c.srtp_b = false,
+                _ => return Err(format!("--srtp-leg {v}: b or none")),
+            },
             "--calls" => {
                 c.calls = v
                     .split(',')
@@ -242,6 +257,9 @@ fn parse_args() -> Result<Config, String> {
     }
     c.setup = setup.ok_or_else(|| format!("--fixed or --ng is required\n{USAGE}"))?;
     c.warmup_new_ns = warmup_new.unwrap_or(c.warmup_ns);
+    if c.srtp_b && matches!(c.setup, Setup::Fixed(_)) {
+        return Err("--srtp-leg needs --ng (the keys come from the SDPs)".into());
+    }
     c.calls.sort_unstable();
     c.calls.dedup();
     c.calls.retain(|&n| n > 0);
@@ -424,6 +442,7 @@ impl Run<'_> {
                     .map(|c| RelayPorts {
                         for_a: SocketAddrV4::new(*base.ip(), base.port() + 4 * c.index as u16),
                         for_b: SocketAddrV4::new(*base.ip(), base.port() + 4 * c.index as u16 + 2),
+                        srtp_b: None,
                     })
                     .collect(),
                 None,
@@ -435,8 +454,12 @@ impl Run<'_> {
             (Setup::Ng(_), None) => return Err("ng client missing".into()),
         };
         for (c, p) in new.iter().zip(&ports) {
-            self.engine.add_stream(c.a, p.for_a)?;
-            self.engine.add_stream(c.b, p.for_b)?;
+            self.engine.add_stream(c.a, p.for_a, None)?;
+            let srtp = p.srtp_b.as_ref().map(|k| EndpointSrtp {
+                own: &k.own,
+                relay: &k.relay,
+            });
+            self.engine.add_stream(c.b, p.for_b, srtp)?;
             self.calls_up += 1;
         }
         eprintln!(
@@ -718,7 +741,12 @@ fn run(cfg: &Config) -> Result<ExitCode, String> {
     }
     let started = mono_ns();
     let mut ng = match cfg.setup {
-        Setup::Ng(addr) => Some(NgClient::new(addr, cfg.ng_timeout, cfg.ng_window)?),
+        Setup::Ng(addr) => Some(NgClient::new(
+            addr,
+            cfg.ng_timeout,
+            cfg.ng_window,
+            cfg.srtp_b,
+        )?),
         Setup::Fixed(_) => None,
     };
     if cfg.ping {

@@ -21,6 +21,7 @@ use std::os::fd::AsRawFd;
 use hdrhistogram::Histogram;
 use io_uring::types::{Fd, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
+use media_plane::srtp::{Reject, SrtpContext, Suite};
 use sbc_bufring::BufRing;
 
 use super::sys::{mono_ns, real_ns};
@@ -29,6 +30,8 @@ pub(crate) const RTP_HEADER: usize = 12;
 /// One 20 ms G.711 frame.
 pub(crate) const PAYLOAD: usize = 160;
 pub(crate) const PACKET: usize = RTP_HEADER + PAYLOAD;
+/// Room for an SRTP packet: the RTP packet and the largest tag.
+const WIRE: usize = PACKET + 20;
 /// Samples per packet (8 kHz × 20 ms): the RTP timestamp step.
 const TS_STEP: u32 = 160;
 const MAGIC: [u8; 4] = *b"RLD1";
@@ -86,6 +89,10 @@ struct TxSlot {
     iov: libc::iovec,
     dst: libc::sockaddr_in,
     pkt: [u8; PACKET],
+    /// The packet as sent when the stream is SRTP: `pkt` protected.
+    wire: [u8; WIRE],
+    /// Protects what this endpoint sends (its own key); `None`: plain RTP.
+    srtp: Option<SrtpContext>,
     in_flight: bool,
     /// Packets sent so far (the next packet's index).
     index: u64,
@@ -175,6 +182,19 @@ pub(crate) struct Totals {
     pub(crate) recv_errors: u64,
     pub(crate) truncated: u64,
     pub(crate) no_kernel_timestamp: u64,
+    /// SRTP packets received whose tag did not verify (dropped: counted as lost).
+    pub(crate) srtp_auth_failed: u64,
+    /// SRTP packets refused otherwise (replayed, malformed; dropped).
+    pub(crate) srtp_rejected: u64,
+    /// Packets the endpoint could not protect (not sent).
+    pub(crate) srtp_protect_failed: u64,
+}
+
+/// The SRTP keys of one endpoint: it sends with `own` and receives what the relay protected with
+/// `relay` (both [`Suite::AesCm128HmacSha1_80`], key||salt).
+pub(crate) struct EndpointSrtp<'k> {
+    pub(crate) own: &'k [u8],
+    pub(crate) relay: &'k [u8],
 }
 
 pub(crate) struct Engine {
@@ -187,6 +207,10 @@ pub(crate) struct Engine {
     #[allow(clippy::vec_box)] // boxed: the kernel holds pointers into a slot while the Vec grows
     tx: Vec<Box<TxSlot>>,
     rx: Vec<RxState>,
+    /// Per endpoint socket: unprotects what it receives when its leg is SRTP.
+    rx_srtp: Vec<Option<Box<SrtpContext>>>,
+    /// Where a received SRTP packet is unprotected (the provided buffers are read-only).
+    scratch: Box<[u8; RX_BUF_SIZE]>,
     cfg: EngineConfig,
     active: usize,
     sched_start: u64,
@@ -241,6 +265,8 @@ impl Engine {
             socks: Vec::new(),
             tx: Vec::new(),
             rx: Vec::new(),
+            rx_srtp: Vec::new(),
+            scratch: Box::new([0; RX_BUF_SIZE]),
             active: 0,
             sched_start: 0,
             g: 0,
@@ -269,12 +295,24 @@ impl Engine {
     }
 
     /// Adds one stream: an endpoint socket bound to `local` that sends to `dst` (the relay's port
-    /// for its leg) and receives the other leg. Stream ids are given in order.
+    /// for its leg) and receives the other leg, in SRTP with `srtp`'s keys when given. Stream ids
+    /// are given in order.
     pub(crate) fn add_stream(
         &mut self,
         local: SocketAddrV4,
         dst: SocketAddrV4,
+        srtp: Option<EndpointSrtp<'_>>,
     ) -> Result<(), String> {
+        let suite = Suite::AesCm128HmacSha1_80;
+        let (tx_ctx, rx_ctx) = match srtp {
+            Some(k) => (
+                Some(SrtpContext::new(suite, k.own).map_err(|e| format!("SRTP key: {e}"))?),
+                Some(Box::new(
+                    SrtpContext::new(suite, k.relay).map_err(|e| format!("SRTP key: {e}"))?,
+                )),
+            ),
+            None => (None, None),
+        };
         let sock = UdpSocket::bind(local).map_err(|e| format!("bind {local}: {e}"))?;
         sock.set_nonblocking(true)
             .map_err(|e| format!("nonblocking {local}: {e}"))?;
@@ -317,13 +355,19 @@ impl Engine {
                 sin_zero: [0; 8],
             },
             pkt: [PCMU_SILENCE; PACKET],
+            wire: [0; WIRE],
+            srtp: tx_ctx,
             in_flight: false,
             index: 0,
             seq0: r as u16,
             ts0: (r >> 16) as u32,
             win_tx: 0,
         });
-        slot.iov.iov_base = slot.pkt.as_mut_ptr().cast();
+        slot.iov.iov_base = if slot.srtp.is_some() {
+            slot.wire.as_mut_ptr().cast()
+        } else {
+            slot.pkt.as_mut_ptr().cast()
+        };
         slot.hdr.msg_iov = &mut slot.iov;
         slot.hdr.msg_iovlen = 1;
         slot.hdr.msg_name = (&mut slot.dst as *mut libc::sockaddr_in).cast();
@@ -338,6 +382,7 @@ impl Engine {
         self.socks.push(sock);
         self.tx.push(slot);
         self.rx.push(RxState::default());
+        self.rx_srtp.push(rx_ctx);
         let i = self.socks.len() - 1;
         self.arm_recv(i)
     }
@@ -442,7 +487,9 @@ impl Engine {
                 let mut queued = 0;
                 loop {
                     let due = self.due(self.g);
-                    if due > now {
+                    // A generator that cannot keep up would never leave this loop: the deadline
+                    // ends it too (the window then shows the slots it could not send).
+                    if due > now || now >= deadline {
                         break;
                     }
                     if queued == self.cfg.batch {
@@ -464,7 +511,7 @@ impl Engine {
             let wait = next
                 .saturating_sub(now)
                 .max(self.cfg.tick_ns)
-                .min(deadline - now)
+                .min(deadline.saturating_sub(now))
                 .max(1_000);
             let ts = Timespec::new()
                 .sec(wait / 1_000_000_000)
@@ -529,11 +576,25 @@ impl Engine {
             0
         };
         p[OFF_REAL..OFF_REAL + 8].copy_from_slice(&real.to_le_bytes());
+        let (data, len) = match &mut slot.srtp {
+            Some(ctx) => {
+                slot.wire[..PACKET].copy_from_slice(&slot.pkt);
+                match ctx.protect_rtp(&mut slot.wire, PACKET) {
+                    Ok(n) => (slot.wire.as_ptr(), n),
+                    Err(_) => {
+                        self.totals.srtp_protect_failed += 1;
+                        return Ok(());
+                    }
+                }
+            }
+            None => (slot.pkt.as_ptr(), PACKET),
+        };
+        slot.iov.iov_len = len;
         slot.in_flight = true;
         self.totals.sent += 1;
         let fd = Fd(self.socks[s].as_raw_fd());
         let sqe = if self.cfg.connect {
-            opcode::Send::new(fd, slot.pkt.as_ptr(), PACKET as u32).build()
+            opcode::Send::new(fd, data, len as u32).build()
         } else {
             opcode::SendMsg::new(fd, &slot.hdr).build()
         }
@@ -624,7 +685,22 @@ impl Engine {
         if msg.is_payload_truncated() {
             self.totals.truncated += 1;
         }
-        let data = msg.payload_data();
+        let mut data = msg.payload_data();
+        if let Some(ctx) = self.rx_srtp.get_mut(sock).and_then(Option::as_mut) {
+            let n = data.len().min(self.scratch.len());
+            self.scratch[..n].copy_from_slice(&data[..n]);
+            match ctx.unprotect_rtp(&mut self.scratch[..], n) {
+                Ok(m) => data = &self.scratch[..m],
+                Err(Reject::AuthFailed) => {
+                    self.totals.srtp_auth_failed += 1;
+                    return;
+                }
+                Err(_) => {
+                    self.totals.srtp_rejected += 1;
+                    return;
+                }
+            }
+        }
         let Some(f) = parse_fields(data, self.cfg.run_id) else {
             self.totals.foreign += 1;
             return;

@@ -12,7 +12,15 @@ use std::time::{Duration, Instant};
 
 use sbc_core::ng::codec::{
     encode_request, Codec, Command, Limits, NgError, ParseError, ReplyView, Request, ResultCode,
+    TransportProtocol,
 };
+use sbc_sip::sdp::sdes::{crypto_value, InlineKey};
+use sbc_sip::sdp::Crypto;
+
+/// The SRTP suite endpoint B asks for and answers with (the one every relay offers).
+pub(crate) const SRTP_SUITE: &str = "AES_CM_128_HMAC_SHA1_80";
+/// Its key||salt length.
+const SRTP_KEY_LEN: usize = 30;
 
 /// Tries per command before the setup gives up.
 const TRIES: u32 = 4;
@@ -25,15 +33,42 @@ pub(crate) struct NgClient {
     timeout: Duration,
     window: usize,
     codec: Codec,
+    /// Endpoint B speaks SRTP: the offer asks `transport-protocol: RTP/SAVP` for leg B.
+    srtp_b: bool,
 }
 
 /// The relay's addresses for one call, learned from the returned SDPs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct RelayPorts {
     /// Where endpoint A sends (from the SDP returned by `answer`).
     pub(crate) for_a: SocketAddrV4,
     /// Where endpoint B sends (from the SDP returned by `offer`).
     pub(crate) for_b: SocketAddrV4,
+    /// Leg B's SRTP keys, when B speaks SRTP.
+    pub(crate) srtp_b: Option<SrtpKeys>,
+}
+
+/// The SDES keys of an SRTP endpoint ([`SRTP_SUITE`], key||salt).
+#[derive(Clone, Debug)]
+pub(crate) struct SrtpKeys {
+    /// What the endpoint sends with: its own key, announced in its SDP.
+    pub(crate) own: Vec<u8>,
+    /// What the relay sends to it with: the key of the relay's line the endpoint chose.
+    pub(crate) relay: Vec<u8>,
+}
+
+/// The line endpoint B keeps from the relay's offer: the first [`SRTP_SUITE`] line, its tag and
+/// key.
+fn pick_crypto(sdp: &[u8]) -> Option<(u32, Vec<u8>)> {
+    let text = std::str::from_utf8(sdp).ok()?;
+    text.lines()
+        .filter_map(|l| l.trim_end().strip_prefix("a=crypto:"))
+        .filter_map(Crypto::parse)
+        .filter(|c| c.suite == SRTP_SUITE && c.session_params.is_none())
+        .find_map(|c| {
+            let k = InlineKey::parse(c.key_params).ok()?;
+            (k.key_salt.len() == SRTP_KEY_LEN && k.mki.is_none()).then_some((c.tag, k.key_salt))
+        })
 }
 
 /// The generator's endpoints of one call, as announced in the SDPs.
@@ -60,7 +95,12 @@ struct Pending {
 }
 
 impl NgClient {
-    pub(crate) fn new(peer: SocketAddr, timeout: Duration, window: usize) -> Result<Self, String> {
+    pub(crate) fn new(
+        peer: SocketAddr,
+        timeout: Duration,
+        window: usize,
+        srtp_b: bool,
+    ) -> Result<Self, String> {
         let bind: SocketAddr = if peer.is_ipv4() {
             (Ipv4Addr::LOCALHOST, 0).into()
         } else {
@@ -77,6 +117,7 @@ impl NgClient {
             timeout,
             window: window.max(1),
             codec: Codec::new(Limits::default()),
+            srtp_b,
         })
     }
 
@@ -121,28 +162,40 @@ impl NgClient {
         calls: &[CallEndpoints],
         call_id: &dyn Fn(usize) -> String,
     ) -> (Vec<RelayPorts>, Option<String>) {
-        let mut for_b: HashMap<usize, SocketAddrV4> = HashMap::new();
+        let mut for_b: HashMap<usize, (SocketAddrV4, Option<SrtpKeys>)> = HashMap::new();
         let mut done: BTreeMap<usize, RelayPorts> = BTreeMap::new();
         let mut err = None;
+        let srtp_b = self.srtp_b;
         let result = self.pipeline(calls, Phase::Offer, call_id, &mut |call, phase, reply| {
             let sdp = reply.sdp.ok_or("reply without sdp")?;
             let relay =
                 parse_sdp_audio(sdp).ok_or("no IPv4 c= and m=audio port in the reply's SDP")?;
             match phase {
+                Phase::Offer if srtp_b => {
+                    let (tag, relay_key) = pick_crypto(sdp)
+                        .ok_or("no AES_CM_128_HMAC_SHA1_80 a=crypto line in the offer's SDP")?;
+                    let own =
+                        sbc_core::media::sdes::new_key(SRTP_KEY_LEN).ok_or("no random key")?;
+                    let line = format!("a=crypto:{}\r\n", crypto_value(tag, SRTP_SUITE, &own));
+                    let keys = SrtpKeys {
+                        own,
+                        relay: relay_key,
+                    };
+                    for_b.insert(call.index, (relay, Some(keys)));
+                    Ok(Some((Phase::Answer, Some(line))))
+                }
                 Phase::Offer => {
-                    for_b.insert(call.index, relay);
-                    Ok(Some(Phase::Answer))
+                    for_b.insert(call.index, (relay, None));
+                    Ok(Some((Phase::Answer, None)))
                 }
                 _ => {
-                    let b = for_b
-                        .get(&call.index)
-                        .copied()
-                        .ok_or("answer before offer")?;
+                    let (b, keys) = for_b.remove(&call.index).ok_or("answer before offer")?;
                     done.insert(
                         call.index,
                         RelayPorts {
                             for_a: relay,
                             for_b: b,
+                            srtp_b: keys,
                         },
                     );
                     Ok(None)
@@ -155,8 +208,8 @@ impl NgClient {
         // Only the calls set up without a gap from the first one count.
         let mut out = Vec::with_capacity(calls.len());
         for c in calls {
-            match done.get(&c.index) {
-                Some(p) => out.push(*p),
+            match done.remove(&c.index) {
+                Some(p) => out.push(p),
                 None => break,
             }
         }
@@ -192,7 +245,7 @@ impl NgClient {
             while first_error.is_none() && pending.len() < self.window && next < calls.len() {
                 let call = calls[next];
                 next += 1;
-                self.issue(&mut pending, call, first, &call_id(call.index))?;
+                self.issue(&mut pending, call, first, &call_id(call.index), None)?;
             }
             if pending.is_empty() {
                 break;
@@ -217,8 +270,9 @@ impl NgClient {
                         }
                     };
                     match on_reply(p.call, p.phase, &reply) {
-                        Ok(Some(phase)) if first_error.is_none() => {
-                            self.issue(&mut pending, p.call, phase, &call_id(p.call.index))?;
+                        Ok(Some((phase, crypto))) if first_error.is_none() => {
+                            let id = call_id(p.call.index);
+                            self.issue(&mut pending, p.call, phase, &id, crypto.as_deref())?;
                         }
                         Ok(_) => {}
                         Err(e) => {
@@ -267,13 +321,17 @@ impl NgClient {
         call: CallEndpoints,
         phase: Phase,
         call_id: &str,
+        crypto: Option<&str>,
     ) -> Result<(), String> {
         let cookie = self.cookie();
         let from_tag = format!("a{}", call.index);
         let to_tag = format!("b{}", call.index);
         let body = match phase {
             Phase::Offer => sdp(call.a, 2 * call.index as u64 + 1),
-            Phase::Answer => sdp(call.b, 2 * call.index as u64 + 2),
+            Phase::Answer => match crypto {
+                Some(line) => srtp_sdp(call.b, 2 * call.index as u64 + 2, line),
+                None => sdp(call.b, 2 * call.index as u64 + 2),
+            },
             Phase::Delete => String::new(),
         };
         let mut req = Request::new(match phase {
@@ -288,6 +346,9 @@ impl NgClient {
         }
         if phase == Phase::Answer {
             req.to_tag = Some(to_tag.as_bytes());
+        }
+        if phase == Phase::Offer && self.srtp_b {
+            req.transport_protocol = Some(TransportProtocol::RtpSavp);
         }
         let mut msg = Vec::new();
         encode_request(cookie.as_bytes(), &req, &mut msg);
@@ -377,9 +438,12 @@ fn phase_name(p: Phase) -> &'static str {
     }
 }
 
+/// The next command of a call and the `a=crypto` line its SDP carries, if any.
+type Next = Option<(Phase, Option<String>)>;
+
 /// Handles one successful reply of a call's command; returns the call's next command, if any.
 type OnReply<'a> =
-    dyn FnMut(CallEndpoints, Phase, &ReplyView<'_>) -> Result<Option<Phase>, &'static str> + 'a;
+    dyn FnMut(CallEndpoints, Phase, &ReplyView<'_>) -> Result<Next, &'static str> + 'a;
 
 /// The SDP a generator endpoint announces: one G.711 µ-law audio stream, 20 ms packets.
 pub(crate) fn sdp(at: SocketAddrV4, session: u64) -> String {
@@ -389,6 +453,14 @@ pub(crate) fn sdp(at: SocketAddrV4, session: u64) -> String {
          m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n",
         at.port()
     )
+}
+
+/// The SDP of an SRTP endpoint: [`sdp`] as `RTP/SAVP` with one `a=crypto` line (`line`, with its
+/// CRLF).
+pub(crate) fn srtp_sdp(at: SocketAddrV4, session: u64, line: &str) -> String {
+    let mut s = sdp(at, session).replace(" RTP/AVP ", " RTP/SAVP ");
+    s.push_str(line);
+    s
 }
 
 /// The address of the first audio stream of an SDP: its port from `m=audio`, its address from the
@@ -449,6 +521,25 @@ mod tests {
             parse_sdp_audio(audio),
             Some(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 30_002))
         );
+    }
+
+    #[test]
+    fn the_b_endpoint_picks_the_relays_80_bit_line_and_announces_its_own_key() {
+        let relay = [9u8; SRTP_KEY_LEN];
+        let offer = format!(
+            "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 30000 RTP/SAVP 0\r\n\
+             a=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj\r\n\
+             a=crypto:{}\r\n",
+            crypto_value(2, SRTP_SUITE, &relay)
+        );
+        assert_eq!(pick_crypto(offer.as_bytes()), Some((2, relay.to_vec())));
+        assert_eq!(pick_crypto(b"v=0\r\nm=audio 1 RTP/AVP 0\r\n"), None);
+        let b = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 3), 10_000);
+        let line = format!("a=crypto:{}\r\n", crypto_value(2, SRTP_SUITE, &[1u8; 30]));
+        let answer = srtp_sdp(b, 2, &line);
+        assert!(answer.contains("m=audio 10000 RTP/SAVP 0\r\n"));
+        assert!(answer.ends_with(&line));
+        assert_eq!(parse_sdp_audio(answer.as_bytes()), Some(b));
     }
 
     #[test]

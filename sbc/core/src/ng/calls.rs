@@ -10,6 +10,8 @@ use sbc_sip::sdp::Sdp;
 
 use super::codec::Totals;
 use crate::media::anchor::{MediaPlan, OriginState};
+use crate::media::sdes::LegPlan;
+use crate::media::srtp::CallSrtp;
 use crate::media::{LegStats, MediaControl, MediaSide, SessionHandle, StreamStats as RelayStream};
 
 /// Longest Call-ID, from-tag or to-tag accepted (bytes). SIP tags are a few dozen bytes; Call-IDs
@@ -101,6 +103,10 @@ pub(super) struct Call {
     /// Counters of sessions released during the call.
     pub(super) carried: Totals,
     pub(super) deleted: bool,
+    /// SDES-SRTP state when the call bridges RTP and SRTP ([`super::bridge`]).
+    pub(super) srtp: Option<Box<CallSrtp>>,
+    /// The bridging plans of side A and side B, set by the offer that asked for a conversion.
+    pub(super) sdes: Option<[LegPlan; 2]>,
 }
 
 pub(super) fn index(side: MediaSide) -> usize {
@@ -125,6 +131,8 @@ impl Call {
             mux_added: 0,
             carried: Totals::default(),
             deleted: false,
+            srtp: None,
+            sdes: None,
         }
     }
 

@@ -11,6 +11,7 @@ use super::codec::{
 };
 use sbc_sip::sdp::{Scope, Sdp};
 
+use super::bridge;
 use super::calls::{
     add_leg, index, media_flags, stream_flags, streams_of, Call, CallTable, Failure, ReplyCache,
     MAX_ID_LEN,
@@ -387,7 +388,17 @@ impl NgEngine {
         let media_ip = self.config.media_ip;
         let result = match self.calls.get_mut(call_id) {
             Some(call) => offer_on(
-                call, relay, req, from, to, &plan, &mut sdp, media_ip, &rewrite, now,
+                call,
+                relay,
+                req,
+                from,
+                to,
+                &plan,
+                &mut sdp,
+                media_ip,
+                &rewrite,
+                now,
+                &mut warnings,
             ),
             None => Err("Unknown call-id".into()),
         };
@@ -516,7 +527,12 @@ impl NgEngine {
             warnings.push("address-family not available: the relay's media address is used");
         }
         if let Some(proto) = req.transport_protocol {
-            let converts = proto != TransportProtocol::Accept
+            // RTP <-> SDES-SRTP is bridged (see `bridge`); DTLS-SRTP is not.
+            let dtls = matches!(
+                proto,
+                TransportProtocol::UdpTlsRtpSavp | TransportProtocol::UdpTlsRtpSavpf
+            );
+            let converts = dtls
                 && sdp
                     .media_lines()
                     .any(|m| m.port != 0 && !m.proto.eq_ignore_ascii_case(proto.name()));
@@ -783,6 +799,7 @@ fn offer_on(
     media_ip: IpAddr,
     rewrite: &RewriteOptions,
     now: Instant,
+    warnings: &mut Warnings,
 ) -> Result<(), Failure> {
     let sender = call.offer_side(from, to)?;
     let receiver = sender.other();
@@ -815,6 +832,24 @@ fn offer_on(
                 .map_err(|e| sdp_failure(&AnchorError::Rewrite(e)))?;
             call.mux_added |= bit(k);
         }
+    }
+    let sdes = bridge::SdesOptions::of(req);
+    let mut off = false;
+    let was = call.sdes;
+    call.sdes = bridge::offer_plans(req, &sdes, plan, call.sdes, sender, &mut off);
+    if was.is_some() && call.sdes.is_none() {
+        // The bridge ends: the legs relay as they are again, and a later bridge starts afresh.
+        if let Some(h) = call.session {
+            bridge::unstage(relay, h)?;
+        }
+        call.srtp = None;
+    }
+    if off {
+        warnings.push("SDES-off: the relay speaks no DTLS-SRTP; protocol unchanged");
+    }
+    if let Some(plans) = call.sdes {
+        let state = call.srtp.get_or_insert_with(Box::default);
+        bridge::offer(state, plans, &sdes, sdp, plan, sender)?;
     }
     finish_rewrite(
         sdp,
@@ -855,6 +890,9 @@ fn answer_on(
         );
     }
     let ports = relay_ports(relay, call.session, plan, answerer, signal_of(req), now)?;
+    if let (Some(plans), Some(state)) = (call.sdes, call.srtp.as_deref_mut()) {
+        bridge::answer(state, plans, relay, call.session, sdp, plan, answerer)?;
+    }
     for k in 0..sdp.media_count() {
         let added = call.mux_added & bit(k) != 0;
         let refuse =

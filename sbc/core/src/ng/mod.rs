@@ -78,9 +78,12 @@
 //! | `label` | remembered per party and reported by `query` |
 //! | `direction`, `from-interface`, `to-interface` | accepted: the relay has one interface, [`NgConfig::media_ip`] |
 //! | `symmetric`, `asymmetric`, `strict-source`, `media-handover`, `port-latching` | accepted; latching is configured per worker relay (its latch mode), not per call |
-//! | `address-family`, `transport-protocol`, `SDES` | accepted; a family or protocol change the relay cannot make is reported in `warning` |
+//! | `transport-protocol: RTP/SAVP` on an `RTP/AVP` SDP (or the reverse) | SRTP bridging: the relay terminates SDES-SRTP on the secure side, its own keys offered, the peer's taken from the SDP, SRTP stages on the legs once the answer settles them; kept for the call's re-offers, ended (stages back to plain) by one asking its SDP's own protocol (module `bridge`) |
+//! | `SDES-no-<suite>`, `SDES-only-<suite>`, `SDES-off` | suites left out of / kept in the relay's offer; `off`: no conversion to SRTP (no DTLS), with a warning |
+//! | `address-family`, `transport-protocol` to DTLS-SRTP | accepted; a family or protocol change the relay cannot make is reported in `warning` |
 //! | other flags and keys (`record-call`, `via-branch`, ...) | ignored, counted in [`NgCounters::ignored_options`] |
 
+mod bridge;
 mod calls;
 pub mod codec;
 mod engine;

@@ -813,3 +813,250 @@ fn labels_and_tags_are_reported() {
     // The callee has not signalled yet: only the caller's tag.
     assert!(!reply.contains("in dialogue with"), "{reply}");
 }
+
+/// SRTP bridging over ng (`transport-protocol`, see `ng::bridge`).
+mod srtp_bridge {
+    use super::*;
+    use sbc_sip::sdp::sdes::{crypto_value, InlineKey};
+    use sbc_sip::sdp::Crypto;
+
+    const SUITE: &str = "AES_CM_128_HMAC_SHA1_80";
+
+    /// The `a=crypto` lines of the first `m=` section: (tag, suite, key||salt).
+    fn cryptos(sdp: &str) -> Vec<(u32, String, Vec<u8>)> {
+        sdp.lines()
+            .filter_map(|l| l.trim_end().strip_prefix("a=crypto:"))
+            .map(|v| {
+                let c = Crypto::parse(v).unwrap();
+                let k = InlineKey::parse(c.key_params).unwrap();
+                (c.tag, c.suite.to_owned(), k.key_salt)
+            })
+            .collect()
+    }
+
+    fn srtp_sdp(plain: &str, tag: u32, key: &[u8]) -> String {
+        let line = format!("a=crypto:{}\r\n", crypto_value(tag, SUITE, key));
+        format!("{}{line}", plain.replace("RTP/AVP", "RTP/SAVP"))
+    }
+
+    fn key(k: &crate::media::SrtpKey) -> (&str, &[u8]) {
+        (&k.suite, &k.key_salt)
+    }
+
+    #[test]
+    fn rtp_caller_to_srtp_callee_installs_both_stages_after_the_answer() {
+        let mut b = Bench::new();
+        let caller = caller_sdp();
+        let mut o = offer("c1", "alice", &caller);
+        o.transport_protocol = Some(TransportProtocol::RtpSavp);
+        let got = b.send(&o);
+        assert_eq!(got.warning, None, "{got:?}");
+        let to_bob = got.sdp().to_owned();
+        assert!(to_bob.contains(" RTP/SAVP 0 101"), "{to_bob}");
+        let lines = cryptos(&to_bob);
+        assert_eq!(lines.len(), crate::media::sdes::SUITES.len(), "{to_bob}");
+        assert_eq!((lines[0].0, lines[0].1.as_str()), (1, SUITE));
+        assert_ne!(lines[0].2, lines[1].2, "a fresh key per suite");
+        assert!(b.relay.srtp.is_empty(), "stages wait for the answer");
+
+        // Bob keeps line 1 and sends with his own key.
+        let bob_key = [7u8; 30];
+        let ans = srtp_sdp(&callee_sdp(), 1, &bob_key);
+        let to_alice = b.send(&answer("c1", "alice", "bob", &ans)).sdp().to_owned();
+        assert!(to_alice.contains("m=audio 30000 RTP/AVP 0"), "{to_alice}");
+        assert!(cryptos(&to_alice).is_empty(), "{to_alice}");
+
+        let stages = &b.relay.srtp;
+        assert_eq!(stages.len(), 2, "{stages:?}");
+        let leg = |side: MediaSide| {
+            stages
+                .iter()
+                .find(|s| s.2 == side && s.1 == 0)
+                .and_then(|s| s.3.clone())
+                .unwrap()
+        };
+        // Leg A (alice, plain): her RTP leaves toward bob protected with the key bob was given.
+        let a = leg(MediaSide::A);
+        assert!(a.unprotect.is_none());
+        assert_eq!(key(a.protect.as_ref().unwrap()), (SUITE, &lines[0].2[..]));
+        // Leg B (bob, SRTP): his SRTP is unprotected with his key and leaves in clear.
+        let bb = leg(MediaSide::B);
+        assert_eq!(key(bb.unprotect.as_ref().unwrap()), (SUITE, &bob_key[..]));
+        assert!(bb.protect.is_none());
+    }
+
+    #[test]
+    fn srtp_caller_to_rtp_callee_answers_the_callers_line_with_the_relays_key() {
+        let mut b = Bench::new();
+        let alice_key = [3u8; 30];
+        let mut o_sdp = srtp_sdp(&caller_sdp(), 4, &alice_key);
+        // A suite the relay does not do comes first: the first usable line is chosen.
+        o_sdp.push_str(
+            "a=crypto:5 F8_128_HMAC_SHA1_80 inline:d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj\r\n",
+        );
+        let mut o = offer("c1", "alice", &o_sdp);
+        o.transport_protocol = Some(TransportProtocol::RtpAvp);
+        let to_bob = b.send(&o).sdp().to_owned();
+        assert!(
+            to_bob.contains(" RTP/AVP 0 101") && cryptos(&to_bob).is_empty(),
+            "{to_bob}"
+        );
+        let to_alice = b
+            .send(&answer("c1", "alice", "bob", &callee_sdp()))
+            .sdp()
+            .to_owned();
+        assert!(to_alice.contains(" RTP/SAVP 0"), "{to_alice}");
+        let lines = cryptos(&to_alice);
+        assert_eq!(lines.len(), 1, "{to_alice}");
+        assert_eq!((lines[0].0, lines[0].1.as_str()), (4, SUITE));
+        assert_ne!(lines[0].2, alice_key);
+
+        let stages = &b.relay.srtp;
+        let a = stages.iter().find(|s| s.2 == MediaSide::A).unwrap();
+        let a = a.3.clone().unwrap();
+        assert_eq!(key(a.unprotect.as_ref().unwrap()), (SUITE, &alice_key[..]));
+        assert!(a.protect.is_none());
+        let bb = stages.iter().find(|s| s.2 == MediaSide::B).unwrap();
+        let bb = bb.3.clone().unwrap();
+        assert!(bb.unprotect.is_none());
+        assert_eq!(key(bb.protect.as_ref().unwrap()), (SUITE, &lines[0].2[..]));
+    }
+
+    #[test]
+    fn sdes_options_filter_the_offered_suites_or_turn_sdes_off() {
+        let mut b = Bench::new();
+        let caller = caller_sdp();
+        let mut o = offer("c1", "alice", &caller);
+        o.transport_protocol = Some(TransportProtocol::RtpSavp);
+        o.sdes = vec![b"only-AES_CM_128_HMAC_SHA1_80"];
+        let sdp = b.send(&o).sdp().to_owned();
+        let lines = cryptos(&sdp);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].1, SUITE);
+
+        o.call_id = Some(b"c2");
+        o.sdes = vec![b"no-AES_CM_128_HMAC_SHA1_80", b"no-AEAD_AES_256_GCM"];
+        let sdp = b.send(&o).sdp().to_owned();
+        let suites: Vec<String> = cryptos(&sdp).into_iter().map(|c| c.1).collect();
+        assert_eq!(suites.len(), crate::media::sdes::SUITES.len() - 2);
+        assert!(!suites.iter().any(|s| s == SUITE || s == "AEAD_AES_256_GCM"));
+
+        o.call_id = Some(b"c3");
+        o.sdes = vec![b"only-F8_128_HMAC_SHA1_80"];
+        assert!(b.send(&o).error().contains("exclude"));
+
+        o.call_id = Some(b"c4");
+        o.sdes = vec![b"off"];
+        let got = b.send(&o);
+        assert!(got.warning.as_deref().unwrap_or("").contains("SDES-off"));
+        let sdp = got.sdp();
+        assert!(
+            sdp.contains(" RTP/AVP 0 101") && cryptos(sdp).is_empty(),
+            "{sdp}"
+        );
+    }
+
+    #[test]
+    fn an_srtp_answer_without_a_usable_line_is_refused_and_installs_nothing() {
+        let mut b = Bench::new();
+        let caller = caller_sdp();
+        let mut o = offer("c1", "alice", &caller);
+        o.transport_protocol = Some(TransportProtocol::RtpSavp);
+        b.send(&o).sdp();
+        // Bob answers with a tag the relay did not offer.
+        let ans = srtp_sdp(&callee_sdp(), 9, &[7u8; 30]);
+        let got = b.send(&answer("c1", "alice", "bob", &ans));
+        assert!(got.error().contains("SRTP"), "{got:?}");
+        assert!(b.relay.srtp.is_empty());
+        // Plain RTP from a side that must speak SRTP: refused too.
+        let got = b.send(&answer("c1", "alice", "bob", &callee_sdp()));
+        assert!(got.error().contains("SRTP"), "{got:?}");
+    }
+
+    #[test]
+    fn a_reoffer_from_the_srtp_side_keeps_the_bridge_and_the_keys() {
+        let mut b = Bench::new();
+        let caller = caller_sdp();
+        let mut o = offer("c1", "alice", &caller);
+        o.transport_protocol = Some(TransportProtocol::RtpSavp);
+        let to_bob = b.send(&o).sdp().to_owned();
+        let relay_key = cryptos(&to_bob)[0].2.clone();
+        let bob_key = [7u8; 30];
+        let bob_sdp = srtp_sdp(&callee_sdp(), 1, &bob_key);
+        b.send(&answer("c1", "alice", "bob", &bob_sdp)).sdp();
+        assert_eq!(b.relay.srtp.len(), 2);
+
+        // Bob re-offers (a re-INVITE) with the same key; no transport-protocol this time.
+        let to_alice = b.send(&offer("c1", "bob", &bob_sdp)).sdp().to_owned();
+        assert!(to_alice.contains(" RTP/AVP 0") && cryptos(&to_alice).is_empty());
+        let back = b
+            .send(&answer("c1", "bob", "alice", &caller_sdp()))
+            .sdp()
+            .to_owned();
+        let lines = cryptos(&back);
+        assert_eq!(lines.len(), 1, "{back}");
+        assert_eq!(
+            (lines[0].0, &lines[0].2),
+            (1, &relay_key),
+            "the relay's key is kept"
+        );
+        assert!(back.contains(" RTP/SAVP 0"));
+        assert_eq!(
+            b.relay.srtp.len(),
+            2,
+            "same keys: the stages are not replaced"
+        );
+    }
+
+    #[test]
+    fn a_reoffer_asking_the_sdps_own_protocol_ends_the_bridge_and_its_stages() {
+        let mut b = Bench::new();
+        let caller = caller_sdp();
+        let mut o = offer("c1", "alice", &caller);
+        o.transport_protocol = Some(TransportProtocol::RtpSavp);
+        let first_key = cryptos(b.send(&o).sdp())[0].2.clone();
+        let bob_sdp = srtp_sdp(&callee_sdp(), 1, &[7u8; 30]);
+        b.send(&answer("c1", "alice", "bob", &bob_sdp)).sdp();
+        assert_eq!(b.relay.srtp.len(), 2);
+
+        // Alice re-offers plain RTP for both sides: both legs relay plain again, at once.
+        o.transport_protocol = Some(TransportProtocol::RtpAvp);
+        let to_bob = b.send(&o).sdp().to_owned();
+        assert!(to_bob.contains(" RTP/AVP 0 101") && cryptos(&to_bob).is_empty());
+        let reset: Vec<_> = b.relay.srtp[2..]
+            .iter()
+            .map(|s| (s.2, s.3.clone()))
+            .collect();
+        assert_eq!(reset, [(MediaSide::A, None), (MediaSide::B, None)]);
+        let back = b
+            .send(&answer("c1", "alice", "bob", &callee_sdp()))
+            .sdp()
+            .to_owned();
+        assert!(back.contains(" RTP/AVP 0") && cryptos(&back).is_empty());
+        assert_eq!(b.relay.srtp.len(), 4, "a plain answer gives no stage");
+
+        // Bridged again: fresh keys, stages given again.
+        o.transport_protocol = Some(TransportProtocol::RtpSavp);
+        let again = cryptos(b.send(&o).sdp())[0].2.clone();
+        assert_ne!(again, first_key);
+        b.send(&answer("c1", "alice", "bob", &bob_sdp)).sdp();
+        assert_eq!(b.relay.srtp.len(), 6);
+    }
+
+    #[test]
+    fn the_same_protocol_is_not_bridged_and_dtls_is_a_warning() {
+        let mut b = Bench::new();
+        let caller = caller_sdp();
+        let mut o = offer("c1", "alice", &caller);
+        o.transport_protocol = Some(TransportProtocol::RtpAvp);
+        let got = b.send(&o);
+        assert_eq!(got.warning, None);
+        assert!(cryptos(got.sdp()).is_empty());
+        b.send(&answer("c1", "alice", "bob", &callee_sdp())).sdp();
+        assert!(b.relay.srtp.is_empty());
+        o.call_id = Some(b"c2");
+        o.transport_protocol = Some(TransportProtocol::UdpTlsRtpSavp);
+        let got = b.send(&o);
+        assert!(got.warning.unwrap().contains("not supported"));
+    }
+}
