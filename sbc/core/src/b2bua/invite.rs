@@ -231,7 +231,7 @@ impl B2bua {
             byes_pending: 0,
             end_reason: None,
             media,
-            auth: target.auth.clone().zip(kept),
+            auth: target.auth.clone().zip(kept).map(Box::new),
             auth_answered: 0,
             first_response,
             awaiting_first,

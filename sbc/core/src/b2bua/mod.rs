@@ -391,7 +391,8 @@ struct Call {
     end_reason: Option<EndReason>,
     media: CallMedia,
     /// Trunk credentials, and the INVITE sent on leg B (kept only then, to answer a challenge).
-    auth: Option<(Arc<TrunkAuth>, Message)>,
+    /// (Boxed: most calls have none, and a `Message` inline would add 670 bytes to every call.)
+    auth: Option<Box<(Arc<TrunkAuth>, Message)>>,
     /// What it takes to send leg B's INVITE to the next target of the group, while there is one
     /// (boxed: only calls to a group of several targets carry it).
     retarget: Option<Box<Retarget>>,

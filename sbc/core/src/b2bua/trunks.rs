@@ -94,7 +94,7 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&key) else {
             return false;
         };
-        let Some((auth, invite)) = &call.auth else {
+        let Some((auth, invite)) = call.auth.as_deref() else {
             return false;
         };
         // The topmost answerable challenge (one realm: a trunk has one account).
