@@ -402,7 +402,9 @@ impl Streams {
                 conn.wbuf.extend_from_slice(data);
                 true
             }
-            Some(tls) => tls.writer().write_all(data).is_ok(),
+            // A request over TLS names `TLS` in its top Via (the B2BUA writes `TCP` for any
+            // connection), on connections the peer opened as on those the SBC opened.
+            Some(tls) => tls.writer().write_all(&connect::via_over_tls(data)).is_ok(),
         };
         let keep = queued
             && conn.wbuf.len() <= MAX_WRITE_QUEUE
@@ -429,11 +431,6 @@ impl Streams {
         if data.starts_with(b"SIP/2.0 ") {
             return None;
         }
-        let data = match peer.tls {
-            Some(_) => connect::via_over_tls(data),
-            None => data.into(),
-        };
-        let data = &*data;
         if let Some(tok) = self.outbound.get(&dest).copied() {
             if self.send(epoll, tok, data) {
                 return Some(true);

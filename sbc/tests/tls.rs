@@ -873,106 +873,150 @@ fn open_file_budget_is_checked_at_start() {
 
 // ---- the inside over TLS ----
 
+/// A PBX on the inside over TLS (a rustls client verifying the SBC's certificate against the test
+/// CA), connected from its own address to the SBC's inside TLS listener; the carrier behind the SBC
+/// is the sipp `carrier` scenario on UDP.
+struct InsideTlsPbx {
+    sbc: Sbc,
+    _pki: TempDir,
+    tls: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    carrier: std::process::Child,
+    /// The PBX's address, its connection's port, the SBC's inside address.
+    pbx: String,
+    port: u16,
+    inside: String,
+    buf: Vec<u8>,
+}
+
+impl InsideTlsPbx {
+    fn start(n: u8, name: &str, carrier: &str) -> Self {
+        let pki = TempDir::new(&format!("{name}-pki"));
+        make_pki(pki.path(), &ip(n, 11));
+        let extra = format!(
+            "[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
+             [inside]\naddress = \"{inside}\"\nport = 5080\ntargets = [\"pbx\"]\n\
+             [[target_group]]\nname = \"pbx\"\ntargets = [{{ address = \"{pbx}:5061\", transport = \"tls\" }}]\n\
+             options_interval_secs = 0\n\
+             [[trunk]]\nname = \"carrier\"\noutbound = {{ proxy = \"{carrier}:5090\" }}\noptions_interval_secs = 0\n\
+             [[route]]\nname = \"out\"\nfrom = \"inside\"\nprefix = \"\"\ntrunk = \"carrier\"\n",
+            cert = pki.path().join("server.pem").display(),
+            key = pki.path().join("server.key").display(),
+            inside = ip(n, 11),
+            pbx = ip(n, 4),
+            carrier = ip(n, 2),
+        );
+        let sbc = start_sbc(n, name, "auto", &extra);
+        let dir = sbc.dir.path().to_owned();
+        let carrier = sipp(&dir, carrier, (&ip(n, 2), 5090), None, &[]);
+        std::thread::sleep(Duration::from_millis(300));
+
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let local: SocketAddr = format!("{}:0", ip(n, 4)).parse().unwrap();
+        sock.bind(&local.into()).unwrap();
+        let remote: SocketAddr = format!("{}:5080", ip(n, 11)).parse().unwrap();
+        sock.connect(&remote.into()).unwrap();
+        let tcp: TcpStream = sock.into();
+        tcp.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for c in pem_certs(&pki.path().join("ca.pem")) {
+            roots.add(c).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from(ip(n, 11)).unwrap();
+        let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        Self {
+            sbc,
+            _pki: pki,
+            tls: rustls::StreamOwned::new(conn, tcp),
+            carrier,
+            pbx: ip(n, 4),
+            port,
+            inside: ip(n, 11),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Read messages into `got` until one satisfies `done` or 10 s pass.
+    fn read_until(&mut self, got: &mut Vec<String>, done: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut chunk = [0u8; 4096];
+        while Instant::now() < deadline && !got.iter().any(|m| done(m)) {
+            match self.tls.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(k) => self.buf.extend_from_slice(&chunk[..k]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("PBX connection: {e}"),
+            }
+            while let Some(m) = take_message(&mut self.buf) {
+                got.push(m);
+            }
+        }
+    }
+
+    /// The PBX's INVITE to 4930123 (`body`: an SDP offer or nothing).
+    fn invite(&mut self, body: &str) {
+        let (pbx, port, inside) = (&self.pbx, self.port, &self.inside);
+        let ctype = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        let invite = format!(
+            "INVITE sip:4930123@{inside}:5080 SIP/2.0\r\n\
+             Via: SIP/2.0/TLS {pbx}:{port};branch=z9hG4bKtlsin1\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:200@{pbx}>;tag=p1\r\nTo: <sip:4930123@{inside}>\r\n\
+             Call-ID: tls-inside-1@{pbx}\r\nCSeq: 1 INVITE\r\nContact: <sip:200@{pbx}:{port};transport=tls>\r\n\
+             {ctype}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.tls.write_all(invite.as_bytes()).unwrap();
+    }
+
+    /// The PBX's ACK to the final response `resp` of its INVITE.
+    fn ack(&mut self, resp: &str) {
+        let (pbx, port, inside) = (&self.pbx, self.port, &self.inside);
+        let to = resp.lines().find(|l| l.starts_with("To:")).unwrap();
+        let ack = format!(
+            "ACK sip:4930123@{inside}:5080 SIP/2.0\r\n\
+             Via: SIP/2.0/TLS {pbx}:{port};branch=z9hG4bKtlsin1\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:200@{pbx}>;tag=p1\r\n{to}\r\n\
+             Call-ID: tls-inside-1@{pbx}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+        );
+        self.tls.write_all(ack.as_bytes()).unwrap();
+    }
+}
+
 /// The PBX reaches the SBC over TLS on the inside: with a PBX member of `transport = "tls"` and a
 /// certificate in `[tls]`, the SBC listens TLS at `inside.address`. The PBX (a rustls client that
 /// verifies the SBC's certificate) places a call toward a UDP carrier (sipp answering 486): the
 /// INVITE goes out, and the carrier's answer comes back over the PBX's own TLS connection.
 #[test]
 fn pbx_calls_out_over_the_inside_tls_listener() {
-    let n = 20;
-    let pki = TempDir::new("tls-inside-pki");
-    make_pki(pki.path(), &ip(n, 11));
-    let extra = format!(
-        "[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
-         [inside]\naddress = \"{inside}\"\nport = 5080\ntargets = [\"pbx\"]\n\
-         [[target_group]]\nname = \"pbx\"\ntargets = [{{ address = \"{pbx}:5061\", transport = \"tls\" }}]\n\
-         options_interval_secs = 0\n\
-         [[trunk]]\nname = \"carrier\"\noutbound = {{ proxy = \"{carrier}:5090\" }}\noptions_interval_secs = 0\n\
-         [[route]]\nname = \"out\"\nfrom = \"inside\"\nprefix = \"\"\ntrunk = \"carrier\"\n",
-        cert = pki.path().join("server.pem").display(),
-        key = pki.path().join("server.key").display(),
-        inside = ip(n, 11),
-        pbx = ip(n, 4),
-        carrier = ip(n, 2),
-    );
-    let sbc = start_sbc(n, "tls-inside", "auto", &extra);
-    let dir = sbc.dir.path().to_owned();
-    let carrier = sipp(&dir, "uas_486.xml", (&ip(n, 2), 5090), None, &[]);
-    std::thread::sleep(Duration::from_millis(300));
-
-    // The PBX's connection, from its own address, verifying the SBC against the test CA.
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let local: SocketAddr = format!("{}:0", ip(n, 4)).parse().unwrap();
-    sock.bind(&local.into()).unwrap();
-    let remote: SocketAddr = format!("{}:5080", ip(n, 11)).parse().unwrap();
-    sock.connect(&remote.into()).unwrap();
-    let tcp: TcpStream = sock.into();
-    tcp.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let port = tcp.local_addr().unwrap().port();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in pem_certs(&pki.path().join("ca.pem")) {
-        roots.add(c).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(ip(n, 11)).unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-
-    let pbx = ip(n, 4);
-    let invite = format!(
-        "INVITE sip:4930123@{inside}:5080 SIP/2.0\r\n\
-         Via: SIP/2.0/TLS {pbx}:{port};branch=z9hG4bKtlsin1\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:200@{pbx}>;tag=p1\r\nTo: <sip:4930123@{inside}>\r\n\
-         Call-ID: tls-inside-1@{pbx}\r\nCSeq: 1 INVITE\r\nContact: <sip:200@{pbx}:{port};transport=tls>\r\n\
-         Content-Length: 0\r\n\r\n",
-        inside = ip(n, 11)
-    );
-    tls.write_all(invite.as_bytes()).unwrap();
-    let mut buf = Vec::new();
+    let mut p = InsideTlsPbx::start(20, "tls-inside", "uas_486.xml");
+    p.invite("");
     let mut got = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut chunk = [0u8; 4096];
-    while Instant::now() < deadline && !got.iter().any(|m: &String| m.starts_with("SIP/2.0 486")) {
-        match tls.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(k) => buf.extend_from_slice(&chunk[..k]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => panic!("PBX connection: {e}"),
-        }
-        while let Some(m) = take_message(&mut buf) {
-            got.push(m);
-        }
-    }
+    p.read_until(&mut got, |m| m.starts_with("SIP/2.0 486"));
     let final_486 = got.iter().find(|m| m.starts_with("SIP/2.0 486")).cloned();
     if let Some(resp) = &final_486 {
-        let to = resp
-            .lines()
-            .find(|l| l.starts_with("To:"))
-            .unwrap()
-            .to_owned();
-        let ack = format!(
-            "ACK sip:4930123@{inside}:5080 SIP/2.0\r\n\
-             Via: SIP/2.0/TLS {pbx}:{port};branch=z9hG4bKtlsin1\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:200@{pbx}>;tag=p1\r\n{to}\r\n\
-             Call-ID: tls-inside-1@{pbx}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
-            inside = ip(n, 11)
-        );
-        tls.write_all(ack.as_bytes()).unwrap();
+        p.ack(resp);
     }
-    let (status, err) = finish(carrier);
+    let dir = p.sbc.dir.path().to_owned();
+    let (status, err) = finish(p.carrier);
     let sipp_logs = logs(&dir, "uas_486");
-    drop(tls);
-    let log = sbc.stop();
+    drop(p.tls);
+    let log = p.sbc.stop();
     assert!(final_486.is_some(), "no 486 over TLS: {got:#?}\n{log}");
     assert!(
         status.success(),
@@ -984,5 +1028,63 @@ fn pbx_calls_out_over_the_inside_tls_listener() {
         "{got:#?}"
     );
     assert!(counter(&log, "tcp_accepted") >= 1, "{log}");
+    assert_eq!(counter(&log, "tls_errors"), 0, "{log}");
+}
+
+/// A request the SBC sends over a TLS connection the peer opened (here the carrier's BYE, relayed
+/// to the PBX over the PBX's own connection) names `TLS` in its top Via (RFC 3261 §18.1.1), not
+/// `TCP`, and the PBX's answer to it reaches the carrier.
+#[test]
+fn a_request_over_the_pbxs_own_tls_connection_says_tls_in_its_via() {
+    let mut p = InsideTlsPbx::start(21, "tls-inside-bye", "uas_bye.xml");
+    let offer = format!(
+        "v=0\r\no=pbx 1 1 IN IP4 {pbx}\r\ns=-\r\nc=IN IP4 {pbx}\r\nt=0 0\r\n\
+         m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        pbx = p.pbx
+    );
+    p.invite(&offer);
+    let mut got = Vec::new();
+    p.read_until(&mut got, |m| m.starts_with("SIP/2.0 200"));
+    let ok = got.iter().find(|m| m.starts_with("SIP/2.0 200")).cloned();
+    if let Some(resp) = &ok {
+        p.ack(resp);
+    }
+    p.read_until(&mut got, |m| m.starts_with("BYE "));
+    let bye = got.iter().find(|m| m.starts_with("BYE ")).cloned();
+    if let Some(bye) = &bye {
+        // 200 to the BYE: its Via, From, To, Call-ID and CSeq as received.
+        let copied: String = bye
+            .lines()
+            .filter(|l| {
+                [
+                    "Via:", "v:", "From:", "f:", "To:", "t:", "Call-ID:", "i:", "CSeq:",
+                ]
+                .iter()
+                .any(|h| l.starts_with(h))
+            })
+            .map(|l| format!("{l}\r\n"))
+            .collect();
+        let answer = format!("SIP/2.0 200 OK\r\n{copied}Content-Length: 0\r\n\r\n");
+        p.tls.write_all(answer.as_bytes()).unwrap();
+    }
+    let dir = p.sbc.dir.path().to_owned();
+    let (status, err) = finish(p.carrier);
+    let sipp_logs = logs(&dir, "uas_bye");
+    drop(p.tls);
+    let log = p.sbc.stop();
+    assert!(ok.is_some(), "no 200 over TLS: {got:#?}\n{log}");
+    let bye = bye.unwrap_or_else(|| panic!("no BYE over TLS: {got:#?}\n{log}"));
+    let top_via = bye
+        .lines()
+        .find(|l| l.starts_with("Via:") || l.starts_with("v:"))
+        .unwrap_or_default();
+    assert!(
+        top_via.contains("SIP/2.0/TLS "),
+        "top Via of the BYE: {top_via}\n{bye}"
+    );
+    assert!(
+        status.success(),
+        "carrier: {status} {err}\n{sipp_logs}\n{log}"
+    );
     assert_eq!(counter(&log, "tls_errors"), 0, "{log}");
 }
