@@ -9,7 +9,7 @@ the next round), the device is started pinned to DEVICE_CPU and two searches run
 
   cps   calls started at R per second for CPS_SECS seconds, each held CPS_HOLD s: the device's CPU
         is summed over the steady window (starts and BYEs both at R) from /proc;
-  conc  N calls started at CONC_RAMP per second, each held until all N have carried media together
+  conc  N calls started at CONC_RAMP (150) per second, each held until all N have carried media together
         for CONC_WINDOW s: the device's CPU over that window.
 
 A trial passes with no failed call, every call answered, RTP loss < 0.1 % (all legs), mean MOS >=
@@ -56,7 +56,7 @@ CFG = {
     "cps_hold": env("CPS_HOLD", 1.0, float),
     "cps_max": env("CPS_MAX", 3000.0, float),
     "conc_start": env("CONC_START", 500, int),
-    "conc_ramp": env("CONC_RAMP", 250.0, float),
+    "conc_ramp": env("CONC_RAMP", 150.0, float),
     "conc_window": env("CONC_WINDOW", 5.0 if QUICK else 8.0, float),
     "conc_max": env("CONC_MAX", 4000, int),
     "max_trials": env("MAX_TRIALS", 3 if QUICK else 5, int),
@@ -149,6 +149,16 @@ def cpu_s(pids):
         except (OSError, IndexError, ValueError):
             pass
     return t / TICK
+
+
+def udp_rcvbuf_errors():
+    """the kernel's count of UDP datagrams dropped on a full receive buffer (/proc/net/snmp)"""
+    try:
+        with open("/proc/net/snmp") as f:
+            rows = [ln.split() for ln in f if ln.startswith("Udp:")]
+        return int(rows[1][rows[0].index("RcvbufErrors")])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def udp_bound(addr):
@@ -255,7 +265,8 @@ def run_trial(dev, kind, level, rd, tag):
         cps, calls, hold = level, max(1, int(round(level * CFG["cps_secs"]))), CFG["cps_hold"]
         # steady: starts and BYEs both at the rate (after the first hold and the setup)
         win = (0.05 + hold + 1.0, 0.05 + CFG["cps_secs"])
-        concurrent = int(cps * (hold + 0.5)) + 50
+        # calls at once: the hold plus setup and teardown, with room for slow answers
+        concurrent = int(cps * (hold + 3.0)) + 100
     else:
         calls, cps = int(level), CFG["conc_ramp"]
         ramp = calls / cps
@@ -263,17 +274,18 @@ def run_trial(dev, kind, level, rd, tag):
         # every call is up from ramp + setup until the first BYE at hold after the first answer
         win = (0.05 + ramp + 0.75, 0.05 + ramp + 0.75 + CFG["conc_window"])
         concurrent = calls
-    ports = concurrent * 4 + 64
+    ports = min(calls, concurrent) * 4 + 64
     out = os.path.join(rd, f"{tag}")
     cmd = ["taskset", "-c", CFG["tester_cpu"], os.path.join(CFG["bin"], "loadtest"),
            "--pcap", CFG["pcap"], "--target", dev["target"], "--uas", UAS, "--local-ip", UAC_IP,
            "--calls", str(calls), "--cps", "%.3f" % cps, "--hold", "%.3f" % hold,
-           "--threads", "1", "--max-concurrent", str(max(calls, 1)), "--media-port", "20000",
+           "--threads", "1", "--max-concurrent", str(min(calls, concurrent)), "--media-port", "20000",
            "--media-ports", str(ports), "--timeout", "5"]
     with open(out + ".cmd", "w") as f:
         f.write(" ".join(cmd) + "\n")
     budget = calls / cps + hold + 40
     so, se = open(out + ".json", "w"), open(out + ".log", "w")
+    drops0 = udp_rcvbuf_errors()
     t0 = time.time()
     p = subprocess.Popen(cmd, stdout=so, stderr=se, stdin=subprocess.DEVNULL)
     STARTED.append((p.pid, "loadtest"))
@@ -287,6 +299,7 @@ def run_trial(dev, kind, level, rd, tag):
     stop_pid(p.pid)
     so.close()
     se.close()
+    drops = udp_rcvbuf_errors() - drops0
     try:
         with open(out + ".json") as f:
             s = json.loads([ln for ln in f if ln.strip()][-1])
@@ -334,6 +347,9 @@ def run_trial(dev, kind, level, rd, tag):
         "setup_200_p99_ms": (s.get("setup_200_ms") or {}).get("p99"),
         "device_cpu_pct": None if dev_cpu is None else 100.0 * dev_cpu,
         "tester_peak_cpu_pct": peak.get("cpu_pct"), "window_s": [w0, w1],
+        "rtp_payload_mismatches": s.get("rtp_payload_mismatches"), "uas_failed": s.get("uas_failed"),
+        # the whole machine's UDP receive-buffer overflows during the trial (other processes too)
+        "udp_rcvbuf_errors": drops,
     }
     if dev_cpu:
         if kind == "cps":
@@ -353,11 +369,13 @@ def search(dev, kind, start, cap, rd, rows_f, tagp):
         row["search"] = True
         rows_f.write(json.dumps(row) + "\n")
         rows_f.flush()
-        log("  %s %s %s: %s%s, device CPU %s%%, tester peak CPU %s%%, loss %s%%, MOS %s, per core %s" % (
-            dev["name"], kind, level, "pass" if row["pass"] else "FAIL",
-            "" if row["pass"] else " (" + row["why"] + ")", fmt(row["device_cpu_pct"], 1),
-            fmt(row["tester_peak_cpu_pct"], 1), fmt(row["loss_pct"], 4), fmt(row["mos_mean"], 2),
-            fmt(row.get("per_core"), 0)))
+        log("  %s %s %s: %s%s, device CPU %s%%, tester peak CPU %s%%, loss %s%%, MOS %s, setup p50/p99 "
+            "%s/%s ms, per core %s, UDP rcvbuf drops %d" % (
+                dev["name"], kind, level, "pass" if row["pass"] else "FAIL",
+                "" if row["pass"] else " (" + row["why"] + ")", fmt(row["device_cpu_pct"], 1),
+                fmt(row["tester_peak_cpu_pct"], 1), fmt(row["loss_pct"], 4), fmt(row["mos_mean"], 2),
+                fmt(row["setup_200_p50_ms"], 0), fmt(row["setup_200_p99_ms"], 0),
+                fmt(row.get("per_core"), 0), row["udp_rcvbuf_errors"]))
         time.sleep(CFG["settle"])
         if row["pass"]:
             lo, lo_row = level, row
