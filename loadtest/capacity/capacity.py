@@ -13,8 +13,9 @@ the next round), the device is started pinned to DEVICE_CPU and two searches run
         for CONC_WINDOW s: the device's CPU over that window.
 
 A trial passes with no failed call, every call answered, RTP loss < 0.1 % (all legs), mean MOS >=
-4.2 and the calls started at >= 95 % of the offered rate. The search goes up by x1.3 from its start
-while trials pass (down by /1.3 while they fail), then bisects between the highest pass and the
+4.2 and the calls started at >= 95 % of the offered rate. The search goes up by x1.5 from its start (CPS_START_SBC/_KAM,
+CONC_START_SBC/_KAM in round 1)
+while trials pass (down by /1.5 while they fail), then bisects between the highest pass and the
 lowest failure while they are more than 8 % apart, at most MAX_TRIALS trials; a round after the
 first starts at the device's previous maximum. At the end of each round both devices also run one
 trial at the same load (COMMON_CPS, COMMON_CONC, or the lower device's maximum of round 1 when
@@ -51,15 +52,18 @@ CFG = {
     "bin": env("BIN", os.path.join(REPO, "target", "release")),
     "pcap": env("PCAP", os.path.join(REPO, "pcaps", "g711-ptime20.pcap")),
     "out": env("OUT", "/tmp/capacity-run"),
-    "cps_start": env("CPS_START", 200.0, float),
+    # search seeds of round 1 per device (later rounds start at the device's previous maximum)
+    "cps_start": {"sbc": env("CPS_START_SBC", 400.0, float),
+                  "kamailio-rtpengine": env("CPS_START_KAM", 150.0, float)},
     "cps_secs": env("CPS_SECS", 5.0 if QUICK else 8.0, float),
     "cps_hold": env("CPS_HOLD", 1.0, float),
     "cps_max": env("CPS_MAX", 3000.0, float),
-    "conc_start": env("CONC_START", 500, int),
+    "conc_start": {"sbc": env("CONC_START_SBC", 800, int),
+                   "kamailio-rtpengine": env("CONC_START_KAM", 500, int)},
     "conc_ramp": env("CONC_RAMP", 150.0, float),
-    "conc_window": env("CONC_WINDOW", 5.0 if QUICK else 8.0, float),
+    "conc_window": env("CONC_WINDOW", 5.0 if QUICK else 6.0, float),
     "conc_max": env("CONC_MAX", 4000, int),
-    "max_trials": env("MAX_TRIALS", 3 if QUICK else 5, int),
+    "max_trials": env("MAX_TRIALS", 3 if QUICK else 4, int),
     "common_cps": env("COMMON_CPS", 0.0, float),
     "common_conc": env("COMMON_CONC", 0, int),
     "settle": env("SETTLE", 6.0, float),
@@ -384,9 +388,9 @@ def search(dev, kind, start, cap, rd, rows_f, tagp):
         if hi is None:
             if level >= cap:
                 break
-            level = min(level * 1.3, cap)
+            level = min(level * 1.5, cap)
         elif lo is None:
-            level = level / 1.3
+            level = level / 1.5
             if level < 1:
                 break
         elif hi / lo > 1.08:
@@ -490,14 +494,14 @@ def main():
             try:
                 dev = start_device(d, rd)
                 p = prev.get(d, {})
-                cps_lo, cps_hi, cps_row = search(dev, "cps", p.get("cps") or CFG["cps_start"],
+                cps_lo, cps_hi, cps_row = search(dev, "cps", p.get("cps") or CFG["cps_start"][d],
                                                  CFG["cps_max"], rd, rows_f, f"r{rnd}")
-                conc_lo, conc_hi, conc_row = search(dev, "conc", p.get("conc") or CFG["conc_start"],
+                conc_lo, conc_hi, conc_row = search(dev, "conc", p.get("conc") or CFG["conc_start"][d],
                                                     CFG["conc_max"], rd, rows_f, f"r{rnd}")
                 res.update(cps_max=cps_lo, cps_fail=cps_hi, cps_row=cps_row,
                            conc_max=conc_lo, conc_fail=conc_hi, conc_row=conc_row)
-                prev[d] = {"cps": cps_lo or (cps_hi or CFG["cps_start"]) / 1.3,
-                           "conc": conc_lo or (conc_hi or CFG["conc_start"]) / 1.3}
+                prev[d] = {"cps": cps_lo or (cps_hi or CFG["cps_start"][d]) / 1.5,
+                           "conc": conc_lo or (conc_hi or CFG["conc_start"][d]) / 1.5}
             except RuntimeError as e:
                 log(f"{d}: {e}")
             finally:
