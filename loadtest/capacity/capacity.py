@@ -67,6 +67,8 @@ CFG = {
     "common_cps": env("COMMON_CPS", 0.0, float),
     "common_conc": env("COMMON_CONC", 0, int),
     "settle": env("SETTLE", 6.0, float),
+    # SEARCH=0: only the same-load trials (COMMON_CPS and COMMON_CONC must be set)
+    "search": env("SEARCH", 1, int),
     "loss_ok": 0.1,
     "mos_ok": 4.2,
 }
@@ -359,7 +361,24 @@ def run_trial(dev, kind, level, rd, tag):
         if kind == "cps":
             row["per_core"] = (s.get("achieved_cps") or 0) / dev_cpu
         else:
-            row["per_core"] = calls / dev_cpu
+            # N over the planned window: overstated when slow setups leave calls without media then
+            row["per_core_n"] = calls / dev_cpu
+    # Calls carrying media, counted by the packets relayed: the RTP the tester received per second
+    # over its busiest 5 s (every packet came through the device), 100 a call (50 each way), over
+    # the device's CPU share in the same 5 s (the tester's clock starts at its spawn, within ms).
+    if peak.get("rtp_received_pps") and samples:
+        p0 = peak.get("from_s", 0.0)
+        p1 = p0 + peak.get("seconds", 0.0)
+        if samples[-1][0] >= p1 > p0:
+            cpu_peak = (at(p1) - at(p0)) / (p1 - p0)
+            row["media_calls"] = peak["rtp_received_pps"] / 100.0
+            row["device_cpu_peak_pct"] = 100.0 * cpu_peak
+            if cpu_peak > 0:
+                row["media_calls_per_core"] = row["media_calls"] / cpu_peak
+    if kind == "conc":
+        row["per_core"] = row.get("media_calls_per_core")
+    with open(out + ".cpu.json", "w") as f:
+        json.dump(samples, f)
     return row
 
 
@@ -374,12 +393,13 @@ def search(dev, kind, start, cap, rd, rows_f, tagp):
         rows_f.write(json.dumps(row) + "\n")
         rows_f.flush()
         log("  %s %s %s: %s%s, device CPU %s%%, tester peak CPU %s%%, loss %s%%, MOS %s, setup p50/p99 "
-            "%s/%s ms, per core %s, UDP rcvbuf drops %d" % (
+            "%s/%s ms, per core %s (media calls %s at device CPU %s%%), UDP rcvbuf drops %d" % (
                 dev["name"], kind, level, "pass" if row["pass"] else "FAIL",
                 "" if row["pass"] else " (" + row["why"] + ")", fmt(row["device_cpu_pct"], 1),
                 fmt(row["tester_peak_cpu_pct"], 1), fmt(row["loss_pct"], 4), fmt(row["mos_mean"], 2),
                 fmt(row["setup_200_p50_ms"], 0), fmt(row["setup_200_p99_ms"], 0),
-                fmt(row.get("per_core"), 0), row["udp_rcvbuf_errors"]))
+                fmt(row.get("per_core"), 0), fmt(row.get("media_calls"), 0),
+                fmt(row.get("device_cpu_peak_pct"), 1), row["udp_rcvbuf_errors"]))
         time.sleep(CFG["settle"])
         if row["pass"]:
             lo, lo_row = level, row
@@ -487,7 +507,7 @@ def main():
     prev = {}
     for rnd in range(1, CFG["rounds"] + 1):
         order = CFG["devices"] if rnd % 2 else list(reversed(CFG["devices"]))
-        for d in order:
+        for d in (order if CFG["search"] else []):
             rd = os.path.join(CFG["out"], f"r{rnd}-{d}")
             os.makedirs(rd, exist_ok=True)
             res = {"device": d, "round": rnd}
@@ -511,7 +531,7 @@ def main():
         # equal-load trials at the end of the round, both devices in the round's order
         cc = CFG["common_cps"] or min((prev[d]["cps"] for d in CFG["devices"] if d in prev), default=0)
         cn = CFG["common_conc"] or min((prev[d]["conc"] for d in CFG["devices"] if d in prev), default=0)
-        if rnd == 1:
+        if rnd == 1 and CFG["search"]:
             CFG["common_cps"], CFG["common_conc"] = round(0.9 * cc, -1), int(round(0.9 * cn, -1))
             cc, cn = CFG["common_cps"], CFG["common_conc"]
         for d in order:
@@ -527,9 +547,12 @@ def main():
                     rows_f.write(json.dumps(row) + "\n")
                     rows_f.flush()
                     common.append(row)
-                    log("  %s same load %s %s: %s, device CPU %s%%, per core %s" % (
-                        d, kind, level, "pass" if row["pass"] else "FAIL (" + row["why"] + ")",
-                        fmt(row["device_cpu_pct"], 1), fmt(row.get("per_core"), 0)))
+                    log("  %s same load %s %s: %s, device CPU %s%%, per core %s, media calls %s at "
+                        "device CPU %s%% (%s per core)" % (
+                            d, kind, level, "pass" if row["pass"] else "FAIL (" + row["why"] + ")",
+                            fmt(row["device_cpu_pct"], 1), fmt(row.get("per_core"), 0),
+                            fmt(row.get("media_calls"), 0), fmt(row.get("device_cpu_peak_pct"), 1),
+                            fmt(row.get("media_calls_per_core"), 0)))
                     time.sleep(CFG["settle"])
             except RuntimeError as e:
                 log(f"{d}: {e}")
