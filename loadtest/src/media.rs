@@ -138,9 +138,9 @@ impl RxStream {
                 return;
             }
             // The few packets so far were the stray ones: measure this source from here.
-            *self = RxStream {
+            *self = Self {
                 stray: self.stray + self.received,
-                ..RxStream::default()
+                ..Self::default()
             };
         }
         if !expected.contains(&payload_hash(payload)) {
