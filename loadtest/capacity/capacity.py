@@ -10,7 +10,8 @@ the next round), the device is started pinned to DEVICE_CPU and two searches run
   cps   calls started at R per second for CPS_SECS seconds, each held CPS_HOLD s: the device's CPU
         is summed over the steady window (starts and BYEs both at R) from /proc;
   conc  N calls started at CONC_RAMP (150) per second, each held until all N have carried media together
-        for CONC_WINDOW s: the device's CPU over that window.
+        for CONC_WINDOW s: the calls carrying media, counted by the RTP the tester received per second
+        over its busiest 5 s (100 packets a second per call), over the device's CPU in those 5 s.
 
 A trial passes with no failed call, every call answered, RTP loss < 0.1 % (all legs), mean MOS >=
 4.2 and the calls started at >= 95 % of the offered rate. The search goes up by x1.5 from its start (CPS_START_SBC/_KAM,
@@ -22,7 +23,7 @@ trial at the same load (COMMON_CPS, COMMON_CONC, or the lower device's maximum o
 unset), for calls per core at equal load.
 
 Figures: calls per device core-second = achieved calls/s / device CPU share; concurrent calls per
-device core = N / device CPU share (CPU share: utime + stime of every process of the device, all
+device core = calls carrying media / device CPU share (CPU share: utime + stime of every process of the device, all
 threads, over the window, divided by the window). Medians over the rounds. Everything on loopback
 (127.47.0.0/24); every process started is stopped by its PID; every run bounded by timeouts.
 """

@@ -3,13 +3,13 @@
 # against Kamailio + rtpengine, both driven by the same `loadtest` UAC and UAS in one run, rounds
 # alternating the devices, medians of 3 (capacity.py has the method; README.md the figures).
 #
-#   ./loadtest/capacity/run.sh              # 3 rounds, about 20 minutes
+#   ./loadtest/capacity/run.sh              # 3 rounds, about 25 minutes
 #   QUICK=1 ./loadtest/capacity/run.sh      # 1 round, short trials: checks that everything works
 #   DEVICES=sbc ROUNDS=1 ./loadtest/capacity/run.sh
 #
 # Settings are environment variables (defaults in capacity.py): TESTER_CPU (0), DEVICE_CPU (1),
 # CPS_START, CPS_SECS, CPS_HOLD, CONC_START, CONC_RAMP, CONC_WINDOW, MAX_TRIALS, COMMON_CPS,
-# COMMON_CONC, OUT. SKIP_BUILD=1 uses target/release/{sbc,loadtest} as they are.
+# COMMON_CONC, SEARCH (0: the same-load trials only), OUT. SKIP_BUILD=1 uses target/release/{sbc,loadtest} as they are.
 # Everything stays on loopback (127.47.0.0/24); every process started is stopped by its PID.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
