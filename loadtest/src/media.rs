@@ -108,7 +108,14 @@ pub(crate) struct RxStream {
     pub(crate) digits: String,
     last_event_ts: Option<u32>,
     pub(crate) peer_ssrc: u32,
+    /// Packets of another source than the one measured (RFC 3550 keeps statistics per SSRC):
+    /// e.g. a relay's last packets of an earlier call that used this port. Not in the counts above.
+    pub(crate) stray: u64,
 }
+
+/// A source with fewer packets than this when another SSRC arrives is taken for a stray (an earlier
+/// call's late packets reaching a reused port come first) and dropped from the statistics.
+const SOURCE_PROBATION: u64 = 5;
 
 impl RxStream {
     /// Accounts one datagram arriving at `now_ns` (monotonic) on the RTP socket.
@@ -124,13 +131,25 @@ impl RxStream {
             self.mismatched += 1;
             return;
         };
+        let ssrc = u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]);
+        if self.received > 0 && ssrc != self.peer_ssrc {
+            if self.received >= SOURCE_PROBATION {
+                self.stray += 1;
+                return;
+            }
+            // The few packets so far were the stray ones: measure this source from here.
+            *self = Self {
+                stray: self.stray + self.received,
+                ..Self::default()
+            };
+        }
         if !expected.contains(&payload_hash(payload)) {
             self.mismatched += 1;
         }
         self.received += 1;
         let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
         let ts = u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]);
-        self.peer_ssrc = u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]);
+        self.peer_ssrc = ssrc;
         match self.base_seq {
             None => {
                 self.base_seq = Some(seq);
@@ -281,6 +300,34 @@ mod tests {
         rx.on_rtp(&other, 130_000_000, 8000, &set, None);
         assert_eq!(rx.mismatched, 1);
         assert!(rx.jitter_ms(8000) > 0.0);
+    }
+
+    #[test]
+    fn another_sources_packets_are_strays() {
+        let mut set = HashSet::new();
+        set.insert(payload_hash(&[0xd5; 160]));
+        let pkt = |ssrc: u32, seq: u16| {
+            let mut p = vec![0x80, 8];
+            p.extend_from_slice(&seq.to_be_bytes());
+            p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+            p.extend_from_slice(&ssrc.to_be_bytes());
+            p.extend_from_slice(&[0xd5; 160]);
+            p
+        };
+        let mut rx = RxStream::default();
+        // Two late packets of an earlier call on this port, then the leg's own source.
+        rx.on_rtp(&pkt(1, 40_000), 0, 8000, &set, None);
+        rx.on_rtp(&pkt(1, 40_001), 1, 8000, &set, None);
+        for i in 0..10u16 {
+            rx.on_rtp(&pkt(2, 100 + i), 2 + u64::from(i), 8000, &set, None);
+        }
+        // A stray after the source is established changes nothing either.
+        rx.on_rtp(&pkt(3, 9), 20, 8000, &set, None);
+        assert_eq!(rx.peer_ssrc, 2);
+        assert_eq!(rx.received, 10);
+        assert_eq!(rx.expected(), 10);
+        assert_eq!(rx.lost(), 0);
+        assert_eq!(rx.stray, 3);
     }
 
     #[test]

@@ -115,6 +115,8 @@ pub(crate) struct Summary {
     pub(crate) rtp_lost: u64,
     pub(crate) rtp_loss_pct: f64,
     pub(crate) rtp_payload_mismatches: u64,
+    /// RTP packets of another source than the leg's peer (not in received or lost).
+    pub(crate) rtp_stray: u64,
     pub(crate) jitter_ms_mean: f64,
     pub(crate) mos_mean: Option<f64>,
     pub(crate) mos_min: Option<f64>,
@@ -226,6 +228,7 @@ pub(crate) fn summarise(
             0.0
         },
         rtp_payload_mismatches: sum(|r| r.mismatched),
+        rtp_stray: sum(|r| r.rtp_stray),
         jitter_ms_mean: if with_media.is_empty() {
             0.0
         } else {

@@ -76,6 +76,7 @@ pub(crate) struct Row {
     pub(crate) mos: Option<f64>,
     pub(crate) mismatched: u64,
     pub(crate) digits_ok: Option<bool>,
+    pub(crate) rtp_stray: u64,
 }
 
 pub(crate) struct ThreadResult {
@@ -984,6 +985,7 @@ impl Worker {
             mos: expects_rtp.then(|| mos(0.0, jit, loss_pct)),
             mismatched: rx.mismatched,
             digits_ok,
+            rtp_stray: rx.stray,
         };
         if leg.side == Side::Uac {
             self.active_uac = self.active_uac.saturating_sub(1);
