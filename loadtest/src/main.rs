@@ -45,7 +45,8 @@ load:
   --ramp S             rise to --cps over S seconds (0)
   --max-concurrent N   calls at once (10000); --hold S call length from the answer to the BYE
   --threads N          threads (the number of cores); --timeout S per expected message (32)
-  --transport udp|tls  SIP over UDP (default) or TLS, one TLS connection per call
+  --transport udp|tcp|tls  SIP over UDP (default), TCP or TLS; one connection per call over
+                       TCP and TLS
   --tls-ca FILE        PEM certificates the caller trusts (default: the own callee's certificate)
   --tls-name NAME      the server name the caller asks for and the callee's certificate holds
                        (loadtest.invalid)
@@ -84,6 +85,7 @@ struct Args {
     search: bool,
     search_max: f64,
     tls: bool,
+    tcp: bool,
     tls_ca: Option<PathBuf>,
     tls_name: String,
 }
@@ -115,6 +117,7 @@ fn parse_args() -> Result<Args, String> {
         search: false,
         search_max: 100_000.0,
         tls: false,
+        tcp: false,
         tls_ca: None,
         tls_name: "loadtest.invalid".into(),
     };
@@ -143,9 +146,10 @@ fn parse_args() -> Result<Args, String> {
             "--threads" => a.threads = v()?.parse().map_err(|_| bad(k))?,
             "--timeout" => a.timeout = Duration::from_secs_f64(v()?.parse().map_err(|_| bad(k))?),
             "--transport" => match v()?.as_str() {
-                "udp" => a.tls = false,
-                "tls" => a.tls = true,
-                t => return Err(format!("--transport {t}: udp or tls")),
+                "udp" => (a.tls, a.tcp) = (false, false),
+                "tcp" => (a.tls, a.tcp) = (false, true),
+                "tls" => (a.tls, a.tcp) = (true, false),
+                t => return Err(format!("--transport {t}: udp, tcp or tls")),
             },
             "--tls-ca" => a.tls_ca = Some(PathBuf::from(v()?)),
             "--tls-name" => a.tls_name = v()?,
@@ -269,6 +273,7 @@ fn run_once(a: &Args, t: &Arc<Template>, cps: f64, quiet: bool) -> Result<Summar
         timeout: a.timeout,
         epoch,
         tls,
+        tcp: a.tcp,
     });
     let shared = Arc::new(Shared::default());
     let times = if run_uac {
@@ -344,12 +349,13 @@ fn run_once(a: &Args, t: &Arc<Template>, cps: f64, quiet: bool) -> Result<Summar
     for h in handles {
         results.push(h.join().map_err(|_| "a worker panicked")??);
     }
-    Ok(report::summarise(
-        results,
-        samples,
-        cps,
-        epoch.elapsed().as_secs_f64(),
-    ))
+    let mut s = report::summarise(results, samples, cps, epoch.elapsed().as_secs_f64());
+    if a.tcp {
+        // The connection counters are the plain TCP connections'.
+        s.tcp_connections = std::mem::take(&mut s.tls_connections);
+        s.tcp_failures = std::mem::take(&mut s.tls_failures);
+    }
+    Ok(s)
 }
 
 fn main() -> ExitCode {

@@ -136,6 +136,30 @@ fn calls_over_tls_one_connection_each() {
     assert_eq!(s["tls_connections"], 20, "{s}");
 }
 
+/// SIP over plain TCP, one connection per call, every capture against the tester's own callee
+/// listening on TCP (framing by Content-Length on the stream, nothing retransmitted).
+#[test]
+fn every_capture_over_tcp() {
+    for (name, media) in [
+        ("g711-rtcp.pcap", true),
+        ("hold-resume.pcap", true),
+        ("dtmf-rfc4733.pcap", true),
+        ("register-digest.pcap", false),
+        ("cancel.pcap", false),
+        ("sipp-basic.pcap", false),
+        ("g711-ptime20.pcap", true),
+    ] {
+        let s = replay_with(name, 10, 3, None, &["--transport", "tcp"]);
+        assert_all_calls_complete(&s, 3);
+        if media {
+            assert_media_as_recorded(&s);
+        }
+        assert_eq!(s["tcp_connections"], 3, "{name}: {s}");
+        assert_eq!(s["tcp_failures"], 0, "{name}: {s}");
+        assert_eq!(s["conn_overflows"], 0, "{name}: {s}");
+    }
+}
+
 /// The recorded audio (7 s) loops over a longer hold with sequence numbers and timestamps going
 /// on: nothing is lost or out of place at the joins, and the packets cover the whole hold.
 #[test]

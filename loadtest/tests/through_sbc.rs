@@ -19,27 +19,35 @@ impl Drop for Sbc {
     }
 }
 
+/// The SBC on 127.46.`net`.x with its SIP listeners and toward its PBX target on `transport`
+/// (`[sip] tcp` always listens too); `extra` is more configuration (sections at the end).
 fn start_sbc() -> Sbc {
+    start_sbc_with(20, "udp", "")
+}
+
+fn start_sbc_with(net: u8, transport: &str, extra: &str) -> Sbc {
     let bin = Path::new(env!("CARGO_BIN_EXE_loadtest")).with_file_name("sbc");
     assert!(
         bin.exists(),
         "{} missing: build the SBC first (cargo build -p sbc)",
         bin.display()
     );
-    let dir = std::env::temp_dir().join(format!("loadtest-sbc-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("loadtest-sbc-{}-{net}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("sbc.toml");
     std::fs::write(
         &cfg,
-        "workers = 2\n\
-         [sip]\nudp = [\"127.46.20.1:5060\"]\ntcp = []\n\
-         [inside]\naddress = \"127.46.20.11\"\nport = 5080\ntargets = [\"pbx\"]\n\
+        format!(
+            "workers = 2\n\
+         [sip]\nudp = [\"127.46.{net}.1:5060\"]\ntcp = [\"127.46.{net}.1:5060\"]\n\
+         [inside]\naddress = \"127.46.{net}.11\"\nport = 5080\ntargets = [\"pbx\"]\n\
          [[target_group]]\nname = \"pbx\"\n\
-         targets = [{ address = \"127.46.20.2:5090\", transport = \"udp\" }]\n\
+         targets = [{{ address = \"127.46.{net}.2:5090\", transport = \"{transport}\" }}]\n\
          options_interval_secs = 0\n\
          [[route]]\nname = \"to-pbx\"\nfrom = \"outside\"\nprefix = \"\"\ntarget_group = \"pbx\"\n\
-         [media]\naddress = \"127.46.20.21\"\nport_min = 30000\nport_max = 30399\n\
-         [guard]\ninside_networks = [\"127.46.20.2\"]\n",
+         [media]\naddress = \"127.46.{net}.21\"\nport_min = 30000\nport_max = 30399\n\
+         [guard]\ninside_networks = [\"127.46.{net}.2\"]\n{extra}"
+        ),
     )
     .unwrap();
     let log = dir.join("sbc.log");
@@ -65,14 +73,32 @@ fn start_sbc() -> Sbc {
 }
 
 fn replay(name: &str, calls: u32) -> Value {
+    replay_with(20, name, calls, &[])
+}
+
+/// Runs `loadtest` through the SBC of `start_sbc_with(net, ..)`; `extra` are more options.
+fn replay_with(net: u8, name: &str, calls: u32, extra: &[&str]) -> Value {
+    let run = run_with(net, name, calls, extra);
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{name}: {out}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_str(out.lines().last().unwrap()).unwrap()
+}
+
+fn run_with(net: u8, name: &str, calls: u32, extra: &[&str]) -> std::process::Output {
     let pcap = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../pcaps")
         .join(name);
-    let run = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+    Command::new(env!("CARGO_BIN_EXE_loadtest"))
         .arg("--pcap")
         .arg(pcap)
-        .args(["--target", "127.46.20.1:5060", "--uas", "127.46.20.2:5090"])
-        .args(["--local-ip", "127.46.20.3", "--calls", &calls.to_string()])
+        .args(["--target", &format!("127.46.{net}.1:5060")])
+        .args(["--uas", &format!("127.46.{net}.2:5090")])
+        .args(["--local-ip", &format!("127.46.{net}.3")])
+        .args(["--calls", &calls.to_string()])
         .args([
             "--cps",
             "10",
@@ -83,15 +109,9 @@ fn replay(name: &str, calls: u32) -> Value {
             "--timeout",
             "5",
         ])
+        .args(extra)
         .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{name}: {out}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    serde_json::from_str(out.lines().last().unwrap()).unwrap()
+        .unwrap()
 }
 
 /// One SBC for all captures, one after the other (they share its addresses).
@@ -120,4 +140,24 @@ fn every_call_capture_replays_through_the_sbc() {
             assert_eq!(s["rtp_payload_mismatches"], 0, "{name}: {s}");
         }
     }
+}
+
+/// SIP over TCP end to end: the tester's caller connects to the SBC's TCP listener (one
+/// connection per call), the SBC connects to the tester's callee listening on TCP (its PBX target
+/// with `transport = "tcp"`); every call completes with its media.
+#[test]
+fn calls_over_tcp_through_the_sbc() {
+    let sbc = start_sbc_with(22, "tcp", "");
+    let s = replay_with(22, "g711-rtcp.pcap", 3, &["--transport", "tcp"]);
+    let log = std::fs::read_to_string(&sbc.1).unwrap_or_default();
+    assert_eq!(s["answered"], 3, "{s}\n{log}");
+    assert_eq!(s["failed"], 0, "{s}");
+    assert_eq!(s["uas_legs"], 3, "{s}");
+    assert_eq!(s["uas_failed"], 0, "{s}");
+    assert_eq!(s["tcp_connections"], 3, "{s}");
+    assert_eq!(s["tcp_failures"], 0, "{s}");
+    let sent = s["rtp_sent"].as_u64().unwrap();
+    assert!(sent > 0, "{s}");
+    assert_eq!(s["rtp_received"].as_u64().unwrap(), sent, "{s}");
+    assert_eq!(s["rtp_payload_mismatches"], 0, "{s}");
 }

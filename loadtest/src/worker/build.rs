@@ -42,7 +42,11 @@ impl Worker {
             "Via".into(),
             format!(
                 "SIP/2.0/{} {};branch={branch};rport",
-                if self.cfg.tls.is_some() { "TLS" } else { "UDP" },
+                match (self.cfg.tls.is_some(), self.cfg.tcp) {
+                    (true, _) => "TLS",
+                    (false, true) => "TCP",
+                    _ => "UDP",
+                },
                 leg.local_sip
             ),
         )];

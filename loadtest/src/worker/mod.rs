@@ -18,9 +18,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 mod build;
 mod media;
-mod tls;
+mod stream;
 
-pub(crate) use tls::TlsSetup;
+pub(crate) use stream::TlsSetup;
 
 use crate::media::{mos, RtcpState, RxStream};
 use crate::sipmsg::{sdp_audio, Msg};
@@ -42,8 +42,17 @@ pub(crate) struct Config {
     pub(crate) hold: Option<Duration>,
     pub(crate) timeout: Duration,
     pub(crate) epoch: Instant,
-    /// SIP over TLS, one connection per call (None: UDP).
+    /// SIP over TLS, one connection per call (None: UDP, or TCP when `tcp`).
     pub(crate) tls: Option<Arc<TlsSetup>>,
+    /// SIP over plain TCP, one connection per call.
+    pub(crate) tcp: bool,
+}
+
+impl Config {
+    /// SIP over a stream (TCP or TLS) rather than UDP.
+    pub(crate) fn stream(&self) -> bool {
+        self.tcp || self.tls.is_some()
+    }
 }
 
 /// Counters the progress line reads while the run goes.
@@ -82,9 +91,11 @@ pub(crate) struct ThreadResult {
     pub(crate) rows: Vec<Row>,
     pub(crate) setup_18x: Histogram<u64>,
     pub(crate) setup_200: Histogram<u64>,
-    /// TLS connections the callers opened with a completed handshake, and those that failed.
-    pub(crate) tls_handshakes: u64,
-    pub(crate) tls_failures: u64,
+    /// TCP/TLS connections the callers opened (connected, and over TLS with a completed
+    /// handshake), those that failed, and those closed for passing a buffer bound.
+    pub(crate) conn_opened: u64,
+    pub(crate) conn_failures: u64,
+    pub(crate) conn_overflows: u64,
     /// When this thread started its first and its last call (ns since the epoch).
     pub(crate) starts_ns: Option<(u64, u64)>,
 }
@@ -175,12 +186,13 @@ struct Worker {
     /// The clock (ns since the epoch) read once per loop turn and after each wait.
     now: u64,
     listener: Option<std::net::TcpListener>,
-    conns: Vec<Option<tls::Conn>>,
+    conns: Vec<Option<stream::Conn>>,
     free_conns: Vec<u32>,
     /// The connection whose message is being handled.
     cur_conn: Option<u32>,
-    tls_handshakes: u64,
-    tls_failures: u64,
+    conn_opened: u64,
+    conn_failures: u64,
+    conn_overflows: u64,
 }
 
 /// The replacements of the recorded addresses for a leg whose own SIP address is `local`: the
@@ -284,8 +296,9 @@ pub(crate) fn run(
             rows: Vec::new(),
             setup_18x: hist(),
             setup_200: hist(),
-            tls_handshakes: 0,
-            tls_failures: 0,
+            conn_opened: 0,
+            conn_failures: 0,
+            conn_overflows: 0,
             starts_ns: None,
         },
         buf: vec![0u8; 65_536],
@@ -296,12 +309,13 @@ pub(crate) fn run(
         conns: Vec::new(),
         free_conns: Vec::new(),
         cur_conn: None,
-        tls_handshakes: 0,
-        tls_failures: 0,
+        conn_opened: 0,
+        conn_failures: 0,
+        conn_overflows: 0,
     };
-    if let (Some(_), Some(a)) = (&w.cfg.tls, w.cfg.uas) {
-        let l = tls::listen(a).map_err(|e| format!("UAS TLS listener {a}: {e}"))?;
-        epoll_add(w.epfd, l.as_raw_fd(), tls::LISTEN_TOKEN);
+    if let (true, Some(a)) = (w.cfg.stream(), w.cfg.uas) {
+        let l = stream::listen(a).map_err(|e| format!("UAS TCP listener {a}: {e}"))?;
+        epoll_add(w.epfd, l.as_raw_fd(), stream::LISTEN_TOKEN);
         w.listener = Some(l);
     }
     let uac_local = SocketAddr::new(w.cfg.uac_ip, w.cfg.uac_sip_base + id as u16);
@@ -318,8 +332,9 @@ pub(crate) fn run(
     w.legs
         .reserve(starts.len().saturating_mul(2).clamp(64, 1 << 17));
     w.main_loop(starts);
-    w.result.tls_handshakes = w.tls_handshakes;
-    w.result.tls_failures = w.tls_failures;
+    w.result.conn_opened = w.conn_opened;
+    w.result.conn_failures = w.conn_failures;
+    w.result.conn_overflows = w.conn_overflows;
     // SAFETY: our own fd.
     unsafe { libc::close(w.epfd) };
     Ok(w.result)
@@ -468,8 +483,8 @@ impl Worker {
         let cid = leg.call_id.clone();
         let slot = self.alloc_leg(leg);
         self.by_callid[0].insert(cid, slot);
-        if self.cfg.tls.is_some() && !self.tls_connect(slot) {
-            self.finish(slot, Some("TLS connect failed".into()));
+        if self.cfg.stream() && !self.stream_connect(slot) {
+            self.finish(slot, Some("connect failed".into()));
             return;
         }
         // The first step is the caller's: send it now (its recorded gap is from nothing).
@@ -487,17 +502,18 @@ impl Worker {
         s
     }
 
-    /// Sends a SIP message of leg `slot` to its peer: over the leg's TLS connection, or from its
-    /// side's UDP socket.
+    /// Sends a SIP message of leg `slot` to its peer: over the leg's TCP/TLS connection, or from
+    /// its side's UDP socket (a callee leg whose request came over UDP answers over UDP).
     fn send_sip(&mut self, slot: u32, bytes: &[u8]) {
         let Some(leg) = self.legs.get(slot as usize).and_then(Option::as_ref) else {
             return;
         };
         let (side, peer, conn) = (leg.side, leg.peer, leg.conn);
-        if self.cfg.tls.is_some() {
-            if let Some(c) = conn {
-                self.conn_send(c, bytes);
-            }
+        if let Some(c) = conn {
+            self.conn_send(c, bytes);
+            return;
+        }
+        if self.cfg.stream() && side == Side::Uac {
             return;
         }
         if let Some(s) = self.sock(side) {
@@ -513,12 +529,12 @@ impl Worker {
     }
 
     fn on_readable(&mut self, token: u64) {
-        if token == tls::LISTEN_TOKEN {
-            self.tls_accept();
+        if token == stream::LISTEN_TOKEN {
+            self.stream_accept();
             return;
         }
-        if token & tls::CONN_TOKEN != 0 {
-            self.tls_event((token & !tls::CONN_TOKEN) as u32);
+        if token & stream::CONN_TOKEN != 0 {
+            self.stream_event((token & !stream::CONN_TOKEN) as u32);
             return;
         }
         for _ in 0..64 {
@@ -577,7 +593,7 @@ impl Worker {
                 }
                 let slot = self.alloc_leg(leg);
                 self.by_callid[1].insert(msg.call_id().to_string(), slot);
-                self.tls_bind_leg(slot);
+                self.stream_bind_leg(slot);
                 slot
             }
         };
@@ -911,10 +927,9 @@ impl Worker {
         if t.answer_step() == Some(idx) {
             leg.answer_ns = Some(now);
         }
-        // Over TLS (reliable) nothing is retransmitted.
-        let arm_retx = leg.retx.is_some()
-            && (rec.is_request() || rec.status() >= 200)
-            && self.cfg.tls.is_none();
+        // Over TCP and TLS (reliable) nothing is retransmitted.
+        let arm_retx =
+            leg.retx.is_some() && (rec.is_request() || rec.status() >= 200) && leg.conn.is_none();
         self.send_sip(slot, &bytes);
         if arm_retx {
             self.arm(slot, TimerKind::Retransmit, now / 1_000_000 + T1_MS);
@@ -1029,14 +1044,14 @@ impl Worker {
             .as_ref()
             .is_some_and(|l| l.side == Side::Uac)
         {
-            self.tls_release(slot);
+            self.stream_release(slot);
         }
         let due = now_ns(self.cfg.epoch) / 1_000_000 + REAP_MS;
         self.arm(slot, TimerKind::Reap, due);
     }
 
     fn reap(&mut self, slot: u32) {
-        self.tls_release(slot);
+        self.stream_release(slot);
         if let Some(leg) = self.legs[slot as usize].take() {
             // The Call-ID may have passed to a newer leg (see `is_new_transaction_after_end`).
             let map = &mut self.by_callid[leg.side.idx()];
