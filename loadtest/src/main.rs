@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mimalloc::MiMalloc;
+use sbc_core::registration::digest::Algorithm;
 
 use report::{Sample, Summary};
 use template::Template;
@@ -50,6 +51,11 @@ load:
   --tls-ca FILE        PEM certificates the caller trusts (default: the own callee's certificate)
   --tls-name NAME      the server name the caller asks for and the callee's certificate holds
                        (loadtest.invalid)
+  --password PW        compute digest answers (caller) and check them (callee) with this
+                       password instead of replaying the recorded ones
+  --uas-password PW    the password the callee checks (default: --password)
+  --user NAME          the digest username (default: the recorded credentials' username)
+  --digest-alg A       the callee's challenge algorithm: MD5 (default), SHA-256, ...
   --allow-remote       allow a target outside loopback
 report:
   --out PREFIX         write PREFIX.json, PREFIX.csv, PREFIX.html
@@ -86,6 +92,10 @@ struct Args {
     search_max: f64,
     tls: bool,
     tcp: bool,
+    user: Option<String>,
+    password: Option<String>,
+    uas_password: Option<String>,
+    digest_alg: String,
     tls_ca: Option<PathBuf>,
     tls_name: String,
 }
@@ -118,6 +128,10 @@ fn parse_args() -> Result<Args, String> {
         search_max: 100_000.0,
         tls: false,
         tcp: false,
+        user: None,
+        password: None,
+        uas_password: None,
+        digest_alg: "MD5".into(),
         tls_ca: None,
         tls_name: "loadtest.invalid".into(),
     };
@@ -151,6 +165,10 @@ fn parse_args() -> Result<Args, String> {
                 "tls" => (a.tls, a.tcp) = (true, false),
                 t => return Err(format!("--transport {t}: udp, tcp or tls")),
             },
+            "--user" => a.user = Some(v()?),
+            "--password" => a.password = Some(v()?),
+            "--uas-password" => a.uas_password = Some(v()?),
+            "--digest-alg" => a.digest_alg = v()?,
             "--tls-ca" => a.tls_ca = Some(PathBuf::from(v()?)),
             "--tls-name" => a.tls_name = v()?,
             "--allow-remote" => a.allow_remote = true,
@@ -258,6 +276,34 @@ fn run_once(a: &Args, t: &Arc<Template>, cps: f64, quiet: bool) -> Result<Summar
     } else {
         None
     };
+    let digest = match &a.password {
+        Some(pw) => {
+            let algorithm = Algorithm::from_token(&a.digest_alg)
+                .ok_or(format!("--digest-alg {}: unknown", a.digest_alg))?;
+            let recorded = t.steps.iter().find_map(|s| {
+                s.msg
+                    .header("Authorization")
+                    .or(s.msg.header("Proxy-Authorization"))
+            });
+            let user = a
+                .user
+                .clone()
+                .or_else(|| recorded.and_then(worker::recorded_user))
+                .ok_or("--password without --user, and no recorded username")?;
+            let secret = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+                ^ (u64::from(std::process::id()) << 40);
+            Some(worker::DigestSetup {
+                user,
+                password: pw.clone(),
+                uas_password: a.uas_password.clone().unwrap_or_else(|| pw.clone()),
+                algorithm,
+                secret,
+            })
+        }
+        None => None,
+    };
     let cfg = Arc::new(Config {
         template: Arc::clone(t),
         target,
@@ -274,6 +320,7 @@ fn run_once(a: &Args, t: &Arc<Template>, cps: f64, quiet: bool) -> Result<Summar
         epoch,
         tls,
         tcp: a.tcp,
+        digest,
     });
     let shared = Arc::new(Shared::default());
     let times = if run_uac {

@@ -114,6 +114,49 @@ fn register_with_digest_against_its_own_uas() {
     assert_eq!(s["rtp_sent"], 0);
 }
 
+/// Digest computed, not replayed: the callee challenges with a fresh nonce (SHA-256 too) and
+/// checks the caller's answer. The right password passes; a wrong one is refused with 403 on every
+/// call, counted as failed on both sides, and the run exits 1.
+#[test]
+fn register_digest_is_computed_and_checked() {
+    for alg in ["MD5", "SHA-256"] {
+        let ok = [
+            "--password",
+            "s3cret",
+            "--user",
+            "alice",
+            "--digest-alg",
+            alg,
+        ];
+        let s = replay_with("register-digest.pcap", 11, 4, None, &ok);
+        assert_all_calls_complete(&s, 4);
+        let wrong = [
+            "--password",
+            "nope",
+            "--uas-password",
+            "s3cret",
+            "--digest-alg",
+            alg,
+        ];
+        let run = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+            .arg("--pcap")
+            .arg(pcap("register-digest.pcap"))
+            .args(["--uas", "127.46.11.2:5060", "--local-ip", "127.46.11.1"])
+            .args(["--calls", "4", "--cps", "20", "--threads", "2"])
+            .args(["--media-ports", "200", "--timeout", "5"])
+            .args(wrong)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&run.stdout);
+        assert_eq!(run.status.code(), Some(1), "{out}");
+        let s: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+        assert_eq!(s["answered"], 0, "{s}");
+        assert_eq!(s["failed"], 4, "{s}");
+        assert_eq!(s["failures"]["403 REGISTER"], 4, "{s}");
+        assert_eq!(s["uas_failed"], 4, "{s}");
+    }
+}
+
 #[test]
 fn cancel_against_its_own_uas() {
     let s = replay("cancel.pcap", 5, 5, None);

@@ -161,3 +161,26 @@ fn calls_over_tcp_through_the_sbc() {
     assert_eq!(s["rtp_received"].as_u64().unwrap(), sent, "{s}");
     assert_eq!(s["rtp_payload_mismatches"], 0, "{s}");
 }
+
+/// Digest computed and checked through the SBC: the tester's callee (the registrar behind the SBC)
+/// challenges with a fresh nonce, the caller answers it with its password, the callee checks the
+/// answer. With the right password every REGISTER is accepted; with a wrong one each is refused
+/// with 403, counted as failed, and the run exits 1.
+#[test]
+fn register_digest_checked_through_the_sbc() {
+    let sbc = start_sbc_with(23, "udp", "");
+    let digest = ["--password", "s3cret", "--uas-password", "s3cret"];
+    let s = replay_with(23, "register-digest.pcap", 3, &digest);
+    let log = std::fs::read_to_string(&sbc.1).unwrap_or_default();
+    assert_eq!(s["answered"], 3, "{s}\n{log}");
+    assert_eq!(s["failed"], 0, "{s}");
+    assert_eq!(s["uas_failed"], 0, "{s}");
+    let wrong = ["--password", "wrong", "--uas-password", "s3cret"];
+    let run = run_with(23, "register-digest.pcap", 3, &wrong);
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(1), "{out}");
+    let s: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(s["answered"], 0, "{s}");
+    assert_eq!(s["failed"], 3, "{s}");
+    assert_eq!(s["failures"]["403 REGISTER"], 3, "{s}");
+}

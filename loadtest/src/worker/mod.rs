@@ -16,11 +16,15 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use socket2::{Domain, Protocol, Socket, Type};
 
+mod auth;
 mod build;
 mod media;
 mod stream;
 
+pub(crate) use auth::{recorded_user, DigestSetup};
 pub(crate) use stream::TlsSetup;
+
+use sbc_core::registration::digest::ChallengeKind;
 
 use crate::media::{mos, RtcpState, RxStream};
 use crate::sipmsg::{sdp_audio, Msg};
@@ -46,6 +50,8 @@ pub(crate) struct Config {
     pub(crate) tls: Option<Arc<TlsSetup>>,
     /// SIP over plain TCP, one connection per call.
     pub(crate) tcp: bool,
+    /// Digest answers computed and checked (None: the recorded ones replayed, not checked).
+    pub(crate) digest: Option<DigestSetup>,
 }
 
 impl Config {
@@ -157,8 +163,10 @@ struct Leg {
     finished: bool,
     failure: Option<String>,
     media: Option<LegMedia>,
-    /// The leg's TLS connection.
+    /// The leg's TCP/TLS connection.
     conn: Option<u32>,
+    /// The last digest challenge the caller received (its kind and header value).
+    challenge: Option<(ChallengeKind, String)>,
 }
 
 struct Worker {
@@ -468,6 +476,7 @@ impl Worker {
             failure: None,
             media: None,
             conn: None,
+            challenge: None,
         }
     }
 
@@ -725,6 +734,11 @@ impl Worker {
             } else if msg.method() == "INVITE" && msg.status() >= 300 && me == Side::Uac {
                 leg.remote_tag = msg.to_tag().map(str::to_string).or(leg.remote_tag.take());
             }
+            if let Some(kind) = ChallengeKind::from_status(msg.status()) {
+                if let Some(v) = msg.header(kind.challenge_header()) {
+                    leg.challenge = Some((kind, v.to_string()));
+                }
+            }
         }
         if msg.has_sdp() {
             if let (Some(a), Some(m)) = (sdp_audio(&msg.body), leg.media.as_mut()) {
@@ -753,6 +767,25 @@ impl Worker {
             }
             break;
         }
+        if let (Some(k), Side::Uas, Some(d)) = (matched, me, self.cfg.digest.as_ref()) {
+            if let Err(why) = digest_check(d, &t, k, &msg, now / 1_000_000) {
+                let forbidden = Msg {
+                    start: "SIP/2.0 403 Forbidden".into(),
+                    headers: vec![("CSeq".into(), format!("1 {}", msg.method()))],
+                    body: Vec::new(),
+                };
+                let bytes = self.build_response(slot, &forbidden);
+                if let Some(l) = self.legs[slot as usize].as_mut() {
+                    l.responses.push((msg.method().to_string(), bytes.clone()));
+                }
+                self.send_sip(slot, &bytes);
+                self.finish(slot, Some(format!("digest: {why}")));
+                return;
+            }
+        }
+        let Some(leg) = self.legs[slot as usize].as_mut() else {
+            return;
+        };
         match matched {
             Some(k) => {
                 leg.step = k + 1;
@@ -1064,6 +1097,36 @@ impl Worker {
             self.free.push(slot);
         }
     }
+}
+
+/// The callee's check of a request matching step `k`: when the recorded request carries
+/// credentials, this one's must be right (see `auth`).
+fn digest_check(
+    d: &DigestSetup,
+    t: &Template,
+    k: usize,
+    msg: &Msg,
+    now_ms: u64,
+) -> Result<(), &'static str> {
+    let Some(rec) = t.steps.get(k).map(|s| &s.msg) else {
+        return Ok(());
+    };
+    for kind in [ChallengeKind::Www, ChallengeKind::Proxy] {
+        if rec.header(kind.credentials_header()).is_none() {
+            continue;
+        }
+        // The recorded challenge this request answered (its realm).
+        let recorded = t.steps[..k]
+            .iter()
+            .rev()
+            .find_map(|s| s.msg.header(kind.challenge_header()))
+            .unwrap_or("");
+        let got = msg
+            .header(kind.credentials_header())
+            .ok_or("no credentials")?;
+        d.verify(kind, recorded, got, msg.method(), now_ms)?;
+    }
+    Ok(())
 }
 
 /// Whether a request carries digest credentials.
