@@ -51,6 +51,8 @@ load:
   --tls-ca FILE        PEM certificates the caller trusts (default: the own callee's certificate)
   --tls-name NAME      the server name the caller asks for and the callee's certificate holds
                        (loadtest.invalid)
+  --srtp sdes          send the capture as SDES-SRTP: the caller offers RTP/SAVP with a fresh
+                       AES_CM_128_HMAC_SHA1_80 key, the callee answers an SRTP offer with its own
   --password PW        compute digest answers (caller) and check them (callee) with this
                        password instead of replaying the recorded ones
   --uas-password PW    the password the callee checks (default: --password)
@@ -96,6 +98,7 @@ struct Args {
     password: Option<String>,
     uas_password: Option<String>,
     digest_alg: String,
+    srtp: bool,
     tls_ca: Option<PathBuf>,
     tls_name: String,
 }
@@ -132,6 +135,7 @@ fn parse_args() -> Result<Args, String> {
         password: None,
         uas_password: None,
         digest_alg: "MD5".into(),
+        srtp: false,
         tls_ca: None,
         tls_name: "loadtest.invalid".into(),
     };
@@ -164,6 +168,11 @@ fn parse_args() -> Result<Args, String> {
                 "tcp" => (a.tls, a.tcp) = (false, true),
                 "tls" => (a.tls, a.tcp) = (true, false),
                 t => return Err(format!("--transport {t}: udp, tcp or tls")),
+            },
+            "--srtp" => match v()?.as_str() {
+                "sdes" => a.srtp = true,
+                "none" => a.srtp = false,
+                t => return Err(format!("--srtp {t}: sdes or none")),
             },
             "--user" => a.user = Some(v()?),
             "--password" => a.password = Some(v()?),
@@ -321,6 +330,7 @@ fn run_once(a: &Args, t: &Arc<Template>, cps: f64, quiet: bool) -> Result<Summar
         tls,
         tcp: a.tcp,
         digest,
+        srtp: a.srtp,
     });
     let shared = Arc::new(Shared::default());
     let times = if run_uac {

@@ -133,6 +133,9 @@ pub(crate) struct Summary {
     pub(crate) tcp_failures: u64,
     /// TCP/TLS connections (either side) closed for passing a buffer bound.
     pub(crate) conn_overflows: u64,
+    /// Legs (either side) that sent and received SRTP, and SRTP/SRTCP packets refused.
+    pub(crate) srtp_legs: u64,
+    pub(crate) srtp_rejected: u64,
     #[serde(skip)]
     pub(crate) rows: Vec<Row>,
     #[serde(skip)]
@@ -151,6 +154,7 @@ pub(crate) fn summarise(
     let mut h200 = h18.clone();
     let mut rows = Vec::new();
     let (mut tls_connections, mut tls_failures, mut conn_overflows) = (0, 0, 0);
+    let (mut srtp_legs, mut srtp_rejected) = (0, 0);
     let mut starts: Option<(u64, u64)> = None;
     for r in results {
         if let Some((f, l)) = r.starts_ns {
@@ -159,6 +163,8 @@ pub(crate) fn summarise(
         tls_connections += r.conn_opened;
         tls_failures += r.conn_failures;
         conn_overflows += r.conn_overflows;
+        srtp_legs += r.srtp_legs;
+        srtp_rejected += r.srtp_rejected;
         let _ = h18.add(&r.setup_18x);
         let _ = h200.add(&r.setup_200);
         rows.extend(r.rows);
@@ -249,6 +255,8 @@ pub(crate) fn summarise(
         tcp_connections: 0,
         tcp_failures: 0,
         conn_overflows,
+        srtp_legs,
+        srtp_rejected,
         rows,
         samples,
         setup_hist,

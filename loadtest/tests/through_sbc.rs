@@ -184,3 +184,33 @@ fn register_digest_checked_through_the_sbc() {
     assert_eq!(s["failed"], 3, "{s}");
     assert_eq!(s["failures"]["403 REGISTER"], 3, "{s}");
 }
+
+/// `--srtp sdes` through the SBC terminating SDES on its outside (`[srtp] outside = "sdes"`) toward
+/// a plain inside: the tester's caller offers RTP/SAVP with its key, the SBC answers with its own
+/// and offers plain RTP to the tester's callee, which answers plain. Every call completes and each
+/// side receives the other's recorded payloads: the callee's after the SBC decrypted them, the
+/// caller's after its own decryption; no SRTP packet is refused.
+#[test]
+fn sdes_caller_through_the_sbc_to_a_plain_callee() {
+    // `require_tls_for_sdes` keeps SDES keys off a side that is not TLS; the test runs SIP over
+    // UDP on loopback (TLS toward the SBC is not part of it), so it is off here.
+    let sbc = start_sbc_with(
+        24,
+        "udp",
+        "[srtp]\noutside = \"sdes\"\ninside = \"plain\"\nrequire_tls_for_sdes = false\n",
+    );
+    for name in ["g711-rtcp.pcap", "hold-resume.pcap"] {
+        let s = replay_with(24, name, 3, &["--srtp", "sdes"]);
+        let log = std::fs::read_to_string(&sbc.1).unwrap_or_default();
+        assert_eq!(s["answered"], 3, "{name}: {s}\n{log}");
+        assert_eq!(s["failed"], 0, "{name}: {s}");
+        assert_eq!(s["uas_failed"], 0, "{name}: {s}");
+        // Only the callers speak SRTP (the callee was offered plain RTP).
+        assert_eq!(s["srtp_legs"], 3, "{name}: {s}");
+        assert_eq!(s["srtp_rejected"], 0, "{name}: {s}");
+        let sent = s["rtp_sent"].as_u64().unwrap();
+        assert!(sent > 0, "{name}: {s}");
+        assert_eq!(s["rtp_received"].as_u64().unwrap(), sent, "{name}: {s}");
+        assert_eq!(s["rtp_payload_mismatches"], 0, "{name}: {s}");
+    }
+}

@@ -171,7 +171,13 @@ impl Worker {
 
     pub(super) fn body_for(&self, leg: &Leg, rec: &Msg) -> Vec<u8> {
         match (&leg.media, rec.has_sdp()) {
-            (Some(m), true) => sdp_rewrite(&rec.body, m.local),
+            (Some(m), true) => {
+                let sdp = sdp_rewrite(&rec.body, m.local);
+                match &m.srtp {
+                    Some(s) => super::sdes::sdp_with_crypto(&sdp, &s.crypto()),
+                    None => sdp,
+                }
+            }
             _ => rec.body.clone(),
         }
     }

@@ -19,6 +19,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 mod auth;
 mod build;
 mod media;
+mod sdes;
 mod stream;
 
 pub(crate) use auth::{recorded_user, DigestSetup};
@@ -52,6 +53,8 @@ pub(crate) struct Config {
     pub(crate) tcp: bool,
     /// Digest answers computed and checked (None: the recorded ones replayed, not checked).
     pub(crate) digest: Option<DigestSetup>,
+    /// `--srtp sdes`: the caller offers SDES-SRTP (see `sdes`).
+    pub(crate) srtp: bool,
 }
 
 impl Config {
@@ -102,6 +105,9 @@ pub(crate) struct ThreadResult {
     pub(crate) conn_opened: u64,
     pub(crate) conn_failures: u64,
     pub(crate) conn_overflows: u64,
+    /// Legs that sent and received SRTP, and SRTP/SRTCP packets their receivers refused.
+    pub(crate) srtp_legs: u64,
+    pub(crate) srtp_rejected: u64,
     /// When this thread started its first and its last call (ns since the epoch).
     pub(crate) starts_ns: Option<(u64, u64)>,
 }
@@ -133,6 +139,8 @@ struct LegMedia {
     sent: u64,
     /// Passes of the recording completed (looped over the hold time).
     passes: u32,
+    /// SDES-SRTP keys and contexts (None: plain RTP).
+    srtp: Option<Box<sdes::LegSrtp>>,
 }
 
 struct Leg {
@@ -307,6 +315,8 @@ pub(crate) fn run(
             conn_opened: 0,
             conn_failures: 0,
             conn_overflows: 0,
+            srtp_legs: 0,
+            srtp_rejected: 0,
             starts_ns: None,
         },
         buf: vec![0u8; 65_536],
@@ -800,6 +810,10 @@ impl Worker {
                             m.remote = Some(a);
                         }
                     }
+                    if let Err(why) = self.remote_keys(slot, me, &msg.body) {
+                        self.finish(slot, Some(why.into()));
+                        return;
+                    }
                 }
                 if t.media_start[me.idx()] == Some(k) {
                     self.start_media(slot, now);
@@ -1017,6 +1031,14 @@ impl Worker {
         if failure.is_none() && digits_ok == Some(false) {
             failure = Some("DTMF digits not as sent".into());
         }
+        let srtp = leg
+            .media
+            .as_ref()
+            .and_then(|m| m.srtp.as_ref())
+            .map(|s| (s.rejected, s.rx.is_some() && sent > 0));
+        if failure.is_none() && srtp.is_some_and(|(r, _)| r > 0) {
+            failure = Some("SRTP packets refused".into());
+        }
         let row = Row {
             role: if leg.side == Side::Uac { "uac" } else { "uas" },
             index: leg.index,
@@ -1033,6 +1055,10 @@ impl Worker {
             mismatched: rx.mismatched,
             digits_ok,
         };
+        if let Some((rejected, both)) = srtp {
+            self.result.srtp_rejected += rejected;
+            self.result.srtp_legs += u64::from(both);
+        }
         if leg.side == Side::Uac {
             self.active_uac = self.active_uac.saturating_sub(1);
             if let Some(v) = row.t18x_ms {
@@ -1096,6 +1122,39 @@ impl Worker {
             }
             self.free.push(slot);
         }
+    }
+}
+
+impl Worker {
+    /// The keys of a remote SDP: a caller that offered SRTP needs them in the answer; a callee
+    /// offered SRTP answers with its own key (see `sdes`).
+    fn remote_keys(&mut self, slot: u32, me: Side, body: &[u8]) -> Result<(), &'static str> {
+        let remote = sdes::remote_crypto(body);
+        let Some(m) = self
+            .legs
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+            .and_then(|l| l.media.as_mut())
+        else {
+            return Ok(());
+        };
+        match (remote, m.srtp.as_mut()) {
+            (Some((_, key)), Some(s)) => s
+                .set_remote(&key)
+                .then_some(())
+                .ok_or("SRTP: unusable remote key")?,
+            (Some((tag, key)), None) if me == Side::Uas => {
+                let mut s = sdes::LegSrtp::new(tag).ok_or("SRTP: no key")?;
+                if !s.set_remote(&key) {
+                    return Err("SRTP: unusable remote key");
+                }
+                m.srtp = Some(s);
+            }
+            (None, Some(_)) => return Err("SRTP offer answered without a=crypto"),
+            _ => {}
+        }
+        self.srtp_take_pending(slot);
+        Ok(())
     }
 }
 
