@@ -123,6 +123,7 @@ fn every_call_capture_replays_through_the_sbc() {
         ("hold-resume.pcap", true),
         ("dtmf-rfc4733.pcap", true),
         ("cancel.pcap", false),
+        ("opus-baresip.pcap", true),
         // The SBC relays the REGISTER to its PBX target (the tester's UAS, playing the registrar)
         // with its own Call-ID and Contact; after the challenge, the answering REGISTER may reach
         // the registrar on a new Call-ID (no binding yet) or on the first call's (binding known).
@@ -199,8 +200,13 @@ fn sdes_caller_through_the_sbc_to_a_plain_callee() {
         "udp",
         "[srtp]\noutside = \"sdes\"\ninside = \"plain\"\nrequire_tls_for_sdes = false\n",
     );
-    for name in ["g711-rtcp.pcap", "hold-resume.pcap"] {
-        let s = replay_with(24, name, 3, &["--srtp", "sdes"]);
+    // The SRTP capture is re-keyed by itself (no `--srtp` needed); its callee answers plain.
+    for (name, extra) in [
+        ("g711-rtcp.pcap", &["--srtp", "sdes"][..]),
+        ("hold-resume.pcap", &["--srtp", "sdes"][..]),
+        ("srtp-sdes.pcap", &[][..]),
+    ] {
+        let s = replay_with(24, name, 3, extra);
         let log = std::fs::read_to_string(&sbc.1).unwrap_or_default();
         assert_eq!(s["answered"], 3, "{name}: {s}\n{log}");
         assert_eq!(s["failed"], 0, "{name}: {s}");

@@ -175,6 +175,7 @@ impl Worker {
                 let sdp = sdp_rewrite(&rec.body, m.local);
                 match &m.srtp {
                     Some(s) => super::sdes::sdp_with_crypto(&sdp, &s.crypto()),
+                    None if self.cfg.template.srtp => super::sdes::sdp_plain(&sdp),
                     None => sdp,
                 }
             }

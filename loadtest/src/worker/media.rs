@@ -141,7 +141,8 @@ impl Worker {
         let is_uac = self.legs[slot as usize]
             .as_ref()
             .is_some_and(|l| l.side == Side::Uac);
-        let srtp = match (self.cfg.srtp && is_uac).then(|| sdes::LegSrtp::new(1)) {
+        let offer_srtp = self.cfg.srtp || self.cfg.template.srtp;
+        let srtp = match (offer_srtp && is_uac).then(|| sdes::LegSrtp::new(1)) {
             None => None,
             Some(Some(s)) => Some(s),
             Some(None) => {

@@ -23,6 +23,7 @@ mod sdes;
 mod stream;
 
 pub(crate) use auth::{recorded_user, DigestSetup};
+pub(crate) use sdes::{remote_crypto, SUITE as SRTP_SUITE};
 pub(crate) use stream::TlsSetup;
 
 use sbc_core::registration::digest::ChallengeKind;
@@ -1129,7 +1130,7 @@ impl Worker {
     /// The keys of a remote SDP: a caller that offered SRTP needs them in the answer; a callee
     /// offered SRTP answers with its own key (see `sdes`).
     fn remote_keys(&mut self, slot: u32, me: Side, body: &[u8]) -> Result<(), &'static str> {
-        let remote = sdes::remote_crypto(body);
+        let remote = remote_crypto(body);
         let Some(m) = self
             .legs
             .get_mut(slot as usize)

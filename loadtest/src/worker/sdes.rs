@@ -12,7 +12,7 @@ use sbc_sip::sdp::sdes::crypto_value;
 use sbc_sip::sdp::Crypto;
 
 /// The suite this tester offers.
-pub(super) const SUITE: Suite = Suite::AesCm128HmacSha1_80;
+pub(crate) const SUITE: Suite = Suite::AesCm128HmacSha1_80;
 
 /// A leg's SRTP state.
 pub(crate) struct LegSrtp {
@@ -74,7 +74,7 @@ impl LegSrtp {
 
 /// The usable `a=crypto` of an SDP's audio section: its tag and key||salt (only this tester's
 /// suite). None when there is no such line.
-pub(super) fn remote_crypto(body: &[u8]) -> Option<(u32, Vec<u8>)> {
+pub(crate) fn remote_crypto(body: &[u8]) -> Option<(u32, Vec<u8>)> {
     let text = std::str::from_utf8(body).ok()?;
     let mut in_audio = false;
     let mut lines = Vec::new();
@@ -93,6 +93,37 @@ pub(super) fn remote_crypto(body: &[u8]) -> Option<(u32, Vec<u8>)> {
     }
     let c = choose_crypto(lines).ok()?;
     Some((c.tag, c.key_salt))
+}
+
+/// The SDP of an SRTP recording for a leg that speaks plain RTP: `RTP/AVP` (`RTP/AVPF`) without
+/// `a=crypto` lines.
+pub(super) fn sdp_plain(body: &[u8]) -> Vec<u8> {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return body.to_vec();
+    };
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\r', '\n']);
+        if bare.starts_with("a=crypto:") {
+            continue;
+        }
+        if bare.starts_with("m=") {
+            let eol = line.get(bare.len()..).unwrap_or("");
+            let f: Vec<&str> = bare
+                .split(' ')
+                .map(|p| match p {
+                    "RTP/SAVP" => "RTP/AVP",
+                    "RTP/SAVPF" => "RTP/AVPF",
+                    other => other,
+                })
+                .collect();
+            out.push_str(&f.join(" "));
+            out.push_str(eol);
+            continue;
+        }
+        out.push_str(line);
+    }
+    out.into_bytes()
 }
 
 /// The SDP with its audio section as `RTP/SAVP` (`RTP/SAVPF` for `RTP/AVPF`) carrying the one
