@@ -751,15 +751,12 @@ impl Worker {
                 }
             }
         }
-        if msg.has_sdp() {
-            if let (Some(a), Some(m)) = (sdp_audio(&msg.body), leg.media.as_mut()) {
-                m.remote = Some(a);
-            } else if let Some(a) = sdp_audio(&msg.body) {
-                // Media not allocated yet: allocate now so that the remote is kept.
-                let _ = a;
-            }
-        }
+        // The remote media address, read once (kept now when the media is allocated, else when
+        // the message matches its step below).
         let remote_sdp = msg.has_sdp().then(|| sdp_audio(&msg.body)).flatten();
+        if let (Some(a), Some(m)) = (remote_sdp, leg.media.as_mut()) {
+            m.remote = Some(a);
+        }
         // Match the next expected step; provisional responses may be skipped or absent.
         let mut k = leg.step;
         let mut matched = None;
@@ -1130,7 +1127,6 @@ impl Worker {
     /// The keys of a remote SDP: a caller that offered SRTP needs them in the answer; a callee
     /// offered SRTP answers with its own key (see `sdes`).
     fn remote_keys(&mut self, slot: u32, me: Side, body: &[u8]) -> Result<(), &'static str> {
-        let remote = remote_crypto(body);
         let Some(m) = self
             .legs
             .get_mut(slot as usize)
@@ -1139,6 +1135,11 @@ impl Worker {
         else {
             return Ok(());
         };
+        // A plain leg given a plain SDP (the common case) needs no SDP scan.
+        if m.srtp.is_none() && !body.windows(9).any(|w| w == b"a=crypto:") {
+            return Ok(());
+        }
+        let remote = remote_crypto(body);
         match (remote, m.srtp.as_mut()) {
             (Some((_, key)), Some(s)) => s
                 .set_remote(&key)
