@@ -239,6 +239,69 @@ fn sdes_srtp_against_its_own_uas() {
     }
 }
 
+/// The TCP input buffer is bounded: a peer that sends a header section that never ends (here
+/// 400 KiB of header lines) has its connection closed once 256 KiB wait unframed, and the
+/// summary counts it. The callee runs alone (`--uas-only`), ends at its time limit (about 12 s).
+#[test]
+fn a_tcp_message_that_never_ends_is_cut_off() {
+    use std::io::{Read, Write};
+    let child = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .arg("--pcap")
+        .arg(pcap("sipp-basic.pcap"))
+        .args([
+            "--uas",
+            "127.46.14.2:5060",
+            "--uas-only",
+            "--transport",
+            "tcp",
+        ])
+        .args(["--threads", "1", "--timeout", "1", "--media-ports", "200"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut conn = loop {
+        match std::net::TcpStream::connect("127.46.14.2:5060") {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "no listener: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    };
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut sent = 0usize;
+    let mut closed = false;
+    let line = format!("X-Pad: {}\r\n", "a".repeat(1000));
+    let _ = conn.write_all(b"INVITE sip:x@127.46.14.2 SIP/2.0\r\n");
+    while sent < 400 * 1024 {
+        if conn.write_all(line.as_bytes()).is_err() {
+            closed = true;
+            break;
+        }
+        sent += line.len();
+    }
+    if !closed {
+        // The callee closes the connection: the read ends (EOF or reset), not by timeout.
+        let mut b = [0u8; 64];
+        let r = conn.read(&mut b);
+        assert!(
+            matches!(r, Ok(0))
+                || r.as_ref()
+                    .is_err_and(|e| e.kind() != std::io::ErrorKind::WouldBlock
+                        && e.kind() != std::io::ErrorKind::TimedOut),
+            "{r:?}"
+        );
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let s: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(s["conn_overflows"], 1, "{s}");
+    assert_eq!(s["uas_legs"], 0, "{s}");
+}
+
 /// The recorded audio (7 s) loops over a longer hold with sequence numbers and timestamps going
 /// on: nothing is lost or out of place at the joins, and the packets cover the whole hold.
 #[test]

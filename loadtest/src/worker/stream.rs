@@ -146,41 +146,51 @@ fn flush(c: &mut Conn) -> bool {
     true
 }
 
-/// Reads what the socket has into `c.inbuf` (decrypted over TLS); true when the connection ended
-/// or failed.
-fn read_in(c: &mut Conn, tmp: &mut [u8]) -> bool {
+/// How a read of a connection ended.
+#[derive(PartialEq, Eq)]
+enum ReadEnd {
+    /// The socket has nothing more for now.
+    Drained,
+    /// The connection ended or failed.
+    Closed,
+    /// `MAX_IN` bytes wait to be framed (the socket may hold more).
+    Full,
+}
+
+/// Reads what the socket has into `c.inbuf` (decrypted over TLS), stopping at `MAX_IN`.
+fn read_in(c: &mut Conn, tmp: &mut [u8]) -> ReadEnd {
     loop {
         if c.inbuf.len() > MAX_IN {
-            return true;
+            return ReadEnd::Full;
         }
         let Some(tls) = c.tls.as_mut() else {
             match c.sock.read(tmp) {
-                Ok(0) => return true,
+                Ok(0) => return ReadEnd::Closed,
                 Ok(n) => c.inbuf.extend_from_slice(tmp.get(..n).unwrap_or_default()),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
-                Err(e) if e.kind() == ErrorKind::NotConnected => return false,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return ReadEnd::Drained,
+                Err(e) if e.kind() == ErrorKind::NotConnected => return ReadEnd::Drained,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return true,
+                Err(_) => return ReadEnd::Closed,
             }
             continue;
         };
         match tls.read_tls(&mut c.sock) {
-            Ok(0) => return true,
+            Ok(0) => return ReadEnd::Closed,
             Ok(_) => {
                 if tls.process_new_packets().is_err() {
-                    return true;
+                    return ReadEnd::Closed;
                 }
                 loop {
                     match tls.reader().read(tmp) {
-                        Ok(0) => return true,
+                        Ok(0) => return ReadEnd::Closed,
                         Ok(n) => c.inbuf.extend_from_slice(tmp.get(..n).unwrap_or_default()),
                         Err(_) => break,
                     }
                 }
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
-            Err(e) if e.kind() == ErrorKind::NotConnected => return false,
-            Err(_) => return true,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return ReadEnd::Drained,
+            Err(e) if e.kind() == ErrorKind::NotConnected => return ReadEnd::Drained,
+            Err(_) => return ReadEnd::Closed,
         }
     }
 }
@@ -307,13 +317,28 @@ impl Worker {
         let Some(Some(c)) = self.conns.get_mut(id as usize) else {
             return;
         };
-        let mut dead = read_in(c, &mut tmp);
-        while let Some(n) = stream_frame_len(&c.inbuf) {
-            msgs.push(c.inbuf.drain(..n).collect::<Vec<u8>>());
-        }
-        if c.inbuf.len() > MAX_IN {
-            self.conn_overflows += 1;
-            dead = true;
+        // Read and frame until the socket is drained: a full buffer is framed before reading on
+        // (edge-triggered: nothing tells us again), and one still full after framing (a message
+        // over `MAX_IN`, or a broken Content-Length) closes the connection.
+        let mut dead = false;
+        loop {
+            let end = read_in(c, &mut tmp);
+            while let Some(n) = stream_frame_len(&c.inbuf) {
+                msgs.push(c.inbuf.drain(..n).collect::<Vec<u8>>());
+            }
+            match end {
+                ReadEnd::Drained => break,
+                ReadEnd::Closed => {
+                    dead = true;
+                    break;
+                }
+                ReadEnd::Full if c.inbuf.len() > MAX_IN => {
+                    self.conn_overflows += 1;
+                    dead = true;
+                    break;
+                }
+                ReadEnd::Full => {}
+            }
         }
         let up = match &c.tls {
             Some(t) => !t.is_handshaking(),
