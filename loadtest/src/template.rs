@@ -87,6 +87,9 @@ pub(crate) struct Template {
     pub(crate) srtp: bool,
     /// Recorded SRTP/SRTCP packets that did not decrypt with their side's key (left out).
     pub(crate) srtp_undecrypted: usize,
+    /// `answer_step` and `bye_step`, found once (they are asked on every message).
+    answer: Option<usize>,
+    bye: Option<usize>,
 }
 
 fn rtp_ts(pkt: &[u8]) -> Option<u32> {
@@ -338,7 +341,17 @@ impl Template {
             media_loop(&media[0], event_pt),
             media_loop(&media[1], event_pt),
         ];
+        let bye = steps
+            .iter()
+            .position(|s| s.msg.is_request() && s.msg.method() == "BYE");
+        let answer = steps.iter().position(|s| {
+            !s.msg.is_request()
+                && s.msg.method() == "INVITE"
+                && (200..300).contains(&s.msg.status())
+        });
         Ok(Self {
+            answer,
+            bye,
             loops,
             steps,
             call_id,
@@ -366,18 +379,12 @@ impl Template {
 
     /// The index of the step that starts the call's end (the first BYE), if any.
     pub(crate) fn bye_step(&self) -> Option<usize> {
-        self.steps
-            .iter()
-            .position(|s| s.msg.is_request() && s.msg.method() == "BYE")
+        self.bye
     }
 
     /// The index of the first 2xx to the initial INVITE (the answer), if any.
     pub(crate) fn answer_step(&self) -> Option<usize> {
-        self.steps.iter().position(|s| {
-            !s.msg.is_request()
-                && s.msg.method() == "INVITE"
-                && (200..300).contains(&s.msg.status())
-        })
+        self.answer
     }
 
     /// One line per step, for `--show`.
