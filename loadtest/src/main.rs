@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mimalloc::MiMalloc;
+use sbc_core::registration::digest::Algorithm;
 
 use report::{Sample, Summary};
 use template::Template;
@@ -45,10 +46,18 @@ load:
   --ramp S             rise to --cps over S seconds (0)
   --max-concurrent N   calls at once (10000); --hold S call length from the answer to the BYE
   --threads N          threads (the number of cores); --timeout S per expected message (32)
-  --transport udp|tls  SIP over UDP (default) or TLS, one TLS connection per call
+  --transport udp|tcp|tls  SIP over UDP (default), TCP or TLS; one connection per call over
+                       TCP and TLS
   --tls-ca FILE        PEM certificates the caller trusts (default: the own callee's certificate)
   --tls-name NAME      the server name the caller asks for and the callee's certificate holds
                        (loadtest.invalid)
+  --srtp sdes          send the capture as SDES-SRTP: the caller offers RTP/SAVP with a fresh
+                       AES_CM_128_HMAC_SHA1_80 key, the callee answers an SRTP offer with its own
+  --password PW        compute digest answers (caller) and check them (callee) with this
+                       password instead of replaying the recorded ones
+  --uas-password PW    the password the callee checks (default: --password)
+  --user NAME          the digest username (default: the recorded credentials' username)
+  --digest-alg A       the callee's challenge algorithm: MD5 (default), SHA-256, ...
   --allow-remote       allow a target outside loopback
 report:
   --out PREFIX         write PREFIX.json, PREFIX.csv, PREFIX.html
@@ -84,6 +93,12 @@ struct Args {
     search: bool,
     search_max: f64,
     tls: bool,
+    tcp: bool,
+    user: Option<String>,
+    password: Option<String>,
+    uas_password: Option<String>,
+    digest_alg: String,
+    srtp: bool,
     tls_ca: Option<PathBuf>,
     tls_name: String,
 }
@@ -115,6 +130,12 @@ fn parse_args() -> Result<Args, String> {
         search: false,
         search_max: 100_000.0,
         tls: false,
+        tcp: false,
+        user: None,
+        password: None,
+        uas_password: None,
+        digest_alg: "MD5".into(),
+        srtp: false,
         tls_ca: None,
         tls_name: "loadtest.invalid".into(),
     };
@@ -143,10 +164,20 @@ fn parse_args() -> Result<Args, String> {
             "--threads" => a.threads = v()?.parse().map_err(|_| bad(k))?,
             "--timeout" => a.timeout = Duration::from_secs_f64(v()?.parse().map_err(|_| bad(k))?),
             "--transport" => match v()?.as_str() {
-                "udp" => a.tls = false,
-                "tls" => a.tls = true,
-                t => return Err(format!("--transport {t}: udp or tls")),
+                "udp" => (a.tls, a.tcp) = (false, false),
+                "tcp" => (a.tls, a.tcp) = (false, true),
+                "tls" => (a.tls, a.tcp) = (true, false),
+                t => return Err(format!("--transport {t}: udp, tcp or tls")),
             },
+            "--srtp" => match v()?.as_str() {
+                "sdes" => a.srtp = true,
+                "none" => a.srtp = false,
+                t => return Err(format!("--srtp {t}: sdes or none")),
+            },
+            "--user" => a.user = Some(v()?),
+            "--password" => a.password = Some(v()?),
+            "--uas-password" => a.uas_password = Some(v()?),
+            "--digest-alg" => a.digest_alg = v()?,
             "--tls-ca" => a.tls_ca = Some(PathBuf::from(v()?)),
             "--tls-name" => a.tls_name = v()?,
             "--allow-remote" => a.allow_remote = true,
@@ -254,6 +285,34 @@ fn run_once(a: &Args, t: &Arc<Template>, cps: f64, quiet: bool) -> Result<Summar
     } else {
         None
     };
+    let digest = match &a.password {
+        Some(pw) => {
+            let algorithm = Algorithm::from_token(&a.digest_alg)
+                .ok_or(format!("--digest-alg {}: unknown", a.digest_alg))?;
+            let recorded = t.steps.iter().find_map(|s| {
+                s.msg
+                    .header("Authorization")
+                    .or(s.msg.header("Proxy-Authorization"))
+            });
+            let user = a
+                .user
+                .clone()
+                .or_else(|| recorded.and_then(worker::recorded_user))
+                .ok_or("--password without --user, and no recorded username")?;
+            let secret = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+                ^ (u64::from(std::process::id()) << 40);
+            Some(worker::DigestSetup {
+                user,
+                password: pw.clone(),
+                uas_password: a.uas_password.clone().unwrap_or_else(|| pw.clone()),
+                algorithm,
+                secret,
+            })
+        }
+        None => None,
+    };
     let cfg = Arc::new(Config {
         template: Arc::clone(t),
         target,
@@ -269,6 +328,9 @@ fn run_once(a: &Args, t: &Arc<Template>, cps: f64, quiet: bool) -> Result<Summar
         timeout: a.timeout,
         epoch,
         tls,
+        tcp: a.tcp,
+        digest,
+        srtp: a.srtp,
     });
     let shared = Arc::new(Shared::default());
     let times = if run_uac {
@@ -344,12 +406,13 @@ fn run_once(a: &Args, t: &Arc<Template>, cps: f64, quiet: bool) -> Result<Summar
     for h in handles {
         results.push(h.join().map_err(|_| "a worker panicked")??);
     }
-    Ok(report::summarise(
-        results,
-        samples,
-        cps,
-        epoch.elapsed().as_secs_f64(),
-    ))
+    let mut s = report::summarise(results, samples, cps, epoch.elapsed().as_secs_f64());
+    if a.tcp {
+        // The connection counters are the plain TCP connections'.
+        s.tcp_connections = std::mem::take(&mut s.tls_connections);
+        s.tcp_failures = std::mem::take(&mut s.tls_failures);
+    }
+    Ok(s)
 }
 
 fn main() -> ExitCode {

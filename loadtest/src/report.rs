@@ -130,6 +130,14 @@ pub(crate) struct Summary {
     /// TLS connections the callers opened (handshake completed), and those that failed.
     pub(crate) tls_connections: u64,
     pub(crate) tls_failures: u64,
+    /// Plain TCP connections the callers opened (connected), and those that failed.
+    pub(crate) tcp_connections: u64,
+    pub(crate) tcp_failures: u64,
+    /// TCP/TLS connections (either side) closed for passing a buffer bound.
+    pub(crate) conn_overflows: u64,
+    /// Legs (either side) that sent and received SRTP, and SRTP/SRTCP packets refused.
+    pub(crate) srtp_legs: u64,
+    pub(crate) srtp_rejected: u64,
     #[serde(skip)]
     pub(crate) rows: Vec<Row>,
     #[serde(skip)]
@@ -147,14 +155,18 @@ pub(crate) fn summarise(
     let mut h18 = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
     let mut h200 = h18.clone();
     let mut rows = Vec::new();
-    let (mut tls_connections, mut tls_failures) = (0, 0);
+    let (mut tls_connections, mut tls_failures, mut conn_overflows) = (0, 0, 0);
+    let (mut srtp_legs, mut srtp_rejected) = (0, 0);
     let mut starts: Option<(u64, u64)> = None;
     for r in results {
         if let Some((f, l)) = r.starts_ns {
             starts = Some(starts.map_or((f, l), |(a, b)| (a.min(f), b.max(l))));
         }
-        tls_connections += r.tls_handshakes;
-        tls_failures += r.tls_failures;
+        tls_connections += r.conn_opened;
+        tls_failures += r.conn_failures;
+        conn_overflows += r.conn_overflows;
+        srtp_legs += r.srtp_legs;
+        srtp_rejected += r.srtp_rejected;
         let _ = h18.add(&r.setup_18x);
         let _ = h200.add(&r.setup_200);
         rows.extend(r.rows);
@@ -243,6 +255,11 @@ pub(crate) fn summarise(
         media_peak: media_window(&samples),
         tls_connections,
         tls_failures,
+        tcp_connections: 0,
+        tcp_failures: 0,
+        conn_overflows,
+        srtp_legs,
+        srtp_rejected,
         rows,
         samples,
         setup_hist,

@@ -31,7 +31,8 @@ impl Msg {
     pub(crate) fn parse(data: &[u8]) -> Option<Self> {
         let split = data.windows(4).position(|w| w == b"\r\n\r\n")?;
         let head = std::str::from_utf8(data.get(..split)?).ok()?;
-        let mut lines = head.split("\r\n");
+        // Lines split at each LF (a one-byte search) with the CR taken off.
+        let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
         let start = lines.next()?.trim().to_string();
         if !(start.starts_with("SIP/2.0 ") || start.ends_with(" SIP/2.0")) {
             return None;
@@ -47,10 +48,14 @@ impl Msg {
             }
             let (name, value) = line.split_once(':')?;
             let name = name.trim();
-            let name = COMPACT
-                .iter()
-                .find(|(c, _)| c.eq_ignore_ascii_case(name))
-                .map_or(name, |(_, long)| long);
+            let name = if name.len() == 1 {
+                COMPACT
+                    .iter()
+                    .find(|(c, _)| c.eq_ignore_ascii_case(name))
+                    .map_or(name, |(_, long)| long)
+            } else {
+                name
+            };
             headers.push((name.to_string(), value.trim().to_string()));
         }
         let mut body = data.get(split + 4..)?.to_vec();

@@ -9,7 +9,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::capture::{read_udp, Datagram};
+use media_plane::srtp::SrtpContext;
+
 use crate::sipmsg::{sdp_audio, sdp_clock_rate, sdp_event_pt, Msg};
+use crate::worker::{remote_crypto, SRTP_SUITE};
 
 /// Who sent a message or a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,6 +82,14 @@ pub(crate) struct Template {
     pub(crate) clock_rate: u32,
     /// Per side: how its media repeats over a hold longer than the recording (None: no audio).
     pub(crate) loops: [Option<MediaLoop>; 2],
+    /// The recording is SDES-SRTP: its packets were decrypted here with the keys its SDP carried
+    /// (`media` holds them in clear), and the replay re-keys (as with `--srtp sdes`).
+    pub(crate) srtp: bool,
+    /// Recorded SRTP/SRTCP packets that did not decrypt with their side's key (left out).
+    pub(crate) srtp_undecrypted: usize,
+    /// `answer_step` and `bye_step`, found once (they are asked on every message).
+    answer: Option<usize>,
+    bye: Option<usize>,
 }
 
 fn rtp_ts(pkt: &[u8]) -> Option<u32> {
@@ -248,6 +259,18 @@ impl Template {
             .collect();
         let clock_rate = sdp_bodies.first().map_or(8000, |b| sdp_clock_rate(b));
         let event_pt = sdp_bodies.iter().find_map(|b| sdp_event_pt(b));
+        // Each side's SDES key (the first usable `a=crypto` it announced) decrypts what it sent.
+        let mut srtp_rx: [Option<SrtpContext>; 2] = [None, None];
+        for st in steps.iter().filter(|s| s.msg.has_sdp()) {
+            let slot = &mut srtp_rx[st.from.idx()];
+            if slot.is_none() {
+                if let Some((_, key)) = remote_crypto(&st.msg.body) {
+                    *slot = SrtpContext::new(SRTP_SUITE, &key).ok();
+                }
+            }
+        }
+        let srtp = srtp_rx.iter().any(Option::is_some);
+        let mut srtp_undecrypted = 0usize;
         let mut media: [Vec<MediaPkt>; 2] = [Vec::new(), Vec::new()];
         let mut payloads = [HashSet::new(), HashSet::new()];
         let mut digits = [String::new(), String::new()];
@@ -262,14 +285,46 @@ impl Template {
                         && (a.port() == d.src.port() || a.port().wrapping_add(1) == d.src.port())
                 })
             });
+            // Else by where it went: a packet to one side's media address is the other side's
+            // (a peer sending from an unbound socket has another source address on loopback).
+            let side = side.or_else(|| {
+                [Side::Uac, Side::Uas].into_iter().find(|s| {
+                    media_addr[s.peer().idx()].iter().any(|a| {
+                        a.ip() == d.dst.ip()
+                            && (a.port() == d.dst.port()
+                                || a.port().wrapping_add(1) == d.dst.port())
+                    })
+                })
+            });
             let Some(side) = side else { continue };
             let rtcp = is_rtcp(&d.payload);
+            // SDES-SRTP: decrypted with the key the sending side announced.
+            let clear;
+            let data: &[u8] = match srtp_rx[side.idx()].as_mut() {
+                Some(ctx) => {
+                    let mut buf = d.payload.clone();
+                    let len = buf.len();
+                    let r = if rtcp {
+                        ctx.unprotect_rtcp(&mut buf, len)
+                    } else {
+                        ctx.unprotect_rtp(&mut buf, len)
+                    };
+                    let Ok(n) = r else {
+                        srtp_undecrypted += 1;
+                        continue;
+                    };
+                    buf.truncate(n);
+                    clear = buf;
+                    &clear
+                }
+                None => &d.payload,
+            };
             if !rtcp {
-                let Some(p) = rtp_payload(&d.payload) else {
+                let Some(p) = rtp_payload(data) else {
                     continue;
                 };
                 payloads[side.idx()].insert(payload_hash(p));
-                if let Some((ts, c)) = event_pt.and_then(|pt| event_digit(&d.payload, pt)) {
+                if let Some((ts, c)) = event_pt.and_then(|pt| event_digit(data, pt)) {
                     if last_event[side.idx()] != Some(ts) {
                         digits[side.idx()].push(c);
                         last_event[side.idx()] = Some(ts);
@@ -279,14 +334,24 @@ impl Template {
             media[side.idx()].push(MediaPkt {
                 at: d.at,
                 rtcp,
-                data: d.payload.clone(),
+                data: data.to_vec(),
             });
         }
         let loops = [
             media_loop(&media[0], event_pt),
             media_loop(&media[1], event_pt),
         ];
+        let bye = steps
+            .iter()
+            .position(|s| s.msg.is_request() && s.msg.method() == "BYE");
+        let answer = steps.iter().position(|s| {
+            !s.msg.is_request()
+                && s.msg.method() == "INVITE"
+                && (200..300).contains(&s.msg.status())
+        });
         Ok(Self {
+            answer,
+            bye,
             loops,
             steps,
             call_id,
@@ -298,6 +363,8 @@ impl Template {
             digits,
             event_pt,
             clock_rate,
+            srtp,
+            srtp_undecrypted,
         })
     }
 
@@ -312,18 +379,12 @@ impl Template {
 
     /// The index of the step that starts the call's end (the first BYE), if any.
     pub(crate) fn bye_step(&self) -> Option<usize> {
-        self.steps
-            .iter()
-            .position(|s| s.msg.is_request() && s.msg.method() == "BYE")
+        self.bye
     }
 
     /// The index of the first 2xx to the initial INVITE (the answer), if any.
     pub(crate) fn answer_step(&self) -> Option<usize> {
-        self.steps.iter().position(|s| {
-            !s.msg.is_request()
-                && s.msg.method() == "INVITE"
-                && (200..300).contains(&s.msg.status())
-        })
+        self.answer
     }
 
     /// One line per step, for `--show`.
@@ -348,6 +409,12 @@ impl Template {
                 self.rtp_count(side),
                 self.media[side.idx()].len() - self.rtp_count(side),
                 self.digits[side.idx()]
+            ));
+        }
+        if self.srtp {
+            out.push_str(&format!(
+                "SDES-SRTP: decrypted with the recorded keys ({} packets did not decrypt); replayed re-keyed\n",
+                self.srtp_undecrypted
             ));
         }
         out
@@ -412,6 +479,26 @@ mod tests {
         assert_eq!(t.event_pt, Some(101));
         assert_eq!(t.digits[0], "159");
         assert_eq!(t.digits[1], "");
+    }
+
+    #[test]
+    fn the_srtp_capture_decrypts_with_its_recorded_keys() {
+        let t = load("srtp-sdes.pcap");
+        assert!(t.srtp);
+        // baresip's RTP is sent from 127.0.0.1: found by its destination.
+        for side in [Side::Uac, Side::Uas] {
+            assert!(t.rtp_count(side) >= 390, "{side:?}");
+            // Decrypted: PCMA RTP, 160 bytes of payload, the tag gone.
+            let p = t.media[side.idx()].iter().find(|p| !p.rtcp).unwrap();
+            assert_eq!(p.data.len(), 12 + 160);
+            assert_eq!(p.data[1] & 0x7f, 8);
+        }
+        // Only baresip's unprotected RTCP keepalives did not decrypt.
+        assert!(t.srtp_undecrypted <= 8, "{}", t.srtp_undecrypted);
+        let o = load("opus-baresip.pcap");
+        assert!(!o.srtp);
+        assert_eq!(o.clock_rate, 48_000);
+        assert!(o.rtp_count(Side::Uac) >= 390 && o.rtp_count(Side::Uas) >= 390);
     }
 
     #[test]

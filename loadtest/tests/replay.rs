@@ -114,6 +114,49 @@ fn register_with_digest_against_its_own_uas() {
     assert_eq!(s["rtp_sent"], 0);
 }
 
+/// Digest computed, not replayed: the callee challenges with a fresh nonce (SHA-256 too) and
+/// checks the caller's answer. The right password passes; a wrong one is refused with 403 on every
+/// call, counted as failed on both sides, and the run exits 1.
+#[test]
+fn register_digest_is_computed_and_checked() {
+    for alg in ["MD5", "SHA-256"] {
+        let ok = [
+            "--password",
+            "s3cret",
+            "--user",
+            "alice",
+            "--digest-alg",
+            alg,
+        ];
+        let s = replay_with("register-digest.pcap", 11, 4, None, &ok);
+        assert_all_calls_complete(&s, 4);
+        let wrong = [
+            "--password",
+            "nope",
+            "--uas-password",
+            "s3cret",
+            "--digest-alg",
+            alg,
+        ];
+        let run = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+            .arg("--pcap")
+            .arg(pcap("register-digest.pcap"))
+            .args(["--uas", "127.46.11.2:5060", "--local-ip", "127.46.11.1"])
+            .args(["--calls", "4", "--cps", "20", "--threads", "2"])
+            .args(["--media-ports", "200", "--timeout", "5"])
+            .args(wrong)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&run.stdout);
+        assert_eq!(run.status.code(), Some(1), "{out}");
+        let s: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+        assert_eq!(s["answered"], 0, "{s}");
+        assert_eq!(s["failed"], 4, "{s}");
+        assert_eq!(s["failures"]["403 REGISTER"], 4, "{s}");
+        assert_eq!(s["uas_failed"], 4, "{s}");
+    }
+}
+
 #[test]
 fn cancel_against_its_own_uas() {
     let s = replay("cancel.pcap", 5, 5, None);
@@ -134,6 +177,129 @@ fn calls_over_tls_one_connection_each() {
     let s = replay_with("sipp-basic.pcap", 7, 20, None, &["--transport", "tls"]);
     assert_all_calls_complete(&s, 20);
     assert_eq!(s["tls_connections"], 20, "{s}");
+}
+
+/// SIP over plain TCP, one connection per call, every capture against the tester's own callee
+/// listening on TCP (framing by Content-Length on the stream, nothing retransmitted).
+#[test]
+fn every_capture_over_tcp() {
+    for (name, media) in [
+        ("g711-rtcp.pcap", true),
+        ("hold-resume.pcap", true),
+        ("dtmf-rfc4733.pcap", true),
+        ("register-digest.pcap", false),
+        ("cancel.pcap", false),
+        ("sipp-basic.pcap", false),
+        ("g711-ptime20.pcap", true),
+    ] {
+        let s = replay_with(name, 10, 3, None, &["--transport", "tcp"]);
+        assert_all_calls_complete(&s, 3);
+        if media {
+            assert_media_as_recorded(&s);
+        }
+        assert_eq!(s["tcp_connections"], 3, "{name}: {s}");
+        assert_eq!(s["tcp_failures"], 0, "{name}: {s}");
+        assert_eq!(s["conn_overflows"], 0, "{name}: {s}");
+    }
+}
+
+/// The SDES-SRTP capture (baresip ↔ baresip, PCMA): its packets are decrypted at load with the
+/// keys its SDP carried and replayed re-keyed without `--srtp`: both sides SRTP with fresh keys,
+/// the decrypted payloads arrive as recorded. The Opus capture (baresip ↔ baresip) replays like
+/// the G.711 ones.
+#[test]
+fn srtp_and_opus_captures_against_its_own_uas() {
+    let s = replay("srtp-sdes.pcap", 13, 3, None);
+    assert_all_calls_complete(&s, 3);
+    assert_media_as_recorded(&s);
+    assert_eq!(s["srtp_legs"], 6, "{s}");
+    assert_eq!(s["srtp_rejected"], 0, "{s}");
+    // About 8 s of 20 ms packets each way per call.
+    assert!(s["rtp_sent"].as_u64().unwrap() >= 3 * 2 * 390, "{s}");
+    let s = replay("opus-baresip.pcap", 13, 3, None);
+    assert_all_calls_complete(&s, 3);
+    assert_media_as_recorded(&s);
+    assert_eq!(s["srtp_legs"], 0, "{s}");
+    assert!(s["rtp_sent"].as_u64().unwrap() >= 3 * 2 * 390, "{s}");
+    // Opus at 48 kHz: the jitter is computed on its clock (20 ms = 960 ticks) and stays small.
+    assert!(s["jitter_ms_mean"].as_f64().unwrap() < 5.0, "{s}");
+}
+
+/// `--srtp sdes` against the tester's own callee: both sides SRTP with their own keys (the caller
+/// offers, the callee answers with its key), the payloads compared after decryption are the
+/// recorded ones, nothing refused; RTCP (recorded or synthesised) is SRTCP-protected too.
+#[test]
+fn sdes_srtp_against_its_own_uas() {
+    for name in ["g711-rtcp.pcap", "hold-resume.pcap", "dtmf-rfc4733.pcap"] {
+        let s = replay_with(name, 12, 3, None, &["--srtp", "sdes"]);
+        assert_all_calls_complete(&s, 3);
+        assert_media_as_recorded(&s);
+        assert_eq!(s["srtp_legs"], 6, "{name}: {s}");
+        assert_eq!(s["srtp_rejected"], 0, "{name}: {s}");
+    }
+}
+
+/// The TCP input buffer is bounded: a peer that sends a header section that never ends (here
+/// 400 KiB of header lines) has its connection closed once 256 KiB wait unframed, and the
+/// summary counts it. The callee runs alone (`--uas-only`), ends at its time limit (about 12 s).
+#[test]
+fn a_tcp_message_that_never_ends_is_cut_off() {
+    use std::io::{Read, Write};
+    let child = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .arg("--pcap")
+        .arg(pcap("sipp-basic.pcap"))
+        .args([
+            "--uas",
+            "127.46.14.2:5060",
+            "--uas-only",
+            "--transport",
+            "tcp",
+        ])
+        .args(["--threads", "1", "--timeout", "1", "--media-ports", "200"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut conn = loop {
+        match std::net::TcpStream::connect("127.46.14.2:5060") {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "no listener: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    };
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut sent = 0usize;
+    let mut closed = false;
+    let line = format!("X-Pad: {}\r\n", "a".repeat(1000));
+    let _ = conn.write_all(b"INVITE sip:x@127.46.14.2 SIP/2.0\r\n");
+    while sent < 400 * 1024 {
+        if conn.write_all(line.as_bytes()).is_err() {
+            closed = true;
+            break;
+        }
+        sent += line.len();
+    }
+    if !closed {
+        // The callee closes the connection: the read ends (EOF or reset), not by timeout.
+        let mut b = [0u8; 64];
+        let r = conn.read(&mut b);
+        assert!(
+            matches!(r, Ok(0))
+                || r.as_ref()
+                    .is_err_and(|e| e.kind() != std::io::ErrorKind::WouldBlock
+                        && e.kind() != std::io::ErrorKind::TimedOut),
+            "{r:?}"
+        );
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let s: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(s["conn_overflows"], 1, "{s}");
+    assert_eq!(s["uas_legs"], 0, "{s}");
 }
 
 /// The recorded audio (7 s) loops over a longer hold with sequence numbers and timestamps going

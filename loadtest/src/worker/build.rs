@@ -42,7 +42,11 @@ impl Worker {
             "Via".into(),
             format!(
                 "SIP/2.0/{} {};branch={branch};rport",
-                if self.cfg.tls.is_some() { "TLS" } else { "UDP" },
+                match (self.cfg.tls.is_some(), self.cfg.tcp) {
+                    (true, _) => "TLS",
+                    (false, true) => "TCP",
+                    _ => "UDP",
+                },
                 leg.local_sip
             ),
         )];
@@ -79,8 +83,26 @@ impl Worker {
             h.push(("Contact".into(), format!("<sip:{user}@{}>", leg.local_sip)));
         }
         for (n, v) in &rec.headers {
-            if !is_stock(n) {
-                h.push((n.clone(), self.rewrite_uac(v, leg)));
+            if is_stock(n) {
+                continue;
+            }
+            let is_creds = n.eq_ignore_ascii_case("Authorization")
+                || n.eq_ignore_ascii_case("Proxy-Authorization");
+            match (is_creds, self.cfg.digest.as_ref(), &leg.challenge) {
+                // Credentials computed from the challenge received; none when it cannot be
+                // answered (the callee then refuses the request).
+                (true, Some(d), Some((kind, ch))) => {
+                    if kind.credentials_header().eq_ignore_ascii_case(n) {
+                        // The leg's random tag (64 bits) serves as the cnonce.
+                        if let Some((name, value)) =
+                            d.answer(*kind, ch, rec.method(), &ruri, &leg.local_tag)
+                        {
+                            h.push((name.to_string(), value));
+                        }
+                    }
+                }
+                (true, Some(_), None) => {}
+                _ => h.push((n.clone(), self.rewrite_uac(v, leg))),
             }
         }
         let body = self.body_for(leg, rec);
@@ -125,8 +147,18 @@ impl Worker {
             ));
         }
         for (n, v) in &rec.headers {
-            if !is_stock(n) {
-                h.push((n.clone(), v.clone()));
+            if is_stock(n) {
+                continue;
+            }
+            let is_challenge = n.eq_ignore_ascii_case("WWW-Authenticate")
+                || n.eq_ignore_ascii_case("Proxy-Authenticate");
+            match self.cfg.digest.as_ref() {
+                // A fresh nonce in place of the recorded one.
+                Some(d) if is_challenge => {
+                    let ms = super::now_ns(self.cfg.epoch) / 1_000_000;
+                    h.push((n.clone(), d.challenge(v, ms)));
+                }
+                _ => h.push((n.clone(), v.clone())),
             }
         }
         Msg {
@@ -139,7 +171,14 @@ impl Worker {
 
     pub(super) fn body_for(&self, leg: &Leg, rec: &Msg) -> Vec<u8> {
         match (&leg.media, rec.has_sdp()) {
-            (Some(m), true) => sdp_rewrite(&rec.body, m.local),
+            (Some(m), true) => {
+                let sdp = sdp_rewrite(&rec.body, m.local);
+                match &m.srtp {
+                    Some(s) => super::sdes::sdp_with_crypto(&sdp, &s.crypto()),
+                    None if self.cfg.template.srtp => super::sdes::sdp_plain(&sdp),
+                    None => sdp,
+                }
+            }
             _ => rec.body.clone(),
         }
     }

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{epoll_add, now_ns, udp_bind, LegMedia, MediaSockets, Worker};
+use super::{epoll_add, now_ns, sdes, udp_bind, LegMedia, MediaSockets, Worker};
 use crate::media::{rewrite_rtcp, rewrite_rtp, synth_rtcp, RtcpState, RxStream};
 use crate::template::Side;
 use crate::wheel::TimerKind;
@@ -31,23 +31,74 @@ impl Worker {
         let sock = if rtcp { &socks.rtcp } else { &socks.rtp };
         match sock.recv_from(&mut self.buf) {
             Ok((n, _)) => {
+                // SRTP: unprotected in place; a refused packet counts and is not received.
+                let n = match m.srtp.as_mut() {
+                    Some(s) => {
+                        let r = match (s.rx.as_mut(), rtcp) {
+                            (Some(c), false) => c.unprotect_rtp(&mut self.buf, n).ok(),
+                            (Some(c), true) => c.unprotect_rtcp(&mut self.buf, n).ok(),
+                            (None, _) => {
+                                // Before the peer's key: kept until it comes.
+                                match self.buf.get(..n) {
+                                    Some(d) if s.pending.len() < sdes::MAX_PENDING => {
+                                        s.pending.push((rtcp, d.to_vec(), now));
+                                    }
+                                    _ => s.rejected += 1,
+                                }
+                                return true;
+                            }
+                        };
+                        match r {
+                            Some(n) => n,
+                            None => {
+                                s.rejected += 1;
+                                return true;
+                            }
+                        }
+                    }
+                    None => n,
+                };
+                let peer = leg.side.peer().idx();
                 if rtcp {
                     m.rx.rtcp += 1;
-                } else {
-                    let peer = leg.side.peer().idx();
+                } else if let Some(d) = self.buf.get(..n) {
                     self.rtp_received += 1;
-                    m.rx.on_rtp(
-                        &self.buf[..n],
-                        now,
-                        t.clock_rate,
-                        &t.payloads[peer],
-                        t.event_pt,
-                    );
+                    m.rx.on_rtp(d, now, t.clock_rate, &t.payloads[peer], t.event_pt);
                 }
                 true
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => false,
             Err(_) => false,
+        }
+    }
+
+    /// The packets a leg kept while waiting for its peer's SRTP key, unprotected with the key
+    /// now known and received with their arrival times.
+    pub(super) fn srtp_take_pending(&mut self, slot: u32) {
+        let t = Arc::clone(&self.cfg.template);
+        let Some(Some(leg)) = self.legs.get_mut(slot as usize) else {
+            return;
+        };
+        let peer = leg.side.peer().idx();
+        let Some(m) = leg.media.as_mut() else { return };
+        let Some(s) = m.srtp.as_mut() else { return };
+        let Some(rx) = s.rx.as_mut() else { return };
+        for (rtcp, mut d, at) in std::mem::take(&mut s.pending) {
+            let len = d.len();
+            let r = if rtcp {
+                rx.unprotect_rtcp(&mut d, len)
+            } else {
+                rx.unprotect_rtp(&mut d, len)
+            };
+            match r {
+                Ok(_) if rtcp => m.rx.rtcp += 1,
+                Ok(n) => {
+                    self.rtp_received += 1;
+                    let d = d.get(..n).unwrap_or_default();
+                    m.rx.on_rtp(d, at, t.clock_rate, &t.payloads[peer], t.event_pt);
+                }
+                Err(_) => s.rejected += 1,
+            }
         }
     }
 
@@ -86,6 +137,20 @@ impl Worker {
             );
             Some(MediaSockets { rtp, rtcp })
         };
+        // The caller offers SRTP with its own key; a callee gets its key with the offer's.
+        let is_uac = self.legs[slot as usize]
+            .as_ref()
+            .is_some_and(|l| l.side == Side::Uac);
+        let offer_srtp = self.cfg.srtp || self.cfg.template.srtp;
+        let srtp = match (offer_srtp && is_uac).then(|| sdes::LegSrtp::new(1)) {
+            None => None,
+            Some(Some(s)) => Some(s),
+            Some(None) => {
+                self.ports.insert(0, port);
+                self.finish(slot, Some("SRTP: no key".into()));
+                return;
+            }
+        };
         let ssrc = self.rand() as u32;
         let seq_off = self.rand() as u16;
         let ts_off = self.rand() as u32;
@@ -109,6 +174,7 @@ impl Worker {
                 rx: RxStream::default(),
                 sent: 0,
                 passes: 0,
+                srtp,
             });
         }
     }
@@ -186,7 +252,11 @@ impl Worker {
             if repeat.is_some() && p.rtcp && rtcp_has_bye(&p.data) {
                 continue;
             }
-            let Some(data) = buf.get_mut(..p.data.len()) else {
+            let len = p.data.len();
+            if len + SRTP_ROOM > buf.len() {
+                continue;
+            }
+            let Some(data) = buf.get_mut(..len) else {
                 continue;
             };
             data.copy_from_slice(&p.data);
@@ -194,7 +264,12 @@ impl Worker {
                 m.state.peer_ssrc = m.rx.peer_ssrc;
                 m.state.ntp = ntp_now();
                 rewrite_rtcp(data, &m.state);
-                m.send(true, data, SocketAddr::new(remote.ip(), remote.port() + 1));
+                m.send_protected(
+                    true,
+                    &mut buf,
+                    len,
+                    SocketAddr::new(remote.ip(), remote.port() + 1),
+                );
             } else {
                 rewrite_rtp(
                     data,
@@ -210,13 +285,20 @@ impl Worker {
                 if data.len() >= 8 {
                     m.state.rtp_ts = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
                 }
-                m.send(false, data, remote);
+                m.send_protected(false, &mut buf, len, remote);
                 m.sent += 1;
                 sent += 1;
                 // RTCP synthesised every 200 packets when the capture has none for this side.
                 if synth && m.sent % 200 == 0 {
                     let r = synth_rtcp(&m.state, "loadtest@local");
-                    m.send(true, &r, SocketAddr::new(remote.ip(), remote.port() + 1));
+                    if let Some(d) = buf
+                        .get_mut(..r.len())
+                        .filter(|_| r.len() + SRTP_ROOM <= 2048)
+                    {
+                        d.copy_from_slice(&r);
+                        let to = SocketAddr::new(remote.ip(), remote.port() + 1);
+                        m.send_protected(true, &mut buf, r.len(), to);
+                    }
                 }
             }
         }
@@ -228,7 +310,31 @@ impl Worker {
     }
 }
 
+/// Room left after a packet for the SRTP/SRTCP trailer.
+const SRTP_ROOM: usize = 32;
+
 impl LegMedia {
+    /// Sends `buf[..len]`, SRTP-protected in place when the leg has keys.
+    fn send_protected(&mut self, rtcp: bool, buf: &mut [u8], len: usize, to: SocketAddr) {
+        let len = match self.srtp.as_mut() {
+            Some(s) => {
+                let r = if rtcp {
+                    s.tx.protect_rtcp(buf, len)
+                } else {
+                    s.tx.protect_rtp(buf, len)
+                };
+                match r {
+                    Ok(n) => n,
+                    Err(_) => return,
+                }
+            }
+            None => len,
+        };
+        if let Some(d) = buf.get(..len) {
+            self.send(rtcp, d, to);
+        }
+    }
+
     /// Sends on the leg's RTP (or RTCP) socket; nothing when the leg has no sockets.
     fn send(&self, rtcp: bool, data: &[u8], to: SocketAddr) {
         if let Some(s) = &self.socks {

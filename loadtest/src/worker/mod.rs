@@ -16,11 +16,17 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use socket2::{Domain, Protocol, Socket, Type};
 
+mod auth;
 mod build;
 mod media;
-mod tls;
+mod sdes;
+mod stream;
 
-pub(crate) use tls::TlsSetup;
+pub(crate) use auth::{recorded_user, DigestSetup};
+pub(crate) use sdes::{remote_crypto, SUITE as SRTP_SUITE};
+pub(crate) use stream::TlsSetup;
+
+use sbc_core::registration::digest::ChallengeKind;
 
 use crate::media::{mos, RtcpState, RxStream};
 use crate::sipmsg::{sdp_audio, Msg};
@@ -42,8 +48,21 @@ pub(crate) struct Config {
     pub(crate) hold: Option<Duration>,
     pub(crate) timeout: Duration,
     pub(crate) epoch: Instant,
-    /// SIP over TLS, one connection per call (None: UDP).
+    /// SIP over TLS, one connection per call (None: UDP, or TCP when `tcp`).
     pub(crate) tls: Option<Arc<TlsSetup>>,
+    /// SIP over plain TCP, one connection per call.
+    pub(crate) tcp: bool,
+    /// Digest answers computed and checked (None: the recorded ones replayed, not checked).
+    pub(crate) digest: Option<DigestSetup>,
+    /// `--srtp sdes`: the caller offers SDES-SRTP (see `sdes`).
+    pub(crate) srtp: bool,
+}
+
+impl Config {
+    /// SIP over a stream (TCP or TLS) rather than UDP.
+    pub(crate) fn stream(&self) -> bool {
+        self.tcp || self.tls.is_some()
+    }
 }
 
 /// Counters the progress line reads while the run goes.
@@ -83,9 +102,14 @@ pub(crate) struct ThreadResult {
     pub(crate) rows: Vec<Row>,
     pub(crate) setup_18x: Histogram<u64>,
     pub(crate) setup_200: Histogram<u64>,
-    /// TLS connections the callers opened with a completed handshake, and those that failed.
-    pub(crate) tls_handshakes: u64,
-    pub(crate) tls_failures: u64,
+    /// TCP/TLS connections the callers opened (connected, and over TLS with a completed
+    /// handshake), those that failed, and those closed for passing a buffer bound.
+    pub(crate) conn_opened: u64,
+    pub(crate) conn_failures: u64,
+    pub(crate) conn_overflows: u64,
+    /// Legs that sent and received SRTP, and SRTP/SRTCP packets their receivers refused.
+    pub(crate) srtp_legs: u64,
+    pub(crate) srtp_rejected: u64,
     /// When this thread started its first and its last call (ns since the epoch).
     pub(crate) starts_ns: Option<(u64, u64)>,
 }
@@ -117,6 +141,8 @@ struct LegMedia {
     sent: u64,
     /// Passes of the recording completed (looped over the hold time).
     passes: u32,
+    /// SDES-SRTP keys and contexts (None: plain RTP).
+    srtp: Option<Box<sdes::LegSrtp>>,
 }
 
 struct Leg {
@@ -147,8 +173,10 @@ struct Leg {
     finished: bool,
     failure: Option<String>,
     media: Option<LegMedia>,
-    /// The leg's TLS connection.
+    /// The leg's TCP/TLS connection.
     conn: Option<u32>,
+    /// The last digest challenge the caller received (its kind and header value).
+    challenge: Option<(ChallengeKind, String)>,
 }
 
 struct Worker {
@@ -176,12 +204,13 @@ struct Worker {
     /// The clock (ns since the epoch) read once per loop turn and after each wait.
     now: u64,
     listener: Option<std::net::TcpListener>,
-    conns: Vec<Option<tls::Conn>>,
+    conns: Vec<Option<stream::Conn>>,
     free_conns: Vec<u32>,
     /// The connection whose message is being handled.
     cur_conn: Option<u32>,
-    tls_handshakes: u64,
-    tls_failures: u64,
+    conn_opened: u64,
+    conn_failures: u64,
+    conn_overflows: u64,
 }
 
 /// The replacements of the recorded addresses for a leg whose own SIP address is `local`: the
@@ -285,8 +314,11 @@ pub(crate) fn run(
             rows: Vec::new(),
             setup_18x: hist(),
             setup_200: hist(),
-            tls_handshakes: 0,
-            tls_failures: 0,
+            conn_opened: 0,
+            conn_failures: 0,
+            conn_overflows: 0,
+            srtp_legs: 0,
+            srtp_rejected: 0,
             starts_ns: None,
         },
         buf: vec![0u8; 65_536],
@@ -297,12 +329,13 @@ pub(crate) fn run(
         conns: Vec::new(),
         free_conns: Vec::new(),
         cur_conn: None,
-        tls_handshakes: 0,
-        tls_failures: 0,
+        conn_opened: 0,
+        conn_failures: 0,
+        conn_overflows: 0,
     };
-    if let (Some(_), Some(a)) = (&w.cfg.tls, w.cfg.uas) {
-        let l = tls::listen(a).map_err(|e| format!("UAS TLS listener {a}: {e}"))?;
-        epoll_add(w.epfd, l.as_raw_fd(), tls::LISTEN_TOKEN);
+    if let (true, Some(a)) = (w.cfg.stream(), w.cfg.uas) {
+        let l = stream::listen(a).map_err(|e| format!("UAS TCP listener {a}: {e}"))?;
+        epoll_add(w.epfd, l.as_raw_fd(), stream::LISTEN_TOKEN);
         w.listener = Some(l);
     }
     let uac_local = SocketAddr::new(w.cfg.uac_ip, w.cfg.uac_sip_base + id as u16);
@@ -319,8 +352,9 @@ pub(crate) fn run(
     w.legs
         .reserve(starts.len().saturating_mul(2).clamp(64, 1 << 17));
     w.main_loop(starts);
-    w.result.tls_handshakes = w.tls_handshakes;
-    w.result.tls_failures = w.tls_failures;
+    w.result.conn_opened = w.conn_opened;
+    w.result.conn_failures = w.conn_failures;
+    w.result.conn_overflows = w.conn_overflows;
     // SAFETY: our own fd.
     unsafe { libc::close(w.epfd) };
     Ok(w.result)
@@ -454,6 +488,7 @@ impl Worker {
             failure: None,
             media: None,
             conn: None,
+            challenge: None,
         }
     }
 
@@ -469,8 +504,8 @@ impl Worker {
         let cid = leg.call_id.clone();
         let slot = self.alloc_leg(leg);
         self.by_callid[0].insert(cid, slot);
-        if self.cfg.tls.is_some() && !self.tls_connect(slot) {
-            self.finish(slot, Some("TLS connect failed".into()));
+        if self.cfg.stream() && !self.stream_connect(slot) {
+            self.finish(slot, Some("connect failed".into()));
             return;
         }
         // The first step is the caller's: send it now (its recorded gap is from nothing).
@@ -488,17 +523,18 @@ impl Worker {
         s
     }
 
-    /// Sends a SIP message of leg `slot` to its peer: over the leg's TLS connection, or from its
-    /// side's UDP socket.
+    /// Sends a SIP message of leg `slot` to its peer: over the leg's TCP/TLS connection, or from
+    /// its side's UDP socket (a callee leg whose request came over UDP answers over UDP).
     fn send_sip(&mut self, slot: u32, bytes: &[u8]) {
         let Some(leg) = self.legs.get(slot as usize).and_then(Option::as_ref) else {
             return;
         };
         let (side, peer, conn) = (leg.side, leg.peer, leg.conn);
-        if self.cfg.tls.is_some() {
-            if let Some(c) = conn {
-                self.conn_send(c, bytes);
-            }
+        if let Some(c) = conn {
+            self.conn_send(c, bytes);
+            return;
+        }
+        if self.cfg.stream() && side == Side::Uac {
             return;
         }
         if let Some(s) = self.sock(side) {
@@ -514,12 +550,12 @@ impl Worker {
     }
 
     fn on_readable(&mut self, token: u64) {
-        if token == tls::LISTEN_TOKEN {
-            self.tls_accept();
+        if token == stream::LISTEN_TOKEN {
+            self.stream_accept();
             return;
         }
-        if token & tls::CONN_TOKEN != 0 {
-            self.tls_event((token & !tls::CONN_TOKEN) as u32);
+        if token & stream::CONN_TOKEN != 0 {
+            self.stream_event((token & !stream::CONN_TOKEN) as u32);
             return;
         }
         for _ in 0..64 {
@@ -578,7 +614,7 @@ impl Worker {
                 }
                 let slot = self.alloc_leg(leg);
                 self.by_callid[1].insert(msg.call_id().to_string(), slot);
-                self.tls_bind_leg(slot);
+                self.stream_bind_leg(slot);
                 slot
             }
         };
@@ -710,16 +746,18 @@ impl Worker {
             } else if msg.method() == "INVITE" && msg.status() >= 300 && me == Side::Uac {
                 leg.remote_tag = msg.to_tag().map(str::to_string).or(leg.remote_tag.take());
             }
-        }
-        if msg.has_sdp() {
-            if let (Some(a), Some(m)) = (sdp_audio(&msg.body), leg.media.as_mut()) {
-                m.remote = Some(a);
-            } else if let Some(a) = sdp_audio(&msg.body) {
-                // Media not allocated yet: allocate now so that the remote is kept.
-                let _ = a;
+            if let Some(kind) = ChallengeKind::from_status(msg.status()) {
+                if let Some(v) = msg.header(kind.challenge_header()) {
+                    leg.challenge = Some((kind, v.to_string()));
+                }
             }
         }
+        // The remote media address, read once (kept now when the media is allocated, else when
+        // the message matches its step below).
         let remote_sdp = msg.has_sdp().then(|| sdp_audio(&msg.body)).flatten();
+        if let (Some(a), Some(m)) = (remote_sdp, leg.media.as_mut()) {
+            m.remote = Some(a);
+        }
         // Match the next expected step; provisional responses may be skipped or absent.
         let mut k = leg.step;
         let mut matched = None;
@@ -738,6 +776,25 @@ impl Worker {
             }
             break;
         }
+        if let (Some(k), Side::Uas, Some(d)) = (matched, me, self.cfg.digest.as_ref()) {
+            if let Err(why) = digest_check(d, &t, k, &msg, now / 1_000_000) {
+                let forbidden = Msg {
+                    start: "SIP/2.0 403 Forbidden".into(),
+                    headers: vec![("CSeq".into(), format!("1 {}", msg.method()))],
+                    body: Vec::new(),
+                };
+                let bytes = self.build_response(slot, &forbidden);
+                if let Some(l) = self.legs[slot as usize].as_mut() {
+                    l.responses.push((msg.method().to_string(), bytes.clone()));
+                }
+                self.send_sip(slot, &bytes);
+                self.finish(slot, Some(format!("digest: {why}")));
+                return;
+            }
+        }
+        let Some(leg) = self.legs[slot as usize].as_mut() else {
+            return;
+        };
         match matched {
             Some(k) => {
                 leg.step = k + 1;
@@ -751,6 +808,10 @@ impl Worker {
                         if let Some(m) = l.media.as_mut() {
                             m.remote = Some(a);
                         }
+                    }
+                    if let Err(why) = self.remote_keys(slot, me, &msg.body) {
+                        self.finish(slot, Some(why.into()));
+                        return;
                     }
                 }
                 if t.media_start[me.idx()] == Some(k) {
@@ -912,10 +973,9 @@ impl Worker {
         if t.answer_step() == Some(idx) {
             leg.answer_ns = Some(now);
         }
-        // Over TLS (reliable) nothing is retransmitted.
-        let arm_retx = leg.retx.is_some()
-            && (rec.is_request() || rec.status() >= 200)
-            && self.cfg.tls.is_none();
+        // Over TCP and TLS (reliable) nothing is retransmitted.
+        let arm_retx =
+            leg.retx.is_some() && (rec.is_request() || rec.status() >= 200) && leg.conn.is_none();
         self.send_sip(slot, &bytes);
         if arm_retx {
             self.arm(slot, TimerKind::Retransmit, now / 1_000_000 + T1_MS);
@@ -970,6 +1030,14 @@ impl Worker {
         if failure.is_none() && digits_ok == Some(false) {
             failure = Some("DTMF digits not as sent".into());
         }
+        let srtp = leg
+            .media
+            .as_ref()
+            .and_then(|m| m.srtp.as_ref())
+            .map(|s| (s.rejected, s.rx.is_some() && sent > 0));
+        if failure.is_none() && srtp.is_some_and(|(r, _)| r > 0) {
+            failure = Some("SRTP packets refused".into());
+        }
         let row = Row {
             role: if leg.side == Side::Uac { "uac" } else { "uas" },
             index: leg.index,
@@ -987,6 +1055,10 @@ impl Worker {
             digits_ok,
             rtp_stray: rx.stray,
         };
+        if let Some((rejected, both)) = srtp {
+            self.result.srtp_rejected += rejected;
+            self.result.srtp_legs += u64::from(both);
+        }
         if leg.side == Side::Uac {
             self.active_uac = self.active_uac.saturating_sub(1);
             if let Some(v) = row.t18x_ms {
@@ -1031,14 +1103,14 @@ impl Worker {
             .as_ref()
             .is_some_and(|l| l.side == Side::Uac)
         {
-            self.tls_release(slot);
+            self.stream_release(slot);
         }
         let due = now_ns(self.cfg.epoch) / 1_000_000 + REAP_MS;
         self.arm(slot, TimerKind::Reap, due);
     }
 
     fn reap(&mut self, slot: u32) {
-        self.tls_release(slot);
+        self.stream_release(slot);
         if let Some(leg) = self.legs[slot as usize].take() {
             // The Call-ID may have passed to a newer leg (see `is_new_transaction_after_end`).
             let map = &mut self.by_callid[leg.side.idx()];
@@ -1051,6 +1123,73 @@ impl Worker {
             self.free.push(slot);
         }
     }
+}
+
+impl Worker {
+    /// The keys of a remote SDP: a caller that offered SRTP needs them in the answer; a callee
+    /// offered SRTP answers with its own key (see `sdes`).
+    fn remote_keys(&mut self, slot: u32, me: Side, body: &[u8]) -> Result<(), &'static str> {
+        let Some(m) = self
+            .legs
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+            .and_then(|l| l.media.as_mut())
+        else {
+            return Ok(());
+        };
+        // A plain leg given a plain SDP (the common case) needs no SDP scan.
+        if m.srtp.is_none() && !body.windows(9).any(|w| w == b"a=crypto:") {
+            return Ok(());
+        }
+        let remote = remote_crypto(body);
+        match (remote, m.srtp.as_mut()) {
+            (Some((_, key)), Some(s)) => s
+                .set_remote(&key)
+                .then_some(())
+                .ok_or("SRTP: unusable remote key")?,
+            (Some((tag, key)), None) if me == Side::Uas => {
+                let mut s = sdes::LegSrtp::new(tag).ok_or("SRTP: no key")?;
+                if !s.set_remote(&key) {
+                    return Err("SRTP: unusable remote key");
+                }
+                m.srtp = Some(s);
+            }
+            (None, Some(_)) => return Err("SRTP offer answered without a=crypto"),
+            _ => {}
+        }
+        self.srtp_take_pending(slot);
+        Ok(())
+    }
+}
+
+/// The callee's check of a request matching step `k`: when the recorded request carries
+/// credentials, this one's must be right (see `auth`).
+fn digest_check(
+    d: &DigestSetup,
+    t: &Template,
+    k: usize,
+    msg: &Msg,
+    now_ms: u64,
+) -> Result<(), &'static str> {
+    let Some(rec) = t.steps.get(k).map(|s| &s.msg) else {
+        return Ok(());
+    };
+    for kind in [ChallengeKind::Www, ChallengeKind::Proxy] {
+        if rec.header(kind.credentials_header()).is_none() {
+            continue;
+        }
+        // The recorded challenge this request answered (its realm).
+        let recorded = t.steps[..k]
+            .iter()
+            .rev()
+            .find_map(|s| s.msg.header(kind.challenge_header()))
+            .unwrap_or("");
+        let got = msg
+            .header(kind.credentials_header())
+            .ok_or("no credentials")?;
+        d.verify(kind, recorded, got, msg.method(), now_ms)?;
+    }
+    Ok(())
 }
 
 /// Whether a request carries digest credentials.

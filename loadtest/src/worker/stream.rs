@@ -1,8 +1,12 @@
-//! SIP over TLS: one TCP connection per call. The caller's leg connects to the target from its
-//! `--local-ip` and runs the client handshake; the callee listens on the `--uas` address (one
-//! listener per thread, SO_REUSEPORT) with a certificate made at start. Messages are framed by
-//! their Content-Length; nothing is retransmitted (the transport is reliable). Sockets are
-//! non-blocking in the thread's epoll set, edge-triggered.
+//! SIP over TCP and TLS: one TCP connection per call (no pool: a call's connection lives and dies
+//! with it, as a phone's would). The caller's leg connects to the target from its `--local-ip`
+//! (and over TLS runs the client handshake); the callee listens on the `--uas` address (one
+//! listener per thread, SO_REUSEPORT; over TLS with a certificate made at start). Messages are
+//! framed on the stream by their Content-Length (RFC 3261 §18.3); nothing is retransmitted (the
+//! transport is reliable). Buffers are bounded: a connection whose unframed input passes
+//! `MAX_IN` (a message that big, or a broken Content-Length) or whose unsent output passes
+//! `MAX_OUT` is closed and counted. Sockets are non-blocking in the thread's epoll set,
+//! edge-triggered.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -18,7 +22,12 @@ use super::Worker;
 use crate::sipmsg::stream_frame_len;
 use crate::template::Side;
 
-/// epoll token of a thread's TLS listener; connections are `CONN_TOKEN | id`.
+/// The most input a connection holds that is not yet a whole message.
+const MAX_IN: usize = 256 * 1024;
+/// The most output a plain TCP connection holds that the socket has not taken.
+const MAX_OUT: usize = 1 << 20;
+
+/// epoll token of a thread's TCP/TLS listener; connections are `CONN_TOKEN | id`.
 pub(super) const LISTEN_TOKEN: u64 = 2;
 pub(super) const CONN_TOKEN: u64 = 1 << 62;
 
@@ -71,14 +80,18 @@ impl TlsSetup {
     }
 }
 
-/// One TLS connection of one call leg.
+/// One TCP or TLS connection of one call leg.
 pub(super) struct Conn {
     sock: TcpStream,
-    tls: Connection,
+    /// None: plain TCP.
+    tls: Option<Connection>,
+    /// Plain TCP: bytes the socket has not taken yet.
+    out: Vec<u8>,
     side: Side,
     peer: SocketAddr,
     /// Plaintext received and not yet a whole message.
     inbuf: Vec<u8>,
+    /// TLS: the handshake is done; TCP: the connection is up.
     handshaken: bool,
     /// The leg this connection carries (the callee's is known from its first message).
     slot: Option<u32>,
@@ -104,11 +117,26 @@ fn epoll_add_stream(epfd: i32, fd: i32, token: u64) {
     unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) };
 }
 
-/// Writes what the TLS layer has to send until done or the socket is full; false when the
-/// connection failed.
+/// Writes what waits (the TLS layer's records, or the plain bytes) until done or the socket is
+/// full; false when the connection failed.
 fn flush(c: &mut Conn) -> bool {
-    while c.tls.wants_write() {
-        match c.tls.write_tls(&mut c.sock) {
+    let Some(tls) = c.tls.as_mut() else {
+        while !c.out.is_empty() {
+            match c.sock.write(&c.out) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    c.out.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == ErrorKind::NotConnected => return true,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        return true;
+    };
+    while tls.wants_write() {
+        match tls.write_tls(&mut c.sock) {
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == ErrorKind::NotConnected => return true,
@@ -116,6 +144,55 @@ fn flush(c: &mut Conn) -> bool {
         }
     }
     true
+}
+
+/// How a read of a connection ended.
+#[derive(PartialEq, Eq)]
+enum ReadEnd {
+    /// The socket has nothing more for now.
+    Drained,
+    /// The connection ended or failed.
+    Closed,
+    /// `MAX_IN` bytes wait to be framed (the socket may hold more).
+    Full,
+}
+
+/// Reads what the socket has into `c.inbuf` (decrypted over TLS), stopping at `MAX_IN`.
+fn read_in(c: &mut Conn, tmp: &mut [u8]) -> ReadEnd {
+    loop {
+        if c.inbuf.len() > MAX_IN {
+            return ReadEnd::Full;
+        }
+        let Some(tls) = c.tls.as_mut() else {
+            match c.sock.read(tmp) {
+                Ok(0) => return ReadEnd::Closed,
+                Ok(n) => c.inbuf.extend_from_slice(tmp.get(..n).unwrap_or_default()),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return ReadEnd::Drained,
+                Err(e) if e.kind() == ErrorKind::NotConnected => return ReadEnd::Drained,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return ReadEnd::Closed,
+            }
+            continue;
+        };
+        match tls.read_tls(&mut c.sock) {
+            Ok(0) => return ReadEnd::Closed,
+            Ok(_) => {
+                if tls.process_new_packets().is_err() {
+                    return ReadEnd::Closed;
+                }
+                loop {
+                    match tls.reader().read(tmp) {
+                        Ok(0) => return ReadEnd::Closed,
+                        Ok(n) => c.inbuf.extend_from_slice(tmp.get(..n).unwrap_or_default()),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return ReadEnd::Drained,
+            Err(e) if e.kind() == ErrorKind::NotConnected => return ReadEnd::Drained,
+            Err(_) => return ReadEnd::Closed,
+        }
+    }
 }
 
 impl Worker {
@@ -136,10 +213,7 @@ impl Worker {
     }
 
     /// Opens the caller leg `slot`'s connection to the target; false when it could not start.
-    pub(super) fn tls_connect(&mut self, slot: u32) -> bool {
-        let Some(tls) = self.cfg.tls.as_ref() else {
-            return false;
-        };
+    pub(super) fn stream_connect(&mut self, slot: u32) -> bool {
         let target = self.cfg.target;
         let local = SocketAddr::new(self.cfg.uac_ip, 0);
         let started = (|| {
@@ -172,16 +246,23 @@ impl Worker {
             Ok::<TcpStream, std::io::Error>(s.into())
         })();
         let Ok(sock) = started else {
-            self.tls_failures += 1;
+            self.conn_failures += 1;
             return false;
         };
-        let Ok(client) = ClientConnection::new(Arc::clone(&tls.client), tls.name.clone()) else {
-            self.tls_failures += 1;
-            return false;
+        let tls = match self.cfg.tls.as_ref() {
+            Some(tls) => match ClientConnection::new(Arc::clone(&tls.client), tls.name.clone()) {
+                Ok(c) => Some(Connection::Client(c)),
+                Err(_) => {
+                    self.conn_failures += 1;
+                    return false;
+                }
+            },
+            None => None,
         };
         let id = self.add_conn(Conn {
             sock,
-            tls: Connection::Client(client),
+            tls,
+            out: Vec::new(),
             side: Side::Uac,
             peer: target,
             inbuf: Vec::new(),
@@ -195,11 +276,8 @@ impl Worker {
     }
 
     /// Accepts the callers waiting on this thread's listener.
-    pub(super) fn tls_accept(&mut self) {
-        let Some(tls) = self.cfg.tls.as_ref() else {
-            return;
-        };
-        let server = Arc::clone(&tls.server);
+    pub(super) fn stream_accept(&mut self) {
+        let server = self.cfg.tls.as_ref().map(|t| Arc::clone(&t.server));
         for _ in 0..256 {
             let Some(l) = self.listener.as_ref() else {
                 return;
@@ -208,15 +286,20 @@ impl Worker {
                 return;
             };
             let ok = sock.set_nonblocking(true).is_ok() && sock.set_nodelay(true).is_ok();
-            let Ok(conn) = rustls::ServerConnection::new(Arc::clone(&server)) else {
-                continue;
+            let tls = match &server {
+                Some(server) => match rustls::ServerConnection::new(Arc::clone(server)) {
+                    Ok(c) => Some(Connection::Server(c)),
+                    Err(_) => continue,
+                },
+                None => None,
             };
             if !ok {
                 continue;
             }
             self.add_conn(Conn {
                 sock,
-                tls: Connection::Server(conn),
+                tls,
+                out: Vec::new(),
                 side: Side::Uas,
                 peer,
                 inbuf: Vec::new(),
@@ -226,52 +309,45 @@ impl Worker {
         }
     }
 
-    /// The connection `id` is readable or writable: reads and decrypts what came, hands each
+    /// The connection `id` is readable or writable: reads (and decrypts) what came, hands each
     /// whole SIP message to its leg, writes what waits.
-    pub(super) fn tls_event(&mut self, id: u32) {
+    pub(super) fn stream_event(&mut self, id: u32) {
         let mut msgs = Vec::new();
-        let mut dead = false;
         let mut tmp = [0u8; 16_384];
         let Some(Some(c)) = self.conns.get_mut(id as usize) else {
             return;
         };
+        // Read and frame until the socket is drained: a full buffer is framed before reading on
+        // (edge-triggered: nothing tells us again), and one still full after framing (a message
+        // over `MAX_IN`, or a broken Content-Length) closes the connection.
+        let mut dead = false;
         loop {
-            match c.tls.read_tls(&mut c.sock) {
-                Ok(0) => {
+            let end = read_in(c, &mut tmp);
+            while let Some(n) = stream_frame_len(&c.inbuf) {
+                msgs.push(c.inbuf.drain(..n).collect::<Vec<u8>>());
+            }
+            match end {
+                ReadEnd::Drained => break,
+                ReadEnd::Closed => {
                     dead = true;
                     break;
                 }
-                Ok(_) => {
-                    if c.tls.process_new_packets().is_err() {
-                        dead = true;
-                        break;
-                    }
-                    loop {
-                        match c.tls.reader().read(&mut tmp) {
-                            Ok(0) => {
-                                dead = true;
-                                break;
-                            }
-                            Ok(n) => c.inbuf.extend_from_slice(&tmp[..n]),
-                            Err(_) => break,
-                        }
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::NotConnected => break,
-                Err(_) => {
+                ReadEnd::Full if c.inbuf.len() > MAX_IN => {
+                    self.conn_overflows += 1;
                     dead = true;
                     break;
                 }
+                ReadEnd::Full => {}
             }
         }
-        while let Some(n) = stream_frame_len(&c.inbuf) {
-            msgs.push(c.inbuf.drain(..n).collect::<Vec<u8>>());
-        }
-        if !c.handshaken && !c.tls.is_handshaking() {
+        let up = match &c.tls {
+            Some(t) => !t.is_handshaking(),
+            None => c.sock.take_error().is_ok_and(|e| e.is_none()) && c.sock.peer_addr().is_ok(),
+        };
+        if !c.handshaken && up {
             c.handshaken = true;
             if c.side == Side::Uac {
-                self.tls_handshakes += 1;
+                self.conn_opened += 1;
             }
         }
         if !flush(c) {
@@ -284,7 +360,7 @@ impl Worker {
         }
         self.cur_conn = None;
         if dead {
-            self.tls_close(id, true);
+            self.stream_close(id, true);
         }
     }
 
@@ -293,25 +369,37 @@ impl Worker {
         let Some(Some(c)) = self.conns.get_mut(id as usize) else {
             return;
         };
-        let ok = c.tls.writer().write_all(bytes).is_ok() && flush(c);
-        if !ok {
-            self.tls_close(id, true);
+        let ok = match c.tls.as_mut() {
+            Some(t) => t.writer().write_all(bytes).is_ok(),
+            None if c.out.len().saturating_add(bytes.len()) > MAX_OUT => {
+                self.conn_overflows += 1;
+                false
+            }
+            None => {
+                c.out.extend_from_slice(bytes);
+                true
+            }
+        };
+        if !(ok && flush(c)) {
+            self.stream_close(id, true);
         }
     }
 
-    /// Closes connection `id` (with a close_notify when it is still up); a caller leg still
+    /// Closes connection `id` (over TLS with a close_notify when it is still up); a caller leg still
     /// running on it fails.
-    pub(super) fn tls_close(&mut self, id: u32, failed: bool) {
+    pub(super) fn stream_close(&mut self, id: u32, failed: bool) {
         let Some(mut c) = self.conns.get_mut(id as usize).and_then(Option::take) else {
             return;
         };
         self.free_conns.push(id);
         if !failed {
-            c.tls.send_close_notify();
+            if let Some(t) = c.tls.as_mut() {
+                t.send_close_notify();
+            }
             let _ = flush(&mut c);
         }
         if !c.handshaken && c.side == Side::Uac {
-            self.tls_failures += 1;
+            self.conn_failures += 1;
         }
         let Some(slot) = c.slot else { return };
         let Some(leg) = self.legs.get_mut(slot as usize).and_then(Option::as_mut) else {
@@ -320,13 +408,14 @@ impl Worker {
         if leg.conn == Some(id) {
             leg.conn = None;
             if failed && !leg.finished && leg.side == Side::Uac {
-                self.finish(slot, Some("TLS connection lost".into()));
+                let what = if self.cfg.tls.is_some() { "TLS" } else { "TCP" };
+                self.finish(slot, Some(format!("{what} connection lost")));
             }
         }
     }
 
     /// A callee leg created from a message of connection `cur_conn`: they belong together.
-    pub(super) fn tls_bind_leg(&mut self, slot: u32) {
+    pub(super) fn stream_bind_leg(&mut self, slot: u32) {
         let Some(id) = self.cur_conn else { return };
         if let Some(Some(c)) = self.conns.get_mut(id as usize) {
             c.slot = Some(slot);
@@ -337,14 +426,14 @@ impl Worker {
     }
 
     /// The connection a leg is done with (the caller's at its end, the callee's when reaped).
-    pub(super) fn tls_release(&mut self, slot: u32) {
+    pub(super) fn stream_release(&mut self, slot: u32) {
         let conn = self
             .legs
             .get_mut(slot as usize)
             .and_then(Option::as_mut)
             .and_then(|l| l.conn.take());
         if let Some(id) = conn {
-            self.tls_close(id, false);
+            self.stream_close(id, false);
         }
     }
 }
