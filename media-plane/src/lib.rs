@@ -42,6 +42,7 @@
     missing_docs
 )]
 
+mod action;
 pub mod codec;
 pub mod dtmf_relay;
 mod error;

@@ -3,7 +3,8 @@
 //! Parsing never panics on network data. Every fault is a [`ParseError`] variant that names it; the
 //! [`ParseError::verdict`] maps it to the answer RFC 3261 asks for: a 400 whose reason phrase names the
 //! fault, a more specific status (505, 416, 513), or a silent drop when no answer can be routed (a
-//! response, or a request without a usable Via).
+//! response, or a request without a usable Via). [`TxError`] is the transaction layer's: a TU command
+//! that does not fit the table or the transaction's state.
 
 use crate::names::HeaderName;
 
@@ -184,6 +185,35 @@ impl std::fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+/// Misuse of the TU commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxError {
+    /// The request has no RFC 3261 branch in its top Via.
+    NoBranch,
+    /// A client transaction with that branch and method already exists.
+    Duplicate,
+    /// The table is full.
+    Full,
+    /// No such transaction (it may have terminated).
+    Unknown,
+    /// The message does not fit (a request where a response is expected, or the state forbids it).
+    Invalid,
+}
+
+impl std::fmt::Display for TxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NoBranch => "request has no RFC 3261 branch",
+            Self::Duplicate => "duplicate client transaction",
+            Self::Full => "transaction table full",
+            Self::Unknown => "unknown transaction",
+            Self::Invalid => "message not allowed in this transaction state",
+        })
+    }
+}
+
+impl std::error::Error for TxError {}
 
 #[cfg(test)]
 mod tests {

@@ -19,14 +19,14 @@
 //! table still holds that deadline, so rearming or cancelling a timer never searches the wheel.
 
 use std::collections::{HashMap, VecDeque};
-
-use crate::idmap::IdMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::build;
+pub use crate::error::TxError;
+use crate::idmap::IdMap;
 use crate::message::{Message, Method};
 use crate::uri::Host;
 use crate::wheel::Wheel;
@@ -279,35 +279,6 @@ pub struct Transmit {
     /// The local socket or connection to send it from.
     pub flow: Flow,
 }
-
-/// Misuse of the TU commands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TxError {
-    /// The request has no RFC 3261 branch in its top Via.
-    NoBranch,
-    /// A client transaction with that branch and method already exists.
-    Duplicate,
-    /// The table is full.
-    Full,
-    /// No such transaction (it may have terminated).
-    Unknown,
-    /// The message does not fit (a request where a response is expected, or the state forbids it).
-    Invalid,
-}
-
-impl std::fmt::Display for TxError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::NoBranch => "request has no RFC 3261 branch",
-            Self::Duplicate => "duplicate client transaction",
-            Self::Full => "transaction table full",
-            Self::Unknown => "unknown transaction",
-            Self::Invalid => "message not allowed in this transaction state",
-        })
-    }
-}
-
-impl std::error::Error for TxError {}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {

@@ -1,47 +1,14 @@
-//! `[dtmf]` (the DTMF mode of each side), and the media keys a `[[trunk]]` or a
-//! `[[target_group]]` may set for the legs toward it, over the side's: `srtp`, `codecs`, `dtmf`
-//! (see `docs/configuration.md`, "Media per trunk and target group").
+//! The media keys a `[[trunk]]` or a `[[target_group]]` may set for the legs toward it, over the
+//! side's: `srtp`, `codecs`, `dtmf` (see `docs/configuration.md`, "Media per trunk and target group").
 
 use std::sync::Arc;
 
 use sbc_core::media::callmedia::LegOverrides;
-use sbc_core::media::dtmf_relay::{DtmfMode, DtmfPolicy};
 use sbc_core::media::sdes::SrtpMode;
-use serde::Deserialize;
 
 use super::codecs::CodecPolicySection;
+use super::dtmf::dtmf_mode;
 use super::schema::Config;
-
-/// `[dtmf]`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(crate) struct DtmfSection {
-    /// Mode of the legs toward the outside.
-    pub(crate) outside: Option<String>,
-    /// Mode of the legs toward the inside.
-    pub(crate) inside: Option<String>,
-}
-
-/// The DTMF mode named `name` at `key`.
-pub(crate) fn dtmf_mode(key: &str, name: &str) -> Result<DtmfMode, String> {
-    DtmfMode::from_name(name).ok_or_else(|| {
-        format!("{key}: {name:?} is not a DTMF mode (pass, rfc4733, info, inband, auto)")
-    })
-}
-
-impl DtmfSection {
-    /// The core's policy; a mode that does not parse is an error naming the key.
-    pub(crate) fn policy(&self) -> Result<DtmfPolicy, String> {
-        let side = |key: &str, v: &Option<String>| {
-            v.as_deref()
-                .map_or(Ok(DtmfMode::Pass), |n| dtmf_mode(key, n))
-        };
-        Ok(DtmfPolicy {
-            outside: side("dtmf.outside", &self.outside)?,
-            inside: side("dtmf.inside", &self.inside)?,
-        })
-    }
-}
 
 /// The media keys of one `[[trunk]]` or `[[target_group]]`.
 pub(crate) struct LegMediaKeys<'a> {
@@ -99,6 +66,7 @@ mod tests {
     use super::super::schema::Config;
     use super::*;
     use sbc_core::media::codecs::AudioCodec;
+    use sbc_core::media::dtmf_relay::{DtmfMode, DtmfPolicy};
 
     const BASE: &str = "[sip]\nudp = [\"127.0.0.1:5060\"]\n\
         [inside]\ntargets = [\"pbx\"]\n\

@@ -17,6 +17,7 @@ mod api;
 mod cdr;
 mod codecs;
 mod convert;
+mod dtmf;
 mod guard;
 mod legmedia;
 mod rules;

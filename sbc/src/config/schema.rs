@@ -55,9 +55,9 @@ pub(crate) struct Config {
     pub(crate) codecs: super::codecs::CodecsSection,
     #[serde(default)]
     pub(crate) srtp: super::srtp::SrtpSection,
-    /// `[dtmf]`: the DTMF mode of each side (see `config/legmedia.rs`).
+    /// `[dtmf]`: the DTMF mode of each side (see `config/dtmf.rs`).
     #[serde(default)]
-    pub(crate) dtmf: super::legmedia::DtmfSection,
+    pub(crate) dtmf: super::dtmf::DtmfSection,
     /// `[[rules]]` tables and `[fraud]` (see `config/rules.rs`).
     #[serde(default)]
     pub(crate) rules: Vec<super::rules::RuleSection>,
