@@ -113,6 +113,22 @@ pub struct LegMedia {
     pub jitter_ms: f64,
     /// Estimated MOS (1 to 4.5), when known.
     pub mos: Option<f64>,
+    /// SRTP/SRTCP packets from the party that passed the SBC's SRTP stage (0 without SRTP
+    /// terminated on the leg or toward the other).
+    #[serde(default)]
+    pub srtp_packets: u64,
+    /// Packets from the party whose SRTP authentication tag did not verify (tampered, wrong key).
+    #[serde(default)]
+    pub srtp_auth_failures: u64,
+    /// Packets from the party refused as SRTP replays.
+    #[serde(default)]
+    pub srtp_replays: u64,
+    /// Every packet from the party the SRTP stage refused (the two above included).
+    #[serde(default)]
+    pub srtp_refused: u64,
+    /// Audio frames from the party transcoded into the other leg's codec.
+    #[serde(default)]
+    pub transcoded_frames: u64,
 }
 
 /// One leg of a call.

@@ -246,6 +246,8 @@ pub struct Leg {
     dropped: u64,
     /// What is done to the packets arriving on this leg before they leave by the other.
     stage: Stage,
+    /// The SRTP counters of the stages this leg had before the one it has.
+    retired: SrtpCounters,
     /// DTMF interworking with the signalling (SIP INFO), when set up.
     dtmf: Option<Box<LegDtmf>>,
 }
@@ -262,6 +264,7 @@ impl Leg {
             forwarded: 0,
             dropped: 0,
             stage: Stage::Plain,
+            retired: SrtpCounters::default(),
             dtmf: None,
         }
     }
@@ -305,6 +308,14 @@ impl Leg {
     /// The stage run over the packets arriving on this leg.
     pub fn stage(&self) -> &Stage {
         &self.stage
+    }
+
+    /// The SRTP counters of the packets arriving on this leg, over every stage it has had
+    /// (a re-key or the answer replaces the stage, not the counts).
+    pub fn srtp_counters(&self) -> SrtpCounters {
+        let mut c = self.retired;
+        c.add(&self.stage.srtp_counters());
+        c
     }
 }
 
@@ -476,8 +487,8 @@ impl MediaShard {
         let mut c = self.counters;
         for session in self.slots.iter().filter_map(|s| s.session.as_ref()) {
             for stream in &session.streams {
-                c.srtp.add(&stream.a.stage.srtp_counters());
-                c.srtp.add(&stream.b.stage.srtp_counters());
+                c.srtp.add(&stream.a.srtp_counters());
+                c.srtp.add(&stream.b.srtp_counters());
             }
         }
         c
@@ -654,7 +665,7 @@ impl MediaShard {
         let session = self.session_mut(handle)?;
         let leg = stream_mut(session, stream)?.leg_mut(side);
         let old = std::mem::replace(&mut leg.stage, stage);
-        self.counters.srtp.add(&old.srtp_counters());
+        leg.retired.add(&old.srtp_counters());
         Ok(())
     }
 
@@ -774,7 +785,7 @@ impl MediaShard {
         slot.generation = slot.generation.wrapping_add(1);
         for stream in &session.streams {
             for leg in [&stream.a, &stream.b] {
-                self.counters.srtp.add(&leg.stage.srtp_counters());
+                self.counters.srtp.add(&leg.srtp_counters());
                 for port in [leg.ports.rtp(), leg.ports.rtcp()] {
                     if let Some(entry) = route_entry(&mut self.routes, min, port) {
                         *entry = None;

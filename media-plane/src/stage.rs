@@ -15,6 +15,10 @@ pub enum Stage {
     /// SRTP termination: unprotect with the arriving leg's key, protect with the leaving leg's
     /// key, or both (SRTP to SRTP with a different key per leg).
     Srtp(Box<SrtpStage>),
+    /// SRTP termination whose keys an offer/answer has not settled yet: every packet is refused
+    /// ([`Reject::NoKey`]), so that nothing leaves in clear toward a leg that was offered SRTP and
+    /// nothing encrypted reaches a plain leg undecrypted.
+    Withheld(SrtpCounters),
 }
 
 impl Stage {
@@ -31,6 +35,10 @@ impl Stage {
         match self {
             Self::Plain => Ok(len),
             Self::Srtp(s) => s.inbound(rtcp, buf, len),
+            Self::Withheld(c) => {
+                c.count(Reject::NoKey);
+                Err(Reject::NoKey)
+            }
         }
     }
 
@@ -40,12 +48,16 @@ impl Stage {
         match self {
             Self::Plain => Ok(len),
             Self::Srtp(s) => s.outbound(rtcp, buf, len),
+            Self::Withheld(c) => {
+                c.count(Reject::NoKey);
+                Err(Reject::NoKey)
+            }
         }
     }
 
     /// The packets arrive encrypted (their payload cannot be checked before the stage).
     pub fn decrypts(&self) -> bool {
-        matches!(self, Self::Srtp(s) if s.unprotect.is_some())
+        matches!(self, Self::Srtp(s) if s.unprotect.is_some()) || matches!(self, Self::Withheld(_))
     }
 
     /// The SRTP refusals counted by this stage.
@@ -53,6 +65,7 @@ impl Stage {
         match self {
             Self::Plain => SrtpCounters::default(),
             Self::Srtp(s) => s.counters,
+            Self::Withheld(c) => *c,
         }
     }
 }
@@ -80,9 +93,7 @@ impl SrtpStage {
 
     fn count<T>(&mut self, r: Result<T, Reject>) -> Result<T, Reject> {
         if let Err(reason) = &r {
-            if let Some(c) = self.counters.rejected.get_mut(reason.index()) {
-                *c += 1;
-            }
+            self.counters.count(*reason);
         }
         r
     }
@@ -114,10 +125,16 @@ impl SrtpStage {
 pub struct SrtpCounters {
     /// Packets that passed the stage.
     pub packets: u64,
-    rejected: [u64; 5],
+    rejected: [u64; Reject::ALL.len()],
 }
 
 impl SrtpCounters {
+    fn count(&mut self, reason: Reject) {
+        if let Some(c) = self.rejected.get_mut(reason.index()) {
+            *c += 1;
+        }
+    }
+
     /// Packets refused for `reason`.
     pub fn rejected(&self, reason: Reject) -> u64 {
         self.rejected.get(reason.index()).copied().unwrap_or(0)
@@ -161,6 +178,65 @@ mod tests {
     fn ctx(fill: u8) -> SrtpContext {
         let suite = Suite::AesCm128HmacSha1_80;
         SrtpContext::new(suite, &vec![fill; suite.master_len()]).unwrap()
+    }
+
+    /// Before the answer settles the keys, neither leg's packets cross: the plain leg's would
+    /// leave in clear toward a leg offered SRTP, the SRTP leg's would reach the plain one
+    /// undecrypted. Each refusal counted as no key; then the keys arrive and packets cross.
+    #[test]
+    fn withheld_stages_refuse_both_ways_until_the_keys_are_set() {
+        #[allow(clippy::disallowed_methods)]
+        let t = Instant::now();
+        let mut shard = MediaShard::new(ShardConfig::new(30000, 30099)).unwrap();
+        let h = shard.allocate_session(t, 1).unwrap();
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "192.0.2.1:4000".parse().unwrap(),
+            "192.0.2.2:5000".parse().unwrap(),
+        );
+        shard.set_remote(h, 0, Side::A, a, t).unwrap();
+        shard.set_remote(h, 0, Side::B, b, t).unwrap();
+        let stream = &shard.streams(h).unwrap()[0];
+        let (port_a, port_b) = (
+            stream.leg(Side::A).ports().rtp(),
+            stream.leg(Side::B).ports().rtp(),
+        );
+        for side in [Side::A, Side::B] {
+            let withheld = Stage::Withheld(SrtpCounters::default());
+            shard.set_stage(h, 0, side, withheld).unwrap();
+        }
+        for (port, from) in [(port_a, a), (port_b, b), (port_b, b)] {
+            let mut buf = rtp(1);
+            let n = buf.len();
+            buf.resize(2048, 0);
+            assert_eq!(
+                shard.on_packet_in(port, from, &mut buf, n, t),
+                Action::Drop(DropReason::Stage)
+            );
+        }
+        let no_key = |shard: &MediaShard, side| {
+            let streams = shard.streams(h).unwrap();
+            streams[0].leg(side).srtp_counters().rejected(Reject::NoKey)
+        };
+        assert_eq!((no_key(&shard, Side::A), no_key(&shard, Side::B)), (1, 2));
+        // The answer: leg B's packets are protected toward A and relayed.
+        shard
+            .set_stage(
+                h,
+                0,
+                Side::B,
+                Stage::Srtp(Box::new(SrtpStage::new(None, Some(ctx(2))))),
+            )
+            .unwrap();
+        let mut buf = rtp(2);
+        let n = buf.len();
+        buf.resize(2048, 0);
+        assert!(matches!(
+            shard.on_packet_in(port_b, b, &mut buf, n, t),
+            Action::Forward { len, .. } if len == n + 10
+        ));
+        // The replaced stage's refusals stay the leg's, and in the shard's totals.
+        assert_eq!(no_key(&shard, Side::B), 2);
+        assert_eq!(shard.counters().srtp.rejected(Reject::NoKey), 3);
     }
 
     /// Leg A speaks SRTP (its key 1 toward the SBC, the SBC's key 2 toward it), leg B plain RTP.

@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use media_plane::latch::Latch;
 use media_plane::shard::{
-    IdleEvent as ShardIdle, Leg, RemoteSdp as ShardRemote, SessionHandle as ShardSession,
-    Side as ShardSide, Validation as ShardValidation,
+    IdleEvent as ShardIdle, RemoteSdp as ShardRemote, SessionHandle as ShardSession,
+    Side as ShardSide, Stream, Validation as ShardValidation,
 };
 use media_plane::{Error, MediaShard};
 use sbc_core::media::{
     DtmfDigit, Endpoint, IdleEvent, LegStats, MediaControl, MediaError, MediaSide, RelayPorts,
-    RemoteSpec, SessionHandle, StreamStats, Validation,
+    RemoteSpec, SessionHandle, StageStats, StreamStats, Validation,
 };
 
 /// The worker's relay shard, behind the core's media trait. See the module doc.
@@ -100,8 +100,23 @@ fn endpoint(latch: &Latch) -> Endpoint {
     }
 }
 
-fn leg_stats(leg: &Leg) -> LegStats {
+/// The figures of the leg on `side` of `stream`: its reception, and what the stream's stages did
+/// to the packets from it (its own SRTP stage, and the codec stage's direction away from it).
+fn leg_stats(stream: &Stream, side: ShardSide) -> LegStats {
+    let leg = stream.leg(side);
     let rx = leg.rx();
+    let srtp = leg.srtp_counters();
+    let way = match side {
+        ShardSide::A => media_plane::codec::Way::AToB,
+        ShardSide::B => media_plane::codec::Way::BToA,
+    };
+    let codec = stream
+        .codec()
+        .map(|c| c.counters_of(way))
+        .unwrap_or_default();
+    let refused = media_plane::srtp::Reject::ALL
+        .iter()
+        .fold(0u64, |n, r| n.saturating_add(srtp.rejected(*r)));
     LegStats {
         ports: RelayPorts::new(leg.ports().rtp(), leg.ports().rtcp()),
         rtcp_mux: leg.rtcp_mux(),
@@ -116,6 +131,13 @@ fn leg_stats(leg: &Leg) -> LegStats {
         lost: rx.sequence().lost(),
         jitter: rx.jitter().value(),
         last_packet: rx.last_packet(),
+        stages: StageStats {
+            srtp_packets: srtp.packets,
+            srtp_auth_failures: srtp.auth_failures(),
+            srtp_replays: srtp.replays(),
+            srtp_refused: refused,
+            transcoded_frames: codec.transcoded_frames,
+        },
     }
 }
 
@@ -189,8 +211,8 @@ impl MediaControl for ShardMedia {
         let streams = self.0.streams(session(h)).map_err(error)?;
         out.extend(streams.iter().map(|s| StreamStats {
             clock_rate: s.clock_rate(),
-            a: leg_stats(s.leg(ShardSide::A)),
-            b: leg_stats(s.leg(ShardSide::B)),
+            a: leg_stats(s, ShardSide::A),
+            b: leg_stats(s, ShardSide::B),
         }));
         Ok(())
     }
@@ -247,6 +269,7 @@ impl MediaControl for ShardMedia {
     ) -> Result<(), MediaError> {
         use media_plane::stage::{SrtpStage, Stage};
         let stage = match keys {
+            Some(k) if k.withheld => Stage::Withheld(Default::default()),
             Some(k) => {
                 let unprotect = srtp_context(k.unprotect.as_ref())?;
                 let protect = srtp_context(k.protect.as_ref())?;

@@ -193,6 +193,9 @@ sbc_counters::counters! {
         counter media_srtp_no_room,
         /// SRTP/SRTCP packets refused because their key's lifetime was used up.
         counter media_srtp_key_expired,
+        /// Packets refused because the offer/answer had not settled the leg's SRTP keys yet (media
+        /// before the answer on a stream offered SRTP).
+        counter media_srtp_no_key,
         /// Offers refused for SRTP (no usable `a=crypto`, MKI, keys kept off a side without TLS).
         counter media_srtp_refused,
         /// SRTP stages given to the relay (a leg's keys set or changed).

@@ -330,6 +330,7 @@ impl Worker {
             c.media_srtp_malformed = shard.srtp.rejected(media_plane::srtp::Reject::Malformed);
             c.media_srtp_no_room = shard.srtp.rejected(media_plane::srtp::Reject::NoRoom);
             c.media_srtp_key_expired = shard.srtp.rejected(media_plane::srtp::Reject::KeyExpired);
+            c.media_srtp_no_key = shard.srtp.rejected(media_plane::srtp::Reject::NoKey);
             c.media_srtp_refused = anchor.srtp_refused;
             c.media_srtp_stages = anchor.srtp_stages;
             c.media_dtmf_relayed = shard.codec.dtmf_relayed;

@@ -44,13 +44,16 @@ fn config(n: u8) -> String {
          [codecs.inside]\ntranscode_to = [\"PCMU\"]\n\
          [[target_group]]\nname = \"pbx\"\n\
          targets = [{{ address = \"{pbx}:5090\", transport = \"udp\" }}]\noptions_interval_secs = 0\n\
-         [[route]]\nname = \"to-pbx\"\nfrom = \"outside\"\nprefix = \"\"\ntarget_group = \"pbx\"\n",
+         [[route]]\nname = \"to-pbx\"\nfrom = \"outside\"\nprefix = \"\"\ntarget_group = \"pbx\"\n\
+         [api]\nenabled = true\nlisten = \"{out}:8080\"\ntoken = \"{API_TOKEN}\"\n",
         out = ip(n, 1),
         inside = ip(n, 11),
         media = ip(n, 21),
         pbx = ip(n, 2),
     )
 }
+
+const API_TOKEN: &str = "codecs-test-token-0123456789";
 
 fn sdp(user: &str, ip: &str, port: u16, formats: &str, maps: &str) -> String {
     format!(
@@ -191,6 +194,12 @@ fn pcma_caller_pcmu_pbx(n: u8, driver: &str) {
     let bytes = |got: Vec<Got>| got.into_iter().map(|g| g.bytes).collect::<Vec<_>>();
     let at_pbx = bytes(at_pbx.finish(Duration::from_millis(300)));
     let at_caller = bytes(at_caller.finish(Duration::from_millis(300)));
+    // Per leg, in the API: the caller's PCMA frames transcoded to PCMU, the PBX's PCMU to PCMA.
+    let legs = common::legs_media(sa(&ip(n, 1), 8080), API_TOKEN);
+    let frames = |l: &serde_json::Value| l["transcoded_frames"].as_u64().unwrap_or(0);
+    assert!(frames(&legs[0]) >= 50, "{legs:?}");
+    assert!(frames(&legs[1]) >= 1, "{legs:?}");
+    assert_eq!(legs[0]["srtp_packets"], 0, "{legs:?}");
     caller.send_bye();
     assert!(pbx.expect_bye(T).is_some());
     let _ = caller.finish_bye(T);

@@ -207,13 +207,16 @@ fn config(n: u8, require_tls: bool) -> String {
          [srtp]\noutside = \"sdes\"\ninside = \"plain\"\nrequire_tls_for_sdes = {require_tls}\n\
          [[target_group]]\nname = \"pbx\"\n\
          targets = [{{ address = \"{pbx}:5090\", transport = \"udp\" }}]\noptions_interval_secs = 0\n\
-         [[route]]\nname = \"to-pbx\"\nfrom = \"outside\"\nprefix = \"\"\ntarget_group = \"pbx\"\n",
+         [[route]]\nname = \"to-pbx\"\nfrom = \"outside\"\nprefix = \"\"\ntarget_group = \"pbx\"\n\
+         [api]\nenabled = true\nlisten = \"{out}:8080\"\ntoken = \"{API_TOKEN}\"\n",
         out = ip(n, 1),
         inside = ip(n, 11),
         media = ip(n, 21),
         pbx = ip(n, 2),
     )
 }
+
+const API_TOKEN: &str = "srtp-test-token-0123456789";
 
 fn audio(user: &str, ip: &str, port: u16, proto: &str, extra: &str) -> String {
     format!(
@@ -251,7 +254,18 @@ fn sdes_caller_plain_pbx(n: u8, driver: &str) {
         InlineKey::write(&caller_key)
     );
     caller.send_invite(&audio("caller", &caller_ip, 7000, "RTP/SAVP", &line));
-    let invite = pbx.answer_invite(T, |_| audio("pbx", &pbx_ip, 6000, "RTP/AVP", ""));
+    let invite = pbx.answer_invite(T, |offer| {
+        // Media before the answer: the caller has no key for it yet, so none of it may reach
+        // the caller (in clear it would be a leak); refused and counted as no key.
+        let port = SdpSeen::of(offer).port;
+        for s in 0..3u16 {
+            pbx_rtp
+                .send_to(&pcmu(0x0BB0, 6990 + s), sa(&media, port))
+                .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        audio("pbx", &pbx_ip, 6000, "RTP/AVP", "")
+    });
     let ok = caller.finish_invite(T);
     let trace = format!("{}{}", caller.sip.trace(), pbx.sip.trace());
     assert_eq!(ok.status(), Some(200), "{trace}");
@@ -291,6 +305,10 @@ fn sdes_caller_plain_pbx(n: u8, driver: &str) {
             bad[30] ^= 0x01;
             caller_rtp.send_to(&bad, sa(&media, port_a)).unwrap();
         }
+        if k == 20 {
+            // A replay of a packet already relayed.
+            caller_rtp.send_to(&sealed[5], sa(&media, port_a)).unwrap();
+        }
         caller_rtp.send_to(s, sa(&media, port_a)).unwrap();
         pbx_rtp.send_to(p, sa(&media, port_b)).unwrap();
         std::thread::sleep(Duration::from_millis(10));
@@ -305,13 +323,34 @@ fn sdes_caller_plain_pbx(n: u8, driver: &str) {
         .into_iter()
         .map(|g| g.bytes)
         .collect();
+    // Per leg, in the API: the caller's packets through the SRTP stage (one tampered, one
+    // replayed, refused), the PBX's protected toward the caller; nothing transcoded.
+    let legs = common::legs_media(sa(&ip(n, 1), 8080), API_TOKEN);
+    let (a, b) = (&legs[0], &legs[1]);
+    assert_eq!(a["srtp_packets"], 40, "{a}");
+    assert_eq!(a["srtp_auth_failures"], 1, "{a}");
+    assert_eq!(a["srtp_replays"], 1, "{a}");
+    assert_eq!(a["srtp_refused"], 2, "{a}");
+    assert_eq!(b["srtp_packets"], 40, "{b}");
+    assert_eq!(
+        b["srtp_refused"], 3,
+        "the PBX's packets before its answer: {b}"
+    );
+    assert_eq!(
+        (
+            a["transcoded_frames"].clone(),
+            b["transcoded_frames"].clone()
+        ),
+        (0.into(), 0.into())
+    );
     caller.send_bye();
     assert!(pbx.expect_bye(T).is_some());
     let _ = caller.finish_bye(T);
     std::thread::sleep(Duration::from_millis(300));
     let log = sbc.stop();
 
-    // In clear at the PBX, exactly what the caller protected, the tampered copy missing.
+    // In clear at the PBX, exactly what the caller protected, the tampered and replayed copies
+    // missing.
     assert_eq!(at_pbx, plain_out, "{log}");
     // SRTP at the caller: 10 bytes of tag more, opened by libsrtp with the SBC's key.
     assert_eq!(at_caller.len(), plain_back.len(), "{log}");
@@ -329,7 +368,8 @@ fn sdes_caller_plain_pbx(n: u8, driver: &str) {
         .collect();
     assert_eq!(opened, plain_back);
     assert_eq!(counter(&log, "media_srtp_auth_failures"), 1, "{log}");
-    assert_eq!(counter(&log, "media_srtp_replays"), 0, "{log}");
+    assert_eq!(counter(&log, "media_srtp_replays"), 1, "{log}");
+    assert_eq!(counter(&log, "media_srtp_no_key"), 3, "{log}");
     // Both directions' stages given to the relay; every packet through them counted.
     assert!(counter(&log, "media_srtp_stages") >= 2, "{log}");
     assert!(

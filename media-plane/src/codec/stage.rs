@@ -156,7 +156,8 @@ pub struct CodecStage {
     plan: CodecPlan,
     ab: Direction,
     ba: Direction,
-    counters: CodecCounters,
+    /// Per direction: `[A to B, B to A]`.
+    counters: [CodecCounters; 2],
 }
 
 impl CodecStage {
@@ -167,7 +168,7 @@ impl CodecStage {
             plan,
             ab: Direction::new(plan.a, plan.b, &plan),
             ba: Direction::new(plan.b, plan.a, &plan),
-            counters: CodecCounters::default(),
+            counters: [CodecCounters::default(); 2],
         }
     }
 
@@ -176,9 +177,20 @@ impl CodecStage {
         &self.plan
     }
 
-    /// This stream's counters.
+    /// This stream's counters, both directions.
     pub fn counters(&self) -> CodecCounters {
-        self.counters
+        let [mut ab, ba] = self.counters;
+        ab.add(&ba);
+        ab
+    }
+
+    /// This stream's counters of the packets travelling `way`.
+    pub fn counters_of(&self, way: Way) -> CodecCounters {
+        let [ab, ba] = self.counters;
+        match way {
+            Way::AToB => ab,
+            Way::BToA => ba,
+        }
     }
 
     /// The pipeline of direction `way`, when it has one.
@@ -198,13 +210,14 @@ impl CodecStage {
         len: usize,
         totals: &mut CodecCounters,
     ) -> StageResult {
-        let dir = match way {
-            Way::AToB => &mut self.ab,
-            Way::BToA => &mut self.ba,
+        let [ab, ba] = &mut self.counters;
+        let (dir, mine) = match way {
+            Way::AToB => (&mut self.ab, ab),
+            Way::BToA => (&mut self.ba, ba),
         };
         let mut c = CodecCounters::default();
         let r = dir.process(room, len, &mut c);
-        self.counters.add(&c);
+        mine.add(&c);
         totals.add(&c);
         r
     }
@@ -230,12 +243,13 @@ impl CodecStage {
         room: &mut [u8],
         totals: &mut CodecCounters,
     ) -> Option<usize> {
-        let dir = match way {
-            Way::AToB => &mut self.ab,
-            Way::BToA => &mut self.ba,
+        let [ab, ba] = &mut self.counters;
+        let (dir, mine) = match way {
+            Way::AToB => (&mut self.ab, ab),
+            Way::BToA => (&mut self.ba, ba),
         };
         let n = dir.pipe.as_deref_mut()?.next(room)?;
-        self.counters.repacketised_packets += 1;
+        mine.repacketised_packets += 1;
         totals.repacketised_packets += 1;
         Some(n)
     }

@@ -80,6 +80,8 @@ fn tone_through(from: Codec, to: Codec, min_snr: f64) {
         out.extend(decode(to, &sent[12..]));
     }
     assert_eq!(stage.counters().transcoded_frames, 50);
+    assert_eq!(stage.counters_of(Way::AToB).transcoded_frames, 50);
+    assert_eq!(stage.counters_of(Way::BToA), CodecCounters::default());
     let f = peak_frequency(&out);
     assert!(
         (f - 1004.0).abs() <= 5.0,

@@ -140,16 +140,20 @@ pub enum Reject {
     NoRoom,
     /// The key's lifetime (`|lifetime` of SDES) is used up.
     KeyExpired,
+    /// No key yet: the offer/answer that gives the leg its SRTP keys has not settled them
+    /// ([`crate::stage::Stage::Withheld`]).
+    NoKey,
 }
 
 impl Reject {
     /// Every reason, in counter order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Malformed,
         Self::AuthFailed,
         Self::Replayed,
         Self::NoRoom,
         Self::KeyExpired,
+        Self::NoKey,
     ];
 
     /// The metric label.
@@ -160,6 +164,7 @@ impl Reject {
             Self::Replayed => "replayed",
             Self::NoRoom => "no_room",
             Self::KeyExpired => "key_expired",
+            Self::NoKey => "no_key",
         }
     }
 
@@ -171,6 +176,7 @@ impl Reject {
             Self::Replayed => 2,
             Self::NoRoom => 3,
             Self::KeyExpired => 4,
+            Self::NoKey => 5,
         }
     }
 }

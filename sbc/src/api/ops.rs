@@ -51,6 +51,11 @@ fn leg_media(me: &MediaLegInfo, other: &MediaLegInfo, clock_rate: u32) -> dto::L
         },
         mos: LegQuality::estimate(me.packets, me.lost, me.jitter, clock_rate)
             .map(|q| f64::from(q.mos_milli) / 1000.0),
+        srtp_packets: me.srtp_packets,
+        srtp_auth_failures: me.srtp_auth_failures,
+        srtp_replays: me.srtp_replays,
+        srtp_refused: me.srtp_refused,
+        transcoded_frames: me.transcoded_frames,
     }
 }
 
@@ -78,6 +83,11 @@ fn call_leg_media(streams: &[StreamInfo], a: bool) -> Option<dto::LegMedia> {
                     (Some(x), Some(y)) => Some(x.min(y)),
                     (x, y) => x.or(y),
                 },
+                srtp_packets: o.srtp_packets + m.srtp_packets,
+                srtp_auth_failures: o.srtp_auth_failures + m.srtp_auth_failures,
+                srtp_replays: o.srtp_replays + m.srtp_replays,
+                srtp_refused: o.srtp_refused + m.srtp_refused,
+                transcoded_frames: o.transcoded_frames + m.transcoded_frames,
             },
         });
     }
@@ -541,6 +551,11 @@ mod tests {
             dropped: 0,
             lost,
             jitter,
+            srtp_packets: 0,
+            srtp_auth_failures: 0,
+            srtp_replays: 0,
+            srtp_refused: 0,
+            transcoded_frames: 0,
         }
     }
 

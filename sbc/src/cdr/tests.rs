@@ -25,6 +25,7 @@ fn record(t0: Instant) -> CallRecord {
         forwarded: packets,
         dropped: 0,
         last_packet: None,
+        stages: Default::default(),
     };
     CallRecord {
         call: CallId(42),

@@ -375,6 +375,14 @@ pub(crate) struct MediaLegInfo {
     pub(crate) lost: i64,
     /// Interarrival jitter in timestamp units.
     pub(crate) jitter: u32,
+    /// Packets from the remote through the SRTP stage: passed, tag not verified, replayed, and
+    /// every refusal.
+    pub(crate) srtp_packets: u64,
+    pub(crate) srtp_auth_failures: u64,
+    pub(crate) srtp_replays: u64,
+    pub(crate) srtp_refused: u64,
+    /// Audio frames from the remote transcoded into the other leg's codec.
+    pub(crate) transcoded_frames: u64,
 }
 
 impl MediaLegInfo {
@@ -394,6 +402,11 @@ impl MediaLegInfo {
             dropped: l.dropped,
             lost: l.lost,
             jitter: l.jitter,
+            srtp_packets: l.stages.srtp_packets,
+            srtp_auth_failures: l.stages.srtp_auth_failures,
+            srtp_replays: l.stages.srtp_replays,
+            srtp_refused: l.stages.srtp_refused,
+            transcoded_frames: l.stages.transcoded_frames,
         }
     }
 }

@@ -32,6 +32,7 @@ fn leg(packets: u64, lost: i64, jitter: u32) -> LegStats {
         lost,
         jitter,
         last_packet: None,
+        stages: Default::default(),
     }
 }
 

@@ -349,3 +349,43 @@ pub(crate) fn logs(dir: &Path, prefix: &str) -> String {
     }
     out
 }
+
+/// `GET path` on the control API at `api` with the bearer `token`: the status and the body.
+pub(crate) fn api_get(api: SocketAddr, path: &str, token: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(api).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {token}\r\n\
+         Connection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string());
+    (status, body)
+}
+
+/// The media figures of each leg of the one call in progress (leg A, the caller's, first), as the
+/// control API at `api` shows them.
+pub(crate) fn legs_media(api: SocketAddr, token: &str) -> Vec<serde_json::Value> {
+    let (status, body) = api_get(api, "/api/v1/calls", token);
+    assert_eq!(status, 200, "{body}");
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let calls = page["items"].as_array().unwrap_or_else(|| panic!("{page}"));
+    assert_eq!(calls.len(), 1, "{page}");
+    calls[0]["legs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["media"].clone())
+        .collect()
+}

@@ -60,6 +60,7 @@ impl B2bua {
         let branch = self.ids.generate(IdKind::Branch);
         let cnonce = self.ids.generate(IdKind::Tag);
         let contact = self.config.outside_contact;
+        let params = self.config.outside_contact_params;
         let flow = self.config.outside_flow;
         let Some(r) = self.trunk_regs.get_mut(i) else {
             return;
@@ -68,6 +69,7 @@ impl B2bua {
         let Some(msg) = r.build(
             branch.as_str(),
             contact,
+            params,
             challenge.map(|c| (c, cnonce.as_str())),
         ) else {
             r.on_failure(now);

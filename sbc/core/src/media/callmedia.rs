@@ -708,20 +708,26 @@ impl MediaAnchor {
             .map_err(AnchorFault::Srtp)?;
         let state = media.srtp.get_or_insert_with(Box::default);
         if offer || !state.answers(from.other()) {
-            return state
+            state
                 .offer(sdp, plan, from, from_plan, to_plan)
-                .map_err(AnchorFault::Srtp);
+                .map_err(AnchorFault::Srtp)?;
+        } else {
+            state
+                .answer(sdp, plan, from_plan)
+                .map_err(AnchorFault::Srtp)?;
         }
-        state
-            .answer(sdp, plan, from_plan)
-            .map_err(AnchorFault::Srtp)?;
+        // After an offer: the streams it terminates SRTP on that no answer settled yet refuse
+        // their packets until it comes; after an answer: the keys it settled.
         if let Some(h) = handle {
             for (k, side, keys) in state.changed_stages(h) {
+                let withheld = keys.withheld;
                 let keys = (!keys.is_plain()).then_some(&keys);
                 relay
                     .set_srtp(h, k, side, keys)
                     .map_err(|_| AnchorFault::Refused(500))?;
-                self.stats.srtp_stages += 1;
+                if !withheld {
+                    self.stats.srtp_stages += 1;
+                }
             }
         }
         Ok(())
@@ -1335,7 +1341,14 @@ mod tests {
                 .unwrap();
             let out = String::from_utf8(out).unwrap();
             assert!(out.contains("RTP/AVP") && !out.contains("crypto"), "{out}");
-            assert!(r.srtp.is_empty(), "stages wait for the answer");
+            // Until the answer, both legs refuse their packets: nothing in clear toward the
+            // phone offered SRTP, nothing encrypted to the PBX.
+            assert_eq!(r.srtp.len(), 2, "{:?}", r.srtp);
+            assert!(r
+                .srtp
+                .iter()
+                .all(|(_, k, _, keys)| *k == 0 && keys.as_ref().is_some_and(|x| x.withheld)));
+            assert_eq!(a.stats().srtp_stages, 0, "withheld stages are not keys");
             let answer = ok(&pbx("RTP/AVP"));
             let back = a
                 .anchor(&mut r, now, 1, &mut m, &answer, MediaSide::B, inside)
@@ -1347,12 +1360,15 @@ mod tests {
                     && back.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
                 "{back}"
             );
-            assert_eq!(r.srtp.len(), 2);
+            assert_eq!(r.srtp.len(), 4);
+            assert!(r.srtp[2..]
+                .iter()
+                .all(|(_, _, _, keys)| keys.as_ref().is_some_and(|x| !x.withheld)));
             assert_eq!(a.stats().srtp_stages, 2);
             // The same answer again (a 200 after a 183): nothing reinstalled.
             a.anchor(&mut r, now, 1, &mut m, &answer, MediaSide::B, inside)
                 .unwrap();
-            assert_eq!(r.srtp.len(), 2);
+            assert_eq!(r.srtp.len(), 4);
             a.release(&mut r, &mut m, now);
 
             // The same offer with keys kept off a side that is not TLS: 488 with the reason.

@@ -180,6 +180,27 @@ pub struct LegStats {
     pub jitter: u32,
     /// When the last packet arrived.
     pub last_packet: Option<Instant>,
+    /// What the stream's SRTP and codec stages did to the packets from the remote.
+    pub stages: StageStats,
+}
+
+/// What the stages of a stream did to the packets one leg's remote sent (all zero on a plain,
+/// same-codec stream).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StageStats {
+    /// Packets from the remote that passed the SRTP stage (unprotected from it, or protected
+    /// toward the other leg, or both).
+    pub srtp_packets: u64,
+    /// SRTP/SRTCP packets from the remote whose authentication tag did not verify (tampered, or
+    /// another key).
+    pub srtp_auth_failures: u64,
+    /// SRTP/SRTCP packets from the remote refused as replays.
+    pub srtp_replays: u64,
+    /// Every packet from the remote the SRTP stage refused (the two above, malformed, no room for
+    /// the tag, key lifetime used up).
+    pub srtp_refused: u64,
+    /// Audio frames from the remote converted into the other leg's codec.
+    pub transcoded_frames: u64,
 }
 
 /// A telephone-event (RFC 4733) the relay took off a leg whose events are reported
@@ -326,12 +347,23 @@ pub struct StageKeys {
     pub unprotect: Option<SrtpKey>,
     /// The key of the packets leaving by the other leg; `None`: they leave in clear.
     pub protect: Option<SrtpKey>,
+    /// SRTP is offered on the stream but the answer has not settled the keys: the relay refuses
+    /// every packet arriving on the leg (nothing leaves in clear toward a leg offered SRTP).
+    pub withheld: bool,
 }
 
 impl StageKeys {
     /// Plain relay.
     pub fn is_plain(&self) -> bool {
-        self.unprotect.is_none() && self.protect.is_none()
+        self.unprotect.is_none() && self.protect.is_none() && !self.withheld
+    }
+
+    /// The stage of a leg whose keys are not settled yet.
+    pub fn withheld() -> Self {
+        Self {
+            withheld: true,
+            ..Self::default()
+        }
     }
 }
 

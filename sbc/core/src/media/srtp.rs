@@ -327,14 +327,39 @@ impl CallSrtp {
         Ok(())
     }
 
-    /// The stage keys of leg `side` of stream `k` as the keys stand.
+    /// Whether the pending offer terminates SRTP on stream `k` (keys from the offerer, or lines
+    /// offered to the answerer).
+    fn offered_srtp(&self, k: usize) -> bool {
+        self.offer.as_ref().is_some_and(|o| {
+            o.streams
+                .iter()
+                .any(|s| s.index == k && (s.chosen.is_some() || !s.offered.is_empty()))
+        })
+    }
+
+    /// The streams the keys or the pending offer name.
+    fn stream_count(&self) -> usize {
+        let offered = self
+            .offer
+            .as_ref()
+            .and_then(|o| o.streams.iter().map(|s| s.index.saturating_add(1)).max())
+            .unwrap_or(0);
+        self.legs.len().max(offered)
+    }
+
+    /// The stage keys of leg `side` of stream `k` as the keys stand: withheld while an offer
+    /// terminates SRTP on a stream no answer has settled yet.
     fn stage(&self, k: usize, side: MediaSide) -> StageKeys {
         let Some(legs) = self.legs.get(k) else {
+            if self.offered_srtp(k) {
+                return StageKeys::withheld();
+            }
             return StageKeys::default();
         };
         StageKeys {
             unprotect: legs.of(side).remote.clone(),
             protect: legs.of(side.other()).local.clone(),
+            withheld: false,
         }
     }
 
@@ -345,12 +370,12 @@ impl CallSrtp {
             self.installed.clear();
             self.installed_on = Some(h);
         }
-        if self.installed.len() < self.legs.len() {
-            self.installed
-                .resize_with(self.legs.len(), Default::default);
+        let count = self.stream_count();
+        if self.installed.len() < count {
+            self.installed.resize_with(count, Default::default);
         }
         let mut out = Vec::new();
-        for k in 0..self.legs.len() {
+        for k in 0..count {
             for side in [MediaSide::A, MediaSide::B] {
                 let want = self.stage(k, side);
                 if let Some(have) = self.installed.get_mut(k).map(|s| s.of_mut(side)) {

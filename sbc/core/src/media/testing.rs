@@ -63,6 +63,7 @@ fn empty_leg(ports: RelayPorts) -> LegStats {
         lost: 0,
         jitter: 0,
         last_packet: None,
+        stages: Default::default(),
     }
 }
 

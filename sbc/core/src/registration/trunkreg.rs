@@ -169,12 +169,14 @@ impl TrunkRegistration {
         self.next.is_some_and(|t| t <= now)
     }
 
-    /// Write the next REGISTER (Via with `branch`, the SBC's outside `contact`), with credentials
-    /// answering `challenge` when given. Marks the registration pending.
+    /// Write the next REGISTER (Via with `branch`, the SBC's outside `contact` with the URI
+    /// parameters `contact_params`, e.g. `;transport=tls`), with credentials answering `challenge`
+    /// when given. Marks the registration pending.
     pub fn build(
         &mut self,
         branch: &str,
         contact: SocketAddr,
+        contact_params: &str,
         challenge: Option<(&Challenge, &str)>,
     ) -> Option<Message> {
         self.cseq += 1;
@@ -194,7 +196,7 @@ impl TrunkRegistration {
         w.header("Call-ID", &self.call_id);
         let cseq = format!("{} REGISTER", self.cseq);
         w.header("CSeq", &cseq);
-        let c = format!("<sip:{user}@{contact}>");
+        let c = format!("<sip:{user}@{contact}{contact_params}>");
         w.header("Contact", &c);
         let expires = if self.closing {
             0
@@ -343,7 +345,7 @@ mod tests {
             "Expires: 18446744073709551615\r\n",
         ] {
             let mut r = reg(now);
-            r.build("z9hG4bKa", contact, None).unwrap();
+            r.build("z9hG4bKa", contact, "", None).unwrap();
             assert!(r.on_response(now, &response("200 OK", grant)).is_none());
             assert_eq!(
                 r.state(),
@@ -356,12 +358,27 @@ mod tests {
     }
 
     #[test]
+    fn the_contact_carries_the_outside_transport() {
+        let now = t0();
+        let contact: SocketAddr = "203.0.113.1:5061".parse().unwrap();
+        let mut r = reg(now);
+        let msg = r
+            .build("z9hG4bKa", contact, ";transport=tls", None)
+            .unwrap();
+        let text = String::from_utf8_lossy(msg.raw()).into_owned();
+        assert!(
+            text.contains("Contact: <sip:acct@203.0.113.1:5061;transport=tls>"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn registers_answers_the_challenge_and_refreshes_halfway() {
         let now = t0();
         let contact: SocketAddr = "203.0.113.1:5060".parse().unwrap();
         let mut r = reg(now);
         assert!(r.due(now));
-        let first = r.build("z9hG4bKa", contact, None).unwrap();
+        let first = r.build("z9hG4bKa", contact, "", None).unwrap();
         let text = String::from_utf8_lossy(first.raw()).into_owned();
         assert!(
             text.starts_with("REGISTER sip:192.0.2.50:5060 SIP/2.0\r\n"),
@@ -386,7 +403,7 @@ mod tests {
             )
             .expect("a challenge to answer");
         let second = r
-            .build("z9hG4bKb", contact, Some((&challenge, "cn")))
+            .build("z9hG4bKb", contact, "", Some((&challenge, "cn")))
             .unwrap();
         let text = String::from_utf8_lossy(second.raw()).into_owned();
         assert!(text.contains("CSeq: 2 REGISTER"), "{text}");
@@ -419,7 +436,7 @@ mod tests {
         let now = t0();
         let contact: SocketAddr = "203.0.113.1:5060".parse().unwrap();
         let mut r = reg(now);
-        r.build("b1", contact, None).unwrap();
+        r.build("b1", contact, "", None).unwrap();
         let c = r
             .on_response(
                 now,
@@ -429,7 +446,7 @@ mod tests {
                 ),
             )
             .unwrap();
-        r.build("b2", contact, Some((&c, "cn"))).unwrap();
+        r.build("b2", contact, "", Some((&c, "cn"))).unwrap();
         let again = r.on_response(
             now,
             &response(
@@ -448,11 +465,11 @@ mod tests {
         let now = t0();
         let contact: SocketAddr = "203.0.113.1:5060".parse().unwrap();
         let mut r = reg(now);
-        r.build("b1", contact, None).unwrap();
+        r.build("b1", contact, "", None).unwrap();
         r.on_response(now, &response("200 OK", "Expires: 600\r\n"));
         let later = now + Duration::from_secs(300);
         assert!(r.due(later));
-        r.build("b2", contact, None).unwrap();
+        r.build("b2", contact, "", None).unwrap();
         r.on_failure(later);
         assert_eq!(
             r.state(),
@@ -474,12 +491,12 @@ mod tests {
         assert_eq!(idle.deadline(), None);
 
         let mut r = reg(now);
-        r.build("b1", contact, None).unwrap();
+        r.build("b1", contact, "", None).unwrap();
         r.on_response(now, &response("200 OK", "Expires: 600\r\n"));
         let stop = now + Duration::from_secs(10);
         assert!(r.close(stop));
         assert!(r.closing() && r.due(stop));
-        let removal = r.build("b2", contact, None).unwrap();
+        let removal = r.build("b2", contact, "", None).unwrap();
         let text = String::from_utf8_lossy(removal.raw()).into_owned();
         assert!(text.contains("Expires: 0\r\n"), "{text}");
         r.on_response(stop, &response("200 OK", ""));
@@ -489,10 +506,10 @@ mod tests {
 
         // a removal that fails is not retried
         let mut f = reg(now);
-        f.build("b1", contact, None).unwrap();
+        f.build("b1", contact, "", None).unwrap();
         f.on_response(now, &response("200 OK", "Expires: 600\r\n"));
         f.close(stop);
-        f.build("b2", contact, None).unwrap();
+        f.build("b2", contact, "", None).unwrap();
         f.on_failure(stop);
         assert!(!f.closing());
         assert_eq!(f.deadline(), None);
