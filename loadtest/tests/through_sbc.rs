@@ -26,6 +26,11 @@ fn start_sbc() -> Sbc {
 }
 
 fn start_sbc_with(net: u8, transport: &str, extra: &str) -> Sbc {
+    start_sbc_sip(net, "", transport, extra)
+}
+
+/// [`start_sbc_with`] with `sip` more lines of its `[sip]` section (e.g. a TLS listener).
+fn start_sbc_sip(net: u8, sip: &str, transport: &str, extra: &str) -> Sbc {
     let bin = Path::new(env!("CARGO_BIN_EXE_loadtest")).with_file_name("sbc");
     assert!(
         bin.exists(),
@@ -39,7 +44,7 @@ fn start_sbc_with(net: u8, transport: &str, extra: &str) -> Sbc {
         &cfg,
         format!(
             "workers = 2\n\
-         [sip]\nudp = [\"127.46.{net}.1:5060\"]\ntcp = [\"127.46.{net}.1:5060\"]\n\
+         [sip]\nudp = [\"127.46.{net}.1:5060\"]\ntcp = [\"127.46.{net}.1:5060\"]\n{sip}\
          [inside]\naddress = \"127.46.{net}.11\"\nport = 5080\ntargets = [\"pbx\"]\n\
          [[target_group]]\nname = \"pbx\"\n\
          targets = [{{ address = \"127.46.{net}.2:5090\", transport = \"{transport}\" }}]\n\
@@ -161,6 +166,109 @@ fn calls_over_tcp_through_the_sbc() {
     assert!(sent > 0, "{s}");
     assert_eq!(s["rtp_received"].as_u64().unwrap(), sent, "{s}");
     assert_eq!(s["rtp_payload_mismatches"], 0, "{s}");
+}
+
+/// SIP over TLS toward the SBC: the tester's caller opens one TLS connection per call to the SBC's
+/// TLS listener (verifying its certificate, made here with `openssl`, by name), the SBC relays to
+/// the tester's callee over UDP, run as a second `loadtest` process (`--uas-only`). Every call
+/// completes on its own TLS connection and the caller receives the callee's recorded payloads.
+#[test]
+fn calls_over_tls_to_the_sbc() {
+    let net = 25;
+    let dir = std::env::temp_dir().join(format!("loadtest-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=sbc.test"])
+        .args(["-addext", "subjectAltName=DNS:sbc.test"])
+        // A leaf, not a CA: rustls refuses a CA:TRUE certificate as a server's own.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{made:?}");
+    let sip = format!("tls = [\"127.46.{net}.1:5061\"]\n");
+    let tls = format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let sbc = start_sbc_sip(net, &sip, "udp", &tls);
+    let pcap = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pcaps/g711-rtcp.pcap");
+    let mut callee = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .arg("--pcap")
+        .arg(&pcap)
+        .args(["--uas-only", "--uas", &format!("127.46.{net}.2:5090")])
+        .args(["--local-ip", &format!("127.46.{net}.2")])
+        .args([
+            "--calls",
+            "3",
+            "--cps",
+            "10",
+            "--threads",
+            "1",
+            "--timeout",
+            "5",
+        ])
+        .args(["--media-port", "24000", "--media-ports", "200"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let caller = |name: &str, calls: &str| {
+        Command::new(env!("CARGO_BIN_EXE_loadtest"))
+            .arg("--pcap")
+            .arg(&pcap)
+            .args(["--uac-only", "--target", &format!("127.46.{net}.1:5061")])
+            .args(["--transport", "tls", "--tls-name", name, "--tls-ca"])
+            .arg(&cert)
+            .args(["--local-ip", &format!("127.46.{net}.3")])
+            .args(["--calls", calls, "--cps", "10", "--threads", "1"])
+            .args(["--timeout", "5", "--media-ports", "200"])
+            .output()
+            .unwrap()
+    };
+    // The caller asks for another name than the certificate's: refused, and the reason says so.
+    let wrong = caller("other.test", "1");
+    let out = String::from_utf8_lossy(&wrong.stdout);
+    assert_eq!(wrong.status.code(), Some(1), "{out}");
+    let s: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let reasons: Vec<&String> = s["failures"].as_object().unwrap().keys().collect();
+    assert!(
+        reasons.len() == 1 && reasons[0].starts_with("TLS error: invalid peer certificate"),
+        "{s}"
+    );
+    let run = caller("sbc.test", "3");
+    let _ = callee.kill();
+    let _ = callee.wait();
+    let out = String::from_utf8_lossy(&run.stdout);
+    let log = std::fs::read_to_string(&sbc.1).unwrap_or_default();
+    assert!(
+        run.status.success(),
+        "{out}\n{}\n{log}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let s: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(s["answered"], 3, "{s}\n{log}");
+    assert_eq!(s["failed"], 0, "{s}");
+    assert_eq!(s["tls_connections"], 3, "{s}");
+    assert_eq!(s["tls_failures"], 0, "{s}");
+    let received = s["rtp_received"].as_u64().unwrap();
+    assert!(received > 0, "{s}");
+    assert_eq!(s["rtp_payload_mismatches"], 0, "{s}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Digest computed and checked through the SBC: the tester's callee (the registrar behind the SBC)

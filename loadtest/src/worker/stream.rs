@@ -95,6 +95,8 @@ pub(super) struct Conn {
     handshaken: bool,
     /// The leg this connection carries (the callee's is known from its first message).
     slot: Option<u32>,
+    /// Why TLS gave up on it (a certificate not trusted, a protocol alert), for the failure reason.
+    error: Option<String>,
 }
 
 /// A non-blocking TCP listener with SO_REUSEPORT (the threads share the address).
@@ -177,7 +179,8 @@ fn read_in(c: &mut Conn, tmp: &mut [u8]) -> ReadEnd {
         match tls.read_tls(&mut c.sock) {
             Ok(0) => return ReadEnd::Closed,
             Ok(_) => {
-                if tls.process_new_packets().is_err() {
+                if let Err(e) = tls.process_new_packets() {
+                    c.error = Some(e.to_string());
                     return ReadEnd::Closed;
                 }
                 loop {
@@ -268,6 +271,7 @@ impl Worker {
             inbuf: Vec::new(),
             handshaken: false,
             slot: Some(slot),
+            error: None,
         });
         if let Some(leg) = self.legs[slot as usize].as_mut() {
             leg.conn = Some(id);
@@ -305,6 +309,7 @@ impl Worker {
                 inbuf: Vec::new(),
                 handshaken: false,
                 slot: None,
+                error: None,
             });
         }
     }
@@ -409,7 +414,11 @@ impl Worker {
             leg.conn = None;
             if failed && !leg.finished && leg.side == Side::Uac {
                 let what = if self.cfg.tls.is_some() { "TLS" } else { "TCP" };
-                self.finish(slot, Some(format!("{what} connection lost")));
+                let why = match c.error.take() {
+                    Some(e) => format!("{what} error: {e}"),
+                    None => format!("{what} connection lost"),
+                };
+                self.finish(slot, Some(why));
             }
         }
     }
