@@ -180,26 +180,60 @@ mod tests {
         SrtpContext::new(suite, &vec![fill; suite.master_len()]).unwrap()
     }
 
+    /// A shard with one session of one stream, both remotes set: leg A's at `a`, leg B's at `b`.
+    struct Call {
+        t: Instant,
+        shard: MediaShard,
+        h: crate::SessionHandle,
+        a: SocketAddr,
+        b: SocketAddr,
+        port_a: u16,
+        port_b: u16,
+    }
+
+    impl Call {
+        fn new() -> Self {
+            #[allow(clippy::disallowed_methods)]
+            let t = Instant::now();
+            let mut shard = MediaShard::new(ShardConfig::new(30000, 30099)).unwrap();
+            let h = shard.allocate_session(t, 1).unwrap();
+            let (a, b): (SocketAddr, SocketAddr) = (
+                "192.0.2.1:4000".parse().unwrap(),
+                "192.0.2.2:5000".parse().unwrap(),
+            );
+            shard.set_remote(h, 0, Side::A, a, t).unwrap();
+            shard.set_remote(h, 0, Side::B, b, t).unwrap();
+            let stream = &shard.streams(h).unwrap()[0];
+            let (port_a, port_b) = (
+                stream.leg(Side::A).ports().rtp(),
+                stream.leg(Side::B).ports().rtp(),
+            );
+            Self {
+                t,
+                shard,
+                h,
+                a,
+                b,
+                port_a,
+                port_b,
+            }
+        }
+    }
+
     /// Before the answer settles the keys, neither leg's packets cross: the plain leg's would
     /// leave in clear toward a leg offered SRTP, the SRTP leg's would reach the plain one
     /// undecrypted. Each refusal counted as no key; then the keys arrive and packets cross.
     #[test]
     fn withheld_stages_refuse_both_ways_until_the_keys_are_set() {
-        #[allow(clippy::disallowed_methods)]
-        let t = Instant::now();
-        let mut shard = MediaShard::new(ShardConfig::new(30000, 30099)).unwrap();
-        let h = shard.allocate_session(t, 1).unwrap();
-        let (a, b): (SocketAddr, SocketAddr) = (
-            "192.0.2.1:4000".parse().unwrap(),
-            "192.0.2.2:5000".parse().unwrap(),
-        );
-        shard.set_remote(h, 0, Side::A, a, t).unwrap();
-        shard.set_remote(h, 0, Side::B, b, t).unwrap();
-        let stream = &shard.streams(h).unwrap()[0];
-        let (port_a, port_b) = (
-            stream.leg(Side::A).ports().rtp(),
-            stream.leg(Side::B).ports().rtp(),
-        );
+        let Call {
+            t,
+            mut shard,
+            h,
+            a,
+            b,
+            port_a,
+            port_b,
+        } = Call::new();
         for side in [Side::A, Side::B] {
             let withheld = Stage::Withheld(SrtpCounters::default());
             shard.set_stage(h, 0, side, withheld).unwrap();
@@ -242,21 +276,15 @@ mod tests {
     /// Leg A speaks SRTP (its key 1 toward the SBC, the SBC's key 2 toward it), leg B plain RTP.
     #[test]
     fn srtp_on_one_leg_is_terminated_both_ways_and_refusals_are_counted() {
-        #[allow(clippy::disallowed_methods)]
-        let t = Instant::now();
-        let mut shard = MediaShard::new(ShardConfig::new(30000, 30099)).unwrap();
-        let h = shard.allocate_session(t, 1).unwrap();
-        let (a, b): (SocketAddr, SocketAddr) = (
-            "192.0.2.1:4000".parse().unwrap(),
-            "192.0.2.2:5000".parse().unwrap(),
-        );
-        shard.set_remote(h, 0, Side::A, a, t).unwrap();
-        shard.set_remote(h, 0, Side::B, b, t).unwrap();
-        let stream = &shard.streams(h).unwrap()[0];
-        let (port_a, port_b) = (
-            stream.leg(Side::A).ports().rtp(),
-            stream.leg(Side::B).ports().rtp(),
-        );
+        let Call {
+            t,
+            mut shard,
+            h,
+            a,
+            b,
+            port_a,
+            port_b,
+        } = Call::new();
         shard
             .set_stage(
                 h,
