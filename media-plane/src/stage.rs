@@ -381,16 +381,14 @@ mod tests {
     #[test]
     fn repacketised_packets_are_each_protected_and_numbered() {
         use crate::codec::{g711, Codec, CodecPlan, LegFormat};
-        #[allow(clippy::disallowed_methods)]
-        let t = Instant::now();
-        let mut shard = MediaShard::new(ShardConfig::new(30000, 30099)).unwrap();
-        let h = shard.allocate_session(t, 1).unwrap();
-        let (a, b): (SocketAddr, SocketAddr) = (
-            "192.0.2.1:4000".parse().unwrap(),
-            "192.0.2.2:5000".parse().unwrap(),
-        );
-        shard.set_remote(h, 0, Side::A, a, t).unwrap();
-        shard.set_remote(h, 0, Side::B, b, t).unwrap();
+        let Call {
+            t,
+            mut shard,
+            h,
+            a,
+            b,
+            ..
+        } = Call::new();
         let mut from = LegFormat::new(Codec::Pcma, 8, None);
         from.ptime = 30;
         let plan = CodecPlan::new(from, LegFormat::new(Codec::Pcmu, 0, None));
