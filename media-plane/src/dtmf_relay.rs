@@ -39,6 +39,19 @@ const ENDS: u8 = 3;
 /// The volume written in played events (-10 dBm0).
 const VOLUME: u8 = 10;
 
+/// Silence written after a digit played as a tone, before the next (60 ms at 8 kHz): detectors
+/// need a gap to count two equal digits twice.
+const TONE_GAP: u16 = 480;
+
+/// How the queued digits are played toward the leg.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Play {
+    /// As RFC 4733 events of this payload type.
+    Event(u8),
+    /// As dual tones written over the G.711 audio relayed toward the leg.
+    Tone,
+}
+
 /// A digit to play toward a leg.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Queued {
@@ -61,8 +74,8 @@ struct Playing {
 /// The DTMF interworking state of one leg. See the module doc.
 #[derive(Debug, Default)]
 pub(crate) struct LegDtmf {
-    /// The leg's telephone-event payload type for played events (`None`: nothing is played).
-    play_pt: Option<u8>,
+    /// How digits are played toward the leg (`None`: nothing is played).
+    play: Option<Play>,
     queue: VecDeque<Queued>,
     playing: Option<Playing>,
     /// The timestamp of the last audio packet relayed toward the leg, for the step.
@@ -95,13 +108,24 @@ impl LegDtmf {
     /// Queue a digit toward the leg, played with payload type `pt`. `false` when the queue is
     /// full.
     pub(crate) fn queue(&mut self, pt: u8, event: u8, duration: u16) -> bool {
+        self.push(Play::Event(pt), event, duration)
+    }
+
+    /// Queue a digit toward the leg, played as its dual tone over the G.711 audio relayed toward
+    /// it (`duration` in 8 kHz samples). `false` when the queue is full.
+    pub(crate) fn queue_tone(&mut self, event: u8, duration: u16) -> bool {
+        // At most 8 s (RFC 4733's longest segment), so that the tone and its gap fit the count.
+        self.push(Play::Tone, event, duration.min(64_000))
+    }
+
+    fn push(&mut self, play: Play, event: u8, duration: u16) -> bool {
         if self.queue.len() >= QUEUE {
             return false;
         }
         if self.queue.capacity() == 0 {
             self.queue.reserve_exact(QUEUE);
         }
-        self.play_pt = Some(pt);
+        self.play = Some(play);
         self.queue.push_back(Queued {
             event,
             duration: duration.max(MIN_DURATION),
@@ -203,8 +227,13 @@ impl LegDtmf {
         } else {
             self.step
         };
-        let Some(pt) = self.play_pt else {
-            return len;
+        let pt = match self.play {
+            None => return len,
+            Some(Play::Tone) => {
+                self.tone_out(room, len, ts);
+                return len;
+            }
+            Some(Play::Event(pt)) => pt,
         };
         let mut first = false;
         if self.playing.is_none() {
@@ -249,6 +278,62 @@ impl LegDtmf {
             self.played += 1;
         }
         write_event(room, len, pt, first, seq, start, ssrc, ev)
+    }
+
+    /// The tone path of [`LegDtmf::outbound`]: while a digit plays, the G.711 payload of the
+    /// packet is overwritten with the digit's samples, then with silence for [`TONE_GAP`]; the
+    /// header stays. A packet in another codec passes unchanged (the digit's time still runs).
+    fn tone_out(&mut self, room: &mut [u8], len: usize, ts: u32) {
+        if self.playing.is_none() {
+            if self.last_start == Some(ts) {
+                return;
+            }
+            let Some(digit) = self.queue.pop_front() else {
+                return;
+            };
+            self.playing = Some(Playing {
+                digit,
+                start: ts,
+                elapsed: 0,
+                ends: 0,
+            });
+            self.last_start = Some(ts);
+        }
+        let Some(p) = self.playing.as_mut() else {
+            return;
+        };
+        let Some((pt, payload)) = room.get(..len).and_then(|b| {
+            let h = crate::rtp::RtpHeader::parse(b).ok()?;
+            let end = h.header_len().checked_add(h.payload().ok()?.len())?;
+            Some((h.payload_type(), h.header_len()..end))
+        }) else {
+            return;
+        };
+        let Some(out) = room.get_mut(payload) else {
+            return;
+        };
+        let mut pcm = [0i16; 160];
+        let mut offset = u32::from(p.elapsed);
+        for chunk in out.chunks_mut(pcm.len()) {
+            let Some(pcm) = pcm.get_mut(..chunk.len()) else {
+                break;
+            };
+            let toned = u32::from(p.digit.duration).saturating_sub(offset) as usize;
+            let (tone, rest) = pcm.split_at_mut(toned.min(pcm.len()));
+            crate::codec::dtmf::tone(p.digit.event, offset, tone);
+            rest.fill(0);
+            match pt {
+                0 => crate::codec::g711::encode_ulaw(pcm, chunk),
+                8 => crate::codec::g711::encode_alaw(pcm, chunk),
+                _ => {}
+            }
+            offset = offset.saturating_add(chunk.len() as u32);
+        }
+        p.elapsed = u16::try_from(offset).unwrap_or(u16::MAX);
+        if u32::from(p.elapsed) >= u32::from(p.digit.duration) + u32::from(TONE_GAP) {
+            self.playing = None;
+            self.played += 1;
+        }
     }
 }
 
@@ -342,6 +427,45 @@ mod tests {
         assert_eq!(events[6..].iter().filter(|e| e.3).count(), 3);
         assert_eq!(events.len(), 9);
         assert!(!d.busy());
+    }
+
+    /// Digits played as tones over G.711 audio: a detector hears each once, in order, in both
+    /// laws; the headers stay; after the last digit and its gap the audio passes unchanged.
+    #[test]
+    fn queued_tones_overwrite_g711_audio_and_are_heard_once_each() {
+        use crate::codec::dtmf::{Detected, Detector};
+        use crate::codec::g711;
+        for pt in [0u8, 8] {
+            let mut d = LegDtmf::default();
+            // 1 twice: the gap must keep them apart; 9 last.
+            for (event, samples) in [(1u8, 800u16), (1, 800), (9, 400)] {
+                assert!(d.queue_tone(event, samples));
+            }
+            let mut det = Detector::new();
+            let mut heard = Vec::new();
+            for k in 0..40u16 {
+                let before = audio(k, 1000 + 160 * u32::from(k), pt);
+                let mut p = before.clone();
+                let n = d.outbound(&mut p, before.len());
+                assert_eq!((n, &p[..12]), (before.len(), &before[..12]));
+                let mut pcm = [0i16; 160];
+                if pt == 0 {
+                    g711::decode_ulaw(&p[12..], &mut pcm);
+                } else {
+                    g711::decode_alaw(&p[12..], &mut pcm);
+                }
+                if let Detected::Start(digit) = det.push(&pcm) {
+                    heard.push(digit);
+                }
+                // 2,000 samples of tone and three gaps of 480: 3,440 samples, 21.5 packets.
+                if k >= 22 {
+                    assert_eq!(p, before, "pt {pt}: audio after the digits, packet {k}");
+                }
+            }
+            assert_eq!(heard, [1, 1, 9], "pt {pt}");
+            assert_eq!(d.played(), 3);
+            assert!(!d.busy());
+        }
     }
 
     #[test]

@@ -39,6 +39,8 @@ use crate::Error;
 
 pub use crate::action::{Action, DropReason};
 
+mod dtmf;
+
 /// One of the two legs of a stream. The B2BUA's leg A faces the caller, leg B the callee.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Side {
@@ -688,56 +690,6 @@ impl MediaShard {
             _ => None,
         };
         Ok(())
-    }
-
-    /// Queue DTMF event `event` (0-15) of `duration` timestamp units to be played toward leg
-    /// `toward` of `stream` as RFC 4733 packets of payload type `pt`, in the place of the audio
-    /// relayed toward it (see [`crate::dtmf_relay`]). `Ok(false)`: the leg's queue is full.
-    pub fn send_dtmf(
-        &mut self,
-        handle: SessionHandle,
-        stream: usize,
-        toward: Side,
-        pt: u8,
-        event: u8,
-        duration: u16,
-    ) -> Result<bool, Error> {
-        let session = self.session_mut(handle)?;
-        let leg = stream_mut(session, stream)?.leg_mut(toward);
-        let queued = leg
-            .dtmf
-            .get_or_insert_with(Box::default)
-            .queue(pt, event, duration);
-        Ok(queued)
-    }
-
-    /// Take the telephone-events of payload type `pt` from leg `from` of `stream` off the relay
-    /// and report each once ([`MediaShard::poll_dtmf`]); `None`: relay them again.
-    pub fn report_dtmf(
-        &mut self,
-        handle: SessionHandle,
-        stream: usize,
-        from: Side,
-        pt: Option<u8>,
-    ) -> Result<(), Error> {
-        let session = self.session_mut(handle)?;
-        let leg = stream_mut(session, stream)?.leg_mut(from);
-        match (&mut leg.dtmf, pt) {
-            (Some(d), pt) => d.report(pt),
-            (None, Some(pt)) => leg.dtmf.get_or_insert_with(Box::default).report(Some(pt)),
-            (None, None) => {}
-        }
-        Ok(())
-    }
-
-    /// The next telephone-event reported (oldest first).
-    pub fn poll_dtmf(&mut self) -> Option<DtmfDigit> {
-        self.digits.pop_front()
-    }
-
-    /// Whether reported telephone-events wait for [`MediaShard::poll_dtmf`].
-    pub fn dtmf_pending(&self) -> bool {
-        !self.digits.is_empty()
     }
 
     /// The streams of a session, for reading ports, latch state and statistics.
