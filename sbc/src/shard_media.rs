@@ -300,6 +300,19 @@ impl MediaControl for ShardMedia {
             .map_err(error)
     }
 
+    fn send_dtmf_tone(
+        &mut self,
+        h: SessionHandle,
+        stream: usize,
+        toward: MediaSide,
+        event: u8,
+        duration: u16,
+    ) -> Result<bool, MediaError> {
+        self.0
+            .send_dtmf_tone(session(h), stream, side(toward), event, duration)
+            .map_err(error)
+    }
+
     fn report_dtmf(
         &mut self,
         h: SessionHandle,

@@ -97,6 +97,7 @@ impl Signalling {
             trunk_auth_failures: b.trunk_auth_failures,
             call_failovers: b.failovers,
             dtmf_info_to_events: d.info_to_events,
+            dtmf_info_to_tones: d.info_to_tones,
             dtmf_events_to_info: d.events_to_info,
             dtmf_info_refused: d.info_refused,
             dtmf_dropped: d.dropped,

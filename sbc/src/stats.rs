@@ -111,6 +111,9 @@ sbc_counters::counters! {
         counter probes_failed,
         /// SIP INFO digits answered by the SBC and played as RFC 4733 events (`dtmf` modes).
         counter dtmf_info_to_events,
+        /// SIP INFO digits answered by the SBC and played as in-band tones (G.711) toward an
+        /// `inband` leg.
+        counter dtmf_info_to_tones,
         /// RFC 4733 digits sent on as SIP INFO.
         counter dtmf_events_to_info,
         /// DTMF INFOs refused: body malformed (400) or of a type the SBC does not read (415).

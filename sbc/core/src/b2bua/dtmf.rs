@@ -13,6 +13,7 @@ use sbc_sip::writer::MessageWriter;
 use sbc_sip::{HeaderName, Message, Method};
 
 use super::{B2bua, ClientRole, State};
+use crate::media::callmedia::InfoDigits;
 use crate::media::dtmf_relay::{self, DtmfRelay, InfoBody};
 use crate::media::{MediaControl, MediaSide};
 use crate::signalling::ids::IdKind;
@@ -35,6 +36,8 @@ pub(super) struct InfoOut {
 pub struct DtmfStats {
     /// INFO digits answered by the SBC and played as RFC 4733 events.
     pub info_to_events: u64,
+    /// INFO digits played as in-band tones toward an `inband` leg (G.711).
+    pub info_to_tones: u64,
     /// Telephone-events sent on as INFO.
     pub events_to_info: u64,
     /// DTMF INFOs refused: body malformed (400) or of a type the SBC does not read (415).
@@ -68,7 +71,7 @@ impl B2bua {
         } else {
             MediaSide::B
         };
-        let Some((session, stream, pt)) = m.info_to_events(&call.media, side) else {
+        let Some((session, stream, how)) = m.info_to_events(&call.media, side) else {
             return false;
         };
         let body = dtmf_relay::classify_info(
@@ -90,16 +93,21 @@ impl B2bua {
             }
             InfoBody::Digit(d) => d,
         };
-        match relay.send_dtmf(
-            session,
-            stream,
-            side.other(),
-            pt,
-            digit.event,
-            digit.samples(),
-        ) {
+        let toward = side.other();
+        let sent = match how {
+            InfoDigits::Events(pt) => {
+                relay.send_dtmf(session, stream, toward, pt, digit.event, digit.samples())
+            }
+            InfoDigits::Tones => {
+                relay.send_dtmf_tone(session, stream, toward, digit.event, digit.samples())
+            }
+        };
+        match sent {
             Ok(true) => {
-                self.dtmf_stats.info_to_events += 1;
+                match how {
+                    InfoDigits::Events(_) => self.dtmf_stats.info_to_events += 1,
+                    InfoDigits::Tones => self.dtmf_stats.info_to_tones += 1,
+                }
                 self.reply(now, tx, req, 200, None);
             }
             _ => {

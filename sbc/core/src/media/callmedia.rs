@@ -88,8 +88,19 @@ struct LegMedia {
     /// The stream and telephone-event payload type of the leg's last description (first RTP
     /// stream that has one).
     telephone_event: Option<(usize, u8)>,
+    /// The first relayed RTP stream of the leg's last description.
+    audio_stream: Option<usize>,
     /// The relay reports this leg's telephone-events: (session, stream, payload type).
     reporting: Option<(SessionHandle, usize, u8)>,
+}
+
+/// How the digits of a SIP INFO reach the other leg.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InfoDigits {
+    /// As RFC 4733 events of this payload type.
+    Events(u8),
+    /// As in-band tones over its G.711 audio.
+    Tones,
 }
 
 /// Per-call media state, kept in the B2BUA's call.
@@ -425,15 +436,30 @@ impl MediaAnchor {
         &self,
         media: &CallMedia,
         from: MediaSide,
-    ) -> Option<(SessionHandle, usize, u8)> {
+    ) -> Option<(SessionHandle, usize, InfoDigits)> {
         let to = from.other();
-        if self.dtmf_mode(media, from) != DtmfMode::Info
-            || self.dtmf_mode(media, to) != DtmfMode::Rfc4733
-        {
+        if self.dtmf_mode(media, from) != DtmfMode::Info {
             return None;
         }
-        let (stream, pt) = media.leg(to).telephone_event?;
-        Some((media.session?, stream, pt))
+        match self.dtmf_mode(media, to) {
+            DtmfMode::Rfc4733 => {
+                let (stream, pt) = media.leg(to).telephone_event?;
+                Some((media.session?, stream, InfoDigits::Events(pt)))
+            }
+            DtmfMode::Inband => {
+                let [a, b] = &media.codecs;
+                let codec = match to {
+                    MediaSide::A => a,
+                    MediaSide::B => b,
+                };
+                let g711 = codec.as_deref().is_some_and(|c| {
+                    c.eq_ignore_ascii_case("PCMU") || c.eq_ignore_ascii_case("PCMA")
+                });
+                let stream = media.leg(to).audio_stream?;
+                g711.then_some((media.session?, stream, InfoDigits::Tones))
+            }
+            _ => None,
+        }
     }
 
     /// Whether a telephone-event from leg `from` becomes an INFO toward the other leg.
@@ -520,12 +546,16 @@ impl MediaAnchor {
         if let Some(codec) = anchor::preferred_codec(&sdp, &plan) {
             media.note_codec(from, codec);
         }
-        media.leg_mut(from).telephone_event = plan
+        let mut rtp = plan
             .entries()
             .iter()
             .enumerate()
             .filter(|(_, e)| e.is_relayed() && e.transport.is_rtp())
-            .find_map(|(k, _)| codecs::telephone_event_pt(&sdp, k).map(|pt| (k, pt)));
+            .map(|(k, _)| k);
+        let leg = media.leg_mut(from);
+        leg.audio_stream = rtp.clone().next();
+        leg.telephone_event =
+            rtp.find_map(|k| codecs::telephone_event_pt(&sdp, k).map(|pt| (k, pt)));
         if !media.answered {
             let refused = plan.limit_streams(self.early.streams);
             self.stats.early_streams_refused += refused as u64;

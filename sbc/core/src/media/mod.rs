@@ -457,6 +457,21 @@ pub trait MediaControl {
         Err(MediaError::Relay)
     }
 
+    /// Play DTMF event `event` (0-15) lasting `duration` 8 kHz samples toward leg `toward` of
+    /// `stream` as its dual tone over the G.711 audio relayed toward it (SIP INFO toward an
+    /// `inband` leg). `Ok(false)`: the leg has digits enough queued already. The default
+    /// refuses.
+    fn send_dtmf_tone(
+        &mut self,
+        _session: SessionHandle,
+        _stream: usize,
+        _toward: MediaSide,
+        _event: u8,
+        _duration: u16,
+    ) -> Result<bool, MediaError> {
+        Err(MediaError::Relay)
+    }
+
     /// Take the telephone-events (payload type `pt`) of leg `from` of `stream` off the relay and
     /// report each once by [`MediaControl::poll_dtmf`]; `None`: relay them again. The default
     /// ignores it.

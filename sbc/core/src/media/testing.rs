@@ -42,6 +42,8 @@ pub struct FakeMedia {
     pub released_at_once: u64,
     /// Every `send_dtmf`, in order: (session, stream, toward, payload type, event, duration).
     pub dtmf_sent: Vec<(SessionHandle, usize, MediaSide, u8, u8, u16)>,
+    /// Every `send_dtmf_tone`, in order: (session, stream, toward, event, duration).
+    pub dtmf_tones: Vec<(SessionHandle, usize, MediaSide, u8, u16)>,
     /// The reporting set by `report_dtmf`: (session, stream, from) -> payload type.
     pub dtmf_reported: HashMap<(SessionHandle, usize, MediaSide), u8>,
     /// Telephone-events the next `poll_dtmf` calls return (a test pushes them).
@@ -89,6 +91,7 @@ impl FakeMedia {
             released: 0,
             released_at_once: 0,
             dtmf_sent: Vec::new(),
+            dtmf_tones: Vec::new(),
             dtmf_reported: HashMap::new(),
             dtmf_events: VecDeque::new(),
         }
@@ -300,6 +303,20 @@ impl MediaControl for FakeMedia {
         self.session(session)?;
         self.dtmf_sent
             .push((session, stream, toward, pt, event, duration));
+        Ok(true)
+    }
+
+    fn send_dtmf_tone(
+        &mut self,
+        session: SessionHandle,
+        stream: usize,
+        toward: MediaSide,
+        event: u8,
+        duration: u16,
+    ) -> Result<bool, MediaError> {
+        self.session(session)?;
+        self.dtmf_tones
+            .push((session, stream, toward, event, duration));
         Ok(true)
     }
 

@@ -163,10 +163,11 @@ impl Rig {
 /// A confirmed call phone (outside) -> PBX (inside): the phone offers PCMU only, the PBX answers
 /// with telephone-event 101.
 fn call(policy: DtmfPolicy) -> Rig {
-    call_with(Rig::new(policy), sdp(4000, false))
+    call_with(Rig::new(policy), sdp(4000, false), sdp(6000, true))
 }
 
-fn call_with(mut r: Rig, body: String) -> Rig {
+/// The same call with the phone's offer `body` and the PBX's answer `answer`.
+fn call_with(mut r: Rig, body: String, answer: String) -> Rig {
     let invite = format!(
         "INVITE sip:200@203.0.113.1 SIP/2.0\r\nVia: SIP/2.0/UDP {PHONE};branch=z9hG4bKi1\r\n\
          Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=ph1\r\nTo: <sip:200@203.0.113.1>\r\n\
@@ -176,7 +177,7 @@ fn call_with(mut r: Rig, body: String) -> Rig {
     );
     r.deliver(invite, PHONE);
     let inv = r.last_request(PBX, &Method::Invite).unwrap();
-    r.answer(&inv, 200, "pbx1", Some(sdp(6000, true)), PBX);
+    r.answer(&inv, 200, "pbx1", Some(answer), PBX);
     r.phone_request("ACK", 1, "", "");
     r
 }
@@ -331,6 +332,56 @@ fn pbx_events_become_infos_one_at_a_time() {
 }
 
 #[test]
+fn info_digits_become_tones_toward_an_inband_leg() {
+    // The PBX takes DTMF in-band (G.711): the phone's INFOs are answered and played as tones on
+    // the PBX's leg, in order; nothing reaches the PBX as INFO.
+    let mut r = call(both(DtmfMode::Info, DtmfMode::Inband));
+    let relayed_before = r.sent.iter().filter(|(d, _)| *d == addr(PBX)).count();
+    for (cseq, digit) in [(2, "4"), (3, "*")] {
+        r.phone_request(
+            "INFO",
+            cseq,
+            "Content-Type: application/dtmf-relay\r\n",
+            &format!("Signal={digit}\r\nDuration=100\r\n"),
+        );
+    }
+    assert_eq!(r.statuses(PHONE, "INFO"), vec![200; 2]);
+    let played: Vec<(usize, MediaSide, u8, u16)> = r
+        .relay
+        .dtmf_tones
+        .iter()
+        .map(|&(_, stream, to, ev, dur)| (stream, to, ev, dur))
+        .collect();
+    assert_eq!(
+        played,
+        vec![(0, MediaSide::B, 4, 800), (0, MediaSide::B, 10, 800)]
+    );
+    assert!(r.relay.dtmf_sent.is_empty());
+    assert_eq!(
+        r.sent.iter().filter(|(d, _)| *d == addr(PBX)).count(),
+        relayed_before
+    );
+    assert_eq!(r.sbc.dtmf_stats().info_to_tones, 2);
+
+    // A PBX that answers in another codec than G.711 gets no tones: the INFO is relayed.
+    let r = Rig::new(both(DtmfMode::Info, DtmfMode::Inband));
+    let g722 = |port| {
+        sdp(port, false)
+            .replace("RTP/AVP 0", "RTP/AVP 9")
+            .replace(":0 PCMU", ":9 G722")
+    };
+    let mut r = call_with(r, g722(4000), g722(6000));
+    r.phone_request(
+        "INFO",
+        2,
+        "Content-Type: application/dtmf-relay\r\n",
+        "Signal=5\r\nDuration=160\r\n",
+    );
+    assert!(r.relay.dtmf_tones.is_empty());
+    assert!(r.last_request(PBX, &Method::Info).is_some());
+}
+
+#[test]
 fn pass_and_same_modes_convert_nothing() {
     for policy in [
         DtmfPolicy::default(),
@@ -379,7 +430,7 @@ fn a_target_group_overrides_the_side_codec_policy_and_dtmf_mode() {
             "a=rtpmap:0 PCMU/8000\r\n",
             "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n",
         );
-    let mut r = call_with(r, body);
+    let mut r = call_with(r, body, sdp(6000, true));
     let offer = r.last_request(PBX, &Method::Invite).unwrap();
     let offer = String::from_utf8_lossy(offer.body()).into_owned();
     assert!(
@@ -399,6 +450,7 @@ fn a_target_group_overrides_the_side_codec_policy_and_dtmf_mode() {
     let plain = call_with(
         Rig::new(both(DtmfMode::Info, DtmfMode::Pass)),
         sdp(4000, false),
+        sdp(6000, true),
     );
     let offer = plain.last_request(PBX, &Method::Invite).unwrap();
     assert!(String::from_utf8_lossy(offer.body()).contains("RTP/AVP 0\r\n"));
