@@ -5,6 +5,8 @@
 //!   RFC 4733 events in its RTP stream (payload type 101, marker on the first packet, three end
 //!   packets each, in order, once), and the PBX's RFC 4733 digits reach the phone as one INFO
 //!   each, in order, with no telephone-event packet toward the phone.
+//! - `inside = "inband"`: the phone's INFO digits reach the PBX as DTMF tones in its PCMU audio,
+//!   heard once each and in order by a detector.
 //! - `[[trunk]] srtp = "sdes"` on one of two outside trunks: calls from the PBX to it are offered
 //!   RTP/SAVP with a key, calls to the other trunk plain RTP/AVP.
 //!
@@ -81,13 +83,18 @@ fn audio(
 }
 
 fn dtmf_config(n: u8) -> String {
+    dtmf_config_inside(n, "rfc4733")
+}
+
+/// [`dtmf_config`] with the inside's DTMF mode `inside`.
+fn dtmf_config_inside(n: u8, inside_mode: &str) -> String {
     format!(
         "workers = 1\n\
          [sip]\nudp = [\"{out}:5060\"]\n\
          [inside]\naddress = \"{inside}\"\nport = 5080\ntargets = [\"pbx\"]\n\
          [limits]\nmax_cps = 0\n\
          [media]\nenabled = true\naddress = \"{media}\"\nport_min = 21000\nport_max = 21399\n\
-         [dtmf]\noutside = \"info\"\ninside = \"rfc4733\"\n\
+         [dtmf]\noutside = \"info\"\ninside = \"{inside_mode}\"\n\
          [[target_group]]\nname = \"pbx\"\n\
          targets = [{{ address = \"{pbx}:5090\", transport = \"udp\" }}]\noptions_interval_secs = 0\n\
          [[route]]\nname = \"to-pbx\"\nfrom = \"outside\"\nprefix = \"\"\ntarget_group = \"pbx\"\n",
@@ -261,6 +268,95 @@ fn info_and_rfc4733_interwork_between_phone_and_pbx() {
     assert_eq!(counter(&log, "dtmf_info_to_events"), 4, "{log}");
     assert_eq!(counter(&log, "dtmf_events_to_info"), 3, "{log}");
     assert_eq!(counter(&log, "dtmf_info_refused"), 0, "{log}");
+}
+
+/// `[dtmf] inside = "inband"`: the phone's INFO digits reach a PBX without telephone-event as
+/// DTMF tones in its PCMU audio, which a detector hears once each, in order; no INFO reaches it.
+#[test]
+fn info_digits_reach_an_inband_pbx_as_tones() {
+    use media_plane::codec::dtmf::{Detected, Detector};
+    use media_plane::codec::g711;
+    let n = 3;
+    let sbc = Sbc::start_in(
+        TempDir::new("dtmf-info-inband"),
+        "auto",
+        5060,
+        &dtmf_config_inside(n, "inband"),
+    );
+    let media = ip(52, n, 21);
+    let (phone_ip, pbx_ip) = (ip(52, n, 3), ip(52, n, 2));
+    let phone_rtp = udp(&phone_ip, 7000);
+    let pbx_rtp = udp(&pbx_ip, 6000);
+    let mut phone = Ua::caller(sa(&phone_ip, 5070), sa(&ip(52, n, 1), 5060), "1000");
+    let mut pbx = Ua::pbx(sa(&pbx_ip, 5090));
+    let plain = |who: &str, ip: &str, port: u16| {
+        sdp(who, ip, port, "RTP/AVP", "")
+            .replace(" 0 101\r\n", " 0\r\n")
+            .replace(
+                "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
+                "",
+            )
+    };
+    phone.send_invite(&plain("phone", &phone_ip, 7000));
+    pbx.answer_invite(T, |_| plain("pbx", &pbx_ip, 6000));
+    let ok = phone.finish_invite(T);
+    assert_eq!(ok.status(), Some(200), "{}", phone.sip.trace());
+    pbx.expect_ack(T);
+    let port_a = SdpSeen::of(&ok).port;
+
+    let at_pbx = Sink::spawn(&pbx_rtp);
+    let sender = {
+        let sock = phone_rtp.try_clone().unwrap();
+        let to = sa(&media, port_a);
+        thread::spawn(move || {
+            let (mut seq, mut ts) = (1000u16, 16_000u32);
+            audio(&sock, to, 0x1111, 125, &mut seq, &mut ts);
+        })
+    };
+    thread::sleep(Duration::from_millis(200));
+    for digit in ["1", "5", "5", "#"] {
+        phone.send_request_typed(
+            "INFO",
+            "application/dtmf-relay",
+            &format!("Signal={digit}\r\nDuration=100\r\n"),
+        );
+        let r = phone.finish(T);
+        assert_eq!(r.status(), Some(200), "{}", phone.sip.trace());
+    }
+    sender.join().unwrap();
+    let got = at_pbx.finish(Duration::from_millis(200));
+    assert!(
+        pbx.recv_request(&Method::Info, Duration::from_millis(100))
+            .is_none(),
+        "no INFO reaches the inband PBX"
+    );
+    let mut det = Detector::new();
+    let mut heard = String::new();
+    for g in got.iter().filter(|g| !g.rtcp) {
+        assert_eq!(g.bytes[1] & 0x7F, 0, "PCMU only toward the PBX");
+        let mut pcm = vec![0i16; g.bytes.len() - 12];
+        g711::decode_ulaw(&g.bytes[12..], &mut pcm);
+        if let Detected::Start(d) = det.push(&pcm) {
+            heard.push(
+                Event {
+                    event: d,
+                    end: false,
+                    volume: 0,
+                    duration: 0,
+                }
+                .char()
+                .unwrap(),
+            );
+        }
+    }
+    assert_eq!(heard, "155#", "digits heard by the PBX");
+
+    phone.send_bye();
+    assert!(pbx.expect_bye(T).is_some());
+    let _ = phone.finish_bye(T);
+    let log = sbc.stop();
+    assert_eq!(counter(&log, "dtmf_info_to_tones"), 4, "{log}");
+    assert_eq!(counter(&log, "dtmf_info_to_events"), 0, "{log}");
 }
 
 /// The PBX's RFC 4733 digits `4`, `7`, `*` (with audio between them) toward `to`, paced.
