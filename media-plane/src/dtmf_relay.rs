@@ -22,7 +22,7 @@
 
 use std::collections::VecDeque;
 
-use crate::codec::dtmf::Event;
+use crate::codec::dtmf::{Detected, Detector, Event};
 
 /// Most digits waiting to be played toward one leg; more are refused.
 pub const QUEUE: usize = 32;
@@ -71,6 +71,19 @@ struct Playing {
     ends: u8,
 }
 
+/// A G.711 decoder: codes in, 16-bit samples out.
+type G711Decode = fn(&[u8], &mut [i16]);
+
+/// In-band digits heard in a leg's G.711 audio, for the signalling.
+#[derive(Debug, Default)]
+struct Hearing {
+    detector: Detector,
+    /// Samples fed so far.
+    samples: u32,
+    /// The digit on and the sample count at its start.
+    on: Option<(u8, u32)>,
+}
+
 /// The DTMF interworking state of one leg. See the module doc.
 #[derive(Debug, Default)]
 pub(crate) struct LegDtmf {
@@ -91,6 +104,8 @@ pub(crate) struct LegDtmf {
     open: Option<(u32, u8, u16)>,
     /// Digits played to their last end packet.
     played: u64,
+    /// In-band digits of the leg's G.711 audio are reported (and muted in the relayed audio).
+    hearing: Option<Box<Hearing>>,
 }
 
 /// What [`LegDtmf::inbound`] made of a packet from the leg.
@@ -98,6 +113,9 @@ pub(crate) struct LegDtmf {
 pub(crate) enum Inbound {
     /// Not a reported telephone-event: relay it.
     Relay,
+    /// Relay it (its tone muted, when one is on); an in-band digit of this duration (8 kHz
+    /// samples) ended in it.
+    Heard(u8, u16),
     /// A telephone-event taken off the relay, with the events it completes, to report in this
     /// order (`(event, duration)`): an earlier event whose end was lost, then this one on its
     /// first end packet.
@@ -142,6 +160,71 @@ impl LegDtmf {
         self.report_pt = pt;
     }
 
+    /// Report the in-band digits of the leg's G.711 audio (`true`), or stop (`false`).
+    pub(crate) fn hear(&mut self, on: bool) {
+        match (on, self.hearing.is_some()) {
+            (true, false) => self.hearing = Some(Box::default()),
+            (false, true) => self.hearing = None,
+            _ => {}
+        }
+    }
+
+    /// In-band digits in `room[..len]` (RTP of the leg's audio, after decryption): the samples
+    /// go through the detector; while a tone is on (or may be) the payload is overwritten with
+    /// silence, so the digit reaches the other side once, by the signalling.
+    fn hear_in(&mut self, room: &mut [u8], len: usize) -> Inbound {
+        let Some(h) = self.hearing.as_deref_mut() else {
+            return Inbound::Relay;
+        };
+        let Some((pt, payload)) = room.get(..len).and_then(|b| {
+            let r = crate::rtp::RtpHeader::parse(b).ok()?;
+            let end = r.header_len().checked_add(r.payload().ok()?.len())?;
+            Some((r.payload_type(), r.header_len()..end))
+        }) else {
+            return Inbound::Relay;
+        };
+        let (decode, silence): (G711Decode, u8) = match pt {
+            0 => (crate::codec::g711::decode_ulaw, 0xFF),
+            8 => (crate::codec::g711::decode_alaw, 0xD5),
+            _ => return Inbound::Relay,
+        };
+        let Some(out) = room.get_mut(payload) else {
+            return Inbound::Relay;
+        };
+        let mut pcm = [0i16; 160];
+        let mut heard = None;
+        let mut tone = false;
+        for chunk in out.chunks_mut(pcm.len()) {
+            let Some(pcm) = pcm.get_mut(..chunk.len()) else {
+                break;
+            };
+            decode(chunk, pcm);
+            let state = h.detector.push(pcm);
+            h.samples = h.samples.wrapping_add(chunk.len() as u32);
+            match state {
+                Detected::Start(d) => {
+                    h.on = Some((d, h.samples));
+                    tone = true;
+                }
+                Detected::End(d) => {
+                    if let Some((on, start)) = h.on.take() {
+                        let lasted = h.samples.wrapping_sub(start);
+                        heard = (on == d).then(|| (d, u16::try_from(lasted).unwrap_or(u16::MAX)));
+                    }
+                }
+                Detected::Maybe | Detected::On(_) => tone = true,
+                Detected::Quiet => {}
+            }
+            if tone {
+                chunk.fill(silence);
+            }
+        }
+        match heard {
+            Some((d, lasted)) => Inbound::Heard(d, lasted),
+            None => Inbound::Relay,
+        }
+    }
+
     /// Whether digits are queued or being played.
     #[cfg(test)]
     pub(crate) fn busy(&self) -> bool {
@@ -155,15 +238,18 @@ impl LegDtmf {
 
     /// A packet from the leg (RTP, after decryption): its telephone-events are taken off when
     /// reported.
-    pub(crate) fn inbound(&mut self, packet: &[u8]) -> Inbound {
+    pub(crate) fn inbound(&mut self, room: &mut [u8], len: usize) -> Inbound {
         let Some(pt) = self.report_pt else {
+            return self.hear_in(room, len);
+        };
+        let Some(packet) = room.get(..len) else {
             return Inbound::Relay;
         };
         let Ok(h) = crate::rtp::RtpHeader::parse(packet) else {
             return Inbound::Relay;
         };
         if h.payload_type() != pt {
-            return Inbound::Relay;
+            return self.hear_in(room, len);
         }
         let Some(ev) = h
             .payload()
@@ -382,6 +468,12 @@ fn write_event(
 mod tests {
     use super::*;
 
+    /// [`LegDtmf::inbound`] on a copy of `packet`.
+    fn inb(d: &mut LegDtmf, packet: &[u8]) -> Inbound {
+        let mut room = packet.to_vec();
+        d.inbound(&mut room, packet.len())
+    }
+
     fn audio(seq: u16, ts: u32, pt: u8) -> Vec<u8> {
         let mut p = vec![0x80, pt, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34];
         p[2..4].copy_from_slice(&seq.to_be_bytes());
@@ -468,6 +560,56 @@ mod tests {
         }
     }
 
+    /// Digits heard in G.711 audio: each reported once when it ends, with about its duration;
+    /// the tone is muted in the audio relayed on from the packet where it was first suspected.
+    #[test]
+    fn tones_in_g711_audio_are_heard_once_and_muted() {
+        use crate::codec::dtmf::tone;
+        use crate::codec::g711;
+        for pt in [0u8, 8] {
+            let mut d = LegDtmf::default();
+            d.hear(true);
+            let mut heard = Vec::new();
+            let mut muted = 0;
+            // 7 for 120 ms, 100 ms of silence, 7 again for 80 ms, silence.
+            let plan = [(Some(7u8), 6u32), (None, 5), (Some(7), 4), (None, 6)];
+            let mut k = 0u32;
+            for (digit, packets) in plan {
+                for n in 0..packets {
+                    let mut pcm = [0i16; 160];
+                    if let Some(e) = digit {
+                        tone(e, n * 160, &mut pcm);
+                    }
+                    let mut p = audio(k as u16, k * 160, pt);
+                    if pt == 0 {
+                        g711::encode_ulaw(&pcm, &mut p[12..]);
+                    } else {
+                        g711::encode_alaw(&pcm, &mut p[12..]);
+                    }
+                    let silent = if pt == 0 { 0xFF } else { 0xD5 };
+                    let len = p.len();
+                    match d.inbound(&mut p, len) {
+                        Inbound::Heard(e, dur) => heard.push((e, dur)),
+                        other => assert_eq!(other, Inbound::Relay),
+                    }
+                    if digit.is_some() && p[12..].iter().all(|&b| b == silent) {
+                        muted += 1;
+                    }
+                    k += 1;
+                }
+            }
+            assert_eq!(heard.len(), 2, "pt {pt}: {heard:?}");
+            assert!(heard.iter().all(|&(e, _)| e == 7));
+            // Counted from the detection (a block or two in) to the end being noticed.
+            assert!((640..=1280).contains(&heard[0].1), "{heard:?}");
+            assert!(muted >= 7, "pt {pt}: {muted} of 10 tone packets muted");
+            d.hear(false);
+            let mut p = audio(99, 99 * 160, pt);
+            let len = p.len();
+            assert_eq!(d.inbound(&mut p, len), Inbound::Relay);
+        }
+    }
+
     #[test]
     fn queue_is_bounded_and_short_packets_pass() {
         let mut d = LegDtmf::default();
@@ -500,66 +642,66 @@ mod tests {
             );
             p
         };
-        assert_eq!(d.inbound(&ev(10, 3, true, 800)), Inbound::Relay);
+        assert_eq!(inb(&mut d, &ev(10, 3, true, 800)), Inbound::Relay);
         d.report(Some(101));
-        assert_eq!(d.inbound(&audio(1, 10, 0)), Inbound::Relay);
+        assert_eq!(inb(&mut d, &audio(1, 10, 0)), Inbound::Relay);
         assert_eq!(
-            d.inbound(&ev(10, 3, false, 160)),
+            inb(&mut d, &ev(10, 3, false, 160)),
             Inbound::Taken([None, None])
         );
         assert_eq!(
-            d.inbound(&ev(10, 3, true, 800)),
+            inb(&mut d, &ev(10, 3, true, 800)),
             Inbound::Taken([None, Some((3, 800))])
         );
         assert_eq!(
-            d.inbound(&ev(10, 3, true, 800)),
+            inb(&mut d, &ev(10, 3, true, 800)),
             Inbound::Taken([None, None])
         );
         assert_eq!(
-            d.inbound(&ev(10, 3, true, 800)),
+            inb(&mut d, &ev(10, 3, true, 800)),
             Inbound::Taken([None, None])
         );
         assert_eq!(
-            d.inbound(&ev(900, 11, true, 400)),
+            inb(&mut d, &ev(900, 11, true, 400)),
             Inbound::Taken([None, Some((11, 400))])
         );
         // Not DTMF (event 16+) and truncated payloads: taken, not reported.
         assert_eq!(
-            d.inbound(&ev(1900, 40, true, 400)),
+            inb(&mut d, &ev(1900, 40, true, 400)),
             Inbound::Taken([None, None])
         );
         let mut short = audio(1, 3000, 101);
         short.truncate(13);
-        assert_eq!(d.inbound(&short), Inbound::Taken([None, None]));
+        assert_eq!(inb(&mut d, &short), Inbound::Taken([None, None]));
         // An event whose ends were all lost: reported when the next one starts, before it.
         assert_eq!(
-            d.inbound(&ev(4000, 5, false, 160)),
+            inb(&mut d, &ev(4000, 5, false, 160)),
             Inbound::Taken([None, None])
         );
         assert_eq!(
-            d.inbound(&ev(4000, 5, false, 320)),
+            inb(&mut d, &ev(4000, 5, false, 320)),
             Inbound::Taken([None, None])
         );
         assert_eq!(
-            d.inbound(&ev(5000, 6, false, 160)),
+            inb(&mut d, &ev(5000, 6, false, 160)),
             Inbound::Taken([Some((5, 320)), None])
         );
         // Lost ends, and the next event known only by its end: both, in order.
         assert_eq!(
-            d.inbound(&ev(6000, 7, true, 480)),
+            inb(&mut d, &ev(6000, 7, true, 480)),
             Inbound::Taken([Some((6, 160)), Some((7, 480))])
         );
         // Late packets of older events change nothing.
         assert_eq!(
-            d.inbound(&ev(5000, 6, true, 400)),
+            inb(&mut d, &ev(5000, 6, true, 400)),
             Inbound::Taken([None, None])
         );
         assert_eq!(
-            d.inbound(&ev(4000, 5, false, 480)),
+            inb(&mut d, &ev(4000, 5, false, 480)),
             Inbound::Taken([None, None])
         );
         assert_eq!(
-            d.inbound(&ev(6000, 7, true, 480)),
+            inb(&mut d, &ev(6000, 7, true, 480)),
             Inbound::Taken([None, None])
         );
     }

@@ -223,6 +223,8 @@ pub struct ShardCounters {
     pub dtmf_played: u64,
     /// Telephone-events reported to the signalling ([`MediaShard::report_dtmf`]).
     pub dtmf_reported: u64,
+    /// In-band digits heard in an `inband` leg's audio and reported ([`MediaShard::hear_dtmf`]).
+    pub dtmf_heard: u64,
     /// Reported telephone-events dropped because the queue was full ([`DIGIT_QUEUE`]).
     pub dtmf_report_overflow: u64,
     dropped: [u64; DropReason::COUNT],
@@ -967,8 +969,9 @@ impl MediaShard {
         }
         // Telephone-events reported to the signalling leave the relay here.
         if let (true, Some(d)) = (is_rtp, from.dtmf.as_deref_mut()) {
-            match d.inbound(buf) {
-                Inbound::Relay => {}
+            let heard = match d.inbound(room, len) {
+                Inbound::Relay => None,
+                Inbound::Heard(event, duration) => Some((event, duration)),
                 Inbound::Taken(digits) => {
                     for (event, duration) in digits.into_iter().flatten() {
                         if self.digits.len() < DIGIT_QUEUE {
@@ -989,6 +992,23 @@ impl MediaShard {
                     }
                     return Action::Consumed;
                 }
+            };
+            if let Some((event, duration)) = heard {
+                if self.digits.len() < DIGIT_QUEUE {
+                    self.counters.dtmf_heard += 1;
+                    self.digits.push_back(DtmfDigit {
+                        session: SessionHandle {
+                            index: route.slot,
+                            generation,
+                        },
+                        stream: usize::from(route.stream),
+                        from: route.side,
+                        event,
+                        duration,
+                    });
+                } else {
+                    self.counters.dtmf_report_overflow += 1;
+                }
             }
         }
 
@@ -1002,7 +1022,7 @@ impl MediaShard {
             return Action::Drop(DropReason::NoDestination);
         };
         // The codec stage (transcoding, DTMF), on RTP of streams whose legs differ.
-        let mut len = buf.len();
+        let mut len = len;
         if let (Some(stage), Kind::Rtp, false) = (codec, kind, opaque) {
             let way = match route.side {
                 Side::A => Way::AToB,

@@ -313,6 +313,18 @@ impl MediaControl for ShardMedia {
             .map_err(error)
     }
 
+    fn hear_dtmf(
+        &mut self,
+        h: SessionHandle,
+        stream: usize,
+        from: MediaSide,
+        on: bool,
+    ) -> Result<(), MediaError> {
+        self.0
+            .hear_dtmf(session(h), stream, side(from), on)
+            .map_err(error)
+    }
+
     fn report_dtmf(
         &mut self,
         h: SessionHandle,

@@ -114,7 +114,8 @@ sbc_counters::counters! {
         /// SIP INFO digits answered by the SBC and played as in-band tones (G.711) toward an
         /// `inband` leg.
         counter dtmf_info_to_tones,
-        /// RFC 4733 digits sent on as SIP INFO.
+        /// RFC 4733 digits, and in-band digits heard in an `inband` leg's audio, sent on as SIP
+        /// INFO.
         counter dtmf_events_to_info,
         /// DTMF INFOs refused: body malformed (400) or of a type the SBC does not read (415).
         counter dtmf_info_refused,

@@ -6,7 +6,7 @@
 //!   packets each, in order, once), and the PBX's RFC 4733 digits reach the phone as one INFO
 //!   each, in order, with no telephone-event packet toward the phone.
 //! - `inside = "inband"`: the phone's INFO digits reach the PBX as DTMF tones in its PCMU audio,
-//!   heard once each and in order by a detector.
+//!   heard once each and in order by a detector; the PBX's tones reach the phone as INFOs.
 //! - `[[trunk]] srtp = "sdes"` on one of two outside trunks: calls from the PBX to it are offered
 //!   RTP/SAVP with a key, calls to the other trunk plain RTP/AVP.
 //!
@@ -272,8 +272,9 @@ fn info_and_rfc4733_interwork_between_phone_and_pbx() {
 
 /// `[dtmf] inside = "inband"`: the phone's INFO digits reach a PBX without telephone-event as
 /// DTMF tones in its PCMU audio, which a detector hears once each, in order; no INFO reaches it.
+/// The PBX's tones reach the phone as one INFO each, in order, muted in the phone's audio.
 #[test]
-fn info_digits_reach_an_inband_pbx_as_tones() {
+fn info_and_tones_interwork_with_an_inband_pbx() {
     use media_plane::codec::dtmf::{Detected, Detector};
     use media_plane::codec::g711;
     let n = 3;
@@ -298,7 +299,7 @@ fn info_digits_reach_an_inband_pbx_as_tones() {
             )
     };
     phone.send_invite(&plain("phone", &phone_ip, 7000));
-    pbx.answer_invite(T, |_| plain("pbx", &pbx_ip, 6000));
+    let pbx_invite = pbx.answer_invite(T, |_| plain("pbx", &pbx_ip, 6000));
     let ok = phone.finish_invite(T);
     assert_eq!(ok.status(), Some(200), "{}", phone.sip.trace());
     pbx.expect_ack(T);
@@ -351,12 +352,87 @@ fn info_digits_reach_an_inband_pbx_as_tones() {
     }
     assert_eq!(heard, "155#", "digits heard by the PBX");
 
+    // (2) PBX -> phone: the PBX's tones 4, 7, * in its PCMU audio reach the phone as one INFO
+    // each, in order, and are muted in the audio the phone gets.
+    let port_b = SdpSeen::of(&pbx_invite).port;
+    let at_phone = Sink::spawn(&phone_rtp);
+    let sender = {
+        let sock = pbx_rtp.try_clone().unwrap();
+        let to = sa(&media, port_b);
+        thread::spawn(move || pbx_tones(&sock, to))
+    };
+    let mut infos: Vec<(u32, String)> = Vec::new();
+    let deadline = Instant::now() + T;
+    while infos.len() < 3 && Instant::now() < deadline {
+        let Some((req, from)) = phone.recv_request(&Method::Info, Duration::from_millis(500))
+        else {
+            continue;
+        };
+        phone.respond(&req, from, 200, None);
+        if !infos.iter().any(|(s, _)| *s == req.cseq().seq) {
+            infos.push((
+                req.cseq().seq,
+                String::from_utf8_lossy(req.body()).into_owned(),
+            ));
+        }
+    }
+    sender.join().unwrap();
+    let got = at_phone.finish(Duration::from_millis(300));
+    while let Some((req, from)) = phone.recv_request(&Method::Info, Duration::from_millis(300)) {
+        phone.respond(&req, from, 200, None);
+    }
+    let signals: Vec<&str> = infos
+        .iter()
+        .map(|(_, b)| b.lines().next().unwrap_or(""))
+        .collect();
+    assert_eq!(signals, ["Signal=4", "Signal=7", "Signal=*"], "{infos:?}");
+    let mut det = Detector::new();
+    let mut leaked = String::new();
+    for g in got.iter().filter(|g| !g.rtcp) {
+        let mut pcm = vec![0i16; g.bytes.len() - 12];
+        g711::decode_ulaw(&g.bytes[12..], &mut pcm);
+        if let Detected::Start(d) = det.push(&pcm) {
+            leaked.push(char::from(b"0123456789*#ABCD"[usize::from(d)]));
+        }
+    }
+    assert_eq!(leaked, "", "the tones are muted toward the info phone");
+    assert!(
+        got.iter().filter(|g| !g.rtcp).count() >= 40,
+        "the audio still flows"
+    );
+
     phone.send_bye();
     assert!(pbx.expect_bye(T).is_some());
     let _ = phone.finish_bye(T);
     let log = sbc.stop();
     assert_eq!(counter(&log, "dtmf_info_to_tones"), 4, "{log}");
     assert_eq!(counter(&log, "dtmf_info_to_events"), 0, "{log}");
+    assert_eq!(counter(&log, "dtmf_events_to_info"), 3, "{log}");
+}
+
+/// The PBX's DTMF tones `4`, `7`, `*` in PCMU, 100 ms each with 100 ms of silence between and
+/// around them, toward `to`, paced at 20 ms.
+fn pbx_tones(sock: &std::net::UdpSocket, to: SocketAddr) {
+    use media_plane::codec::dtmf::tone;
+    use media_plane::codec::g711;
+    let start = Instant::now();
+    let mut k = 0u32;
+    for event in [None, Some(4u8), None, Some(7), None, Some(10), None, None] {
+        for n in 0..5u32 {
+            let mut pcm = [0i16; 160];
+            if let Some(e) = event {
+                tone(e, n * 160, &mut pcm);
+            }
+            let mut code = [0u8; 160];
+            g711::encode_ulaw(&pcm, &mut code);
+            let p = rtp_packet(0, false, 5000 + k as u16, 80_000 + k * 160, 0x2222, &code);
+            sock.send_to(&p, to).unwrap();
+            k += 1;
+            thread::sleep(
+                (start + Duration::from_millis(20) * k).saturating_duration_since(Instant::now()),
+            );
+        }
+    }
 }
 
 /// The PBX's RFC 4733 digits `4`, `7`, `*` (with audio between them) toward `to`, paced.

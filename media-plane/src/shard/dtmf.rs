@@ -67,6 +67,26 @@ impl MediaShard {
         Ok(())
     }
 
+    /// Report the in-band DTMF digits of leg `from` of `stream` (its G.711 audio) by
+    /// [`MediaShard::poll_dtmf`], each once when it ends, and mute the tones in the audio relayed
+    /// on (`true`); `false`: stop.
+    pub fn hear_dtmf(
+        &mut self,
+        handle: SessionHandle,
+        stream: usize,
+        from: Side,
+        on: bool,
+    ) -> Result<(), Error> {
+        let session = self.session_mut(handle)?;
+        let leg = stream_mut(session, stream)?.leg_mut(from);
+        match (&mut leg.dtmf, on) {
+            (Some(d), on) => d.hear(on),
+            (None, true) => leg.dtmf.get_or_insert_with(Box::default).hear(true),
+            (None, false) => {}
+        }
+        Ok(())
+    }
+
     /// The next telephone-event reported (oldest first).
     pub fn poll_dtmf(&mut self) -> Option<DtmfDigit> {
         self.digits.pop_front()

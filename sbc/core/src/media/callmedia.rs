@@ -90,6 +90,8 @@ struct LegMedia {
     telephone_event: Option<(usize, u8)>,
     /// The first relayed RTP stream of the leg's last description.
     audio_stream: Option<usize>,
+    /// The relay reports the in-band digits of this leg's audio: (session, stream).
+    hearing: Option<(SessionHandle, usize)>,
     /// The relay reports this leg's telephone-events: (session, stream, payload type).
     reporting: Option<(SessionHandle, usize, u8)>,
 }
@@ -144,6 +146,18 @@ impl CallMedia {
     /// format of its first relayed RTP stream.
     pub(crate) fn take_codecs(&mut self) -> [Option<Box<str>>; 2] {
         std::mem::take(&mut self.codecs)
+    }
+
+    /// The leg's audio is G.711 (PCMU or PCMA), as its last description put it first.
+    fn g711(&self, side: MediaSide) -> bool {
+        let [a, b] = &self.codecs;
+        let codec = match side {
+            MediaSide::A => a,
+            MediaSide::B => b,
+        };
+        codec
+            .as_deref()
+            .is_some_and(|c| c.eq_ignore_ascii_case("PCMU") || c.eq_ignore_ascii_case("PCMA"))
     }
 
     fn note_codec(&mut self, side: MediaSide, codec: &str) {
@@ -447,16 +461,10 @@ impl MediaAnchor {
                 Some((media.session?, stream, InfoDigits::Events(pt)))
             }
             DtmfMode::Inband => {
-                let [a, b] = &media.codecs;
-                let codec = match to {
-                    MediaSide::A => a,
-                    MediaSide::B => b,
-                };
-                let g711 = codec.as_deref().is_some_and(|c| {
-                    c.eq_ignore_ascii_case("PCMU") || c.eq_ignore_ascii_case("PCMA")
-                });
                 let stream = media.leg(to).audio_stream?;
-                g711.then_some((media.session?, stream, InfoDigits::Tones))
+                media
+                    .g711(to)
+                    .then_some((media.session?, stream, InfoDigits::Tones))
             }
             _ => None,
         }
@@ -464,8 +472,10 @@ impl MediaAnchor {
 
     /// Whether a telephone-event from leg `from` becomes an INFO toward the other leg.
     pub(crate) fn events_to_info(&self, media: &CallMedia, from: MediaSide) -> bool {
-        self.dtmf_mode(media, from) == DtmfMode::Rfc4733
-            && self.dtmf_mode(media, from.other()) == DtmfMode::Info
+        matches!(
+            self.dtmf_mode(media, from),
+            DtmfMode::Rfc4733 | DtmfMode::Inband
+        ) && self.dtmf_mode(media, from.other()) == DtmfMode::Info
     }
 
     /// Have the relay report the telephone-events of each `rfc4733` leg whose other leg is
@@ -488,6 +498,30 @@ impl MediaAnchor {
             if let Some((h, stream, pt)) = want {
                 if relay.report_dtmf(h, stream, side, Some(pt)).is_ok() {
                     leg.reporting = want;
+                }
+            }
+        }
+        // The in-band digits of an `inband` G.711 leg whose other leg is `info`.
+        for side in [MediaSide::A, MediaSide::B] {
+            let inband = self.dtmf_mode(media, side) == DtmfMode::Inband;
+            let want = match (media.session, media.leg(side).audio_stream) {
+                (Some(h), Some(stream))
+                    if inband && media.g711(side) && self.events_to_info(media, side) =>
+                {
+                    Some((h, stream))
+                }
+                _ => None,
+            };
+            let leg = media.leg_mut(side);
+            if leg.hearing == want {
+                continue;
+            }
+            if let Some((h, stream)) = leg.hearing.take() {
+                let _ = relay.hear_dtmf(h, stream, side, false);
+            }
+            if let Some((h, stream)) = want {
+                if relay.hear_dtmf(h, stream, side, true).is_ok() {
+                    leg.hearing = want;
                 }
             }
         }

@@ -472,6 +472,19 @@ pub trait MediaControl {
         Err(MediaError::Relay)
     }
 
+    /// Report the in-band DTMF digits of leg `from`'s G.711 audio in `stream` by
+    /// [`MediaControl::poll_dtmf`] (each once, when it ends) and mute them in the audio relayed
+    /// on (`true`); `false`: stop. The default ignores it.
+    fn hear_dtmf(
+        &mut self,
+        _session: SessionHandle,
+        _stream: usize,
+        _from: MediaSide,
+        _on: bool,
+    ) -> Result<(), MediaError> {
+        Ok(())
+    }
+
     /// Take the telephone-events (payload type `pt`) of leg `from` of `stream` off the relay and
     /// report each once by [`MediaControl::poll_dtmf`]; `None`: relay them again. The default
     /// ignores it.

@@ -44,6 +44,8 @@ pub struct FakeMedia {
     pub dtmf_sent: Vec<(SessionHandle, usize, MediaSide, u8, u8, u16)>,
     /// Every `send_dtmf_tone`, in order: (session, stream, toward, event, duration).
     pub dtmf_tones: Vec<(SessionHandle, usize, MediaSide, u8, u16)>,
+    /// The legs whose in-band digits are heard (`hear_dtmf`): (session, stream, from).
+    pub dtmf_heard: Vec<(SessionHandle, usize, MediaSide)>,
     /// The reporting set by `report_dtmf`: (session, stream, from) -> payload type.
     pub dtmf_reported: HashMap<(SessionHandle, usize, MediaSide), u8>,
     /// Telephone-events the next `poll_dtmf` calls return (a test pushes them).
@@ -92,6 +94,7 @@ impl FakeMedia {
             released_at_once: 0,
             dtmf_sent: Vec::new(),
             dtmf_tones: Vec::new(),
+            dtmf_heard: Vec::new(),
             dtmf_reported: HashMap::new(),
             dtmf_events: VecDeque::new(),
         }
@@ -318,6 +321,21 @@ impl MediaControl for FakeMedia {
         self.dtmf_tones
             .push((session, stream, toward, event, duration));
         Ok(true)
+    }
+
+    fn hear_dtmf(
+        &mut self,
+        session: SessionHandle,
+        stream: usize,
+        from: MediaSide,
+        on: bool,
+    ) -> Result<(), MediaError> {
+        self.session(session)?;
+        self.dtmf_heard.retain(|&h| h != (session, stream, from));
+        if on {
+            self.dtmf_heard.push((session, stream, from));
+        }
+        Ok(())
     }
 
     fn report_dtmf(

@@ -382,6 +382,38 @@ fn info_digits_become_tones_toward_an_inband_leg() {
 }
 
 #[test]
+fn digits_heard_in_an_inband_leg_become_infos() {
+    // The PBX (inside, PCMU) is inband, the phone info: the relay hears the PBX leg's audio, and
+    // what it hears goes to the phone as INFO.
+    let mut r = call(both(DtmfMode::Info, DtmfMode::Inband));
+    let &(session, stream, side) = r
+        .relay
+        .dtmf_heard
+        .first()
+        .expect("the PBX leg's audio is heard");
+    assert_eq!(
+        (stream, side, r.relay.dtmf_heard.len()),
+        (0, MediaSide::B, 1)
+    );
+    r.relay.dtmf_events.push_back(DtmfDigit {
+        session,
+        stream: 0,
+        from: MediaSide::B,
+        event: 9,
+        duration: 960,
+    });
+    r.sbc.handle_media_events(r.now, &mut r.relay);
+    r.collect();
+    let info = r
+        .last_request(PHONE, &Method::Info)
+        .expect("an INFO to the phone");
+    assert_eq!(info.body(), b"Signal=9\r\nDuration=120\r\n");
+    // The same PBX toward an rfc4733 phone: nothing is heard (the codec stage does that).
+    let r = call(both(DtmfMode::Rfc4733, DtmfMode::Inband));
+    assert!(r.relay.dtmf_heard.is_empty());
+}
+
+#[test]
 fn pass_and_same_modes_convert_nothing() {
     for policy in [
         DtmfPolicy::default(),
