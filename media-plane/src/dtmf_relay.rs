@@ -474,6 +474,26 @@ mod tests {
         d.inbound(&mut room, packet.len())
     }
 
+    /// 160 samples of a G.711 payload of payload type `pt` (0: μ-law, 8: A-law).
+    fn g711_pcm(pt: u8, payload: &[u8]) -> [i16; 160] {
+        let mut pcm = [0i16; 160];
+        match pt {
+            0 => crate::codec::g711::decode_ulaw(payload, &mut pcm),
+            _ => crate::codec::g711::decode_alaw(payload, &mut pcm),
+        }
+        pcm
+    }
+
+    /// 160 samples as a G.711 payload of payload type `pt`.
+    fn g711_code(pt: u8, pcm: &[i16; 160]) -> [u8; 160] {
+        let mut code = [0u8; 160];
+        match pt {
+            0 => crate::codec::g711::encode_ulaw(pcm, &mut code),
+            _ => crate::codec::g711::encode_alaw(pcm, &mut code),
+        }
+        code
+    }
+
     fn audio(seq: u16, ts: u32, pt: u8) -> Vec<u8> {
         let mut p = vec![0x80, pt, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34];
         p[2..4].copy_from_slice(&seq.to_be_bytes());
@@ -526,7 +546,6 @@ mod tests {
     #[test]
     fn queued_tones_overwrite_g711_audio_and_are_heard_once_each() {
         use crate::codec::dtmf::{Detected, Detector};
-        use crate::codec::g711;
         for pt in [0u8, 8] {
             let mut d = LegDtmf::default();
             // 1 twice: the gap must keep them apart; 9 last.
@@ -540,13 +559,7 @@ mod tests {
                 let mut p = before.clone();
                 let n = d.outbound(&mut p, before.len());
                 assert_eq!((n, &p[..12]), (before.len(), &before[..12]));
-                let mut pcm = [0i16; 160];
-                if pt == 0 {
-                    g711::decode_ulaw(&p[12..], &mut pcm);
-                } else {
-                    g711::decode_alaw(&p[12..], &mut pcm);
-                }
-                if let Detected::Start(digit) = det.push(&pcm) {
+                if let Detected::Start(digit) = det.push(&g711_pcm(pt, &p[12..])) {
                     heard.push(digit);
                 }
                 // 2,000 samples of tone and three gaps of 480: 3,440 samples, 21.5 packets.
@@ -565,7 +578,6 @@ mod tests {
     #[test]
     fn tones_in_g711_audio_are_heard_once_and_muted() {
         use crate::codec::dtmf::tone;
-        use crate::codec::g711;
         for pt in [0u8, 8] {
             let mut d = LegDtmf::default();
             d.hear(true);
@@ -581,11 +593,8 @@ mod tests {
                         tone(e, n * 160, &mut pcm);
                     }
                     let mut p = audio(k as u16, k * 160, pt);
-                    if pt == 0 {
-                        g711::encode_ulaw(&pcm, &mut p[12..]);
-                    } else {
-                        g711::encode_alaw(&pcm, &mut p[12..]);
-                    }
+                    let code = g711_code(pt, &pcm);
+                    p[12..].copy_from_slice(&code);
                     let silent = if pt == 0 { 0xFF } else { 0xD5 };
                     let len = p.len();
                     match d.inbound(&mut p, len) {

@@ -969,46 +969,35 @@ impl MediaShard {
         }
         // Telephone-events reported to the signalling leave the relay here.
         if let (true, Some(d)) = (is_rtp, from.dtmf.as_deref_mut()) {
-            let heard = match d.inbound(room, len) {
-                Inbound::Relay => None,
-                Inbound::Heard(event, duration) => Some((event, duration)),
-                Inbound::Taken(digits) => {
-                    for (event, duration) in digits.into_iter().flatten() {
-                        if self.digits.len() < DIGIT_QUEUE {
-                            self.counters.dtmf_reported += 1;
-                            self.digits.push_back(DtmfDigit {
-                                session: SessionHandle {
-                                    index: route.slot,
-                                    generation,
-                                },
-                                stream: usize::from(route.stream),
-                                from: route.side,
-                                event,
-                                duration,
-                            });
-                        } else {
-                            self.counters.dtmf_report_overflow += 1;
-                        }
-                    }
-                    return Action::Consumed;
-                }
+            let session = SessionHandle {
+                index: route.slot,
+                generation,
             };
-            if let Some((event, duration)) = heard {
-                if self.digits.len() < DIGIT_QUEUE {
-                    self.counters.dtmf_heard += 1;
-                    self.digits.push_back(DtmfDigit {
-                        session: SessionHandle {
-                            index: route.slot,
-                            generation,
-                        },
-                        stream: usize::from(route.stream),
-                        from: route.side,
-                        event,
-                        duration,
-                    });
-                } else {
+            let (digits, taken) = match d.inbound(room, len) {
+                Inbound::Relay => ([None, None], false),
+                Inbound::Heard(event, duration) => ([Some((event, duration)), None], false),
+                Inbound::Taken(digits) => (digits, true),
+            };
+            for (event, duration) in digits.into_iter().flatten() {
+                if self.digits.len() >= DIGIT_QUEUE {
                     self.counters.dtmf_report_overflow += 1;
+                    continue;
                 }
+                if taken {
+                    self.counters.dtmf_reported += 1;
+                } else {
+                    self.counters.dtmf_heard += 1;
+                }
+                self.digits.push_back(DtmfDigit {
+                    session,
+                    stream: usize::from(route.stream),
+                    from: route.side,
+                    event,
+                    duration,
+                });
+            }
+            if taken {
+                return Action::Consumed;
             }
         }
 

@@ -117,6 +117,78 @@ fn events(got: &[Got], pt: u8) -> Vec<(bool, u32, Event, u16)> {
         .collect()
 }
 
+/// The phone sends 2.5 s of PCMU silence from `rtp` to `to` and meanwhile, 200 ms in, one INFO
+/// (`application/dtmf-relay`, 100 ms) per digit, each answered 200 before the next. Returns what
+/// the PBX's RTP socket got meanwhile; no INFO reaches the PBX.
+fn phone_infos(
+    phone: &mut Ua,
+    rtp: &std::net::UdpSocket,
+    to: SocketAddr,
+    digits: &[&str],
+    (pbx, pbx_rtp): (&mut Ua, &std::net::UdpSocket),
+) -> Vec<Got> {
+    let at_pbx = Sink::spawn(pbx_rtp);
+    let sender = {
+        let sock = rtp.try_clone().unwrap();
+        thread::spawn(move || {
+            let (mut seq, mut ts) = (1000u16, 16_000u32);
+            audio(&sock, to, 0x1111, 125, &mut seq, &mut ts);
+        })
+    };
+    thread::sleep(Duration::from_millis(200));
+    for digit in digits {
+        phone.send_request_typed(
+            "INFO",
+            "application/dtmf-relay",
+            &format!("Signal={digit}\r\nDuration=100\r\n"),
+        );
+        let r = phone.finish(T);
+        assert_eq!(r.status(), Some(200), "{}", phone.sip.trace());
+    }
+    sender.join().unwrap();
+    let got = at_pbx.finish(Duration::from_millis(200));
+    assert!(
+        pbx.recv_request(&Method::Info, Duration::from_millis(100))
+            .is_none(),
+        "no INFO reaches the PBX"
+    );
+    got
+}
+
+/// The first `n` distinct INFOs the phone receives (within [`T`]), each answered 200, as
+/// (CSeq number, body) in arrival order; every one is `application/dtmf-relay`.
+fn phone_gets_infos(phone: &mut Ua, n: usize) -> Vec<(u32, String)> {
+    let mut infos: Vec<(u32, String)> = Vec::new();
+    let deadline = Instant::now() + T;
+    while infos.len() < n && Instant::now() < deadline {
+        let Some((req, from)) = phone.recv_request(&Method::Info, Duration::from_millis(500))
+        else {
+            continue;
+        };
+        phone.respond(&req, from, 200, None);
+        let seq = req.cseq().seq;
+        if !infos.iter().any(|(s, _)| *s == seq) {
+            assert_eq!(
+                req.header(sbc_sip::HeaderName::ContentType),
+                Some("application/dtmf-relay")
+            );
+            infos.push((seq, String::from_utf8_lossy(req.body()).into_owned()));
+        }
+    }
+    infos
+}
+
+/// Late retransmissions of the INFOs already taken are answered too; none is a new one.
+fn drain_infos(phone: &mut Ua, infos: &[(u32, String)]) {
+    while let Some((req, from)) = phone.recv_request(&Method::Info, Duration::from_millis(300)) {
+        phone.respond(&req, from, 200, None);
+        assert!(
+            infos.iter().any(|(s, _)| *s == req.cseq().seq),
+            "one INFO per digit"
+        );
+    }
+}
+
 #[test]
 fn info_and_rfc4733_interwork_between_phone_and_pbx() {
     let n = 1;
@@ -155,31 +227,12 @@ fn info_and_rfc4733_interwork_between_phone_and_pbx() {
     assert!(!answer.contains("telephone-event"), "{answer}");
 
     // (1) Phone -> PBX: audio from the phone carries the events; the INFOs go meanwhile.
-    let at_pbx = Sink::spawn(&pbx_rtp);
-    let sender = {
-        let sock = phone_rtp.try_clone().unwrap();
-        let to = sa(&media, port_a);
-        thread::spawn(move || {
-            let (mut seq, mut ts) = (1000u16, 16_000u32);
-            audio(&sock, to, 0x1111, 125, &mut seq, &mut ts);
-        })
-    };
-    thread::sleep(Duration::from_millis(200));
-    for digit in ["1", "2", "3", "#"] {
-        phone.send_request_typed(
-            "INFO",
-            "application/dtmf-relay",
-            &format!("Signal={digit}\r\nDuration=100\r\n"),
-        );
-        let r = phone.finish(T);
-        assert_eq!(r.status(), Some(200), "{}", phone.sip.trace());
-    }
-    sender.join().unwrap();
-    let got = at_pbx.finish(Duration::from_millis(200));
-    assert!(
-        pbx.recv_request(&Method::Info, Duration::from_millis(100))
-            .is_none(),
-        "no INFO reaches the rfc4733 PBX"
+    let got = phone_infos(
+        &mut phone,
+        &phone_rtp,
+        sa(&media, port_a),
+        &["1", "2", "3", "#"],
+        (&mut pbx, &pbx_rtp),
     );
     let evs = events(&got, 101);
     // Group by timestamp, in arrival order.
@@ -215,33 +268,10 @@ fn info_and_rfc4733_interwork_between_phone_and_pbx() {
     let to = sa(&media, port_b);
     let pbx_sock = pbx_rtp.try_clone().unwrap();
     let sender = thread::spawn(move || pbx_digits(&pbx_sock, to));
-    let mut infos: Vec<(u32, String)> = Vec::new();
-    let deadline = Instant::now() + T;
-    while infos.len() < 3 && Instant::now() < deadline {
-        let Some((req, from)) = phone.recv_request(&Method::Info, Duration::from_millis(500))
-        else {
-            continue;
-        };
-        phone.respond(&req, from, 200, None);
-        let seq = req.cseq().seq;
-        if !infos.iter().any(|(s, _)| *s == seq) {
-            assert_eq!(
-                req.header(sbc_sip::HeaderName::ContentType),
-                Some("application/dtmf-relay")
-            );
-            infos.push((seq, String::from_utf8_lossy(req.body()).into_owned()));
-        }
-    }
+    let infos = phone_gets_infos(&mut phone, 3);
     sender.join().unwrap();
     let got = at_phone.finish(Duration::from_millis(300));
-    // Late retransmissions of the last INFO are answered too.
-    while let Some((req, from)) = phone.recv_request(&Method::Info, Duration::from_millis(300)) {
-        phone.respond(&req, from, 200, None);
-        assert!(
-            infos.iter().any(|(s, _)| *s == req.cseq().seq),
-            "one INFO per digit"
-        );
-    }
+    drain_infos(&mut phone, &infos);
     let bodies: Vec<&str> = infos.iter().map(|(_, b)| b.as_str()).collect();
     assert_eq!(
         bodies,
@@ -305,31 +335,12 @@ fn info_and_tones_interwork_with_an_inband_pbx() {
     pbx.expect_ack(T);
     let port_a = SdpSeen::of(&ok).port;
 
-    let at_pbx = Sink::spawn(&pbx_rtp);
-    let sender = {
-        let sock = phone_rtp.try_clone().unwrap();
-        let to = sa(&media, port_a);
-        thread::spawn(move || {
-            let (mut seq, mut ts) = (1000u16, 16_000u32);
-            audio(&sock, to, 0x1111, 125, &mut seq, &mut ts);
-        })
-    };
-    thread::sleep(Duration::from_millis(200));
-    for digit in ["1", "5", "5", "#"] {
-        phone.send_request_typed(
-            "INFO",
-            "application/dtmf-relay",
-            &format!("Signal={digit}\r\nDuration=100\r\n"),
-        );
-        let r = phone.finish(T);
-        assert_eq!(r.status(), Some(200), "{}", phone.sip.trace());
-    }
-    sender.join().unwrap();
-    let got = at_pbx.finish(Duration::from_millis(200));
-    assert!(
-        pbx.recv_request(&Method::Info, Duration::from_millis(100))
-            .is_none(),
-        "no INFO reaches the inband PBX"
+    let got = phone_infos(
+        &mut phone,
+        &phone_rtp,
+        sa(&media, port_a),
+        &["1", "5", "5", "#"],
+        (&mut pbx, &pbx_rtp),
     );
     let mut det = Detector::new();
     let mut heard = String::new();
@@ -361,26 +372,10 @@ fn info_and_tones_interwork_with_an_inband_pbx() {
         let to = sa(&media, port_b);
         thread::spawn(move || pbx_tones(&sock, to))
     };
-    let mut infos: Vec<(u32, String)> = Vec::new();
-    let deadline = Instant::now() + T;
-    while infos.len() < 3 && Instant::now() < deadline {
-        let Some((req, from)) = phone.recv_request(&Method::Info, Duration::from_millis(500))
-        else {
-            continue;
-        };
-        phone.respond(&req, from, 200, None);
-        if !infos.iter().any(|(s, _)| *s == req.cseq().seq) {
-            infos.push((
-                req.cseq().seq,
-                String::from_utf8_lossy(req.body()).into_owned(),
-            ));
-        }
-    }
+    let infos = phone_gets_infos(&mut phone, 3);
     sender.join().unwrap();
     let got = at_phone.finish(Duration::from_millis(300));
-    while let Some((req, from)) = phone.recv_request(&Method::Info, Duration::from_millis(300)) {
-        phone.respond(&req, from, 200, None);
-    }
+    drain_infos(&mut phone, &infos);
     let signals: Vec<&str> = infos
         .iter()
         .map(|(_, b)| b.lines().next().unwrap_or(""))

@@ -3,9 +3,26 @@
 //! [`crate::dtmf_relay`]).
 
 use super::{stream_mut, DtmfDigit, MediaShard, SessionHandle, Side};
+use crate::dtmf_relay::LegDtmf;
 use crate::Error;
 
 impl MediaShard {
+    /// The DTMF state of leg `side` of `stream`; made when it has none and `make`.
+    fn leg_dtmf(
+        &mut self,
+        handle: SessionHandle,
+        stream: usize,
+        side: Side,
+        make: bool,
+    ) -> Result<Option<&mut LegDtmf>, Error> {
+        let session = self.session_mut(handle)?;
+        let leg = stream_mut(session, stream)?.leg_mut(side);
+        if make {
+            return Ok(Some(leg.dtmf.get_or_insert_with(Box::default)));
+        }
+        Ok(leg.dtmf.as_deref_mut())
+    }
+
     /// Queue DTMF event `event` (0-15) of `duration` timestamp units to be played toward leg
     /// `toward` of `stream` as RFC 4733 packets of payload type `pt`, in the place of the audio
     /// relayed toward it (see [`crate::dtmf_relay`]). `Ok(false)`: the leg's queue is full.
@@ -18,13 +35,8 @@ impl MediaShard {
         event: u8,
         duration: u16,
     ) -> Result<bool, Error> {
-        let session = self.session_mut(handle)?;
-        let leg = stream_mut(session, stream)?.leg_mut(toward);
-        let queued = leg
-            .dtmf
-            .get_or_insert_with(Box::default)
-            .queue(pt, event, duration);
-        Ok(queued)
+        let d = self.leg_dtmf(handle, stream, toward, true)?;
+        Ok(d.is_some_and(|d| d.queue(pt, event, duration)))
     }
 
     /// Play DTMF event `event` (0-15) for `duration` 8 kHz samples toward leg `toward` of
@@ -39,13 +51,8 @@ impl MediaShard {
         event: u8,
         duration: u16,
     ) -> Result<bool, Error> {
-        let session = self.session_mut(handle)?;
-        let leg = stream_mut(session, stream)?.leg_mut(toward);
-        let queued = leg
-            .dtmf
-            .get_or_insert_with(Box::default)
-            .queue_tone(event, duration);
-        Ok(queued)
+        let d = self.leg_dtmf(handle, stream, toward, true)?;
+        Ok(d.is_some_and(|d| d.queue_tone(event, duration)))
     }
 
     /// Take the telephone-events of payload type `pt` from leg `from` of `stream` off the relay
@@ -57,12 +64,8 @@ impl MediaShard {
         from: Side,
         pt: Option<u8>,
     ) -> Result<(), Error> {
-        let session = self.session_mut(handle)?;
-        let leg = stream_mut(session, stream)?.leg_mut(from);
-        match (&mut leg.dtmf, pt) {
-            (Some(d), pt) => d.report(pt),
-            (None, Some(pt)) => leg.dtmf.get_or_insert_with(Box::default).report(Some(pt)),
-            (None, None) => {}
+        if let Some(d) = self.leg_dtmf(handle, stream, from, pt.is_some())? {
+            d.report(pt);
         }
         Ok(())
     }
@@ -77,12 +80,8 @@ impl MediaShard {
         from: Side,
         on: bool,
     ) -> Result<(), Error> {
-        let session = self.session_mut(handle)?;
-        let leg = stream_mut(session, stream)?.leg_mut(from);
-        match (&mut leg.dtmf, on) {
-            (Some(d), on) => d.hear(on),
-            (None, true) => leg.dtmf.get_or_insert_with(Box::default).hear(true),
-            (None, false) => {}
+        if let Some(d) = self.leg_dtmf(handle, stream, from, on)? {
+            d.hear(on);
         }
         Ok(())
     }
