@@ -46,6 +46,8 @@ mod action;
 pub mod codec;
 pub mod dtmf_relay;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod latch;
 pub mod ports;
 pub mod quality;
