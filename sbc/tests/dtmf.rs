@@ -189,34 +189,78 @@ fn drain_infos(phone: &mut Ua, infos: &[(u32, String)]) {
     }
 }
 
-#[test]
-fn info_and_rfc4733_interwork_between_phone_and_pbx() {
-    let n = 1;
+/// One call of test `n` (127.52.`n`.x) through the SBC of [`dtmf_config_inside`] with the inside
+/// `inside_mode`, answered and acknowledged: the phone offers PCMU without telephone-event (it
+/// sends INFO), the PBX answers PCMU, with telephone-event when `pbx_events`.
+struct InfoCall {
+    sbc: Sbc,
+    /// The SBC's media address.
+    media: String,
+    phone: Ua,
+    pbx: Ua,
+    phone_rtp: std::net::UdpSocket,
+    pbx_rtp: std::net::UdpSocket,
+    /// The INVITE as the PBX got it.
+    invite: sbc_sip::Message,
+    /// The 200 as the phone got it.
+    ok: sbc_sip::Message,
+}
+
+/// PCMU alone in `sdp`'s description (no telephone-event).
+fn pcmu_only(who: &str, ip: &str, port: u16) -> String {
+    sdp(who, ip, port, "RTP/AVP", "")
+        .replace(" 0 101\r\n", " 0\r\n")
+        .replace(
+            "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
+            "",
+        )
+}
+
+fn info_call(n: u8, inside_mode: &str, pbx_events: bool) -> InfoCall {
     let sbc = Sbc::start_in(
-        TempDir::new("dtmf-info-rfc4733"),
+        TempDir::new(&format!("dtmf-info-{inside_mode}")),
         "auto",
         5060,
-        &dtmf_config(n),
+        &dtmf_config_inside(n, inside_mode),
     );
-    let media = ip(52, n, 21);
     let (phone_ip, pbx_ip) = (ip(52, n, 3), ip(52, n, 2));
     let phone_rtp = udp(&phone_ip, 7000);
     let pbx_rtp = udp(&pbx_ip, 6000);
     let mut phone = Ua::caller(sa(&phone_ip, 5070), sa(&ip(52, n, 1), 5060), "1000");
     let mut pbx = Ua::pbx(sa(&pbx_ip, 5090));
-    // The phone offers no telephone-event (it sends INFO).
-    let phone_sdp = sdp("phone", &phone_ip, 7000, "RTP/AVP", "")
-        .replace(" 0 101\r\n", " 0\r\n")
-        .replace(
-            "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
-            "",
-        );
-    phone.send_invite(&phone_sdp);
-    let invite = pbx.answer_invite(T, |_| sdp("pbx", &pbx_ip, 6000, "RTP/AVP", ""));
+    phone.send_invite(&pcmu_only("phone", &phone_ip, 7000));
+    let invite = pbx.answer_invite(T, |_| match pbx_events {
+        true => sdp("pbx", &pbx_ip, 6000, "RTP/AVP", ""),
+        false => pcmu_only("pbx", &pbx_ip, 6000),
+    });
     let ok = phone.finish_invite(T);
     let trace = format!("{}{}", phone.sip.trace(), pbx.sip.trace());
     assert_eq!(ok.status(), Some(200), "{trace}");
     pbx.expect_ack(T);
+    InfoCall {
+        sbc,
+        media: ip(52, n, 21),
+        phone,
+        pbx,
+        phone_rtp,
+        pbx_rtp,
+        invite,
+        ok,
+    }
+}
+
+#[test]
+fn info_and_rfc4733_interwork_between_phone_and_pbx() {
+    let InfoCall {
+        sbc,
+        media,
+        mut phone,
+        mut pbx,
+        phone_rtp,
+        pbx_rtp,
+        invite,
+        ok,
+    } = info_call(1, "rfc4733", true);
     let (port_a, port_b) = (SdpSeen::of(&ok).port, SdpSeen::of(&invite).port);
     let offer = String::from_utf8_lossy(invite.body()).into_owned();
     let answer = String::from_utf8_lossy(ok.body()).into_owned();
@@ -307,32 +351,16 @@ fn info_and_rfc4733_interwork_between_phone_and_pbx() {
 fn info_and_tones_interwork_with_an_inband_pbx() {
     use media_plane::codec::dtmf::{Detected, Detector};
     use media_plane::codec::g711;
-    let n = 3;
-    let sbc = Sbc::start_in(
-        TempDir::new("dtmf-info-inband"),
-        "auto",
-        5060,
-        &dtmf_config_inside(n, "inband"),
-    );
-    let media = ip(52, n, 21);
-    let (phone_ip, pbx_ip) = (ip(52, n, 3), ip(52, n, 2));
-    let phone_rtp = udp(&phone_ip, 7000);
-    let pbx_rtp = udp(&pbx_ip, 6000);
-    let mut phone = Ua::caller(sa(&phone_ip, 5070), sa(&ip(52, n, 1), 5060), "1000");
-    let mut pbx = Ua::pbx(sa(&pbx_ip, 5090));
-    let plain = |who: &str, ip: &str, port: u16| {
-        sdp(who, ip, port, "RTP/AVP", "")
-            .replace(" 0 101\r\n", " 0\r\n")
-            .replace(
-                "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
-                "",
-            )
-    };
-    phone.send_invite(&plain("phone", &phone_ip, 7000));
-    let pbx_invite = pbx.answer_invite(T, |_| plain("pbx", &pbx_ip, 6000));
-    let ok = phone.finish_invite(T);
-    assert_eq!(ok.status(), Some(200), "{}", phone.sip.trace());
-    pbx.expect_ack(T);
+    let InfoCall {
+        sbc,
+        media,
+        mut phone,
+        mut pbx,
+        phone_rtp,
+        pbx_rtp,
+        invite: pbx_invite,
+        ok,
+    } = info_call(3, "inband", false);
     let port_a = SdpSeen::of(&ok).port;
 
     let got = phone_infos(
