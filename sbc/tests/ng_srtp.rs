@@ -14,13 +14,14 @@
 //! | `.9` | this test's ng client |
 
 mod common;
+#[path = "common/libsrtp.rs"]
+mod libsrtp_peer;
 
-use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Sbc, TempDir};
+use libsrtp_peer::unhex;
 use sbc_core::ng::codec::{
     encode_request, Codec, Command as NgCommand, Request, TransportProtocol,
 };
@@ -33,47 +34,11 @@ fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 /// libsrtp over RTP `packets` with `key` (`protect` or `unprotect`): one line per packet, the
 /// result in hex or `error ...`.
 fn libsrtp(key: &[u8], mode: &str, packets: &[Vec<u8>]) -> Vec<String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/srtp/libsrtp_peer.py");
-    let mut child = Command::new("python3")
-        .args([script, SUITE, &hex(key), mode])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let input: String = packets
-        .iter()
-        .map(|p| format!("rtp {}\n", hex(p)))
-        .collect();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "pylibsrtp failed (is it installed? .ci/setup)"
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    let packets: Vec<(&str, Vec<u8>)> = packets.iter().map(|p| ("rtp", p.clone())).collect();
+    libsrtp_peer::libsrtp(SUITE, key, mode, &packets)
 }
 
 fn rtp(ssrc: u32, seq: u16) -> Vec<u8> {

@@ -16,60 +16,24 @@
 //! | `.4:5070` | the phone the PBX calls (a UDP trunk); its SRTP on `.4:7000` |
 
 mod common;
+#[path = "common/libsrtp.rs"]
+mod libsrtp_peer;
 #[path = "common/rtp.rs"]
 mod rtp;
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Sbc, TempDir};
+use libsrtp_peer::unhex;
 use media_plane::srtp::{Reject, SrtpContext, Suite};
 use rtp::{counter, udp, SdpSeen, Sink, Ua};
 use sbc_sip::sdp::sdes::InlineKey;
 use sbc_sip::sdp::{Crypto, Sdp};
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-/// Run libsrtp over `packets` ("rtp"/"rtcp", bytes); one output line per packet.
+/// Run libsrtp in `suite` over `packets` ("rtp"/"rtcp", bytes); one output line per packet.
 fn libsrtp(suite: Suite, key: &[u8], mode: &str, packets: &[(&str, Vec<u8>)]) -> Vec<String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/srtp/libsrtp_peer.py");
-    let mut child = Command::new("python3")
-        .args([script, suite.name(), &hex(key), mode])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut input = String::new();
-    for (kind, p) in packets {
-        input.push_str(&format!("{kind} {}\n", hex(p)));
-    }
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "pylibsrtp failed (is it installed? .ci/setup)"
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    libsrtp_peer::libsrtp(suite.name(), key, mode, packets)
 }
 
 fn rtp(seq: u16) -> Vec<u8> {
