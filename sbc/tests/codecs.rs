@@ -22,7 +22,7 @@ use common::{Sbc, TempDir};
 use media_plane::codec::dtmf::{self, Detected, Detector, Event};
 use media_plane::codec::g711;
 use media_plane::codec::measure::{level_db, peak_frequency, sine, snr_db};
-use rtp::{counter, udp, Got, SdpSeen, Sink, Ua};
+use rtp::{counter, rtp_with, udp, Got, SdpSeen, Sink, Ua};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -60,15 +60,6 @@ fn sdp(user: &str, ip: &str, port: u16, formats: &str, maps: &str) -> String {
         "v=0\r\no={user} 4711 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
          m=audio {port} RTP/AVP {formats}\r\n{maps}a=ptime:20\r\na=sendrecv\r\n"
     )
-}
-
-fn rtp_packet(pt: u8, marker: bool, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x80, pt | if marker { 0x80 } else { 0 }];
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(&ts.to_be_bytes());
-    p.extend_from_slice(&ssrc.to_be_bytes());
-    p.extend_from_slice(payload);
-    p
 }
 
 /// Paced sender: one packet every 20 ms.
@@ -127,7 +118,7 @@ fn pcma_caller_pcmu_pbx(n: u8, driver: &str) {
     for frame in tone.chunks(160) {
         let mut code = vec![0u8; 160];
         g711::encode_alaw(frame, &mut code);
-        let p = rtp_packet(8, false, seq, ts, 0xCA11, &code);
+        let p = rtp_with(8, false, seq, ts, 0xCA11, &code);
         caller_rtp.send_to(&p, sa(&media, port_a)).unwrap();
         seq = seq.wrapping_add(1);
         ts = ts.wrapping_add(160);
@@ -145,7 +136,7 @@ fn pcma_caller_pcmu_pbx(n: u8, driver: &str) {
                 volume: 10,
                 duration: i * 160,
             };
-            let p = rtp_packet(101, i == 1, seq, start, 0xCA11, &ev.to_bytes());
+            let p = rtp_with(101, i == 1, seq, start, 0xCA11, &ev.to_bytes());
             caller_rtp.send_to(&p, sa(&media, port_a)).unwrap();
             seq = seq.wrapping_add(1);
             pace.tick();
@@ -157,13 +148,13 @@ fn pcma_caller_pcmu_pbx(n: u8, driver: &str) {
                 volume: 10,
                 duration: 800,
             };
-            let p = rtp_packet(101, false, seq, start, 0xCA11, &ev.to_bytes());
+            let p = rtp_with(101, false, seq, start, 0xCA11, &ev.to_bytes());
             caller_rtp.send_to(&p, sa(&media, port_a)).unwrap();
             seq = seq.wrapping_add(1);
         }
         ts = start.wrapping_add(800);
         for _ in 0..5 {
-            let p = rtp_packet(8, false, seq, ts, 0xCA11, &silence);
+            let p = rtp_with(8, false, seq, ts, 0xCA11, &silence);
             caller_rtp.send_to(&p, sa(&media, port_a)).unwrap();
             seq = seq.wrapping_add(1);
             ts = ts.wrapping_add(160);
@@ -184,7 +175,7 @@ fn pcma_caller_pcmu_pbx(n: u8, driver: &str) {
         for frame in t.chunks(160) {
             let mut code = vec![0u8; 160];
             g711::encode_ulaw(frame, &mut code);
-            let p = rtp_packet(0, false, pseq, pts, 0x0BB0, &code);
+            let p = rtp_with(0, false, pseq, pts, 0x0BB0, &code);
             pbx_rtp.send_to(&p, sa(&media, port_b)).unwrap();
             pseq = pseq.wrapping_add(1);
             pts = pts.wrapping_add(160);
@@ -368,7 +359,7 @@ fn opus_caller_pcmu_pbx(n: u8, driver: &str) {
     for (i, frame) in wide.chunks(320).enumerate() {
         let mut code = vec![0u8; 400];
         let len = enc.encode(frame, &mut code).unwrap();
-        let p = rtp_packet(
+        let p = rtp_with(
             111,
             i == 0,
             300 + i as u16,
@@ -383,7 +374,7 @@ fn opus_caller_pcmu_pbx(n: u8, driver: &str) {
                 let k = (i / 3 * 2 + i % 3) as u32;
                 let mut c = vec![0u8; f.len()];
                 g711::encode_ulaw(f, &mut c);
-                let p = rtp_packet(0, false, 7000 + k as u16, 240 * k, 0x0BB0, &c);
+                let p = rtp_with(0, false, 7000 + k as u16, 240 * k, 0x0BB0, &c);
                 pbx_rtp.send_to(&p, sa(&media, port_b)).unwrap();
             }
         }

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use common::{Sbc, TempDir};
 use media_plane::codec::dtmf::Event;
-use rtp::{counter, udp, Got, SdpSeen, Sink, Ua};
+use rtp::{counter, rtp_with, udp, Got, SdpSeen, Sink, Ua};
 use sbc_sip::Method;
 
 const T: Duration = Duration::from_secs(5);
@@ -52,15 +52,6 @@ fn sdp(user: &str, ip: &str, port: u16, proto: &str, extra: &str) -> String {
     )
 }
 
-fn rtp_packet(pt: u8, marker: bool, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x80, pt | if marker { 0x80 } else { 0 }];
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(&ts.to_be_bytes());
-    p.extend_from_slice(&ssrc.to_be_bytes());
-    p.extend_from_slice(payload);
-    p
-}
-
 /// PCMU silence, `count` packets from `sock` to `to`, one every 20 ms, from `seq`/`ts` (returned
 /// advanced).
 fn audio(
@@ -73,7 +64,7 @@ fn audio(
 ) {
     let start = Instant::now();
     for k in 0..count {
-        let p = rtp_packet(0, false, *seq, *ts, ssrc, &[0xFF; 160]);
+        let p = rtp_with(0, false, *seq, *ts, ssrc, &[0xFF; 160]);
         sock.send_to(&p, to).unwrap();
         *seq = seq.wrapping_add(1);
         *ts = ts.wrapping_add(160);
@@ -448,7 +439,7 @@ fn pbx_tones(sock: &std::net::UdpSocket, to: SocketAddr) {
             }
             let mut code = [0u8; 160];
             g711::encode_ulaw(&pcm, &mut code);
-            let p = rtp_packet(0, false, 5000 + k as u16, 80_000 + k * 160, 0x2222, &code);
+            let p = rtp_with(0, false, 5000 + k as u16, 80_000 + k * 160, 0x2222, &code);
             sock.send_to(&p, to).unwrap();
             k += 1;
             thread::sleep(
@@ -472,7 +463,7 @@ fn pbx_digits(sock: &std::net::UdpSocket, to: SocketAddr) {
                 volume: 10,
                 duration: i * 160,
             };
-            let p = rtp_packet(101, i == 1, seq, start, 0x2222, &ev.to_bytes());
+            let p = rtp_with(101, i == 1, seq, start, 0x2222, &ev.to_bytes());
             sock.send_to(&p, to).unwrap();
             seq = seq.wrapping_add(1);
             let next = begin + Duration::from_millis(20) * u32::from(i);
@@ -485,7 +476,7 @@ fn pbx_digits(sock: &std::net::UdpSocket, to: SocketAddr) {
                 volume: 10,
                 duration: 960,
             };
-            let p = rtp_packet(101, false, seq, start, 0x2222, &ev.to_bytes());
+            let p = rtp_with(101, false, seq, start, 0x2222, &ev.to_bytes());
             sock.send_to(&p, to).unwrap();
             seq = seq.wrapping_add(1);
         }

@@ -551,6 +551,23 @@ fn payload_byte(ssrc: u32, seq: u16, i: usize) -> u8 {
 
 pub(crate) const RTP_LEN: usize = 12 + 160;
 
+/// An RTP packet (version 2, no CSRC or extension) of payload type `pt` carrying `payload`.
+pub(crate) fn rtp_with(
+    pt: u8,
+    marker: bool,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut p = vec![0x80, pt | if marker { 0x80 } else { 0 }];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
 /// One RTP packet: V=2, PT 0 (PCMU), 160 bytes of payload (20 ms at 8 kHz).
 pub(crate) fn rtp_packet(ssrc: u32, seq: u16) -> [u8; RTP_LEN] {
     let mut p = [0u8; RTP_LEN];
