@@ -321,24 +321,7 @@ impl LegDtmf {
             }
             Some(Play::Event(pt)) => pt,
         };
-        let mut first = false;
-        if self.playing.is_none() {
-            // A new event must not reuse the previous one's timestamp.
-            if self.last_start == Some(ts) {
-                return len;
-            }
-            let Some(digit) = self.queue.pop_front() else {
-                return len;
-            };
-            self.playing = Some(Playing {
-                digit,
-                start: ts,
-                elapsed: 0,
-                ends: 0,
-            });
-            self.last_start = Some(ts);
-            first = true;
-        }
+        let first = self.start_next(ts);
         let Some(p) = self.playing.as_mut() else {
             return len;
         };
@@ -366,25 +349,30 @@ impl LegDtmf {
         write_event(room, len, pt, first, seq, start, ssrc, ev)
     }
 
+    /// When no digit plays, start the next queued one at the packet of timestamp `ts`; whether
+    /// one started. A new digit never reuses the previous one's start timestamp.
+    fn start_next(&mut self, ts: u32) -> bool {
+        if self.playing.is_some() || self.last_start == Some(ts) {
+            return false;
+        }
+        let Some(digit) = self.queue.pop_front() else {
+            return false;
+        };
+        self.playing = Some(Playing {
+            digit,
+            start: ts,
+            elapsed: 0,
+            ends: 0,
+        });
+        self.last_start = Some(ts);
+        true
+    }
+
     /// The tone path of [`LegDtmf::outbound`]: while a digit plays, the G.711 payload of the
     /// packet is overwritten with the digit's samples, then with silence for [`TONE_GAP`]; the
     /// header stays. A packet in another codec passes unchanged (the digit's time still runs).
     fn tone_out(&mut self, room: &mut [u8], len: usize, ts: u32) {
-        if self.playing.is_none() {
-            if self.last_start == Some(ts) {
-                return;
-            }
-            let Some(digit) = self.queue.pop_front() else {
-                return;
-            };
-            self.playing = Some(Playing {
-                digit,
-                start: ts,
-                elapsed: 0,
-                ends: 0,
-            });
-            self.last_start = Some(ts);
-        }
+        self.start_next(ts);
         let Some(p) = self.playing.as_mut() else {
             return;
         };

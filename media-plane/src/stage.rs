@@ -150,6 +150,11 @@ impl SrtpCounters {
         self.rejected(Reject::Replayed)
     }
 
+    /// Packets refused for any reason.
+    pub fn refused(&self) -> u64 {
+        self.rejected.iter().fold(0u64, |n, &r| n.saturating_add(r))
+    }
+
     /// Add `other` into these counters.
     pub fn add(&mut self, other: &Self) {
         self.packets += other.packets;

@@ -114,9 +114,6 @@ fn leg_stats(stream: &Stream, side: ShardSide) -> LegStats {
         .codec()
         .map(|c| c.counters_of(way))
         .unwrap_or_default();
-    let refused = media_plane::srtp::Reject::ALL
-        .iter()
-        .fold(0u64, |n, r| n.saturating_add(srtp.rejected(*r)));
     LegStats {
         ports: RelayPorts::new(leg.ports().rtp(), leg.ports().rtcp()),
         rtcp_mux: leg.rtcp_mux(),
@@ -135,7 +132,7 @@ fn leg_stats(stream: &Stream, side: ShardSide) -> LegStats {
             srtp_packets: srtp.packets,
             srtp_auth_failures: srtp.auth_failures(),
             srtp_replays: srtp.replays(),
-            srtp_refused: refused,
+            srtp_refused: srtp.refused(),
             transcoded_frames: codec.transcoded_frames,
         },
     }
