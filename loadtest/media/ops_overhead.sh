@@ -50,16 +50,13 @@ source "$HERE/procs.sh"
 trap 'cleanup; rm -rf "$WORK"' EXIT
 trap 'exit 130' INT TERM
 
-need() { command -v "$1" >/dev/null || { echo "missing $1: $2" >&2; exit 2; }; }
 need taskset "apt-get install -y util-linux"
 need sipp "apt-get install -y sip-tester"
 need python3 "apt-get install -y python3"
 need sqlite3 "apt-get install -y sqlite3"
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-	echo "building sbc and rtpload (release, $CARGO_TARGET_DIR) ..." >&2
-	(cd "$REPO" && nice -n 19 cargo build --release -p sbc --bin sbc -p loadtest --bin rtpload) \
-		>"$OUT/build.log" 2>&1 || { echo "build FAILED, see $OUT/build.log" >&2; exit 2; }
+	build_release "sbc and rtpload" -p sbc --bin sbc -p loadtest --bin rtpload
 fi
 [ -x "$SBC_BIN" ] || { echo "no SBC binary at $SBC_BIN" >&2; exit 2; }
 

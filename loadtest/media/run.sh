@@ -51,15 +51,12 @@ source "$HERE/procs.sh"
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT TERM
 
-need() { command -v "$1" >/dev/null || { echo "missing $1: $2" >&2; exit 2; }; }
 need taskset "apt-get install -y util-linux"
 need jq "apt-get install -y jq"
 need python3 "apt-get install -y python3"
 RTPENGINE=$(command -v rtpengine || ls /usr/sbin/rtpengine /usr/bin/rtpengine 2>/dev/null | head -1)
 
-echo "building rtpload and barefwd (release, $CARGO_TARGET_DIR) ..." >&2
-(cd "$REPO" && nice -n 19 cargo build --release -p loadtest -p benches --bin rtpload --bin barefwd) \
-	>"$OUT/build.log" 2>&1 || { echo "build FAILED, see $OUT/build.log" >&2; exit 2; }
+build_release "rtpload and barefwd" -p loadtest -p benches --bin rtpload --bin barefwd
 
 # Busy share of all CPUs over 2 s, from /proc/stat.
 box_busy() {
