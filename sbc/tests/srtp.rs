@@ -36,6 +36,27 @@ fn libsrtp(suite: Suite, key: &[u8], mode: &str, packets: &[(&str, Vec<u8>)]) ->
     libsrtp_peer::libsrtp(suite.name(), key, mode, packets)
 }
 
+/// RTP `packets` protected by libsrtp in `suite` with `key`.
+fn sealed_rtp(suite: Suite, key: &[u8], packets: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let input: Vec<(&str, Vec<u8>)> = packets.iter().map(|p| ("rtp", p.clone())).collect();
+    libsrtp(suite, key, "protect", &input)
+        .iter()
+        .map(|l| unhex(l))
+        .collect()
+}
+
+/// SRTP `packets` unprotected by libsrtp in `suite` with `key`; each must open.
+fn opened_rtp(suite: Suite, key: &[u8], packets: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let input: Vec<(&str, Vec<u8>)> = packets.iter().map(|p| ("rtp", p.clone())).collect();
+    libsrtp(suite, key, "unprotect", &input)
+        .iter()
+        .map(|l| {
+            assert!(!l.starts_with("error"), "libsrtp refused: {l}");
+            unhex(l)
+        })
+        .collect()
+}
+
 fn rtp(seq: u16) -> Vec<u8> {
     let mut p = vec![0x80, 0x00];
     p.extend_from_slice(&seq.to_be_bytes());
@@ -255,11 +276,7 @@ fn sdes_caller_plain_pbx(n: u8, driver: &str) {
 
     // The caller's packets, protected by libsrtp; one tampered copy after the first ten.
     let plain_out: Vec<Vec<u8>> = (0..40u16).map(|s| pcmu(0xCA11, 1000 + s)).collect();
-    let input: Vec<(&str, Vec<u8>)> = plain_out.iter().map(|p| ("rtp", p.clone())).collect();
-    let sealed: Vec<Vec<u8>> = libsrtp(suite, &caller_key, "protect", &input)
-        .iter()
-        .map(|l| unhex(l))
-        .collect();
+    let sealed = sealed_rtp(suite, &caller_key, &plain_out);
     let at_pbx = Sink::spawn(&pbx_rtp);
     let at_caller = Sink::spawn(&caller_rtp);
     let plain_back: Vec<Vec<u8>> = (0..40u16).map(|s| pcmu(0x0BB0, 7000 + s)).collect();
@@ -322,14 +339,7 @@ fn sdes_caller_plain_pbx(n: u8, driver: &str) {
         .iter()
         .zip(&plain_back)
         .all(|(s, p)| s.len() == p.len() + 10 && s[..12] == p[..12]));
-    let input: Vec<(&str, Vec<u8>)> = at_caller.iter().map(|p| ("rtp", p.clone())).collect();
-    let opened: Vec<Vec<u8>> = libsrtp(suite, &sbc_key, "unprotect", &input)
-        .iter()
-        .map(|l| {
-            assert!(!l.starts_with("error"), "libsrtp refused: {l}");
-            unhex(l)
-        })
-        .collect();
+    let opened = opened_rtp(suite, &sbc_key, &at_caller);
     assert_eq!(opened, plain_back);
     assert_eq!(counter(&log, "media_srtp_auth_failures"), 1, "{log}");
     assert_eq!(counter(&log, "media_srtp_replays"), 1, "{log}");
@@ -439,11 +449,7 @@ fn plain_pbx_calls_an_sdes_phone(n: u8, driver: &str, suite: Suite) {
 
     // The phone's packets, protected by libsrtp with its key; the 5th sent again after the 10th.
     let plain_out: Vec<Vec<u8>> = (0..40u16).map(|s| pcmu(0xF0E5, 500 + s)).collect();
-    let input: Vec<(&str, Vec<u8>)> = plain_out.iter().map(|p| ("rtp", p.clone())).collect();
-    let sealed: Vec<Vec<u8>> = libsrtp(suite, &phone_key, "protect", &input)
-        .iter()
-        .map(|l| unhex(l))
-        .collect();
+    let sealed = sealed_rtp(suite, &phone_key, &plain_out);
     let at_pbx = Sink::spawn(&pbx_rtp);
     let at_phone = Sink::spawn(&phone_rtp);
     let plain_back: Vec<Vec<u8>> = (0..40u16).map(|s| pcmu(0x0BB1, 9000 + s)).collect();
@@ -470,14 +476,7 @@ fn plain_pbx_calls_an_sdes_phone(n: u8, driver: &str, suite: Suite) {
     assert_eq!(at_pbx, plain_out, "{log}");
     // SRTP at the phone under the SBC's key of the line it answered, opened by libsrtp.
     assert_eq!(at_phone.len(), plain_back.len(), "{log}");
-    let input: Vec<(&str, Vec<u8>)> = at_phone.iter().map(|p| ("rtp", p.clone())).collect();
-    let opened: Vec<Vec<u8>> = libsrtp(suite, &sbc_key, "unprotect", &input)
-        .iter()
-        .map(|l| {
-            assert!(!l.starts_with("error"), "libsrtp refused: {l}");
-            unhex(l)
-        })
-        .collect();
+    let opened = opened_rtp(suite, &sbc_key, &at_phone);
     assert_eq!(opened, plain_back);
     assert_eq!(counter(&log, "media_srtp_replays"), 1, "{log}");
     assert_eq!(counter(&log, "media_srtp_auth_failures"), 0, "{log}");
