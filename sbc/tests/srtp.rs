@@ -5,7 +5,8 @@
 //! the wire through the real binary (`[srtp] outside = "sdes"`, `inside = "plain"`): libsrtp
 //! protects and unprotects for an SDES caller on the outside, a plain RTP PBX on the inside, both
 //! on raw UDP (`common/rtp.rs` for SIP); and the reverse: the plain PBX calls an SDES phone on the
-//! outside, libsrtp again on the phone's side. Addresses 127.46.<n>.x:
+//! outside, libsrtp again on the phone's side; and SDES on both sides, each leg re-keyed.
+//! Addresses 127.46.<n>.x:
 //!
 //! | host | who |
 //! |---|---|
@@ -183,13 +184,18 @@ fn sa(ip: &str, port: u16) -> SocketAddr {
 }
 
 fn config(n: u8, require_tls: bool) -> String {
+    config_inside(n, require_tls, "plain")
+}
+
+/// [`config`] with `[srtp] inside = inside`.
+fn config_inside(n: u8, require_tls: bool, inside_mode: &str) -> String {
     format!(
         "workers = 1\n\
          [sip]\nudp = [\"{out}:5060\"]\n\
          [inside]\naddress = \"{inside}\"\nport = 5080\ntargets = [\"pbx\"]\n\
          [limits]\nmax_cps = 0\n\
          [media]\nenabled = true\naddress = \"{media}\"\nport_min = 20400\nport_max = 20799\n\
-         [srtp]\noutside = \"sdes\"\ninside = \"plain\"\nrequire_tls_for_sdes = {require_tls}\n\
+         [srtp]\noutside = \"sdes\"\ninside = \"{inside_mode}\"\nrequire_tls_for_sdes = {require_tls}\n\
          [[target_group]]\nname = \"pbx\"\n\
          targets = [{{ address = \"{pbx}:5090\", transport = \"udp\" }}]\noptions_interval_secs = 0\n\
          [[route]]\nname = \"to-pbx\"\nfrom = \"outside\"\nprefix = \"\"\ntarget_group = \"pbx\"\n\
@@ -362,6 +368,94 @@ fn an_sdes_caller_talks_to_a_plain_pbx_epoll() {
 #[test]
 fn an_sdes_caller_talks_to_a_plain_pbx_io_uring() {
     sdes_caller_plain_pbx(2, "io_uring");
+}
+
+/// SDES on both sides (`inside = "sdes"`): the caller's SRTP reaches the PBX as SRTP under the key
+/// the SBC offered the PBX, the PBX's SRTP reaches the caller under the key the SBC answered the
+/// caller with; each opened by libsrtp to the exact packets sent, and the four keys all differ
+/// (SRTP to SRTP with a different key per leg and direction).
+#[test]
+fn sdes_on_both_sides_rekeys_each_leg() {
+    let n = 6;
+    let text = config_inside(n, false, "sdes");
+    let sbc = Sbc::start_in(TempDir::new("srtp-sdes-sdes"), "auto", 5060, &text);
+    let media = ip(n, 21);
+    let (caller_ip, pbx_ip) = (ip(n, 3), ip(n, 2));
+    let caller_rtp = udp(&caller_ip, 7000);
+    let pbx_rtp = udp(&pbx_ip, 6000);
+    let mut caller = Ua::caller(sa(&caller_ip, 5070), sa(&ip(n, 1), 5060), "1000");
+    let mut pbx = Ua::pbx(sa(&pbx_ip, 5090));
+    let suite = Suite::AesCm128HmacSha1_80;
+    let caller_key = key(suite);
+    let pbx_key: Vec<u8> = caller_key.iter().map(|b| b ^ 0xA5).collect();
+    let line = |k: &[u8]| {
+        format!(
+            "a=crypto:1 AES_CM_128_HMAC_SHA1_80 {}\r\n",
+            InlineKey::write(k)
+        )
+    };
+    caller.send_invite(&audio(
+        "caller",
+        &caller_ip,
+        7000,
+        "RTP/SAVP",
+        &line(&caller_key),
+    ));
+    let invite = pbx.answer_invite(T, |_| {
+        audio("pbx", &pbx_ip, 6000, "RTP/SAVP", &line(&pbx_key))
+    });
+    let ok = caller.finish_invite(T);
+    let trace = format!("{}{}", caller.sip.trace(), pbx.sip.trace());
+    assert_eq!(ok.status(), Some(200), "{trace}");
+    pbx.expect_ack(T);
+    // The PBX was offered the SBC's lines and answered tag 1 (AES_CM_128_HMAC_SHA1_80): the SBC's
+    // key toward the PBX is that line's; the caller got the SBC's own key in the answer.
+    let offer_sdp = Sdp::parse(invite.body()).unwrap();
+    let to_pbx = offer_sdp
+        .cryptos(0)
+        .find(|c| c.tag == 1)
+        .map(|c| InlineKey::parse(c.key_params).unwrap().key_salt)
+        .unwrap_or_else(|| panic!("{trace}"));
+    let answer_sdp = Sdp::parse(ok.body()).unwrap();
+    let to_caller: Vec<Vec<u8>> = answer_sdp
+        .cryptos(0)
+        .map(|c| InlineKey::parse(c.key_params).unwrap().key_salt)
+        .collect();
+    assert_eq!(to_caller.len(), 1, "{trace}");
+    let to_caller = to_caller[0].clone();
+    let keys = [&caller_key, &pbx_key, &to_pbx, &to_caller];
+    for (i, a) in keys.iter().enumerate() {
+        assert!(keys[i + 1..].iter().all(|b| b != a), "four different keys");
+    }
+    let (port_a, port_b) = (SdpSeen::of(&ok).port, SdpSeen::of(&invite).port);
+
+    let plain_out: Vec<Vec<u8>> = (0..30u16).map(|s| pcmu(0xCA11, 1000 + s)).collect();
+    let plain_back: Vec<Vec<u8>> = (0..30u16).map(|s| pcmu(0x0BB0, 7000 + s)).collect();
+    let sealed_out = sealed_rtp(suite, &caller_key, &plain_out);
+    let sealed_back = sealed_rtp(suite, &pbx_key, &plain_back);
+    let at_pbx = Sink::spawn(&pbx_rtp);
+    let at_caller = Sink::spawn(&caller_rtp);
+    for (o, b) in sealed_out.iter().zip(&sealed_back) {
+        caller_rtp.send_to(o, sa(&media, port_a)).unwrap();
+        pbx_rtp.send_to(b, sa(&media, port_b)).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let bytes = |got: Vec<rtp::Got>| got.into_iter().map(|g| g.bytes).collect::<Vec<_>>();
+    let at_pbx = bytes(at_pbx.finish(Duration::from_millis(300)));
+    let at_caller = bytes(at_caller.finish(Duration::from_millis(300)));
+    caller.send_bye();
+    assert!(pbx.expect_bye(T).is_some());
+    let _ = caller.finish_bye(T);
+    let log = sbc.stop();
+
+    // Each side gets SRTP it opens with the SBC's key toward it, to exactly what the other sent.
+    assert_eq!(at_pbx.len(), plain_out.len(), "{log}");
+    assert_eq!(opened_rtp(suite, &to_pbx, &at_pbx), plain_out);
+    assert_eq!(at_caller.len(), plain_back.len(), "{log}");
+    assert_eq!(opened_rtp(suite, &to_caller, &at_caller), plain_back);
+    // Not the bytes the other side sent: re-encrypted under another key.
+    assert!(at_pbx.iter().zip(&sealed_out).all(|(a, b)| a != b));
+    assert_eq!(counter(&log, "media_srtp_auth_failures"), 0, "{log}");
 }
 
 /// [`config`] with the other direction's route: calls of the PBX go to the phone at `.4:5070`,
