@@ -63,6 +63,7 @@ report:
   --out PREFIX         write PREFIX.json, PREFIX.csv, PREFIX.html
   --max-fail-ratio R   exit 1 when failed/attempted > R (0)
   --min-mos M          exit 1 when the mean MOS < M (0)
+  --max-latency-ms MS  exit 1 when the legs' p99 one-way latency (RTCP round trip / 2) > MS
   --search             RFC 7502: highest CPS with no failure (trials of --calls calls)
   --search-max R       the highest rate the search tries (100000)";
 
@@ -90,6 +91,7 @@ struct Args {
     out: Option<PathBuf>,
     max_fail_ratio: f64,
     min_mos: f64,
+    max_latency_ms: Option<f64>,
     search: bool,
     search_max: f64,
     tls: bool,
@@ -127,6 +129,7 @@ fn parse_args() -> Result<Args, String> {
         out: None,
         max_fail_ratio: 0.0,
         min_mos: 0.0,
+        max_latency_ms: None,
         search: false,
         search_max: 100_000.0,
         tls: false,
@@ -184,6 +187,7 @@ fn parse_args() -> Result<Args, String> {
             "--out" => a.out = Some(PathBuf::from(v()?)),
             "--max-fail-ratio" => a.max_fail_ratio = v()?.parse().map_err(|_| bad(k))?,
             "--min-mos" => a.min_mos = v()?.parse().map_err(|_| bad(k))?,
+            "--max-latency-ms" => a.max_latency_ms = Some(v()?.parse().map_err(|_| bad(k))?),
             "--search" => a.search = true,
             "--search-max" => a.search_max = v()?.parse().map_err(|_| bad(k))?,
             "-h" | "--help" => return Err(String::new()),
@@ -199,31 +203,39 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-/// Scheduled start times (seconds from the start) of `calls` calls at `cps`, rising linearly over
-/// `ramp` seconds; Poisson arrivals when asked (seeded, so runs repeat).
+/// Scheduled start times (seconds from the start) of `calls` calls at `cps`, the rate rising
+/// linearly from 0 over `ramp` seconds; Poisson arrivals when asked (seeded, so runs repeat).
+///
+/// Call k is due when the expected count of calls, Λ(t) = cps·t²/(2·ramp) over the ramp and
+/// cps·(t − ramp/2) after it, reaches n_k: n_k = k for a constant rate, and the sum of k unit
+/// exponential gaps for Poisson arrivals (which, mapped through Λ⁻¹, are a Poisson process of the
+/// rate Λ′(t), ramp included).
 fn arrivals(calls: u64, cps: f64, ramp: f64, poisson: bool) -> Vec<f64> {
+    let ramp = ramp.max(0.0);
+    let ramp_calls = cps * ramp / 2.0;
+    let due = |n: f64| {
+        if n < ramp_calls {
+            (2.0 * n * ramp / cps).sqrt()
+        } else {
+            ramp + (n - ramp_calls) / cps
+        }
+    };
     let mut out = Vec::with_capacity(calls as usize);
     let mut rng: u64 = 0x853c_49e6_748f_ea9b;
-    let mut t = 0.0f64;
+    let mut n = 0.0f64;
     for k in 0..calls {
-        let rate = if ramp > 0.0 && t < ramp {
-            (cps * t / ramp).max(cps / 100.0)
-        } else {
-            cps
-        };
         if k > 0 {
-            let gap = if poisson {
+            n += if poisson {
                 rng ^= rng << 13;
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
                 let u = ((rng >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-                -u.ln() / rate
+                -u.ln()
             } else {
-                1.0 / rate
+                1.0
             };
-            t += gap;
         }
-        out.push(t);
+        out.push(due(n));
     }
     out
 }
@@ -243,6 +255,7 @@ fn run_once(a: &Args, t: &Arc<Template>, cps: f64, quiet: bool) -> Result<Summar
     check_target(a, target)?;
     let run_uac = !a.uas_only;
     let epoch = Instant::now();
+    let epoch_ntp = media::ntp_wall_now();
     let legs_per_thread = (a.max_concurrent.min(a.calls) as f64 / a.threads as f64).ceil() as u64;
     let need = legs_per_thread * 2 * if uas.is_some() && run_uac { 2 } else { 1 } + 8;
     if !quiet {
@@ -327,6 +340,7 @@ fn run_once(a: &Args, t: &Arc<Template>, cps: f64, quiet: bool) -> Result<Summar
         hold: a.hold,
         timeout: a.timeout,
         epoch,
+        epoch_ntp,
         tls,
         tcp: a.tcp,
         digest,
@@ -463,6 +477,17 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     }
+    if let Some(max) = a.max_latency_ms {
+        // No measure at all misses the threshold too: a gate on latency needs RTCP back.
+        if s.latency_p99_ms().is_none_or(|l| l > max) {
+            eprintln!(
+                "loadtest: threshold missed (p99 one-way latency {} ms > {max} ms, or not measured)",
+                s.latency_p99_ms()
+                    .map_or("-".to_string(), |l| format!("{l:.2}"))
+            );
+            return ExitCode::from(1);
+        }
+    }
     ExitCode::SUCCESS
 }
 
@@ -515,4 +540,89 @@ fn search(a: &Args, t: &Arc<Template>) -> ExitCode {
         hi.map_or("null".to_string(), |h| format!("{h:.1}"))
     );
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::arrivals;
+
+    #[test]
+    fn constant_rate_is_evenly_spaced() {
+        let t = arrivals(101, 50.0, 0.0, false);
+        assert_eq!(t.len(), 101);
+        assert_eq!(t[0], 0.0);
+        for w in t.windows(2) {
+            assert!((w[1] - w[0] - 0.02).abs() < 1e-9);
+        }
+        assert!((t[100] - 2.0).abs() < 1e-6);
+    }
+
+    /// Over a ramp of R seconds to `cps` the rate rises linearly: the calls started by time t are
+    /// cps·t²/(2R), so the ramp's first half holds a quarter of its calls; after it, the gaps are
+    /// the full rate's.
+    #[test]
+    fn ramp_rises_linearly_to_the_rate() {
+        let (cps, ramp) = (200.0, 10.0);
+        let t = arrivals(4000, cps, ramp, false);
+        let before = |x: f64| t.iter().filter(|&&s| s < x).count() as f64;
+        let full = cps * ramp / 2.0;
+        assert!((before(ramp) - full).abs() <= 1.0, "{}", before(ramp));
+        let half = cps * (ramp / 2.0) * (ramp / 2.0) / (2.0 * ramp);
+        assert!(
+            (before(ramp / 2.0) - half).abs() <= 1.0,
+            "{}",
+            before(ramp / 2.0)
+        );
+        // The rate over [2 s, 3 s) is about cps × 2.5 / 10 = 50 calls/s.
+        let mid = before(3.0) - before(2.0);
+        assert!((mid - 50.0).abs() <= 1.0, "{mid}");
+        // The first calls come as slowly as the rate is low: the second after √(2·ramp/cps).
+        assert!((t[1] - (2.0 * ramp / cps).sqrt()).abs() < 1e-9);
+        let after: Vec<f64> = t
+            .windows(2)
+            .filter(|w| w[0] > ramp)
+            .map(|w| w[1] - w[0])
+            .collect();
+        assert!(!after.is_empty());
+        assert!(after.iter().all(|g| (g - 1.0 / cps).abs() < 1e-9));
+        // Increasing throughout.
+        assert!(t.windows(2).all(|w| w[1] > w[0]));
+    }
+
+    /// Poisson arrivals: the gaps are exponential with mean 1/cps (mean and standard deviation
+    /// alike, a share e^-1 longer than the mean), and the schedule repeats from run to run.
+    #[test]
+    fn poisson_gaps_are_exponential() {
+        let cps = 100.0;
+        let t = arrivals(20_001, cps, 0.0, true);
+        let gaps: Vec<f64> = t.windows(2).map(|w| w[1] - w[0]).collect();
+        let n = gaps.len() as f64;
+        let mean = gaps.iter().sum::<f64>() / n;
+        let sd = (gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / n).sqrt();
+        assert!((mean * cps - 1.0).abs() < 0.03, "mean {mean}");
+        assert!((sd * cps - 1.0).abs() < 0.05, "sd {sd}");
+        let longer = gaps.iter().filter(|&&g| g > 1.0 / cps).count() as f64 / n;
+        assert!((longer - (-1.0f64).exp()).abs() < 0.02, "{longer}");
+        assert!(gaps.iter().all(|&g| g > 0.0));
+        assert_eq!(t, arrivals(20_001, cps, 0.0, true));
+        // Over a 10 s ramp to 200 calls/s: about 1,000 calls in the ramp (±3σ), 250 in its first
+        // half, and the full rate after it.
+        let t = arrivals(5000, 200.0, 10.0, true);
+        let within = |a: f64, b: f64| t.iter().filter(|&&s| s >= a && s < b).count() as f64;
+        assert!(
+            (within(0.0, 10.0) - 1000.0).abs() < 95.0,
+            "{}",
+            within(0.0, 10.0)
+        );
+        assert!(
+            (within(0.0, 5.0) - 250.0).abs() < 48.0,
+            "{}",
+            within(0.0, 5.0)
+        );
+        assert!(
+            (within(12.0, 17.0) - 1000.0).abs() < 95.0,
+            "{}",
+            within(12.0, 17.0)
+        );
+    }
 }

@@ -19,11 +19,10 @@ pub(crate) fn rewrite_rtp(pkt: &mut [u8], ssrc: u32, seq: u16, ts_off: u32) {
     pkt[8..12].copy_from_slice(&ssrc.to_be_bytes());
 }
 
-/// What a sender reports in RTCP: its SSRC, the peer's (0 when not heard yet) and its counts.
+/// What a sender reports in RTCP about itself: its SSRC and its counts.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct RtcpState {
     pub(crate) ssrc: u32,
-    pub(crate) peer_ssrc: u32,
     pub(crate) packets: u32,
     pub(crate) octets: u32,
     pub(crate) rtp_ts: u32,
@@ -31,49 +30,103 @@ pub(crate) struct RtcpState {
     pub(crate) ntp: u64,
 }
 
-/// Rewrites a recorded compound RTCP packet in place for this stream: sender SSRCs, SR sender info,
-/// report blocks' source SSRC.
-pub(crate) fn rewrite_rtcp(pkt: &mut [u8], st: &RtcpState) {
-    let mut off = 0usize;
-    while off + 8 <= pkt.len() {
-        let count = usize::from(pkt[off] & 0x1f);
-        let pt = pkt[off + 1];
-        let len = (usize::from(u16::from_be_bytes([pkt[off + 2], pkt[off + 3]])) + 1) * 4;
-        let end = (off + len).min(pkt.len());
-        pkt[off + 4..off + 8].copy_from_slice(&st.ssrc.to_be_bytes());
-        let blocks_at = match pt {
-            200 if off + 28 <= end => {
-                pkt[off + 8..off + 16].copy_from_slice(&st.ntp.to_be_bytes());
-                pkt[off + 16..off + 20].copy_from_slice(&st.rtp_ts.to_be_bytes());
-                pkt[off + 20..off + 24].copy_from_slice(&st.packets.to_be_bytes());
-                pkt[off + 24..off + 28].copy_from_slice(&st.octets.to_be_bytes());
-                Some(off + 28)
-            }
-            201 => Some(off + 8),
-            _ => None,
-        };
-        if let Some(mut b) = blocks_at {
-            for _ in 0..count {
-                if b + 24 > end {
-                    break;
-                }
-                pkt[b..b + 4].copy_from_slice(&st.peer_ssrc.to_be_bytes());
-                b += 24;
-            }
-        }
-        off += len;
-    }
+/// An RTCP report block (RFC 3550 6.4.1) about the stream a leg receives.
+pub(crate) type ReportBlock = [u8; 24];
+
+/// The wall clock as NTP time (seconds since 1900, 32.32 fixed point).
+pub(crate) fn ntp_wall_now() -> u64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs().wrapping_add(2_208_988_800);
+    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
 }
 
-/// A synthesised compound RTCP packet: SR (no report block) + SDES CNAME.
-pub(crate) fn synth_rtcp(st: &RtcpState, cname: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
-    out.extend_from_slice(&[0x80, 200, 0, 6]);
+/// The NTP time `ns` nanoseconds after `base` (a run's epoch as NTP time): the sender's NTP
+/// timestamps and a report's arrival time come from one monotonic clock.
+pub(crate) fn ntp_at(base: u64, ns: u64) -> u64 {
+    let secs = ns / 1_000_000_000;
+    let frac = ((ns % 1_000_000_000) << 32) / 1_000_000_000;
+    base.wrapping_add((secs << 32) | frac)
+}
+
+/// The middle 32 bits of an NTP timestamp (16.16 seconds), as LSR and round trips count them.
+fn ntp_mid(ntp: u64) -> u32 {
+    (ntp >> 16) as u32
+}
+
+/// Rewrites a recorded compound RTCP packet `src` into `out` for this stream: each packet's sender
+/// SSRC, the SR's sender info, and in place of the recorded report blocks the leg's own `block`
+/// about what it receives (in the first SR or RR; none when it has heard nothing yet). Returns the
+/// length written, or None when `out` is too short.
+pub(crate) fn rewrite_rtcp(
+    src: &[u8],
+    out: &mut [u8],
+    st: &RtcpState,
+    block: Option<&ReportBlock>,
+) -> Option<usize> {
+    let mut off = 0usize;
+    let mut w = 0usize;
+    let mut block = block;
+    while let Some(h) = src.get(off..off + 8) {
+        let pt = h[1];
+        let len = (usize::from(u16::from_be_bytes([h[2], h[3]])) + 1) * 4;
+        let Some(pkt) = src.get(off..off + len) else {
+            break;
+        };
+        off += len;
+        let info = match pt {
+            200 if len >= 28 => 24,
+            201 => 4,
+            _ => {
+                // SDES, BYE, APP, ...: as recorded, with the sender's SSRC.
+                let o = out.get_mut(w..w + len)?;
+                o.copy_from_slice(pkt);
+                if let Some(s) = o.get_mut(4..8) {
+                    s.copy_from_slice(&st.ssrc.to_be_bytes());
+                }
+                w += len;
+                continue;
+            }
+        };
+        let rb = block.take();
+        let n = 4 + info + rb.map_or(0, |b| b.len());
+        let o = out.get_mut(w..w + n)?;
+        o[0] = (pkt[0] & 0xe0) | u8::from(rb.is_some());
+        o[1] = pt;
+        o[2..4].copy_from_slice(&((n / 4 - 1) as u16).to_be_bytes());
+        o[4..8].copy_from_slice(&st.ssrc.to_be_bytes());
+        if pt == 200 {
+            o[8..16].copy_from_slice(&st.ntp.to_be_bytes());
+            o[16..20].copy_from_slice(&st.rtp_ts.to_be_bytes());
+            o[20..24].copy_from_slice(&st.packets.to_be_bytes());
+            o[24..28].copy_from_slice(&st.octets.to_be_bytes());
+        }
+        if let Some(b) = rb {
+            o[4 + info..].copy_from_slice(b);
+        }
+        w += n;
+    }
+    Some(w)
+}
+
+/// A synthesised compound RTCP packet: SR (with `block` when the leg has heard its peer) + SDES
+/// CNAME.
+pub(crate) fn synth_rtcp(st: &RtcpState, block: Option<&ReportBlock>, cname: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(88);
+    out.extend_from_slice(&[0x80 | u8::from(block.is_some()), 200, 0, 6]);
+    if block.is_some() {
+        out[3] = 12;
+    }
     out.extend_from_slice(&st.ssrc.to_be_bytes());
     out.extend_from_slice(&st.ntp.to_be_bytes());
     out.extend_from_slice(&st.rtp_ts.to_be_bytes());
     out.extend_from_slice(&st.packets.to_be_bytes());
     out.extend_from_slice(&st.octets.to_be_bytes());
+    if let Some(b) = block {
+        out.extend_from_slice(b);
+    }
     let name = cname.as_bytes();
     let name = &name[..name.len().min(255)];
     let mut chunk = st.ssrc.to_be_bytes().to_vec();
@@ -111,7 +164,19 @@ pub(crate) struct RxStream {
     /// Packets of another source than the one measured (RFC 3550 keeps statistics per SSRC):
     /// e.g. a relay's last packets of an earlier call that used this port. Not in the counts above.
     pub(crate) stray: u64,
+    /// The peer's last SR: the middle 32 bits of its NTP timestamp and when it arrived.
+    last_sr: Option<(u32, u64)>,
+    /// Expected and received at the last report block (its fraction lost is over the interval).
+    prior: (u64, u64),
+    /// Round trips measured from the peer's reports on this leg's SRs (RFC 3550 6.4.1), in
+    /// microseconds: their sum and count.
+    rtt_us_sum: u64,
+    pub(crate) rtt_samples: u32,
 }
+
+/// A round trip longer than this (in 1/65536 s: 10 s) is taken for a report on another clock or
+/// a stale LSR, not a measure.
+const MAX_RTT_UNITS: u32 = 10 << 16;
 
 /// A source with fewer packets than this when another SSRC arrives is taken for a stray (an earlier
 /// call's late packets reaching a reused port come first) and dropped from the statistics.
@@ -213,6 +278,92 @@ impl RxStream {
     /// Interarrival jitter in milliseconds.
     pub(crate) fn jitter_ms(&self, clock_rate: u32) -> f64 {
         (self.jitter16 as f64 / 16.0) * 1000.0 / f64::from(clock_rate.max(1))
+    }
+
+    /// Accounts one RTCP compound packet arriving at `now_ns` (monotonic; `ntp_now` the same
+    /// instant as NTP time) for the leg whose own SSRC is `own_ssrc`: the peer's SR is kept for the
+    /// next report block's LSR/DLSR, and a report block about `own_ssrc` that echoes one of this
+    /// leg's SRs gives a round trip: arrival − LSR − DLSR (RFC 3550 6.4.1).
+    pub(crate) fn on_rtcp(&mut self, pkt: &[u8], now_ns: u64, ntp_now: u64, own_ssrc: u32) {
+        self.rtcp += 1;
+        let mut off = 0usize;
+        while let Some(h) = pkt.get(off..off + 8) {
+            let count = usize::from(h[0] & 0x1f);
+            let pt = h[1];
+            let len = (usize::from(u16::from_be_bytes([h[2], h[3]])) + 1) * 4;
+            let sender = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+            let Some(p) = pkt.get(off..off + len) else {
+                return;
+            };
+            off += len;
+            let from_peer = self.received == 0 || sender == self.peer_ssrc;
+            let blocks = match pt {
+                200 if len >= 28 => {
+                    if from_peer {
+                        let ntp = u64::from_be_bytes([
+                            p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15],
+                        ]);
+                        self.last_sr = Some((ntp_mid(ntp), now_ns));
+                    }
+                    &p[28..]
+                }
+                201 if len >= 8 => &p[8..],
+                _ => continue,
+            };
+            if !from_peer {
+                continue;
+            }
+            for b in blocks.chunks_exact(24).take(count) {
+                let word = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+                let (ssrc, lsr, dlsr) = (word(0), word(16), word(20));
+                if ssrc != own_ssrc || lsr == 0 {
+                    continue;
+                }
+                let rtt = ntp_mid(ntp_now).wrapping_sub(lsr).wrapping_sub(dlsr);
+                if rtt <= MAX_RTT_UNITS {
+                    self.rtt_us_sum += (u64::from(rtt) * 1_000_000) >> 16;
+                    self.rtt_samples += 1;
+                }
+            }
+        }
+    }
+
+    /// The mean round trip measured from the peer's reports, in milliseconds (None before one).
+    pub(crate) fn rtt_ms(&self) -> Option<f64> {
+        (self.rtt_samples > 0)
+            .then(|| self.rtt_us_sum as f64 / 1000.0 / f64::from(self.rtt_samples))
+    }
+
+    /// The report block about the received stream at `now_ns` (None before its first packet):
+    /// fraction lost since the last block, cumulative lost, extended highest sequence number,
+    /// jitter, and LSR/DLSR echoing the peer's last SR.
+    pub(crate) fn report_block(&mut self, now_ns: u64) -> Option<ReportBlock> {
+        if self.received == 0 {
+            return None;
+        }
+        let expected = self.expected();
+        let exp_int = expected.saturating_sub(self.prior.0);
+        let lost_int = exp_int.saturating_sub(self.received.saturating_sub(self.prior.1));
+        self.prior = (expected, self.received);
+        let fraction = (lost_int << 8)
+            .checked_div(exp_int)
+            .map_or(0, |f| f.min(255) as u8);
+        let cumulative = self.lost().min(0x7f_ffff) as u32;
+        let (lsr, dlsr) = self.last_sr.map_or((0, 0), |(lsr, at)| {
+            let since = now_ns.saturating_sub(at);
+            let units = (u128::from(since) << 16) / 1_000_000_000;
+            (lsr, u32::try_from(units).unwrap_or(u32::MAX))
+        });
+        let mut b = [0u8; 24];
+        b[0..4].copy_from_slice(&self.peer_ssrc.to_be_bytes());
+        b[4..8].copy_from_slice(&cumulative.to_be_bytes());
+        b[4] = fraction;
+        b[8..12].copy_from_slice(&self.max_ext.to_be_bytes());
+        let jitter = u32::try_from(self.jitter16 >> 4).unwrap_or(u32::MAX);
+        b[12..16].copy_from_slice(&jitter.to_be_bytes());
+        b[16..20].copy_from_slice(&lsr.to_be_bytes());
+        b[20..24].copy_from_slice(&dlsr.to_be_bytes());
+        Some(b)
     }
 }
 
@@ -330,25 +481,227 @@ mod tests {
         assert_eq!(rx.stray, 3);
     }
 
+    /// An RTP packet of source `ssrc` with G.711 silence.
+    fn rtp(ssrc: u32, seq: u16, ts: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 8];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[0xd5; 160]);
+        p
+    }
+
+    fn silence() -> HashSet<u64> {
+        let mut set = HashSet::new();
+        set.insert(payload_hash(&[0xd5; 160]));
+        set
+    }
+
+    fn word(b: &[u8], at: usize) -> u32 {
+        u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    }
+
     #[test]
     fn rtcp_is_rewritten_and_synthesised() {
         let st = RtcpState {
             ssrc: 0x1122_3344,
-            peer_ssrc: 0x5566_7788,
             packets: 9,
             octets: 90,
             rtp_ts: 1000,
             ntp: 0xaaaa_bbbb_cccc_dddd,
         };
-        let mut sr = synth_rtcp(&RtcpState::default(), "x@y");
-        rewrite_rtcp(&mut sr, &st);
+        let block: ReportBlock = std::array::from_fn(|i| i as u8 + 1);
+        // A synthesised SR + SDES, without and with a report block.
+        let sr = synth_rtcp(&st, None, "x@y");
+        assert_eq!(sr[0], 0x80);
+        assert_eq!(sr[1], 200);
         assert_eq!(&sr[4..8], &st.ssrc.to_be_bytes());
-        assert_eq!(&sr[20..24], &9u32.to_be_bytes());
+        assert_eq!(&sr[8..16], &st.ntp.to_be_bytes());
+        assert_eq!(word(&sr, 20), 9);
         assert_eq!(sr[29], 202);
-        // An RR with one report block: the block's source becomes the peer.
+        assert_eq!(sr.len() % 4, 0);
+        let with = synth_rtcp(&st, Some(&block), "x@y");
+        assert_eq!(with[0], 0x81);
+        assert_eq!(u16::from_be_bytes([with[2], with[3]]), 12);
+        assert_eq!(&with[28..52], &block);
+        assert_eq!(with[53], 202);
+
+        // A recorded SR with two blocks of the recorded call, then SDES: the blocks give way to the
+        // leg's own, the sender info is the leg's, SDES keeps its item under the leg's SSRC.
+        let mut rec = vec![0x82, 200, 0, 18];
+        rec.extend_from_slice(&0xdead_beefu32.to_be_bytes());
+        rec.extend_from_slice(&[0x11; 20]);
+        rec.extend_from_slice(&[0x22; 48]);
+        rec.extend_from_slice(&[0x81, 202, 0, 2]);
+        rec.extend_from_slice(&0xdead_beefu32.to_be_bytes());
+        rec.extend_from_slice(&[1, 1, b'a', 0]);
+        let mut out = [0u8; 256];
+        let n = rewrite_rtcp(&rec, &mut out, &st, Some(&block)).unwrap_or(0);
+        assert_eq!(n, 52 + 12);
+        assert_eq!(out[0], 0x81);
+        assert_eq!(u16::from_be_bytes([out[2], out[3]]), 12);
+        assert_eq!(word(&out, 4), st.ssrc);
+        assert_eq!(&out[8..16], &st.ntp.to_be_bytes());
+        assert_eq!(word(&out, 16), 1000);
+        assert_eq!(word(&out, 24), 90);
+        assert_eq!(&out[28..52], &block);
+        assert_eq!(out[53], 202);
+        assert_eq!(word(&out, 56), st.ssrc);
+        assert_eq!(&out[60..64], &[1, 1, b'a', 0]);
+        // Before the leg hears anything: no block at all.
+        let n = rewrite_rtcp(&rec, &mut out, &st, None).unwrap_or(0);
+        assert_eq!(n, 28 + 12);
+        assert_eq!(out[0], 0x80);
+        assert_eq!(u16::from_be_bytes([out[2], out[3]]), 6);
+        // An RR: the block follows the sender SSRC.
         let mut rr = vec![0x81, 201, 0, 7];
         rr.extend_from_slice(&[0; 28]);
-        rewrite_rtcp(&mut rr, &st);
-        assert_eq!(&rr[8..12], &st.peer_ssrc.to_be_bytes());
+        let n = rewrite_rtcp(&rr, &mut out, &st, Some(&block)).unwrap_or(0);
+        assert_eq!(n, 32);
+        assert_eq!(word(&out, 4), st.ssrc);
+        assert_eq!(&out[8..32], &block);
+        // Too small an output buffer is refused, not overrun.
+        assert_eq!(rewrite_rtcp(&rec, &mut out[..30], &st, Some(&block)), None);
+    }
+
+    /// The example of RFC 3550 6.4.1 (figure 2): an SR sent at 0xb705_2000 (the NTP timestamp's
+    /// middle bits), its report sent back after DLSR 5.250 s, arriving at 0xb710_8000: 6.125 s.
+    #[test]
+    fn round_trip_follows_rfc3550_example() {
+        let own: u32 = 0x0102_0304;
+        let mut rx = RxStream::default();
+        let mut rr = vec![0x81, 201, 0, 7];
+        rr.extend_from_slice(&0x0a0b_0c0du32.to_be_bytes());
+        rr.extend_from_slice(&own.to_be_bytes());
+        rr.extend_from_slice(&[0; 12]);
+        rr.extend_from_slice(&0xb705_2000u32.to_be_bytes());
+        rr.extend_from_slice(&0x0005_4000u32.to_be_bytes());
+        rx.on_rtcp(&rr, 0, 0xb710_8000u64 << 16, own);
+        assert_eq!(rx.rtcp, 1);
+        assert_eq!(rx.rtt_samples, 1);
+        let rtt = rx.rtt_ms().unwrap_or(0.0);
+        assert!((rtt - 6125.0).abs() < 0.01, "rtt {rtt}");
+        // A block about another source, or one without LSR (no SR heard yet), is no measure.
+        let mut other = rr.clone();
+        other[8..12].copy_from_slice(&9u32.to_be_bytes());
+        rx.on_rtcp(&other, 0, 0xb710_8000u64 << 16, own);
+        let mut no_lsr = rr.clone();
+        no_lsr[24..28].fill(0);
+        rx.on_rtcp(&no_lsr, 0, 0xb710_8000u64 << 16, own);
+        // Nor is a round trip of more than 10 s (a stale LSR or another clock).
+        rx.on_rtcp(&rr, 0, 0xb720_8000u64 << 16, own);
+        assert_eq!(rx.rtcp, 4);
+        assert_eq!(rx.rtt_samples, 1);
+    }
+
+    /// Two legs exchanging RTP and RTCP over a path of 7 ms each way, the second answering after
+    /// 300 ms: each measures a 14 ms round trip (7 ms one way) from the other's report blocks, on
+    /// one clock as the load tester's legs are.
+    #[test]
+    fn two_legs_measure_their_round_trip() {
+        const MS: u64 = 1_000_000;
+        let epoch = 0xe000_0000_0000_0000u64;
+        let set = silence();
+        let (a_ssrc, b_ssrc) = (0xaaaa_0001u32, 0xbbbb_0002u32);
+        let (mut a_rx, mut b_rx) = (RxStream::default(), RxStream::default());
+        let delay = 7 * MS;
+        // 100 packets each way, 20 ms apart.
+        for i in 0..100u16 {
+            let t = u64::from(i) * 20 * MS;
+            let ts = u32::from(i) * 160;
+            b_rx.on_rtp(&rtp(a_ssrc, 1000 + i, ts), t + delay, 8000, &set, None);
+            a_rx.on_rtp(&rtp(b_ssrc, 5000 + i, ts), t + delay, 8000, &set, None);
+        }
+        let st = |ssrc: u32, at: u64| RtcpState {
+            ssrc,
+            packets: 100,
+            octets: 16_000,
+            rtp_ts: 16_000,
+            ntp: ntp_at(epoch, at),
+        };
+        // A sends an SR at 2 s (it has heard B: its block about B has no LSR yet).
+        let t_a = 2000 * MS;
+        let block = a_rx.report_block(t_a);
+        let sr_a = synth_rtcp(&st(a_ssrc, t_a), block.as_ref(), "a");
+        b_rx.on_rtcp(&sr_a, t_a + delay, ntp_at(epoch, t_a + delay), b_ssrc);
+        assert_eq!(b_rx.rtt_samples, 0);
+        // B answers 300 ms after it arrived: its block about A echoes A's SR.
+        let t_b = t_a + delay + 300 * MS;
+        let block = b_rx.report_block(t_b);
+        let b_block = block.unwrap_or([0; 24]);
+        assert_eq!(word(&b_block, 0), a_ssrc);
+        assert_eq!(word(&b_block, 16), ntp_mid(ntp_at(epoch, t_a)));
+        let dlsr = f64::from(word(&b_block, 20)) / 65536.0;
+        assert!((dlsr - 0.3).abs() < 0.0001, "dlsr {dlsr}");
+        let sr_b = synth_rtcp(&st(b_ssrc, t_b), block.as_ref(), "b");
+        a_rx.on_rtcp(&sr_b, t_b + delay, ntp_at(epoch, t_b + delay), a_ssrc);
+        let rtt = a_rx.rtt_ms().unwrap_or(0.0);
+        assert!((rtt - 14.0).abs() < 0.05, "A's rtt {rtt}");
+        // A answers in turn, 50 ms later: B measures the same path.
+        let t_a2 = t_b + delay + 50 * MS;
+        let block = a_rx.report_block(t_a2);
+        let sr_a2 = synth_rtcp(&st(a_ssrc, t_a2), block.as_ref(), "a");
+        b_rx.on_rtcp(&sr_a2, t_a2 + delay, ntp_at(epoch, t_a2 + delay), b_ssrc);
+        let rtt = b_rx.rtt_ms().unwrap_or(0.0);
+        assert!((rtt - 14.0).abs() < 0.05, "B's rtt {rtt}");
+        // An RTCP packet of a stranger (another sender SSRC) echoing A's SR is ignored.
+        let mut stranger = sr_b.clone();
+        stranger[4..8].copy_from_slice(&0x5757_5757u32.to_be_bytes());
+        a_rx.on_rtcp(&stranger, t_a2, ntp_at(epoch, t_a2 + 900 * MS), a_ssrc);
+        assert_eq!(a_rx.rtt_samples, 1);
+    }
+
+    #[test]
+    fn report_block_counts_loss_and_highest_sequence() {
+        let set = silence();
+        let mut rx = RxStream::default();
+        // 0..=9 with 3 and 4 missing, then across the sequence wrap.
+        for seq in [65530u16, 65531, 65532, 65535, 0, 1, 2, 3] {
+            let ts = u32::from(seq.wrapping_sub(65530)) * 160;
+            rx.on_rtp(&rtp(42, seq, ts), u64::from(ts) * 125_000, 8000, &set, None);
+        }
+        let b = rx.report_block(1_000_000_000).unwrap_or([0; 24]);
+        assert_eq!(word(&b, 0), 42);
+        // 2 lost of 10 expected: fraction 2/10 × 256 = 51.
+        assert_eq!(b[4], 51);
+        assert_eq!(word(&b, 4) & 0x00ff_ffff, 2);
+        assert_eq!(word(&b, 8), 0x1_0003);
+        assert_eq!(word(&b, 12), 0, "packets on time: no jitter");
+        assert_eq!(word(&b, 16), 0, "no SR heard: no LSR");
+        // The next interval has no loss: fraction 0, cumulative still 2.
+        for seq in 4u16..8 {
+            let ts = u32::from(seq.wrapping_sub(65530)) * 160;
+            rx.on_rtp(&rtp(42, seq, ts), u64::from(ts) * 125_000, 8000, &set, None);
+        }
+        let b = rx.report_block(2_000_000_000).unwrap_or([0; 24]);
+        assert_eq!(b[4], 0);
+        assert_eq!(word(&b, 4) & 0x00ff_ffff, 2);
+        // Nothing heard: no block.
+        assert!(RxStream::default().report_block(0).is_none());
+    }
+
+    #[test]
+    fn malformed_rtcp_is_counted_and_skipped() {
+        let mut rx = RxStream::default();
+        let cases: [&[u8]; 6] = [
+            &[],
+            &[0x80],
+            &[0x81, 201, 0, 7, 0, 0, 0, 1],
+            &[0x9f, 201, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0],
+            &[0x81, 200, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0],
+            &[0x80, 200, 0xff, 0xff, 0, 0, 0, 1],
+        ];
+        for c in cases {
+            rx.on_rtcp(c, 0, 0, 1);
+        }
+        assert_eq!(rx.rtcp, 6);
+        assert_eq!(rx.rtt_samples, 0);
+        // A rewrite of a truncated recording writes only the whole packets.
+        let mut out = [0u8; 64];
+        let st = RtcpState::default();
+        assert_eq!(
+            rewrite_rtcp(&[0x80, 200, 0, 6, 1, 2], &mut out, &st, None),
+            Some(0)
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! What a run reports: the summary (calls by outcome and failure reason, ASR, setup-delay
-//! percentiles, RTP loss, jitter, MOS, achieved CPS) as one JSON line and file, one CSV row per
+//! percentiles, RTP loss, jitter, one-way latency, MOS, achieved CPS) as one JSON line and file, one CSV row per
 //! leg, and an HTML page with inline SVG plots (calls per second over time, setup delay and MOS
 //! distributions).
 
@@ -88,6 +88,15 @@ pub(crate) struct Percentiles {
     count: u64,
 }
 
+/// A histogram in microseconds of values in milliseconds (None when there are none).
+fn micros_hist(ms: impl Iterator<Item = f64>) -> Option<Histogram<u64>> {
+    let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).ok()?;
+    for v in ms {
+        let _ = h.record((v * 1000.0).round().clamp(1.0, 3_600_000_000.0) as u64);
+    }
+    (!h.is_empty()).then_some(h)
+}
+
 fn pct(h: &Histogram<u64>) -> Percentiles {
     let ms = |v: u64| v as f64 / 1000.0;
     Percentiles {
@@ -118,6 +127,9 @@ pub(crate) struct Summary {
     /// RTP packets of another source than the leg's peer (not in received or lost).
     pub(crate) rtp_stray: u64,
     pub(crate) jitter_ms_mean: f64,
+    /// One-way latency of the legs that measured one (half the RTCP round trip, RFC 3550 6.4.1);
+    /// None when no leg did (a call shorter than its first report exchange, or no RTCP back).
+    pub(crate) latency_ms: Option<Percentiles>,
     pub(crate) mos_mean: Option<f64>,
     pub(crate) mos_min: Option<f64>,
     pub(crate) uas_legs: u64,
@@ -189,6 +201,7 @@ pub(crate) fn summarise(
         sum(|r| r.rtp_expected),
     );
     let moses: Vec<f64> = rows.iter().filter_map(|r| r.mos).collect();
+    let latency = micros_hist(rows.iter().filter_map(|r| r.latency_ms));
     let with_media: Vec<&Row> = rows.iter().filter(|r| r.rtp_received > 0).collect();
     // Achieved CPS: calls started per second between the first and the last start (the samples'
     // 250 ms grain when the start times are not known).
@@ -246,6 +259,7 @@ pub(crate) fn summarise(
         } else {
             with_media.iter().map(|r| r.jitter_ms).sum::<f64>() / with_media.len() as f64
         },
+        latency_ms: latency.as_ref().map(pct),
         mos_mean: (!moses.is_empty()).then(|| moses.iter().sum::<f64>() / moses.len() as f64),
         mos_min: moses.iter().copied().reduce(f64::min),
         uas_legs: uas.len() as u64,
@@ -278,19 +292,24 @@ impl Summary {
         self.mos_mean
     }
 
+    /// The 99th percentile of the legs' one-way latency, in milliseconds.
+    pub(crate) fn latency_p99_ms(&self) -> Option<f64> {
+        self.latency_ms.as_ref().map(|p| p.p99)
+    }
+
     pub(crate) fn json_line(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
 
     pub(crate) fn csv(&self) -> String {
         let mut out = String::from(
-            "role,index,call_id,result,setup_18x_ms,setup_200_ms,rtp_sent,rtp_received,rtp_expected,rtp_lost,jitter_ms,mos,payload_mismatches,digits_ok\n",
+            "role,index,call_id,result,setup_18x_ms,setup_200_ms,rtp_sent,rtp_received,rtp_expected,rtp_lost,jitter_ms,rtt_ms,latency_ms,mos,payload_mismatches,digits_ok\n",
         );
         let opt = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x:.3}"));
         for r in &self.rows {
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{},{:.3},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{:.3},{},{},{},{},{}",
                 r.role,
                 r.index,
                 r.call_id,
@@ -302,6 +321,8 @@ impl Summary {
                 r.rtp_expected,
                 r.rtp_lost,
                 r.jitter_ms,
+                opt(r.rtt_ms),
+                opt(r.latency_ms),
                 opt(r.mos),
                 r.mismatched,
                 r.digits_ok.map_or(String::new(), |b| b.to_string()),
@@ -360,7 +381,8 @@ impl Summary {
 <tr><th>setup to 18x p50/p99 (ms)</th><td>{:.2} / {:.2}</td></tr>\
 <tr><th>setup to 200 p50/p99 (ms)</th><td>{:.2} / {:.2}</td></tr>\
 <tr><th>RTP sent / received / lost</th><td>{} / {} / {} ({:.3} %)</td></tr>\
-<tr><th>jitter mean (ms)</th><td>{:.2}</td></tr><tr><th>MOS mean / min</th><td>{} / {}</td></tr></table>\n",
+<tr><th>jitter mean (ms)</th><td>{:.2}</td></tr>\
+<tr><th>one-way latency p50/p99 (ms)</th><td id=\"latency\">{}</td></tr><tr><th>MOS mean / min</th><td>{} / {}</td></tr></table>\n",
             esc(pcap),
             self.attempted,
             self.answered,
@@ -377,6 +399,9 @@ impl Summary {
             self.rtp_lost,
             self.rtp_loss_pct,
             self.jitter_ms_mean,
+            self.latency_ms
+                .as_ref()
+                .map_or("-".into(), |p| format!("{:.2} / {:.2}", p.p50, p.p99)),
             self.mos_mean.map_or("-".into(), |m| format!("{m:.2}")),
             self.mos_min.map_or("-".into(), |m| format!("{m:.1}")),
         );

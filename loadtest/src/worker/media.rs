@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{epoll_add, now_ns, sdes, udp_bind, LegMedia, MediaSockets, Worker};
-use crate::media::{rewrite_rtcp, rewrite_rtp, synth_rtcp, RtcpState, RxStream};
+use crate::media::{ntp_at, rewrite_rtcp, rewrite_rtp, synth_rtcp, RtcpState, RxStream};
 use crate::template::Side;
 use crate::wheel::TimerKind;
 
@@ -60,7 +60,9 @@ impl Worker {
                 };
                 let peer = leg.side.peer().idx();
                 if rtcp {
-                    m.rx.rtcp += 1;
+                    if let Some(d) = self.buf.get(..n) {
+                        m.rx.on_rtcp(d, now, ntp_at(self.cfg.epoch_ntp, now), m.ssrc);
+                    }
                 } else if let Some(d) = self.buf.get(..n) {
                     self.rtp_received += 1;
                     m.rx.on_rtp(d, now, t.clock_rate, &t.payloads[peer], t.event_pt);
@@ -91,7 +93,10 @@ impl Worker {
                 rx.unprotect_rtp(&mut d, len)
             };
             match r {
-                Ok(_) if rtcp => m.rx.rtcp += 1,
+                Ok(n) if rtcp => {
+                    let d = d.get(..n).unwrap_or_default();
+                    m.rx.on_rtcp(d, at, ntp_at(self.cfg.epoch_ntp, at), m.ssrc);
+                }
                 Ok(n) => {
                     self.rtp_received += 1;
                     let d = d.get(..n).unwrap_or_default();
@@ -252,6 +257,19 @@ impl Worker {
             if repeat.is_some() && p.rtcp && rtcp_has_bye(&p.data) {
                 continue;
             }
+            if p.rtcp {
+                // Rewritten for this stream, with the leg's own report block.
+                m.state.ntp = ntp_at(self.cfg.epoch_ntp, now);
+                let block = m.rx.report_block(now);
+                let room = buf.len() - SRTP_ROOM;
+                let Some(n) = rewrite_rtcp(&p.data, &mut buf[..room], &m.state, block.as_ref())
+                else {
+                    continue;
+                };
+                let to = SocketAddr::new(remote.ip(), remote.port() + 1);
+                m.send_protected(true, &mut buf, n, to);
+                continue;
+            }
             let len = p.data.len();
             if len + SRTP_ROOM > buf.len() {
                 continue;
@@ -260,45 +278,38 @@ impl Worker {
                 continue;
             };
             data.copy_from_slice(&p.data);
-            if p.rtcp {
-                m.state.peer_ssrc = m.rx.peer_ssrc;
-                m.state.ntp = ntp_now();
-                rewrite_rtcp(data, &m.state);
-                m.send_protected(
-                    true,
-                    &mut buf,
-                    len,
-                    SocketAddr::new(remote.ip(), remote.port() + 1),
-                );
-            } else {
-                rewrite_rtp(
-                    data,
-                    m.ssrc,
-                    m.seq_off.wrapping_add(m.sent as u16),
-                    m.ts_off,
-                );
-                m.state.packets = m.state.packets.wrapping_add(1);
-                m.state.octets = m
-                    .state
-                    .octets
-                    .wrapping_add(data.len().saturating_sub(12) as u32);
-                if data.len() >= 8 {
-                    m.state.rtp_ts = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
-                }
-                m.send_protected(false, &mut buf, len, remote);
-                m.sent += 1;
-                sent += 1;
-                // RTCP synthesised every 200 packets when the capture has none for this side.
-                if synth && m.sent % 200 == 0 {
-                    let r = synth_rtcp(&m.state, "loadtest@local");
-                    if let Some(d) = buf
-                        .get_mut(..r.len())
-                        .filter(|_| r.len() + SRTP_ROOM <= 2048)
-                    {
-                        d.copy_from_slice(&r);
-                        let to = SocketAddr::new(remote.ip(), remote.port() + 1);
-                        m.send_protected(true, &mut buf, r.len(), to);
-                    }
+            rewrite_rtp(
+                data,
+                m.ssrc,
+                m.seq_off.wrapping_add(m.sent as u16),
+                m.ts_off,
+            );
+            m.state.packets = m.state.packets.wrapping_add(1);
+            m.state.octets = m
+                .state
+                .octets
+                .wrapping_add(data.len().saturating_sub(12) as u32);
+            if data.len() >= 8 {
+                m.state.rtp_ts = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+            }
+            m.send_protected(false, &mut buf, len, remote);
+            m.sent += 1;
+            sent += 1;
+            // RTCP synthesised when the capture has none for this side: two early reports
+            // after 50 and 100 packets (1 s and 2 s at 20 ms: the second echoes the peer's first,
+            // so a round trip is measured within the first seconds), then every 250 (5 s at
+            // 20 ms, RFC 3550's minimum interval).
+            if synth && (m.sent == 50 || m.sent == 100 || m.sent % 250 == 0) {
+                m.state.ntp = ntp_at(self.cfg.epoch_ntp, now);
+                let block = m.rx.report_block(now);
+                let r = synth_rtcp(&m.state, block.as_ref(), "loadtest@local");
+                if let Some(d) = buf
+                    .get_mut(..r.len())
+                    .filter(|_| r.len() + SRTP_ROOM <= 2048)
+                {
+                    d.copy_from_slice(&r);
+                    let to = SocketAddr::new(remote.ip(), remote.port() + 1);
+                    m.send_protected(true, &mut buf, r.len(), to);
                 }
             }
         }
@@ -354,13 +365,4 @@ fn rtcp_has_bye(pkt: &[u8]) -> bool {
         off += (usize::from(u16::from_be_bytes([h[2], h[3]])) + 1) * 4;
     }
     false
-}
-
-fn ntp_now() -> u64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs() + 2_208_988_800;
-    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
-    (secs << 32) | frac
 }

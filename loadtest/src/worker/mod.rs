@@ -48,6 +48,8 @@ pub(crate) struct Config {
     pub(crate) hold: Option<Duration>,
     pub(crate) timeout: Duration,
     pub(crate) epoch: Instant,
+    /// The epoch as NTP time: RTCP's NTP timestamps are `epoch_ntp` + the monotonic time since.
+    pub(crate) epoch_ntp: u64,
     /// SIP over TLS, one connection per call (None: UDP, or TCP when `tcp`).
     pub(crate) tls: Option<Arc<TlsSetup>>,
     /// SIP over plain TCP, one connection per call.
@@ -92,6 +94,10 @@ pub(crate) struct Row {
     pub(crate) rtp_expected: u64,
     pub(crate) rtp_lost: u64,
     pub(crate) jitter_ms: f64,
+    /// Mean round trip from the peer's RTCP reports on this leg's SRs (RFC 3550 6.4.1), and the
+    /// one-way latency taken as half of it (None when no report echoed an SR).
+    pub(crate) rtt_ms: Option<f64>,
+    pub(crate) latency_ms: Option<f64>,
     pub(crate) mos: Option<f64>,
     pub(crate) mismatched: u64,
     pub(crate) digits_ok: Option<bool>,
@@ -1050,7 +1056,9 @@ impl Worker {
             rtp_expected: rx.expected(),
             rtp_lost: rx.lost(),
             jitter_ms: jit,
-            mos: expects_rtp.then(|| mos(0.0, jit, loss_pct)),
+            rtt_ms: rx.rtt_ms(),
+            latency_ms: rx.rtt_ms().map(|r| r / 2.0),
+            mos: expects_rtp.then(|| mos(rx.rtt_ms().unwrap_or(0.0), jit, loss_pct)),
             mismatched: rx.mismatched,
             digits_ok,
             rtp_stray: rx.stray,
