@@ -5,10 +5,11 @@
 #      audio looped over --hold) as CALLS concurrent calls against its own UAS: every call carries RTP
 #      both ways the whole time, CALLS x 100 packets/s in all. Reported over the busiest 5 s: RTP
 #      sent and received per second, loss over the run, the process's CPU and packets (sent +
-#      received) per CPU-second.
+#      received) per CPU-second, and the legs' one-way latency (RTCP round trip / 2) p50 / p99.
 #   B. `rtpload` drives the same number of G.711 calls (two 20 ms streams each) through the bare
 #      forwarder (benches' barefwd, pinned to the other core) for STEP_S seconds: its packets (sent
-#      + received) per CPU-second of its own, from the same trial.
+#      + received) per CPU-second of its own, and its one-way latency through the forwarder (send
+#      time carried in the payload), from the same trial.
 #
 #   ./loadtest/media/capacity.sh                   # 3 rounds of A then B, then the medians
 #   RUNS=1 CALLS=1000 ./loadtest/media/capacity.sh
@@ -64,7 +65,8 @@ run_loadtest() { # round
 	jq -c --arg r "$1" '{round: ($r|tonumber), tool: "loadtest", calls: .attempted, answered, failed,
 		pps_sent: .media_peak.rtp_sent_pps, pps_received: .media_peak.rtp_received_pps,
 		loss_pct: .rtp_loss_pct, cpu_pct: .media_peak.cpu_pct,
-		packets_per_core_s: .media_peak.packets_per_core_s}' "$f"
+		packets_per_core_s: .media_peak.packets_per_core_s,
+		lat_p50: .latency_ms.p50, lat_p99: .latency_ms.p99, lat_legs: .latency_ms.count}' "$f"
 }
 
 run_rtpload() { # round
@@ -82,7 +84,8 @@ run_rtpload() { # round
 	grep -v '"summary":true' "$OUT/rtpload-$1.jsonl" | head -1 | jq -c --arg r "$1" '{round: ($r|tonumber),
 		tool: "rtpload", calls, answered: .calls, failed: 0, pps_sent: .offered_pps,
 		pps_received: .relayed_pps, loss_pct, cpu_pct: .gen_cpu_pct,
-		packets_per_core_s: ((.offered_pps + .relayed_pps) / (.gen_cpu_pct / 100))}'
+		packets_per_core_s: ((.offered_pps + .relayed_pps) / (.gen_cpu_pct / 100)),
+		lat_p50: (.latency_us.p50 / 1000), lat_p99: (.latency_us.p99 / 1000)}'
 }
 
 ROWS=$OUT/rows.jsonl
@@ -99,11 +102,12 @@ echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/notes
 python3 - "$ROWS" <<'EOF'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print("| tool | round | calls | answered | RTP sent /s | RTP received /s | loss % | CPU % of a core | packets (sent+received) per core-second |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| tool | round | calls | answered | RTP sent /s | RTP received /s | loss % | CPU % of a core | packets (sent+received) per core-second | one-way latency p50 / p99 ms |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+lat = lambda r: ("-" if r.get("lat_p50") is None else f"{r['lat_p50']:.2f} / {r['lat_p99']:.2f}")
 for r in rows:
     print(f"| {r['tool']} | {r['round']} | {r['calls']} | {r['answered']} | {r['pps_sent']:,.0f} | "
-          f"{r['pps_received']:,.0f} | {r['loss_pct']:.4f} | {r['cpu_pct']:.1f} | {r['packets_per_core_s']:,.0f} |")
+          f"{r['pps_received']:,.0f} | {r['loss_pct']:.4f} | {r['cpu_pct']:.1f} | {r['packets_per_core_s']:,.0f} | {lat(r)} |")
 for tool in ("loadtest", "rtpload"):
     rs = [r for r in rows if r["tool"] == tool]
     if not rs:
@@ -111,6 +115,7 @@ for tool in ("loadtest", "rtpload"):
     med = lambda k: statistics.median(r[k] for r in rs)
     print(f"| **{tool} median of {len(rs)}** | | {rs[0]['calls']} | {med('answered'):.0f} | "
           f"{med('pps_sent'):,.0f} | {med('pps_received'):,.0f} | {med('loss_pct'):.4f} | "
-          f"{med('cpu_pct'):.1f} | **{med('packets_per_core_s'):,.0f}** |")
+          f"{med('cpu_pct'):.1f} | **{med('packets_per_core_s'):,.0f}** | "
+          + ("-" if any(r.get("lat_p50") is None for r in rs) else f"{med('lat_p50'):.2f} / {med('lat_p99'):.2f}") + " |")
 EOF
 echo "rows: $ROWS" >&2
