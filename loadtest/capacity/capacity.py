@@ -352,6 +352,9 @@ def run_trial(dev, kind, level, rd, tag):
         "mos_min": s.get("mos_min"), "rtp_sent": s.get("rtp_sent"),
         "setup_200_p50_ms": (s.get("setup_200_ms") or {}).get("p50"),
         "setup_200_p99_ms": (s.get("setup_200_ms") or {}).get("p99"),
+        # one-way latency through the device: the legs' RTCP round trips / 2 (RFC 3550 6.4.1)
+        "latency_p50_ms": (s.get("latency_ms") or {}).get("p50"),
+        "latency_p99_ms": (s.get("latency_ms") or {}).get("p99"),
         "device_cpu_pct": None if dev_cpu is None else 100.0 * dev_cpu,
         "tester_peak_cpu_pct": peak.get("cpu_pct"), "window_s": [w0, w1],
         "rtp_payload_mismatches": s.get("rtp_payload_mismatches"), "uas_failed": s.get("uas_failed"),
@@ -461,8 +464,8 @@ def report(results, common, meta):
     if common:
         L.append("Same load on both devices (one trial per device per round):")
         L.append("")
-        L.append("| device | load | rounds passed | device CPU (median) | per device core (median) | loss % (median) | MOS (median) |")
-        L.append("|---|---|---|---|---|---|---|")
+        L.append("| device | load | rounds passed | device CPU (median) | per device core (median) | loss % (median) | MOS (median) | one-way latency p50 / p99 ms (median) |")
+        L.append("|---|---|---|---|---|---|---|---|")
         for kind in ("cps", "conc"):
             for d in CFG["devices"]:
                 rs = [r for r in common if r["device"] == d and r["kind"] == kind]
@@ -471,11 +474,13 @@ def report(results, common, meta):
                 load = ("%s calls/s, %s s hold" % (fmt(rs[0]["level"], 0), fmt(rs[0]["hold"], 1))
                         if kind == "cps" else "%s concurrent calls" % fmt(rs[0]["level"], 0))
                 meds.setdefault(d, {})[kind + "_common_per_core"] = med(r.get("per_core") for r in rs)
-                L.append("| %s | %s | %d/%d | %s %% | %s | %s | %s |" % (
+                L.append("| %s | %s | %d/%d | %s %% | %s | %s | %s | %s / %s |" % (
                     d, load, sum(r["pass"] for r in rs), len(rs),
                     fmt(med(r.get("device_cpu_pct") for r in rs), 1),
                     fmt(med(r.get("per_core") for r in rs), 0), fmt(med(r.get("loss_pct") for r in rs), 4),
-                    fmt(med(r.get("mos_mean") for r in rs), 2)))
+                    fmt(med(r.get("mos_mean") for r in rs), 2),
+                    fmt(med(r.get("latency_p50_ms") for r in rs), 2),
+                    fmt(med(r.get("latency_p99_ms") for r in rs), 2)))
         L.append("")
     a, b = meds.get("sbc"), meds.get("kamailio-rtpengine")
     if a and b:
