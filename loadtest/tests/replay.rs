@@ -84,6 +84,21 @@ fn g711_with_rtcp_against_its_own_uas() {
             .all(|l| l.split(',').nth(3) == Some("ok")),
         "{csv}"
     );
+    // Every leg measured its one-way latency (the recorded RTCP carries the legs' own report
+    // blocks): per leg in the CSV, p50/p99 in the HTML table.
+    assert_eq!(s["latency_ms"]["count"], 8, "{s}");
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "latency_ms").unwrap();
+    assert!(
+        csv.lines().skip(1).all(|l| l
+            .split(',')
+            .nth(col)
+            .is_some_and(|v| v.parse::<f64>().is_ok())),
+        "{csv}"
+    );
+    let html = std::fs::read_to_string(prefix.with_extension("html")).unwrap();
+    let cell = html.split("<td id=\"latency\">").nth(1).unwrap_or("-");
+    assert!(cell.starts_with(|c: char| c.is_ascii_digit()), "{cell}");
     check_html(&prefix.with_extension("html"));
 }
 
