@@ -58,7 +58,8 @@ load:
   --uas-password PW    the password the callee checks (default: --password)
   --user NAME          the digest username (default: the recorded credentials' username)
   --digest-alg A       the callee's challenge algorithm: MD5 (default), SHA-256, ...
-  --allow-remote       allow a target outside loopback
+  --allow-remote       allow a target outside loopback (without it, only loopback, or any
+                       address from inside a network namespace named sbc-*)
 report:
   --out PREFIX         write PREFIX.json, PREFIX.csv, PREFIX.html
   --max-fail-ratio R   exit 1 when failed/attempted > R (0)
@@ -240,13 +241,45 @@ fn arrivals(calls: u64, cps: f64, ramp: f64, poisson: bool) -> Vec<f64> {
     out
 }
 
+/// Network namespaces this project's tests and runs create are named with this prefix
+/// (`ip netns add sbc-...`): such a namespace starts with nothing but its own loopback, so every
+/// address reachable in it is one the project put there.
+const PROJECT_NETNS_PREFIX: &str = "sbc-";
+
+/// The name of the network namespace this process runs in, when it is a named one (`ip netns
+/// add`, bind-mounted under /run/netns): the one whose inode is this process's, as `ip netns
+/// identify` finds it.
+fn own_netns_name() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::fs::metadata("/proc/self/ns/net").ok()?;
+    std::fs::read_dir("/run/netns")
+        .ok()?
+        .flatten()
+        .find(|e| {
+            std::fs::metadata(e.path()).is_ok_and(|m| m.dev() == me.dev() && m.ino() == me.ino())
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+}
+
+/// Where load may go without `--allow-remote`: loopback, or anywhere from inside one of the
+/// project's own network namespaces.
 fn check_target(a: &Args, target: SocketAddr) -> Result<(), String> {
-    if !a.allow_remote && !target.ip().is_loopback() {
-        return Err(format!(
-            "target {target} is not a loopback address: pass --allow-remote to load a remote system"
-        ));
+    if a.allow_remote || target.ip().is_loopback() {
+        return Ok(());
     }
-    Ok(())
+    match own_netns_name() {
+        Some(ns) if ns.starts_with(PROJECT_NETNS_PREFIX) => {
+            eprintln!(
+                "loadtest: target {target} allowed: inside the project's network namespace {ns}"
+            );
+            Ok(())
+        }
+        ns => Err(format!(
+            "target {target} is not a loopback address{}: pass --allow-remote to load a remote \
+             system (or run inside a network namespace named {PROJECT_NETNS_PREFIX}*)",
+            ns.map_or(String::new(), |n| format!(" (network namespace {n})"))
+        )),
+    }
 }
 
 fn run_once(a: &Args, t: &Arc<Template>, cps: f64, quiet: bool) -> Result<Summary, String> {

@@ -579,6 +579,88 @@ fn refuses_a_target_outside_loopback() {
     assert!(String::from_utf8_lossy(&run.stderr).contains("--allow-remote"));
 }
 
+/// A network namespace made for one test (deleted at the end), its loopback interface also holding
+/// 10.201.0.1: an address outside 127.0.0.0/8 that leads nowhere but into the namespace.
+struct Netns(String);
+
+impl Netns {
+    fn create(name: &str) -> Option<Self> {
+        let ip = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !ip(&["netns", "add", name]) {
+            return None;
+        }
+        let ns = Self(name.to_owned());
+        let ok = ip(&["-n", name, "link", "set", "lo", "up"])
+            && ip(&["-n", name, "addr", "add", "10.201.0.1/32", "dev", "lo"]);
+        ok.then_some(ns)
+    }
+
+    /// `loadtest` run inside the namespace against its own callee on 10.201.0.1.
+    fn loadtest(&self) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.0])
+            .arg(env!("CARGO_BIN_EXE_loadtest"))
+            .arg("--pcap")
+            .arg(pcap("sipp-basic.pcap"))
+            .args(["--uas", "10.201.0.1:5060", "--local-ip", "10.201.0.1"])
+            .args([
+                "--calls",
+                "3",
+                "--cps",
+                "20",
+                "--threads",
+                "1",
+                "--hold",
+                "0.05",
+            ])
+            .args(["--media-ports", "200", "--timeout", "5"])
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// Without `--allow-remote` a target outside loopback is allowed only from inside a network
+/// namespace of the project's (named `sbc-*`): there the calls run to 10.201.0.1; the same run in a
+/// namespace of another name is refused (exit 2). Skipped where namespaces cannot be made (not
+/// root); CI runs as root.
+#[test]
+fn a_target_in_the_projects_own_namespace_is_allowed() {
+    let id = std::process::id() % 100_000;
+    let Some(own) = Netns::create(&format!("sbc-lt{id}")) else {
+        eprintln!("cannot create a network namespace here: skipped");
+        return;
+    };
+    let run = own.loadtest();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    assert!(
+        err.contains("inside the project's network namespace"),
+        "{err}"
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let s: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_all_calls_complete(&s, 3);
+    drop(own);
+
+    let other = Netns::create(&format!("lt-other{id}")).expect("a second namespace");
+    let run = other.loadtest();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{err}");
+    assert!(err.contains("--allow-remote"), "{err}");
+    assert!(err.contains(&format!("lt-other{id}")), "{err}");
+}
+
 /// The report renders in headless Chromium (when installed, as `.ci/setup` does) with its three
 /// plots; without Chromium, its structure is checked as text.
 fn check_html(path: &Path) {
