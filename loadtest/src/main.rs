@@ -263,6 +263,35 @@ fn own_netns_name() -> Option<String> {
 
 /// Where load may go without `--allow-remote`: loopback, or anywhere from inside one of the
 /// project's own network namespaces.
+/// The live progress line: time, calls started, the rate over the last second, answered, failed,
+/// callee legs active, RTP sent, and the mean MOS of the legs finished so far.
+fn progress_line(samples: &[Sample], now: &Sample, shared: &Shared) -> String {
+    let second_ago = samples.iter().rev().find(|p| now.t - p.t >= 0.99);
+    let cps = second_ago.map_or(now.attempted as f64 / now.t.max(0.25), |p| {
+        (now.attempted - p.attempted) as f64 / (now.t - p.t)
+    });
+    let legs = shared.mos_legs.load(Ordering::Relaxed);
+    let mos = if legs == 0 {
+        "-".to_string()
+    } else {
+        format!(
+            "{:.2}",
+            shared.mos_centi.load(Ordering::Relaxed) as f64 / 100.0 / legs as f64
+        )
+    };
+    format!(
+        "{:6.1}s calls {} cps {:.0} ok {} failed {} uas-active {} rtp-sent {} MOS {}",
+        now.t,
+        now.attempted,
+        cps,
+        now.answered,
+        now.failed,
+        shared.active_uas.load(Ordering::Relaxed),
+        now.rtp_sent,
+        mos
+    )
+}
+
 fn check_target(a: &Args, target: SocketAddr) -> Result<(), String> {
     if a.allow_remote || target.ip().is_loopback() {
         return Ok(());
@@ -417,15 +446,7 @@ fn run_once(a: &Args, t: &Arc<Template>, cps: f64, quiet: bool) -> Result<Summar
             cpu_s: report::process_cpu_s(),
         };
         if tty {
-            eprint!(
-                "\r{:6.1}s calls {} ok {} failed {} uas-active {} rtp-sent {}   ",
-                el,
-                s.attempted,
-                s.answered,
-                s.failed,
-                shared.active_uas.load(Ordering::Relaxed),
-                shared.rtp_sent.load(Ordering::Relaxed)
-            );
+            eprint!("\r{}   ", progress_line(&samples, &s, &shared));
         }
         samples.push(s);
         let done = shared.done.load(Ordering::Relaxed);

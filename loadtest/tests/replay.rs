@@ -579,6 +579,53 @@ fn refuses_a_target_outside_loopback() {
     assert!(String::from_utf8_lossy(&run.stderr).contains("--allow-remote"));
 }
 
+/// On a terminal (a pseudo-terminal from `script`, util-linux) the tester shows a live progress
+/// line every 250 ms: calls, the rate, answered and failed calls, and the mean MOS of the legs
+/// finished so far; off a terminal (every other test here) it prints none.
+#[test]
+fn a_progress_line_on_a_terminal() {
+    let cmd = format!(
+        "{} --pcap {} --uas 127.46.17.2:5060 --local-ip 127.46.17.1 --calls 30 --cps 10 \
+         --threads 2 --media-ports 200 --timeout 5",
+        env!("CARGO_BIN_EXE_loadtest"),
+        pcap("g711-rtcp.pcap").display()
+    );
+    let Ok(run) = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+    else {
+        eprintln!("no script(1) here: skipped");
+        return;
+    };
+    let out = String::from_utf8_lossy(&run.stdout).replace('\r', "\n");
+    assert!(run.status.success(), "{out}");
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains(" cps ")).collect();
+    // About 4 a second over the 10 s of starts and 7 s calls.
+    assert!(lines.len() >= 40, "{out}");
+    let field = |l: &str, name: &str| -> Option<f64> {
+        let mut it = l.split_whitespace();
+        it.find(|w| *w == name)?;
+        it.next()?.parse().ok()
+    };
+    // While calls start at 10/s the line says so; once legs finish, their MOS shows.
+    assert!(
+        lines
+            .iter()
+            .any(|l| field(l, "cps").is_some_and(|c| (8.0..=12.0).contains(&c))),
+        "{out}"
+    );
+    let last = lines.last().copied().unwrap_or_default();
+    assert_eq!(field(last, "calls"), Some(30.0), "{last}");
+    assert_eq!(field(last, "ok"), Some(30.0), "{last}");
+    assert_eq!(field(last, "failed"), Some(0.0), "{last}");
+    assert!(field(last, "MOS").is_some_and(|m| m >= 4.3), "{last}");
+    assert!(
+        lines[0].contains("MOS -"),
+        "no leg finished yet: {}",
+        lines[0]
+    );
+}
+
 /// A network namespace made for one test (deleted at the end), its loopback interface also holding
 /// 10.201.0.1: an address outside 127.0.0.0/8 that leads nowhere but into the namespace.
 struct Netns(String);

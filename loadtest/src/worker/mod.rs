@@ -77,6 +77,9 @@ pub(crate) struct Shared {
     pub(crate) active_uas: AtomicU64,
     pub(crate) rtp_sent: AtomicU64,
     pub(crate) rtp_received: AtomicU64,
+    /// The MOS of finished legs with media, in hundredths, summed, and how many legs.
+    pub(crate) mos_centi: AtomicU64,
+    pub(crate) mos_legs: AtomicU64,
     pub(crate) stop: AtomicBool,
 }
 
@@ -1063,6 +1066,12 @@ impl Worker {
             digits_ok,
             rtp_stray: rx.stray,
         };
+        if let Some(m) = row.mos {
+            self.shared
+                .mos_centi
+                .fetch_add((m * 100.0).round() as u64, Ordering::Relaxed);
+            self.shared.mos_legs.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some((rejected, both)) = srtp {
             self.result.srtp_rejected += rejected;
             self.result.srtp_legs += u64::from(both);
