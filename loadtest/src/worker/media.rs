@@ -261,13 +261,14 @@ impl Worker {
                 // Rewritten for this stream, with the leg's own report block.
                 m.state.ntp = ntp_at(self.cfg.epoch_ntp, now);
                 let block = m.rx.report_block(now);
-                let room = buf.len() - SRTP_ROOM;
+                let room = buf.len().saturating_sub(SRTP_ROOM);
                 let Some(n) = rewrite_rtcp(&p.data, &mut buf[..room], &m.state, block.as_ref())
                 else {
                     continue;
                 };
-                let to = SocketAddr::new(remote.ip(), remote.port() + 1);
-                m.send_protected(true, &mut buf, n, to);
+                if let Some(to) = rtcp_addr(remote) {
+                    m.send_protected(true, &mut buf, n, to);
+                }
                 continue;
             }
             let len = p.data.len();
@@ -303,12 +304,11 @@ impl Worker {
                 m.state.ntp = ntp_at(self.cfg.epoch_ntp, now);
                 let block = m.rx.report_block(now);
                 let r = synth_rtcp(&m.state, block.as_ref(), "loadtest@local");
-                if let Some(d) = buf
-                    .get_mut(..r.len())
-                    .filter(|_| r.len() + SRTP_ROOM <= 2048)
+                let room = r.len() + SRTP_ROOM <= buf.len();
+                if let (Some(d), Some(to)) =
+                    (buf.get_mut(..r.len()).filter(|_| room), rtcp_addr(remote))
                 {
                     d.copy_from_slice(&r);
-                    let to = SocketAddr::new(remote.ip(), remote.port() + 1);
                     m.send_protected(true, &mut buf, r.len(), to);
                 }
             }
@@ -356,6 +356,12 @@ impl LegMedia {
 }
 
 /// Whether a compound RTCP packet holds a BYE (packet type 203).
+/// Where a peer's RTCP goes: its RTP port + 1 (RFC 3550 11); none when the SDP's port is the last
+/// one (the peer's word, not checked elsewhere).
+fn rtcp_addr(rtp: SocketAddr) -> Option<SocketAddr> {
+    Some(SocketAddr::new(rtp.ip(), rtp.port().checked_add(1)?))
+}
+
 fn rtcp_has_bye(pkt: &[u8]) -> bool {
     let mut off = 0usize;
     while let Some(h) = pkt.get(off..off + 4) {
@@ -365,4 +371,28 @@ fn rtcp_has_bye(pkt: &[u8]) -> bool {
         off += (usize::from(u16::from_be_bytes([h[2], h[3]])) + 1) * 4;
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtcp_goes_to_the_next_port_unless_there_is_none() {
+        let rtp: SocketAddr = "127.0.0.1:20000"
+            .parse()
+            .unwrap_or(SocketAddr::from(([0; 4], 0)));
+        assert_eq!(rtcp_addr(rtp).map(|a| a.port()), Some(20001));
+        // An SDP announcing port 65535 leaves no RTCP port: no RTCP, no overflow.
+        assert_eq!(rtcp_addr(SocketAddr::new(rtp.ip(), 65535)), None);
+    }
+
+    #[test]
+    fn a_bye_is_found_in_a_compound_and_a_broken_length_ends_the_search() {
+        let mut c = vec![0x80, 200, 0, 1, 0, 0, 0, 1];
+        c.extend_from_slice(&[0x81, 203, 0, 1, 0, 0, 0, 1]);
+        assert!(rtcp_has_bye(&c));
+        assert!(!rtcp_has_bye(&c[..8]));
+        assert!(!rtcp_has_bye(&[0x80, 200, 0xff, 0xff, 0, 0, 0, 1]));
+    }
 }
