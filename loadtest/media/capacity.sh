@@ -13,6 +13,8 @@
 #
 #   ./loadtest/media/capacity.sh                   # 3 rounds of A then B, then the medians
 #   RUNS=1 CALLS=1000 ./loadtest/media/capacity.sh
+#   MODES="plain sdes" RTPLOAD=0 ./loadtest/media/capacity.sh   # A plain and A with --srtp sdes
+#                                                  # (both legs SRTP), alternating, no B
 #
 # Everything stays on loopback (127.46.0.1/.2 for A, 127.0.0.2-4 for B); every process this script
 # starts is stopped by its PID; each run is bounded by `timeout`.
@@ -28,6 +30,8 @@ STEP_S=${STEP_S:-10}            # B: rtpload's measurement window
 GEN_CPU=${GEN_CPU:-0}           # B: rtpload's CPU
 RELAY_CPU=${RELAY_CPU:-1}       # B: barefwd's CPU
 RUNS=${RUNS:-3}
+MODES=${MODES:-plain}           # A's media: plain RTP, and/or sdes (SDES-SRTP both ways)
+RTPLOAD=${RTPLOAD:-1}           # 0: no B
 BIN=${BIN:-$REPO/target/release}
 OUT=${OUT:-/tmp/capacity-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
@@ -52,21 +56,24 @@ if [ -z "${NO_BUILD:-}" ]; then
 fi
 PORTS=$(((CALLS + THREADS - 1) / THREADS * 4 + 64))
 
-run_loadtest() { # round
-	local f=$OUT/loadtest-$1.json
+run_loadtest() { # round mode
+	local mode=${2:-plain} tool=loadtest extra=()
+	if [ "$mode" = sdes ]; then tool=loadtest-sdes; extra=(--srtp sdes); fi
+	local f=$OUT/$tool-$1.json
 	timeout $((CALLS / CPS + HOLD + 60)) taskset -c "$LT_CPUS" "$BIN/loadtest" \
 		--pcap "$REPO/pcaps/g711-ptime20.pcap" --uas 127.46.0.2:5060 --local-ip 127.46.0.1 \
 		--calls "$CALLS" --cps "$CPS" --hold "$HOLD" --threads "$THREADS" --max-concurrent "$CALLS" \
-		--media-port 20000 --media-ports "$PORTS" --timeout 5 >"$f" 2>"$OUT/loadtest-$1.log" &
+		--media-port 20000 --media-ports "$PORTS" --timeout 5 "${extra[@]}" >"$f" 2>"$OUT/$tool-$1.log" &
 	local pid=$!
 	PIDS+=("$pid")
 	wait "$pid"
 	PIDS=()
-	jq -c --arg r "$1" '{round: ($r|tonumber), tool: "loadtest", calls: .attempted, answered, failed,
+	jq -c --arg r "$1" --arg t "$tool" '{round: ($r|tonumber), tool: $t, calls: .attempted, answered, failed,
 		pps_sent: .media_peak.rtp_sent_pps, pps_received: .media_peak.rtp_received_pps,
 		loss_pct: .rtp_loss_pct, cpu_pct: .media_peak.cpu_pct,
 		packets_per_core_s: .media_peak.packets_per_core_s,
-		lat_p50: .latency_ms.p50, lat_p99: .latency_ms.p99, lat_legs: .latency_ms.count}' "$f"
+		lat_p50: .latency_ms.p50, lat_p99: .latency_ms.p99, lat_legs: .latency_ms.count,
+		srtp_legs, srtp_rejected, srtp_early_dropped, mismatches: .rtp_payload_mismatches}' "$f"
 }
 
 run_rtpload() { # round
@@ -92,10 +99,17 @@ ROWS=$OUT/rows.jsonl
 : >"$ROWS"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$OUT/notes.txt" >&2
 for r in $(seq "$RUNS"); do
-	echo "round $r: loadtest, $CALLS calls, hold $HOLD s ..." >&2
-	run_loadtest "$r" | tee -a "$ROWS" >&2
-	echo "round $r: rtpload through barefwd, $CALLS calls, $STEP_S s ..." >&2
-	run_rtpload "$r" | tee -a "$ROWS" >&2
+	# The modes' order alternates from round to round.
+	modes=($MODES)
+	if [ $((r % 2)) = 0 ]; then modes=($(printf '%s\n' "${modes[@]}" | tac)); fi
+	for mode in "${modes[@]}"; do
+		echo "round $r: loadtest ($mode), $CALLS calls, hold $HOLD s ..." >&2
+		run_loadtest "$r" "$mode" | tee -a "$ROWS" >&2
+	done
+	if [ "$RTPLOAD" = 1 ]; then
+		echo "round $r: rtpload through barefwd, $CALLS calls, $STEP_S s ..." >&2
+		run_rtpload "$r" | tee -a "$ROWS" >&2
+	fi
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/notes.txt" >&2
 
@@ -108,7 +122,7 @@ lat = lambda r: ("-" if r.get("lat_p50") is None else f"{r['lat_p50']:.2f} / {r[
 for r in rows:
     print(f"| {r['tool']} | {r['round']} | {r['calls']} | {r['answered']} | {r['pps_sent']:,.0f} | "
           f"{r['pps_received']:,.0f} | {r['loss_pct']:.4f} | {r['cpu_pct']:.1f} | {r['packets_per_core_s']:,.0f} | {lat(r)} |")
-for tool in ("loadtest", "rtpload"):
+for tool in ("loadtest", "loadtest-sdes", "rtpload"):
     rs = [r for r in rows if r["tool"] == tool]
     if not rs:
         continue

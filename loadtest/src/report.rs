@@ -150,6 +150,9 @@ pub(crate) struct Summary {
     /// Legs (either side) that sent and received SRTP, and SRTP/SRTCP packets refused.
     pub(crate) srtp_legs: u64,
     pub(crate) srtp_rejected: u64,
+    /// SRTP packets that came before the peer's key with the leg's wait queue (16) full: dropped
+    /// unread, so counted lost by the receiver, not refused.
+    pub(crate) srtp_early_dropped: u64,
     #[serde(skip)]
     pub(crate) rows: Vec<Row>,
     #[serde(skip)]
@@ -168,7 +171,7 @@ pub(crate) fn summarise(
     let mut h200 = h18.clone();
     let mut rows = Vec::new();
     let (mut tls_connections, mut tls_failures, mut conn_overflows) = (0, 0, 0);
-    let (mut srtp_legs, mut srtp_rejected) = (0, 0);
+    let (mut srtp_legs, mut srtp_rejected, mut srtp_early_dropped) = (0, 0, 0);
     let mut starts: Option<(u64, u64)> = None;
     for r in results {
         if let Some((f, l)) = r.starts_ns {
@@ -179,6 +182,7 @@ pub(crate) fn summarise(
         conn_overflows += r.conn_overflows;
         srtp_legs += r.srtp_legs;
         srtp_rejected += r.srtp_rejected;
+        srtp_early_dropped += r.srtp_early_dropped;
         let _ = h18.add(&r.setup_18x);
         let _ = h200.add(&r.setup_200);
         rows.extend(r.rows);
@@ -274,6 +278,7 @@ pub(crate) fn summarise(
         conn_overflows,
         srtp_legs,
         srtp_rejected,
+        srtp_early_dropped,
         rows,
         samples,
         setup_hist,

@@ -43,7 +43,7 @@ impl Worker {
                                     Some(d) if s.pending.len() < sdes::MAX_PENDING => {
                                         s.pending.push((rtcp, d.to_vec(), now));
                                     }
-                                    _ => s.rejected += 1,
+                                    _ => s.early_dropped += 1,
                                 }
                                 return true;
                             }

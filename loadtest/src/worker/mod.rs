@@ -119,6 +119,8 @@ pub(crate) struct ThreadResult {
     /// Legs that sent and received SRTP, and SRTP/SRTCP packets their receivers refused.
     pub(crate) srtp_legs: u64,
     pub(crate) srtp_rejected: u64,
+    /// SRTP packets dropped for coming before the peer's key with the leg's wait queue full.
+    pub(crate) srtp_early_dropped: u64,
     /// When this thread started its first and its last call (ns since the epoch).
     pub(crate) starts_ns: Option<(u64, u64)>,
 }
@@ -328,6 +330,7 @@ pub(crate) fn run(
             conn_overflows: 0,
             srtp_legs: 0,
             srtp_rejected: 0,
+            srtp_early_dropped: 0,
             starts_ns: None,
         },
         buf: vec![0u8; 65_536],
@@ -1043,8 +1046,8 @@ impl Worker {
             .media
             .as_ref()
             .and_then(|m| m.srtp.as_ref())
-            .map(|s| (s.rejected, s.rx.is_some() && sent > 0));
-        if failure.is_none() && srtp.is_some_and(|(r, _)| r > 0) {
+            .map(|s| (s.rejected, s.rx.is_some() && sent > 0, s.early_dropped));
+        if failure.is_none() && srtp.is_some_and(|(r, _, _)| r > 0) {
             failure = Some("SRTP packets refused".into());
         }
         let row = Row {
@@ -1072,8 +1075,9 @@ impl Worker {
                 .fetch_add((m * 100.0).round() as u64, Ordering::Relaxed);
             self.shared.mos_legs.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some((rejected, both)) = srtp {
+        if let Some((rejected, both, early)) = srtp {
             self.result.srtp_rejected += rejected;
+            self.result.srtp_early_dropped += early;
             self.result.srtp_legs += u64::from(both);
         }
         if leg.side == Side::Uac {

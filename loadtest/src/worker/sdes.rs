@@ -25,13 +25,16 @@ pub(crate) struct LegSrtp {
     rx_key: Vec<u8>,
     /// Packets refused by `rx` (authentication, replay).
     pub(super) rejected: u64,
+    /// Packets that came before the peer's key when `MAX_PENDING` were already kept: dropped
+    /// unread (no key to check them with), so the receiver counts them lost, not refused.
+    pub(super) early_dropped: u64,
     /// Packets that came before the peer's key (its media may overtake the SDP that carries the
     /// key, as behind an SBC): (RTCP, bytes, arrival ns), at most `MAX_PENDING`, taken up when
     /// the key comes.
     pub(super) pending: Vec<(bool, Vec<u8>, u64)>,
 }
 
-/// The most packets a leg keeps while waiting for the peer's key (the rest are refused).
+/// The most packets a leg keeps while waiting for the peer's key (the rest are dropped).
 pub(super) const MAX_PENDING: usize = 16;
 
 impl LegSrtp {
@@ -46,6 +49,7 @@ impl LegSrtp {
             rx: None,
             rx_key: Vec::new(),
             rejected: 0,
+            early_dropped: 0,
             pending: Vec::new(),
         }))
     }
