@@ -197,7 +197,9 @@ pub(crate) fn stream_frame_len(buf: &[u8]) -> Option<usize> {
             }
         }
     }
-    (buf.len() >= head_end + len).then_some(head_end + len)
+    // A Content-Length past any buffer never completes: the stream's bound closes the connection.
+    let end = head_end.checked_add(len)?;
+    (buf.len() >= end).then_some(end)
 }
 
 /// The value of `;name=value` in a header value.
@@ -368,6 +370,26 @@ v=0\r\no=uac 1 2 IN IP4 127.46.0.1\r\nc=IN IP4 127.46.0.1\r\nm=audio 10000 RTP/A
         assert!(s.contains("c=IN IP4 127.46.1.9\r\n"));
         assert!(s.contains("m=audio 30000 RTP/AVP 8\r\n"));
         assert_eq!(sdp_audio(&new), Some("127.46.1.9:30000".parse().unwrap()));
+    }
+
+    #[test]
+    fn stream_frames_by_content_length_and_survives_an_absurd_one() {
+        let msg = b"BYE sip:a@b SIP/2.0\r\nl: 3\r\n\r\nabcNEXT";
+        assert_eq!(stream_frame_len(msg), Some(msg.len() - 4));
+        assert_eq!(stream_frame_len(b"\r\n\r\nINVITE"), Some(4));
+        assert_eq!(
+            stream_frame_len(b"BYE sip:a@b SIP/2.0\r\nl: 3\r\n\r\nab"),
+            None
+        );
+        let huge = format!(
+            "BYE sip:a@b SIP/2.0\r\nContent-Length: {}\r\n\r\nx",
+            usize::MAX
+        );
+        assert_eq!(stream_frame_len(huge.as_bytes()), None);
+        assert_eq!(
+            stream_frame_len(b"BYE sip:a@b SIP/2.0\r\nl: -1\r\n\r\n"),
+            None
+        );
     }
 
     #[test]
