@@ -76,6 +76,12 @@ impl Wheel {
         }
     }
 
+    /// The millisecond at which the next entry falls due (its slot's; at most `max` ms after the
+    /// first not yet expired): `expire` moves it once the clock reaches that millisecond.
+    pub(crate) fn next_due_ms(&self, max: u64) -> u64 {
+        self.now_ms + self.idle_ms(max)
+    }
+
     /// Milliseconds until the next slot that holds an entry (bounded by `max`).
     pub(crate) fn idle_ms(&self, max: u64) -> u64 {
         if self.len == 0 {

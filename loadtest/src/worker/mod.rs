@@ -126,6 +126,10 @@ pub(crate) struct ThreadResult {
 }
 
 const MAX_ROWS: usize = 1_000_000;
+/// Waits shorter than this are polled rather than slept.
+const MIN_SLEEP_NS: u64 = 50_000;
+/// The worker thread's timer slack (the kernel's default is 50 µs): its sleeps end on time.
+const TIMER_SLACK_NS: libc::c_ulong = 5_000;
 const T1_MS: u64 = 500;
 const REAP_MS: u64 = 4000;
 
@@ -279,6 +283,9 @@ pub(crate) fn run(
     id: usize,
     starts: Vec<(u64, u64)>,
 ) -> Result<ThreadResult, String> {
+    // SAFETY: plain syscall on this thread's own attribute (best effort: the default slack only
+    // makes sleeps end later).
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, TIMER_SLACK_NS, 0, 0, 0) };
     // SAFETY: plain syscall.
     let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
     if epfd < 0 {
@@ -394,6 +401,7 @@ impl Worker {
         let mut next_start = 0usize;
         let mut due = Vec::new();
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+        let mut busy = false;
         loop {
             let now = now_ns(self.cfg.epoch);
             self.now = now;
@@ -419,14 +427,38 @@ impl Worker {
             if self.shared.stop.load(Ordering::Relaxed) {
                 break;
             }
-            let until_start = starts
-                .get(next_start)
-                .map_or(5, |s| s.1.saturating_sub(now) / 1_000_000);
-            let wait = self.wheel.idle_ms(5).min(until_start).min(5) as i32;
-            // SAFETY: `events` is a valid buffer of its length.
-            let n = unsafe {
-                libc::epoll_wait(self.epfd, events.as_mut_ptr(), events.len() as i32, wait)
+            // Sleep until the next timer's millisecond begins, the next call's start or 5 ms,
+            // whichever comes first, to the nanosecond (epoll_pwait2): waiting in whole
+            // milliseconds would poll through every millisecond that has a timer due in the next.
+            let next_timer = self.wheel.next_due_ms(5).saturating_mul(1_000_000);
+            let next_start_ns = starts.get(next_start).map_or(u64::MAX, |s| s.1);
+            let wait_ns = next_timer
+                .min(next_start_ns)
+                .min(now.saturating_add(5_000_000))
+                .saturating_sub(now_ns(self.cfg.epoch));
+            // A wait shorter than a sleep's own cost (a context switch and the timer's slack)
+            // is polled through, and so is the turn after one that had events (under load
+            // the next ones are already there; the thread sleeps once a poll finds none).
+            let wait_ns = if wait_ns < MIN_SLEEP_NS || busy {
+                0
+            } else {
+                wait_ns
             };
+            let ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: wait_ns.min(999_999_999) as libc::c_long,
+            };
+            // SAFETY: `events` is a valid buffer of its length; `ts` lives across the call.
+            let n = unsafe {
+                libc::epoll_pwait2(
+                    self.epfd,
+                    events.as_mut_ptr(),
+                    events.len() as i32,
+                    &ts,
+                    std::ptr::null(),
+                )
+            };
+            busy = n > 0;
             // One clock reading for the batch of events (SIP timing is kept to the millisecond;
             // RTP arrivals read the clock per packet for jitter).
             self.now = now_ns(self.cfg.epoch);
