@@ -261,8 +261,6 @@ fn own_netns_name() -> Option<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
 }
 
-/// Where load may go without `--allow-remote`: loopback, or anywhere from inside one of the
-/// project's own network namespaces.
 /// The live progress line: time, calls started, the rate over the last second, answered, failed,
 /// callee legs active, RTP sent, and the mean MOS of the legs finished so far.
 fn progress_line(samples: &[Sample], now: &Sample, shared: &Shared) -> String {
@@ -292,6 +290,8 @@ fn progress_line(samples: &[Sample], now: &Sample, shared: &Shared) -> String {
     )
 }
 
+/// Where load may go without `--allow-remote`: loopback, or anywhere from inside one of the
+/// project's own network namespaces.
 fn check_target(a: &Args, target: SocketAddr) -> Result<(), String> {
     if a.allow_remote || target.ip().is_loopback() {
         return Ok(());

@@ -1,7 +1,7 @@
 //! What a run reports: the summary (calls by outcome and failure reason, ASR, setup-delay
-//! percentiles, RTP loss, jitter, one-way latency, MOS, achieved CPS) as one JSON line and file, one CSV row per
-//! leg, and an HTML page with inline SVG plots (calls per second over time, setup delay and MOS
-//! distributions).
+//! percentiles, RTP loss, jitter, one-way latency, MOS, achieved CPS) as one JSON line and file,
+//! one CSV row per leg, and an HTML page with inline SVG plots (calls per second over time, setup
+//! delay and MOS distributions).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
