@@ -487,6 +487,18 @@ fn poisson_and_ramp_arrivals_keep_their_rate() {
     assert!((60.0..=72.0).contains(&cps), "{s}");
 }
 
+/// Three calls of 50 ms on one thread: too short for any RTCP.
+const THREE_SHORT_CALLS: [&str; 8] = [
+    "--calls",
+    "3",
+    "--cps",
+    "20",
+    "--threads",
+    "1",
+    "--hold",
+    "0.05",
+];
+
 /// A latency gate with nothing to measure (calls too short for an RTCP exchange) fails the run:
 /// exit code 1, the summary still printed.
 #[test]
@@ -495,16 +507,7 @@ fn a_latency_gate_without_a_measure_fails() {
         .arg("--pcap")
         .arg(pcap("sipp-basic.pcap"))
         .args(["--uas", "127.46.16.2:5060", "--local-ip", "127.46.16.1"])
-        .args([
-            "--calls",
-            "3",
-            "--cps",
-            "20",
-            "--threads",
-            "1",
-            "--hold",
-            "0.05",
-        ])
+        .args(THREE_SHORT_CALLS)
         .args(["--media-ports", "200", "--max-latency-ms", "50"])
         .output()
         .unwrap();
@@ -655,16 +658,7 @@ impl Netns {
             .arg("--pcap")
             .arg(pcap("sipp-basic.pcap"))
             .args(["--uas", "10.201.0.1:5060", "--local-ip", "10.201.0.1"])
-            .args([
-                "--calls",
-                "3",
-                "--cps",
-                "20",
-                "--threads",
-                "1",
-                "--hold",
-                "0.05",
-            ])
+            .args(THREE_SHORT_CALLS)
             .args(["--media-ports", "200", "--timeout", "5"])
             .output()
             .unwrap()
