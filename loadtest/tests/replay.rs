@@ -323,8 +323,8 @@ fn a_tcp_message_that_never_ends_is_cut_off() {
 
 /// The recorded audio (7 s) loops over a longer hold with sequence numbers and timestamps going
 /// on: nothing is lost or out of place at the joins, and the packets cover the whole hold. Over
-/// the hold the legs exchange RTCP (synthesised: this capture has none) and measure their one-way
-/// latency from each other's report blocks; tshark, capturing the run, reads the same blocks and
+/// the hold the legs exchange RTCP (the recorded SRs, with the legs' own report blocks in place of
+/// the recorded ones) and measure their one-way latency from each other's blocks; tshark, capturing the run, reads the same blocks and
 /// finds the SR each one echoes and a round trip of a millisecond or two (its own arithmetic is in
 /// whole milliseconds) from its capture times.
 #[test]
@@ -347,7 +347,8 @@ fn media_loops_over_the_hold() {
     let lat = &s["latency_ms"];
     assert_eq!(lat["count"], 4, "{s}");
     assert!(lat["max"].as_f64().unwrap() < 5.0, "{s}");
-    assert_eq!(s["mos_min"], 4.4, "{s}");
+    // The MOS takes the measured round trip: under a millisecond costs nothing.
+    assert!(s["mos_min"].as_f64().unwrap() >= 4.3, "{s}");
 
     let Some(capture) = capture else {
         return;
