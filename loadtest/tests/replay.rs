@@ -515,6 +515,8 @@ fn a_latency_gate_without_a_measure_fails() {
     let err = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "{err}");
     assert!(err.contains("not measured"), "{err}");
+    // Off a terminal, no progress line.
+    assert!(!err.contains(" cps "), "{err}");
     let stdout = String::from_utf8_lossy(&run.stdout);
     let s: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_all_calls_complete(&s, 3);
