@@ -204,6 +204,15 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
+/// Marsaglia's xorshift64 (13, 7, 17): seeded draws that repeat from run to run, for the arrival
+/// schedule and the tests' generated input.
+pub(crate) fn xorshift64(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
 /// Scheduled start times (seconds from the start) of `calls` calls at `cps`, the rate rising
 /// linearly from 0 over `ramp` seconds; Poisson arrivals when asked (seeded, so runs repeat).
 ///
@@ -227,10 +236,7 @@ fn arrivals(calls: u64, cps: f64, ramp: f64, poisson: bool) -> Vec<f64> {
     for k in 0..calls {
         if k > 0 {
             n += if poisson {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                let u = ((rng >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+                let u = ((xorshift64(&mut rng) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
                 -u.ln()
             } else {
                 1.0

@@ -35,12 +35,14 @@ pub(crate) type ReportBlock = [u8; 24];
 
 /// The wall clock as NTP time (seconds since 1900, 32.32 fixed point).
 pub(crate) fn ntp_wall_now() -> u64 {
-    let d = std::time::SystemTime::now()
+    let since_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let secs = d.as_secs().wrapping_add(2_208_988_800);
-    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
-    (secs << 32) | frac
+    // The Unix epoch is 2,208,988,800 s after NTP's.
+    ntp_at(
+        2_208_988_800 << 32,
+        u64::try_from(since_unix.as_nanos()).unwrap_or(u64::MAX),
+    )
 }
 
 /// The NTP time `ns` nanoseconds after `base` (a run's epoch as NTP time): the sender's NTP
@@ -56,6 +58,53 @@ fn ntp_mid(ntp: u64) -> u32 {
     (ntp >> 16) as u32
 }
 
+/// The packets of a compound RTCP datagram, each as long as its header says (at least its 4-byte
+/// header); a packet cut short, or a header shorter than 8 bytes, ends the walk.
+fn rtcp_packets(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut off = 0usize;
+    std::iter::from_fn(move || {
+        let h = buf.get(off..off + 8)?;
+        let len = (usize::from(u16::from_be_bytes([h[2], h[3]])) + 1) * 4;
+        let p = buf.get(off..off + len)?;
+        off += len;
+        Some(p)
+    })
+}
+
+/// The big-endian 32-bit word at `at` (the caller checks the length).
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Writes the leg's SR (`pt` 200: sender info from `st`) or RR (201) at the start of `out`, with
+/// `block` as its one report block when there is one; `v_p` gives the first byte's version and
+/// padding bits. Returns the length written, or None when `out` is too short.
+fn write_report(
+    out: &mut [u8],
+    v_p: u8,
+    pt: u8,
+    st: &RtcpState,
+    block: Option<&ReportBlock>,
+) -> Option<usize> {
+    let info = if pt == 200 { 24 } else { 4 };
+    let n = 4 + info + block.map_or(0, |b| b.len());
+    let o = out.get_mut(..n)?;
+    o[0] = v_p | u8::from(block.is_some());
+    o[1] = pt;
+    o[2..4].copy_from_slice(&((n / 4 - 1) as u16).to_be_bytes());
+    o[4..8].copy_from_slice(&st.ssrc.to_be_bytes());
+    if pt == 200 {
+        o[8..16].copy_from_slice(&st.ntp.to_be_bytes());
+        o[16..20].copy_from_slice(&st.rtp_ts.to_be_bytes());
+        o[20..24].copy_from_slice(&st.packets.to_be_bytes());
+        o[24..28].copy_from_slice(&st.octets.to_be_bytes());
+    }
+    if let Some(b) = block {
+        o[4 + info..].copy_from_slice(b);
+    }
+    Some(n)
+}
+
 /// Rewrites a recorded compound RTCP packet `src` into `out` for this stream: each packet's sender
 /// SSRC, the SR's sender info, and in place of the recorded report blocks the leg's own `block`
 /// about what it receives (in the first SR or RR; none when it has heard nothing yet). Returns the
@@ -66,81 +115,48 @@ pub(crate) fn rewrite_rtcp(
     st: &RtcpState,
     block: Option<&ReportBlock>,
 ) -> Option<usize> {
-    let mut off = 0usize;
     let mut w = 0usize;
     let mut block = block;
-    while let Some(h) = src.get(off..off + 8) {
-        let pt = h[1];
-        let len = (usize::from(u16::from_be_bytes([h[2], h[3]])) + 1) * 4;
-        let Some(pkt) = src.get(off..off + len) else {
-            break;
-        };
-        off += len;
-        let info = match pt {
-            200 if len >= 28 => 24,
-            201 => 4,
-            _ => {
-                // SDES, BYE, APP, ...: as recorded, with the sender's SSRC.
-                let o = out.get_mut(w..w + len)?;
-                o.copy_from_slice(pkt);
-                if let Some(s) = o.get_mut(4..8) {
-                    s.copy_from_slice(&st.ssrc.to_be_bytes());
-                }
-                w += len;
-                continue;
-            }
-        };
-        let rb = block.take();
-        let n = 4 + info + rb.map_or(0, |b| b.len());
-        let o = out.get_mut(w..w + n)?;
-        o[0] = (pkt[0] & 0xe0) | u8::from(rb.is_some());
-        o[1] = pt;
-        o[2..4].copy_from_slice(&((n / 4 - 1) as u16).to_be_bytes());
-        o[4..8].copy_from_slice(&st.ssrc.to_be_bytes());
-        if pt == 200 {
-            o[8..16].copy_from_slice(&st.ntp.to_be_bytes());
-            o[16..20].copy_from_slice(&st.rtp_ts.to_be_bytes());
-            o[20..24].copy_from_slice(&st.packets.to_be_bytes());
-            o[24..28].copy_from_slice(&st.octets.to_be_bytes());
+    for pkt in rtcp_packets(src) {
+        let pt = pkt[1];
+        if pt == 201 || (pt == 200 && pkt.len() >= 28) {
+            w += write_report(out.get_mut(w..)?, pkt[0] & 0xe0, pt, st, block.take())?;
+            continue;
         }
-        if let Some(b) = rb {
-            o[4 + info..].copy_from_slice(b);
+        // SDES, BYE, APP, ...: as recorded, with the sender's SSRC.
+        let o = out.get_mut(w..w + pkt.len())?;
+        o.copy_from_slice(pkt);
+        if let Some(s) = o.get_mut(4..8) {
+            s.copy_from_slice(&st.ssrc.to_be_bytes());
         }
-        w += n;
+        w += pkt.len();
     }
     Some(w)
 }
 
-/// A synthesised compound RTCP packet: SR (with `block` when the leg has heard its peer) + SDES
-/// CNAME.
-pub(crate) fn synth_rtcp(st: &RtcpState, block: Option<&ReportBlock>, cname: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(88);
-    out.extend_from_slice(&[0x80 | u8::from(block.is_some()), 200, 0, 6]);
-    if block.is_some() {
-        out[3] = 12;
-    }
-    out.extend_from_slice(&st.ssrc.to_be_bytes());
-    out.extend_from_slice(&st.ntp.to_be_bytes());
-    out.extend_from_slice(&st.rtp_ts.to_be_bytes());
-    out.extend_from_slice(&st.packets.to_be_bytes());
-    out.extend_from_slice(&st.octets.to_be_bytes());
-    if let Some(b) = block {
-        out.extend_from_slice(b);
-    }
+/// Writes a synthesised compound RTCP packet into `out`: SR (with `block` when the leg has heard
+/// its peer) + SDES CNAME. Returns the length written, or None when `out` is too short.
+pub(crate) fn synth_rtcp(
+    out: &mut [u8],
+    st: &RtcpState,
+    block: Option<&ReportBlock>,
+    cname: &str,
+) -> Option<usize> {
+    let n = write_report(out, 0x80, 200, st, block)?;
     let name = cname.as_bytes();
     let name = &name[..name.len().min(255)];
-    let mut chunk = st.ssrc.to_be_bytes().to_vec();
-    chunk.push(1);
-    chunk.push(name.len() as u8);
-    chunk.extend_from_slice(name);
-    chunk.push(0);
-    while chunk.len() % 4 != 0 {
-        chunk.push(0);
-    }
-    out.extend_from_slice(&[0x81, 202]);
-    out.extend_from_slice(&((chunk.len() / 4) as u16).to_be_bytes());
-    out.extend_from_slice(&chunk);
-    out
+    // One chunk: SSRC, the CNAME item (type, length, text), a null item, padded to 32 bits.
+    let chunk = (4 + 2 + name.len() + 1).next_multiple_of(4);
+    let sdes = out.get_mut(n..n + 4 + chunk)?;
+    sdes.fill(0);
+    sdes[0] = 0x81;
+    sdes[1] = 202;
+    sdes[2..4].copy_from_slice(&((chunk / 4) as u16).to_be_bytes());
+    sdes[4..8].copy_from_slice(&st.ssrc.to_be_bytes());
+    sdes[8] = 1;
+    sdes[9] = name.len() as u8;
+    sdes[10..10 + name.len()].copy_from_slice(name);
+    Some(n + 4 + chunk)
 }
 
 /// The receive side of one RTP stream.
@@ -291,36 +307,23 @@ impl RxStream {
     /// leg's SRs gives a round trip: arrival − LSR − DLSR (RFC 3550 6.4.1).
     pub(crate) fn on_rtcp(&mut self, pkt: &[u8], now_ns: u64, ntp_now: u64, own_ssrc: u32) {
         self.rtcp += 1;
-        let mut off = 0usize;
-        while let Some(h) = pkt.get(off..off + 8) {
-            let count = usize::from(h[0] & 0x1f);
-            let pt = h[1];
-            let len = (usize::from(u16::from_be_bytes([h[2], h[3]])) + 1) * 4;
-            let sender = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
-            let Some(p) = pkt.get(off..off + len) else {
-                return;
-            };
-            off += len;
-            let from_peer = self.received == 0 || sender == self.peer_ssrc;
-            let blocks = match pt {
-                200 if len >= 28 => {
-                    if from_peer {
-                        let ntp = u64::from_be_bytes([
-                            p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15],
-                        ]);
-                        self.last_sr = Some((ntp_mid(ntp), now_ns));
-                    }
-                    &p[28..]
-                }
-                201 if len >= 8 => &p[8..],
+        for p in rtcp_packets(pkt) {
+            let (count, pt) = (usize::from(p[0] & 0x1f), p[1]);
+            let blocks_at = match pt {
+                200 if p.len() >= 28 => 28,
+                201 if p.len() >= 8 => 8,
                 _ => continue,
             };
-            if !from_peer {
+            let sender = be32(p, 4);
+            if self.received > 0 && sender != self.peer_ssrc {
                 continue;
             }
-            for b in blocks.chunks_exact(24).take(count) {
-                let word = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-                let (ssrc, lsr, dlsr) = (word(0), word(16), word(20));
+            if pt == 200 {
+                // The middle 32 bits of its NTP timestamp (bytes 8..16), as LSR echoes them.
+                self.last_sr = Some((be32(p, 10), now_ns));
+            }
+            for b in p[blocks_at..].chunks_exact(24).take(count) {
+                let (ssrc, lsr, dlsr) = (be32(b, 0), be32(b, 16), be32(b, 20));
                 if ssrc != own_ssrc || lsr == 0 {
                     continue;
                 }
@@ -426,16 +429,8 @@ mod tests {
     #[test]
     fn loss_and_jitter_are_counted() {
         let mut rx = RxStream::default();
-        let mut set = HashSet::new();
-        set.insert(payload_hash(&[0xd5; 160]));
-        let pkt = |seq: u16, ts: u32| {
-            let mut p = vec![0x80, 8];
-            p.extend_from_slice(&seq.to_be_bytes());
-            p.extend_from_slice(&ts.to_be_bytes());
-            p.extend_from_slice(&7u32.to_be_bytes());
-            p.extend_from_slice(&[0xd5; 160]);
-            p
-        };
+        let set = silence();
+        let pkt = |seq: u16, ts: u32| rtp(7, seq, ts);
         for i in [0u16, 1, 2, 4, 5] {
             // 20 ms apart, on time: no jitter.
             rx.on_rtp(
@@ -460,16 +455,8 @@ mod tests {
 
     #[test]
     fn another_sources_packets_are_strays() {
-        let mut set = HashSet::new();
-        set.insert(payload_hash(&[0xd5; 160]));
-        let pkt = |ssrc: u32, seq: u16| {
-            let mut p = vec![0x80, 8];
-            p.extend_from_slice(&seq.to_be_bytes());
-            p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-            p.extend_from_slice(&ssrc.to_be_bytes());
-            p.extend_from_slice(&[0xd5; 160]);
-            p
-        };
+        let set = silence();
+        let pkt = |ssrc: u32, seq: u16| rtp(ssrc, seq, u32::from(seq) * 160);
         let mut rx = RxStream::default();
         // Two late packets of an earlier call on this port, then the leg's own source.
         rx.on_rtp(&pkt(1, 40_000), 0, 8000, &set, None);
@@ -490,6 +477,14 @@ mod tests {
         assert_eq!(rx.rtcp, 1);
     }
 
+    /// `synth_rtcp` into a buffer of its own.
+    fn synth(st: &RtcpState, block: Option<&ReportBlock>, cname: &str) -> Vec<u8> {
+        let mut out = vec![0u8; 512];
+        let n = synth_rtcp(&mut out, st, block, cname).unwrap_or(0);
+        out.truncate(n);
+        out
+    }
+
     /// An RTP packet of source `ssrc` with G.711 silence.
     fn rtp(ssrc: u32, seq: u16, ts: u32) -> Vec<u8> {
         let mut p = vec![0x80, 8];
@@ -506,10 +501,6 @@ mod tests {
         set
     }
 
-    fn word(b: &[u8], at: usize) -> u32 {
-        u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-    }
-
     #[test]
     fn rtcp_is_rewritten_and_synthesised() {
         let st = RtcpState {
@@ -521,15 +512,15 @@ mod tests {
         };
         let block: ReportBlock = std::array::from_fn(|i| i as u8 + 1);
         // A synthesised SR + SDES, without and with a report block.
-        let sr = synth_rtcp(&st, None, "x@y");
+        let sr = synth(&st, None, "x@y");
         assert_eq!(sr[0], 0x80);
         assert_eq!(sr[1], 200);
         assert_eq!(&sr[4..8], &st.ssrc.to_be_bytes());
         assert_eq!(&sr[8..16], &st.ntp.to_be_bytes());
-        assert_eq!(word(&sr, 20), 9);
+        assert_eq!(be32(&sr, 20), 9);
         assert_eq!(sr[29], 202);
         assert_eq!(sr.len() % 4, 0);
-        let with = synth_rtcp(&st, Some(&block), "x@y");
+        let with = synth(&st, Some(&block), "x@y");
         assert_eq!(with[0], 0x81);
         assert_eq!(u16::from_be_bytes([with[2], with[3]]), 12);
         assert_eq!(&with[28..52], &block);
@@ -549,13 +540,13 @@ mod tests {
         assert_eq!(n, 52 + 12);
         assert_eq!(out[0], 0x81);
         assert_eq!(u16::from_be_bytes([out[2], out[3]]), 12);
-        assert_eq!(word(&out, 4), st.ssrc);
+        assert_eq!(be32(&out, 4), st.ssrc);
         assert_eq!(&out[8..16], &st.ntp.to_be_bytes());
-        assert_eq!(word(&out, 16), 1000);
-        assert_eq!(word(&out, 24), 90);
+        assert_eq!(be32(&out, 16), 1000);
+        assert_eq!(be32(&out, 24), 90);
         assert_eq!(&out[28..52], &block);
         assert_eq!(out[53], 202);
-        assert_eq!(word(&out, 56), st.ssrc);
+        assert_eq!(be32(&out, 56), st.ssrc);
         assert_eq!(&out[60..64], &[1, 1, b'a', 0]);
         // Before the leg hears anything: no block at all.
         let n = rewrite_rtcp(&rec, &mut out, &st, None).unwrap_or(0);
@@ -567,7 +558,7 @@ mod tests {
         rr.extend_from_slice(&[0; 28]);
         let n = rewrite_rtcp(&rr, &mut out, &st, Some(&block)).unwrap_or(0);
         assert_eq!(n, 32);
-        assert_eq!(word(&out, 4), st.ssrc);
+        assert_eq!(be32(&out, 4), st.ssrc);
         assert_eq!(&out[8..32], &block);
         // Too small an output buffer is refused, not overrun.
         assert_eq!(rewrite_rtcp(&rec, &mut out[..30], &st, Some(&block)), None);
@@ -631,25 +622,25 @@ mod tests {
         // A sends an SR at 2 s (it has heard B: its block about B has no LSR yet).
         let t_a = 2000 * MS;
         let block = a_rx.report_block(t_a);
-        let sr_a = synth_rtcp(&st(a_ssrc, t_a), block.as_ref(), "a");
+        let sr_a = synth(&st(a_ssrc, t_a), block.as_ref(), "a");
         b_rx.on_rtcp(&sr_a, t_a + delay, ntp_at(epoch, t_a + delay), b_ssrc);
         assert_eq!(b_rx.rtt_samples, 0);
         // B answers 300 ms after it arrived: its block about A echoes A's SR.
         let t_b = t_a + delay + 300 * MS;
         let block = b_rx.report_block(t_b);
         let b_block = block.unwrap_or([0; 24]);
-        assert_eq!(word(&b_block, 0), a_ssrc);
-        assert_eq!(word(&b_block, 16), ntp_mid(ntp_at(epoch, t_a)));
-        let dlsr = f64::from(word(&b_block, 20)) / 65536.0;
+        assert_eq!(be32(&b_block, 0), a_ssrc);
+        assert_eq!(be32(&b_block, 16), ntp_mid(ntp_at(epoch, t_a)));
+        let dlsr = f64::from(be32(&b_block, 20)) / 65536.0;
         assert!((dlsr - 0.3).abs() < 0.0001, "dlsr {dlsr}");
-        let sr_b = synth_rtcp(&st(b_ssrc, t_b), block.as_ref(), "b");
+        let sr_b = synth(&st(b_ssrc, t_b), block.as_ref(), "b");
         a_rx.on_rtcp(&sr_b, t_b + delay, ntp_at(epoch, t_b + delay), a_ssrc);
         let rtt = a_rx.rtt_ms().unwrap_or(0.0);
         assert!((rtt - 14.0).abs() < 0.05, "A's rtt {rtt}");
         // A answers in turn, 50 ms later: B measures the same path.
         let t_a2 = t_b + delay + 50 * MS;
         let block = a_rx.report_block(t_a2);
-        let sr_a2 = synth_rtcp(&st(a_ssrc, t_a2), block.as_ref(), "a");
+        let sr_a2 = synth(&st(a_ssrc, t_a2), block.as_ref(), "a");
         b_rx.on_rtcp(&sr_a2, t_a2 + delay, ntp_at(epoch, t_a2 + delay), b_ssrc);
         let rtt = b_rx.rtt_ms().unwrap_or(0.0);
         assert!((rtt - 14.0).abs() < 0.05, "B's rtt {rtt}");
@@ -670,13 +661,13 @@ mod tests {
             rx.on_rtp(&rtp(42, seq, ts), u64::from(ts) * 125_000, 8000, &set, None);
         }
         let b = rx.report_block(1_000_000_000).unwrap_or([0; 24]);
-        assert_eq!(word(&b, 0), 42);
+        assert_eq!(be32(&b, 0), 42);
         // 2 lost of 10 expected: fraction 2/10 × 256 = 51.
         assert_eq!(b[4], 51);
-        assert_eq!(word(&b, 4) & 0x00ff_ffff, 2);
-        assert_eq!(word(&b, 8), 0x1_0003);
-        assert_eq!(word(&b, 12), 0, "packets on time: no jitter");
-        assert_eq!(word(&b, 16), 0, "no SR heard: no LSR");
+        assert_eq!(be32(&b, 4) & 0x00ff_ffff, 2);
+        assert_eq!(be32(&b, 8), 0x1_0003);
+        assert_eq!(be32(&b, 12), 0, "packets on time: no jitter");
+        assert_eq!(be32(&b, 16), 0, "no SR heard: no LSR");
         // The next interval has no loss: fraction 0, cumulative still 2.
         for seq in 4u16..8 {
             let ts = u32::from(seq.wrapping_sub(65530)) * 160;
@@ -684,7 +675,7 @@ mod tests {
         }
         let b = rx.report_block(2_000_000_000).unwrap_or([0; 24]);
         assert_eq!(b[4], 0);
-        assert_eq!(word(&b, 4) & 0x00ff_ffff, 2);
+        assert_eq!(be32(&b, 4) & 0x00ff_ffff, 2);
         // Nothing heard: no block.
         assert!(RxStream::default().report_block(0).is_none());
     }
@@ -719,17 +710,12 @@ mod tests {
     #[test]
     fn mangled_rtp_and_rtcp_never_panic() {
         let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut next = move || crate::xorshift64(&mut rng);
         let set = silence();
         let st = RtcpState::default();
         let mut rx = RxStream::default();
         let mut out = [0u8; 256];
-        let sr = synth_rtcp(&st, Some(&[7; 24]), "x");
+        let sr = synth(&st, Some(&[7; 24]), "x");
         for i in 0..50_000u64 {
             let mut p = if i % 2 == 0 {
                 sr.clone()

@@ -88,11 +88,20 @@ pub(crate) struct Percentiles {
     count: u64,
 }
 
+/// The longest time the histograms hold, in microseconds: one hour.
+const HIST_MAX_US: u64 = 3_600_000_000;
+
+/// An empty histogram of microseconds, 1 µs to an hour at 3 significant digits: setup delays and
+/// latencies.
+pub(crate) fn micros_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("valid bounds")
+}
+
 /// A histogram in microseconds of values in milliseconds (None when there are none).
 fn micros_hist(ms: impl Iterator<Item = f64>) -> Option<Histogram<u64>> {
-    let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).ok()?;
+    let mut h = micros_histogram();
     for v in ms {
-        let _ = h.record((v * 1000.0).round().clamp(1.0, 3_600_000_000.0) as u64);
+        let _ = h.record((v * 1000.0).round().clamp(1.0, HIST_MAX_US as f64) as u64);
     }
     (!h.is_empty()).then_some(h)
 }
@@ -167,7 +176,7 @@ pub(crate) fn summarise(
     cps: f64,
     duration_s: f64,
 ) -> Summary {
-    let mut h18 = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+    let mut h18 = micros_histogram();
     let mut h200 = h18.clone();
     let mut rows = Vec::new();
     let (mut tls_connections, mut tls_failures, mut conn_overflows) = (0, 0, 0);
@@ -205,7 +214,7 @@ pub(crate) fn summarise(
         sum(|r| r.rtp_expected),
     );
     let moses: Vec<f64> = rows.iter().filter_map(|r| r.mos).collect();
-    let latency = micros_hist(rows.iter().filter_map(|r| r.latency_ms));
+    let latency = micros_hist(rows.iter().filter_map(Row::latency_ms));
     let with_media: Vec<&Row> = rows.iter().filter(|r| r.rtp_received > 0).collect();
     // Achieved CPS: calls started per second between the first and the last start (the samples'
     // 250 ms grain when the start times are not known).
@@ -327,7 +336,7 @@ impl Summary {
                 r.rtp_lost,
                 r.jitter_ms,
                 opt(r.rtt_ms),
-                opt(r.latency_ms),
+                opt(r.latency_ms()),
                 opt(r.mos),
                 r.mismatched,
                 r.digits_ok.map_or(String::new(), |b| b.to_string()),

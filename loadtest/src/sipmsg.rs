@@ -407,12 +407,7 @@ v=0\r\no=uac 1 2 IN IP4 127.46.0.1\r\nc=IN IP4 127.46.0.1\r\nm=audio 10000 RTP/A
     #[test]
     fn mangled_messages_never_panic() {
         let mut rng: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut next = move || crate::xorshift64(&mut rng);
         let base: &[u8] = INVITE;
         let mut parsed = 0;
         for _ in 0..20_000 {

@@ -18,22 +18,28 @@ fn replay(name: &str, net: u8, calls: u32, out: Option<&Path>) -> Value {
     replay_with(name, net, calls, out, &[])
 }
 
-/// `replay` with more options.
-fn replay_with(name: &str, net: u8, calls: u32, out: Option<&Path>, extra: &[&str]) -> Value {
+/// `loadtest` replaying `name` between 127.46.`net`.1 (UAC) and its own UAS on .2:5060.
+fn loadtest(name: &str, net: u8) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_loadtest"));
-    cmd.args(["--pcap"])
+    cmd.arg("--pcap")
         .arg(pcap(name))
         .args(["--uas", &format!("127.46.{net}.2:5060")])
-        .args(["--local-ip", &format!("127.46.{net}.1")])
-        .args([
-            "--calls",
-            &calls.to_string(),
-            "--cps",
-            "20",
-            "--threads",
-            "2",
-        ])
-        .args(["--media-ports", "200", "--timeout", "5"]);
+        .args(["--local-ip", &format!("127.46.{net}.1")]);
+    cmd
+}
+
+/// `replay` with more options.
+fn replay_with(name: &str, net: u8, calls: u32, out: Option<&Path>, extra: &[&str]) -> Value {
+    let mut cmd = loadtest(name, net);
+    cmd.args([
+        "--calls",
+        &calls.to_string(),
+        "--cps",
+        "20",
+        "--threads",
+        "2",
+    ])
+    .args(["--media-ports", "200", "--timeout", "5"]);
     if let Some(o) = out {
         cmd.arg("--out").arg(o);
     }
@@ -157,10 +163,7 @@ fn register_digest_is_computed_and_checked() {
             "--digest-alg",
             alg,
         ];
-        let run = Command::new(env!("CARGO_BIN_EXE_loadtest"))
-            .arg("--pcap")
-            .arg(pcap("register-digest.pcap"))
-            .args(["--uas", "127.46.11.2:5060", "--local-ip", "127.46.11.1"])
+        let run = loadtest("register-digest.pcap", 11)
             .args(["--calls", "4", "--cps", "20", "--threads", "2"])
             .args(["--media-ports", "200", "--timeout", "5"])
             .args(wrong)
@@ -449,43 +452,19 @@ impl Capture {
 /// calls in about 3 s (100 while rising, 100 at full rate).
 #[test]
 fn poisson_and_ramp_arrivals_keep_their_rate() {
-    let s = replay_with(
-        "sipp-basic.pcap",
-        15,
-        300,
-        None,
-        &[
-            "--cps",
-            "100",
-            "--poisson",
-            "--hold",
-            "0.05",
-            "--max-concurrent",
-            "40",
-        ],
-    );
-    assert_all_calls_complete(&s, 300);
-    let cps = s["achieved_cps"].as_f64().unwrap();
-    assert!((85.0..=118.0).contains(&cps), "{s}");
-    let s = replay_with(
-        "sipp-basic.pcap",
-        15,
-        200,
-        None,
-        &[
-            "--cps",
-            "100",
-            "--ramp",
-            "2",
-            "--hold",
-            "0.05",
-            "--max-concurrent",
-            "40",
-        ],
-    );
-    assert_all_calls_complete(&s, 200);
-    let cps = s["achieved_cps"].as_f64().unwrap();
-    assert!((60.0..=72.0).contains(&cps), "{s}");
+    // (calls, the arrival knob, the achieved rate expected)
+    let cases: [(u32, &[&str], std::ops::RangeInclusive<f64>); 2] = [
+        (300, &["--poisson"], 85.0..=118.0),
+        (200, &["--ramp", "2"], 60.0..=72.0),
+    ];
+    for (calls, knob, expected) in cases {
+        let mut extra = vec!["--cps", "100", "--hold", "0.05", "--max-concurrent", "40"];
+        extra.extend_from_slice(knob);
+        let s = replay_with("sipp-basic.pcap", 15, calls, None, &extra);
+        assert_all_calls_complete(&s, u64::from(calls));
+        let cps = s["achieved_cps"].as_f64().unwrap();
+        assert!(expected.contains(&cps), "{knob:?}: {s}");
+    }
 }
 
 /// Three calls of 50 ms on one thread: too short for any RTCP.
@@ -504,10 +483,7 @@ const THREE_SHORT_CALLS: [&str; 8] = [
 /// exit code 1, the summary still printed.
 #[test]
 fn a_latency_gate_without_a_measure_fails() {
-    let run = Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .arg("--pcap")
-        .arg(pcap("sipp-basic.pcap"))
-        .args(["--uas", "127.46.16.2:5060", "--local-ip", "127.46.16.1"])
+    let run = loadtest("sipp-basic.pcap", 16)
         .args(THREE_SHORT_CALLS)
         .args(["--media-ports", "200", "--max-latency-ms", "50"])
         .output()
@@ -529,10 +505,7 @@ fn a_latency_gate_without_a_measure_fails() {
 /// and report the passing one.
 #[test]
 fn rfc7502_search_converges_and_reports_its_rate() {
-    let run = Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .arg("--pcap")
-        .arg(pcap("sipp-basic.pcap"))
-        .args(["--uas", "127.46.9.2:5060", "--local-ip", "127.46.9.1"])
+    let run = loadtest("sipp-basic.pcap", 9)
         .args(["--calls", "100", "--cps", "20", "--threads", "1"])
         .args(["--max-concurrent", "4", "--hold", "0.05", "--timeout", "5"])
         .args(["--media-ports", "200", "--search", "--search-max", "400"])

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{epoll_add, now_ns, sdes, udp_bind, LegMedia, MediaSockets, Worker};
-use crate::media::{ntp_at, rewrite_rtcp, rewrite_rtp, synth_rtcp, RtcpState, RxStream};
+use crate::media::{
+    ntp_at, rewrite_rtcp, rewrite_rtp, synth_rtcp, ReportBlock, RtcpState, RxStream,
+};
 use crate::template::Side;
 use crate::wheel::TimerKind;
 
@@ -259,16 +261,10 @@ impl Worker {
             }
             if p.rtcp {
                 // Rewritten for this stream, with the leg's own report block.
-                m.state.ntp = ntp_at(self.cfg.epoch_ntp, now);
-                let block = m.rx.report_block(now);
-                let room = buf.len().saturating_sub(SRTP_ROOM);
-                let Some(n) = rewrite_rtcp(&p.data, &mut buf[..room], &m.state, block.as_ref())
-                else {
-                    continue;
-                };
-                if let Some(to) = rtcp_addr(remote) {
-                    m.send_protected(true, &mut buf, n, to);
-                }
+                let ntp = ntp_at(self.cfg.epoch_ntp, now);
+                m.send_rtcp(&mut buf, remote, now, ntp, |out, st, block| {
+                    rewrite_rtcp(&p.data, out, st, block)
+                });
                 continue;
             }
             let len = p.data.len();
@@ -301,16 +297,10 @@ impl Worker {
             // so a round trip is measured within the first seconds), then every 250 (5 s at
             // 20 ms, RFC 3550's minimum interval).
             if synth && (m.sent == 50 || m.sent == 100 || m.sent % 250 == 0) {
-                m.state.ntp = ntp_at(self.cfg.epoch_ntp, now);
-                let block = m.rx.report_block(now);
-                let r = synth_rtcp(&m.state, block.as_ref(), "loadtest@local");
-                let room = r.len() + SRTP_ROOM <= buf.len();
-                if let (Some(d), Some(to)) =
-                    (buf.get_mut(..r.len()).filter(|_| room), rtcp_addr(remote))
-                {
-                    d.copy_from_slice(&r);
-                    m.send_protected(true, &mut buf, r.len(), to);
-                }
+                let ntp = ntp_at(self.cfg.epoch_ntp, now);
+                m.send_rtcp(&mut buf, remote, now, ntp, |out, st, block| {
+                    synth_rtcp(out, st, block, "loadtest@local")
+                });
             }
         }
         self.shared.rtp_sent.fetch_add(sent, Ordering::Relaxed);
@@ -325,6 +315,28 @@ impl Worker {
 const SRTP_ROOM: usize = 32;
 
 impl LegMedia {
+    /// Sends the leg's RTCP to the port after the peer's RTP port: `write` puts it at the start
+    /// of `buf` (room left for the SRTCP trailer) from the leg's sender state, its NTP time set
+    /// to `ntp`, and from its report block at `now`, and returns its length.
+    fn send_rtcp(
+        &mut self,
+        buf: &mut [u8],
+        rtp_peer: SocketAddr,
+        now: u64,
+        ntp: u64,
+        write: impl FnOnce(&mut [u8], &RtcpState, Option<&ReportBlock>) -> Option<usize>,
+    ) {
+        self.state.ntp = ntp;
+        let block = self.rx.report_block(now);
+        let room = buf.len().saturating_sub(SRTP_ROOM);
+        let n = buf
+            .get_mut(..room)
+            .and_then(|out| write(out, &self.state, block.as_ref()));
+        if let (Some(n), Some(to)) = (n, rtcp_addr(rtp_peer)) {
+            self.send_protected(true, buf, n, to);
+        }
+    }
+
     /// Sends `buf[..len]`, SRTP-protected in place when the leg has keys.
     fn send_protected(&mut self, rtcp: bool, buf: &mut [u8], len: usize, to: SocketAddr) {
         let len = match self.srtp.as_mut() {
@@ -355,13 +367,13 @@ impl LegMedia {
     }
 }
 
-/// Whether a compound RTCP packet holds a BYE (packet type 203).
 /// Where a peer's RTCP goes: its RTP port + 1 (RFC 3550 11); none when the SDP's port is the last
 /// one (the peer's word, not checked elsewhere).
 fn rtcp_addr(rtp: SocketAddr) -> Option<SocketAddr> {
     Some(SocketAddr::new(rtp.ip(), rtp.port().checked_add(1)?))
 }
 
+/// Whether a compound RTCP packet holds a BYE (packet type 203).
 fn rtcp_has_bye(pkt: &[u8]) -> bool {
     let mut off = 0usize;
     while let Some(h) = pkt.get(off..off + 4) {

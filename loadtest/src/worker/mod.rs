@@ -97,14 +97,20 @@ pub(crate) struct Row {
     pub(crate) rtp_expected: u64,
     pub(crate) rtp_lost: u64,
     pub(crate) jitter_ms: f64,
-    /// Mean round trip from the peer's RTCP reports on this leg's SRs (RFC 3550 6.4.1), and the
-    /// one-way latency taken as half of it (None when no report echoed an SR).
+    /// Mean round trip from the peer's RTCP reports on this leg's SRs (RFC 3550 6.4.1; None when
+    /// no report echoed an SR).
     pub(crate) rtt_ms: Option<f64>,
-    pub(crate) latency_ms: Option<f64>,
     pub(crate) mos: Option<f64>,
     pub(crate) mismatched: u64,
     pub(crate) digits_ok: Option<bool>,
     pub(crate) rtp_stray: u64,
+}
+
+impl Row {
+    /// The leg's one-way latency: half its round trip.
+    pub(crate) fn latency_ms(&self) -> Option<f64> {
+        self.rtt_ms.map(|r| r / 2.0)
+    }
 }
 
 pub(crate) struct ThreadResult {
@@ -312,7 +318,6 @@ pub(crate) fn run(
         .rev()
         .map(|i| lo + 2 * i)
         .collect();
-    let hist = || Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
     let mut w = Worker {
         wheel: Wheel::new(now_ns(cfg.epoch) / 1_000_000),
         cfg,
@@ -330,8 +335,8 @@ pub(crate) fn run(
         active_uac: 0,
         result: ThreadResult {
             rows: Vec::new(),
-            setup_18x: hist(),
-            setup_200: hist(),
+            setup_18x: crate::report::micros_histogram(),
+            setup_200: crate::report::micros_histogram(),
             conn_opened: 0,
             conn_failures: 0,
             conn_overflows: 0,
@@ -1095,7 +1100,6 @@ impl Worker {
             rtp_lost: rx.lost(),
             jitter_ms: jit,
             rtt_ms: rx.rtt_ms(),
-            latency_ms: rx.rtt_ms().map(|r| r / 2.0),
             mos: expects_rtp.then(|| mos(rx.rtt_ms().unwrap_or(0.0), jit, loss_pct)),
             mismatched: rx.mismatched,
             digits_ok,
